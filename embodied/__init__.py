@@ -1,0 +1,1 @@
+"""embodied: see ARCHITECTURE.md. Filled in by its own issue."""

@@ -1,0 +1,1 @@
+"""Placeholder: images source, being written."""

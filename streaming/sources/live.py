@@ -1,0 +1,1 @@
+"""Placeholder: live source, being written."""

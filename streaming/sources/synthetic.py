@@ -1,0 +1,1 @@
+"""Placeholder: synthetic source, being written."""

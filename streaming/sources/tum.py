@@ -1,0 +1,1 @@
+"""Placeholder: tum source, being written."""

@@ -1,0 +1,1 @@
+"""Placeholder: video source, being written."""
