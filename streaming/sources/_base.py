@@ -1,0 +1,55 @@
+"""Boilerplate shared by the built-in sources: one-shot iteration, closing, context management."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from streaming.errors import SourceError
+from streaming.sources.protocol import SourceOptions
+from streaming.sources.schedule import FrameSchedule
+from streaming.types import Frame, SourceInfo
+
+
+class StreamSource:
+    """Base of the built-in sources. Subclasses set ``info`` and implement :meth:`_frames`.
+
+    ``_frames`` yields the Frames to emit (already selected with ``self.schedule`` and resized);
+    this class enforces that a source is iterated once and not after :meth:`close`, and releases
+    resources through :meth:`_release` exactly once.
+    """
+
+    info: SourceInfo
+
+    def __init__(self, options: SourceOptions) -> None:
+        self.options = options
+        self.schedule = FrameSchedule(options)
+        self._closed = False
+        self._started = False
+
+    def _frames(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Free decoders, captures, file handles. Called once by :meth:`close`."""
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._closed:
+            raise SourceError(f"source {self.info.uri!r} is closed", "Open it again with open_source()")
+        if self._started:
+            raise SourceError(f"source {self.info.uri!r} was already iterated", "A source is a stream: open it again")
+        self._started = True
+        return self._frames()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def __enter__(self) -> StreamSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.info.uri!r}, backend={self.info.backend!r})"
