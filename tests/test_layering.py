@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "streaming.pipeline": 9,
     "streaming.progress": 9,
     "streaming.cli": 9,
+    "streaming.info": 9,
     "streaming": 2,  # the package __init__ re-exports only frames and sources (layers <= 2)
 }
 

@@ -1,0 +1,106 @@
+"""The ``memstream`` command: argument parsing and the one error boundary.
+
+Every :class:`MemstreamError` becomes ``error: <what>. <fix>`` on stderr and its exit code (2 for
+bad input, 1 for a failing stage); ``--debug`` re-raises with the full traceback. Ctrl-C exits 130
+after the run's summary is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from streaming.errors import MemstreamError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memstream", description="Streaming perception memories for video and embodied agents.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the configured stages over a source")
+    run.add_argument("source", help="video file, image folder, TUM RGB-D folder, cam:N, rtsp://..., synthetic://PRESET")
+    run.add_argument("--config", default=None, help="YAML file or preset name (default: default)")
+    run.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<time>)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    run.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+    sub.add_parser("info", help="versions, devices and optional extras").add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS
+    )
+
+    synth = sub.add_parser("synth", help="write a synthetic scene with ground truth to disk")
+    synth.add_argument("scene", help="preset name or synthetic:// URI, e.g. 'distractors?seed=3&frames=300'")
+    synth.add_argument("--out", type=Path, required=True, help="output folder")
+    synth.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    synth.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"run": _cmd_run, "info": _cmd_info, "synth": _cmd_synth}[args.command](args)
+    except MemstreamError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from streaming.config import load_config
+    from streaming.pipeline.run import run_pipeline
+
+    overrides = list(args.overrides)
+    if args.max_frames is not None:
+        overrides.append(f"source.max_frames={args.max_frames}")
+    config = load_config(args.config, overrides)
+    out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    summary = run_pipeline(args.source, config, out, progress=not args.no_progress)
+    _print_summary(summary, out)
+    return 130 if summary["stop_reason"] == "interrupted" else 0
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{summary['frames_processed']} frames, {summary['fps']} fps, {summary['wall_s']:.2f} s")
+    for column in ("stage", "frames", "mean ms", "p95 ms", "fps"):
+        table.add_column(column, justify="right" if column != "stage" else "left")
+    rows = {"decode": summary["decode"], **summary["stages"]}
+    for name, stats in rows.items():
+        table.add_row(name, str(stats["frames"]), f"{stats['mean_ms']:.2f}", f"{stats['p95_ms']:.2f}", str(stats["throughput_fps"]))
+    console = Console()
+    console.print(table)
+    if summary["frames_dropped"]:
+        console.print(f"dropped {summary['frames_dropped']} frames (backpressure {summary['backpressure']})")
+    console.print(f"wrote {out / 'summary.json'}")
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from streaming.info import collect_info, print_info
+
+    print_info(collect_info())
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from streaming.synthetic import write_scene
+
+    out = write_scene(args.scene, args.out, overwrite=args.overwrite)
+    files = sum(1 for p in out.rglob("*") if p.is_file())
+    print(f"wrote {files} files to {out} (video.mp4, gt/, masks/, rgb/, depth/, groundtruth.txt, scene.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""Moves frames from a source through stages: one thread per stage, bounded queues between them.
+
+::
+
+    decode thread ──q0──► stage 1 thread ──q1──► stage 2 thread ──q2──► ... ──► caller's thread (sink)
+
+Each stage sees frames in stream order, one at a time; stages overlap across frames (pipelining).
+Backpressure on the first queue: ``block`` makes decoding wait (files: nothing is lost),
+``drop_oldest`` discards the oldest waiting frame so live sources stay real-time; ``auto`` picks
+``drop_oldest`` for live sources and ``block`` otherwise. Later queues always block.
+
+Stopping: at the end of the stream every queued frame is processed. :meth:`Runner.stop` (or Ctrl-C
+in the caller's thread) stops decoding and lets the frames already queued finish, so stage outputs
+stay consistent. An exception in a stage aborts at once: no further frame is processed, every
+opened stage is closed, and :class:`StageError` names the stage and the frame. An error of the
+source (e.g. a video truncated mid-stream) is re-raised as it is after the stages are closed.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streaming.errors import ConfigError, StageError
+from streaming.pipeline.metrics import LatencyStats
+from streaming.pipeline.protocol import RunContext, Stage, Upstream
+from streaming.sources.protocol import Source
+from streaming.types import Frame
+
+BACKPRESSURE = ("auto", "block", "drop_oldest")
+_END = object()
+_POLL_S = 0.05
+
+
+@dataclass
+class RunSummary:
+    """What a run did; ``as_dict`` is what ``summary.json`` holds."""
+
+    frames_decoded: int = 0
+    frames_processed: int = 0
+    frames_dropped: int = 0
+    wall_s: float = 0.0
+    stop_reason: str = "end_of_stream"
+    backpressure: str = "block"
+    decode: LatencyStats = field(default_factory=LatencyStats)
+    stages: dict[str, LatencyStats] = field(default_factory=dict)
+    queue_wait: dict[str, LatencyStats] = field(default_factory=dict)
+    stage_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames_processed / self.wall_s if self.wall_s > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "frames_decoded": self.frames_decoded,
+            "frames_processed": self.frames_processed,
+            "frames_dropped": self.frames_dropped,
+            "wall_s": round(self.wall_s, 6),
+            "fps": round(self.fps, 2),
+            "stop_reason": self.stop_reason,
+            "backpressure": self.backpressure,
+            "decode": self.decode.as_dict(),
+            "stages": {
+                name: {**stats.as_dict(), "queue_wait_mean_ms": self.queue_wait[name].as_dict()["mean_ms"],
+                       **({"outputs": self.stage_summaries[name]} if self.stage_summaries.get(name) else {})}
+                for name, stats in self.stages.items()
+            },
+        }
+
+
+class Runner:
+    """Runs ``stages`` over ``source`` until the stream ends, :meth:`stop` is called, or a stage fails.
+
+    Args:
+        source: an opened source; the runner iterates it but does not close it.
+        stages: in pipeline order; names must be unique.
+        queue_size: capacity of each queue between threads (frames).
+        backpressure: ``auto``, ``block`` or ``drop_oldest`` (see the module docstring).
+        out_dir: passed to stages through :class:`RunContext`.
+        config: the resolved configuration, passed to stages.
+        on_frame: called in the caller's thread after each frame leaves the last stage (progress).
+
+    Example:
+        >>> from streaming import open_source
+        >>> with open_source("synthetic://demo?frames=4&size=64x48") as source:
+        ...     summary = Runner(source, []).run()
+        >>> summary.frames_processed
+        4
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        stages: Sequence[Stage],
+        *,
+        queue_size: int = 8,
+        backpressure: str = "auto",
+        out_dir: Path | None = None,
+        config: dict[str, Any] | None = None,
+        on_frame: Callable[[Frame], None] | None = None,
+    ) -> None:
+        if backpressure not in BACKPRESSURE:
+            raise ConfigError(f"unknown backpressure {backpressure!r}", f"Use one of: {', '.join(BACKPRESSURE)}")
+        if queue_size < 1:
+            raise ConfigError(f"queue_size must be >= 1, got {queue_size}", "Use e.g. 8")
+        names = [stage.name for stage in stages]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"stage names must be unique, got {names}", "Give each stage its own name")
+        self.source = source
+        self.stages = list(stages)
+        self.queue_size = queue_size
+        if backpressure == "auto":
+            backpressure = "drop_oldest" if source.info.is_live else "block"
+        self.summary = RunSummary(backpressure=backpressure)
+        self.context = RunContext(source.info, out_dir, config or {})
+        self.on_frame = on_frame
+        self._stop = threading.Event()
+        self._abort = threading.Event()
+        self._error: BaseException | None = None
+        self._error_lock = threading.Lock()
+        self._queues: list[queue.Queue] = []
+        self._threads: list[threading.Thread] = []
+
+    def stop(self) -> None:
+        """Stop decoding; frames already queued still go through every stage. Thread-safe."""
+        self._stop.set()
+
+    def run(self) -> RunSummary:
+        """Run to completion and return the summary; raises StageError / the source's error."""
+        opened = self._open_stages()
+        start = time.perf_counter()
+        try:
+            self._start_threads()
+            self._sink()
+        except KeyboardInterrupt:
+            self.summary.stop_reason = "interrupted"
+            self.stop()
+            self._sink()
+        finally:
+            self._abort_if_error()
+            self._join()
+            self.summary.wall_s = time.perf_counter() - start
+            self._close_stages(opened)
+        if self._error is not None:
+            self.summary.stop_reason = "error"
+            raise self._error
+        return self.summary
+
+    # -- threads -----------------------------------------------------------------------------
+    def _open_stages(self) -> list[Stage]:
+        opened: list[Stage] = []
+        for stage in self.stages:
+            try:
+                stage.open(self.context)
+            except BaseException as exc:
+                self._close_stages(opened)
+                if isinstance(exc, ConfigError):
+                    raise
+                raise StageError(stage.name, -1, exc) from exc
+            opened.append(stage)
+            self.summary.stages[stage.name] = LatencyStats()
+            self.summary.queue_wait[stage.name] = LatencyStats()
+        return opened
+
+    def _close_stages(self, opened: list[Stage]) -> None:
+        for stage in opened:
+            try:
+                stage.close()
+                summary = getattr(stage, "summary", None)
+                self.summary.stage_summaries[stage.name] = summary() if callable(summary) else {}
+            except BaseException as exc:  # recorded, never hidden: the first error is raised by run()
+                self._fail(StageError(stage.name, -1, exc), exc)
+
+    def _start_threads(self) -> None:
+        self._queues = [queue.Queue(self.queue_size) for _ in range(len(self.stages) + 1)]
+        self._threads = [threading.Thread(target=self._decode_loop, name="memstream-decode", daemon=True)]
+        for i, stage in enumerate(self.stages):
+            self._threads.append(
+                threading.Thread(target=self._stage_loop, args=(i, stage), name=f"memstream-{stage.name}", daemon=True)
+            )
+        for thread in self._threads:
+            thread.start()
+
+    def _fail(self, error: BaseException, cause: BaseException | None = None) -> None:
+        with self._error_lock:
+            if self._error is None:
+                if cause is not None and error is not cause:
+                    error.__cause__ = cause
+                self._error = error
+        self._abort.set()
+        self._stop.set()
+
+    def _put(self, q: queue.Queue, item: Any) -> bool:
+        """Blocking put that gives up when the run aborts; False if abandoned."""
+        while not self._abort.is_set():
+            try:
+                q.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _get(self, q: queue.Queue) -> Any:
+        while not self._abort.is_set():
+            try:
+                return q.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+        return _END
+
+    def _decode_loop(self) -> None:
+        first = self._queues[0]
+        drop = self.summary.backpressure == "drop_oldest"
+        try:
+            frames = iter(self.source)
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                frame = next(frames, _END)
+                if frame is _END:
+                    break
+                self.summary.decode.add(time.perf_counter() - started)
+                self.summary.frames_decoded += 1
+                if drop:
+                    while True:
+                        try:
+                            first.put_nowait((frame, Upstream()))
+                            break
+                        except queue.Full:
+                            try:
+                                first.get_nowait()
+                                self.summary.frames_dropped += 1
+                            except queue.Empty:
+                                pass
+                elif not self._put(first, (frame, Upstream())):
+                    return
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            self._put(first, _END)
+
+    def _stage_loop(self, i: int, stage: Stage) -> None:
+        inbox, outbox = self._queues[i], self._queues[i + 1]
+        stats, waits = self.summary.stages[stage.name], self.summary.queue_wait[stage.name]
+        frame_index = -1
+        try:
+            while True:
+                waited = time.perf_counter()
+                item = self._get(inbox)
+                if item is _END:
+                    break
+                frame, upstream = item
+                frame_index = frame.index
+                started = time.perf_counter()
+                waits.add(started - waited)
+                result = stage.update(frame, upstream)
+                stats.add(time.perf_counter() - started)
+                if not self._put(outbox, (frame, upstream.with_result(stage.name, result))):
+                    return
+        except BaseException as exc:
+            self._fail(StageError(stage.name, frame_index, exc), exc)
+        finally:
+            self._put(outbox, _END)
+
+    def _sink(self) -> None:
+        last = self._queues[-1]
+        while True:
+            item = self._get(last)
+            if item is _END:
+                return
+            self.summary.frames_processed += 1
+            if self.on_frame is not None:
+                self.on_frame(item[0])
+
+    def _abort_if_error(self) -> None:
+        if self._error is not None:
+            self._abort.set()
+
+    def _join(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=30)
+            if thread.is_alive():
+                self._fail(RuntimeError(f"thread {thread.name} did not stop within 30 s"))
+        if self._stop.is_set() and self.summary.stop_reason == "end_of_stream" and self._error is None:
+            self.summary.stop_reason = "stopped"
