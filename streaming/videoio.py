@@ -22,6 +22,11 @@ class VideoWriteError(MemstreamError):
     """The video file cannot be created or written."""
 
 
+def pyav_available() -> bool:
+    """True when PyAV (``import av``) is installed, i.e. H.264 encoding is possible."""
+    return importlib.util.find_spec("av") is not None
+
+
 class VideoWriter:
     """Append RGB frames to a video file.
 
@@ -31,8 +36,10 @@ class VideoWriter:
         codec: ``auto`` (H.264 if PyAV is installed, else mp4v), ``h264`` or ``mp4v``.
         crf: H.264 constant rate factor (0 = lossless, 18 = visually lossless, 23 = x264 default).
 
-    Frames must all have the size of the first one. Odd sizes are padded by one pixel of edge
-    replication to the even size yuv420p needs (the padded column/row is outside the original image).
+    Frames must all have the size of the first one. yuv420p (the format every player decodes)
+    needs even sizes, so an odd width or height is encoded as yuv444p (High 4:4:4 profile) instead:
+    the decoded frames keep exactly the written size (decord, PyAV and OpenCV read it; some browsers
+    do not play it). Padding to even would change the frame size under the ground truth.
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -48,10 +55,14 @@ class VideoWriter:
             raise ConfigError(f"unknown video codec {codec!r}", "Use auto, h264 or mp4v")
         if fps <= 0:
             raise ConfigError(f"video fps must be > 0, got {fps}", "Pass the stream's frame rate")
+        if not 0 <= crf <= 51:
+            raise ConfigError(f"crf must be in 0..51, got {crf}", "Use 18 (visually lossless) or 23 (x264 default)")
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise VideoWriteError(f"cannot write {self.path}: folder does not exist", "Create the folder first")
-        has_av = importlib.util.find_spec("av") is not None
+        if self.path.is_dir():
+            raise VideoWriteError(f"cannot write {self.path}: it is a folder", "Pass a file path such as out/video.mp4")
+        has_av = pyav_available()
         if codec == "h264" and not has_av:
             raise ConfigError("codec h264 needs PyAV, which is not installed", "pip install av, or use codec=mp4v")
         self.codec = "h264" if codec == "h264" or (codec == "auto" and has_av) else "mp4v"
@@ -74,8 +85,8 @@ class VideoWriter:
                 raise VideoWriteError(f"cannot create video {self.path}: {exc}", "Check the path and permissions") from exc
             rate = Fraction(self.fps).limit_denominator(1001)
             self._stream = self._container.add_stream("libx264", rate=rate)
-            self._stream.width, self._stream.height = width + width % 2, height + height % 2
-            self._stream.pix_fmt = "yuv420p"
+            self._stream.width, self._stream.height = width, height
+            self._stream.pix_fmt = "yuv444p" if width % 2 or height % 2 else "yuv420p"
             self._stream.options = {"crf": str(self.crf), "preset": "veryfast"}
         else:
             writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
@@ -97,20 +108,27 @@ class VideoWriter:
         else:
             import av
 
-            if width % 2 or height % 2:
-                rgb = np.pad(rgb, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            for packet in self._stream.encode(frame):
-                self._container.mux(packet)
+            try:
+                for packet in self._stream.encode(frame):
+                    self._container.mux(packet)
+            except (OSError, av.FFmpegError) as exc:
+                raise VideoWriteError(f"cannot write to video {self.path}: {exc}", "Check free disk space") from exc
         self.frames_written += 1
 
     def close(self) -> None:
         """Flush and close; the file is complete and playable afterwards. Idempotent."""
         if self._container is not None:
-            for packet in self._stream.encode():
-                self._container.mux(packet)
-            self._container.close()
-            self._container = None
+            import av
+
+            container, self._container = self._container, None
+            try:
+                for packet in self._stream.encode():
+                    container.mux(packet)
+            except (OSError, av.FFmpegError) as exc:
+                raise VideoWriteError(f"cannot finish video {self.path}: {exc}", "Check free disk space") from exc
+            finally:
+                container.close()
         if self._cv_writer is not None:
             self._cv_writer.release()
             self._cv_writer = None

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
 
 from streaming.errors import SourceError
 from streaming.sources.protocol import SourceOptions
@@ -53,3 +57,11 @@ class StreamSource:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.info.uri!r}, backend={self.info.backend!r})"
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """uint8 (H, W, 3) RGB from an image file; a missing or unreadable image is a SourceError naming it."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise SourceError(f"cannot read image {path}", "Check that the file exists and is a complete PNG/JPEG image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -67,8 +67,12 @@ class FrameSchedule:
             if self.options.start_s > 0 or self.options.target_fps is not None:
                 return None
             native_fps = 1.0
+        return self.count_kept(i / native_fps for i in range(native_count))
+
+    def count_kept(self, timestamps_s) -> int:
+        """How many of these (increasing) timestamps a fresh schedule with the same options keeps."""
         probe = FrameSchedule(self.options)
-        return sum(probe.keep(i / native_fps) for i in range(native_count))
+        return sum(probe.keep(t) for t in timestamps_s)
 
     def output_fps(self, native_fps: float | None) -> float | None:
         """Frame rate of the yielded stream, or None when unknown."""

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
-
 from streaming.errors import ConfigError
+from streaming.sources import SourceSpec, register_source
 from streaming.sources._base import StreamSource
 from streaming.sources.protocol import SourceOptions
-from streaming.synthetic import Renderer, SceneSpec, build_scene, parse_uri
-from streaming.synthetic.render import RenderedFrame
-from streaming.sources import SourceSpec, register_source
-from streaming.types import Frame, FrameGroundTruth, SourceInfo
+from streaming.synthetic import Scene, build_scene
+from streaming.types import Frame, SourceInfo
 
 
 class SyntheticSource(StreamSource):
@@ -20,64 +17,45 @@ class SyntheticSource(StreamSource):
 
     ``resize`` renders directly at the requested size (intrinsics scaled), so depth, masks and boxes
     stay exact instead of being resampled.
+
+    Args:
+        uri: the ``synthetic://`` URI, stamped as every frame's ``source_id``.
+        scene: the scene to render; its size is replaced by ``options.resize`` when given.
+        options: subsampling and resizing.
     """
 
-    def __init__(self, uri: str, scene: SceneSpec, options: SourceOptions) -> None:
+    def __init__(self, uri: str, scene: Scene, options: SourceOptions) -> None:
         super().__init__(options)
-        width, height = options.resize or (scene.camera.width_px, scene.camera.height_px)
+        spec = scene.spec
+        if options.resize is not None:
+            scene = Scene(spec, *options.resize, source_id=uri)
         self.scene = scene
-        self.renderer = Renderer(scene, width, height)
         self.info = SourceInfo(
             uri=uri,
-            num_frames=self.schedule.planned_count(scene.num_frames, scene.fps),
-            fps=self.schedule.output_fps(scene.fps),
-            width=width,
-            height=height,
+            num_frames=self.schedule.planned_count(spec.num_frames, spec.fps),
+            fps=self.schedule.output_fps(spec.fps),
+            width=scene.renderer.width,
+            height=scene.renderer.height,
             backend="numpy-raycast",
         )
-        self._is_dynamic = np.array([o.is_dynamic for o in scene.objects], bool)
-        self._ids = np.array([o.object_id for o in scene.objects], np.int32)
 
     def _frames(self) -> Iterator[Frame]:
-        index = 0
-        for native in range(self.scene.num_frames):
+        spec = self.scene.spec
+        for native in range(spec.num_frames):
             if self.schedule.done:
                 return
-            t_s = self.scene.time_of(native)
-            if not self.schedule.keep(t_s):
-                continue
-            yield self.to_frame(index, t_s, self.renderer.render(native))
-            index += 1
-
-    def to_frame(self, index: int, t_s: float, out: RenderedFrame) -> Frame:
-        gt = FrameGroundTruth(
-            object_ids=self._ids,
-            boxes_xywh=out.boxes_xywh,
-            visible_fraction=(out.visible_px / np.maximum(out.amodal_px, 1)).astype(np.float32),
-            in_view=out.amodal_px > 0,
-            is_dynamic=self._is_dynamic,
-            instance_mask=out.instance_mask,
-        )
-        return Frame(
-            index=index,
-            timestamp_s=t_s,
-            rgb=out.rgb,
-            depth_m=out.depth_m,
-            intrinsics=self.renderer.intrinsics,
-            pose=out.pose,
-            source_id=self.info.uri,
-            gt=gt,
-        )
+            if self.schedule.keep(spec.time_of(native)):
+                yield self.scene.to_frame(self.scene.render(native), output_index=self.schedule.yielded - 1)
 
 
 def open_synthetic(uri: str, options: SourceOptions, **backend_options: object) -> SyntheticSource:
+    """Open ``synthetic://PRESET?...``; scene parameters live in the URI, not in options."""
     if backend_options:
         raise ConfigError(
             f"unknown option(s) for a synthetic source: {', '.join(sorted(backend_options))}",
             "Put scene parameters in the URI: synthetic://demo?seed=0&frames=120&size=320x240&fps=30",
         )
-    preset, params = parse_uri(uri)
-    return SyntheticSource(uri, build_scene(preset, params), options)
+    return SyntheticSource(uri, Scene(build_scene(uri), source_id=uri), options)
 
 
 register_source(

@@ -1,11 +1,13 @@
 """Procedural scenes with exact ground truth (RGB, depth, poses, instance masks, boxes, dynamic labels).
 
-Build a scene from a preset (``build_scene("distractors", SceneParams(seed=3))``) or from your own
-:class:`SceneSpec`; render it with :class:`Renderer`, stream it with
-``open_source("synthetic://distractors?seed=3")``, or write it to disk with :func:`write_scene`.
+Build a scene from a preset (``build_scene("distractors", seed=3)``) or from your own
+:class:`SceneSpec`; render it with :class:`Scene` (random access, Frames with ground truth), stream
+it with ``open_source("synthetic://distractors?seed=3")``, or write it to disk with
+:func:`write_scene`. By convention object 1 is the tracking target of every preset.
 """
 
-from streaming.synthetic.presets import SCENE_PRESETS, SceneParams, build_scene, parse_uri
+from streaming.synthetic.build import SCENE_PRESETS, Scene, SceneParams, build_scene, parse_uri
+from streaming.synthetic import presets as _presets  # noqa: F401  (registers the presets)
 from streaming.synthetic.render import RenderedFrame, Renderer
 from streaming.synthetic.scene import (
     Appearance,
@@ -29,6 +31,7 @@ __all__ = [
     "RenderedFrame",
     "Renderer",
     "RoomSpec",
+    "Scene",
     "SceneParams",
     "SceneSpec",
     "build_scene",

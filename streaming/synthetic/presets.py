@@ -16,80 +16,12 @@ dynamic_room    static furniture and several movers under a translating, panning
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlsplit
-
 import numpy as np
 
-from streaming.errors import ConfigError
-from streaming.registry import Registry
-from streaming.synthetic.scene import (
-    Appearance,
-    CameraSpec,
-    Keyframes,
-    Lighting,
-    ObjectSpec,
-    RoomSpec,
-    SceneSpec,
-    constant,
-)
-
-
-@dataclass(frozen=True)
-class SceneParams:
-    """Parameters every preset takes (from the URI query)."""
-
-    seed: int = 0
-    frames: int = 120
-    width: int = 320
-    height: int = 240
-    fps: float = 30.0
-
-
-SceneBuilder = Callable[[SceneParams, np.random.Generator], tuple[CameraSpec, Lighting, tuple[ObjectSpec, ...]]]
-SCENE_PRESETS: Registry[SceneBuilder] = Registry("synthetic scene preset")
+from streaming.synthetic.build import SCENE_PRESETS, SceneParams
+from streaming.synthetic.scene import Appearance, CameraSpec, Keyframes, Lighting, ObjectSpec, RoomSpec, constant
 
 FLOOR_Y = RoomSpec().max_m[1]
-
-
-def build_scene(preset: str, params: SceneParams | None = None) -> SceneSpec:
-    """Build a preset scene; see the module docstring for the presets."""
-    params = params or SceneParams()
-    builder = SCENE_PRESETS.get(preset)
-    rng = np.random.default_rng(params.seed)
-    camera, lighting, objects = builder(params, rng)
-    return SceneSpec(preset, params.seed, params.frames, params.fps, camera, RoomSpec(), lighting, objects)
-
-
-def parse_uri(uri: str) -> tuple[str, SceneParams]:
-    """``synthetic://NAME?seed=..&frames=..&size=WxH&fps=..`` -> (preset, params), strictly."""
-    parts = urlsplit(uri)
-    if parts.scheme != "synthetic" or not parts.netloc:
-        raise ConfigError(f"not a synthetic scene URI: {uri!r}", "Write synthetic://PRESET?seed=0&frames=120")
-    name = parts.netloc
-    if name not in SCENE_PRESETS:
-        raise ConfigError(f"unknown synthetic preset {name!r}", f"Choose one of: {', '.join(SCENE_PRESETS.names())}")
-    values: dict[str, object] = {}
-    for key, raw in parse_qsl(parts.query, keep_blank_values=True):
-        try:
-            if key in ("seed", "frames"):
-                values[key] = int(raw)
-            elif key == "fps":
-                values[key] = float(raw)
-            elif key == "size":
-                w, _, h = raw.lower().partition("x")
-                values["width"], values["height"] = int(w), int(h)
-            else:
-                raise ConfigError(
-                    f"unknown parameter {key!r} in {uri!r}", "Valid parameters: seed, frames, size=WxH, fps"
-                )
-        except ValueError:
-            raise ConfigError(f"invalid value {key}={raw!r} in {uri!r}", "Use integers (size as 320x240)") from None
-    params = SceneParams(**values)  # type: ignore[arg-type]
-    if params.frames < 1 or params.width < 8 or params.height < 8 or params.fps <= 0:
-        raise ConfigError(f"out-of-range parameters in {uri!r}", "Need frames >= 1, size >= 8x8, fps > 0")
-    return name, params
 
 
 def _keys(params: SceneParams, fractions: list[float], values: list[tuple[float, ...]]) -> Keyframes:

@@ -8,6 +8,7 @@ World axes follow the camera convention of ``streaming.types`` at the start pose
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -31,12 +32,19 @@ class Keyframes:
             raise ValueError(f"key times must increase, got {self.times_s}")
 
     def at(self, t_s: float) -> np.ndarray:
-        """Value at time ``t_s``, float64 ``(d,)``."""
-        values = np.asarray(self.values, np.float64)
+        """Value at time ``t_s``, float64 ``(d,)`` (a fresh array)."""
+        values = self._values
+        if len(values) == 1:
+            return values[0].copy()
         return np.array([np.interp(t_s, self.times_s, values[:, j]) for j in range(values.shape[1])])
 
-    @property
+    @cached_property
+    def _values(self) -> np.ndarray:
+        return np.asarray(self.values, np.float64)
+
+    @cached_property
     def is_constant(self) -> bool:
+        """True when every key holds the same value."""
         return len({tuple(v) for v in self.values}) == 1
 
 
