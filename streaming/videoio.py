@@ -56,19 +56,28 @@ class VideoWriter:
         if fps <= 0:
             raise ConfigError(f"video fps must be > 0, got {fps}", "Pass the stream's frame rate")
         if not 0 <= crf <= 51:
-            raise ConfigError(f"crf must be in 0..51, got {crf}", "Use 18 (visually lossless) or 23 (x264 default)")
+            raise ConfigError(
+                f"crf must be in 0..51, got {crf}", "Use 18 (visually lossless) or 23 (x264 default)"
+            )
         self.path = Path(path)
         if not self.path.parent.is_dir():
-            raise VideoWriteError(f"cannot write {self.path}: folder does not exist", "Create the folder first")
+            raise VideoWriteError(
+                f"cannot write {self.path}: folder does not exist", "Create the folder first"
+            )
         if self.path.is_dir():
-            raise VideoWriteError(f"cannot write {self.path}: it is a folder", "Pass a file path such as out/video.mp4")
+            raise VideoWriteError(
+                f"cannot write {self.path}: it is a folder", "Pass a file path such as out/video.mp4"
+            )
         has_av = pyav_available()
         if codec == "h264" and not has_av:
-            raise ConfigError("codec h264 needs PyAV, which is not installed", "pip install av, or use codec=mp4v")
+            raise ConfigError(
+                "codec h264 needs PyAV, which is not installed", "pip install av, or use codec=mp4v"
+            )
         self.codec = "h264" if codec == "h264" or (codec == "auto" and has_av) else "mp4v"
         self.fps = float(fps)
         self.crf = int(crf)
         self.frames_written = 0
+        self._closed = False
         self._size: tuple[int, int] | None = None
         self._container = None
         self._stream = None
@@ -82,22 +91,30 @@ class VideoWriter:
             try:
                 self._container = av.open(str(self.path), mode="w")
             except (OSError, av.FFmpegError) as exc:
-                raise VideoWriteError(f"cannot create video {self.path}: {exc}", "Check the path and permissions") from exc
+                raise VideoWriteError(
+                    f"cannot create video {self.path}: {exc}", "Check the path and permissions"
+                ) from exc
             rate = Fraction(self.fps).limit_denominator(1001)
             self._stream = self._container.add_stream("libx264", rate=rate)
             self._stream.width, self._stream.height = width, height
             self._stream.pix_fmt = "yuv444p" if width % 2 or height % 2 else "yuv420p"
             self._stream.options = {"crf": str(self.crf), "preset": "veryfast"}
         else:
-            writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+            writer = cv2.VideoWriter(
+                str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height)
+            )
             if not writer.isOpened():
-                raise VideoWriteError(f"OpenCV cannot create video {self.path}", "Check the path and permissions")
+                raise VideoWriteError(
+                    f"OpenCV cannot create video {self.path}", "Check the path and permissions"
+                )
             self._cv_writer = writer
 
     def write(self, rgb: np.ndarray) -> None:
         """Append one uint8 (H, W, 3) RGB frame."""
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"frames must be uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
+        if self._closed:
+            raise ValueError(f"video writer for {self.path} is closed")
         height, width = rgb.shape[:2]
         if self._size is None:
             self._open(width, height)
@@ -113,11 +130,14 @@ class VideoWriter:
                 for packet in self._stream.encode(frame):
                     self._container.mux(packet)
             except (OSError, av.FFmpegError) as exc:
-                raise VideoWriteError(f"cannot write to video {self.path}: {exc}", "Check free disk space") from exc
+                raise VideoWriteError(
+                    f"cannot write to video {self.path}: {exc}", "Check free disk space"
+                ) from exc
         self.frames_written += 1
 
     def close(self) -> None:
         """Flush and close; the file is complete and playable afterwards. Idempotent."""
+        self._closed = True
         if self._container is not None:
             import av
 
@@ -126,7 +146,9 @@ class VideoWriter:
                 for packet in self._stream.encode():
                     container.mux(packet)
             except (OSError, av.FFmpegError) as exc:
-                raise VideoWriteError(f"cannot finish video {self.path}: {exc}", "Check free disk space") from exc
+                raise VideoWriteError(
+                    f"cannot finish video {self.path}: {exc}", "Check free disk space"
+                ) from exc
             finally:
                 container.close()
         if self._cv_writer is not None:
@@ -140,7 +162,9 @@ class VideoWriter:
         self.close()
 
 
-def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, *, codec: str = "auto", crf: int = 18) -> int:
+def write_video(
+    path: str | Path, frames: Iterable[np.ndarray], fps: float, *, codec: str = "auto", crf: int = 18
+) -> int:
     """Write an iterable of uint8 RGB frames to ``path``; returns the number written."""
     with VideoWriter(path, fps, codec=codec, crf=crf) as writer:
         for rgb in frames:

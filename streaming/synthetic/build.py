@@ -28,7 +28,8 @@ class SceneParams:
 
     Attributes:
         seed: seed of ``numpy.random.default_rng`` that jitters the preset's layout and textures.
-        frames: number of frames.
+        frames: number of frames. A preset plays its whole script (crossings, occlusions, exits)
+            over them, so fewer frames mean faster motion.
         width, height: image size in pixels.
         fps: frame rate; frame ``i`` is at ``i / fps`` seconds.
     """
@@ -49,10 +50,14 @@ class SceneParams:
         for name, ok in checks.items():
             if not ok:
                 value = f"{self.width}x{self.height}" if name == "size" else getattr(self, name)
-                raise ConfigError(f"invalid synthetic scene parameter {name}={value}", f"Valid: {URI_PARAMETERS}")
+                raise ConfigError(
+                    f"invalid synthetic scene parameter {name}={value}", f"Valid: {URI_PARAMETERS}"
+                )
 
 
-SceneBuilder = Callable[[SceneParams, np.random.Generator], tuple[CameraSpec, Lighting, tuple[ObjectSpec, ...]]]
+SceneBuilder = Callable[
+    [SceneParams, np.random.Generator], tuple[CameraSpec, Lighting, tuple[ObjectSpec, ...]]
+]
 SCENE_PRESETS: Registry[SceneBuilder] = Registry("synthetic scene preset")
 
 
@@ -68,7 +73,9 @@ def parse_uri(uri: str) -> tuple[str, SceneParams]:
         raise ConfigError(f"not a synthetic scene URI: {uri!r}", "Write synthetic://PRESET?seed=0&frames=120")
     name = parts.netloc
     if name not in SCENE_PRESETS:
-        raise ConfigError(f"unknown synthetic preset {name!r}", f"Choose one of: {', '.join(SCENE_PRESETS.names())}")
+        raise ConfigError(
+            f"unknown synthetic preset {name!r}", f"Choose one of: {', '.join(SCENE_PRESETS.names())}"
+        )
     values: dict[str, int | float] = {}
     for key, raw in parse_qsl(parts.query, keep_blank_values=True):
         if key not in ("seed", "frames", "size", "fps"):
@@ -82,7 +89,9 @@ def parse_uri(uri: str) -> tuple[str, SceneParams]:
             else:
                 values[key] = float(raw) if key == "fps" else int(raw)
         except ValueError:
-            raise ConfigError(f"invalid value {key}={raw!r} in {uri!r}", f"Valid parameters: {URI_PARAMETERS}") from None
+            raise ConfigError(
+                f"invalid value {key}={raw!r} in {uri!r}", f"Valid parameters: {URI_PARAMETERS}"
+            ) from None
     return name, SceneParams(**values)  # type: ignore[arg-type]
 
 

@@ -19,7 +19,15 @@ from __future__ import annotations
 import numpy as np
 
 from streaming.synthetic.build import SCENE_PRESETS, SceneParams
-from streaming.synthetic.scene import Appearance, CameraSpec, Keyframes, Lighting, ObjectSpec, RoomSpec, constant
+from streaming.synthetic.scene import (
+    Appearance,
+    CameraSpec,
+    Keyframes,
+    Lighting,
+    ObjectSpec,
+    RoomSpec,
+    constant,
+)
 
 FLOOR_Y = RoomSpec().max_m[1]
 
@@ -51,16 +59,49 @@ def _camera(params: SceneParams, **kw) -> CameraSpec:
 @SCENE_PRESETS.register("demo")
 def _demo(p: SceneParams, rng: np.random.Generator):
     z0 = rng.uniform(4.5, 5.5)
-    target = _box(1, "target", "target", (0.3, 0.3, 0.3), _look(rng, (0.85, 0.2, 0.15)),
-                  _keys(p, [0, 0.35, 0.7, 1], [_on_floor(-2.0, z0, 0.3), _on_floor(0.2, z0 - 1.2, 0.3),
-                                               _on_floor(1.6, z0 + 0.5, 0.3), _on_floor(-0.5, z0, 0.3)]),
-                  yaw=_keys(p, [0, 1], [(0.0,), (1.5,)]))
-    ball = ObjectSpec(2, "ball", "mover", "sphere", (0.25, 0.25, 0.25), _look(rng, (0.2, 0.4, 0.9), "checker"),
-                      _keys(p, [0, 1], [_on_floor(2.2, 6.5, 0.25), _on_floor(-2.2, 6.0, 0.25)]))
-    pillar = _box(3, "pillar", "occluder", (0.15, 1.5, 0.15), _look(rng, (0.3, 0.6, 0.3)),
-                  constant(*_on_floor(-0.6, 3.2, 1.5)))
-    crate = _box(4, "crate", "furniture", (0.5, 0.4, 0.4), _look(rng, (0.6, 0.5, 0.2), "checker"),
-                 constant(*_on_floor(2.6, 7.5, 0.4)))
+    target = _box(
+        1,
+        "target",
+        "target",
+        (0.3, 0.3, 0.3),
+        _look(rng, (0.85, 0.2, 0.15)),
+        _keys(
+            p,
+            [0, 0.35, 0.7, 1],
+            [
+                _on_floor(-2.0, z0, 0.3),
+                _on_floor(0.2, z0 - 1.2, 0.3),
+                _on_floor(1.6, z0 + 0.5, 0.3),
+                _on_floor(-0.5, z0, 0.3),
+            ],
+        ),
+        yaw=_keys(p, [0, 1], [(0.0,), (1.5,)]),
+    )
+    ball = ObjectSpec(
+        2,
+        "ball",
+        "mover",
+        "sphere",
+        (0.25, 0.25, 0.25),
+        _look(rng, (0.2, 0.4, 0.9), "checker"),
+        _keys(p, [0, 1], [_on_floor(2.2, 6.5, 0.25), _on_floor(-2.2, 6.0, 0.25)]),
+    )
+    pillar = _box(
+        3,
+        "pillar",
+        "occluder",
+        (0.15, 1.5, 0.15),
+        _look(rng, (0.3, 0.6, 0.3)),
+        constant(*_on_floor(-0.6, 3.2, 1.5)),
+    )
+    crate = _box(
+        4,
+        "crate",
+        "furniture",
+        (0.5, 0.4, 0.4),
+        _look(rng, (0.6, 0.5, 0.2), "checker"),
+        constant(*_on_floor(2.6, 7.5, 0.4)),
+    )
     camera = _camera(p, yaw=_keys(p, [0, 1], [(-0.12,), (0.12,)]))
     return camera, Lighting(), (target, ball, pillar, crate)
 
@@ -70,27 +111,73 @@ def _distractors(p: SceneParams, rng: np.random.Generator):
     look = _look(rng, (0.9, 0.55, 0.1))
     half = (0.28, 0.28, 0.28)
     z = rng.uniform(4.3, 4.8)
-    target = _box(1, "target", "target", half, look,
-                  _keys(p, [0, 1], [_on_floor(-2.2, z, 0.28), _on_floor(2.2, z, 0.28)]))
-    front = _box(2, "distractor_front", "distractor", half, look,
-                 _keys(p, [0, 1], [_on_floor(2.0, z - 1.1, 0.28), _on_floor(-2.0, z - 1.1, 0.28)]))
-    behind = _box(3, "distractor_behind", "distractor", half, look,
-                  _keys(p, [0, 0.3, 1], [_on_floor(0.5, z + 1.6, 0.28), _on_floor(1.5, z + 1.6, 0.28),
-                                          _on_floor(-2.5, z + 1.6, 0.28)]))
-    other = ObjectSpec(4, "ball", "mover", "sphere", (0.2, 0.2, 0.2), _look(rng, (0.2, 0.3, 0.9), "checker"),
-                       _keys(p, [0, 1], [_on_floor(-1.5, 7.5, 0.2), _on_floor(1.5, 7.0, 0.2)]))
+    target = _box(
+        1,
+        "target",
+        "target",
+        half,
+        look,
+        _keys(p, [0, 1], [_on_floor(-2.2, z, 0.28), _on_floor(2.2, z, 0.28)]),
+    )
+    front = _box(
+        2,
+        "distractor_front",
+        "distractor",
+        half,
+        look,
+        _keys(p, [0, 1], [_on_floor(2.0, z - 1.1, 0.28), _on_floor(-2.0, z - 1.1, 0.28)]),
+    )
+    behind = _box(
+        3,
+        "distractor_behind",
+        "distractor",
+        half,
+        look,
+        _keys(
+            p,
+            [0, 0.3, 1],
+            [_on_floor(0.5, z + 1.6, 0.28), _on_floor(1.5, z + 1.6, 0.28), _on_floor(-2.5, z + 1.6, 0.28)],
+        ),
+    )
+    other = ObjectSpec(
+        4,
+        "ball",
+        "mover",
+        "sphere",
+        (0.2, 0.2, 0.2),
+        _look(rng, (0.2, 0.3, 0.9), "checker"),
+        _keys(p, [0, 1], [_on_floor(-1.5, 7.5, 0.2), _on_floor(1.5, 7.0, 0.2)]),
+    )
     return _camera(p), Lighting(), (target, front, behind, other)
 
 
 @SCENE_PRESETS.register("occlusion")
 def _occlusion(p: SceneParams, rng: np.random.Generator):
     z = rng.uniform(5.2, 5.6)
-    target = _box(1, "target", "target", (0.3, 0.3, 0.3), _look(rng, (0.85, 0.15, 0.5)),
-                  _keys(p, [0, 1], [_on_floor(-2.6, z, 0.3), _on_floor(2.8, z, 0.3)]))
-    panel = _box(2, "wall_panel", "occluder", (0.75, 1.2, 0.05), _look(rng, (0.35, 0.35, 0.6), "checker"),
-                 constant(*_on_floor(0.9, 3.4, 1.2)))
-    pillar = _box(3, "pillar", "occluder", (0.08, 1.5, 0.08), _look(rng, (0.3, 0.6, 0.3)),
-                  constant(*_on_floor(-1.0, 3.0, 1.5)))
+    target = _box(
+        1,
+        "target",
+        "target",
+        (0.3, 0.3, 0.3),
+        _look(rng, (0.85, 0.15, 0.5)),
+        _keys(p, [0, 1], [_on_floor(-2.6, z, 0.3), _on_floor(2.8, z, 0.3)]),
+    )
+    panel = _box(
+        2,
+        "wall_panel",
+        "occluder",
+        (0.75, 1.2, 0.05),
+        _look(rng, (0.35, 0.35, 0.6), "checker"),
+        constant(*_on_floor(0.9, 3.4, 1.2)),
+    )
+    pillar = _box(
+        3,
+        "pillar",
+        "occluder",
+        (0.08, 1.5, 0.08),
+        _look(rng, (0.3, 0.6, 0.3)),
+        constant(*_on_floor(-1.0, 3.0, 1.5)),
+    )
     return _camera(p), Lighting(), (target, panel, pillar)
 
 
@@ -99,24 +186,58 @@ def _fast_motion(p: SceneParams, rng: np.random.Generator):
     jitter = rng.uniform(-0.2, 0.2)
     path = [(-1.5, 6.5), (1.2, 5.0), (-0.8, 4.2), (3.7, 3.6), (3.7, 3.0), (0.5, 2.2), (-1.0, 2.6)]
     fractions = [0, 0.15, 0.3, 0.45, 0.6, 0.8, 1]
-    target = _box(1, "target", "target", (0.25, 0.25, 0.25), _look(rng, (0.9, 0.8, 0.1)),
-                  _keys(p, fractions, [_on_floor(x + jitter, zz, 0.25) for x, zz in path]),
-                  yaw=_keys(p, [0, 1], [(0.0,), (4.0,)]))
-    ball = ObjectSpec(2, "ball", "mover", "sphere", (0.2, 0.2, 0.2), _look(rng, (0.2, 0.7, 0.8), "checker"),
-                      _keys(p, [0, 1], [_on_floor(2.0, 7.0, 0.2), _on_floor(-2.0, 7.0, 0.2)]))
+    target = _box(
+        1,
+        "target",
+        "target",
+        (0.25, 0.25, 0.25),
+        _look(rng, (0.9, 0.8, 0.1)),
+        _keys(p, fractions, [_on_floor(x + jitter, zz, 0.25) for x, zz in path]),
+        yaw=_keys(p, [0, 1], [(0.0,), (4.0,)]),
+    )
+    ball = ObjectSpec(
+        2,
+        "ball",
+        "mover",
+        "sphere",
+        (0.2, 0.2, 0.2),
+        _look(rng, (0.2, 0.7, 0.8), "checker"),
+        _keys(p, [0, 1], [_on_floor(2.0, 7.0, 0.2), _on_floor(-2.0, 7.0, 0.2)]),
+    )
     return _camera(p), Lighting(), (target, ball)
 
 
 @SCENE_PRESETS.register("camera_motion")
 def _camera_motion(p: SceneParams, rng: np.random.Generator):
-    target = _box(1, "target", "target", (0.3, 0.3, 0.3), _look(rng, (0.1, 0.7, 0.3)),
-                  _keys(p, [0, 1], [_on_floor(-0.5, 5.0, 0.3), _on_floor(0.8, 5.5, 0.3)]))
-    crate = _box(2, "crate", "furniture", (0.45, 0.45, 0.45), _look(rng, (0.6, 0.45, 0.2), "checker"),
-                 constant(*_on_floor(-2.2, 6.0, 0.45)))
-    shelf = _box(3, "shelf", "furniture", (0.6, 0.9, 0.25), _look(rng, (0.4, 0.3, 0.6)),
-                 constant(*_on_floor(2.3, 7.2, 0.9)))
-    camera = _camera(p, position=_keys(p, [0, 1], [(-0.8, 0.0, 0.0), (0.8, 0.0, 1.2)]),
-                     yaw=_keys(p, [0, 0.5, 1], [(-0.3,), (0.25,), (0.0,)]))
+    target = _box(
+        1,
+        "target",
+        "target",
+        (0.3, 0.3, 0.3),
+        _look(rng, (0.1, 0.7, 0.3)),
+        _keys(p, [0, 1], [_on_floor(-0.5, 5.0, 0.3), _on_floor(0.8, 5.5, 0.3)]),
+    )
+    crate = _box(
+        2,
+        "crate",
+        "furniture",
+        (0.45, 0.45, 0.45),
+        _look(rng, (0.6, 0.45, 0.2), "checker"),
+        constant(*_on_floor(-2.2, 6.0, 0.45)),
+    )
+    shelf = _box(
+        3,
+        "shelf",
+        "furniture",
+        (0.6, 0.9, 0.25),
+        _look(rng, (0.4, 0.3, 0.6)),
+        constant(*_on_floor(2.3, 7.2, 0.9)),
+    )
+    camera = _camera(
+        p,
+        position=_keys(p, [0, 1], [(-0.8, 0.0, 0.0), (0.8, 0.0, 1.2)]),
+        yaw=_keys(p, [0, 0.5, 1], [(-0.3,), (0.25,), (0.0,)]),
+    )
     lighting = Lighting(gain=_keys(p, [0, 0.4, 0.6, 1], [(1.0,), (0.55,), (0.55,), (1.1,)]))
     return camera, lighting, (target, crate, shelf)
 
@@ -124,20 +245,64 @@ def _camera_motion(p: SceneParams, rng: np.random.Generator):
 @SCENE_PRESETS.register("dynamic_room")
 def _dynamic_room(p: SceneParams, rng: np.random.Generator):
     objects = [
-        _box(1, "walker", "target", (0.25, 0.6, 0.25), _look(rng, (0.8, 0.25, 0.2)),
-             _keys(p, [0, 0.5, 1], [_on_floor(-2.0, 5.0, 0.6), _on_floor(0.5, 4.0, 0.6), _on_floor(2.0, 5.5, 0.6)])),
-        ObjectSpec(2, "ball", "mover", "sphere", (0.3, 0.3, 0.3), _look(rng, (0.2, 0.4, 0.9), "checker"),
-                   _keys(p, [0, 1], [_on_floor(2.0, 6.5, 0.3), _on_floor(-1.5, 3.5, 0.3)])),
-        _box(3, "cart", "mover", (0.35, 0.25, 0.5), _look(rng, (0.9, 0.7, 0.2)),
-             _keys(p, [0, 1], [_on_floor(0.0, 7.5, 0.25), _on_floor(0.0, 6.0, 0.25)]),
-             yaw=_keys(p, [0, 1], [(0.0,), (1.2,)])),
-        _box(4, "table", "furniture", (0.6, 0.4, 0.4), _look(rng, (0.55, 0.4, 0.25), "checker"),
-             constant(*_on_floor(-2.4, 7.0, 0.4))),
-        _box(5, "cabinet", "furniture", (0.4, 1.0, 0.3), _look(rng, (0.35, 0.35, 0.5)),
-             constant(*_on_floor(3.0, 8.0, 1.0))),
-        _box(6, "block", "furniture", (0.3, 0.3, 0.3), _look(rng, (0.3, 0.6, 0.35)),
-             constant(*_on_floor(1.2, 3.2, 0.3))),
+        _box(
+            1,
+            "walker",
+            "target",
+            (0.25, 0.6, 0.25),
+            _look(rng, (0.8, 0.25, 0.2)),
+            _keys(
+                p,
+                [0, 0.5, 1],
+                [_on_floor(-2.0, 5.0, 0.6), _on_floor(0.5, 4.0, 0.6), _on_floor(2.0, 5.5, 0.6)],
+            ),
+        ),
+        ObjectSpec(
+            2,
+            "ball",
+            "mover",
+            "sphere",
+            (0.3, 0.3, 0.3),
+            _look(rng, (0.2, 0.4, 0.9), "checker"),
+            _keys(p, [0, 1], [_on_floor(2.0, 6.5, 0.3), _on_floor(-1.5, 3.5, 0.3)]),
+        ),
+        _box(
+            3,
+            "cart",
+            "mover",
+            (0.35, 0.25, 0.5),
+            _look(rng, (0.9, 0.7, 0.2)),
+            _keys(p, [0, 1], [_on_floor(0.0, 7.5, 0.25), _on_floor(0.0, 6.0, 0.25)]),
+            yaw=_keys(p, [0, 1], [(0.0,), (1.2,)]),
+        ),
+        _box(
+            4,
+            "table",
+            "furniture",
+            (0.6, 0.4, 0.4),
+            _look(rng, (0.55, 0.4, 0.25), "checker"),
+            constant(*_on_floor(-2.4, 7.0, 0.4)),
+        ),
+        _box(
+            5,
+            "cabinet",
+            "furniture",
+            (0.4, 1.0, 0.3),
+            _look(rng, (0.35, 0.35, 0.5)),
+            constant(*_on_floor(3.0, 8.0, 1.0)),
+        ),
+        _box(
+            6,
+            "block",
+            "furniture",
+            (0.3, 0.3, 0.3),
+            _look(rng, (0.3, 0.6, 0.35)),
+            constant(*_on_floor(1.2, 3.2, 0.3)),
+        ),
     ]
-    camera = _camera(p, position=_keys(p, [0, 1], [(-0.6, -0.1, -0.5), (0.6, 0.1, 0.8)]),
-                     yaw=_keys(p, [0, 0.5, 1], [(0.2,), (-0.2,), (0.1,)]))
+    camera = _camera(
+        p,
+        position=_keys(p, [0, 1], [(-0.6, -0.1, -0.5), (0.6, 0.1, 0.8)]),
+        yaw=_keys(p, [0, 0.5, 1], [(0.2,), (-0.2,), (0.1,)]),
+    )
     return camera, Lighting(), tuple(objects)

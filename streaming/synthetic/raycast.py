@@ -46,10 +46,12 @@ class Rays:
         return 0, 0, len(self.x), len(self.y)
 
     def dot(self, vector: np.ndarray, rect: Rect) -> np.ndarray:
-        """float32 (h, w): ``vector . direction`` for every ray in ``rect``; ``vector`` is world-frame (3,)."""
+        """float32 (h, w): ``vector . direction`` for each ray in ``rect``; ``vector`` is (3,), world frame."""
         a, b, c = self.rotation.T @ np.asarray(vector, np.float64)
         x0, y0, x1, y1 = rect
-        return np.add((np.float32(b) * self.y[y0:y1] + np.float32(c))[:, None], np.float32(a) * self.x[None, x0:x1])
+        return np.add(
+            (np.float32(b) * self.y[y0:y1] + np.float32(c))[:, None], np.float32(a) * self.x[None, x0:x1]
+        )
 
     def norm_sq(self, rect: Rect) -> np.ndarray:
         """float32 (h, w): squared length of each direction (rotation does not change it)."""
@@ -88,9 +90,11 @@ def room_hits(origin: np.ndarray, rays: Rays, room_min: np.ndarray, room_max: np
     ``w``, at depth ``1 / w``. Working with inverse depths avoids every division by zero.
     """
     origin = np.asarray(origin, np.float64)
-    eye = np.eye(3)
+    d = [rays.dot(np.eye(3)[a], rays.full) for a in range(3)]  # world direction components
     inverse = [
-        np.maximum(rays.dot(eye[a] / (room_max[a] - origin[a]), rays.full), rays.dot(eye[a] / (room_min[a] - origin[a]), rays.full))
+        np.maximum(
+            d[a] * np.float32(1 / (room_max[a] - origin[a])), d[a] * np.float32(1 / (room_min[a] - origin[a]))
+        )
         for a in range(3)
     ]
     w_max = np.maximum(np.maximum(inverse[0], inverse[1]), inverse[2])
@@ -98,7 +102,6 @@ def room_hits(origin: np.ndarray, rays: Rays, room_min: np.ndarray, room_max: np
     on_y = inverse[1] == w_max
     on_x = (inverse[0] == w_max) & ~on_y
     on_z = ~(on_x | on_y)
-    d = [rays.dot(eye[a], rays.full) for a in range(3)]
     positive = (on_x & (d[0] > 0)) | (on_y & (d[1] > 0)) | (on_z & (d[2] > 0))
     face = 4 - 4 * on_x.view(np.uint8) - 2 * on_y.view(np.uint8) + positive.view(np.uint8)
     px, py, pz = (np.float32(origin[a]) + d[a] * depth for a in range(3))
@@ -114,7 +117,9 @@ def yaw_matrix(yaw_rad: float) -> np.ndarray:
     return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
 
 
-def box_depth(half_m: np.ndarray, rotation: np.ndarray, rel_origin: np.ndarray, rays: Rays, rect: Rect) -> np.ndarray:
+def box_depth(
+    half_m: np.ndarray, rotation: np.ndarray, rel_origin: np.ndarray, rays: Rays, rect: Rect
+) -> np.ndarray:
     """Depth of the first hit with an oriented box (slab method), inf where the ray misses.
 
     Args:
@@ -143,23 +148,31 @@ def box_depth(half_m: np.ndarray, rotation: np.ndarray, rel_origin: np.ndarray, 
     return t_near
 
 
+def box_face_normals(rotation: np.ndarray) -> np.ndarray:
+    """(6, 3) world normals of a box's faces in ``box_surface`` face order (-x, +x, -y, +y, -z, +z)."""
+    return np.stack([sign * rotation[:, axis] for axis in range(3) for sign in (-1.0, 1.0)])
+
+
 def box_surface(
     half_m: np.ndarray, rotation: np.ndarray, rel_origin: np.ndarray, dirs: np.ndarray, depth_m: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """World normals (m, 3) and face coordinates ``u, v`` (m,) in metres of hits on a box.
+    """Face index (m,) and face coordinates ``u, v`` (m,) in metres of hits on a box.
 
     The face hit is the axis where the local hit point is closest to the surface (largest
-    ``|p| / half``). Each face gets its own ``u`` offset so faces do not share texels.
+    ``|p| / half``), numbered ``2 * axis + (p_axis > 0)`` as in :func:`box_face_normals`. Faces get
+    different ``u`` offsets so they do not share texels. Selections are arithmetic (no np.choose).
     """
     p = (rel_origin + dirs * depth_m[:, None]) @ rotation  # (m, 3) box frame
-    face = np.argmax(np.abs(p) / half_m, axis=1)
-    rows = np.arange(len(p))
-    sign = np.sign(p[rows, face])
-    normal_local = np.zeros_like(p)
-    normal_local[rows, face] = sign
-    u = np.choose(face, [p[:, 2], p[:, 0], p[:, 0]]) + face * 3.0 + (sign > 0) * 1.5
-    v = np.choose(face, [p[:, 1], p[:, 2], p[:, 1]])
-    return normal_local @ rotation.T, u, v
+    px, py, pz = p[:, 0], p[:, 1], p[:, 2]
+    ax, ay, az = (np.abs(c) / h for c, h in zip((px, py, pz), half_m))
+    on_y = (ay >= ax) & (ay >= az)
+    on_x = (ax > ay) & (ax >= az)
+    on_z = ~(on_x | on_y)
+    positive = (on_x & (px > 0)) | (on_y & (py > 0)) | (on_z & (pz > 0))
+    face = 4 - 4 * on_x.astype(np.int64) - 2 * on_y + positive
+    u = px + on_x * (pz - px) + face * 1.5
+    v = py + on_y * (pz - py)
+    return face, u, v
 
 
 def sphere_depth(radius_m: float, rel_origin: np.ndarray, rays: Rays, rect: Rect) -> np.ndarray:

@@ -17,8 +17,7 @@ import numpy as np
 from streaming.synthetic import raycast
 from streaming.synthetic.raycast import Rays, Rect
 from streaming.synthetic.scene import ObjectSpec, SceneSpec
-from streaming.synthetic.texture import RoomTexture, albedo, noise_texture
-
+from streaming.synthetic.texture import ObjectTexture, RoomTexture
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,37 @@ class RenderedFrame:
     object_depth_m: tuple[np.ndarray, ...] | None = None
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where an object is at one time: centre (3,) and half sizes (3,) in metres, world_from_object (3, 3)."""
+
+    center: np.ndarray
+    half_m: np.ndarray
+    rotation: np.ndarray
+
+    @staticmethod
+    def of(obj: ObjectSpec, t_s: float) -> Placement:
+        scale = float(obj.scale.at(t_s)[0])
+        if obj.shape == "sphere":
+            return Placement(obj.position.at(t_s), np.full(3, obj.half_extent_m[0] * scale), np.eye(3))
+        rotation = raycast.yaw_matrix(float(obj.yaw.at(t_s)[0]))
+        return Placement(obj.position.at(t_s), np.asarray(obj.half_extent_m, np.float64) * scale, rotation)
+
+
+@dataclass
+class _Layers:
+    """The frame being composited: depth (H, W) float32, RGBA colour (H, W, 4) float32, ids (H, W) int32."""
+
+    depth: np.ndarray
+    color: np.ndarray
+    mask: np.ndarray
+
+    def __post_init__(self) -> None:
+        # Flat views for scattering visible pixels: one complex128 = one RGBA float32 pixel.
+        self.color_flat = self.color.reshape(-1, 4).view(np.complex128).ravel()
+        self.mask_flat = self.mask.reshape(-1)
+
+
 def scaled_intrinsics(intrinsics: np.ndarray, width_px: int, height_px: int, to_width: int, to_height: int):
     """Intrinsics of the same camera rendered at another size (pixel centres stay aligned)."""
     k = np.asarray(intrinsics, np.float64).copy()
@@ -79,26 +109,33 @@ class Renderer:
     """
 
     def __init__(
-        self, scene: SceneSpec, width_px: int | None = None, height_px: int | None = None, keep_object_depth: bool = False
+        self,
+        scene: SceneSpec,
+        width_px: int | None = None,
+        height_px: int | None = None,
+        keep_object_depth: bool = False,
     ) -> None:
         self.scene = scene
         cam = scene.camera
         self.width = int(width_px or cam.width_px)
         self.height = int(height_px or cam.height_px)
-        self.intrinsics = scaled_intrinsics(cam.intrinsics, cam.width_px, cam.height_px, self.width, self.height)
+        self.intrinsics = scaled_intrinsics(
+            cam.intrinsics, cam.width_px, cam.height_px, self.width, self.height
+        )
         self.keep_object_depth = keep_object_depth
         light = np.asarray(scene.lighting.direction, np.float64)
         self._to_light = -light / np.linalg.norm(light)
         room = scene.room
         faces = [room.walls, room.walls, room.ceiling, room.floor, room.walls, room.walls]
-        inner_normals = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], np.float64)
-        self._room_texture = RoomTexture(faces, self._shade(np.clip(inner_normals @ self._to_light, 0, 1)))
-        self._noise = [noise_texture(o.appearance) for o in scene.objects]
+        inner_normals = -raycast.box_face_normals(np.eye(3))  # the room is seen from inside
+        self._room_texture = RoomTexture(faces, self._shade(inner_normals @ self._to_light))
+        self._textures = [ObjectTexture(o.appearance) for o in scene.objects]
         self._room_cache: tuple[bytes, np.ndarray, np.ndarray] | None = None
 
-    def _shade(self, lambert: np.ndarray) -> np.ndarray:
+    def _shade(self, cos_to_light: np.ndarray) -> np.ndarray:
+        """Lambertian + ambient light factor, float32, from the cosine between normal and light."""
         ambient = self.scene.lighting.ambient
-        return (ambient + (1 - ambient) * lambert).astype(np.float32)
+        return (ambient + (1 - ambient) * np.clip(cos_to_light, 0, 1)).astype(np.float32)
 
     def render(self, index: int) -> RenderedFrame:
         """Render frame ``index`` (time ``index / fps``); any index >= 0 works, in any order."""
@@ -109,28 +146,29 @@ class Renderer:
         if not (np.all(origin > scene.room.min_m) and np.all(origin < scene.room.max_m)):
             raise ValueError(f"camera at {origin.tolist()} is outside the room at t={t_s:.3f} s")
         rays = Rays.from_intrinsics(self.intrinsics, self.width, self.height, pose[:3, :3])
-        depth, color = (a.copy() for a in self._room(pose, rays))
-        mask = np.zeros((self.height, self.width), np.int32)
+        room_depth, room_color = self._room(pose, rays)
+        layers = _Layers(room_depth.copy(), room_color.copy(), np.zeros((self.height, self.width), np.int32))
         n = len(scene.objects)
         amodal = np.zeros(n, np.int64)
         rects: list[Rect | None] = []
         object_depths = []
         for i, obj in enumerate(scene.objects):
-            rect = self._screen_rect(obj, t_s, pose)
-            own = np.full(depth.shape, np.inf, np.float32) if self.keep_object_depth else None
+            placement = Placement.of(obj, t_s)
+            rect = self._screen_rect(placement, pose)
+            own = np.full((self.height, self.width), np.inf, np.float32) if self.keep_object_depth else None
             if rect is not None:
-                amodal[i] = self._draw_object(i, obj, t_s, origin, rays, rect, (depth, color, mask), own)
+                amodal[i] = self._draw_object(i, placement, origin, rays, rect, layers, own)
             rects.append(rect)
             object_depths.append(own)
         gain = float(scene.lighting.gain.at(t_s)[0])
-        rgb = cv2.cvtColor(cv2.convertScaleAbs(color, alpha=gain * 255.0), cv2.COLOR_RGBA2RGB)  # rounds, saturates
-        visible, boxes = self._visible_boxes(mask, rects)
+        rgb = cv2.cvtColor(cv2.convertScaleAbs(layers.color, alpha=gain * 255.0), cv2.COLOR_RGBA2RGB)
+        visible, boxes = self._visible_boxes(layers.mask, rects)
         return RenderedFrame(
             index=index,
             time_s=t_s,
             rgb=rgb,
-            depth_m=depth,
-            instance_mask=mask,
+            depth_m=layers.depth,
+            instance_mask=layers.mask,
             pose=pose,
             amodal_px=amodal,
             visible_px=visible,
@@ -147,16 +185,14 @@ class Renderer:
             self._room_cache = (key, hits.depth_m, self._room_texture.color(hits.face, hits.u_m, hits.v_m))
         return self._room_cache[1], self._room_cache[2]
 
-    def _screen_rect(self, obj: ObjectSpec, t_s: float, pose: np.ndarray) -> Rect | None:
+    def _screen_rect(self, placement: Placement, pose: np.ndarray) -> Rect | None:
         """Pixel rectangle that contains the object's projection, clipped to the image; None if empty.
 
         Boxes are bounded by their 8 corners, spheres by their bounding cube: the projection of a
         convex body lies in the convex hull of its bounding polytope's projected corners, as long as
         every corner is in front of the camera (else the whole image is used).
         """
-        half, rotation = _extent(obj, t_s)
-        signs = np.array([(sx, sy, sz) for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], np.float64)
-        corners_world = obj.position.at(t_s) + (signs * half) @ rotation.T
+        corners_world = placement.center + (_CORNER_SIGNS * placement.half_m) @ placement.rotation.T
         corners = (corners_world - pose[:3, 3]) @ pose[:3, :3]  # cam_from_world, row-wise
         if (corners[:, 2] <= raycast.NEAR_M).all():
             return None
@@ -169,31 +205,40 @@ class Renderer:
         y0, y1 = max(int(np.floor(vs.min())), 0), min(int(np.ceil(vs.max())) + 1, self.height)
         return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
 
-    def _draw_object(self, i, obj, t_s, origin, rays, rect, layers, own_depth) -> int:
-        """Z-test object ``i`` into the (depth, colour, mask) layers inside ``rect``; returns its amodal pixel count."""
+    def _draw_object(self, i, placement, origin, rays, rect, layers: _Layers, own_depth) -> int:
+        """Z-test object ``i`` into ``layers`` inside ``rect``; returns its amodal (unoccluded) pixels."""
+        obj = self.scene.objects[i]
         x0, y0, x1, y1 = rect
-        depth, color, mask = (layer[y0:y1, x0:x1] for layer in layers)
-        rel_origin = origin - obj.position.at(t_s)
-        half, rotation = _extent(obj, t_s)
+        rel_origin = origin - placement.center
         if obj.shape == "sphere":
-            t_hit = raycast.sphere_depth(half[0], rel_origin, rays, rect)
+            t_hit = raycast.sphere_depth(placement.half_m[0], rel_origin, rays, rect)
         else:
-            t_hit = raycast.box_depth(half, rotation, rel_origin, rays, rect)
+            t_hit = raycast.box_depth(placement.half_m, placement.rotation, rel_origin, rays, rect)
         if own_depth is not None:
             own_depth[y0:y1, x0:x1] = t_hit
-        closer = t_hit < depth  # inf (a miss) is never closer
-        if closer.any():
-            rows, cols = np.nonzero(closer)
-            t_vis, d_vis = t_hit[rows, cols], rays.at(y0 + rows, x0 + cols)
+        depth = layers.depth[y0:y1, x0:x1]
+        visible = np.flatnonzero(t_hit < depth).astype(np.int32)  # inf (a miss) is never closer
+        if visible.size:
+            rows = visible // np.int32(x1 - x0)
+            cols = visible - rows * np.int32(x1 - x0)
+            t_vis = np.take(t_hit, visible)
+            dirs = rays.at(y0 + rows, x0 + cols)
             if obj.shape == "sphere":
-                normal, u, v = raycast.sphere_surface(half[0], rel_origin, d_vis, t_vis)
+                normal, u, v = raycast.sphere_surface(placement.half_m[0], rel_origin, dirs, t_vis)
+                shade = self._shade(normal @ self._to_light)
             else:
-                normal, u, v = raycast.box_surface(half, rotation, rel_origin, d_vis, t_vis)
-            shade = self._shade(np.clip(normal @ self._to_light, 0, 1))
-            depth[rows, cols] = t_vis
-            mask[rows, cols] = obj.object_id
-            color[rows, cols, :3] = albedo(obj.appearance, self._noise[i], u, v) * shade[:, None]
-        return int(np.count_nonzero(np.isfinite(t_hit)))
+                face, u, v = raycast.box_surface(
+                    placement.half_m, placement.rotation, rel_origin, dirs, t_vis
+                )
+                shade = np.take(
+                    self._shade(raycast.box_face_normals(placement.rotation) @ self._to_light), face
+                )
+            rgba = cv2.multiply(self._textures[i].albedo(u, v)[:, None], cv2.merge([shade] * 4)[:, None])
+            flat = (y0 + rows) * np.int32(self.width) + (x0 + cols)
+            np.minimum(depth, t_hit, out=depth)
+            layers.mask_flat[flat] = obj.object_id
+            layers.color_flat[flat] = rgba.reshape(-1, 4).view(np.complex128).ravel()
+        return int(np.count_nonzero(t_hit < np.inf))
 
     def _visible_boxes(self, mask: np.ndarray, rects: list[Rect | None]) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.scene.objects)
@@ -213,9 +258,4 @@ class Renderer:
         return visible, boxes
 
 
-def _extent(obj: ObjectSpec, t_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Half sizes (3,) at time ``t_s`` and world_from_object rotation (3, 3) of an object."""
-    scale = float(obj.scale.at(t_s)[0])
-    if obj.shape == "sphere":
-        return np.full(3, obj.half_extent_m[0] * scale), np.eye(3)
-    return np.asarray(obj.half_extent_m, np.float64) * scale, raycast.yaw_matrix(float(obj.yaw.at(t_s)[0]))
+_CORNER_SIGNS = np.array([(sx, sy, sz) for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], np.float64)

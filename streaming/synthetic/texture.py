@@ -41,11 +41,24 @@ def texel_index(u_m: np.ndarray, v_m: np.ndarray) -> np.ndarray:
     return tu + TEXTURE_SIZE * tv
 
 
-def albedo(appearance: Appearance, noise: np.ndarray, u_m: np.ndarray, v_m: np.ndarray) -> np.ndarray:
-    """float32 (m, 3) unlit colour at surface coordinates (m,)."""
-    colors = np.array([appearance.color_a, appearance.color_b], np.float32)
-    bit = pattern_bit(u_m, v_m, *pattern_steps(appearance))
-    return colors[bit] * np.take(noise, texel_index(u_m, v_m))[:, None]
+class ObjectTexture:
+    """Colour lookup for one object's surface: pattern colour x noise texel, as RGBA rows.
+
+    Entries are gathered as complex128 views of four float32 (see :class:`RoomTexture`).
+    """
+
+    def __init__(self, appearance: Appearance) -> None:
+        self._steps = pattern_steps(appearance)
+        noise = noise_texture(appearance).ravel()
+        table = np.zeros((2, noise.size, 4), np.float32)
+        for bit, color in enumerate((appearance.color_a, appearance.color_b)):
+            table[bit, :, :3] = np.outer(noise, np.asarray(color, np.float32))
+        self._table = table.reshape(-1, 4).view(np.complex128).ravel()
+
+    def albedo(self, u_m: np.ndarray, v_m: np.ndarray) -> np.ndarray:
+        """float32 (m, 4) unlit RGBA (alpha 0) at surface coordinates (m,) in metres."""
+        index = pattern_bit(u_m, v_m, *self._steps) * (TEXTURE_SIZE * TEXTURE_SIZE) + texel_index(u_m, v_m)
+        return np.take(self._table, index).view(np.float32).reshape(len(index), 4)
 
 
 class RoomTexture:

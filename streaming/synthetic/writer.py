@@ -3,7 +3,7 @@
 Layout of the output folder::
 
     video.mp4                  H.264 video of the RGB frames
-    gt/<id>.txt                LaSOT boxes: one "x,y,w,h" line per frame (0-based pixels), "0,0,0,0" when absent
+    gt/<id>.txt                LaSOT boxes: one "x,y,w,h" line per frame (0-based px), "0,0,0,0" if absent
     gt/<id>_full_occlusion.txt LaSOT flags, one comma-separated line of 0/1 (in view, nothing visible)
     gt/<id>_out_of_view.txt    LaSOT flags, one comma-separated line of 0/1 (outside the image)
     masks/<index>.png          uint16 instance ids (0 = background), lossless
@@ -62,7 +62,9 @@ def write_scene(scene: str | SceneSpec, out_dir: str | Path, *, overwrite: bool 
         for sub in ("gt", "masks", "rgb", "depth"):
             (partial / sub).mkdir(parents=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create output folder {partial}: {exc}", "Choose a writable --out folder") from exc
+        raise ConfigError(
+            f"cannot create output folder {partial}: {exc}", "Choose a writable --out folder"
+        ) from exc
     scene_frames = Scene(spec, source_id=uri)
     _write_frames(scene_frames, partial)
     (partial / "scene.json").write_text(json.dumps(_describe(scene_frames, uri), indent=2) + "\n")
@@ -80,7 +82,9 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output path {out} is a file", "Pass a folder path to --out")
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"output folder {out} already exists and is not empty", "Pass --overwrite or another --out")
+        raise ConfigError(
+            f"output folder {out} already exists and is not empty", "Pass --overwrite or another --out"
+        )
 
 
 def _imwrite(path: Path, image: np.ndarray) -> None:
@@ -120,16 +124,24 @@ def _write_lasot(folder: Path, spec: SceneSpec, boxes, full_occlusion, out_of_vi
     for j, obj in enumerate(spec.objects):
         lines = "\n".join(",".join(str(v) for v in box) for box in boxes[:, j])
         (folder / f"{obj.object_id}.txt").write_text(lines + "\n")
-        (folder / f"{obj.object_id}_full_occlusion.txt").write_text(",".join(map(str, full_occlusion[:, j])) + "\n")
+        (folder / f"{obj.object_id}_full_occlusion.txt").write_text(
+            ",".join(map(str, full_occlusion[:, j])) + "\n"
+        )
         (folder / f"{obj.object_id}_out_of_view.txt").write_text(",".join(map(str, out_of_view[:, j])) + "\n")
 
 
 def _write_tum_lists(folder: Path, rgb_lines, depth_lines, pose_lines) -> None:
     header = "# {what}\n# file: memstream synthetic scene\n# timestamp {columns}\n"
-    (folder / "rgb.txt").write_text(header.format(what="color images", columns="filename") + "\n".join(rgb_lines) + "\n")
-    (folder / "depth.txt").write_text(header.format(what="depth maps", columns="filename") + "\n".join(depth_lines) + "\n")
+    (folder / "rgb.txt").write_text(
+        header.format(what="color images", columns="filename") + "\n".join(rgb_lines) + "\n"
+    )
+    (folder / "depth.txt").write_text(
+        header.format(what="depth maps", columns="filename") + "\n".join(depth_lines) + "\n"
+    )
     (folder / "groundtruth.txt").write_text(
-        header.format(what="ground truth trajectory", columns="tx ty tz qx qy qz qw") + "\n".join(pose_lines) + "\n"
+        header.format(what="ground truth trajectory", columns="tx ty tz qx qy qz qw")
+        + "\n".join(pose_lines)
+        + "\n"
     )
 
 
@@ -148,13 +160,15 @@ def _describe(scene: Scene, uri: str | None) -> dict:
         "intrinsics": {"fx": k[0, 0], "fy": k[1, 1], "cx": k[0, 2], "cy": k[1, 2]},
         "depth_scale": TUM_DEPTH_SCALE,
         "conventions": {
-            "boxes": "x,y,w,h in 0-based pixels, tight around the visible pixels; 0,0,0,0 when none is visible",
+            "boxes": "x,y,w,h in 0-based pixels, tight around the visible pixels; 0,0,0,0 when none is",
             "pose": "world_from_cam, OpenCV camera axes (x right, y down, z forward), metres",
             "target": "object 1 is the tracking target (role 'target'); distractors look the same",
         },
         "camera": {
             "hfov_deg": camera.hfov_deg,
-            "moves": not (camera.position.is_constant and camera.yaw.is_constant and camera.pitch.is_constant),
+            "moves": not (
+                camera.position.is_constant and camera.yaw.is_constant and camera.pitch.is_constant
+            ),
         },
         "lighting_changes": not lighting.gain.is_constant,
         "target_id": next((o.object_id for o in spec.objects if o.role == "target"), None),
