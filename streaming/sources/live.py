@@ -118,7 +118,7 @@ class LiveSource(StreamSource):
                                backend=self._capture.backend)
 
     def _frames(self) -> Iterator[Frame]:
-        t0 = time.monotonic()
+        t0: float | None = None
         rgb: np.ndarray | None = self._first
         self._first = None
         index, failures = 0, 0
@@ -130,7 +130,9 @@ class LiveSource(StreamSource):
                 rgb = self._capture.read()
                 continue
             failures = 0
-            t_s = time.monotonic() - t0
+            now = time.monotonic()
+            t0 = now if t0 is None else t0
+            t_s = now - t0
             if self.schedule.keep(t_s):
                 rgb, _, _ = resize_frame(rgb, self.options.resize)
                 yield Frame(index=index, timestamp_s=t_s, rgb=rgb, source_id=self.info.uri)

@@ -151,7 +151,7 @@ class TumRgbdSource(StreamSource):
             rgb, depth, k = resize_frame(read_rgb(rgb_path), self.options.resize, depth, self.intrinsics)
             # Timestamps stay on the recording's clock minus the first frame's, so frames line up with
             # groundtruth.txt through self._t0.
-            yield Frame(index, t_abs - self._t0, rgb, depth, k, self.poses.at(t_abs), self.info.uri)
+            yield Frame(index, float(t_abs - self._t0), rgb, depth, k, self.poses.at(t_abs), self.info.uri)
             index += 1
 
 

@@ -239,6 +239,8 @@ def open_video(uri: str, options: SourceOptions, *, backend: str = "auto", **unk
 
 
 def _is_video(uri: str) -> bool:
+    if "://" in uri and not uri.startswith("file://"):
+        return False
     path = Path(uri.removeprefix("file://"))
     return path.suffix.lower() in VIDEO_SUFFIXES or (path.is_file() and uri.startswith("file://"))
 
