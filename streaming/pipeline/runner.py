@@ -13,7 +13,8 @@ Stopping: at the end of the stream every queued frame is processed. :meth:`Runne
 in the caller's thread) stops decoding and lets the frames already queued finish, so stage outputs
 stay consistent. An exception in a stage aborts at once: no further frame is processed, every
 opened stage is closed, and :class:`StageError` names the stage and the frame. An error of the
-source (e.g. a video truncated mid-stream) is re-raised as it is after the stages are closed.
+source (e.g. a video truncated mid-stream) stops decoding, lets the frames decoded before it go
+through every stage, closes the stages, and is then re-raised as it is.
 """
 
 from __future__ import annotations
@@ -143,7 +144,6 @@ class Runner:
             self.stop()
             self._sink()
         finally:
-            self._abort_if_error()
             self._join()
             self.summary.wall_s = time.perf_counter() - start
             self._close_stages(opened)
@@ -187,13 +187,15 @@ class Runner:
         for thread in self._threads:
             thread.start()
 
-    def _fail(self, error: BaseException, cause: BaseException | None = None) -> None:
+    def _fail(self, error: BaseException, cause: BaseException | None = None, *, drain: bool = False) -> None:
+        """Record the first error and stop; ``drain`` lets queued frames finish (source errors)."""
         with self._error_lock:
             if self._error is None:
                 if cause is not None and error is not cause:
                     error.__cause__ = cause
                 self._error = error
-        self._abort.set()
+        if not drain:
+            self._abort.set()
         self._stop.set()
 
     def _put(self, q: queue.Queue, item: Any) -> bool:
@@ -240,7 +242,8 @@ class Runner:
                 elif not self._put(first, (frame, Upstream())):
                     return
         except BaseException as exc:
-            self._fail(exc)
+            # The frames decoded before the failure still go through every stage.
+            self._fail(exc, drain=True)
         finally:
             self._put(first, _END)
 
@@ -276,10 +279,6 @@ class Runner:
             self.summary.frames_processed += 1
             if self.on_frame is not None:
                 self.on_frame(item[0])
-
-    def _abort_if_error(self) -> None:
-        if self._error is not None:
-            self._abort.set()
 
     def _join(self) -> None:
         for thread in self._threads:

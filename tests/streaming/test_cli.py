@@ -1,0 +1,173 @@
+"""Configs and the memstream command: outputs, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from streaming import ConfigError
+from streaming.cli import main
+from streaming.config import config_dir, load_config, preset_names, resolve_config_path
+
+DEMO = "synthetic://demo?frames=8&size=64x48"
+
+
+def test_default_config_and_presets_resolve_from_the_checkout() -> None:
+    assert (config_dir() / "default.yaml").is_file()
+    assert {"default", "decode_only"} <= set(preset_names())
+    config = load_config()
+    assert config.runner.backpressure == "auto" and [s.name for s in config.enabled_stages] == ["video_writer"]
+    assert load_config("decode_only").stages == []
+    assert resolve_config_path("default") == config_dir() / "default.yaml"
+
+
+def test_overrides_address_sections_and_stages_by_name() -> None:
+    config = load_config(None, ["runner.queue_size=16", "stages.video_writer.enabled=false", "source.resize=[32, 24]"])
+    assert config.runner.queue_size == 16 and config.enabled_stages == [] and config.source.resize == (32, 24)
+    config = load_config(None, ["stages.video_writer.options.crf=0"])
+    assert config.stages[0].options == {"filename": "video.mp4", "codec": "auto", "crf": 0}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("runner:\n  queue_sz: 3\n", "unknown config key runner.queue_sz"),
+        ("runner:\n  queue_size: -3\n", "invalid config value runner.queue_size=-3"),
+        ("runner:\n  backpressure: sometimes\n", "invalid config value runner.backpressure='sometimes'"),
+        ("stages:\n  - name: video_writer\n    enabeld: true\n", "unknown config key stages.video_writer.enabeld"),
+        ("runner: {}\nrunner: {}\n", "duplicate key 'runner'"),
+        ("- just\n- a list\n", "must hold a mapping"),
+        ("runner: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_config_errors_name_the_key_and_value(tmp_path, text, message) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_config(path)
+
+
+def test_missing_config_lists_presets() -> None:
+    with pytest.raises(ConfigError, match="config 'nope' not found.*default"):
+        load_config("nope")
+
+
+def test_run_writes_summary_config_and_video(tmp_path) -> None:
+    out = tmp_path / "run"
+    assert main(["run", DEMO, "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames_processed"] == 8 and summary["stop_reason"] == "end_of_stream"
+    assert summary["source"]["num_frames"] == 8 and summary["stages"]["video_writer"]["frames"] == 8
+    assert summary["stages"]["video_writer"]["outputs"]["frames_written"] == 8
+    assert yaml.safe_load((out / "config.yaml").read_text())["runner"]["queue_size"] == 8
+    capture = cv2.VideoCapture(str(out / "video.mp4"))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    assert count == 8 and int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == 64
+
+
+def test_run_without_stages_and_with_max_frames(tmp_path) -> None:
+    out = tmp_path / "run"
+    assert main(["run", DEMO, "--config", "decode_only", "--max-frames", "3", "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames_processed"] == 3 and summary["stages"] == {} and not (out / "video.mp4").exists()
+
+
+def _bad_video(tmp_path: Path) -> str:
+    path = tmp_path / "corrupt.mp4"
+    path.write_bytes(np.random.default_rng(1).bytes(3000))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "missing.mp4"], "no such video file: missing.mp4"),
+        (["run", "CORRUPT"], "cannot decode"),
+        (["run", "gopher://host/x"], "unknown URI scheme 'gopher://'"),
+        (["run", "cam:9", "--set", "source.options={reconnect: 0, open_timeout_s: 2}"], "camera 9 did not open"),
+        (["run", DEMO, "--set", "runner.queue_sz=2"], "unknown config key runner.queue_sz"),
+        (["run", DEMO, "--set", "runner.queue_size=0"], "invalid config value runner.queue_size=0"),
+        (["run", DEMO, "--set", "stages.tracker.enabled=true"], "unknown stage 'tracker'"),
+        (["run", DEMO, "--set", "stages.video_writer.options.codec=h265"], "unknown video codec 'h265'"),
+        (["run", DEMO, "--set", "stages.video_writer.options.quality=3"], "invalid option stages.video_writer.quality"),
+        (["run", "synthetic://nowhere"], "unknown synthetic preset 'nowhere'"),
+        (["synth", "demo?frames=2"], None),  # --out is required: argparse's own usage error
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, args, message) -> None:
+    args = [str(tmp_path / "corrupt.mp4") if a == "CORRUPT" else a for a in args]
+    if "CORRUPT" in str(args) or any(a.endswith("corrupt.mp4") for a in args):
+        _bad_video(tmp_path)
+    if args[0] == "run":
+        args += ["--out", str(tmp_path / "out"), "--no-progress"]
+    if message is None:
+        with pytest.raises(SystemExit) as info:
+            main(args)
+        assert info.value.code == 2
+        return
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([line for line in err if line.startswith("error:")]) == 1
+    line = next(line for line in err if line.startswith("error:"))
+    assert message in line and "Traceback" not in "\n".join(err)
+
+
+def test_a_failing_stage_exits_1_and_debug_shows_the_traceback(tmp_path, capsys) -> None:
+    from streaming.pipeline.stages import STAGES
+
+    class Explodes:
+        def __init__(self, name, options):
+            self.name = name
+
+        def open(self, context):
+            pass
+
+        def update(self, frame, upstream):
+            if frame.index == 2:
+                raise RuntimeError("kaboom")
+
+        def close(self):
+            pass
+
+    STAGES.add("explodes_for_test", Explodes)
+    args = ["run", DEMO, "--config", "decode_only", "--set", "stages.explodes_for_test.enabled=true", "--no-progress"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 1
+    assert "stage 'explodes_for_test' failed on frame 2: RuntimeError: kaboom" in capsys.readouterr().err
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["stop_reason"] == "error"  # the summary is written even when a stage fails
+    with pytest.raises(Exception, match="kaboom"):
+        main(args + ["--out", str(tmp_path / "b"), "--debug"])
+
+
+def test_info_lists_versions_and_extras(capsys) -> None:
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "memstream 0.1.0" in out and "torch" in out and "decord" in out and "open3d" in out
+
+
+def test_synth_writes_a_scene(tmp_path, capsys) -> None:
+    assert main(["synth", "distractors?frames=4&size=64x48", "--out", str(tmp_path / "s")]) == 0
+    scene = json.loads((tmp_path / "s" / "scene.json").read_text())
+    assert scene["preset"] == "distractors" and scene["frames"] == 4
+    assert main(["synth", "distractors?frames=4&size=64x48", "--out", str(tmp_path / "s")]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_the_installed_console_script(tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "streaming.cli", "run", DEMO, "--out", str(tmp_path / "r"), "--no-progress"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "r" / "summary.json").is_file()
+    bad = subprocess.run([sys.executable, "-m", "streaming.cli", "run", "nothing.mp4"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: no such video file")
