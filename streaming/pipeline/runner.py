@@ -2,9 +2,11 @@
 
 ::
 
-    decode thread ──q0──► stage 1 thread ──q1──► stage 2 thread ──q2──► ... ──► caller's thread (sink)
+    caller's thread (decode) ──q0──► stage 1 thread ──q1──► stage 2 thread ──► ... ──► on_frame (last stage's thread)
 
 Each stage sees frames in stream order, one at a time; stages overlap across frames (pipelining).
+Decoding runs in the caller's thread, so a run without stages starts no thread at all and Ctrl-C
+lands where decoding stops.
 Backpressure on the first queue: ``block`` makes decoding wait (files: nothing is lost),
 ``drop_oldest`` discards the oldest waiting frame so live sources stay real-time; ``auto`` picks
 ``drop_oldest`` for live sources and ``block`` otherwise. Later queues always block.
@@ -85,7 +87,7 @@ class Runner:
         backpressure: ``auto``, ``block`` or ``drop_oldest`` (see the module docstring).
         out_dir: passed to stages through :class:`RunContext`.
         config: the resolved configuration, passed to stages.
-        on_frame: called in the caller's thread after each frame leaves the last stage (progress).
+        on_frame: called after each frame leaves the last stage (progress), from that stage's thread.
 
     Example:
         >>> from streaming import open_source
@@ -138,11 +140,11 @@ class Runner:
         start = time.perf_counter()
         try:
             self._start_threads()
-            self._sink()
-        except KeyboardInterrupt:
-            self.summary.stop_reason = "interrupted"
-            self.stop()
-            self._sink()
+            try:
+                self._decode_loop()
+            except KeyboardInterrupt:
+                self.summary.stop_reason = "interrupted"
+                self.stop()
         finally:
             self._join()
             self.summary.wall_s = time.perf_counter() - start
@@ -178,8 +180,8 @@ class Runner:
                 self._fail(StageError(stage.name, -1, exc), exc)
 
     def _start_threads(self) -> None:
-        self._queues = [queue.Queue(self.queue_size) for _ in range(len(self.stages) + 1)]
-        self._threads = [threading.Thread(target=self._decode_loop, name="memstream-decode", daemon=True)]
+        self._queues = [queue.Queue(self.queue_size) for _ in self.stages]
+        self._threads = []
         for i, stage in enumerate(self.stages):
             self._threads.append(
                 threading.Thread(target=self._stage_loop, args=(i, stage), name=f"memstream-{stage.name}", daemon=True)
@@ -217,7 +219,8 @@ class Runner:
         return _END
 
     def _decode_loop(self) -> None:
-        first = self._queues[0]
+        """Iterate the source in the caller's thread and hand frames to the first stage (or deliver)."""
+        first = self._queues[0] if self._queues else None
         drop = self.summary.backpressure == "drop_oldest"
         try:
             frames = iter(self.source)
@@ -228,27 +231,34 @@ class Runner:
                     break
                 self.summary.decode.add(time.perf_counter() - started)
                 self.summary.frames_decoded += 1
-                if drop:
-                    while True:
-                        try:
-                            first.put_nowait((frame, Upstream()))
-                            break
-                        except queue.Full:
-                            try:
-                                first.get_nowait()
-                                self.summary.frames_dropped += 1
-                            except queue.Empty:
-                                pass
+                if first is None:
+                    self._deliver(frame)
+                elif drop:
+                    self._put_dropping_oldest(first, (frame, Upstream()))
                 elif not self._put(first, (frame, Upstream())):
                     return
-        except BaseException as exc:
+        except Exception as exc:
             # The frames decoded before the failure still go through every stage.
             self._fail(exc, drain=True)
         finally:
-            self._put(first, _END)
+            if first is not None:
+                self._put(first, _END)
+
+    def _put_dropping_oldest(self, q: queue.Queue, item: Any) -> None:
+        while True:
+            try:
+                q.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    q.get_nowait()
+                    self.summary.frames_dropped += 1
+                except queue.Empty:
+                    pass
 
     def _stage_loop(self, i: int, stage: Stage) -> None:
-        inbox, outbox = self._queues[i], self._queues[i + 1]
+        inbox = self._queues[i]
+        outbox = self._queues[i + 1] if i + 1 < len(self._queues) else None
         stats, waits = self.summary.stages[stage.name], self.summary.queue_wait[stage.name]
         frame_index = -1
         try:
@@ -263,22 +273,21 @@ class Runner:
                 waits.add(started - waited)
                 result = stage.update(frame, upstream)
                 stats.add(time.perf_counter() - started)
-                if not self._put(outbox, (frame, upstream.with_result(stage.name, result))):
+                if outbox is None:
+                    self._deliver(frame)
+                elif not self._put(outbox, (frame, upstream.with_result(stage.name, result))):
                     return
         except BaseException as exc:
             self._fail(StageError(stage.name, frame_index, exc), exc)
         finally:
-            self._put(outbox, _END)
+            if outbox is not None:
+                self._put(outbox, _END)
 
-    def _sink(self) -> None:
-        last = self._queues[-1]
-        while True:
-            item = self._get(last)
-            if item is _END:
-                return
-            self.summary.frames_processed += 1
-            if self.on_frame is not None:
-                self.on_frame(item[0])
+    def _deliver(self, frame: Frame) -> None:
+        """A frame has left the last stage; called from one thread only (the last stage's, or the caller's)."""
+        self.summary.frames_processed += 1
+        if self.on_frame is not None:
+            self.on_frame(frame)
 
     def _join(self) -> None:
         for thread in self._threads:
