@@ -239,3 +239,46 @@ def test_dead_cameras_and_refused_streams_fail_fast_with_a_fix(uri) -> None:
         open_source(uri, reconnect=0, open_timeout_s=2, read_timeout_s=2)
     assert time.monotonic() - started < 10
     assert "did not open" in str(info.value) and "Check" in str(info.value)
+
+
+def _gst_rtsp_available() -> bool:
+    import shutil
+    import subprocess
+
+    if not shutil.which("/usr/bin/python3"):
+        return False
+    probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    return subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def rtsp_server():
+    import socket
+    import subprocess
+
+    if not _gst_rtsp_available():
+        pytest.skip("GStreamer RTSP server not installed: run tests/system_deps.sh (the README test command does)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        ["/usr/bin/python3", str(Path(__file__).with_name("rtsp_server.py")), str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        yield f"rtsp://127.0.0.1:{port}/live"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.mark.network
+def test_rtsp_stream_from_a_local_server(rtsp_server) -> None:
+    with open_source(rtsp_server, max_frames=15, open_timeout_s=10, read_timeout_s=10) as source:
+        assert source.info.is_live and source.info.backend == "pyav" and (source.info.width, source.info.height) == (64, 48)
+        frames = list(source)
+    assert [f.index for f in frames] == list(range(15))
+    assert all(f.rgb.shape == (48, 64, 3) and f.rgb.std() > 5 for f in frames)  # the test pattern, not a blank
+    stamps = [f.timestamp_s for f in frames]
+    assert stamps[0] == 0 and stamps == sorted(stamps)
