@@ -40,6 +40,7 @@ IMG_STD = (0.229, 0.224, 0.225)
 @dataclass
 class _EncodedFrame:
     index: int
+    rgb: np.ndarray  # the frame's own (read-only) array: the cache key together with the index
     height: int
     width: int
     feats: list[torch.Tensor]  # (HW, 1, C) per level, SAM 2's flattened layout
@@ -162,7 +163,7 @@ class Sam2Backend:
     # ------------------------------------------------------------------ steps
     def _encode(self, frame: Frame) -> _EncodedFrame:
         """Backbone features of ``frame``, computed once per frame index."""
-        if self._frame is not None and self._frame.index == frame.index:
+        if self._frame is not None and self._frame.index == frame.index and self._frame.rgb is frame.rgb:
             return self._frame
         image = Image.fromarray(frame.rgb).resize((self.image_size, self.image_size))
         pixels = torch.from_numpy(np.asarray(image) / 255.0).permute(2, 0, 1).float()
@@ -170,7 +171,7 @@ class Sam2Backend:
         with self._inference():
             backbone = self.model.forward_image(pixels)
             _, feats, pos, sizes = self.model._prepare_backbone_features(backbone)
-        self._frame = _EncodedFrame(frame.index, frame.height, frame.width, feats, pos, sizes)
+        self._frame = _EncodedFrame(frame.index, frame.rgb, frame.height, frame.width, feats, pos, sizes)
         return self._frame
 
     def _prompt_one(self, encoded: _EncodedFrame, prompt: Prompt) -> tuple[np.ndarray, Candidates]:

@@ -43,10 +43,6 @@ class MemoryEntry:
     features: torch.Tensor | None
     obj_ptr: torch.Tensor
 
-    def nbytes(self) -> int:
-        feats = 0 if self.features is None else self.features.numel() * self.features.element_size()
-        return feats + self.obj_ptr.numel() * self.obj_ptr.element_size()
-
 
 @dataclass(frozen=True)
 class MemoryReadout:
@@ -137,8 +133,8 @@ class ObjectMemory:
         }
 
     def nbytes(self) -> int:
-        """Bytes of tensors held (an entry shared by ``accepted`` and ``previous`` counted once)."""
-        held = {id(e): e for e in [*self.cond.values(), *self.accepted, *self.pointers]}
-        if self.previous is not None:
-            held[id(self.previous)] = self.previous
-        return sum(e.nbytes() for e in held.values())
+        """Bytes of the tensors held, each counted once (pointers share their frame's tensor)."""
+        entries = [*self.cond.values(), *self.accepted, *self.pointers]
+        entries += [self.previous] if self.previous is not None else []
+        tensors = {id(t): t for e in entries for t in (e.features, e.obj_ptr) if t is not None}
+        return sum(t.numel() * t.element_size() for t in tensors.values())

@@ -1,0 +1,94 @@
+"""The Tracker's logic over a scripted CandidateBackend: which candidate it commits, which frames it
+lets into memory, and its input errors. The backend is a real (if trivial) implementation of the
+protocol whose candidates the test dictates, so the numbers are exact."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pytest
+
+from streaming.types import Frame
+from tracking.protocol import CandidateBackend
+from tracking.tracker import Tracker, TrackingInputError
+from tracking.types import Candidates, Decision, Prompt
+
+
+class ScriptedBackend:
+    """Proposes, per frame, the candidates of ``script[frame.index]``; records the decisions."""
+
+    name = "scripted"
+
+    def __init__(self, script: Mapping[int, Candidates]) -> None:
+        self.script, self.decisions, self._frame = script, {}, None
+
+    def add_prompts(self, frame, prompts):
+        return {p.object_id: (np.ones((8, 8), bool), Candidates(p.box_xywh[None], [1.0], 5.0)) for p in prompts}
+
+    def propose(self, frame: Frame, object_ids: Sequence[int]):
+        self._frame = frame.index
+        return {i: self.script[frame.index] for i in object_ids}
+
+    def commit(self, decisions: Mapping[int, Decision]):
+        self.decisions[self._frame] = dict(decisions)
+        return {i: np.zeros((8, 8), bool) for i in decisions}
+
+    def remove_object(self, object_id):
+        pass
+
+    def reset(self):
+        self.decisions.clear()
+
+    def memory_summary(self):
+        return {"bytes": 0}
+
+
+def frame(index: int) -> Frame:
+    return Frame(index=index, timestamp_s=index / 30, rgb=np.zeros((100, 200, 3), np.uint8))
+
+
+def box(t: int) -> list[float]:
+    return [10.0 + 4 * t, 40.0, 20.0, 20.0]
+
+
+def run(script: dict[int, Candidates], selection: str) -> ScriptedBackend:
+    backend = ScriptedBackend(script)
+    assert isinstance(backend, CandidateBackend)
+    tracker = Tracker(backend, selection=selection)
+    tracker.update(frame(0), [Prompt(1, box(0))])
+    for t in range(1, max(script) + 1):
+        tracker.update(frame(t), [])
+    return backend
+
+
+def test_samurai_follows_motion_through_a_brighter_distractor_and_keeps_it_out_of_memory() -> None:
+    script = {t: Candidates([box(t), [150, 40, 20, 20]], [0.9, 0.6], 3.0) for t in range(1, 25)}
+    # frame 25: a look-alike scores higher (0.8 > 0.7) far from where the motion model expects it
+    script[25] = Candidates([box(25), [150, 40, 20, 20]], [0.7, 0.8], 3.0)
+    samurai, affinity = run(script, "samurai"), run(script, "affinity")
+    assert samurai.decisions[25][1].index == 0 and affinity.decisions[25][1].index == 1
+    assert all(samurai.decisions[t][1].enters_memory for t in range(1, 26))
+    assert all(affinity.decisions[t][1].enters_memory for t in range(1, 26))
+
+
+def test_gate_keeps_low_affinity_and_absent_frames_out() -> None:
+    script = {t: Candidates([box(t)], [0.9], 3.0) for t in range(1, 21)}
+    script[18] = Candidates([box(18)], [0.45], 3.0)  # affinity <= 0.5
+    script[19] = Candidates([[0, 0, 0, 0]], [0.9], -2.0)  # object absent
+    decisions = run(script, "samurai").decisions
+    assert [t for t in range(1, 21) if not decisions[t][1].enters_memory] == [18, 19]
+
+
+def test_input_errors_name_the_object_and_the_fix() -> None:
+    tracker = Tracker(ScriptedBackend({}), selection="samurai")
+    with pytest.raises(TrackingInputError, match="prompted twice"):
+        tracker.update(frame(0), [Prompt(1, box(0)), Prompt(1, box(1))])
+    with pytest.raises(TrackingInputError, match="outside the 200x100 frame"):
+        tracker.update(frame(0), [Prompt(2, [250, 10, 5, 5])])
+    with pytest.raises(TrackingInputError, match="point lies outside"):
+        tracker.update(frame(0), [Prompt(3, points_xy=[[5, 120]])])
+    with pytest.raises(TrackingInputError, match="unknown object id 7"):
+        tracker.remove_object(7)
+    with pytest.raises(TrackingInputError, match="unknown selection"):
+        Tracker(ScriptedBackend({}), selection="greedy")
