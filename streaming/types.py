@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-def _freeze(array: np.ndarray | None) -> np.ndarray | None:
+def read_only(array: np.ndarray | None) -> np.ndarray | None:
+    """Make ``array`` read-only in place (None passes through) and return it: frozen dataclasses of
+    arrays use it so results can be shared between threads without copies."""
     if array is not None and array.flags.writeable:
         array.flags.writeable = False
     return array
@@ -61,7 +63,7 @@ class FrameGroundTruth:
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"{name} must be ({n},), got {getattr(self, name).shape}")
         for name in ("object_ids", "boxes_xywh", "visible_fraction", "in_view", "is_dynamic", "instance_mask"):
-            _freeze(getattr(self, name))
+            read_only(getattr(self, name))
 
     @property
     def visible(self) -> np.ndarray:
@@ -125,7 +127,7 @@ class Frame:
         if self.pose is not None and self.pose.shape != (4, 4):
             raise ValueError(f"pose must be (4, 4), got {self.pose.shape}")
         for name in ("rgb", "depth_m", "intrinsics", "pose"):
-            _freeze(getattr(self, name))
+            read_only(getattr(self, name))
 
     @property
     def height(self) -> int:

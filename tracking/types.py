@@ -11,12 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-
-def _freeze(array: np.ndarray | None) -> np.ndarray | None:
-    if array is not None and array.flags.writeable:
-        array.flags.writeable = False
-    return array
+from streaming.types import read_only
 
 
 @dataclass(frozen=True)
@@ -50,7 +45,7 @@ class Prompt:
             object.__setattr__(self, "points_xy", points)
             object.__setattr__(self, "point_labels", labels.astype(np.int32))
         for name in ("box_xywh", "points_xy", "point_labels"):
-            _freeze(getattr(self, name))
+            read_only(getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -74,8 +69,8 @@ class Candidates:
         affinity = np.asarray(self.affinity, np.float64).reshape(-1)
         if len(boxes) == 0 or len(boxes) != len(affinity):
             raise ValueError(f"need k >= 1 candidates with one affinity each, got {len(boxes)} and {len(affinity)}")
-        object.__setattr__(self, "boxes_xywh", _freeze(boxes))
-        object.__setattr__(self, "affinity", _freeze(affinity))
+        object.__setattr__(self, "boxes_xywh", read_only(boxes))
+        object.__setattr__(self, "affinity", read_only(affinity))
 
 
 @dataclass(frozen=True)
@@ -117,8 +112,8 @@ class TrackState:
     is_prompt: bool = False
 
     def __post_init__(self) -> None:
-        _freeze(self.box_xywh)
-        _freeze(self.mask)
+        read_only(self.box_xywh)
+        read_only(self.mask)
 
     @property
     def present(self) -> bool:

@@ -2,8 +2,8 @@
 
 Boxes are ``[x, y, w, h]`` in pixels, top-left corner, pixel-inclusive (``x2 = x + w - 1``), one row
 per frame. The tracker is initialised once with the ground-truth box of frame 0 and never again.
-See ``/work/shared/reference/tracking.md`` section 5 for the sources of every rule below
-(pytracking ``analysis/extract_results.py``, LaSOT ``utils/calc_seq_err_robust.m``, got10k toolkit).
+Sources of every rule below: pytracking ``analysis/extract_results.py``, the LaSOT toolkit's
+``utils/calc_seq_err_robust.m`` and the got10k toolkit.
 
 Example:
     >>> import numpy as np
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
+
+from streaming.types import read_only
 
 SUCCESS_THRESHOLDS = np.linspace(0.0, 1.0, 21)  # IoU, strict ``>`` (LaSOT 0:0.05:1)
 PRECISION_THRESHOLDS_PX = np.arange(51, dtype=np.float64)  # centre error, ``<=``
@@ -118,10 +120,6 @@ def prepare_predictions(pred_xywh: np.ndarray, gt_xywh: np.ndarray) -> np.ndarra
     return pred
 
 
-def _freeze(array: np.ndarray) -> np.ndarray:
-    array.flags.writeable = False
-    return array
-
 
 @dataclass(frozen=True)
 class SequenceResult:
@@ -151,7 +149,7 @@ class SequenceResult:
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
             if isinstance(value, np.ndarray):
-                _freeze(value)
+                read_only(value)
 
     @property
     def num_frames(self) -> int:
@@ -291,11 +289,11 @@ def evaluate_dataset(results: Mapping[str, SequenceResult]) -> OPEReport:
         auc=pct(np.array([r.auc for r in seqs])),
         precision=pct(np.array([r.precision for r in seqs])),
         norm_precision=pct(np.array([r.norm_precision for r in seqs])),
-        success_curve=_freeze(np.mean([r.success_curve for r in seqs], axis=0)),
-        precision_curve=_freeze(np.mean([r.precision_curve for r in seqs], axis=0)),
-        norm_precision_curve=_freeze(np.mean([r.norm_precision_curve for r in seqs], axis=0)),
+        success_curve=read_only(np.mean([r.success_curve for r in seqs], axis=0)),
+        precision_curve=read_only(np.mean([r.precision_curve for r in seqs], axis=0)),
+        norm_precision_curve=read_only(np.mean([r.norm_precision_curve for r in seqs], axis=0)),
         ao=pct(pooled),
         sr50=pct(pooled > 0.5),
         sr75=pct(pooled > 0.75),
-        sequence_auc=_freeze(np.array([100.0 * r.auc for r in seqs])),
+        sequence_auc=read_only(np.array([100.0 * r.auc for r in seqs])),
     )
