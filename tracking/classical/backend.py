@@ -1,0 +1,276 @@
+"""The weight-free candidate backend: template matching with a SAMURAI-shaped memory bank.
+
+:class:`ClassicalBackend` implements :class:`~tracking.protocol.CandidateBackend` with OpenCV and
+numpy only, so SAMURAI's selection and memory gate (:class:`~tracking.tracker.Tracker`) run on a
+CPU with nothing downloaded. It is the default backend of ``memstream run`` / ``memstream track``.
+
+How it works, per object and frame:
+
+* **Memory** (:mod:`tracking.classical.memory`): the prompt template (a conditioning memory, always
+  kept), a bank of up to ``bank_size`` (6) frames the tracker let in (``Decision.enters_memory``; a
+  bounded deque) and always the most recent frame, as SAMURAI always attends the previous frame.
+  Each memory is a small grey template (``template_size_px`` on its longer side); nothing grows per
+  frame.
+* **Candidates** (:mod:`tracking.classical.matching`): over a search region of ``search_scale``
+  times the object's size around its last position (grown by how far it may have moved, see
+  ``motion_reach``; the whole frame once it has been absent ``lost_after_frames`` frames), at
+  ``scales``, the weighted mean NCC of the memory templates merged with the object's colour
+  likelihood; the ``num_candidates`` best peaks after non-maximum suppression. A look-alike near the
+  object is therefore a candidate with a similar affinity: exactly where SAMURAI's motion score
+  decides.
+* **Scores**: affinity is the peak's match score mapped linearly from ``[score_floor, score_ceiling]``
+  onto [0, 1] (calibrated on the synthetic scenes so that it tracks the candidate's IoU). The object
+  score logit is ``logit_gain * (score - presence_score)`` of the best match *where the object can
+  be* (within ``presence_radius`` sizes of its last position, give or take its reach): a look-alike
+  elsewhere is a candidate but no evidence that this object is visible, so an object hidden behind
+  its look-alike gets a non-positive logit, an empty mask and a zero box, and the tracker's motion
+  model coasts instead of jumping.
+* **Masks** (:mod:`tracking.classical.segmentation`): around each candidate box, the colour
+  likelihood thresholded and the component under the box centre kept (the filled box when that
+  fails). A candidate's box is its mask's box.
+
+Good for: weight-free CI, the default run, exercising SAMURAI's selection and gating on look-alike
+distractors, rigid textured objects under moderate motion, scale and lighting change. Not for:
+non-rigid objects, large appearance or viewpoint change (templates see one view; a fast-rotating
+object is lost), or real segmentation quality (masks are colour blobs). It is not SAM 2 and its
+numbers say nothing about SAM 2's.
+
+Example:
+    >>> from streaming import open_source
+    >>> from tracking.tracker import Tracker
+    >>> from tracking.types import Prompt
+    >>> tracker = Tracker(ClassicalBackend())
+    >>> with open_source("synthetic://distractors?frames=120", max_frames=10) as source:
+    ...     for frame in source:
+    ...         prompts = [Prompt(1, frame.gt.boxes_xywh[0])] if frame.index == 0 else []
+    ...         state = tracker.update(frame, prompts).get(1)
+    >>> state.present, tracker.memory_summary()["objects"][1]["frames"]  # prompt + the last 6 frames
+    (True, [0, 4, 5, 6, 7, 8, 9])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from streaming.types import Frame
+from tracking.classical.config import ClassicalConfig
+from tracking.classical.matching import Peak, match_peaks, search_window
+from tracking.classical.memory import ObjectMemory
+from tracking.classical.segmentation import ColourModel, Segment, segment
+from tracking.kalman import box_iou_xywh
+from tracking.tracker import TrackingInputError
+from tracking.types import Candidates, Decision, Prompt
+
+PROMPT_LOGIT = 10.0  # object score logit reported on a prompt frame (the user says it is there)
+
+
+@dataclass
+class _Proposal:
+    """One object's candidates between ``propose`` and ``commit``.
+
+    ``segments[i]`` is row i's mask (None: empty, the object is absent); ``match_boxes[i]`` is the
+    matcher's box of row i, which the object's memory follows if row i is chosen (the colour mask
+    only shapes the output: it leaks into same-coloured neighbours, and a memory that followed it
+    would drift with it).
+    """
+
+    candidates: Candidates
+    segments: list[Segment | None]
+    match_boxes: np.ndarray
+
+
+@dataclass
+class _FrameCache:
+    """Conversions of one frame, shared by all objects, and the proposals made on it."""
+
+    frame: Frame
+    grey: np.ndarray
+    hsv: np.ndarray
+    proposals: dict[int, _Proposal] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, frame: Frame) -> _FrameCache:
+        rgb = np.ascontiguousarray(frame.rgb)
+        return cls(frame, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV))
+
+
+class ClassicalBackend:
+    """Weight-free :class:`~tracking.protocol.CandidateBackend` (see the module docstring).
+
+    Args:
+        config: the matcher's and the memory's settings (``ClassicalConfig()`` by default).
+    """
+
+    name = "classical"
+
+    def __init__(self, config: ClassicalConfig | None = None) -> None:
+        self.config = config or ClassicalConfig()
+        self._objects: dict[int, ObjectMemory] = {}
+        self._pending: _FrameCache | None = None
+
+    def add_prompts(
+        self, frame: Frame, prompts: Sequence[Prompt]
+    ) -> dict[int, tuple[np.ndarray, Candidates]]:
+        """Start (or restart, dropping its memory) each prompted object on ``frame``.
+
+        A points-only prompt becomes a box: the bounding box of its positive points grown by
+        ``point_pad_frac * min(H, W)`` pixels on every side, clipped to the frame (negative points
+        are ignored).
+
+        Returns:
+            ``{object_id: (mask bool (H, W), Candidates with one row)}``: the colour mask inside the
+            prompt box (the filled box when it fails), its box, affinity 1.
+
+        Raises:
+            TrackingInputError: a points-only prompt without a positive point.
+        """
+        cfg, cache = self.config, _FrameCache.of(frame)
+        out: dict[int, tuple[np.ndarray, Candidates]] = {}
+        for prompt in prompts:
+            box = _clip_box(self._prompt_box(prompt, frame), frame.width, frame.height)
+            colour = ColourModel.fit(cache.hsv, box, cfg.colour_ring)
+            seg = segment(cache.hsv, colour, box, 0.0, cfg.mask_threshold, cfg.min_mask_fill)
+            self._objects[prompt.object_id] = ObjectMemory.start(
+                prompt.object_id, frame.index, cache.grey, box, colour, cfg
+            )
+            out[prompt.object_id] = (
+                seg.paste(frame.height, frame.width),
+                Candidates(seg.box_xywh[None], [1.0], PROMPT_LOGIT),
+            )
+        return out
+
+    def propose(self, frame: Frame, object_ids: Sequence[int]) -> dict[int, Candidates]:
+        """The ``num_candidates`` best appearance matches of each object on ``frame``.
+
+        Raises:
+            TrackingInputError: an id that was never prompted (or was removed).
+        """
+        unknown = [i for i in object_ids if i not in self._objects]
+        if unknown:
+            raise TrackingInputError(
+                f"objects {unknown} were never prompted", "Prompt an object with a box first"
+            )
+        cache = _FrameCache.of(frame)
+        for object_id in object_ids:
+            cache.proposals[object_id] = self._propose_one(cache, self._objects[object_id])
+        self._pending = cache
+        return {i: p.candidates for i, p in cache.proposals.items()}
+
+    def commit(self, decisions: Mapping[int, Decision]) -> dict[int, np.ndarray]:
+        """Keep each object's chosen candidate and update its memory; returns its mask bool (H, W)
+        (empty when the object is absent)."""
+        if self._pending is None:
+            raise RuntimeError("commit() needs a propose() before it")
+        cache, self._pending = self._pending, None
+        height, width = cache.frame.height, cache.frame.width
+        masks: dict[int, np.ndarray] = {}
+        for object_id, decision in decisions.items():
+            proposal, memory = cache.proposals[object_id], self._objects[object_id]
+            chosen = proposal.segments[decision.index]
+            if chosen is None:
+                memory.mark_absent()
+                masks[object_id] = np.zeros((height, width), bool)
+            else:
+                memory.observe(
+                    cache.frame.index,
+                    cache.grey,
+                    proposal.match_boxes[decision.index],
+                    decision.enters_memory,
+                )
+                masks[object_id] = chosen.paste(height, width)
+        return masks
+
+    def remove_object(self, object_id: int) -> None:
+        """Forget ``object_id`` and its memory (an unknown id is ignored)."""
+        self._objects.pop(object_id, None)
+
+    def reset(self) -> None:
+        """Forget every object."""
+        self._objects.clear()
+        self._pending = None
+
+    def memory_summary(self) -> dict[str, Any]:
+        """``{"backend": "classical", "objects": {id: {...}}, "bytes": total}``; per object see
+        :meth:`~tracking.classical.memory.ObjectMemory.summary` (frame indices, bytes held)."""
+        objects = {i: m.summary() for i, m in self._objects.items()}
+        return {"backend": self.name, "objects": objects, "bytes": sum(o["bytes"] for o in objects.values())}
+
+    def _propose_one(self, cache: _FrameCache, memory: ObjectMemory) -> _Proposal:
+        cfg, k = self.config, self.config.num_candidates
+        lost = memory.absent_frames >= cfg.lost_after_frames
+        frame_wh = (cache.frame.width, cache.frame.height)
+        scale = None if lost else cfg.search_scale
+        x0, y0, x1, y1 = window = search_window(
+            memory.center_xy, memory.size_wh, scale, frame_wh, memory.reach_px
+        )
+        templates, weights = memory.templates()
+        probability = memory.colour.probability(cache.hsv[y0:y1, x0:x1])
+        peaks = match_peaks(
+            cache.grey[y0:y1, x0:x1], probability, window, memory.size_wh, templates, weights, cfg, 3 * k
+        )
+        logit = cfg.logit_gain * (self._presence(peaks, memory, lost) - cfg.presence_score)
+        boxes, match_boxes, affinity = np.zeros((k, 4)), np.zeros((k, 4)), np.zeros(k)
+        segments: list[Segment | None] = [None] * k
+        row = 0
+        for peak in peaks:
+            if row == k:
+                break
+            if logit > 0:
+                seg = segment(
+                    cache.hsv,
+                    memory.colour,
+                    peak.box_xywh,
+                    cfg.mask_margin,
+                    cfg.mask_threshold,
+                    cfg.min_mask_fill,
+                )
+                if row and box_iou_xywh(seg.box_xywh, boxes[:row]).max() > cfg.nms_iou:
+                    continue  # two peaks whose masks snap onto the same blob are one candidate
+                boxes[row], segments[row] = seg.box_xywh, seg
+            affinity[row], match_boxes[row] = cfg.affinity(peak.score), peak.box_xywh
+            row += 1
+        return _Proposal(Candidates(boxes, affinity, logit), segments, match_boxes)
+
+    def _presence(self, peaks: list[Peak], memory: ObjectMemory, lost: bool) -> float:
+        """The best score among matches that count as the object being there: within
+        ``presence_radius`` object sizes of where it can be (its last centre, give or take
+        ``memory.reach_px``), anywhere once it is lost; -1 when there is none."""
+        if lost:
+            return peaks[0].score if peaks else -1.0
+        near = [
+            p.score
+            for p in peaks
+            if _distance_beyond_reach(p.box_xywh, memory) <= self.config.presence_radius
+        ]
+        return max(near, default=-1.0)
+
+    def _prompt_box(self, prompt: Prompt, frame: Frame) -> np.ndarray:
+        if prompt.box_xywh is not None:
+            return np.asarray(prompt.box_xywh, np.float64)
+        positive = prompt.points_xy[prompt.point_labels == 1]
+        if len(positive) == 0:
+            raise TrackingInputError(
+                f"object {prompt.object_id}: the classical backend needs a box or a positive point",
+                "Give a box x,y,w,h or a point with label 1",
+            )
+        pad = self.config.point_pad_frac * min(frame.width, frame.height)
+        (x0, y0), (x1, y1) = positive.min(0) - pad, positive.max(0) + pad
+        return np.array([x0, y0, x1 - x0, y1 - y0])
+
+
+def _distance_beyond_reach(box_xywh: np.ndarray, memory: ObjectMemory) -> float:
+    """How far the box centre lies beyond ``memory.reach_px`` of the object's last centre, per axis in
+    object sizes."""
+    offset = np.abs(box_xywh[:2] + box_xywh[2:] / 2 - memory.center_xy)
+    return float(np.hypot(*(np.maximum(offset - memory.reach_px, 0) / memory.size_wh)))
+
+
+def _clip_box(box_xywh: np.ndarray, width: int, height: int) -> np.ndarray:
+    x0, y0 = np.clip(box_xywh[:2], 0, [width, height])
+    x1, y1 = np.clip(box_xywh[:2] + box_xywh[2:], 0, [width, height])
+    return np.array([x0, y0, x1 - x0, y1 - y0], np.float64)

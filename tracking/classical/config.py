@@ -1,0 +1,147 @@
+"""Settings of the classical backend, validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ClassicalConfig:
+    """What the classical backend matches with, keeps in memory and reports.
+
+    Attributes:
+        num_candidates: k, candidates proposed per object and frame (SAM 2's multimask output has 3).
+        search_scale: side of the search region around the last position, in object sizes.
+        scales: relative object sizes tried per frame (1.0 = the current size); must contain 1.0.
+        scale_penalty: factor on the match score of every scale other than 1.0, in (0, 1] (keeps the
+            size from wandering on ties).
+        size_rate: how fast the object's reference size follows the chosen match, in [0, 1]: 0
+            never changes it, 1 takes the new size as is.
+        template_size_px: the longer side of every memory template, pixels (the matcher works at
+            this resolution, which is what makes it fast).
+        bank_size: accepted frames kept besides the prompt and the most recent frame (SAMURAI: 6).
+        prompt_weight: weight of the prompt template in the weighted mean of response maps; every
+            other memory weighs 1.
+        recent_weight: weight of the most recent frame's template (it follows gradual appearance
+            change fastest).
+        colour_weight: weight of the colour score (mean P(object | colour) in the box) against the
+            template NCC in the match score, in [0, 1) (Staple's merge factor is 0.3).
+        nms_iou: a peak overlapping a better one by more than this box IoU is not a new candidate.
+        score_floor: the match score that maps to affinity 0.
+        score_ceiling: the match score that maps to affinity 1. Floor and ceiling are calibrated on
+            the synthetic scenes (presets demo, distractors, occlusion, fast_motion, camera_motion,
+            seeds 20-22, not the benchmark's; while the tracker is on its object): candidates scoring
+            under 0.45 have a mean IoU under 0.1 with the object, over 0.85 above 0.8, and in between
+            it rises roughly linearly, so the affinity behaves like SAM 2's predicted IoU.
+        presence_score: the best nearby match's score at which the object score logit is 0 (below:
+            absent); where candidates start to overlap their object by IoU > 0.5 (about 1 in 5), so
+            a partly hidden object stays present with a low affinity.
+        logit_gain: object score logit per unit of match score above ``presence_score``.
+        presence_radius: only a match whose centre lies within this many object sizes (per axis,
+            Euclidean) of the last position counts as the object being there; a look-alike further
+            away is a candidate but no evidence of presence.
+        motion_reach: how far the object may have moved since it was last found, in multiples of
+            its recent speed (pixels per frame, smoothed) times the frames since (2: room for
+            acceleration and turns): the search region and the presence radius grow by that many
+            pixels, so a fast object is found again after a hidden stretch while a slow one does not
+            reach a look-alike beside it; 0 disables.
+        lost_after_frames: after this many absent frames the search covers the whole frame and any
+            match counts.
+        mask_margin: how far the mask of a candidate may reach past its box, in box sizes per side.
+        mask_threshold: P(object | colour) above which a pixel is foreground.
+        min_mask_fill: a colour component covering less than this fraction of the box falls back to
+            the filled box.
+        colour_ring: width of the background ring around the prompt box, in box sizes, for the
+            colour model.
+        point_pad_frac: a points-only prompt's box is the positive points' bounding box grown by
+            this fraction of min(H, W) on every side.
+    """
+
+    num_candidates: int = 3
+    search_scale: float = 3.0
+    scales: tuple[float, ...] = (0.95, 1.0, 1.05)
+    scale_penalty: float = 0.98
+    size_rate: float = 0.5
+    template_size_px: int = 24
+    bank_size: int = 6
+    prompt_weight: float = 1.0
+    recent_weight: float = 1.0
+    colour_weight: float = 0.2
+    nms_iou: float = 0.3
+    score_floor: float = 0.45
+    score_ceiling: float = 0.85
+    presence_score: float = 0.5
+    logit_gain: float = 10.0
+    presence_radius: float = 0.3
+    motion_reach: float = 2.0
+    lost_after_frames: int = 8
+    mask_margin: float = 0.15
+    mask_threshold: float = 0.5
+    min_mask_fill: float = 0.3
+    colour_ring: float = 0.5
+    point_pad_frac: float = 0.05
+
+    def __post_init__(self) -> None:
+        checks = {
+            "num_candidates": isinstance(self.num_candidates, int) and self.num_candidates >= 1,
+            "search_scale": self.search_scale >= 1.0,
+            "scales": len(self.scales) >= 1 and 1.0 in self.scales and all(s > 0 for s in self.scales),
+            "scale_penalty": 0 < self.scale_penalty <= 1,
+            "size_rate": 0 <= self.size_rate <= 1,
+            "template_size_px": isinstance(self.template_size_px, int) and self.template_size_px >= 8,
+            "bank_size": isinstance(self.bank_size, int) and self.bank_size >= 0,
+            "prompt_weight": self.prompt_weight > 0,
+            "recent_weight": self.recent_weight > 0,
+            "colour_weight": 0 <= self.colour_weight < 1,
+            "nms_iou": 0 <= self.nms_iou < 1,
+            "score_floor": -1 <= self.score_floor < self.score_ceiling,
+            "score_ceiling": self.score_ceiling <= 1,
+            "presence_score": -1 < self.presence_score < 1,
+            "logit_gain": self.logit_gain > 0,
+            "presence_radius": self.presence_radius > 0,
+            "motion_reach": self.motion_reach >= 0,
+            "lost_after_frames": isinstance(self.lost_after_frames, int) and self.lost_after_frames >= 1,
+            "mask_margin": 0 <= self.mask_margin <= 1,
+            "mask_threshold": 0 < self.mask_threshold < 1,
+            "min_mask_fill": 0 <= self.min_mask_fill <= 1,
+            "colour_ring": self.colour_ring > 0,
+            "point_pad_frac": self.point_pad_frac > 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            name = bad[0]
+            raise ValueError(
+                f"ClassicalConfig.{name}={getattr(self, name)!r} is out of range ({_RANGES[name]})"
+            )
+        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+
+    def affinity(self, score: float) -> float:
+        """A match score mapped linearly from ``[score_floor, score_ceiling]`` onto [0, 1] (clipped)."""
+        return float(min(max((score - self.score_floor) / (self.score_ceiling - self.score_floor), 0.0), 1.0))
+
+
+_RANGES = {
+    "num_candidates": "an integer >= 1",
+    "search_scale": ">= 1",
+    "scales": "positive values that include 1.0",
+    "scale_penalty": "in (0, 1]",
+    "size_rate": "in [0, 1]",
+    "template_size_px": "an integer >= 8",
+    "bank_size": "an integer >= 0",
+    "prompt_weight": "> 0",
+    "recent_weight": "> 0",
+    "colour_weight": "in [0, 1)",
+    "nms_iou": "in [0, 1)",
+    "score_floor": "in [-1, score_ceiling)",
+    "score_ceiling": "in (score_floor, 1]",
+    "presence_score": "in (-1, 1)",
+    "logit_gain": "> 0",
+    "presence_radius": "> 0",
+    "motion_reach": ">= 0",
+    "lost_after_frames": "an integer >= 1",
+    "mask_margin": "in [0, 1]",
+    "mask_threshold": "in (0, 1)",
+    "min_mask_fill": "in [0, 1]",
+    "colour_ring": "> 0",
+    "point_pad_frac": "> 0",
+}
