@@ -12,7 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+from importlib.metadata import entry_points
+
 from streaming.errors import MemstreamError
+
+# Packages built on streaming add subcommands here: each entry point is a function that takes the
+# subparsers object, adds its parser(s) and sets ``handler=fn(args) -> exit code`` as a default.
+COMMANDS_GROUP = "memstream.commands"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,13 +44,16 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", type=Path, required=True, help="output folder")
     synth.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     synth.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    for entry in entry_points(group=COMMANDS_GROUP):  # e.g. tracking's `track` and `eval-track`
+        entry.load()(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": _cmd_run, "info": _cmd_info, "synth": _cmd_synth}[args.command](args)
+        handler = getattr(args, "handler", None) or {"run": _cmd_run, "info": _cmd_info, "synth": _cmd_synth}[args.command]
+        return handler(args)
     except MemstreamError as exc:
         if args.debug:
             raise
@@ -65,11 +74,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     summary = run_pipeline(args.source, config, out, progress=not args.no_progress)
-    _print_summary(summary, out)
+    print_summary(summary, out)
     return 130 if summary["stop_reason"] == "interrupted" else 0
 
 
-def _print_summary(summary: dict, out: Path) -> None:
+def print_summary(summary: dict, out: Path) -> None:
+    """The run's table (frames, fps, per-stage latency) and where the summary was written."""
     from rich.console import Console
     from rich.table import Table
 

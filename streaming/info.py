@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 OPTIONAL = [
     ("decord", "decord", "core"),
     ("av", "av", "core"),
-    ("cv2", "opencv-python-headless", "core"),
+    ("cv2", "opencv-contrib-python-headless", "core"),
     ("torchvision", "torchvision", "vqa"),
     ("transformers", "transformers", "vqa"),
     ("sam2", "sam2", "tracking"),
@@ -32,7 +32,7 @@ INSTALL_HINTS = {
     "3d": "missing: pip install -e '.[3d]'",
     "sim": "missing: pip install -e '.[sim]'",
     "serve": "missing: pip install -e '.[serve]'",
-    "tracking": "missing: SAM2_BUILD_CUDA=0 pip install --no-build-isolation sam2",
+    "tracking": "missing: SAM2_BUILD_CUDA=0 pip install --no-build-isolation --no-deps sam2==1.1.0",
 }
 
 

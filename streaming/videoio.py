@@ -1,7 +1,7 @@
 """Writing RGB frames to a video file.
 
 H.264 through PyAV (libx264, yuv420p: plays everywhere, decodes in decord, PyAV and OpenCV) is the
-default; OpenCV's ``mp4v`` is the fallback when PyAV is missing. opencv-python-headless has no H.264
+default; OpenCV's ``mp4v`` is the fallback when PyAV is missing. the OpenCV wheels have no H.264
 encoder of its own, which is why PyAV comes first.
 """
 

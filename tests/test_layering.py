@@ -28,6 +28,9 @@ LAYERS: dict[str, int] = {
     "streaming.videoio": 2,
     "streaming._configs": 2,
     "tracking": 3,
+    "tracking.stage": 9,  # the tracking stage and commands are pipeline wiring
+    "tracking.cli": 9,
+    "tracking.eval.run": 9,
     "streaming.videomem": 4,
     "embodied": 5,
     "streaming.config": 9,

@@ -71,7 +71,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {"python": platform.python_version()}
-    for package in ("memstream", "numpy", "opencv-python-headless", "decord", "av", "torch"):
+    for package in ("memstream", "numpy", "opencv-contrib-python-headless", "decord", "av", "torch"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:

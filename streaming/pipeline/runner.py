@@ -14,7 +14,8 @@ Backpressure on the first queue: ``block`` makes decoding wait (files: nothing i
 Stopping: at the end of the stream every queued frame is processed. :meth:`Runner.stop` (or Ctrl-C
 in the caller's thread) stops decoding and lets the frames already queued finish, so stage outputs
 stay consistent. An exception in a stage aborts at once: no further frame is processed, every
-opened stage is closed, and :class:`StageError` names the stage and the frame. An error of the
+opened stage is closed, and :class:`StageError` names the stage and the frame (an input error a
+stage raises itself, a :class:`MemstreamError` such as a bad prompt, is re-raised as it is). An error of the
 source (e.g. a video truncated mid-stream) stops decoding, lets the frames decoded before it go
 through every stage, closes the stages, and is then re-raised as it is.
 """
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streaming.errors import ConfigError, StageError
+from streaming.errors import ConfigError, MemstreamError, StageError
 from streaming.pipeline.metrics import LatencyStats
 from streaming.pipeline.protocol import RunContext, Stage, Upstream
 from streaming.sources.protocol import Source
@@ -162,7 +163,7 @@ class Runner:
                 stage.open(self.context)
             except BaseException as exc:
                 self._close_stages(opened)
-                if isinstance(exc, ConfigError):
+                if isinstance(exc, MemstreamError):  # bad input the user can fix: reported as it is
                     raise
                 raise StageError(stage.name, -1, exc) from exc
             opened.append(stage)
@@ -278,7 +279,7 @@ class Runner:
                 elif not self._put(outbox, (frame, upstream.with_result(stage.name, result))):
                     return
         except BaseException as exc:
-            self._fail(StageError(stage.name, frame_index, exc), exc)
+            self._fail(exc if _user_error(exc) else StageError(stage.name, frame_index, exc), exc)
         finally:
             if outbox is not None:
                 self._put(outbox, _END)
@@ -296,3 +297,8 @@ class Runner:
                 self._fail(RuntimeError(f"thread {thread.name} did not stop within 30 s"))
         if self._stop.is_set() and self.summary.stop_reason == "end_of_stream" and self._error is None:
             self.summary.stop_reason = "stopped"
+
+
+def _user_error(exc: BaseException) -> bool:
+    """An input error a stage raised (a bad prompt, a missing file): it already says what to fix."""
+    return isinstance(exc, MemstreamError) and not isinstance(exc, StageError)

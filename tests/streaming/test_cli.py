@@ -23,16 +23,18 @@ def test_default_config_and_presets_resolve_from_the_checkout() -> None:
     assert (config_dir() / "default.yaml").is_file()
     assert {"default", "decode_only"} <= set(preset_names())
     config = load_config()
-    assert config.runner.backpressure == "auto" and [s.name for s in config.enabled_stages] == ["video_writer"]
+    assert config.runner.backpressure == "auto" and [s.name for s in config.enabled_stages] == ["tracking", "video_writer"]
     assert load_config("decode_only").stages == []
     assert resolve_config_path("default") == config_dir() / "default.yaml"
 
 
 def test_overrides_address_sections_and_stages_by_name() -> None:
     config = load_config(None, ["runner.queue_size=16", "stages.video_writer.enabled=false", "source.resize=[32, 24]"])
-    assert config.runner.queue_size == 16 and config.enabled_stages == [] and config.source.resize == (32, 24)
+    assert config.runner.queue_size == 16 and config.source.resize == (32, 24)
+    assert [s.name for s in config.enabled_stages] == ["tracking"]
     config = load_config(None, ["stages.video_writer.options.crf=0"])
-    assert config.stages[0].options == {"filename": "video.mp4", "codec": "auto", "crf": 0}
+    writer = next(s for s in config.stages if s.name == "video_writer")
+    assert writer.options == {"filename": "video.mp4", "codec": "auto", "crf": 0}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,122 @@
+"""``memstream track`` and ``memstream eval-track`` (added to the ``memstream`` command through the
+``memstream.commands`` entry point, so ``streaming`` never imports ``tracking``).
+
+``track`` is ``memstream run`` with the tracking stage configured from the command line: the boxes
+become prompts for objects 1, 2, ... in the order given, a checkpoint selects the SAM 2 backend
+(without one, the weight-free classical backend runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from streaming.errors import ConfigError
+
+STAGE = "stages.tracking.options"
+SIZE_BY_NAME = {"tiny": "t", "small": "s", "base_plus": "bp", "base-plus": "bp", "large": "l",
+                "hiera_t": "t", "hiera_s": "s", "hiera_b+": "bp", "hiera_l": "l"}
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Entry point of the ``memstream.commands`` group."""
+    track = sub.add_parser("track", help="track boxed objects through a source (SAMURAI)")
+    track.add_argument("source", help="video file, image folder, cam:N, rtsp://..., synthetic://PRESET")
+    track.add_argument("--box", action="append", default=[], metavar="X,Y,W,H",
+                       help="an object's box on the first frame, pixels; repeat for more objects (ids 1, 2, ...)")
+    track.add_argument("--frame", type=int, default=0, help="frame index the boxes refer to (default 0)")
+    _model_args(track)
+    track.add_argument("--out", type=Path, required=True, help="output folder")
+    track.add_argument("--masks", action="store_true", help="also write masks/<frame>.png")
+    track.add_argument("--video", action="store_true", help="also write tracking.mp4 with the tracks drawn")
+    track.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    track.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    track.add_argument("--no-progress", action="store_true")
+    track.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    track.set_defaults(handler=cmd_track)
+
+    evaluate = sub.add_parser("eval-track", help="one-pass evaluation (AUC, P, Pnorm) on a LaSOT/GOT-10k folder")
+    evaluate.add_argument("dataset", type=Path, help="LaSOT, GOT-10k or `memstream synth` folder")
+    _model_args(evaluate)
+    evaluate.add_argument("--out", type=Path, required=True, help="folder for <sequence>.txt and ope.json")
+    evaluate.add_argument("--max-sequences", type=int, default=None)
+    evaluate.add_argument("--protocol", choices=["lasot", "got10k"], default=None,
+                          help="absent frames count as failures (lasot) or are left out (got10k); default by dataset")
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    evaluate.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    evaluate.set_defaults(handler=cmd_eval_track)
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default=None, help="SAM 2.1 checkpoint (.pt path or hub id); none: classical backend")
+    parser.add_argument("--config", default=None, help="preset or YAML (default: track, or samurai_<size> with --checkpoint)")
+    parser.add_argument("--selection", choices=["samurai", "affinity"], default=None, help="default: the config's (samurai)")
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
+
+
+def tracking_config(args: argparse.Namespace, extra: list[str]):
+    """The run config of ``track`` / ``eval-track`` with the command line's choices applied."""
+    from streaming.config import load_config
+
+    name = args.config or (f"samurai_{guess_size(args.checkpoint)}" if args.checkpoint else "track")
+    overrides = list(extra)
+    if args.checkpoint:
+        overrides += [f"{STAGE}.backend=sam2", f"{STAGE}.sam2.checkpoint={json.dumps(args.checkpoint)}"]
+    if args.selection:
+        overrides.append(f"{STAGE}.selection={args.selection}")
+    if args.device:
+        overrides.append(f"{STAGE}.sam2.device={json.dumps(args.device)}")
+    config = load_config(name, overrides + list(args.overrides))
+    if "tracking" not in [s.name for s in config.enabled_stages]:
+        raise ConfigError(f"config {name!r} has no enabled tracking stage", "Use --config track or a samurai_* preset")
+    return config
+
+
+def guess_size(checkpoint: str) -> str:
+    """``t``/``s``/``bp``/``l`` from a checkpoint's file name or hub id (``t`` when it says nothing;
+    the model loader then checks the weights against the config and names the right one)."""
+    name = Path(checkpoint).name.lower()
+    for key, size in SIZE_BY_NAME.items():
+        if key in name:
+            return size
+    return "t"
+
+
+def parse_box(text: str) -> list[float]:
+    values = [v for v in re.split(r"[,\s]+", text.strip()) if v]
+    try:
+        box = [float(v) for v in values]
+    except ValueError:
+        box = []
+    if len(box) != 4:
+        raise ConfigError(f"--box {text!r} is not X,Y,W,H", "Give four numbers in pixels, e.g. --box 120,80,60,90")
+    return box
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    from streaming.cli import print_summary
+    from streaming.pipeline.run import run_pipeline
+
+    if not args.box:
+        raise ConfigError("no --box given", "Give each object's box on the first frame: --box X,Y,W,H")
+    prompts = [{"object_id": i, "frame": args.frame, "box": parse_box(b)} for i, b in enumerate(args.box, start=1)]
+    extra = [f"{STAGE}.prompts={json.dumps(prompts)}", f"{STAGE}.gt_objects=[]"]
+    extra += [f"{STAGE}.outputs.masks={json.dumps(args.masks)}", f"{STAGE}.outputs.video={json.dumps(args.video)}"]
+    if args.max_frames is not None:
+        extra.append(f"source.max_frames={args.max_frames}")
+    config = tracking_config(args, extra)
+    summary = run_pipeline(args.source, config, args.out, progress=not args.no_progress)
+    print_summary(summary, args.out)
+    return 130 if summary["stop_reason"] == "interrupted" else 0
+
+
+def cmd_eval_track(args: argparse.Namespace) -> int:
+    from tracking.eval.run import evaluate_tracker, print_report
+
+    config = tracking_config(args, ["stages.tracking.options.outputs.scores=false"])
+    report = evaluate_tracker(args.dataset, config, args.out, max_sequences=args.max_sequences, protocol=args.protocol)
+    print_report(report)
+    print(f"wrote {args.out / 'ope.json'}")
+    return 0

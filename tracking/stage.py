@@ -1,0 +1,136 @@
+"""The ``tracking`` stage of ``memstream run``: SAMURAI over the stream, masks and ids for later stages.
+
+Registered through the ``memstream.stages`` entry point (see ``pyproject.toml``). Each frame's
+result is a :class:`~tracking.types.TrackOutput` that later stages read as ``upstream["tracking"]``
+(the 3D memory uses the masks to tell moving objects from the static scene).
+
+Example config::
+
+    stages:
+      - name: tracking
+        options:
+          backend: sam2
+          sam2: {model_config: configs/sam2.1/sam2.1_hiera_l.yaml, checkpoint: sam2.1_hiera_large.pt}
+          samurai: {kf_score_weight: 0.15}
+          prompts: [{object_id: 1, frame: 0, box: [120, 80, 60, 90]}]
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from streaming.errors import ConfigError
+from streaming.pipeline.protocol import RunContext, Upstream
+from streaming.pipeline.stages import parse_options
+from streaming.types import Frame
+from tracking.options import PromptOptions, TrackingOptions
+from tracking.outputs import TrackWriter
+from tracking.protocol import CandidateBackend
+from tracking.tracker import Tracker
+from tracking.types import Prompt, TrackOutput
+
+log = logging.getLogger(__name__)
+
+
+def build_backend(options: TrackingOptions) -> CandidateBackend:
+    """The configured candidate backend (loads SAM 2 weights when ``backend: sam2``)."""
+    if options.backend == "sam2":
+        from tracking.sam2_stream.backend import Sam2Backend
+
+        sam2 = options.sam2
+        min_logit = options.samurai.min_obj_score_logit if options.selection == "samurai" else 0.0
+        return Sam2Backend.from_pretrained(
+            sam2.checkpoint, sam2.model_config_name, device=sam2.device, image_size=sam2.image_size,
+            min_obj_score_logit=min_logit,
+        )
+    from tracking.classical import ClassicalBackend, ClassicalConfig
+
+    try:
+        config = ClassicalConfig(**options.classical)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid stages.tracking.options.classical: {exc}", "See tracking/classical for the fields") from exc
+    return ClassicalBackend(config)
+
+
+class TrackingStage:
+    """Runs a :class:`~tracking.tracker.Tracker` on every frame; see the module docstring."""
+
+    def __init__(self, name: str, options: Mapping[str, Any]) -> None:
+        self.name = name
+        self.options = parse_options(TrackingOptions, name, options)
+        self.tracker: Tracker | None = None
+        self._writer: TrackWriter | None = None
+        self._pending = {(p.object_id, p.frame): p for p in self.options.prompts}
+        self._gt_waiting = list(self.options.gt_objects)
+        self._lock = threading.Lock()
+        self._latest: TrackOutput | None = None
+        self._frames = 0
+
+    def open(self, context: RunContext) -> None:
+        self.tracker = Tracker(build_backend(self.options), self.options.selection, self.options.samurai.selection_config())
+        if context.out_dir is not None:
+            self._writer = TrackWriter(context.out_dir, self.options.outputs, context.source.fps or 30.0)
+
+    def update(self, frame: Frame, upstream: Upstream) -> TrackOutput:
+        assert self.tracker is not None, "open() was not called"
+        output = self.tracker.update(frame, self._prompts_for(frame))
+        if self._writer is not None:
+            self._writer.write(frame, output)
+        with self._lock:
+            self._latest = output
+        self._frames += 1
+        return output
+
+    def latest(self) -> TrackOutput | None:
+        """The most recent frame's result (safe to call from another thread while the run goes on)."""
+        with self._lock:
+            return self._latest
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        missed = sorted({p.object_id for p in self._pending.values()})
+        if missed:
+            log.warning("tracking: prompts for objects %s were never used (their frames never came)", missed)
+
+    def summary(self) -> dict[str, Any]:
+        memory = self.tracker.memory_summary() if self.tracker else {}
+        return {
+            "backend": self.options.backend,
+            "selection": self.options.selection,
+            "objects": self.tracker.object_ids if self.tracker else [],
+            "frames": self._frames,
+            "memory_bytes": memory.get("bytes"),
+            "files": self._writer.files() if self._writer else [],
+        }
+
+    def _prompts_for(self, frame: Frame) -> list[Prompt]:
+        due = [key for key in self._pending if key[1] == frame.index]
+        prompts = [_prompt(self._pending.pop(key)) for key in due]
+        if self._gt_waiting and frame.gt is not None:
+            for object_id in list(self._gt_waiting):
+                row = _gt_row(frame, object_id)
+                if row is not None and frame.gt.visible[row]:
+                    prompts.append(Prompt(object_id, frame.gt.boxes_xywh[row]))
+                    self._gt_waiting.remove(object_id)
+        return prompts
+
+
+def _prompt(options: PromptOptions) -> Prompt:
+    return Prompt(options.object_id, options.box, options.points, options.labels)
+
+
+def _gt_row(frame: Frame, object_id: int) -> int | None:
+    assert frame.gt is not None
+    try:
+        return frame.gt.index_of(object_id)
+    except KeyError:
+        return None
+
+
+def make_stage(name: str, options: Mapping[str, Any]) -> TrackingStage:
+    """Entry point of the ``memstream.stages`` group."""
+    return TrackingStage(name, options)
