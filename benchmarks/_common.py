@@ -15,7 +15,7 @@ DATA = Path(__file__).resolve().parent / "data"  # generated inputs, git-ignored
 
 def machine() -> dict:
     info = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-    for package in ("numpy", "decord", "av", "opencv-python-headless", "torch"):
+    for package in ("numpy", "decord", "av", "opencv-contrib-python-headless", "torch"):
         try:
             info[package] = version(package)
         except PackageNotFoundError:
