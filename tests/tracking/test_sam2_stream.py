@@ -107,3 +107,21 @@ def test_objects_added_later_and_batched_by_memory_layout(model, jpeg_video) -> 
     assert out.get(2).mask.shape == (120, 160)
     frames_held = backend.memory_summary()["objects"]
     assert frames_held[2]["frames"]["cond"] == [5] and frames_held[1]["frames"]["cond"] == [0]
+
+
+def test_points_prompts_and_a_correction_on_a_tracked_object(model, jpeg_video) -> None:
+    _, frames, boxes = jpeg_video
+    backend = Sam2Backend(model)
+    tracker = Tracker(backend, selection="samurai")
+    x, y, w, h = boxes[1]
+    click = Prompt(2, points_xy=[[x + w / 2, y + h / 2]])  # one click: SAM 2's multimask prompt path
+    for frame in frames[:8]:
+        prompts = [Prompt(1, boxes[0]), click] if frame.index == 0 else []
+        if frame.index == 6:  # a correction box on an object already tracked: memory + prompt
+            prompts = [Prompt(1, boxes[0] + np.array([2.0, 0.0, 0.0, 0.0]))]
+        out = tracker.update(frame, prompts)
+        assert out.get(1).is_prompt == (frame.index in (0, 6))
+    held = backend.memory_summary()["objects"]
+    assert held[1]["frames"]["cond"] == [0, 6] and held[2]["frames"]["cond"] == [0]
+    assert 6 not in held[1]["frames"]["accepted"] and held[1]["frames"]["previous"] == [7]
+    assert tracker.memory_summary()["stable_frames"][1] == 1  # the correction restarted the motion model
