@@ -57,6 +57,15 @@ class CandidateBackend(Protocol):
         """Forget every object; the model (weights) stays loaded."""
         ...
 
+    def state_dict(self) -> dict[str, Any]:
+        """Every object's memory as tensors and plain values (``torch.save``-able, loadable with
+        ``weights_only=True``), so a long session survives a restart."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replace every object's memory with a :meth:`state_dict` of the same kind of backend."""
+        ...
+
     def memory_summary(self) -> dict[str, Any]:
         """What the memory holds now: per object, the frames in memory and the bytes held."""
         ...

@@ -28,6 +28,7 @@ from tracking.types import Candidates, Decision, Prompt, TrackOutput, TrackState
 
 SelectionMode = Literal["samurai", "affinity"]
 SELECTION_MODES: tuple[str, ...] = ("samurai", "affinity")
+STATE_VERSION = 1
 
 
 class TrackingInputError(MemstreamError):
@@ -102,6 +103,44 @@ class Tracker:
         """Forget every object (the backend keeps its model loaded)."""
         self._motion.clear()
         self.backend.reset()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The tracker's whole state: each object's motion model and the backend's memories.
+
+        Save it with ``torch.save(tracker.state_dict(), path)``; restore into a tracker with the same
+        backend kind and selection with ``tracker.load_state_dict(torch.load(path, weights_only=True))``.
+        """
+        import torch
+
+        def tensor(array: np.ndarray | None) -> torch.Tensor | None:
+            return None if array is None else torch.from_numpy(np.array(array, np.float64))
+
+        return {
+            "version": STATE_VERSION, "selection": self.selection, "backend": self.backend.name,
+            "motion": [
+                {"object_id": i, "mean": tensor(m.mean), "covariance": tensor(m.covariance), "stable_frames": m.stable_frames}
+                for i, m in self._motion.items()
+            ],
+            "memory": self.backend.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; the backend kind and the selection mode must match."""
+        for key, mine in (("version", STATE_VERSION), ("backend", self.backend.name), ("selection", self.selection)):
+            if state.get(key) != mine:
+                raise TrackingInputError(
+                    f"the saved tracker state has {key} {state.get(key)!r}, this tracker {mine!r}",
+                    "Restore it into a tracker built the same way",
+                )
+
+        def array(value: Any) -> np.ndarray | None:
+            return None if value is None else value.numpy().copy()
+
+        self.backend.load_state_dict(state["memory"])
+        self._motion = {
+            int(m["object_id"]): MotionState(array(m["mean"]), array(m["covariance"]), int(m["stable_frames"]))
+            for m in state["motion"]
+        }
 
     def memory_summary(self) -> dict[str, Any]:
         """The backend's memory report plus each object's motion-model phase."""

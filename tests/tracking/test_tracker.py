@@ -40,6 +40,12 @@ class ScriptedBackend:
     def reset(self):
         self.decisions.clear()
 
+    def state_dict(self):
+        return {"decisions": len(self.decisions)}
+
+    def load_state_dict(self, state):
+        pass
+
     def memory_summary(self):
         return {"bytes": 0}
 
@@ -92,3 +98,52 @@ def test_input_errors_name_the_object_and_the_fix() -> None:
         tracker.remove_object(7)
     with pytest.raises(TrackingInputError, match="unknown selection"):
         Tracker(ScriptedBackend({}), selection="greedy")
+
+
+def resume_matches_uninterrupted(make_backend, uri: str, split: int, tmp_path) -> None:
+    """Track, save the state to disk, restore into a fresh tracker, go on: every later frame must be
+    exactly what the uninterrupted tracker produced."""
+    import torch
+
+    from streaming import open_source
+
+    with open_source(uri) as source:
+        frames = list(source)
+    prompts = [Prompt(1, frames[0].gt.boxes_xywh[0]), Prompt(2, frames[0].gt.boxes_xywh[1])]
+    whole = Tracker(make_backend(), selection="samurai")
+    expected = [whole.update(f, prompts if f.index == 0 else []) for f in frames]
+    first = Tracker(make_backend(), selection="samurai")
+    for f in frames[:split]:
+        first.update(f, prompts if f.index == 0 else [])
+    torch.save(first.state_dict(), tmp_path / "tracker.pt")
+    resumed = Tracker(make_backend(), selection="samurai")
+    resumed.load_state_dict(torch.load(tmp_path / "tracker.pt", weights_only=True))
+    assert resumed.memory_summary() == first.memory_summary()
+    for f in frames[split:]:
+        got = resumed.update(f, [])
+        for mine, theirs in zip(got.states, expected[f.index].states, strict=True):
+            assert np.array_equal(mine.box_xywh, theirs.box_xywh) and np.array_equal(mine.mask, theirs.mask)
+            assert (mine.affinity, mine.in_memory) == (theirs.affinity, theirs.in_memory)
+
+
+def test_classical_tracker_resumes_exactly_from_a_saved_state(tmp_path) -> None:
+    from tracking.classical import ClassicalBackend
+
+    resume_matches_uninterrupted(ClassicalBackend, "synthetic://distractors?frames=40&seed=3", 25, tmp_path)
+
+
+def test_sam2_tracker_resumes_exactly_from_a_saved_state(tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("sam2")
+    from tracking.sam2_stream.backend import Sam2Backend
+    from tracking.sam2_stream.loading import build_model
+
+    torch.manual_seed(0)
+    model = build_model("configs/sam2.1/sam2.1_hiera_t.yaml", None, image_size=128)
+    resume_matches_uninterrupted(lambda: Sam2Backend(model), "synthetic://distractors?frames=12&size=160x120", 9, tmp_path)
+
+
+def test_a_state_from_another_kind_of_tracker_is_refused() -> None:
+    state = Tracker(ScriptedBackend({}), selection="affinity").state_dict()
+    with pytest.raises(TrackingInputError, match="selection 'affinity', this tracker 'samurai'"):
+        Tracker(ScriptedBackend({}), selection="samurai").load_state_dict(state)

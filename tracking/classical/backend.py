@@ -194,6 +194,16 @@ class ClassicalBackend:
         self._objects.clear()
         self._pending = None
 
+    def state_dict(self) -> dict[str, Any]:
+        """Every object's memory (see :meth:`ObjectMemory.state_dict`), in the order objects were added."""
+        return {"backend": self.name, "objects": [m.state_dict() for m in self._objects.values()]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replace every object's memory with ``state`` (from :meth:`state_dict`)."""
+        memories = [ObjectMemory.from_state_dict(o, self.config) for o in state["objects"]]
+        self._objects = {m.object_id: m for m in memories}
+        self._pending = None
+
     def memory_summary(self) -> dict[str, Any]:
         """``{"backend": "classical", "objects": {id: {...}}, "bytes": total}``; per object see
         :meth:`~tracking.classical.memory.ObjectMemory.summary` (frame indices, bytes held)."""

@@ -166,3 +166,38 @@ class ObjectMemory:
                 + self.colour.ratio.nbytes
             ),
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything this memory holds, as tensors and plain values (``torch.save``-able, loadable
+        with ``weights_only=True``); the bank's newest entry and ``recent`` stay one entry."""
+        import torch
+
+        def entry(e: MemoryEntry | None) -> dict[str, Any] | None:
+            return None if e is None else {"frame_index": e.frame_index, "template": torch.from_numpy(e.template.copy())}
+
+        return {
+            "object_id": self.object_id, "colour_ratio": torch.from_numpy(self.colour.ratio.copy()),
+            "prompt": entry(self.prompt), "bank": [entry(e) for e in self.bank], "recent": entry(self.recent),
+            "recent_in_bank": bool(self.bank) and self.recent is self.bank[-1],
+            "center_xy": self.center_xy.tolist(), "size_wh": self.size_wh.tolist(),
+            "absent_frames": self.absent_frames, "speed_px": self.speed_px, "steps": self._steps,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any], config: ClassicalConfig) -> ObjectMemory:
+        """The inverse of :meth:`state_dict`."""
+
+        def entry(e: dict[str, Any] | None) -> MemoryEntry | None:
+            return None if e is None else MemoryEntry(int(e["frame_index"]), e["template"].numpy().copy())
+
+        x, y = state["center_xy"]
+        w, h = state["size_wh"]
+        prompt = entry(state["prompt"])
+        assert prompt is not None
+        memory = cls(int(state["object_id"]), prompt, ColourModel(state["colour_ratio"].numpy().copy()),
+                     np.array([x - w / 2, y - h / 2, w, h]), config)
+        memory.bank.extend(entry(e) for e in state["bank"])
+        memory.recent = memory.bank[-1] if state["recent_in_bank"] else entry(state["recent"])
+        memory.center_xy, memory.size_wh = np.array([x, y], np.float64), np.array([w, h], np.float64)
+        memory.absent_frames, memory.speed_px, memory._steps = state["absent_frames"], state["speed_px"], state["steps"]
+        return memory

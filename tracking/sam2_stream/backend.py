@@ -153,6 +153,30 @@ class Sam2Backend:
         self._memory.clear()
         self._pending, self._frame = [], None
 
+    def state_dict(self) -> dict[str, Any]:
+        """Every object's bank (CPU tensors) and the model facts it depends on."""
+        pos_enc = None if self._maskmem_pos_enc is None else self._maskmem_pos_enc.cpu()
+        return {
+            "backend": self.name, "image_size": self.image_size, "maskmem_pos_enc": pos_enc,
+            "objects": {i: m.state_dict() for i, m in self._memory.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replace every object's bank with ``state`` (from :meth:`state_dict` of a backend with the
+        same model)."""
+        if state["image_size"] != self.image_size:
+            raise TrackingInputError(
+                f"the saved memory is for image_size {state['image_size']}, this model uses {self.image_size}",
+                "Load it into a backend built with the same model config and image_size",
+            )
+        self._memory = {}
+        for object_id, bank_state in state["objects"].items():
+            bank = self._memory[object_id] = self._new_memory()
+            bank.load_state_dict(bank_state, self.device)
+        pos_enc = state["maskmem_pos_enc"]
+        self._maskmem_pos_enc = None if pos_enc is None else pos_enc.to(self.device)
+        self._pending, self._frame = [], None
+
     def memory_summary(self) -> dict[str, Any]:
         return {
             "backend": self.name,

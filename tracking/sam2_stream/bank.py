@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -138,3 +139,29 @@ class ObjectMemory:
         entries += [self.previous] if self.previous is not None else []
         tensors = {id(t): t for e in entries for t in (e.features, e.obj_ptr) if t is not None}
         return sum(t.numel() * t.element_size() for t in tensors.values())
+
+    def state_dict(self) -> dict[str, Any]:
+        """The bank as CPU tensors by frame index and the role lists (``torch.save``-able, loadable
+        with ``weights_only=True``); an entry in several roles is stored once."""
+        full = {e.frame_index: e for e in [*self.cond.values(), *self.accepted]}
+        if self.previous is not None:
+            full[self.previous.frame_index] = self.previous
+        pointer_only = {e.frame_index: e.obj_ptr.cpu() for e in self.pointers if e.frame_index not in full}
+        return {
+            "entries": {t: {"features": e.features.cpu(), "obj_ptr": e.obj_ptr.cpu()} for t, e in full.items()},
+            "pointers": pointer_only, "cond": sorted(self.cond), "accepted": [e.frame_index for e in self.accepted],
+            "previous": None if self.previous is None else self.previous.frame_index,
+            "pointer_frames": [e.frame_index for e in self.pointers],
+        }
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device | str = "cpu") -> None:
+        """Replace the bank's contents with ``state`` (from :meth:`state_dict`), on ``device``."""
+        full = {t: MemoryEntry(t, e["features"].to(device), e["obj_ptr"].to(device)) for t, e in state["entries"].items()}
+        self.cond = {t: full[t] for t in state["cond"]}
+        self.accepted.clear()
+        self.accepted.extend(full[t] for t in state["accepted"])
+        self.previous = None if state["previous"] is None else full[state["previous"]]
+        self.pointers.clear()
+        for t in state["pointer_frames"]:
+            ptr = full[t].obj_ptr if t in full else state["pointers"][t].to(device)
+            self.pointers.append(MemoryEntry(t, None, ptr))
