@@ -94,7 +94,7 @@ class TrackingStage:
             self._writer.close()
         missed = sorted({p.object_id for p in self._pending.values()})
         if missed:
-            log.warning("tracking: prompts for objects %s were never used (their frames never came)", missed)
+            log.warning("tracking: prompts for objects %s were never used (the stream ended before their frames)", missed)
 
     def summary(self) -> dict[str, Any]:
         memory = self.tracker.memory_summary() if self.tracker else {}
@@ -108,7 +108,9 @@ class TrackingStage:
         }
 
     def _prompts_for(self, frame: Frame) -> list[Prompt]:
-        due = [key for key in self._pending if key[1] == frame.index]
+        # a prompt applies on its frame, or on the first later one when a live source's backpressure
+        # dropped that frame before it reached this stage
+        due = [key for key in self._pending if key[1] <= frame.index]
         prompts = [_prompt(self._pending.pop(key)) for key in due]
         if self._gt_waiting and frame.gt is not None:
             for object_id in list(self._gt_waiting):
