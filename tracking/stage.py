@@ -110,8 +110,9 @@ class TrackingStage:
     def _prompts_for(self, frame: Frame) -> list[Prompt]:
         # a prompt applies on its frame, or on the first later one when a live source's backpressure
         # dropped that frame before it reached this stage
-        due = [key for key in self._pending if key[1] <= frame.index]
-        prompts = [_prompt(self._pending.pop(key)) for key in due]
+        due = sorted(key for key in self._pending if key[1] <= frame.index)
+        latest = {object_id: self._pending.pop((object_id, at)) for object_id, at in due}  # newest per object
+        prompts = [_prompt(p) for p in latest.values()]
         if self._gt_waiting and frame.gt is not None:
             for object_id in list(self._gt_waiting):
                 row = _gt_row(frame, object_id)

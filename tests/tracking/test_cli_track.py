@@ -111,3 +111,20 @@ def test_missing_sam2_package_says_how_to_install(tmp_path, capsys, monkeypatch)
     code = main(["track", SCENE, "--box", "5,5,10,10", "--config", "samurai_t", "--out", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "needs the sam2 package" in err and "SAM2_BUILD_CUDA=0" in err
+
+
+def test_prompts_of_frames_that_never_reached_the_stage_apply_on_the_next_one() -> None:
+    from streaming.pipeline.protocol import RunContext, Upstream
+    from tracking.stage import TrackingStage
+
+    stage = TrackingStage("tracking", {"prompts": [
+        {"object_id": 1, "frame": 2, "box": [20, 189, 46, 38]}, {"object_id": 1, "frame": 3, "box": [25, 189, 46, 38]},
+        {"object_id": 2, "frame": 9, "box": [200, 150, 40, 40]}]})
+    with open_source(SCENE) as source:
+        frames = [f for f in source if f.index in (0, 5)]  # frames 1-4 "dropped"
+    stage.open(RunContext(source=source.info, out_dir=None))
+    assert stage.update(frames[0], Upstream()).states == ()
+    out = stage.update(frames[1], Upstream())
+    assert [s.object_id for s in out.states] == [1] and out.states[0].is_prompt
+    assert out.states[0].box_xywh[0] >= 24  # the newer of the two prompts (frame 3) was used
+    stage.close()
