@@ -26,7 +26,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     track.add_argument("source", help="video file, image folder, cam:N, rtsp://..., synthetic://PRESET")
     track.add_argument("--box", action="append", default=[], metavar="X,Y,W,H",
                        help="an object's box on the first frame, pixels; repeat for more objects (ids 1, 2, ...)")
-    track.add_argument("--frame", type=int, default=0, help="frame index the boxes refer to (default 0)")
+    track.add_argument("--point", action="append", default=[], metavar="ID:X,Y[:LABEL]",
+                       help="a click for object ID (label 1 on the object, 0 background); alone or with its box")
+    track.add_argument("--frame", type=int, default=0, help="frame index the boxes and points refer to (default 0)")
     _model_args(track)
     track.add_argument("--out", type=Path, required=True, help="output folder")
     track.add_argument("--masks", action="store_true", help="also write masks/<frame>.png")
@@ -95,13 +97,33 @@ def parse_box(text: str) -> list[float]:
     return box
 
 
+def parse_point(text: str) -> tuple[int, list[float], int]:
+    """``ID:X,Y[:LABEL]`` -> (object id, [x, y], label)."""
+    parts = text.split(":")
+    try:
+        object_id, xy = int(parts[0]), [float(v) for v in parts[1].split(",")]
+        label = int(parts[2]) if len(parts) > 2 else 1
+        valid = len(parts) <= 3 and len(xy) == 2 and object_id >= 1 and label in (0, 1)
+    except (ValueError, IndexError):
+        valid = False
+    if not valid:
+        raise ConfigError(f"--point {text!r} is not ID:X,Y[:LABEL]", "e.g. --point 1:140,95 or --point 1:60,40:0 (background)")
+    return object_id, xy, label
+
+
 def cmd_track(args: argparse.Namespace) -> int:
     from streaming.cli import print_summary
     from streaming.pipeline.run import run_pipeline
 
-    if not args.box:
+    if not args.box and not args.point:
         raise ConfigError("no --box given", "Give each object's box on the first frame: --box X,Y,W,H")
-    prompts = [{"object_id": i, "frame": args.frame, "box": parse_box(b)} for i, b in enumerate(args.box, start=1)]
+    prompts = {i: {"object_id": i, "frame": args.frame, "box": parse_box(b)} for i, b in enumerate(args.box, start=1)}
+    for text in args.point:
+        object_id, xy, label = parse_point(text)
+        prompt = prompts.setdefault(object_id, {"object_id": object_id, "frame": args.frame})
+        prompt.setdefault("points", []).append(xy)
+        prompt.setdefault("labels", []).append(label)
+    prompts = list(prompts.values())
     extra = [f"{STAGE}.prompts={json.dumps(prompts)}", f"{STAGE}.gt_objects=[]"]
     extra += [f"{STAGE}.outputs.masks={json.dumps(args.masks)}", f"{STAGE}.outputs.video={json.dumps(args.video)}"]
     if args.max_frames is not None:

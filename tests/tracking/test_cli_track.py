@@ -128,3 +128,52 @@ def test_prompts_of_frames_that_never_reached_the_stage_apply_on_the_next_one() 
     assert [s.object_id for s in out.states] == [1] and out.states[0].is_prompt
     assert out.states[0].box_xywh[0] >= 24  # the newer of the two prompts (frame 3) was used
     stage.close()
+
+
+def test_points_from_the_command_line(tmp_path, capsys) -> None:
+    boxes, _ = first_boxes(SCENE)
+    x, y, w, h = boxes[0]
+    code = main(["track", SCENE, "--box", box_arg(boxes[0]), "--point", f"2:{boxes[1][0] + 5:g},{boxes[1][1] + 5:g}",
+                 "--max-frames", "3", "--out", str(tmp_path), "--no-progress"])
+    assert code == 0 and read_boxes(tmp_path / "2.txt").shape == (3, 4)
+    config = (tmp_path / "config.yaml").read_text()
+    assert "points" in config and "labels" in config
+    assert main(["track", SCENE, "--point", "1:5", "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
+    assert "is not ID:X,Y[:LABEL]" in capsys.readouterr().err
+
+
+class FailsOnFrame7:
+    """A stage after tracking that raises on frame 7."""
+
+    name = "fails_on_frame_7"
+
+    def __init__(self, name, options) -> None:
+        pass
+
+    def open(self, context) -> None:
+        pass
+
+    def update(self, frame, upstream) -> None:
+        assert "tracking" in upstream
+        if frame.index == 7:
+            raise RuntimeError("boom")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failing_later_stage_leaves_valid_tracking_files(tmp_path) -> None:
+    from streaming.config import load_config
+    from streaming.errors import StageError
+    from streaming.pipeline.run import run_pipeline
+    from streaming.pipeline.stages import STAGES
+
+    if "fails_on_frame_7" not in STAGES:
+        STAGES.add("fails_on_frame_7", FailsOnFrame7)
+    config = load_config("track", ["stages.tracking.options.gt_objects=[1]", "stages.fails_on_frame_7.enabled=true",
+                                   "runner.queue_size=1"])
+    with pytest.raises(StageError, match="frame 7"):
+        run_pipeline(SCENE, config, tmp_path)
+    boxes = read_boxes(tmp_path / "1.txt")
+    scores = json.loads((tmp_path / "scores.json").read_text())["frames"]
+    assert 7 <= len(boxes) == len(scores) and json.loads((tmp_path / "summary.json").read_text())["stop_reason"] == "error"
