@@ -1,0 +1,23 @@
+"""Tiered store of video KV blocks: device cache, RAM and memory-mapped disk (ReKV-style).
+
+``BlockStore`` is the facade; ``BlockPool`` (pure bookkeeping), the tier modules (``ram``,
+``device``, ``disk``) and eviction policies sit behind it. See :mod:`.store` for an example.
+"""
+
+from streaming.videomem.store.policies import EVICTION_POLICIES, EvictionPolicy, FIFOEviction, LRUEviction
+from streaming.videomem.store.pool import AccessStats, BlockPool
+from streaming.videomem.store.spec import BlockMeta, BlockSpec, StoreError
+from streaming.videomem.store.store import BlockStore
+
+__all__ = [
+    "EVICTION_POLICIES",
+    "AccessStats",
+    "BlockMeta",
+    "BlockPool",
+    "BlockSpec",
+    "BlockStore",
+    "EvictionPolicy",
+    "FIFOEviction",
+    "LRUEviction",
+    "StoreError",
+]
