@@ -1,0 +1,1 @@
+"""Video KV memory (ReKV, Flash-VStream) and Video-LLM adapters."""

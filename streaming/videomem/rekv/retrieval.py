@@ -1,0 +1,194 @@
+"""Retrieval policies: which stored frame blocks a question is answered from.
+
+A retrieval policy is asked once per decoder layer, inside the question's retrieval pass, for the
+blocks that layer attends to. Every layer gets the same number of blocks (:meth:`count`), so the
+answer's positions are the same in every layer.
+
+* :class:`InternalRetrieval` is ReKV's: the question's mean un-rotated query at this layer against
+  each block's representative key (the mean of its un-rotated keys), plain dot product, top-k per
+  layer, optional grouping of consecutive blocks, results in time order
+  (``model/attention/kv_cache_manager.py: _calc_block_topk`` in Becomebright/ReKV).
+* :class:`ExternalRetrieval` scores frames once per question with a separate frame/text embedder
+  (ReKV's paper, Table 5), so all layers share the same frames.
+* :class:`RecentRetrieval`, :class:`UniformRetrieval` and :class:`RandomRetrieval` are the baselines
+  the fidelity benchmarks compare against.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from kernels.block_topk import block_topk
+from streaming.registry import Registry
+
+
+@runtime_checkable
+class RetrievalPolicy(Protocol):
+    """Chooses, per layer, the blocks a question attends to."""
+
+    name: str
+    #: Whether :meth:`select` needs the layer's question query (internal retrieval).
+    needs_query: bool
+
+    def count(self, n_blocks: int) -> int:
+        """How many blocks every layer gets when ``n_blocks`` are stored."""
+        ...
+
+    def prepare(self, question: str, n_blocks: int) -> None:
+        """Called once per question before the pass (external retrieval scores frames here)."""
+        ...
+
+    def select(self, layer: int, query: torch.Tensor | None, block_keys: torch.Tensor) -> torch.Tensor:
+        """Blocks for one layer.
+
+        Args:
+            layer: decoder layer index.
+            query: float32 ``(Hkv*D,)`` the layer's mean question query (None unless ``needs_query``).
+            block_keys: float32 ``(N, Hkv*D)`` representative keys of the stored blocks, in id order.
+
+        Returns:
+            int64 ``(count(N),)`` positions into the ``N`` stored blocks, ascending (time order).
+        """
+        ...
+
+
+RETRIEVAL_POLICIES: Registry[type] = Registry("retrieval policy")
+
+
+@RETRIEVAL_POLICIES.register("internal")
+class InternalRetrieval:
+    """ReKV's internal retrieval (see the module docstring).
+
+    Args:
+        topk: blocks per layer (ReKV's ``retrieve_size``, 64 by default).
+        group_size: consecutive blocks scored as one group by their mean score (ReKV's
+            ``retrieve_chunk_size``; 1 = single frames). Groups end at the newest block; the oldest
+            ``N % group_size`` blocks are not eligible, so every layer gets the same count.
+        backend: kernel backend for scoring, ``"auto"``, ``"torch"`` or ``"triton"``.
+    """
+
+    name = "internal"
+    needs_query = True
+
+    def __init__(self, topk: int = 64, group_size: int = 1, backend: str = "auto") -> None:
+        if topk < 1 or group_size < 1 or topk < group_size:
+            raise ValueError(f"need topk >= group_size >= 1, got topk={topk}, group_size={group_size}")
+        self.topk, self.group_size, self.backend = topk, group_size, backend
+
+    def count(self, n_blocks: int) -> int:
+        if n_blocks <= self.topk:
+            return n_blocks
+        return (self.topk // self.group_size) * self.group_size
+
+    def prepare(self, question: str, n_blocks: int) -> None:
+        return None
+
+    def select(self, layer: int, query: torch.Tensor | None, block_keys: torch.Tensor) -> torch.Tensor:
+        if query is None:
+            raise ValueError("internal retrieval needs the layer's question query")
+        chosen = block_topk(
+            query[None].to(block_keys.device),
+            block_keys[None],
+            self.topk,
+            group_size=self.group_size,
+            backend=self.backend,
+        )
+        return chosen[0]
+
+
+@RETRIEVAL_POLICIES.register("recent")
+class RecentRetrieval:
+    """Baseline: the ``topk`` newest blocks, whatever the question."""
+
+    name = "recent"
+    needs_query = False
+
+    def __init__(self, topk: int = 64) -> None:
+        if topk < 1:
+            raise ValueError(f"topk must be >= 1, got {topk}")
+        self.topk = topk
+
+    def count(self, n_blocks: int) -> int:
+        return min(n_blocks, self.topk)
+
+    def prepare(self, question: str, n_blocks: int) -> None:
+        return None
+
+    def select(self, layer: int, query: torch.Tensor | None, block_keys: torch.Tensor) -> torch.Tensor:
+        n = block_keys.shape[0]
+        return torch.arange(n - self.count(n), n)
+
+
+@RETRIEVAL_POLICIES.register("uniform")
+class UniformRetrieval:
+    """Baseline: ``topk`` blocks evenly spread over the stream (what re-sampling N frames does)."""
+
+    name = "uniform"
+    needs_query = False
+
+    def __init__(self, topk: int = 64) -> None:
+        if topk < 1:
+            raise ValueError(f"topk must be >= 1, got {topk}")
+        self.topk = topk
+
+    def count(self, n_blocks: int) -> int:
+        return min(n_blocks, self.topk)
+
+    def prepare(self, question: str, n_blocks: int) -> None:
+        return None
+
+    def select(self, layer: int, query: torch.Tensor | None, block_keys: torch.Tensor) -> torch.Tensor:
+        n = block_keys.shape[0]
+        k = self.count(n)
+        return torch.linspace(0, n - 1, k).round().long() if k < n else torch.arange(n)
+
+
+@RETRIEVAL_POLICIES.register("random")
+class RandomRetrieval:
+    """Baseline: ``topk`` blocks drawn at random once per question (the same for every layer)."""
+
+    name = "random"
+    needs_query = False
+
+    def __init__(self, topk: int = 64, seed: int = 0) -> None:
+        if topk < 1:
+            raise ValueError(f"topk must be >= 1, got {topk}")
+        self.topk = topk
+        self.generator = torch.Generator().manual_seed(seed)
+        self._chosen: torch.Tensor | None = None
+
+    def count(self, n_blocks: int) -> int:
+        return min(n_blocks, self.topk)
+
+    def prepare(self, question: str, n_blocks: int) -> None:
+        k = self.count(n_blocks)
+        self._chosen = torch.randperm(n_blocks, generator=self.generator)[:k].sort().values
+
+    def select(self, layer: int, query: torch.Tensor | None, block_keys: torch.Tensor) -> torch.Tensor:
+        if self._chosen is None or (len(self._chosen) and int(self._chosen[-1]) >= block_keys.shape[0]):
+            self.prepare("", block_keys.shape[0])
+        return self._chosen
+
+
+@RETRIEVAL_POLICIES.register("all")
+class AllRetrieval:
+    """Every stored block (exact full context; only for short streams and tests)."""
+
+    name = "all"
+    needs_query = False
+
+    def count(self, n_blocks: int) -> int:
+        return n_blocks
+
+    def prepare(self, question: str, n_blocks: int) -> None:
+        return None
+
+    def select(self, layer: int, query: torch.Tensor | None, block_keys: torch.Tensor) -> torch.Tensor:
+        return torch.arange(block_keys.shape[0])
+
+
+def make_retrieval(name: str, **options) -> RetrievalPolicy:
+    """Build a registered retrieval policy by name (``internal``, ``recent``, ``uniform``, ``random``, ``all``)."""
+    return RETRIEVAL_POLICIES.get(name)(**options)

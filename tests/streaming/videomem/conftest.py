@@ -1,0 +1,21 @@
+"""Tiny random-weight Video-LLMs of the real architectures, saved once per session and loaded through
+the same loader users call."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_dir(tmp_path_factory):
+    from streaming.videomem.tiny import build_tiny_llava_onevision
+
+    return build_tiny_llava_onevision(tmp_path_factory.mktemp("tiny-llava-ov"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tiny_llava_dir):
+    from streaming.videomem.adapters import load_video_llm
+
+    return load_video_llm(str(tiny_llava_dir), device="cpu", dtype="float32")
+

@@ -1,0 +1,16 @@
+"""Helpers shared by the video memory tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def make_frames(n: int, *, seed: int = 0, size: tuple[int, int] = (40, 48), start_s: float = 0.0, fps: float = 2.0):
+    """``n`` random RGB frames as :class:`streaming.types.Frame`, ``fps`` apart."""
+    from streaming.types import Frame
+
+    rng = np.random.default_rng(seed)
+    return [
+        Frame(index=i, timestamp_s=start_s + i / fps, rgb=rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+        for i in range(n)
+    ]
