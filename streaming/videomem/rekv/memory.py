@@ -177,50 +177,58 @@ class ReKVMemory:
             self._sink_kv = torch.stack([out.keys, out.values], dim=1)
         return self._sink_kv
 
+    @property
+    def frames_per_block(self) -> int:
+        """Frames one KV block holds: 1 for LLaVA-OneVision, 2 for Qwen2.5-VL (its temporal patch)."""
+        return getattr(self.llm, "frames_per_block", 1)
+
     def update(self, frame: Frame) -> None:
-        """Add one frame; it is encoded once ``chunk_frames`` frames are waiting."""
+        """Add one frame; frames are encoded once ``chunk_frames`` of them (rounded up to whole
+        blocks) are waiting."""
+        per_block = self.frames_per_block
+        needed = -(-self.config.chunk_frames // per_block) * per_block
         with self._state_lock:
             self._pending.append(frame)
-            if len(self._pending) >= self.config.chunk_frames:
+            if len(self._pending) >= needed:
                 self._encode_pending()
 
     def flush(self) -> None:
-        """Encode the frames still waiting for a full chunk."""
+        """Encode the frames still waiting for a full chunk (a partial block repeats its last frame,
+        as video processors pad a clip to whole temporal patches)."""
         with self._state_lock:
             if self._pending:
                 self._encode_pending()
 
-    def _past_positions(self, n_sink: int, n_frames: int) -> tuple[torch.Tensor, int]:
-        sink_pos, cursor = self.llm.text_positions(0, n_sink)
-        if n_frames == 0:
-            return sink_pos, cursor
-        frame_pos, cursor = self.llm.frame_positions(cursor, n_frames, self.tokens_per_frame)
-        return torch.cat([sink_pos, frame_pos], dim=1), cursor
-
     def _encode_pending(self) -> None:
         frames, self._pending = self._pending, []
-        embeds = self.llm.embed_frames([frame.rgb for frame in frames])
+        per_block = self.frames_per_block
+        images = [frame.rgb for frame in frames]
+        images += [images[-1]] * (-len(images) % per_block)
+        embeds = self.llm.embed_frames(images)  # (blocks, T, hidden)
         self._ensure_store(embeds.shape[1])
-        tokens = self.tokens_per_frame
-        past = torch.cat([self._sink(), *self._window], dim=3)  # (L, 2, Hkv, P, D)
-        positions, cursor = self._past_positions(self._sink().shape[3], len(self._window))
-        rotated = self.llm.rotate(past[:, 0], positions)
+        tokens, n_new = self.tokens_per_frame, embeds.shape[0]
+        sink = self._sink()
+        past = torch.cat([sink, *self._window], dim=3)  # (L, 2, Hkv, P, D)
+        sink_pos, cursor = self.llm.text_positions(0, sink.shape[3])
+        # The window and the new blocks form one video segment (M-RoPE numbers a segment's frames
+        # from a shared start), placed right after the sinks.
+        frame_pos, _ = self.llm.frame_positions(cursor, len(self._window) + n_new, tokens)
+        split = len(self._window) * tokens
+        rotated = self.llm.rotate(past[:, 0], torch.cat([sink_pos, frame_pos[:, :split]], dim=1))
         cache = context_cache([(rotated[i][None], past[i, 1][None]) for i in range(past.shape[0])])
-        new_positions, _ = self.llm.frame_positions(cursor, len(frames), tokens)
-        out = self.llm.run(embeds.reshape(-1, embeds.shape[-1]), new_positions, cache, capture_kv=True)
+        out = self.llm.run(embeds.reshape(-1, embeds.shape[-1]), frame_pos[:, split:], cache, capture_kv=True)
         if not self._clock_checked:
             self._continue_clock(frames[0])
-        for i, frame in enumerate(frames):
+        for i in range(n_new):
             part = slice(i * tokens, (i + 1) * tokens)
             kv = torch.stack([out.keys[:, :, part], out.values[:, :, part]], dim=1)  # (L, 2, Hkv, T, D)
             representative = kv[:, 0].float().mean(dim=2).reshape(kv.shape[0], -1)  # ReKV: mean un-rotated key
-            index = frame.index + self._index_offset
-            timestamp = frame.timestamp_s + self._time_offset_s
+            first = frames[i * per_block]
             with self._store_lock:
-                self.store.put(kv, representative, index, timestamp)
+                self.store.put(kv, representative, first.index + self._index_offset, first.timestamp_s + self._time_offset_s)
             self._window.append(kv)
-            self.frames_seen = index + 1
-            self.covered_until_s = timestamp
+        self.frames_seen = frames[-1].index + self._index_offset + 1
+        self.covered_until_s = frames[-1].timestamp_s + self._time_offset_s
 
     # ---- questions -----------------------------------------------------------------------------
     def _question_ids(self, question: str) -> tuple[torch.Tensor, torch.Tensor]:
