@@ -32,6 +32,8 @@ LAYERS: dict[str, int] = {
     "tracking.cli": 9,
     "tracking.eval.run": 9,
     "streaming.videomem": 4,
+    "streaming.videomem.stage": 9,  # the video memory's stage and command are pipeline wiring
+    "streaming.videomem.cli": 9,
     "embodied": 5,
     "streaming.config": 9,
     "streaming.pipeline": 9,

@@ -1,0 +1,166 @@
+"""``memstream ask``: watch a source once, answer questions about everything seen so far.
+
+    memstream ask video.mp4 "What did the person pick up?" --model llava-hf/llava-onevision-qwen2-0.5b-ov-hf
+    memstream ask video.mp4 "What happened first?" --at 90          # as of 90 s into the stream
+    memstream ask cam:0 --interactive --model ...                    # keep watching, questions from stdin
+
+The answer streams to stdout as it is generated; a line on stderr says which stream time it covers
+and which frames it was built from. ``--json`` prints one JSON object per answer instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+
+from streaming.errors import ConfigError, MemstreamError
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Entry point of the ``memstream.commands`` group."""
+    ask = sub.add_parser("ask", help="answer questions about a video or live stream (ReKV video KV memory)")
+    ask.add_argument("source", help="video file, image folder, cam:N, rtsp://..., synthetic://PRESET")
+    ask.add_argument("question", nargs="?", default=None, help="the question (omit with --interactive)")
+    ask.add_argument("--at", type=float, default=None, metavar="SECONDS",
+                     help="answer as of this stream time (default: after the whole source)")
+    ask.add_argument("--model", default=None, help="Video-LLM: local directory or hub id; tiny-random for a weight-free smoke test")
+    ask.add_argument("--memory", choices=["rekv"], default="rekv", help="video memory (default rekv)")
+    ask.add_argument("--interactive", action="store_true", help="keep ingesting; read questions from stdin, one per line")
+    ask.add_argument("--store", default=None, metavar="DIR", help="disk tier of the KV store; a later run with the same DIR resumes")
+    ask.add_argument("--sample-fps", type=float, default=1.0, help="frames per second given to the memory (default 1)")
+    ask.add_argument("--window-frames", type=int, default=None, help="sliding window while encoding, frames")
+    ask.add_argument("--topk", type=int, default=None, help="frames retrieved per layer")
+    ask.add_argument("--codec", choices=["none", "int8-channel", "int8-token"], default=None, help="KV block storage")
+    ask.add_argument("--max-new-tokens", type=int, default=128)
+    ask.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    ask.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    ask.add_argument("--max-frames", type=int, default=None, help="stop reading the source after N frames")
+    ask.add_argument("--json", action="store_true", help="print each answer as one JSON object")
+    ask.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    ask.set_defaults(handler=cmd_ask)
+
+
+def _options(args: argparse.Namespace):
+    from streaming.videomem.options import ReKVOptions, VideoMemoryOptions
+
+    if not args.model:
+        raise ConfigError(
+            "no --model given",
+            "Give a Video-LLM directory or hub id (e.g. --model llava-hf/llava-onevision-qwen2-0.5b-ov-hf), or --model tiny-random for a smoke test",
+        )
+    rekv = {k: v for k, v in {"window_frames": args.window_frames, "topk": args.topk, "codec": args.codec, "store_dir": args.store}.items() if v is not None}
+    try:
+        return VideoMemoryOptions(
+            model=args.model,
+            device=args.device,
+            dtype=args.dtype,
+            memory=args.memory,
+            sample_fps=args.sample_fps,
+            rekv=ReKVOptions(**rekv),
+            generation={"max_new_tokens": args.max_new_tokens},
+        )
+    except ValueError as exc:
+        raise ConfigError(f"invalid option: {str(exc).splitlines()[-1].strip()}", "See memstream ask --help") from None
+
+
+def _print_answer(answer, as_json: bool) -> None:
+    from streaming.videomem.stage import answer_record
+
+    if as_json:
+        print(json.dumps(answer_record(answer)), flush=True)
+        return
+    print(flush=True)
+    frames = answer.retrieval.frames()
+    shown = ", ".join(map(str, frames[:12])) + (", ..." if len(frames) > 12 else "")
+    print(
+        f"[as of {answer.covered_until_s:.1f} s, {answer.frames_seen} frames; {answer.retrieval.method} retrieval "
+        f"of frames {shown}; first token {answer.time_to_first_token_s:.2f} s]",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _ask(memory, question: str, options, as_json: bool) -> None:
+    from streaming.videomem.generation import SamplingConfig
+
+    sampling = SamplingConfig(**options.generation.model_dump())
+    on_text = None if as_json else (lambda piece: print(piece, end="", flush=True))
+    _print_answer(memory.ask(question, sampling, on_text=on_text), as_json)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from streaming.sources import open_source
+    from streaming.videomem.stage import FrameSampler, build_memory
+
+    if args.interactive == (args.question is not None):
+        raise ConfigError("give either a question or --interactive", 'e.g. memstream ask video.mp4 "What happened?" --model ...')
+    if args.question is not None and not args.question.strip():
+        raise ConfigError("the question is empty", "Ask a question in words")
+    options = _options(args)
+    source = open_source(args.source, max_frames=args.max_frames)
+    memory = build_memory(options)
+    sampler = FrameSampler(options.sample_fps)
+    try:
+        if args.interactive:
+            return _interactive(source, memory, sampler, options, args.json)
+        with source:
+            for frame in source:
+                if args.at is not None and frame.timestamp_s > args.at:
+                    break
+                if sampler.keep(frame):
+                    memory.update(frame)
+        _ask(memory, args.question, options, args.json)
+        return 0
+    finally:
+        memory.close()
+
+
+#: How long a question asked before the first frame waits for one before it is refused.
+FIRST_FRAME_WAIT_S = 30.0
+
+
+def _interactive(source, memory, sampler, options, as_json: bool) -> int:
+    """Ingest in a background thread; answer each stdin line on what has been seen so far."""
+    failure: list[BaseException] = []
+    stop = threading.Event()
+    started = threading.Event()  # set at the first stored frame, or when the source ends
+
+    def ingest() -> None:
+        try:
+            with source:
+                for frame in source:
+                    if stop.is_set():
+                        return
+                    if sampler.keep(frame):
+                        memory.update(frame)
+                        started.set()
+            print(f"[source ended after {memory.frames_seen} frames; still answering]", file=sys.stderr, flush=True)
+        except BaseException as exc:  # re-raised in the main thread below
+            failure.append(exc)
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=ingest, name="memstream-ingest", daemon=True)
+    thread.start()
+    print("[watching; type a question and press Enter, Ctrl-D to stop]", file=sys.stderr, flush=True)
+    try:
+        for line in sys.stdin:
+            if failure:
+                break
+            if line.strip():
+                started.wait(timeout=FIRST_FRAME_WAIT_S)  # a question typed at once waits for a frame
+                if failure:
+                    break
+                try:
+                    _ask(memory, line.strip(), options, as_json)
+                except MemstreamError as exc:  # a bad question does not end the session
+                    print(f"error: {exc.one_line()}", file=sys.stderr, flush=True)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    if failure:
+        raise failure[0]
+    return 0
+

@@ -1,0 +1,74 @@
+"""Typed options of the video memory (``stages.video_memory.options`` and ``memstream ask``).
+
+Values live in ``configs/*.yaml`` (``configs/rekv_llava_ov.yaml`` holds ReKV's published settings);
+every key is validated here and a bad one is named with its dotted path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from streaming.videomem.rekv.config import ReKVConfig
+
+#: ``model: tiny-random`` builds a random-weight LLaVA-OneVision in code (answers are noise): it
+#: runs the whole machinery on a machine with no checkpoint.
+TINY_RANDOM = "tiny-random"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReKVOptions(_Strict):
+    """:class:`~streaming.videomem.rekv.config.ReKVConfig`'s fields, with its defaults."""
+
+    window_frames: int = Field(76, ge=1)
+    chunk_frames: int = Field(1, ge=1)
+    retrieval: Literal["internal", "recent", "uniform", "random", "all"] = "internal"
+    topk: int = Field(64, ge=1)
+    group_size: int = Field(1, ge=1)
+    codec: Literal["none", "int8-channel", "int8-token"] = "none"
+    store_dir: str | None = None
+    ram_budget_mb: float | None = Field(None, gt=0)
+    device_cache_blocks: int = Field(128, ge=0)
+    max_blocks: int | None = Field(None, ge=1)
+    max_question_tokens: int = Field(512, ge=1)
+    kernel_backend: Literal["auto", "torch", "triton"] = "auto"
+
+    def to_config(self) -> ReKVConfig:
+        return ReKVConfig(**{f.name: getattr(self, f.name) for f in fields(ReKVConfig)})
+
+
+class QuestionOptions(_Strict):
+    """A question asked when the stream reaches ``at_s`` seconds."""
+
+    at_s: float = Field(ge=0)
+    text: str = Field(min_length=1)
+
+
+class GenerationOptions(_Strict):
+    """How answers are generated (``transformers.GenerationConfig`` names)."""
+
+    max_new_tokens: int = Field(128, ge=1)
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0)
+    top_k: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+
+
+class VideoMemoryOptions(_Strict):
+    """Options of the ``video_memory`` stage."""
+
+    model: str = Field(min_length=1)  # local directory, hub id, or tiny-random
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    memory: Literal["rekv"] = "rekv"
+    sample_fps: float | None = Field(1.0, gt=0)  # frames per second given to the memory; null = every frame
+    rekv: ReKVOptions = ReKVOptions()
+    generation: GenerationOptions = GenerationOptions()
+    questions: list[QuestionOptions] = []
+    answers_file: str = "answers.jsonl"

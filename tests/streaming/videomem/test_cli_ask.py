@@ -1,0 +1,115 @@
+"""`memstream ask` (one question, --at, --interactive, --json) and the `video_memory` stage of
+`memstream run`, end to end on a tiny random-weight LLaVA-OneVision saved like a checkpoint."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import yaml
+
+from streaming.cli import main
+
+SCENE = "synthetic://demo?frames=30&size=96x64"  # 30 frames at 30 fps: 1 s of stream
+
+
+def _answers(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_ask_answers_on_everything_seen(tiny_llava_dir, capsys) -> None:
+    code = main(["ask", SCENE, "What moved?", "--model", str(tiny_llava_dir), "--sample-fps", "10",
+                 "--topk", "3", "--window-frames", "4", "--max-new-tokens", "3", "--json", "--device", "cpu"])
+    assert code == 0
+    (answer,) = _answers(capsys.readouterr().out)
+    assert answer["question"] == "What moved?"
+    assert answer["frames_seen"] == 28  # frames 0, 3, ..., 27 were kept at 10 fps
+    assert answer["covered_until_s"] == pytest.approx(0.9)
+    assert len(answer["retrieved_frames"]) >= 3 and answer["retrieval"] == "internal"
+
+
+def test_ask_at_a_time_sees_only_the_stream_up_to_it(tiny_llava_dir, capsys) -> None:
+    assert main(["ask", SCENE, "What moved?", "--at", "0.5", "--model", str(tiny_llava_dir), "--sample-fps", "10",
+                 "--max-new-tokens", "2", "--json", "--device", "cpu"]) == 0
+    (answer,) = _answers(capsys.readouterr().out)
+    assert answer["covered_until_s"] <= 0.5 and max(answer["retrieved_frames"]) <= 15
+
+
+def test_ask_streams_text_and_says_what_it_covers(tiny_llava_dir, capsys) -> None:
+    assert main(["ask", SCENE, "What moved?", "--model", str(tiny_llava_dir), "--max-new-tokens", "2", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "[as of 0.0 s, 1 frames; internal retrieval of frames 0" in err
+
+
+def test_interactive_ask_answers_each_line_and_survives_a_bad_one(tiny_llava_dir, capsys, monkeypatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("What moved?\n\n" + "why " * 600 + "\nWhere is it?\n"))
+    assert main(["ask", SCENE, "--interactive", "--model", str(tiny_llava_dir), "--sample-fps", "10",
+                 "--max-new-tokens", "2", "--json", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert [a["question"] for a in _answers(captured.out)] == ["What moved?", "Where is it?"]
+    assert "error: the question is 2" in captured.err  # the over-long one, reported, session goes on
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["ask", SCENE, "What?"], "error: no --model given"),
+        (["ask", SCENE, "  ", "--model", "tiny-random"], "error: the question is empty"),
+        (["ask", SCENE, "--model", "tiny-random"], "error: give either a question or --interactive"),
+        (["ask", "/nowhere/video.mp4", "What?", "--model", "tiny-random"], "error: "),
+        (["ask", SCENE, "What?", "--model", "/nowhere/model"], "error: cannot load model '/nowhere/model'"),
+    ],
+)
+def test_bad_input_is_one_error_line_and_exit_2(argv, message, capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_store_of_another_model_is_refused_and_kept(tiny_llava_dir, tmp_path, capsys) -> None:
+    from streaming.videomem.tiny import build_tiny_llava_onevision
+
+    store = tmp_path / "store"
+    args = ["--store", str(store), "--sample-fps", "10", "--max-new-tokens", "1", "--json", "--device", "cpu"]
+    assert main(["ask", SCENE, "What?", "--model", str(tiny_llava_dir), *args]) == 0
+    before = {p.name: p.read_bytes() for p in store.iterdir()}
+    other = build_tiny_llava_onevision(tmp_path / "other", seed=5)
+    assert main(["ask", SCENE, "What?", "--model", str(other), *args]) == 2
+    assert "was written by model" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in store.iterdir()} == before  # nothing stored is lost
+
+
+def test_a_store_directory_that_is_a_file_is_refused(tiny_llava_dir, tmp_path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["ask", SCENE, "What?", "--model", str(tiny_llava_dir), "--store", str(blocker), "--device", "cpu"]) == 2
+    assert str(blocker) in capsys.readouterr().err
+
+
+def test_run_stage_answers_scheduled_questions_into_answers_jsonl(tiny_llava_dir, tmp_path) -> None:
+    config = {
+        "stages": [
+            {
+                "name": "video_memory",
+                "options": {
+                    "model": str(tiny_llava_dir),
+                    "device": "cpu",
+                    "sample_fps": 10,
+                    "rekv": {"window_frames": 4, "topk": 3},
+                    "generation": {"max_new_tokens": 2},
+                    "questions": [{"at_s": 0.45, "text": "What moved first?"}, {"at_s": 99, "text": "And at the end?"}],
+                },
+            }
+        ]
+    }
+    path = tmp_path / "videoqa.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    assert main(["run", SCENE, "--config", str(path), "--out", str(out), "--no-progress"]) == 0
+    answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    assert [a["question"] for a in answers] == ["What moved first?", "And at the end?"]
+    assert answers[0]["covered_until_s"] == pytest.approx(0.4)  # asked at 0.467 s; the last kept frame is at 0.4 s
+    assert answers[1]["frames_seen"] == 28  # asked at close, after the last kept frame
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stages"]["video_memory"]["outputs"]["answers"] == 2
