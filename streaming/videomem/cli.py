@@ -26,7 +26,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--at", type=float, default=None, metavar="SECONDS",
                      help="answer as of this stream time (default: after the whole source)")
     ask.add_argument("--model", default=None, help="Video-LLM: local directory or hub id; tiny-random for a weight-free smoke test")
-    ask.add_argument("--memory", choices=["rekv"], default="rekv", help="video memory (default rekv)")
+    ask.add_argument("--memory", choices=["rekv", "flash_vstream"], default="rekv",
+                     help="rekv: KV of every frame, retrieved per question; flash_vstream: fixed-size clustered memory")
     ask.add_argument("--interactive", action="store_true", help="keep ingesting; read questions from stdin, one per line")
     ask.add_argument("--store", default=None, metavar="DIR", help="disk tier of the KV store; a later run with the same DIR resumes")
     ask.add_argument("--sample-fps", type=float, default=1.0, help="frames per second given to the memory (default 1)")
@@ -51,6 +52,9 @@ def _options(args: argparse.Namespace):
             "Give a Video-LLM directory or hub id (e.g. --model llava-hf/llava-onevision-qwen2-0.5b-ov-hf), or --model tiny-random for a smoke test",
         )
     rekv = {k: v for k, v in {"window_frames": args.window_frames, "topk": args.topk, "codec": args.codec, "store_dir": args.store}.items() if v is not None}
+    if rekv and args.memory != "rekv":
+        flags = ", ".join("--" + k.replace("_dir", "").replace("_", "-") for k in rekv)
+        raise ConfigError(f"{flags} only apply to --memory rekv", "Drop them or use --memory rekv")
     try:
         return VideoMemoryOptions(
             model=args.model,

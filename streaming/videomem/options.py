@@ -42,6 +42,33 @@ class ReKVOptions(_Strict):
         return ReKVConfig(**{f.name: getattr(self, f.name) for f in fields(ReKVConfig)})
 
 
+class FlashVStreamOptions(_Strict):
+    """Flash-VStream's memory (anchor defaults: 60 CSM centroids, 30 DAM frames)."""
+
+    csm_clusters: int = Field(60, ge=1)
+    dam_frames: int = Field(30, ge=0)
+    kmeans_iterations: int = Field(10, ge=1)
+    kmeans_init: Literal["farthest_point", "random"] = "farthest_point"
+    distance: Literal["l2", "cos"] = "l2"
+    keep_all_frames: bool = False
+    candidates_per_cluster: int = Field(4, ge=1)
+    low_res_pool: int = Field(2, ge=1)
+    max_question_tokens: int = Field(512, ge=1)
+
+    def to_config(self):
+        from streaming.videomem.flash import FlashMemoryConfig
+        from streaming.videomem.flash.video_memory import FlashVStreamConfig
+
+        memory = self.model_dump(exclude={"low_res_pool", "max_question_tokens"})
+        try:
+            flash = FlashMemoryConfig(**memory)
+        except ValueError as exc:
+            from streaming.errors import ConfigError
+
+            raise ConfigError(f"invalid flash_vstream options: {exc}", "See streaming/videomem/flash/config.py") from None
+        return FlashVStreamConfig(memory=flash, low_res_pool=self.low_res_pool, max_question_tokens=self.max_question_tokens)
+
+
 class QuestionOptions(_Strict):
     """A question asked when the stream reaches ``at_s`` seconds."""
 
@@ -66,9 +93,10 @@ class VideoMemoryOptions(_Strict):
     model: str = Field(min_length=1)  # local directory, hub id, or tiny-random
     device: str = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    memory: Literal["rekv"] = "rekv"
+    memory: Literal["rekv", "flash_vstream"] = "rekv"
     sample_fps: float | None = Field(1.0, gt=0)  # frames per second given to the memory; null = every frame
     rekv: ReKVOptions = ReKVOptions()
+    flash_vstream: FlashVStreamOptions = FlashVStreamOptions()
     generation: GenerationOptions = GenerationOptions()
     questions: list[QuestionOptions] = []
     answers_file: str = "answers.jsonl"

@@ -48,7 +48,12 @@ def load_model(options: VideoMemoryOptions):
 
 
 def build_memory(options: VideoMemoryOptions):
-    """The configured video memory around a freshly loaded model."""
+    """The configured video memory (ReKV or Flash-VStream) around a freshly loaded model."""
+    if options.memory == "flash_vstream":
+        from streaming.videomem.flash.video_memory import FlashVStreamMemory
+
+        config = options.flash_vstream.to_config()
+        return FlashVStreamMemory(load_model(options), config)
     from streaming.videomem.rekv import ReKVMemory
 
     return ReKVMemory(load_model(options), options.rekv.to_config())

@@ -185,6 +185,13 @@ class HFVideoLLM:
     def _frame_features(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         raise NotImplementedError
 
+    def frame_grid(self, tokens_per_frame: int) -> tuple[int, int]:
+        """The (rows, columns) layout of one frame block's ``T`` tokens (square by default)."""
+        side = round(tokens_per_frame**0.5)
+        if side * side != tokens_per_frame:
+            raise ValueError(f"{tokens_per_frame} tokens per frame do not form a square grid")
+        return side, side
+
     # ---- positions and RoPE ------------------------------------------------------------------
     def text_positions(self, start: int, n_tokens: int) -> tuple[torch.Tensor, int]:
         """Positions of ``n_tokens`` text tokens placed at ``start``: int64 ``(R, n)`` and the next start."""

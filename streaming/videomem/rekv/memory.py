@@ -39,14 +39,11 @@ from streaming.types import Frame
 from streaming.videomem.adapters.context import context_cache, keep_new_tokens
 from streaming.videomem.adapters.hf import HFVideoLLM
 from streaming.videomem.generation import SamplingConfig, TokenCallback, generate
+from streaming.videomem.questions import QuestionError, no_frames_error, question_ids
 from streaming.videomem.rekv.config import ReKVConfig
 from streaming.videomem.rekv.retrieval import RetrievalPolicy, make_retrieval
 from streaming.videomem.store import BlockSpec, BlockStore
 from streaming.videomem.types import Answer, Retrieval
-
-
-class QuestionError(MemstreamError):
-    """A question the memory cannot take (empty, too long, asked before any frame)."""
 
 
 @dataclass
@@ -232,24 +229,14 @@ class ReKVMemory:
 
     # ---- questions -----------------------------------------------------------------------------
     def _question_ids(self, question: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if not isinstance(question, str) or not question.strip():
-            raise QuestionError("the question is empty", "Ask a question in words, for example: What happened first?")
-        retrieval_ids = self.llm.tokenize(self.llm.prompt.retrieval.format(question=question.strip()))
-        answer_ids = self.llm.tokenize(self.llm.prompt.answer.format(question=question.strip()))
-        limit = self.config.max_question_tokens
-        if len(answer_ids) > limit:
-            raise QuestionError(
-                f"the question is {len(answer_ids)} tokens long, over the limit of {limit}",
-                "Shorten it or raise max_question_tokens",
-            )
-        return retrieval_ids, answer_ids
+        return question_ids(self.llm, question, self.config.max_question_tokens)
 
     def _snapshot(self) -> tuple[list[int], torch.Tensor, float, int]:
         with self._state_lock:
             if self._pending:
                 self._encode_pending()
             if self.store is None or len(self.store) == 0:
-                raise QuestionError("no frame has been seen yet", "Ask after the stream has delivered at least one frame")
+                raise no_frames_error()
             with self._store_lock:
                 return self.store.live_ids(), self.store.repr_keys(), self.covered_until_s, self.frames_seen
 

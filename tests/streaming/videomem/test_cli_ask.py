@@ -113,3 +113,10 @@ def test_run_stage_answers_scheduled_questions_into_answers_jsonl(tiny_llava_dir
     assert answers[1]["frames_seen"] == 28  # asked at close, after the last kept frame
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stages"]["video_memory"]["outputs"]["answers"] == 2
+
+
+def test_ask_with_the_flash_vstream_memory(tiny_llava_dir, capsys) -> None:
+    assert main(["ask", SCENE, "What moved?", "--memory", "flash_vstream", "--model", str(tiny_llava_dir),
+                 "--sample-fps", "10", "--max-new-tokens", "2", "--json", "--device", "cpu"]) == 0
+    (answer,) = _answers(capsys.readouterr().out)
+    assert answer["retrieval"] == "flash_vstream" and answer["frames_seen"] == 28
