@@ -198,10 +198,30 @@ class ReKVMemory:
 
     def _encode_pending(self) -> None:
         frames, self._pending = self._pending, []
-        per_block = self.frames_per_block
         images = [frame.rgb for frame in frames]
-        images += [images[-1]] * (-len(images) % per_block)
-        embeds = self.llm.embed_frames(images)  # (blocks, T, hidden)
+        images += [images[-1]] * (-len(images) % self.frames_per_block)
+        self._encode(self.llm.embed_frames(images), frames)
+
+    def update_embeddings(self, embeds: torch.Tensor, frames: Sequence[Frame]) -> None:
+        """Add frames whose decoder input embeddings were computed elsewhere (precomputed video
+        features, or a planted event in a test).
+
+        Args:
+            embeds: ``(blocks, T, hidden_size)`` what :meth:`HFVideoLLM.embed_frames` returns.
+            frames: the frames they come from (``frames_per_block`` per block), for their indices
+                and times; their pixels are not read.
+        """
+        if embeds.dim() != 3 or embeds.shape[-1] != self.llm.spec.hidden_size:
+            raise ValueError(f"embeds must be (blocks, T, {self.llm.spec.hidden_size}), got {tuple(embeds.shape)}")
+        if len(frames) != embeds.shape[0] * self.frames_per_block:
+            raise ValueError(f"{embeds.shape[0]} blocks need {embeds.shape[0] * self.frames_per_block} frames, got {len(frames)}")
+        with self._state_lock:
+            if self._pending:
+                self._encode_pending()
+            self._encode(embeds.to(self.llm.device, self.llm.spec.dtype), list(frames))
+
+    def _encode(self, embeds: torch.Tensor, frames: list[Frame]) -> None:
+        per_block = self.frames_per_block
         self._ensure_store(embeds.shape[1])
         tokens, n_new = self.tokens_per_frame, embeds.shape[0]
         sink = self._sink()

@@ -1,0 +1,1 @@
+"""Fidelity measures of the video memory that hold without pretrained weights."""
