@@ -15,12 +15,24 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 #: Special tokens of the Qwen2 chat format used by LLaVA-OneVision.
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+
+#: Special tokens of Qwen2.5-VL's chat format (its vision markers and image/video placeholders).
+QWEN_SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
 
 _CORPUS = [
     "system You are a helpful assistant.",
@@ -37,9 +49,34 @@ _CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
+#: Qwen2.5-VL's chat template, reduced likewise (a video is ``<|vision_start|><|video_pad|><|vision_end|>``).
+_QWEN_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}"
+    "{% elif c['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>{% endif %}{% endfor %}"
+    "<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
-def build_tokenizer(vocab_size: int = 320):
-    """A byte-level BPE tokenizer with the Qwen2 chat special tokens, trained on a fixed corpus."""
+
+def build_tokenizer(
+    vocab_size: int = 320,
+    *,
+    special_tokens: Sequence[str] = SPECIAL_TOKENS,
+    named_tokens: dict[str, str] | None = None,
+):
+    """A byte-level BPE tokenizer with chat special tokens, trained on a fixed corpus.
+
+    Args:
+        vocab_size: target vocabulary size (special tokens included).
+        special_tokens: the special tokens, which get the first ids in this order. The defaults are
+            LLaVA-OneVision's; ``<|im_end|>`` (end of sequence) and ``<|endoftext|>`` (padding) must be
+            among them.
+        named_tokens: attribute name -> special token the processor looks up on the tokenizer
+            (``image_token``, ``video_token``); LLaVA-OneVision's ``<image>`` / ``<video>`` by default.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -48,7 +85,7 @@ def build_tokenizer(vocab_size: int = 320):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -57,7 +94,7 @@ def build_tokenizer(vocab_size: int = 320):
         tokenizer_object=tok,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        extra_special_tokens={"image_token": "<image>", "video_token": "<video>"},
+        extra_special_tokens=named_tokens or {"image_token": "<image>", "video_token": "<video>"},
     )
 
 
@@ -143,6 +180,12 @@ def build_tiny_llava_onevision(
         chat_template=_CHAT_TEMPLATE,
     )
     model.generation_config.eos_token_id = tokenizer.eos_token_id
+    _save(model, processor, directory)
+    return directory
+
+
+def _save(model, processor, directory: Path) -> None:
+    """``save_pretrained`` a model and its processor into ``directory``, without progress bars."""
     from transformers.utils import logging as hf_logging
 
     shown = hf_logging.is_progress_bar_enabled()
@@ -153,4 +196,113 @@ def build_tiny_llava_onevision(
         if shown:
             hf_logging.enable_progress_bar()
     processor.save_pretrained(directory)
+
+
+def build_tiny_qwen2_5_vl(
+    directory: str | Path,
+    *,
+    layers: int = 2,
+    hidden_size: int = 32,
+    heads: int = 4,
+    kv_heads: int = 2,
+    intermediate_size: int = 64,
+    mrope_section: Sequence[int] = (2, 1, 1),
+    min_pixels: int = 56 * 56,
+    max_pixels: int = 112 * 112,
+    tokens_per_second: int = 2,
+    max_positions: int = 32768,
+    rope_theta: float = 10000.0,
+    seed: int = 0,
+) -> Path:
+    """Save a random-weight ``Qwen2_5_VLForConditionalGeneration`` with its processor.
+
+    The vision tower is Qwen2.5-VL's (14 px patches, 2 frames per temporal patch, 2x2 spatial merge,
+    windowed and full attention blocks) at depth 2 and width 32. The processors resize a frame to
+    between ``min_pixels`` and ``max_pixels`` pixels on a 28 px grid, so a 56x56 frame gives a 4x4
+    patch grid and one temporal patch (2 frames) gives 2x2 = 4 decoder tokens.
+
+    Args:
+        directory: where to save (created).
+        layers, hidden_size, heads, kv_heads, intermediate_size: the decoder's shape.
+        mrope_section: M-RoPE's (temporal, height, width) frequency counts; they sum to
+            ``hidden_size / heads / 2``.
+        min_pixels, max_pixels: the image and video processors' frame area bounds, pixels.
+        tokens_per_second: temporal position ids per second of video (2 in the released checkpoints).
+        max_positions: the decoder's ``max_position_embeddings``.
+        rope_theta: RoPE base.
+        seed: torch seed for the random weights.
+
+    Returns:
+        The directory, loadable with ``from_pretrained``.
+    """
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    directory = Path(directory)
+    head_dim = hidden_size // heads
+    if sum(mrope_section) * 2 != head_dim:
+        raise ValueError(f"mrope_section {list(mrope_section)} must sum to head_dim / 2 = {head_dim // 2}")
+    tokenizer = build_tokenizer(
+        special_tokens=QWEN_SPECIAL_TOKENS,
+        named_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
+    )
+    token = tokenizer.convert_tokens_to_ids
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": hidden_size,
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
+            "num_key_value_heads": kv_heads,
+            "intermediate_size": intermediate_size,
+            "max_position_embeddings": max_positions,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": rope_theta,
+                "mrope_section": list(mrope_section),
+            },
+            "bos_token_id": tokenizer.pad_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+        },
+        vision_config=_tiny_qwen_vision_config(out_hidden_size=hidden_size, tokens_per_second=tokens_per_second),
+        image_token_id=token("<|image_pad|>"),
+        video_token_id=token("<|video_pad|>"),
+        vision_start_token_id=token("<|vision_start|>"),
+        vision_end_token_id=token("<|vision_end|>"),
+    )
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    pixels = {"min_pixels": min_pixels, "max_pixels": max_pixels}
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**pixels),
+        # A stream has no total length, so the per-video pixel budget (cap_pixels_per_frame) is off.
+        video_processor=Qwen2VLVideoProcessor(**pixels, cap_pixels_per_frame=False),
+        tokenizer=tokenizer,
+        chat_template=_QWEN_CHAT_TEMPLATE,
+    )
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    _save(model, processor, directory)
     return directory
+
+
+def _tiny_qwen_vision_config(*, out_hidden_size: int, tokens_per_second: int) -> dict:
+    """Qwen2.5-VL's vision tower at depth 2 and width 32, with the released patch and merge sizes."""
+    return {
+        "depth": 2,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_heads": 4,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "tokens_per_second": tokens_per_second,
+        "window_size": 112,
+        "fullatt_block_indexes": [1],  # block 0 windowed, block 1 full, as the released towers mix them
+        "out_hidden_size": out_hidden_size,
+    }

@@ -186,7 +186,8 @@ class HFVideoLLM:
         raise NotImplementedError
 
     def frame_grid(self, tokens_per_frame: int) -> tuple[int, int]:
-        """The (rows, columns) layout of one frame block's ``T`` tokens (square by default)."""
+        """The (rows, columns) layout of the ``T`` tokens of the frames embedded last (square for
+        models that resize every frame to one square size)."""
         side = round(tokens_per_frame**0.5)
         if side * side != tokens_per_frame:
             raise ValueError(f"{tokens_per_frame} tokens per frame do not form a square grid")
@@ -198,9 +199,19 @@ class HFVideoLLM:
         pos = torch.arange(start, start + n_tokens, device=self.device)
         return pos.expand(self.position_rows, -1), start + n_tokens
 
-    def frame_positions(self, start: int, n_frames: int, tokens_per_frame: int) -> tuple[torch.Tensor, int]:
-        """Positions of ``n_frames`` frames of ``T`` tokens placed at ``start``: ``(R, n*T)``, next start."""
-        return self.text_positions(start, n_frames * tokens_per_frame)
+    def frame_positions(self, start: int, n_blocks: int, grid: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        """Positions of a video segment of ``n_blocks`` blocks placed at ``start``.
+
+        Args:
+            start: position of the segment's first token.
+            n_blocks: frame blocks in the segment.
+            grid: ``(rows, columns)`` of one block's tokens (:meth:`frame_grid` of the stream).
+
+        Returns:
+            int64 ``(R, n_blocks * rows * columns)`` and the position of the token after the segment.
+            1-D RoPE numbers the tokens one after another.
+        """
+        return self.text_positions(start, n_blocks * grid[0] * grid[1])
 
     def rotate(self, keys: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Apply the model's RoPE to un-rotated keys.

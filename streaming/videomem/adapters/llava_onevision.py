@@ -29,6 +29,7 @@ class LlavaOnevisionAdapter(HFVideoLLM):
 
     model_type = "llava_onevision"
     position_rows = 1
+    default_prompt = REKV_PROMPT
 
     def _frame_features(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         pixels = self.processor.video_processor(videos=[list(frames)], return_tensors="pt").pixel_values_videos

@@ -16,7 +16,7 @@ class VideoModelError(MemstreamError):
     """A Video-LLM could not be loaded or cannot serve as a video memory."""
 
 
-SUPPORTED = ("llava_onevision",)
+SUPPORTED = ("llava_onevision", "qwen2_5_vl")
 _EXAMPLE = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
 
 
@@ -25,6 +25,10 @@ def _adapter_class(model_type: str) -> type[HFVideoLLM]:
         from streaming.videomem.adapters.llava_onevision import LlavaOnevisionAdapter
 
         return LlavaOnevisionAdapter
+    if model_type == "qwen2_5_vl":
+        from streaming.videomem.adapters.qwen2_5_vl import Qwen2_5_VLAdapter
+
+        return Qwen2_5_VLAdapter
     raise KeyError(model_type)
 
 
@@ -78,7 +82,8 @@ def load_video_llm(
         model: a local directory (``save_pretrained`` layout) or a hub id.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         dtype: ``"auto"``, ``"float32"``, ``"float16"``, ``"bfloat16"`` or a torch dtype.
-        prompt: the chat text around the video; the model family's ReKV prompt by default.
+        prompt: the chat text around the video; the model family's (the adapter's
+            ``default_prompt``) by default.
 
     Raises:
         VideoModelError: the model cannot be found, is not a supported Video-LLM (for example a text
@@ -115,13 +120,11 @@ def load_video_llm(
             "Check that the checkpoint's files belong to its config.json (same architecture and sizes)",
         ) from exc
     network = network.to(torch_device).eval()
-    from streaming.videomem.adapters.llava_onevision import REKV_PROMPT
-
     config_json = json.dumps(config.to_dict(), sort_keys=True, default=str)
     return adapter_class(
         network,
         processor,
         name=model,
-        prompt=prompt or REKV_PROMPT,
+        prompt=prompt or adapter_class.default_prompt,
         fingerprint=fingerprint(model, config_json),
     )
