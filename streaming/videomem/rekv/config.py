@@ -11,6 +11,9 @@ CODECS = ("none", "int8-channel", "int8-token")
 class ReKVConfig:
     """How the ReKV video memory encodes, stores and retrieves.
 
+    Counts of frames are counts of KV blocks: one frame for LLaVA-OneVision, one temporal patch (two
+    frames) for Qwen2.5-VL.
+
     Attributes:
         window_frames: frames of the sliding attention window while encoding, after the attention
             sinks. ReKV's window is ``n_local = 15000`` tokens, 76 LLaVA-OneVision frames of 196 tokens.

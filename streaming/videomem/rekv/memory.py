@@ -24,6 +24,7 @@ generation interleaves with encoding one decoder pass at a time.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
@@ -42,8 +43,13 @@ from streaming.videomem.generation import SamplingConfig, TokenCallback, generat
 from streaming.videomem.questions import QuestionError, no_frames_error, question_ids
 from streaming.videomem.rekv.config import ReKVConfig
 from streaming.videomem.rekv.retrieval import RetrievalPolicy, make_retrieval
-from streaming.videomem.store import BlockSpec, BlockStore
+from streaming.videomem.store import BlockSpec, BlockStore, StoreError
 from streaming.videomem.types import Answer, Retrieval
+
+
+#: Written beside the block store: what re-positioning stored blocks needs after a restart.
+_LAYOUT_FILE = "memory.json"
+_LAYOUT_FORMAT = "memstream.videomem.rekv/1"
 
 
 @dataclass
@@ -93,6 +99,7 @@ class ReKVMemory:
         self._pending: list[Frame] = []
         self.store: BlockStore | None = None
         self.tokens_per_frame: int | None = None
+        self.frame_grid: tuple[int, int] | None = None  # (rows, columns) of a block's tokens
         self.frames_seen = 0
         self.covered_until_s = float("-inf")
         self._index_offset = 0
@@ -129,30 +136,41 @@ class ReKVMemory:
             max_blocks=self.config.max_blocks,
         )
 
-    def _ensure_store(self, tokens_per_frame: int) -> None:
+    def _ensure_store(self, tokens_per_frame: int, grid: tuple[int, int]) -> None:
         if self.store is not None:
-            if tokens_per_frame != self.tokens_per_frame:
+            if tokens_per_frame != self.tokens_per_frame or tuple(grid) != tuple(self.frame_grid):
                 raise MemstreamError(
-                    f"frames now give {tokens_per_frame} tokens, earlier ones {self.tokens_per_frame}",
+                    f"frames now give a {grid[0]}x{grid[1]} token grid, earlier ones {self.frame_grid[0]}x{self.frame_grid[1]}",
                     "Keep the frame size constant within a stream",
                 )
             return
-        self.tokens_per_frame = tokens_per_frame
+        self.tokens_per_frame, self.frame_grid = tokens_per_frame, tuple(grid)
         self.store = BlockStore(self._spec(tokens_per_frame), self.config.store_dir, **self._store_options())
+        if self.config.store_dir is not None:  # what positions need on resume, beside the blocks
+            layout = {"format": _LAYOUT_FORMAT, "frame_grid": list(grid), "frames_per_block": self.frames_per_block}
+            (Path(self.config.store_dir) / _LAYOUT_FILE).write_text(json.dumps(layout) + "\n")
 
     def _resume(self) -> None:
         """Reopen a store directory written by an earlier session and rebuild the window from it."""
         tokens = BlockStore.read_spec(self.config.store_dir).block_tokens
         self.tokens_per_frame = tokens
         self.store = BlockStore.open(self.config.store_dir, self._spec(tokens), **self._store_options())
+        layout_path = Path(self.config.store_dir) / _LAYOUT_FILE
+        try:
+            layout = json.loads(layout_path.read_text())
+            self.frame_grid = tuple(layout["frame_grid"])
+        except (OSError, ValueError, KeyError) as exc:
+            self.store.close()
+            raise StoreError(f"{layout_path} is missing or unreadable ({exc})", "Delete the store directory to start over") from exc
         live = self.store.live_ids()
         if not live:
             return
         for block_id in live[-self.config.window_frames :]:
             self._window.append(self.store.get_blocks([block_id], device=self.llm.device)[0])
         last = self.store.meta(live[-1])
-        self.frames_seen = last.frame_index + 1
-        self.covered_until_s = last.timestamp_s
+        # A block is stamped with its first frame; a clean close also recorded the last one.
+        self.frames_seen = max(last.frame_index + 1, layout.get("frames_seen", 0))
+        self.covered_until_s = max(last.timestamp_s, layout.get("covered_until_s", float("-inf")))
         self._clock_checked = False
 
     def _continue_clock(self, frame: Frame) -> None:
@@ -200,9 +218,12 @@ class ReKVMemory:
         frames, self._pending = self._pending, []
         images = [frame.rgb for frame in frames]
         images += [images[-1]] * (-len(images) % self.frames_per_block)
-        self._encode(self.llm.embed_frames(images), frames)
+        with self.llm.lock:  # the grid read belongs to these frames, not another stream's
+            embeds = self.llm.embed_frames(images)
+            grid = self.llm.frame_grid(embeds.shape[1])
+        self._encode(embeds, frames, grid)
 
-    def update_embeddings(self, embeds: torch.Tensor, frames: Sequence[Frame]) -> None:
+    def update_embeddings(self, embeds: torch.Tensor, frames: Sequence[Frame], grid: tuple[int, int] | None = None) -> None:
         """Add frames whose decoder input embeddings were computed elsewhere (precomputed video
         features, or a planted event in a test).
 
@@ -210,6 +231,8 @@ class ReKVMemory:
             embeds: ``(blocks, T, hidden_size)`` what :meth:`HFVideoLLM.embed_frames` returns.
             frames: the frames they come from (``frames_per_block`` per block), for their indices
                 and times; their pixels are not read.
+            grid: ``(rows, columns)`` of a block's tokens; by default the stream's, or the model's
+                for its last embedded frames.
         """
         if embeds.dim() != 3 or embeds.shape[-1] != self.llm.spec.hidden_size:
             raise ValueError(f"embeds must be (blocks, T, {self.llm.spec.hidden_size}), got {tuple(embeds.shape)}")
@@ -218,18 +241,19 @@ class ReKVMemory:
         with self._state_lock:
             if self._pending:
                 self._encode_pending()
-            self._encode(embeds.to(self.llm.device, self.llm.spec.dtype), list(frames))
+            grid = grid or self.frame_grid or self.llm.frame_grid(embeds.shape[1])
+            self._encode(embeds.to(self.llm.device, self.llm.spec.dtype), list(frames), grid)
 
-    def _encode(self, embeds: torch.Tensor, frames: list[Frame]) -> None:
+    def _encode(self, embeds: torch.Tensor, frames: list[Frame], grid: tuple[int, int]) -> None:
         per_block = self.frames_per_block
-        self._ensure_store(embeds.shape[1])
+        self._ensure_store(embeds.shape[1], grid)
         tokens, n_new = self.tokens_per_frame, embeds.shape[0]
         sink = self._sink()
         past = torch.cat([sink, *self._window], dim=3)  # (L, 2, Hkv, P, D)
         sink_pos, cursor = self.llm.text_positions(0, sink.shape[3])
         # The window and the new blocks form one video segment (M-RoPE numbers a segment's frames
         # from a shared start), placed right after the sinks.
-        frame_pos, _ = self.llm.frame_positions(cursor, len(self._window) + n_new, tokens)
+        frame_pos, _ = self.llm.frame_positions(cursor, len(self._window) + n_new, self.frame_grid)
         split = len(self._window) * tokens
         rotated = self.llm.rotate(past[:, 0], torch.cat([sink_pos, frame_pos[:, :split]], dim=1))
         cache = context_cache([(rotated[i][None], past[i, 1][None]) for i in range(past.shape[0])])
@@ -276,7 +300,7 @@ class ReKVMemory:
         k = policy.count(len(live))
         sink = self._sink()
         sink_pos, cursor = llm.text_positions(0, sink.shape[3])
-        frame_pos, cursor = llm.frame_positions(cursor, k, tokens)
+        frame_pos, cursor = llm.frame_positions(cursor, k, self.frame_grid)
         sink_keys = llm.rotate(sink[:, 0], sink_pos)
         chosen: dict[int, torch.Tensor] = {}
 
@@ -363,9 +387,16 @@ class ReKVMemory:
     def close(self) -> None:
         """Encode waiting frames and close the store (flushing the disk tier)."""
         self.flush()
-        if self.store is not None:
-            with self._store_lock:
-                self.store.close()
+        if self.store is None:
+            return
+        with self._store_lock:
+            self.store.close()
+        if self.config.store_dir is not None and self.frame_grid is not None:
+            path = Path(self.config.store_dir) / _LAYOUT_FILE
+            layout = {**json.loads(path.read_text()), "frames_seen": self.frames_seen, "covered_until_s": self.covered_until_s}
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(layout) + "\n")
+            tmp.replace(path)
 
     def __enter__(self) -> ReKVMemory:
         return self
