@@ -20,24 +20,36 @@ def _grown(old: torch.Tensor, rows: int, pinned: bool) -> torch.Tensor:
 
 
 class RamTier:
-    """Encoded blocks in RAM, each a row of a slab ``(rows, L, layer_nbytes)`` uint8.
+    """Encoded blocks in RAM, each a row ``(L, layer_nbytes)`` uint8 of fixed-size chunks.
 
-    The slab grows by doubling and never past ``max_blocks`` rows; rows freed by :meth:`drop` are
-    reused, so the RAM held is bounded by ``max_blocks * block_nbytes``.
+    Rows live in chunks of ``chunk_rows`` allocated as needed and never copied: a multi-GB tier
+    grows without the transient 2-3x of a doubling slab, and wastes at most one partial chunk. Rows
+    freed by :meth:`drop` are reused, so the RAM held is bounded by ``max_blocks`` rows (rounded up
+    to whole chunks).
 
     Args:
         n_layers: ``L``.
         layer_nbytes: bytes of one (layer, block) payload (``BlockSpec.layer_nbytes``).
         max_blocks: most blocks held at once, or None for no bound.
         pinned: allocate page-locked memory (fast, asynchronous copies to a CUDA device).
+        chunk_rows: blocks per allocation.
     """
 
-    def __init__(self, n_layers: int, layer_nbytes: int, max_blocks: int | None, pinned: bool) -> None:
+    def __init__(self, n_layers: int, layer_nbytes: int, max_blocks: int | None, pinned: bool, chunk_rows: int = _MIN_ROWS) -> None:
         self.max_blocks = max_blocks
         self.pinned = pinned
-        self._slab = torch.zeros((0, n_layers, layer_nbytes), dtype=torch.uint8)
+        self.n_layers, self.layer_nbytes = n_layers, layer_nbytes
+        self.chunk_rows = chunk_rows if max_blocks is None else max(1, min(chunk_rows, max_blocks))
+        self._chunks: list[torch.Tensor] = []
         self._row: dict[int, int] = {}
         self._free: list[int] = []
+
+    @property
+    def _rows(self) -> int:
+        return len(self._chunks) * self.chunk_rows
+
+    def _view(self, row: int) -> torch.Tensor:
+        return self._chunks[row // self.chunk_rows][row % self.chunk_rows]
 
     def put(self, block_id: int, raw: torch.Tensor) -> None:
         """Store a block's encoded bytes, uint8 ``(L, layer_nbytes)`` (copied)."""
@@ -46,18 +58,16 @@ class RamTier:
         if not self._free:
             self._grow()
         row = self._free.pop()
-        self._slab[row] = raw
+        self._view(row).copy_(raw)
         self._row[block_id] = row
 
     def _grow(self) -> None:
-        rows = self._slab.shape[0]
-        new_rows = max(_MIN_ROWS, 2 * rows)
-        if self.max_blocks is not None:
-            new_rows = min(new_rows, self.max_blocks)
-        if new_rows <= rows:
+        rows = self._rows
+        if self.max_blocks is not None and rows >= self.max_blocks:
             raise ValueError(f"RAM tier is full ({rows} blocks); evict before putting")
-        self._slab = _grown(self._slab, new_rows, self.pinned)
-        self._free.extend(range(new_rows - 1, rows - 1, -1))  # pop() hands out low rows first
+        shape = (self.chunk_rows, self.n_layers, self.layer_nbytes)
+        self._chunks.append(torch.empty(shape, dtype=torch.uint8, pin_memory=self.pinned))
+        self._free.extend(range(rows + self.chunk_rows - 1, rows - 1, -1))  # pop() hands out low rows first
 
     def drop(self, block_id: int) -> None:
         """Release a block's row."""
@@ -65,24 +75,25 @@ class RamTier:
 
     def block(self, block_id: int) -> torch.Tensor:
         """A block's bytes, uint8 ``(L, layer_nbytes)`` (a view: copy before keeping it)."""
-        return self._slab[self._row[block_id]]
+        return self._view(self._row[block_id])
 
     def gather(self, layer: int, block_ids: Sequence[int]) -> torch.Tensor:
         """One layer of several blocks, uint8 ``(n, layer_nbytes)``, a new tensor."""
-        rows = torch.tensor([self._row[b] for b in block_ids], dtype=torch.long)
-        return self._slab[rows, layer]
+        if not block_ids:
+            return torch.empty((0, self.layer_nbytes), dtype=torch.uint8)
+        return torch.stack([self._view(self._row[b])[layer] for b in block_ids])
 
     def __contains__(self, block_id: object) -> bool:
         return block_id in self._row
 
     @property
     def allocated_nbytes(self) -> int:
-        """Bytes of the slab, free rows included."""
-        return self._slab.numel()
+        """Bytes of the allocated chunks, free rows included."""
+        return sum(chunk.numel() for chunk in self._chunks)
 
     def close(self) -> None:
-        """Release the slab."""
-        self._slab = self._slab[:0]
+        """Release the chunks."""
+        self._chunks.clear()
         self._row.clear()
         self._free.clear()
 
