@@ -33,6 +33,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--sample-fps", type=float, default=1.0, help="frames per second given to the memory (default 1)")
     ask.add_argument("--window-frames", type=int, default=None, help="sliding window while encoding, frames")
     ask.add_argument("--topk", type=int, default=None, help="frames retrieved per layer")
+    ask.add_argument("--retrieval", choices=["internal", "external", "recent", "uniform"], default=None,
+                     help="internal: ReKV's per-layer question queries (default); external: an image-text model (--embedder)")
+    ask.add_argument("--embedder", default=None, metavar="MODEL", help="CLIP / SigLIP path or hub id for --retrieval external")
     ask.add_argument("--codec", choices=["none", "int8-channel", "int8-token"], default=None, help="KV block storage")
     ask.add_argument("--max-new-tokens", type=int, default=128)
     ask.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
@@ -51,12 +54,15 @@ def _options(args: argparse.Namespace):
             "no --model given",
             "Give a Video-LLM directory or hub id (e.g. --model llava-hf/llava-onevision-qwen2-0.5b-ov-hf), or --model tiny-random for a smoke test",
         )
-    rekv = {k: v for k, v in {"window_frames": args.window_frames, "topk": args.topk, "codec": args.codec, "store_dir": args.store}.items() if v is not None}
+    given = {"window_frames": args.window_frames, "topk": args.topk, "codec": args.codec, "store_dir": args.store,
+             "retrieval": args.retrieval, "external_embedder": args.embedder}
+    rekv = {k: v for k, v in given.items() if v is not None}
     if rekv and args.memory != "rekv":
-        flags = ", ".join("--" + k.replace("_dir", "").replace("_", "-") for k in rekv)
+        names = {"store_dir": "store", "external_embedder": "embedder"}
+        flags = ", ".join("--" + names.get(k, k).replace("_", "-") for k in rekv)
         raise ConfigError(f"{flags} only apply to --memory rekv", "Drop them or use --memory rekv")
     try:
-        return VideoMemoryOptions(
+        options = VideoMemoryOptions(
             model=args.model,
             device=args.device,
             dtype=args.dtype,
@@ -67,6 +73,8 @@ def _options(args: argparse.Namespace):
         )
     except ValueError as exc:
         raise ConfigError(f"invalid option: {str(exc).splitlines()[-1].strip()}", "See memstream ask --help") from None
+    options.rekv.to_config()  # cross-field checks (e.g. --retrieval external needs --embedder)
+    return options
 
 
 def _print_answer(answer, as_json: bool) -> None:

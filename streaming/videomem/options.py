@@ -27,7 +27,8 @@ class ReKVOptions(_Strict):
 
     window_frames: int = Field(76, ge=1)
     chunk_frames: int = Field(1, ge=1)
-    retrieval: Literal["internal", "recent", "uniform", "random", "all"] = "internal"
+    retrieval: Literal["internal", "external", "recent", "uniform", "random", "all"] = "internal"
+    external_embedder: str | None = None  # CLIP / SigLIP path or hub id, for retrieval: external
     topk: int = Field(64, ge=1)
     group_size: int = Field(1, ge=1)
     codec: Literal["none", "int8-channel", "int8-token"] = "none"
@@ -39,7 +40,12 @@ class ReKVOptions(_Strict):
     kernel_backend: Literal["auto", "torch", "triton"] = "auto"
 
     def to_config(self) -> ReKVConfig:
-        return ReKVConfig(**{f.name: getattr(self, f.name) for f in fields(ReKVConfig)})
+        try:
+            return ReKVConfig(**{f.name: getattr(self, f.name) for f in fields(ReKVConfig)})
+        except ValueError as exc:
+            from streaming.errors import ConfigError
+
+            raise ConfigError(f"invalid rekv options: {exc}", "See streaming/videomem/rekv/config.py") from None
 
 
 class FlashVStreamOptions(_Strict):

@@ -306,3 +306,39 @@ def _tiny_qwen_vision_config(*, out_hidden_size: int, tokens_per_second: int) ->
         "fullatt_block_indexes": [1],  # block 0 windowed, block 1 full, as the released towers mix them
         "out_hidden_size": out_hidden_size,
     }
+
+
+def build_tiny_clip(directory: str | Path, *, embed_dim: int = 16, image_size: int = 32, seed: int = 0) -> Path:
+    """Save a random-weight ``CLIPModel`` with a locally trained tokenizer and CLIP's image processor,
+    for external retrieval (:class:`streaming.videomem.rekv.external.HFDualEncoder`).
+
+    Args:
+        directory: where to save (created).
+        embed_dim: width of the shared image-text embedding.
+        image_size: the vision tower's input size, pixels (8 px patches).
+        seed: torch seed for the random weights.
+    """
+    from tokenizers import processors
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    directory = Path(directory)
+    tokenizer = build_tokenizer(special_tokens=["<|endoftext|>", "<|startoftext|>", "<|im_end|>"], named_tokens={})
+    bos, eos = tokenizer.convert_tokens_to_ids(["<|startoftext|>", "<|endoftext|>"])
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|startoftext|> $A <|endoftext|>", special_tokens=[("<|startoftext|>", bos), ("<|endoftext|>", eos)]
+    )
+    tokenizer.bos_token, tokenizer.eos_token = "<|startoftext|>", "<|endoftext|>"
+    config = CLIPConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 4, "max_position_embeddings": 64, "eos_token_id": eos,
+                     "bos_token_id": bos, "pad_token_id": tokenizer.pad_token_id},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                       "image_size": image_size, "patch_size": 8},
+        projection_dim=embed_dim,
+    )
+    torch.manual_seed(seed)
+    model = CLIPModel(config).eval()
+    size = {"shortest_edge": image_size}
+    image_processor = CLIPImageProcessor(size=size, crop_size={"height": image_size, "width": image_size})
+    _save(model, CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer), directory)
+    return directory

@@ -55,6 +55,12 @@ class RunOutput:
     values: torch.Tensor | None = None
 
 
+def writable(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The images, copied when read-only (frames are): processors wrap them with ``torch.from_numpy``,
+    which warns on read-only arrays."""
+    return [image if image.flags.writeable else image.copy() for image in images]
+
+
 class _Capture:
     """Where the attention hooks write during one forward pass (None outside a pass)."""
 
@@ -179,6 +185,7 @@ class HFVideoLLM:
         """
         if len(frames) == 0:
             raise ValueError("embed_frames needs at least one frame")
+        frames = writable(frames)
         with torch.inference_mode():
             return self._frame_features(frames)
 

@@ -19,7 +19,9 @@ class ReKVConfig:
             sinks. ReKV's window is ``n_local = 15000`` tokens, 76 LLaVA-OneVision frames of 196 tokens.
         chunk_frames: frames per decoder pass while encoding. Every token of a pass sees the sinks,
             the window and the earlier tokens of its own pass; 1 is ReKV's execution block (one frame).
-        retrieval: retrieval policy: ``internal`` (ReKV), ``recent``, ``uniform``, ``random``, ``all``.
+        retrieval: retrieval policy: ``internal`` (ReKV), ``external`` (an image-text model picks the
+            frames for all layers), ``recent``, ``uniform``, ``random``, ``all``.
+        external_embedder: the CLIP / SigLIP model of ``external`` retrieval (path or hub id).
         topk: frames retrieved per layer (ReKV's ``retrieve_size``: 64).
         group_size: consecutive frames retrieved as one group (ReKV's ``retrieve_chunk_size``: 1).
         codec: block storage: ``none`` (model dtype), ``int8-channel`` (keys per channel, values per
@@ -36,6 +38,7 @@ class ReKVConfig:
     window_frames: int = 76
     chunk_frames: int = 1
     retrieval: str = "internal"
+    external_embedder: str | None = None
     topk: int = 64
     group_size: int = 1
     codec: str = "none"
@@ -60,5 +63,7 @@ class ReKVConfig:
             raise ValueError(f"ram_budget_mb must be > 0, got {self.ram_budget_mb}")
         if self.max_blocks is not None and self.max_blocks < self.window_frames:
             raise ValueError(f"max_blocks ({self.max_blocks}) must be >= window_frames ({self.window_frames})")
+        if self.retrieval == "external" and not self.external_embedder:
+            raise ValueError("retrieval 'external' needs external_embedder (a CLIP or SigLIP model)")
         if self.kernel_backend not in ("auto", "torch", "triton"):
             raise ValueError(f"kernel_backend must be auto, torch or triton, got {self.kernel_backend!r}")

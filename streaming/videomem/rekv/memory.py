@@ -112,6 +112,10 @@ class ReKVMemory:
         name = self.config.retrieval
         if name == "internal":
             return make_retrieval(name, topk=self.config.topk, group_size=self.config.group_size, backend=self.config.kernel_backend)
+        if name == "external":
+            from streaming.videomem.rekv.external import ExternalRetrieval, HFDualEncoder
+
+            return ExternalRetrieval(HFDualEncoder(self.config.external_embedder, device=self.llm.device), topk=self.config.topk)
         return make_retrieval(name) if name == "all" else make_retrieval(name, topk=self.config.topk)
 
     # ---- storage -------------------------------------------------------------------------------
@@ -260,14 +264,17 @@ class ReKVMemory:
         out = self.llm.run(embeds.reshape(-1, embeds.shape[-1]), frame_pos[:, split:], cache, capture_kv=True)
         if not self._clock_checked:
             self._continue_clock(frames[0])
+        observe = getattr(self.retrieval, "observe", None)
         for i in range(n_new):
             part = slice(i * tokens, (i + 1) * tokens)
             kv = torch.stack([out.keys[:, :, part], out.values[:, :, part]], dim=1)  # (L, 2, Hkv, T, D)
             representative = kv[:, 0].float().mean(dim=2).reshape(kv.shape[0], -1)  # ReKV: mean un-rotated key
             first = frames[i * per_block]
             with self._store_lock:
-                self.store.put(kv, representative, first.index + self._index_offset, first.timestamp_s + self._time_offset_s)
+                meta = self.store.put(kv, representative, first.index + self._index_offset, first.timestamp_s + self._time_offset_s)
             self._window.append(kv)
+            if observe is not None:  # external retrieval embeds the block's frames once, now
+                observe(meta.block_id, [f.rgb for f in frames[i * per_block : (i + 1) * per_block]])
         self.frames_seen = frames[-1].index + self._index_offset + 1
         self.covered_until_s = frames[-1].timestamp_s + self._time_offset_s
 
@@ -296,7 +303,7 @@ class ReKVMemory:
         live, block_keys, covered, seen = self._snapshot()
         llm, policy, tokens = self.llm, policy or self.retrieval, self.tokens_per_frame
         n_layers = llm.spec.n_layers
-        policy.prepare(question, len(live))
+        policy.prepare(question, live)
         k = policy.count(len(live))
         sink = self._sink()
         sink_pos, cursor = llm.text_positions(0, sink.shape[3])

@@ -16,6 +16,7 @@ answer's positions are the same in every layer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -36,8 +37,9 @@ class RetrievalPolicy(Protocol):
         """How many blocks every layer gets when ``n_blocks`` are stored."""
         ...
 
-    def prepare(self, question: str, n_blocks: int) -> None:
-        """Called once per question before the pass (external retrieval scores frames here)."""
+    def prepare(self, question: str, live_ids: Sequence[int]) -> None:
+        """Called once per question before the pass with the ids of the stored blocks, oldest
+        first (external retrieval scores frames here)."""
         ...
 
     def select(self, layer: int, query: torch.Tensor | None, block_keys: torch.Tensor) -> torch.Tensor:
@@ -82,7 +84,7 @@ class InternalRetrieval:
             return n_blocks
         return (self.topk // self.group_size) * self.group_size
 
-    def prepare(self, question: str, n_blocks: int) -> None:
+    def prepare(self, question: str, live_ids: Sequence[int]) -> None:
         return None
 
     def select(self, layer: int, query: torch.Tensor | None, block_keys: torch.Tensor) -> torch.Tensor:
@@ -113,7 +115,7 @@ class RecentRetrieval:
     def count(self, n_blocks: int) -> int:
         return min(n_blocks, self.topk)
 
-    def prepare(self, question: str, n_blocks: int) -> None:
+    def prepare(self, question: str, live_ids: Sequence[int]) -> None:
         return None
 
     def select(self, layer: int, query: torch.Tensor | None, block_keys: torch.Tensor) -> torch.Tensor:
@@ -136,7 +138,7 @@ class UniformRetrieval:
     def count(self, n_blocks: int) -> int:
         return min(n_blocks, self.topk)
 
-    def prepare(self, question: str, n_blocks: int) -> None:
+    def prepare(self, question: str, live_ids: Sequence[int]) -> None:
         return None
 
     def select(self, layer: int, query: torch.Tensor | None, block_keys: torch.Tensor) -> torch.Tensor:
@@ -162,13 +164,13 @@ class RandomRetrieval:
     def count(self, n_blocks: int) -> int:
         return min(n_blocks, self.topk)
 
-    def prepare(self, question: str, n_blocks: int) -> None:
-        k = self.count(n_blocks)
-        self._chosen = torch.randperm(n_blocks, generator=self.generator)[:k].sort().values
+    def prepare(self, question: str, live_ids: Sequence[int]) -> None:
+        k = self.count(len(live_ids))
+        self._chosen = torch.randperm(len(live_ids), generator=self.generator)[:k].sort().values
 
     def select(self, layer: int, query: torch.Tensor | None, block_keys: torch.Tensor) -> torch.Tensor:
         if self._chosen is None or (len(self._chosen) and int(self._chosen[-1]) >= block_keys.shape[0]):
-            self.prepare("", block_keys.shape[0])
+            self.prepare("", range(block_keys.shape[0]))
         return self._chosen
 
 
@@ -182,7 +184,7 @@ class AllRetrieval:
     def count(self, n_blocks: int) -> int:
         return n_blocks
 
-    def prepare(self, question: str, n_blocks: int) -> None:
+    def prepare(self, question: str, live_ids: Sequence[int]) -> None:
         return None
 
     def select(self, layer: int, query: torch.Tensor | None, block_keys: torch.Tensor) -> torch.Tensor:
@@ -190,5 +192,6 @@ class AllRetrieval:
 
 
 def make_retrieval(name: str, **options) -> RetrievalPolicy:
-    """Build a registered retrieval policy by name (``internal``, ``recent``, ``uniform``, ``random``, ``all``)."""
+    """Build a registered retrieval policy by name (``internal``, ``recent``, ``uniform``, ``random``,
+    ``all``, and ``external`` once :mod:`streaming.videomem.rekv.external` is imported)."""
     return RETRIEVAL_POLICIES.get(name)(**options)
