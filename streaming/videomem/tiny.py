@@ -110,6 +110,7 @@ def build_tiny_llava_onevision(
     patch_size: int = 8,
     max_positions: int = 32768,
     rope_theta: float = 10000.0,
+    initializer_range: float = 0.02,
     seed: int = 0,
 ) -> Path:
     """Save a random-weight ``LlavaOnevisionForConditionalGeneration`` with its processor.
@@ -123,6 +124,8 @@ def build_tiny_llava_onevision(
         image_size, patch_size: the SigLIP vision tower's input size and patch size, pixels.
         max_positions: the decoder's ``max_position_embeddings``.
         rope_theta: RoPE base.
+        initializer_range: std of the random weights (transformers' default 0.02 makes attention
+            nearly uniform; larger values give the peaked attention of trained models).
         seed: torch seed for the random weights.
 
     Returns:
@@ -149,6 +152,7 @@ def build_tiny_llava_onevision(
             "intermediate_size": intermediate_size,
             "max_position_embeddings": max_positions,
             "rope_parameters": {"rope_type": "default", "rope_theta": rope_theta},
+            "initializer_range": initializer_range,
             "pad_token_id": tokenizer.pad_token_id,
             "eos_token_id": tokenizer.eos_token_id,
         },
@@ -167,6 +171,7 @@ def build_tiny_llava_onevision(
         vision_feature_select_strategy="full",
         vision_feature_layer=-1,
         image_grid_pinpoints=[[image_size, image_size]],
+        initializer_range=initializer_range,
     )
     torch.manual_seed(seed)
     model = LlavaOnevisionForConditionalGeneration(config).eval()

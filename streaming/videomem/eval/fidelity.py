@@ -7,8 +7,10 @@ Both measures hold for any weights, so they are meaningful on random-weight mode
   frame at contiguous positions, then the question), the share of the question tokens' attention to
   video tokens that falls on each frame; the recall of a retrieval is the share that falls on the
   frames it retrieved, per layer. 1.0 means retrieval lost nothing the question attends to.
-* :func:`next_token_kl`: KL(P_full || P_retrieved) of the first answer token, where P_full is the
-  answer prompt prefilled on all frames and P_retrieved on the retrieved ones.
+* :func:`evaluate_policy`'s ``kl``: KL(P_full || P_retrieved) of the first answer token, where
+  P_full is the answer prompt prefilled on all frames and P_retrieved on the retrieved ones.
+* :func:`needle_embeds`: a frame block planted at a known time that a question is known to attend
+  to, without any trained weights (the needle test).
 """
 
 from __future__ import annotations
@@ -114,6 +116,27 @@ def first_token_distribution(memory: ReKVMemory, question: str, policy: Retrieva
     positions, _ = llm.text_positions(context.length, len(ids))
     hidden = llm.run(llm.embed_text(ids), positions, context.cache).hidden[-1]
     return torch.softmax(llm.logits(hidden).double(), dim=-1)
+
+
+def needle_embeds(llm, question: str, tokens: int) -> torch.Tensor:
+    """A frame block whose layer-0 keys point along the question's layer-0 mean query.
+
+    Layer 0's queries depend on the question's token embeddings only, so this direction is known
+    before any frame: the block's input (after the layer's RMS norm) is chosen to maximise
+    mean key . query, the score ReKV ranks by. Plant it with
+    :meth:`~streaming.videomem.rekv.ReKVMemory.update_embeddings`.
+
+    Returns:
+        ``(1, tokens, hidden_size)`` decoder input embeddings.
+    """
+    layer = llm.decoder.layers[0]
+    attn, norm, spec = layer.self_attn, layer.input_layernorm, llm.spec
+    with torch.no_grad():
+        hidden = norm(llm.embed_text(llm.tokenize(question)))
+        q = attn.q_proj(hidden).view(-1, spec.n_kv_heads, spec.group_size, spec.head_dim).mean(0).sum(1).reshape(-1)
+        direction = (attn.k_proj.weight.T @ q.to(attn.k_proj.weight.dtype)) / norm.weight  # through the norm's gain
+    direction = direction / direction.float().pow(2).mean().sqrt()
+    return direction.expand(tokens, -1)[None].clone()
 
 
 def evaluate_policy(memory: ReKVMemory, question: str, policy: RetrievalPolicy, mass: torch.Tensor | None = None) -> FidelityReport:

@@ -5,34 +5,18 @@ from __future__ import annotations
 
 import torch
 
-from streaming.videomem.eval.fidelity import attention_mass, attention_recall, evaluate_policy
+from streaming.videomem.eval.fidelity import attention_mass, attention_recall, evaluate_policy, needle_embeds
 from streaming.videomem.rekv import AllRetrieval, InternalRetrieval, RandomRetrieval, ReKVConfig, ReKVMemory
 from tests.streaming.videomem.util import make_frames
 
 QUESTION = "Where is the red cube now?"
 
 
-def _needle_embeds(llm, question: str, tokens: int) -> torch.Tensor:
-    """A frame block whose layer-0 keys point along the question's layer-0 mean query.
-
-    Layer 0's queries depend on the question's token embeddings only, so this direction is known
-    before any frame: the block's RMS-normalised input is chosen to maximise mean-key . query.
-    """
-    attn, norm = llm.decoder.layers[0].self_attn, llm.decoder.layers[0].input_layernorm
-    spec = llm.spec
-    with torch.no_grad():
-        hidden = norm(llm.embed_text(llm.tokenize(question)))
-        q = attn.q_proj(hidden).view(-1, spec.n_kv_heads, spec.group_size, spec.head_dim).mean(0).sum(1).reshape(-1)
-        direction = (attn.k_proj.weight.T @ q) / norm.weight  # through the norm's gain
-    direction = direction / direction.pow(2).mean().sqrt()
-    return direction.expand(tokens, -1)[None].clone()
-
-
 def _stream_with_needle(llm, n: int, at: int, config: ReKVConfig) -> ReKVMemory:
     memory = ReKVMemory(llm, config)
     for frame in make_frames(n, seed=11):
         if frame.index == at:
-            memory.update_embeddings(_needle_embeds(llm, QUESTION, 4), [frame])
+            memory.update_embeddings(needle_embeds(llm, QUESTION, 4), [frame])
         else:
             memory.update(frame)
     return memory
