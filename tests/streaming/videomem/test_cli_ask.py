@@ -120,3 +120,15 @@ def test_ask_with_the_flash_vstream_memory(tiny_llava_dir, capsys) -> None:
                  "--sample-fps", "10", "--max-new-tokens", "2", "--json", "--device", "cpu"]) == 0
     (answer,) = _answers(capsys.readouterr().out)
     assert answer["retrieval"] == "flash_vstream" and answer["frames_seen"] == 28
+
+
+def test_the_videoqa_preset_runs_with_a_model_given_on_the_command_line(tiny_llava_dir, tmp_path) -> None:
+    stage = "stages.video_memory.options"
+    out = tmp_path / "run"
+    code = main(["run", SCENE, "--config", "videoqa", "--out", str(out), "--no-progress",
+                 "--set", f"{stage}.model={tiny_llava_dir}", "--set", f"{stage}.device=cpu",
+                 "--set", f'{stage}.questions=[{{"at_s": 0.5, "text": "What moved?"}}]',
+                 "--set", f"{stage}.generation.max_new_tokens=2"])
+    assert code == 0
+    (answer,) = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    assert answer["question"] == "What moved?" and answer["frames_seen"] == 1  # 1 fps: frame 0 only by 0.5 s
