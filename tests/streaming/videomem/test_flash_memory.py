@@ -44,6 +44,7 @@ def feed(mem, frames, start=0):
 @pytest.fixture(scope="module")
 def streamed():
     """The 500-frame stream (5 scenes + a 3-frame needle) through exact and bounded memories."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     frames, labels, means = scene_stream(needle_at=NEEDLE_AT)
     mems = {mode: FlashMemory(FlashMemoryConfig(keep_all_frames=mode == "exact")) for mode in MODES}
@@ -54,6 +55,7 @@ def streamed():
             if i + 1 in (100, 300, 500):
                 bytes_at[mode][i + 1] = mem.memory_summary()
         pool_max = max(pool_max, len(mems["bounded"].retained_frame_ids()))
+    torch.set_num_threads(threads)  # a leaked thread count changes other tests' float reductions
     return dict(frames=frames, labels=labels, means=means, mems=mems, bytes=bytes_at, pool_max=pool_max)
 
 
