@@ -100,11 +100,10 @@ class InternalRetrieval:
         return chosen[0]
 
 
-@RETRIEVAL_POLICIES.register("recent")
-class RecentRetrieval:
-    """Baseline: the ``topk`` newest blocks, whatever the question."""
+class _QuestionBlindBaseline:
+    """What the baselines share: ``topk`` blocks chosen without looking at the question's queries."""
 
-    name = "recent"
+    name = ""
     needs_query = False
 
     def __init__(self, topk: int = 64) -> None:
@@ -117,6 +116,13 @@ class RecentRetrieval:
 
     def prepare(self, question: str, live_ids: Sequence[int]) -> None:
         return None
+
+
+@RETRIEVAL_POLICIES.register("recent")
+class RecentRetrieval(_QuestionBlindBaseline):
+    """Baseline: the ``topk`` newest blocks, whatever the question."""
+
+    name = "recent"
 
     def select(self, layer: int, query: torch.Tensor | None, block_keys: torch.Tensor) -> torch.Tensor:
         n = block_keys.shape[0]
@@ -124,22 +130,10 @@ class RecentRetrieval:
 
 
 @RETRIEVAL_POLICIES.register("uniform")
-class UniformRetrieval:
+class UniformRetrieval(_QuestionBlindBaseline):
     """Baseline: ``topk`` blocks evenly spread over the stream (what re-sampling N frames does)."""
 
     name = "uniform"
-    needs_query = False
-
-    def __init__(self, topk: int = 64) -> None:
-        if topk < 1:
-            raise ValueError(f"topk must be >= 1, got {topk}")
-        self.topk = topk
-
-    def count(self, n_blocks: int) -> int:
-        return min(n_blocks, self.topk)
-
-    def prepare(self, question: str, live_ids: Sequence[int]) -> None:
-        return None
 
     def select(self, layer: int, query: torch.Tensor | None, block_keys: torch.Tensor) -> torch.Tensor:
         n = block_keys.shape[0]
@@ -148,21 +142,15 @@ class UniformRetrieval:
 
 
 @RETRIEVAL_POLICIES.register("random")
-class RandomRetrieval:
+class RandomRetrieval(_QuestionBlindBaseline):
     """Baseline: ``topk`` blocks drawn at random once per question (the same for every layer)."""
 
     name = "random"
-    needs_query = False
 
     def __init__(self, topk: int = 64, seed: int = 0) -> None:
-        if topk < 1:
-            raise ValueError(f"topk must be >= 1, got {topk}")
-        self.topk = topk
+        super().__init__(topk)
         self.generator = torch.Generator().manual_seed(seed)
         self._chosen: torch.Tensor | None = None
-
-    def count(self, n_blocks: int) -> int:
-        return min(n_blocks, self.topk)
 
     def prepare(self, question: str, live_ids: Sequence[int]) -> None:
         k = self.count(len(live_ids))
