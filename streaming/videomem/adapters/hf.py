@@ -220,6 +220,20 @@ class HFVideoLLM:
         """
         return self.text_positions(start, n_blocks * grid[0] * grid[1])
 
+    def grid_positions(self, start: int, temporal_ids: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        """Positions of token grids that stand at given moments (Flash-VStream's AM-RoPE).
+
+        Args:
+            start: position of the first token.
+            temporal_ids: int64 ``(G,)`` the moment of each grid, in frame blocks from the segment's
+                start (M-RoPE spaces them like video frames; 1-D RoPE ignores them).
+            grid: ``(rows, columns)`` of every grid's tokens.
+
+        Returns:
+            int64 ``(R, G * rows * columns)`` and the position after the segment.
+        """
+        return self.text_positions(start, len(temporal_ids) * grid[0] * grid[1])
+
     def rotate(self, keys: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Apply the model's RoPE to un-rotated keys.
 

@@ -144,10 +144,17 @@ class Qwen2_5_VLAdapter(HFVideoLLM):
             segment, its largest id + 1 (Qwen's rule, see the module).
 
         """
-        if n_blocks == 0:
+        return self.grid_positions(start, torch.arange(n_blocks), grid)
+
+    def grid_positions(self, start: int, temporal_ids: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        """Positions of grids at given moments: grid ``g`` gets temporal id
+        ``start + long(temporal_ids[g] * temporal_step)`` and the merged-grid row / column ids, as a
+        video's temporal grid steps do (:meth:`frame_positions` is ``temporal_ids = 0, 1, 2...``).
+        The text after starts at the largest id + 1."""
+        if len(temporal_ids) == 0:
             return torch.zeros(3, 0, dtype=torch.int64, device=self.device), start
         rows, columns = grid
-        temporal = (torch.arange(n_blocks) * self.temporal_step).long() + start
+        temporal = (torch.as_tensor(temporal_ids, dtype=torch.int64).cpu() * self.temporal_step).long() + start
         height = torch.arange(rows) + start
         width = torch.arange(columns) + start
         grids = torch.meshgrid(temporal, height, width, indexing="ij")

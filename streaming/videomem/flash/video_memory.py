@@ -9,9 +9,14 @@ anchor keeps every frame's features, its issue #9).
 
 A question is answered from ``[sinks, DAM frames (full resolution, time order), CSM centroids (time
 order), question]``, prefilled from scratch: at most ``dam_frames * T + csm_clusters * T / 4``
-visual tokens, so the time to the first token does not grow with the stream. Positions are
-contiguous after the sinks (the anchor's AM-RoPE re-times M-RoPE temporal ids; on 1-D RoPE models
-there is no temporal section to re-time).
+visual tokens, so the time to the first token does not grow with the stream.
+
+Positions follow the anchor's AM-RoPE (``calc_am_rope``) on M-RoPE models (Qwen2.5-VL): a DAM
+grid's temporal id is its frame's, a CSM grid's the rounded weighted mean of its members' frames,
+both counted from the oldest remembered moment and spaced like video frames; the CSM grids form a
+second segment after the DAM grids (the anchor shifts them by the DAM token count instead), and
+the question follows the largest id. On 1-D RoPE models (LLaVA-OneVision) positions are contiguous:
+there is no temporal section to re-time.
 
 The low-resolution path differs from the anchor's, which pools *pixels* 2x2 before Qwen2-VL's ViT:
 LLaVA-OneVision's processor resizes every frame to a fixed size, which would undo a pixel pool, so
@@ -85,14 +90,21 @@ class FlashVStreamMemory:
         self.frames_seen = 0
         self.covered_until_s = float("-inf")
         self.tokens_per_frame: int | None = None
+        self.frame_grid: tuple[int, int] | None = None
 
     @property
     def frames_per_block(self) -> int:
         return getattr(self.llm, "frames_per_block", 1)
 
+    @property
+    def low_res_grid(self) -> tuple[int, int]:
+        """``(rows, columns)`` of a CSM grid: the frame grid pooled ``low_res_pool`` x ``low_res_pool``."""
+        pool = self.config.low_res_pool
+        return -(-self.frame_grid[0] // pool), -(-self.frame_grid[1] // pool)
+
     def _low_res(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(T, hidden)`` -> ``(T / pool^2, hidden)``: average pool on the frame's token grid."""
-        rows, cols = self.llm.frame_grid(tokens.shape[0])
+        rows, cols = self.frame_grid
         grid = tokens.float().T.reshape(1, -1, rows, cols)
         pooled = F.avg_pool2d(grid, self.config.low_res_pool, ceil_mode=True)
         return pooled.flatten(2)[0].T.to(tokens.dtype)
@@ -113,7 +125,9 @@ class FlashVStreamMemory:
     def _encode_pending(self) -> None:
         frames, self._pending = self._pending, []
         images = [f.rgb for f in frames] + [frames[-1].rgb] * (-len(frames) % self.frames_per_block)
-        blocks = self.llm.embed_frames(images)  # (n, T, hidden)
+        with self.llm.lock:  # the grid read belongs to these frames
+            blocks = self.llm.embed_frames(images)  # (n, T, hidden)
+            self.frame_grid = self.llm.frame_grid(blocks.shape[1])
         self.tokens_per_frame = blocks.shape[1]
         for i, full in enumerate(blocks):
             first = frames[i * self.frames_per_block]
@@ -127,7 +141,7 @@ class FlashVStreamMemory:
         self.frames_seen = frames[-1].index + 1
         self.covered_until_s = frames[-1].timestamp_s
 
-    def _context_embeds(self) -> tuple[torch.Tensor, Retrieval, float, int]:
+    def _context_embeds(self) -> tuple[torch.Tensor, torch.Tensor, int, Retrieval, float, int]:
         with self._lock:
             if self._pending:
                 self._encode_pending()
@@ -141,6 +155,7 @@ class FlashVStreamMemory:
         visual = [t.to(device, dtype) for t in dam] + [c.to(device, dtype) for c in readout.csm_features]
         sink = self.llm.embed_text(self.llm.tokenize(self.llm.prompt.sink))
         embeds = torch.cat([sink, *visual])
+        positions, cursor = self._positions(len(sink), readout)
         rows = self.llm.spec.n_layers
         retrieval = Retrieval(
             block_ids=readout.dam_frame_ids.repeat(rows, 1),
@@ -148,16 +163,25 @@ class FlashVStreamMemory:
             timestamps_s=torch.tensor([m[1] for m in meta], dtype=torch.float64).repeat(rows, 1),
             method="flash_vstream",
         )
-        return embeds, retrieval, covered, seen
+        return embeds, positions, cursor, retrieval, covered, seen
+
+    def _positions(self, n_sink: int, readout) -> tuple[torch.Tensor, int]:
+        """Sinks, then the DAM grids, then the CSM grids (AM-RoPE on M-RoPE models, see the module)."""
+        dam_ids = readout.dam_frame_ids
+        csm_ids = readout.csm_frame_positions.round().long()
+        oldest = int(torch.cat([dam_ids, csm_ids]).min())
+        sink, cursor = self.llm.text_positions(0, n_sink)
+        dam, cursor = self.llm.grid_positions(cursor, dam_ids - oldest, self.frame_grid)
+        csm, cursor = self.llm.grid_positions(cursor, csm_ids - oldest, self.low_res_grid)
+        return torch.cat([sink, dam, csm], dim=1), cursor
 
     def ask(self, question: str, sampling: SamplingConfig | None = None, on_text: TokenCallback | None = None) -> Answer:
         """Answer a question from the memory's fixed token budget (arguments as
         :meth:`streaming.videomem.rekv.ReKVMemory.ask`)."""
         start = time.perf_counter()
         _, answer_ids = question_ids(self.llm, question, self.config.max_question_tokens)
-        embeds, retrieval, covered, seen = self._context_embeds()
+        embeds, positions, cursor, retrieval, covered, seen = self._context_embeds()
         cache = context_cache([None] * self.llm.spec.n_layers)
-        positions, cursor = self.llm.text_positions(0, embeds.shape[0])
         self.llm.run(embeds, positions, cache)
         prefilled = time.perf_counter()
         out = generate(self.llm, cache, answer_ids, cursor, sampling or SamplingConfig(), on_text)
@@ -201,6 +225,7 @@ class FlashVStreamMemory:
                 "frames_seen": self.frames_seen,
                 "covered_until_s": self.covered_until_s,
                 "tokens_per_frame": self.tokens_per_frame,
+                "frame_grid": self.frame_grid,
             }
 
     def load_state_dict(self, state: dict) -> None:
@@ -213,6 +238,7 @@ class FlashVStreamMemory:
             self.frames_seen = state["frames_seen"]
             self.covered_until_s = state["covered_until_s"]
             self.tokens_per_frame = state["tokens_per_frame"]
+            self.frame_grid = None if state["frame_grid"] is None else tuple(state["frame_grid"])
 
     def close(self) -> None:
         """Encode waiting frames."""

@@ -68,3 +68,25 @@ def test_a_question_before_any_frame_is_refused(tiny_llava):
 
     with pytest.raises(QuestionError, match="no frame"):
         FlashVStreamMemory(tiny_llava).ask(QUESTION)
+
+
+def test_on_qwen_dam_and_csm_grids_get_am_rope_positions(tiny_qwen):
+    llm = tiny_qwen
+    config = FlashVStreamConfig(memory=FlashMemoryConfig(csm_clusters=3, dam_frames=2))
+    memory = FlashVStreamMemory(llm, config)
+    for frame in make_frames(12, size=(56, 56)):  # 6 blocks of 2 frames, 2x2 tokens each
+        memory.update(frame)
+    readout = memory.flash.readout()
+    embeds, positions, cursor, *_ = memory._context_embeds()
+    n_sink = len(llm.tokenize(llm.prompt.sink))
+    assert positions.shape == (3, embeds.shape[0]) and cursor == int(positions.max()) + 1
+    dam = positions[:, n_sink : n_sink + 2 * 4]
+    csm = positions[:, n_sink + 8 :]
+    oldest = int(torch.cat([readout.dam_frame_ids, readout.csm_frame_positions.round().long()]).min())
+    step = float(llm.temporal_step)
+    # a DAM grid's temporal id is its frame block's, spaced like a video's grid steps
+    expected_t = [n_sink + int((int(i) - oldest) * step) for i in readout.dam_frame_ids]
+    assert dam[0, ::4].tolist() == expected_t
+    assert dam[1, :4].tolist() == [n_sink, n_sink, n_sink + 1, n_sink + 1]  # 2x2 rows
+    assert csm.shape[1] == 3 * 1 and int(csm.min()) == int(dam.max()) + 1  # 1x1 pooled grids, after the DAM
+    assert memory.ask(QUESTION, SamplingConfig(max_new_tokens=2)).retrieval.method == "flash_vstream"
