@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "streaming.videomem": 4,
     "streaming.videomem.stage": 9,  # the video memory's stage and command are pipeline wiring
     "streaming.videomem.cli": 9,
+    "streaming.videomem.serve": 9,
     "embodied": 5,
     "streaming.config": 9,
     "streaming.pipeline": 9,

@@ -45,6 +45,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     ask.set_defaults(handler=cmd_ask)
 
+    serve = sub.add_parser("serve", help="streaming video QA service: frames over HTTP/WebSocket, OpenAI-style answers")
+    serve.add_argument("--model", default=None, help="Video-LLM: local directory or hub id (tiny-random for a smoke test)")
+    serve.add_argument("--memory", choices=["rekv", "flash_vstream"], default="rekv")
+    serve.add_argument("--window-frames", type=int, default=None)
+    serve.add_argument("--topk", type=int, default=None)
+    serve.add_argument("--codec", choices=["none", "int8-channel", "int8-token"], default=None)
+    serve.add_argument("--max-streams", type=int, default=16, help="streams served at once")
+    serve.add_argument("--device", default="auto")
+    serve.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    serve.add_argument("--max-new-tokens", type=int, default=128, help="default answer length")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    serve.set_defaults(handler=cmd_serve, retrieval=None, embedder=None, store=None, sample_fps=None)
+
 
 def _options(args: argparse.Namespace):
     from streaming.videomem.options import ReKVOptions, VideoMemoryOptions
@@ -131,6 +146,23 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 #: How long a question asked before the first frame waits for one before it is refused.
 FIRST_FRAME_WAIT_S = 30.0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from streaming.videomem.serve import VideoQAService, create_app
+    from streaming.videomem.stage import load_model, memory_for
+
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise ConfigError("memstream serve needs uvicorn", 'Install it with: pip install "memstream[serve]"') from exc
+    options = _options(args)
+    llm = load_model(options)  # one model, one memory per stream
+    service = VideoQAService(lambda: memory_for(llm, options), model_name=options.model,
+                             max_streams=args.max_streams, default_max_tokens=args.max_new_tokens)
+    print(f"[serving {options.model} ({options.memory}) on http://{args.host}:{args.port}/v1]", file=sys.stderr, flush=True)
+    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+    return 0
 
 
 def _interactive(source, memory, sampler, options, as_json: bool) -> int:

@@ -47,16 +47,24 @@ def load_model(options: VideoMemoryOptions):
     return load_video_llm(options.model, device=options.device, dtype=options.dtype)
 
 
-def build_memory(options: VideoMemoryOptions):
-    """The configured video memory (ReKV or Flash-VStream) around a freshly loaded model."""
+def memory_for(llm, options: VideoMemoryOptions):
+    """The configured video memory (ReKV or Flash-VStream) around a loaded model."""
     if options.memory == "flash_vstream":
         from streaming.videomem.flash.video_memory import FlashVStreamMemory
 
-        config = options.flash_vstream.to_config()
-        return FlashVStreamMemory(load_model(options), config)
+        return FlashVStreamMemory(llm, options.flash_vstream.to_config())
     from streaming.videomem.rekv import ReKVMemory
 
-    return ReKVMemory(load_model(options), options.rekv.to_config())
+    return ReKVMemory(llm, options.rekv.to_config())
+
+
+def build_memory(options: VideoMemoryOptions):
+    """The configured video memory around a freshly loaded model."""
+    if options.memory == "flash_vstream":
+        options.flash_vstream.to_config()  # a bad option fails before the model loads
+    else:
+        options.rekv.to_config()
+    return memory_for(load_model(options), options)
 
 
 def answer_record(answer: Answer) -> dict[str, Any]:

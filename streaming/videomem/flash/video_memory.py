@@ -175,6 +175,13 @@ class FlashVStreamMemory:
         csm, cursor = self.llm.grid_positions(cursor, csm_ids - oldest, self.low_res_grid)
         return torch.cat([sink, dam, csm], dim=1), cursor
 
+    def check_question(self, question: str) -> None:
+        """Raise the error :meth:`ask` would raise for ``question``, without answering."""
+        question_ids(self.llm, question, self.config.max_question_tokens)
+        with self._lock:
+            if len(self.flash) == 0 and not self._pending:
+                raise no_frames_error()
+
     def ask(self, question: str, sampling: SamplingConfig | None = None, on_text: TokenCallback | None = None) -> Answer:
         """Answer a question from the memory's fixed token budget (arguments as
         :meth:`streaming.videomem.rekv.ReKVMemory.ask`)."""

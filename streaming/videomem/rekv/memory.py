@@ -343,6 +343,14 @@ class ReKVMemory:
         )
         return AnswerContext(cache, cursor, retrieval, covered, seen)
 
+    def check_question(self, question: str) -> None:
+        """Raise the :class:`QuestionError` that :meth:`ask` would raise for ``question``, without
+        answering (a service refuses bad input before it starts streaming)."""
+        self._question_ids(question)
+        with self._state_lock:
+            if self.store is None and not self._pending:
+                raise no_frames_error()
+
     def retrieve(self, question: str) -> Retrieval:
         """The frames each layer would answer ``question`` from, without generating."""
         return self.answer_context(question).retrieval
