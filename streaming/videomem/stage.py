@@ -35,7 +35,18 @@ log = logging.getLogger(__name__)
 
 
 def load_model(options: VideoMemoryOptions):
-    """The Video-LLM of the options (``tiny-random`` is built in a temporary directory)."""
+    """The Video-LLM of the options (``tiny-random`` is built in a temporary directory).
+
+    Models that time frames by their rate (Qwen2.5-VL spaces temporal positions by seconds) are
+    told the rate the memory samples at, ``sample_fps``.
+    """
+    llm = _load(options)
+    if options.sample_fps is not None and hasattr(llm, "frames_per_second"):
+        llm.frames_per_second = float(options.sample_fps)
+    return llm
+
+
+def _load(options: VideoMemoryOptions):
     from streaming.videomem.adapters import load_video_llm
 
     if options.model == TINY_RANDOM:

@@ -132,3 +132,11 @@ def test_the_videoqa_preset_runs_with_a_model_given_on_the_command_line(tiny_lla
     assert code == 0
     (answer,) = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
     assert answer["question"] == "What moved?" and answer["frames_seen"] == 1  # 1 fps: frame 0 only by 0.5 s
+
+
+def test_a_qwen_model_is_told_the_rate_frames_are_sampled_at(tiny_qwen_dir) -> None:
+    from streaming.videomem.options import VideoMemoryOptions
+    from streaming.videomem.stage import load_model
+
+    llm = load_model(VideoMemoryOptions(model=str(tiny_qwen_dir), device="cpu", sample_fps=0.5))
+    assert llm.frames_per_second == 0.5 and float(llm.temporal_step) == 2 * 2 / 0.5  # tokens/s * s per block
