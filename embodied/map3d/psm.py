@@ -1,0 +1,219 @@
+"""Persistent Structure Memory: the static scene as a TSDF in an open3d ``VoxelBlockGrid``.
+
+Only pixels judged static are fused (the caller zeroes the others' depth), so moving things leave
+no ghost. The grid is sparse (blocks of ``block_resolution``^3 voxels allocated where surfaces are)
+and bounded: past ``block_budget`` blocks, the blocks farthest from the current camera and least
+recently observed are erased (:meth:`PersistentStructureMemory._evict`), so an endless exploration
+keeps a local map of bounded size instead of growing until the preallocated hash map is full.
+
+The tensor ``VoxelBlockGrid`` is used because open3d 0.20's legacy ``ScalableTSDFVolume`` extracts
+nothing (a 0.20 regression measured in ``shared/reference/environment.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from embodied.map3d.geometry import camera_center
+
+
+@dataclass(frozen=True)
+class PSMConfig:
+    """How the static map is fused and bounded.
+
+    Attributes:
+        voxel_m: voxel edge, metres.
+        block_resolution: voxels per block edge.
+        block_budget: most blocks kept; past it, far and stale blocks are erased.
+        trunc_voxels: TSDF truncation, in voxels.
+        depth_min_m, depth_max_m: depth range fused and ray-cast.
+        device: open3d device (``"CPU:0"``, ``"CUDA:0"``).
+    """
+
+    voxel_m: float = 0.04
+    block_resolution: int = 16
+    block_budget: int = 20000
+    trunc_voxels: float = 8.0
+    depth_min_m: float = 0.1
+    depth_max_m: float = 8.0
+    device: str = "CPU:0"
+
+    def __post_init__(self) -> None:
+        if self.voxel_m <= 0 or self.block_resolution < 2 or self.block_budget < 16 or self.trunc_voxels <= 0:
+            raise ValueError(f"invalid PSM config {self}")
+        if not 0 < self.depth_min_m < self.depth_max_m:
+            raise ValueError(f"need 0 < depth_min_m < depth_max_m, got {self.depth_min_m}, {self.depth_max_m}")
+
+
+def _o3d():
+    try:
+        import open3d as o3d
+        import open3d.core as o3c
+    except ImportError as exc:
+        from streaming.errors import MemstreamError
+
+        raise MemstreamError("the 3D memory needs open3d", 'Install it with: pip install "memstream[3d]"') from exc
+    return o3d, o3c
+
+
+class PersistentStructureMemory:
+    """The static TSDF map (see the module docstring).
+
+    Args:
+        config: fusion and budget settings.
+    """
+
+    def __init__(self, config: PSMConfig | None = None) -> None:
+        self.config = config or PSMConfig()
+        self._o3d, self._o3c = _o3d()
+        self._device = self._o3c.Device(self.config.device)
+        self._grid = self._new_grid()
+        self._last_seen: dict[tuple[int, int, int], int] = {}  # block -> frame counter it was last observed
+        self.frames_fused = 0
+        self.blocks_evicted = 0
+
+    def _new_grid(self):
+        o3d, o3c, cfg = self._o3d, self._o3c, self.config
+        # The hash map gets room for the budget plus one frame's worth of new blocks.
+        return o3d.t.geometry.VoxelBlockGrid(
+            attr_names=("tsdf", "weight", "color"),
+            attr_dtypes=(o3c.float32, o3c.float32, o3c.float32),
+            attr_channels=((1), (1), (3)),
+            voxel_size=cfg.voxel_m,
+            block_resolution=cfg.block_resolution,
+            block_count=int(cfg.block_budget * 1.25) + 64,
+            device=self._device,
+        )
+
+    @property
+    def block_m(self) -> float:
+        """Edge of one block, metres."""
+        return self.config.voxel_m * self.config.block_resolution
+
+    def __len__(self) -> int:
+        """Blocks allocated."""
+        return int(self._grid.hashmap().size())
+
+    def _tensors(self, depth_m: np.ndarray, rgb: np.ndarray | None, intrinsics: np.ndarray, world_from_cam: np.ndarray):
+        o3d, o3c = self._o3d, self._o3c
+        depth = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth_m, np.float32))).to(self._device)
+        color = None if rgb is None else o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(rgb, np.float32) / 255.0)).to(self._device)
+        intrinsic = o3c.Tensor(np.asarray(intrinsics, np.float64))
+        extrinsic = o3c.Tensor(np.linalg.inv(np.asarray(world_from_cam, np.float64)))  # open3d wants cam_from_world
+        return depth, color, intrinsic, extrinsic
+
+    def integrate(self, depth_m: np.ndarray, rgb: np.ndarray, intrinsics: np.ndarray, world_from_cam: np.ndarray) -> None:
+        """Fuse one frame's static pixels.
+
+        Args:
+            depth_m: float32 ``(H, W)`` metric z-depth; 0 where a pixel must not be fused (dynamic,
+                invalid).
+            rgb: uint8 ``(H, W, 3)``.
+            intrinsics: ``(3, 3)`` pinhole matrix, pixels.
+            world_from_cam: ``(4, 4)`` camera pose, metres.
+        """
+        cfg = self.config
+        depth, color, intrinsic, extrinsic = self._tensors(depth_m, rgb, intrinsics, world_from_cam)
+        coords = self._grid.compute_unique_block_coordinates(depth, intrinsic, extrinsic, 1.0, cfg.depth_max_m, float(cfg.trunc_voxels))
+        self.frames_fused += 1
+        for key in map(tuple, coords.cpu().numpy().astype(np.int64)):
+            self._last_seen[key] = self.frames_fused
+        needed = len(self) + coords.shape[0]
+        if needed > cfg.block_budget:
+            self._evict(needed - cfg.block_budget, camera_center(world_from_cam), protected=coords)
+        self._grid.integrate(coords, depth, color, intrinsic, intrinsic, extrinsic, 1.0, cfg.depth_max_m, float(cfg.trunc_voxels))
+
+    def _evict(self, count: int, camera: np.ndarray, protected) -> None:
+        """Erase ``count`` blocks, the farthest from ``camera`` first, then the least recently seen;
+        never the blocks the current frame observes."""
+        hashmap = self._grid.hashmap()
+        active = hashmap.active_buf_indices().to(self._o3c.int64)
+        keys = hashmap.key_tensor()[active].cpu().numpy().astype(np.int64)
+        keep = {tuple(k) for k in protected.cpu().numpy().astype(np.int64)}
+        centres = (keys + 0.5) * self.block_m
+        distance = np.linalg.norm(centres - camera, axis=1)
+        age = np.array([self.frames_fused - self._last_seen.get(tuple(k), 0) for k in keys], np.float64)
+        score = distance / self.block_m + age  # a block a frame older weighs like a block farther
+        score[[tuple(k) in keep for k in keys]] = -np.inf
+        victims = keys[np.argsort(-score, kind="stable")[:count]]
+        victims = victims[[tuple(v) not in keep for v in victims]]
+        if len(victims):
+            hashmap.erase(self._o3c.Tensor(victims.astype(np.int32), device=self._device))
+            for v in map(tuple, victims):
+                self._last_seen.pop(v, None)
+            self.blocks_evicted += len(victims)
+
+    def raycast(self, intrinsics: np.ndarray, world_from_cam: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        """Render the static map from a camera.
+
+        Returns:
+            depth float32 ``(H, W)`` metres (0 where the ray hits nothing) and colour uint8 ``(H, W, 3)``.
+        """
+        cfg = self.config
+        if len(self) == 0:
+            return np.zeros((height, width), np.float32), np.zeros((height, width, 3), np.uint8)
+        _, _, intrinsic, extrinsic = self._tensors(np.zeros((1, 1), np.float32), None, intrinsics, world_from_cam)
+        hashmap = self._grid.hashmap()
+        arguments = dict(
+            block_coords=hashmap.key_tensor()[hashmap.active_buf_indices().to(self._o3c.int64)],
+            intrinsic=intrinsic, extrinsic=extrinsic, width=width, height=height,
+            render_attributes=["depth", "color"], depth_scale=1.0,
+            depth_min=cfg.depth_min_m, depth_max=cfg.depth_max_m, weight_threshold=1.0,
+            trunc_voxel_multiplier=float(cfg.trunc_voxels),
+            # open3d 0.20's ray caster hangs when the image size is not a multiple of its range-map
+            # down factor (default 8; e.g. 120x90 never returns): take the largest that divides both.
+            range_map_down_factor=next(f for f in (8, 4, 2, 1) if width % f == 0 and height % f == 0),
+        )
+        # open3d 0.20 sizes its ray-casting fragment buffer lazily: a call that needs more fragments
+        # than the last one allocates them but returns an incomplete image (a quarter of the hits in
+        # tests/embodied/map3d/test_memory.py). The second call is complete, so cast twice.
+        self._grid.ray_cast(**arguments)
+        out = self._grid.ray_cast(**arguments)
+        depth = out["depth"].cpu().numpy()[..., 0].astype(np.float32)
+        color = np.clip(out["color"].cpu().numpy() * 255.0, 0, 255).astype(np.uint8)
+        return depth, color
+
+    def point_cloud(self) -> tuple[np.ndarray, np.ndarray]:
+        """Surface points of the map: float64 ``(n, 3)`` metres and uint8 ``(n, 3)`` colours."""
+        if len(self) == 0:
+            return np.zeros((0, 3)), np.zeros((0, 3), np.uint8)
+        pcd = self._grid.extract_point_cloud().cpu()
+        points = pcd.point.positions.numpy().astype(np.float64)
+        colors = pcd.point.colors.numpy() if "colors" in pcd.point else np.zeros_like(points)
+        return points, np.clip(colors * 255.0, 0, 255).astype(np.uint8)
+
+    def mesh(self):
+        """The map as an open3d (legacy) ``TriangleMesh``, for ``open3d.io.write_triangle_mesh``."""
+        return self._grid.extract_triangle_mesh().to_legacy()
+
+    def memory_summary(self) -> dict:
+        """Blocks held and evicted, and the bytes of the voxel attributes held."""
+        voxels = self.config.block_resolution**3
+        return {"blocks": len(self), "blocks_evicted": self.blocks_evicted, "frames_fused": self.frames_fused,
+                "bytes": len(self) * voxels * (1 + 1 + 3) * 4}
+
+    def state_dict(self) -> dict:
+        """Blocks as numpy arrays (coordinates and each attribute), exact."""
+        hashmap = self._grid.hashmap()
+        active = hashmap.active_buf_indices().to(self._o3c.int64)
+        state = {"keys": hashmap.key_tensor()[active].cpu().numpy()}
+        for name in ("tsdf", "weight", "color"):
+            state[name] = self._grid.attribute(name)[active].cpu().numpy()
+        state["last_seen"] = dict(self._last_seen)
+        state["frames_fused"], state["blocks_evicted"] = self.frames_fused, self.blocks_evicted
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output (same config)."""
+        o3c = self._o3c
+        self._grid = self._new_grid()
+        if len(state["keys"]):
+            hashmap = self._grid.hashmap()
+            buf, _ = hashmap.activate(o3c.Tensor(state["keys"], device=self._device))
+            index = buf.to(o3c.int64)
+            for name in ("tsdf", "weight", "color"):
+                self._grid.attribute(name)[index] = o3c.Tensor(state[name], device=self._device)
+        self._last_seen = dict(state["last_seen"])
+        self.frames_fused, self.blocks_evicted = state["frames_fused"], state["blocks_evicted"]
