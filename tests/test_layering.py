@@ -36,6 +36,8 @@ LAYERS: dict[str, int] = {
     "streaming.videomem.cli": 9,
     "streaming.videomem.serve": 9,
     "embodied": 5,
+    "embodied.map3d.stage": 9,  # the 3D memory's stage and command are pipeline wiring
+    "embodied.map3d.cli": 9,
     "streaming.config": 9,
     "streaming.pipeline": 9,
     "streaming.progress": 9,

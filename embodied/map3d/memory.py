@@ -188,10 +188,9 @@ class DualMemory3D:
             where = np.isin(frame.gt.instance_mask, moving)
             labels[where] = frame.gt.instance_mask[where]
         tracking = None if upstream is None or "tracking" not in upstream else upstream["tracking"]
-        if "tracking" in sources and tracking is not None:
-            for object_id, mask in zip(tracking.object_ids, tracking.masks):
-                if mask is not None and mask.shape == labels.shape:
-                    labels[mask & (labels == 0)] = int(object_id)
+        if "tracking" in sources and tracking is not None:  # a tracking.types.TrackOutput
+            tracked = tracking.instance_mask(*labels.shape)
+            labels = np.where((labels == 0) & (tracked > 0), tracked, labels)
         return labels
 
     def _in_front_of_map(self, frame: Frame, depth: np.ndarray) -> np.ndarray:

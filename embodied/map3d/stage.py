@@ -1,0 +1,147 @@
+"""The ``map3d`` stage of ``memstream run`` and the outputs of ``memstream reconstruct``.
+
+Each frame goes through :class:`~embodied.map3d.memory.DualMemory3D` (with the tracking stage's
+masks when that stage runs before it). Written as the run goes, one whole line at a time, so a run
+that stops early leaves valid files:
+
+* ``trajectory.txt``: the camera trajectory in TUM format (``t tx ty tz qx qy qz qw``);
+* ``objects.jsonl``: per frame and dynamic object, its centre (mean of its observed points);
+* ``dynamic/<object>_<frame>.ply``: each object's points on each frame (``outputs.dynamic:
+  every_frame``), or only its latest points at the end (``latest``, the default);
+
+and at the end ``static.ply`` (the static map as a mesh, or its points with ``outputs.static:
+points``). Frames the memory refuses (no depth, wrong unit...) stop the run with the memory's
+one-line error; empty depth frames are skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from embodied.map3d.memory import DualMemory3D, Map3DConfig
+from embodied.map3d.psm import PSMConfig
+from embodied.map3d.tdm import TDMConfig
+from streaming.pipeline.protocol import RunContext, Upstream
+from streaming.pipeline.stages import parse_options
+from streaming.types import Frame
+
+log = logging.getLogger(__name__)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Map3DOptions(_Strict):
+    """Options of the ``map3d`` stage (values in ``configs/reconstruct.yaml``)."""
+
+    voxel_m: float = Field(0.04, gt=0)
+    block_resolution: int = Field(16, ge=2)
+    block_budget: int = Field(20000, ge=16)
+    depth_max_m: float = Field(8.0, gt=0)
+    trunc_voxels: float = Field(8.0, gt=0)
+    dynamic_masks: list[Literal["tracking", "ground_truth", "geometry"]] = ["tracking", "ground_truth", "geometry"]
+    tdm_window_frames: int = Field(30, ge=1)
+    tdm_max_age_s: float = Field(2.0, gt=0)
+    static: Literal["mesh", "points"] = "mesh"
+    dynamic: Literal["latest", "every_frame", "none"] = "latest"
+
+    def to_config(self) -> Map3DConfig:
+        psm = PSMConfig(voxel_m=self.voxel_m, block_resolution=self.block_resolution, block_budget=self.block_budget,
+                        depth_max_m=self.depth_max_m, trunc_voxels=self.trunc_voxels)
+        tdm = TDMConfig(window_frames=self.tdm_window_frames, max_age_s=self.tdm_max_age_s)
+        return Map3DConfig(psm=psm, tdm=tdm, dynamic_masks=tuple(self.dynamic_masks))
+
+
+def tum_line(timestamp_s: float, world_from_cam: np.ndarray) -> str:
+    """One TUM trajectory line: ``timestamp tx ty tz qx qy qz qw``."""
+    from scipy.spatial.transform import Rotation
+
+    qx, qy, qz, qw = Rotation.from_matrix(world_from_cam[:3, :3]).as_quat()
+    tx, ty, tz = world_from_cam[:3, 3]
+    return f"{timestamp_s:.6f} {tx:.6f} {ty:.6f} {tz:.6f} {qx:.7f} {qy:.7f} {qz:.7f} {qw:.7f}\n"
+
+
+def write_points(path: Path, points: np.ndarray, colors: np.ndarray | None = None) -> None:
+    """A PLY point cloud (open3d's writer), colours uint8 when given."""
+    import open3d as o3d
+
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, np.float64)))
+    if colors is not None and len(colors) == len(points):
+        cloud.colors = o3d.utility.Vector3dVector(np.asarray(colors, np.float64) / 255.0)
+    if not o3d.io.write_point_cloud(str(path), cloud):
+        raise OSError(f"open3d could not write {path}")
+
+
+class Map3DStage:
+    """Runs the dual 3D memory on every frame and writes its outputs; see the module docstring."""
+
+    def __init__(self, name: str, options: Mapping[str, Any]) -> None:
+        self.name = name
+        self.options: Map3DOptions = parse_options(Map3DOptions, name, options)
+        self.memory = DualMemory3D(self.options.to_config())
+        self.out: Path | None = None
+        self._files: list[str] = []
+        self._frames = 0
+
+    def open(self, context: RunContext) -> None:
+        if context.out_dir is None:
+            return
+        self.out = Path(context.out_dir)
+        for name in ("trajectory.txt", "objects.jsonl"):
+            (self.out / name).write_text("")
+            self._files.append(name)
+        if self.options.dynamic != "none":
+            (self.out / "dynamic").mkdir(parents=True, exist_ok=True)
+
+    def update(self, frame: Frame, upstream: Upstream):
+        result = self.memory.update(frame, upstream)
+        self._frames += 1
+        if self.out is None or not result.fused:
+            return result
+        with (self.out / "trajectory.txt").open("a") as handle:
+            handle.write(tum_line(frame.timestamp_s, np.asarray(frame.pose)))
+        lines = []
+        for object_id in result.object_ids:
+            centre = self.memory.object_position(object_id, frame.timestamp_s)
+            if centre is not None:
+                lines.append(json.dumps({"frame": frame.index, "t": frame.timestamp_s, "object": object_id,
+                                         "centre_m": [round(float(c), 5) for c in centre]}) + "\n")
+            if self.options.dynamic == "every_frame":
+                write_points(self.out / "dynamic" / f"{object_id}_{frame.index:06d}.ply", self.memory.tdm.points(object_id))
+        if lines:
+            with (self.out / "objects.jsonl").open("a") as handle:
+                handle.writelines(lines)
+        return result
+
+    def close(self) -> None:
+        if self.out is None:
+            return
+        if self.options.static == "mesh":
+            import open3d as o3d
+
+            mesh = self.memory.psm.mesh()
+            if not o3d.io.write_triangle_mesh(str(self.out / "static.ply"), mesh):
+                raise OSError(f"open3d could not write {self.out / 'static.ply'}")
+        else:
+            write_points(self.out / "static.ply", *self.memory.static_points())
+        self._files.append("static.ply")
+        if self.options.dynamic == "latest":
+            for object_id in self.memory.tdm.objects():
+                write_points(self.out / "dynamic" / f"{object_id}.ply", self.memory.tdm.points(object_id))
+                self._files.append(f"dynamic/{object_id}.ply")
+
+    def summary(self) -> dict[str, Any]:
+        return {"frames": self._frames, "memory": self.memory.memory_summary(), "files": self._files}
+
+
+def make_stage(name: str, options: Mapping[str, Any]) -> Map3DStage:
+    """Entry point of the ``memstream.stages`` group."""
+    return Map3DStage(name, options)
