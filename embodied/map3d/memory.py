@@ -22,6 +22,7 @@ empty depth frame is skipped with a warning. The map is never touched by a refus
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 #: Depth beyond this is taken as a unit error (millimetres read as metres), not a far surface.
 MAX_PLAUSIBLE_DEPTH_M = 100.0
+
+#: Poses the memory keeps for :meth:`DualMemory3D.trajectory` (about 13 MB).
+MAX_POSES_KEPT = 100_000
 
 
 class DepthInputError(MemstreamError):
@@ -140,7 +144,9 @@ class DualMemory3D:
         self.config = config or Map3DConfig()
         self.psm = PersistentStructureMemory(self.config.psm)
         self.tdm = TransientDynamicsMemory(self.config.tdm)
-        self.poses: list[tuple[float, np.ndarray]] = []  # (timestamp, world_from_cam) of fused frames
+        # (timestamp, world_from_cam) of the latest fused frames; the stage writes every pose to
+        # trajectory.txt as it goes, so this stays bounded on endless streams.
+        self.poses: deque[tuple[float, np.ndarray]] = deque(maxlen=MAX_POSES_KEPT)
         self.skipped = 0
 
     def update(self, frame: Frame, upstream: Mapping[str, Any] | None = None) -> Map3DUpdate:
@@ -254,5 +260,5 @@ class DualMemory3D:
         """Restore :meth:`state_dict`'s output (same config)."""
         self.psm.load_state_dict(state["psm"])
         self.tdm.load_state_dict(state["tdm"])
-        self.poses = [(t, np.asarray(p)) for t, p in state["poses"]]
+        self.poses = deque(((t, np.asarray(p)) for t, p in state["poses"]), maxlen=MAX_POSES_KEPT)
         self.skipped = state["skipped"]

@@ -26,14 +26,16 @@ class PSMConfig:
     Attributes:
         voxel_m: voxel edge, metres.
         block_resolution: voxels per block edge.
-        block_budget: most blocks kept; past it, far and stale blocks are erased.
+        block_budget: most blocks kept; past it, far and stale blocks are erased. It must exceed
+            the blocks one frame observes (those are never erased while observed). The grid
+            preallocates 1.25x the budget: 20,000 blocks of 8^3 voxels take about 250 MB.
         trunc_voxels: TSDF truncation, in voxels.
         depth_min_m, depth_max_m: depth range fused and ray-cast.
         device: open3d device (``"CPU:0"``, ``"CUDA:0"``).
     """
 
     voxel_m: float = 0.04
-    block_resolution: int = 16
+    block_resolution: int = 8
     block_budget: int = 20000
     trunc_voxels: float = 8.0
     depth_min_m: float = 0.1
@@ -115,14 +117,21 @@ class PersistentStructureMemory:
             world_from_cam: ``(4, 4)`` camera pose, metres.
         """
         cfg = self.config
-        depth, color, intrinsic, extrinsic = self._tensors(depth_m, rgb, intrinsics, world_from_cam)
+        # open3d's integration finds a voxel's pixel by truncating its projection (u = int(x)), not
+        # rounding, which shifts the whole map by half a pixel (1-1.5 cm on the synthetic room's
+        # planes); shifting the principal point by +0.5 px makes the fused surface exact.
+        shifted = np.asarray(intrinsics, np.float64).copy()
+        shifted[:2, 2] += 0.5
+        depth, color, intrinsic, extrinsic = self._tensors(depth_m, rgb, shifted, world_from_cam)
         coords = self._grid.compute_unique_block_coordinates(depth, intrinsic, extrinsic, 1.0, cfg.depth_max_m, float(cfg.trunc_voxels))
         self.frames_fused += 1
-        for key in map(tuple, coords.cpu().numpy().astype(np.int64)):
+        keys = coords.cpu().numpy().astype(np.int64)
+        for key in map(tuple, keys):
             self._last_seen[key] = self.frames_fused
-        needed = len(self) + coords.shape[0]
-        if needed > cfg.block_budget:
-            self._evict(needed - cfg.block_budget, camera_center(world_from_cam), protected=coords)
+        _, found = self._grid.hashmap().find(coords)
+        new_blocks = int(keys.shape[0] - found.cpu().numpy().sum())  # blocks already held cost nothing
+        if len(self) + new_blocks > cfg.block_budget:
+            self._evict(len(self) + new_blocks - cfg.block_budget, camera_center(world_from_cam), protected=coords)
         self._grid.integrate(coords, depth, color, intrinsic, intrinsic, extrinsic, 1.0, cfg.depth_max_m, float(cfg.trunc_voxels))
 
     def _evict(self, count: int, camera: np.ndarray, protected) -> None:
@@ -154,7 +163,12 @@ class PersistentStructureMemory:
         cfg = self.config
         if len(self) == 0:
             return np.zeros((height, width), np.float32), np.zeros((height, width, 3), np.uint8)
-        _, _, intrinsic, extrinsic = self._tensors(np.zeros((1, 1), np.float32), None, intrinsics, world_from_cam)
+        # open3d's ray caster reads the voxel below each sample (index = int(x / voxel)) without
+        # interpolating while it marches, i.e. the volume it sees is shifted by half a voxel per axis;
+        # casting from a camera moved by +voxel/2 on each axis cancels that.
+        pose = np.asarray(world_from_cam, np.float64).copy()
+        pose[:3, 3] += cfg.voxel_m / 2
+        _, _, intrinsic, extrinsic = self._tensors(np.zeros((1, 1), np.float32), None, intrinsics, pose)
         hashmap = self._grid.hashmap()
         arguments = dict(
             block_coords=hashmap.key_tensor()[hashmap.active_buf_indices().to(self._o3c.int64)],
@@ -191,8 +205,9 @@ class PersistentStructureMemory:
     def memory_summary(self) -> dict:
         """Blocks held and evicted, and the bytes of the voxel attributes held."""
         voxels = self.config.block_resolution**3
+        capacity = int(self._grid.hashmap().capacity())
         return {"blocks": len(self), "blocks_evicted": self.blocks_evicted, "frames_fused": self.frames_fused,
-                "bytes": len(self) * voxels * (1 + 1 + 3) * 4}
+                "bytes": len(self) * voxels * (1 + 1 + 3) * 4, "allocated_bytes": capacity * voxels * (1 + 1 + 3) * 4}
 
     def state_dict(self) -> dict:
         """Blocks as numpy arrays (coordinates and each attribute), exact."""
