@@ -23,6 +23,16 @@ def machine() -> dict:
     return info
 
 
+def rss_anon_kib() -> int:
+    """The process's anonymous resident memory, KiB (``RssAnon``: its own pages, not the page cache
+    of memory-mapped files)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    return 0
+
+
 def save(name: str, payload: dict) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"

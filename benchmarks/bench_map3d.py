@@ -58,7 +58,7 @@ import time
 
 import numpy as np
 
-from _common import print_table, save
+from _common import print_table, rss_anon_kib, save
 
 os.environ.setdefault("COLUMNS", "140")
 # dynamic_room's seed only changes textures (its object paths are fixed): other seeds give the same
@@ -198,13 +198,6 @@ def speed(scene: str, frames_n: int, sizes: list[str]) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------- memory (child)
-def rss_anon_kib() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    return 0
-
 
 def child(frames_n: int, size: str, budget: int, scene: str) -> None:
     """Stream a long scene into ours with a small block budget; print one JSON line."""

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 
-from _common import print_table, save
+from _common import print_table, rss_anon_kib, save
 
 os.environ.setdefault("COLUMNS", "120")
 CODECS = ("none", "int8-channel", "int8-token")
@@ -33,13 +33,6 @@ SHAPE_05B = dict(n_layers=24, n_kv_heads=2, head_dim=64, block_tokens=196)
 TARGET = 0.55
 MIB = 2**20
 
-
-def rss_anon_kib() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    return 0
 
 
 def child(codec: str, frames: int, directory: str | None, budget_mib: float | None) -> None:
