@@ -14,7 +14,9 @@ published; here the same split runs over metric depth, exact where a learned mod
 3. **TDM.** Tracked or ground-truth dynamic pixels are back-projected and stored per object id
    (:mod:`embodied.map3d.tdm`), which answers where each object is at a time.
 
-Poses come with the frames (RGB-D recordings, simulators, synthetic scenes). Bad input is refused
+Poses come with the frames (RGB-D recordings, simulators, synthetic scenes) or are estimated here
+by frame-to-model registration against the PSM (:mod:`embodied.map3d.registration`), before the
+geometric check and the fusion, with the frame's known dynamic pixels left out. Bad input is refused
 before anything is fused: depth in the wrong unit, missing intrinsics or pose, size mismatches; an
 empty depth frame is skipped with a warning. The map is never touched by a refused frame.
 """
@@ -31,6 +33,7 @@ import numpy as np
 
 from embodied.map3d.geometry import backproject_pixels
 from embodied.map3d.psm import PersistentStructureMemory, PSMConfig
+from embodied.map3d.registration import FrameToModelRegistration, RegistrationConfig, RegistrationResult
 from embodied.map3d.tdm import TDMConfig, TransientDynamicsMemory
 from streaming.errors import MemstreamError
 from streaming.types import Frame
@@ -61,6 +64,11 @@ class Map3DConfig:
         geometry_margin_m, geometry_margin_rel: a pixel is geometrically dynamic when its depth is
             smaller than the map's by more than ``max(margin_m, margin_rel * depth)``.
         warmup_frames: frames fused before the geometric check starts (the map must exist first).
+        pose: where camera poses come from: ``given`` (with the frames; a frame without one is an
+            error), ``estimated`` (registered against the map; a given pose only anchors the first
+            frame, so estimates can be scored against it), ``auto`` (given when the frame has one,
+            estimated otherwise).
+        registration: the odometry settings used when poses are estimated.
     """
 
     psm: PSMConfig = field(default_factory=PSMConfig)
@@ -69,8 +77,12 @@ class Map3DConfig:
     geometry_margin_m: float = 0.15
     geometry_margin_rel: float = 0.05
     warmup_frames: int = 3
+    pose: str = "auto"
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
 
     def __post_init__(self) -> None:
+        if self.pose not in ("given", "estimated", "auto"):
+            raise ValueError(f"unknown pose mode {self.pose!r}; use given, estimated or auto")
         unknown = set(self.dynamic_masks) - {"tracking", "ground_truth", "geometry"}
         if unknown:
             raise ValueError(f"unknown dynamic mask sources {sorted(unknown)}; use tracking, ground_truth, geometry")
@@ -86,6 +98,8 @@ class Map3DUpdate:
         static_fraction: share of valid-depth pixels fused into the static map.
         dynamic_mask: bool ``(H, W)`` pixels kept out of the static map.
         object_ids: ids of the objects pushed into the dynamics memory.
+        pose: float64 ``(4, 4)`` world_from_cam used for the frame (given or estimated).
+        registration: the estimate's details when the pose was estimated, else None.
     """
 
     frame_index: int
@@ -94,21 +108,25 @@ class Map3DUpdate:
     static_fraction: float = 0.0
     dynamic_mask: np.ndarray | None = None
     object_ids: tuple[int, ...] = ()
+    pose: np.ndarray | None = None
+    registration: RegistrationResult | None = None
 
 
-def check_frame(frame: Frame) -> np.ndarray | None:
+def check_frame(frame: Frame, need_pose: bool = True) -> np.ndarray | None:
     """The frame's depth, float32 with nan -> 0, after the checks; None for an empty depth frame.
 
     Raises:
-        DepthInputError: no depth, intrinsics or pose; depth and image sizes differ; depth in a
-            wrong unit (values past 100 m).
+        DepthInputError: no depth, intrinsics or pose (when ``need_pose``); depth and image sizes
+            differ; depth in a wrong unit (values past 100 m).
     """
     if frame.depth_m is None:
         raise DepthInputError(f"frame {frame.index} has no depth", "Give an RGB-D source (TUM folder, simulator, synthetic://)")
     if frame.intrinsics is None:
         raise DepthInputError(f"frame {frame.index} has no intrinsics", "Give the camera matrix with the source (e.g. TUM intrinsics)")
-    if frame.pose is None:
-        raise DepthInputError(f"frame {frame.index} has no camera pose", "Give poses with the source (groundtruth.txt for TUM folders)")
+    if frame.pose is None and need_pose:
+        raise DepthInputError(
+            f"frame {frame.index} has no camera pose",
+            "Give poses with the source (groundtruth.txt for TUM folders) or estimate them (pose: auto)")
     if frame.depth_m.shape != frame.rgb.shape[:2]:
         raise DepthInputError(
             f"frame {frame.index}: depth is {frame.depth_m.shape[1]}x{frame.depth_m.shape[0]}, the image "
@@ -144,46 +162,61 @@ class DualMemory3D:
         self.config = config or Map3DConfig()
         self.psm = PersistentStructureMemory(self.config.psm)
         self.tdm = TransientDynamicsMemory(self.config.tdm)
+        self.registration = FrameToModelRegistration(self.config.registration, self.config.psm.depth_max_m)
         # (timestamp, world_from_cam) of the latest fused frames; the stage writes every pose to
         # trajectory.txt as it goes, so this stays bounded on endless streams.
         self.poses: deque[tuple[float, np.ndarray]] = deque(maxlen=MAX_POSES_KEPT)
         self.skipped = 0
 
     def update(self, frame: Frame, upstream: Mapping[str, Any] | None = None) -> Map3DUpdate:
-        """Split the frame's pixels, fuse the static ones, remember the dynamic ones.
+        """Place the frame, split its pixels, fuse the static ones, remember the dynamic ones.
 
         Args:
-            frame: an RGB-D frame with intrinsics and pose.
+            frame: an RGB-D frame with intrinsics (and a pose unless poses are estimated).
             upstream: earlier stages' results for the frame (``"tracking"``: a TrackOutput).
 
         Raises:
             DepthInputError: see :func:`check_frame` (nothing is fused then).
         """
-        depth = check_frame(frame)
+        depth = check_frame(frame, need_pose=self.config.pose == "given")
         if depth is None:
             self.skipped += 1
             log.warning("frame %d has no valid depth: skipped", frame.index)
             return Map3DUpdate(frame.index, frame.timestamp_s, fused=False)
         labels = self._object_labels(frame, upstream)
         dynamic = labels > 0
+        pose, registration = self._place(frame, np.where(dynamic, 0.0, depth).astype(np.float32))
         if "geometry" in self.config.dynamic_masks and self.psm.frames_fused >= self.config.warmup_frames:
-            dynamic |= self._in_front_of_map(frame, depth)
+            dynamic |= self._in_front_of_map(frame.intrinsics, pose, depth)
         static_depth = np.where(dynamic, 0.0, depth).astype(np.float32)
-        self.psm.integrate(static_depth, frame.rgb, frame.intrinsics, frame.pose)
+        self.psm.integrate(static_depth, frame.rgb, frame.intrinsics, pose)
         points = {}
         colors = {}
         for object_id in np.unique(labels[labels > 0]).tolist():
             mask = labels == object_id
-            points[object_id] = backproject_pixels(depth, frame.intrinsics, frame.pose, mask)
+            points[object_id] = backproject_pixels(depth, frame.intrinsics, pose, mask)
             colors[object_id] = frame.rgb[mask & (depth > 0)]
         self.tdm.update(frame.index, frame.timestamp_s, points, colors)
-        self.poses.append((frame.timestamp_s, np.asarray(frame.pose, np.float64).copy()))
+        self.poses.append((frame.timestamp_s, pose.copy()))
         valid = depth > 0
         return Map3DUpdate(
             frame.index, frame.timestamp_s, fused=True,
             static_fraction=float((valid & ~dynamic).sum() / max(valid.sum(), 1)),
-            dynamic_mask=dynamic, object_ids=tuple(sorted(points)),
+            dynamic_mask=dynamic, object_ids=tuple(sorted(points)), pose=pose, registration=registration,
         )
+
+    def _place(self, frame: Frame, static_depth: np.ndarray) -> tuple[np.ndarray, RegistrationResult | None]:
+        """The frame's pose: given, or registered against the map from its known-static pixels."""
+        mode = self.config.pose
+        if mode == "given" or (mode == "auto" and frame.pose is not None):
+            pose = np.asarray(frame.pose, np.float64)
+            if mode == "auto":  # a later frame without a pose continues from this one
+                self.registration.follow(pose, static_depth, frame.rgb)
+            return pose, None
+        result = self.registration.register(static_depth, frame.rgb, frame.intrinsics, self.psm, anchor=frame.pose)
+        if not result.tracked:
+            log.warning("frame %d: registration failed (fitness %.2f); the predicted pose is used", frame.index, result.fitness)
+        return result.world_from_cam, result
 
     def _object_labels(self, frame: Frame, upstream: Mapping[str, Any] | None) -> np.ndarray:
         """int32 ``(H, W)``: the dynamic object id of each pixel from masks (0: none)."""
@@ -199,10 +232,10 @@ class DualMemory3D:
             labels = np.where((labels == 0) & (tracked > 0), tracked, labels)
         return labels
 
-    def _in_front_of_map(self, frame: Frame, depth: np.ndarray) -> np.ndarray:
+    def _in_front_of_map(self, intrinsics: np.ndarray, pose: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """Pixels whose depth is clearly in front of the static surface the map predicts there."""
         height, width = depth.shape
-        expected, _ = self.psm.raycast(frame.intrinsics, frame.pose, width, height)
+        expected, _ = self.psm.raycast(intrinsics, pose, width, height)
         margin = np.maximum(self.config.geometry_margin_m, self.config.geometry_margin_rel * depth)
         return (depth > 0) & (expected > 0) & (depth < expected - margin)
 
@@ -250,11 +283,13 @@ class DualMemory3D:
         return grid, origin
 
     def memory_summary(self) -> dict:
-        return {"static": self.psm.memory_summary(), "dynamic": self.tdm.memory_summary(), "frames_skipped": self.skipped}
+        return {"static": self.psm.memory_summary(), "dynamic": self.tdm.memory_summary(), "frames_skipped": self.skipped,
+                "frames_lost": self.registration.frames_lost}
 
     def state_dict(self) -> dict:
         """Both memories and the trajectory (numpy arrays and plain values)."""
-        return {"psm": self.psm.state_dict(), "tdm": self.tdm.state_dict(), "poses": list(self.poses), "skipped": self.skipped}
+        return {"psm": self.psm.state_dict(), "tdm": self.tdm.state_dict(), "poses": list(self.poses), "skipped": self.skipped,
+                "registration": self.registration.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`'s output (same config)."""
@@ -262,3 +297,5 @@ class DualMemory3D:
         self.tdm.load_state_dict(state["tdm"])
         self.poses = deque(((t, np.asarray(p)) for t, p in state["poses"]), maxlen=MAX_POSES_KEPT)
         self.skipped = state["skipped"]
+        if "registration" in state:  # maps saved before pose estimation existed have none
+            self.registration.load_state_dict(state["registration"])

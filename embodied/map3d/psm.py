@@ -160,7 +160,7 @@ class PersistentStructureMemory:
         Returns:
             depth float32 ``(H, W)`` metres (0 where the ray hits nothing) and colour uint8 ``(H, W, 3)``.
         """
-        cfg = self.config
+        cfg, o3d = self.config, self._o3d
         if len(self) == 0:
             return np.zeros((height, width), np.float32), np.zeros((height, width, 3), np.uint8)
         # open3d's ray caster reads the voxel below each sample (index = int(x / voxel)) without
@@ -183,8 +183,10 @@ class PersistentStructureMemory:
         # open3d 0.20 sizes its ray-casting fragment buffer lazily: a call that needs more fragments
         # than the last one allocates them but returns an incomplete image (a quarter of the hits in
         # tests/embodied/map3d/test_memory.py). The second call is complete, so cast twice.
-        self._grid.ray_cast(**arguments)
-        out = self._grid.ray_cast(**arguments)
+        # Both casts are silenced: open3d logs each reallocation as a warning, one per growing frame.
+        with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
+            self._grid.ray_cast(**arguments)
+            out = self._grid.ray_cast(**arguments)
         depth = out["depth"].cpu().numpy()[..., 0].astype(np.float32)
         color = np.clip(out["color"].cpu().numpy() * 255.0, 0, 255).astype(np.uint8)
         return depth, color

@@ -28,8 +28,8 @@ def _moving(frame):
     return np.isin(frame.gt.instance_mask, frame.gt.object_ids[frame.gt.is_dynamic])
 
 
-def _run(frames, masks):
-    memory = DualMemory3D(Map3DConfig(psm=PSM, dynamic_masks=masks))
+def _run(frames, masks, pose="auto"):
+    memory = DualMemory3D(Map3DConfig(psm=PSM, dynamic_masks=masks, pose=pose))
     for frame in frames:
         memory.update(frame)
     return memory
@@ -99,7 +99,7 @@ def test_state_dict_round_trip_keeps_both_memories(frames):
     ],
 )
 def test_bad_frames_are_refused_and_the_map_is_untouched(frames, change, message):
-    memory = _run(frames[:3], ("ground_truth",))
+    memory = _run(frames[:3], ("ground_truth",), pose="given")  # with pose: auto, a missing pose is estimated
     before = memory.static_points()[0].copy()
     with pytest.raises(DepthInputError, match=message):
         memory.update(change(frames[3]))
