@@ -1,7 +1,9 @@
-"""``memstream reconstruct``: the 3D memory over an RGB-D source, written to a folder.
+"""``memstream reconstruct``: the 3D memory over an RGB-D source (or RGB and a depth model), to a folder.
 
     memstream reconstruct data/tum/rgbd_dataset_freiburg3_walking_xyz --out runs/walking
     memstream reconstruct "synthetic://dynamic_room?seed=1&frames=300" --out runs/room --points
+    memstream reconstruct walk.mp4 --out runs/walk --fov-deg 65 \
+        --depth-model depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf
 
 ``memstream run SOURCE --config reconstruct`` runs the same; with ``--track`` the tracking stage
 runs first and its masks keep tracked objects out of the static map.
@@ -24,6 +26,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     rec.add_argument("--voxel", type=float, default=None, help="voxel size, metres (default 0.04)")
     rec.add_argument("--masks", default=None, metavar="SOURCES",
                      help="dynamic mask sources, comma-separated: tracking, ground_truth, geometry (default all)")
+    rec.add_argument("--pose", choices=("given", "estimated", "auto"), default=None,
+                     help="camera poses: given with the frames, estimated by registration to the map, or auto (default)")
+    mono = rec.add_argument_group("RGB-only sources (frames without depth or intrinsics)")
+    mono.add_argument("--depth-model", default=None, metavar="PATH_OR_ID",
+                      help="monocular depth model (transformers) for frames without depth; metric checkpoints only, "
+                           "e.g. depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf")
+    mono.add_argument("--depth-device", default=None, help="device of the depth model: auto (default), cpu, cuda, cuda:N")
+    mono.add_argument("--relative-depth-scale", type=float, default=None, metavar="S",
+                      help="accept a relative depth model with 1/depth_m = S * prediction + T (S, T measured by you)")
+    mono.add_argument("--relative-depth-shift", type=float, default=None, metavar="T", help="T above (default 0)")
+    mono.add_argument("--fov-deg", type=float, default=None,
+                      help="horizontal field of view for frames without intrinsics (default 60 with --depth-model)")
+    mono.add_argument("--fx", type=float, default=None, help="focal length in pixels instead of --fov-deg")
+    mono.add_argument("--fy", type=float, default=None, help="vertical focal length in pixels (default: --fx)")
     rec.add_argument("--points", action="store_true", help="write static.ply as points instead of a mesh")
     rec.add_argument("--every-frame", action="store_true", help="write dynamic/<object>_<frame>.ply on every frame")
     rec.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
@@ -48,6 +64,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         if unknown:
             raise ConfigError(f"unknown --masks source(s) {sorted(unknown)}", "Use tracking, ground_truth and/or geometry")
         overrides.append(f"{STAGE}.dynamic_masks={json.dumps(sources)}")
+    if args.pose is not None:
+        overrides.append(f"{STAGE}.pose={args.pose}")
+    overrides += _rgb_only_overrides(args)
     if args.points:
         overrides.append(f"{STAGE}.static=points")
     if args.every_frame:
@@ -58,3 +77,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     summary = run_pipeline(args.source, config, args.out, progress=not args.no_progress)
     print_summary(summary, args.out)
     return 130 if summary["stop_reason"] == "interrupted" else 0
+
+
+def _rgb_only_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides of the depth model and camera flags (strings JSON-quoted: YAML reads them)."""
+    flags = {"depth_model": args.depth_model, "depth_device": args.depth_device,
+             "relative_depth_scale": args.relative_depth_scale, "relative_depth_shift": args.relative_depth_shift,
+             "fov_deg": args.fov_deg, "fx_px": args.fx, "fy_px": args.fy}
+    return [f"{STAGE}.{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]

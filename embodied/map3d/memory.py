@@ -120,9 +120,15 @@ def check_frame(frame: Frame, need_pose: bool = True) -> np.ndarray | None:
             differ; depth in a wrong unit (values past 100 m).
     """
     if frame.depth_m is None:
-        raise DepthInputError(f"frame {frame.index} has no depth", "Give an RGB-D source (TUM folder, simulator, synthetic://)")
+        raise DepthInputError(
+            f"frame {frame.index} has no depth",
+            "Give an RGB-D source (TUM folder, simulator, synthetic://), or predict depth from RGB with a metric "
+            "model: --depth-model depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf (stage option depth_model)")
     if frame.intrinsics is None:
-        raise DepthInputError(f"frame {frame.index} has no intrinsics", "Give the camera matrix with the source (e.g. TUM intrinsics)")
+        raise DepthInputError(
+            f"frame {frame.index} has no intrinsics",
+            "Give the camera matrix with the source (e.g. TUM intrinsics), or --fov-deg F / --fx F [--fy F] "
+            "(stage options fov_deg, fx_px, fy_px)")
     if frame.pose is None and need_pose:
         raise DepthInputError(
             f"frame {frame.index} has no camera pose",

@@ -160,7 +160,7 @@ class FrameToModelRegistration:
                init: np.ndarray | None = None) -> RegistrationResult:
         """Align the frame to a target image seen from ``target_pose``; ``init`` is the initial
         source-to-target motion (identity: the frame starts at the target's pose)."""
-        o3d, o3c, cfg = self._o3d, self._o3c, self.config
+        o3c, cfg = self._o3c, self.config
         init = np.eye(4) if init is None else init
         source, goal = self._rgbd(depth, rgb), self._rgbd(target_depth, target_rgb)
         criteria = [self._odometry.OdometryConvergenceCriteria(n) for n in cfg.iterations]

@@ -12,6 +12,12 @@ that stops early leaves valid files:
 and at the end ``static.ply`` (the static map as a mesh, or its points with ``outputs.static:
 points``). Frames the memory refuses (no depth, wrong unit...) stop the run with the memory's
 one-line error; empty depth frames are skipped with a warning.
+
+RGB-only frames (plain video): with ``depth_model`` set, a frame without depth gets the model's
+(:mod:`embodied.map3d.depth_model`: metric models only, or a relative one with the user's
+``relative_depth_scale``) and, when it has no intrinsics either, a pinhole camera from ``fov_deg``
+(60 degrees horizontal when unset) or ``fx_px`` / ``fy_px``. Frames with depth keep it; their
+missing intrinsics are filled only when ``fov_deg`` or ``fx_px`` is set.
 """
 
 from __future__ import annotations
@@ -19,15 +25,23 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from embodied.map3d.depth_model import (
+    MonocularDepth,
+    RelativeDepthScale,
+    load_depth_model,
+    pinhole_intrinsics,
+)
 from embodied.map3d.memory import DualMemory3D, Map3DConfig
 from embodied.map3d.psm import PSMConfig
 from embodied.map3d.tdm import TDMConfig
+from streaming.errors import ConfigError
 from streaming.pipeline.protocol import RunContext, Upstream
 from streaming.pipeline.stages import parse_options
 from streaming.types import Frame
@@ -52,12 +66,39 @@ class Map3DOptions(_Strict):
     tdm_max_age_s: float = Field(2.0, gt=0)
     static: Literal["mesh", "points"] = "mesh"
     dynamic: Literal["latest", "every_frame", "none"] = "latest"
+    pose: Literal["given", "estimated", "auto"] = "auto"
+    # RGB-only frames (see the module docstring).
+    depth_model: str | None = None  # a local directory or hub id
+    depth_device: str = "auto"
+    depth_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    relative_depth_scale: float | None = Field(None, gt=0)  # 1/depth_m = scale * prediction + shift
+    relative_depth_shift: float = 0.0
+    fov_deg: float | None = Field(None, gt=0, lt=180)  # horizontal
+    fx_px: float | None = Field(None, gt=0)
+    fy_px: float | None = Field(None, gt=0)
 
     def to_config(self) -> Map3DConfig:
         psm = PSMConfig(voxel_m=self.voxel_m, block_resolution=self.block_resolution, block_budget=self.block_budget,
                         depth_max_m=self.depth_max_m, trunc_voxels=self.trunc_voxels)
         tdm = TDMConfig(window_frames=self.tdm_window_frames, max_age_s=self.tdm_max_age_s)
-        return Map3DConfig(psm=psm, tdm=tdm, dynamic_masks=tuple(self.dynamic_masks))
+        return Map3DConfig(psm=psm, tdm=tdm, dynamic_masks=tuple(self.dynamic_masks), pose=self.pose)
+
+    def relative_scale(self) -> RelativeDepthScale | None:
+        if self.relative_depth_scale is None:
+            return None
+        return RelativeDepthScale(self.relative_depth_scale, self.relative_depth_shift)
+
+    def check_camera_and_depth(self, stage: str) -> None:
+        """Refuse combinations of the RGB-only options that mean nothing."""
+        key = f"stages.{stage}"
+        if self.fov_deg is not None and self.fx_px is not None:
+            raise ConfigError(f"{key}: fov_deg and fx_px both give the focal length", "Give one of them")
+        if self.fy_px is not None and self.fx_px is None:
+            raise ConfigError(f"{key}: fy_px is set without fx_px", "Give fx_px too (fy_px defaults to it)")
+        if self.relative_depth_shift != 0 and self.relative_depth_scale is None:
+            raise ConfigError(f"{key}: relative_depth_shift is set without relative_depth_scale", "Give the scale too")
+        if self.relative_depth_scale is not None and self.depth_model is None:
+            raise ConfigError(f"{key}: relative_depth_scale is set but no depth_model", "Give the relative model with depth_model")
 
 
 def tum_line(timestamp_s: float, world_from_cam: np.ndarray) -> str:
@@ -86,12 +127,19 @@ class Map3DStage:
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
         self.name = name
         self.options: Map3DOptions = parse_options(Map3DOptions, name, options)
+        self.options.check_camera_and_depth(name)
         self.memory = DualMemory3D(self.options.to_config())
+        self.depth_model: MonocularDepth | None = None  # loaded in open()
+        self._frames_predicted = 0
         self.out: Path | None = None
         self._files: list[str] = []
         self._frames = 0
 
     def open(self, context: RunContext) -> None:
+        o = self.options
+        if o.depth_model is not None:
+            self.depth_model = load_depth_model(o.depth_model, device=o.depth_device, dtype=o.depth_dtype,
+                                                relative_scale=o.relative_scale())
         if context.out_dir is None:
             return
         self.out = Path(context.out_dir)
@@ -102,12 +150,13 @@ class Map3DStage:
             (self.out / "dynamic").mkdir(parents=True, exist_ok=True)
 
     def update(self, frame: Frame, upstream: Upstream):
+        frame = self._complete(frame)
         result = self.memory.update(frame, upstream)
         self._frames += 1
         if self.out is None or not result.fused:
             return result
         with (self.out / "trajectory.txt").open("a") as handle:
-            handle.write(tum_line(frame.timestamp_s, np.asarray(frame.pose)))
+            handle.write(tum_line(frame.timestamp_s, result.pose))  # given or estimated
         lines = []
         for object_id in result.object_ids:
             centre = self.memory.object_position(object_id, frame.timestamp_s)
@@ -120,6 +169,20 @@ class Map3DStage:
             with (self.out / "objects.jsonl").open("a") as handle:
                 handle.writelines(lines)
         return result
+
+    def _complete(self, frame: Frame) -> Frame:
+        """The frame with the model's depth and a pinhole camera where it has none (module docstring)."""
+        o = self.options
+        depth, intrinsics = frame.depth_m, frame.intrinsics
+        camera_given = o.fov_deg is not None or o.fx_px is not None
+        if depth is None and self.depth_model is not None:
+            depth = self.depth_model.predict(frame.rgb)
+            self._frames_predicted += 1
+        if intrinsics is None and (camera_given or depth is not frame.depth_m):
+            intrinsics = pinhole_intrinsics(frame.width, frame.height, fov_deg=o.fov_deg, fx_px=o.fx_px, fy_px=o.fy_px)
+        if depth is frame.depth_m and intrinsics is frame.intrinsics:
+            return frame
+        return replace(frame, depth_m=depth, intrinsics=intrinsics)  # Frame is frozen
 
     def close(self) -> None:
         if self.out is None:
@@ -139,7 +202,10 @@ class Map3DStage:
                 self._files.append(f"dynamic/{object_id}.ply")
 
     def summary(self) -> dict[str, Any]:
-        return {"frames": self._frames, "memory": self.memory.memory_summary(), "files": self._files}
+        summary = {"frames": self._frames, "memory": self.memory.memory_summary(), "files": self._files}
+        if self.depth_model is not None:
+            summary["depth_model"] = {**self.depth_model.describe(), "frames_predicted": self._frames_predicted}
+        return summary
 
 
 def make_stage(name: str, options: Mapping[str, Any]) -> Map3DStage:
