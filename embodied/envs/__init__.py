@@ -1,0 +1,60 @@
+"""Memory-dependent embodied tasks with rendered frames, scripted experts, demonstrations, scoring.
+
+Tasks (registry :data:`TASKS`): ``cue_choice`` (T-maze, remember a lamp's colour, chance 1/2) and
+``order`` (remember the order three pads lit up in, chance 1/6). Envs are vectorised over ``B``
+slots with auto-reset; observations use LeRobot keys.
+
+Example:
+    >>> from embodied.envs import collect_demonstrations, evaluate, make_env
+    >>> env = make_env("order", num_envs=4, seed=0)
+    >>> obs = env.reset()
+    >>> sorted(obs)
+    ['episode_index', 'episode_start', 'frame_index', 'observation.image', 'observation.state', 'task']
+    >>> data = collect_demonstrations("order", num_episodes=4, seed=0)
+    >>> data.num_episodes, data.images.shape[1:], bool(data.success.all())
+    (4, (64, 64, 3), True)
+    >>> stand_still = lambda obs: [[0.0, 0.0]] * len(obs["task"])  # batched obs -> actions (B, 2)
+    >>> evaluate(stand_still, "order", num_episodes=2)["truncation_rate"]
+    1.0
+"""
+
+from embodied.envs.arena import AGENT_RADIUS
+from embodied.envs.base import VectorEnv
+from embodied.envs.config import EnvConfig
+from embodied.envs.cue_choice import (  # registers "cue_choice"
+    CueChoiceConfig,
+    CueChoiceEnv,
+    cue_choice_expert,
+)
+from embodied.envs.demos import collect_demonstrations
+from embodied.envs.evaluate import evaluate, evaluate_env
+from embodied.envs.order import OrderConfig, OrderEnv, order_expert  # registers "order"
+from embodied.envs.protocol import Agent, run_agent, unbatch
+from embodied.envs.registry import TASKS, expert_actions, make_env
+from embodied.envs.types import EnvSpec, EpisodeDataset, EvaluationResult, Observation, StepInfo
+
+__all__ = [
+    "AGENT_RADIUS",
+    "TASKS",
+    "Agent",
+    "CueChoiceConfig",
+    "CueChoiceEnv",
+    "EnvConfig",
+    "EnvSpec",
+    "EpisodeDataset",
+    "EvaluationResult",
+    "Observation",
+    "OrderConfig",
+    "OrderEnv",
+    "StepInfo",
+    "VectorEnv",
+    "collect_demonstrations",
+    "cue_choice_expert",
+    "evaluate",
+    "evaluate_env",
+    "expert_actions",
+    "make_env",
+    "order_expert",
+    "run_agent",
+    "unbatch",
+]
