@@ -38,6 +38,8 @@ LAYERS: dict[str, int] = {
     "embodied": 5,
     "embodied.map3d.stage": 9,  # the 3D memory's stage and command are pipeline wiring
     "embodied.map3d.cli": 9,
+    "embodied.bank": 6,
+    "embodied.policies": 7,  # policies and agents sit on the bank; envs (5) are what they act in
     "streaming.config": 9,
     "streaming.pipeline": 9,
     "streaming.progress": 9,

@@ -1,0 +1,1 @@
+"""Robot policies built on the memories (LeRobot conventions: one folder per policy)."""

@@ -1,0 +1,13 @@
+"""A MemoryVLA-style memory-conditioned policy with LeRobot's interface.
+
+``configuration_memvla.MemoryVLAConfig``, ``modeling_memvla.MemoryVLAPolicy`` (LeRobot's
+``configuration_<name>.py`` / ``modeling_<name>.py`` naming, so its factory finds them), the
+encoders that feed the bank, the flow-matching action head, and imitation training.
+"""
+
+from embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
+from embodied.policies.memvla.modeling_memvla import MemoryVLAPolicy, PolicyInputError
+from embodied.policies.memvla.training import as_policy_fn, config_for, dataset_stats, episode_batch, train
+
+__all__ = ["MemoryVLAConfig", "MemoryVLAPolicy", "PolicyInputError", "as_policy_fn", "config_for", "dataset_stats",
+           "episode_batch", "train"]

@@ -1,0 +1,146 @@
+"""Configuration of the memory-conditioned policy (LeRobot layout: ``configuration_<name>.py``).
+
+The fields follow LeRobot's policy configs (``n_obs_steps``, ``chunk_size``, ``n_action_steps``,
+``input_features`` / ``output_features``, ``optimizer_*``) and add the memory's: the bank settings
+of :class:`embodied.bank.MemoryBankConfig` and which streams have a bank. The sizes default to a
+policy that trains on a 2-core CPU in minutes; MemoryVLA's are 256 perceptual tokens x 256
+channels, a 4096-d cognitive token and a DiT-L action expert.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from embodied.bank import MemoryBankConfig
+from streaming.errors import ConfigError
+
+MEMORY_MODES = ("bank", "none")
+PERCEPTUAL_ENCODERS = ("cnn", "hf")
+COGNITIVE_ENCODERS = ("task_state",)
+
+
+@dataclass
+class MemoryVLAConfig:
+    """Settings of :class:`~embodied.policies.memvla.MemoryVLAPolicy`.
+
+    Attributes:
+        input_features: observation key -> shape: an image key ``(3, H, W)`` (channels first, as
+            LeRobot's features) and optionally ``observation.state`` ``(S,)``.
+        output_features: ``{"action": (A,)}``.
+        n_obs_steps: observations per decision (1: the memory carries the history).
+        chunk_size: actions predicted per call of ``predict_action_chunk``.
+        n_action_steps: actions of a chunk executed before predicting again.
+        memory: ``"bank"`` (the perceptual-cognitive bank) or ``"none"`` (current frame only).
+        bank: the bank's rules (capacity, layers, timestep PE, gate/add, tome/fifo/none).
+        memory_streams: streams with a bank: both, or one of them (the paper's ablation).
+        perceptual_encoder: ``"cnn"`` (a small CNN trained here) or ``"hf"`` (a transformers vision
+            backbone, SigLIP / DINOv2, from ``vision_model``).
+        vision_model: local path or hub id of the backbone when ``perceptual_encoder="hf"``.
+        freeze_vision: keep the backbone's weights fixed (only its projection trains).
+        perceptual_dim: Cp, channels of a perceptual token.
+        perceptual_grid: the tokens form a grid of this side (N = grid^2).
+        cognitive_encoder: ``"task_state"``: the instruction (hashed words), the pooled perceptual
+            tokens and the state through an MLP; a Video-LLM hidden state plugs in through
+            :class:`~embodied.policies.memvla.encoders.CognitiveEncoder` instead.
+        cognitive_dim: Dc, channels of the cognitive token.
+        vocab_buckets: hashed word buckets of the instruction embedding.
+        hidden_dim, head_layers, head_heads: the flow-matching action head's transformer.
+        num_inference_steps: Euler steps from noise to an action chunk.
+        optimizer_lr, optimizer_weight_decay, optimizer_grad_clip_norm: AdamW preset.
+        group_size: frames per training sequence (MemoryVLA's group sampler: the bank is cleared
+            at each group); None trains on whole episodes (MemoryVLA's ``stream`` loader).
+    """
+
+    input_features: dict[str, tuple[int, ...]] = field(
+        default_factory=lambda: {"observation.image": (3, 64, 64), "observation.state": (2,)})
+    output_features: dict[str, tuple[int, ...]] = field(default_factory=lambda: {"action": (2,)})
+    n_obs_steps: int = 1
+    chunk_size: int = 8
+    n_action_steps: int = 4
+    memory: str = "bank"
+    bank: MemoryBankConfig = field(default_factory=MemoryBankConfig)
+    memory_streams: tuple[str, ...] = ("perceptual", "cognitive")
+    perceptual_encoder: str = "cnn"
+    vision_model: str | None = None
+    freeze_vision: bool = True
+    perceptual_dim: int = 64
+    perceptual_grid: int = 4
+    cognitive_encoder: str = "task_state"
+    cognitive_dim: int = 128
+    vocab_buckets: int = 1024
+    hidden_dim: int = 128
+    head_layers: int = 3
+    head_heads: int = 4
+    num_inference_steps: int = 10
+    optimizer_lr: float = 1e-3
+    optimizer_weight_decay: float = 1e-4
+    optimizer_grad_clip_norm: float = 1.0
+    group_size: int | None = None
+
+    type: str = "memvla"  # LeRobot's registry name
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bank, dict):  # from config.json
+            self.bank = MemoryBankConfig(**self.bank)
+        self.memory_streams = tuple(self.memory_streams)
+        self.input_features = {k: tuple(v) for k, v in self.input_features.items()}
+        self.output_features = {k: tuple(v) for k, v in self.output_features.items()}
+        if self.memory not in MEMORY_MODES:
+            raise ConfigError(f"MemoryVLAConfig.memory must be one of {MEMORY_MODES}, got {self.memory!r}")
+        if not self.memory_streams or set(self.memory_streams) - {"perceptual", "cognitive"}:
+            raise ConfigError(f"memory_streams must be a non-empty subset of ('perceptual', 'cognitive'), got {self.memory_streams}")
+        if self.perceptual_encoder not in PERCEPTUAL_ENCODERS:
+            raise ConfigError(f"perceptual_encoder must be one of {PERCEPTUAL_ENCODERS}, got {self.perceptual_encoder!r}")
+        if self.perceptual_encoder == "hf" and not self.vision_model:
+            raise ConfigError("perceptual_encoder='hf' needs vision_model", "Give a local path or hub id of a SigLIP or DINOv2 model")
+        if self.cognitive_encoder not in COGNITIVE_ENCODERS:
+            raise ConfigError(f"cognitive_encoder must be one of {COGNITIVE_ENCODERS}, got {self.cognitive_encoder!r}")
+        if not 1 <= self.n_action_steps <= self.chunk_size:
+            raise ConfigError(f"need 1 <= n_action_steps <= chunk_size, got {self.n_action_steps} and {self.chunk_size}")
+        if self.n_obs_steps != 1:
+            raise ConfigError(f"n_obs_steps must be 1 (the memory bank carries the history), got {self.n_obs_steps}")
+        for name in ("perceptual_dim", "perceptual_grid", "cognitive_dim", "hidden_dim", "head_layers",
+                     "num_inference_steps", "vocab_buckets"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"MemoryVLAConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.hidden_dim % self.head_heads:
+            raise ConfigError(f"hidden_dim {self.hidden_dim} is not divisible by head_heads {self.head_heads}")
+        if self.group_size is not None and self.group_size < 1:
+            raise ConfigError(f"group_size must be >= 1 or None, got {self.group_size}")
+        if self.image_key is None:
+            raise ConfigError(f"input_features has no image key: {sorted(self.input_features)}",
+                              "Add e.g. 'observation.image': (3, 64, 64)")
+        if "action" not in self.output_features:
+            raise ConfigError("output_features needs 'action'", "Add 'action': (action_dim,)")
+
+    # ---- LeRobot-style properties
+    @property
+    def image_key(self) -> str | None:
+        keys = [k for k, shape in self.input_features.items() if k.startswith("observation.image") and len(shape) == 3]
+        return keys[0] if keys else None
+
+    @property
+    def state_dim(self) -> int:
+        return self.input_features.get("observation.state", (0,))[0]
+
+    @property
+    def action_dim(self) -> int:
+        return self.output_features["action"][0]
+
+    @property
+    def observation_delta_indices(self) -> None:
+        return None  # one frame per step; the memory holds the past
+
+    @property
+    def action_delta_indices(self) -> list[int]:
+        return list(range(self.chunk_size))
+
+    @property
+    def reward_delta_indices(self) -> None:
+        return None
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["bank"] = dataclasses.asdict(self.bank)
+        return out

@@ -1,0 +1,162 @@
+"""Where the bank's tokens come from: perceptual tokens from a vision encoder, the cognitive token
+from a language-conditioned encoder.
+
+MemoryVLA takes its perceptual tokens from DINOv2 + SigLIP patch features squeezed by a
+``BottleneckSE`` (1x1 reduce, squeeze-excite, 1x1 expand) to 256 channels, and its cognitive token
+from the 7B LLM's last hidden state at the prompt's end. Both are seams here:
+
+* :class:`PerceptualEncoder`: ``images float (B, 3, H, W) in [0, 1] -> (B, N, Cp)``. Implementations:
+  :class:`SmallCNNEncoder` (trained from scratch, CPU-sized) and :class:`HFVisionEncoder` (a
+  transformers SigLIP / DINOv2 backbone from a local path or hub id, then the bottleneck).
+* :class:`CognitiveEncoder`: ``(perceptual (B, N, Cp), state (B, S), tasks list[str]) -> (B, 1, Dc)``.
+  :class:`TaskStateEncoder` embeds the instruction's hashed words with the pooled perceptual tokens
+  and the state. A Video-LLM's hidden state (``streaming.videomem``) fits the same signature.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from streaming.errors import MemstreamError
+
+
+@runtime_checkable
+class PerceptualEncoder(Protocol):
+    num_tokens: int
+    dim: int
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class CognitiveEncoder(Protocol):
+    dim: int
+
+    def __call__(self, perceptual: torch.Tensor, state: torch.Tensor | None, tasks: list[str]) -> torch.Tensor: ...
+
+
+class BottleneckSE(nn.Module):
+    """MemoryVLA's token squeezer over a patch grid: 1x1 reduce, squeeze-excite, 1x1 expand.
+
+    Args:
+        in_dim: channels in. mid_dim: bottleneck channels. out_dim: Cp.
+    """
+
+    def __init__(self, in_dim: int, mid_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.reduce = nn.Sequential(nn.Conv2d(in_dim, mid_dim, 1), nn.GELU())
+        self.excite = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(mid_dim, max(mid_dim // 4, 1), 1), nn.GELU(),
+                                    nn.Conv2d(max(mid_dim // 4, 1), mid_dim, 1), nn.Sigmoid())
+        self.expand = nn.Conv2d(mid_dim, out_dim, 1)
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        """``(B, C, h, w) -> (B, h*w, out_dim)``."""
+        reduced = self.reduce(grid)
+        return self.expand(reduced * self.excite(reduced)).flatten(2).transpose(1, 2)
+
+
+class SmallCNNEncoder(nn.Module):
+    """Four stride-2 convolutions to a ``grid x grid`` map, then :class:`BottleneckSE`, plus a learned
+    position embedding per token.
+
+    Args:
+        image_size: H = W of the input. dim: Cp. grid: tokens per side (N = grid^2).
+    """
+
+    def __init__(self, image_size: int = 64, dim: int = 64, grid: int = 4) -> None:
+        super().__init__()
+        layers, channels = [], 3
+        for width in (32, 64, 64):
+            layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1), nn.GroupNorm(8, width), nn.GELU()]
+            channels = width
+        self.trunk = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(grid))
+        self.squeeze = BottleneckSE(channels, 2 * dim, dim)
+        self.position = nn.Parameter(torch.randn(grid * grid, dim) * 0.02)
+        self.num_tokens, self.dim = grid * grid, dim
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.squeeze(self.trunk(images * 2.0 - 1.0)) + self.position
+
+
+class HFVisionEncoder(nn.Module):
+    """A transformers vision backbone (SigLIP, DINOv2, CLIP vision) as the perceptual encoder.
+
+    The patch tokens of the last layer (the CLS token dropped when the model has one) are laid on
+    their grid, pooled to ``grid x grid`` and squeezed to Cp by :class:`BottleneckSE`. Images are
+    normalized with the checkpoint's own image-processor mean and std.
+
+    Args:
+        model: local path or hub id. dim: Cp. grid: tokens per side. freeze: keep the backbone fixed.
+
+    Raises:
+        MemstreamError: the checkpoint cannot be loaded or has no vision tower.
+    """
+
+    def __init__(self, model: str, dim: int = 64, grid: int = 4, freeze: bool = True) -> None:
+        super().__init__()
+        from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+        try:
+            config = AutoConfig.from_pretrained(model)
+            backbone = AutoModel.from_pretrained(model)
+            processor = AutoImageProcessor.from_pretrained(model)
+        except (OSError, ValueError, KeyError) as exc:
+            raise MemstreamError(f"cannot load the vision model {model!r}: {exc}",
+                                 "Give a local folder or hub id of a SigLIP, DINOv2 or CLIP vision checkpoint") from exc
+        self.backbone = getattr(backbone, "vision_model", backbone)  # SigLIP / CLIP: the vision tower
+        vision = getattr(config, "vision_config", config)
+        self.patch = int(vision.patch_size)
+        self.image_size = int(vision.image_size) if isinstance(vision.image_size, int) else int(vision.image_size[0])
+        self.has_cls = config.model_type not in ("siglip", "siglip2")
+        self.register_buffer("mean", torch.tensor(processor.image_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(processor.image_std).view(1, 3, 1, 1), persistent=False)
+        if freeze:
+            self.backbone.requires_grad_(False)
+        self.pool = nn.AdaptiveAvgPool2d(grid)
+        self.squeeze = BottleneckSE(int(vision.hidden_size), 2 * dim, dim)
+        self.num_tokens, self.dim, self.name = grid * grid, dim, model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pixels = nn.functional.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        hidden = self.backbone(pixel_values=(pixels - self.mean) / self.std).last_hidden_state
+        side = self.image_size // self.patch
+        patches = hidden[:, -side * side:] if self.has_cls else hidden[:, : side * side]
+        grid = patches.transpose(1, 2).reshape(hidden.shape[0], -1, side, side)
+        return self.squeeze(self.pool(grid))
+
+
+def hash_words(tasks: list[str], buckets: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Instruction words -> bucket ids and offsets for ``nn.EmbeddingBag`` (stable across runs:
+    crc32, not Python's salted ``hash``)."""
+    ids, offsets = [], []
+    for task in tasks:
+        offsets.append(len(ids))
+        words = task.lower().replace("?", " ").replace(".", " ").replace(",", " ").split() or [""]
+        ids += [zlib.crc32(word.encode()) % buckets for word in words]
+    return torch.tensor(ids, dtype=torch.long), torch.tensor(offsets, dtype=torch.long)
+
+
+class TaskStateEncoder(nn.Module):
+    """The cognitive token from the instruction, the scene and the state: ``MLP([mean of the
+    instruction's word embeddings; mean perceptual token; state]) -> (B, 1, Dc)``.
+
+    Args:
+        perceptual_dim: Cp. state_dim: S (0: none). dim: Dc. buckets: hashed vocabulary size.
+    """
+
+    def __init__(self, perceptual_dim: int, state_dim: int, dim: int = 128, buckets: int = 1024) -> None:
+        super().__init__()
+        self.words = nn.EmbeddingBag(buckets, dim, mode="mean")
+        self.mlp = nn.Sequential(nn.Linear(dim + perceptual_dim + state_dim, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.dim, self.buckets, self.state_dim = dim, buckets, state_dim
+
+    def forward(self, perceptual: torch.Tensor, state: torch.Tensor | None, tasks: list[str]) -> torch.Tensor:
+        ids, offsets = hash_words(tasks, self.buckets)
+        parts = [self.words(ids.to(perceptual.device), offsets.to(perceptual.device)), perceptual.mean(1)]
+        if self.state_dim:
+            parts.append(state)
+        return self.mlp(torch.cat(parts, dim=-1)).unsqueeze(1)

@@ -1,0 +1,249 @@
+"""A memory-conditioned robot policy: MemoryVLA's perceptual-cognitive bank in front of a
+flow-matching action expert, with LeRobot's policy interface.
+
+Per control step (``select_action``): encode the frame into perceptual tokens ``(B, N, Cp)`` and a
+cognitive token ``(B, 1, Dc)``; read and fuse the episode's bank (``embodied.bank``); store the
+step; when the action queue is empty, sample an action chunk from the fused tokens and queue its
+first ``n_action_steps`` actions. The bank sees **every** frame, also those whose action comes from
+the queue, so a cue shown between two predictions is not missed.
+
+LeRobot surface (duck-typed; ``lerobot`` itself needs Python >= 3.12 and is not imported):
+``config_class``, ``name``, ``reset()``, ``select_action(batch)``, ``predict_action_chunk(batch)``,
+``forward(batch) -> (loss, info)``, ``get_optim_params()``, ``save_pretrained`` /
+``from_pretrained`` (``config.json`` + ``model.safetensors``). Normalisation of states and actions
+(mean / std from ``dataset_stats``) lives in the policy as buffers, so a saved policy carries it.
+
+Batches: observations with LeRobot keys (``observation.image`` as uint8 ``(B, H, W, 3)`` from our
+envs or float ``(B, 3, H, W)`` in [0, 1] from a LeRobot dataset, ``observation.state``, ``task``),
+plus ``episode_start`` (bool ``(B,)``: slots whose episode begins here; their banks are cleared)
+and ``frame_index`` (the bank's timestep). Training batches add a time axis (see ``forward``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from embodied.bank import BankReadout, PerceptualCognitiveMemory
+from embodied.policies.memvla.action_head import FlowMatchingHead
+from embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
+from embodied.policies.memvla.encoders import HFVisionEncoder, SmallCNNEncoder, TaskStateEncoder
+from streaming.errors import MemstreamError
+
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+
+
+class PolicyInputError(MemstreamError, ValueError):
+    """A batch the policy cannot use (missing key, wrong image shape)."""
+
+
+class MemoryVLAPolicy(nn.Module):
+    """See the module docstring.
+
+    Args:
+        config: the policy's settings.
+        dataset_stats: ``{"action": {"mean", "std"}, "observation.state": {"mean", "std"}}`` arrays
+            for normalisation (identity when None).
+        perceptual_encoder, cognitive_encoder: replace the encoders the config names (any module
+            following the protocols of :mod:`embodied.policies.memvla.encoders`).
+
+    Example::
+
+        policy = MemoryVLAPolicy(MemoryVLAConfig(), dataset_stats=stats)
+        policy.reset()
+        obs = env.reset()
+        while True:
+            obs, *_ = env.step(policy.select_action(obs).numpy())
+    """
+
+    config_class = MemoryVLAConfig
+    name = "memvla"
+
+    def __init__(self, config: MemoryVLAConfig, dataset_stats: dict | None = None,
+                 perceptual_encoder: nn.Module | None = None, cognitive_encoder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.config = config
+        if perceptual_encoder is None:
+            if config.perceptual_encoder == "hf":
+                perceptual_encoder = HFVisionEncoder(config.vision_model, config.perceptual_dim, config.perceptual_grid,
+                                                     config.freeze_vision)
+            else:
+                perceptual_encoder = SmallCNNEncoder(config.input_features[config.image_key][-1], config.perceptual_dim,
+                                                     config.perceptual_grid)
+        self.perceptual_encoder = perceptual_encoder
+        self.cognitive_encoder = cognitive_encoder or TaskStateEncoder(
+            perceptual_encoder.dim, config.state_dim, config.cognitive_dim, config.vocab_buckets)
+        cp, dc = self.perceptual_encoder.dim, self.cognitive_encoder.dim
+        self.memory = PerceptualCognitiveMemory(cp, dc, config.bank, config.memory_streams) if config.memory == "bank" else None
+        self.head = FlowMatchingHead(config.action_dim, config.chunk_size, cp, dc, config.state_dim,
+                                     config.hidden_dim, config.head_layers, config.head_heads)
+        self._register_stats(dataset_stats or {})
+        self._queue: deque[torch.Tensor] = deque()
+
+    def _register_stats(self, stats: dict) -> None:
+        for key, name, dim in (("action", "action", self.config.action_dim),
+                               ("observation.state", "state", self.config.state_dim)):
+            entry = stats.get(key, {})
+            mean = torch.as_tensor(np.asarray(entry.get("mean", np.zeros(dim))), dtype=torch.float32).reshape(dim)
+            std = torch.as_tensor(np.asarray(entry.get("std", np.ones(dim))), dtype=torch.float32).reshape(dim)
+            self.register_buffer(f"{name}_mean", mean)
+            self.register_buffer(f"{name}_std", std.clamp(min=1e-6))
+
+    # ------------------------------------------------------------------ LeRobot interface
+    def get_optim_params(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def reset(self) -> None:
+        """Called when the environments reset: clears the action queue and every slot's bank."""
+        self._queue.clear()
+        if self.memory is not None:
+            self.memory.reset()
+
+    @torch.no_grad()
+    def select_action(self, batch: dict[str, Any]) -> torch.Tensor:
+        """One action per slot ``(B, A)``: observe the frame (bank read + write), and predict a new
+        chunk when the queue is empty or a slot starts a new episode."""
+        readout, condition = self._observe(batch)
+        starts = batch.get("episode_start")
+        if starts is not None and bool(np.asarray(starts).any()):
+            self._queue.clear()  # a new episode must not execute the previous one's chunk
+        if not self._queue:
+            chunk = self._sample(readout, condition)
+            self._queue.extend(chunk[:, : self.config.n_action_steps].unbind(1))
+        return self._queue.popleft()
+
+    @torch.no_grad()
+    def predict_action_chunk(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Observe the frame (the bank is updated) and return a whole chunk ``(B, K, A)``."""
+        return self._sample(*self._observe(batch))
+
+    def drop_queued_actions(self) -> None:
+        self._queue.clear()
+
+    def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict]:
+        """Training loss over episode-contiguous sequences.
+
+        Args:
+            batch: ``observation.image`` ``(B, T, H, W, 3)`` uint8 or ``(B, T, 3, H, W)`` float;
+                ``observation.state`` ``(B, T, S)``; ``action`` ``(B, T, K, A)`` chunk targets;
+                ``action_is_pad`` bool ``(B, T, K)``; ``valid`` bool ``(B, T)`` (False past an
+                episode's end); ``frame_index`` ``(B, T)``; ``task`` B strings.
+
+        Each step reads the bank built from the earlier steps of its own sequence (stored without
+        gradients, as in MemoryVLA); the bank is cleared at the start and every ``group_size`` steps.
+        """
+        images = self._images(batch[self.config.image_key], time_axis=True)
+        batch_size, steps = images.shape[:2]
+        states = self._state(batch, time_axis=True)
+        tasks = list(batch["task"])
+        valid = torch.as_tensor(batch["valid"], dtype=torch.bool)
+        perceptual = self.perceptual_encoder(images.flatten(0, 1))
+        cognitive = self.cognitive_encoder(perceptual, None if states is None else states.flatten(0, 1),
+                                           [t for t in tasks for _ in range(steps)])
+        perceptual = perceptual.unflatten(0, (batch_size, steps))
+        cognitive = cognitive.unflatten(0, (batch_size, steps))
+        fused_p, fused_c = self._unroll(perceptual, cognitive, torch.as_tensor(batch["frame_index"]), valid)
+        condition = fused_c.squeeze(2) if states is None else torch.cat([fused_c.squeeze(2), states], dim=-1)
+        actions = (torch.as_tensor(batch["action"], dtype=torch.float32) - self.action_mean) / self.action_std
+        pad = torch.as_tensor(batch["action_is_pad"], dtype=torch.bool) | ~valid[..., None]
+        keep = valid.flatten()
+        loss = self.head.loss(actions.flatten(0, 1)[keep], condition.flatten(0, 1)[keep], fused_p.flatten(0, 1)[keep],
+                              pad.flatten(0, 1)[keep])
+        return loss, {"loss": float(loss.detach())}
+
+    def _unroll(self, perceptual: torch.Tensor, cognitive: torch.Tensor, frame_index: torch.Tensor,
+                valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.memory is None:
+            return perceptual, cognitive
+        steps = perceptual.shape[1]
+        group = self.config.group_size or steps
+        fused_p, fused_c = [], []
+        for t in range(steps):
+            if t % group == 0:
+                self.memory.reset(batch_size=perceptual.shape[0])
+            readout = self.memory(perceptual[:, t], cognitive[:, t], frame_index[:, t] % group if self.config.group_size else frame_index[:, t])
+            self.memory.update(perceptual[:, t], cognitive[:, t], readout.timestep, fused=readout, active=valid[:, t])
+            fused_p.append(readout.perceptual)
+            fused_c.append(readout.cognitive)
+        self.memory.reset()  # training state must not leak into the next batch or into evaluation
+        return torch.stack(fused_p, 1), torch.stack(fused_c, 1)
+
+    # ------------------------------------------------------------------ steps
+    def _observe(self, batch: dict[str, Any]) -> tuple[BankReadout | tuple[torch.Tensor, torch.Tensor], torch.Tensor | None]:
+        images = self._images(batch[self.config.image_key], time_axis=False)
+        states = self._state(batch, time_axis=False)
+        tasks = batch.get("task") or [""] * images.shape[0]
+        perceptual = self.perceptual_encoder(images)
+        cognitive = self.cognitive_encoder(perceptual, states, list(tasks))
+        if self.memory is None:
+            return (perceptual, cognitive), states
+        starts = batch.get("episode_start")
+        if self.memory.episode_ids is None or len(self.memory.episode_ids) != images.shape[0]:
+            self.memory.reset(batch_size=images.shape[0])
+        elif starts is not None and bool(np.asarray(starts).any()):
+            self.memory.reset(torch.as_tensor(np.asarray(starts), dtype=torch.bool))
+        timestep = batch.get("frame_index")
+        timestep = None if timestep is None else torch.as_tensor(np.asarray(timestep))
+        return self.memory.step(perceptual, cognitive, timestep), states
+
+    def _sample(self, readout, states: torch.Tensor | None) -> torch.Tensor:
+        perceptual, cognitive = (readout.perceptual, readout.cognitive) if isinstance(readout, BankReadout) else readout
+        condition = cognitive.squeeze(1) if states is None else torch.cat([cognitive.squeeze(1), states], dim=-1)
+        actions = self.head.sample(condition, perceptual, self.config.num_inference_steps)
+        return actions * self.action_std + self.action_mean
+
+    def _images(self, images: Any, time_axis: bool) -> torch.Tensor:
+        """uint8 channels-last or float channels-first images -> float ``(..., 3, H, W)`` in [0, 1]."""
+        x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+        rank = 5 if time_axis else 4
+        if x.dim() != rank:
+            raise PolicyInputError(f"{self.config.image_key} must have {rank} dimensions, got shape {tuple(x.shape)}",
+                                   "Give (B, H, W, 3) uint8 or (B, 3, H, W) float images (with a T axis for training)")
+        if x.shape[-1] == 3 and x.shape[-3] != 3:
+            x = x.movedim(-1, -3)
+        if x.shape[-3] != 3:
+            raise PolicyInputError(f"{self.config.image_key} has shape {tuple(x.shape)}: no RGB channel axis")
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        return x.to(self.action_mean.device)
+
+    def _state(self, batch: dict[str, Any], time_axis: bool) -> torch.Tensor | None:
+        if not self.config.state_dim:
+            return None
+        if "observation.state" not in batch:
+            raise PolicyInputError("the batch has no 'observation.state'", "Add it, or build the policy without a state feature")
+        state = torch.as_tensor(np.asarray(batch["observation.state"]), dtype=torch.float32).to(self.state_mean.device)
+        return (state - self.state_mean) / self.state_std
+
+    # ------------------------------------------------------------------ save / load
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write ``config.json`` and ``model.safetensors`` (weights and normalisation stats)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2))
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(directory / WEIGHTS_NAME))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> MemoryVLAPolicy:
+        """Load a policy written by :meth:`save_pretrained`."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        if not (directory / CONFIG_NAME).is_file() or not (directory / WEIGHTS_NAME).is_file():
+            raise MemstreamError(f"{str(directory)!r} has no {CONFIG_NAME} and {WEIGHTS_NAME}",
+                                 "Give a folder written by MemoryVLAPolicy.save_pretrained")
+        config = MemoryVLAConfig(**json.loads((directory / CONFIG_NAME).read_text()))
+        policy = cls(config, **kwargs)
+        try:
+            policy.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
+        except RuntimeError as exc:
+            raise MemstreamError(f"the weights in {str(directory)!r} do not match its config: {str(exc).splitlines()[0]}",
+                                 "Save config and weights together with save_pretrained") from exc
+        return policy

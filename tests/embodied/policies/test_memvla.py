@@ -1,0 +1,181 @@
+"""The memory-conditioned policy: LeRobot interface, the bank seeing every frame, per-slot episode
+resets, training lowering the loss, save/load, a transformers vision backbone, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from embodied.bank import MemoryBankConfig
+from embodied.envs import collect_demonstrations, make_env
+from embodied.policies.memvla import (MemoryVLAConfig, MemoryVLAPolicy, PolicyInputError, as_policy_fn, config_for,
+                                      dataset_stats, episode_batch, train)
+from streaming.errors import ConfigError, MemstreamError
+
+TINY = dict(perceptual_dim=16, perceptual_grid=2, cognitive_dim=16, hidden_dim=32, head_layers=1, head_heads=2,
+            num_inference_steps=2, vocab_buckets=64, chunk_size=4, n_action_steps=2,
+            bank=MemoryBankConfig(capacity=4))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return collect_demonstrations("cue_choice", num_episodes=12, seed=0, image_size=32)
+
+
+def _policy(data, **overrides):
+    torch.manual_seed(0)
+    return MemoryVLAPolicy(config_for(data, **{**TINY, **overrides}), dataset_stats(data))
+
+
+def test_the_policy_has_lerobots_surface(data):
+    policy = _policy(data)
+    assert policy.name == "memvla" and policy.config_class is MemoryVLAConfig
+    for method in ("reset", "select_action", "predict_action_chunk", "forward", "get_optim_params",
+                   "save_pretrained", "from_pretrained", "drop_queued_actions"):
+        assert callable(getattr(policy, method))
+    assert policy.config.action_delta_indices == [0, 1, 2, 3] and policy.config.observation_delta_indices is None
+
+
+def test_the_bank_sees_every_frame_and_chunks_are_queued(data):
+    policy = _policy(data)
+    env = make_env("cue_choice", num_envs=3, seed=5, image_size=32)
+    obs = env.reset()
+    policy.reset()
+    predictions = []
+    original = policy._sample
+
+    def counting(*args):
+        predictions.append(1)
+        return original(*args)
+
+    policy._sample = counting
+    for step in range(5):
+        action = policy.select_action(obs)
+        assert action.shape == (3, 2)
+        assert policy.memory.bank_lengths.tolist() == [min(step + 1, 4)] * 3  # stored on every step, capped
+        obs, *_ = env.step(action.numpy())
+    assert len(predictions) == 3  # steps 0, 2, 4: n_action_steps = 2
+
+
+def test_an_episode_start_clears_only_that_slots_bank_and_the_queue(data):
+    policy = _policy(data)
+    env = make_env("cue_choice", num_envs=2, seed=5, image_size=32)
+    obs = env.reset()
+    policy.reset()
+    policy.select_action(obs)
+    obs = env.step(np.zeros((2, 2), np.float32))[0]
+    policy.select_action(obs)
+    ids = policy.memory.episode_ids
+    obs = dict(obs, episode_start=np.array([True, False]), frame_index=np.array([0, 2]))
+    policy.select_action(obs)
+    assert policy.memory.bank_lengths.tolist() == [1, 3]
+    assert policy.memory.episode_ids[0] != ids[0] and policy.memory.episode_ids[1] == ids[1]
+    assert len(policy._queue) == 1  # re-planned on the reset: a fresh chunk of 2, one taken
+
+
+def test_training_lowers_the_loss_and_reaches_every_part(data):
+    policy = _policy(data)
+    before = {name: p.detach().clone() for name, p in policy.named_parameters()}
+    losses = train(policy, data, steps=30, batch_episodes=6, seed=0)
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+    moved = {name.split(".")[0] for name, p in policy.named_parameters() if not torch.equal(p, before[name])}
+    assert moved == {"perceptual_encoder", "cognitive_encoder", "memory", "head"}
+    assert not policy.training and policy.memory.episode_ids is None  # evaluation starts clean
+
+
+def test_the_bank_changes_what_the_policy_sees(data):
+    policy = _policy(data)
+    batch = episode_batch(data, np.arange(4), policy.config.chunk_size)
+    torch.manual_seed(1)
+    with_memory, _ = policy(batch)
+    ablated = _policy(data, memory="none")
+    ablated.load_state_dict({k: v for k, v in policy.state_dict().items() if not k.startswith("memory.")})
+    torch.manual_seed(1)
+    without, _ = ablated(batch)
+    assert ablated.memory is None and not torch.allclose(with_memory, without)
+
+
+def test_group_size_clears_the_bank_at_group_boundaries(data):
+    policy = _policy(data, group_size=3)
+    seen = []
+    original = policy.memory.reset
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("batch_size"))
+        return original(*args, **kwargs)
+
+    policy.memory.reset = spy
+    batch = episode_batch(data, np.arange(2), policy.config.chunk_size)
+    policy(batch)
+    steps = batch["valid"].shape[1]
+    assert seen.count(2) == -(-steps // 3)  # one reset per group, plus the final clean-up (None)
+
+
+def test_save_and_load_round_trip(data, tmp_path):
+    policy = _policy(data)
+    train(policy, data, steps=2, batch_episodes=4)
+    policy.save_pretrained(tmp_path / "policy")
+    loaded = MemoryVLAPolicy.from_pretrained(tmp_path / "policy")
+    for key, value in policy.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    assert loaded.config == policy.config
+    obs = make_env("cue_choice", num_envs=2, seed=3, image_size=32).reset()
+    torch.manual_seed(7)
+    a = policy.predict_action_chunk(obs)
+    torch.manual_seed(7)
+    b = loaded.predict_action_chunk(obs)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)  # the bank's projection cache reorders float sums
+
+
+def test_loading_weights_of_another_config_is_one_clear_error(data, tmp_path):
+    _policy(data).save_pretrained(tmp_path / "p")
+    other = config_for(data, **{**TINY, "hidden_dim": 64})
+    (tmp_path / "p" / "config.json").write_text(__import__("json").dumps(other.to_dict()))
+    with pytest.raises(MemstreamError, match="do not match its config"):
+        MemoryVLAPolicy.from_pretrained(tmp_path / "p")
+    with pytest.raises(MemstreamError, match="has no config.json"):
+        MemoryVLAPolicy.from_pretrained(tmp_path / "missing")
+
+
+def test_the_policy_plays_the_env_through_evaluate(data):
+    from embodied.envs import evaluate
+
+    result = evaluate(as_policy_fn(_policy(data)), "cue_choice", num_episodes=4, seed=9, num_envs=4, image_size=32)
+    assert result["episodes"] == 4 and result["success_rate"] + result["failure_rate"] + result["truncation_rate"] == 1
+
+
+def test_a_transformers_vision_backbone_feeds_the_bank(data, tmp_path):
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    config = Dinov2Config(hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=48,
+                          patch_size=8, image_size=32)
+    torch.manual_seed(0)
+    Dinov2Model(config).save_pretrained(tmp_path / "dino")
+    BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                      image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(tmp_path / "dino")
+    policy = _policy(data, perceptual_encoder="hf", vision_model=str(tmp_path / "dino"))
+    frozen = {n: p.clone() for n, p in policy.perceptual_encoder.backbone.named_parameters()}
+    train(policy, data, steps=2, batch_episodes=2)
+    assert all(torch.equal(p, frozen[n]) for n, p in policy.perceptual_encoder.backbone.named_parameters())
+    obs = make_env("cue_choice", num_envs=2, seed=3, image_size=32).reset()
+    assert policy.select_action(obs).shape == (2, 2)
+    with pytest.raises(MemstreamError, match="cannot load the vision model"):
+        _policy(data, perceptual_encoder="hf", vision_model=str(tmp_path / "nothing"))
+
+
+def test_bad_input_is_refused(data):
+    policy = _policy(data)
+    obs = make_env("cue_choice", num_envs=2, seed=3, image_size=32).reset()
+    with pytest.raises(PolicyInputError, match="observation.state"):
+        policy.select_action({k: v for k, v in obs.items() if k != "observation.state"})
+    with pytest.raises(PolicyInputError, match="4 dimensions"):
+        policy.select_action(dict(obs, **{"observation.image": obs["observation.image"][0]}))
+    with pytest.raises(ConfigError, match="n_action_steps"):
+        dataclasses.replace(policy.config, n_action_steps=9)
+    with pytest.raises(ConfigError, match="memory must be one of"):
+        MemoryVLAConfig(memory="lstm")
+    with pytest.raises(ConfigError, match="needs vision_model"):
+        MemoryVLAConfig(perceptual_encoder="hf")
