@@ -33,7 +33,7 @@ CORRIDOR = (0.40, 0.02, 0.60, 0.80)
 BAR = (0.02, 0.62, 0.98, 0.80)
 GOALS = np.array([[0.02, 0.62, 0.16, 0.80], [0.84, 0.62, 0.98, 0.80]])  # 0: left/red, 1: right/blue
 GOAL_CENTRES = np.array([[0.09, 0.71], [0.91, 0.71]])
-LAMP = (0.42, 0.84, 0.58, 0.96)
+LAMP = (0.04, 0.84, 0.96, 0.98)
 CUE_COLOURS = np.array([RED, BLUE], dtype=np.uint8)
 LAYOUT = Layout(
     free_rects=np.array([CORRIDOR, BAR]),
