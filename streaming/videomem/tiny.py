@@ -45,7 +45,7 @@ _CORPUS = [
 _CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
     "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}"
-    "{% elif c['type'] == 'video' %}<video>{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
+    "{% elif c['type'] == 'video' %}<video>{% elif c['type'] == 'image' %}<image>{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 

@@ -16,8 +16,8 @@ from embodied.bank import MemoryBankConfig
 from streaming.errors import ConfigError
 
 MEMORY_MODES = ("bank", "none")
-PERCEPTUAL_ENCODERS = ("cnn", "hf")
-COGNITIVE_ENCODERS = ("task_state",)
+PERCEPTUAL_ENCODERS = ("cnn", "patch", "hf")
+COGNITIVE_ENCODERS = ("task_state", "video_llm")
 
 
 @dataclass
@@ -34,15 +34,19 @@ class MemoryVLAConfig:
         memory: ``"bank"`` (the perceptual-cognitive bank) or ``"none"`` (current frame only).
         bank: the bank's rules (capacity, layers, timestep PE, gate/add, tome/fifo/none).
         memory_streams: streams with a bank: both, or one of them (the paper's ablation).
-        perceptual_encoder: ``"cnn"`` (a small CNN trained here) or ``"hf"`` (a transformers vision
-            backbone, SigLIP / DINOv2, from ``vision_model``).
+        perceptual_encoder: ``"patch"`` (ViT-style linear patch embedding, trained here; the
+            default), ``"cnn"`` (a small CNN) or ``"hf"`` (a transformers vision backbone, SigLIP /
+            DINOv2, from ``vision_model``). On ``cue_choice`` the CNN's GroupNorm-ed features carry
+            the early cue 4x more weakly than patches do, and a policy on them never learned to
+            read it back from the bank (decision accuracy 53 % after 400 steps vs 100 %).
         vision_model: local path or hub id of the backbone when ``perceptual_encoder="hf"``.
         freeze_vision: keep the backbone's weights fixed (only its projection trains).
         perceptual_dim: Cp, channels of a perceptual token.
         perceptual_grid: the tokens form a grid of this side (N = grid^2).
         cognitive_encoder: ``"task_state"``: the instruction (hashed words), the pooled perceptual
-            tokens and the state through an MLP; a Video-LLM hidden state plugs in through
-            :class:`~embodied.policies.memvla.encoders.CognitiveEncoder` instead.
+            tokens and the state through an MLP; ``"video_llm"``: MemoryVLA's, the last hidden
+            state of the Video-LLM ``language_model`` at the end of its prompt, projected.
+        language_model: local path or hub id of the Video-LLM when ``cognitive_encoder="video_llm"``.
         cognitive_dim: Dc, channels of the cognitive token.
         vocab_buckets: hashed word buckets of the instruction embedding.
         hidden_dim, head_layers, head_heads: the flow-matching action head's transformer.
@@ -61,12 +65,13 @@ class MemoryVLAConfig:
     memory: str = "bank"
     bank: MemoryBankConfig = field(default_factory=MemoryBankConfig)
     memory_streams: tuple[str, ...] = ("perceptual", "cognitive")
-    perceptual_encoder: str = "cnn"
+    perceptual_encoder: str = "patch"
     vision_model: str | None = None
     freeze_vision: bool = True
     perceptual_dim: int = 64
     perceptual_grid: int = 4
     cognitive_encoder: str = "task_state"
+    language_model: str | None = None
     cognitive_dim: int = 128
     vocab_buckets: int = 1024
     hidden_dim: int = 128
@@ -96,6 +101,9 @@ class MemoryVLAConfig:
             raise ConfigError("perceptual_encoder='hf' needs vision_model", "Give a local path or hub id of a SigLIP or DINOv2 model")
         if self.cognitive_encoder not in COGNITIVE_ENCODERS:
             raise ConfigError(f"cognitive_encoder must be one of {COGNITIVE_ENCODERS}, got {self.cognitive_encoder!r}")
+        if self.cognitive_encoder == "video_llm" and not self.language_model:
+            raise ConfigError("cognitive_encoder='video_llm' needs language_model",
+                              "Give a local path or hub id of a LLaVA-OneVision or Qwen2.5-VL checkpoint")
         if not 1 <= self.n_action_steps <= self.chunk_size:
             raise ConfigError(f"need 1 <= n_action_steps <= chunk_size, got {self.n_action_steps} and {self.chunk_size}")
         if self.n_obs_steps != 1:

@@ -8,9 +8,11 @@ from the 7B LLM's last hidden state at the prompt's end. Both are seams here:
 * :class:`PerceptualEncoder`: ``images float (B, 3, H, W) in [0, 1] -> (B, N, Cp)``. Implementations:
   :class:`SmallCNNEncoder` (trained from scratch, CPU-sized) and :class:`HFVisionEncoder` (a
   transformers SigLIP / DINOv2 backbone from a local path or hub id, then the bottleneck).
-* :class:`CognitiveEncoder`: ``(perceptual (B, N, Cp), state (B, S), tasks list[str]) -> (B, 1, Dc)``.
-  :class:`TaskStateEncoder` embeds the instruction's hashed words with the pooled perceptual tokens
-  and the state. A Video-LLM's hidden state (``streaming.videomem``) fits the same signature.
+* :class:`CognitiveEncoder`: ``(images, perceptual (B, N, Cp), state (B, S), tasks list[str]) ->
+  (B, 1, Dc)``. :class:`TaskStateEncoder` embeds the instruction's hashed words with the pooled
+  perceptual tokens and the state; :class:`VideoLLMCognitiveEncoder` is MemoryVLA's: the last
+  hidden state of a Video-LLM (loaded by ``streaming.videomem``) at the end of the prompt
+  "What action should the robot take to {task}?" with the frame, projected to Dc.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ class PerceptualEncoder(Protocol):
 class CognitiveEncoder(Protocol):
     dim: int
 
-    def __call__(self, perceptual: torch.Tensor, state: torch.Tensor | None, tasks: list[str]) -> torch.Tensor: ...
+    def __call__(self, images: torch.Tensor, perceptual: torch.Tensor, state: torch.Tensor | None,
+                 tasks: list[str]) -> torch.Tensor: ...
 
 
 class BottleneckSE(nn.Module):
@@ -80,6 +83,30 @@ class SmallCNNEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.squeeze(self.trunk(images * 2.0 - 1.0)) + self.position
+
+
+class PatchEncoder(nn.Module):
+    """ViT-style patch embedding: each ``H/grid`` square patch is projected linearly, then a
+    token-wise MLP, plus a learned position embedding. No normalisation, so a small coloured
+    detail stays as large in its token as it is in the pixels.
+
+    Args:
+        image_size: H = W of the input. dim: Cp. grid: tokens per side (N = grid^2).
+    """
+
+    def __init__(self, image_size: int = 64, dim: int = 64, grid: int = 4) -> None:
+        super().__init__()
+        if image_size % grid:
+            raise MemstreamError(f"image size {image_size} is not a multiple of perceptual_grid {grid}",
+                                 "Pick perceptual_grid dividing the image size")
+        patch = image_size // grid
+        self.embed = nn.Conv2d(3, 2 * dim, patch, stride=patch)
+        self.mlp = nn.Sequential(nn.GELU(), nn.Conv2d(2 * dim, dim, 1))
+        self.position = nn.Parameter(torch.randn(grid * grid, dim) * 0.02)
+        self.num_tokens, self.dim = grid * grid, dim
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.embed(images * 2.0 - 1.0)).flatten(2).transpose(1, 2) + self.position
 
 
 class HFVisionEncoder(nn.Module):
@@ -142,21 +169,74 @@ def hash_words(tasks: list[str], buckets: int) -> tuple[torch.Tensor, torch.Tens
 
 class TaskStateEncoder(nn.Module):
     """The cognitive token from the instruction, the scene and the state: ``MLP([mean of the
-    instruction's word embeddings; mean perceptual token; state]) -> (B, 1, Dc)``.
+    instruction's word embeddings; all perceptual tokens, flattened; state]) -> (B, 1, Dc)``.
+
+    The perceptual tokens are flattened, not averaged: a detail that matters later (a lamp in one
+    corner of the frame) keeps its own inputs instead of being diluted N-fold into a mean, so it
+    survives in the token the bank stores (stored tokens get no gradient to keep it).
 
     Args:
-        perceptual_dim: Cp. state_dim: S (0: none). dim: Dc. buckets: hashed vocabulary size.
+        perceptual_dim: Cp. num_tokens: N. state_dim: S (0: none). dim: Dc. buckets: hashed
+        vocabulary size.
     """
 
-    def __init__(self, perceptual_dim: int, state_dim: int, dim: int = 128, buckets: int = 1024) -> None:
+    def __init__(self, perceptual_dim: int, num_tokens: int, state_dim: int, dim: int = 128, buckets: int = 1024) -> None:
         super().__init__()
         self.words = nn.EmbeddingBag(buckets, dim, mode="mean")
-        self.mlp = nn.Sequential(nn.Linear(dim + perceptual_dim + state_dim, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.mlp = nn.Sequential(nn.Linear(dim + perceptual_dim * num_tokens + state_dim, dim), nn.GELU(), nn.Linear(dim, dim))
         self.dim, self.buckets, self.state_dim = dim, buckets, state_dim
 
-    def forward(self, perceptual: torch.Tensor, state: torch.Tensor | None, tasks: list[str]) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, perceptual: torch.Tensor, state: torch.Tensor | None,
+                tasks: list[str]) -> torch.Tensor:
         ids, offsets = hash_words(tasks, self.buckets)
-        parts = [self.words(ids.to(perceptual.device), offsets.to(perceptual.device)), perceptual.mean(1)]
+        parts = [self.words(ids.to(perceptual.device), offsets.to(perceptual.device)), perceptual.flatten(1)]
         if self.state_dim:
             parts.append(state)
         return self.mlp(torch.cat(parts, dim=-1)).unsqueeze(1)
+
+
+PROMPT = "What action should the robot take to {task}?"  # MemoryVLA's (and OpenVLA's) prompt
+
+
+class VideoLLMCognitiveEncoder(nn.Module):
+    """MemoryVLA's cognitive token: a Video-LLM's last hidden state at the prompt's final token.
+
+    The frame and ``PROMPT`` go through the model's own chat template and processor; the last
+    layer's hidden state at each sample's last non-padding position is projected to Dc by a
+    trained linear layer. The Video-LLM stays frozen (MemoryVLA fine-tunes its 7B LLM; on a CPU
+    only the projection trains) and is not part of the policy's ``state_dict``: the policy's config
+    names it (``language_model``) and loading the policy loads it again.
+
+    Args:
+        model: a local path or hub id (loaded with ``streaming.videomem``'s ``load_video_llm``:
+            LLaVA-OneVision, Qwen2.5-VL), or an already loaded adapter.
+        dim: Dc.
+    """
+
+    def __init__(self, model, dim: int = 128, device: str = "cpu", dtype: str = "float32") -> None:
+        super().__init__()
+        from streaming.videomem.adapters.loading import load_video_llm
+
+        self.llm = load_video_llm(model, device=device, dtype=dtype) if isinstance(model, str) else model
+        config = self.llm.model.config
+        hidden = getattr(getattr(config, "text_config", config), "hidden_size")
+        self.project = nn.Linear(hidden, dim)
+        self.dim = dim
+
+    @torch.no_grad()
+    def hidden_states(self, images: torch.Tensor, tasks: list[str]) -> torch.Tensor:
+        """``(B, hidden)`` last-layer states at each prompt's last token."""
+        processor = self.llm.processor
+        frames = [(img.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy() for img in images]
+        texts = [processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT.format(task=t)}]}],
+            add_generation_prompt=True) for t in tasks]
+        inputs = processor(images=frames, text=texts, return_tensors="pt", padding=True).to(self.llm.device)
+        out = self.llm.model(**inputs, output_hidden_states=True)
+        mask = inputs["attention_mask"]
+        last = (mask * torch.arange(mask.shape[1], device=mask.device)).argmax(1)  # right or left padding
+        return out.hidden_states[-1][torch.arange(len(tasks), device=mask.device), last].float()
+
+    def forward(self, images: torch.Tensor, perceptual: torch.Tensor, state: torch.Tensor | None,
+                tasks: list[str]) -> torch.Tensor:
+        return self.project(self.hidden_states(images, tasks).to(perceptual.device)).unsqueeze(1)

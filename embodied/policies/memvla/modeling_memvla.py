@@ -33,7 +33,7 @@ from torch import nn
 from embodied.bank import BankReadout, PerceptualCognitiveMemory
 from embodied.policies.memvla.action_head import FlowMatchingHead
 from embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
-from embodied.policies.memvla.encoders import HFVisionEncoder, SmallCNNEncoder, TaskStateEncoder
+from embodied.policies.memvla.encoders import HFVisionEncoder, PatchEncoder, SmallCNNEncoder, TaskStateEncoder, VideoLLMCognitiveEncoder
 from streaming.errors import MemstreamError
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
@@ -73,12 +73,17 @@ class MemoryVLAPolicy(nn.Module):
             if config.perceptual_encoder == "hf":
                 perceptual_encoder = HFVisionEncoder(config.vision_model, config.perceptual_dim, config.perceptual_grid,
                                                      config.freeze_vision)
+            elif config.perceptual_encoder == "patch":
+                perceptual_encoder = PatchEncoder(config.input_features[config.image_key][-1], config.perceptual_dim,
+                                                  config.perceptual_grid)
             else:
                 perceptual_encoder = SmallCNNEncoder(config.input_features[config.image_key][-1], config.perceptual_dim,
                                                      config.perceptual_grid)
         self.perceptual_encoder = perceptual_encoder
+        if cognitive_encoder is None and config.cognitive_encoder == "video_llm":
+            cognitive_encoder = VideoLLMCognitiveEncoder(config.language_model, config.cognitive_dim)
         self.cognitive_encoder = cognitive_encoder or TaskStateEncoder(
-            perceptual_encoder.dim, config.state_dim, config.cognitive_dim, config.vocab_buckets)
+            perceptual_encoder.dim, perceptual_encoder.num_tokens, config.state_dim, config.cognitive_dim, config.vocab_buckets)
         cp, dc = self.perceptual_encoder.dim, self.cognitive_encoder.dim
         self.memory = PerceptualCognitiveMemory(cp, dc, config.bank, config.memory_streams) if config.memory == "bank" else None
         self.head = FlowMatchingHead(config.action_dim, config.chunk_size, cp, dc, config.state_dim,
@@ -144,7 +149,7 @@ class MemoryVLAPolicy(nn.Module):
         tasks = list(batch["task"])
         valid = torch.as_tensor(batch["valid"], dtype=torch.bool)
         perceptual = self.perceptual_encoder(images.flatten(0, 1))
-        cognitive = self.cognitive_encoder(perceptual, None if states is None else states.flatten(0, 1),
+        cognitive = self.cognitive_encoder(images.flatten(0, 1), perceptual, None if states is None else states.flatten(0, 1),
                                            [t for t in tasks for _ in range(steps)])
         perceptual = perceptual.unflatten(0, (batch_size, steps))
         cognitive = cognitive.unflatten(0, (batch_size, steps))
@@ -180,7 +185,7 @@ class MemoryVLAPolicy(nn.Module):
         states = self._state(batch, time_axis=False)
         tasks = batch.get("task") or [""] * images.shape[0]
         perceptual = self.perceptual_encoder(images)
-        cognitive = self.cognitive_encoder(perceptual, states, list(tasks))
+        cognitive = self.cognitive_encoder(images, perceptual, states, list(tasks))
         if self.memory is None:
             return (perceptual, cognitive), states
         starts = batch.get("episode_start")
