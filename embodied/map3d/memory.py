@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 #: Depth beyond this is taken as a unit error (millimetres read as metres), not a far surface.
 MAX_PLAUSIBLE_DEPTH_M = 100.0
 
+#: Codes of :meth:`DualMemory3D.occupancy`.
+UNKNOWN, FREE, OCCUPIED, DYNAMIC = 0, 1, 2, 3
+
 #: Poses the memory keeps for :meth:`DualMemory3D.trajectory` (about 13 MB).
 MAX_POSES_KEPT = 100_000
 
@@ -264,6 +267,34 @@ class DualMemory3D:
             return np.zeros(0), np.zeros((0, 4, 4))
         times, poses = zip(*self.poses)
         return np.asarray(times), np.stack(poses)
+
+    def occupancy(self, points: np.ndarray, at_s: float | None = None, radius_m: float | None = None) -> np.ndarray:
+        """What is at world points: ``UNKNOWN`` (0, never observed), ``FREE`` (1, seen through:
+        the TSDF stores free space only within its truncation band in front of a surface, 32 cm by
+        default; farther out the map holds no blocks and reads unknown),
+        ``OCCUPIED`` (2, on a static surface, within 1.5 voxels of it, or inside the truncation band
+        behind it), ``DYNAMIC`` (3, within ``radius_m`` of a dynamic object's
+        points at ``at_s``; the latest when None).
+
+        Args:
+            points: float ``(n, 3)`` world points, metres.
+            at_s: time for the dynamic objects.
+            radius_m: distance to a dynamic point that counts; one voxel by default.
+
+        Returns:
+            int8 ``(n,)`` codes.
+        """
+        points = np.asarray(points, np.float64).reshape(-1, 3)
+        tsdf, _ = self.psm.sample(points)
+        surface = 1.5 / self.config.psm.trunc_voxels  # 1.5 voxels in truncation units: the nearest sample is up to 0.87 off
+        codes = np.full(len(points), UNKNOWN, np.int8)
+        seen = ~np.isnan(tsdf)
+        codes[seen & (tsdf > surface)] = FREE
+        codes[seen & (tsdf <= surface)] = OCCUPIED
+        if len(points) and self.tdm.objects():
+            dynamic = self.tdm.occupied(points, radius_m or self.config.psm.voxel_m, at_s)
+            codes[dynamic] = DYNAMIC
+        return codes
 
     def occupancy_2d(self, cell_m: float = 0.1, height_range_m: tuple[float, float] = (-1.5, 0.3), up_axis: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """A top-down occupancy grid of the static map (for navigation agents).

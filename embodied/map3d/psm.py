@@ -191,6 +191,34 @@ class PersistentStructureMemory:
         color = np.clip(out["color"].cpu().numpy() * 255.0, 0, 255).astype(np.uint8)
         return depth, color
 
+    def sample(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The TSDF at world points (nearest voxel).
+
+        Args:
+            points: float ``(n, 3)`` world points, metres.
+
+        Returns:
+            float32 ``(n,)`` TSDF in units of the truncation distance (``trunc_voxels * voxel_m``;
+            > 0 in front of a surface, < 0 behind, nan where no block is allocated) and float32
+            ``(n,)`` fusion weights (0 where never observed).
+        """
+        points = np.asarray(points, np.float64).reshape(-1, 3)
+        tsdf, weight = np.full(len(points), np.nan, np.float32), np.zeros(len(points), np.float32)
+        if len(self) == 0 or len(points) == 0:
+            return tsdf, weight
+        res = self.config.block_resolution
+        voxel = np.floor(points / self.config.voxel_m + 0.5).astype(np.int64)  # voxel samples sit at i * voxel_m
+        block = np.floor_divide(voxel, res)
+        local = voxel - block * res
+        buf, found = self._grid.hashmap().find(self._o3c.Tensor(block.astype(np.int32), device=self._device))
+        buf, found = buf.cpu().numpy().astype(np.int64), found.cpu().numpy().astype(bool)
+        # Attributes are laid out (block, z, y, x, channel); .numpy() of a CPU tensor is a view, not a copy.
+        hit = (buf[found], local[found, 2], local[found, 1], local[found, 0], 0)
+        tsdf[found] = self._grid.attribute("tsdf").cpu().numpy()[hit]
+        weight[found] = self._grid.attribute("weight").cpu().numpy()[hit]
+        tsdf[found & (weight == 0)] = np.nan
+        return tsdf, weight
+
     def point_cloud(self) -> tuple[np.ndarray, np.ndarray]:
         """Surface points of the map: float64 ``(n, 3)`` metres and uint8 ``(n, 3)`` colours."""
         if len(self) == 0:

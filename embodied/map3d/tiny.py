@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from streaming.videomem.tiny import save_model_and_processor
+
 #: ImageNet statistics, as the released Depth Anything processors normalise.
 _MEAN, _STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -88,7 +90,7 @@ def build_tiny_depth_anything(
         size={"height": image_size, "width": image_size}, keep_aspect_ratio=True, ensure_multiple_of=14,
         resample=3, do_pad=False, image_mean=_MEAN, image_std=_STD,  # resample 3: bicubic
     )
-    return _save(model, processor, Path(directory))
+    return save_model_and_processor(model, processor, Path(directory))
 
 
 def build_tiny_glpn(directory: str | Path, *, max_depth_m: int = 5, seed: int = 0) -> Path:
@@ -110,19 +112,4 @@ def build_tiny_glpn(directory: str | Path, *, max_depth_m: int = 5, seed: int = 
         decoder_hidden_size=16, max_depth=max_depth_m,
     )
     torch.manual_seed(seed)
-    return _save(GLPNForDepthEstimation(config).eval(), GLPNImageProcessor(size_divisor=32), Path(directory))
-
-
-def _save(model, processor, directory: Path) -> Path:
-    """``save_pretrained`` a model and its processor into ``directory``, without progress bars."""
-    from transformers.utils import logging as hf_logging
-
-    shown = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a tiny model saves in milliseconds
-    try:
-        model.save_pretrained(directory)
-    finally:
-        if shown:
-            hf_logging.enable_progress_bar()
-    processor.save_pretrained(directory)
-    return directory
+    return save_model_and_processor(GLPNForDepthEstimation(config).eval(), GLPNImageProcessor(size_divisor=32), Path(directory))

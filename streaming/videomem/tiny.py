@@ -185,11 +185,11 @@ def build_tiny_llava_onevision(
         chat_template=_CHAT_TEMPLATE,
     )
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    _save(model, processor, directory)
+    save_model_and_processor(model, processor, directory)
     return directory
 
 
-def _save(model, processor, directory: Path) -> None:
+def save_model_and_processor(model, processor, directory: Path) -> Path:
     """``save_pretrained`` a model and its processor into ``directory``, without progress bars."""
     from transformers.utils import logging as hf_logging
 
@@ -201,6 +201,7 @@ def _save(model, processor, directory: Path) -> None:
         if shown:
             hf_logging.enable_progress_bar()
     processor.save_pretrained(directory)
+    return directory
 
 
 def build_tiny_qwen2_5_vl(
@@ -292,7 +293,7 @@ def build_tiny_qwen2_5_vl(
         chat_template=_QWEN_CHAT_TEMPLATE,
     )
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    _save(model, processor, directory)
+    save_model_and_processor(model, processor, directory)
     return directory
 
 
@@ -345,5 +346,5 @@ def build_tiny_clip(directory: str | Path, *, embed_dim: int = 16, image_size: i
     model = CLIPModel(config).eval()
     size = {"shortest_edge": image_size}
     image_processor = CLIPImageProcessor(size=size, crop_size={"height": image_size, "width": image_size})
-    _save(model, CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer), directory)
+    save_model_and_processor(model, CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer), directory)
     return directory

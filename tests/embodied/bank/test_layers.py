@@ -12,15 +12,6 @@ from embodied.bank.config import MemoryBankConfig
 from embodied.bank.layers import AddFusion, CrossTransformerBlock, GateFusion, MemoryStream, TimestepEmbedder
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP stalls when other processes share the cores (2.7 s vs 30 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_sinusoids_are_cosines_then_sines_with_period_up_to_max_period() -> None:
     embedder = TimestepEmbedder(dim=8, frequency_dim=5, max_period=10000)
     features = embedder.sinusoids(torch.tensor([0.0, 3.0]))

@@ -12,14 +12,6 @@ from embodied.bank import MemoryBankConfig, PerceptualCognitiveMemory
 from embodied.bank.reference import ReferenceBank, reference_read
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP stalls when other processes share the cores (2.7 s vs 30 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 CP, DC, N = 16, 24, 3
 
 

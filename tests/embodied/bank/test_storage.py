@@ -11,15 +11,6 @@ from embodied.bank.storage import BankStorage
 from embodied.bank.types import BankInputError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP stalls when other processes share the cores (2.7 s vs 30 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def entry(direction: list[float], tokens: int = 2) -> torch.Tensor:
     """(tokens, D) entry whose every token points along ``direction``."""
     return torch.tensor(direction, dtype=torch.float32).repeat(tokens, 1)

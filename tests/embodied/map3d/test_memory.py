@@ -110,3 +110,25 @@ def test_an_empty_depth_frame_is_skipped_with_a_warning(frames, caplog):
     memory = _run(frames[:2], ("ground_truth",))
     update = memory.update(dataclasses.replace(frames[2], depth_m=np.zeros_like(frames[2].depth_m)))
     assert not update.fused and memory.skipped == 1 and "no valid depth" in caplog.text
+
+
+def test_occupancy_of_points_tells_surface_free_space_unknown_and_movers(frames):
+    from embodied.map3d.memory import DYNAMIC, FREE, OCCUPIED, UNKNOWN
+
+    memory = _run(frames[:10], ("ground_truth",))
+    frame = frames[9]
+    static = (np.nan_to_num(frame.depth_m) > 0) & ~_moving(frame) & (frame.depth_m < 6)
+    surface = backproject_pixels(frame.depth_m, frame.intrinsics, frame.pose, static)[::50].astype(np.float64)
+    camera = frame.pose[:3, 3]
+    rays = surface - camera
+    in_front = camera + rays * (1 - 0.15 / np.linalg.norm(rays, axis=1, keepdims=True))  # 15 cm towards the camera
+    far_away = surface + np.array([0.0, 50.0, 0.0])
+    codes = memory.occupancy(np.concatenate([surface, in_front, far_away]))
+    n = len(surface)
+    # The map is sampled at its nearest voxel: at a block's edge or a grazing surface that voxel can
+    # be unallocated or in front of the band, so a few surface points read unknown or free.
+    assert (codes[:n] == OCCUPIED).mean() > 0.85
+    assert (codes[n:2 * n] == FREE).mean() > 0.85  # near depth edges the band in front was never observed
+    assert (codes[2 * n:] == UNKNOWN).all()
+    mover = memory.dynamic_points()[0]
+    assert len(mover) and (memory.occupancy(mover[:20]) == DYNAMIC).all()
