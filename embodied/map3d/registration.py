@@ -31,6 +31,10 @@ several degrees slides along the walls and ends 10-30 cm off. The constant-veloc
 keeps the per-frame error far below that on smooth camera paths (the sequences of
 ``benchmarks/bench_map3d.py``); a fast-turning hand-held camera needs a higher frame rate. Point
 cloud ICP against the whole map recovered 3-degree offsets exactly but cost 10x the time.
+The trajectory settles about 3 cm from the truth within the first 5 frames and stays there: open3d's
+ray caster marches the TSDF without interpolating, so the rendered model is stair-stepped (after 5
+frames at 2 cm voxels: median depth residual 6 mm, 30 % of pixels over 3 cm off); registering a
+frame to that model from its true pose lands 0.5-0.8 cm off per axis.
 """
 
 from __future__ import annotations
