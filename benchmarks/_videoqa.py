@@ -23,8 +23,8 @@ QUESTION = "What did the person pick up after opening the door?"
 
 def build_llm(shape: dict, *, device: str = "cpu", dtype: str = "float32", directory: Path | None = None):
     """Save a random-weight LLaVA-OneVision of ``shape`` and load it as users load checkpoints."""
-    from streaming.videomem.adapters import load_video_llm
-    from streaming.videomem.tiny import build_tiny_llava_onevision
+    from memstream.streaming.videomem.adapters import load_video_llm
+    from memstream.streaming.videomem.tiny import build_tiny_llava_onevision
 
     directory = directory or Path(tempfile.mkdtemp(prefix="memstream-bench-"))
     path = build_tiny_llava_onevision(directory, **shape)
@@ -33,7 +33,7 @@ def build_llm(shape: dict, *, device: str = "cpu", dtype: str = "float32", direc
 
 def frames(n: int, size: int, *, seed: int = 0, fps: float = 1.0):
     """``n`` random frames ``size`` px square, ``fps`` apart, as streaming Frames."""
-    from streaming.types import Frame
+    from memstream.streaming.types import Frame
 
     rng = np.random.default_rng(seed)
     return [Frame(index=i, timestamp_s=i / fps, rgb=rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for i in range(n)]

@@ -1,6 +1,6 @@
 """The perceptual-cognitive memory bank: time per control step, batched over parallel episodes.
 
-Claims (``embodied.bank``): one ``step`` (retrieval + fusion of both streams, then append +
+Claims (``memstream.embodied.bank``): one ``step`` (retrieval + fusion of both streams, then append +
 consolidation) costs the same whether the bank merges (``tome``) or drops (``fifo``) entries, since
 consolidation is O(B N C) bookkeeping, not a pass over the bank; the cost is retrieval. In inference
 the projected keys/values of stored entries are cached (``cache_projections``), so a step projects
@@ -64,7 +64,7 @@ def enough(first: list[float], second: list[float], repeats: int) -> bool:
 
 
 def make_memory(shape: str, capacity: int, consolidation: str, device: torch.device, cache: bool = True):
-    from embodied.bank import MemoryBankConfig, PerceptualCognitiveMemory
+    from memstream.embodied.bank import MemoryBankConfig, PerceptualCognitiveMemory
 
     _, channels, cognitive = SHAPES[shape]
     torch.manual_seed(0)
@@ -109,7 +109,7 @@ def batched_case(shape: str, capacity: int, batch: int, consolidation: str, cach
 
 def loop_case(shape: str, capacity: int, batch: int, consolidation: str, repeats: int, device: torch.device) -> dict:
     """MemoryVLA's per-sample loop: read and consolidate one slot at a time."""
-    from embodied.bank.reference import ReferenceBank, reference_read
+    from memstream.embodied.bank.reference import ReferenceBank, reference_read
 
     tokens, channels, cognitive = SHAPES[shape]
     memory = make_memory(shape, capacity, consolidation, device)

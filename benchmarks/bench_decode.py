@@ -17,8 +17,8 @@ import time
 import cv2
 
 from _common import DATA, print_table, save
-from streaming import open_source
-from streaming.videoio import VideoWriter
+from memstream.streaming import open_source
+from memstream.streaming.videoio import VideoWriter
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 

@@ -1,6 +1,6 @@
 """The dual 3D memory on dynamic scenes: a ghost-free static map, object positions, speed, bounded memory.
 
-Claims (``embodied.map3d``): keeping dynamic pixels out of the TSDF leaves a static map without
+Claims (``memstream.embodied.map3d``): keeping dynamic pixels out of the TSDF leaves a static map without
 ghosts at the accuracy of fusing with perfect static masks; the dynamics memory (TDM) knows where
 each mover is; fusion runs in real time on a CPU; a long stream's memory stays bounded.
 
@@ -99,15 +99,15 @@ def scene_uri(scene: str, frames: int, size: str) -> str:
 
 
 def render(scene: str, frames: int, size: str) -> list:
-    from streaming import open_source
+    from memstream.streaming import open_source
 
     with open_source(scene_uri(scene, frames, size)) as source:
         return list(source)
 
 
 def make_memory(masks: tuple[str, ...], psm=None, pose: str = "given"):
-    from embodied.map3d.memory import DualMemory3D, Map3DConfig
-    from embodied.map3d.psm import PSMConfig
+    from memstream.embodied.map3d.memory import DualMemory3D, Map3DConfig
+    from memstream.embodied.map3d.psm import PSMConfig
 
     return DualMemory3D(Map3DConfig(psm=psm or PSMConfig(), dynamic_masks=masks, pose=pose))
 
@@ -151,7 +151,7 @@ def _tracks(samples: dict[int, list]) -> dict[int, tuple[np.ndarray, np.ndarray]
 def in_range_static(frames: list, depth_max_m: float, voxel_m: float) -> np.ndarray:
     """float64 (k, 3): ground-truth static points seen within ``depth_max_m`` (what the TSDF can fuse),
     one centroid per occupied ``voxel_m`` voxel (as ``eval.ground_truth``, with 1-D keys for speed)."""
-    from embodied.map3d.eval import backproject
+    from memstream.embodied.map3d.eval import backproject
 
     parts = []
     for frame in frames:
@@ -166,8 +166,8 @@ def in_range_static(frames: list, depth_max_m: float, voxel_m: float) -> np.ndar
 
 
 def evaluate_scene(name_seed: str, frames_n: int, size: str) -> dict:
-    from embodied.map3d.eval import accuracy_completeness, ate_rpe, ghost_ratio, ground_truth, position_errors
-    from embodied.map3d.psm import PSMConfig
+    from memstream.embodied.map3d.eval import accuracy_completeness, ate_rpe, ghost_ratio, ground_truth, position_errors
+    from memstream.embodied.map3d.psm import PSMConfig
 
     frames = render(name_seed, frames_n, size)
     gt = ground_truth(frames)
@@ -216,9 +216,9 @@ def speed(scene: str, frames_n: int, sizes: list[str]) -> list[dict]:
 
 def child(frames_n: int, size: str, budget: int, scene: str) -> None:
     """Stream a long scene into ours with a small block budget; print one JSON line."""
-    from embodied.map3d.memory import check_frame
-    from embodied.map3d.psm import PersistentStructureMemory, PSMConfig
-    from streaming import open_source
+    from memstream.embodied.map3d.memory import check_frame
+    from memstream.embodied.map3d.psm import PersistentStructureMemory, PSMConfig
+    from memstream.streaming import open_source
 
     quiet_open3d()
     psm = PSMConfig(block_budget=budget)

@@ -1,12 +1,12 @@
 """The value of memory: a policy trained by imitation on memory-dependent tasks, with and without
 the perceptual-cognitive bank, and MemoryVLA's ablations side by side.
 
-Claims (``embodied.bank`` + ``embodied.policies.memvla``): on tasks whose decisive information is
+Claims (``memstream.embodied.bank`` + ``memstream.embodied.policies.memvla``): on tasks whose decisive information is
 shown early and then hidden, the policy with the bank (tome consolidation + gate) succeeds where the
 same policy without memory is at chance, and the ablations go the way MemoryVLA's do (merge > FIFO,
 gate > add, both streams > one).
 
-Tasks (``embodied.envs``, 64x64 rendered top-down frames): ``cue_choice`` (a lamp shown for 2-5
+Tasks (``memstream.embodied.envs``, 64x64 rendered top-down frames): ``cue_choice`` (a lamp shown for 2-5
 frames decides the goal at the end of a corridor; chance 1/2, episodes 23-32 steps) and ``order``
 (three pads light up in a random order, to be visited in that order; chance 1/6, 41-51 steps).
 Both are longer than the bank's 16 entries, so what consolidation keeps matters.
@@ -53,8 +53,8 @@ DEFAULT_STEPS = {"cue_choice": 400, "order": 1000}
 
 
 def make_config(data, variant: dict):
-    from embodied.bank import MemoryBankConfig
-    from embodied.policies.memvla import config_for
+    from memstream.embodied.bank import MemoryBankConfig
+    from memstream.embodied.policies.memvla import config_for
 
     overrides = {k: v for k, v in variant.items() if k != "bank"}
     bank = dataclasses.replace(MemoryBankConfig(), **variant.get("bank", {}))
@@ -62,8 +62,8 @@ def make_config(data, variant: dict):
 
 
 def run_variant(task: str, name: str, data, args, steps: int) -> dict:
-    from embodied.envs import evaluate
-    from embodied.policies.memvla import MemoryVLAPolicy, as_policy_fn, dataset_stats, train
+    from memstream.embodied.envs import evaluate
+    from memstream.embodied.policies.memvla import MemoryVLAPolicy, as_policy_fn, dataset_stats, train
 
     torch.manual_seed(args.seed)
     policy = MemoryVLAPolicy(make_config(data, VARIANTS[name]), dataset_stats(data))
@@ -126,7 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from embodied.envs import collect_demonstrations
+    from memstream.embodied.envs import collect_demonstrations
 
     started = time.perf_counter()
     rows = []

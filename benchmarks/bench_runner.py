@@ -17,10 +17,10 @@ from pathlib import Path
 
 from _common import print_table, save
 from bench_decode import make_video
-from streaming import open_source
-from streaming.config import load_config
-from streaming.pipeline.run import run_pipeline
-from streaming.pipeline.runner import Runner
+from memstream.streaming import open_source
+from memstream.streaming.config import load_config
+from memstream.streaming.pipeline.run import run_pipeline
+from memstream.streaming.pipeline.runner import Runner
 
 
 def raw(uri: str) -> int:

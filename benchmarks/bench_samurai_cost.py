@@ -1,7 +1,7 @@
 """Per-frame cost of SAMURAI selection + memory gating over plain SAM 2 selection.
 
 One random-weight SAM 2.1 hiera-t (the real architecture, built by
-``tracking.sam2_stream.loading.build_model`` at a reduced ``image_size``) and one set of frames
+``memstream.tracking.sam2_stream.loading.build_model`` at a reduced ``image_size``) and one set of frames
 (``synthetic://distractors``: look-alikes crossing the target); two trackers on the same model:
 ``Tracker(Sam2Backend(model), selection="samurai")`` and ``selection="affinity"`` (plain SAM 2),
 with one and with two objects prompted by their ground-truth boxes on frame 0.
@@ -33,12 +33,12 @@ import numpy as np
 import torch
 
 from _common import print_table, save
-from streaming import open_source
-from streaming.types import Frame
-from tracking.sam2_stream.backend import Sam2Backend
-from tracking.sam2_stream.loading import build_model
-from tracking.tracker import SELECTION_MODES, Tracker
-from tracking.types import Prompt
+from memstream.streaming import open_source
+from memstream.streaming.types import Frame
+from memstream.tracking.sam2_stream.backend import Sam2Backend
+from memstream.tracking.sam2_stream.loading import build_model
+from memstream.tracking.tracker import SELECTION_MODES, Tracker
+from memstream.tracking.types import Prompt
 
 MODEL_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
 TARGET_RATIO = 1.05

@@ -28,7 +28,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from streaming.synthetic import SCENE_PRESETS, Renderer, Scene, build_scene, write_scene
+from memstream.streaming.synthetic import SCENE_PRESETS, Renderer, Scene, build_scene, write_scene
 
 RESULTS = Path(__file__).resolve().parent / "results" / "synthetic.json"
 SIZES = ((320, 240), (640, 480))

@@ -24,12 +24,12 @@ import torch
 from _common import print_table, save
 from PIL import Image
 
-from streaming import open_source
-from streaming.types import Frame
-from tracking.sam2_stream.backend import Sam2Backend
-from tracking.sam2_stream.loading import MODEL_CONFIGS, build_model
-from tracking.tracker import Tracker
-from tracking.types import Prompt
+from memstream.streaming import open_source
+from memstream.streaming.types import Frame
+from memstream.tracking.sam2_stream.backend import Sam2Backend
+from memstream.tracking.sam2_stream.loading import MODEL_CONFIGS, build_model
+from memstream.tracking.tracker import Tracker
+from memstream.tracking.types import Prompt
 
 WARMUP = 10
 

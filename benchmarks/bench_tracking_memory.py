@@ -1,7 +1,7 @@
 """Memory on a long stream: peak RSS of our streaming SAM 2 tracker vs sam2's ``SAM2VideoPredictor``.
 
 Both run the same random-weight SAM 2.1 hiera-t (the real architecture, built by
-``tracking.sam2_stream.loading.build_model`` at a reduced ``image_size``) on the same synthetic
+``memstream.tracking.sam2_stream.loading.build_model`` at a reduced ``image_size``) on the same synthetic
 frames (``synthetic://demo``, written once as ``<int>.jpg``), one object prompted with its
 ground-truth box on frame 0, over streams of 200, 1,000 and 3,000 frames:
 
@@ -59,10 +59,10 @@ def run_ours(model, folder: Path, frames: int, box_xywh: list[float], sample_eve
     import numpy as np
     from PIL import Image
 
-    from streaming.types import Frame
-    from tracking.sam2_stream.backend import Sam2Backend
-    from tracking.tracker import Tracker
-    from tracking.types import Prompt
+    from memstream.streaming.types import Frame
+    from memstream.tracking.sam2_stream.backend import Sam2Backend
+    from memstream.tracking.tracker import Tracker
+    from memstream.tracking.types import Prompt
 
     tracker = Tracker(Sam2Backend(model, min_obj_score_logit=-1.0), selection="samurai")  # samurai_t.yaml
     samples = []
@@ -95,7 +95,7 @@ def run_theirs(model, folder: Path, frames: int, box_xywh: list[float], sample_e
 def child(predictor: str, frames: int, folder: Path, image_size: int, box_xywh: list[float]) -> dict:
     import torch
 
-    from tracking.sam2_stream.loading import build_model
+    from memstream.tracking.sam2_stream.loading import build_model
 
     torch.manual_seed(0)
     model = build_model(MODEL_CONFIG, None, device="cpu", image_size=image_size)
@@ -115,7 +115,7 @@ def write_frames(uri: str, folder: Path) -> list[float]:
     """Write every frame of ``uri`` as ``<index>.jpg``; return object 1's box on frame 0 (xywh)."""
     from PIL import Image
 
-    from streaming import open_source
+    from memstream.streaming import open_source
 
     box = None
     with open_source(uri) as source:

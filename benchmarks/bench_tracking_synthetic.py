@@ -27,11 +27,11 @@ import cv2
 import numpy as np
 from _common import print_table, save
 
-from streaming import open_source
-from tracking.classical import ClassicalBackend
-from tracking.eval import evaluate_dataset, evaluate_sequence
-from tracking.tracker import Tracker
-from tracking.types import Prompt
+from memstream.streaming import open_source
+from memstream.tracking.classical import ClassicalBackend
+from memstream.tracking.eval import evaluate_dataset, evaluate_sequence
+from memstream.tracking.tracker import Tracker
+from memstream.tracking.types import Prompt
 
 PRESETS = ("distractors", "occlusion", "fast_motion", "camera_motion")
 

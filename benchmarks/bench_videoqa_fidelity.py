@@ -3,7 +3,7 @@
 For each model (the 2-layer test model and ``_videoqa.CPU_SHAPE``) one stream of ``--frames`` frames is
 stored with ReKV (window 8 frames); then, for each question, every retrieval policy picks ``--topk``
 frames per layer and is scored against the exact full-context answer
-(``streaming.videomem.eval.fidelity``):
+(``memstream.streaming.videomem.eval.fidelity``):
 
 * recall: share of the question's exact attention to video that falls on the retrieved frames
   (1.0 = nothing lost), mean over layers;
@@ -39,7 +39,7 @@ PEAKED_SHAPE = dict(CPU_SHAPE, initializer_range=0.2)
 
 
 def policies(topk: int):
-    from streaming.videomem.rekv import InternalRetrieval, RandomRetrieval, RecentRetrieval, UniformRetrieval
+    from memstream.streaming.videomem.rekv import InternalRetrieval, RandomRetrieval, RecentRetrieval, UniformRetrieval
 
     return {
         "internal": [InternalRetrieval(topk=topk)],
@@ -50,8 +50,8 @@ def policies(topk: int):
 
 
 def natural(llm, stream, topk: int) -> dict:
-    from streaming.videomem.eval.fidelity import attention_mass, evaluate_policy
-    from streaming.videomem.rekv import ReKVConfig, ReKVMemory
+    from memstream.streaming.videomem.eval.fidelity import attention_mass, evaluate_policy
+    from memstream.streaming.videomem.rekv import ReKVConfig, ReKVMemory
 
     memory = ReKVMemory(llm, ReKVConfig(window_frames=8, topk=topk, device_cache_blocks=0))
     for frame in stream:
@@ -69,8 +69,8 @@ def natural(llm, stream, topk: int) -> dict:
 
 
 def needles(llm, stream, topk: int, n_needles: int, seed: int = 0) -> dict:
-    from streaming.videomem.eval.fidelity import attention_mass, attention_recall, needle_embeds
-    from streaming.videomem.rekv import ReKVConfig, ReKVMemory
+    from memstream.streaming.videomem.eval.fidelity import attention_mass, attention_recall, needle_embeds
+    from memstream.streaming.videomem.rekv import ReKVConfig, ReKVMemory
 
     rng = np.random.default_rng(seed)
     hits: dict[str, list[float]] = {}

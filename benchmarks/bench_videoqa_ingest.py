@@ -68,7 +68,7 @@ class DynamicCacheStream:
 
 
 def main() -> None:
-    from streaming.videomem.rekv import ReKVConfig, ReKVMemory
+    from memstream.streaming.videomem.rekv import ReKVConfig, ReKVMemory
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoints", type=int, nargs="+", default=[64, 256, 1024])

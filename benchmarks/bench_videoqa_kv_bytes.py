@@ -1,6 +1,6 @@
 """Bytes of KV per frame and peak RAM, fp16 vs int8 blocks, and what int8 costs in fidelity.
 
-1. Bytes per frame: a :class:`~streaming.videomem.store.BlockStore` with LLaVA-OneVision-0.5B's
+1. Bytes per frame: a :class:`~memstream.streaming.videomem.store.BlockStore` with LLaVA-OneVision-0.5B's
    block shape (24 layers, 2 KV heads of 64, 196 tokens per frame), codecs ``none`` (fp16),
    ``int8-channel`` (keys per channel, values per token, as KIVI) and ``int8-token``.
 2. Peak RAM: each codec in a fresh subprocess stores ``--frames`` random blocks in RAM; the growth of
@@ -38,7 +38,7 @@ MIB = 2**20
 def child(codec: str, frames: int, directory: str | None, budget_mib: float | None) -> None:
     import torch
 
-    from streaming.videomem.store import BlockSpec, BlockStore
+    from memstream.streaming.videomem.store import BlockSpec, BlockStore
 
     spec = BlockSpec(**SHAPE_05B, dtype=torch.float16, codec=codec, model_fingerprint="bench")
     kv = torch.randn(*spec.kv_shape, generator=torch.Generator().manual_seed(0)).to(torch.float16)
@@ -69,9 +69,9 @@ def fidelity(frames: int) -> list[dict]:
 
     from _videoqa import CPU_SHAPE, build_llm
     from _videoqa import frames as make_frames
-    from kernels.quant8 import int8_error
-    from streaming.videomem.eval.fidelity import first_token_distribution
-    from streaming.videomem.rekv import AllRetrieval, ReKVConfig, ReKVMemory
+    from memstream.kernels.quant8 import int8_error
+    from memstream.streaming.videomem.eval.fidelity import first_token_distribution
+    from memstream.streaming.videomem.rekv import AllRetrieval, ReKVConfig, ReKVMemory
 
     llm = build_llm(CPU_SHAPE)
     stream = make_frames(frames, CPU_SHAPE["image_size"])

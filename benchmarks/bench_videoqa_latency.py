@@ -29,16 +29,16 @@ TARGET_RATIO = 1.3
 
 
 def first_token_s(memory, repeats: int) -> float:
-    from streaming.videomem.generation import SamplingConfig
+    from memstream.streaming.videomem.generation import SamplingConfig
 
     memory.ask(QUESTION, SamplingConfig(max_new_tokens=1))  # warm-up: first-call allocations
     return median([memory.ask(QUESTION, SamplingConfig(max_new_tokens=1)).time_to_first_token_s for _ in range(repeats)])
 
 
 def run(args: argparse.Namespace) -> dict:
-    from streaming.videomem.flash import FlashMemoryConfig
-    from streaming.videomem.flash.video_memory import FlashVStreamConfig, FlashVStreamMemory
-    from streaming.videomem.rekv import ReKVConfig, ReKVMemory
+    from memstream.streaming.videomem.flash import FlashMemoryConfig
+    from memstream.streaming.videomem.flash.video_memory import FlashVStreamConfig, FlashVStreamMemory
+    from memstream.streaming.videomem.rekv import ReKVConfig, ReKVMemory
 
     shape = GPU_SHAPE if args.gpu else CPU_SHAPE
     device, dtype = ("cuda", "bfloat16") if args.gpu else ("cpu", "float32")

@@ -15,7 +15,12 @@ Ops:
 This package imports only torch, triton and the standard library, nothing else of ours.
 """
 
-from .block_topk import block_scores, block_topk
-from .quant8 import Int8Error, dequantize_int8, int8_error, quantize_int8
+if __name__ != "memstream.kernels":  # imported by the bare name: it is another distribution's
+    from memstream.kernels.bare_name import hand_over
 
-__all__ = ["Int8Error", "block_scores", "block_topk", "dequantize_int8", "int8_error", "quantize_int8"]
+    hand_over(__name__)
+else:
+    from .block_topk import block_scores, block_topk
+    from .quant8 import Int8Error, dequantize_int8, int8_error, quantize_int8
+
+    __all__ = ["Int8Error", "block_scores", "block_topk", "dequantize_int8", "int8_error", "quantize_int8"]

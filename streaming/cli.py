@@ -14,7 +14,7 @@ from pathlib import Path
 
 from importlib.metadata import entry_points
 
-from streaming.errors import MemstreamError
+from memstream.streaming.errors import MemstreamError
 
 # Packages built on streaming add subcommands here: each entry point is a function that takes the
 # subparsers object, adds its parser(s) and sets ``handler=fn(args) -> exit code`` as a default.
@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from streaming.config import load_config
-    from streaming.pipeline.run import run_pipeline
+    from memstream.streaming.config import load_config
+    from memstream.streaming.pipeline.run import run_pipeline
 
     overrides = list(args.overrides)
     if args.max_frames is not None:
@@ -97,14 +97,14 @@ def print_summary(summary: dict, out: Path) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from streaming.info import collect_info, print_info
+    from memstream.streaming.info import collect_info, print_info
 
     print_info(collect_info())
     return 0
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from streaming.synthetic import write_scene
+    from memstream.streaming.synthetic import write_scene
 
     out = write_scene(args.scene, args.out, overwrite=args.overwrite)
     files = sum(1 for p in out.rglob("*") if p.is_file())

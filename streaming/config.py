@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from streaming.errors import ConfigError
+from memstream.streaming.errors import ConfigError
 
 
 class _Strict(BaseModel):
@@ -20,7 +20,7 @@ class _Strict(BaseModel):
 
 
 class SourceConfig(_Strict):
-    """How the source is opened (see ``streaming.open_source``)."""
+    """How the source is opened (see ``memstream.streaming.open_source``)."""
 
     kind: str | None = None
     stride: int = Field(1, ge=1)
@@ -32,7 +32,7 @@ class SourceConfig(_Strict):
 
 
 class RunnerConfig(_Strict):
-    """Threads and queues (see ``streaming.pipeline.runner``)."""
+    """Threads and queues (see ``memstream.streaming.pipeline.runner``)."""
 
     queue_size: int = Field(8, ge=1)
     backpressure: Literal["auto", "block", "drop_oldest"] = "auto"
@@ -59,9 +59,9 @@ class RunConfig(_Strict):
 
 
 def config_dir() -> Path:
-    """The folder of YAML presets: ``streaming/_configs`` in a wheel, ``configs/`` in a checkout."""
-    installed = Path(__file__).resolve().parent / "_configs"
-    return installed if installed.is_dir() else Path(__file__).resolve().parents[1] / "configs"
+    """The folder of YAML presets, ``memstream/configs``: ``configs/`` in a checkout, beside the code
+    in a wheel (``pyproject.toml`` maps both to the same place relative to this file)."""
+    return Path(__file__).resolve().parents[1] / "configs"
 
 
 def preset_names() -> list[str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from streaming.errors import ConfigError
+from memstream.streaming.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streaming.errors import ConfigError, MemstreamError
+from memstream.streaming.errors import ConfigError, MemstreamError
 
 
 class VideoWriteError(MemstreamError):

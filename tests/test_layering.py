@@ -18,34 +18,34 @@ PACKAGES = ("streaming", "tracking", "embodied", "kernels")
 
 # Longest prefix wins. Lower number = lower layer.
 LAYERS: dict[str, int] = {
-    "kernels": 0,
-    "streaming.errors": 1,
-    "streaming.registry": 1,
-    "streaming.types": 1,
-    "streaming.geometry": 1,
-    "streaming.sources": 2,
-    "streaming.synthetic": 2,
-    "streaming.videoio": 2,
-    "streaming._configs": 2,
-    "tracking": 3,
-    "tracking.stage": 9,  # the tracking stage and commands are pipeline wiring
-    "tracking.cli": 9,
-    "tracking.eval.run": 9,
-    "streaming.videomem": 4,
-    "streaming.videomem.stage": 9,  # the video memory's stage and command are pipeline wiring
-    "streaming.videomem.cli": 9,
-    "streaming.videomem.serve": 9,
-    "embodied": 5,
-    "embodied.map3d.stage": 9,  # the 3D memory's stage and command are pipeline wiring
-    "embodied.map3d.cli": 9,
-    "embodied.bank": 6,
-    "embodied.policies": 7,  # policies and agents sit on the bank; envs (5) are what they act in
-    "streaming.config": 9,
-    "streaming.pipeline": 9,
+    "memstream.kernels": 0,
+    "memstream.streaming.errors": 1,
+    "memstream.streaming.registry": 1,
+    "memstream.streaming.types": 1,
+    "memstream.streaming.geometry": 1,
+    "memstream.streaming.sources": 2,
+    "memstream.streaming.synthetic": 2,
+    "memstream.streaming.videoio": 2,
+    "memstream.configs": 2,
+    "memstream.tracking": 3,
+    "memstream.tracking.stage": 9,  # the tracking stage and commands are pipeline wiring
+    "memstream.tracking.cli": 9,
+    "memstream.tracking.eval.run": 9,
+    "memstream.streaming.videomem": 4,
+    "memstream.streaming.videomem.stage": 9,  # the video memory's stage and command are pipeline wiring
+    "memstream.streaming.videomem.cli": 9,
+    "memstream.streaming.videomem.serve": 9,
+    "memstream.embodied": 5,
+    "memstream.embodied.map3d.stage": 9,  # the 3D memory's stage and command are pipeline wiring
+    "memstream.embodied.map3d.cli": 9,
+    "memstream.embodied.bank": 6,
+    "memstream.embodied.policies": 7,  # policies and agents sit on the bank; envs (5) are what they act in
+    "memstream.streaming.config": 9,
+    "memstream.streaming.pipeline": 9,
     "streaming.progress": 9,
-    "streaming.cli": 9,
-    "streaming.info": 9,
-    "streaming": 2,  # the package __init__ re-exports only frames and sources (layers <= 2)
+    "memstream.streaming.cli": 9,
+    "memstream.streaming.info": 9,
+    "memstream.streaming": 2,  # the package __init__ re-exports only frames and sources (layers <= 2)
 }
 
 
@@ -63,7 +63,7 @@ def module_name(path: Path) -> str:
     parts = list(rel.parts)
     if parts[-1] == "__init__":
         parts.pop()
-    return ".".join(parts)
+    return ".".join(["memstream", *parts])
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
@@ -85,7 +85,7 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
                 names += [f"{names[0]}.{alias.name}" for alias in node.names]
         else:
             continue
-        found += [(node.lineno, name) for name in names if name.split(".")[0] in PACKAGES]
+        found += [(node.lineno, name) for name in names if name.split(".")[:2] in [["memstream", p] for p in PACKAGES]]
     return found
 
 
@@ -108,9 +108,9 @@ def test_imports_point_down_the_stage_order(path: Path) -> None:
         if target_layer is None:  # e.g. `from streaming import x` resolving to a submodule name
             continue
         assert target_layer <= my_layer, f"{me}:{line} imports {target} (layer {target_layer} > {my_layer})"
-        top_me, top_target = me.split(".")[0], target.split(".")[0]
+        top_me, top_target = me.split(".")[1], target.split(".")[1]
         if top_me != top_target:
-            private = [part for part in target.split(".")[1:] if part.startswith("_") and part != "__init__"]
+            private = [part for part in target.split(".")[2:] if part.startswith("_") and part != "__init__"]
             assert not private, f"{me}:{line} reaches into another package's private module {target}"
 
 
@@ -118,6 +118,6 @@ def test_the_checker_sees_violations(tmp_path: Path) -> None:
     """The walker resolves relative and absolute imports (so the test above can fail)."""
     bad = ROOT / "streaming" / "sources" / "__init__.py"
     names = [name for _, name in imported_modules(bad)]
-    assert "streaming.errors" in names and "streaming.sources.protocol" in names
-    assert layer_of("streaming.pipeline.runner") == 9 > layer_of("streaming.sources.video") == 2
-    assert layer_of("embodied.mem4d") == 5 > layer_of("tracking.kalman") == 3
+    assert "memstream.streaming.errors" in names and "memstream.streaming.sources.protocol" in names
+    assert layer_of("memstream.streaming.pipeline.runner") == 9 > layer_of("memstream.streaming.sources.video") == 2
+    assert layer_of("memstream.embodied.mem4d") == 5 > layer_of("memstream.tracking.kalman") == 3

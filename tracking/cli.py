@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from streaming.errors import ConfigError
+from memstream.streaming.errors import ConfigError
 
 STAGE = "stages.tracking.options"
 SIZE_BY_NAME = {"tiny": "t", "small": "s", "base_plus": "bp", "base-plus": "bp", "large": "l",
@@ -60,7 +60,7 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 
 def tracking_config(args: argparse.Namespace, extra: list[str]):
     """The run config of ``track`` / ``eval-track`` with the command line's choices applied."""
-    from streaming.config import load_config
+    from memstream.streaming.config import load_config
 
     name = args.config or (f"samurai_{guess_size(args.checkpoint)}" if args.checkpoint else "track")
     overrides = list(extra)
@@ -112,8 +112,8 @@ def parse_point(text: str) -> tuple[int, list[float], int]:
 
 
 def cmd_track(args: argparse.Namespace) -> int:
-    from streaming.cli import print_summary
-    from streaming.pipeline.run import run_pipeline
+    from memstream.streaming.cli import print_summary
+    from memstream.streaming.pipeline.run import run_pipeline
 
     if not args.box and not args.point:
         raise ConfigError("no --box given", "Give each object's box on the first frame: --box X,Y,W,H")
@@ -135,7 +135,7 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_track(args: argparse.Namespace) -> int:
-    from tracking.eval.run import evaluate_tracker, print_report
+    from memstream.tracking.eval.run import evaluate_tracker, print_report
 
     config = tracking_config(args, ["stages.tracking.options.outputs.scores=false"])
     report = evaluate_tracker(args.dataset, config, args.out, max_sequences=args.max_sequences, protocol=args.protocol)

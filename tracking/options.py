@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tracking.selection import SamuraiConfig
+from memstream.tracking.selection import SamuraiConfig
 
 
 class _Strict(BaseModel):
@@ -80,7 +80,7 @@ class TrackingOptions(_Strict):
     gt_objects: list[int] = Field(default_factory=list)
     samurai: SamuraiOptions = Field(default_factory=SamuraiOptions)
     sam2: Sam2Options = Field(default_factory=Sam2Options)
-    classical: dict[str, Any] = Field(default_factory=dict)  # fields of tracking.classical.ClassicalConfig
+    classical: dict[str, Any] = Field(default_factory=dict)  # fields of memstream.tracking.classical.ClassicalConfig
     outputs: OutputOptions = Field(default_factory=OutputOptions)
 
     @field_validator("prompts")

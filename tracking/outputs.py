@@ -21,10 +21,10 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
-from streaming.types import Frame
-from streaming.videoio import VideoWriter
-from tracking.options import OutputOptions
-from tracking.types import TrackOutput
+from memstream.streaming.types import Frame
+from memstream.streaming.videoio import VideoWriter
+from memstream.tracking.options import OutputOptions
+from memstream.tracking.types import TrackOutput
 
 _PALETTE = np.array(
     [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240]],

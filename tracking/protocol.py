@@ -1,7 +1,7 @@
 """The seam between SAMURAI's model-agnostic logic and the model that proposes masks.
 
 A :class:`CandidateBackend` (the SAM 2 streaming predictor, or the weight-free classical one) owns
-the images, the features and each object's memory bank. Per frame, the :class:`~tracking.tracker.Tracker`
+the images, the features and each object's memory bank. Per frame, the :class:`~memstream.tracking.tracker.Tracker`
 
 1. asks it for every tracked object's candidates (:meth:`CandidateBackend.propose`),
 2. chooses one candidate per object and decides whether the frame enters the object's memory
@@ -20,8 +20,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from streaming.types import Frame
-from tracking.types import Candidates, Decision, Prompt
+from memstream.streaming.types import Frame
+from memstream.tracking.types import Candidates, Decision, Prompt
 
 
 @runtime_checkable

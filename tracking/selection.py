@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracking.kalman import KalmanBoxFilter, box_iou_xywh, xyah_to_xywh, xywh_to_xyah
+from memstream.tracking.kalman import KalmanBoxFilter, box_iou_xywh, xyah_to_xywh, xywh_to_xyah
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The ``tracking`` stage of ``memstream run``: SAMURAI over the stream, masks and ids for later stages.
 
 Registered through the ``memstream.stages`` entry point (see ``pyproject.toml``). Each frame's
-result is a :class:`~tracking.types.TrackOutput` that later stages read as ``upstream["tracking"]``
+result is a :class:`~memstream.tracking.types.TrackOutput` that later stages read as ``upstream["tracking"]``
 (the 3D memory uses the masks to tell moving objects from the static scene).
 
 Example config::
@@ -22,15 +22,15 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from streaming.errors import ConfigError
-from streaming.pipeline.protocol import RunContext, Upstream
-from streaming.pipeline.stages import parse_options
-from streaming.types import Frame
-from tracking.options import PromptOptions, TrackingOptions
-from tracking.outputs import TrackWriter
-from tracking.protocol import CandidateBackend
-from tracking.tracker import Tracker
-from tracking.types import Prompt, TrackOutput
+from memstream.streaming.errors import ConfigError
+from memstream.streaming.pipeline.protocol import RunContext, Upstream
+from memstream.streaming.pipeline.stages import parse_options
+from memstream.streaming.types import Frame
+from memstream.tracking.options import PromptOptions, TrackingOptions
+from memstream.tracking.outputs import TrackWriter
+from memstream.tracking.protocol import CandidateBackend
+from memstream.tracking.tracker import Tracker
+from memstream.tracking.types import Prompt, TrackOutput
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 def build_backend(options: TrackingOptions) -> CandidateBackend:
     """The configured candidate backend (loads SAM 2 weights when ``backend: sam2``)."""
     if options.backend == "sam2":
-        from tracking.sam2_stream.backend import Sam2Backend
+        from memstream.tracking.sam2_stream.backend import Sam2Backend
 
         sam2 = options.sam2
         min_logit = options.samurai.min_obj_score_logit if options.selection == "samurai" else 0.0
@@ -46,7 +46,7 @@ def build_backend(options: TrackingOptions) -> CandidateBackend:
             sam2.checkpoint, sam2.model_config_name, device=sam2.device, image_size=sam2.image_size,
             min_obj_score_logit=min_logit,
         )
-    from tracking.classical import ClassicalBackend, ClassicalConfig
+    from memstream.tracking.classical import ClassicalBackend, ClassicalConfig
 
     try:
         config = ClassicalConfig(**options.classical)
@@ -56,7 +56,7 @@ def build_backend(options: TrackingOptions) -> CandidateBackend:
 
 
 class TrackingStage:
-    """Runs a :class:`~tracking.tracker.Tracker` on every frame; see the module docstring."""
+    """Runs a :class:`~memstream.tracking.tracker.Tracker` on every frame; see the module docstring."""
 
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
         self.name = name

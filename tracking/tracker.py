@@ -2,7 +2,7 @@
 
 One :class:`Tracker` follows any number of objects through a stream, one frame per
 :meth:`Tracker.update` call; nothing is preloaded and nothing about the stream's length is assumed.
-Each object has its own Kalman filter and warm-up counter (:class:`~tracking.selection.MotionState`)
+Each object has its own Kalman filter and warm-up counter (:class:`~memstream.tracking.selection.MotionState`)
 and its own memory bank inside the backend.
 
 Selection modes:
@@ -20,11 +20,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from streaming.errors import MemstreamError
-from streaming.types import Frame
-from tracking.protocol import CandidateBackend
-from tracking.selection import MotionAwareSelector, MotionState, SamuraiConfig
-from tracking.types import Candidates, Decision, Prompt, TrackOutput, TrackState
+from memstream.streaming.errors import MemstreamError
+from memstream.streaming.types import Frame
+from memstream.tracking.protocol import CandidateBackend
+from memstream.tracking.selection import MotionAwareSelector, MotionState, SamuraiConfig
+from memstream.tracking.types import Candidates, Decision, Prompt, TrackOutput, TrackState
 
 SelectionMode = Literal["samurai", "affinity"]
 SELECTION_MODES: tuple[str, ...] = ("samurai", "affinity")
@@ -36,7 +36,7 @@ class TrackingInputError(MemstreamError):
 
 
 class Tracker:
-    """Tracks prompted objects frame by frame with a :class:`~tracking.protocol.CandidateBackend`.
+    """Tracks prompted objects frame by frame with a :class:`~memstream.tracking.protocol.CandidateBackend`.
 
     Args:
         backend: proposes candidates and keeps the memory banks (SAM 2 or classical).
@@ -44,8 +44,8 @@ class Tracker:
         samurai: SAMURAI's constants (``SamuraiConfig()``: its SAM 2.1 T/S/B+ values).
 
     Example:
-        >>> from streaming import open_source
-        >>> from tracking.classical import ClassicalBackend
+        >>> from memstream.streaming import open_source
+        >>> from memstream.tracking.classical import ClassicalBackend
         >>> tracker = Tracker(ClassicalBackend())
         >>> with open_source("synthetic://distractors?frames=4") as source:
         ...     for frame in source:

@@ -1,6 +1,6 @@
 """The objects the tracking memory produces and consumes.
 
-Coordinates follow ``streaming.types``: boxes are ``xywh`` in pixels of the frame as decoded
+Coordinates follow ``memstream.streaming.types``: boxes are ``xywh`` in pixels of the frame as decoded
 (top-left corner, width, height), masks are ``bool (H, W)`` at the frame's resolution. An empty
 mask has the box ``[0, 0, 0, 0]``.
 """
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streaming.types import read_only
+from memstream.streaming.types import read_only
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streaming.errors import ConfigError
+from memstream.streaming.errors import ConfigError
 
 FUSIONS = ("gate", "add")
 CONSOLIDATIONS = ("tome", "fifo", "none")

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from streaming.errors import ConfigError
+from memstream.streaming.errors import ConfigError
 
 from .config import MemoryBankConfig
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from streaming.errors import MemstreamError
+from memstream.streaming.errors import MemstreamError
 
 STREAMS = ("perceptual", "cognitive")
 

@@ -5,7 +5,7 @@ Tasks (registry :data:`TASKS`): ``cue_choice`` (T-maze, remember a lamp's colour
 slots with auto-reset; observations use LeRobot keys.
 
 Example:
-    >>> from embodied.envs import collect_demonstrations, evaluate, make_env
+    >>> from memstream.embodied.envs import collect_demonstrations, evaluate, make_env
     >>> env = make_env("order", num_envs=4, seed=0)
     >>> obs = env.reset()
     >>> sorted(obs)
@@ -18,20 +18,20 @@ Example:
     1.0
 """
 
-from embodied.envs.arena import AGENT_RADIUS
-from embodied.envs.base import VectorEnv
-from embodied.envs.config import EnvConfig
-from embodied.envs.cue_choice import (  # registers "cue_choice"
+from memstream.embodied.envs.arena import AGENT_RADIUS
+from memstream.embodied.envs.base import VectorEnv
+from memstream.embodied.envs.config import EnvConfig
+from memstream.embodied.envs.cue_choice import (  # registers "cue_choice"
     CueChoiceConfig,
     CueChoiceEnv,
     cue_choice_expert,
 )
-from embodied.envs.demos import collect_demonstrations
-from embodied.envs.evaluate import evaluate, evaluate_env
-from embodied.envs.order import OrderConfig, OrderEnv, order_expert  # registers "order"
-from embodied.envs.protocol import Agent, run_agent, unbatch
-from embodied.envs.registry import TASKS, expert_actions, make_env
-from embodied.envs.types import EnvSpec, EpisodeDataset, EvaluationResult, Observation, StepInfo
+from memstream.embodied.envs.demos import collect_demonstrations
+from memstream.embodied.envs.evaluate import evaluate, evaluate_env
+from memstream.embodied.envs.order import OrderConfig, OrderEnv, order_expert  # registers "order"
+from memstream.embodied.envs.protocol import Agent, run_agent, unbatch
+from memstream.embodied.envs.registry import TASKS, expert_actions, make_env
+from memstream.embodied.envs.types import EnvSpec, EpisodeDataset, EvaluationResult, Observation, StepInfo
 
 __all__ = [
     "AGENT_RADIUS",

@@ -17,11 +17,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from embodied.envs.arena import AGENT, AGENT_RADIUS, Layout, shrink, slide
-from embodied.envs.config import EnvConfig
-from embodied.envs.render import Canvas
-from embodied.envs.types import EnvSpec, Observation, StepInfo
-from streaming.errors import MemstreamError
+from memstream.embodied.envs.arena import AGENT, AGENT_RADIUS, Layout, shrink, slide
+from memstream.embodied.envs.config import EnvConfig
+from memstream.embodied.envs.render import Canvas
+from memstream.embodied.envs.types import EnvSpec, Observation, StepInfo
+from memstream.streaming.errors import MemstreamError
 
 
 class VectorEnv(abc.ABC):

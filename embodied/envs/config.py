@@ -1,15 +1,15 @@
 """The settings every task takes, and the checks the task configs share.
 
 Task-specific settings (phase lengths, time limit, speed) live next to each task in a frozen
-``*Config`` dataclass (:class:`~embodied.envs.cue_choice.CueChoiceConfig`,
-:class:`~embodied.envs.order.OrderConfig`); :class:`EnvConfig` holds what is common to all of them.
+``*Config`` dataclass (:class:`~memstream.embodied.envs.cue_choice.CueChoiceConfig`,
+:class:`~memstream.embodied.envs.order.OrderConfig`); :class:`EnvConfig` holds what is common to all of them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streaming.errors import ConfigError
+from memstream.streaming.errors import ConfigError
 
 MIN_IMAGE_SIZE_PX = 32
 MAX_IMAGE_SIZE_PX = 512

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embodied.envs.arena import AGENT_RADIUS, BLUE, LAMP_OFF, RED, Layout, contains, toward
-from embodied.envs.base import VectorEnv
-from embodied.envs.config import EnvConfig, check_int, check_positive, check_range
-from embodied.envs.registry import TASKS
-from streaming.errors import ConfigError
+from memstream.embodied.envs.arena import AGENT_RADIUS, BLUE, LAMP_OFF, RED, Layout, contains, toward
+from memstream.embodied.envs.base import VectorEnv
+from memstream.embodied.envs.config import EnvConfig, check_int, check_positive, check_range
+from memstream.embodied.envs.registry import TASKS
+from memstream.streaming.errors import ConfigError
 
 CORRIDOR = (0.40, 0.02, 0.60, 0.80)
 BAR = (0.02, 0.62, 0.98, 0.80)

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from embodied.envs.config import check_int
-from embodied.envs.registry import make_env
-from embodied.envs.types import EpisodeDataset
+from memstream.embodied.envs.config import check_int
+from memstream.embodied.envs.registry import make_env
+from memstream.embodied.envs.types import EpisodeDataset
 
 
 def collect_demonstrations(task: str, num_episodes: int, seed: int = 0, image_size: int = 64,

@@ -6,7 +6,7 @@ them; episodes started later in free slots run on but are not counted. So the sa
 same episodes for every ``num_envs``, and short episodes are not over-represented.
 
 Example:
-    >>> from embodied.envs import make_env
+    >>> from memstream.embodied.envs import make_env
     >>> env = make_env("cue_choice", num_envs=8, seed=0)
     >>> evaluate_env(lambda obs: env.expert_actions(), env, 16)["success_rate"]
     1.0
@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from embodied.envs.base import VectorEnv
-from embodied.envs.registry import make_env
-from embodied.envs.types import EvaluationResult, Observation
-from streaming.errors import ConfigError
+from memstream.embodied.envs.base import VectorEnv
+from memstream.embodied.envs.registry import make_env
+from memstream.embodied.envs.types import EvaluationResult, Observation
+from memstream.streaming.errors import ConfigError
 
 PolicyFn = Callable[[Observation], Any]  # batched observation -> actions float (B, 2)
 

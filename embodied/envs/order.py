@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embodied.envs.arena import PAD_LIT, PAD_UNLIT, PAD_VISITED, Layout, contains, toward
-from embodied.envs.base import VectorEnv
-from embodied.envs.config import EnvConfig, check_int, check_positive, check_range
-from embodied.envs.registry import TASKS
-from streaming.errors import ConfigError
+from memstream.embodied.envs.arena import PAD_LIT, PAD_UNLIT, PAD_VISITED, Layout, contains, toward
+from memstream.embodied.envs.base import VectorEnv
+from memstream.embodied.envs.config import EnvConfig, check_int, check_positive, check_range
+from memstream.embodied.envs.registry import TASKS
+from memstream.streaming.errors import ConfigError
 
 NUM_PADS = 3
 PAD_HALF = 0.08

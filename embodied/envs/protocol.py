@@ -5,7 +5,7 @@ Habitat's ``Benchmark.local_evaluate`` calls ``agent.reset()`` before each episo
 the agent unbatched observations (image uint8 (H, W, 3), state float32 (S,), task str, ...).
 
 Example:
-    >>> from embodied.envs import make_env
+    >>> from memstream.embodied.envs import make_env
     >>> class Forward:
     ...     def reset(self) -> None: ...
     ...     def act(self, observations): return np.array([0.0, 1.0])
@@ -19,10 +19,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from embodied.envs.base import VectorEnv
-from embodied.envs.evaluate import evaluate_env
-from embodied.envs.types import EvaluationResult, Observation
-from streaming.errors import ConfigError, MemstreamError
+from memstream.embodied.envs.base import VectorEnv
+from memstream.embodied.envs.evaluate import evaluate_env
+from memstream.embodied.envs.types import EvaluationResult, Observation
+from memstream.streaming.errors import ConfigError, MemstreamError
 
 
 @runtime_checkable

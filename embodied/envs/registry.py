@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from embodied.envs.base import VectorEnv
-from embodied.envs.config import EnvConfig
-from streaming.errors import ConfigError
-from streaming.registry import Registry
+from memstream.embodied.envs.base import VectorEnv
+from memstream.embodied.envs.config import EnvConfig
+from memstream.streaming.errors import ConfigError
+from memstream.streaming.registry import Registry
 
 # name -> env class; each class has a ``config_class`` and is built as ``cls(EnvConfig, config)``.
 TASKS: Registry[Any] = Registry("embodied task")

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from embodied.envs.arena import FLOOR, WALL, Layout
+from memstream.embodied.envs.arena import FLOOR, WALL, Layout
 
 
 class Canvas:

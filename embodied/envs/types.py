@@ -13,7 +13,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from streaming.errors import MemstreamError
+from memstream.streaming.errors import MemstreamError
 
 Observation = TypedDict(
     "Observation",

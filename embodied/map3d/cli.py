@@ -50,10 +50,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from streaming.cli import print_summary
-    from streaming.config import load_config
-    from streaming.errors import ConfigError
-    from streaming.pipeline.run import run_pipeline
+    from memstream.streaming.cli import print_summary
+    from memstream.streaming.config import load_config
+    from memstream.streaming.errors import ConfigError
+    from memstream.streaming.pipeline.run import run_pipeline
 
     overrides = []
     if args.voxel is not None:

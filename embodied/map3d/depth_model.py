@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from streaming.errors import MemstreamError
+from memstream.streaming.errors import MemstreamError
 
 #: The checkpoints to name when a user needs a metric model.
 METRIC_INDOOR = "depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf"

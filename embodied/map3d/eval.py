@@ -7,7 +7,7 @@ Sim(3) because its predictions are up to scale; our memory is metric (depth is g
 default here is SE(3). Everything is metres, seconds and degrees; points are float64 ``(n, 3)``.
 
 Example:
-    >>> from streaming import open_source
+    >>> from memstream.streaming import open_source
     >>> with open_source("synthetic://dynamic_room?frames=4&size=48x36") as source:
     ...     gt = ground_truth(list(source))
     >>> gt.track_kind, sorted(gt.object_tracks)
@@ -23,9 +23,9 @@ from typing import Literal
 import numpy as np
 from scipy.spatial import cKDTree
 
-from streaming.errors import ConfigError
-from streaming.synthetic import SceneSpec, build_scene
-from streaming.types import Frame
+from memstream.streaming.errors import ConfigError
+from memstream.streaming.synthetic import SceneSpec, build_scene
+from memstream.streaming.types import Frame
 
 Track = tuple[np.ndarray, np.ndarray]  # times_s float64 (m,), positions float64 (m, 3) metres
 

@@ -10,12 +10,12 @@ published; here the same split runs over metric depth, exact where a learned mod
    ground_truth``), and *geometric inconsistency* with the PSM: observed depth clearly in front of
    the static surface the map predicts there (ray cast at the frame's pose), so an untracked mover
    does not smear into the map either.
-2. **PSM.** Static pixels are fused into the TSDF (:mod:`embodied.map3d.psm`).
+2. **PSM.** Static pixels are fused into the TSDF (:mod:`memstream.embodied.map3d.psm`).
 3. **TDM.** Tracked or ground-truth dynamic pixels are back-projected and stored per object id
-   (:mod:`embodied.map3d.tdm`), which answers where each object is at a time.
+   (:mod:`memstream.embodied.map3d.tdm`), which answers where each object is at a time.
 
 Poses come with the frames (RGB-D recordings, simulators, synthetic scenes) or are estimated here
-by frame-to-model registration against the PSM (:mod:`embodied.map3d.registration`), before the
+by frame-to-model registration against the PSM (:mod:`memstream.embodied.map3d.registration`), before the
 geometric check and the fusion, with the frame's known dynamic pixels left out. Bad input is refused
 before anything is fused: depth in the wrong unit, missing intrinsics or pose, size mismatches; an
 empty depth frame is skipped with a warning. The map is never touched by a refused frame.
@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from embodied.map3d.geometry import backproject_pixels
-from embodied.map3d.psm import PersistentStructureMemory, PSMConfig
-from embodied.map3d.registration import FrameToModelRegistration, RegistrationConfig, RegistrationResult
-from embodied.map3d.tdm import TDMConfig, TransientDynamicsMemory
-from streaming.errors import MemstreamError
-from streaming.types import Frame
+from memstream.embodied.map3d.geometry import backproject_pixels
+from memstream.embodied.map3d.psm import PersistentStructureMemory, PSMConfig
+from memstream.embodied.map3d.registration import FrameToModelRegistration, RegistrationConfig, RegistrationResult
+from memstream.embodied.map3d.tdm import TDMConfig, TransientDynamicsMemory
+from memstream.streaming.errors import MemstreamError
+from memstream.streaming.types import Frame
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ class DualMemory3D:
             where = np.isin(frame.gt.instance_mask, moving)
             labels[where] = frame.gt.instance_mask[where]
         tracking = None if upstream is None or "tracking" not in upstream else upstream["tracking"]
-        if "tracking" in sources and tracking is not None:  # a tracking.types.TrackOutput
+        if "tracking" in sources and tracking is not None:  # a memstream.tracking.types.TrackOutput
             tracked = tracking.instance_mask(*labels.shape)
             labels = np.where((labels == 0) & (tracked > 0), tracked, labels)
         return labels

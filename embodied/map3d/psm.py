@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embodied.map3d.geometry import camera_center
+from memstream.embodied.map3d.geometry import camera_center
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def _o3d():
         import open3d as o3d
         import open3d.core as o3c
     except ImportError as exc:
-        from streaming.errors import MemstreamError
+        from memstream.streaming.errors import MemstreamError
 
         raise MemstreamError("the 3D memory needs open3d", 'Install it with: pip install "memstream[3d]"') from exc
     return o3d, o3c

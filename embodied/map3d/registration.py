@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embodied.map3d.psm import PersistentStructureMemory, _o3d
+from memstream.embodied.map3d.psm import PersistentStructureMemory, _o3d
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The ``map3d`` stage of ``memstream run`` and the outputs of ``memstream reconstruct``.
 
-Each frame goes through :class:`~embodied.map3d.memory.DualMemory3D` (with the tracking stage's
+Each frame goes through :class:`~memstream.embodied.map3d.memory.DualMemory3D` (with the tracking stage's
 masks when that stage runs before it). Written as the run goes, one whole line at a time, so a run
 that stops early leaves valid files:
 
@@ -14,7 +14,7 @@ points``). Frames the memory refuses (no depth, wrong unit...) stop the run with
 one-line error; empty depth frames are skipped with a warning.
 
 RGB-only frames (plain video): with ``depth_model`` set, a frame without depth gets the model's
-(:mod:`embodied.map3d.depth_model`: metric models only, or a relative one with the user's
+(:mod:`memstream.embodied.map3d.depth_model`: metric models only, or a relative one with the user's
 ``relative_depth_scale``) and, when it has no intrinsics either, a pinhole camera from ``fov_deg``
 (60 degrees horizontal when unset) or ``fx_px`` / ``fy_px``. Frames with depth keep it; their
 missing intrinsics are filled only when ``fov_deg`` or ``fx_px`` is set.
@@ -32,19 +32,19 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from embodied.map3d.depth_model import (
+from memstream.embodied.map3d.depth_model import (
     MonocularDepth,
     RelativeDepthScale,
     load_depth_model,
     pinhole_intrinsics,
 )
-from embodied.map3d.memory import DualMemory3D, Map3DConfig
-from embodied.map3d.psm import PSMConfig
-from embodied.map3d.tdm import TDMConfig
-from streaming.errors import ConfigError
-from streaming.pipeline.protocol import RunContext, Upstream
-from streaming.pipeline.stages import parse_options
-from streaming.types import Frame
+from memstream.embodied.map3d.memory import DualMemory3D, Map3DConfig
+from memstream.embodied.map3d.psm import PSMConfig
+from memstream.embodied.map3d.tdm import TDMConfig
+from memstream.streaming.errors import ConfigError
+from memstream.streaming.pipeline.protocol import RunContext, Upstream
+from memstream.streaming.pipeline.stages import parse_options
+from memstream.streaming.types import Frame
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 No weights can be downloaded where memstream is tested, so tests build the real transformers
 classes from a small config, ``save_pretrained`` them with the model's own image processor and load
-the directory through :func:`embodied.map3d.depth_model.load_depth_model` exactly as a user loads a
+the directory through :func:`memstream.embodied.map3d.depth_model.load_depth_model` exactly as a user loads a
 hub checkpoint. Their depth is noise around ``max_depth / 2`` (a sigmoid of small activations); what
 they test is the machinery: loading, metric vs relative output, sizes, batching, the stage.
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from streaming.videomem.tiny import save_model_and_processor
+from memstream.streaming.videomem.tiny import save_model_and_processor
 
 #: ImageNet statistics, as the released Depth Anything processors normalise.
 _MEAN, _STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]

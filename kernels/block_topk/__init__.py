@@ -1,13 +1,13 @@
 """ReKV block retrieval: score stored frame blocks against the question and pick the top k.
 
 ``block_scores`` and ``block_topk`` dispatch to the pure-torch specification in ``reference.py`` or
-to the Triton kernel in ``triton_impl.py`` (see :func:`kernels._dispatch.resolve_backend`); both give
+to the Triton kernel in ``triton_impl.py`` (see :func:`memstream.kernels._dispatch.resolve_backend`); both give
 the same indices. The selection rules (end-aligned groups, ties to the newer group, time order) are
 documented in ``reference.py``.
 
 Example:
     >>> import torch
-    >>> from kernels.block_topk import block_topk
+    >>> from memstream.kernels.block_topk import block_topk
     >>> query = torch.tensor([[1.0, 0.0]])                     # (L=1, C=2)
     >>> keys = torch.tensor([[[3.0, 0], [1, 0], [2, 0], [5, 0]]])  # (L=1, N=4, C=2)
     >>> block_topk(query, keys, 2)

@@ -1,4 +1,4 @@
-"""Block scoring and top-k selection in pure torch: the specification of :mod:`kernels.block_topk`.
+"""Block scoring and top-k selection in pure torch: the specification of :mod:`memstream.kernels.block_topk`.
 
 ReKV retrieval (Di et al., 2025, "Streaming Video Question-Answering with In-context Video KV-Cache
 Retrieval") keeps one representative key per stored frame block and, per layer, scores every block

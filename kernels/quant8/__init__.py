@@ -2,11 +2,11 @@
 
 ``quantize_int8`` and ``dequantize_int8`` dispatch to the pure-torch specification in
 ``reference.py`` or to the Triton kernels in ``triton_impl.py`` (see
-:func:`kernels._dispatch.resolve_backend`); ``int8_error`` reports what a round trip loses.
+:func:`memstream.kernels._dispatch.resolve_backend`); ``int8_error`` reports what a round trip loses.
 
 Example:
     >>> import torch
-    >>> from kernels.quant8 import dequantize_int8, quantize_int8
+    >>> from memstream.kernels.quant8 import dequantize_int8, quantize_int8
     >>> block = torch.tensor([[[127.0, 63.5], [-1.0, 254.0]]])  # (H=1, T=2, D=2)
     >>> q, scale = quantize_int8(block, reduce_dim=-1)          # per token: scales 1 and 2
     >>> q                                                       # 63.5 -> 64, -0.5 -> 0 (half to even)

@@ -1,4 +1,4 @@
-"""Symmetric int8 quantisation in pure torch: the specification of :mod:`kernels.quant8`.
+"""Symmetric int8 quantisation in pure torch: the specification of :mod:`memstream.kernels.quant8`.
 
 KIVI (Liu et al., 2024, "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV Cache") observed
 that keys have outlier channels and values do not, so keys are quantised per channel (one scale per

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from streaming.types import Frame, SourceInfo
+from memstream.streaming.types import Frame, SourceInfo
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from streaming.config import RunConfig, dump_config
-from streaming.pipeline.runner import Runner, RunSummary
-from streaming.pipeline.stages import build_stage
-from streaming.sources import open_source
-from streaming.types import SourceInfo
+from memstream.streaming.config import RunConfig, dump_config
+from memstream.streaming.pipeline.runner import Runner, RunSummary
+from memstream.streaming.pipeline.stages import build_stage
+from memstream.streaming.sources import open_source
+from memstream.streaming.types import SourceInfo
 
 
 def run_pipeline(uri: str, config: RunConfig, out_dir: Path | None, *, progress: bool = False) -> dict[str, Any]:

@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streaming.errors import ConfigError, MemstreamError, StageError
-from streaming.pipeline.metrics import LatencyStats
-from streaming.pipeline.protocol import RunContext, Stage, Upstream
-from streaming.sources.protocol import Source
-from streaming.types import Frame
+from memstream.streaming.errors import ConfigError, MemstreamError, StageError
+from memstream.streaming.pipeline.metrics import LatencyStats
+from memstream.streaming.pipeline.protocol import RunContext, Stage, Upstream
+from memstream.streaming.sources.protocol import Source
+from memstream.streaming.types import Frame
 
 BACKPRESSURE = ("auto", "block", "drop_oldest")
 _END = object()
@@ -91,7 +91,7 @@ class Runner:
         on_frame: called after each frame leaves the last stage (progress), from that stage's thread.
 
     Example:
-        >>> from streaming import open_source
+        >>> from memstream.streaming import open_source
         >>> with open_source("synthetic://demo?frames=4&size=64x48") as source:
         ...     summary = Runner(source, []).run()
         >>> summary.frames_processed

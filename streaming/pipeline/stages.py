@@ -5,7 +5,7 @@ Packages that build on ``streaming`` (tracking, embodied) add theirs through the
 ``memstream.stages`` in their ``pyproject.toml``::
 
     [project.entry-points."memstream.stages"]
-    tracking = "tracking.stage:make_stage"
+    tracking = "memstream.tracking.stage:make_stage"
 
 so ``streaming`` never imports them. Users can also call ``STAGES.add(name, factory)`` in code.
 """
@@ -18,11 +18,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from streaming.errors import ConfigError
-from streaming.pipeline.protocol import RunContext, Stage, Upstream
-from streaming.registry import Registry
-from streaming.types import Frame
-from streaming.videoio import VideoWriter
+from memstream.streaming.errors import ConfigError
+from memstream.streaming.pipeline.protocol import RunContext, Stage, Upstream
+from memstream.streaming.registry import Registry
+from memstream.streaming.types import Frame
+from memstream.streaming.videoio import VideoWriter
 
 StageFactory = Callable[[str, Mapping[str, Any]], Stage]
 STAGES: Registry[StageFactory] = Registry("stage")

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streaming.errors import SourceError, UnknownSourceError
-from streaming.registry import Registry
-from streaming.sources.protocol import Source, SourceOptions
+from memstream.streaming.errors import SourceError, UnknownSourceError
+from memstream.streaming.registry import Registry
+from memstream.streaming.sources.protocol import Source, SourceOptions
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def open_source(
         use ``with``) when done.
 
     Example:
-        >>> from streaming import open_source
+        >>> from memstream.streaming import open_source
         >>> with open_source("synthetic://demo?frames=4&size=64x48") as source:
         ...     frames = list(source)
         >>> len(frames), frames[0].rgb.shape
@@ -116,10 +116,10 @@ def open_source(
 
 
 # Built-in kinds, in matching order. Each module registers itself on import.
-from streaming.sources import synthetic as _synthetic  # noqa: E402,F401
-from streaming.sources import live as _live  # noqa: E402,F401
-from streaming.sources import tum as _tum  # noqa: E402,F401
-from streaming.sources import images as _images  # noqa: E402,F401
-from streaming.sources import video as _video  # noqa: E402,F401
+from memstream.streaming.sources import synthetic as _synthetic  # noqa: E402,F401
+from memstream.streaming.sources import live as _live  # noqa: E402,F401
+from memstream.streaming.sources import tum as _tum  # noqa: E402,F401
+from memstream.streaming.sources import images as _images  # noqa: E402,F401
+from memstream.streaming.sources import video as _video  # noqa: E402,F401
 
 __all__ = ["SOURCES", "Source", "SourceOptions", "SourceSpec", "open_source", "register_source", "resolve_kind"]

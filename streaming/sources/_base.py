@@ -8,10 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streaming.errors import SourceError
-from streaming.sources.protocol import SourceOptions
-from streaming.sources.schedule import FrameSchedule
-from streaming.types import Frame, SourceInfo
+from memstream.streaming.errors import SourceError
+from memstream.streaming.sources.protocol import SourceOptions
+from memstream.streaming.sources.schedule import FrameSchedule
+from memstream.streaming.types import Frame, SourceInfo
 
 
 class StreamSource:

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-from streaming.errors import ConfigError, SourceError
-from streaming.sources import SourceSpec, register_source
-from streaming.sources._base import StreamSource, read_rgb
-from streaming.sources.protocol import SourceOptions
-from streaming.sources.schedule import resize_frame
-from streaming.types import Frame, SourceInfo
+from memstream.streaming.errors import ConfigError, SourceError
+from memstream.streaming.sources import SourceSpec, register_source
+from memstream.streaming.sources._base import StreamSource, read_rgb
+from memstream.streaming.sources.protocol import SourceOptions
+from memstream.streaming.sources.schedule import resize_frame
+from memstream.streaming.types import Frame, SourceInfo
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from streaming.errors import ConfigError
-from streaming.types import Frame, SourceInfo
+from memstream.streaming.errors import ConfigError
+from memstream.streaming.types import Frame, SourceInfo
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from streaming.sources.protocol import SourceOptions
+from memstream.streaming.sources.protocol import SourceOptions
 
 
 class FrameSchedule:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from streaming.errors import ConfigError
-from streaming.sources import SourceSpec, register_source
-from streaming.sources._base import StreamSource
-from streaming.sources.protocol import SourceOptions
-from streaming.synthetic import Scene, build_scene
-from streaming.types import Frame, SourceInfo
+from memstream.streaming.errors import ConfigError
+from memstream.streaming.sources import SourceSpec, register_source
+from memstream.streaming.sources._base import StreamSource
+from memstream.streaming.sources.protocol import SourceOptions
+from memstream.streaming.synthetic import Scene, build_scene
+from memstream.streaming.types import Frame, SourceInfo
 
 
 class SyntheticSource(StreamSource):

@@ -21,13 +21,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streaming.errors import ConfigError, SourceError
-from streaming.geometry import matrix_from_quaternion, quaternion_from_matrix, slerp
-from streaming.sources import SourceSpec, register_source
-from streaming.sources._base import StreamSource, read_rgb
-from streaming.sources.protocol import SourceOptions
-from streaming.sources.schedule import resize_frame
-from streaming.types import Frame, SourceInfo
+from memstream.streaming.errors import ConfigError, SourceError
+from memstream.streaming.geometry import matrix_from_quaternion, quaternion_from_matrix, slerp
+from memstream.streaming.sources import SourceSpec, register_source
+from memstream.streaming.sources._base import StreamSource, read_rgb
+from memstream.streaming.sources.protocol import SourceOptions
+from memstream.streaming.sources.schedule import resize_frame
+from memstream.streaming.types import Frame, SourceInfo
 
 DEPTH_SCALE = 5000.0
 # Published TUM RGB-D calibrations (fx, fy, cx, cy) of the three Kinects.

@@ -20,12 +20,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streaming.errors import ConfigError, SourceError
-from streaming.sources import SourceSpec, register_source
-from streaming.sources._base import StreamSource
-from streaming.sources.protocol import SourceOptions
-from streaming.sources.schedule import resize_frame
-from streaming.types import Frame, SourceInfo
+from memstream.streaming.errors import ConfigError, SourceError
+from memstream.streaming.sources import SourceSpec, register_source
+from memstream.streaming.sources._base import StreamSource
+from memstream.streaming.sources.protocol import SourceOptions
+from memstream.streaming.sources.schedule import resize_frame
+from memstream.streaming.types import Frame, SourceInfo
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp"}
 BACKENDS = ("decord", "pyav", "opencv")

@@ -6,10 +6,10 @@ it with ``open_source("synthetic://distractors?seed=3")``, or write it to disk w
 :func:`write_scene`. By convention object 1 is the tracking target of every preset.
 """
 
-from streaming.synthetic import presets as _presets  # noqa: F401  (registers the presets)
-from streaming.synthetic.build import SCENE_PRESETS, Scene, SceneParams, build_scene, parse_uri
-from streaming.synthetic.render import RenderedFrame, Renderer
-from streaming.synthetic.scene import (
+from memstream.streaming.synthetic import presets as _presets  # noqa: F401  (registers the presets)
+from memstream.streaming.synthetic.build import SCENE_PRESETS, Scene, SceneParams, build_scene, parse_uri
+from memstream.streaming.synthetic.render import RenderedFrame, Renderer
+from memstream.streaming.synthetic.scene import (
     Appearance,
     CameraSpec,
     Keyframes,
@@ -19,7 +19,7 @@ from streaming.synthetic.scene import (
     SceneSpec,
     constant,
 )
-from streaming.synthetic.writer import write_scene
+from memstream.streaming.synthetic.writer import write_scene
 
 __all__ = [
     "SCENE_PRESETS",

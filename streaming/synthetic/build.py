@@ -2,7 +2,7 @@
 
 ``synthetic://PRESET?seed=0&frames=120&size=320x240&fps=30`` names a preset and its parameters;
 :func:`build_scene` turns it into a :class:`SceneSpec` (a value), and :class:`Scene` renders that
-spec into :class:`~streaming.types.Frame` objects with exact ground truth, in any order.
+spec into :class:`~memstream.streaming.types.Frame` objects with exact ground truth, in any order.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
-from streaming.errors import ConfigError
-from streaming.registry import Registry
-from streaming.synthetic.render import RenderedFrame, Renderer
-from streaming.synthetic.scene import CameraSpec, Lighting, ObjectSpec, RoomSpec, SceneSpec
-from streaming.types import Frame, FrameGroundTruth
+from memstream.streaming.errors import ConfigError
+from memstream.streaming.registry import Registry
+from memstream.streaming.synthetic.render import RenderedFrame, Renderer
+from memstream.streaming.synthetic.scene import CameraSpec, Lighting, ObjectSpec, RoomSpec, SceneSpec
+from memstream.streaming.types import Frame, FrameGroundTruth
 
 URI_PARAMETERS = "seed (int >= 0), frames (int >= 1), size (WxH, e.g. 320x240), fps (> 0)"
 

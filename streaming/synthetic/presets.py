@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from streaming.synthetic.build import SCENE_PRESETS, SceneParams
-from streaming.synthetic.scene import (
+from memstream.streaming.synthetic.build import SCENE_PRESETS, SceneParams
+from memstream.streaming.synthetic.scene import (
     Appearance,
     CameraSpec,
     Keyframes,

@@ -1,7 +1,7 @@
 """Exact analytic ray casting of a :class:`SceneSpec` in numpy.
 
 Each pixel's ray is intersected with the room and with every object in closed form (see
-:mod:`streaming.synthetic.raycast`), so depth, instance masks and boxes are exact: there is no
+:mod:`memstream.streaming.synthetic.raycast`), so depth, instance masks and boxes are exact: there is no
 rasterisation error to model in the tests. Objects are only intersected inside the screen rectangle
 their bounding box projects to, and shaded only where they are visible; the room costs a few
 full-frame operations and is reused while the camera stands still.
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from streaming.synthetic import raycast
-from streaming.synthetic.raycast import Rays, Rect
-from streaming.synthetic.scene import ObjectSpec, SceneSpec
-from streaming.synthetic.texture import ObjectTexture, RoomTexture
+from memstream.streaming.synthetic import raycast
+from memstream.streaming.synthetic.raycast import Rays, Rect
+from memstream.streaming.synthetic.scene import ObjectSpec, SceneSpec
+from memstream.streaming.synthetic.texture import ObjectTexture, RoomTexture
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class Renderer:
         keep_object_depth: also return each object's own depth map (for tests).
 
     Example:
-        >>> from streaming.synthetic import build_scene
+        >>> from memstream.streaming.synthetic import build_scene
         >>> frame = Renderer(build_scene("demo", frames=2, size=(64, 48))).render(1)
         >>> frame.rgb.shape, frame.depth_m.dtype
         ((48, 64, 3), dtype('float32'))

@@ -1,7 +1,7 @@
 """Scene descriptions: a room, a camera path, and textured objects on keyframed trajectories.
 
 Everything is a frozen dataclass so a scene is a value: two equal specs render identical frames.
-World axes follow the camera convention of ``streaming.types`` at the start pose: x right, y down
+World axes follow the camera convention of ``memstream.streaming.types`` at the start pose: x right, y down
 (the floor is at ``y = +room.floor_y``), z forward. Units are metres and seconds.
 """
 

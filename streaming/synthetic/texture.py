@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streaming.synthetic.scene import Appearance
+from memstream.streaming.synthetic.scene import Appearance
 
 TEXTURE_SIZE = 64  # noise texels per side; a power of two so "% size" is "& (size - 1)"
 TEXELS_PER_M = 40.0
@@ -70,7 +70,7 @@ class RoomTexture:
     ``axis=0`` take of RGB rows).
 
     Args:
-        faces: appearance of each inner face, in :class:`~streaming.synthetic.raycast.RoomHits`
+        faces: appearance of each inner face, in :class:`~memstream.streaming.synthetic.raycast.RoomHits`
             face order (-x, +x, ceiling, floor, -z, +z).
         shade: (6,) light factor of each face (Lambertian + ambient; faces are flat).
     """

@@ -25,11 +25,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streaming.errors import ConfigError
-from streaming.geometry import pose_to_tum
-from streaming.synthetic.build import Scene, build_scene
-from streaming.synthetic.scene import SceneSpec
-from streaming.videoio import VideoWriteError, VideoWriter
+from memstream.streaming.errors import ConfigError
+from memstream.streaming.geometry import pose_to_tum
+from memstream.streaming.synthetic.build import Scene, build_scene
+from memstream.streaming.synthetic.scene import SceneSpec
+from memstream.streaming.videoio import VideoWriteError, VideoWriter
 
 TUM_DEPTH_SCALE = 5000.0  # depth PNG units per metre, as in the TUM RGB-D benchmark
 

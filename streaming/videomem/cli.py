@@ -15,7 +15,7 @@ import json
 import sys
 import threading
 
-from streaming.errors import ConfigError, MemstreamError
+from memstream.streaming.errors import ConfigError, MemstreamError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -62,7 +62,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _options(args: argparse.Namespace):
-    from streaming.videomem.options import ReKVOptions, VideoMemoryOptions
+    from memstream.streaming.videomem.options import ReKVOptions, VideoMemoryOptions
 
     if not args.model:
         raise ConfigError(
@@ -93,7 +93,7 @@ def _options(args: argparse.Namespace):
 
 
 def _print_answer(answer, as_json: bool) -> None:
-    from streaming.videomem.stage import answer_record
+    from memstream.streaming.videomem.stage import answer_record
 
     if as_json:
         print(json.dumps(answer_record(answer)), flush=True)
@@ -110,7 +110,7 @@ def _print_answer(answer, as_json: bool) -> None:
 
 
 def _ask(memory, question: str, options, as_json: bool) -> None:
-    from streaming.videomem.generation import SamplingConfig
+    from memstream.streaming.videomem.generation import SamplingConfig
 
     sampling = SamplingConfig(**options.generation.model_dump())
     on_text = None if as_json else (lambda piece: print(piece, end="", flush=True))
@@ -118,8 +118,8 @@ def _ask(memory, question: str, options, as_json: bool) -> None:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from streaming.sources import open_source
-    from streaming.videomem.stage import FrameSampler, build_memory
+    from memstream.streaming.sources import open_source
+    from memstream.streaming.videomem.stage import FrameSampler, build_memory
 
     if args.interactive == (args.question is not None):
         raise ConfigError("give either a question or --interactive", 'e.g. memstream ask video.mp4 "What happened?" --model ...')
@@ -149,8 +149,8 @@ FIRST_FRAME_WAIT_S = 30.0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from streaming.videomem.serve import VideoQAService, create_app
-    from streaming.videomem.stage import load_model, memory_for
+    from memstream.streaming.videomem.serve import VideoQAService, create_app
+    from memstream.streaming.videomem.stage import load_model, memory_for
 
     try:
         import uvicorn

@@ -21,7 +21,7 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from streaming.videomem.adapters.hf import HFVideoLLM
+from memstream.streaming.videomem.adapters.hf import HFVideoLLM
 
 #: Called with each new piece of answer text as soon as it is decoded.
 TokenCallback = Callable[[str], None]

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from streaming.videomem.rekv.config import ReKVConfig
+from memstream.streaming.videomem.rekv.config import ReKVConfig
 
 #: ``model: tiny-random`` builds a random-weight LLaVA-OneVision in code (answers are noise): it
 #: runs the whole machinery on a machine with no checkpoint.
@@ -23,7 +23,7 @@ class _Strict(BaseModel):
 
 
 class ReKVOptions(_Strict):
-    """:class:`~streaming.videomem.rekv.config.ReKVConfig`'s fields, with its defaults."""
+    """:class:`~memstream.streaming.videomem.rekv.config.ReKVConfig`'s fields, with its defaults."""
 
     window_frames: int = Field(76, ge=1)
     chunk_frames: int = Field(1, ge=1)
@@ -43,7 +43,7 @@ class ReKVOptions(_Strict):
         try:
             return ReKVConfig(**{f.name: getattr(self, f.name) for f in fields(ReKVConfig)})
         except ValueError as exc:
-            from streaming.errors import ConfigError
+            from memstream.streaming.errors import ConfigError
 
             raise ConfigError(f"invalid rekv options: {exc}", "See streaming/videomem/rekv/config.py") from None
 
@@ -62,14 +62,14 @@ class FlashVStreamOptions(_Strict):
     max_question_tokens: int = Field(512, ge=1)
 
     def to_config(self):
-        from streaming.videomem.flash import FlashMemoryConfig
-        from streaming.videomem.flash.video_memory import FlashVStreamConfig
+        from memstream.streaming.videomem.flash import FlashMemoryConfig
+        from memstream.streaming.videomem.flash.video_memory import FlashVStreamConfig
 
         memory = self.model_dump(exclude={"low_res_pool", "max_question_tokens"})
         try:
             flash = FlashMemoryConfig(**memory)
         except ValueError as exc:
-            from streaming.errors import ConfigError
+            from memstream.streaming.errors import ConfigError
 
             raise ConfigError(f"invalid flash_vstream options: {exc}", "See streaming/videomem/flash/config.py") from None
         return FlashVStreamConfig(memory=flash, low_res_pool=self.low_res_pool, max_question_tokens=self.max_question_tokens)

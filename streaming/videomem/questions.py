@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from streaming.errors import MemstreamError
-from streaming.videomem.adapters.hf import HFVideoLLM
+from memstream.streaming.errors import MemstreamError
+from memstream.streaming.videomem.adapters.hf import HFVideoLLM
 
 
 class QuestionError(MemstreamError):

@@ -41,10 +41,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streaming.errors import MemstreamError
-from streaming.types import Frame
-from streaming.videomem.generation import SamplingConfig
-from streaming.videomem.stage import answer_record
+from memstream.streaming.errors import MemstreamError
+from memstream.streaming.types import Frame
+from memstream.streaming.videomem.generation import SamplingConfig
+from memstream.streaming.videomem.stage import answer_record
 
 
 class ServiceError(MemstreamError):

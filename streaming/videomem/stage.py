@@ -24,12 +24,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from streaming.pipeline.protocol import RunContext, Upstream
-from streaming.pipeline.stages import parse_options
-from streaming.types import Frame
-from streaming.videomem.generation import SamplingConfig
-from streaming.videomem.options import TINY_RANDOM, VideoMemoryOptions
-from streaming.videomem.types import Answer
+from memstream.streaming.pipeline.protocol import RunContext, Upstream
+from memstream.streaming.pipeline.stages import parse_options
+from memstream.streaming.types import Frame
+from memstream.streaming.videomem.generation import SamplingConfig
+from memstream.streaming.videomem.options import TINY_RANDOM, VideoMemoryOptions
+from memstream.streaming.videomem.types import Answer
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,10 @@ def load_model(options: VideoMemoryOptions):
 
 
 def _load(options: VideoMemoryOptions):
-    from streaming.videomem.adapters import load_video_llm
+    from memstream.streaming.videomem.adapters import load_video_llm
 
     if options.model == TINY_RANDOM:
-        from streaming.videomem.tiny import build_tiny_llava_onevision
+        from memstream.streaming.videomem.tiny import build_tiny_llava_onevision
 
         log.warning("model tiny-random has random weights: its answers are noise")
         path = build_tiny_llava_onevision(Path(tempfile.mkdtemp(prefix="memstream-tiny-")))
@@ -61,10 +61,10 @@ def _load(options: VideoMemoryOptions):
 def memory_for(llm, options: VideoMemoryOptions):
     """The configured video memory (ReKV or Flash-VStream) around a loaded model."""
     if options.memory == "flash_vstream":
-        from streaming.videomem.flash.video_memory import FlashVStreamMemory
+        from memstream.streaming.videomem.flash.video_memory import FlashVStreamMemory
 
         return FlashVStreamMemory(llm, options.flash_vstream.to_config())
-    from streaming.videomem.rekv import ReKVMemory
+    from memstream.streaming.videomem.rekv import ReKVMemory
 
     return ReKVMemory(llm, options.rekv.to_config())
 

@@ -3,7 +3,7 @@
 No weights can be downloaded on the machines that test and benchmark memstream, so tests and
 benchmarks build the real transformers classes from a config with random weights, a tokenizer
 trained here on a few sentences and the model's own processors, ``save_pretrained`` them to a
-directory and load that directory through :func:`streaming.videomem.adapters.load_video_llm`
+directory and load that directory through :func:`memstream.streaming.videomem.adapters.load_video_llm`
 exactly as a user loads a hub checkpoint. The answers of such a model are noise; what they test is
 the machinery (exactness against full attention, retrieval, positions, storage, serving).
 
@@ -316,7 +316,7 @@ def _tiny_qwen_vision_config(*, out_hidden_size: int, tokens_per_second: int) ->
 
 def build_tiny_clip(directory: str | Path, *, embed_dim: int = 16, image_size: int = 32, seed: int = 0) -> Path:
     """Save a random-weight ``CLIPModel`` with a locally trained tokenizer and CLIP's image processor,
-    for external retrieval (:class:`streaming.videomem.rekv.external.HFDualEncoder`).
+    for external retrieval (:class:`memstream.streaming.videomem.rekv.external.HFDualEncoder`).
 
     Args:
         directory: where to save (created).

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels import block_scores, block_topk
-from kernels import _dispatch
-from kernels._dispatch import check_kernel_can_run, resolve_backend
-from kernels.block_topk import reference
+from memstream.kernels import block_scores, block_topk
+from memstream.kernels import _dispatch
+from memstream.kernels._dispatch import check_kernel_can_run, resolve_backend
+from memstream.kernels.block_topk import reference
 from tests.kernels import TRITON_DEVICE
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -153,7 +153,7 @@ def test_bad_k_or_group_size(k: int, group_size: int, message: str, backend: str
 )
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_bad_inputs(query: torch.Tensor, keys: torch.Tensor, message: str, backend: str) -> None:
-    from kernels.block_topk import triton_impl
+    from memstream.kernels.block_topk import triton_impl
 
     impl = reference if backend == "torch" else triton_impl
     if query.device.type == "cpu" and keys.device.type == "cpu":
@@ -196,7 +196,7 @@ def test_compiled_kernel_refuses_cpu_tensors() -> None:
 def test_triton_runs_in_the_interpreter_without_a_gpu() -> None:
     from triton.runtime.interpreter import InterpretedFunction
 
-    from kernels.block_topk import triton_impl
+    from memstream.kernels.block_topk import triton_impl
 
     interpreted = isinstance(triton_impl._group_scores_kernel, InterpretedFunction)
     assert interpreted == (TRITON_DEVICE == "cpu")

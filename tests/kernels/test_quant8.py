@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels import dequantize_int8, int8_error, quantize_int8
-from kernels.quant8 import reference
+from memstream.kernels import dequantize_int8, int8_error, quantize_int8
+from memstream.kernels.quant8 import reference
 from tests.kernels import TRITON_DEVICE
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -151,7 +151,7 @@ def test_bad_arguments(backend: str) -> None:
 def test_triton_runs_in_the_interpreter_without_a_gpu() -> None:
     from triton.runtime.interpreter import InterpretedFunction
 
-    from kernels.quant8 import triton_impl
+    from memstream.kernels.quant8 import triton_impl
 
     for kernel in (triton_impl._quantize_kernel, triton_impl._dequantize_kernel):
         assert isinstance(kernel, InterpretedFunction) == (TRITON_DEVICE == "cpu")

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import yaml
 
-from streaming import ConfigError
-from streaming.cli import main
-from streaming.config import config_dir, load_config, preset_names, resolve_config_path
+from memstream.streaming import ConfigError
+from memstream.streaming.cli import main
+from memstream.streaming.config import config_dir, load_config, preset_names, resolve_config_path
 
 DEMO = "synthetic://demo?frames=8&size=64x48"
 
@@ -124,7 +124,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, args, message) 
 
 
 def test_a_failing_stage_exits_1_and_debug_shows_the_traceback(tmp_path, capsys) -> None:
-    from streaming.pipeline.stages import STAGES
+    from memstream.streaming.pipeline.stages import STAGES
 
     class Explodes:
         def __init__(self, name, options):
@@ -166,10 +166,10 @@ def test_synth_writes_a_scene(tmp_path, capsys) -> None:
 
 def test_the_installed_console_script(tmp_path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "streaming.cli", "run", DEMO, "--out", str(tmp_path / "r"), "--no-progress"],
+        [sys.executable, "-m", "memstream.streaming.cli", "run", DEMO, "--out", str(tmp_path / "r"), "--no-progress"],
         capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "r" / "summary.json").is_file()
-    bad = subprocess.run([sys.executable, "-m", "streaming.cli", "run", "nothing.mp4"], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run([sys.executable, "-m", "memstream.streaming.cli", "run", "nothing.mp4"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: no such video file")

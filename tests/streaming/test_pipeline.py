@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streaming import ConfigError, StageError, open_source
-from streaming.pipeline.metrics import LatencyStats
-from streaming.pipeline.protocol import RunContext, Upstream
-from streaming.pipeline.runner import Runner
-from streaming.types import Frame, SourceInfo
+from memstream.streaming import ConfigError, StageError, open_source
+from memstream.streaming.pipeline.metrics import LatencyStats
+from memstream.streaming.pipeline.protocol import RunContext, Upstream
+from memstream.streaming.pipeline.runner import Runner
+from memstream.streaming.types import Frame, SourceInfo
 
 URI = "synthetic://demo?frames=24&size=64x48"
 

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from streaming import ConfigError, SourceError, UnknownSourceError, open_source
-from streaming.geometry import pose_to_tum
-from streaming.synthetic import write_scene
+from memstream.streaming import ConfigError, SourceError, UnknownSourceError, open_source
+from memstream.streaming.geometry import pose_to_tum
+from memstream.streaming.synthetic import write_scene
 
 N_FRAMES, FPS = 45, 30
 

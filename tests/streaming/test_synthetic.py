@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from streaming import ConfigError, open_source
-from streaming.geometry import pose_from_tum
-from streaming.synthetic import SCENE_PRESETS, Renderer, SceneParams, build_scene, write_scene
+from memstream.streaming import ConfigError, open_source
+from memstream.streaming.geometry import pose_from_tum
+from memstream.streaming.synthetic import SCENE_PRESETS, Renderer, SceneParams, build_scene, write_scene
 
 SMALL = SceneParams(frames=40, width=160, height=120)
 

@@ -1,6 +1,6 @@
 """The fast renderer against an independent, brute-force float64 ray caster.
 
-The reference below shares no code with ``streaming.synthetic.render``/``raycast``: it casts every
+The reference below shares no code with ``memstream.streaming.synthetic.render``/``raycast``: it casts every
 pixel's ray against the room planes and against every object over the whole image (no screen
 rectangles, no inverse-depth tricks), in float64. Depth and instance masks must agree everywhere
 except where two surfaces are within a hair of each other (a tie decided by float32 rounding).
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streaming.synthetic import SCENE_PRESETS, Renderer, build_scene
-from streaming.synthetic.scene import ObjectSpec, SceneSpec
+from memstream.streaming.synthetic import SCENE_PRESETS, Renderer, build_scene
+from memstream.streaming.synthetic.scene import ObjectSpec, SceneSpec
 
 WIDTH, HEIGHT = 96, 72
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streaming import open_source
-from streaming.errors import ConfigError
-from streaming.synthetic import (
+from memstream.streaming import open_source
+from memstream.streaming.errors import ConfigError
+from memstream.streaming.synthetic import (
     Appearance,
     CameraSpec,
     Keyframes,
@@ -71,7 +71,7 @@ def test_build_scene_accepts_names_uris_and_overrides() -> None:
 
 
 def test_object_one_is_the_target_of_every_preset() -> None:
-    from streaming.synthetic import SCENE_PRESETS
+    from memstream.streaming.synthetic import SCENE_PRESETS
 
     for name in SCENE_PRESETS.names():
         spec = build_scene(name, frames=5)

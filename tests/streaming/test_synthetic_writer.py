@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from streaming.errors import ConfigError
-from streaming.geometry import matrix_from_quaternion, pose_from_tum, quaternion_from_matrix
-from streaming.synthetic import Scene, build_scene, write_scene
-from streaming.synthetic import writer as writer_module
+from memstream.streaming.errors import ConfigError
+from memstream.streaming.geometry import matrix_from_quaternion, pose_from_tum, quaternion_from_matrix
+from memstream.streaming.synthetic import Scene, build_scene, write_scene
+from memstream.streaming.synthetic import writer as writer_module
 
 FRAMES = 40
 

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from streaming import videoio
-from streaming.errors import ConfigError, MemstreamError
-from streaming.videoio import VideoWriteError, VideoWriter, write_video
+from memstream.streaming import videoio
+from memstream.streaming.errors import ConfigError, MemstreamError
+from memstream.streaming.videoio import VideoWriteError, VideoWriter, write_video
 
 
 def _frames(n: int, height: int, width: int) -> list[np.ndarray]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from tracking.sam2_stream.bank import MemoryEntry, ObjectMemory
+from memstream.tracking.sam2_stream.bank import MemoryEntry, ObjectMemory
 
 
 def entry(t: int) -> MemoryEntry:

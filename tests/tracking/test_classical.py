@@ -10,12 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
-from streaming import Frame, open_source
-from tracking.classical import ClassicalBackend, ClassicalConfig
-from tracking.kalman import box_iou_xywh
-from tracking.protocol import CandidateBackend
-from tracking.tracker import Tracker, TrackingInputError
-from tracking.types import Candidates, Decision, Prompt
+from memstream.streaming import Frame, open_source
+from memstream.tracking.classical import ClassicalBackend, ClassicalConfig
+from memstream.tracking.kalman import box_iou_xywh
+from memstream.tracking.protocol import CandidateBackend
+from memstream.tracking.tracker import Tracker, TrackingInputError
+from memstream.tracking.types import Candidates, Decision, Prompt
 
 HEIGHT, WIDTH, SIDE = 120, 160, 24
 BACKGROUND = cv2.GaussianBlur(

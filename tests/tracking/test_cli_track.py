@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from streaming import open_source
-from streaming.cli import main
-from tracking.eval.datasets import read_boxes
-from tracking.eval.ope import box_iou_lasot
+from memstream.streaming import open_source
+from memstream.streaming.cli import main
+from memstream.tracking.eval.datasets import read_boxes
+from memstream.tracking.eval.ope import box_iou_lasot
 
 SCENE = "synthetic://distractors?frames=24&seed=1"
 
@@ -96,7 +96,7 @@ def test_bad_input_is_one_error_line(tmp_path, capsys, args, message) -> None:
 def test_checkpoint_of_another_size_names_the_right_config(tmp_path, capsys) -> None:
     torch = pytest.importorskip("torch")
     pytest.importorskip("sam2")
-    from tracking.sam2_stream.loading import build_model
+    from memstream.tracking.sam2_stream.loading import build_model
 
     small = build_model("configs/sam2.1/sam2.1_hiera_s.yaml", None, image_size=128)
     torch.save({"model": small.state_dict()}, tmp_path / "weights.pt")
@@ -114,8 +114,8 @@ def test_missing_sam2_package_says_how_to_install(tmp_path, capsys, monkeypatch)
 
 
 def test_prompts_of_frames_that_never_reached_the_stage_apply_on_the_next_one() -> None:
-    from streaming.pipeline.protocol import RunContext, Upstream
-    from tracking.stage import TrackingStage
+    from memstream.streaming.pipeline.protocol import RunContext, Upstream
+    from memstream.tracking.stage import TrackingStage
 
     stage = TrackingStage("tracking", {"prompts": [
         {"object_id": 1, "frame": 2, "box": [20, 189, 46, 38]}, {"object_id": 1, "frame": 3, "box": [25, 189, 46, 38]},
@@ -163,10 +163,10 @@ class FailsOnFrame7:
 
 
 def test_a_failing_later_stage_leaves_valid_tracking_files(tmp_path) -> None:
-    from streaming.config import load_config
-    from streaming.errors import StageError
-    from streaming.pipeline.run import run_pipeline
-    from streaming.pipeline.stages import STAGES
+    from memstream.streaming.config import load_config
+    from memstream.streaming.errors import StageError
+    from memstream.streaming.pipeline.run import run_pipeline
+    from memstream.streaming.pipeline.stages import STAGES
 
     if "fails_on_frame_7" not in STAGES:
         STAGES.add("fails_on_frame_7", FailsOnFrame7)

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from streaming import open_source
-from streaming.synthetic import write_scene
-from tracking.eval import (
+from memstream.streaming import open_source
+from memstream.streaming.synthetic import write_scene
+from memstream.tracking.eval import (
     DatasetError,
     evaluate_sequence,
     open_dataset,

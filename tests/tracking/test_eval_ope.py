@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from tracking.eval import (
+from memstream.tracking.eval import (
     NORM_PRECISION_THRESHOLDS,
     PRECISION_THRESHOLDS_PX,
     SUCCESS_THRESHOLDS,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streaming import open_source
-from tracking.kalman import KalmanBoxFilter, box_iou_xywh, xyah_to_xywh, xywh_to_xyah
+from memstream.streaming import open_source
+from memstream.tracking.kalman import KalmanBoxFilter, box_iou_xywh, xyah_to_xywh, xywh_to_xyah
 
 SP, SV = 1 / 20, 1 / 160
 

@@ -8,14 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from streaming import open_source
-from streaming.types import Frame
-from tracking.tracker import Tracker
-from tracking.types import Prompt
+from memstream.streaming import open_source
+from memstream.streaming.types import Frame
+from memstream.tracking.tracker import Tracker
+from memstream.tracking.types import Prompt
 
 pytest.importorskip("sam2")
-from tracking.sam2_stream.backend import Sam2Backend  # noqa: E402
-from tracking.sam2_stream.loading import build_model  # noqa: E402
+from memstream.tracking.sam2_stream.backend import Sam2Backend  # noqa: E402
+from memstream.tracking.sam2_stream.loading import build_model  # noqa: E402
 
 IMAGE_SIZE = 256
 FRAMES = 18  # >= 16, so sam2's pointer encoding (min(num_frames, 16)) matches the streaming one

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tracking.selection import MotionAwareSelector, MotionState, SamuraiConfig, Selection
+from memstream.tracking.selection import MotionAwareSelector, MotionState, SamuraiConfig, Selection
 
 
 def moving_box(t: int) -> np.ndarray:

@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pytest
 
-from streaming.types import Frame
-from tracking.protocol import CandidateBackend
-from tracking.tracker import Tracker, TrackingInputError
-from tracking.types import Candidates, Decision, Prompt
+from memstream.streaming.types import Frame
+from memstream.tracking.protocol import CandidateBackend
+from memstream.tracking.tracker import Tracker, TrackingInputError
+from memstream.tracking.types import Candidates, Decision, Prompt
 
 
 class ScriptedBackend:
@@ -105,7 +105,7 @@ def resume_matches_uninterrupted(make_backend, uri: str, split: int, tmp_path) -
     exactly what the uninterrupted tracker produced."""
     import torch
 
-    from streaming import open_source
+    from memstream.streaming import open_source
 
     with open_source(uri) as source:
         frames = list(source)
@@ -127,7 +127,7 @@ def resume_matches_uninterrupted(make_backend, uri: str, split: int, tmp_path) -
 
 
 def test_classical_tracker_resumes_exactly_from_a_saved_state(tmp_path) -> None:
-    from tracking.classical import ClassicalBackend
+    from memstream.tracking.classical import ClassicalBackend
 
     resume_matches_uninterrupted(ClassicalBackend, "synthetic://distractors?frames=40&seed=3", 25, tmp_path)
 
@@ -135,8 +135,8 @@ def test_classical_tracker_resumes_exactly_from_a_saved_state(tmp_path) -> None:
 def test_sam2_tracker_resumes_exactly_from_a_saved_state(tmp_path) -> None:
     torch = pytest.importorskip("torch")
     pytest.importorskip("sam2")
-    from tracking.sam2_stream.backend import Sam2Backend
-    from tracking.sam2_stream.loading import build_model
+    from memstream.tracking.sam2_stream.backend import Sam2Backend
+    from memstream.tracking.sam2_stream.loading import build_model
 
     torch.manual_seed(0)
     model = build_model("configs/sam2.1/sam2.1_hiera_t.yaml", None, image_size=128)

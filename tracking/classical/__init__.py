@@ -2,11 +2,11 @@
 
 Public API::
 
-    from tracking.classical import ClassicalBackend, ClassicalConfig
+    from memstream.tracking.classical import ClassicalBackend, ClassicalConfig
     tracker = Tracker(ClassicalBackend(ClassicalConfig(num_candidates=3)), selection="samurai")
 """
 
-from tracking.classical.backend import ClassicalBackend
-from tracking.classical.config import ClassicalConfig
+from memstream.tracking.classical.backend import ClassicalBackend
+from memstream.tracking.classical.config import ClassicalConfig
 
 __all__ = ["ClassicalBackend", "ClassicalConfig"]

@@ -1,17 +1,17 @@
 """The weight-free candidate backend: template matching with a SAMURAI-shaped memory bank.
 
-:class:`ClassicalBackend` implements :class:`~tracking.protocol.CandidateBackend` with OpenCV and
-numpy only, so SAMURAI's selection and memory gate (:class:`~tracking.tracker.Tracker`) run on a
+:class:`ClassicalBackend` implements :class:`~memstream.tracking.protocol.CandidateBackend` with OpenCV and
+numpy only, so SAMURAI's selection and memory gate (:class:`~memstream.tracking.tracker.Tracker`) run on a
 CPU with nothing downloaded. It is the default backend of ``memstream run`` / ``memstream track``.
 
 How it works, per object and frame:
 
-* **Memory** (:mod:`tracking.classical.memory`): the prompt template (a conditioning memory, always
+* **Memory** (:mod:`memstream.tracking.classical.memory`): the prompt template (a conditioning memory, always
   kept), a bank of up to ``bank_size`` (6) frames the tracker let in (``Decision.enters_memory``; a
   bounded deque) and always the most recent frame, as SAMURAI always attends the previous frame.
   Each memory is a small grey template (``template_size_px`` on its longer side); nothing grows per
   frame.
-* **Candidates** (:mod:`tracking.classical.matching`): over a search region of ``search_scale``
+* **Candidates** (:mod:`memstream.tracking.classical.matching`): over a search region of ``search_scale``
   times the object's size around its last position (grown by how far it may have moved, see
   ``motion_reach``; the whole frame once it has been absent ``lost_after_frames`` frames), at
   ``scales``, the weighted mean NCC of the memory templates merged with the object's colour
@@ -25,7 +25,7 @@ How it works, per object and frame:
   elsewhere is a candidate but no evidence that this object is visible, so an object hidden behind
   its look-alike gets a non-positive logit, an empty mask and a zero box, and the tracker's motion
   model coasts instead of jumping.
-* **Masks** (:mod:`tracking.classical.segmentation`): around each candidate box, the colour
+* **Masks** (:mod:`memstream.tracking.classical.segmentation`): around each candidate box, the colour
   likelihood thresholded and the component under the box centre kept (the filled box when that
   fails). A candidate's box is its mask's box.
 
@@ -36,9 +36,9 @@ object is lost), or real segmentation quality (masks are colour blobs). It is no
 numbers say nothing about SAM 2's.
 
 Example:
-    >>> from streaming import open_source
-    >>> from tracking.tracker import Tracker
-    >>> from tracking.types import Prompt
+    >>> from memstream.streaming import open_source
+    >>> from memstream.tracking.tracker import Tracker
+    >>> from memstream.tracking.types import Prompt
     >>> tracker = Tracker(ClassicalBackend())
     >>> with open_source("synthetic://distractors?frames=120", max_frames=10) as source:
     ...     for frame in source:
@@ -57,14 +57,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streaming.types import Frame
-from tracking.classical.config import ClassicalConfig
-from tracking.classical.matching import Peak, match_peaks, search_window
-from tracking.classical.memory import ObjectMemory
-from tracking.classical.segmentation import ColourModel, Segment, segment
-from tracking.kalman import box_iou_xywh
-from tracking.tracker import TrackingInputError
-from tracking.types import Candidates, Decision, Prompt
+from memstream.streaming.types import Frame
+from memstream.tracking.classical.config import ClassicalConfig
+from memstream.tracking.classical.matching import Peak, match_peaks, search_window
+from memstream.tracking.classical.memory import ObjectMemory
+from memstream.tracking.classical.segmentation import ColourModel, Segment, segment
+from memstream.tracking.kalman import box_iou_xywh
+from memstream.tracking.tracker import TrackingInputError
+from memstream.tracking.types import Candidates, Decision, Prompt
 
 PROMPT_LOGIT = 10.0  # object score logit reported on a prompt frame (the user says it is there)
 
@@ -100,7 +100,7 @@ class _FrameCache:
 
 
 class ClassicalBackend:
-    """Weight-free :class:`~tracking.protocol.CandidateBackend` (see the module docstring).
+    """Weight-free :class:`~memstream.tracking.protocol.CandidateBackend` (see the module docstring).
 
     Args:
         config: the matcher's and the memory's settings (``ClassicalConfig()`` by default).
@@ -206,7 +206,7 @@ class ClassicalBackend:
 
     def memory_summary(self) -> dict[str, Any]:
         """``{"backend": "classical", "objects": {id: {...}}, "bytes": total}``; per object see
-        :meth:`~tracking.classical.memory.ObjectMemory.summary` (frame indices, bytes held)."""
+        :meth:`~memstream.tracking.classical.memory.ObjectMemory.summary` (frame indices, bytes held)."""
         objects = {i: m.summary() for i, m in self._objects.items()}
         return {"backend": self.name, "objects": objects, "bytes": sum(o["bytes"] for o in objects.values())}
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from tracking.classical.config import ClassicalConfig
-from tracking.kalman import box_iou_xywh
+from memstream.tracking.classical.config import ClassicalConfig
+from memstream.tracking.kalman import box_iou_xywh
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from tracking.classical.config import ClassicalConfig
-from tracking.classical.matching import crop_template
-from tracking.classical.segmentation import ColourModel
-from tracking.tracker import TrackingInputError
+from memstream.tracking.classical.config import ClassicalConfig
+from memstream.tracking.classical.matching import crop_template
+from memstream.tracking.classical.segmentation import ColourModel
+from memstream.tracking.tracker import TrackingInputError
 
 MIN_TEMPLATE_SIDE_PX = 6
 SPEED_SMOOTHING = 0.5  # weight of the newest step in the speed average

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from tracking.classical.matching import box_pixels
+from memstream.tracking.classical.matching import box_pixels
 
 HUE_BINS, SAT_BINS = 30, 16  # OpenCV hue is 0..179 (6 degrees per bin), saturation 0..255
 

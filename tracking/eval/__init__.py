@@ -2,7 +2,7 @@
 
 Public API::
 
-    from tracking.eval import evaluate_dataset, evaluate_sequence, open_dataset, read_boxes
+    from memstream.tracking.eval import evaluate_dataset, evaluate_sequence, open_dataset, read_boxes
     results = {}
     for spec in open_dataset("data/LaSOT"):
         pred = read_boxes(f"results/my_tracker/{spec.name}.txt")
@@ -10,7 +10,7 @@ Public API::
     report = evaluate_dataset(results)  # report.auc, report.precision, report.norm_precision (x100)
 """
 
-from tracking.eval.datasets import (
+from memstream.tracking.eval.datasets import (
     READERS,
     DatasetError,
     SequenceSpec,
@@ -24,7 +24,7 @@ from tracking.eval.datasets import (
     sequence_kind,
     write_boxes,
 )
-from tracking.eval.ope import (
+from memstream.tracking.eval.ope import (
     NORM_PRECISION_THRESHOLDS,
     PRECISION_THRESHOLDS_PX,
     PROTOCOLS,

@@ -15,7 +15,7 @@
 Example:
     >>> dataset = open_dataset("data/LaSOT")  # doctest: +SKIP
     >>> for spec in dataset:  # doctest: +SKIP
-    ...     source = streaming.open_source(spec.source_uri)
+    ...     source = memstream.streaming.open_source(spec.source_uri)
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from streaming.errors import MemstreamError
-from streaming.sources.images import IMAGE_SUFFIXES, list_images, natural_key
+from memstream.streaming.errors import MemstreamError
+from memstream.streaming.sources.images import IMAGE_SUFFIXES, list_images, natural_key
 
 LAYOUTS = (
     "Expected LaSOT (ROOT/<class>/<class>-<n>/ or ROOT/<seq>/ with img/ and groundtruth.txt), "
@@ -170,7 +170,7 @@ class SequenceSpec:
 
     @property
     def source_uri(self) -> str:
-        """A URI for ``streaming.open_source`` (image folder or video path)."""
+        """A URI for ``memstream.streaming.open_source`` (image folder or video path)."""
         return str(self.source_path)
 
     @property

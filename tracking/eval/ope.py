@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from streaming.types import read_only
+from memstream.streaming.types import read_only
 
 SUCCESS_THRESHOLDS = np.linspace(0.0, 1.0, 21)  # IoU, strict ``>`` (LaSOT 0:0.05:1)
 PRECISION_THRESHOLDS_PX = np.arange(51, dtype=np.float64)  # centre error, ``<=``

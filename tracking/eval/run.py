@@ -13,16 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from streaming.config import RunConfig
-from streaming.pipeline.run import versions, write_json_atomic
-from streaming.pipeline.stages import parse_options
-from streaming.sources import open_source
-from tracking.eval.datasets import SequenceSpec, open_dataset, write_boxes
-from tracking.eval.ope import OPEReport, SequenceResult, evaluate_dataset, evaluate_sequence
-from tracking.options import TrackingOptions
-from tracking.stage import build_backend
-from tracking.tracker import Tracker
-from tracking.types import Prompt
+from memstream.streaming.config import RunConfig
+from memstream.streaming.pipeline.run import versions, write_json_atomic
+from memstream.streaming.pipeline.stages import parse_options
+from memstream.streaming.sources import open_source
+from memstream.tracking.eval.datasets import SequenceSpec, open_dataset, write_boxes
+from memstream.tracking.eval.ope import OPEReport, SequenceResult, evaluate_dataset, evaluate_sequence
+from memstream.tracking.options import TrackingOptions
+from memstream.tracking.stage import build_backend
+from memstream.tracking.tracker import Tracker
+from memstream.tracking.types import Prompt
 
 
 def track_boxes(tracker: Tracker, uri: str, first_box_xywh: np.ndarray, max_frames: int | None = None) -> np.ndarray:

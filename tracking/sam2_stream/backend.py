@@ -1,7 +1,7 @@
 """SAM 2 as a streaming candidate backend: frames pushed one at a time, bounded memory per object.
 
 Per frame the image is encoded once (the backbone is shared by every object); each object's memory
-(:class:`~tracking.sam2_stream.bank.ObjectMemory`) is read, objects whose memories have the same
+(:class:`~memstream.tracking.sam2_stream.bank.ObjectMemory`) is read, objects whose memories have the same
 layout go through memory attention and the mask decoder as one batch, and the decoder's three
 candidate masks per object are handed to the tracker. After the tracker's choice, the chosen masks
 are encoded into memory in one batched call. Nothing per frame is kept once it has been returned:
@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from streaming.types import Frame
-from tracking.masks import box_from_mask
-from tracking.sam2_stream.bank import MemoryEntry, MemoryReadout, ObjectMemory
-from tracking.sam2_stream.heads import DecoderOutput, attend_to_memory, decode, object_pointer
-from tracking.sam2_stream.loading import build_model
-from tracking.tracker import TrackingInputError
-from tracking.types import Candidates, Decision, Prompt
+from memstream.streaming.types import Frame
+from memstream.tracking.masks import box_from_mask
+from memstream.tracking.sam2_stream.bank import MemoryEntry, MemoryReadout, ObjectMemory
+from memstream.tracking.sam2_stream.heads import DecoderOutput, attend_to_memory, decode, object_pointer
+from memstream.tracking.sam2_stream.loading import build_model
+from memstream.tracking.tracker import TrackingInputError
+from memstream.tracking.types import Candidates, Decision, Prompt
 
 IMG_MEAN = (0.485, 0.456, 0.406)  # sam2.utils.misc.load_video_frames defaults
 IMG_STD = (0.229, 0.224, 0.225)
@@ -67,10 +67,10 @@ class _Pending:
 
 
 class Sam2Backend:
-    """SAM 2 (the ``sam2`` package's model) proposing candidates for :class:`~tracking.tracker.Tracker`.
+    """SAM 2 (the ``sam2`` package's model) proposing candidates for :class:`~memstream.tracking.tracker.Tracker`.
 
     Args:
-        model: a SAM 2 model built by :func:`~tracking.sam2_stream.loading.build_model`.
+        model: a SAM 2 model built by :func:`~memstream.tracking.sam2_stream.loading.build_model`.
         min_obj_score_logit: masks scoring at or below are blanked (SAM 2: 0; SAMURAI: -1).
         autocast: run under ``torch.autocast`` with bf16 on CUDA (as SAM 2's demos do).
     """

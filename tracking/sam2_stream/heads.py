@@ -4,7 +4,7 @@ the mask decoder with every candidate kept, and the object pointer of a chosen c
 These functions call the ``sam2`` model's own modules (``memory_attention``, ``sam_prompt_encoder``,
 ``sam_mask_decoder``, ``obj_ptr_proj``...) in the order ``SAM2Base._prepare_memory_conditioned_features``
 and ``SAM2Base._forward_sam_heads`` do, with two changes SAMURAI needs: the memory comes from
-:class:`~tracking.sam2_stream.bank.MemoryReadout` (not from a dict of every past frame), and the
+:class:`~memstream.tracking.sam2_stream.bank.MemoryReadout` (not from a dict of every past frame), and the
 candidate is chosen outside (by the tracker) instead of by ``argmax`` of the predicted IoU, so the
 object pointer and the memory are those of the chosen mask. With every frame accepted and the
 highest-affinity choice they reproduce SAM 2's video predictor (tested against it).

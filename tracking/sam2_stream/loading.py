@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from streaming.errors import ConfigError, MemstreamError
+from memstream.streaming.errors import ConfigError, MemstreamError
 
 SAM2_INSTALL = "SAM2_BUILD_CUDA=0 pip install --no-build-isolation 'memstream[sam2]'"
 

@@ -5,10 +5,10 @@
 encoders that feed the bank, the flow-matching action head, and imitation training.
 """
 
-from embodied.policies.memvla.agent import MemoryAgent
-from embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
-from embodied.policies.memvla.modeling_memvla import MemoryVLAPolicy, PolicyInputError
-from embodied.policies.memvla.training import as_policy_fn, config_for, dataset_stats, episode_batch, train
+from memstream.embodied.policies.memvla.agent import MemoryAgent
+from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
+from memstream.embodied.policies.memvla.modeling_memvla import MemoryVLAPolicy, PolicyInputError
+from memstream.embodied.policies.memvla.training import as_policy_fn, config_for, dataset_stats, episode_batch, train
 
 __all__ = ["MemoryAgent", "MemoryVLAConfig", "MemoryVLAPolicy", "PolicyInputError", "as_policy_fn", "config_for", "dataset_stats",
            "episode_batch", "train"]

@@ -1,6 +1,6 @@
 """The memory policy as a Habitat-style agent: ``reset()`` before each episode, ``act(obs)`` per step.
 
-Habitat's ``Benchmark.local_evaluate`` (and :func:`embodied.envs.run_agent`) hand the agent one
+Habitat's ``Benchmark.local_evaluate`` (and :func:`memstream.embodied.envs.run_agent`) hand the agent one
 unbatched observation at a time; :class:`MemoryAgent` adds the batch axis, starts a new episode in
 the policy's bank on ``reset()`` and returns one action. Its memory is the policy's bank: one slot.
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from embodied.policies.memvla.modeling_memvla import MemoryVLAPolicy
+from memstream.embodied.policies.memvla.modeling_memvla import MemoryVLAPolicy
 
 
 class MemoryAgent:

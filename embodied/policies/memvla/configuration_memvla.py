@@ -2,7 +2,7 @@
 
 The fields follow LeRobot's policy configs (``n_obs_steps``, ``chunk_size``, ``n_action_steps``,
 ``input_features`` / ``output_features``, ``optimizer_*``) and add the memory's: the bank settings
-of :class:`embodied.bank.MemoryBankConfig` and which streams have a bank. The sizes default to a
+of :class:`memstream.embodied.bank.MemoryBankConfig` and which streams have a bank. The sizes default to a
 policy that trains on a 2-core CPU in minutes; MemoryVLA's are 256 perceptual tokens x 256
 channels, a 4096-d cognitive token and a DiT-L action expert.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from embodied.bank import MemoryBankConfig
-from streaming.errors import ConfigError
+from memstream.embodied.bank import MemoryBankConfig
+from memstream.streaming.errors import ConfigError
 
 MEMORY_MODES = ("bank", "none")
 PERCEPTUAL_ENCODERS = ("cnn", "patch", "hf")
@@ -22,7 +22,7 @@ COGNITIVE_ENCODERS = ("task_state", "video_llm")
 
 @dataclass
 class MemoryVLAConfig:
-    """Settings of :class:`~embodied.policies.memvla.MemoryVLAPolicy`.
+    """Settings of :class:`~memstream.embodied.policies.memvla.MemoryVLAPolicy`.
 
     Attributes:
         input_features: observation key -> shape: an image key ``(3, H, W)`` (channels first, as

@@ -11,7 +11,7 @@ from the 7B LLM's last hidden state at the prompt's end. Both are seams here:
 * :class:`CognitiveEncoder`: ``(images, perceptual (B, N, Cp), state (B, S), tasks list[str]) ->
   (B, 1, Dc)``. :class:`TaskStateEncoder` embeds the instruction's hashed words with the pooled
   perceptual tokens and the state; :class:`VideoLLMCognitiveEncoder` is MemoryVLA's: the last
-  hidden state of a Video-LLM (loaded by ``streaming.videomem``) at the end of the prompt
+  hidden state of a Video-LLM (loaded by ``memstream.streaming.videomem``) at the end of the prompt
   "What action should the robot take to {task}?" with the frame, projected to Dc.
 """
 
@@ -23,7 +23,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from streaming.errors import MemstreamError
+from memstream.streaming.errors import MemstreamError
 
 
 @runtime_checkable
@@ -208,14 +208,14 @@ class VideoLLMCognitiveEncoder(nn.Module):
     names it (``language_model``) and loading the policy loads it again.
 
     Args:
-        model: a local path or hub id (loaded with ``streaming.videomem``'s ``load_video_llm``:
+        model: a local path or hub id (loaded with ``memstream.streaming.videomem``'s ``load_video_llm``:
             LLaVA-OneVision, Qwen2.5-VL), or an already loaded adapter.
         dim: Dc.
     """
 
     def __init__(self, model, dim: int = 128, device: str = "cpu", dtype: str = "float32") -> None:
         super().__init__()
-        from streaming.videomem.adapters.loading import load_video_llm
+        from memstream.streaming.videomem.adapters.loading import load_video_llm
 
         self.llm = load_video_llm(model, device=device, dtype=dtype) if isinstance(model, str) else model
         config = self.llm.model.config

@@ -2,7 +2,7 @@
 flow-matching action expert, with LeRobot's policy interface.
 
 Per control step (``select_action``): encode the frame into perceptual tokens ``(B, N, Cp)`` and a
-cognitive token ``(B, 1, Dc)``; read and fuse the episode's bank (``embodied.bank``); store the
+cognitive token ``(B, 1, Dc)``; read and fuse the episode's bank (``memstream.embodied.bank``); store the
 step; when the action queue is empty, sample an action chunk from the fused tokens and queue its
 first ``n_action_steps`` actions. The bank sees **every** frame, also those whose action comes from
 the queue, so a cue shown between two predictions is not missed.
@@ -30,11 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from embodied.bank import BankReadout, PerceptualCognitiveMemory
-from embodied.policies.memvla.action_head import FlowMatchingHead
-from embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
-from embodied.policies.memvla.encoders import HFVisionEncoder, PatchEncoder, SmallCNNEncoder, TaskStateEncoder, VideoLLMCognitiveEncoder
-from streaming.errors import MemstreamError
+from memstream.embodied.bank import BankReadout, PerceptualCognitiveMemory
+from memstream.embodied.policies.memvla.action_head import FlowMatchingHead
+from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
+from memstream.embodied.policies.memvla.encoders import HFVisionEncoder, PatchEncoder, SmallCNNEncoder, TaskStateEncoder, VideoLLMCognitiveEncoder
+from memstream.streaming.errors import MemstreamError
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
@@ -51,7 +51,7 @@ class MemoryVLAPolicy(nn.Module):
         dataset_stats: ``{"action": {"mean", "std"}, "observation.state": {"mean", "std"}}`` arrays
             for normalisation (identity when None).
         perceptual_encoder, cognitive_encoder: replace the encoders the config names (any module
-            following the protocols of :mod:`embodied.policies.memvla.encoders`).
+            following the protocols of :mod:`memstream.embodied.policies.memvla.encoders`).
 
     Example::
 

@@ -21,9 +21,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from embodied.envs.types import EpisodeDataset
-from embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
-from embodied.policies.memvla.modeling_memvla import MemoryVLAPolicy
+from memstream.embodied.envs.types import EpisodeDataset
+from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
+from memstream.embodied.policies.memvla.modeling_memvla import MemoryVLAPolicy
 
 
 def dataset_stats(data: EpisodeDataset) -> dict:
@@ -100,7 +100,7 @@ def train(policy: MemoryVLAPolicy, data: EpisodeDataset, steps: int, batch_episo
 
 
 def as_policy_fn(policy: MemoryVLAPolicy) -> Callable[[dict], np.ndarray]:
-    """The policy as ``embodied.envs.evaluate``'s ``policy_fn`` (batched obs -> numpy actions)."""
+    """The policy as ``memstream.embodied.envs.evaluate``'s ``policy_fn`` (batched obs -> numpy actions)."""
     policy.eval()
     policy.reset()
 

@@ -1,6 +1,6 @@
 """Video-LLM adapters: a transformers model seen by the video memory as layers of un-rotated KV."""
 
-from streaming.videomem.adapters.hf import HFVideoLLM, PromptFormat, RunOutput
-from streaming.videomem.adapters.loading import VideoModelError, load_video_llm
+from memstream.streaming.videomem.adapters.hf import HFVideoLLM, PromptFormat, RunOutput
+from memstream.streaming.videomem.adapters.loading import VideoModelError, load_video_llm
 
 __all__ = ["HFVideoLLM", "PromptFormat", "RunOutput", "VideoModelError", "load_video_llm"]

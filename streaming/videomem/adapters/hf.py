@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from transformers.cache_utils import Cache
 
-from streaming.videomem.types import VideoLLMSpec
+from memstream.streaming.videomem.types import VideoLLMSpec
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ class HFVideoLLM:
         Args:
             embeds: ``(n, hidden_size)`` input embeddings.
             positions: int64 ``(R, n)`` their positions.
-            cache: the past (see :mod:`streaming.videomem.adapters.context`); updated in place.
+            cache: the past (see :mod:`memstream.streaming.videomem.adapters.context`); updated in place.
             capture_kv: return the pass's un-rotated keys and values.
             capture_query: record each layer's mean query for lazy retrieval (read with
                 :meth:`query_mean` from inside a cache fetcher).

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers.models.qwen2.modeling_qwen2 import rotate_half
 
-from streaming.videomem.adapters.hf import HFVideoLLM, PromptFormat
+from memstream.streaming.videomem.adapters.hf import HFVideoLLM, PromptFormat
 
 #: ReKV's prompts for LLaVA-OneVision (``model/llava_onevision_rekv.py``: ``init_prompt`` and
 #: ``get_prompt``).

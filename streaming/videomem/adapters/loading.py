@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from streaming.errors import MemstreamError
-from streaming.videomem.adapters.hf import HFVideoLLM, PromptFormat
+from memstream.streaming.errors import MemstreamError
+from memstream.streaming.videomem.adapters.hf import HFVideoLLM, PromptFormat
 
 
 class VideoModelError(MemstreamError):
@@ -22,11 +22,11 @@ _EXAMPLE = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
 
 def _adapter_class(model_type: str) -> type[HFVideoLLM]:
     if model_type == "llava_onevision":
-        from streaming.videomem.adapters.llava_onevision import LlavaOnevisionAdapter
+        from memstream.streaming.videomem.adapters.llava_onevision import LlavaOnevisionAdapter
 
         return LlavaOnevisionAdapter
     if model_type == "qwen2_5_vl":
-        from streaming.videomem.adapters.qwen2_5_vl import Qwen2_5_VLAdapter
+        from memstream.streaming.videomem.adapters.qwen2_5_vl import Qwen2_5_VLAdapter
 
         return Qwen2_5_VLAdapter
     raise KeyError(model_type)

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import rotate_half
 
-from streaming.errors import MemstreamError
-from streaming.videomem.adapters.hf import HFVideoLLM, PromptFormat
+from memstream.streaming.errors import MemstreamError
+from memstream.streaming.videomem.adapters.hf import HFVideoLLM, PromptFormat
 
 #: Qwen2.5-VL's chat format with the video between ``<|vision_start|>`` and ``<|vision_end|>``.
 QWEN2_5_VL_PROMPT = PromptFormat(

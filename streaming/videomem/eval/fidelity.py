@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
-from streaming.videomem.rekv.memory import ReKVMemory
-from streaming.videomem.rekv.retrieval import AllRetrieval, RetrievalPolicy
-from streaming.videomem.types import Retrieval
+from memstream.streaming.videomem.rekv.memory import ReKVMemory
+from memstream.streaming.videomem.rekv.retrieval import AllRetrieval, RetrievalPolicy
+from memstream.streaming.videomem.types import Retrieval
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def needle_embeds(llm, question: str, tokens: int) -> torch.Tensor:
     Layer 0's queries depend on the question's token embeddings only, so this direction is known
     before any frame: the block's input (after the layer's RMS norm) is chosen to maximise
     mean key . query, the score ReKV ranks by. Plant it with
-    :meth:`~streaming.videomem.rekv.ReKVMemory.update_embeddings`.
+    :meth:`~memstream.streaming.videomem.rekv.ReKVMemory.update_embeddings`.
 
     Returns:
         ``(1, tokens, hidden_size)`` decoder input embeddings.

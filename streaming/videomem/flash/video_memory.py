@@ -2,7 +2,7 @@
 the stream length.
 
 Per frame block the Video-LLM's visual tokens are computed once. A low-resolution copy (the tokens
-average-pooled 2x2 on their grid) enters the :class:`~streaming.videomem.flash.memory.FlashMemory`
+average-pooled 2x2 on their grid) enters the :class:`~memstream.streaming.videomem.flash.memory.FlashMemory`
 (the time-ordered weighted k-means CSM); the full-resolution tokens are kept only for the frames the
 DAM can still pick (:meth:`FlashMemory.retained_frame_ids`), so host memory is bounded too (the
 anchor keeps every frame's features, its issue #9).
@@ -32,14 +32,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from streaming.types import Frame
-from streaming.videomem.adapters.context import context_cache
-from streaming.videomem.adapters.hf import HFVideoLLM
-from streaming.videomem.flash.config import FlashMemoryConfig
-from streaming.videomem.flash.memory import FlashMemory
-from streaming.videomem.generation import SamplingConfig, TokenCallback, generate
-from streaming.videomem.questions import no_frames_error, question_ids
-from streaming.videomem.types import Answer, Retrieval
+from memstream.streaming.types import Frame
+from memstream.streaming.videomem.adapters.context import context_cache
+from memstream.streaming.videomem.adapters.hf import HFVideoLLM
+from memstream.streaming.videomem.flash.config import FlashMemoryConfig
+from memstream.streaming.videomem.flash.memory import FlashMemory
+from memstream.streaming.videomem.generation import SamplingConfig, TokenCallback, generate
+from memstream.streaming.videomem.questions import no_frames_error, question_ids
+from memstream.streaming.videomem.types import Answer, Retrieval
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class FlashVStreamMemory:
     """A Video-LLM answering from a Flash-VStream memory (see the module docstring).
 
     Args:
-        llm: the Video-LLM, from :func:`~streaming.videomem.adapters.load_video_llm`.
+        llm: the Video-LLM, from :func:`~memstream.streaming.videomem.adapters.load_video_llm`.
         config: memory settings.
 
     Example::
@@ -184,7 +184,7 @@ class FlashVStreamMemory:
 
     def ask(self, question: str, sampling: SamplingConfig | None = None, on_text: TokenCallback | None = None) -> Answer:
         """Answer a question from the memory's fixed token budget (arguments as
-        :meth:`streaming.videomem.rekv.ReKVMemory.ask`)."""
+        :meth:`memstream.streaming.videomem.rekv.ReKVMemory.ask`)."""
         start = time.perf_counter()
         _, answer_ids = question_ids(self.llm, question, self.config.max_question_tokens)
         embeds, positions, cursor, retrieval, covered, seen = self._context_embeds()

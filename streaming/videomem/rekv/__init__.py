@@ -1,8 +1,8 @@
 """ReKV: sliding-window encoding into per-frame KV blocks, question-driven retrieval per layer."""
 
-from streaming.videomem.rekv.config import ReKVConfig
-from streaming.videomem.rekv.memory import QuestionError, ReKVMemory
-from streaming.videomem.rekv.retrieval import (
+from memstream.streaming.videomem.rekv.config import ReKVConfig
+from memstream.streaming.videomem.rekv.memory import QuestionError, ReKVMemory
+from memstream.streaming.videomem.rekv.retrieval import (
     RETRIEVAL_POLICIES,
     AllRetrieval,
     InternalRetrieval,

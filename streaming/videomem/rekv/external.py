@@ -20,9 +20,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from streaming.errors import MemstreamError
-from streaming.videomem.adapters.hf import writable
-from streaming.videomem.rekv.retrieval import RETRIEVAL_POLICIES
+from memstream.streaming.errors import MemstreamError
+from memstream.streaming.videomem.adapters.hf import writable
+from memstream.streaming.videomem.rekv.retrieval import RETRIEVAL_POLICIES
 
 
 @runtime_checkable
@@ -52,7 +52,7 @@ class HFDualEncoder:
     def __init__(self, model: str, device: str | torch.device = "auto") -> None:
         from transformers import AutoModel, AutoProcessor
 
-        from streaming.videomem.adapters.loading import resolve_device
+        from memstream.streaming.videomem.adapters.loading import resolve_device
 
         try:
             self.processor = AutoProcessor.from_pretrained(model)

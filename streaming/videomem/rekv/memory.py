@@ -10,9 +10,9 @@ How it works (Becomebright/ReKV, ICLR 2025, ported to transformers 5.x without p
    (``tests/streaming/videomem/test_rekv.py``).
 2. **Storage.** Each frame becomes one block: its keys *before* RoPE and its values in every layer,
    plus a representative key per layer (the mean of its un-rotated keys). Blocks go to a
-   :class:`~streaming.videomem.store.BlockStore` (device LRU cache, RAM, memory-mapped disk).
+   :class:`~memstream.streaming.videomem.store.BlockStore` (device LRU cache, RAM, memory-mapped disk).
 3. **Answering.** The bare question is run once over the sinks plus, in each layer, the frames that
-   layer's :class:`~streaming.videomem.rekv.retrieval.RetrievalPolicy` picks from that layer's
+   layer's :class:`~memstream.streaming.videomem.rekv.retrieval.RetrievalPolicy` picks from that layer's
    question queries (internal retrieval); the chosen frames are rotated to contiguous positions after
    the sinks. The question's own KV is dropped, the answer prompt is prefilled on sinks + frames and
    the answer is generated token by token.
@@ -35,16 +35,16 @@ from pathlib import Path
 import torch
 from transformers.cache_utils import Cache
 
-from streaming.errors import MemstreamError
-from streaming.types import Frame
-from streaming.videomem.adapters.context import context_cache, keep_new_tokens
-from streaming.videomem.adapters.hf import HFVideoLLM
-from streaming.videomem.generation import SamplingConfig, TokenCallback, generate
-from streaming.videomem.questions import QuestionError, no_frames_error, question_ids
-from streaming.videomem.rekv.config import ReKVConfig
-from streaming.videomem.rekv.retrieval import RetrievalPolicy, make_retrieval
-from streaming.videomem.store import BlockSpec, BlockStore, StoreError
-from streaming.videomem.types import Answer, Retrieval
+from memstream.streaming.errors import MemstreamError
+from memstream.streaming.types import Frame
+from memstream.streaming.videomem.adapters.context import context_cache, keep_new_tokens
+from memstream.streaming.videomem.adapters.hf import HFVideoLLM
+from memstream.streaming.videomem.generation import SamplingConfig, TokenCallback, generate
+from memstream.streaming.videomem.questions import QuestionError, no_frames_error, question_ids
+from memstream.streaming.videomem.rekv.config import ReKVConfig
+from memstream.streaming.videomem.rekv.retrieval import RetrievalPolicy, make_retrieval
+from memstream.streaming.videomem.store import BlockSpec, BlockStore, StoreError
+from memstream.streaming.videomem.types import Answer, Retrieval
 
 
 #: Written beside the block store: what re-positioning stored blocks needs after a restart.
@@ -76,7 +76,7 @@ class ReKVMemory:
     """The ReKV video KV memory (see the module docstring).
 
     Args:
-        llm: the Video-LLM, from :func:`~streaming.videomem.adapters.load_video_llm`.
+        llm: the Video-LLM, from :func:`~memstream.streaming.videomem.adapters.load_video_llm`.
         config: window, retrieval and storage settings.
         retrieval: a retrieval policy object overriding ``config.retrieval``.
 
@@ -113,7 +113,7 @@ class ReKVMemory:
         if name == "internal":
             return make_retrieval(name, topk=self.config.topk, group_size=self.config.group_size, backend=self.config.kernel_backend)
         if name == "external":
-            from streaming.videomem.rekv.external import ExternalRetrieval, HFDualEncoder
+            from memstream.streaming.videomem.rekv.external import ExternalRetrieval, HFDualEncoder
 
             return ExternalRetrieval(HFDualEncoder(self.config.external_embedder, device=self.llm.device), topk=self.config.topk)
         return make_retrieval(name) if name == "all" else make_retrieval(name, topk=self.config.topk)
@@ -360,7 +360,7 @@ class ReKVMemory:
 
         Args:
             question: the question, in words.
-            sampling: greedy by default; see :class:`~streaming.videomem.generation.SamplingConfig`.
+            sampling: greedy by default; see :class:`~memstream.streaming.videomem.generation.SamplingConfig`.
             on_text: receives the answer's text piece by piece as it is generated.
 
         Raises:

@@ -21,8 +21,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from kernels.block_topk import block_topk
-from streaming.registry import Registry
+from memstream.kernels.block_topk import block_topk
+from memstream.streaming.registry import Registry
 
 
 @runtime_checkable
@@ -181,5 +181,5 @@ class AllRetrieval:
 
 def make_retrieval(name: str, **options) -> RetrievalPolicy:
     """Build a registered retrieval policy by name (``internal``, ``recent``, ``uniform``, ``random``,
-    ``all``, and ``external`` once :mod:`streaming.videomem.rekv.external` is imported)."""
+    ``all``, and ``external`` once :mod:`memstream.streaming.videomem.rekv.external` is imported)."""
     return RETRIEVAL_POLICIES.get(name)(**options)

@@ -4,10 +4,10 @@
 ``device``, ``disk``) and eviction policies sit behind it. See :mod:`.store` for an example.
 """
 
-from streaming.videomem.store.policies import EVICTION_POLICIES, EvictionPolicy, FIFOEviction, LRUEviction
-from streaming.videomem.store.pool import AccessStats, BlockPool
-from streaming.videomem.store.spec import BlockMeta, BlockSpec, StoreError
-from streaming.videomem.store.store import BlockStore
+from memstream.streaming.videomem.store.policies import EVICTION_POLICIES, EvictionPolicy, FIFOEviction, LRUEviction
+from memstream.streaming.videomem.store.pool import AccessStats, BlockPool
+from memstream.streaming.videomem.store.spec import BlockMeta, BlockSpec, StoreError
+from memstream.streaming.videomem.store.store import BlockStore
 
 __all__ = [
     "EVICTION_POLICIES",

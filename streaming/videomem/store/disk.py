@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from streaming.errors import ConfigError
-from streaming.videomem.store.spec import BlockMeta, BlockSpec, StoreError
+from memstream.streaming.errors import ConfigError
+from memstream.streaming.videomem.store.spec import BlockMeta, BlockSpec, StoreError
 
 FORMAT = "memstream.videomem.blockstore"
 FORMAT_VERSION = 1

@@ -16,8 +16,8 @@ import heapq
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-from streaming.registry import Registry
-from streaming.videomem.store.pool import AccessStats, Key
+from memstream.streaming.registry import Registry
+from memstream.streaming.videomem.store.pool import AccessStats, Key
 
 
 @runtime_checkable

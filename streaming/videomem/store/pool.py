@@ -16,7 +16,7 @@ import heapq
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from streaming.videomem.store.spec import BlockMeta
+from memstream.streaming.videomem.store.spec import BlockMeta
 
 Key = Hashable
 """A residency key: a block id (``"ram"``, ``"disk"``) or ``(layer, block_id)`` (device books)."""

@@ -9,7 +9,7 @@ byte copy: one layer's part of a block is ``layer_stride_bytes`` contiguous byte
 sections (:meth:`BlockSpec.sections`), each starting on a 16-byte boundary so that any section can
 be viewed as its dtype in place on CPU or GPU.
 
-Codecs (``int8-*`` use the symmetric quantiser of ``kernels.quant8``):
+Codecs (``int8-*`` use the symmetric quantiser of ``memstream.kernels.quant8``):
 
 * ``"none"``: keys and values stored in ``dtype``.
 * ``"int8-channel"``: keys quantised per channel (scale per head and channel, shared by the block's
@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from streaming.errors import ConfigError, MemstreamError
+from memstream.streaming.errors import ConfigError, MemstreamError
 
 CODECS = ("none", "int8-channel", "int8-token")
 DTYPES: dict[str, torch.dtype] = {
@@ -196,7 +196,7 @@ def encode_block(spec: BlockSpec, kv: torch.Tensor) -> torch.Tensor:
     if spec.codec == "none":
         arrays = {"kv": kv.to(spec.dtype)}
     else:
-        from kernels.quant8 import quantize_int8
+        from memstream.kernels.quant8 import quantize_int8
 
         # of (L, H, T, D): reduce -2 (tokens) = a scale per channel, -1 (head_dim) = per token
         key_dim = -2 if spec.codec == "int8-channel" else -1
@@ -227,7 +227,7 @@ def decode_layers(spec: BlockSpec, raw: torch.Tensor) -> torch.Tensor:
         arrays[section.name] = part.view(section.dtype).reshape(n, *section.shape)
     if spec.codec == "none":
         return arrays["kv"].contiguous()
-    from kernels.quant8 import dequantize_int8
+    from memstream.kernels.quant8 import dequantize_int8
 
     q = arrays["q"]
     keys = dequantize_int8(q[:, 0].contiguous(), arrays["k_scale"].contiguous(), spec.dtype)

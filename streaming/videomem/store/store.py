@@ -21,12 +21,12 @@ from types import TracebackType
 
 import torch
 
-from streaming.videomem.store.device import DeviceCache
-from streaming.videomem.store.disk import DiskTier, Replay, read_header
-from streaming.videomem.store.policies import EvictionPolicy, make_eviction_policy
-from streaming.videomem.store.pool import BlockPool, device_book
-from streaming.videomem.store.ram import RamTier, ReprTable
-from streaming.videomem.store.spec import BlockMeta, BlockSpec, StoreError, decode_layers, encode_block
+from memstream.streaming.videomem.store.device import DeviceCache
+from memstream.streaming.videomem.store.disk import DiskTier, Replay, read_header
+from memstream.streaming.videomem.store.policies import EvictionPolicy, make_eviction_policy
+from memstream.streaming.videomem.store.pool import BlockPool, device_book
+from memstream.streaming.videomem.store.ram import RamTier, ReprTable
+from memstream.streaming.videomem.store.spec import BlockMeta, BlockSpec, StoreError, decode_layers, encode_block
 
 __all__ = ["BlockStore", "StoreError"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from embodied.bank import BankInputError, MemoryBankConfig, PerceptualCognitiveMemory
-from streaming.errors import ConfigError, MemstreamError
+from memstream.embodied.bank import BankInputError, MemoryBankConfig, PerceptualCognitiveMemory
+from memstream.streaming.errors import ConfigError, MemstreamError
 
 
 CP, DC = 8, 12

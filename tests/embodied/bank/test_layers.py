@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from embodied.bank.config import MemoryBankConfig
-from embodied.bank.layers import AddFusion, CrossTransformerBlock, GateFusion, MemoryStream, TimestepEmbedder
+from memstream.embodied.bank.config import MemoryBankConfig
+from memstream.embodied.bank.layers import AddFusion, CrossTransformerBlock, GateFusion, MemoryStream, TimestepEmbedder
 
 
 def test_sinusoids_are_cosines_then_sines_with_period_up_to_max_period() -> None:

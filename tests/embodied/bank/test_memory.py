@@ -8,8 +8,8 @@ import io
 import pytest
 import torch
 
-from embodied.bank import MemoryBankConfig, PerceptualCognitiveMemory
-from embodied.bank.reference import ReferenceBank, reference_read
+from memstream.embodied.bank import MemoryBankConfig, PerceptualCognitiveMemory
+from memstream.embodied.bank.reference import ReferenceBank, reference_read
 
 
 CP, DC, N = 16, 24, 3

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from embodied.bank.config import MemoryBankConfig
-from embodied.bank.reference import ReferenceBank
-from embodied.bank.storage import BankStorage
-from embodied.bank.types import BankInputError
+from memstream.embodied.bank.config import MemoryBankConfig
+from memstream.embodied.bank.reference import ReferenceBank
+from memstream.embodied.bank.storage import BankStorage
+from memstream.embodied.bank.types import BankInputError
 
 
 def entry(direction: list[float], tokens: int = 2) -> torch.Tensor:

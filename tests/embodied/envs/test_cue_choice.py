@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embodied.envs import collect_demonstrations, cue_choice_expert, evaluate, make_env
-from embodied.envs.arena import BLUE, LAMP_OFF, RED
-from embodied.envs.cue_choice import LAMP, LAYOUT
+from memstream.embodied.envs import collect_demonstrations, cue_choice_expert, evaluate, make_env
+from memstream.embodied.envs.arena import BLUE, LAMP_OFF, RED
+from memstream.embodied.envs.cue_choice import LAMP, LAYOUT
 
 
 def test_expert_succeeds_on_every_episode_and_lengths_vary() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embodied.envs import (
+from memstream.embodied.envs import (
     EpisodeDataset,
     collect_demonstrations,
     cue_choice_expert,
@@ -16,9 +16,9 @@ from embodied.envs import (
     make_env,
     run_agent,
 )
-from embodied.envs.arena import BLUE, RED
-from embodied.envs.cue_choice import LAMP
-from streaming.errors import MemstreamError
+from memstream.embodied.envs.arena import BLUE, RED
+from memstream.embodied.envs.cue_choice import LAMP
+from memstream.streaming.errors import MemstreamError
 
 
 def same(a: EpisodeDataset, b: EpisodeDataset) -> bool:

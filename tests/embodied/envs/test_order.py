@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embodied.envs import collect_demonstrations, evaluate, make_env, order_expert
-from embodied.envs.order import LAYOUT, PADS
+from memstream.embodied.envs import collect_demonstrations, evaluate, make_env, order_expert
+from memstream.embodied.envs.order import LAYOUT, PADS
 
 
 def test_expert_succeeds_on_every_episode_and_lengths_vary() -> None:

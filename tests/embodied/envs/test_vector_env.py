@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embodied.envs import TASKS, CueChoiceConfig, OrderConfig, make_env
-from embodied.envs.arena import AGENT, AGENT_RADIUS
-from streaming.errors import MemstreamError
+from memstream.embodied.envs import TASKS, CueChoiceConfig, OrderConfig, make_env
+from memstream.embodied.envs.arena import AGENT, AGENT_RADIUS
+from memstream.streaming.errors import MemstreamError
 
 TASK_NAMES = ["cue_choice", "order"]
 

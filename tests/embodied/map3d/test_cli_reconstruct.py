@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import open3d as o3d
 
-from streaming.cli import main
+from memstream.streaming.cli import main
 
 SCENE = "synthetic://dynamic_room?frames=12&size=96x72&seed=1"
 

@@ -12,22 +12,22 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from embodied.map3d.depth_model import (
+from memstream.embodied.map3d.depth_model import (
     METRIC_INDOOR,
     DepthModelError,
     RelativeDepthScale,
     load_depth_model,
     pinhole_intrinsics,
 )
-from embodied.map3d.memory import DepthInputError
-from embodied.map3d.stage import Map3DStage
-from embodied.map3d.tiny import build_tiny_depth_anything, build_tiny_glpn
-from streaming.cli import main
-from streaming.pipeline.protocol import RunContext, Upstream
-from streaming.sources import SOURCES, SourceSpec, open_source
-from streaming.sources.synthetic import SyntheticSource
-from streaming.synthetic import Scene, build_scene
-from streaming.types import SourceInfo
+from memstream.embodied.map3d.memory import DepthInputError
+from memstream.embodied.map3d.stage import Map3DStage
+from memstream.embodied.map3d.tiny import build_tiny_depth_anything, build_tiny_glpn
+from memstream.streaming.cli import main
+from memstream.streaming.pipeline.protocol import RunContext, Upstream
+from memstream.streaming.sources import SOURCES, SourceSpec, open_source
+from memstream.streaming.sources.synthetic import SyntheticSource
+from memstream.streaming.synthetic import Scene, build_scene
+from memstream.streaming.types import SourceInfo
 
 SCENE = "synthetic://dynamic_room?frames=12&size=96x72&seed=1"
 RGB_ONLY = "rgbonly+" + SCENE  # the same scene as a monocular camera with known poses

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embodied.map3d.eval import (
+from memstream.embodied.map3d.eval import (
     GroundTruth,
     accuracy_completeness,
     ate_rpe,
@@ -18,7 +18,7 @@ from embodied.map3d.eval import (
     umeyama,
     voxel_downsample,
 )
-from streaming import open_source
+from memstream.streaming import open_source
 
 
 def _rotation(axis: str, angle: float) -> np.ndarray:

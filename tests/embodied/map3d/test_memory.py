@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from embodied.map3d.geometry import backproject_pixels
-from embodied.map3d.memory import DepthInputError, DualMemory3D, Map3DConfig
-from embodied.map3d.psm import PSMConfig
-from streaming import open_source
+from memstream.embodied.map3d.geometry import backproject_pixels
+from memstream.embodied.map3d.memory import DepthInputError, DualMemory3D, Map3DConfig
+from memstream.embodied.map3d.psm import PSMConfig
+from memstream.streaming import open_source
 
 SCENE = "synthetic://dynamic_room?frames=40&size=120x90&seed=2"
 PSM = PSMConfig(voxel_m=0.04)
@@ -113,7 +113,7 @@ def test_an_empty_depth_frame_is_skipped_with_a_warning(frames, caplog):
 
 
 def test_occupancy_of_points_tells_surface_free_space_unknown_and_movers(frames):
-    from embodied.map3d.memory import DYNAMIC, FREE, OCCUPIED, UNKNOWN
+    from memstream.embodied.map3d.memory import DYNAMIC, FREE, OCCUPIED, UNKNOWN
 
     memory = _run(frames[:10], ("ground_truth",))
     frame = frames[9]

@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from embodied.map3d.eval import ate_rpe
-from embodied.map3d.memory import DualMemory3D, Map3DConfig, check_frame
-from embodied.map3d.psm import PersistentStructureMemory, PSMConfig
-from embodied.map3d.registration import FrameToModelRegistration, RegistrationConfig, normal_scatter
-from streaming import open_source
+from memstream.embodied.map3d.eval import ate_rpe
+from memstream.embodied.map3d.memory import DualMemory3D, Map3DConfig, check_frame
+from memstream.embodied.map3d.psm import PersistentStructureMemory, PSMConfig
+from memstream.embodied.map3d.registration import FrameToModelRegistration, RegistrationConfig, normal_scatter
+from memstream.streaming import open_source
 
 SCENE = "synthetic://dynamic_room?frames=30&size=160x120&seed=3"
 PSM = PSMConfig(voxel_m=0.03)

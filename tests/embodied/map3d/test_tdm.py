@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embodied.map3d.tdm import DynamicObservation, TDMConfig, TransientDynamicsMemory
+from memstream.embodied.map3d.tdm import DynamicObservation, TDMConfig, TransientDynamicsMemory
 
 FPS = 30.0
 SPEED_M_S = 1.0

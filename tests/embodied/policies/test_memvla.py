@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from embodied.bank import MemoryBankConfig
-from embodied.envs import collect_demonstrations, make_env
-from embodied.policies.memvla import (MemoryVLAConfig, MemoryVLAPolicy, PolicyInputError, as_policy_fn, config_for,
+from memstream.embodied.bank import MemoryBankConfig
+from memstream.embodied.envs import collect_demonstrations, make_env
+from memstream.embodied.policies.memvla import (MemoryVLAConfig, MemoryVLAPolicy, PolicyInputError, as_policy_fn, config_for,
                                       dataset_stats, episode_batch, train)
-from streaming.errors import ConfigError, MemstreamError
+from memstream.streaming.errors import ConfigError, MemstreamError
 
 TINY = dict(perceptual_dim=16, perceptual_grid=2, cognitive_dim=16, hidden_dim=32, head_layers=1, head_heads=2,
             num_inference_steps=2, vocab_buckets=64, chunk_size=4, n_action_steps=2,
@@ -141,7 +141,7 @@ def test_loading_weights_of_another_config_is_one_clear_error(data, tmp_path):
 
 
 def test_the_policy_plays_the_env_through_evaluate(data):
-    from embodied.envs import evaluate
+    from memstream.embodied.envs import evaluate
 
     result = evaluate(as_policy_fn(_policy(data)), "cue_choice", num_episodes=4, seed=9, num_envs=4, image_size=32)
     assert result["episodes"] == 4 and result["success_rate"] + result["failure_rate"] + result["truncation_rate"] == 1
@@ -182,7 +182,7 @@ def test_bad_input_is_refused(data):
 
 
 def test_a_video_llm_hidden_state_is_the_cognitive_token(data, tmp_path):
-    from streaming.videomem.tiny import build_tiny_llava_onevision
+    from memstream.streaming.videomem.tiny import build_tiny_llava_onevision
 
     build_tiny_llava_onevision(tmp_path / "llava", image_size=32, patch_size=8)
     policy = _policy(data, cognitive_encoder="video_llm", language_model=str(tmp_path / "llava"))
@@ -203,8 +203,8 @@ def test_a_video_llm_hidden_state_is_the_cognitive_token(data, tmp_path):
 
 
 def test_the_policy_runs_as_a_habitat_style_agent(data):
-    from embodied.envs import run_agent
-    from embodied.policies.memvla import MemoryAgent
+    from memstream.embodied.envs import run_agent
+    from memstream.embodied.policies.memvla import MemoryAgent
 
     agent = MemoryAgent(_policy(data))
     result = run_agent(agent, make_env("cue_choice", num_envs=1, seed=4, image_size=32), episodes=2)

@@ -10,8 +10,8 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from streaming.videomem.adapters import VideoModelError, load_video_llm
-from streaming.videomem.adapters.context import context_cache, keep_new_tokens
+from memstream.streaming.videomem.adapters import VideoModelError, load_video_llm
+from memstream.streaming.videomem.adapters.context import context_cache, keep_new_tokens
 
 
 def _full_forward(llm, embeds, positions):
@@ -145,7 +145,7 @@ def test_a_checkpoint_that_does_not_match_its_config_is_refused(tiny_llava_dir, 
 
 
 def test_fingerprint_tells_weights_apart(tiny_llava_dir, tmp_path):
-    from streaming.videomem.tiny import build_tiny_llava_onevision
+    from memstream.streaming.videomem.tiny import build_tiny_llava_onevision
 
     other = build_tiny_llava_onevision(tmp_path / "other", seed=1)
     a = load_video_llm(str(tiny_llava_dir), device="cpu")

@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-from streaming.cli import main
+from memstream.streaming.cli import main
 
 SCENE = "synthetic://demo?frames=30&size=96x64"  # 30 frames at 30 fps: 1 s of stream
 
@@ -68,7 +68,7 @@ def test_bad_input_is_one_error_line_and_exit_2(argv, message, capsys) -> None:
 
 
 def test_a_store_of_another_model_is_refused_and_kept(tiny_llava_dir, tmp_path, capsys) -> None:
-    from streaming.videomem.tiny import build_tiny_llava_onevision
+    from memstream.streaming.videomem.tiny import build_tiny_llava_onevision
 
     store = tmp_path / "store"
     args = ["--store", str(store), "--sample-fps", "10", "--max-new-tokens", "1", "--json", "--device", "cpu"]
@@ -135,8 +135,8 @@ def test_the_videoqa_preset_runs_with_a_model_given_on_the_command_line(tiny_lla
 
 
 def test_a_qwen_model_is_told_the_rate_frames_are_sampled_at(tiny_qwen_dir) -> None:
-    from streaming.videomem.options import VideoMemoryOptions
-    from streaming.videomem.stage import load_model
+    from memstream.streaming.videomem.options import VideoMemoryOptions
+    from memstream.streaming.videomem.stage import load_model
 
     llm = load_model(VideoMemoryOptions(model=str(tiny_qwen_dir), device="cpu", sample_fps=0.5))
     assert llm.frames_per_second == 0.5 and float(llm.temporal_step) == 2 * 2 / 0.5  # tokens/s * s per block

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from streaming.types import Frame
-from streaming.videomem.rekv import ReKVConfig, ReKVMemory
-from streaming.videomem.rekv.external import ExternalRetrieval, FrameTextEmbedder, HFDualEncoder
+from memstream.streaming.types import Frame
+from memstream.streaming.videomem.rekv import ReKVConfig, ReKVMemory
+from memstream.streaming.videomem.rekv.external import ExternalRetrieval, FrameTextEmbedder, HFDualEncoder
 from tests.streaming.videomem.util import make_frames
 
 
@@ -56,7 +56,7 @@ def test_external_ties_go_to_the_newest_frames_and_retention_forgets_deleted_blo
 
 
 def test_a_clip_model_through_transformers_ranks_frames_by_cosine(tiny_llava, tmp_path):
-    from streaming.videomem.tiny import build_tiny_clip
+    from memstream.streaming.videomem.tiny import build_tiny_clip
 
     embedder = HFDualEncoder(str(build_tiny_clip(tmp_path / "clip")), device="cpu")
     frames = make_frames(6, seed=8, size=(40, 40))
@@ -70,7 +70,7 @@ def test_a_clip_model_through_transformers_ranks_frames_by_cosine(tiny_llava, tm
 
 
 def test_external_retrieval_from_the_config_loads_the_embedder(tiny_llava, tmp_path):
-    from streaming.videomem.tiny import build_tiny_clip
+    from memstream.streaming.videomem.tiny import build_tiny_clip
 
     clip = str(build_tiny_clip(tmp_path / "clip"))
     memory = ReKVMemory(tiny_llava, ReKVConfig(window_frames=2, topk=2, retrieval="external", external_embedder=clip))
@@ -82,7 +82,7 @@ def test_external_retrieval_from_the_config_loads_the_embedder(tiny_llava, tmp_p
 
 
 def test_a_model_that_is_not_an_image_text_encoder_is_refused(tiny_llava_dir):
-    from streaming.errors import MemstreamError
+    from memstream.streaming.errors import MemstreamError
 
     with pytest.raises(MemstreamError, match="does not embed both images and text|cannot load the retrieval embedder"):
         HFDualEncoder(str(tiny_llava_dir), device="cpu")

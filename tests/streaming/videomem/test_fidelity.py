@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from streaming.videomem.eval.fidelity import attention_mass, attention_recall, evaluate_policy, needle_embeds
-from streaming.videomem.rekv import AllRetrieval, InternalRetrieval, RandomRetrieval, ReKVConfig, ReKVMemory
+from memstream.streaming.videomem.eval.fidelity import attention_mass, attention_recall, evaluate_policy, needle_embeds
+from memstream.streaming.videomem.rekv import AllRetrieval, InternalRetrieval, RandomRetrieval, ReKVConfig, ReKVMemory
 from tests.streaming.videomem.util import make_frames
 
 QUESTION = "Where is the red cube now?"

@@ -8,8 +8,8 @@ import itertools
 import pytest
 import torch
 
-from streaming.videomem.flash import FlashMemory, FlashMemoryConfig, FlashReadout
-from streaming.videomem.flash.kmeans import pairwise_distances, weighted_kmeans_ordered
+from memstream.streaming.videomem.flash import FlashMemory, FlashMemoryConfig, FlashReadout
+from memstream.streaming.videomem.flash.kmeans import pairwise_distances, weighted_kmeans_ordered
 
 P, D = 4, 16  # low-resolution tokens per grid, feature width
 N_FRAMES, SCENES, NEEDLE_AT, NEEDLE_LEN = 500, 5, 250, 3

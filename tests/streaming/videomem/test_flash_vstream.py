@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from streaming.videomem.flash import FlashMemoryConfig
-from streaming.videomem.flash.video_memory import FlashVStreamConfig, FlashVStreamMemory
-from streaming.videomem.generation import SamplingConfig
+from memstream.streaming.videomem.flash import FlashMemoryConfig
+from memstream.streaming.videomem.flash.video_memory import FlashVStreamConfig, FlashVStreamMemory
+from memstream.streaming.videomem.generation import SamplingConfig
 from tests.streaming.videomem.util import make_frames
 
 QUESTION = "What happened first?"
@@ -64,7 +64,7 @@ def test_state_dict_round_trip_gives_the_same_answer(tiny_llava):
 def test_a_question_before_any_frame_is_refused(tiny_llava):
     import pytest
 
-    from streaming.videomem.questions import QuestionError
+    from memstream.streaming.videomem.questions import QuestionError
 
     with pytest.raises(QuestionError, match="no frame"):
         FlashVStreamMemory(tiny_llava).ask(QUESTION)

@@ -11,12 +11,12 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from streaming.errors import MemstreamError
-from streaming.videomem.adapters import PromptFormat, VideoModelError, load_video_llm
-from streaming.videomem.adapters.context import context_cache
-from streaming.videomem.adapters.qwen2_5_vl import QWEN2_5_VL_PROMPT, Qwen2_5_VLAdapter
-from streaming.videomem.generation import SamplingConfig
-from streaming.videomem.rekv import ReKVConfig, ReKVMemory
+from memstream.streaming.errors import MemstreamError
+from memstream.streaming.videomem.adapters import PromptFormat, VideoModelError, load_video_llm
+from memstream.streaming.videomem.adapters.context import context_cache
+from memstream.streaming.videomem.adapters.qwen2_5_vl import QWEN2_5_VL_PROMPT, Qwen2_5_VLAdapter
+from memstream.streaming.videomem.generation import SamplingConfig
+from memstream.streaming.videomem.rekv import ReKVConfig, ReKVMemory
 from tests.streaming.videomem.util import make_frames
 
 QUESTION = "What is the color of the ball?"
@@ -221,7 +221,7 @@ def test_frames_of_two_sizes_in_one_call_are_refused(tiny_qwen):
 
 
 def test_load_video_llm_picks_the_qwen_adapter_and_its_chat_prompt(tiny_qwen_dir, tiny_llava_dir):
-    from streaming.videomem.adapters.llava_onevision import REKV_PROMPT
+    from memstream.streaming.videomem.adapters.llava_onevision import REKV_PROMPT
 
     llm = load_video_llm(str(tiny_qwen_dir), device="cpu")
     assert isinstance(llm, Qwen2_5_VLAdapter) and llm.prompt == QWEN2_5_VL_PROMPT

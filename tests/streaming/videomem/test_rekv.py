@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from streaming.videomem.generation import SamplingConfig
-from streaming.videomem.rekv import AllRetrieval, QuestionError, ReKVConfig, ReKVMemory
-from streaming.videomem.rekv.retrieval import InternalRetrieval
+from memstream.streaming.videomem.generation import SamplingConfig
+from memstream.streaming.videomem.rekv import AllRetrieval, QuestionError, ReKVConfig, ReKVMemory
+from memstream.streaming.videomem.rekv.retrieval import InternalRetrieval
 from tests.streaming.videomem.util import make_frames
 
 QUESTION = "What is the color of the ball?"
@@ -83,7 +83,7 @@ def test_the_sliding_window_holds_the_sinks_and_the_last_frames_only(tiny_llava)
     sink = memory._sink()
     past = torch.cat([sink, memory.store.get_blocks(memory.store.live_ids()[6:9]).permute(1, 2, 3, 0, 4, 5).flatten(3, 4)], dim=3)
     positions, cursor = llm.text_positions(0, past.shape[3])
-    from streaming.videomem.adapters.context import context_cache
+    from memstream.streaming.videomem.adapters.context import context_cache
 
     rotated = llm.rotate(past[:, 0], positions)
     cache = context_cache([(rotated[i][None], past[i, 1][None]) for i in range(llm.spec.n_layers)])
@@ -179,9 +179,9 @@ def test_a_resumed_source_whose_clock_restarts_is_appended_after_the_stored_fram
 
 
 def test_a_store_written_by_another_model_is_refused(tiny_llava, tmp_path):
-    from streaming.videomem.adapters import load_video_llm
-    from streaming.videomem.store import StoreError
-    from streaming.videomem.tiny import build_tiny_llava_onevision
+    from memstream.streaming.videomem.adapters import load_video_llm
+    from memstream.streaming.videomem.store import StoreError
+    from memstream.streaming.videomem.tiny import build_tiny_llava_onevision
 
     store = str(tmp_path / "store")
     _memory(tiny_llava, make_frames(3), store_dir=store).close()

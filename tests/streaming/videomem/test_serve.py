@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from streaming.videomem.rekv import ReKVConfig, ReKVMemory
-from streaming.videomem.serve import VideoQAService, create_app
+from memstream.streaming.videomem.rekv import ReKVConfig, ReKVMemory
+from memstream.streaming.videomem.serve import VideoQAService, create_app
 
 
 @pytest.fixture()

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from streaming.errors import ConfigError
-from streaming.videomem.store import (
+from memstream.streaming.errors import ConfigError
+from memstream.streaming.videomem.store import (
     AccessStats,
     BlockMeta,
     BlockPool,
@@ -152,7 +152,7 @@ def test_codec_none_round_trips_bitwise(tmp_path: Path, dtype: torch.dtype, on_d
 
 @pytest.mark.parametrize("codec", ["int8-channel", "int8-token"])
 def test_int8_codecs_round_trip_within_half_a_scale(tmp_path: Path, codec: str) -> None:
-    from kernels.quant8 import dequantize_int8, quantize_int8
+    from memstream.kernels.quant8 import dequantize_int8, quantize_int8
 
     spec = make_spec(dtype=torch.float32, codec=codec)
     with BlockStore(spec, tmp_path / "s", device_cache_blocks=2) as store:

@@ -6,8 +6,8 @@ import numpy as np
 
 
 def make_frames(n: int, *, seed: int = 0, size: tuple[int, int] = (40, 48), start_s: float = 0.0, fps: float = 2.0):
-    """``n`` random RGB frames as :class:`streaming.types.Frame`, ``fps`` apart."""
-    from streaming.types import Frame
+    """``n`` random RGB frames as :class:`memstream.streaming.types.Frame`, ``fps`` apart."""
+    from memstream.streaming.types import Frame
 
     rng = np.random.default_rng(seed)
     return [
