@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "memstream.kernels": 0,
     "memstream.streaming.errors": 1,
     "memstream.streaming.registry": 1,
+    "memstream.streaming.configtypes": 1,
     "memstream.streaming.types": 1,
     "memstream.streaming.geometry": 1,
     "memstream.streaming.sources": 2,
