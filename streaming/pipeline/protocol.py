@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -18,11 +19,26 @@ class RunContext:
         source: what the source knows up front (length, fps, size, live or not).
         out_dir: folder for the stage's outputs, or None when the run writes nothing.
         config: the resolved run configuration as plain data (saved beside the outputs).
+        notices: what stages said through :meth:`notice`, in order (``summary.json``'s ``notices``).
     """
 
     source: SourceInfo
     out_dir: Path | None
     config: Mapping[str, Any] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+
+    def notice(self, stage: str, message: str) -> None:
+        """Say once, on stderr and in ``summary.json``, that ``stage`` has nothing to do or ignores
+        part of its input (no prompt to track, no question to answer): never a silent empty output.
+
+        Example::
+
+            context.notice("tracking", "no prompt, nothing is tracked. Give --box X,Y,W,H")
+        """
+        line = f"{stage}: {message}"
+        if line not in self.notices:
+            self.notices.append(line)
+            print(f"note: {line}", file=sys.stderr, flush=True)
 
 
 class Upstream:

@@ -43,15 +43,18 @@ def run_pipeline(uri: str, config: RunConfig, out_dir: Path | None, *, progress:
         try:
             summary = runner.run()
         except BaseException:
-            _write_summary(out_dir, uri, source.info, runner.summary)
+            _write_summary(out_dir, uri, source.info, runner.summary, runner.context.notices)
             raise
-    return _write_summary(out_dir, uri, source.info, summary)
+    return _write_summary(out_dir, uri, source.info, summary, runner.context.notices)
 
 
-def _write_summary(out_dir: Path | None, uri: str, info: SourceInfo, summary: RunSummary) -> dict[str, Any]:
+def _write_summary(
+    out_dir: Path | None, uri: str, info: SourceInfo, summary: RunSummary, notices: list[str]
+) -> dict[str, Any]:
     data = {
         "source": {"uri": uri, **{k: v for k, v in vars(info).items() if k != "uri"}},
         **summary.as_dict(),
+        "notices": list(notices),
         "versions": versions(),
     }
     if out_dir is not None:
