@@ -10,13 +10,13 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from memstream.streaming.videomem.adapters import VideoModelError, load_video_llm
+from memstream.streaming.videomem.adapters import cache_kwargs, VideoModelError, load_video_llm
 from memstream.streaming.videomem.adapters.context import context_cache, keep_new_tokens
 
 
 def _full_forward(llm, embeds, positions):
     cache = DynamicCache(config=llm.decoder.config)
-    out = llm.decoder(inputs_embeds=embeds[None], position_ids=positions[0][None], past_key_values=cache, use_cache=True)
+    out = llm.decoder(inputs_embeds=embeds[None], position_ids=positions[0][None], use_cache=True, **cache_kwargs(llm.decoder, cache))
     return out.last_hidden_state[0], cache
 
 
@@ -152,3 +152,37 @@ def test_fingerprint_tells_weights_apart(tiny_llava_dir, tmp_path):
     b = load_video_llm(str(other), device="cpu")
     assert a.spec.fingerprint != b.spec.fingerprint
     assert a.spec.fingerprint == load_video_llm(str(tiny_llava_dir), device="cpu").spec.fingerprint
+
+
+def test_the_cache_goes_under_the_keyword_the_model_takes(tiny_llava) -> None:
+    """transformers 5.25 renamed ``past_key_values`` to ``cache`` behind a deprecation shim; older
+    releases take only ``past_key_values``. The keyword is read from ``forward``'s signature."""
+    import warnings
+
+    from transformers.utils.deprecation import deprecate_kwarg
+
+    from memstream.streaming.videomem.adapters import cache_keyword
+
+    class Old(torch.nn.Module):
+        def forward(self, inputs_embeds=None, past_key_values=None, use_cache=None):
+            return past_key_values
+
+    class New(torch.nn.Module):
+        @deprecate_kwarg("past_key_values", "99.0.0", new_name="cache")
+        def forward(self, inputs_embeds=None, cache=None, use_cache=None):
+            return cache
+
+    class KwargsOnly(torch.nn.Module):
+        def forward(self, inputs_embeds=None, **kwargs):
+            return kwargs.get("past_key_values")
+
+    marker = object()
+    assert [cache_keyword(m) for m in (Old(), New(), KwargsOnly())] == ["past_key_values", "cache", "past_key_values"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # the new name never meets the shim's warning
+        assert all(m(**cache_kwargs(m, marker)) is marker for m in (Old(), New(), KwargsOnly()))
+    import transformers
+    from packaging.version import Version
+
+    if Version(transformers.__version__) >= Version("5.25.0"):
+        assert cache_keyword(tiny_llava.decoder) == "cache"
