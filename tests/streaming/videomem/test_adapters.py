@@ -120,9 +120,23 @@ def test_delta_rotating_rotated_keys_is_close_but_storing_before_rotation_is_exa
 
 
 def test_missing_model_is_one_clear_error(tmp_path):
-    with pytest.raises(VideoModelError, match="cannot load model") as err:
-        load_video_llm(str(tmp_path / "nowhere"))
+    with pytest.raises(VideoModelError, match="cannot load model 'no-such-org/no-such-model'") as err:
+        load_video_llm("no-such-org/no-such-model")  # a hub id (the suite is offline)
     assert "local directory" in str(err.value)
+
+
+def test_a_model_path_that_does_not_exist_fails_before_the_hub_is_asked(tmp_path, monkeypatch):
+    import transformers
+
+    def hub(*args, **kwargs):
+        raise AssertionError("the hub was asked about a local path")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", hub)
+    missing = tmp_path / "nowhere"
+    with pytest.raises(VideoModelError) as err:
+        load_video_llm(str(missing))
+    assert err.value.one_line().startswith(f"no such model folder: {missing} ({tmp_path} exists, 'nowhere' is not in it). ")
+    assert "save_pretrained" in err.value.one_line() and "\n" not in err.value.one_line()
 
 
 def test_a_text_only_model_is_refused_for_having_no_vision_tower(tmp_path):
