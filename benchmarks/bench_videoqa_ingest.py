@@ -54,17 +54,20 @@ class DynamicCacheStream:
         import torch
         from transformers import DynamicCache
 
+        from memstream.streaming.videomem.adapters import cache_kwargs
+
         self.llm, self.cache = llm, DynamicCache(config=llm.decoder.config)
+        self.cache_kwargs = cache_kwargs(llm.decoder, self.cache)  # `cache=` or `past_key_values=`
         with torch.inference_mode():
             sink = llm.embed_text(llm.tokenize(llm.prompt.sink))
-            llm.decoder(inputs_embeds=sink[None], past_key_values=self.cache, use_cache=True)
+            llm.decoder(inputs_embeds=sink[None], use_cache=True, **self.cache_kwargs)
 
     def update(self, frame) -> None:
         import torch
 
         with torch.inference_mode():
             embeds = self.llm.embed_frames([frame.rgb])[0]
-            self.llm.decoder(inputs_embeds=embeds[None], past_key_values=self.cache, use_cache=True)
+            self.llm.decoder(inputs_embeds=embeds[None], use_cache=True, **self.cache_kwargs)
 
 
 def main() -> None:

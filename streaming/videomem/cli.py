@@ -26,15 +26,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--at", type=float, default=None, metavar="SECONDS",
                      help="answer as of this stream time (default: after the whole source)")
     ask.add_argument("--model", default=None, help="Video-LLM: local directory or hub id; tiny-random for a weight-free smoke test")
-    ask.add_argument("--memory", choices=["rekv", "flash_vstream"], default="rekv",
-                     help="rekv: KV of every frame, retrieved per question; flash_vstream: fixed-size clustered memory")
+    ask.add_argument("--memory", default="rekv", help="a registered video memory: rekv (KV of every frame, "
+                     "retrieved per question; default) or flash_vstream (fixed-size clustered memory)")
     ask.add_argument("--interactive", action="store_true", help="keep ingesting; read questions from stdin, one per line")
     ask.add_argument("--store", default=None, metavar="DIR", help="disk tier of the KV store; a later run with the same DIR resumes")
     ask.add_argument("--sample-fps", type=float, default=1.0, help="frames per second given to the memory (default 1)")
     ask.add_argument("--window-frames", type=int, default=None, help="sliding window while encoding, frames")
     ask.add_argument("--topk", type=int, default=None, help="frames retrieved per layer")
-    ask.add_argument("--retrieval", choices=["internal", "external", "recent", "uniform"], default=None,
-                     help="internal: ReKV's per-layer question queries (default); external: an image-text model (--embedder)")
+    ask.add_argument("--retrieval", default=None, help="a registered retrieval policy: internal (ReKV's per-layer "
+                     "question queries; default), external (an image-text model, --embedder), recent, uniform, random, all")
     ask.add_argument("--embedder", default=None, metavar="MODEL", help="CLIP / SigLIP path or hub id for --retrieval external")
     ask.add_argument("--codec", choices=["none", "int8-channel", "int8-token"], default=None, help="KV block storage")
     ask.add_argument("--max-new-tokens", type=int, default=128)
@@ -42,12 +42,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
     ask.add_argument("--max-frames", type=int, default=None, help="stop reading the source after N frames")
     ask.add_argument("--json", action="store_true", help="print each answer as one JSON object")
+    ask.add_argument("--progress", dest="progress", action="store_const", const="always", default="auto",
+                     help="report frames read on stderr (default: only when stderr is a terminal)")
+    ask.add_argument("--no-progress", dest="progress", action="store_const", const="never", help="no progress line")
     ask.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     ask.set_defaults(handler=cmd_ask)
 
     serve = sub.add_parser("serve", help="streaming video QA service: frames over HTTP/WebSocket, OpenAI-style answers")
     serve.add_argument("--model", default=None, help="Video-LLM: local directory or hub id (tiny-random for a smoke test)")
-    serve.add_argument("--memory", choices=["rekv", "flash_vstream"], default="rekv")
+    serve.add_argument("--memory", default="rekv", help="a registered video memory: rekv or flash_vstream")
     serve.add_argument("--window-frames", type=int, default=None)
     serve.add_argument("--topk", type=int, default=None)
     serve.add_argument("--codec", choices=["none", "int8-channel", "int8-token"], default=None)
@@ -62,7 +65,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _options(args: argparse.Namespace):
-    from memstream.streaming.videomem.options import ReKVOptions, VideoMemoryOptions
+    from memstream.streaming.configtypes import parse
+    from memstream.streaming.videomem.options import VideoMemoryOptions
 
     if not args.model:
         raise ConfigError(
@@ -76,27 +80,19 @@ def _options(args: argparse.Namespace):
         names = {"store_dir": "store", "external_embedder": "embedder"}
         flags = ", ".join("--" + names.get(k, k).replace("_", "-") for k in rekv)
         raise ConfigError(f"{flags} only apply to --memory rekv", "Drop them or use --memory rekv")
+    data = {"model": args.model, "device": args.device, "dtype": args.dtype, "memory": args.memory,
+            "sample_fps": args.sample_fps, "rekv": rekv, "generation": {"max_new_tokens": args.max_new_tokens}}
     try:
-        options = VideoMemoryOptions(
-            model=args.model,
-            device=args.device,
-            dtype=args.dtype,
-            memory=args.memory,
-            sample_fps=args.sample_fps,
-            rekv=ReKVOptions(**rekv),
-            generation={"max_new_tokens": args.max_new_tokens},
-        )
-    except ValueError as exc:
-        raise ConfigError(f"invalid option: {str(exc).splitlines()[-1].strip()}", "See memstream ask --help") from None
-    options.rekv.to_config()  # cross-field checks (e.g. --retrieval external needs --embedder)
-    return options
+        return parse(VideoMemoryOptions, data, "")
+    except ConfigError as exc:  # the same checks as YAML; the fix names the flags
+        raise ConfigError(exc.what, f"See memstream {args.command} --help") from None
 
 
-def _print_answer(answer, as_json: bool) -> None:
+def _print_answer(answer, as_json: bool, asked_at_s: float | None = None) -> None:
     from memstream.streaming.videomem.stage import answer_record
 
     if as_json:
-        print(json.dumps(answer_record(answer)), flush=True)
+        print(json.dumps(answer_record(answer, asked_at_s)), flush=True)
         return
     print(flush=True)
     frames = answer.retrieval.frames()
@@ -109,17 +105,16 @@ def _print_answer(answer, as_json: bool) -> None:
     )
 
 
-def _ask(memory, question: str, options, as_json: bool) -> None:
-    from memstream.streaming.videomem.generation import SamplingConfig
-
-    sampling = SamplingConfig(**options.generation.model_dump())
+def _ask(memory, question: str, options, as_json: bool, asked_at_s: float | None = None):
     on_text = None if as_json else (lambda piece: print(piece, end="", flush=True))
-    _print_answer(memory.ask(question, sampling, on_text=on_text), as_json)
+    answer = memory.ask(question, options.generation, on_text=on_text)
+    _print_answer(answer, as_json, asked_at_s)
+    return answer
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from memstream.streaming.sources import open_source
-    from memstream.streaming.videomem.stage import FrameSampler, build_memory
+    from memstream.streaming.videomem.factory import build_memory
 
     if args.interactive == (args.question is not None):
         raise ConfigError("give either a question or --interactive", 'e.g. memstream ask video.mp4 "What happened?" --model ...')
@@ -128,20 +123,41 @@ def cmd_ask(args: argparse.Namespace) -> int:
     options = _options(args)
     source = open_source(args.source, max_frames=args.max_frames)
     memory = build_memory(options)
-    sampler = FrameSampler(options.sample_fps)
     try:
         if args.interactive:
-            return _interactive(source, memory, sampler, options, args.json)
-        with source:
-            for frame in source:
-                if args.at is not None and frame.timestamp_s > args.at:
-                    break
-                if sampler.keep(frame):
-                    memory.update(frame)
-        _ask(memory, args.question, options, args.json)
+            return _interactive(source, memory, options, args.json)
+        ended_at_s = _ingest(source, memory, options, args)
+        answer = _ask(memory, args.question, options, args.json, args.at)
+        if ended_at_s is not None:  # --at lies past the end of the stream: never a silent "as of"
+            print(f"note: the stream ended at {ended_at_s:.2f} s, before --at {args.at:g} s; the answer covers it up to "
+                  f"{answer.covered_until_s:.2f} s (the last frame given to the memory)", file=sys.stderr, flush=True)
         return 0
     finally:
         memory.close()
+
+
+def _ingest(source, memory, options, args: argparse.Namespace) -> float | None:
+    """Feed the source to the memory up to ``--at``; returns the last frame's time when the source
+    ended before ``--at`` (None when ``--at`` was reached, or not given)."""
+    from memstream.streaming.videomem.progress import IngestProgress, progress_wanted
+    from memstream.streaming.videomem.stage import frame_schedule
+
+    schedule = frame_schedule(options.sample_fps)
+    progress = IngestProgress(sys.stderr, enabled=progress_wanted(args.progress, sys.stderr))
+    last_s = None
+    try:
+        with source:
+            for frame in source:
+                if args.at is not None and frame.timestamp_s > args.at:
+                    return None
+                kept = schedule.keep(frame.timestamp_s)
+                if kept:
+                    memory.update(frame)
+                progress.advance(frame.timestamp_s, kept)
+                last_s = frame.timestamp_s
+    finally:
+        progress.close()
+    return last_s if args.at is not None and last_s is not None and last_s < args.at else None
 
 
 #: How long a question asked before the first frame waits for one before it is refused.
@@ -150,13 +166,14 @@ FIRST_FRAME_WAIT_S = 30.0
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from memstream.streaming.videomem.serve import VideoQAService, create_app
-    from memstream.streaming.videomem.stage import load_model, memory_for
+    from memstream.streaming.videomem.factory import check_paths, load_model, memory_for
 
     try:
         import uvicorn
     except ImportError as exc:
         raise ConfigError("memstream serve needs uvicorn", 'Install it with: pip install "memstream[serve]"') from exc
     options = _options(args)
+    check_paths(options)
     llm = load_model(options)  # one model, one memory per stream
     service = VideoQAService(lambda: memory_for(llm, options), model_name=options.model,
                              max_streams=args.max_streams, default_max_tokens=args.max_new_tokens)
@@ -165,8 +182,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interactive(source, memory, sampler, options, as_json: bool) -> int:
+def _interactive(source, memory, options, as_json: bool) -> int:
     """Ingest in a background thread; answer each stdin line on what has been seen so far."""
+    from memstream.streaming.videomem.stage import frame_schedule
+
+    schedule = frame_schedule(options.sample_fps)
     failure: list[BaseException] = []
     stop = threading.Event()
     started = threading.Event()  # set at the first stored frame, or when the source ends
@@ -177,7 +197,7 @@ def _interactive(source, memory, sampler, options, as_json: bool) -> int:
                 for frame in source:
                     if stop.is_set():
                         return
-                    if sampler.keep(frame):
+                    if schedule.keep(frame.timestamp_s):
                         memory.update(frame)
                         started.set()
             print(f"[source ended after {memory.frames_seen} frames; still answering]", file=sys.stderr, flush=True)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from pydantic import Field
 from transformers.cache_utils import Cache
 from transformers.generation.logits_process import (
     LogitsProcessorList,
@@ -21,12 +23,14 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
+from memstream.streaming.configtypes import strict_config
 from memstream.streaming.videomem.adapters.hf import HFVideoLLM
 
 #: Called with each new piece of answer text as soon as it is decoded.
 TokenCallback = Callable[[str], None]
 
 
+@strict_config
 @dataclass(frozen=True)
 class SamplingConfig:
     """How answers are generated (the names of ``transformers.GenerationConfig``).
@@ -38,18 +42,20 @@ class SamplingConfig:
         seed: seeds the sampler; None draws from torch's global generator.
     """
 
-    max_new_tokens: int = 128
+    max_new_tokens: Annotated[int, Field(ge=1)] = 128
     do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
+    temperature: Annotated[float, Field(gt=0)] = 1.0
+    top_k: Annotated[int, Field(ge=1)] | None = None
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
     seed: int | None = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # a config built in Python; parse() checks the fields first
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 

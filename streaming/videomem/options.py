@@ -1,108 +1,66 @@
-"""Typed options of the video memory (``stages.video_memory.options`` and ``memstream ask``).
+"""Options of the ``video_memory`` stage (``stages.video_memory.options``) and of ``memstream ask``.
 
-Values live in ``configs/*.yaml`` (``configs/rekv_llava_ov.yaml`` holds ReKV's published settings);
-every key is validated here and a bad one is named with its dotted path.
+The components' own config dataclasses are the definition: ``rekv`` is
+:class:`~memstream.streaming.videomem.rekv.config.ReKVConfig`, ``flash_vstream``
+:class:`~memstream.streaming.videomem.flash.video_memory.FlashVStreamConfig` (its Flash Memory
+under ``memory``), ``generation``
+:class:`~memstream.streaming.videomem.generation.SamplingConfig`; their defaults are the stage's.
+Values live in ``configs/videoqa.yaml`` (ReKV's released settings for LLaVA-OneVision); every key is
+validated by :func:`memstream.streaming.configtypes.parse` and a bad one is named with its dotted
+path. ``memory`` and ``rekv.retrieval`` name registry entries, checked when the options are parsed.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from memstream.streaming.configtypes import registered, strict_config
+from memstream.streaming.videomem.factory import TINY_RANDOM, VIDEO_MEMORIES  # registers rekv, flash_vstream
+from memstream.streaming.videomem.flash.video_memory import FlashVStreamConfig
+from memstream.streaming.videomem.generation import SamplingConfig
 from memstream.streaming.videomem.rekv.config import ReKVConfig
 
-#: ``model: tiny-random`` builds a random-weight LLaVA-OneVision in code (answers are noise): it
-#: runs the whole machinery on a machine with no checkpoint.
-TINY_RANDOM = "tiny-random"
+__all__ = ["TINY_RANDOM", "Question", "VideoMemoryOptions"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ReKVOptions(_Strict):
-    """:class:`~memstream.streaming.videomem.rekv.config.ReKVConfig`'s fields, with its defaults."""
-
-    window_frames: int = Field(76, ge=1)
-    chunk_frames: int = Field(1, ge=1)
-    retrieval: Literal["internal", "external", "recent", "uniform", "random", "all"] = "internal"
-    external_embedder: str | None = None  # CLIP / SigLIP path or hub id, for retrieval: external
-    topk: int = Field(64, ge=1)
-    group_size: int = Field(1, ge=1)
-    codec: Literal["none", "int8-channel", "int8-token"] = "none"
-    store_dir: str | None = None
-    ram_budget_mb: float | None = Field(None, gt=0)
-    device_cache_blocks: int = Field(128, ge=0)
-    max_blocks: int | None = Field(None, ge=1)
-    max_question_tokens: int = Field(512, ge=1)
-    kernel_backend: Literal["auto", "torch", "triton"] = "auto"
-
-    def to_config(self) -> ReKVConfig:
-        try:
-            return ReKVConfig(**{f.name: getattr(self, f.name) for f in fields(ReKVConfig)})
-        except ValueError as exc:
-            from memstream.streaming.errors import ConfigError
-
-            raise ConfigError(f"invalid rekv options: {exc}", "See streaming/videomem/rekv/config.py") from None
-
-
-class FlashVStreamOptions(_Strict):
-    """Flash-VStream's memory (anchor defaults: 60 CSM centroids, 30 DAM frames)."""
-
-    csm_clusters: int = Field(60, ge=1)
-    dam_frames: int = Field(30, ge=0)
-    kmeans_iterations: int = Field(10, ge=1)
-    kmeans_init: Literal["farthest_point", "random"] = "farthest_point"
-    distance: Literal["l2", "cos"] = "l2"
-    keep_all_frames: bool = False
-    candidates_per_cluster: int = Field(4, ge=1)
-    low_res_pool: int = Field(2, ge=1)
-    max_question_tokens: int = Field(512, ge=1)
-
-    def to_config(self):
-        from memstream.streaming.videomem.flash import FlashMemoryConfig
-        from memstream.streaming.videomem.flash.video_memory import FlashVStreamConfig
-
-        memory = self.model_dump(exclude={"low_res_pool", "max_question_tokens"})
-        try:
-            flash = FlashMemoryConfig(**memory)
-        except ValueError as exc:
-            from memstream.streaming.errors import ConfigError
-
-            raise ConfigError(f"invalid flash_vstream options: {exc}", "See streaming/videomem/flash/config.py") from None
-        return FlashVStreamConfig(memory=flash, low_res_pool=self.low_res_pool, max_question_tokens=self.max_question_tokens)
-
-
-class QuestionOptions(_Strict):
+@strict_config
+@dataclass(frozen=True)
+class Question:
     """A question asked when the stream reaches ``at_s`` seconds."""
 
-    at_s: float = Field(ge=0)
-    text: str = Field(min_length=1)
+    at_s: Annotated[float, Field(ge=0)]
+    text: Annotated[str, Field(min_length=1)]
 
 
-class GenerationOptions(_Strict):
-    """How answers are generated (``transformers.GenerationConfig`` names)."""
+@strict_config
+@dataclass(frozen=True)
+class VideoMemoryOptions:
+    """Options of the ``video_memory`` stage.
 
-    max_new_tokens: int = Field(128, ge=1)
-    do_sample: bool = False
-    temperature: float = Field(1.0, gt=0)
-    top_k: int | None = Field(None, ge=1)
-    top_p: float | None = Field(None, gt=0, le=1)
-    seed: int | None = None
+    Attributes:
+        model: a local folder (``save_pretrained`` layout), a hub id, or ``tiny-random``.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda:N``.
+        dtype: ``auto`` is bfloat16 on CUDA, float32 on CPU.
+        memory: a name in :data:`~memstream.streaming.videomem.protocol.VIDEO_MEMORIES`
+            (``rekv``, ``flash_vstream``, or one registered by the user).
+        sample_fps: frames per second given to the memory (ReKV evaluates at 0.5-1 fps), by the
+            sources' own ``target_fps`` rule; None gives it every frame.
+        rekv, flash_vstream: the settings of each memory.
+        generation: how answers are generated.
+        questions: asked when the stream reaches their time; those after the last frame at the end.
+        answers_file: ``OUT/<answers_file>``, one JSON line per answer.
+    """
 
-
-class VideoMemoryOptions(_Strict):
-    """Options of the ``video_memory`` stage."""
-
-    model: str = Field(min_length=1)  # local directory, hub id, or tiny-random
+    model: Annotated[str, Field(min_length=1)]
     device: str = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    memory: Literal["rekv", "flash_vstream"] = "rekv"
-    sample_fps: float | None = Field(1.0, gt=0)  # frames per second given to the memory; null = every frame
-    rekv: ReKVOptions = ReKVOptions()
-    flash_vstream: FlashVStreamOptions = FlashVStreamOptions()
-    generation: GenerationOptions = GenerationOptions()
-    questions: list[QuestionOptions] = []
+    memory: Annotated[str, registered(VIDEO_MEMORIES)] = "rekv"
+    sample_fps: Annotated[float, Field(gt=0)] | None = 1.0
+    rekv: ReKVConfig = field(default_factory=ReKVConfig)
+    flash_vstream: FlashVStreamConfig = field(default_factory=FlashVStreamConfig)
+    generation: SamplingConfig = field(default_factory=SamplingConfig)
+    questions: tuple[Question, ...] = ()
     answers_file: str = "answers.jsonl"

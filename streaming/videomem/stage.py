@@ -1,7 +1,8 @@
 """The ``video_memory`` stage of ``memstream run``: a Video-LLM's KV memory of the stream.
 
 Registered through the ``memstream.stages`` entry point. Frames are sub-sampled to ``sample_fps``
-(ReKV evaluates at 0.5-1 fps) and pushed into the memory; questions listed in the options are asked
+(ReKV evaluates at 0.5-1 fps, by the sources' own ``target_fps`` rule) and pushed into the memory
+chosen by ``memory`` (a name in ``VIDEO_MEMORIES``); questions listed in the options are asked
 when the stream reaches their time, and each answer is appended to ``OUT/answers.jsonl`` as soon as
 it is generated. Other threads may call ``stage.memory.ask(...)`` at any time while the run goes on.
 
@@ -18,69 +19,25 @@ Example config::
 from __future__ import annotations
 
 import json
-import logging
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from memstream.streaming.configtypes import parse
 from memstream.streaming.pipeline.protocol import RunContext, Upstream
-from memstream.streaming.pipeline.stages import parse_options
+from memstream.streaming.sources.protocol import SourceOptions
+from memstream.streaming.sources.schedule import FrameSchedule
 from memstream.streaming.types import Frame
-from memstream.streaming.videomem.generation import SamplingConfig
-from memstream.streaming.videomem.options import TINY_RANDOM, VideoMemoryOptions
+from memstream.streaming.videomem.factory import build_memory
+from memstream.streaming.videomem.options import VideoMemoryOptions
+from memstream.streaming.videomem.protocol import VideoMemory
 from memstream.streaming.videomem.types import Answer
 
-log = logging.getLogger(__name__)
 
-
-def load_model(options: VideoMemoryOptions):
-    """The Video-LLM of the options (``tiny-random`` is built in a temporary directory).
-
-    Models that time frames by their rate (Qwen2.5-VL spaces temporal positions by seconds) are
-    told the rate the memory samples at, ``sample_fps``.
-    """
-    llm = _load(options)
-    if options.sample_fps is not None and hasattr(llm, "frames_per_second"):
-        llm.frames_per_second = float(options.sample_fps)
-    return llm
-
-
-def _load(options: VideoMemoryOptions):
-    from memstream.streaming.videomem.adapters import load_video_llm
-
-    if options.model == TINY_RANDOM:
-        from memstream.streaming.videomem.tiny import build_tiny_llava_onevision
-
-        log.warning("model tiny-random has random weights: its answers are noise")
-        path = build_tiny_llava_onevision(Path(tempfile.mkdtemp(prefix="memstream-tiny-")))
-        return load_video_llm(str(path), device=options.device, dtype=options.dtype)
-    return load_video_llm(options.model, device=options.device, dtype=options.dtype)
-
-
-def memory_for(llm, options: VideoMemoryOptions):
-    """The configured video memory (ReKV or Flash-VStream) around a loaded model."""
-    if options.memory == "flash_vstream":
-        from memstream.streaming.videomem.flash.video_memory import FlashVStreamMemory
-
-        return FlashVStreamMemory(llm, options.flash_vstream.to_config())
-    from memstream.streaming.videomem.rekv import ReKVMemory
-
-    return ReKVMemory(llm, options.rekv.to_config())
-
-
-def build_memory(options: VideoMemoryOptions):
-    """The configured video memory around a freshly loaded model."""
-    if options.memory == "flash_vstream":
-        options.flash_vstream.to_config()  # a bad option fails before the model loads
-    else:
-        options.rekv.to_config()
-    return memory_for(load_model(options), options)
-
-
-def answer_record(answer: Answer) -> dict[str, Any]:
-    """An answer as one JSON-serialisable line."""
-    return {
+def answer_record(answer: Answer, asked_at_s: float | None = None) -> dict[str, Any]:
+    """An answer as one JSON-serialisable line; ``asked_at_s``, when given, is the stream time the
+    question was meant for (``covered_until_s`` is earlier when the stream ended before it)."""
+    record = {
         "question": answer.question,
         "answer": answer.text,
         "covered_until_s": answer.covered_until_s,
@@ -90,25 +47,15 @@ def answer_record(answer: Answer) -> dict[str, Any]:
         "time_to_first_token_s": round(answer.time_to_first_token_s, 4),
         "total_s": round(answer.total_s, 4),
     }
+    if asked_at_s is not None:
+        record["asked_at_s"] = asked_at_s
+    return record
 
 
-class FrameSampler:
-    """Keeps one frame per ``1 / fps`` seconds of stream time (all frames when fps is None)."""
-
-    def __init__(self, fps: float | None) -> None:
-        self.period_s = None if fps is None else 1.0 / fps
-        self._next_s: float | None = None
-
-    def keep(self, frame: Frame) -> bool:
-        if self.period_s is None:
-            return True
-        t = frame.timestamp_s
-        if self._next_s is not None and t < self._next_s - 1e-9:
-            return False
-        self._next_s = (t if self._next_s is None else self._next_s) + self.period_s
-        while self._next_s <= t + 1e-9:  # a gap in the stream: stay on the grid
-            self._next_s += self.period_s
-        return True
+def frame_schedule(sample_fps: float | None) -> FrameSchedule:
+    """Which frames the memory is given: at most ``sample_fps`` per second of stream time, by the
+    rule every source applies for ``target_fps`` (one rule, one tolerance); all when None."""
+    return FrameSchedule(SourceOptions(target_fps=sample_fps))
 
 
 class VideoMemoryStage:
@@ -116,36 +63,42 @@ class VideoMemoryStage:
 
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
         self.name = name
-        self.options: VideoMemoryOptions = parse_options(VideoMemoryOptions, name, options)
-        self.memory = None
-        self._sampler = FrameSampler(self.options.sample_fps)
+        self.options: VideoMemoryOptions = parse(VideoMemoryOptions, options, f"stages.{name}.options")
+        self.memory: VideoMemory | None = None
+        self._schedule = frame_schedule(self.options.sample_fps)
         self._questions = sorted(self.options.questions, key=lambda q: q.at_s)
         self._answers_path: Path | None = None
         self._answers: list[dict[str, Any]] = []
         self._frames_kept = 0
-        self._last_time_s = 0.0
 
     def open(self, context: RunContext) -> None:
+        if not self._questions:
+            context.notice(
+                self.name,
+                f"no questions to answer, so no {self.options.answers_file} is written. Add some, e.g. "
+                f"--set 'stages.{self.name}.options.questions=[{{\"at_s\": 30, \"text\": \"What happened?\"}}]', "
+                "or ask with: memstream ask VIDEO \"QUESTION\" --model ...",
+            )
         self.memory = build_memory(self.options)
-        if context.out_dir is not None:
+        if context.out_dir is not None and self._questions:
             self._answers_path = Path(context.out_dir) / self.options.answers_file
             self._answers_path.parent.mkdir(parents=True, exist_ok=True)
             self._answers_path.write_text("")
 
     def update(self, frame: Frame, upstream: Upstream) -> list[Answer] | None:
         assert self.memory is not None, "open() was not called"
-        self._last_time_s = frame.timestamp_s
-        if self._sampler.keep(frame):
+        if self._schedule.keep(frame.timestamp_s):
             self.memory.update(frame)
             self._frames_kept += 1
         due = []
         while self._questions and self._questions[0].at_s <= frame.timestamp_s and self._frames_kept:
-            due.append(self._ask(self._questions.pop(0).text))
+            question = self._questions.pop(0)
+            due.append(self._ask(question.text, question.at_s))
         return due or None
 
-    def _ask(self, question: str) -> Answer:
-        answer = self.memory.ask(question, SamplingConfig(**self.options.generation.model_dump()))
-        record = answer_record(answer)
+    def _ask(self, question: str, at_s: float) -> Answer:
+        answer = self.memory.ask(question, self.options.generation)
+        record = answer_record(answer, asked_at_s=at_s)
         self._answers.append(record)
         if self._answers_path is not None:
             with self._answers_path.open("a") as handle:  # one whole line per answer
@@ -157,7 +110,8 @@ class VideoMemoryStage:
             return
         # Questions timed after the last frame are answered on everything seen.
         while self._questions and self._frames_kept:
-            self._ask(self._questions.pop(0).text)
+            question = self._questions.pop(0)
+            self._ask(question.text, question.at_s)
         self.memory.close()
 
     def summary(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ look (1-D or M-RoPE) and how the model applies RoPE (:meth:`HFVideoLLM.rotate`).
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,6 +60,29 @@ def writable(images: Sequence[np.ndarray]) -> list[np.ndarray]:
     """The images, copied when read-only (frames are): processors wrap them with ``torch.from_numpy``,
     which warns on read-only arrays."""
     return [image if image.flags.writeable else image.copy() for image in images]
+
+
+def cache_keyword(module: torch.nn.Module) -> str:
+    """The keyword ``module.forward`` takes its KV cache under: ``cache`` from transformers 5.25 on,
+    ``past_key_values`` before.
+
+    transformers 5.25 renamed the argument and keeps the old name only through a ``deprecate_kwarg``
+    shim (a ``FutureWarning`` now, removal announced for 5.40). The shim wraps ``forward`` with
+    ``functools.wraps``, so the signature shows the name the model really takes; a model that takes
+    neither by name (only ``**kwargs``) gets the old one, which every 5.x release accepts.
+    """
+    parameters = inspect.signature(module.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def cache_kwargs(module: torch.nn.Module, cache: Cache) -> dict[str, Cache]:
+    """``{keyword: cache}`` for a call of ``module`` (a decoder or a whole model), see :func:`cache_keyword`.
+
+    Example::
+
+        out = model(inputs_embeds=embeds, use_cache=True, **cache_kwargs(model, cache))
+    """
+    return {cache_keyword(module): cache}
 
 
 class _Capture:
@@ -110,6 +134,7 @@ class HFVideoLLM:
             fingerprint=fingerprint,
         )
         self._capture: _Capture | None = None
+        self._cache_keyword = cache_keyword(self.decoder)  # read once: forward passes are hot
         self._install_hooks()
 
     @property
@@ -276,8 +301,8 @@ class HFVideoLLM:
                 out = self.decoder(
                     inputs_embeds=embeds[None].to(self.spec.dtype),
                     position_ids=self._position_ids(positions),
-                    past_key_values=cache,
                     use_cache=True,
+                    **{self._cache_keyword: cache},
                 )
             finally:
                 self._capture = None

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from memstream.streaming.errors import MemstreamError
+from memstream.streaming.errors import ConfigError, MemstreamError
+from memstream.streaming.paths import check_local_path
 from memstream.streaming.videomem.adapters.hf import HFVideoLLM, PromptFormat
 
 
@@ -18,6 +19,8 @@ class VideoModelError(MemstreamError):
 
 SUPPORTED = ("llava_onevision", "qwen2_5_vl")
 _EXAMPLE = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
+#: The fix of a ``--model`` path that does not exist.
+MISSING_MODEL_FIX = f"Give an existing folder written by save_pretrained, or a hub id such as {_EXAMPLE}"
 
 
 def _adapter_class(model_type: str) -> type[HFVideoLLM]:
@@ -86,9 +89,14 @@ def load_video_llm(
             ``default_prompt``) by default.
 
     Raises:
-        VideoModelError: the model cannot be found, is not a supported Video-LLM (for example a text
+        VideoModelError: ``model`` is a local path that does not exist (checked before the hub is
+            asked: ``no such model folder: PATH``), the model cannot be found, is not a supported Video-LLM (for example a text
             model without a vision tower), or its weights do not match its config.
     """
+    try:
+        model = check_local_path(model, what="model folder", fix=MISSING_MODEL_FIX)
+    except ConfigError as exc:
+        raise VideoModelError(exc.what, exc.fix) from None
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
     fix_missing = f"Give a local directory with config.json and weights, or a hub id such as {_EXAMPLE} (downloads need network access and HF_HUB_OFFLINE unset)"

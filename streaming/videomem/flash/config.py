@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from memstream.streaming.configtypes import strict_config
 
 KMEANS_INITS = ("farthest_point", "random")
 DISTANCES = ("l2", "cos")
 
 
+@strict_config
 @dataclass(frozen=True)
 class FlashMemoryConfig:
     """How the Flash Memory clusters, keeps and retrieves frames.
@@ -45,17 +50,19 @@ class FlashMemoryConfig:
         candidates_per_cluster: m, the nearest member frames kept per cluster in bounded mode.
     """
 
-    csm_clusters: int = 60
-    dam_frames: int = 30
-    kmeans_iterations: int = 10
-    kmeans_tolerance: float = 1e-4
-    kmeans_init: str = "farthest_point"
-    seed: int = 0
-    distance: str = "l2"
+    csm_clusters: Annotated[int, Field(ge=1)] = 60
+    dam_frames: Annotated[int, Field(ge=0)] = 30
+    kmeans_iterations: Annotated[int, Field(ge=1)] = 10
+    kmeans_tolerance: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1e-4
+    kmeans_init: Literal[KMEANS_INITS] = "farthest_point"
+    seed: Annotated[int, Field(ge=0)] = 0
+    distance: Literal[DISTANCES] = "l2"
     keep_all_frames: bool = False
-    candidates_per_cluster: int = 4
+    candidates_per_cluster: Annotated[int, Field(ge=1)] = 4
 
     def __post_init__(self) -> None:
+        # Checks of a config built in Python (parse() applies the field constraints above first and
+        # names the YAML key), and the check across fields (dam_frames <= csm_clusters).
         for name in ("csm_clusters", "dam_frames", "kmeans_iterations", "seed", "candidates_per_cluster"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):

@@ -27,10 +27,14 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
+
+from memstream.streaming.configtypes import strict_config
 
 from memstream.streaming.types import Frame
 from memstream.streaming.videomem.adapters.context import context_cache
@@ -42,6 +46,7 @@ from memstream.streaming.videomem.questions import no_frames_error, question_ids
 from memstream.streaming.videomem.types import Answer, Retrieval
 
 
+@strict_config
 @dataclass(frozen=True)
 class FlashVStreamConfig:
     """Flash-VStream's settings.
@@ -54,13 +59,15 @@ class FlashVStreamConfig:
         max_question_tokens: longer questions are refused.
     """
 
-    memory: FlashMemoryConfig = FlashMemoryConfig()
-    low_res_pool: int = 2
-    max_question_tokens: int = 512
+    memory: FlashMemoryConfig = field(default_factory=FlashMemoryConfig)
+    low_res_pool: Annotated[int, Field(ge=1)] = 2
+    max_question_tokens: Annotated[int, Field(ge=1)] = 512
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # a config built in Python; parse() checks the fields first
         if self.low_res_pool < 1:
             raise ValueError(f"low_res_pool must be >= 1, got {self.low_res_pool}")
+        if self.max_question_tokens < 1:
+            raise ValueError(f"max_question_tokens must be >= 1, got {self.max_question_tokens}")
 
 
 class FlashVStreamMemory:

@@ -1,6 +1,7 @@
 """ReKV: sliding-window encoding into per-frame KV blocks, question-driven retrieval per layer."""
 
 from memstream.streaming.videomem.rekv.config import ReKVConfig
+from memstream.streaming.videomem.rekv.external import ExternalRetrieval, FrameTextEmbedder, HFDualEncoder  # registers "external"
 from memstream.streaming.videomem.rekv.memory import QuestionError, ReKVMemory
 from memstream.streaming.videomem.rekv.retrieval import (
     RETRIEVAL_POLICIES,
@@ -11,11 +12,15 @@ from memstream.streaming.videomem.rekv.retrieval import (
     RetrievalPolicy,
     UniformRetrieval,
     make_retrieval,
+    retrieval_for,
 )
 
 __all__ = [
     "RETRIEVAL_POLICIES",
     "AllRetrieval",
+    "ExternalRetrieval",
+    "FrameTextEmbedder",
+    "HFDualEncoder",
     "InternalRetrieval",
     "QuestionError",
     "RandomRetrieval",
@@ -25,4 +30,5 @@ __all__ = [
     "RetrievalPolicy",
     "UniformRetrieval",
     "make_retrieval",
+    "retrieval_for",
 ]

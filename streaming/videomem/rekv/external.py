@@ -38,6 +38,10 @@ class FrameTextEmbedder(Protocol):
         ...
 
 
+#: The fix of an ``--embedder`` path that does not exist.
+MISSING_EMBEDDER_FIX = "Give an existing CLIP / SigLIP folder, or a hub id such as google/siglip-so400m-patch14-384"
+
+
 class HFDualEncoder:
     """A transformers CLIP / SigLIP model as a :class:`FrameTextEmbedder`.
 
@@ -46,14 +50,17 @@ class HFDualEncoder:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
 
     Raises:
+        ConfigError: ``model`` is a local path that does not exist.
         MemstreamError: the model cannot be loaded or is not an image-text dual encoder.
     """
 
     def __init__(self, model: str, device: str | torch.device = "auto") -> None:
         from transformers import AutoModel, AutoProcessor
 
+        from memstream.streaming.paths import check_local_path
         from memstream.streaming.videomem.adapters.loading import resolve_device
 
+        model = check_local_path(model, what="embedder folder", fix=MISSING_EMBEDDER_FIX)
         try:
             self.processor = AutoProcessor.from_pretrained(model)
             network = AutoModel.from_pretrained(model)
@@ -105,6 +112,13 @@ class ExternalRetrieval:
         self._embeddings: dict[int, torch.Tensor] = {}
         self._chosen: torch.Tensor | None = None
         self.last_scores: torch.Tensor | None = None
+
+    @classmethod
+    def from_config(cls, config, device: torch.device | str | None = None) -> ExternalRetrieval:
+        """``config.external_embedder`` loaded on ``device``, ``config.topk`` blocks."""
+        if not config.external_embedder:
+            raise MemstreamError("retrieval 'external' needs external_embedder", "Give a CLIP or SigLIP model (--embedder)")
+        return cls(HFDualEncoder(config.external_embedder, device=device or "auto"), topk=config.topk)
 
     def observe(self, block_id: int, images: Sequence[np.ndarray]) -> None:
         """Embed a newly stored block's frames (their mean, re-normalised, stands for the block)."""

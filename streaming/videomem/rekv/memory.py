@@ -42,7 +42,7 @@ from memstream.streaming.videomem.adapters.hf import HFVideoLLM
 from memstream.streaming.videomem.generation import SamplingConfig, TokenCallback, generate
 from memstream.streaming.videomem.questions import QuestionError, no_frames_error, question_ids
 from memstream.streaming.videomem.rekv.config import ReKVConfig
-from memstream.streaming.videomem.rekv.retrieval import RetrievalPolicy, make_retrieval
+from memstream.streaming.videomem.rekv.retrieval import RetrievalPolicy, retrieval_for
 from memstream.streaming.videomem.store import BlockSpec, BlockStore, StoreError
 from memstream.streaming.videomem.types import Answer, Retrieval
 
@@ -109,14 +109,7 @@ class ReKVMemory:
             self._resume()
 
     def _default_retrieval(self) -> RetrievalPolicy:
-        name = self.config.retrieval
-        if name == "internal":
-            return make_retrieval(name, topk=self.config.topk, group_size=self.config.group_size, backend=self.config.kernel_backend)
-        if name == "external":
-            from memstream.streaming.videomem.rekv.external import ExternalRetrieval, HFDualEncoder
-
-            return ExternalRetrieval(HFDualEncoder(self.config.external_embedder, device=self.llm.device), topk=self.config.topk)
-        return make_retrieval(name) if name == "all" else make_retrieval(name, topk=self.config.topk)
+        return retrieval_for(self.config, self.llm.device)
 
     # ---- storage -------------------------------------------------------------------------------
     def _spec(self, tokens_per_frame: int) -> BlockSpec:
@@ -138,6 +131,7 @@ class ReKVMemory:
             device_cache_blocks=self.config.device_cache_blocks,
             device=self.llm.device,
             max_blocks=self.config.max_blocks,
+            eviction=self.config.eviction,
         )
 
     def _ensure_store(self, tokens_per_frame: int, grid: tuple[int, int]) -> None:

@@ -12,17 +12,33 @@ answer's positions are the same in every layer.
   (ReKV's paper, Table 5), so all layers share the same frames.
 * :class:`RecentRetrieval`, :class:`UniformRetrieval` and :class:`RandomRetrieval` are the baselines
   the fidelity benchmarks compare against.
+
+Policies are chosen by name (``retrieval: internal`` in YAML, ``--retrieval``). A new one is a class
+registered in :data:`RETRIEVAL_POLICIES` with a ``from_config(config, device)`` classmethod; the
+name is then accepted by :class:`~memstream.streaming.videomem.rekv.config.ReKVConfig` and YAML::
+
+    @RETRIEVAL_POLICIES.register("oldest")
+    class OldestRetrieval:
+        name, needs_query = "oldest", False
+
+        @classmethod
+        def from_config(cls, config, device):
+            return cls(config.topk)
+        ...
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 
 from memstream.kernels.block_topk import block_topk
 from memstream.streaming.registry import Registry
+
+if TYPE_CHECKING:
+    from memstream.streaming.videomem.rekv.config import ReKVConfig
 
 
 @runtime_checkable
@@ -56,6 +72,7 @@ class RetrievalPolicy(Protocol):
         ...
 
 
+#: Retrieval policy classes by name; each has ``from_config(config: ReKVConfig, device) -> RetrievalPolicy``.
 RETRIEVAL_POLICIES: Registry[type] = Registry("retrieval policy")
 
 
@@ -78,6 +95,11 @@ class InternalRetrieval:
         if topk < 1 or group_size < 1 or topk < group_size:
             raise ValueError(f"need topk >= group_size >= 1, got topk={topk}, group_size={group_size}")
         self.topk, self.group_size, self.backend = topk, group_size, backend
+
+    @classmethod
+    def from_config(cls, config: ReKVConfig, device: torch.device | str | None = None) -> InternalRetrieval:
+        """``topk``, ``group_size`` and ``kernel_backend`` of the memory's config."""
+        return cls(config.topk, config.group_size, config.kernel_backend)
 
     def count(self, n_blocks: int) -> int:
         if n_blocks <= self.topk:
@@ -110,6 +132,11 @@ class _QuestionBlindBaseline:
         if topk < 1:
             raise ValueError(f"topk must be >= 1, got {topk}")
         self.topk = topk
+
+    @classmethod
+    def from_config(cls, config: ReKVConfig, device: torch.device | str | None = None) -> _QuestionBlindBaseline:
+        """``topk`` of the memory's config."""
+        return cls(topk=config.topk)
 
     def count(self, n_blocks: int) -> int:
         return min(n_blocks, self.topk)
@@ -169,6 +196,10 @@ class AllRetrieval:
     name = "all"
     needs_query = False
 
+    @classmethod
+    def from_config(cls, config: ReKVConfig, device: torch.device | str | None = None) -> AllRetrieval:
+        return cls()
+
     def count(self, n_blocks: int) -> int:
         return n_blocks
 
@@ -177,6 +208,20 @@ class AllRetrieval:
 
     def select(self, layer: int, query: torch.Tensor | None, block_keys: torch.Tensor) -> torch.Tensor:
         return torch.arange(block_keys.shape[0])
+
+
+def retrieval_for(config: ReKVConfig, device: torch.device | str | None = None) -> RetrievalPolicy:
+    """The retrieval policy ``config.retrieval`` names, built by its class's ``from_config``.
+
+    Raises:
+        ConfigError: the name is not registered (the message lists the registered ones).
+        TypeError: the registered class has no ``from_config(config, device)`` classmethod.
+    """
+    cls = RETRIEVAL_POLICIES.get(config.retrieval)
+    build = getattr(cls, "from_config", None)
+    if build is None:
+        raise TypeError(f"retrieval policy {config.retrieval!r} ({cls.__name__}) needs a from_config(config, device) classmethod")
+    return build(config, device)
 
 
 def make_retrieval(name: str, **options) -> RetrievalPolicy:

@@ -10,13 +10,13 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from memstream.streaming.videomem.adapters import VideoModelError, load_video_llm
+from memstream.streaming.videomem.adapters import cache_kwargs, VideoModelError, load_video_llm
 from memstream.streaming.videomem.adapters.context import context_cache, keep_new_tokens
 
 
 def _full_forward(llm, embeds, positions):
     cache = DynamicCache(config=llm.decoder.config)
-    out = llm.decoder(inputs_embeds=embeds[None], position_ids=positions[0][None], past_key_values=cache, use_cache=True)
+    out = llm.decoder(inputs_embeds=embeds[None], position_ids=positions[0][None], use_cache=True, **cache_kwargs(llm.decoder, cache))
     return out.last_hidden_state[0], cache
 
 
@@ -120,9 +120,23 @@ def test_delta_rotating_rotated_keys_is_close_but_storing_before_rotation_is_exa
 
 
 def test_missing_model_is_one_clear_error(tmp_path):
-    with pytest.raises(VideoModelError, match="cannot load model") as err:
-        load_video_llm(str(tmp_path / "nowhere"))
+    with pytest.raises(VideoModelError, match="cannot load model 'no-such-org/no-such-model'") as err:
+        load_video_llm("no-such-org/no-such-model")  # a hub id (the suite is offline)
     assert "local directory" in str(err.value)
+
+
+def test_a_model_path_that_does_not_exist_fails_before_the_hub_is_asked(tmp_path, monkeypatch):
+    import transformers
+
+    def hub(*args, **kwargs):
+        raise AssertionError("the hub was asked about a local path")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", hub)
+    missing = tmp_path / "nowhere"
+    with pytest.raises(VideoModelError) as err:
+        load_video_llm(str(missing))
+    assert err.value.one_line().startswith(f"no such model folder: {missing} ({tmp_path} exists, 'nowhere' is not in it). ")
+    assert "save_pretrained" in err.value.one_line() and "\n" not in err.value.one_line()
 
 
 def test_a_text_only_model_is_refused_for_having_no_vision_tower(tmp_path):
@@ -152,3 +166,37 @@ def test_fingerprint_tells_weights_apart(tiny_llava_dir, tmp_path):
     b = load_video_llm(str(other), device="cpu")
     assert a.spec.fingerprint != b.spec.fingerprint
     assert a.spec.fingerprint == load_video_llm(str(tiny_llava_dir), device="cpu").spec.fingerprint
+
+
+def test_the_cache_goes_under_the_keyword_the_model_takes(tiny_llava) -> None:
+    """transformers 5.25 renamed ``past_key_values`` to ``cache`` behind a deprecation shim; older
+    releases take only ``past_key_values``. The keyword is read from ``forward``'s signature."""
+    import warnings
+
+    from transformers.utils.deprecation import deprecate_kwarg
+
+    from memstream.streaming.videomem.adapters import cache_keyword
+
+    class Old(torch.nn.Module):
+        def forward(self, inputs_embeds=None, past_key_values=None, use_cache=None):
+            return past_key_values
+
+    class New(torch.nn.Module):
+        @deprecate_kwarg("past_key_values", "99.0.0", new_name="cache")
+        def forward(self, inputs_embeds=None, cache=None, use_cache=None):
+            return cache
+
+    class KwargsOnly(torch.nn.Module):
+        def forward(self, inputs_embeds=None, **kwargs):
+            return kwargs.get("past_key_values")
+
+    marker = object()
+    assert [cache_keyword(m) for m in (Old(), New(), KwargsOnly())] == ["past_key_values", "cache", "past_key_values"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # the new name never meets the shim's warning
+        assert all(m(**cache_kwargs(m, marker)) is marker for m in (Old(), New(), KwargsOnly()))
+    import transformers
+    from packaging.version import Version
+
+    if Version(transformers.__version__) >= Version("5.25.0"):
+        assert cache_keyword(tiny_llava.decoder) == "cache"

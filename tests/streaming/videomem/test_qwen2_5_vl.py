@@ -12,7 +12,7 @@ import torch
 from transformers import DynamicCache
 
 from memstream.streaming.errors import MemstreamError
-from memstream.streaming.videomem.adapters import PromptFormat, VideoModelError, load_video_llm
+from memstream.streaming.videomem.adapters import cache_kwargs, PromptFormat, VideoModelError, load_video_llm
 from memstream.streaming.videomem.adapters.context import context_cache
 from memstream.streaming.videomem.adapters.qwen2_5_vl import QWEN2_5_VL_PROMPT, Qwen2_5_VLAdapter
 from memstream.streaming.videomem.generation import SamplingConfig
@@ -79,7 +79,7 @@ def test_rotating_captured_keys_at_mrope_positions_gives_the_models_cached_keys_
     cache = DynamicCache(config=llm.decoder.config)
     with torch.inference_mode():
         llm.decoder(
-            inputs_embeds=embeds[None], position_ids=positions[:, None], past_key_values=cache, use_cache=True
+            inputs_embeds=embeds[None], position_ids=positions[:, None], use_cache=True, **cache_kwargs(llm.decoder, cache)
         )
     out = llm.run(embeds, positions, context_cache([None] * llm.spec.n_layers), capture_kv=True)
     for layer in range(llm.spec.n_layers):
@@ -162,7 +162,7 @@ def test_greedy_answers_match_the_plain_models_greedy_decoding(tiny_qwen):
     positions = _qwen_positions(llm, inputs)
     expected, cache = [], DynamicCache(config=llm.decoder.config)
     with torch.inference_mode():
-        out = llm.model(**inputs, position_ids=positions[:, None], past_key_values=cache, use_cache=True)
+        out = llm.model(**inputs, position_ids=positions[:, None], use_cache=True, **cache_kwargs(llm.model, cache))
         next_position = int(positions.max()) + 1
         for _ in range(6):
             token = int(out.logits[0, -1].argmax())
@@ -170,7 +170,7 @@ def test_greedy_answers_match_the_plain_models_greedy_decoding(tiny_qwen):
                 break
             expected.append(token)
             step = torch.full((3, 1, 1), next_position)
-            out = llm.model(input_ids=torch.tensor([[token]]), position_ids=step, past_key_values=cache, use_cache=True)
+            out = llm.model(input_ids=torch.tensor([[token]]), position_ids=step, use_cache=True, **cache_kwargs(llm.model, cache))
             next_position += 1
     assert memory.ask(QUESTION, SamplingConfig(max_new_tokens=6)).token_ids.tolist() == expected
 

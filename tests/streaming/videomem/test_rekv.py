@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
+from memstream.streaming.videomem.adapters import cache_kwargs
 from memstream.streaming.videomem.generation import SamplingConfig
 from memstream.streaming.videomem.rekv import AllRetrieval, QuestionError, ReKVConfig, ReKVMemory
 from memstream.streaming.videomem.rekv.retrieval import InternalRetrieval
@@ -31,7 +32,7 @@ def _full_context_logits(llm, frames):
     prompt = llm.embed_text(llm.tokenize(llm.prompt.answer.format(question=QUESTION)))
     embeds = torch.cat([sink, video, prompt])[None]
     with torch.inference_mode():
-        out = llm.decoder(inputs_embeds=embeds, past_key_values=DynamicCache(config=llm.decoder.config), use_cache=True)
+        out = llm.decoder(inputs_embeds=embeds, use_cache=True, **cache_kwargs(llm.decoder, DynamicCache(config=llm.decoder.config)))
     return llm.logits(out.last_hidden_state[0, -1]), embeds
 
 
