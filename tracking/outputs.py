@@ -75,6 +75,10 @@ class TrackWriter:
             tmp.write_text(json.dumps({"frames": frames}))
             tmp.replace(self.out_dir / "scores.json")
 
+    def preview(self) -> str | None:
+        """The file to open to see the tracks (``tracking.mp4``), once a frame is in it."""
+        return "tracking.mp4" if self._video is not None else None
+
     def files(self) -> list[str]:
         names = [f"{i}.txt" for i in self._box_files]
         names += ["scores.json"] if self.options.scores else []
