@@ -34,13 +34,17 @@ def run_pipeline(
     """
     src = config.source
     stages = [build_stage(stage.name, stage.options) for stage in config.enabled_stages]
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(dump_config(config))
-    source = open_source(
+    source = open_source(  # before anything is written: a wrong path leaves the output folder empty
         uri, kind=src.kind, stride=src.stride, max_frames=src.max_frames, start_s=src.start_s,
         target_fps=src.target_fps, resize=src.resize, **src.options,
     )
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "config.yaml").write_text(dump_config(config))
+        except BaseException:
+            source.close()
+            raise
     bar = progress_bar(label, source.info.num_frames, unit="frames", show=None if progress else False)
     with source, bar as shown:
         runner = Runner(

@@ -221,6 +221,15 @@ def test_overwrite_replaces_an_earlier_run_and_never_a_folder_of_other_files(tmp
     assert (other / "notes.txt").read_text() == "keep"
 
 
+def test_a_wrong_source_writes_nothing_so_the_corrected_command_runs(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    for _ in range(2):
+        assert main(["run", "missing.mp4", "--out", str(out), "--no-progress"]) == 2
+        assert "no such video file: missing.mp4" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+    assert main(["run", DEMO, "--out", str(out), "--no-progress"]) == 0
+
+
 def test_a_misspelt_stage_is_an_error_listing_the_known_ones(tmp_path, capsys) -> None:
     out = tmp_path / "out"
     assert main(["run", DEMO, "--set", "stages.trackin.enabled=false", "--out", str(out), "--no-progress"]) == 2
