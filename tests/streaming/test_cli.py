@@ -158,6 +158,12 @@ def test_info_lists_versions_and_extras(capsys) -> None:
     assert "memstream 0.1.0" in out and "torch" in out and "decord" in out and "open3d" in out
 
 
+def test_info_names_our_version_from_any_folder(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)  # the bare name `streaming` is not ours outside the checkout
+    assert main(["info"]) == 0
+    assert capsys.readouterr().out.startswith("memstream 0.1.0 ")
+
+
 def test_synth_writes_a_scene(tmp_path, capsys) -> None:
     assert main(["synth", "distractors?frames=4&size=64x48", "--out", str(tmp_path / "s")]) == 0
     scene = json.loads((tmp_path / "s" / "scene.json").read_text())
