@@ -22,7 +22,7 @@ from pathlib import Path
 from importlib.metadata import entry_points
 
 from memstream.streaming.errors import MemstreamError
-from memstream.streaming.paths import prepare_output_dir
+from memstream.streaming.paths import check_output_dir, prepare_output_dir
 
 # Packages built on streaming add subcommands here: each entry point is a function that takes the
 # subparsers object, adds its parser(s) and sets ``handler=fn(args) -> exit code`` as a default.
@@ -125,6 +125,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from memstream.streaming.synthetic import write_scene
 
+    check_output_dir(args.out, overwrite=args.overwrite)  # the rule of every command: see streaming.paths
     out = write_scene(args.scene, args.out, overwrite=args.overwrite)
     files = sum(1 for p in out.rglob("*") if p.is_file())
     print(f"wrote {files} files to {out} (video.mp4, gt/, masks/, rgb/, depth/, groundtruth.txt, scene.json)")

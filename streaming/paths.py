@@ -92,7 +92,7 @@ def check_output_dir(path: Path, *, overwrite: bool = False) -> None:
         return
     if not overwrite:
         raise ConfigError(
-            f"output folder {path} already holds files ({_listing(path)})",
+            f"output folder {path} already exists and holds files ({_listing(path)})",
             "Pass --overwrite to replace them, or another --out",
         )
     if not any((path / marker).exists() for marker in OUTPUT_MARKERS):

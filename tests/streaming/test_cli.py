@@ -170,6 +170,11 @@ def test_synth_writes_a_scene(tmp_path, capsys) -> None:
     assert scene["preset"] == "distractors" and scene["frames"] == 4
     assert main(["synth", "distractors?frames=4&size=64x48", "--out", str(tmp_path / "s")]) == 2
     assert "already exists" in capsys.readouterr().err
+    assert main(["synth", "distractors?frames=4&size=64x48", "--out", str(tmp_path / "s"), "--overwrite"]) == 0
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "notes.txt").write_text("keep")
+    assert main(["synth", "demo?frames=2&size=64x48", "--out", str(tmp_path / "notes"), "--overwrite"]) == 2
+    assert "no earlier memstream output" in capsys.readouterr().err and (tmp_path / "notes" / "notes.txt").is_file()
 
 
 def test_the_installed_console_script(tmp_path) -> None:
@@ -209,7 +214,7 @@ def test_out_that_is_a_file_or_holds_files_is_one_line_and_nothing_is_lost(tmp_p
         assert err[0] == f"error: output path {out} is a file. Pass a folder path to --out"
         assert out.read_text() == "mine"
     else:
-        assert err[0].startswith(f"error: output folder {out} already holds files (summary.json). Pass --overwrite")
+        assert err[0].startswith(f"error: output folder {out} already exists and holds files (summary.json). Pass --overwrite")
         assert (out / "summary.json").read_text() == "earlier"
 
 

@@ -40,7 +40,7 @@ def test_an_output_folder_is_created_refused_or_replaced(tmp_path) -> None:
     out = prepare_output_dir(tmp_path / "a" / "b")
     assert out.is_dir()
     (out / "1.txt").write_text("earlier")
-    with pytest.raises(ConfigError, match=r"already holds files \(1.txt\)\. Pass --overwrite"):
+    with pytest.raises(ConfigError, match=r"already exists and holds files \(1.txt\)\. Pass --overwrite"):
         prepare_output_dir(out)
     with pytest.raises(ConfigError, match="no earlier memstream output"):  # not ours: never deleted
         prepare_output_dir(out, overwrite=True)
