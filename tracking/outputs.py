@@ -5,7 +5,8 @@
 * ``scores.jsonl`` while running (one JSON object per frame), ``scores.json`` at the end: per
   object and frame the affinity, object score, motion score and whether the frame entered memory;
 * ``masks/<frame>.png`` (optional): uint16 instance ids, 0 = background;
-* ``tracking.mp4`` (optional): the frames with masks, boxes, ids and scores drawn.
+* ``tracking.mp4`` (on in ``memstream run``'s default config, ``--video`` in ``memstream track``): the
+  frames with masks, boxes, ids and scores drawn; the stage names it as its ``preview``.
 
 Every line is written whole and flushed, so a run stopped by an error leaves valid files for the
 frames before it.
