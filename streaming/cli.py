@@ -3,6 +3,13 @@
 Every :class:`MemstreamError` becomes ``error: <what>. <fix>`` on stderr and its exit code (2 for
 bad input, 1 for a failing stage); ``--debug`` re-raises with the full traceback. Ctrl-C exits 130
 after the run's summary is written.
+
+Every command that writes a run folder takes ``--out`` and ``--overwrite`` (:func:`add_output_args`)
+and checks the folder with :func:`memstream.streaming.paths.prepare_output_dir` before any work.
+
+This module and the ``memstream.commands`` modules import nothing heavy at module level (torch,
+OpenCV, transformers, open3d, rich...): ``memstream --help`` and argument errors start in well
+under a second; the handlers import what they need.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from pathlib import Path
 from importlib.metadata import entry_points
 
 from memstream.streaming.errors import MemstreamError
+from memstream.streaming.paths import check_output_dir, prepare_output_dir
 
 # Packages built on streaming add subcommands here: each entry point is a function that takes the
 # subparsers object, adds its parser(s) and sets ``handler=fn(args) -> exit code`` as a default.
@@ -29,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the configured stages over a source")
     run.add_argument("source", help="video file, image folder, TUM RGB-D folder, cam:N, rtsp://..., synthetic://PRESET")
     run.add_argument("--config", default=None, help="YAML file or preset name (default: default)")
-    run.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<time>)")
+    add_output_args(run, required=False, help="output folder (default: runs/<time>)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     run.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -41,12 +49,18 @@ def _parser() -> argparse.ArgumentParser:
 
     synth = sub.add_parser("synth", help="write a synthetic scene with ground truth to disk")
     synth.add_argument("scene", help="preset name or synthetic:// URI, e.g. 'distractors?seed=3&frames=300'")
-    synth.add_argument("--out", type=Path, required=True, help="output folder")
-    synth.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    add_output_args(synth)
     synth.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     for entry in entry_points(group=COMMANDS_GROUP):  # e.g. tracking's `track` and `eval-track`
         entry.load()(sub)
     return parser
+
+
+def add_output_args(parser: argparse.ArgumentParser, *, required: bool = True, help: str = "output folder") -> None:
+    """``--out`` and ``--overwrite``, the same for every command that writes a folder."""
+    parser.add_argument("--out", type=Path, required=required, default=None, help=help)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an earlier run in --out (default: refuse a folder that holds files)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,14 +86,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.max_frames is not None:
         overrides.append(f"source.max_frames={args.max_frames}")
     config = load_config(args.config, overrides)
-    out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    out = prepare_output_dir(args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"), overwrite=args.overwrite)
     summary = run_pipeline(args.source, config, out, progress=not args.no_progress)
     print_summary(summary, out)
     return 130 if summary["stop_reason"] == "interrupted" else 0
 
 
 def print_summary(summary: dict, out: Path) -> None:
-    """The run's table (frames, fps, per-stage latency) and where the summary was written."""
+    """The run's table (frames, fps, per-stage latency), where the summary was written, and the file
+    to open to see each stage's work (a stage's ``preview`` output, e.g. ``tracking.mp4``)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -94,6 +109,10 @@ def print_summary(summary: dict, out: Path) -> None:
     if summary["frames_dropped"]:
         console.print(f"dropped {summary['frames_dropped']} frames (backpressure {summary['backpressure']})")
     console.print(f"wrote {out / 'summary.json'}")
+    for name, stats in summary["stages"].items():
+        preview = stats.get("outputs", {}).get("preview")
+        if preview:
+            console.print(f"open {out / preview} to see the {name} stage's work", soft_wrap=True)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -106,6 +125,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from memstream.streaming.synthetic import write_scene
 
+    check_output_dir(args.out, overwrite=args.overwrite)  # the rule of every command: see streaming.paths
     out = write_scene(args.scene, args.out, overwrite=args.overwrite)
     files = sum(1 for p in out.rglob("*") if p.is_file())
     print(f"wrote {files} files to {out} (video.mp4, gt/, masks/, rgb/, depth/, groundtruth.txt, scene.json)")

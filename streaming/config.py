@@ -6,6 +6,7 @@ key path (``runner.queue_size``, ``stages.video_writer.options.crf``) and the va
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -110,7 +111,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 def apply_override(data: dict[str, Any], override: str) -> None:
     """Apply ``a.b.c=value`` (value parsed as YAML) in place. A stage is addressed by its name:
-    ``stages.video_writer.enabled=false``."""
+    ``stages.video_writer.enabled=false``. A registered stage that the preset does not list is
+    added at the end of the pipeline (``--config decode_only --set stages.tracking.enabled=true``);
+    a name no stage is registered under is an error that lists the known ones (a typo such as
+    ``stages.trackin.enabled=false`` would otherwise add a stage nobody asked for)."""
     key, sep, raw = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {override!r} is not KEY=VALUE", "Write e.g. --set runner.queue_size=16")
@@ -121,6 +125,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         if isinstance(node, list):  # the stages list: select by stage name
             match = [item for item in node if isinstance(item, dict) and item.get("name") == part]
             if not match:
+                check_stage_name(part, f"--set {key}")
                 node.append({"name": part})
                 match = [node[-1]]
             node = match[0]
@@ -137,6 +142,38 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
+def known_stage_names() -> list[str]:
+    """Names of the registered stages: the built-in ones, those added with ``STAGES.add`` and those
+    advertised through the ``memstream.stages`` entry points (named without importing them)."""
+    from importlib.metadata import entry_points
+
+    from memstream.streaming.pipeline.stages import ENTRY_POINT_GROUP, STAGES
+
+    return sorted({*STAGES.names(), *(entry.name for entry in entry_points(group=ENTRY_POINT_GROUP))})
+
+
+def check_stage_name(name: Any, where: str) -> None:
+    """Raise :class:`ConfigError` naming ``where`` and the known stages when no stage is registered
+    as ``name``."""
+    known = known_stage_names()
+    if name in known:
+        return
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f"Did you mean {close[0]!r}? " if close else ""
+    raise ConfigError(f"unknown stage {name!r} in {where}", f"{hint}Known stages: {', '.join(known)}")
+
+
+def check_stage_names(data: dict[str, Any]) -> None:
+    """Every stage a config lists, enabled or not, is a registered one (a disabled typo would
+    otherwise pass unnoticed)."""
+    stages = data.get("stages")
+    if not isinstance(stages, list):
+        return  # validate_config names the bad value
+    for item in stages:
+        if isinstance(item, dict) and "name" in item:
+            check_stage_name(item["name"], f"stages.{item['name']}")
+
+
 def load_config(name_or_path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Load a preset or YAML file (``default`` when None), apply overrides, validate.
 
@@ -145,6 +182,7 @@ def load_config(name_or_path: str | Path | None = None, overrides: list[str] | N
         16
     """
     data = read_yaml(resolve_config_path(name_or_path or "default"))
+    check_stage_names(data)
     for override in overrides or []:
         apply_override(data, override)
     return validate_config(data)

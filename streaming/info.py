@@ -60,7 +60,7 @@ def collect_info() -> dict:
 
     devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     return {
-        "memstream": _version("memstream", "streaming"),
+        "memstream": _version("memstream", "memstream.streaming"),  # the bare name is not ours
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch": torch.__version__,

@@ -1,32 +1,47 @@
-"""Fail at once on a local path that does not exist, before a loader takes it for a hub id.
+"""Checks of the paths a user names on the command line, done before anything slow happens.
 
-``from_pretrained("/no/such/dir")`` does not say the folder is missing: it takes the string for a
-hub id, retries the hub for half a minute and ends with "Repo id must be in the form ...". Every
-option that accepts "a local folder or a hub id" (``--model``, ``--embedder``, a tracker's
-``--checkpoint``, a depth model) runs :func:`check_local_path` first::
+* :func:`check_local_path`: a model or checkpoint argument that looks like a local path but names
+  nothing is one clear error at once, instead of a hub lookup (and its retries) for an id that
+  cannot exist, seconds later, after torch and transformers have been imported;
+* :func:`prepare_output_dir`: the one output-folder rule of every command that writes a run folder
+  (``run``, ``track``, ``reconstruct``, ``eval-track``): a new or empty folder is used, a file is
+  refused, a folder holding files is refused unless ``--overwrite``, and ``--overwrite`` replaces
+  only a folder that holds an earlier memstream output (it never deletes a folder of other files).
 
-    model = check_local_path(args.model, what="model folder")
-    AutoModel.from_pretrained(model)
+Imports nothing heavy: every command calls these before loading a model.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 from memstream.streaming.errors import ConfigError
+
+# Files by which an earlier output of ours is recognised (run/track/reconstruct, eval-track, synth).
+OUTPUT_MARKERS = ("summary.json", "config.yaml", "ope.json", "scene.json")
 
 #: ``C:\\...`` or ``C:/...``: a Windows drive.
 _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
-def looks_like_local_path(value: str) -> bool:
-    """Whether ``value`` can only mean a local path, not a hub id (``name`` or ``org/name``).
+def looks_like_local_path(value: str, suffixes: Iterable[str] = ()) -> bool:
+    """True when ``value`` can only mean a path on this machine, never a hub id (``name`` or ``owner/name``).
 
     A path: absolute (``/x``, ``C:\\x``), home- or dot-relative (``~/x``, ``./x``, ``../x``, ``.``),
-    with a backslash or with two or more ``/`` (a hub id has at most one), or ``dir/name`` whose
-    ``dir`` is an existing folder (a relative path the user meant, not an organisation).
+    with a backslash or with two or more ``/`` (a hub id has at most one), a name ending in one of
+    ``suffixes`` (``.pt``), or ``dir/name`` whose ``dir`` is an existing folder (a relative path the
+    user meant, not an organisation), or anything that exists on disk.
+
+    Example:
+        >>> looks_like_local_path("/models/sam2.pt"), looks_like_local_path("facebook/sam2.1-hiera-tiny")
+        (True, False)
+        >>> looks_like_local_path("sam2.1_hiera_tiny.pt", suffixes=(".pt",))
+        True
     """
     if not value:
         return False
@@ -34,39 +49,105 @@ def looks_like_local_path(value: str) -> bool:
         return True
     if "\\" in value or value.count("/") >= 2 or (os.sep != "/" and os.sep in value):
         return True
-    if value.count("/") == 1:
-        parent = value.split("/", 1)[0]
-        return Path(parent).is_dir()
-    return False
+    if Path(value).suffix.lower() in {s.lower() for s in suffixes}:
+        return True
+    if value.count("/") == 1 and Path(value.split("/", 1)[0]).is_dir():
+        return True
+    return Path(value).exists()
 
 
-def check_local_path(value: str, *, what: str = "model folder", fix: str | None = None) -> str:
-    """``value`` to load from: unchanged, or with ``~`` expanded when it is a local path that exists.
+def check_local_path(
+    value: str | Path | None,
+    *,
+    what: str = "model folder",
+    fix: str | None = None,
+    kind: Literal["file", "folder"] | None = None,
+    suffixes: Iterable[str] = (),
+) -> str | None:
+    """``value`` to load from: unchanged (a hub id, None), or with ``~`` expanded when it is a local
+    path that exists and is of the expected ``kind``.
 
     Args:
-        value: what the user gave (``--model``, ``--embedder``, ``--checkpoint`` ...).
-        what: what it names, for the message: ``"model folder"``, ``"embedder folder"``,
-            ``"checkpoint"``.
-        fix: the second half of the message; by default, how to give an existing path or a hub id.
+        value: the argument as the user gave it (``--model``, ``--embedder``, ``--checkpoint`` ...).
+        what: what it should be, for the message: ``"checkpoint file"``, ``"model folder"``.
+        fix: what to pass instead; by default, how to give an existing path or a hub id.
+        kind: whether a ``file`` or a ``folder`` is expected (None: either).
+        suffixes: file name endings that mark a local file even without a slash (``.pt``).
 
     Raises:
-        ConfigError: ``value`` looks like a local path (see :func:`looks_like_local_path`) and
-            nothing is there: ``no such model folder: /no/such/dir. Give ...`` (the CLI prints it
-            as one ``error:`` line and exits with status 2).
+        ConfigError: ``value`` looks like a local path (:func:`looks_like_local_path`) and nothing is
+            there, or it is a file where a folder is expected (or the reverse):
+            ``no such checkpoint file: /no/such/file.pt. Check the path`` (the CLI prints it as
+            one ``error:`` line and exits with status 2).
 
     Example:
-        >>> check_local_path("llava-hf/llava-onevision-qwen2-0.5b-ov-hf")
+        >>> check_local_path("llava-hf/llava-onevision-qwen2-0.5b-ov-hf", what="model folder")
         'llava-hf/llava-onevision-qwen2-0.5b-ov-hf'
+        >>> check_local_path("/no/such/file.pt", what="checkpoint file", fix="Check the path")
+        Traceback (most recent call last):
+        ...
+        memstream.streaming.errors.ConfigError: no such checkpoint file: /no/such/file.pt. Check the path
     """
-    if not looks_like_local_path(value):
-        return value
-    path = Path(value).expanduser()
-    if path.exists():
-        return str(path) if value.startswith("~") else value
-    nearest = next((p for p in path.parents if p.exists()), None)
-    shallow = nearest is None or nearest == Path(".") or nearest == Path(nearest.anchor)
-    where = "" if shallow else f" ({nearest} exists, {path.relative_to(nearest).parts[0]!r} is not in it)"
-    raise ConfigError(
-        f"no such {what}: {value}{where}",
-        fix or "Check the path, or give a hub id such as org/name (a local folder must exist)",
-    )
+    if value is None:
+        return None
+    text = str(value)
+    if not looks_like_local_path(text, suffixes):
+        return text
+    fix = fix or "Check the path, or give a hub id such as org/name (a local folder must exist)"
+    path = Path(text).expanduser()
+    if not path.exists():
+        nearest = next((p for p in path.parents if p.exists()), None)
+        shallow = nearest is None or nearest == Path(".") or nearest == Path(nearest.anchor)
+        where = "" if shallow else f" ({nearest} exists, {path.relative_to(nearest).parts[0]!r} is not in it)"
+        raise ConfigError(f"no such {what}: {text}{where}", fix)
+    if kind == "file" and path.is_dir():
+        raise ConfigError(f"{text} is a folder, not a {what}", fix)
+    if kind == "folder" and not path.is_dir():
+        raise ConfigError(f"{text} is a file, not a {what}", fix)
+    return str(path) if text.startswith("~") else text
+
+
+def check_output_dir(path: Path, *, overwrite: bool = False) -> None:
+    """Refuse an output path that is a file, or a folder holding files unless ``overwrite`` and it
+    holds an earlier memstream output (one of :data:`OUTPUT_MARKERS`). Changes nothing on disk."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"output path {path} is a file", "Pass a folder path to --out")
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"output folder {path} already exists and holds files ({_listing(path)})",
+            "Pass --overwrite to replace them, or another --out",
+        )
+    if not any((path / marker).exists() for marker in OUTPUT_MARKERS):
+        raise ConfigError(
+            f"output folder {path} holds files but no earlier memstream output ({', '.join(OUTPUT_MARKERS)}), "
+            "so --overwrite does not delete it",
+            "Pass a new or empty --out folder",
+        )
+
+
+def prepare_output_dir(path: Path, *, overwrite: bool = False) -> Path:
+    """The output folder of a command, checked (:func:`check_output_dir`), emptied when
+    ``overwrite`` replaces an earlier output, and created.
+
+    An earlier run's outputs are never mixed with a new run's: stale files (``2.txt`` of an object
+    the new run does not track, ``masks/`` of a run with ``--masks``) would read as the new run's.
+
+    Raises:
+        ConfigError: the path is a file, holds files (see above), or cannot be created.
+    """
+    check_output_dir(path, overwrite=overwrite)
+    try:
+        if overwrite and path.is_dir() and any(path.iterdir()):
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output folder {path}: {exc.strerror or exc}", "Choose a writable --out folder") from exc
+    return path
+
+
+def _listing(path: Path, shown: int = 3) -> str:
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+    more = f", ... {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -16,12 +16,13 @@ if __name__ != "memstream.tracking":  # imported by the bare name: it is another
 else:
     from typing import Any
 
-    from memstream.tracking.protocol import CandidateBackend
-    from memstream.tracking.selection import SamuraiConfig
-    from memstream.tracking.tracker import Tracker, TrackingInputError
-    from memstream.tracking.types import Candidates, Decision, Prompt, TrackOutput, TrackState
-
-    _LAZY = {  # backends import torch / OpenCV on first use only
+    _LAZY = {  # on first use only: numpy for the types, torch / OpenCV for the backends (`memstream --help`
+        # imports memstream.tracking.cli, so this package's face must cost nothing)
+        "CandidateBackend": "memstream.tracking.protocol", "SamuraiConfig": "memstream.tracking.selection",
+        "Tracker": "memstream.tracking.tracker", "TrackingInputError": "memstream.tracking.tracker",
+        "Candidates": "memstream.tracking.types", "Decision": "memstream.tracking.types",
+        "Prompt": "memstream.tracking.types", "TrackOutput": "memstream.tracking.types",
+        "TrackState": "memstream.tracking.types",
         "Sam2Backend": "memstream.tracking.sam2_stream.backend",
         "ClassicalBackend": "memstream.tracking.classical",
         "ClassicalConfig": "memstream.tracking.classical",

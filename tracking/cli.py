@@ -13,7 +13,9 @@ import json
 import re
 from pathlib import Path
 
+from memstream.streaming.cli import add_output_args, print_summary
 from memstream.streaming.errors import ConfigError
+from memstream.streaming.paths import prepare_output_dir
 
 STAGE = "stages.tracking.options"
 SIZE_BY_NAME = {"tiny": "t", "small": "s", "base_plus": "bp", "base-plus": "bp", "large": "l",
@@ -30,7 +32,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="a click for object ID (label 1 on the object, 0 background); alone or with its box")
     track.add_argument("--frame", type=int, default=0, help="frame index the boxes and points refer to (default 0)")
     _model_args(track)
-    track.add_argument("--out", type=Path, required=True, help="output folder")
+    add_output_args(track)
     track.add_argument("--masks", action="store_true", help="also write masks/<frame>.png")
     track.add_argument("--video", action="store_true", help="also write tracking.mp4 with the tracks drawn")
     track.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
@@ -42,11 +44,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("eval-track", help="one-pass evaluation (AUC, P, Pnorm) on a LaSOT/GOT-10k folder")
     evaluate.add_argument("dataset", type=Path, help="LaSOT, GOT-10k or `memstream synth` folder")
     _model_args(evaluate)
-    evaluate.add_argument("--out", type=Path, required=True, help="folder for <sequence>.txt and ope.json")
+    add_output_args(evaluate, help="folder for <sequence>.txt and ope.json")
     evaluate.add_argument("--max-sequences", type=int, default=None)
     evaluate.add_argument("--protocol", choices=["lasot", "got10k"], default=None,
                           help="absent frames count as failures (lasot) or are left out (got10k); default by dataset")
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    evaluate.add_argument("--no-progress", action="store_true")
     evaluate.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     evaluate.set_defaults(handler=cmd_eval_track)
 
@@ -61,7 +64,9 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 def tracking_config(args: argparse.Namespace, extra: list[str]):
     """The run config of ``track`` / ``eval-track`` with the command line's choices applied."""
     from memstream.streaming.config import load_config
+    from memstream.tracking.stage import check_checkpoint
 
+    check_checkpoint(args.checkpoint)
     name = args.config or (f"samurai_{guess_size(args.checkpoint)}" if args.checkpoint else "track")
     overrides = list(extra)
     if args.checkpoint:
@@ -112,9 +117,6 @@ def parse_point(text: str) -> tuple[int, list[float], int]:
 
 
 def cmd_track(args: argparse.Namespace) -> int:
-    from memstream.streaming.cli import print_summary
-    from memstream.streaming.pipeline.run import run_pipeline
-
     if not args.box and not args.point:
         raise ConfigError("no --box given", "Give each object's box on the first frame: --box X,Y,W,H")
     prompts = {i: {"object_id": i, "frame": args.frame, "box": parse_box(b)} for i, b in enumerate(args.box, start=1)}
@@ -129,7 +131,10 @@ def cmd_track(args: argparse.Namespace) -> int:
     if args.max_frames is not None:
         extra.append(f"source.max_frames={args.max_frames}")
     config = tracking_config(args, extra)
-    summary = run_pipeline(args.source, config, args.out, progress=not args.no_progress)
+    prepare_output_dir(args.out, overwrite=args.overwrite)
+    from memstream.streaming.pipeline.run import run_pipeline
+
+    summary = run_pipeline(args.source, config, args.out, progress=not args.no_progress, label="memstream track")
     print_summary(summary, args.out)
     return 130 if summary["stop_reason"] == "interrupted" else 0
 
@@ -138,7 +143,9 @@ def cmd_eval_track(args: argparse.Namespace) -> int:
     from memstream.tracking.eval.run import evaluate_tracker, print_report
 
     config = tracking_config(args, ["stages.tracking.options.outputs.scores=false"])
-    report = evaluate_tracker(args.dataset, config, args.out, max_sequences=args.max_sequences, protocol=args.protocol)
+    prepare_output_dir(args.out, overwrite=args.overwrite)
+    report = evaluate_tracker(args.dataset, config, args.out, max_sequences=args.max_sequences, protocol=args.protocol,
+                              progress=not args.no_progress)
     print_report(report)
     print(f"wrote {args.out / 'ope.json'}")
     return 0

@@ -5,7 +5,8 @@
 * ``scores.jsonl`` while running (one JSON object per frame), ``scores.json`` at the end: per
   object and frame the affinity, object score, motion score and whether the frame entered memory;
 * ``masks/<frame>.png`` (optional): uint16 instance ids, 0 = background;
-* ``tracking.mp4`` (optional): the frames with masks, boxes, ids and scores drawn.
+* ``tracking.mp4`` (on in ``memstream run``'s default config, ``--video`` in ``memstream track``): the
+  frames with masks, boxes, ids and scores drawn; the stage names it as its ``preview``.
 
 Every line is written whole and flushed, so a run stopped by an error leaves valid files for the
 frames before it.
@@ -74,6 +75,10 @@ class TrackWriter:
             tmp = self.out_dir / ".scores.json.tmp"
             tmp.write_text(json.dumps({"frames": frames}))
             tmp.replace(self.out_dir / "scores.json")
+
+    def preview(self) -> str | None:
+        """The file to open to see the tracks (``tracking.mp4``), once a frame is in it."""
+        return "tracking.mp4" if self._video is not None else None
 
     def files(self) -> list[str]:
         names = [f"{i}.txt" for i in self._box_files]

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from memstream.streaming.errors import ConfigError
+from memstream.streaming.paths import check_local_path
 from memstream.streaming.pipeline.protocol import RunContext, Upstream
 from memstream.streaming.pipeline.stages import parse_options
 from memstream.streaming.types import Frame
@@ -33,6 +34,18 @@ from memstream.tracking.tracker import Tracker
 from memstream.tracking.types import Prompt, TrackOutput
 
 log = logging.getLogger(__name__)
+
+HOW_TO_PROMPT = (
+    "Give a box with `memstream track SOURCE --box X,Y,W,H`, or with "
+    "--set 'stages.tracking.options.prompts=[{object_id: 1, box: [X, Y, W, H]}]'"
+)
+
+
+def check_checkpoint(checkpoint: str | None) -> None:
+    """A SAM 2 checkpoint that looks like a local path and names nothing fails at once, before
+    torch loads and without a hub lookup (``--checkpoint``, ``stages.tracking.options.sam2.checkpoint``)."""
+    check_local_path(checkpoint, what="checkpoint file", kind="file", suffixes=(".pt", ".pth", ".ckpt", ".safetensors"),
+                     fix="Pass the path of a SAM 2.1 .pt file or a hub id such as facebook/sam2.1-hiera-tiny")
 
 
 def build_backend(options: TrackingOptions) -> CandidateBackend:
@@ -61,6 +74,8 @@ class TrackingStage:
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
         self.name = name
         self.options = parse_options(TrackingOptions, name, options)
+        if self.options.backend == "sam2":
+            check_checkpoint(self.options.sam2.checkpoint)
         self.tracker: Tracker | None = None
         self._writer: TrackWriter | None = None
         self._pending = {(p.object_id, p.frame): p for p in self.options.prompts}
@@ -68,14 +83,21 @@ class TrackingStage:
         self._lock = threading.Lock()
         self._latest: TrackOutput | None = None
         self._frames = 0
+        self._context: RunContext | None = None
 
     def open(self, context: RunContext) -> None:
+        self._context = context
+        if not self.options.prompts and not self.options.gt_objects:
+            context.notice(self.name, f"no prompt and no gt_objects, so nothing is tracked. {HOW_TO_PROMPT}")
         self.tracker = Tracker(build_backend(self.options), self.options.selection, self.options.samurai.selection_config())
         if context.out_dir is not None:
             self._writer = TrackWriter(context.out_dir, self.options.outputs, context.source.fps or 30.0)
 
     def update(self, frame: Frame, upstream: Upstream) -> TrackOutput:
         assert self.tracker is not None, "open() was not called"
+        if self._frames == 0 and frame.gt is None and self._gt_waiting and not self.options.prompts:
+            self._say(f"the source has no ground truth to prompt gt_objects {self._gt_waiting} from (synthetic:// "
+                      f"scenes have it), so nothing is tracked. {HOW_TO_PROMPT}")
         output = self.tracker.update(frame, self._prompts_for(frame))
         if self._writer is not None:
             self._writer.write(frame, output)
@@ -105,7 +127,12 @@ class TrackingStage:
             "frames": self._frames,
             "memory_bytes": memory.get("bytes"),
             "files": self._writer.files() if self._writer else [],
+            **({"preview": self._writer.preview()} if self._writer and self._writer.preview() else {}),
         }
+
+    def _say(self, message: str) -> None:
+        if self._context is not None:
+            self._context.notice(self.name, message)
 
     def _prompts_for(self, frame: Frame) -> list[Prompt]:
         # a prompt applies on its frame, or on the first later one when a live source's backpressure

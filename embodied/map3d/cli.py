@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from memstream.streaming.cli import add_output_args, print_summary
+from memstream.streaming.paths import check_local_path, prepare_output_dir
 
 STAGE = "stages.map3d.options"
 
@@ -22,7 +24,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     """Entry point of the ``memstream.commands`` group."""
     rec = sub.add_parser("reconstruct", help="static map + dynamic objects from an RGB-D source (Mem4D-style 3D memory)")
     rec.add_argument("source", help="TUM RGB-D folder, synthetic://dynamic_room, a simulator...")
-    rec.add_argument("--out", type=Path, required=True, help="output folder")
+    add_output_args(rec)
     rec.add_argument("--voxel", type=float, default=None, help="voxel size, metres (default 0.04)")
     rec.add_argument("--masks", default=None, metavar="SOURCES",
                      help="dynamic mask sources, comma-separated: tracking, ground_truth, geometry (default all)")
@@ -50,10 +52,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from memstream.streaming.cli import print_summary
     from memstream.streaming.config import load_config
     from memstream.streaming.errors import ConfigError
-    from memstream.streaming.pipeline.run import run_pipeline
 
     overrides = []
     if args.voxel is not None:
@@ -66,6 +66,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         overrides.append(f"{STAGE}.dynamic_masks={json.dumps(sources)}")
     if args.pose is not None:
         overrides.append(f"{STAGE}.pose={args.pose}")
+    check_local_path(args.depth_model, what="model folder", kind="folder",
+                     fix="A local depth model is a folder with config.json, weights and preprocessor_config.json "
+                         "(save_pretrained); or pass a hub id such as depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf")
     overrides += _rgb_only_overrides(args)
     if args.points:
         overrides.append(f"{STAGE}.static=points")
@@ -74,7 +77,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     if args.max_frames is not None:
         overrides.append(f"source.max_frames={args.max_frames}")
     config = load_config("reconstruct", overrides + list(args.overrides))
-    summary = run_pipeline(args.source, config, args.out, progress=not args.no_progress)
+    prepare_output_dir(args.out, overwrite=args.overwrite)
+    from memstream.streaming.pipeline.run import run_pipeline
+
+    summary = run_pipeline(args.source, config, args.out, progress=not args.no_progress, label="memstream reconstruct")
     print_summary(summary, args.out)
     return 130 if summary["stop_reason"] == "interrupted" else 0
 

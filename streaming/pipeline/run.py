@@ -5,20 +5,26 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
-import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 from memstream.streaming.config import RunConfig, dump_config
 from memstream.streaming.pipeline.runner import Runner, RunSummary
 from memstream.streaming.pipeline.stages import build_stage
+from memstream.streaming.progress import progress as progress_bar
 from memstream.streaming.sources import open_source
 from memstream.streaming.types import SourceInfo
 
 
-def run_pipeline(uri: str, config: RunConfig, out_dir: Path | None, *, progress: bool = False) -> dict[str, Any]:
+def run_pipeline(
+    uri: str, config: RunConfig, out_dir: Path | None, *, progress: bool = False, label: str = "memstream run"
+) -> dict[str, Any]:
     """Run ``config``'s stages over ``uri``; writes ``summary.json`` and ``config.yaml`` to ``out_dir``.
+
+    ``progress`` shows a bar named ``label`` on stderr when it is a terminal (see
+    :mod:`memstream.streaming.progress`). ``out_dir`` is created if needed; the commands check it
+    first with :func:`memstream.streaming.paths.prepare_output_dir`.
 
     The summary is written even when the run is interrupted or a stage fails (with the stop reason),
     so what was processed before stays documented; the error is re-raised afterwards.
@@ -28,17 +34,22 @@ def run_pipeline(uri: str, config: RunConfig, out_dir: Path | None, *, progress:
     """
     src = config.source
     stages = [build_stage(stage.name, stage.options) for stage in config.enabled_stages]
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(dump_config(config))
-    source = open_source(
+    source = open_source(  # before anything is written: a wrong path leaves the output folder empty
         uri, kind=src.kind, stride=src.stride, max_frames=src.max_frames, start_s=src.start_s,
         target_fps=src.target_fps, resize=src.resize, **src.options,
     )
-    with source, _progress_bar(source.info, enabled=progress) as advance:
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "config.yaml").write_text(dump_config(config))
+        except BaseException:
+            source.close()
+            raise
+    bar = progress_bar(label, source.info.num_frames, unit="frames", show=None if progress else False)
+    with source, bar as shown:
         runner = Runner(
             source, stages, queue_size=config.runner.queue_size, backpressure=config.runner.backpressure,
-            out_dir=out_dir, config=config.model_dump(mode="json"), on_frame=advance,
+            out_dir=out_dir, config=config.model_dump(mode="json"), on_frame=lambda frame: shown.advance(),
         )
         try:
             summary = runner.run()
@@ -63,11 +74,19 @@ def _write_summary(
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file in the same folder, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(tmp, path)
+    """Write JSON to a temporary file in the same folder, then rename: readers never see half a file.
+
+    The file is created with ``open`` (mode 0666 less the umask, like every other output), not
+    ``mkstemp`` (0600), so a summary is as readable as the video beside it.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "w") as handle:
+            json.dump(data, handle, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def versions() -> dict[str, str]:
@@ -80,31 +99,3 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return found
-
-
-class _progress_bar:  # noqa: N801 (used as a context manager)
-    """A rich progress bar on stderr when enabled and stderr is a terminal; yields an ``advance(frame)``."""
-
-    def __init__(self, info: SourceInfo, enabled: bool) -> None:
-        self.info = info
-        self.enabled = enabled and sys.stderr.isatty()
-        self._progress = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        from rich.console import Console
-
-        self._progress = Progress(
-            TextColumn("[bold]memstream run"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed} fps"),
-            TimeRemainingColumn(), console=Console(stderr=True), transient=True,
-        )
-        self._progress.start()
-        task = self._progress.add_task("frames", total=self.info.num_frames)
-        return lambda frame: self._progress.advance(task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()

@@ -30,12 +30,16 @@ ENTRY_POINT_GROUP = "memstream.stages"
 _discovered = False
 
 
-def discover_stages() -> Registry[StageFactory]:
-    """Load stage factories advertised by installed packages (once); returns :data:`STAGES`."""
+def discover_stages(name: str | None = None) -> Registry[StageFactory]:
+    """Load stage factories advertised by installed packages; returns :data:`STAGES`.
+
+    With ``name``, only that stage's entry point is loaded (a run imports the stages it runs, not
+    torch and transformers for a video memory it does not use); without, all of them (once).
+    """
     global _discovered
     if not _discovered:
         for entry in entry_points(group=ENTRY_POINT_GROUP):
-            if entry.name not in STAGES:
+            if entry.name not in STAGES and (name is None or entry.name == name):
                 try:
                     factory = entry.load()
                 except ImportError as exc:
@@ -44,13 +48,13 @@ def discover_stages() -> Registry[StageFactory]:
                         "Install the extra it needs (see `memstream info`)",
                     ) from exc
                 STAGES.add(entry.name, factory)
-        _discovered = True
+        _discovered = name is None
     return STAGES
 
 
 def build_stage(name: str, options: Mapping[str, Any]) -> Stage:
     """Instantiate the stage registered as ``name`` with its options."""
-    return discover_stages().get(name)(name, options)
+    return discover_stages(name).get(name)(name, options)
 
 
 def parse_options(model: type[BaseModel], stage: str, options: Mapping[str, Any]) -> BaseModel:

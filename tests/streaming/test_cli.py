@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -156,12 +158,23 @@ def test_info_lists_versions_and_extras(capsys) -> None:
     assert "memstream 0.1.0" in out and "torch" in out and "decord" in out and "open3d" in out
 
 
+def test_info_names_our_version_from_any_folder(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)  # the bare name `streaming` is not ours outside the checkout
+    assert main(["info"]) == 0
+    assert capsys.readouterr().out.startswith("memstream 0.1.0 ")
+
+
 def test_synth_writes_a_scene(tmp_path, capsys) -> None:
     assert main(["synth", "distractors?frames=4&size=64x48", "--out", str(tmp_path / "s")]) == 0
     scene = json.loads((tmp_path / "s" / "scene.json").read_text())
     assert scene["preset"] == "distractors" and scene["frames"] == 4
     assert main(["synth", "distractors?frames=4&size=64x48", "--out", str(tmp_path / "s")]) == 2
     assert "already exists" in capsys.readouterr().err
+    assert main(["synth", "distractors?frames=4&size=64x48", "--out", str(tmp_path / "s"), "--overwrite"]) == 0
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "notes.txt").write_text("keep")
+    assert main(["synth", "demo?frames=2&size=64x48", "--out", str(tmp_path / "notes"), "--overwrite"]) == 2
+    assert "no earlier memstream output" in capsys.readouterr().err and (tmp_path / "notes" / "notes.txt").is_file()
 
 
 def test_the_installed_console_script(tmp_path) -> None:
@@ -173,3 +186,116 @@ def test_the_installed_console_script(tmp_path) -> None:
     assert (tmp_path / "r" / "summary.json").is_file()
     bad = subprocess.run([sys.executable, "-m", "memstream.streaming.cli", "run", "nothing.mp4"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: no such video file")
+
+
+# -- what a new user trips on -------------------------------------------------------------------------
+COMMANDS = {  # every command that writes a run folder, with arguments that would otherwise run
+    "run": ["run", DEMO, "--no-progress"],
+    "track": ["track", DEMO, "--box", "10,10,20,20", "--no-progress"],
+    "reconstruct": ["reconstruct", "synthetic://dynamic_room?frames=2&size=64x48", "--no-progress"],
+    "eval-track": ["eval-track", "DATASET", "--no-progress"],
+}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("case", ["file", "folder of files"])
+def test_out_that_is_a_file_or_holds_files_is_one_line_and_nothing_is_lost(tmp_path, capsys, command, case) -> None:
+    args = [str(tmp_path) if a == "DATASET" else a for a in COMMANDS[command]]
+    out = tmp_path / "out"
+    if case == "file":
+        out.write_text("mine")
+    else:
+        out.mkdir()
+        (out / "summary.json").write_text("earlier")
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    if case == "file":
+        assert err[0] == f"error: output path {out} is a file. Pass a folder path to --out"
+        assert out.read_text() == "mine"
+    else:
+        assert err[0].startswith(f"error: output folder {out} already exists and holds files (summary.json). Pass --overwrite")
+        assert (out / "summary.json").read_text() == "earlier"
+
+
+def test_overwrite_replaces_an_earlier_run_and_never_a_folder_of_other_files(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["run", DEMO, "--out", str(out), "--no-progress"]) == 0
+    (out / "2.txt").write_text("an object the next run does not track")
+    assert main(["run", DEMO, "--out", str(out), "--no-progress", "--overwrite"]) == 0
+    assert not (out / "2.txt").exists() and (out / "summary.json").is_file() and (out / "1.txt").is_file()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    assert main(["run", DEMO, "--out", str(other), "--no-progress", "--overwrite"]) == 2
+    assert "no earlier memstream output" in capsys.readouterr().err
+    assert (other / "notes.txt").read_text() == "keep"
+
+
+def test_a_wrong_source_writes_nothing_so_the_corrected_command_runs(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    for _ in range(2):
+        assert main(["run", "missing.mp4", "--out", str(out), "--no-progress"]) == 2
+        assert "no such video file: missing.mp4" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+    assert main(["run", DEMO, "--out", str(out), "--no-progress"]) == 0
+
+
+def test_a_misspelt_stage_is_an_error_listing_the_known_ones(tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["run", DEMO, "--set", "stages.trackin.enabled=false", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown stage 'trackin' in --set stages.trackin.enabled. Did you mean 'tracking'?")
+    assert "Known stages: " in err and "tracking" in err.split("Known stages: ")[1] and "video_writer" in err
+    assert not out.exists()
+    path = tmp_path / "typo.yaml"
+    path.write_text("stages:\n  - name: vidoe_writer\n    enabled: false\n")
+    with pytest.raises(ConfigError, match="unknown stage 'vidoe_writer' in stages.vidoe_writer"):
+        load_config(path)
+
+
+def test_a_registered_stage_absent_from_the_preset_can_be_switched_on(tmp_path) -> None:
+    out = tmp_path / "run"
+    code = main(["run", DEMO, "--config", "decode_only", "--set", "stages.video_writer.enabled=true",
+                 "--out", str(out), "--no-progress"])
+    assert code == 0 and (out / "video.mp4").is_file()
+    assert json.loads((out / "summary.json").read_text())["stages"]["video_writer"]["frames"] == 8
+
+
+def test_summary_json_honours_the_umask_like_every_other_file(tmp_path) -> None:
+    out = tmp_path / "run"
+    previous = os.umask(0o027)
+    try:
+        assert main(["run", DEMO, "--out", str(out), "--no-progress"]) == 0
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir() if p.is_file()}
+    assert modes["summary.json"] == modes["config.yaml"] == modes["video.mp4"] == 0o640, modes
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+HEAVY = ("torch", "cv2", "transformers", "open3d", "sam2", "scipy", "fastapi", "rich")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],  # builds every subcommand's parser (the memstream.commands entry points)
+        ["run"],  # argparse: no source
+        ["track", "x.mp4", "--box", "1,2", "--out", "unused"],  # a bad box
+        ["reconstruct", "x", "--out", "unused", "--masks", "magic"],  # a bad flag value
+    ],
+)
+def test_the_command_starts_without_heavy_libraries(argv) -> None:
+    code = (
+        "import sys\n"
+        "from memstream.streaming.cli import main\n"
+        f"try:\n    code = main({argv!r})\nexcept SystemExit as exc:\n    code = exc.code\n"
+        f"print(code, [m for m in {HEAVY!r} if m in sys.modules])\n"
+    )
+    done = _python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] in ("0 []", "2 []"), (done.stdout, done.stderr)

@@ -4,6 +4,7 @@ on synthetic scenes with exact ground truth."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import cv2
@@ -84,7 +85,7 @@ def test_eval_track_scores_a_synthetic_dataset(tmp_path) -> None:
         (["--box", "5,5,0,10"], "has no area"),
         (["--box", "5,5,10"], "is not X,Y,W,H"),
         ([], "no --box given"),
-        (["--box", "5,5,10,10", "--checkpoint", "/no/such.pt"], "checkpoint /no/such.pt does not exist"),
+        (["--box", "5,5,10,10", "--checkpoint", "/no/such.pt"], "no such checkpoint file: /no/such.pt"),
     ],
 )
 def test_bad_input_is_one_error_line(tmp_path, capsys, args, message) -> None:
@@ -177,3 +178,78 @@ def test_a_failing_later_stage_leaves_valid_tracking_files(tmp_path) -> None:
     boxes = read_boxes(tmp_path / "1.txt")
     scores = json.loads((tmp_path / "scores.json").read_text())["frames"]
     assert 7 <= len(boxes) == len(scores) and json.loads((tmp_path / "summary.json").read_text())["stop_reason"] == "error"
+
+
+def test_the_default_run_draws_the_tracks_beside_the_raw_video(tmp_path, capsys) -> None:
+    out = tmp_path / "demo"
+    assert main(["run", "synthetic://demo?frames=30", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr()
+    assert f"open {out / 'tracking.mp4'}" in printed.out and "note:" not in printed.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stages"]["tracking"]["outputs"]["preview"] == "tracking.mp4" and summary["notices"] == []
+    with open_source(str(out / "video.mp4")) as raw, open_source(str(out / "tracking.mp4")) as drawn:
+        pairs = list(zip(raw, drawn, strict=True))
+    assert len(pairs) == 30
+    x, y, w, h = (int(round(v)) for v in read_boxes(out / "1.txt")[2])  # tracked on frames 0-3
+    assert w > 10 and h > 10 and x + w < 300 and y + h < 220
+    raw, drawn = (f.rgb.astype(np.int16) for f in pairs[2])
+    diff = np.abs(drawn - raw).sum(axis=-1)
+    edge, far = diff[y - 1:y + 2, x + 2:x + w - 2].mean(), diff[-20:, -20:].mean()
+    assert edge > 60 and edge > 5 * far  # the box's top edge is drawn; far from it, only encoding noise
+
+
+def test_a_run_with_nothing_to_prompt_says_so(tmp_path, capsys) -> None:
+    video = tmp_path / "plain.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for _ in range(4):
+        writer.write(np.full((48, 64, 3), 100, np.uint8))
+    writer.release()
+    out = tmp_path / "video"
+    assert main(["run", str(video), "--out", str(out), "--no-progress"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "no ground truth to prompt gt_objects [1] from" in notes[0]
+    assert "memstream track SOURCE --box X,Y,W,H" in notes[0] and "stages.tracking.options.prompts" in notes[0]
+    assert json.loads((out / "summary.json").read_text())["notices"] == [notes[0].removeprefix("note: ")]
+    out = tmp_path / "no_gt_objects"
+    code = main(["run", "synthetic://demo?frames=3&size=64x48", "--set", "stages.tracking.options.gt_objects=[]",
+                 "--out", str(out), "--no-progress"])
+    assert code == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and notes[0].startswith("note: tracking: no prompt and no gt_objects, so nothing is tracked")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["track", SCENE, "--box", "5,5,10,10", "--checkpoint", "/no/such/file.pt"],
+        ["eval-track", "DATASET", "--checkpoint", "/no/such/file.pt"],
+        ["run", SCENE, "--config", "samurai_t", "--set", "stages.tracking.options.sam2.checkpoint=/no/such/file.pt"],
+        ["track", SCENE, "--box", "5,5,10,10", "--checkpoint", "sam2.1_hiera_tiny.pt"],  # relative, no folder part
+    ],
+)
+def test_a_missing_checkpoint_fails_at_once_without_loading_torch(tmp_path, args) -> None:
+    args = [str(tmp_path) if a == "DATASET" else a for a in args] + ["--out", str(tmp_path / "out")]
+    code = (
+        "import sys\n"
+        "from memstream.streaming.cli import main\n"
+        f"code = main({args!r})\n"
+        "print(code, [m for m in ('torch', 'sam2', 'transformers') if m in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.stdout.strip() == "2 []", (done.stdout, done.stderr)
+    checkpoint = args[args.index("--checkpoint") + 1] if "--checkpoint" in args else "/no/such/file.pt"
+    assert done.stderr.strip() == (f"error: no such checkpoint file: {checkpoint}. Pass the path of a SAM 2.1 .pt "
+                                   "file or a hub id such as facebook/sam2.1-hiera-tiny")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing written
+
+
+def test_eval_track_reports_every_frame_to_its_progress_bar() -> None:
+    from memstream.tracking.classical import ClassicalBackend
+    from memstream.tracking.eval.run import track_boxes
+    from memstream.tracking.tracker import Tracker
+
+    boxes, _ = first_boxes(SCENE)
+    frames = []
+    pred = track_boxes(Tracker(ClassicalBackend(), "samurai"), SCENE, boxes[0], max_frames=5,
+                       on_frame=lambda: frames.append(len(frames)))
+    assert pred.shape == (5, 4) and frames == [0, 1, 2, 3, 4]

@@ -7,7 +7,7 @@ initialised with the first ground-truth box (OPE), and the boxes of every frame 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 from memstream.streaming.config import RunConfig
 from memstream.streaming.pipeline.run import versions, write_json_atomic
 from memstream.streaming.pipeline.stages import parse_options
+from memstream.streaming.progress import progress as progress_bar
 from memstream.streaming.sources import open_source
 from memstream.tracking.eval.datasets import SequenceSpec, open_dataset, write_boxes
 from memstream.tracking.eval.ope import OPEReport, SequenceResult, evaluate_dataset, evaluate_sequence
@@ -25,33 +26,45 @@ from memstream.tracking.tracker import Tracker
 from memstream.tracking.types import Prompt
 
 
-def track_boxes(tracker: Tracker, uri: str, first_box_xywh: np.ndarray, max_frames: int | None = None) -> np.ndarray:
+def track_boxes(
+    tracker: Tracker, uri: str, first_box_xywh: np.ndarray, max_frames: int | None = None,
+    on_frame: Callable[[], None] | None = None,
+) -> np.ndarray:
     """Track object 1 from ``first_box_xywh`` on frame 0 of ``uri``; float64 ``(N, 4)`` boxes, zeros
-    where the tracker reports the object absent (OPE then holds the previous box)."""
+    where the tracker reports the object absent (OPE then holds the previous box). ``on_frame`` is
+    called after each frame (progress)."""
     tracker.reset()
     boxes = []
     with open_source(uri, max_frames=max_frames) as source:
         for frame in source:
             prompts = [Prompt(1, first_box_xywh)] if frame.index == 0 else []
             boxes.append(tracker.update(frame, prompts).states[0].box_xywh)
+            if on_frame is not None:
+                on_frame()
     return np.array(boxes, np.float64).reshape(-1, 4)
 
 
 def evaluate_tracker(
-    dataset: Path, config: RunConfig, out_dir: Path, max_sequences: int | None = None, protocol: str | None = None
+    dataset: Path, config: RunConfig, out_dir: Path, max_sequences: int | None = None, protocol: str | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Track every sequence of ``dataset`` with the config's tracking stage; write boxes and
-    ``ope.json`` to ``out_dir``; return the report as written."""
+    ``ope.json`` to ``out_dir``; return the report as written. ``progress`` shows a bar over all
+    the dataset's frames on stderr when it is a terminal."""
     stage = next(s for s in config.enabled_stages if s.name == "tracking")
     options = parse_options(TrackingOptions, "tracking", stage.options)
     tracker = Tracker(build_backend(options), options.selection, options.samurai.selection_config())
-    specs: Iterable[SequenceSpec] = list(open_dataset(dataset))[:max_sequences]
+    specs: list[SequenceSpec] = list(open_dataset(dataset))[:max_sequences]
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, SequenceResult] = {}
-    for spec in specs:
-        pred = track_boxes(tracker, spec.source_uri, spec.first_box_xywh, max_frames=spec.num_frames)
-        write_boxes(out_dir / f"{spec.name}.txt", pred)
-        results[spec.name] = evaluate_sequence(pred, spec.gt_xywh, spec.target_visible, protocol or spec.protocol)
+    total = sum(spec.num_frames for spec in specs)
+    with progress_bar("memstream eval-track", total, unit="frames", show=None if progress else False) as bar:
+        for i, spec in enumerate(specs, start=1):
+            bar.status(f"{spec.name} ({i}/{len(specs)})")
+            pred = track_boxes(tracker, spec.source_uri, spec.first_box_xywh, max_frames=spec.num_frames,
+                               on_frame=bar.advance)
+            write_boxes(out_dir / f"{spec.name}.txt", pred)
+            results[spec.name] = evaluate_sequence(pred, spec.gt_xywh, spec.target_visible, protocol or spec.protocol)
     report = evaluate_dataset(results)
     payload = {
         "dataset": str(dataset), "backend": options.backend, "selection": options.selection,

@@ -24,6 +24,7 @@ import torch
 from memstream.embodied.envs.types import EpisodeDataset
 from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
 from memstream.embodied.policies.memvla.modeling_memvla import MemoryVLAPolicy
+from memstream.streaming.progress import progress as progress_bar
 
 
 def dataset_stats(data: EpisodeDataset) -> dict:
@@ -69,8 +70,15 @@ def episode_batch(data: EpisodeDataset, episodes: np.ndarray, chunk_size: int) -
 
 
 def train(policy: MemoryVLAPolicy, data: EpisodeDataset, steps: int, batch_episodes: int = 16, seed: int = 0,
-          log: Callable[[int, float], None] | None = None, log_every: int = 50) -> list[float]:
+          log: Callable[[int, float, float], None] | None = None, log_every: int = 50,
+          progress: bool | None = None) -> list[float]:
     """AdamW with the config's learning rate, weight decay and gradient clipping (cosine decay).
+
+    Args:
+        log: called as ``log(step, mean loss of the last log_every steps, seconds since the start)``
+            every ``log_every`` steps and on the last one.
+        progress: a bar on stderr with the steps, their rate, the time left and the recent loss:
+            None shows it when stderr is a terminal (see :mod:`memstream.streaming.progress`).
 
     Returns:
         The loss of every step.
@@ -83,17 +91,21 @@ def train(policy: MemoryVLAPolicy, data: EpisodeDataset, steps: int, batch_episo
     policy.train()
     losses = []
     started = time.perf_counter()
-    for step in range(steps):
-        episodes = rng.choice(data.num_episodes, size=min(batch_episodes, data.num_episodes), replace=False)
-        loss, _ = policy(episode_batch(data, episodes, config.chunk_size))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.get_optim_params(), config.optimizer_grad_clip_norm)
-        optimizer.step()
-        schedule.step()
-        losses.append(float(loss.detach()))
-        if log is not None and (step % log_every == 0 or step == steps - 1):
-            log(step, float(np.mean(losses[-log_every:])), time.perf_counter() - started)
+    with progress_bar("train MemoryVLA", steps, unit="steps", show=progress) as bar:
+        for step in range(steps):
+            episodes = rng.choice(data.num_episodes, size=min(batch_episodes, data.num_episodes), replace=False)
+            loss, _ = policy(episode_batch(data, episodes, config.chunk_size))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.get_optim_params(), config.optimizer_grad_clip_norm)
+            optimizer.step()
+            schedule.step()
+            losses.append(float(loss.detach()))
+            bar.advance()
+            if step % 10 == 0 or step == steps - 1:
+                bar.status(f"loss {np.mean(losses[-10:]):.4f}")
+            if log is not None and (step % log_every == 0 or step == steps - 1):
+                log(step, float(np.mean(losses[-log_every:])), time.perf_counter() - started)
     policy.eval()
     policy.reset()
     return losses

@@ -53,3 +53,11 @@ def test_a_source_without_depth_is_one_error_line_and_exit_2(tmp_path, capsys):
 def test_an_unknown_mask_source_is_refused(tmp_path, capsys):
     assert main(["reconstruct", SCENE, "--out", str(tmp_path), "--masks", "magic"]) == 2
     assert "unknown --masks source" in capsys.readouterr().err
+
+
+def test_a_missing_depth_model_folder_fails_at_once(tmp_path, capsys):
+    code = main(["reconstruct", "walk.mp4", "--depth-model", "/no/such/dir", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("error: no such model folder: /no/such/dir. A local depth model is a folder with config.json")
+    assert not (tmp_path / "out").exists()

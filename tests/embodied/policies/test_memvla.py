@@ -86,6 +86,18 @@ def test_training_lowers_the_loss_and_reaches_every_part(data):
     assert not policy.training and policy.memory.episode_ids is None  # evaluation starts clean
 
 
+def test_training_shows_its_progress_and_loss_on_stderr(data, capsys, monkeypatch):
+    policy = _policy(data)
+    train(policy, data, steps=3, batch_episodes=2)  # stderr is not a terminal here: quiet
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("MEMSTREAM_PROGRESS", "1")  # forced, as in a log
+    logged = []
+    losses = train(policy, data, steps=3, batch_episodes=2, log=lambda *row: logged.append(row), log_every=2)
+    err = capsys.readouterr().err
+    assert "train MemoryVLA" in err and "3/3" in err and f"loss {np.mean(losses):.4f}" in err and "None" not in err
+    assert [row[0] for row in logged] == [0, 2] and logged[1][1] == pytest.approx(np.mean(losses[-2:]))
+
+
 def test_the_bank_changes_what_the_policy_sees(data):
     policy = _policy(data)
     batch = episode_batch(data, np.arange(4), policy.config.chunk_size)
