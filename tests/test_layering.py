@@ -218,10 +218,15 @@ def _lazy_of(module: Module | None) -> dict[str, str]:
 
 
 def _resolve_from(base: str, name: str, modules: Mapping[str, Module]) -> str:
-    """What ``from base import name`` loads: a submodule, a lazily loaded name's module, or ``base``."""
+    """What ``from base import name`` loads: a submodule, a lazily loaded name's module (through
+    faces that load it from other faces), or ``base``."""
     if name != "*" and f"{base}.{name}" in modules:
         return f"{base}.{name}"
-    return _lazy_of(modules.get(base)).get(name, base)
+    seen = {base}
+    while (lazy := _lazy_of(modules.get(base)).get(name)) is not None and lazy not in seen:
+        base = lazy
+        seen.add(base)
+    return base
 
 
 def _is_dynamic_import(call: ast.Call) -> bool:
@@ -465,6 +470,12 @@ def test_the_checker_passes_a_clean_tree() -> None:
             {"tracking/tracker.py": "from memstream.streaming import Frame, Runner\n"},
             {("memstream.tracking.tracker", "layer", "memstream.streaming.pipeline.runner")},
             id="lazy-name-resolves-to-its-module",
+        ),
+        pytest.param(  # a face that loads the name from another face: the defining module counts
+            {"embodied/__init__.py": "_LAZY = {'Runner': 'memstream.streaming'}\n",
+             "tracking/tracker.py": "from memstream.embodied import Runner\n"},
+            {("memstream.tracking.tracker", "layer", "memstream.streaming.pipeline.runner")},
+            id="lazy-name-through-two-faces",
         ),
         pytest.param(
             {"embodied/__init__.py": "_LAZY = {'Tracker': 'memstream.tracking.tracker'}\n",
