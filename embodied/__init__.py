@@ -1,8 +1,90 @@
-"""embodied: see ARCHITECTURE.md. Filled in by its own issue."""
+"""memstream's embodied side: the 3D memory, the perceptual-cognitive bank, tasks, and policies.
+
+Subpackages:
+    map3d: the Mem4D-style 3D memory, :class:`DualMemory3D` (a static TSDF map in open3d beside a
+        dynamics memory of moving objects), pose registration, monocular depth, map metrics, the
+        ``map3d`` stage and the ``reconstruct`` command.
+    bank: the MemoryVLA-style perceptual-cognitive memory bank, :class:`PerceptualCognitiveMemory`
+        (torch), batched over parallel episodes.
+    envs: memory-dependent tasks with rendered frames (``cue_choice``, ``order``), vectorised with
+        auto-reset and LeRobot observation keys, their scripted experts, demonstrations, scoring,
+        and the Habitat-style ``Agent`` loop.
+    policies: robot policies on the bank with LeRobot's conventions (``policies/memvla``:
+        :class:`MemoryVLAPolicy`), and :class:`MemoryAgent`, which acts in the envs.
+
+Layer order inside the package: the 3D memory sits on tracking and the video memory, the bank on
+the 3D memory; environments import no memory; policies and agents sit on the bank and act in the
+environments (``tests/test_layering.py``). Importing this package loads nothing: every name below
+is loaded from its subpackage on first use (torch, open3d, scipy only when needed).
+
+Example:
+    >>> import torch
+    >>> from memstream.embodied import MemoryBankConfig, PerceptualCognitiveMemory, make_env
+    >>> env = make_env("cue_choice", num_envs=2, seed=0)  # T-maze: remember the lamp's colour
+    >>> env.reset()["observation.image"].shape  # (envs, H, W, RGB)
+    (2, 64, 64, 3)
+    >>> _ = torch.manual_seed(0)
+    >>> bank = PerceptualCognitiveMemory(perceptual_dim=16, cognitive_dim=16, config=MemoryBankConfig(capacity=3))
+    >>> bank.reset(batch_size=2)
+    >>> for step in range(5):  # per step: 4 perceptual tokens and 1 cognitive token per episode
+    ...     readout = bank.step(torch.randn(2, 4, 16), torch.randn(2, 1, 16))
+    >>> readout.perceptual.shape, bank.bank_lengths.tolist()  # fused tokens; banks capped at capacity
+    (torch.Size([2, 4, 16]), [3, 3])
+"""
 
 if __name__ != "memstream.embodied":  # imported by the bare name: it is another distribution's
     from memstream.kernels.bare_name import hand_over
 
     hand_over(__name__)
 else:
-    pass
+    from typing import Any
+
+    _LAZY = {  # name -> module that defines it, imported on first use
+        # the 3D memory
+        "DualMemory3D": "memstream.embodied.map3d.memory",
+        "Map3DConfig": "memstream.embodied.map3d.memory",
+        # the perceptual-cognitive bank
+        "BankReadout": "memstream.embodied.bank",
+        "MemoryBankConfig": "memstream.embodied.bank",
+        "PerceptualCognitiveMemory": "memstream.embodied.bank",
+        # tasks
+        "TASKS": "memstream.embodied.envs",
+        "Agent": "memstream.embodied.envs",
+        "collect_demonstrations": "memstream.embodied.envs",
+        "evaluate": "memstream.embodied.envs",
+        "make_env": "memstream.embodied.envs",
+        "run_agent": "memstream.embodied.envs",
+        # policies and agents
+        "MemoryAgent": "memstream.embodied.policies.memvla",
+        "MemoryVLAConfig": "memstream.embodied.policies.memvla",
+        "MemoryVLAPolicy": "memstream.embodied.policies.memvla",
+    }
+
+    def __getattr__(name: str) -> Any:
+        if name in _LAZY:
+            import importlib
+
+            value = getattr(importlib.import_module(_LAZY[name]), name)
+            globals()[name] = value  # later lookups do not come back here
+            return value
+        raise AttributeError(f"module 'memstream.embodied' has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})
+
+    __all__ = [
+        "TASKS",
+        "Agent",
+        "BankReadout",
+        "DualMemory3D",
+        "Map3DConfig",
+        "MemoryAgent",
+        "MemoryBankConfig",
+        "MemoryVLAConfig",
+        "MemoryVLAPolicy",
+        "PerceptualCognitiveMemory",
+        "collect_demonstrations",
+        "evaluate",
+        "make_env",
+        "run_agent",
+    ]

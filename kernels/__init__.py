@@ -13,6 +13,16 @@ Ops:
         layout: keys per channel, values per token) and the error of a round trip.
 
 This package imports only torch, triton and the standard library, nothing else of ours.
+
+Example:
+    >>> import torch
+    >>> from memstream.kernels import block_topk, int8_error
+    >>> query = torch.tensor([[1.0, 0.0]])                         # (L=1, C=2): one layer's mean query
+    >>> keys = torch.tensor([[[3.0, 0], [1, 0], [2, 0], [5, 0]]])  # (L=1, N=4, C=2): one key per block
+    >>> block_topk(query, keys, 2)                                 # the two best blocks, in time order
+    tensor([[0, 3]])
+    >>> int8_error(torch.linspace(-1, 1, 64).reshape(1, 8, 8), reduce_dim=-1)["max_abs"] < 1 / 127
+    True
 """
 
 if __name__ != "memstream.kernels":  # imported by the bare name: it is another distribution's

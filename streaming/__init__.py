@@ -1,11 +1,30 @@
-"""memstream stage 0: frames, sources, the pipeline runner and the CLI.
+"""memstream's streaming side: frames and sources, the pipeline, the video KV memory, the QA service, the CLI.
 
-Public API::
+What it holds:
+    - frames and where they come from: :class:`Frame` and the shared types (``types.py``), sources
+      opened by :func:`open_source` (``sources/``: video files, image folders, TUM RGB-D, cameras,
+      RTSP/HTTP, synthetic scenes), procedural scenes with exact ground truth (``synthetic/``) and
+      video writing (``videoio.py``);
+    - the pipeline (``pipeline/``): the :class:`Runner` moving frames through stages on threads
+      with bounded queues, the :class:`Stage` protocol, the stage registry (stages of other
+      packages are found through the ``memstream.stages`` entry points) and the typed run
+      configuration (``config.py``);
+    - the video KV memory (``videomem/``): ReKV and Flash-VStream over Video-LLM adapters, the
+      ``video_memory`` stage and the streaming QA service;
+    - the ``memstream`` command (``cli.py``).
 
-    from memstream.streaming import Frame, open_source
-    with open_source("synthetic://demo?frames=8") as source:
-        for frame in source:
-            ...
+Importing this package is light (no torch, transformers or open3d; not even numpy): every name
+below but the errors is loaded on first use.
+
+Example:
+    >>> from memstream.streaming import Runner, open_source
+    >>> with open_source("synthetic://demo?frames=4&size=64x48") as source:
+    ...     first = next(iter(source))
+    >>> first.index, first.rgb.shape
+    (0, (48, 64, 3))
+    >>> with open_source("synthetic://demo?frames=4&size=64x48") as source:
+    ...     Runner(source, []).run().frames_processed
+    4
 """
 
 if __name__ != "memstream.streaming":  # imported by the bare name: it is another distribution's
@@ -19,33 +38,88 @@ else:
 
     __version__ = "0.1.0"
 
-    # Sources and frame types import numpy and OpenCV: loaded on first use, so that `memstream --help`
-    # and argument errors (the CLI lives in this package) start without them.
-    _LAZY = {
-        "SOURCES": "memstream.streaming.sources", "Source": "memstream.streaming.sources",
-        "SourceOptions": "memstream.streaming.sources", "open_source": "memstream.streaming.sources",
-        "Frame": "memstream.streaming.types", "FrameGroundTruth": "memstream.streaming.types",
+    _LAZY = {  # name -> module that defines it, imported on first use
+        # frames and sources (numpy, OpenCV)
+        "Frame": "memstream.streaming.types",
+        "FrameGroundTruth": "memstream.streaming.types",
         "SourceInfo": "memstream.streaming.types",
+        "SOURCES": "memstream.streaming.sources",
+        "Source": "memstream.streaming.sources",
+        "SourceOptions": "memstream.streaming.sources",
+        "SourceSpec": "memstream.streaming.sources",
+        "open_source": "memstream.streaming.sources",
+        "register_source": "memstream.streaming.sources",
+        "Scene": "memstream.streaming.synthetic.build",
+        "SceneSpec": "memstream.streaming.synthetic.scene",
+        "build_scene": "memstream.streaming.synthetic.build",
+        "write_scene": "memstream.streaming.synthetic.writer",
+        "VideoWriter": "memstream.streaming.videoio",
+        "write_video": "memstream.streaming.videoio",
+        # the pipeline (pydantic, yaml)
+        "Runner": "memstream.streaming.pipeline.runner",
+        "RunSummary": "memstream.streaming.pipeline.runner",
+        "RunContext": "memstream.streaming.pipeline.protocol",
+        "Stage": "memstream.streaming.pipeline.protocol",
+        "Upstream": "memstream.streaming.pipeline.protocol",
+        "STAGES": "memstream.streaming.pipeline.stages",
+        "build_stage": "memstream.streaming.pipeline.stages",
+        "run_pipeline": "memstream.streaming.pipeline.run",
+        "RunConfig": "memstream.streaming.config",
+        "load_config": "memstream.streaming.config",
+        # the video KV memory and the QA service (torch, transformers)
+        "Answer": "memstream.streaming.videomem.types",
+        "ReKVMemory": "memstream.streaming.videomem.rekv",
+        "FlashVStreamMemory": "memstream.streaming.videomem.flash.video_memory",
+        "load_video_llm": "memstream.streaming.videomem.adapters",
+        "VideoQAService": "memstream.streaming.videomem.serve",
     }
 
     def __getattr__(name: str) -> Any:
         if name in _LAZY:
             import importlib
 
-            return getattr(importlib.import_module(_LAZY[name]), name)
+            value = getattr(importlib.import_module(_LAZY[name]), name)
+            globals()[name] = value  # later lookups do not come back here
+            return value
         raise AttributeError(f"module 'memstream.streaming' has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})
 
     __all__ = [
         "SOURCES",
+        "STAGES",
+        "Answer",
         "ConfigError",
+        "FlashVStreamMemory",
         "Frame",
         "FrameGroundTruth",
         "MemstreamError",
+        "ReKVMemory",
+        "RunConfig",
+        "RunContext",
+        "RunSummary",
+        "Runner",
+        "Scene",
+        "SceneSpec",
         "Source",
         "SourceError",
         "SourceInfo",
         "SourceOptions",
+        "SourceSpec",
+        "Stage",
         "StageError",
         "UnknownSourceError",
+        "Upstream",
+        "VideoQAService",
+        "VideoWriter",
+        "build_scene",
+        "build_stage",
+        "load_config",
+        "load_video_llm",
         "open_source",
+        "register_source",
+        "run_pipeline",
+        "write_scene",
+        "write_video",
     ]

@@ -1,10 +1,27 @@
 """The tracking memory: SAMURAI's motion-aware selection and memory gating over SAM 2 (or a
 weight-free backend), streaming, multi-object, with bounded memory.
 
+What it holds: the :class:`Tracker` over a :class:`CandidateBackend` (``tracker.py``,
+``protocol.py``), SAMURAI's per-object Kalman filter (``kalman.py``) and selection with its memory
+gate (``selection.py``), the types it produces (``types.py``: :class:`Prompt`, :class:`TrackState`,
+:class:`TrackOutput`); the backends ``sam2_stream/`` (SAM 2 with a bounded memory bank, needs torch
+and the ``sam2`` package) and ``classical/`` (template matching, OpenCV only); one-pass evaluation
+``eval/`` (AUC, P, Pnorm); the ``tracking`` stage and the ``track`` / ``eval-track`` commands.
+
+Importing this package is light (no torch, no OpenCV): every name is loaded on first use.
+
 Example:
-    >>> from memstream.tracking import Prompt, Tracker
-    >>> from memstream.tracking.classical import ClassicalBackend
+    >>> from memstream.streaming import open_source
+    >>> from memstream.tracking import ClassicalBackend, Prompt, Tracker
     >>> tracker = Tracker(ClassicalBackend(), selection="samurai")
+    >>> with open_source("synthetic://camera_motion?frames=60", max_frames=8) as source:
+    ...     for frame in source:  # object 1 is the target; prompt it with its true box on frame 0
+    ...         prompts = [Prompt(1, frame.gt.boxes_xywh[0])] if frame.index == 0 else []
+    ...         output = tracker.update(frame, prompts)
+    >>> output.frame_index, output.object_ids.tolist()
+    (7, [1])
+    >>> bool((output.get(1).box_xywh == frame.gt.boxes_xywh[0]).all())
+    True
 """
 
 from __future__ import annotations
@@ -16,28 +33,35 @@ if __name__ != "memstream.tracking":  # imported by the bare name: it is another
 else:
     from typing import Any
 
-    _LAZY = {  # on first use only: numpy for the types, torch / OpenCV for the backends (`memstream --help`
-        # imports memstream.tracking.cli, so this package's face must cost nothing)
-        "CandidateBackend": "memstream.tracking.protocol", "SamuraiConfig": "memstream.tracking.selection",
-        "Tracker": "memstream.tracking.tracker", "TrackingInputError": "memstream.tracking.tracker",
-        "Candidates": "memstream.tracking.types", "Decision": "memstream.tracking.types",
-        "Prompt": "memstream.tracking.types", "TrackOutput": "memstream.tracking.types",
+    _LAZY = {  # name -> module that defines it, imported on first use (numpy; torch / OpenCV for backends)
+        "CandidateBackend": "memstream.tracking.protocol",
+        "KalmanBoxFilter": "memstream.tracking.kalman",
+        "SamuraiConfig": "memstream.tracking.selection",
+        "Tracker": "memstream.tracking.tracker",
+        "TrackingInputError": "memstream.tracking.tracker",
+        "Candidates": "memstream.tracking.types",
+        "Decision": "memstream.tracking.types",
+        "Prompt": "memstream.tracking.types",
+        "TrackOutput": "memstream.tracking.types",
         "TrackState": "memstream.tracking.types",
         "Sam2Backend": "memstream.tracking.sam2_stream.backend",
         "ClassicalBackend": "memstream.tracking.classical",
         "ClassicalConfig": "memstream.tracking.classical",
     }
 
-
     def __getattr__(name: str) -> Any:
         if name in _LAZY:
             import importlib
 
-            return getattr(importlib.import_module(_LAZY[name]), name)
+            value = getattr(importlib.import_module(_LAZY[name]), name)
+            globals()[name] = value  # later lookups do not come back here
+            return value
         raise AttributeError(f"module 'memstream.tracking' has no attribute {name!r}")
 
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})
 
     __all__ = [
-        "CandidateBackend", "Candidates", "ClassicalBackend", "ClassicalConfig", "Decision", "Prompt",
-        "SamuraiConfig", "Sam2Backend", "TrackOutput", "TrackState", "Tracker", "TrackingInputError",
+        "CandidateBackend", "Candidates", "ClassicalBackend", "ClassicalConfig", "Decision", "KalmanBoxFilter",
+        "Prompt", "SamuraiConfig", "Sam2Backend", "TrackOutput", "TrackState", "Tracker", "TrackingInputError",
     ]

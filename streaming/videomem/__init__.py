@@ -13,35 +13,35 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-_EXPORTS = {
-    "Answer": "types",
-    "Retrieval": "types",
-    "VideoLLMSpec": "types",
-    "VideoMemory": "protocol",
-    "VIDEO_MEMORIES": "protocol",
-    "VideoMemoryOptions": "options",
-    "Question": "options",
-    "build_memory": "factory",
-    "load_model": "factory",
-    "memory_for": "factory",
-    "SamplingConfig": "generation",
-    "HFVideoLLM": "adapters",
-    "VideoModelError": "adapters",
-    "load_video_llm": "adapters",
-    "ReKVConfig": "rekv",
-    "ReKVMemory": "rekv",
-    "QuestionError": "rekv",
-    "RETRIEVAL_POLICIES": "rekv",
-    "RetrievalPolicy": "rekv",
-    "EVICTION_POLICIES": "store",
-    "EvictionPolicy": "store",
-    "BlockStore": "store",
-    "FlashMemoryConfig": "flash",
-    "FlashVStreamConfig": "flash.video_memory",
-    "FlashVStreamMemory": "flash.video_memory",
+_LAZY = {  # name -> module that defines it, imported on first use (torch, transformers)
+    "Answer": "memstream.streaming.videomem.types",
+    "Retrieval": "memstream.streaming.videomem.types",
+    "VideoLLMSpec": "memstream.streaming.videomem.types",
+    "VideoMemory": "memstream.streaming.videomem.protocol",
+    "VIDEO_MEMORIES": "memstream.streaming.videomem.protocol",
+    "VideoMemoryOptions": "memstream.streaming.videomem.options",
+    "Question": "memstream.streaming.videomem.options",
+    "build_memory": "memstream.streaming.videomem.factory",
+    "load_model": "memstream.streaming.videomem.factory",
+    "memory_for": "memstream.streaming.videomem.factory",
+    "SamplingConfig": "memstream.streaming.videomem.generation",
+    "HFVideoLLM": "memstream.streaming.videomem.adapters",
+    "VideoModelError": "memstream.streaming.videomem.adapters",
+    "load_video_llm": "memstream.streaming.videomem.adapters",
+    "ReKVConfig": "memstream.streaming.videomem.rekv",
+    "ReKVMemory": "memstream.streaming.videomem.rekv",
+    "QuestionError": "memstream.streaming.videomem.rekv",
+    "RETRIEVAL_POLICIES": "memstream.streaming.videomem.rekv",
+    "RetrievalPolicy": "memstream.streaming.videomem.rekv",
+    "EVICTION_POLICIES": "memstream.streaming.videomem.store",
+    "EvictionPolicy": "memstream.streaming.videomem.store",
+    "BlockStore": "memstream.streaming.videomem.store",
+    "FlashMemoryConfig": "memstream.streaming.videomem.flash",
+    "FlashVStreamConfig": "memstream.streaming.videomem.flash.video_memory",
+    "FlashVStreamMemory": "memstream.streaming.videomem.flash.video_memory",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:
     from memstream.streaming.videomem.adapters import HFVideoLLM, VideoModelError, load_video_llm
@@ -57,10 +57,10 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
+    module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
+    value = getattr(import_module(module), name)
     globals()[name] = value
     return value
 
