@@ -7,10 +7,13 @@ import os
 import platform
 import sys
 import tempfile
+from dataclasses import is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from memstream.streaming.config import RunConfig, dump_config
+from memstream.streaming.configtypes import dump
+from memstream.streaming.pipeline.protocol import Stage
 from memstream.streaming.pipeline.runner import Runner, RunSummary
 from memstream.streaming.pipeline.stages import build_stage
 from memstream.streaming.sources import open_source
@@ -20,6 +23,9 @@ from memstream.streaming.types import SourceInfo
 def run_pipeline(uri: str, config: RunConfig, out_dir: Path | None, *, progress: bool = False) -> dict[str, Any]:
     """Run ``config``'s stages over ``uri``; writes ``summary.json`` and ``config.yaml`` to ``out_dir``.
 
+    ``config.yaml`` is the resolved configuration: each stage's options as the stage parsed them,
+    defaults included, so a run can be repeated from it with ``--config OUT/config.yaml``.
+
     The summary is written even when the run is interrupted or a stage fails (with the stop reason),
     so what was processed before stays documented; the error is re-raised afterwards.
 
@@ -28,6 +34,7 @@ def run_pipeline(uri: str, config: RunConfig, out_dir: Path | None, *, progress:
     """
     src = config.source
     stages = [build_stage(stage.name, stage.options) for stage in config.enabled_stages]
+    config = resolved(config, stages)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(dump_config(config))
@@ -38,7 +45,7 @@ def run_pipeline(uri: str, config: RunConfig, out_dir: Path | None, *, progress:
     with source, _progress_bar(source.info, enabled=progress) as advance:
         runner = Runner(
             source, stages, queue_size=config.runner.queue_size, backpressure=config.runner.backpressure,
-            out_dir=out_dir, config=config.model_dump(mode="json"), on_frame=advance,
+            out_dir=out_dir, config=dump(config), on_frame=advance,
         )
         try:
             summary = runner.run()
@@ -46,6 +53,19 @@ def run_pipeline(uri: str, config: RunConfig, out_dir: Path | None, *, progress:
             _write_summary(out_dir, uri, source.info, runner.summary, runner.context.notices)
             raise
     return _write_summary(out_dir, uri, source.info, summary, runner.context.notices)
+
+
+def resolved(config: RunConfig, stages: list[Stage]) -> RunConfig:
+    """``config`` with each enabled stage's options replaced by the options the stage parsed
+    (a config dataclass or model in its ``options`` attribute), defaults included."""
+    parsed = {stage.name: getattr(stage, "options", None) for stage in stages}
+    entries = []
+    for entry in config.stages:
+        options = parsed.get(entry.name) if entry.enabled else None
+        if is_dataclass(options) or hasattr(options, "model_dump"):
+            entry = replace(entry, options=dump(options))
+        entries.append(entry)
+    return replace(config, stages=entries)
 
 
 def _write_summary(

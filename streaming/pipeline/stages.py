@@ -13,17 +13,20 @@ so ``streaming`` never imports them. Users can also call ``STAGES.add(name, fact
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import Field
 
+from memstream.streaming.configtypes import parse, strict_config
 from memstream.streaming.errors import ConfigError
 from memstream.streaming.pipeline.protocol import RunContext, Stage, Upstream
 from memstream.streaming.registry import Registry
 from memstream.streaming.types import Frame
 from memstream.streaming.videoio import VideoWriter
 
+T = TypeVar("T")
 StageFactory = Callable[[str, Mapping[str, Any]], Stage]
 STAGES: Registry[StageFactory] = Registry("stage")
 ENTRY_POINT_GROUP = "memstream.stages"
@@ -53,27 +56,28 @@ def build_stage(name: str, options: Mapping[str, Any]) -> Stage:
     return discover_stages().get(name)(name, options)
 
 
-def parse_options(model: type[BaseModel], stage: str, options: Mapping[str, Any]) -> BaseModel:
-    """Validate a stage's options strictly; errors name ``stages.<stage>.<key>`` and the bad value."""
-    try:
-        return model.model_validate(dict(options))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(
-            f"invalid option stages.{stage}.{key}={first.get('input')!r}: {first['msg']}",
-            f"Valid options for {stage}: {', '.join(model.model_fields)}",
-        ) from None
+def parse_options(options_type: type[T], stage: str, options: Mapping[str, Any] | T | None) -> T:
+    """Validate a stage's options into its options dataclass (:func:`~memstream.streaming.configtypes.parse`);
+    errors name ``stages.<stage>.options.<key>``, the bad value and the fix."""
+    return parse(options_type, options, f"stages.{stage}.options")
 
 
-class VideoWriterOptions(BaseModel):
-    """Options of the ``video_writer`` stage."""
+@strict_config
+@dataclass(frozen=True)
+class VideoWriterOptions:
+    """Options of the ``video_writer`` stage; ``codec`` and ``crf`` are :class:`~memstream.streaming.videoio.VideoWriter`'s.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    filename: str = "video.mp4"
+    Attributes:
+        filename: the video's name inside the run folder.
+        codec: ``auto`` (H.264 with PyAV, else mp4v), ``h264`` or ``mp4v``.
+        crf: H.264 constant rate factor, 0 (lossless) to 51.
+        fps: frame rate of the file; None: the source's, else 30.
+    """
+
+    filename: Annotated[str, Field(min_length=1)] = "video.mp4"
     codec: str = "auto"
-    crf: int = 18
-    fps: float | None = None  # default: the source's fps, else 30
+    crf: Annotated[int, Field(ge=0, le=51)] = 18
+    fps: Annotated[float | None, Field(gt=0)] = None
 
 
 class VideoWriterStage:
@@ -85,7 +89,7 @@ class VideoWriterStage:
 
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
         self.name = name
-        self.options: VideoWriterOptions = parse_options(VideoWriterOptions, name, options)  # type: ignore[assignment]
+        self.options = parse_options(VideoWriterOptions, name, options)
         self._writer: VideoWriter | None = None
         self._path = None
 

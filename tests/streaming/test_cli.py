@@ -100,7 +100,7 @@ def _bad_video(tmp_path: Path) -> str:
         (["run", DEMO, "--set", "runner.queue_size=0"], "invalid config value runner.queue_size=0"),
         (["run", DEMO, "--set", "stages.tracker.enabled=true"], "unknown stage 'tracker'"),
         (["run", DEMO, "--set", "stages.video_writer.options.codec=h265"], "unknown video codec 'h265'"),
-        (["run", DEMO, "--set", "stages.video_writer.options.quality=3"], "invalid option stages.video_writer.quality"),
+        (["run", DEMO, "--set", "stages.video_writer.options.quality=3"], "unknown config key stages.video_writer.options.quality. Valid keys here: filename, codec, crf, fps"),
         (["run", "synthetic://nowhere"], "unknown synthetic preset 'nowhere'"),
         (["synth", "demo?frames=2"], None),  # --out is required: argparse's own usage error
     ],
