@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import get_args
 
 STAGE = "stages.map3d.options"
+POSE_MODES = ("given", "estimated", "auto")  # memory.PoseMode's (a test keeps them equal; importing it here is slow)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -23,10 +25,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     rec = sub.add_parser("reconstruct", help="static map + dynamic objects from an RGB-D source (Mem4D-style 3D memory)")
     rec.add_argument("source", help="TUM RGB-D folder, synthetic://dynamic_room, a simulator...")
     rec.add_argument("--out", type=Path, required=True, help="output folder")
-    rec.add_argument("--voxel", type=float, default=None, help="voxel size, metres (default 0.04)")
+    rec.add_argument("--voxel", type=float, default=None, help="voxel size, metres (default: PSMConfig.voxel_m)")
     rec.add_argument("--masks", default=None, metavar="SOURCES",
                      help="dynamic mask sources, comma-separated: tracking, ground_truth, geometry (default all)")
-    rec.add_argument("--pose", choices=("given", "estimated", "auto"), default=None,
+    rec.add_argument("--pose", choices=POSE_MODES, default=None,
                      help="camera poses: given with the frames, estimated by registration to the map, or auto (default)")
     mono = rec.add_argument_group("RGB-only sources (frames without depth or intrinsics)")
     mono.add_argument("--depth-model", default=None, metavar="PATH_OR_ID",
@@ -50,6 +52,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from memstream.embodied.map3d.memory import MaskSource
     from memstream.streaming.cli import print_summary
     from memstream.streaming.config import load_config
     from memstream.streaming.errors import ConfigError
@@ -57,12 +60,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     overrides = []
     if args.voxel is not None:
-        overrides.append(f"{STAGE}.voxel_m={args.voxel}")
+        overrides.append(f"{STAGE}.psm.voxel_m={args.voxel}")
     if args.masks is not None:
         sources = [s.strip() for s in args.masks.split(",") if s.strip()]
-        unknown = set(sources) - {"tracking", "ground_truth", "geometry"}
+        unknown = set(sources) - set(get_args(MaskSource))
         if unknown:
-            raise ConfigError(f"unknown --masks source(s) {sorted(unknown)}", "Use tracking, ground_truth and/or geometry")
+            raise ConfigError(f"unknown --masks source(s) {sorted(unknown)}", f"Use {', '.join(get_args(MaskSource))}")
         overrides.append(f"{STAGE}.dynamic_masks={json.dumps(sources)}")
     if args.pose is not None:
         overrides.append(f"{STAGE}.pose={args.pose}")
