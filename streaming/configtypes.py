@@ -24,6 +24,7 @@ imported), so an entry registered by a user's code is reachable from YAML too.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Mapping
 from dataclasses import fields, is_dataclass
 from functools import cache
@@ -78,16 +79,30 @@ def check_constraints(config: Any) -> None:
 @cache
 def _constrained_fields(cls: type) -> dict[str, TypeAdapter]:
     """One adapter per field whose annotation carries constraints, checking those constraints only."""
-    hints = get_type_hints(cls, include_extras=True)
     adapters = {}
-    for f in fields(cls):
-        hint = hints[f.name]
+    for name, hint in _resolved_hints(cls).items():
         if get_origin(hint) is Annotated:
             base, *metadata = get_args(hint)
             kept = [m for m in metadata if isinstance(m, (FieldInfo, BaseMetadata))]
             if kept:
-                adapters[f.name] = TypeAdapter(Annotated[(base, *kept)])  # type: ignore[valid-type]
+                adapters[name] = TypeAdapter(Annotated[(base, *kept)])  # type: ignore[valid-type]
     return adapters
+
+
+def _resolved_hints(cls: type) -> dict[str, Any]:
+    """The fields' annotations, resolved; a field whose annotation names something imported only
+    for type checkers is left out (it can carry no constraint we could check)."""
+    try:
+        hints = get_type_hints(cls, include_extras=True)
+    except NameError:
+        namespace = vars(sys.modules[cls.__module__])
+        hints = {}
+        for f in fields(cls):
+            try:
+                hints[f.name] = eval(f.type, namespace) if isinstance(f.type, str) else f.type  # noqa: S307
+            except NameError:
+                continue
+    return {f.name: hints[f.name] for f in fields(cls) if f.name in hints}
 
 
 @cache
@@ -135,8 +150,12 @@ def config_error(exc: ValidationError, key: str, cls: type | None = None, data: 
     first = exc.errors()[0]
     path = ".".join(part for part in (key, _dotted(data, first["loc"])) if part)
     if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-        valid = _field_names(cls, first["loc"][:-1]) if cls is not None else []
+        section = _section_type(cls, first["loc"][:-1]) if cls is not None else None
+        valid = _field_names(section)
         fix = f"Valid keys here: {', '.join(valid)}" if valid else "Remove it or check its spelling"
+        nested = _nested_keys(section, str(first["loc"][-1]))
+        if nested:  # a key that lives one section down (a layout that moved it there)
+            fix = f"Did you mean {' or '.join(nested)}? {fix}"
         return ConfigError(f"unknown config key {path}", fix)
     message = first["msg"].removeprefix("Value error, ")
     fix = "Fix the YAML file or the --set override"
@@ -158,8 +177,8 @@ def _dotted(data: Any, loc: tuple) -> str:
     return ".".join(parts)
 
 
-def _field_names(cls: type, loc: tuple) -> list[str]:
-    """Field names of the (nested) config at ``loc`` inside ``cls``, for an unknown-key message."""
+def _section_type(cls: type, loc: tuple) -> Any:
+    """The config type of the (nested) section at ``loc`` inside ``cls``, or None when unknown."""
     node: Any = _config_type(cls)
     for part in loc:
         if isinstance(part, int):  # an item of a list or tuple
@@ -169,12 +188,31 @@ def _field_names(cls: type, loc: tuple) -> list[str]:
             try:
                 node = _config_type(get_type_hints(node).get(str(part)))
             except (NameError, TypeError):  # a hint that does not resolve: no list, the plain message
-                return []
+                return None
         if node is None:
-            return []
-    if is_dataclass(node):
-        return [f.name for f in fields(node)]
-    return list(getattr(node, "model_fields", {}))
+            return None
+    return node
+
+
+def _field_names(section: Any) -> list[str]:
+    """Field names of a config dataclass or model (none for anything else)."""
+    if isinstance(section, type) and is_dataclass(section):
+        return [f.name for f in fields(section)]
+    return list(getattr(section, "model_fields", {}))
+
+
+def _nested_keys(section: Any, name: str) -> list[str]:
+    """``sub.name`` for each sub-section of ``section`` that has a key ``name`` (or ``rest`` when
+    ``name`` is ``sub_rest``, a flattened key such as ``tdm_window_frames``)."""
+    try:
+        hints = get_type_hints(section) if _field_names(section) else {}
+    except (NameError, TypeError):
+        return []
+    found = []
+    for key, hint in hints.items():
+        inner = _field_names(_config_type(hint))
+        found += [f"{key}.{n}" for n in (name, name.removeprefix(f"{key}_")) if n in inner][:1]
+    return found
 
 
 def _config_type(hint: Any) -> Any:
