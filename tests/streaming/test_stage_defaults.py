@@ -5,6 +5,8 @@ are handed to), and every preset validates into them."""
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 from dataclasses import replace
 from typing import Any, get_args
 
@@ -134,3 +136,13 @@ def test_a_source_kind_registered_later_is_reachable_from_yaml(monkeypatch) -> N
         load_config(None, ["source.kind=mine"])
     monkeypatch.setitem(SOURCES._entries, "mine", SOURCES.get("synthetic"))
     assert load_config(None, ["source.kind=mine"]).source.kind == "mine"
+
+
+def test_building_a_stage_imports_only_that_stage() -> None:
+    # What keeps `memstream reconstruct` under 1 GB: the video memory's torch is half a gigabyte.
+    code = ("import sys; from memstream.streaming.pipeline.stages import build_stage; "
+            "build_stage('map3d', {'psm': {'block_budget': 1000}}); "
+            "print(sorted(m for m in ('torch', 'transformers', 'memstream.streaming.videomem', 'memstream.tracking') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split("\n")[-2] == "[]"
