@@ -4,7 +4,7 @@ their dotted path, backends chosen from a registry that user code can extend."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
@@ -14,8 +14,10 @@ from memstream.streaming.pipeline.protocol import RunContext
 from memstream.streaming.types import SourceInfo
 from memstream.tracking.backends import BACKENDS
 from memstream.tracking.classical import ClassicalBackend
+from memstream.tracking.cli import SELECTIONS
 from memstream.tracking.options import TrackingOptions
 from memstream.tracking.stage import TrackingStage
+from memstream.tracking.tracker import SELECTION_MODES, SelectionMode
 
 KEY = "stages.tracking.options"
 
@@ -58,3 +60,7 @@ def test_a_backend_registered_later_is_reachable_from_yaml(monkeypatch) -> None:
     assert [options.classical.bank_size for options in built] == [3]
     assert stage.tracker is not None and stage.tracker.backend.config.bank_size == 2  # type: ignore[attr-defined]
     assert stage.summary()["backend"] == "mine"
+
+
+def test_the_command_line_offers_the_trackers_selection_modes() -> None:
+    assert SELECTIONS == get_args(SelectionMode) == SELECTION_MODES
