@@ -65,7 +65,6 @@ def measure(codec: str, frames: int, budget_mib: float | None = None) -> dict:
 
 
 def fidelity(frames: int) -> list[dict]:
-    import torch
 
     from _videoqa import CPU_SHAPE, build_llm
     from _videoqa import frames as make_frames

@@ -7,52 +7,72 @@ key path (``runner.queue_size``, ``stages.video_writer.options.crf``) and the va
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from memstream.streaming.configtypes import dump, parse, registered, strict_config
 from memstream.streaming.errors import ConfigError
+from memstream.streaming.sources import SOURCES
+
+PositiveInt = Annotated[int, Field(ge=1)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@strict_config
+@dataclass(frozen=True)
+class SourceConfig:
+    """How the source is opened (see ``memstream.streaming.open_source``).
+
+    Attributes:
+        kind: a registered source kind (``SOURCES``), or None to tell it from the URI.
+        stride: keep every n-th frame.
+        max_frames: stop after this many frames (None: the whole stream).
+        start_s: seconds to skip at the start.
+        target_fps: resample to this rate (None: native).
+        resize: ``(width, height)`` in pixels, or None.
+        options: backend options of the source kind.
+    """
+
+    kind: Annotated[str | None, registered(SOURCES)] = None
+    stride: PositiveInt = 1
+    max_frames: Annotated[int | None, Field(ge=1)] = None
+    start_s: Annotated[float, Field(ge=0)] = 0.0
+    target_fps: Annotated[float | None, Field(gt=0)] = None
+    resize: tuple[PositiveInt, PositiveInt] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
 
-class SourceConfig(_Strict):
-    """How the source is opened (see ``memstream.streaming.open_source``)."""
-
-    kind: str | None = None
-    stride: int = Field(1, ge=1)
-    max_frames: int | None = Field(None, ge=1)
-    start_s: float = Field(0.0, ge=0)
-    target_fps: float | None = Field(None, gt=0)
-    resize: tuple[int, int] | None = None
-    options: dict[str, Any] = Field(default_factory=dict)  # backend options of the source kind
-
-
-class RunnerConfig(_Strict):
+@strict_config
+@dataclass(frozen=True)
+class RunnerConfig:
     """Threads and queues (see ``memstream.streaming.pipeline.runner``)."""
 
-    queue_size: int = Field(8, ge=1)
+    queue_size: PositiveInt = 8
     backpressure: Literal["auto", "block", "drop_oldest"] = "auto"
 
 
-class StageConfig(_Strict):
-    """One stage, in pipeline order; ``options`` are validated by the stage itself."""
+@strict_config
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage, in pipeline order; ``options`` are validated by the stage itself (its own
+    config dataclass, through :func:`memstream.streaming.pipeline.stages.parse_options`)."""
 
     name: str
     enabled: bool = True
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
-class RunConfig(_Strict):
+@strict_config
+@dataclass(frozen=True)
+class RunConfig:
     """Everything ``memstream run`` needs besides the source URI and the output folder."""
 
-    source: SourceConfig = Field(default_factory=SourceConfig)
-    runner: RunnerConfig = Field(default_factory=RunnerConfig)
-    stages: list[StageConfig] = Field(default_factory=list)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+    stages: list[StageConfig] = field(default_factory=list)
 
     @property
     def enabled_stages(self) -> list[StageConfig]:
@@ -189,32 +209,11 @@ def load_config(name_or_path: str | Path | None = None, overrides: list[str] | N
 
 
 def validate_config(data: dict[str, Any]) -> RunConfig:
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        path = _dotted(data, first["loc"])
-        if first["type"] == "extra_forbidden":
-            raise ConfigError(f"unknown config key {path}", "Remove it or check its spelling") from None
-        raise ConfigError(
-            f"invalid config value {path}={first.get('input')!r}: {first['msg']}",
-            "Fix the YAML file or the --set override",
-        ) from None
-
-
-def _dotted(data: dict[str, Any], loc: tuple) -> str:
-    """Dotted key path, naming stages by their name rather than their list index."""
-    parts, node = [], data
-    for part in loc:
-        if isinstance(part, int) and isinstance(node, list) and part < len(node):
-            node = node[part]
-            parts.append(str(node.get("name", part)) if isinstance(node, dict) else str(part))
-        else:
-            parts.append(str(part))
-            node = node.get(part) if isinstance(node, dict) else None
-    return ".".join(parts)
+    """Validate a whole run config; errors name the dotted key, stages by their name
+    (``stages.video_writer.enabeld``)."""
+    return parse(RunConfig, data, "")
 
 
 def dump_config(config: RunConfig) -> str:
     """The resolved configuration as YAML (saved as ``config.yaml`` beside every run's outputs)."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    return yaml.safe_dump(dump(config), sort_keys=False)

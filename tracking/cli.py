@@ -18,6 +18,7 @@ from memstream.streaming.errors import ConfigError
 from memstream.streaming.paths import prepare_output_dir
 
 STAGE = "stages.tracking.options"
+SELECTIONS = ("samurai", "affinity")  # tracker.SelectionMode's (a test keeps them equal; the CLI starts without numpy)
 SIZE_BY_NAME = {"tiny": "t", "small": "s", "base_plus": "bp", "base-plus": "bp", "large": "l",
                 "hiera_t": "t", "hiera_s": "s", "hiera_b+": "bp", "hiera_l": "l"}
 
@@ -57,7 +58,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None, help="SAM 2.1 checkpoint (.pt path or hub id); none: classical backend")
     parser.add_argument("--config", default=None, help="preset or YAML (default: track, or samurai_<size> with --checkpoint)")
-    parser.add_argument("--selection", choices=["samurai", "affinity"], default=None, help="default: the config's (samurai)")
+    parser.add_argument("--selection", choices=SELECTIONS, default=None, help="default: the config's (samurai)")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
 
 

@@ -1,95 +1,119 @@
-"""Typed options of the ``tracking`` stage (``stages.tracking.options`` in a run config).
+"""Options of the ``tracking`` stage (``stages.tracking.options`` in a run config).
 
-Values live in ``configs/*.yaml``; every key is validated here and a bad one is named with its
-dotted path. SAMURAI's constants default to its SAM 2.1 T/S/B+ configs; ``configs/samurai_l.yaml``
-sets ``kf_score_weight: 0.15`` as SAMURAI's L config does.
+The components' config dataclasses are nested as they are, so their defaults are the only ones:
+``samurai`` is :class:`~memstream.tracking.selection.SamuraiConfig` (SAMURAI's SAM 2.1 T/S/B+
+constants; ``configs/samurai_l.yaml`` sets ``kf_score_weight: 0.15`` as SAMURAI's L config does) and
+``classical`` is :class:`~memstream.tracking.classical.config.ClassicalConfig`. What belongs to the
+stage (prompts, where SAM 2 comes from, which files to write) is defined here. Values live in
+``configs/*.yaml``; :func:`~memstream.streaming.configtypes.parse` validates them, naming a bad key by
+its dotted path.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
+from memstream.streaming.configtypes import registered, strict_config
+from memstream.tracking.backends import BACKENDS
+from memstream.tracking.classical.config import ClassicalConfig
 from memstream.tracking.selection import SamuraiConfig
+from memstream.tracking.tracker import SelectionMode
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@strict_config
+@dataclass(frozen=True)
+class PromptOptions:
+    """A box and/or points for one object on one frame, in pixels of the frame as decoded.
+
+    Attributes:
+        object_id: the object's id, >= 1.
+        frame: index of the frame the prompt applies to.
+        box: ``(x, y, w, h)``.
+        points: ``(x, y)`` clicks.
+        labels: one per point, 1 = on the object, 0 = background; default all 1.
+    """
+
+    object_id: Annotated[int, Field(ge=1)]
+    frame: Annotated[int, Field(ge=0)] = 0
+    box: tuple[float, float, float, float] | None = None
+    points: tuple[tuple[float, float], ...] | None = None
+    labels: tuple[Annotated[int, Field(ge=0, le=1)], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.box is None and not self.points:
+            raise ValueError(f"prompt for object {self.object_id} needs a box or points")
 
 
-class PromptOptions(_Strict):
-    """A box (and/or points) for one object on one frame, in pixels of the frame as decoded."""
+@strict_config
+@dataclass(frozen=True)
+class Sam2Options:
+    """Where the SAM 2 model comes from (the arguments of ``Sam2Backend.from_pretrained``).
 
-    object_id: int = Field(ge=1)
-    frame: int = Field(0, ge=0)
-    box: tuple[float, float, float, float] | None = None  # x, y, w, h
-    points: list[tuple[float, float]] | None = None
-    labels: list[int] | None = None  # 1 = object, 0 = background; default all 1
+    Attributes:
+        model_config: a config inside the ``sam2`` package.
+        checkpoint: a local ``.pt`` or a hub id; None: random weights (tests, benchmarks).
+        image_size: the model's input size; None: the config's (1024).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    """
 
-
-class SamuraiOptions(_Strict):
-    """SAMURAI's constants (its ``configs/samurai/sam2.1_hiera_*.yaml``)."""
-
-    kf_score_weight: float = Field(0.25, ge=0, le=1)
-    stable_frames_threshold: int = Field(15, ge=1)
-    stable_ious_threshold: float = Field(0.3, ge=0, le=1)
-    memory_bank_iou_threshold: float = Field(0.5, ge=0, le=1)
-    memory_bank_obj_score_threshold: float = 0.0
-    memory_bank_kf_score_threshold: float = Field(0.0, ge=0, le=1)
-    min_obj_score_logit: float = -1.0  # SAM 2 blanks masks at or below this object score (SAM 2: 0)
-
-    def selection_config(self) -> SamuraiConfig:
-        return SamuraiConfig(**self.model_dump(exclude={"min_obj_score_logit"}))
+    model_config: Annotated[str, Field(min_length=1)] = "configs/sam2.1/sam2.1_hiera_t.yaml"
+    checkpoint: str | None = None
+    image_size: Annotated[int | None, Field(ge=64)] = None
+    device: str = "auto"
 
 
-class Sam2Options(_Strict):
-    """Where the SAM 2 model comes from."""
-
-    model_config_name: str = Field("configs/sam2.1/sam2.1_hiera_t.yaml", alias="model_config", min_length=1)
-    checkpoint: str | None = None  # local .pt or hub id; null = random weights (tests, benchmarks)
-    image_size: int | None = Field(None, ge=64)  # null = the config's (1024)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-
-
-class OutputOptions(_Strict):
+@strict_config
+@dataclass(frozen=True)
+class OutputOptions:
     """What the stage writes into the run folder (all written frame by frame, so a run that stops
-    early leaves valid files for the frames it processed)."""
+    early leaves valid files for the frames it processed).
 
-    boxes: bool = True  # <object_id>.txt, LaSOT x,y,w,h per frame
-    scores: bool = True  # scores.jsonl while running, scores.json at the end
-    masks: bool = False  # masks/<frame>.png, uint16 instance ids
-    video: bool = False  # tracking.mp4 with boxes and masks drawn
-    video_crf: int = Field(20, ge=0, le=51)
+    Attributes:
+        boxes: ``<object_id>.txt``, LaSOT ``x,y,w,h`` per frame.
+        scores: ``scores.jsonl`` while running, ``scores.json`` at the end.
+        masks: ``masks/<frame>.png``, uint16 instance ids.
+        video: ``tracking.mp4`` with boxes and masks drawn.
+        video_crf: H.264 quality of that video, 0 (lossless) to 51.
+    """
+
+    boxes: bool = True
+    scores: bool = True
+    masks: bool = False
+    video: bool = False
+    video_crf: Annotated[int, Field(ge=0, le=51)] = 20
 
 
-class TrackingOptions(_Strict):
+@strict_config
+@dataclass(frozen=True)
+class TrackingOptions:
     """Options of the ``tracking`` stage.
 
     Attributes:
-        backend: ``classical`` (weight-free, OpenCV) or ``sam2``.
+        backend: a registered candidate backend (:data:`~memstream.tracking.backends.BACKENDS`):
+            ``classical`` (weight-free, OpenCV) or ``sam2``.
         selection: ``samurai`` (motion-aware choice and memory gate) or ``affinity`` (plain SAM 2).
         prompts: boxes or points per object and frame.
         gt_objects: ground-truth object ids to prompt from the source's own ground truth on the
             first frame where each is visible (synthetic scenes); ignored when the source has none.
+        samurai: SAMURAI's constants.
+        sam2: the SAM 2 model (``backend: sam2``).
+        classical: the classical backend's settings (``backend: classical``).
+        outputs: the files written.
     """
 
-    backend: Literal["classical", "sam2"] = "classical"
-    selection: Literal["samurai", "affinity"] = "samurai"
-    prompts: list[PromptOptions] = Field(default_factory=list)
-    gt_objects: list[int] = Field(default_factory=list)
-    samurai: SamuraiOptions = Field(default_factory=SamuraiOptions)
-    sam2: Sam2Options = Field(default_factory=Sam2Options)
-    classical: dict[str, Any] = Field(default_factory=dict)  # fields of memstream.tracking.classical.ClassicalConfig
-    outputs: OutputOptions = Field(default_factory=OutputOptions)
+    backend: Annotated[str, registered(BACKENDS)] = "classical"
+    selection: SelectionMode = "samurai"
+    prompts: tuple[PromptOptions, ...] = ()
+    gt_objects: tuple[Annotated[int, Field(ge=1)], ...] = ()
+    samurai: SamuraiConfig = field(default_factory=SamuraiConfig)
+    sam2: Sam2Options = field(default_factory=Sam2Options)
+    classical: ClassicalConfig = field(default_factory=ClassicalConfig)
+    outputs: OutputOptions = field(default_factory=OutputOptions)
 
-    @field_validator("prompts")
-    @classmethod
-    def _one_prompt_per_object_and_frame(cls, prompts: list[PromptOptions]) -> list[PromptOptions]:
-        keys = [(p.object_id, p.frame) for p in prompts]
+    def __post_init__(self) -> None:
+        keys = [(p.object_id, p.frame) for p in self.prompts]
         if len(set(keys)) != len(keys):
             raise ValueError("an object is prompted twice on the same frame")
-        for p in prompts:
-            if p.box is None and not p.points:
-                raise ValueError(f"prompt for object {p.object_id} needs a box or points")
-        return prompts

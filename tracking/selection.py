@@ -18,15 +18,23 @@ object (``object_present`` False) or an empty box leaves the filter coasting on 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
+from memstream.streaming.configtypes import strict_config
 from memstream.tracking.kalman import KalmanBoxFilter, box_iou_xywh, xyah_to_xywh, xywh_to_xyah
 
 
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+@strict_config
 @dataclass(frozen=True)
 class SamuraiConfig:
-    """SAMURAI's constants (its published configs; ``kf_score_weight`` 0.15 for SAM 2.1-L).
+    """SAMURAI's constants (its published configs ``configs/samurai/sam2.1_hiera_*.yaml``; the
+    defaults are the T/S/B+ ones, ``kf_score_weight`` is 0.15 for SAM 2.1-L).
 
     Attributes:
         kf_score_weight: alpha, the weight of the motion IoU in the candidate score.
@@ -35,14 +43,18 @@ class SamuraiConfig:
         memory_bank_iou_threshold: a frame enters memory only if its predicted IoU (affinity) is above.
         memory_bank_obj_score_threshold: ... and its object score logit is above.
         memory_bank_kf_score_threshold: ... and its motion IoU is above (when one exists).
+        min_obj_score_logit: the SAM 2 backend blanks masks whose object score logit is at or below
+            this (SAM 2's own threshold is 0; SAMURAI lowers it). Read when the backend is built;
+            the selector does not use it.
     """
 
-    kf_score_weight: float = 0.25
-    stable_frames_threshold: int = 15
-    stable_ious_threshold: float = 0.3
-    memory_bank_iou_threshold: float = 0.5
+    kf_score_weight: Fraction = 0.25
+    stable_frames_threshold: Annotated[int, Field(ge=1)] = 15
+    stable_ious_threshold: Fraction = 0.3
+    memory_bank_iou_threshold: Fraction = 0.5
     memory_bank_obj_score_threshold: float = 0.0
-    memory_bank_kf_score_threshold: float = 0.0
+    memory_bank_kf_score_threshold: Fraction = 0.0
+    min_obj_score_logit: float = -1.0
 
 
 @dataclass

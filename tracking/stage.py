@@ -11,7 +11,7 @@ Example config::
         options:
           backend: sam2
           sam2: {model_config: configs/sam2.1/sam2.1_hiera_l.yaml, checkpoint: sam2.1_hiera_large.pt}
-          samurai: {kf_score_weight: 0.15}
+          samurai: {kf_score_weight: 0.15}   # SamuraiConfig's fields; classical: ClassicalConfig's
           prompts: [{object_id: 1, frame: 0, box: [120, 80, 60, 90]}]
 """
 
@@ -22,11 +22,11 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from memstream.streaming.errors import ConfigError
 from memstream.streaming.paths import check_local_path
 from memstream.streaming.pipeline.protocol import RunContext, Upstream
 from memstream.streaming.pipeline.stages import parse_options
 from memstream.streaming.types import Frame
+from memstream.tracking.backends import BACKENDS
 from memstream.tracking.options import PromptOptions, TrackingOptions
 from memstream.tracking.outputs import TrackWriter
 from memstream.tracking.protocol import CandidateBackend
@@ -49,23 +49,8 @@ def check_checkpoint(checkpoint: str | None) -> None:
 
 
 def build_backend(options: TrackingOptions) -> CandidateBackend:
-    """The configured candidate backend (loads SAM 2 weights when ``backend: sam2``)."""
-    if options.backend == "sam2":
-        from memstream.tracking.sam2_stream.backend import Sam2Backend
-
-        sam2 = options.sam2
-        min_logit = options.samurai.min_obj_score_logit if options.selection == "samurai" else 0.0
-        return Sam2Backend.from_pretrained(
-            sam2.checkpoint, sam2.model_config_name, device=sam2.device, image_size=sam2.image_size,
-            min_obj_score_logit=min_logit,
-        )
-    from memstream.tracking.classical import ClassicalBackend, ClassicalConfig
-
-    try:
-        config = ClassicalConfig(**options.classical)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid stages.tracking.options.classical: {exc}", "See tracking/classical for the fields") from exc
-    return ClassicalBackend(config)
+    """The configured candidate backend (:data:`~memstream.tracking.backends.BACKENDS`; ``sam2`` loads weights)."""
+    return BACKENDS.get(options.backend)(options)
 
 
 class TrackingStage:
@@ -89,7 +74,7 @@ class TrackingStage:
         self._context = context
         if not self.options.prompts and not self.options.gt_objects:
             context.notice(self.name, f"no prompt and no gt_objects, so nothing is tracked. {HOW_TO_PROMPT}")
-        self.tracker = Tracker(build_backend(self.options), self.options.selection, self.options.samurai.selection_config())
+        self.tracker = Tracker(build_backend(self.options), self.options.selection, self.options.samurai)
         if context.out_dir is not None:
             self._writer = TrackWriter(context.out_dir, self.options.outputs, context.source.fps or 30.0)
 

@@ -16,7 +16,7 @@ Selection modes:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from memstream.tracking.selection import MotionAwareSelector, MotionState, Samur
 from memstream.tracking.types import Candidates, Decision, Prompt, TrackOutput, TrackState
 
 SelectionMode = Literal["samurai", "affinity"]
-SELECTION_MODES: tuple[str, ...] = ("samurai", "affinity")
+SELECTION_MODES: tuple[str, ...] = get_args(SelectionMode)
 STATE_VERSION = 1
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from memstream.streaming.configtypes import strict_config
 from memstream.streaming.errors import ConfigError
 
 FUSIONS = ("gate", "add")
@@ -17,6 +18,7 @@ CONSOLIDATIONS = ("tome", "fifo", "none")
 MERGE_TIMESTEPS = ("keep_first", "average")
 
 
+@strict_config
 @dataclass(frozen=True)
 class MemoryBankConfig:
     """How each stream's bank stores, consolidates, retrieves and fuses.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from memstream.streaming.configtypes import strict_config
 from memstream.streaming.errors import ConfigError
 
 MIN_IMAGE_SIZE_PX = 32
@@ -42,6 +43,7 @@ def check_positive(owner: str, name: str, value: object, high: float) -> None:
                           f"Pass a value in (0, {high}]")
 
 
+@strict_config
 @dataclass(frozen=True)
 class EnvConfig:
     """Settings shared by every task.

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import get_args
 
+from memstream.embodied.map3d.types import MaskSource, PoseMode
 from memstream.streaming.cli import add_output_args, print_summary
+from memstream.streaming.errors import ConfigError
 from memstream.streaming.paths import check_local_path, prepare_output_dir
 
 STAGE = "stages.map3d.options"
@@ -25,10 +28,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     rec = sub.add_parser("reconstruct", help="static map + dynamic objects from an RGB-D source (Mem4D-style 3D memory)")
     rec.add_argument("source", help="TUM RGB-D folder, synthetic://dynamic_room, a simulator...")
     add_output_args(rec)
-    rec.add_argument("--voxel", type=float, default=None, help="voxel size, metres (default 0.04)")
+    rec.add_argument("--voxel", type=float, default=None, help="voxel size, metres (default: PSMConfig.voxel_m)")
     rec.add_argument("--masks", default=None, metavar="SOURCES",
                      help="dynamic mask sources, comma-separated: tracking, ground_truth, geometry (default all)")
-    rec.add_argument("--pose", choices=("given", "estimated", "auto"), default=None,
+    rec.add_argument("--pose", choices=get_args(PoseMode), default=None,
                      help="camera poses: given with the frames, estimated by registration to the map, or auto (default)")
     mono = rec.add_argument_group("RGB-only sources (frames without depth or intrinsics)")
     mono.add_argument("--depth-model", default=None, metavar="PATH_OR_ID",
@@ -52,17 +55,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from memstream.streaming.config import load_config
-    from memstream.streaming.errors import ConfigError
-
     overrides = []
     if args.voxel is not None:
-        overrides.append(f"{STAGE}.voxel_m={args.voxel}")
+        overrides.append(f"{STAGE}.psm.voxel_m={args.voxel}")
     if args.masks is not None:
         sources = [s.strip() for s in args.masks.split(",") if s.strip()]
-        unknown = set(sources) - {"tracking", "ground_truth", "geometry"}
+        unknown = set(sources) - set(get_args(MaskSource))
         if unknown:
-            raise ConfigError(f"unknown --masks source(s) {sorted(unknown)}", "Use tracking, ground_truth and/or geometry")
+            raise ConfigError(f"unknown --masks source(s) {sorted(unknown)}", f"Use {', '.join(get_args(MaskSource))}")
         overrides.append(f"{STAGE}.dynamic_masks={json.dumps(sources)}")
     if args.pose is not None:
         overrides.append(f"{STAGE}.pose={args.pose}")
@@ -76,6 +76,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         overrides.append(f"{STAGE}.dynamic=every_frame")
     if args.max_frames is not None:
         overrides.append(f"source.max_frames={args.max_frames}")
+    from memstream.streaming.config import load_config  # sources: numpy, OpenCV (after the flags are checked)
+
     config = load_config("reconstruct", overrides + list(args.overrides))
     prepare_output_dir(args.out, overwrite=args.overwrite)
     from memstream.streaming.pipeline.run import run_pipeline

@@ -27,16 +27,19 @@ import logging
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, get_args
 
 import numpy as np
+from pydantic import Field
 
 from memstream.embodied.map3d.geometry import backproject_pixels
 from memstream.embodied.map3d.psm import PersistentStructureMemory, PSMConfig
 from memstream.embodied.map3d.registration import FrameToModelRegistration, RegistrationConfig, RegistrationResult
 from memstream.embodied.map3d.tdm import TDMConfig, TransientDynamicsMemory
+from memstream.streaming.configtypes import strict_config
 from memstream.streaming.errors import MemstreamError
 from memstream.streaming.types import Frame
+from memstream.embodied.map3d.types import MaskSource, PoseMode
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ class DepthInputError(MemstreamError):
     """A frame the 3D memory cannot fuse (missing depth, intrinsics or pose, wrong unit or size)."""
 
 
+@strict_config
 @dataclass(frozen=True)
 class Map3DConfig:
     """The dual memory's settings.
@@ -76,19 +80,19 @@ class Map3DConfig:
 
     psm: PSMConfig = field(default_factory=PSMConfig)
     tdm: TDMConfig = field(default_factory=TDMConfig)
-    dynamic_masks: tuple[str, ...] = ("tracking", "ground_truth", "geometry")
-    geometry_margin_m: float = 0.15
-    geometry_margin_rel: float = 0.05
-    warmup_frames: int = 3
-    pose: str = "auto"
+    dynamic_masks: tuple[MaskSource, ...] = get_args(MaskSource)
+    geometry_margin_m: Annotated[float, Field(ge=0)] = 0.15
+    geometry_margin_rel: Annotated[float, Field(ge=0)] = 0.05
+    warmup_frames: Annotated[int, Field(ge=0)] = 3
+    pose: PoseMode = "auto"
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
 
     def __post_init__(self) -> None:
-        if self.pose not in ("given", "estimated", "auto"):
-            raise ValueError(f"unknown pose mode {self.pose!r}; use given, estimated or auto")
-        unknown = set(self.dynamic_masks) - {"tracking", "ground_truth", "geometry"}
+        if self.pose not in get_args(PoseMode):
+            raise ValueError(f"unknown pose mode {self.pose!r}; use {', '.join(get_args(PoseMode))}")
+        unknown = set(self.dynamic_masks) - set(get_args(MaskSource))
         if unknown:
-            raise ValueError(f"unknown dynamic mask sources {sorted(unknown)}; use tracking, ground_truth, geometry")
+            raise ValueError(f"unknown dynamic mask sources {sorted(unknown)}; use {', '.join(get_args(MaskSource))}")
 
 
 @dataclass(frozen=True)

@@ -13,19 +13,24 @@ nothing (a 0.20 regression measured in ``shared/reference/environment.md``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
 from memstream.embodied.map3d.geometry import camera_center
+from memstream.streaming.configtypes import strict_config
 
 
+@strict_config
 @dataclass(frozen=True)
 class PSMConfig:
     """How the static map is fused and bounded.
 
     Attributes:
         voxel_m: voxel edge, metres.
-        block_resolution: voxels per block edge.
+        block_resolution: voxels per block edge. Memory grows with its cube: the grid preallocates
+            every block, so 16 instead of 8 takes 8x the bytes (about 2 GB at the default budget).
         block_budget: most blocks kept; past it, far and stale blocks are erased. It must exceed
             the blocks one frame observes (those are never erased while observed). The grid
             preallocates 1.25x the budget: 20,000 blocks of 8^3 voxels take about 250 MB.
@@ -34,18 +39,16 @@ class PSMConfig:
         device: open3d device (``"CPU:0"``, ``"CUDA:0"``).
     """
 
-    voxel_m: float = 0.04
-    block_resolution: int = 8
-    block_budget: int = 20000
-    trunc_voxels: float = 8.0
-    depth_min_m: float = 0.1
-    depth_max_m: float = 8.0
-    device: str = "CPU:0"
+    voxel_m: Annotated[float, Field(gt=0)] = 0.04
+    block_resolution: Annotated[int, Field(ge=2)] = 8
+    block_budget: Annotated[int, Field(ge=16)] = 20000
+    trunc_voxels: Annotated[float, Field(gt=0)] = 8.0
+    depth_min_m: Annotated[float, Field(gt=0)] = 0.1
+    depth_max_m: Annotated[float, Field(gt=0)] = 8.0
+    device: Annotated[str, Field(min_length=1)] = "CPU:0"
 
     def __post_init__(self) -> None:
-        if self.voxel_m <= 0 or self.block_resolution < 2 or self.block_budget < 16 or self.trunc_voxels <= 0:
-            raise ValueError(f"invalid PSM config {self}")
-        if not 0 < self.depth_min_m < self.depth_max_m:
+        if not self.depth_min_m < self.depth_max_m:
             raise ValueError(f"need 0 < depth_min_m < depth_max_m, got {self.depth_min_m}, {self.depth_max_m}")
 
 

@@ -40,12 +40,19 @@ frame to that model from its true pose lands 0.5-0.8 cm off per axis.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal, get_args
 
 import numpy as np
+from pydantic import Field
 
 from memstream.embodied.map3d.psm import PersistentStructureMemory, _o3d
+from memstream.streaming.configtypes import strict_config
+
+RegistrationMethod = Literal["point_to_plane", "hybrid", "intensity"]
+Positive = Annotated[float, Field(gt=0)]
 
 
+@strict_config
 @dataclass(frozen=True)
 class RegistrationConfig:
     """How poses are estimated.
@@ -71,25 +78,19 @@ class RegistrationConfig:
             ``camera_motion`` >= 0.06.
     """
 
-    method: str = "point_to_plane"
-    iterations: tuple[int, ...] = (12, 8, 4)
-    depth_outlier_m: float = 0.07
-    depth_huber_m: float = 0.05
-    intensity_huber: float = 0.1
-    min_model_fraction: float = 0.3
-    min_fitness: float = 0.1
+    method: RegistrationMethod = "point_to_plane"
+    iterations: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(min_length=1)] = (12, 8, 4)
+    depth_outlier_m: Positive = 0.07
+    depth_huber_m: Positive = 0.05
+    intensity_huber: Positive = 0.1
+    min_model_fraction: Annotated[float, Field(ge=0, le=1)] = 0.3
+    min_fitness: float = 0.1  # above 1, nothing passes (tests use that)
     constant_velocity: bool = True
-    degeneracy_threshold: float = 0.01
+    degeneracy_threshold: Annotated[float, Field(ge=0, lt=1 / 3)] = 0.01
 
     def __post_init__(self) -> None:
-        if self.method not in ("hybrid", "point_to_plane", "intensity"):
-            raise ValueError(f"unknown registration method {self.method!r}; use hybrid, point_to_plane or intensity")
-        if not self.iterations or min(self.iterations) < 1:
-            raise ValueError(f"iterations must be positive per level, got {self.iterations}")
-        if not 0.0 <= self.degeneracy_threshold < 1.0 / 3.0:
-            raise ValueError(f"degeneracy_threshold must be in [0, 1/3), got {self.degeneracy_threshold}")
-        if self.depth_outlier_m <= 0 or self.depth_huber_m <= 0 or self.intensity_huber <= 0:
-            raise ValueError("registration thresholds must be positive")
+        if self.method not in get_args(RegistrationMethod):
+            raise ValueError(f"unknown registration method {self.method!r}; use {', '.join(get_args(RegistrationMethod))}")
 
 
 @dataclass(frozen=True)

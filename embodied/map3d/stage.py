@@ -6,11 +6,10 @@ that stops early leaves valid files:
 
 * ``trajectory.txt``: the camera trajectory in TUM format (``t tx ty tz qx qy qz qw``);
 * ``objects.jsonl``: per frame and dynamic object, its centre (mean of its observed points);
-* ``dynamic/<object>_<frame>.ply``: each object's points on each frame (``outputs.dynamic:
-  every_frame``), or only its latest points at the end (``latest``, the default);
+* ``dynamic/<object>_<frame>.ply``: each object's points on each frame (``dynamic: every_frame``),
+  or only its latest points at the end (``latest``, the default);
 
-and at the end ``static.ply`` (the static map as a mesh, or its points with ``outputs.static:
-points``). Frames the memory refuses (no depth, wrong unit...) stop the run with the memory's
+and at the end ``static.ply`` (the static map as a mesh, or its points with ``static: points``). Frames the memory refuses (no depth, wrong unit...) stop the run with the memory's
 one-line error; empty depth frames are skipped with a warning.
 
 RGB-only frames (plain video): with ``depth_model`` set, a frame without depth gets the model's
@@ -25,12 +24,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from memstream.embodied.map3d.depth_model import (
     MonocularDepth,
@@ -39,9 +38,7 @@ from memstream.embodied.map3d.depth_model import (
     pinhole_intrinsics,
 )
 from memstream.embodied.map3d.memory import DualMemory3D, Map3DConfig
-from memstream.embodied.map3d.psm import PSMConfig
-from memstream.embodied.map3d.tdm import TDMConfig
-from memstream.streaming.errors import ConfigError
+from memstream.streaming.configtypes import strict_config
 from memstream.streaming.pipeline.protocol import RunContext, Upstream
 from memstream.streaming.pipeline.stages import parse_options
 from memstream.streaming.types import Frame
@@ -49,56 +46,59 @@ from memstream.streaming.types import Frame
 log = logging.getLogger(__name__)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@strict_config
+@dataclass(frozen=True)
+class Map3DOptions(Map3DConfig):
+    """Options of the ``map3d`` stage (values in ``configs/reconstruct.yaml``).
 
+    The memory's own settings are :class:`~memstream.embodied.map3d.memory.Map3DConfig`'s fields,
+    inherited with their defaults (``psm``, ``tdm``, ``registration``, ``dynamic_masks``, ``pose``...):
+    ``stages.map3d.options.psm.voxel_m`` is ``PSMConfig.voxel_m``. The stage adds what it writes and
+    how it completes RGB-only frames (see the module docstring).
 
-class Map3DOptions(_Strict):
-    """Options of the ``map3d`` stage (values in ``configs/reconstruct.yaml``)."""
+    Attributes:
+        static: ``static.ply`` as a ``mesh`` or as ``points``.
+        dynamic: per object its ``latest`` points at the end, its points on ``every_frame``, or ``none``.
+        depth_model: a monocular depth model (local directory or hub id) for frames without depth.
+        depth_device: its device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
+        depth_dtype: its weights' dtype.
+        relative_depth_scale: relative models only: ``1 / depth_m = scale * prediction + shift``.
+        relative_depth_shift: the shift above.
+        fov_deg: horizontal field of view for frames without intrinsics (60 when unset and the
+            depth model runs).
+        fx_px, fy_px: or the focal lengths, pixels (``fy_px`` defaults to ``fx_px``).
+    """
 
-    voxel_m: float = Field(0.04, gt=0)
-    block_resolution: int = Field(16, ge=2)
-    block_budget: int = Field(20000, ge=16)
-    depth_max_m: float = Field(8.0, gt=0)
-    trunc_voxels: float = Field(8.0, gt=0)
-    dynamic_masks: list[Literal["tracking", "ground_truth", "geometry"]] = ["tracking", "ground_truth", "geometry"]
-    tdm_window_frames: int = Field(30, ge=1)
-    tdm_max_age_s: float = Field(2.0, gt=0)
     static: Literal["mesh", "points"] = "mesh"
     dynamic: Literal["latest", "every_frame", "none"] = "latest"
-    pose: Literal["given", "estimated", "auto"] = "auto"
-    # RGB-only frames (see the module docstring).
-    depth_model: str | None = None  # a local directory or hub id
+    depth_model: str | None = None
     depth_device: str = "auto"
     depth_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    relative_depth_scale: float | None = Field(None, gt=0)  # 1/depth_m = scale * prediction + shift
+    relative_depth_scale: Annotated[float | None, Field(gt=0)] = None
     relative_depth_shift: float = 0.0
-    fov_deg: float | None = Field(None, gt=0, lt=180)  # horizontal
-    fx_px: float | None = Field(None, gt=0)
-    fy_px: float | None = Field(None, gt=0)
+    fov_deg: Annotated[float | None, Field(gt=0, lt=180)] = None
+    fx_px: Annotated[float | None, Field(gt=0)] = None
+    fy_px: Annotated[float | None, Field(gt=0)] = None
 
-    def to_config(self) -> Map3DConfig:
-        psm = PSMConfig(voxel_m=self.voxel_m, block_resolution=self.block_resolution, block_budget=self.block_budget,
-                        depth_max_m=self.depth_max_m, trunc_voxels=self.trunc_voxels)
-        tdm = TDMConfig(window_frames=self.tdm_window_frames, max_age_s=self.tdm_max_age_s)
-        return Map3DConfig(psm=psm, tdm=tdm, dynamic_masks=tuple(self.dynamic_masks), pose=self.pose)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fov_deg is not None and self.fx_px is not None:
+            raise ValueError("fov_deg and fx_px both give the focal length; give one of them")
+        if self.fy_px is not None and self.fx_px is None:
+            raise ValueError("fy_px is set without fx_px; give fx_px too (fy_px defaults to it)")
+        if self.relative_depth_shift != 0 and self.relative_depth_scale is None:
+            raise ValueError("relative_depth_shift is set without relative_depth_scale; give the scale too")
+        if self.relative_depth_scale is not None and self.depth_model is None:
+            raise ValueError("relative_depth_scale is set but no depth_model; give the relative model with depth_model")
+
+    def memory_config(self) -> Map3DConfig:
+        """The memory's part of the options, as a plain :class:`Map3DConfig`."""
+        return Map3DConfig(**{f.name: getattr(self, f.name) for f in fields(Map3DConfig)})
 
     def relative_scale(self) -> RelativeDepthScale | None:
         if self.relative_depth_scale is None:
             return None
         return RelativeDepthScale(self.relative_depth_scale, self.relative_depth_shift)
-
-    def check_camera_and_depth(self, stage: str) -> None:
-        """Refuse combinations of the RGB-only options that mean nothing."""
-        key = f"stages.{stage}"
-        if self.fov_deg is not None and self.fx_px is not None:
-            raise ConfigError(f"{key}: fov_deg and fx_px both give the focal length", "Give one of them")
-        if self.fy_px is not None and self.fx_px is None:
-            raise ConfigError(f"{key}: fy_px is set without fx_px", "Give fx_px too (fy_px defaults to it)")
-        if self.relative_depth_shift != 0 and self.relative_depth_scale is None:
-            raise ConfigError(f"{key}: relative_depth_shift is set without relative_depth_scale", "Give the scale too")
-        if self.relative_depth_scale is not None and self.depth_model is None:
-            raise ConfigError(f"{key}: relative_depth_scale is set but no depth_model", "Give the relative model with depth_model")
 
 
 def tum_line(timestamp_s: float, world_from_cam: np.ndarray) -> str:
@@ -126,9 +126,8 @@ class Map3DStage:
 
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
         self.name = name
-        self.options: Map3DOptions = parse_options(Map3DOptions, name, options)
-        self.options.check_camera_and_depth(name)
-        self.memory = DualMemory3D(self.options.to_config())
+        self.options = parse_options(Map3DOptions, name, options)
+        self.memory = DualMemory3D(self.options.memory_config())
         self.depth_model: MonocularDepth | None = None  # loaded in open()
         self._frames_predicted = 0
         self.out: Path | None = None

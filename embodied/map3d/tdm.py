@@ -20,10 +20,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 from scipy.spatial import cKDTree
+
+from memstream.streaming.configtypes import strict_config
 
 STATE_FORMAT = "memstream.tdm/1"
 _EMPTY = np.zeros((0, 3), dtype=np.float32)
@@ -32,6 +35,7 @@ _EMPTY = np.zeros((0, 3), dtype=np.float32)
 _TIME_SLACK_S = 1e-9
 
 
+@strict_config
 @dataclass(frozen=True)
 class TDMConfig:
     """Capacity and motion-model settings of the TDM.
@@ -49,27 +53,14 @@ class TDMConfig:
         seed: base seed of the random subset.
     """
 
-    window_frames: int = 30
-    max_age_s: float = 2.0
-    max_points_per_observation: int = 2048
-    voxel_m: float = 0.02
-    max_objects: int = 64
-    velocity_window: int = 5
-    max_extrapolation_s: float = 0.5
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name, low in [("window_frames", 1), ("max_points_per_observation", 1), ("max_objects", 1),
-                          ("velocity_window", 1), ("seed", 0)]:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"TDMConfig.{name} must be an int >= {low}, got {value!r}")
-        for name, positive in [("max_age_s", True), ("voxel_m", True), ("max_extrapolation_s", False)]:
-            value = getattr(self, name)
-            bad = not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0
-            if bad or (positive and value == 0):
-                raise ValueError(f"TDMConfig.{name} must be a finite number {'> 0' if positive else '>= 0'}, "
-                                 f"got {value!r}")
+    window_frames: Annotated[int, Field(ge=1)] = 30
+    max_age_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 2.0
+    max_points_per_observation: Annotated[int, Field(ge=1)] = 2048
+    voxel_m: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 0.02
+    max_objects: Annotated[int, Field(ge=1)] = 64
+    velocity_window: Annotated[int, Field(ge=1)] = 5
+    max_extrapolation_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.5
+    seed: Annotated[int, Field(ge=0)] = 0
 
 
 def _frozen(array: Any, dtype: type, shape: tuple[int | None, ...], name: str) -> np.ndarray:

@@ -6,10 +6,13 @@ import json
 import os
 import platform
 import threading
+from dataclasses import is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from memstream.streaming.config import RunConfig, dump_config
+from memstream.streaming.configtypes import dump
+from memstream.streaming.pipeline.protocol import Stage
 from memstream.streaming.pipeline.runner import Runner, RunSummary
 from memstream.streaming.pipeline.stages import build_stage
 from memstream.streaming.progress import progress as progress_bar
@@ -24,7 +27,9 @@ def run_pipeline(
 
     ``progress`` shows a bar named ``label`` on stderr when it is a terminal (see
     :mod:`memstream.streaming.progress`). ``out_dir`` is created if needed; the commands check it
-    first with :func:`memstream.streaming.paths.prepare_output_dir`.
+    first with :func:`memstream.streaming.paths.prepare_output_dir`. ``config.yaml`` is the resolved
+    configuration: each stage's options as the stage parsed them, defaults included, so a run can be
+    repeated from it with ``--config OUT/config.yaml``.
 
     The summary is written even when the run is interrupted or a stage fails (with the stop reason),
     so what was processed before stays documented; the error is re-raised afterwards.
@@ -34,6 +39,7 @@ def run_pipeline(
     """
     src = config.source
     stages = [build_stage(stage.name, stage.options) for stage in config.enabled_stages]
+    config = resolved(config, stages)
     source = open_source(  # before anything is written: a wrong path leaves the output folder empty
         uri, kind=src.kind, stride=src.stride, max_frames=src.max_frames, start_s=src.start_s,
         target_fps=src.target_fps, resize=src.resize, **src.options,
@@ -49,7 +55,7 @@ def run_pipeline(
     with source, bar as shown:
         runner = Runner(
             source, stages, queue_size=config.runner.queue_size, backpressure=config.runner.backpressure,
-            out_dir=out_dir, config=config.model_dump(mode="json"), on_frame=lambda frame: shown.advance(),
+            out_dir=out_dir, config=dump(config), on_frame=lambda frame: shown.advance(),
         )
         try:
             summary = runner.run()
@@ -57,6 +63,19 @@ def run_pipeline(
             _write_summary(out_dir, uri, source.info, runner.summary, runner.context.notices)
             raise
     return _write_summary(out_dir, uri, source.info, summary, runner.context.notices)
+
+
+def resolved(config: RunConfig, stages: list[Stage]) -> RunConfig:
+    """``config`` with each enabled stage's options replaced by the options the stage parsed
+    (a config dataclass or model in its ``options`` attribute), defaults included."""
+    parsed = {stage.name: getattr(stage, "options", None) for stage in stages}
+    entries = []
+    for entry in config.stages:
+        options = parsed.get(entry.name) if entry.enabled else None
+        if is_dataclass(options) or hasattr(options, "model_dump"):
+            entry = replace(entry, options=dump(options))
+        entries.append(entry)
+    return replace(config, stages=entries)
 
 
 def _write_summary(

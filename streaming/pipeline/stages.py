@@ -13,71 +13,86 @@ so ``streaming`` never imports them. Users can also call ``STAGES.add(name, fact
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from importlib.metadata import entry_points
-from typing import Any
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import Field
 
+from memstream.streaming.configtypes import parse, strict_config
 from memstream.streaming.errors import ConfigError
 from memstream.streaming.pipeline.protocol import RunContext, Stage, Upstream
 from memstream.streaming.registry import Registry
 from memstream.streaming.types import Frame
 from memstream.streaming.videoio import VideoWriter
 
+T = TypeVar("T")
 StageFactory = Callable[[str, Mapping[str, Any]], Stage]
 STAGES: Registry[StageFactory] = Registry("stage")
 ENTRY_POINT_GROUP = "memstream.stages"
 _discovered = False
 
 
-def discover_stages(name: str | None = None) -> Registry[StageFactory]:
-    """Load stage factories advertised by installed packages; returns :data:`STAGES`.
-
-    With ``name``, only that stage's entry point is loaded (a run imports the stages it runs, not
-    torch and transformers for a video memory it does not use); without, all of them (once).
-    """
+def discover_stages() -> Registry[StageFactory]:
+    """Load every stage factory advertised by installed packages (once); returns :data:`STAGES`."""
     global _discovered
     if not _discovered:
         for entry in entry_points(group=ENTRY_POINT_GROUP):
-            if entry.name not in STAGES and (name is None or entry.name == name):
-                try:
-                    factory = entry.load()
-                except ImportError as exc:
-                    raise ConfigError(
-                        f"stage {entry.name!r} ({entry.value}) cannot be imported: {exc}",
-                        "Install the extra it needs (see `memstream info`)",
-                    ) from exc
-                STAGES.add(entry.name, factory)
-        _discovered = name is None
+            _load(entry)
+        _discovered = True
     return STAGES
 
 
 def build_stage(name: str, options: Mapping[str, Any]) -> Stage:
-    """Instantiate the stage registered as ``name`` with its options."""
-    return discover_stages(name).get(name)(name, options)
+    """Instantiate the stage registered as ``name`` with its options.
+
+    Only that stage's entry point is imported: a run of the 3D memory does not pay for the video
+    memory's torch and transformers (half a gigabyte of resident memory).
+    """
+    if name not in STAGES:
+        entry = next((e for e in entry_points(group=ENTRY_POINT_GROUP) if e.name == name), None)
+        if entry is None:
+            known = sorted({*STAGES.names(), *(e.name for e in entry_points(group=ENTRY_POINT_GROUP))})
+            raise ConfigError(f"unknown stage {name!r}", f"Choose one of: {', '.join(known) or 'none'}")
+        _load(entry)
+    return STAGES.get(name)(name, options)
 
 
-def parse_options(model: type[BaseModel], stage: str, options: Mapping[str, Any]) -> BaseModel:
-    """Validate a stage's options strictly; errors name ``stages.<stage>.<key>`` and the bad value."""
+def _load(entry: EntryPoint) -> None:
+    if entry.name in STAGES:
+        return
     try:
-        return model.model_validate(dict(options))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
+        factory = entry.load()
+    except ImportError as exc:
         raise ConfigError(
-            f"invalid option stages.{stage}.{key}={first.get('input')!r}: {first['msg']}",
-            f"Valid options for {stage}: {', '.join(model.model_fields)}",
-        ) from None
+            f"stage {entry.name!r} ({entry.value}) cannot be imported: {exc}",
+            "Install the extra it needs (see `memstream info`)",
+        ) from exc
+    STAGES.add(entry.name, factory)
 
 
-class VideoWriterOptions(BaseModel):
-    """Options of the ``video_writer`` stage."""
+def parse_options(options_type: type[T], stage: str, options: Mapping[str, Any] | T | None) -> T:
+    """Validate a stage's options into its options dataclass (:func:`~memstream.streaming.configtypes.parse`);
+    errors name ``stages.<stage>.options.<key>``, the bad value and the fix."""
+    return parse(options_type, options, f"stages.{stage}.options")
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    filename: str = "video.mp4"
+
+@strict_config
+@dataclass(frozen=True)
+class VideoWriterOptions:
+    """Options of the ``video_writer`` stage; ``codec`` and ``crf`` are :class:`~memstream.streaming.videoio.VideoWriter`'s.
+
+    Attributes:
+        filename: the video's name inside the run folder.
+        codec: ``auto`` (H.264 with PyAV, else mp4v), ``h264`` or ``mp4v``.
+        crf: H.264 constant rate factor, 0 (lossless) to 51.
+        fps: frame rate of the file; None: the source's, else 30.
+    """
+
+    filename: Annotated[str, Field(min_length=1)] = "video.mp4"
     codec: str = "auto"
-    crf: int = 18
-    fps: float | None = None  # default: the source's fps, else 30
+    crf: Annotated[int, Field(ge=0, le=51)] = 18
+    fps: Annotated[float | None, Field(gt=0)] = None
 
 
 class VideoWriterStage:
@@ -89,7 +104,7 @@ class VideoWriterStage:
 
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
         self.name = name
-        self.options: VideoWriterOptions = parse_options(VideoWriterOptions, name, options)  # type: ignore[assignment]
+        self.options = parse_options(VideoWriterOptions, name, options)
         self._writer: VideoWriter | None = None
         self._path = None
 

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from memstream.streaming.errors import ConfigError, SourceError
-from memstream.streaming.geometry import matrix_from_quaternion, quaternion_from_matrix, slerp
+from memstream.streaming.geometry import matrix_from_quaternion, slerp
 from memstream.streaming.sources import SourceSpec, register_source
 from memstream.streaming.sources._base import StreamSource, read_rgb
 from memstream.streaming.sources.protocol import SourceOptions

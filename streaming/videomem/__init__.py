@@ -11,7 +11,7 @@ stays cheap)::
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 _LAZY = {  # name -> module that defines it, imported on first use (torch, transformers)
     "Answer": "memstream.streaming.videomem.types",
@@ -42,19 +42,6 @@ _LAZY = {  # name -> module that defines it, imported on first use (torch, trans
 }
 
 __all__ = sorted(_LAZY)
-
-if TYPE_CHECKING:
-    from memstream.streaming.videomem.adapters import HFVideoLLM, VideoModelError, load_video_llm
-    from memstream.streaming.videomem.factory import build_memory, load_model, memory_for
-    from memstream.streaming.videomem.flash import FlashMemoryConfig
-    from memstream.streaming.videomem.flash.video_memory import FlashVStreamConfig, FlashVStreamMemory
-    from memstream.streaming.videomem.generation import SamplingConfig
-    from memstream.streaming.videomem.options import Question, VideoMemoryOptions
-    from memstream.streaming.videomem.protocol import VIDEO_MEMORIES, VideoMemory
-    from memstream.streaming.videomem.rekv import RETRIEVAL_POLICIES, QuestionError, ReKVConfig, ReKVMemory, RetrievalPolicy
-    from memstream.streaming.videomem.store import EVICTION_POLICIES, BlockStore, EvictionPolicy
-    from memstream.streaming.videomem.types import Answer, Retrieval, VideoLLMSpec
-
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)

@@ -17,6 +17,7 @@ import yaml
 from memstream.streaming import ConfigError
 from memstream.streaming.cli import main
 from memstream.streaming.config import config_dir, load_config, preset_names, resolve_config_path
+from memstream.streaming.pipeline.stages import VideoWriterOptions, parse_options
 
 DEMO = "synthetic://demo?frames=8&size=64x48"
 
@@ -34,9 +35,13 @@ def test_overrides_address_sections_and_stages_by_name() -> None:
     config = load_config(None, ["runner.queue_size=16", "stages.video_writer.enabled=false", "source.resize=[32, 24]"])
     assert config.runner.queue_size == 16 and config.source.resize == (32, 24)
     assert [s.name for s in config.enabled_stages] == ["tracking"]
+    config = load_config(None, ["stages.tracking.options.selection=affinity"])
+    tracking = next(s for s in config.stages if s.name == "tracking")
+    assert tracking.options == {"gt_objects": [1], "outputs": {"video": True}, "selection": "affinity"}  # merged into the preset's keys
     config = load_config(None, ["stages.video_writer.options.crf=0"])
     writer = next(s for s in config.stages if s.name == "video_writer")
-    assert writer.options == {"filename": "video.mp4", "codec": "auto", "crf": 0}
+    assert writer.options == {"crf": 0}  # the preset sets none; the rest are VideoWriterOptions' defaults
+    assert parse_options(VideoWriterOptions, "video_writer", writer.options) == VideoWriterOptions(crf=0)
 
 
 @pytest.mark.parametrize(
@@ -102,7 +107,7 @@ def _bad_video(tmp_path: Path) -> str:
         (["run", DEMO, "--set", "runner.queue_size=0"], "invalid config value runner.queue_size=0"),
         (["run", DEMO, "--set", "stages.tracker.enabled=true"], "unknown stage 'tracker'"),
         (["run", DEMO, "--set", "stages.video_writer.options.codec=h265"], "unknown video codec 'h265'"),
-        (["run", DEMO, "--set", "stages.video_writer.options.quality=3"], "invalid option stages.video_writer.quality"),
+        (["run", DEMO, "--set", "stages.video_writer.options.quality=3"], "unknown config key stages.video_writer.options.quality. Valid keys here: filename, codec, crf, fps"),
         (["run", "synthetic://nowhere"], "unknown synthetic preset 'nowhere'"),
         (["synth", "demo?frames=2"], None),  # --out is required: argparse's own usage error
     ],

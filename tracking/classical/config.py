@@ -1,10 +1,16 @@
-"""Settings of the classical backend, validated on construction."""
+"""Settings of the classical backend, validated on construction and when parsed from YAML."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
+
+from memstream.streaming.configtypes import strict_config
 
 
+@strict_config
 @dataclass(frozen=True)
 class ClassicalConfig:
     """What the classical backend matches with, keeps in memory and reports.
@@ -57,91 +63,39 @@ class ClassicalConfig:
             this fraction of min(H, W) on every side.
     """
 
-    num_candidates: int = 3
-    search_scale: float = 3.0
-    scales: tuple[float, ...] = (0.95, 1.0, 1.05)
-    scale_penalty: float = 0.98
-    size_rate: float = 0.5
-    template_size_px: int = 24
-    bank_size: int = 6
-    prompt_weight: float = 1.0
-    recent_weight: float = 1.0
-    colour_weight: float = 0.2
-    nms_iou: float = 0.3
-    score_floor: float = 0.45
-    score_ceiling: float = 0.85
-    presence_score: float = 0.5
-    logit_gain: float = 10.0
-    presence_radius: float = 0.3
-    motion_reach: float = 2.0
-    lost_after_frames: int = 8
-    mask_margin: float = 0.15
-    mask_threshold: float = 0.5
-    min_mask_fill: float = 0.3
-    colour_ring: float = 0.5
-    point_pad_frac: float = 0.05
+    num_candidates: Annotated[int, Field(ge=1)] = 3
+    search_scale: Annotated[float, Field(ge=1)] = 3.0
+    scales: Annotated[tuple[Annotated[float, Field(gt=0)], ...], Field(min_length=1)] = (0.95, 1.0, 1.05)
+    scale_penalty: Annotated[float, Field(gt=0, le=1)] = 0.98
+    size_rate: Annotated[float, Field(ge=0, le=1)] = 0.5
+    template_size_px: Annotated[int, Field(ge=8)] = 24
+    bank_size: Annotated[int, Field(ge=0)] = 6
+    prompt_weight: Annotated[float, Field(gt=0)] = 1.0
+    recent_weight: Annotated[float, Field(gt=0)] = 1.0
+    colour_weight: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    nms_iou: Annotated[float, Field(ge=0, lt=1)] = 0.3
+    score_floor: Annotated[float, Field(ge=-1)] = 0.45
+    score_ceiling: Annotated[float, Field(le=1)] = 0.85
+    presence_score: Annotated[float, Field(gt=-1, lt=1)] = 0.5
+    logit_gain: Annotated[float, Field(gt=0)] = 10.0
+    presence_radius: Annotated[float, Field(gt=0)] = 0.3
+    motion_reach: Annotated[float, Field(ge=0)] = 2.0
+    lost_after_frames: Annotated[int, Field(ge=1)] = 8
+    mask_margin: Annotated[float, Field(ge=0, le=1)] = 0.15
+    mask_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    min_mask_fill: Annotated[float, Field(ge=0, le=1)] = 0.3
+    colour_ring: Annotated[float, Field(gt=0)] = 0.5
+    point_pad_frac: Annotated[float, Field(gt=0)] = 0.05
 
     def __post_init__(self) -> None:
-        checks = {
-            "num_candidates": isinstance(self.num_candidates, int) and self.num_candidates >= 1,
-            "search_scale": self.search_scale >= 1.0,
-            "scales": len(self.scales) >= 1 and 1.0 in self.scales and all(s > 0 for s in self.scales),
-            "scale_penalty": 0 < self.scale_penalty <= 1,
-            "size_rate": 0 <= self.size_rate <= 1,
-            "template_size_px": isinstance(self.template_size_px, int) and self.template_size_px >= 8,
-            "bank_size": isinstance(self.bank_size, int) and self.bank_size >= 0,
-            "prompt_weight": self.prompt_weight > 0,
-            "recent_weight": self.recent_weight > 0,
-            "colour_weight": 0 <= self.colour_weight < 1,
-            "nms_iou": 0 <= self.nms_iou < 1,
-            "score_floor": -1 <= self.score_floor < self.score_ceiling,
-            "score_ceiling": self.score_ceiling <= 1,
-            "presence_score": -1 < self.presence_score < 1,
-            "logit_gain": self.logit_gain > 0,
-            "presence_radius": self.presence_radius > 0,
-            "motion_reach": self.motion_reach >= 0,
-            "lost_after_frames": isinstance(self.lost_after_frames, int) and self.lost_after_frames >= 1,
-            "mask_margin": 0 <= self.mask_margin <= 1,
-            "mask_threshold": 0 < self.mask_threshold < 1,
-            "min_mask_fill": 0 <= self.min_mask_fill <= 1,
-            "colour_ring": self.colour_ring > 0,
-            "point_pad_frac": self.point_pad_frac > 0,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            name = bad[0]
-            raise ValueError(
-                f"ClassicalConfig.{name}={getattr(self, name)!r} is out of range ({_RANGES[name]})"
-            )
+        # Ranges of single fields are in the annotations (checked on construction and when parsed).
+        if 1.0 not in self.scales:
+            raise ValueError(f"ClassicalConfig.scales={self.scales!r} must include 1.0 (the current size)")
+        if self.score_floor >= self.score_ceiling:
+            raise ValueError(f"ClassicalConfig.score_floor={self.score_floor!r} must be below score_ceiling "
+                             f"({self.score_ceiling!r})")
         object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
 
     def affinity(self, score: float) -> float:
         """A match score mapped linearly from ``[score_floor, score_ceiling]`` onto [0, 1] (clipped)."""
         return float(min(max((score - self.score_floor) / (self.score_ceiling - self.score_floor), 0.0), 1.0))
-
-
-_RANGES = {
-    "num_candidates": "an integer >= 1",
-    "search_scale": ">= 1",
-    "scales": "positive values that include 1.0",
-    "scale_penalty": "in (0, 1]",
-    "size_rate": "in [0, 1]",
-    "template_size_px": "an integer >= 8",
-    "bank_size": "an integer >= 0",
-    "prompt_weight": "> 0",
-    "recent_weight": "> 0",
-    "colour_weight": "in [0, 1)",
-    "nms_iou": "in [0, 1)",
-    "score_floor": "in [-1, score_ceiling)",
-    "score_ceiling": "in (score_floor, 1]",
-    "presence_score": "in (-1, 1)",
-    "logit_gain": "> 0",
-    "presence_radius": "> 0",
-    "motion_reach": ">= 0",
-    "lost_after_frames": "an integer >= 1",
-    "mask_margin": "in [0, 1]",
-    "mask_threshold": "in (0, 1)",
-    "min_mask_fill": "in [0, 1]",
-    "colour_ring": "> 0",
-    "point_pad_frac": "> 0",
-}

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from memstream.streaming.config import RunConfig
+from memstream.streaming.configtypes import dump
 from memstream.streaming.pipeline.run import versions, write_json_atomic
 from memstream.streaming.pipeline.stages import parse_options
 from memstream.streaming.progress import progress as progress_bar
@@ -53,7 +54,7 @@ def evaluate_tracker(
     the dataset's frames on stderr when it is a terminal."""
     stage = next(s for s in config.enabled_stages if s.name == "tracking")
     options = parse_options(TrackingOptions, "tracking", stage.options)
-    tracker = Tracker(build_backend(options), options.selection, options.samurai.selection_config())
+    tracker = Tracker(build_backend(options), options.selection, options.samurai)
     specs: list[SequenceSpec] = list(open_dataset(dataset))[:max_sequences]
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, SequenceResult] = {}
@@ -70,7 +71,7 @@ def evaluate_tracker(
         "dataset": str(dataset), "backend": options.backend, "selection": options.selection,
         **report.to_dict(),
         "sequences": {n: _sequence_row(r) for n, r in results.items()},
-        "config": config.model_dump(mode="json"), "versions": versions(),
+        "config": dump(config), "versions": versions(),
     }
     write_json_atomic(out_dir / "ope.json", payload)
     return payload

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from memstream.embodied.bank import MemoryBankConfig
+from memstream.streaming.configtypes import strict_config
 from memstream.streaming.errors import ConfigError
 
 MEMORY_MODES = ("bank", "none")
@@ -20,6 +21,7 @@ PERCEPTUAL_ENCODERS = ("cnn", "patch", "hf")
 COGNITIVE_ENCODERS = ("task_state", "video_llm")
 
 
+@strict_config
 @dataclass
 class MemoryVLAConfig:
     """Settings of :class:`~memstream.embodied.policies.memvla.MemoryVLAPolicy`.

@@ -2,7 +2,8 @@
 
 from memstream.streaming.videomem.rekv.config import ReKVConfig
 from memstream.streaming.videomem.rekv.external import ExternalRetrieval, FrameTextEmbedder, HFDualEncoder  # registers "external"
-from memstream.streaming.videomem.rekv.memory import QuestionError, ReKVMemory
+from memstream.streaming.videomem.questions import QuestionError
+from memstream.streaming.videomem.rekv.memory import ReKVMemory
 from memstream.streaming.videomem.rekv.retrieval import (
     RETRIEVAL_POLICIES,
     AllRetrieval,

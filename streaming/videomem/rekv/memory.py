@@ -40,7 +40,7 @@ from memstream.streaming.types import Frame
 from memstream.streaming.videomem.adapters.context import context_cache, keep_new_tokens
 from memstream.streaming.videomem.adapters.hf import HFVideoLLM
 from memstream.streaming.videomem.generation import SamplingConfig, TokenCallback, generate
-from memstream.streaming.videomem.questions import QuestionError, no_frames_error, question_ids
+from memstream.streaming.videomem.questions import no_frames_error, question_ids
 from memstream.streaming.videomem.rekv.config import ReKVConfig
 from memstream.streaming.videomem.rekv.retrieval import RetrievalPolicy, retrieval_for
 from memstream.streaming.videomem.store import BlockSpec, BlockStore, StoreError

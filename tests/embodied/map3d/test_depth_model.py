@@ -32,7 +32,7 @@ from memstream.streaming.types import SourceInfo
 SCENE = "synthetic://dynamic_room?frames=12&size=96x72&seed=1"
 RGB_ONLY = "rgbonly+" + SCENE  # the same scene as a monocular camera with known poses
 MAX_DEPTH_M = 5
-SMALL_MAP = ["--set", "stages.map3d.options.block_budget=1000"]  # allocates in ms instead of seconds
+SMALL_MAP = ["--set", "stages.map3d.options.psm.block_budget=1000"]  # allocates in ms instead of seconds
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_pinhole_intrinsics_from_a_field_of_view_or_focal_lengths():
 def test_the_stage_predicts_depth_only_for_frames_without_it(models):
     with open_source(SCENE, max_frames=3) as source:
         frames = list(source)
-    stage = Map3DStage("map3d", {"depth_model": str(models["metric"]), "block_budget": 1000})
+    stage = Map3DStage("map3d", {"depth_model": str(models["metric"]), "psm": {"block_budget": 1000}})
     stage.open(RunContext(SourceInfo(uri=SCENE), None))
     stage.update(frames[0], Upstream())  # RGB-D: the sensor's depth
     stripped = replace(frames[1], depth_m=None, intrinsics=None)
@@ -156,7 +156,7 @@ def test_the_stage_predicts_depth_only_for_frames_without_it(models):
     # Sensor depth without intrinsics is not guessed at unless a camera is given.
     with pytest.raises(DepthInputError, match="no intrinsics"):
         stage.update(replace(frames[2], intrinsics=None), Upstream())
-    given = Map3DStage("map3d", {"fov_deg": 70.0, "block_budget": 1000})
+    given = Map3DStage("map3d", {"fov_deg": 70.0, "psm": {"block_budget": 1000}})
     given.open(RunContext(SourceInfo(uri=SCENE), None))
     assert given.update(replace(frames[2], intrinsics=None), Upstream()).fused
 
