@@ -94,23 +94,26 @@ def progress(
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Column
 
     console = Console(stderr=True, force_terminal=True if not sys.stderr.isatty() else None)
     columns = (TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(),
                _rate_column(rate_unit or ("fps" if unit == "frames" else f"{unit}/s")), TimeRemainingColumn(),
-               TextColumn("{task.fields[status]}"))
+               TextColumn("{task.fields[status]}", table_column=Column(no_wrap=True, overflow="ellipsis")))
     with Progress(*columns, console=console, transient=transient) as bar:
         yield _RichBar(bar, bar.add_task(description, total=total, status=""))
 
 
 def _rate_column(unit: str) -> Any:
     from rich.progress import ProgressColumn
+    from rich.table import Column
     from rich.text import Text
 
     class RateColumn(ProgressColumn):
         """The task's speed as ``12.3 fps``; blank until rich has measured it."""
 
         def render(self, task: Any) -> Text:
-            return Text(format_rate(task.speed, unit), style="progress.data.speed")
+            speed = task.finished_speed or task.speed  # rich keeps the final rate apart once a task is done
+            return Text(format_rate(speed, unit), style="progress.data.speed")
 
-    return RateColumn()
+    return RateColumn(table_column=Column(no_wrap=True))  # a narrow terminal cuts the status, never the rate

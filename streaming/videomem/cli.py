@@ -138,25 +138,24 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def _ingest(source, memory, options, args: argparse.Namespace) -> float | None:
     """Feed the source to the memory up to ``--at``; returns the last frame's time when the source
-    ended before ``--at`` (None when ``--at`` was reached, or not given)."""
-    from memstream.streaming.videomem.progress import IngestProgress, progress_wanted
+    ended before ``--at`` (None when ``--at`` was reached, or not given). Progress: the shared bar
+    (:mod:`memstream.streaming.progress`), with the frames kept for the memory and the stream time."""
+    from memstream.streaming.progress import progress
     from memstream.streaming.videomem.stage import frame_schedule
 
     schedule = frame_schedule(options.sample_fps)
-    progress = IngestProgress(sys.stderr, enabled=progress_wanted(args.progress, sys.stderr))
-    last_s = None
-    try:
-        with source:
-            for frame in source:
-                if args.at is not None and frame.timestamp_s > args.at:
-                    return None
-                kept = schedule.keep(frame.timestamp_s)
-                if kept:
-                    memory.update(frame)
-                progress.advance(frame.timestamp_s, kept)
-                last_s = frame.timestamp_s
-    finally:
-        progress.close()
+    show = {"always": True, "never": False}.get(args.progress)
+    last_s, kept = None, 0
+    with source, progress("memstream ask", source.info.num_frames, show=show, transient=False) as bar:
+        for frame in source:
+            if args.at is not None and frame.timestamp_s > args.at:
+                return None
+            if schedule.keep(frame.timestamp_s):
+                memory.update(frame)
+                kept += 1
+            bar.advance()
+            bar.status(f"{kept} kept for the memory, stream at {frame.timestamp_s:.1f} s")
+            last_s = frame.timestamp_s
     return last_s if args.at is not None and last_s is not None and last_s < args.at else None
 
 

@@ -12,8 +12,9 @@ def test_rates_have_one_decimal_and_no_none() -> None:
     assert format_rate(0.04, "steps/s") == "0.0 steps/s"
     assert format_rate(None, "fps") == ""
     column = _rate_column("fps")
-    assert column.render(SimpleNamespace(speed=55.376886645553554)).plain == "55.4 fps"
-    assert column.render(SimpleNamespace(speed=None)).plain == ""
+    assert column.render(SimpleNamespace(speed=55.376886645553554, finished_speed=None)).plain == "55.4 fps"
+    assert column.render(SimpleNamespace(speed=None, finished_speed=None)).plain == ""
+    assert column.render(SimpleNamespace(speed=None, finished_speed=12.04)).plain == "12.0 fps"  # done: rich's final rate
 
 
 def test_quiet_off_a_terminal_unless_forced(capsys, monkeypatch) -> None:
