@@ -18,7 +18,7 @@ _LAZY = {  # name -> module that defines it, imported on first use (torch, trans
     "Retrieval": "memstream.streaming.videomem.types",
     "VideoLLMSpec": "memstream.streaming.videomem.types",
     "VideoMemory": "memstream.streaming.videomem.protocol",
-    "VIDEO_MEMORIES": "memstream.streaming.videomem.protocol",
+    "VIDEO_MEMORIES": "memstream.streaming.videomem.factory",  # where the built-in memories register
     "VideoMemoryOptions": "memstream.streaming.videomem.options",
     "Question": "memstream.streaming.videomem.options",
     "build_memory": "memstream.streaming.videomem.factory",

@@ -69,7 +69,7 @@ def test_the_videoqa_preset_parses_and_restates_the_components_defaults() -> Non
         ({"rekv": {"eviction": "lfu"}}, f"{KEY}.rekv.eviction='lfu': unknown eviction policy 'lfu'; registered: lru, fifo"),
         ({"rekv": {"codec": "int4"}}, f"{KEY}.rekv.codec='int4': Input should be 'none', 'int8-channel' or 'int8-token'"),
         ({"rekv": {"retrieval": "external"}}, "retrieval 'external' needs external_embedder"),
-        ({"flash_vstream": {"csm_clusters": 8}}, f"unknown config key {KEY}.flash_vstream.csm_clusters. Valid keys here: memory, low_res_pool"),
+        ({"flash_vstream": {"csm_clusters": 8}}, f"unknown config key {KEY}.flash_vstream.csm_clusters. Did you mean memory.csm_clusters? Valid keys here: memory, low_res_pool"),
         ({"flash_vstream": {"memory": {"distance": "dot"}}}, f"{KEY}.flash_vstream.memory.distance='dot': Input should be 'l2' or 'cos'"),
         ({"generation": {"top_p": 1.5}}, f"{KEY}.generation.top_p=1.5: Input should be less than or equal to 1"),
         ({"memory": "vstream"}, f"{KEY}.memory='vstream': unknown video memory 'vstream'; registered: rekv, flash_vstream"),
