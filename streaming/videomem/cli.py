@@ -113,16 +113,25 @@ def _ask(memory, question: str, options, as_json: bool, asked_at_s: float | None
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from memstream.streaming.sources import open_source
-    from memstream.streaming.videomem.factory import build_memory
+    from memstream.streaming.videomem.model_paths import check_model_paths
 
     if args.interactive == (args.question is not None):
         raise ConfigError("give either a question or --interactive", 'e.g. memstream ask video.mp4 "What happened?" --model ...')
     if args.question is not None and not args.question.strip():
         raise ConfigError("the question is empty", "Ask a question in words")
-    options = _options(args)
+    # The flags a user mistypes are checked before torch and transformers load (seconds).
+    check_model_paths(args.model, args.embedder if args.retrieval == "external" else None)
+    from memstream.streaming.sources import open_source  # numpy, OpenCV
+
     source = open_source(args.source, max_frames=args.max_frames)
-    memory = build_memory(options)
+    try:
+        from memstream.streaming.videomem.factory import build_memory
+
+        options = _options(args)
+        memory = build_memory(options)
+    except BaseException:
+        source.close()
+        raise
     try:
         if args.interactive:
             return _interactive(source, memory, options, args.json)

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from memstream.streaming.paths import check_local_path
+from memstream.streaming.videomem.model_paths import TINY_RANDOM, check_model_paths
 from memstream.streaming.videomem.protocol import VIDEO_MEMORIES, VideoMemory
 
 if TYPE_CHECKING:
@@ -23,9 +23,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: ``model: tiny-random`` builds a random-weight LLaVA-OneVision in code (answers are noise): it
-#: runs the whole machinery on a machine with no checkpoint.
-TINY_RANDOM = "tiny-random"
 
 
 @VIDEO_MEMORIES.register("rekv")
@@ -47,13 +44,8 @@ def flash_vstream_memory(llm: HFVideoLLM, options: VideoMemoryOptions) -> VideoM
 def check_paths(options: VideoMemoryOptions) -> None:
     """Fail at once when the model or the retrieval embedder is a local path that does not exist
     (before a loader takes it for a hub id and retries the hub for half a minute)."""
-    from memstream.streaming.videomem.adapters.loading import MISSING_MODEL_FIX
-    from memstream.streaming.videomem.rekv.external import MISSING_EMBEDDER_FIX
-
-    if options.model != TINY_RANDOM:
-        check_local_path(options.model, what="model folder", fix=MISSING_MODEL_FIX)
-    if options.memory == "rekv" and options.rekv.retrieval == "external" and options.rekv.external_embedder:
-        check_local_path(options.rekv.external_embedder, what="embedder folder", fix=MISSING_EMBEDDER_FIX)
+    external = options.memory == "rekv" and options.rekv.retrieval == "external"
+    check_model_paths(options.model, options.rekv.external_embedder if external else None)
 
 
 def load_model(options: VideoMemoryOptions) -> HFVideoLLM:

@@ -18,7 +18,8 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from memstream.streaming.configtypes import registered, strict_config
-from memstream.streaming.videomem.factory import TINY_RANDOM, VIDEO_MEMORIES  # registers rekv, flash_vstream
+from memstream.streaming.videomem.factory import VIDEO_MEMORIES  # registers rekv, flash_vstream
+from memstream.streaming.videomem.model_paths import TINY_RANDOM
 from memstream.streaming.videomem.flash.video_memory import FlashVStreamConfig
 from memstream.streaming.videomem.generation import SamplingConfig
 from memstream.streaming.videomem.rekv.config import ReKVConfig

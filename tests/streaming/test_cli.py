@@ -292,6 +292,8 @@ HEAVY = ("torch", "cv2", "transformers", "open3d", "sam2", "scipy", "fastapi", "
         ["run"],  # argparse: no source
         ["track", "x.mp4", "--box", "1,2", "--out", "unused"],  # a bad box
         ["reconstruct", "x", "--out", "unused", "--masks", "magic"],  # a bad flag value
+        ["ask", "x.mp4", "What moved?", "--model", "/no/such/dir"],  # a model folder that is not there
+        ["ask", "x.mp4", "  ", "--model", "tiny-random"],  # an empty question
     ],
 )
 def test_the_command_starts_without_heavy_libraries(argv) -> None:

@@ -10,6 +10,7 @@ import torch
 
 from memstream.streaming.errors import ConfigError, MemstreamError
 from memstream.streaming.paths import check_local_path
+from memstream.streaming.videomem.model_paths import MISSING_MODEL_FIX
 from memstream.streaming.videomem.adapters.hf import HFVideoLLM, PromptFormat
 
 
@@ -19,8 +20,6 @@ class VideoModelError(MemstreamError):
 
 SUPPORTED = ("llava_onevision", "qwen2_5_vl")
 _EXAMPLE = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
-#: The fix of a ``--model`` path that does not exist.
-MISSING_MODEL_FIX = f"Give an existing folder written by save_pretrained, or a hub id such as {_EXAMPLE}"
 
 
 def _adapter_class(model_type: str) -> type[HFVideoLLM]:

@@ -38,8 +38,6 @@ class FrameTextEmbedder(Protocol):
         ...
 
 
-#: The fix of an ``--embedder`` path that does not exist.
-MISSING_EMBEDDER_FIX = "Give an existing CLIP / SigLIP folder, or a hub id such as google/siglip-so400m-patch14-384"
 
 
 class HFDualEncoder:
@@ -59,6 +57,7 @@ class HFDualEncoder:
 
         from memstream.streaming.paths import check_local_path
         from memstream.streaming.videomem.adapters.loading import resolve_device
+        from memstream.streaming.videomem.model_paths import MISSING_EMBEDDER_FIX
 
         model = check_local_path(model, what="embedder folder", fix=MISSING_EMBEDDER_FIX)
         try:
