@@ -173,6 +173,9 @@ FIRST_FRAME_WAIT_S = 30.0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from memstream.streaming.videomem.model_paths import check_model_paths
+
+    check_model_paths(args.model, args.embedder if args.retrieval == "external" else None)  # before torch loads
     from memstream.streaming.videomem.serve import VideoQAService, create_app
     from memstream.streaming.videomem.factory import check_paths, load_model, memory_for
 
