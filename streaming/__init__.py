@@ -32,11 +32,11 @@ if __name__ != "memstream.streaming":  # imported by the bare name: it is anothe
 
     hand_over(__name__)
 else:
-    from typing import Any
-
     from memstream.streaming.errors import ConfigError, MemstreamError, SourceError, StageError, UnknownSourceError
 
     __version__ = "0.1.0"
+
+    from memstream.streaming.lazy import lazy_attributes
 
     _LAZY = {  # name -> module that defines it, imported on first use
         # frames and sources (numpy, OpenCV)
@@ -74,17 +74,7 @@ else:
         "VideoQAService": "memstream.streaming.videomem.serve",
     }
 
-    def __getattr__(name: str) -> Any:
-        if name in _LAZY:
-            import importlib
-
-            value = getattr(importlib.import_module(_LAZY[name]), name)
-            globals()[name] = value  # later lookups do not come back here
-            return value
-        raise AttributeError(f"module 'memstream.streaming' has no attribute {name!r}")
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *_LAZY})
+    __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
     __all__ = [
         "SOURCES",

@@ -31,7 +31,7 @@ if __name__ != "memstream.tracking":  # imported by the bare name: it is another
 
     hand_over(__name__)
 else:
-    from typing import Any
+    from memstream.streaming.lazy import lazy_attributes
 
     _LAZY = {  # name -> module that defines it, imported on first use (numpy; torch / OpenCV for backends)
         "CandidateBackend": "memstream.tracking.protocol",
@@ -49,17 +49,7 @@ else:
         "ClassicalConfig": "memstream.tracking.classical",
     }
 
-    def __getattr__(name: str) -> Any:
-        if name in _LAZY:
-            import importlib
-
-            value = getattr(importlib.import_module(_LAZY[name]), name)
-            globals()[name] = value  # later lookups do not come back here
-            return value
-        raise AttributeError(f"module 'memstream.tracking' has no attribute {name!r}")
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *_LAZY})
+    __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
     __all__ = [
         "CandidateBackend", "Candidates", "ClassicalBackend", "ClassicalConfig", "Decision", "KalmanBoxFilter",

@@ -26,7 +26,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from memstream.streaming.lazy import lazy_attributes
 
 _LAZY = {  # name -> module that defines it, imported on first use
     "DepthInputError": "memstream.embodied.map3d.memory",
@@ -47,18 +47,7 @@ _LAZY = {  # name -> module that defines it, imported on first use
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # later lookups do not come back here
-        return value
-    raise AttributeError(f"module 'memstream.embodied.map3d' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

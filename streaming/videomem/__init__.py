@@ -10,8 +10,7 @@ stays cheap)::
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from memstream.streaming.lazy import lazy_attributes
 
 _LAZY = {  # name -> module that defines it, imported on first use (torch, transformers)
     "Answer": "memstream.streaming.videomem.types",
@@ -43,14 +42,4 @@ _LAZY = {  # name -> module that defines it, imported on first use (torch, trans
 
 __all__ = sorted(_LAZY)
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

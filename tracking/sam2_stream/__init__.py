@@ -19,7 +19,7 @@ Example (needs a SAM 2.1 checkpoint, downloaded from the hub or a local path)::
 
 from __future__ import annotations
 
-from typing import Any
+from memstream.streaming.lazy import lazy_attributes
 
 _LAZY = {  # name -> module that defines it, imported on first use (torch, sam2)
     "Sam2Backend": "memstream.tracking.sam2_stream.backend",
@@ -29,18 +29,7 @@ _LAZY = {  # name -> module that defines it, imported on first use (torch, sam2)
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # later lookups do not come back here
-        return value
-    raise AttributeError(f"module 'memstream.tracking.sam2_stream' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = ["CheckpointError", "ObjectMemory", "Sam2Backend", "build_model"]
