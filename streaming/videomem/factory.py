@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
 @VIDEO_MEMORIES.register("rekv")
 def rekv_memory(llm: HFVideoLLM, options: VideoMemoryOptions) -> VideoMemory:
     """ReKV: every frame's KV in a tiered store, retrieved per question (``options.rekv``)."""
