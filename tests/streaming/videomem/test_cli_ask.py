@@ -173,7 +173,7 @@ def test_a_run_without_questions_says_so_instead_of_writing_an_empty_file(tiny_l
     err = capsys.readouterr().err
     notes = [line for line in err.splitlines() if line.startswith("note: video_memory: ")]
     assert len(notes) == 1 and "no questions to answer, so no answers.jsonl is written" in notes[0]
-    assert f"--set 'stages.video_memory.options.questions=[" in notes[0]  # names the fix
+    assert "--set 'stages.video_memory.options.questions=[" in notes[0]  # names the fix
     assert not (out / "answers.jsonl").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["notices"] == [notes[0].removeprefix("note: ")]
