@@ -62,19 +62,4 @@ else:
 
     __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
-    __all__ = [
-        "TASKS",
-        "Agent",
-        "BankReadout",
-        "DualMemory3D",
-        "Map3DConfig",
-        "MemoryAgent",
-        "MemoryBankConfig",
-        "MemoryVLAConfig",
-        "MemoryVLAPolicy",
-        "PerceptualCognitiveMemory",
-        "collect_demonstrations",
-        "evaluate",
-        "make_env",
-        "run_agent",
-    ]
+    __all__ = sorted(_LAZY)

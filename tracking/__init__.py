@@ -51,7 +51,4 @@ else:
 
     __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
-    __all__ = [
-        "CandidateBackend", "Candidates", "ClassicalBackend", "ClassicalConfig", "Decision", "KalmanBoxFilter",
-        "Prompt", "SamuraiConfig", "Sam2Backend", "TrackOutput", "TrackState", "Tracker", "TrackingInputError",
-    ]
+    __all__ = sorted(_LAZY)

@@ -50,20 +50,4 @@ _LAZY = {  # name -> module that defines it, imported on first use
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
-__all__ = [
-    "DepthInputError",
-    "DepthModelError",
-    "DualMemory3D",
-    "DynamicObservation",
-    "FrameToModelRegistration",
-    "Map3DConfig",
-    "Map3DUpdate",
-    "MonocularDepth",
-    "PSMConfig",
-    "PersistentStructureMemory",
-    "RegistrationConfig",
-    "RegistrationResult",
-    "TDMConfig",
-    "TransientDynamicsMemory",
-    "load_depth_model",
-]
+__all__ = sorted(_LAZY)

@@ -43,13 +43,4 @@ _LAZY = {  # name -> module that defines it, imported on first use (torch)
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
-__all__ = [
-    "MemoryAgent",
-    "MemoryVLAConfig",
-    "MemoryVLAPolicy",
-    "PolicyInputError",
-    "as_policy_fn",
-    "config_for",
-    "dataset_stats",
-    "train",
-]
+__all__ = sorted(_LAZY)

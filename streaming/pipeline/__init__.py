@@ -46,18 +46,4 @@ _LAZY = {  # name -> module that defines it, imported on first use
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
-__all__ = [
-    "STAGES",
-    "LatencyStats",
-    "RunContext",
-    "RunSummary",
-    "Runner",
-    "Stage",
-    "StageFactory",
-    "Upstream",
-    "VideoWriterStage",
-    "build_stage",
-    "discover_stages",
-    "parse_options",
-    "run_pipeline",
-]
+__all__ = sorted(_LAZY)

@@ -32,4 +32,4 @@ _LAZY = {  # name -> module that defines it, imported on first use (torch, sam2)
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
-__all__ = ["CheckpointError", "ObjectMemory", "Sam2Backend", "build_model"]
+__all__ = sorted(_LAZY)
