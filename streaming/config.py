@@ -162,20 +162,12 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
-def known_stage_names() -> list[str]:
-    """Names of the registered stages: the built-in ones, those added with ``STAGES.add`` and those
-    advertised through the ``memstream.stages`` entry points (named without importing them)."""
-    from importlib.metadata import entry_points
-
-    from memstream.streaming.pipeline.stages import ENTRY_POINT_GROUP, STAGES
-
-    return sorted({*STAGES.names(), *(entry.name for entry in entry_points(group=ENTRY_POINT_GROUP))})
-
-
 def check_stage_name(name: Any, where: str) -> None:
     """Raise :class:`ConfigError` naming ``where`` and the known stages when no stage is registered
     as ``name``."""
-    known = known_stage_names()
+    from memstream.streaming.pipeline.stages import stage_names
+
+    known = stage_names()
     if name in known:
         return
     close = difflib.get_close_matches(str(name), known, n=1)

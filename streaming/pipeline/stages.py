@@ -43,6 +43,12 @@ def discover_stages() -> Registry[StageFactory]:
     return STAGES
 
 
+def stage_names() -> list[str]:
+    """Names of the registered stages: the built-in ones, those added with ``STAGES.add`` and those
+    advertised through the ``memstream.stages`` entry points (named without importing them)."""
+    return sorted({*STAGES.names(), *(entry.name for entry in entry_points(group=ENTRY_POINT_GROUP))})
+
+
 def build_stage(name: str, options: Mapping[str, Any]) -> Stage:
     """Instantiate the stage registered as ``name`` with its options.
 
@@ -52,8 +58,7 @@ def build_stage(name: str, options: Mapping[str, Any]) -> Stage:
     if name not in STAGES:
         entry = next((e for e in entry_points(group=ENTRY_POINT_GROUP) if e.name == name), None)
         if entry is None:
-            known = sorted({*STAGES.names(), *(e.name for e in entry_points(group=ENTRY_POINT_GROUP))})
-            raise ConfigError(f"unknown stage {name!r}", f"Choose one of: {', '.join(known) or 'none'}")
+            raise ConfigError(f"unknown stage {name!r}", f"Choose one of: {', '.join(stage_names()) or 'none'}")
         _load(entry)
     return STAGES.get(name)(name, options)
 
