@@ -10,9 +10,9 @@ a name that hashes the rendered pixels and the CRF, so a scene is encoded once p
 renderer change that alters the pixels never hits a stale file.
 
 Example:
-    >>> footage = load_synthetic("synthetic://distractors?seed=10&frames=8", "crf28")  # doctest: +SKIP
-    >>> footage.frames[0].gt is not None, footage.gt_xywh.shape  # doctest: +SKIP
-    (True, (8, 4))
+    >>> footage = load_synthetic("synthetic://distractors?seed=10&frames=8&size=96x64", "crf28")
+    >>> footage.num_frames, footage.frames[0].gt is not None, footage.gt_xywh.shape
+    (8, True, (8, 4))
 """
 
 from __future__ import annotations
