@@ -3,7 +3,8 @@
 * ``<object_id>.txt``: LaSOT/OTB boxes ``x,y,w,h`` (pixels), one line per frame of the stream;
   ``0,0,0,0`` where the object is not yet prompted or not found (evaluators hold the last box);
 * ``scores.jsonl`` while running (one JSON object per frame), ``scores.json`` at the end: per
-  object and frame the affinity, object score, motion score and whether the frame entered memory;
+  object and frame the box, affinity, object score, motion score, whether the frame entered memory,
+  and ``present`` (:func:`reports_present`: the tracker says the object is visible on this frame);
 * ``masks/<frame>.png`` (optional): uint16 instance ids, 0 = background;
 * ``tracking.mp4`` (on in ``memstream run``'s default config, ``--video`` in ``memstream track``): the
   frames with masks, boxes, ids and scores drawn; the stage names it as its ``preview``.
@@ -25,7 +26,7 @@ import numpy as np
 from memstream.streaming.types import Frame
 from memstream.streaming.videoio import VideoWriter
 from memstream.tracking.options import OutputOptions
-from memstream.tracking.types import TrackOutput
+from memstream.tracking.types import TrackOutput, TrackState
 
 _PALETTE = np.array(
     [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240]],
@@ -97,6 +98,18 @@ class TrackWriter:
             handle.flush()
 
 
+def reports_present(state: TrackState) -> bool:
+    """Whether the tracker reports the object on this frame: its object score logit is > 0 (SAM 2's
+    "object appears" test) and its box is not empty.
+
+    Both are needed: SAMURAI blanks masks only at logit <= -1, so SAM 2 under SAMURAI can keep a box
+    at a logit in (-1, 0]; and a positive logit with an empty mask leaves no box to score. A NaN
+    logit is not a report of presence. Presence-aware evaluation
+    (:func:`memstream.tracking.eval.evaluate_presence`) takes this flag as ``pred_present``.
+    """
+    return bool(state.object_score > 0) and state.present
+
+
 def _frame_scores(frame: Frame, output: TrackOutput) -> dict[str, Any]:
     def clean(value: float) -> float | None:
         return None if math.isnan(value) else round(value, 5)
@@ -112,6 +125,7 @@ def _frame_scores(frame: Frame, output: TrackOutput) -> dict[str, Any]:
                 "motion_score": clean(s.motion_score),
                 "in_memory": s.in_memory,
                 "prompt": s.is_prompt,
+                "present": reports_present(s),
             }
             for s in output.states
         },

@@ -43,7 +43,8 @@ def test_track_writes_lasot_boxes_scores_masks_and_video(tmp_path) -> None:
     scores = json.loads((out / "scores.json").read_text())["frames"]
     assert [f["frame"] for f in scores] == list(range(24))
     assert scores[0]["objects"]["1"]["prompt"] and not scores[5]["objects"]["1"]["prompt"]
-    assert set(scores[5]["objects"]["2"]) >= {"affinity", "object_score", "motion_score", "in_memory"}
+    assert set(scores[5]["objects"]["2"]) >= {"affinity", "object_score", "motion_score", "in_memory", "present"}
+    assert scores[0]["objects"]["1"]["present"] is True  # the prompt frame
     ids = cv2.imread(str(out / "masks" / "000005.png"), cv2.IMREAD_UNCHANGED)
     assert ids.dtype == np.uint16 and set(np.unique(ids)) <= {0, 1, 2} and (ids == 1).any()
     with open_source(str(out / "tracking.mp4")) as video:
@@ -76,6 +77,11 @@ def test_eval_track_scores_a_synthetic_dataset(tmp_path) -> None:
     report = json.loads((out / "ope.json").read_text())
     assert report["num_sequences"] == 2 and set(report["sequences"]) == {"s0", "s1"}
     assert 0 < report["auc"] <= 100 and read_boxes(out / "s0.txt").shape == (20, 4)
+    presence = report["presence"]
+    assert presence["num_sequences"] == 2 and 0 < presence["auc"] <= 100
+    assert presence["true_positives"] + presence["false_positives"] + presence["false_negatives"] + \
+        presence["true_negatives"] == 2 * 19  # every frame after frame 0 of both sequences
+    assert set(report["sequences"]["s0"]) >= {"auc", "presence_auc"}
 
 
 @pytest.mark.parametrize(
@@ -245,7 +251,7 @@ def test_a_missing_checkpoint_fails_at_once_without_loading_torch(tmp_path, args
 
 def test_eval_track_reports_every_frame_to_its_progress_bar() -> None:
     from memstream.tracking.classical import ClassicalBackend
-    from memstream.tracking.eval.run import track_boxes
+    from memstream.tracking.eval.run import track_boxes, track_sequence
     from memstream.tracking.tracker import Tracker
 
     boxes, _ = first_boxes(SCENE)
@@ -253,3 +259,5 @@ def test_eval_track_reports_every_frame_to_its_progress_bar() -> None:
     pred = track_boxes(Tracker(ClassicalBackend(), "samurai"), SCENE, boxes[0], max_frames=5,
                        on_frame=lambda: frames.append(len(frames)))
     assert pred.shape == (5, 4) and frames == [0, 1, 2, 3, 4]
+    boxes_again, present = track_sequence(Tracker(ClassicalBackend(), "samurai"), SCENE, boxes[0], max_frames=5)
+    assert np.array_equal(boxes_again, pred) and present.dtype == bool and present[0]

@@ -8,6 +8,11 @@ Public API::
         pred = read_boxes(f"results/my_tracker/{spec.name}.txt")
         results[spec.name] = evaluate_sequence(pred, spec.gt_xywh, spec.target_visible, spec.protocol)
     report = evaluate_dataset(results)  # report.auc, report.precision, report.norm_precision (x100)
+
+Presence-aware scoring (a frame where the target is gone counts only when the tracker reports it
+absent; OxUvA's per-frame rule swept over LaSOT's thresholds) sits beside it::
+
+    presence = evaluate_presence_dataset({spec.name: evaluate_presence(pred, spec.gt_xywh, spec.target_visible)})
 """
 
 from memstream.tracking.eval.datasets import (
@@ -39,6 +44,13 @@ from memstream.tracking.eval.ope import (
     norm_center_error,
     prepare_predictions,
 )
+from memstream.tracking.eval.presence import (
+    PresenceReport,
+    PresenceResult,
+    evaluate_presence,
+    evaluate_presence_dataset,
+    reported_presence,
+)
 
 __all__ = [
     "NORM_PRECISION_THRESHOLDS",
@@ -48,6 +60,8 @@ __all__ = [
     "SUCCESS_THRESHOLDS",
     "DatasetError",
     "OPEReport",
+    "PresenceReport",
+    "PresenceResult",
     "SequenceResult",
     "SequenceSpec",
     "TrackingDataset",
@@ -55,6 +69,8 @@ __all__ = [
     "box_iou_lasot",
     "center_error_px",
     "evaluate_dataset",
+    "evaluate_presence",
+    "evaluate_presence_dataset",
     "evaluate_sequence",
     "norm_center_error",
     "open_dataset",
@@ -64,6 +80,7 @@ __all__ = [
     "read_got10k_sequence",
     "read_lasot_sequence",
     "read_synthetic_sequence",
+    "reported_presence",
     "sequence_kind",
     "write_boxes",
 ]
