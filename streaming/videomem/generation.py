@@ -72,11 +72,16 @@ class SamplingConfig:
 
 @dataclass
 class Generated:
-    """Tokens generated for one answer and when the first one came (``time.perf_counter`` seconds)."""
+    """Tokens generated for one answer and when the first one came (``time.perf_counter`` seconds).
+
+    ``finished_by_eos`` is False when generation stopped at ``max_new_tokens``; ``prompt_tokens``
+    counts the context the answer attended to (memory tokens in the cache plus the prompt).
+    """
 
     token_ids: list[int]
     first_token_at: float
     finished_by_eos: bool
+    prompt_tokens: int
 
 
 def generate(
@@ -107,13 +112,14 @@ def generate(
     embeds = llm.embed_text(prompt_ids)
     positions, cursor = llm.text_positions(start, len(prompt_ids))
     first_at = 0.0
+    prompt_tokens = cache.get_seq_length() + len(prompt_ids)
 
     def finish(by_eos: bool) -> Generated:
         if on_text is not None:  # what was held back waiting for the rest of a character
             text = llm.decode(ids)
             if text.startswith(text_sent) and len(text) > len(text_sent):
                 on_text(text[len(text_sent) :])
-        return Generated(ids, first_at, by_eos)
+        return Generated(ids, first_at, by_eos, prompt_tokens)
 
     for step in range(sampling.max_new_tokens):
         hidden = llm.run(embeds, positions, cache).hidden[-1]

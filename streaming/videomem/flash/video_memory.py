@@ -209,6 +209,8 @@ class FlashVStreamMemory:
             retrieval=retrieval,
             time_to_first_token_s=out.first_token_at - start,
             total_s=end - start,
+            prompt_tokens=out.prompt_tokens,
+            finished_by_eos=out.finished_by_eos,
             timings_s={"memory_prefill_s": prefilled - start, "generation_s": end - prefilled},
         )
 

@@ -375,6 +375,8 @@ class ReKVMemory:
             retrieval=context.retrieval,
             time_to_first_token_s=out.first_token_at - start,
             total_s=end - start,
+            prompt_tokens=out.prompt_tokens,
+            finished_by_eos=out.finished_by_eos,
             timings_s={"retrieval_s": retrieved_at - start, "generation_s": end - retrieved_at},
         )
 
