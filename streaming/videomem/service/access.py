@@ -88,7 +88,7 @@ class AccessPolicy:
 
     def _host_allowed(self, host: str) -> bool:
         name = _hostname(host)
-        return "*" in self.allowed_hosts or bool(name) and (name in LOOPBACK_NAMES or name in self.allowed_hosts)
+        return "*" in self.allowed_hosts or (bool(name) and (name in LOOPBACK_NAMES or name in self.allowed_hosts))
 
     def _origin_allowed(self, origin: str) -> bool:
         if "*" in self.allowed_origins or origin.lower().rstrip("/") in self.allowed_origins:

@@ -10,7 +10,6 @@ import struct
 
 import cv2
 import numpy as np
-
 from memstream.streaming.videomem.service.errors import ServiceError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -107,8 +107,10 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            return await send_error(send, self.too_large(declared.decode("latin-1")))
+        if declared is not None and not declared.isdigit():
+            return await send_error(send, ServiceError("the Content-Length header is not a number", "Send a valid HTTP request"))
+        if declared is not None and int(declared) > self.limit:
+            return await send_error(send, self.too_large(f"{int(declared):,}"))
         received = 0
 
         async def counted():
@@ -116,7 +118,7 @@ class BodyLimitMiddleware:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.limit:
-                raise self.too_large(f"more than {received}")
+                raise self.too_large(f"more than {received:,}")
             return message
 
         await self.app(scope, counted, send)
