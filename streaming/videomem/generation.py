@@ -8,12 +8,16 @@ ours (as ReKV's is). Sampling reuses transformers' own logits warpers, configure
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 import torch
+from memstream.streaming.configtypes import strict_config
+from memstream.streaming.errors import MemstreamError
+from memstream.streaming.videomem.adapters.hf import HFVideoLLM
 from pydantic import Field
 from transformers.cache_utils import Cache
 from transformers.generation.logits_process import (
@@ -23,11 +27,12 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from memstream.streaming.configtypes import strict_config
-from memstream.streaming.videomem.adapters.hf import HFVideoLLM
-
 #: Called with each new piece of answer text as soon as it is decoded.
 TokenCallback = Callable[[str], None]
+
+
+class GenerationCancelled(MemstreamError):
+    """The answer was abandoned (its ``cancel`` event was set, e.g. the client disconnected)."""
 
 
 @strict_config
@@ -91,6 +96,7 @@ def generate(
     start: int,
     sampling: SamplingConfig,
     on_text: TokenCallback | None = None,
+    cancel: threading.Event | None = None,
 ) -> Generated:
     """Prefill ``prompt_ids`` after the context in ``cache`` and generate the answer.
 
@@ -101,6 +107,10 @@ def generate(
         start: position of the first prompt token (the context's length in positions).
         sampling: greedy or sampled decoding settings.
         on_text: receives each newly decoded piece of text.
+        cancel: when set (from another thread), generation stops before its next decoding step.
+
+    Raises:
+        GenerationCancelled: ``cancel`` was set.
     """
     eos = llm.eos_token_ids
     warpers = sampling.warpers()
@@ -122,6 +132,8 @@ def generate(
         return Generated(ids, first_at, by_eos, prompt_tokens)
 
     for step in range(sampling.max_new_tokens):
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled(f"the answer was cancelled after {len(ids)} tokens", "Ask again if it is still wanted")
         hidden = llm.run(embeds, positions, cache).hidden[-1]
         logits = llm.logits(hidden)[None]
         if sampling.do_sample:

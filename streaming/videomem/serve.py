@@ -36,6 +36,7 @@ import base64
 import binascii
 import json
 import logging
+import threading
 
 from memstream.streaming.errors import MemstreamError
 from memstream.streaming.videomem.service.access import AccessMiddleware, AccessPolicy
@@ -146,13 +147,27 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
     async def chat(request: Request):
         chat_request = parse_chat_request(await body_json(request), service.model_name, limits, service.default_max_tokens)
         if chat_request.stream:
-            events = await run_in_threadpool(service.complete_stream, chat_request)
-            return StreamingResponse(events, media_type="text/event-stream")
+            cancel = threading.Event()
+            events = await run_in_threadpool(service.complete_stream, chat_request, cancel)
+            return StreamingResponse(_cancelled_on_exit(events, cancel), media_type="text/event-stream")
         return await run_in_threadpool(service.complete, chat_request)
 
     app.add_middleware(BodyLimitMiddleware, limit=limits.max_body_bytes)
     app.add_middleware(AccessMiddleware, policy=access or AccessPolicy())  # outermost: refused before anything else
     return app
+
+
+async def _cancelled_on_exit(lines, cancel: threading.Event):
+    """``lines`` sent from a worker thread; ``cancel`` is set however the response ends. When the
+    client disconnects, Starlette cancels the response as soon as the next line is ready, and the
+    answer's generation stops before its following token."""
+    from starlette.concurrency import iterate_in_threadpool
+
+    try:
+        async for line in iterate_in_threadpool(lines):
+            yield line
+    finally:
+        cancel.set()
 
 
 def _socket_frame(service: VideoQAService, stream_id: str, message: dict, max_chars: int) -> int:

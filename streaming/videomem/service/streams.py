@@ -121,15 +121,16 @@ class VideoQAService:
             self.sessions.pop(session.stream_id, None)
         session.memory.close()
 
-    def complete(self, request: ChatRequest) -> dict[str, Any]:
-        """A ``chat.completion`` for a non-streaming request."""
-        answer = self.session(request.stream_id).memory.ask(request.question, request.sampling)
+    def complete(self, request: ChatRequest, cancel: threading.Event | None = None) -> dict[str, Any]:
+        """A ``chat.completion`` for a non-streaming request; setting ``cancel`` abandons it."""
+        answer = self.session(request.stream_id).memory.ask(request.question, request.sampling, cancel=cancel)
         return completion(answer, self.model_name)
 
-    def complete_stream(self, request: ChatRequest) -> Iterator[str]:
+    def complete_stream(self, request: ChatRequest, cancel: threading.Event | None = None) -> Iterator[str]:
         """SSE lines (``data: {...}\\n\\n``) of a streaming request, ending with ``data: [DONE]``.
 
         Bad requests raise before the first line, so the caller can still answer with an error status.
+        Setting ``cancel`` (the client left) stops generation before its next token.
         """
         session = self.session(request.stream_id)
         session.memory.check_question(request.question)  # bad input fails before the first event
@@ -139,7 +140,7 @@ class VideoQAService:
 
         def work() -> None:
             try:
-                result["answer"] = session.memory.ask(request.question, request.sampling, on_text=pieces.put)
+                result["answer"] = session.memory.ask(request.question, request.sampling, on_text=pieces.put, cancel=cancel)
             except BaseException as exc:  # reported as the last event
                 result["error"] = exc
             finally:

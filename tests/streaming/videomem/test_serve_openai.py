@@ -7,12 +7,12 @@ import base64
 import json
 import threading
 import time
+from collections.abc import Iterator
 
 import cv2
 import httpx
 import numpy as np
 import pytest
-
 from memstream.streaming.videomem.rekv import ReKVConfig, ReKVMemory
 from memstream.streaming.videomem.serve import create_app
 from memstream.streaming.videomem.service import AccessPolicy, ServiceLimits, VideoQAService
@@ -29,7 +29,7 @@ KEY = "sk-test-openai-client"
 def server(tiny_llava):
     """``http://127.0.0.1:PORT`` of a keyed uvicorn server with a stream "cam0" of three frames."""
     service = VideoQAService(lambda: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny",
-                             limits=ServiceLimits(max_tokens_cap=16))
+                             limits=ServiceLimits(max_tokens_cap=512))
     config = uvicorn.Config(create_app(service, AccessPolicy(api_keys=(KEY,))), host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -107,3 +107,35 @@ def test_websocket_on_a_real_server(server):
         assert json.loads(socket.recv(timeout=10))["code"] == "invalid_event"
         socket.send(json.dumps({"type": "input_video_frame.append", "image": base64.b64encode(image).decode(), "timestamp_s": 3}))
         assert json.loads(socket.recv(timeout=10)) == {"type": "input_video_frame.committed", "frames_seen": 4}
+
+
+@pytest.fixture()
+def slow_endless_model(tiny_llava, monkeypatch) -> Iterator[list[int]]:
+    """The tiny model never ends an answer and takes 20 ms per token; yields the decoding steps taken."""
+    steps: list[int] = []
+    logits = tiny_llava.logits
+
+    def counted(hidden):
+        steps.append(1)
+        time.sleep(0.02)
+        return logits(hidden)
+
+    monkeypatch.setattr(type(tiny_llava), "eos_token_ids", property(lambda self: set()))
+    monkeypatch.setattr(tiny_llava, "logits", counted)
+    yield steps
+
+
+def test_a_disconnected_stream_stops_generating(server, slow_endless_model):
+    request = {"model": "tiny", "stream_id": "cam0", "stream": True, "max_tokens": 500,
+               "messages": [{"role": "user", "content": "What moved?"}]}
+    http = httpx.Client(headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+    with http, http.stream("POST", f"{server}/v1/chat/completions", json=request) as response:
+        for line in response.iter_lines():  # read until the first piece of answer, then hang up
+            if line.startswith("data: ") and '"content"' in line:
+                break
+    # 500 tokens would take 10 s; the answer must stop within about one step of the disconnect
+    deadline = time.monotonic() + 5
+    while any(t.name == "memstream-answer-cam0" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, f"still generating after {len(slow_endless_model)} steps"
+        time.sleep(0.02)
+    assert len(slow_endless_model) < 50

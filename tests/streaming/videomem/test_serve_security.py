@@ -14,13 +14,19 @@ import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from starlette.testclient import WebSocketDenialResponse
-
 from memstream.streaming.cli import main
 from memstream.streaming.videomem.rekv import ReKVConfig, ReKVMemory
 from memstream.streaming.videomem.serve import create_app
-from memstream.streaming.videomem.service import AccessPolicy, ServiceError, ServiceLimits, VideoQAService, check_bind, load_api_keys
-from memstream.streaming.videomem.service import images
+from memstream.streaming.videomem.service import (
+    AccessPolicy,
+    ServiceError,
+    ServiceLimits,
+    VideoQAService,
+    check_bind,
+    images,
+    load_api_keys,
+)
+from starlette.testclient import WebSocketDenialResponse
 
 KEY = "sk-test-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -124,9 +130,8 @@ def test_the_key_opens_every_route(client):
 
 
 def test_the_websocket_wants_the_key(client):
-    with pytest.raises(WebSocketDenialResponse) as refused:
-        with TestClient(client.app).websocket_connect(WS.format("good")):
-            pass
+    with pytest.raises(WebSocketDenialResponse) as refused, TestClient(client.app).websocket_connect(WS.format("good")):
+        pass
     assert refused.value.status_code == 401 and refused.value.json()["error"]["code"] == "invalid_api_key"
     with client.websocket_connect(WS.format("s"), headers=AUTH) as socket:
         socket.send_text(json.dumps({"type": "input_video_frame.append", "image": base64.b64encode(jpeg(3)).decode(), "timestamp_s": 0}))
@@ -147,9 +152,8 @@ def test_the_websocket_wants_the_key(client):
 def test_foreign_origins_and_hosts_are_refused_even_with_the_key(client, headers, code):
     assert assert_openai_error(client.get("/v1/models", headers=headers), 403)["code"] == code
     assert assert_openai_error(client.post("/v1/chat/completions", json=ask(), headers=headers), 403)["code"] == code
-    with pytest.raises(WebSocketDenialResponse) as refused:
-        with client.websocket_connect(WS.format("good"), headers={**AUTH, **headers}):
-            pass
+    with pytest.raises(WebSocketDenialResponse) as refused, client.websocket_connect(WS.format("good"), headers={**AUTH, **headers}):
+        pass
     assert refused.value.status_code == 403
     assert_survives(client)
 
@@ -177,7 +181,7 @@ def test_docs_are_off_by_default_and_behind_the_key_when_on(client, service):
 
 
 def test_keys_compare_in_constant_time_against_every_key(monkeypatch):
-    import memstream.streaming.videomem.service.access as access
+    from memstream.streaming.videomem.service import access
 
     calls = []
     monkeypatch.setattr(access.hmac, "compare_digest", lambda a, b: calls.append((a, b)) or a == b)
@@ -422,3 +426,48 @@ def test_header_parsing_agrees_with_the_decoder():
     with pytest.raises(ServiceError) as refused:
         images.decode_frame(jpeg(0, (48, 64)), 64 * 48 - 1)
     assert refused.value.status == 413
+
+
+def test_generation_stops_at_the_step_after_cancel(service, tiny_llava, monkeypatch):
+    import threading
+
+    from memstream.streaming.videomem.generation import GenerationCancelled
+    from memstream.streaming.videomem.service import parse_chat_request
+
+    monkeypatch.setattr(type(tiny_llava), "eos_token_ids", property(lambda self: set()))  # never ends by itself
+    cancel, steps = threading.Event(), []
+    logits = tiny_llava.logits
+
+    def counted(hidden):
+        steps.append(1)
+        if len(steps) == 3:
+            cancel.set()
+        return logits(hidden)
+
+    monkeypatch.setattr(tiny_llava, "logits", counted)
+    service.open_stream("cam")
+    service.session("cam").add_frame(jpeg(0), 0.0)
+    request = parse_chat_request(ask("cam", max_tokens=16), "tiny", service.limits, 16)
+    with pytest.raises(GenerationCancelled, match="after 3 tokens"):
+        service.complete(request, cancel)
+    assert len(steps) == 3
+
+
+def test_serve_flags_reach_the_app(tiny_llava_dir, monkeypatch):
+    import uvicorn
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.update(app=app, **kwargs))
+    monkeypatch.delenv("MEMSTREAM_API_KEY", raising=False)
+    assert main(["serve", "--model", str(tiny_llava_dir), "--device", "cpu", "--host", "0.0.0.0", "--api-key", KEY,
+                 "--allowed-host", "qa.example", "--max-tokens-cap", "4", "--max-body-bytes", "100000"]) == 0
+    assert served["host"] == "0.0.0.0" and served["ws_max_size"] == ServiceLimits(max_body_bytes=100000).max_message_chars
+    client = TestClient(served["app"], base_url="http://qa.example:8000")
+    assert_openai_error(client.get("/v1/models"), 401)
+    client.headers.update(AUTH)
+    assert client.get("/v1/models").status_code == 200
+    assert_openai_error(client.get("/v1/models", headers={"Host": "evil.example"}), 403)
+    client.post("/v1/streams", json={"stream_id": "cam"})
+    assert_openai_error(client.post("/v1/chat/completions", json=ask("cam", max_tokens=5, model=str(tiny_llava_dir))), 400, "max_tokens")
+    assert_openai_error(client.post("/v1/streams/cam/frames", content=b"\xff\xd8\xff" + b"\0" * 100001), 413)
+    assert_openai_error(client.get("/docs"), 404)
