@@ -98,8 +98,8 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
     async def body_json(request: Request) -> dict:
         try:
             data = json.loads(await request.body())
-        except ValueError:
-            raise ServiceError("the request body is not JSON", "Send a JSON object") from None
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
+            raise ServiceError("the request body is not JSON (or is nested too deeply)", "Send a JSON object") from None
         if not isinstance(data, dict):
             raise ServiceError("the request body is not a JSON object", "Send a JSON object")
         return data
@@ -181,7 +181,7 @@ def _socket_frame(service: VideoQAService, stream_id: str, message: dict, max_ch
                            "Send smaller frames or start the server with a larger --max-body-bytes", 413, code="message_too_large")
     try:
         event = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         event = None
     if not isinstance(event, dict):
         raise ServiceError("the message is not a JSON object", 'Send {"type": "input_video_frame.append", "image": ...}',

@@ -343,7 +343,7 @@ def test_malformed_chat_requests_name_the_parameter(client, change, param):
     assert_survives(client)
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'"hi"', b"null"])
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'"hi"', b"null", b"[" * 200_000, b'{"a":' * 200_000])
 def test_bodies_that_are_not_json_objects(client, body):
     assert_openai_error(client.post("/v1/chat/completions", content=body), 400)
     assert_openai_error(client.post("/v1/streams", content=body), 400)
@@ -396,6 +396,7 @@ def test_bad_websocket_messages_get_an_error_event_and_the_socket_stays_usable(c
         (json.dumps({**frame, "image": base64.b64encode(cv2.imencode(".bmp", np.zeros((4, 4, 3), np.uint8))[1]).decode()}), "unsupported_media_type"),
         (json.dumps({**frame, "image": base64.b64encode(zero_png(5000, 5000)).decode()}), "image_too_large"),
         (json.dumps({**frame, "image": "A" * (3 << 20)}), "message_too_large"),
+        ("[" * 200_000, "invalid_event"),
     ]
     with client.websocket_connect(WS.format("s"), headers=AUTH) as socket:
         for message, code in probes:
