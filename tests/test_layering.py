@@ -78,6 +78,7 @@ LAYERS: dict[str, int] = {
     "memstream.streaming.videomem.stage": WIRING,
     "memstream.streaming.videomem.cli": WIRING,
     "memstream.streaming.videomem.serve": WIRING,
+    "memstream.streaming.videomem.service": WIRING,  # the service's parts: access, limits, chat, streams
     "memstream.embodied.map3d.stage": WIRING,
     "memstream.embodied.map3d.cli": WIRING,
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 
@@ -58,8 +59,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--device", default="auto")
     serve.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
     serve.add_argument("--max-new-tokens", type=int, default=128, help="default answer length")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind; beyond loopback only with an API key")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                       help="accepted 'Authorization: Bearer KEY' (repeatable; also $MEMSTREAM_API_KEY)")
+    serve.add_argument("--api-keys-file", default=None, metavar="FILE", help="more keys, one per line")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="a Host name clients use besides loopback ones (repeatable; * for any)")
+    serve.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
+                       help="a browser origin (scheme://host:port) allowed besides loopback ones (repeatable)")
+    serve.add_argument("--docs", action="store_true", help="serve /docs, /redoc and /openapi.json (behind the key)")
+    serve.add_argument("--max-body-bytes", type=int, default=8 << 20, help="largest request body or frame message")
+    serve.add_argument("--max-frame-pixels", type=int, default=3840 * 2160, help="largest frame, width x height")
+    serve.add_argument("--max-question-chars", type=int, default=8000, help="longest question, characters")
+    serve.add_argument("--max-tokens-cap", type=int, default=1024, help="the most max_tokens a request may ask for")
     serve.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     serve.set_defaults(handler=cmd_serve, retrieval=None, embedder=None, store=None, sample_fps=None)
 
@@ -174,10 +187,21 @@ FIRST_FRAME_WAIT_S = 30.0
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from memstream.streaming.videomem.model_paths import check_model_paths
+    from memstream.streaming.videomem.service import AccessPolicy, ServiceLimits, check_bind, load_api_keys
 
+    keys = load_api_keys(args.api_key, args.api_keys_file)
+    hosts = [*args.allowed_host, *([] if args.host in ("0.0.0.0", "::", "") else [args.host])]  # the bound name itself
+    access = AccessPolicy(api_keys=keys, allowed_hosts=tuple(hosts), allowed_origins=tuple(args.allowed_origin))
+    check_bind(args.host, access)  # before the model loads
+    try:
+        limits = ServiceLimits(args.max_body_bytes, args.max_frame_pixels, args.max_question_chars, args.max_tokens_cap)
+    except ValueError as exc:
+        raise ConfigError(str(exc), "Give a positive integer") from None
+    # A backstop under the header check: OpenCV's own decode limit (read once, at its first decode).
+    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(limits.max_frame_pixels)
     check_model_paths(args.model, args.embedder if args.retrieval == "external" else None)  # before torch loads
-    from memstream.streaming.videomem.serve import VideoQAService, create_app
     from memstream.streaming.videomem.factory import check_paths, load_model, memory_for
+    from memstream.streaming.videomem.serve import VideoQAService, create_app
 
     try:
         import uvicorn
@@ -186,10 +210,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = _options(args)
     check_paths(options)
     llm = load_model(options)  # one model, one memory per stream
-    service = VideoQAService(lambda: memory_for(llm, options), model_name=options.model,
-                             max_streams=args.max_streams, default_max_tokens=args.max_new_tokens)
-    print(f"[serving {options.model} ({options.memory}) on http://{args.host}:{args.port}/v1]", file=sys.stderr, flush=True)
-    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+    service = VideoQAService(lambda: memory_for(llm, options), model_name=options.model, max_streams=args.max_streams,
+                             default_max_tokens=min(args.max_new_tokens, limits.max_tokens_cap), limits=limits)
+    auth = f"{len(keys)} API key(s)" if keys else "no API key, loopback only"
+    print(f"[serving {options.model} ({options.memory}) on http://{args.host}:{args.port}/v1; {auth}]", file=sys.stderr, flush=True)
+    uvicorn.run(create_app(service, access, docs=args.docs), host=args.host, port=args.port, log_level="warning",
+                ws_max_size=limits.max_message_chars)
     return 0
 
 

@@ -8,12 +8,16 @@ ours (as ReKV's is). Sampling reuses transformers' own logits warpers, configure
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 import torch
+from memstream.streaming.configtypes import strict_config
+from memstream.streaming.errors import MemstreamError
+from memstream.streaming.videomem.adapters.hf import HFVideoLLM
 from pydantic import Field
 from transformers.cache_utils import Cache
 from transformers.generation.logits_process import (
@@ -23,11 +27,12 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from memstream.streaming.configtypes import strict_config
-from memstream.streaming.videomem.adapters.hf import HFVideoLLM
-
 #: Called with each new piece of answer text as soon as it is decoded.
 TokenCallback = Callable[[str], None]
+
+
+class GenerationCancelled(MemstreamError):
+    """The answer was abandoned (its ``cancel`` event was set, e.g. the client disconnected)."""
 
 
 @strict_config
@@ -72,11 +77,16 @@ class SamplingConfig:
 
 @dataclass
 class Generated:
-    """Tokens generated for one answer and when the first one came (``time.perf_counter`` seconds)."""
+    """Tokens generated for one answer and when the first one came (``time.perf_counter`` seconds).
+
+    ``finished_by_eos`` is False when generation stopped at ``max_new_tokens``; ``prompt_tokens``
+    counts the context the answer attended to (memory tokens in the cache plus the prompt).
+    """
 
     token_ids: list[int]
     first_token_at: float
     finished_by_eos: bool
+    prompt_tokens: int
 
 
 def generate(
@@ -86,6 +96,7 @@ def generate(
     start: int,
     sampling: SamplingConfig,
     on_text: TokenCallback | None = None,
+    cancel: threading.Event | None = None,
 ) -> Generated:
     """Prefill ``prompt_ids`` after the context in ``cache`` and generate the answer.
 
@@ -96,6 +107,10 @@ def generate(
         start: position of the first prompt token (the context's length in positions).
         sampling: greedy or sampled decoding settings.
         on_text: receives each newly decoded piece of text.
+        cancel: when set (from another thread), generation stops before its next decoding step.
+
+    Raises:
+        GenerationCancelled: ``cancel`` was set.
     """
     eos = llm.eos_token_ids
     warpers = sampling.warpers()
@@ -107,15 +122,18 @@ def generate(
     embeds = llm.embed_text(prompt_ids)
     positions, cursor = llm.text_positions(start, len(prompt_ids))
     first_at = 0.0
+    prompt_tokens = cache.get_seq_length() + len(prompt_ids)
 
     def finish(by_eos: bool) -> Generated:
         if on_text is not None:  # what was held back waiting for the rest of a character
             text = llm.decode(ids)
             if text.startswith(text_sent) and len(text) > len(text_sent):
                 on_text(text[len(text_sent) :])
-        return Generated(ids, first_at, by_eos)
+        return Generated(ids, first_at, by_eos, prompt_tokens)
 
     for step in range(sampling.max_new_tokens):
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled(f"the answer was cancelled after {len(ids)} tokens", "Ask again if it is still wanted")
         hidden = llm.run(embeds, positions, cache).hidden[-1]
         logits = llm.logits(hidden)[None]
         if sampling.do_sample:

@@ -14,6 +14,7 @@ clustered memory) are siblings behind :class:`VideoMemory`. A new memory is a fa
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -56,13 +57,18 @@ class VideoMemory(Protocol):
         would raise (empty or too long, no frame yet), without answering."""
         ...
 
-    def ask(self, question: str, sampling: SamplingConfig | None = None, on_text: TokenCallback | None = None) -> Answer:
+    def ask(
+        self, question: str, sampling: SamplingConfig | None = None, on_text: TokenCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Answer:
         """Answer ``question`` about everything stored when it is asked.
 
         Args:
             question: the question, in words.
             sampling: greedy by default.
             on_text: receives the answer's text piece by piece as it is generated.
+            cancel: set from another thread to stop generating before the next token
+                (:class:`~memstream.streaming.videomem.generation.GenerationCancelled` is raised).
 
         Returns:
             The answer, stamped with the stream time it covers (``covered_until_s``, seconds) and

@@ -82,6 +82,8 @@ class Answer:
         retrieval: which frames the answer was built from.
         time_to_first_token_s: wall time from the question to the first generated token.
         total_s: wall time from the question to the last generated token.
+        prompt_tokens: tokens the answer attended to: memory (sinks, frames) plus the prompt.
+        finished_by_eos: the model ended the answer; False when it was cut at ``max_new_tokens``.
     """
 
     question: str
@@ -92,4 +94,6 @@ class Answer:
     retrieval: Retrieval
     time_to_first_token_s: float
     total_s: float
+    prompt_tokens: int
+    finished_by_eos: bool
     timings_s: dict[str, float] = field(default_factory=dict)

@@ -189,7 +189,10 @@ class FlashVStreamMemory:
             if len(self.flash) == 0 and not self._pending:
                 raise no_frames_error()
 
-    def ask(self, question: str, sampling: SamplingConfig | None = None, on_text: TokenCallback | None = None) -> Answer:
+    def ask(
+        self, question: str, sampling: SamplingConfig | None = None, on_text: TokenCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Answer:
         """Answer a question from the memory's fixed token budget (arguments as
         :meth:`memstream.streaming.videomem.rekv.ReKVMemory.ask`)."""
         start = time.perf_counter()
@@ -198,7 +201,7 @@ class FlashVStreamMemory:
         cache = context_cache([None] * self.llm.spec.n_layers)
         self.llm.run(embeds, positions, cache)
         prefilled = time.perf_counter()
-        out = generate(self.llm, cache, answer_ids, cursor, sampling or SamplingConfig(), on_text)
+        out = generate(self.llm, cache, answer_ids, cursor, sampling or SamplingConfig(), on_text, cancel)
         end = time.perf_counter()
         return Answer(
             question=question,
@@ -209,6 +212,8 @@ class FlashVStreamMemory:
             retrieval=retrieval,
             time_to_first_token_s=out.first_token_at - start,
             total_s=end - start,
+            prompt_tokens=out.prompt_tokens,
+            finished_by_eos=out.finished_by_eos,
             timings_s={"memory_prefill_s": prefilled - start, "generation_s": end - prefilled},
         )
 

@@ -349,13 +349,18 @@ class ReKVMemory:
         """The frames each layer would answer ``question`` from, without generating."""
         return self.answer_context(question).retrieval
 
-    def ask(self, question: str, sampling: SamplingConfig | None = None, on_text: TokenCallback | None = None) -> Answer:
+    def ask(
+        self, question: str, sampling: SamplingConfig | None = None, on_text: TokenCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Answer:
         """Answer a question about everything seen so far.
 
         Args:
             question: the question, in words.
             sampling: greedy by default; see :class:`~memstream.streaming.videomem.generation.SamplingConfig`.
             on_text: receives the answer's text piece by piece as it is generated.
+            cancel: set from another thread to stop generating before the next token
+                (:class:`~memstream.streaming.videomem.generation.GenerationCancelled` is raised).
 
         Raises:
             QuestionError: the question is empty or too long, or no frame has been seen.
@@ -364,7 +369,7 @@ class ReKVMemory:
         _, answer_ids = self._question_ids(question)
         context = self.answer_context(question)
         retrieved_at = time.perf_counter()
-        out = generate(self.llm, context.cache, answer_ids, context.length, sampling or SamplingConfig(), on_text)
+        out = generate(self.llm, context.cache, answer_ids, context.length, sampling or SamplingConfig(), on_text, cancel)
         end = time.perf_counter()
         return Answer(
             question=question,
@@ -375,6 +380,8 @@ class ReKVMemory:
             retrieval=context.retrieval,
             time_to_first_token_s=out.first_token_at - start,
             total_s=end - start,
+            prompt_tokens=out.prompt_tokens,
+            finished_by_eos=out.finished_by_eos,
             timings_s={"retrieval_s": retrieved_at - start, "generation_s": end - retrieved_at},
         )
 

@@ -225,7 +225,7 @@ def test_serve_builds_one_model_and_a_memory_per_stream_from_the_flags(tiny_llav
     assert main(["serve", "--model", str(tiny_llava_dir), "--memory", "flash_vstream", "--device", "cpu",
                  "--max-new-tokens", "2", "--port", "8123"]) == 0
     assert served["port"] == 8123 and "(flash_vstream) on http://127.0.0.1:8123/v1" in capsys.readouterr().err
-    client = TestClient(served["app"])
+    client = TestClient(served["app"], base_url="http://127.0.0.1:8123")  # the Host a client of this server sends
     stream = client.post("/v1/streams").json()["stream_id"]
     image = cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
     assert client.post(f"/v1/streams/{stream}/frames", params={"timestamp_s": 1.5}, content=image).json() == {"frames_seen": 1}

@@ -13,12 +13,13 @@ from fastapi.testclient import TestClient
 
 from memstream.streaming.videomem.rekv import ReKVConfig, ReKVMemory
 from memstream.streaming.videomem.serve import VideoQAService, create_app
+from memstream.streaming.videomem.service import AccessPolicy
 
 
 @pytest.fixture()
 def client(tiny_llava):
     service = VideoQAService(lambda: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny", max_streams=2)
-    return TestClient(create_app(service))
+    return TestClient(create_app(service, AccessPolicy(allowed_hosts=("testserver",))))  # the test client's Host
 
 
 def _jpeg(seed: int) -> bytes:

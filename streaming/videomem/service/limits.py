@@ -1,0 +1,133 @@
+"""Input bounds of the service: body size, frame pixels, question length, answer length, stream ids,
+timestamps. Each is checked before the work it bounds (reading, decoding, tokenizing, generating).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from memstream.streaming.videomem.service.errors import ServiceError, send_error
+
+STREAM_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """What one request may ask of the server.
+
+    Attributes:
+        max_body_bytes: request bodies (a frame, a chat request) and WebSocket messages (their
+            base64 frame decoded), bytes; checked on ``Content-Length`` and while reading.
+        max_frame_pixels: width x height of one frame, read from its header before decoding.
+            The default, 3840 x 2160, admits a 4K frame.
+        max_question_chars: characters of the question, checked before tokenizing.
+        max_tokens_cap: the most ``max_tokens`` a request may ask for.
+    """
+
+    max_body_bytes: int = 8 << 20
+    max_frame_pixels: int = 3840 * 2160
+    max_question_chars: int = 8000
+    max_tokens_cap: int = 1024
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_frame_pixels", "max_question_chars", "max_tokens_cap"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+
+    @property
+    def max_message_chars(self) -> int:
+        """Longest WebSocket text message: a base64 frame of ``max_body_bytes`` plus the event's JSON."""
+        return (self.max_body_bytes + 2) // 3 * 4 + 4096
+
+
+def check_stream_id(value: Any, param: str = "stream_id") -> str:
+    """``value`` if it is a stream id (``[A-Za-z0-9._-]{1,128}``), else a 400 naming ``param``."""
+    if isinstance(value, str) and STREAM_ID_PATTERN.fullmatch(value) and value not in (".", ".."):
+        return value
+    raise ServiceError(
+        f"{param} {_shown(value)} is not a stream id",
+        "Use 1-128 characters from A-Z a-z 0-9 . _ - (a string)",
+        param=param,
+        code="invalid_stream_id",
+    )
+
+
+def parse_timestamp(value: Any, param: str = "timestamp_s") -> float | None:
+    """Seconds of stream time from a query string or JSON number: finite and non-negative; None
+    when not given."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        seconds = math.nan
+    else:
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ServiceError(
+            f"{param} {_shown(value)} is not a finite, non-negative number of seconds",
+            "Send the frame's stream time in seconds, e.g. 12.5",
+            param=param,
+            code="invalid_timestamp",
+        )
+    return seconds
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for error messages."""
+    for kind, name in ((bool, "boolean"), (int | float, "number"), (str, "string"), (list, "array"), (dict, "object")):
+        if isinstance(value, kind):
+            return name
+    return "null" if value is None else type(value).__name__
+
+
+def _shown(value: Any) -> str:
+    """``value`` as JSON (its repr when it is not JSON), at most 60 characters."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class BodyLimitMiddleware:
+    """ASGI middleware refusing HTTP bodies over ``limit`` bytes: at once when ``Content-Length``
+    says so (413, before the app runs), else when the streamed count passes it (the read raises a
+    413 :class:`ServiceError`, answered by the app's error handler)."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and not declared.isdigit():
+            return await send_error(send, ServiceError("the Content-Length header is not a number", "Send a valid HTTP request"))
+        if declared is not None and int(declared) > self.limit:
+            return await send_error(send, self.too_large(f"{int(declared):,}"))
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise self.too_large(f"more than {received:,}")
+            return message
+
+        await self.app(scope, counted, send)
+
+    def too_large(self, size: str) -> ServiceError:
+        return ServiceError(
+            f"the request body is {size} bytes, over the server's limit of {self.limit:,}",
+            "Send less (smaller frames) or start the server with a larger --max-body-bytes",
+            413,
+            code="request_too_large",
+        )
+
