@@ -32,6 +32,7 @@ definition time, and ``Request``/``WebSocket`` are imported inside :func:`create
 """
 
 
+import asyncio
 import base64
 import binascii
 import json
@@ -150,11 +151,27 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
             cancel = threading.Event()
             events = await run_in_threadpool(service.complete_stream, chat_request, cancel)
             return StreamingResponse(_cancelled_on_exit(events, cancel), media_type="text/event-stream")
-        return await run_in_threadpool(service.complete, chat_request)
+        cancel = threading.Event()
+        answer = asyncio.ensure_future(run_in_threadpool(service.complete, chat_request, cancel))
+        watcher = asyncio.ensure_future(_cancel_when_client_leaves(request, cancel, answer))
+        try:
+            return await answer
+        finally:
+            watcher.cancel()
 
     app.add_middleware(BodyLimitMiddleware, limit=limits.max_body_bytes)
     app.add_middleware(AccessMiddleware, policy=access or AccessPolicy())  # outermost: refused before anything else
     return app
+
+
+async def _cancel_when_client_leaves(request, cancel: threading.Event, answer, poll_s: float = 0.05) -> None:
+    """Set ``cancel`` once the client of a plain completion disconnects, so its generation stops
+    before the next token instead of running to ``max_tokens`` for nobody."""
+    while not answer.done():
+        if await request.is_disconnected():
+            cancel.set()
+            return
+        await asyncio.sleep(poll_s)
 
 
 async def _cancelled_on_exit(lines, cancel: threading.Event):

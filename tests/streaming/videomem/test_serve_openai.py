@@ -139,3 +139,18 @@ def test_a_disconnected_stream_stops_generating(server, slow_endless_model):
         assert time.monotonic() < deadline, f"still generating after {len(slow_endless_model)} steps"
         time.sleep(0.02)
     assert len(slow_endless_model) < 50
+
+
+def test_a_plain_completion_whose_client_left_stops_generating(server, slow_endless_model):
+    request = {"model": "tiny", "stream_id": "cam0", "max_tokens": 500,
+               "messages": [{"role": "user", "content": "What moved?"}]}
+    http = httpx.Client(headers={"Authorization": f"Bearer {KEY}"}, timeout=0.5)
+    with http, pytest.raises(httpx.ReadTimeout):  # the client gives up after 0.5 s and hangs up
+        http.post(f"{server}/v1/chat/completions", json=request)
+    # 500 tokens would take 10 s; generation must stop within a few steps of the disconnect
+    started = len(slow_endless_model)
+    time.sleep(1.0)
+    settled = len(slow_endless_model)
+    time.sleep(0.5)
+    assert len(slow_endless_model) == settled, f"still generating after {len(slow_endless_model)} steps"
+    assert settled < 100 and started > 0
