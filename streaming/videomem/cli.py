@@ -73,6 +73,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-frame-pixels", type=int, default=3840 * 2160, help="largest frame, width x height")
     serve.add_argument("--max-question-chars", type=int, default=8000, help="longest question, characters")
     serve.add_argument("--max-tokens-cap", type=int, default=1024, help="the most max_tokens a request may ask for")
+    serve.add_argument("--max-frames-per-s", type=float, default=60.0, help="frames one stream may send per second (429 past it)")
+    serve.add_argument("--max-concurrent-answers", type=int, default=4, help="answers generated at once (429 past it)")
+    serve.add_argument("--idle-timeout-s", type=float, default=3600.0,
+                       help="close a stream idle this long (no frame, no question); 0 keeps streams forever")
     serve.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     serve.set_defaults(handler=cmd_serve, retrieval=None, embedder=None, store=None, sample_fps=None)
 
@@ -194,9 +198,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     access = AccessPolicy(api_keys=keys, allowed_hosts=tuple(hosts), allowed_origins=tuple(args.allowed_origin))
     check_bind(args.host, access)  # before the model loads
     try:
-        limits = ServiceLimits(args.max_body_bytes, args.max_frame_pixels, args.max_question_chars, args.max_tokens_cap)
+        limits = ServiceLimits(args.max_body_bytes, args.max_frame_pixels, args.max_question_chars, args.max_tokens_cap,
+                               args.max_frames_per_s, args.max_concurrent_answers, args.idle_timeout_s or None)
     except ValueError as exc:
-        raise ConfigError(str(exc), "Give a positive integer") from None
+        raise ConfigError(str(exc), "Give a positive number") from None
     # A backstop under the header check: OpenCV's own decode limit (read once, at its first decode).
     os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(limits.max_frame_pixels)
     check_model_paths(args.model, args.embedder if args.retrieval == "external" else None)  # before torch loads

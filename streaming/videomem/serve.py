@@ -76,7 +76,8 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
     def refuse(exc: BaseException):
         if error_status(exc) >= 500:
             log.error("request failed", exc_info=exc)
-        return JSONResponse(error_body(exc), status_code=error_status(exc))
+        headers = exc.headers() if isinstance(exc, ServiceError) else None
+        return JSONResponse(error_body(exc), status_code=error_status(exc), headers=headers)
 
     @app.exception_handler(MemstreamError)
     async def refuse_ours(_request, exc: MemstreamError):

@@ -8,6 +8,7 @@ shape OpenAI's API and clients use; never FastAPI's ``{"detail": ...}``.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from memstream.streaming.errors import MemstreamError
@@ -37,11 +38,17 @@ class ServiceError(MemstreamError):
             404 unknown stream or model, 409 id taken, 413 too large, 415 not JPEG/PNG, 429 full).
         param: the request field at fault (``"messages[0].content"``, ``"stream_id"``), or None.
         code: a machine-readable reason (``"invalid_api_key"``, ``"model_not_found"``), or None.
+        retry_after_s: for a 429, when to try again (sent as ``Retry-After``, whole seconds), or None.
     """
 
-    def __init__(self, what: str, fix: str | None = None, status: int = 400, param: str | None = None, code: str | None = None) -> None:
+    def __init__(self, what: str, fix: str | None = None, status: int = 400, param: str | None = None,
+                 code: str | None = None, retry_after_s: float | None = None) -> None:
         super().__init__(what, fix)
-        self.status, self.param, self.code = status, param, code
+        self.status, self.param, self.code, self.retry_after_s = status, param, code, retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers of the refusal: ``Retry-After`` (whole seconds, at least 1) when known."""
+        return {} if self.retry_after_s is None else {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
 
 
 def error_status(exc: BaseException) -> int:

@@ -26,17 +26,32 @@ class ServiceLimits:
             The default, 3840 x 2160, admits a 4K frame.
         max_question_chars: characters of the question, checked before tokenizing.
         max_tokens_cap: the most ``max_tokens`` a request may ask for.
+        max_frames_per_s: frames one stream may send per second, in a bucket that holds one second's
+            worth (a burst); past it, 429 with ``Retry-After``.
+        max_concurrent_answers: answers generated at once over all streams (the model runs one
+            decoder pass at a time, so more only queue up); past it, 429 with ``Retry-After``.
+        idle_timeout_s: a stream that received no frame and no question for this long is closed
+            (its memory released) when the server next opens or lists streams; None keeps it.
     """
 
     max_body_bytes: int = 8 << 20
     max_frame_pixels: int = 3840 * 2160
     max_question_chars: int = 8000
     max_tokens_cap: int = 1024
+    max_frames_per_s: float = 60.0
+    max_concurrent_answers: int = 4
+    idle_timeout_s: float | None = 3600.0
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_frame_pixels", "max_question_chars", "max_tokens_cap"):
+        for name in ("max_body_bytes", "max_frame_pixels", "max_question_chars", "max_tokens_cap", "max_concurrent_answers"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("max_frames_per_s", "idle_timeout_s"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if self.max_frames_per_s is None:
+            raise ValueError("max_frames_per_s must be a positive number, got None")
 
     @property
     def max_message_chars(self) -> int:

@@ -33,23 +33,49 @@ class StreamSession:
     """One stream's memory, its frame counter and clock.
 
     Frame times must be finite, non-negative and non-decreasing; a frame sent without one is
-    stamped with the seconds since the stream was opened.
+    stamped with the seconds since the stream was opened. Frames arriving faster than
+    ``max_frames_per_s`` (beyond a one-second burst) are refused with 429 before they are decoded.
+
+    Args:
+        clock: monotonic seconds (``time.monotonic``; tests pass their own).
     """
 
-    def __init__(self, stream_id: str, memory, max_frame_pixels: int) -> None:
+    def __init__(self, stream_id: str, memory, max_frame_pixels: int, max_frames_per_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.stream_id, self.memory, self.max_frame_pixels = stream_id, memory, max_frame_pixels
+        self.max_frames_per_s, self.clock = max_frames_per_s, clock
         self.lock = threading.Lock()  # frames of one stream are stored in arrival order
         self.next_index = 0
-        self.started_s = time.monotonic()
+        self.started_s = self.last_active_s = clock()
         self.first_s: float | None = None
         self.last_s: float | None = None
         self.bytes_received = 0
+        self._allowance, self._allowance_at = max_frames_per_s, self.started_s  # token bucket, one second deep
+
+    def touch(self) -> None:
+        """Note activity (a frame or a question): idle expiry counts from the last one."""
+        self.last_active_s = self.clock()
+
+    def _take_rate_token(self) -> None:
+        now = self.clock()
+        self._allowance = min(self.max_frames_per_s, self._allowance + (now - self._allowance_at) * self.max_frames_per_s)
+        self._allowance_at = now
+        if self._allowance < 1.0:
+            raise ServiceError(
+                f"stream {self.stream_id!r} sends frames faster than {self.max_frames_per_s:g} per second",
+                "Send fewer frames per second (sample the video), or start the server with a higher --max-frames-per-s",
+                429, code="frame_rate_exceeded", retry_after_s=(1.0 - self._allowance) / self.max_frames_per_s,
+            )
+        self._allowance -= 1.0
 
     def add_frame(self, image: bytes, timestamp_s: float | None) -> int:
         """Decode and store one JPEG/PNG frame; return the frames stored so far."""
+        with self.lock:
+            self._take_rate_token()  # before decoding: a flood costs no decode
         rgb = decode_frame(image, self.max_frame_pixels)
         with self.lock:
-            t = time.monotonic() - self.started_s if timestamp_s is None else timestamp_s
+            self.touch()
+            t = self.clock() - self.started_s if timestamp_s is None else timestamp_s
             if self.last_s is not None and t < self.last_s:
                 raise ServiceError(
                     f"timestamp_s {t:g} is before the stream's previous frame at {self.last_s:g} s",
@@ -83,16 +109,35 @@ class VideoQAService:
     """
 
     def __init__(self, make_memory: Callable[[], Any], model_name: str, max_streams: int = 16,
-                 default_max_tokens: int = 128, limits: ServiceLimits | None = None) -> None:
+                 default_max_tokens: int = 128, limits: ServiceLimits | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.make_memory, self.model_name, self.max_streams = make_memory, model_name, max_streams
         self.default_max_tokens = default_max_tokens
         self.limits = limits or ServiceLimits()
+        self.clock = clock
         self.sessions: dict[str, StreamSession] = {}
         self._lock = threading.Lock()
+        self._answer_slots = threading.BoundedSemaphore(self.limits.max_concurrent_answers)
+
+    def expire_idle(self) -> list[str]:
+        """Close the streams idle for longer than ``limits.idle_timeout_s``; return their ids."""
+        timeout = self.limits.idle_timeout_s
+        if timeout is None:
+            return []
+        now = self.clock()
+        with self._lock:
+            idle = [s for s in self.sessions.values() if now - s.last_active_s > timeout]
+            for session in idle:
+                del self.sessions[session.stream_id]
+        for session in idle:
+            log.info("stream %s idle for over %g s: closed", session.stream_id, timeout)
+            session.memory.close()
+        return [session.stream_id for session in idle]
 
     def open_stream(self, stream_id: Any = None) -> str:
         """Open a stream under ``stream_id`` (checked) or a fresh random id; return the id."""
         stream_id = uuid.uuid4().hex[:12] if stream_id is None else check_stream_id(stream_id)
+        self.expire_idle()  # an idle stream gives its slot up to a new one
         with self._lock:
             if stream_id in self.sessions:
                 raise ServiceError(f"stream {stream_id!r} already exists", "Use another stream_id or DELETE it first", 409,
@@ -100,7 +145,8 @@ class VideoQAService:
             if len(self.sessions) >= self.max_streams:
                 raise ServiceError(f"{self.max_streams} streams are open", "Close one (DELETE /v1/streams/ID) first", 429,
                                    code="too_many_streams")
-            self.sessions[stream_id] = StreamSession(stream_id, self.make_memory(), self.limits.max_frame_pixels)
+            self.sessions[stream_id] = StreamSession(stream_id, self.make_memory(), self.limits.max_frame_pixels,
+                                                     self.limits.max_frames_per_s, self.clock)
             return stream_id
 
     def session(self, stream_id: Any) -> StreamSession:
@@ -111,6 +157,7 @@ class VideoQAService:
                                param="stream_id", code="stream_not_found") from None
 
     def list_streams(self) -> list[dict[str, Any]]:
+        self.expire_idle()
         with self._lock:
             sessions = list(self.sessions.values())
         return [session.listing() for session in sessions]
@@ -121,9 +168,24 @@ class VideoQAService:
             self.sessions.pop(session.stream_id, None)
         session.memory.close()
 
+    def _answer_slot(self) -> None:
+        """Take one of ``limits.max_concurrent_answers`` slots (release with ``_answer_slots.release``)."""
+        if not self._answer_slots.acquire(blocking=False):
+            raise ServiceError(
+                f"{self.limits.max_concurrent_answers} answers are being generated",
+                "Retry shortly, or start the server with a higher --max-concurrent-answers",
+                429, code="too_many_answers", retry_after_s=1.0,
+            )
+
     def complete(self, request: ChatRequest, cancel: threading.Event | None = None) -> dict[str, Any]:
         """A ``chat.completion`` for a non-streaming request; setting ``cancel`` abandons it."""
-        answer = self.session(request.stream_id).memory.ask(request.question, request.sampling, cancel=cancel)
+        session = self.session(request.stream_id)
+        session.touch()
+        self._answer_slot()
+        try:
+            answer = session.memory.ask(request.question, request.sampling, cancel=cancel)
+        finally:
+            self._answer_slots.release()
         return completion(answer, self.model_name)
 
     def complete_stream(self, request: ChatRequest, cancel: threading.Event | None = None) -> Iterator[str]:
@@ -133,7 +195,9 @@ class VideoQAService:
         Setting ``cancel`` (the client left) stops generation before its next token.
         """
         session = self.session(request.stream_id)
+        session.touch()
         session.memory.check_question(request.question)  # bad input fails before the first event
+        self._answer_slot()
         pieces: queue.Queue = queue.Queue()
         done = object()
         result: dict[str, Any] = {}
@@ -144,6 +208,7 @@ class VideoQAService:
             except BaseException as exc:  # reported as the last event
                 result["error"] = exc
             finally:
+                self._answer_slots.release()
                 pieces.put(done)
 
         threading.Thread(target=work, name=f"memstream-answer-{session.stream_id}", daemon=True).start()

@@ -472,3 +472,89 @@ def test_serve_flags_reach_the_app(tiny_llava_dir, monkeypatch):
     assert_openai_error(client.post("/v1/chat/completions", json=ask("cam", max_tokens=5, model=str(tiny_llava_dir))), 400, "max_tokens")
     assert_openai_error(client.post("/v1/streams/cam/frames", content=b"\xff\xd8\xff" + b"\0" * 100001), 413)
     assert_openai_error(client.get("/docs"), 404)
+
+
+class Clock:
+    """Monotonic seconds the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _keyed_client(service: VideoQAService) -> TestClient:
+    return TestClient(create_app(service, AccessPolicy(api_keys=(KEY,))), base_url="http://127.0.0.1", headers=AUTH)
+
+
+def test_a_stream_flooding_frames_gets_429_with_retry_after_before_decoding(tiny_llava, monkeypatch):
+    clock = Clock()
+    service = VideoQAService(lambda: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny",
+                             limits=ServiceLimits(max_frames_per_s=2.0), clock=clock)
+    client = _keyed_client(service)
+    assert client.post("/v1/streams", json={"stream_id": "fast"}).status_code == 200
+    assert client.post("/v1/streams", json={"stream_id": "calm"}).status_code == 200
+    for i in range(2):  # the one-second burst
+        assert client.post("/v1/streams/fast/frames", params={"timestamp_s": i}, content=jpeg(i)).status_code == 200
+    decoded = []
+    monkeypatch.setattr(images.cv2, "imdecode", lambda *a: decoded.append(1))  # a refused frame is never decoded
+    refused = client.post("/v1/streams/fast/frames", params={"timestamp_s": 2}, content=jpeg(2))
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1" and not decoded
+    assert refused.json()["error"]["code"] == "frame_rate_exceeded" and refused.json()["error"]["type"] == "rate_limit_error"
+    monkeypatch.undo()
+    assert client.post("/v1/streams/calm/frames", params={"timestamp_s": 0}, content=jpeg(0)).status_code == 200  # per stream
+    clock.now += 0.5  # half a second refills one frame
+    assert client.post("/v1/streams/fast/frames", params={"timestamp_s": 2}, content=jpeg(2)).status_code == 200
+    assert client.post("/v1/streams/fast/frames", params={"timestamp_s": 3}, content=jpeg(3)).status_code == 429
+
+
+def test_answers_past_the_concurrency_cap_get_429_and_the_slot_comes_back(tiny_llava):
+    service = VideoQAService(lambda: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny",
+                             limits=ServiceLimits(max_concurrent_answers=1, max_tokens_cap=4))
+    client = _keyed_client(service)
+    assert client.post("/v1/streams", json={"stream_id": "cam"}).status_code == 200
+    assert client.post("/v1/streams/cam/frames", params={"timestamp_s": 0}, content=jpeg(0)).status_code == 200
+    request = {"model": "tiny", "stream_id": "cam", "max_tokens": 2, "messages": [{"role": "user", "content": "What?"}]}
+    assert service._answer_slots.acquire(blocking=False)  # an answer in progress holds the only slot
+    for stream in (False, True):
+        busy = client.post("/v1/chat/completions", json={**request, "stream": stream})
+        assert busy.status_code == 429 and busy.headers["Retry-After"] == "1"
+        assert busy.json()["error"]["code"] == "too_many_answers"
+    assert client.get("/v1/models").status_code == 200  # listing is not an answer: never refused
+    service._answer_slots.release()
+    assert client.post("/v1/chat/completions", json=request).status_code == 200
+    streamed = client.post("/v1/chat/completions", json={**request, "stream": True})
+    assert streamed.status_code == 200 and streamed.text.rstrip().endswith("data: [DONE]")
+    assert client.post("/v1/chat/completions", json=request).status_code == 200  # both answers gave their slot back
+
+
+def test_idle_streams_are_closed_and_give_their_slot_up(tiny_llava):
+    clock, closed = Clock(), []
+
+    class Memory(ReKVMemory):
+        def close(self) -> None:
+            closed.append(self)
+            super().close()
+
+    service = VideoQAService(lambda: Memory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny", max_streams=2,
+                             limits=ServiceLimits(idle_timeout_s=60.0), clock=clock)
+    client = _keyed_client(service)
+    for name in ("old", "busy"):
+        assert client.post("/v1/streams", json={"stream_id": name}).status_code == 200
+    assert client.post("/v1/streams", json={"stream_id": "new"}).status_code == 429  # full
+    clock.now += 50
+    assert client.post("/v1/streams/busy/frames", params={"timestamp_s": 0}, content=jpeg(0)).status_code == 200
+    clock.now += 20  # "old": 70 s idle; "busy": 20 s since its frame
+    assert [s["stream_id"] for s in client.get("/v1/streams").json()["data"]] == ["busy"]
+    assert len(closed) == 1  # the idle stream's memory was released
+    assert client.post("/v1/streams", json={"stream_id": "new"}).status_code == 200
+    assert client.get("/v1/streams/old").status_code == 404
+
+
+def test_the_new_bounds_refuse_nonsense(tiny_llava):
+    for bad in ({"max_frames_per_s": 0}, {"max_frames_per_s": float("nan")}, {"max_concurrent_answers": 0},
+                {"idle_timeout_s": -1}):
+        with pytest.raises(ValueError, match="must be a positive"):
+            ServiceLimits(**bad)
+    assert ServiceLimits(idle_timeout_s=None).idle_timeout_s is None
