@@ -35,6 +35,7 @@ definition time, and ``Request``/``WebSocket`` are imported inside :func:`create
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import threading
@@ -69,8 +70,16 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
     except ImportError as exc:
         raise MemstreamError("the service needs fastapi and uvicorn", 'Install them with: pip install "memstream[serve]"') from exc
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        sweeper = asyncio.ensure_future(_sweep_idle_streams(service, run_in_threadpool))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+
     app = FastAPI(title="memstream video QA", version="1", docs_url="/docs" if docs else None,
-                  redoc_url="/redoc" if docs else None, openapi_url="/openapi.json" if docs else None)
+                  redoc_url="/redoc" if docs else None, openapi_url="/openapi.json" if docs else None, lifespan=lifespan)
     limits = service.limits
 
     def refuse(exc: BaseException):
@@ -163,6 +172,22 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
     app.add_middleware(BodyLimitMiddleware, limit=limits.max_body_bytes)
     app.add_middleware(AccessMiddleware, policy=access or AccessPolicy())  # outermost: refused before anything else
     return app
+
+
+async def _sweep_idle_streams(service: VideoQAService, run_in_threadpool) -> None:
+    """Close idle streams (``limits.idle_timeout_s``) while the server runs, checking ten times per
+    timeout (at least every second, at most every minute), so an idle stream's memory is released
+    even when nobody opens or lists streams."""
+    timeout = service.limits.idle_timeout_s
+    if timeout is None:
+        return
+    period_s = min(60.0, max(1.0, timeout / 10))
+    while True:
+        await asyncio.sleep(period_s)
+        try:
+            await run_in_threadpool(service.expire_idle)
+        except Exception:  # noqa: BLE001 (a failing close is logged; the sweep goes on)
+            log.exception("closing idle streams failed")
 
 
 async def _cancel_when_client_leaves(request, cancel: threading.Event, answer, poll_s: float = 0.05) -> None:

@@ -558,3 +558,16 @@ def test_the_new_bounds_refuse_nonsense(tiny_llava):
         with pytest.raises(ValueError, match="must be a positive"):
             ServiceLimits(**bad)
     assert ServiceLimits(idle_timeout_s=None).idle_timeout_s is None
+
+
+def test_a_running_server_sweeps_idle_streams_without_being_asked(tiny_llava):
+    import time
+
+    service = VideoQAService(lambda: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny",
+                             limits=ServiceLimits(idle_timeout_s=0.5))  # swept every second
+    with _keyed_client(service) as client:  # the context runs the app's lifespan, and so its sweeper
+        assert client.post("/v1/streams", json={"stream_id": "left"}).status_code == 200
+        deadline = time.monotonic() + 5
+        while "left" in service.sessions:  # nobody opens or lists streams meanwhile
+            assert time.monotonic() < deadline, "the idle stream was not closed by the sweeper"
+            time.sleep(0.1)
