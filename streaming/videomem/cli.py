@@ -205,7 +205,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # A backstop under the header check: OpenCV's own decode limit (read once, at its first decode).
     os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(limits.max_frame_pixels)
     check_model_paths(args.model, args.embedder if args.retrieval == "external" else None)  # before torch loads
-    from memstream.streaming.videomem.factory import check_paths, load_model, memory_for
+    from memstream.streaming.videomem.factory import load_model, memory_for
     from memstream.streaming.videomem.serve import VideoQAService, create_app
 
     try:
@@ -213,7 +213,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ConfigError("memstream serve needs uvicorn", 'Install it with: pip install "memstream[serve]"') from exc
     options = _options(args)
-    check_paths(options)
     llm = load_model(options)  # one model, one memory per stream
     service = VideoQAService(lambda: memory_for(llm, options), model_name=options.model, max_streams=args.max_streams,
                              default_max_tokens=min(args.max_new_tokens, limits.max_tokens_cap), limits=limits)

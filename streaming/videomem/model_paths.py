@@ -13,10 +13,10 @@ from memstream.streaming.paths import check_local_path
 #: runs the whole machinery on a machine with no checkpoint.
 TINY_RANDOM = "tiny-random"
 
+#: The Video-LLM that messages name as an example.
+EXAMPLE_MODEL = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
 #: The fix of a ``--model`` path that does not exist.
-MISSING_MODEL_FIX = (
-    "Give an existing folder written by save_pretrained, or a hub id such as llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
-)
+MISSING_MODEL_FIX = f"Give an existing folder written by save_pretrained, or a hub id such as {EXAMPLE_MODEL}"
 #: The fix of an ``--embedder`` path that does not exist.
 MISSING_EMBEDDER_FIX = "Give an existing CLIP / SigLIP folder, or a hub id such as google/siglip-so400m-patch14-384"
 

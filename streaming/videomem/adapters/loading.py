@@ -10,7 +10,7 @@ import torch
 
 from memstream.streaming.errors import ConfigError, MemstreamError
 from memstream.streaming.paths import check_local_path
-from memstream.streaming.videomem.model_paths import MISSING_MODEL_FIX
+from memstream.streaming.videomem.model_paths import EXAMPLE_MODEL, MISSING_MODEL_FIX
 from memstream.streaming.videomem.adapters.hf import HFVideoLLM, PromptFormat
 
 
@@ -19,7 +19,6 @@ class VideoModelError(MemstreamError):
 
 
 SUPPORTED = ("llava_onevision", "qwen2_5_vl")
-_EXAMPLE = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
 
 
 def _adapter_class(model_type: str) -> type[HFVideoLLM]:
@@ -98,7 +97,7 @@ def load_video_llm(
         raise VideoModelError(exc.what, exc.fix) from None
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-    fix_missing = f"Give a local directory with config.json and weights, or a hub id such as {_EXAMPLE} (downloads need network access and HF_HUB_OFFLINE unset)"
+    fix_missing = f"Give a local directory with config.json and weights, or a hub id such as {EXAMPLE_MODEL} (downloads need network access and HF_HUB_OFFLINE unset)"
     try:
         config = AutoConfig.from_pretrained(model)
     except (OSError, ValueError) as exc:
@@ -107,7 +106,7 @@ def load_video_llm(
     if getattr(config, "vision_config", None) is None:
         raise VideoModelError(
             f"model {model!r} ({model_type}) has no vision tower, so it cannot watch video",
-            f"Use a Video-LLM checkpoint, for example {_EXAMPLE}",
+            f"Use a Video-LLM checkpoint, for example {EXAMPLE_MODEL}",
         )
     try:
         adapter_class = _adapter_class(model_type)
