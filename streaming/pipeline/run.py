@@ -67,12 +67,12 @@ def run_pipeline(
 
 def resolved(config: RunConfig, stages: list[Stage]) -> RunConfig:
     """``config`` with each enabled stage's options replaced by the options the stage parsed
-    (a config dataclass or model in its ``options`` attribute), defaults included."""
+    (the config dataclass in its ``options`` attribute), defaults included."""
     parsed = {stage.name: getattr(stage, "options", None) for stage in stages}
     entries = []
     for entry in config.stages:
         options = parsed.get(entry.name) if entry.enabled else None
-        if is_dataclass(options) or hasattr(options, "model_dump"):
+        if is_dataclass(options):
             entry = replace(entry, options=dump(options))
         entries.append(entry)
     return replace(config, stages=entries)
