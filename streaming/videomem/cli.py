@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import threading
+from dataclasses import replace
 
 from memstream.streaming.errors import ConfigError, MemstreamError
 
@@ -76,9 +77,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-frames-per-s", type=float, default=60.0, help="frames one stream may send per second (429 past it)")
     serve.add_argument("--max-concurrent-answers", type=int, default=4, help="answers generated at once (429 past it)")
     serve.add_argument("--idle-timeout-s", type=float, default=3600.0,
-                       help="close a stream idle this long (no frame, no question); 0 keeps streams forever")
+                       help="close and delete a stream idle this long (no frame, no question); 0 keeps streams forever")
+    serve.add_argument("--answer-timeout-s", type=float, default=300.0,
+                       help="stop an answer still generating after this long (504); 0 for no deadline")
+    serve.add_argument("--max-streams-per-key", type=int, default=None, help="streams one API key may hold (default: no bound but --max-streams)")
+    serve.add_argument("--store", default=None, metavar="DIR",
+                       help="keep every stream's memory in DIR: streams survive a restart (rekv only)")
+    serve.add_argument("--max-blocks", type=int, default=None,
+                       help=f"frames a stream's memory keeps, oldest deleted first (rekv; default {SERVE_MAX_BLOCKS}; 0 keeps all)")
+    serve.add_argument("--ram-budget-mb", type=float, default=None,
+                       help="a stream's RAM tier with --store; older frames stay on disk only (default: no bound)")
     serve.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
-    serve.set_defaults(handler=cmd_serve, retrieval=None, embedder=None, store=None, sample_fps=None)
+    serve.set_defaults(handler=cmd_serve, retrieval=None, embedder=None, sample_fps=None)
 
 
 def _options(args: argparse.Namespace):
@@ -185,6 +195,10 @@ def _ingest(source, memory, options, args: argparse.Namespace) -> float | None:
     return last_s if args.at is not None and last_s is not None and last_s < args.at else None
 
 
+#: Frames a served ReKV stream keeps unless --max-blocks says otherwise: bounded by default, as a
+#: server of endless streams must be (LLaVA-OneVision-0.5B: about 2.3 MiB of KV a frame, so ~2.3 GiB).
+SERVE_MAX_BLOCKS = 1024
+
 #: How long a question asked before the first frame waits for one before it is refused.
 FIRST_FRAME_WAIT_S = 30.0
 
@@ -192,14 +206,28 @@ FIRST_FRAME_WAIT_S = 30.0
 def cmd_serve(args: argparse.Namespace) -> int:
     from memstream.streaming.videomem.model_paths import check_model_paths
     from memstream.streaming.videomem.service import AccessPolicy, ServiceLimits, check_bind, load_api_keys
+    from memstream.streaming.videomem.service.persist import StreamSettings, StreamStore
 
     keys = load_api_keys(args.api_key, args.api_keys_file)
     hosts = [*args.allowed_host, *([] if args.host in ("0.0.0.0", "::", "") else [args.host])]  # the bound name itself
     access = AccessPolicy(api_keys=keys, allowed_hosts=tuple(hosts), allowed_origins=tuple(args.allowed_origin))
     check_bind(args.host, access)  # before the model loads
+    rekv = args.memory == "rekv"
+    if not rekv and (args.max_blocks is not None or args.ram_budget_mb is not None):
+        raise ConfigError("--max-blocks and --ram-budget-mb only apply to --memory rekv (flash_vstream's memory has a fixed size)",
+                          "Drop them or use --memory rekv")
+    if args.ram_budget_mb is not None and args.store is None:
+        raise ConfigError("--ram-budget-mb needs --store: without a disk tier there is nowhere to keep older frames",
+                          "Add --store DIR, or bound the streams with --max-blocks")
+    max_blocks = (SERVE_MAX_BLOCKS if args.max_blocks is None else args.max_blocks or None) if rekv else None
     try:
-        limits = ServiceLimits(args.max_body_bytes, args.max_frame_pixels, args.max_question_chars, args.max_tokens_cap,
-                               args.max_frames_per_s, args.max_concurrent_answers, args.idle_timeout_s or None)
+        limits = ServiceLimits(
+            max_body_bytes=args.max_body_bytes, max_frame_pixels=args.max_frame_pixels,
+            max_question_chars=args.max_question_chars, max_tokens_cap=args.max_tokens_cap,
+            max_frames_per_s=args.max_frames_per_s, max_concurrent_answers=args.max_concurrent_answers,
+            idle_timeout_s=args.idle_timeout_s or None, answer_timeout_s=args.answer_timeout_s or None,
+            max_streams_per_key=args.max_streams_per_key, stream_max_blocks=max_blocks,
+            stream_ram_budget_mb=args.ram_budget_mb)
     except ValueError as exc:
         raise ConfigError(str(exc), "Give a positive number") from None
     # A backstop under the header check: OpenCV's own decode limit (read once, at its first decode).
@@ -214,8 +242,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("memstream serve needs uvicorn", 'Install it with: pip install "memstream[serve]"') from exc
     options = _options(args)
     llm = load_model(options)  # one model, one memory per stream
-    service = VideoQAService(lambda: memory_for(llm, options), model_name=options.model, max_streams=args.max_streams,
-                             default_max_tokens=min(args.max_new_tokens, limits.max_tokens_cap), limits=limits)
+    store = None if args.store is None else StreamStore(args.store, options.model, llm.spec.fingerprint)
+
+    def make_memory(settings: StreamSettings):  # --store DIR is the root; each stream's KV has a folder in it
+        per_stream = replace(options, rekv=settings.rekv(options.rekv)) if rekv else options
+        return memory_for(llm, per_stream)
+
+    service = VideoQAService(make_memory, model_name=options.model, max_streams=args.max_streams,
+                             default_max_tokens=min(args.max_new_tokens, limits.max_tokens_cap), limits=limits, store=store)
+    if service.sessions:
+        print(f"[{len(service.sessions)} stream(s) reopened from {args.store}]", file=sys.stderr, flush=True)
     auth = f"{len(keys)} API key(s)" if keys else "no API key, loopback only"
     print(f"[serving {options.model} ({options.memory}) on http://{args.host}:{args.port}/v1; {auth}]", file=sys.stderr, flush=True)
     uvicorn.run(create_app(service, access, docs=args.docs), host=args.host, port=args.port, log_level="warning",

@@ -7,8 +7,10 @@ which stream time that is. ``memstream serve --model ...`` runs it with uvicorn.
 Endpoints (OpenAI's chat-completions shape, with the ``stream_id`` extension the video realtime
 proposals for vLLM use; frame events named as in vLLM's ``input_video_frame.append``):
 
-* ``POST /v1/streams`` ``{"stream_id": "cam0"}`` (id optional; ``[A-Za-z0-9._-]{1,128}``) ->
-  ``{"stream_id": ...}``; ``GET /v1/streams`` lists each stream's frames, covered time and bytes
+* ``POST /v1/streams`` ``{"stream_id": "cam0", "max_blocks": 600}`` (all optional; ids
+  ``[A-Za-z0-9._-]{1,128}``; ``max_blocks`` and ``ram_budget_mb`` at most the server's) ->
+  ``{"stream_id": ...}``; ``GET /v1/streams`` lists each stream's frames, covered time and bytes.
+  With API keys, a stream belongs to the key that opened it: other keys get 404 for it
 * ``POST /v1/streams/{id}/frames?timestamp_s=12.5`` with a JPEG/PNG body -> ``{"frames_seen": n}``
 * ``WS /v1/streams/{id}/frames``: send ``{"type": "input_video_frame.append", "image": <base64>,
   "timestamp_s": 12.5}``, receive ``{"type": "input_video_frame.committed", "frames_seen": n}``
@@ -19,6 +21,9 @@ proposals for vLLM use; frame events named as in vLLM's ``input_video_frame.appe
   ``chat.completion.chunk`` events ending with ``data: [DONE]``) with ``finish_reason`` ``stop`` or
   ``length``, ``usage``, and ``memstream: {covered_until_s, frames_seen, retrieved_frames}``
 * ``GET /v1/streams/{id}`` (memory summary), ``DELETE /v1/streams/{id}``, ``GET /v1/models``
+
+With ``--store DIR`` every stream's memory lives in ``DIR`` (:mod:`~memstream.streaming.videomem.service.persist`):
+after a crash or a restart the streams are listed again and answer from what they stored.
 
 Who may connect is :mod:`~memstream.streaming.videomem.service.access`'s (API keys, Host and Origin
 allow-lists); what a request may ask is :mod:`~memstream.streaming.videomem.service.limits`'s.
@@ -41,7 +46,7 @@ import logging
 import threading
 
 from memstream.streaming.errors import MemstreamError
-from memstream.streaming.videomem.service.access import AccessMiddleware, AccessPolicy
+from memstream.streaming.videomem.service.access import KEY_ID_STATE, AccessMiddleware, AccessPolicy
 from memstream.streaming.videomem.service.chat import parse_chat_request
 from memstream.streaming.videomem.service.errors import ServiceError, error_body, error_status
 from memstream.streaming.videomem.service.images import decode_frame
@@ -77,13 +82,14 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
             yield
         finally:
             sweeper.cancel()
+            await run_in_threadpool(service.close)  # memories flushed; a --store keeps the streams
 
     app = FastAPI(title="memstream video QA", version="1", docs_url="/docs" if docs else None,
                   redoc_url="/redoc" if docs else None, openapi_url="/openapi.json" if docs else None, lifespan=lifespan)
     limits = service.limits
 
     def refuse(exc: BaseException):
-        if error_status(exc) >= 500:
+        if error_status(exc) >= 500 and not isinstance(exc, ServiceError):
             log.error("request failed", exc_info=exc)
         headers = exc.headers() if isinstance(exc, ServiceError) else None
         return JSONResponse(error_body(exc), status_code=error_status(exc), headers=headers)
@@ -120,26 +126,32 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
         return {"object": "list", "data": [{"id": service.model_name, "object": "model", "owned_by": "memstream"}]}
 
     @app.get("/v1/streams")
-    def list_streams() -> dict:
-        return {"object": "list", "data": service.list_streams()}
+    def list_streams(request: Request) -> dict:
+        return {"object": "list", "data": service.list_streams(_key(request))}
 
     @app.post("/v1/streams")
     async def open_stream(request: Request) -> dict:
         data = await body_json(request) if await request.body() else {}
-        return {"stream_id": await run_in_threadpool(service.open_stream, data.get("stream_id"))}
+        unknown = sorted(set(data) - {"stream_id", "max_blocks", "ram_budget_mb"})
+        if unknown:
+            raise ServiceError(f"unknown field {unknown[0]!r:.60}", "Send stream_id, max_blocks and ram_budget_mb only",
+                               param=unknown[0][:60])
+        opened = await run_in_threadpool(service.open_stream, data.get("stream_id"), _key(request),
+                                         data.get("max_blocks"), data.get("ram_budget_mb"))
+        return {"stream_id": opened}
 
     @app.get("/v1/streams/{stream_id}")
-    def describe(stream_id: str) -> dict:
-        return {"stream_id": stream_id, **service.session(stream_id).memory.memory_summary()}
+    def describe(stream_id: str, request: Request) -> dict:
+        return {"stream_id": stream_id, **service.session(stream_id, _key(request)).memory.memory_summary()}
 
     @app.delete("/v1/streams/{stream_id}")
-    def close(stream_id: str) -> dict:
-        service.close_stream(stream_id)
+    def close(stream_id: str, request: Request) -> dict:
+        service.close_stream(stream_id, _key(request))
         return {"stream_id": stream_id, "deleted": True}
 
     @app.post("/v1/streams/{stream_id}/frames")
     async def add_frame(stream_id: str, request: Request, timestamp_s: str | None = None) -> dict:
-        session, seconds = service.session(stream_id), parse_timestamp(timestamp_s)
+        session, seconds = service.session(stream_id, _key(request)), parse_timestamp(timestamp_s)
         return {"frames_seen": await run_in_threadpool(session.add_frame, await request.body(), seconds)}
 
     @app.websocket("/v1/streams/{stream_id}/frames")
@@ -147,7 +159,8 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
         await socket.accept()
         while (message := await socket.receive())["type"] != "websocket.disconnect":
             try:
-                seen = await run_in_threadpool(_socket_frame, service, stream_id, message, limits.max_message_chars)
+                seen = await run_in_threadpool(_socket_frame, service, stream_id, message, limits.max_message_chars,
+                                               _key(socket))
                 await socket.send_json({"type": "input_video_frame.committed", "frames_seen": seen})
             except MemstreamError as exc:
                 error = error_body(exc)["error"]
@@ -157,12 +170,11 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         chat_request = parse_chat_request(await body_json(request), service.model_name, limits, service.default_max_tokens)
+        cancel, owner = threading.Event(), _key(request)
         if chat_request.stream:
-            cancel = threading.Event()
-            events = await run_in_threadpool(service.complete_stream, chat_request, cancel)
+            events = await run_in_threadpool(service.complete_stream, chat_request, cancel, owner)
             return StreamingResponse(_cancelled_on_exit(events, cancel), media_type="text/event-stream")
-        cancel = threading.Event()
-        answer = asyncio.ensure_future(run_in_threadpool(service.complete, chat_request, cancel))
+        answer = asyncio.ensure_future(run_in_threadpool(service.complete, chat_request, cancel, owner))
         watcher = asyncio.ensure_future(_cancel_when_client_leaves(request, cancel, answer))
         try:
             return await answer
@@ -213,7 +225,12 @@ async def _cancelled_on_exit(lines, cancel: threading.Event):
         cancel.set()
 
 
-def _socket_frame(service: VideoQAService, stream_id: str, message: dict, max_chars: int) -> int:
+def _key(connection) -> str | None:
+    """The API key id the access middleware accepted the request as (None without keys)."""
+    return connection.scope.get("state", {}).get(KEY_ID_STATE)
+
+
+def _socket_frame(service: VideoQAService, stream_id: str, message: dict, max_chars: int, owner: str | None = None) -> int:
     """Store the frame of one WebSocket message; a :class:`ServiceError` says what is wrong with it."""
     text = message.get("text")
     if text is None:
@@ -237,5 +254,5 @@ def _socket_frame(service: VideoQAService, stream_id: str, message: dict, max_ch
         image = base64.b64decode(event["image"], validate=True)
     except binascii.Error:
         raise ServiceError("the image is not valid base64", "Encode the JPEG/PNG bytes with standard base64", param="image") from None
-    session = service.session(check_stream_id(stream_id))
+    session = service.session(check_stream_id(stream_id), owner)
     return session.add_frame(image, parse_timestamp(event.get("timestamp_s")))

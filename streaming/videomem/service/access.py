@@ -9,7 +9,8 @@ any route runs, in this order:
 2. ``Origin``, when a browser sends one, must be a loopback origin (any port) or one given with
    ``--allowed-origin``; ``Origin: null`` is refused (403). Clients that are not browsers send none.
 3. With API keys configured, ``Authorization: Bearer <key>`` must carry one of them (401 otherwise),
-   compared in constant time. The WebSocket takes the same header, and only the header: a key in
+   compared in constant time. The request then acts as that key (``request.state.api_key_id``, a
+   hash of it): a stream belongs to the key that opened it, and other keys neither see nor reach it. The WebSocket takes the same header, and only the header: a key in
    a query string ends up in proxy and access logs, and browsers (which cannot set the header on a
    WebSocket) are served through a same-origin proxy that adds it.
 
@@ -20,6 +21,7 @@ with code 1008 (policy violation), which uvicorn sends as HTTP 403.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -34,6 +36,7 @@ from memstream.streaming.videomem.service.errors import ServiceError, error_body
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 API_KEY_ENV = "MEMSTREAM_API_KEY"
+KEY_ID_STATE = "api_key_id"
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,15 @@ class AccessPolicy:
                 code="invalid_api_key",
             )
         return None
+
+    def key_id(self, headers: Mapping[bytes, bytes]) -> str | None:
+        """A short, stable name for the API key of an accepted request (a hash of it: the key itself
+        is never stored or logged), or None when the server has no keys. Streams belong to the key
+        that opened them."""
+        if not self.api_keys:
+            return None
+        token = headers.get(b"authorization", b"").partition(b" ")[2].strip()
+        return "key-" + hashlib.sha256(token).hexdigest()[:12]
 
     def _host_allowed(self, host: str) -> bool:
         name = _hostname(host)
@@ -164,8 +176,10 @@ class AccessMiddleware:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
-        error = self.policy.refusal(dict(scope.get("headers") or []))
+        headers = dict(scope.get("headers") or [])
+        error = self.policy.refusal(headers)
         if error is None:
+            scope.setdefault("state", {})[KEY_ID_STATE] = self.policy.key_id(headers)  # request.state.api_key_id
             return await self.app(scope, receive, send)
         extra = [(b"www-authenticate", b"Bearer")] if error.status == 401 else []
         if scope["type"] == "http":

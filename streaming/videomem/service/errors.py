@@ -25,6 +25,7 @@ ERROR_TYPES: dict[int, str] = {
     415: "invalid_request_error",
     429: "rate_limit_error",
     500: "server_error",
+    504: "server_error",
 }
 
 
@@ -35,7 +36,8 @@ class ServiceError(MemstreamError):
         what: the problem, naming the offending value.
         fix: what the client should do about it.
         status: the HTTP status (400 bad input, 401 no/wrong key, 403 refused origin or host,
-            404 unknown stream or model, 409 id taken, 413 too large, 415 not JPEG/PNG, 429 full).
+            404 unknown stream or model, 409 id taken, 413 too large, 415 not JPEG/PNG, 429 full,
+            504 an answer past its deadline).
         param: the request field at fault (``"messages[0].content"``, ``"stream_id"``), or None.
         code: a machine-readable reason (``"invalid_api_key"``, ``"model_not_found"``), or None.
         retry_after_s: for a 429, when to try again (sent as ``Retry-After``, whole seconds), or None.

@@ -31,7 +31,14 @@ class ServiceLimits:
         max_concurrent_answers: answers generated at once over all streams (the model runs one
             decoder pass at a time, so more only queue up); past it, 429 with ``Retry-After``.
         idle_timeout_s: a stream that received no frame and no question for this long is closed
-            (its memory released) when the server next opens or lists streams; None keeps it.
+            and deleted (its memory released, its store removed); None keeps it.
+        answer_timeout_s: an answer still generating this long after it was asked is stopped
+            before its next token (504); None lets it run to ``max_tokens``.
+        max_streams_per_key: streams one API key may hold open; None bounds only the total.
+        stream_max_blocks: frames a stream's memory keeps (the oldest deleted first), the server's
+            default and the most a client may ask for when it opens a stream; None keeps all.
+        stream_ram_budget_mb: a stream's RAM tier with ``--store`` (older blocks on disk only),
+            the default and the most a client may ask for; None: no bound beyond the blocks kept.
     """
 
     max_body_bytes: int = 8 << 20
@@ -41,12 +48,19 @@ class ServiceLimits:
     max_frames_per_s: float = 60.0
     max_concurrent_answers: int = 4
     idle_timeout_s: float | None = 3600.0
+    answer_timeout_s: float | None = 300.0
+    max_streams_per_key: int | None = None
+    stream_max_blocks: int | None = None
+    stream_ram_budget_mb: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_frame_pixels", "max_question_chars", "max_tokens_cap", "max_concurrent_answers"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("max_frames_per_s", "idle_timeout_s"):
+        for name in ("max_body_bytes", "max_frame_pixels", "max_question_chars", "max_tokens_cap", "max_concurrent_answers",
+                     "max_streams_per_key", "stream_max_blocks"):
+            value = getattr(self, name)
+            optional = name in ("max_streams_per_key", "stream_max_blocks")
+            if (value is None and not optional) or (value is not None and (not isinstance(value, int) or value < 1)):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("max_frames_per_s", "idle_timeout_s", "answer_timeout_s", "stream_ram_budget_mb"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import threading
 import time
@@ -12,8 +13,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from memstream.streaming.errors import MemstreamError
+from memstream.streaming.errors import ConfigError, MemstreamError
 from memstream.streaming.types import Frame
+from memstream.streaming.videomem.generation import GenerationCancelled
 from memstream.streaming.videomem.service.chat import (
     ChatRequest,
     completion,
@@ -25,6 +27,7 @@ from memstream.streaming.videomem.service.chat import (
 from memstream.streaming.videomem.service.errors import ServiceError, error_body
 from memstream.streaming.videomem.service.images import decode_frame
 from memstream.streaming.videomem.service.limits import ServiceLimits, check_stream_id
+from memstream.streaming.videomem.service.persist import StreamRecord, StreamSettings, StreamStore
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +39,37 @@ class StreamSession:
     stamped with the seconds since the stream was opened. Frames arriving faster than
     ``max_frames_per_s`` (beyond a one-second burst) are refused with 429 before they are decoded.
 
+    A stream reopened from a ``--store`` (``record`` given) continues its frame count and clock
+    from what its memory committed: a frame the server stamps follows the last stored one.
+
     Args:
         clock: monotonic seconds (``time.monotonic``; tests pass their own).
+        record: the stream's owner, budgets and counters (a new one when None).
+        store: where ``record`` is saved after each frame, or None.
     """
 
     def __init__(self, stream_id: str, memory, max_frame_pixels: int, max_frames_per_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, record: StreamRecord | None = None,
+                 store: StreamStore | None = None) -> None:
         self.stream_id, self.memory, self.max_frame_pixels = stream_id, memory, max_frame_pixels
         self.max_frames_per_s, self.clock = max_frames_per_s, clock
+        self.record, self.store = record or StreamRecord(stream_id), store
         self.lock = threading.Lock()  # frames of one stream are stored in arrival order
-        self.next_index = 0
-        self.started_s = self.last_active_s = clock()
-        self.first_s: float | None = None
-        self.last_s: float | None = None
-        self.bytes_received = 0
-        self._allowance, self._allowance_at = max_frames_per_s, self.started_s  # token bucket, one second deep
+        self.last_active_s = clock()
+        stored_s = memory.covered_until_s if math.isfinite(memory.covered_until_s) else None
+        if stored_s is not None and (self.record.last_s is None or stored_s > self.record.last_s):
+            self.record.last_s = stored_s  # committed by the memory after the record was last saved
+        self.record.frames_seen = max(self.record.frames_seen, memory.frames_seen)
+        self.started_s = self.last_active_s - (self.record.last_s or 0.0)  # the server's clock goes on
+        self._allowance, self._allowance_at = max_frames_per_s, self.last_active_s  # token bucket, one second deep
+
+    @property
+    def owner(self) -> str | None:
+        return self.record.owner
+
+    @property
+    def next_index(self) -> int:
+        return self.record.frames_seen
 
     def touch(self) -> None:
         """Note activity (a frame or a question): idle expiry counts from the last one."""
@@ -75,52 +94,98 @@ class StreamSession:
         rgb = decode_frame(image, self.max_frame_pixels)
         with self.lock:
             self.touch()
+            record = self.record
             t = self.clock() - self.started_s if timestamp_s is None else timestamp_s
-            if self.last_s is not None and t < self.last_s:
+            if record.last_s is not None and t < record.last_s:
                 raise ServiceError(
-                    f"timestamp_s {t:g} is before the stream's previous frame at {self.last_s:g} s",
+                    f"timestamp_s {t:g} is before the stream's previous frame at {record.last_s:g} s",
                     "Send frames in stream-time order with non-decreasing timestamp_s",
                     param="timestamp_s",
                     code="timestamp_out_of_order",
                 )
-            self.memory.update(Frame(index=self.next_index, timestamp_s=t, rgb=rgb, source_id=self.stream_id))
-            self.first_s = t if self.first_s is None else self.first_s
-            self.last_s, self.bytes_received = t, self.bytes_received + len(image)
-            self.next_index += 1
-            return self.next_index
+            self.memory.update(Frame(index=record.frames_seen, timestamp_s=t, rgb=rgb, source_id=self.stream_id))
+            if record.first_s is None:
+                record.first_s, record.clock = t, "server" if timestamp_s is None else "client"
+            record.last_s, record.bytes_received = t, record.bytes_received + len(image)
+            record.frames_seen += 1
+            if self.store is not None:
+                self.store.save(record)
+            return record.frames_seen
 
     def listing(self) -> dict[str, Any]:
-        """Frames stored, the stream time they cover (seconds) and the frame bytes received."""
+        """Frames stored, the stream time they cover (seconds), the frame bytes received, the
+        frames its memory keeps and whether it outlives the server."""
         with self.lock:
-            return {"stream_id": self.stream_id, "frames_seen": self.next_index, "covered_from_s": self.first_s,
-                    "covered_until_s": self.last_s, "bytes_received": self.bytes_received}
+            record = self.record
+            return {"stream_id": self.stream_id, "frames_seen": record.frames_seen, "covered_from_s": record.first_s,
+                    "covered_until_s": record.last_s, "bytes_received": record.bytes_received,
+                    "max_blocks": record.max_blocks, "persistent": self.store is not None}
 
 
 class VideoQAService:
     """Streams and their memories; answers chat requests on them.
 
     Args:
-        make_memory: builds a fresh video memory for a new stream (all share one loaded model).
+        make_memory: builds a stream's video memory from its :class:`StreamSettings` (all share one
+            loaded model); with a store, the memory resumes from ``settings.store_dir``.
         model_name: reported by ``/v1/models`` and in completions; requests naming another model
             are refused (404).
         max_streams: refuse new streams past this many.
         default_max_tokens: answer length when a request gives no ``max_tokens``.
-        limits: input bounds (body bytes, frame pixels, question characters, ``max_tokens`` cap).
+        limits: input bounds (body bytes, frame pixels, question characters, ``max_tokens`` cap),
+            per-key stream counts, answer deadline and the streams' memory budgets.
+        store: keeps streams across restarts (``--store``); the streams it holds are reopened here.
+
+    Raises:
+        ConfigError: a stored stream cannot be reopened (another model's KV, a damaged store), or
+            the store holds more streams than ``max_streams``.
     """
 
-    def __init__(self, make_memory: Callable[[], Any], model_name: str, max_streams: int = 16,
+    def __init__(self, make_memory: Callable[[StreamSettings], Any], model_name: str, max_streams: int = 16,
                  default_max_tokens: int = 128, limits: ServiceLimits | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, store: StreamStore | None = None) -> None:
         self.make_memory, self.model_name, self.max_streams = make_memory, model_name, max_streams
         self.default_max_tokens = default_max_tokens
         self.limits = limits or ServiceLimits()
-        self.clock = clock
+        self.clock, self.store = clock, store
         self.sessions: dict[str, StreamSession] = {}
         self._lock = threading.Lock()
         self._answer_slots = threading.BoundedSemaphore(self.limits.max_concurrent_answers)
+        if store is not None:
+            self._reopen_stored()
+
+    def _settings(self, record: StreamRecord) -> StreamSettings:
+        kv = None if self.store is None else self.store.kv_dir(record.stream_id)
+        return StreamSettings(record.stream_id, kv, record.max_blocks, record.ram_budget_mb)
+
+    def _session(self, record: StreamRecord, memory) -> StreamSession:
+        return StreamSession(record.stream_id, memory, self.limits.max_frame_pixels, self.limits.max_frames_per_s,
+                             self.clock, record, self.store)
+
+    def _reopen_stored(self) -> None:
+        records = self.store.records()
+        if len(records) > self.max_streams:
+            raise ConfigError(f"--store {self.store.root} holds {len(records)} streams, more than --max-streams {self.max_streams}",
+                              f"Start the server with --max-streams {len(records)} or more")
+        for record in records:
+            try:
+                memory = self.make_memory(self._settings(record))
+            except MemstreamError as exc:
+                raise ConfigError(f"stream {record.stream_id!r} in {self.store.stream_dir(record.stream_id)} cannot be "
+                                  f"reopened: {exc.what}", exc.fix) from exc
+            self.sessions[record.stream_id] = self._session(record, memory)
+            log.info("stream %s reopened from %s: %d frames", record.stream_id, self.store.root, record.frames_seen)
+
+    def _discard(self, session: StreamSession) -> None:
+        """Release a stream that has left ``sessions``: close its memory, delete its store."""
+        try:
+            session.memory.close()
+        finally:
+            if self.store is not None:
+                self.store.delete(session.stream_id)
 
     def expire_idle(self) -> list[str]:
-        """Close the streams idle for longer than ``limits.idle_timeout_s``; return their ids."""
+        """Close and delete the streams idle for longer than ``limits.idle_timeout_s``; return their ids."""
         timeout = self.limits.idle_timeout_s
         if timeout is None:
             return []
@@ -131,12 +196,26 @@ class VideoQAService:
                 del self.sessions[session.stream_id]
         for session in idle:
             log.info("stream %s idle for over %g s: closed", session.stream_id, timeout)
-            session.memory.close()
+            self._discard(session)
         return [session.stream_id for session in idle]
 
-    def open_stream(self, stream_id: Any = None) -> str:
-        """Open a stream under ``stream_id`` (checked) or a fresh random id; return the id."""
+    def open_stream(self, stream_id: Any = None, owner: str | None = None, max_blocks: Any = None,
+                    ram_budget_mb: Any = None) -> str:
+        """Open a stream under ``stream_id`` (checked) or a fresh random id; return the id.
+
+        Args:
+            owner: the API key id it belongs to (None on a server without keys).
+            max_blocks, ram_budget_mb: the client's budgets for its memory, at most the server's
+                (``limits.stream_max_blocks`` / ``stream_ram_budget_mb``, also the defaults).
+        """
         stream_id = uuid.uuid4().hex[:12] if stream_id is None else check_stream_id(stream_id)
+        limits = self.limits
+        max_blocks = _budget(max_blocks, limits.stream_max_blocks, "max_blocks", integer=True)
+        ram_budget_mb = _budget(ram_budget_mb, limits.stream_ram_budget_mb, "ram_budget_mb", integer=False)
+        if ram_budget_mb is not None and self.store is None:
+            raise ServiceError("ram_budget_mb needs a disk tier, and this server keeps streams in RAM only",
+                               "Drop ram_budget_mb (bound the stream with max_blocks), or start the server with --store DIR",
+                               param="ram_budget_mb", code="invalid_budget")
         self.expire_idle()  # an idle stream gives its slot up to a new one
         with self._lock:
             if stream_id in self.sessions:
@@ -145,28 +224,64 @@ class VideoQAService:
             if len(self.sessions) >= self.max_streams:
                 raise ServiceError(f"{self.max_streams} streams are open", "Close one (DELETE /v1/streams/ID) first", 429,
                                    code="too_many_streams")
-            self.sessions[stream_id] = StreamSession(stream_id, self.make_memory(), self.limits.max_frame_pixels,
-                                                     self.limits.max_frames_per_s, self.clock)
+            per_key = limits.max_streams_per_key
+            if owner is not None and per_key is not None and sum(s.owner == owner for s in self.sessions.values()) >= per_key:
+                raise ServiceError(f"this API key holds {per_key} streams, the most one key may",
+                                   "Close one of them (DELETE /v1/streams/ID) first", 429, code="too_many_streams_for_key")
+            record = StreamRecord(stream_id, owner, max_blocks, ram_budget_mb)
+            if self.store is not None:
+                try:
+                    self.store.create(record)
+                except FileExistsError:
+                    raise ServiceError(f"stream {stream_id!r} is being deleted, or its folder is in the store already",
+                                       "Use another stream_id, or retry shortly", 409, param="stream_id",
+                                       code="stream_exists") from None
+            try:
+                memory = self.make_memory(self._settings(record))
+            except ValueError as exc:  # the budgets against the memory's own config (max_blocks >= window)
+                self._drop_stored(stream_id)
+                raise ServiceError(f"the stream's memory cannot be made: {exc}", "Ask for a larger max_blocks, or none",
+                                   param="max_blocks", code="invalid_budget") from exc
+            except BaseException:
+                self._drop_stored(stream_id)
+                raise
+            self.sessions[stream_id] = self._session(record, memory)
             return stream_id
 
-    def session(self, stream_id: Any) -> StreamSession:
-        try:
-            return self.sessions[check_stream_id(stream_id)]
-        except KeyError:
-            raise ServiceError(f"no stream {stream_id!r}", "Create it with POST /v1/streams", 404,
-                               param="stream_id", code="stream_not_found") from None
+    def _drop_stored(self, stream_id: str) -> None:
+        if self.store is not None:
+            self.store.delete(stream_id)
 
-    def list_streams(self) -> list[dict[str, Any]]:
+    def session(self, stream_id: Any, owner: str | None = None) -> StreamSession:
+        """The stream ``stream_id`` of ``owner``; another key's stream is "not found" (404), as a
+        stream that does not exist, so ids reveal nothing across keys."""
+        session = self.sessions.get(check_stream_id(stream_id))
+        if session is None or session.owner != owner:
+            raise ServiceError(f"no stream {stream_id!r}", "Create it with POST /v1/streams", 404,
+                               param="stream_id", code="stream_not_found")
+        return session
+
+    def list_streams(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """The streams of ``owner`` (every stream on a server without keys)."""
         self.expire_idle()
         with self._lock:
-            sessions = list(self.sessions.values())
+            sessions = [s for s in self.sessions.values() if s.owner == owner]
         return [session.listing() for session in sessions]
 
-    def close_stream(self, stream_id: str) -> None:
-        session = self.session(stream_id)
+    def close_stream(self, stream_id: str, owner: str | None = None) -> None:
+        """Close the stream and delete what it stored."""
+        session = self.session(stream_id, owner)
         with self._lock:
-            self.sessions.pop(session.stream_id, None)
-        session.memory.close()
+            if self.sessions.pop(session.stream_id, None) is None:
+                return  # closed meanwhile by another request or the idle sweep
+        self._discard(session)
+
+    def close(self) -> None:
+        """Close every stream's memory, keeping what the store holds (a clean shutdown)."""
+        with self._lock:
+            sessions, self.sessions = list(self.sessions.values()), {}
+        for session in sessions:
+            session.memory.close()
 
     def _answer_slot(self) -> None:
         """Take one of ``limits.max_concurrent_answers`` slots (release with ``_answer_slots.release``)."""
@@ -177,37 +292,47 @@ class VideoQAService:
                 429, code="too_many_answers", retry_after_s=1.0,
             )
 
-    def complete(self, request: ChatRequest, cancel: threading.Event | None = None) -> dict[str, Any]:
+    def complete(self, request: ChatRequest, cancel: threading.Event | None = None, owner: str | None = None) -> dict[str, Any]:
         """A ``chat.completion`` for a non-streaming request; setting ``cancel`` abandons it."""
-        session = self.session(request.stream_id)
+        session = self.session(request.stream_id, owner)
         session.touch()
         self._answer_slot()
+        deadline = _Deadline(cancel, self.limits.answer_timeout_s)
         try:
-            answer = session.memory.ask(request.question, request.sampling, cancel=cancel)
+            answer = session.memory.ask(request.question, request.sampling, cancel=deadline.cancel)
+        except GenerationCancelled as exc:
+            raise deadline.refusal(exc) from exc
         finally:
+            deadline.stop()
             self._answer_slots.release()
         return completion(answer, self.model_name)
 
-    def complete_stream(self, request: ChatRequest, cancel: threading.Event | None = None) -> Iterator[str]:
+    def complete_stream(self, request: ChatRequest, cancel: threading.Event | None = None,
+                        owner: str | None = None) -> Iterator[str]:
         """SSE lines (``data: {...}\\n\\n``) of a streaming request, ending with ``data: [DONE]``.
 
         Bad requests raise before the first line, so the caller can still answer with an error status.
         Setting ``cancel`` (the client left) stops generation before its next token.
         """
-        session = self.session(request.stream_id)
+        session = self.session(request.stream_id, owner)
         session.touch()
         session.memory.check_question(request.question)  # bad input fails before the first event
         self._answer_slot()
         pieces: queue.Queue = queue.Queue()
         done = object()
         result: dict[str, Any] = {}
+        deadline = _Deadline(cancel, self.limits.answer_timeout_s)
 
         def work() -> None:
             try:
-                result["answer"] = session.memory.ask(request.question, request.sampling, on_text=pieces.put, cancel=cancel)
+                result["answer"] = session.memory.ask(request.question, request.sampling, on_text=pieces.put,
+                                                      cancel=deadline.cancel)
+            except GenerationCancelled as exc:
+                result["error"] = deadline.refusal(exc)
             except BaseException as exc:  # reported as the last event
                 result["error"] = exc
             finally:
+                deadline.stop()
                 self._answer_slots.release()
                 pieces.put(done)
 
@@ -239,3 +364,45 @@ class VideoQAService:
             if include_usage:
                 yield chunk([], usage=usage(answer))
         yield "data: [DONE]\n\n"
+
+
+class _Deadline:
+    """An answer's cancel event, set by the client leaving or by ``seconds`` passing."""
+
+    def __init__(self, cancel: threading.Event | None, seconds: float | None) -> None:
+        self.cancel, self.seconds, self.expired = cancel or threading.Event(), seconds, False
+        self._timer = None if seconds is None else threading.Timer(seconds, self._expire)
+        if self._timer is not None:
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _expire(self) -> None:
+        self.expired = True
+        self.cancel.set()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def refusal(self, exc: GenerationCancelled) -> MemstreamError:
+        """What a cancelled answer reports: 504 past the deadline, else the cancellation itself."""
+        if not self.expired:
+            return exc
+        return ServiceError(f"the answer was still generating after the server's limit of {self.seconds:g} s",
+                            "Ask for fewer max_tokens, or start the server with a larger --answer-timeout-s",
+                            504, code="deadline_exceeded")
+
+
+def _budget(value: Any, cap: float | None, name: str, integer: bool) -> Any:
+    """A client's memory budget: ``cap`` when not given, else a positive number no larger than ``cap``."""
+    if value is None:
+        return cap
+    kind_ok = isinstance(value, int) if integer else isinstance(value, int | float) and math.isfinite(value)
+    if isinstance(value, bool) or not kind_ok or value <= 0:
+        kind = "a positive integer" if integer else "a positive number"
+        raise ServiceError(f"{name} {json.dumps(value)[:60]} is not {kind}", f"Send {name} as {kind}, or leave it out",
+                           param=name, code="invalid_budget")
+    if cap is not None and value > cap:
+        raise ServiceError(f"{name} {value:g} is over the server's limit of {cap:g}", f"Ask for at most {cap:g}",
+                           param=name, code="invalid_budget")
+    return value

@@ -18,7 +18,7 @@ from memstream.streaming.videomem.service import AccessPolicy
 
 @pytest.fixture()
 def client(tiny_llava):
-    service = VideoQAService(lambda: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny", max_streams=2)
+    service = VideoQAService(lambda _settings: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny", max_streams=2)
     return TestClient(create_app(service, AccessPolicy(allowed_hosts=("testserver",))))  # the test client's Host
 
 

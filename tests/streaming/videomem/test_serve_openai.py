@@ -28,7 +28,7 @@ KEY = "sk-test-openai-client"
 @pytest.fixture(scope="module")
 def server(tiny_llava):
     """``http://127.0.0.1:PORT`` of a keyed uvicorn server with a stream "cam0" of three frames."""
-    service = VideoQAService(lambda: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny",
+    service = VideoQAService(lambda _settings: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny",
                              limits=ServiceLimits(max_tokens_cap=512))
     config = uvicorn.Config(create_app(service, AccessPolicy(api_keys=(KEY,))), host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)

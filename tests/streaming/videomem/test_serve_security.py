@@ -64,7 +64,7 @@ def huge_png() -> bytes:
 
 @pytest.fixture()
 def service(tiny_llava):
-    return VideoQAService(lambda: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny",
+    return VideoQAService(lambda _settings: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny",
                           max_streams=4, limits=ServiceLimits(max_body_bytes=2 << 20, max_tokens_cap=16))
 
 
@@ -303,7 +303,7 @@ def test_every_listed_stream_can_be_deleted(client):
         assert client.delete(f"/v1/streams/{stream_id}").json() == {"stream_id": stream_id, "deleted": True}
     good = client.get("/v1/streams").json()["data"]
     assert good == [{"stream_id": "good", "frames_seen": 2, "covered_from_s": 0.0, "covered_until_s": 1.0,
-                     "bytes_received": len(jpeg(0)) + len(jpeg(1))}]
+                     "bytes_received": len(jpeg(0)) + len(jpeg(1)), "max_blocks": None, "persistent": False}]
 
 
 # ---- chat requests -----------------------------------------------------------------------------
@@ -490,7 +490,7 @@ def _keyed_client(service: VideoQAService) -> TestClient:
 
 def test_a_stream_flooding_frames_gets_429_with_retry_after_before_decoding(tiny_llava, monkeypatch):
     clock = Clock()
-    service = VideoQAService(lambda: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny",
+    service = VideoQAService(lambda _settings: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny",
                              limits=ServiceLimits(max_frames_per_s=2.0), clock=clock)
     client = _keyed_client(service)
     assert client.post("/v1/streams", json={"stream_id": "fast"}).status_code == 200
@@ -510,7 +510,7 @@ def test_a_stream_flooding_frames_gets_429_with_retry_after_before_decoding(tiny
 
 
 def test_answers_past_the_concurrency_cap_get_429_and_the_slot_comes_back(tiny_llava):
-    service = VideoQAService(lambda: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny",
+    service = VideoQAService(lambda _settings: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny",
                              limits=ServiceLimits(max_concurrent_answers=1, max_tokens_cap=4))
     client = _keyed_client(service)
     assert client.post("/v1/streams", json={"stream_id": "cam"}).status_code == 200
@@ -537,7 +537,7 @@ def test_idle_streams_are_closed_and_give_their_slot_up(tiny_llava):
             closed.append(self)
             super().close()
 
-    service = VideoQAService(lambda: Memory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny", max_streams=2,
+    service = VideoQAService(lambda _settings: Memory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny", max_streams=2,
                              limits=ServiceLimits(idle_timeout_s=60.0), clock=clock)
     client = _keyed_client(service)
     for name in ("old", "busy"):
@@ -563,7 +563,7 @@ def test_the_new_bounds_refuse_nonsense(tiny_llava):
 def test_a_running_server_sweeps_idle_streams_without_being_asked(tiny_llava):
     import time
 
-    service = VideoQAService(lambda: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny",
+    service = VideoQAService(lambda _settings: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny",
                              limits=ServiceLimits(idle_timeout_s=0.5))  # swept every second
     with _keyed_client(service) as client:  # the context runs the app's lifespan, and so its sweeper
         assert client.post("/v1/streams", json={"stream_id": "left"}).status_code == 200

@@ -1,0 +1,191 @@
+"""Streams that outlive the server process: ``memstream serve --store DIR``.
+
+Layout of ``DIR``::
+
+    service.json            {"format": "memstream.serve.store", "version": 1,
+                             "model": NAME, "model_fingerprint": HASH}   written once
+    streams/ID/stream.json  the stream's record (:class:`StreamRecord`), replaced atomically
+    streams/ID/kv/          its video memory's block store (ReKV's crash-safe tiered store)
+    trash/                  deleted streams on their way out (a crash mid-delete leaves them here;
+                            the next start removes them)
+
+A stream exists once its ``stream.json`` does (written before its memory is made), and is gone
+once its folder has been renamed into ``trash/`` (one atomic rename), so a ``kill -9`` at any point
+leaves each stream either listed with what its store committed, or deleted. The block store keeps
+its own promise (a frame's blocks are committed by one index line), so after a crash a stream
+answers from every frame whose blocks were committed; its record's counters (bytes received, the
+first frame's time) are those of its last stored frame.
+
+A store is bound to the model that wrote it: a server started on it with another model (another
+config or other weights) refuses to start, naming both, rather than read KV its model cannot use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from memstream.streaming.errors import ConfigError
+from memstream.streaming.videomem.service.limits import check_stream_id
+
+log = logging.getLogger(__name__)
+
+FORMAT = "memstream.serve.store"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """What a new stream's memory is built with (the server's defaults, or less where the client
+    asked for less).
+
+    Attributes:
+        stream_id: the stream.
+        store_dir: its memory's block store directory, or None (RAM only, gone with the process).
+        max_blocks: frames its memory keeps, the oldest deleted first; None keeps all.
+        ram_budget_mb: the memory's RAM tier; older blocks stay on disk only (needs ``store_dir``).
+    """
+
+    stream_id: str
+    store_dir: str | None = None
+    max_blocks: int | None = None
+    ram_budget_mb: float | None = None
+
+    def rekv(self, config):
+        """``config`` (a :class:`~memstream.streaming.videomem.rekv.ReKVConfig`) with this stream's
+        store directory and budgets."""
+        return replace(config, store_dir=self.store_dir, max_blocks=self.max_blocks, ram_budget_mb=self.ram_budget_mb)
+
+
+@dataclass
+class StreamRecord:
+    """A stream's ``stream.json``: who owns it, its budgets and its counters.
+
+    Attributes:
+        owner: the id of the API key that opened it (:meth:`AccessPolicy.key_id`), or None.
+        clock: ``"client"`` when its first frame carried ``timestamp_s``, ``"server"`` when the
+            server stamped it, None before the first frame.
+    """
+
+    stream_id: str
+    owner: str | None = None
+    max_blocks: int | None = None
+    ram_budget_mb: float | None = None
+    frames_seen: int = 0
+    first_s: float | None = None
+    last_s: float | None = None
+    bytes_received: int = 0
+    clock: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StreamRecord:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+class StreamStore:
+    """The ``--store`` directory of one server (see the module docstring).
+
+    Args:
+        root: the directory (created when missing).
+        model: the served model's name, and ``fingerprint`` its config-and-weights hash.
+
+    Raises:
+        ConfigError: the path is a file or not writable, holds something else, or was written by
+            another model.
+    """
+
+    def __init__(self, root: str | Path, model: str, fingerprint: str) -> None:
+        self.root = Path(root)
+        try:
+            (self.root / "streams").mkdir(parents=True, exist_ok=True)
+            (self.root / "trash").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--store {root} cannot be used as a directory ({exc.strerror})",
+                              "Give a writable directory (it is created when missing)") from exc
+        if not os.access(self.root, os.W_OK):
+            raise ConfigError(f"--store {root} is not writable", "Fix its permissions or give another directory")
+        self._check_model(model, fingerprint)
+        self._empty_trash()
+
+    def _check_model(self, model: str, fingerprint: str) -> None:
+        header = self.root / "service.json"
+        if not header.exists():
+            _write_json(header, {"format": FORMAT, "version": FORMAT_VERSION, "model": model, "model_fingerprint": fingerprint})
+            return
+        try:
+            stored = json.loads(header.read_text())
+            ok = stored["format"] == FORMAT and isinstance(stored["model_fingerprint"], str)
+        except (OSError, ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"{header} is not a memstream serve store header",
+                              "Give --store a directory of its own (empty or made by memstream serve)")
+        if stored["model_fingerprint"] != fingerprint:
+            raise ConfigError(
+                f"--store {self.root} holds streams written by model {stored.get('model')!r} "
+                f"(fingerprint {stored['model_fingerprint']}), not by {model!r} (fingerprint {fingerprint})",
+                f"Serve it with --model {stored.get('model')}, or give this model another --store directory",
+            )
+
+    def _empty_trash(self) -> None:
+        for path in (self.root / "trash").iterdir():
+            shutil.rmtree(path, ignore_errors=True)
+
+    def stream_dir(self, stream_id: str) -> Path:
+        return self.root / "streams" / check_stream_id(stream_id)
+
+    def kv_dir(self, stream_id: str) -> str:
+        return str(self.stream_dir(stream_id) / "kv")
+
+    def records(self) -> list[StreamRecord]:
+        """Every stored stream's record, by id.
+
+        Raises:
+            ConfigError: a stream folder has no readable record (it is left as it is).
+        """
+        found = []
+        for path in sorted((self.root / "streams").iterdir()):
+            record_path = path / "stream.json"
+            try:
+                record = StreamRecord.from_json(json.loads(record_path.read_text()))
+                if record.stream_id != path.name:
+                    raise ValueError(f"it names stream {record.stream_id!r}")
+            except (OSError, ValueError, TypeError) as exc:
+                raise ConfigError(f"{record_path} cannot be read ({exc})",
+                                  f"Move {path} out of {self.root / 'streams'} (or restore it from a backup)") from exc
+            found.append(record)
+        return found
+
+    def create(self, record: StreamRecord) -> None:
+        """Make the stream's folder and record; a 409-worthy :class:`FileExistsError` when the
+        folder is already there."""
+        path = self.stream_dir(record.stream_id)
+        path.mkdir()  # FileExistsError: the caller's "already exists"
+        self.save(record)
+
+    def save(self, record: StreamRecord) -> None:
+        """Replace the stream's record atomically (no fsync: it survives the process, not a power cut)."""
+        _write_json(self.stream_dir(record.stream_id) / "stream.json", asdict(record))
+
+    def delete(self, stream_id: str) -> None:
+        """Remove the stream: one rename into ``trash/`` (after which it is gone, even if the process
+        dies before the files are removed), then the files."""
+        path = self.stream_dir(stream_id)
+        if not path.exists():
+            return
+        trash = self.root / "trash" / f"{stream_id}-{uuid.uuid4().hex[:8]}"
+        path.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data) + "\n")
+    os.replace(tmp, path)
