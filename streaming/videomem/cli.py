@@ -50,6 +50,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     ask.set_defaults(handler=cmd_ask)
 
+    check = sub.add_parser("check-store", help="check a KV block store (ask --store) or a serve --store without changing it")
+    check.add_argument("directory", help="a block store directory, or the --store directory of memstream serve")
+    check.add_argument("--json", action="store_true", help="one JSON object per store")
+    check.set_defaults(handler=cmd_check_store)
+
     serve = sub.add_parser("serve", help="streaming video QA service: frames over HTTP/WebSocket, OpenAI-style answers")
     serve.add_argument("--model", default=None, help="Video-LLM: local directory or hub id (tiny-random for a smoke test)")
     serve.add_argument("--memory", default="rekv", help="a registered video memory: rekv or flash_vstream")
@@ -87,6 +92,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help=f"frames a stream's memory keeps, oldest deleted first (rekv; default {SERVE_MAX_BLOCKS}; 0 keeps all)")
     serve.add_argument("--ram-budget-mb", type=float, default=None,
                        help="a stream's RAM tier with --store; older frames stay on disk only (default: no bound)")
+    serve.add_argument("--torch-threads", type=int, default=None, metavar="N",
+                       help="torch's intra-op threads per pass (default: torch's own). On a CPU, 1 keeps "
+                            "concurrent streams and answers from oversubscribing the cores")
     serve.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     serve.set_defaults(handler=cmd_serve, retrieval=None, embedder=None, sample_fps=None)
 
@@ -195,6 +203,38 @@ def _ingest(source, memory, options, args: argparse.Namespace) -> float | None:
     return last_s if args.at is not None and last_s is not None and last_s < args.at else None
 
 
+def cmd_check_store(args: argparse.Namespace) -> int:
+    """Check every block store under ``directory`` (one, or each stream's of a serve store): exit 0
+    when all are whole, 2 with the first problem otherwise."""
+    from pathlib import Path
+
+    from memstream.streaming.videomem.store import StoreError, check_store
+
+    root = Path(args.directory)
+    if not root.is_dir():
+        raise ConfigError(f"{root} is not a directory", "Give the directory passed to --store")
+    served = (root / "service.json").is_file()
+    stores = sorted((root / "streams").glob("*/kv")) if served else [root]
+    for path in stores:
+        name = path.parent.name if served else str(path)
+        if served and not (path / "store.json").exists():  # a stream that has no frame yet
+            found = {"store": name, "blocks": 0, "frames": None, "seconds": None, "torn_tail": False, "bytes": 0}
+        else:
+            try:
+                found = {"store": name, **vars(check_store(path))}
+            except StoreError as exc:
+                raise StoreError(f"{'stream ' + repr(name) + ': ' if served else ''}{exc.what}", exc.fix) from exc
+        if args.json:
+            print(json.dumps(found))
+        else:
+            span = "" if found["frames"] is None else f", frames {found['frames'][0]}-{found['frames'][1]}"
+            torn = "; an interrupted last write will be dropped on open" if found["torn_tail"] else ""
+            print(f"{name}: ok, {found['blocks']} blocks{span}, {found['bytes'] / 2**20:.1f} MiB{torn}")
+    if served and not stores:
+        print(f"{root}: ok, no streams")
+    return 0
+
+
 #: Frames a served ReKV stream keeps unless --max-blocks says otherwise: bounded by default, as a
 #: server of endless streams must be (LLaVA-OneVision-0.5B: about 2.3 MiB of KV a frame, so ~2.3 GiB).
 SERVE_MAX_BLOCKS = 1024
@@ -241,6 +281,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ConfigError("memstream serve needs uvicorn", 'Install it with: pip install "memstream[serve]"') from exc
     options = _options(args)
+    if args.torch_threads is not None:
+        if args.torch_threads < 1:
+            raise ConfigError(f"--torch-threads {args.torch_threads} is not a positive number", "Give 1 or more")
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     llm = load_model(options)  # one model, one memory per stream
     store = None if args.store is None else StreamStore(args.store, options.model, llm.spec.fingerprint)
 

@@ -20,7 +20,8 @@ proposals for vLLM use; frame events named as in vLLM's ``input_video_frame.appe
   "What happened?"}], "stream": true, "max_tokens": 64}`` -> a ``chat.completion`` (or SSE
   ``chat.completion.chunk`` events ending with ``data: [DONE]``) with ``finish_reason`` ``stop`` or
   ``length``, ``usage``, and ``memstream: {covered_until_s, frames_seen, retrieved_frames}``
-* ``GET /v1/streams/{id}`` (memory summary), ``DELETE /v1/streams/{id}``, ``GET /v1/models``
+* ``GET /v1/streams/{id}`` (memory summary), ``DELETE /v1/streams/{id}``, ``GET /v1/models``,
+  ``GET /health``
 
 With ``--store DIR`` every stream's memory lives in ``DIR`` (:mod:`~memstream.streaming.videomem.service.persist`):
 after a crash or a restart the streams are listed again and answer from what they stored.
@@ -121,8 +122,14 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
             raise ServiceError("the request body is not a JSON object", "Send a JSON object")
         return data
 
+    # Probes and the model list run on the event loop itself, never queued behind frames and
+    # answers in the thread pool, so they stay fast under load.
+    @app.get("/health")
+    async def health() -> dict:  # for load balancers and probes (behind the same access checks)
+        return {"status": "ok"}
+
     @app.get("/v1/models")
-    def models() -> dict:
+    async def models() -> dict:
         return {"object": "list", "data": [{"id": service.model_name, "object": "model", "owned_by": "memstream"}]}
 
     @app.get("/v1/streams")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -32,6 +33,40 @@ from memstream.streaming.videomem.service.persist import StreamRecord, StreamSet
 log = logging.getLogger(__name__)
 
 
+class AnswersFirst:
+    """Answers before frames: while any answer is generating, frames wait to be encoded (their
+    decoding does not wait), for at most ``max_wait_s`` each.
+
+    Frames and answers share one model and, on a CPU, the same cores and interpreter lock; a frame
+    encoded between two decoding steps delays every token of the answer. Holding frames back
+    while answers run keeps question latency near the idle stream's (``benchmarks/bench_serve.py``)
+    at the cost of a frame's commit arriving up to one answer later. ``max_wait_s`` bounds that
+    delay, so a steady flow of questions cannot starve ingestion.
+    """
+
+    def __init__(self, max_wait_s: float = 2.0) -> None:
+        self.max_wait_s = max_wait_s
+        self._active = 0
+        self._idle = threading.Condition()
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        with self._idle:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._active -= 1
+                if self._active == 0:
+                    self._idle.notify_all()
+
+    def wait_for_answers(self) -> None:
+        """Return when no answer is generating, or after ``max_wait_s``."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._active == 0, timeout=self.max_wait_s)
+
+
 class StreamSession:
     """One stream's memory, its frame counter and clock.
 
@@ -50,8 +85,9 @@ class StreamSession:
 
     def __init__(self, stream_id: str, memory, max_frame_pixels: int, max_frames_per_s: float = 60.0,
                  clock: Callable[[], float] = time.monotonic, record: StreamRecord | None = None,
-                 store: StreamStore | None = None) -> None:
+                 store: StreamStore | None = None, gate: AnswersFirst | None = None) -> None:
         self.stream_id, self.memory, self.max_frame_pixels = stream_id, memory, max_frame_pixels
+        self.gate = gate
         self.max_frames_per_s, self.clock = max_frames_per_s, clock
         self.record, self.store = record or StreamRecord(stream_id), store
         self.lock = threading.Lock()  # frames of one stream are stored in arrival order
@@ -92,6 +128,8 @@ class StreamSession:
         with self.lock:
             self._take_rate_token()  # before decoding: a flood costs no decode
         rgb = decode_frame(image, self.max_frame_pixels)
+        if self.gate is not None:
+            self.gate.wait_for_answers()
         with self.lock:
             self.touch()
             record = self.record
@@ -151,6 +189,7 @@ class VideoQAService:
         self.sessions: dict[str, StreamSession] = {}
         self._lock = threading.Lock()
         self._answer_slots = threading.BoundedSemaphore(self.limits.max_concurrent_answers)
+        self.answers_first = AnswersFirst()
         if store is not None:
             self._reopen_stored()
 
@@ -160,7 +199,7 @@ class VideoQAService:
 
     def _session(self, record: StreamRecord, memory) -> StreamSession:
         return StreamSession(record.stream_id, memory, self.limits.max_frame_pixels, self.limits.max_frames_per_s,
-                             self.clock, record, self.store)
+                             self.clock, record, self.store, self.answers_first)
 
     def _reopen_stored(self) -> None:
         records = self.store.records()
@@ -299,7 +338,8 @@ class VideoQAService:
         self._answer_slot()
         deadline = _Deadline(cancel, self.limits.answer_timeout_s)
         try:
-            answer = session.memory.ask(request.question, request.sampling, cancel=deadline.cancel)
+            with self.answers_first.answering():
+                answer = session.memory.ask(request.question, request.sampling, cancel=deadline.cancel)
         except GenerationCancelled as exc:
             raise deadline.refusal(exc) from exc
         finally:
@@ -325,8 +365,9 @@ class VideoQAService:
 
         def work() -> None:
             try:
-                result["answer"] = session.memory.ask(request.question, request.sampling, on_text=pieces.put,
-                                                      cancel=deadline.cancel)
+                with self.answers_first.answering():
+                    result["answer"] = session.memory.ask(request.question, request.sampling, on_text=pieces.put,
+                                                          cancel=deadline.cancel)
             except GenerationCancelled as exc:
                 result["error"] = deadline.refusal(exc)
             except BaseException as exc:  # reported as the last event

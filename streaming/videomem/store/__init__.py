@@ -4,6 +4,7 @@
 ``device``, ``disk``) and eviction policies sit behind it. See :mod:`.store` for an example.
 """
 
+from memstream.streaming.videomem.store.disk import StoreCheck, check_store
 from memstream.streaming.videomem.store.policies import EVICTION_POLICIES, EvictionPolicy, FIFOEviction, LRUEviction
 from memstream.streaming.videomem.store.pool import AccessStats, BlockPool
 from memstream.streaming.videomem.store.spec import BlockMeta, BlockSpec, StoreError
@@ -19,5 +20,7 @@ __all__ = [
     "EvictionPolicy",
     "FIFOEviction",
     "LRUEviction",
+    "StoreCheck",
     "StoreError",
+    "check_store",
 ]

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from memstream.streaming.errors import ConfigError
-from memstream.streaming.videomem.store.spec import BlockMeta, BlockSpec, StoreError
+from memstream.streaming.videomem.store.spec import BlockMeta, BlockSpec, StoreError, decode_layers
 
 FORMAT = "memstream.videomem.blockstore"
 FORMAT_VERSION = 1
@@ -346,3 +346,64 @@ def _replay_index(path: Path, capacity: int) -> tuple[Replay, int | None, bool]:
 def _finish(replay: Replay, live: dict[int, tuple[BlockMeta, int]]) -> Replay:
     replay.entries = [live[block_id] for block_id in sorted(live)]
     return replay
+
+
+@dataclass
+class StoreCheck:
+    """What :func:`check_store` found in a store directory.
+
+    Attributes:
+        blocks: live (committed, not deleted) blocks.
+        frames: ``(first, last)`` frame index of the live blocks, or None when there are none.
+        seconds: ``(first, last)`` stream time of the live blocks, or None.
+        torn_tail: the index ends in an interrupted write (a crash during a put); the next
+            :meth:`BlockStore.open` drops that line, and no committed block is lost.
+        bytes: size of the store's files.
+    """
+
+    blocks: int
+    frames: tuple[int, int] | None
+    seconds: tuple[float, float] | None
+    torn_tail: bool
+    bytes: int
+
+
+def check_store(directory: str | Path, chunk_blocks: int = 64) -> StoreCheck:
+    """Check a store directory without changing it: its header, every index line but an
+    interrupted last one, and every live block's keys and values (decoded, all finite) and
+    representative keys (finite).
+
+    Raises:
+        StoreError: the header is unreadable, a file is missing, the index is corrupt before its
+            last line, or a committed block holds non-finite numbers.
+    """
+    directory = Path(directory)
+    missing = [name for name in FILES if not (directory / name).is_file()]
+    if missing:
+        raise StoreError(f"{directory} is not a block store (missing {', '.join(missing)})", "Pass a store directory")
+    spec = read_header(directory)
+    capacity = min((directory / "blocks.bin").stat().st_size // spec.block_nbytes,
+                   (directory / "repr.bin").stat().st_size // (spec.n_layers * spec.repr_width * 4))
+    replay, keep_bytes, _ = _replay_index(directory / "index.jsonl", capacity)
+    entries = replay.entries
+    if entries:
+        blocks = np.memmap(directory / "blocks.bin", dtype=np.uint8, mode="r", shape=(capacity, spec.n_layers, spec.layer_nbytes))
+        keys = np.memmap(directory / "repr.bin", dtype=np.float32, mode="r", shape=(capacity, spec.n_layers, spec.repr_width))
+        for start in range(0, len(entries), chunk_blocks):
+            chunk = entries[start : start + chunk_blocks]
+            slots = np.asarray([slot for _, slot in chunk], dtype=np.int64)
+            raw = torch.from_numpy(np.ascontiguousarray(blocks[slots])).reshape(-1, spec.layer_nbytes)
+            finite = bool(decode_layers(spec, raw).float().isfinite().all()) and bool(np.isfinite(keys[slots]).all())
+            if not finite:
+                first = chunk[0][0].block_id
+                raise StoreError(f"{directory}: a block among ids {first}..{chunk[-1][0].block_id} holds non-finite numbers",
+                                 f"Restore the store from a backup, or delete {directory} to start over")
+        del blocks, keys
+    metas = [meta for meta, _ in entries]
+    return StoreCheck(
+        blocks=len(metas),
+        frames=(metas[0].frame_index, metas[-1].frame_index) if metas else None,
+        seconds=(metas[0].timestamp_s, metas[-1].timestamp_s) if metas else None,
+        torn_tail=keep_bytes is not None,
+        bytes=sum((directory / name).stat().st_size for name in FILES),
+    )

@@ -102,6 +102,7 @@ def ask(stream_id: str = "good", **extra) -> dict:
 
 # ---- access ------------------------------------------------------------------------------------
 ROUTES = [
+    ("GET", "/health", None),
     ("GET", "/v1/models", None),
     ("GET", "/v1/streams", None),
     ("POST", "/v1/streams", {"stream_id": "new"}),
