@@ -71,7 +71,8 @@ class StreamSession:
     """One stream's memory, its frame counter and clock.
 
     Frame times must be finite, non-negative and non-decreasing; a frame sent without one is
-    stamped with the seconds since the stream was opened. Frames arriving faster than
+    stamped with the seconds since the stream was opened. One stream has one clock, chosen by its
+    first frame: all its frames carry ``timestamp_s`` or none does (400 otherwise). Frames arriving faster than
     ``max_frames_per_s`` (beyond a one-second burst) are refused with 429 before they are decoded.
 
     A stream reopened from a ``--store`` (``record`` given) continues its frame count and clock
@@ -133,6 +134,15 @@ class StreamSession:
         with self.lock:
             self.touch()
             record = self.record
+            clock = "server" if timestamp_s is None else "client"
+            if record.clock is not None and clock != record.clock:
+                raise ServiceError(
+                    f"this stream's frames are timed by the {record.clock} (its first frame "
+                    f"{'had' if record.clock == 'client' else 'had no'} timestamp_s), this one by the {clock}",
+                    "Send timestamp_s with every frame of the stream or with none; one stream has one clock",
+                    param="timestamp_s",
+                    code="clock_mismatch",
+                )
             t = self.clock() - self.started_s if timestamp_s is None else timestamp_s
             if record.last_s is not None and t < record.last_s:
                 raise ServiceError(
@@ -143,7 +153,7 @@ class StreamSession:
                 )
             self.memory.update(Frame(index=record.frames_seen, timestamp_s=t, rgb=rgb, source_id=self.stream_id))
             if record.first_s is None:
-                record.first_s, record.clock = t, "server" if timestamp_s is None else "client"
+                record.first_s, record.clock = t, clock
             record.last_s, record.bytes_received = t, record.bytes_received + len(image)
             record.frames_seen += 1
             if self.store is not None:

@@ -381,3 +381,16 @@ def test_check_store_names_a_directory_that_is_not_a_store(tmp_path, capsys):
     assert "is not a directory" in capsys.readouterr().err
     assert main(["check-store", str(tmp_path)]) == 2
     assert "is not a block store" in capsys.readouterr().err
+
+
+# ---- one clock a stream --------------------------------------------------------------------------
+@pytest.mark.parametrize("first_timed", [True, False])
+def test_a_stream_keeps_the_clock_of_its_first_frame(tiny_llava, first_timed):
+    client = client_of(make_service(tiny_llava))
+    client.post("/v1/streams", json={"stream_id": "cam"})
+    timed = {"params": {"timestamp_s": 100}}
+    assert client.post("/v1/streams/cam/frames", content=jpeg(0), **(timed if first_timed else {})).status_code == 200
+    mixed = client.post("/v1/streams/cam/frames", content=jpeg(1), **({} if first_timed else timed))
+    assert mixed.status_code == 400 and mixed.json()["error"]["code"] == "clock_mismatch"
+    assert client.post("/v1/streams/cam/frames", content=jpeg(2), **(timed if first_timed else {})).status_code == 200
+    assert client.get("/v1/streams").json()["data"][0]["frames_seen"] == 2
