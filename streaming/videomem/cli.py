@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 from dataclasses import replace
+from pathlib import Path
 
 from memstream.streaming.errors import ConfigError, MemstreamError
 
@@ -92,6 +93,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help=f"frames a stream's memory keeps, oldest deleted first (rekv; default {SERVE_MAX_BLOCKS}; 0 keeps all)")
     serve.add_argument("--ram-budget-mb", type=float, default=None,
                        help="a stream's RAM tier with --store; older frames stay on disk only (default: no bound)")
+    serve.add_argument("--ray", type=int, default=None, metavar="N",
+                       help="serve on Ray Serve with N replicas, each holding some streams (needs --store on storage "
+                            "every replica reaches; the ray extra)")
+    serve.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                       help="the Ray cluster to join (auto, ray://host:10001, ...); default: start a local one")
+    serve.add_argument("--streams-per-replica", type=int, default=8, help="with --ray: streams one replica holds at once")
+    serve.add_argument("--replica-cpus", type=float, default=1.0, help="with --ray: CPUs reserved per replica")
+    serve.add_argument("--replica-gpus", type=float, default=0.0, help="with --ray: GPUs reserved per replica")
     serve.add_argument("--torch-threads", type=int, default=None, metavar="N",
                        help="torch's intra-op threads per pass (default: torch's own). On a CPU, 1 keeps "
                             "concurrent streams and answers from oversubscribing the cores")
@@ -281,9 +290,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ConfigError("memstream serve needs uvicorn", 'Install it with: pip install "memstream[serve]"') from exc
     options = _options(args)
+    if args.torch_threads is not None and args.torch_threads < 1:
+        raise ConfigError(f"--torch-threads {args.torch_threads} is not a positive number", "Give 1 or more")
+    if args.ray is not None:
+        return _serve_on_ray(args, options, access, limits, rekv)
     if args.torch_threads is not None:
-        if args.torch_threads < 1:
-            raise ConfigError(f"--torch-threads {args.torch_threads} is not a positive number", "Give 1 or more")
         import torch
 
         torch.set_num_threads(args.torch_threads)
@@ -302,6 +313,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"[serving {options.model} ({options.memory}) on http://{args.host}:{args.port}/v1; {auth}]", file=sys.stderr, flush=True)
     uvicorn.run(create_app(service, access, docs=args.docs), host=args.host, port=args.port, log_level="warning",
                 ws_max_size=limits.max_message_chars)
+    return 0
+
+
+def _serve_on_ray(args: argparse.Namespace, options, access, limits, rekv: bool) -> int:
+    """``memstream serve --ray N``: the same API from Ray Serve replicas sharing ``--store``."""
+    from memstream.streaming.videomem.service.ray_serve import RayServeSpec, build_app, connect_ray
+
+    if args.ray < 1:
+        raise ConfigError(f"--ray {args.ray} is not a number of replicas", "Give 1 or more")
+    if args.store is None or not rekv:
+        raise ConfigError("--ray needs --store DIR (and --memory rekv): replicas reopen streams from a store they all reach",
+                          "Add --store on a filesystem every Ray node mounts at the same path")
+    spec = RayServeSpec(
+        options=options, store=str(Path(args.store).resolve()), replicas=args.ray,
+        streams_per_replica=args.streams_per_replica, max_streams=args.max_streams, limits=limits,
+        default_max_tokens=min(args.max_new_tokens, limits.max_tokens_cap), replica_cpus=args.replica_cpus,
+        replica_gpus=args.replica_gpus, torch_threads=args.torch_threads,
+    )
+    serve = connect_ray(args.ray_address, args.host, args.port)
+    auth = f"{len(access.api_keys)} API key(s)" if access.api_keys else "no API key, loopback only"
+    print(f"[serving {options.model} on Ray Serve, {args.ray} replica(s), at http://{args.host}:{args.port}/v1; {auth}]",
+          file=sys.stderr, flush=True)
+    serve.run(build_app(spec, access, docs=args.docs), name=spec.app_name, route_prefix="/", blocking=True)
     return 0
 
 

@@ -149,7 +149,7 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
 
     @app.get("/v1/streams/{stream_id}")
     def describe(stream_id: str, request: Request) -> dict:
-        return {"stream_id": stream_id, **service.session(stream_id, _key(request)).memory.memory_summary()}
+        return {"stream_id": stream_id, **service.describe(stream_id, _key(request))}
 
     @app.delete("/v1/streams/{stream_id}")
     def close(stream_id: str, request: Request) -> dict:
@@ -158,8 +158,9 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
 
     @app.post("/v1/streams/{stream_id}/frames")
     async def add_frame(stream_id: str, request: Request, timestamp_s: str | None = None) -> dict:
-        session, seconds = service.session(stream_id, _key(request)), parse_timestamp(timestamp_s)
-        return {"frames_seen": await run_in_threadpool(session.add_frame, await request.body(), seconds)}
+        check_stream_id(stream_id)
+        seconds = parse_timestamp(timestamp_s)
+        return {"frames_seen": await run_in_threadpool(service.add_frame, stream_id, await request.body(), seconds, _key(request))}
 
     @app.websocket("/v1/streams/{stream_id}/frames")
     async def frames_socket(socket: WebSocket, stream_id: str) -> None:
@@ -261,5 +262,4 @@ def _socket_frame(service: VideoQAService, stream_id: str, message: dict, max_ch
         image = base64.b64decode(event["image"], validate=True)
     except binascii.Error:
         raise ServiceError("the image is not valid base64", "Encode the JPEG/PNG bytes with standard base64", param="image") from None
-    session = service.session(check_stream_id(stream_id), owner)
-    return session.add_frame(image, parse_timestamp(event.get("timestamp_s")))
+    return service.add_frame(check_stream_id(stream_id), image, parse_timestamp(event.get("timestamp_s")), owner)

@@ -8,6 +8,8 @@ Layout of ``DIR``::
     streams/ID/kv/          its video memory's block store (ReKV's crash-safe tiered store)
     trash/                  deleted streams on their way out (a crash mid-delete leaves them here;
                             the next start removes them)
+    leases/ID.lock          flock'd by the one process holding the stream's memory (:class:`Lease`)
+    leases/ID.wanted.TOKEN  one per process waiting for that lease (a handoff request)
 
 A stream exists once its ``stream.json`` does (written before its memory is made), and is gone
 once its folder has been renamed into ``trash/`` (one atomic rename), so a ``kill -9`` at any point
@@ -22,10 +24,12 @@ config or other weights) refuses to start, naming both, rather than read KV its 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -88,6 +92,46 @@ class StreamRecord:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
 
+    def listing(self, persistent: bool) -> dict[str, Any]:
+        """What ``GET /v1/streams`` shows of the stream (never its owner)."""
+        return {"stream_id": self.stream_id, "frames_seen": self.frames_seen, "covered_from_s": self.first_s,
+                "covered_until_s": self.last_s, "bytes_received": self.bytes_received,
+                "max_blocks": self.max_blocks, "persistent": persistent}
+
+
+class Lease:
+    """The right to hold one stream's memory in this process: an exclusive ``flock`` on
+    ``DIR/leases/ID.lock``, released by :meth:`release` or by the process's death (the kernel drops
+    the lock), so a stream's memory is open in at most one server at a time even when several
+    share a store (Ray Serve replicas)."""
+
+    def __init__(self, path: Path, handle) -> None:
+        self.path, self._handle = path, handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
+    def valid(self) -> bool:
+        """Held, and its lock file is still the one at ``path`` (a lock file is removed with its
+        stream while locked; a process that was waiting on it then holds a lock on nothing)."""
+        if self._handle is None:
+            return False
+        try:
+            return os.fstat(self._handle.fileno()).st_ino == os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return False
+
+    def remove(self) -> None:
+        """Remove the lock file (the stream is deleted), before :meth:`release`."""
+        self.path.unlink(missing_ok=True)
+
 
 class StreamStore:
     """The ``--store`` directory of one server (see the module docstring).
@@ -114,6 +158,14 @@ class StreamStore:
         self._check_model(model, fingerprint)
         self._empty_trash()
 
+    @classmethod
+    def reader(cls, root: str | Path) -> StreamStore:
+        """The store at ``root`` for reading its records only (a frontend with no model): nothing
+        is created or checked."""
+        store = cls.__new__(cls)
+        store.root = Path(root)
+        return store
+
     def _check_model(self, model: str, fingerprint: str) -> None:
         header = self.root / "service.json"
         if not header.exists():
@@ -138,6 +190,56 @@ class StreamStore:
         for path in (self.root / "trash").iterdir():
             shutil.rmtree(path, ignore_errors=True)
 
+    def lease(self, stream_id: str, wait_s: float = 0.0, poll_s: float = 0.05) -> Lease | None:
+        """Take the stream's lease, waiting up to ``wait_s``; None when another process holds it."""
+        path = self.root / "leases" / f"{check_stream_id(stream_id)}.lock"
+        path.parent.mkdir(exist_ok=True)
+        deadline = time.monotonic() + wait_s
+        while True:
+            handle = open(path, "a+b")  # noqa: SIM115 -- owned by the Lease
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                if time.monotonic() >= deadline:
+                    return None
+                time.sleep(poll_s)
+                continue
+            lease = Lease(path, handle)
+            if lease.valid():
+                return lease
+            lease.release()  # locked a lock file that was removed meanwhile: take the new one
+
+    def want(self, stream_id: str) -> Path:
+        """Ask the process holding the stream's lease to hand it over (it checks :meth:`wanted`);
+        returns this request's flag, to withdraw with :meth:`unwant` once served or given up."""
+        path = self.root / "leases" / f"{check_stream_id(stream_id)}.wanted.{uuid.uuid4().hex[:8]}"
+        path.parent.mkdir(exist_ok=True)
+        path.touch()
+        return path
+
+    def wanted(self, stream_id: str) -> bool:
+        """Whether another process waits for the stream's lease."""
+        return any((self.root / "leases").glob(f"{check_stream_id(stream_id)}.wanted.*"))
+
+    def unwant(self, flag: Path | None = None, stream_id: str | None = None) -> None:
+        """Withdraw one request (``flag``), or every request for ``stream_id`` (it was deleted)."""
+        if flag is not None:
+            flag.unlink(missing_ok=True)
+        if stream_id is not None:
+            for path in (self.root / "leases").glob(f"{check_stream_id(stream_id)}.wanted.*"):
+                path.unlink(missing_ok=True)
+
+    def record(self, stream_id: str) -> StreamRecord | None:
+        """The stream's record, or None when the store holds no such stream."""
+        path = self.stream_dir(stream_id) / "stream.json"
+        try:
+            return StreamRecord.from_json(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(f"{path} cannot be read ({exc})", f"Move {path.parent} out of the store (or restore it)") from exc
+
     def stream_dir(self, stream_id: str) -> Path:
         return self.root / "streams" / check_stream_id(stream_id)
 
@@ -151,7 +253,8 @@ class StreamStore:
             ConfigError: a stream folder has no readable record (it is left as it is).
         """
         found = []
-        for path in sorted((self.root / "streams").iterdir()):
+        streams = self.root / "streams"
+        for path in sorted(streams.iterdir()) if streams.is_dir() else []:
             record_path = path / "stream.json"
             try:
                 record = StreamRecord.from_json(json.loads(record_path.read_text()))

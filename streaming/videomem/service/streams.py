@@ -164,10 +164,7 @@ class StreamSession:
         """Frames stored, the stream time they cover (seconds), the frame bytes received, the
         frames its memory keeps and whether it outlives the server."""
         with self.lock:
-            record = self.record
-            return {"stream_id": self.stream_id, "frames_seen": record.frames_seen, "covered_from_s": record.first_s,
-                    "covered_until_s": record.last_s, "bytes_received": record.bytes_received,
-                    "max_blocks": record.max_blocks, "persistent": self.store is not None}
+            return self.record.listing(persistent=self.store is not None)
 
 
 class VideoQAService:
@@ -183,6 +180,8 @@ class VideoQAService:
         limits: input bounds (body bytes, frame pixels, question characters, ``max_tokens`` cap),
             per-key stream counts, answer deadline and the streams' memory budgets.
         store: keeps streams across restarts (``--store``); the streams it holds are reopened here.
+        reopen_stored: reopen every stored stream now (one server), or only when a request needs
+            it (:meth:`attach`; replicas sharing a store, each holding some of its streams).
 
     Raises:
         ConfigError: a stored stream cannot be reopened (another model's KV, a damaged store), or
@@ -191,7 +190,8 @@ class VideoQAService:
 
     def __init__(self, make_memory: Callable[[StreamSettings], Any], model_name: str, max_streams: int = 16,
                  default_max_tokens: int = 128, limits: ServiceLimits | None = None,
-                 clock: Callable[[], float] = time.monotonic, store: StreamStore | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, store: StreamStore | None = None,
+                 reopen_stored: bool = True) -> None:
         self.make_memory, self.model_name, self.max_streams = make_memory, model_name, max_streams
         self.default_max_tokens = default_max_tokens
         self.limits = limits or ServiceLimits()
@@ -200,7 +200,8 @@ class VideoQAService:
         self._lock = threading.Lock()
         self._answer_slots = threading.BoundedSemaphore(self.limits.max_concurrent_answers)
         self.answers_first = AnswersFirst()
-        if store is not None:
+        self.holds_all = store is None or reopen_stored  # every stream is in `sessions`
+        if store is not None and reopen_stored:
             self._reopen_stored()
 
     def _settings(self, record: StreamRecord) -> StreamSettings:
@@ -224,6 +225,38 @@ class VideoQAService:
                                   f"reopened: {exc.what}", exc.fix) from exc
             self.sessions[record.stream_id] = self._session(record, memory)
             log.info("stream %s reopened from %s: %d frames", record.stream_id, self.store.root, record.frames_seen)
+
+    def attach(self, stream_id: str) -> StreamSession:
+        """The stream's session, its memory reopened from the store when this server does not hold
+        it yet (404 when the store has no such stream)."""
+        with self._lock:
+            session = self.sessions.get(check_stream_id(stream_id))
+            if session is not None:
+                return session
+            record = None if self.store is None else self.store.record(stream_id)
+            if record is None:
+                raise ServiceError(f"no stream {stream_id!r}", "Create it with POST /v1/streams", 404,
+                                   param="stream_id", code="stream_not_found")
+            memory = self.make_memory(self._settings(record))
+            session = self.sessions[stream_id] = self._session(record, memory)
+            log.info("stream %s attached from %s: %d frames", stream_id, self.store.root, record.frames_seen)
+            return session
+
+    def detach(self, stream_id: str) -> None:
+        """Close the stream's memory here, keeping it in the store (another server may attach it)."""
+        with self._lock:
+            session = self.sessions.pop(stream_id, None)
+        if session is not None:
+            with session.lock:  # after the frame being stored, if any
+                session.memory.close()
+
+    def _counted(self, owner: str | None) -> tuple[int, int]:
+        """Streams open, and those of ``owner``: over the whole store when servers share it."""
+        if self.holds_all:
+            owners = [s.owner for s in self.sessions.values()]
+        else:
+            owners = [r.owner for r in self.store.records()]
+        return len(owners), sum(o == owner for o in owners)
 
     def _discard(self, session: StreamSession) -> None:
         """Release a stream that has left ``sessions``: close its memory, delete its store."""
@@ -270,11 +303,12 @@ class VideoQAService:
             if stream_id in self.sessions:
                 raise ServiceError(f"stream {stream_id!r} already exists", "Use another stream_id or DELETE it first", 409,
                                    param="stream_id", code="stream_exists")
-            if len(self.sessions) >= self.max_streams:
+            total, owned = self._counted(owner)
+            if total >= self.max_streams:
                 raise ServiceError(f"{self.max_streams} streams are open", "Close one (DELETE /v1/streams/ID) first", 429,
                                    code="too_many_streams")
             per_key = limits.max_streams_per_key
-            if owner is not None and per_key is not None and sum(s.owner == owner for s in self.sessions.values()) >= per_key:
+            if owner is not None and per_key is not None and owned >= per_key:
                 raise ServiceError(f"this API key holds {per_key} streams, the most one key may",
                                    "Close one of them (DELETE /v1/streams/ID) first", 429, code="too_many_streams_for_key")
             record = StreamRecord(stream_id, owner, max_blocks, ram_budget_mb)
@@ -310,8 +344,18 @@ class VideoQAService:
                                param="stream_id", code="stream_not_found")
         return session
 
+    def add_frame(self, stream_id: str, image: bytes, timestamp_s: float | None, owner: str | None = None) -> int:
+        """Store one JPEG/PNG frame on the stream; return its frames stored so far."""
+        return self.session(stream_id, owner).add_frame(image, timestamp_s)
+
+    def describe(self, stream_id: str, owner: str | None = None) -> dict[str, Any]:
+        """The stream's memory summary (frames, window, bytes per tier)."""
+        return self.session(stream_id, owner).memory.memory_summary()
+
     def list_streams(self, owner: str | None = None) -> list[dict[str, Any]]:
         """The streams of ``owner`` (every stream on a server without keys)."""
+        if not self.holds_all:  # the store lists every server's streams
+            return [r.listing(persistent=True) for r in self.store.records() if r.owner == owner]
         self.expire_idle()
         with self._lock:
             sessions = [s for s in self.sessions.values() if s.owner == owner]

@@ -1,0 +1,212 @@
+"""The QA service on Ray Serve (issue 20): the lease that keeps a stream in one replica (two
+replica cores in this process, no Ray), then a local Ray cluster with two StreamReplica replicas
+behind the frontend: sticky streams, a replica killed mid-ingest, the official openai client."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+from memstream.streaming.cli import main
+from memstream.streaming.configtypes import parse
+from memstream.streaming.videomem.options import VideoMemoryOptions
+from memstream.streaming.videomem.service import ServiceError, ServiceLimits
+from memstream.streaming.videomem.service.persist import StreamStore
+from memstream.streaming.videomem.service.ray_serve import RayServeSpec, StreamReplicaCore
+
+
+def jpeg(seed: int) -> bytes:
+    image = np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+def spec_for(model_dir, store, **extra) -> RayServeSpec:
+    options = parse(VideoMemoryOptions, {"model": str(model_dir), "device": "cpu", "dtype": "float32",
+                                         "rekv": {"window_frames": 4, "topk": 3}}, "")
+    return RayServeSpec(options=options, store=str(store), limits=ServiceLimits(max_tokens_cap=16), **extra)
+
+
+# ---- the lease, without Ray ----------------------------------------------------------------------
+def test_a_lease_is_exclusive_and_a_removed_lock_file_is_not_held(tmp_path):
+    store = StreamStore(tmp_path, "tiny", "f" * 16)
+    first = store.lease("cam")
+    assert first is not None and first.valid()
+    assert store.lease("cam", wait_s=0.2) is None  # another holder (another open file) waits, then gives up
+    waiting = []
+    thread = threading.Thread(target=lambda: waiting.append(store.lease("cam", wait_s=5)))
+    thread.start()
+    first.remove()  # the stream is deleted while held ...
+    first.release()
+    thread.join(10)
+    assert waiting[0] is not None and waiting[0].valid()  # ... and the waiter took the new lock file, not the old one
+    assert not first.valid()
+
+
+def test_two_replicas_on_one_store_never_hold_a_stream_at_once(tiny_llava_dir, tmp_path):
+    spec = spec_for(tiny_llava_dir, tmp_path, lease_wait_s=0.3, release_idle_s=3600.0)
+    a, b = StreamReplicaCore(spec), StreamReplicaCore(spec)
+    assert a.open_stream("cam", None, None, None) == "cam"
+    assert [a.add_frame("cam", jpeg(i), float(i), None) for i in range(3)] == [1, 2, 3]
+    with pytest.raises(ServiceError) as busy:
+        b.add_frame("cam", jpeg(3), 3.0, None)  # a holds it and does not check for handoffs here
+    assert busy.value.status == 503 and busy.value.code == "stream_busy" and busy.value.retry_after_s
+    assert not a.store.wanted("cam")  # b withdrew its request when it gave up
+    flag = b.store.want("cam")  # b asks again (as its next request does)
+    assert a.release_idle() == ["cam"]  # a's sweep hands it over: memory closed, the store keeps it
+    assert "cam" not in a.service.sessions
+    b.store.unwant(flag)
+    assert b.add_frame("cam", jpeg(3), 3.0, None) == 4  # b reopens it from the store and goes on
+    assert b.service.session("cam").memory.frames_seen == 4
+    assert b.release_idle() == []  # nobody asked, not idle: b keeps it
+
+
+def test_a_waiting_replica_gets_the_stream_when_the_holder_hands_it_over(tiny_llava_dir, tmp_path):
+    spec = spec_for(tiny_llava_dir, tmp_path, lease_wait_s=10.0, release_idle_s=3600.0)
+    a, b = StreamReplicaCore(spec), StreamReplicaCore(spec)
+    a.open_stream("cam", None, None, None)
+    a.add_frame("cam", jpeg(0), 0.0, None)
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(b.add_frame("cam", jpeg(1), 1.0, None)))
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while not a.release_idle() and time.monotonic() < deadline:  # a's sweep, as the replica runs it
+        time.sleep(0.05)
+    waiter.join(10)
+    assert got == [2]
+    with pytest.raises(ServiceError) as missing:
+        b.add_frame("nope", jpeg(0), 0.0, None)
+    assert missing.value.status == 404 and not (tmp_path / "leases" / "nope.lock").exists()  # nothing left behind
+    b.close_stream("cam", None)
+    assert not (tmp_path / "streams" / "cam").exists() and not (tmp_path / "leases" / "cam.lock").exists()
+    assert a.open_stream("cam", None, None, None) == "cam"  # the id is free again, on either replica
+
+
+# ---- a local Ray cluster -------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_service(tiny_llava_dir, tmp_path_factory):
+    ray = pytest.importorskip("ray")
+    from memstream.streaming.videomem.service.ray_serve import build_app
+    from ray import serve
+
+    store = tmp_path_factory.mktemp("ray-store")
+    spec = spec_for(tiny_llava_dir, store, replicas=2, streams_per_replica=4, replica_cpus=0.5, release_idle_s=30.0)
+    port = _free_port()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(spec), name=spec.app_name, route_prefix="/")
+        yield f"http://127.0.0.1:{port}", spec
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def _post(client, url: str, attempts: int = 60, **kwargs):
+    """POST, retrying what a restarting replica answers (503 / connection errors) for up to a minute."""
+    import httpx
+
+    for _ in range(attempts):
+        try:
+            response = client.post(url, **kwargs)
+        except httpx.HTTPError:
+            time.sleep(1)
+            continue
+        if response.status_code not in (500, 503):
+            return response
+        time.sleep(1)
+    raise AssertionError(f"{url} kept failing: {response.status_code} {response.text[:300]}")
+
+
+def _ask(client, base: str, stream_id: str) -> dict:
+    body = {"stream_id": stream_id, "messages": [{"role": "user", "content": "What moved?"}], "max_tokens": 2}
+    response = _post(client, f"{base}/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()["memstream"]
+
+
+@pytest.mark.network
+@pytest.mark.timeout(400)
+def test_streams_stick_to_their_replicas_and_answers_cover_exactly_their_frames(ray_service):
+    import httpx
+
+    base, _ = ray_service
+    names = [f"cam{k}" for k in range(4)]
+    with httpx.Client(timeout=60) as client:
+        for name in names:
+            assert client.post(f"{base}/v1/streams", json={"stream_id": name}).status_code == 200
+        for i in range(6):  # frames and questions interleaved over the four streams
+            for k, name in enumerate(names):
+                r = client.post(f"{base}/v1/streams/{name}/frames", params={"timestamp_s": 1000 * k + i}, content=jpeg(i))
+                assert r.json() == {"frames_seen": i + 1}, r.text
+            if i % 2:
+                for k, name in enumerate(names):
+                    answer = _ask(client, base, name)
+                    assert (answer["frames_seen"], answer["covered_until_s"]) == (i + 1, 1000.0 * k + i)
+                    assert set(answer["retrieved_frames"]) <= set(range(i + 1))
+        listed = {s["stream_id"]: s for s in client.get(f"{base}/v1/streams").json()["data"]}
+        assert {n: (listed[n]["frames_seen"], listed[n]["covered_until_s"]) for n in names} == {
+            n: (6, 1000.0 * k + 5) for k, n in enumerate(names)}
+        assert client.get(f"{base}/v1/streams/nope").status_code == 404
+        assert client.post(f"{base}/v1/streams", json={"stream_id": "cam0"}).status_code == 409
+        for name in names:
+            assert client.delete(f"{base}/v1/streams/{name}").status_code == 200
+        assert client.get(f"{base}/v1/streams").json()["data"] == []
+
+
+@pytest.mark.network
+@pytest.mark.timeout(400)
+def test_a_replica_killed_mid_ingest_comes_back_and_its_streams_answer_from_the_store(ray_service):
+    import httpx
+    import ray
+    from openai import OpenAI
+
+    base, spec = ray_service
+    names = ["k0", "k1"]
+    with httpx.Client(timeout=60) as client:
+        for name in names:
+            assert client.post(f"{base}/v1/streams", json={"stream_id": name}).status_code == 200
+        for i in range(4):
+            for name in names:
+                assert client.post(f"{base}/v1/streams/{name}/frames", params={"timestamp_s": i}, content=jpeg(i)).status_code == 200
+        replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if "StreamReplica" in a["name"]]
+        assert len(replicas) == 2
+        ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=False)
+        acknowledged = dict.fromkeys(names, 4)
+        for i in range(4, 8):  # ingest goes on while Serve brings the replica back
+            for name in names:
+                r = _post(client, f"{base}/v1/streams/{name}/frames", params={"timestamp_s": i}, content=jpeg(i))
+                assert r.status_code == 200, r.text
+                acknowledged[name] += 1
+        for name in names:
+            answer = _ask(client, base, name)
+            assert answer["frames_seen"] == acknowledged[name] == 8 and answer["covered_until_s"] == 7.0
+        openai = OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+        reply = openai.chat.completions.create(model=spec.options.model, messages=[{"role": "user", "content": "What moved?"}],
+                                               max_tokens=2, extra_body={"stream_id": "k1"})
+        assert reply.model_extra["memstream"]["frames_seen"] == 8
+        for name in names:
+            client.delete(f"{base}/v1/streams/{name}")
+
+
+# ---- the command line ----------------------------------------------------------------------------
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--ray", "2"], "--ray needs --store DIR"),
+    (["--ray", "0", "--store", "s"], "--ray 0 is not a number of replicas"),
+    (["--ray", "1", "--store", "s", "--ray-address", "127.0.0.1:1"], "cannot reach the Ray cluster at 127.0.0.1:1"),
+    (["--ray", "1", "--store", "s", "--ray-address", "nohost"], "is not HOST:PORT"),
+])
+def test_serve_on_ray_refuses_what_cannot_work(tiny_llava_dir, tmp_path, monkeypatch, capsys, flags, expected):
+    pytest.importorskip("ray")
+    monkeypatch.chdir(tmp_path)
+    assert main(["serve", "--model", str(tiny_llava_dir), *flags]) == 2
+    assert expected in capsys.readouterr().err
