@@ -19,8 +19,8 @@ from pydantic import Field
 from memstream.streaming.configtypes import registered, strict_config
 from memstream.tracking.backends import BACKENDS
 from memstream.tracking.classical.config import ClassicalConfig
-from memstream.tracking.selection import SamuraiConfig
 from memstream.tracking.names import check_object_name
+from memstream.tracking.selection import SamuraiConfig
 from memstream.tracking.tracker import SelectionMode
 
 
