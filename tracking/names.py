@@ -19,8 +19,10 @@ def check_object_name(name: str) -> str:
     """``name`` when it can name an object in prompts and queries (``cup``, ``red_cup``, ``red cup``):
     letters, digits, ``_``, ``-`` and inner spaces, not all digits; else ValueError saying why."""
     if not OBJECT_NAME.fullmatch(name) or name.isdigit():
-        raise ValueError(f"object name {name!r} must be letters, digits, '_', '-' or inner spaces and not only "
-                         "digits (digits alone are ids), e.g. cup or red_cup")
+        raise ValueError(
+            f"object name {name!r} must be letters, digits, '_', '-' or inner spaces and not only "
+            "digits (digits alone are ids), e.g. cup or red_cup"
+        )
     return name
 
 
@@ -37,8 +39,10 @@ def parse_named_box(text: str) -> tuple[str | None, list[float]]:
     except ValueError:
         box = []
     if len(box) != 4:
-        raise ConfigError(f"--box {text!r} is not X,Y,W,H or NAME:X,Y,W,H",
-                          "Give four numbers in pixels, optionally named: --box 120,80,60,90 or --box cup:120,80,60,90")
+        raise ConfigError(
+            f"--box {text!r} is not X,Y,W,H or NAME:X,Y,W,H",
+            "Give four numbers in pixels, optionally named: --box 120,80,60,90 or --box cup:120,80,60,90",
+        )
     if not sep:
         return None, box
     try:
@@ -52,5 +56,6 @@ def check_unique_names(names: list[str | None]) -> None:
     seen = [n for n in names if n is not None]
     twice = sorted({n for n in seen if seen.count(n) > 1})
     if twice:
-        raise ConfigError(f"--box name {twice[0]!r} is used twice", "Give each object its own name, e.g. cup and cup_2")
-
+        raise ConfigError(
+            f"--box name {twice[0]!r} is used twice", "Give each object its own name, e.g. cup and cup_2"
+        )

@@ -49,7 +49,8 @@ class BankStageOptions:
 
     Attributes:
         bank: the bank's settings (MemoryVLA's defaults: 16 entries, token-merge consolidation).
-        sample_fps: bank steps per second of stream time (the sources' ``target_fps`` rule); None: every frame.
+        sample_fps: bank steps per second of stream time (the sources' ``target_fps`` rule); None:
+            every frame.
         grid: perceptual tokens per side (``grid^2`` tokens).
         patch_px: pixels per patch side (a token has ``3 patch_px^2`` channels).
         cognitive: ``video_memory`` (its hidden state; the stage must run before), ``frame`` (the mean
@@ -92,10 +93,16 @@ class BankStep:
     objects: tuple[tuple[int, str | None], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"frame": self.frame_index, "t": round(self.timestamp_s, 6), "timestep": self.timestep,
-                "entries": self.entries, "cognitive": self.cognitive_source,
-                "perceptual_gate": _round(self.perceptual_gate), "cognitive_gate": _round(self.cognitive_gate),
-                "objects": [{"id": i, "name": n} for i, n in self.objects]}
+        return {
+            "frame": self.frame_index,
+            "t": round(self.timestamp_s, 6),
+            "timestep": self.timestep,
+            "entries": self.entries,
+            "cognitive": self.cognitive_source,
+            "perceptual_gate": _round(self.perceptual_gate),
+            "cognitive_gate": _round(self.cognitive_gate),
+            "objects": [{"id": i, "name": n} for i, n in self.objects],
+        }
 
 
 def _round(value: float | None) -> float | None:
@@ -106,7 +113,9 @@ def perceptual_tokens(rgb: np.ndarray, grid: int, patch_px: int) -> torch.Tensor
     """float32 ``(1, grid^2, 3 patch_px^2)``: the image as ``grid x grid`` patches, values in [-0.5, 0.5]."""
     side = grid * patch_px
     small = cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0 - 0.5
-    patches = small.reshape(grid, patch_px, grid, patch_px, 3).transpose(0, 2, 1, 3, 4).reshape(grid * grid, -1)
+    patches = (
+        small.reshape(grid, patch_px, grid, patch_px, 3).transpose(0, 2, 1, 3, 4).reshape(grid * grid, -1)
+    )
     return torch.from_numpy(np.ascontiguousarray(patches))[None]
 
 
@@ -139,15 +148,30 @@ class BankStage:
             return None
         if self.bank is None:
             torch.manual_seed(self.options.seed)
-            self.bank = PerceptualCognitiveMemory(perceptual.shape[-1], cognitive.shape[-1], self.options.bank).eval()
+            self.bank = PerceptualCognitiveMemory(
+                perceptual.shape[-1], cognitive.shape[-1], self.options.bank
+            ).eval()
             self.bank.reset(batch_size=1)
             self._source = source
         with torch.no_grad():
             readout = self.bank.step(perceptual, cognitive)
         tracking = upstream.get("tracking")
-        objects = tuple((s.object_id, tracking.name_of(s.object_id)) for s in tracking.states if s.present) if tracking else ()
-        step = BankStep(frame.index, frame.timestamp_s, self._steps, int(readout.bank_lengths[0]), source,
-                        _mean(readout.perceptual_gate), _mean(readout.cognitive_gate), readout.cognitive[0, 0].clone(), objects)
+        objects = (
+            tuple((s.object_id, tracking.name_of(s.object_id)) for s in tracking.states if s.present)
+            if tracking
+            else ()
+        )
+        step = BankStep(
+            frame.index,
+            frame.timestamp_s,
+            self._steps,
+            int(readout.bank_lengths[0]),
+            source,
+            _mean(readout.perceptual_gate),
+            _mean(readout.cognitive_gate),
+            readout.cognitive[0, 0].clone(),
+            objects,
+        )
         self._steps += 1
         if self._log is not None:
             with self._log.open("a") as handle:
@@ -158,8 +182,10 @@ class BankStage:
         choice = self.options.cognitive
         video = upstream.get("video_memory")
         if choice == "video_memory" and "video_memory" not in upstream:
-            raise ValueError("cognitive: video_memory, but no video_memory stage runs before the bank stage; "
-                             "enable it before the bank, or use cognitive: frame")
+            raise ValueError(
+                "cognitive: video_memory, but no video_memory stage runs before the bank stage; "
+                "enable it before the bank, or use cognitive: frame"
+            )
         if choice == "frame" or (choice == "auto" and "video_memory" not in upstream):
             return perceptual.mean(dim=1, keepdim=True), "frame"
         hidden = getattr(video, "hidden", None)
@@ -167,16 +193,29 @@ class BankStage:
 
     def close(self) -> None:
         if self._out is not None and self.bank is not None:
-            torch.save({"weights": self.bank.state_dict(), "bank": self.bank.bank_state_dict(),
-                        "options": {"grid": self.options.grid, "patch_px": self.options.patch_px,
-                                    "cognitive": self._source}}, self._out / "bank_state.pt")
+            torch.save(
+                {
+                    "weights": self.bank.state_dict(),
+                    "bank": self.bank.bank_state_dict(),
+                    "options": {
+                        "grid": self.options.grid,
+                        "patch_px": self.options.patch_px,
+                        "cognitive": self._source,
+                    },
+                },
+                self._out / "bank_state.pt",
+            )
 
     def summary(self) -> dict[str, Any]:
         lengths = self.bank.bank_lengths if self.bank is not None else None
         files = [self.options.log_file] + (["bank_state.pt"] if self.bank is not None else [])
-        return {"steps": self._steps, "entries": int(lengths[0]) if lengths is not None else 0,
-                "capacity": self.options.bank.capacity, "cognitive": self._source,
-                "files": files if self._out is not None else []}
+        return {
+            "steps": self._steps,
+            "entries": int(lengths[0]) if lengths is not None else 0,
+            "capacity": self.options.bank.capacity,
+            "cognitive": self._source,
+            "files": files if self._out is not None else [],
+        }
 
 
 def _mean(gate: torch.Tensor | None) -> float | None:

@@ -14,14 +14,19 @@ import argparse
 import json
 from pathlib import Path
 
-GRAMMAR_HELP = ("where OBJ [at T] | trajectory OBJ [from T0] [to T1] | last moved OBJ | first seen OBJ | "
-                "last seen OBJ | visible [at T] | near X,Y,Z|OBJ [within R] [at T] | frames OBJ [K] | objects")
+GRAMMAR_HELP = (
+    "where OBJ [at T] | trajectory OBJ [from T0] [to T1] | last moved OBJ | first seen OBJ | "
+    "last seen OBJ | visible [at T] | near X,Y,Z|OBJ [within R] [at T] | frames OBJ [K] | objects"
+)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Entry point of the ``memstream.commands`` group."""
-    query = sub.add_parser("query", help="ask a run's scene memory: where is the cup, when did it last move",
-                           description=f"Questions: {GRAMMAR_HELP}. OBJ: a name or an id; T: seconds or mm:ss.")
+    query = sub.add_parser(
+        "query",
+        help="ask a run's scene memory: where is the cup, when did it last move",
+        description=f"Questions: {GRAMMAR_HELP}. OBJ: a name or an id; T: seconds or mm:ss.",
+    )
     query.add_argument("run", type=Path, help="the --out folder of a run with the scene stage")
     query.add_argument("question", nargs="+", help='e.g. "where cup" or "last moved cup"')
     query.add_argument("--json", action="store_true", help="print the answer as JSON (the query's result)")

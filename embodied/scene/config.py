@@ -88,5 +88,7 @@ class SceneConfig:
 
     def __post_init__(self) -> None:
         if self.motion_rest_m >= self.motion_start_m:
-            raise ValueError(f"motion_rest_m ({self.motion_rest_m}) must be below motion_start_m "
-                             f"({self.motion_start_m}): the gap between them is the hysteresis")
+            raise ValueError(
+                f"motion_rest_m ({self.motion_rest_m}) must be below motion_start_m "
+                f"({self.motion_start_m}): the gap between them is the hysteresis"
+            )

@@ -86,7 +86,9 @@ class SceneMemory:
         found = observations(frame, tracking, camera_of(frame, map3d), self.config)
         return self.observe(frame.index, frame.timestamp_s, found)
 
-    def observe(self, frame_index: int, timestamp_s: float, found: Iterable[ObjectObservation]) -> SceneUpdate:
+    def observe(
+        self, frame_index: int, timestamp_s: float, found: Iterable[ObjectObservation]
+    ) -> SceneUpdate:
         """Record a frame's observations (any source of them: a tracker, a simulator's ground truth).
 
         Raises:
@@ -109,19 +111,28 @@ class SceneMemory:
         record = self._objects.get(obs.object_id)
         if record is None:
             if len(self._objects) >= self.config.max_objects:
-                raise SceneQueryError(f"object {obs.object_id} would be object {len(self._objects) + 1} in the scene "
-                                      f"memory, past max_objects={self.config.max_objects}", "Raise max_objects")
+                raise SceneQueryError(
+                    f"object {obs.object_id} would be object {len(self._objects) + 1} in the scene "
+                    f"memory, past max_objects={self.config.max_objects}",
+                    "Raise max_objects",
+                )
             if self.space is None:
                 self.space = obs.space
-            record = self._objects[obs.object_id] = ObjectRecord(obs.object_id, self.space, self.config, obs.name)
+            record = self._objects[obs.object_id] = ObjectRecord(
+                obs.object_id, self.space, self.config, obs.name
+            )
         if obs.name and record.name != obs.name:
             self._check_name_free(obs.name, obs.object_id)
         return record
 
     def _check_name_free(self, name: str, object_id: int) -> None:
-        other = next((r.object_id for r in self._objects.values() if r.name == name and r.object_id != object_id), None)
+        other = next(
+            (r.object_id for r in self._objects.values() if r.name == name and r.object_id != object_id), None
+        )
         if other is not None:
-            raise SceneQueryError(f"objects {other} and {object_id} are both named {name!r}", "Give each object its own name")
+            raise SceneQueryError(
+                f"objects {other} and {object_id} are both named {name!r}", "Give each object its own name"
+            )
 
     # ---- lookups --------------------------------------------------------------------------------
     def resolve(self, obj: ObjectRef) -> ObjectRecord:
@@ -147,22 +158,38 @@ class SceneMemory:
     def _time(self, at_s: float | None) -> float:
         """``at_s`` checked against the stream (the latest time when None)."""
         if self.latest_s is None or self.first_s is None:
-            raise SceneQueryError("the scene memory has seen no frame yet", "Ask once the run has processed frames")
+            raise SceneQueryError(
+                "the scene memory has seen no frame yet", "Ask once the run has processed frames"
+            )
         if at_s is None:
             return self.latest_s
         tolerance = self.frame_interval_s / 2
         if not self.first_s - tolerance <= at_s <= self.latest_s + tolerance:
-            raise SceneQueryError(f"time {at_s:g} s is outside the stream, which covers {self.first_s:g} to "
-                                  f"{self.latest_s:g} s", "Ask about a time inside it")
+            raise SceneQueryError(
+                f"time {at_s:g} s is outside the stream, which covers {self.first_s:g} to "
+                f"{self.latest_s:g} s",
+                "Ask about a time inside it",
+            )
         return float(at_s)
 
     # ---- queries --------------------------------------------------------------------------------
     def objects(self) -> list[ObjectSummary]:
         """Every object the memory holds, by id."""
         with self._lock:
-            return [ObjectSummary(r.object_id, r.name, r.space, r.first[0], r.last[0], len(r.times), len(r.visits),
-                                  len(r.motion.motions)) for r in sorted(self._objects.values(), key=lambda r: r.object_id)
-                    if r.first is not None and r.last is not None]
+            return [
+                ObjectSummary(
+                    r.object_id,
+                    r.name,
+                    r.space,
+                    r.first[0],
+                    r.last[0],
+                    len(r.times),
+                    len(r.visits),
+                    len(r.motion.motions),
+                )
+                for r in sorted(self._objects.values(), key=lambda r: r.object_id)
+                if r.first is not None and r.last is not None
+            ]
 
     def where(self, obj: ObjectRef, at_s: float | None = None) -> Sighting:
         """Where ``obj`` was at ``at_s`` (now when None): its last known position at or before then
@@ -181,10 +208,14 @@ class SceneMemory:
         placed = record.position_at(at)
         if seen is None or placed is None:
             first = record.first[0] if record.first else float("nan")
-            raise SceneQueryError(f"{self._label(record)} was not seen (placed) by {at:g} s; it was first seen at "
-                                  f"{first:g} s", "Ask about a later time")
+            raise SceneQueryError(
+                f"{self._label(record)} was not seen (placed) by {at:g} s; it was first seen at {first:g} s",
+                "Ask about a later time",
+            )
         visible = record.visible_at(at, self.frame_interval_s / 2)
-        return Sighting(record.object_id, record.name, placed[2], record.space, seen[0], seen[1], at, visible, distance)
+        return Sighting(
+            record.object_id, record.name, placed[2], record.space, seen[0], seen[1], at, visible, distance
+        )
 
     def first_seen(self, obj: ObjectRef) -> Sighting:
         """The object's first observation (its position there, once placed)."""
@@ -201,7 +232,9 @@ class SceneMemory:
             assert record.last is not None
             t, frame, _ = record.last
             placed = record.last_position
-            return Sighting(record.object_id, record.name, placed[2] if placed else None, record.space, t, frame, t, True)
+            return Sighting(
+                record.object_id, record.name, placed[2] if placed else None, record.space, t, frame, t, True
+            )
 
     def trajectory(self, obj: ObjectRef, t0_s: float | None = None, t1_s: float | None = None) -> Trajectory:
         """The object's kept positions between ``t0_s`` and ``t1_s`` (the whole stream by default)."""
@@ -210,9 +243,13 @@ class SceneMemory:
             t0 = -np.inf if t0_s is None else float(t0_s)
             t1 = np.inf if t1_s is None else float(t1_s)
             if t1 < t0:
-                raise SceneQueryError(f"trajectory from {t0:g} s to {t1:g} s: the end is before the start", "Swap them")
+                raise SceneQueryError(
+                    f"trajectory from {t0:g} s to {t1:g} s: the end is before the start", "Swap them"
+                )
             times, frames, positions = record.samples_between(t0, t1)
-            return Trajectory(record.object_id, record.name, record.space, tuple(times), tuple(frames), tuple(positions))
+            return Trajectory(
+                record.object_id, record.name, record.space, tuple(times), tuple(frames), tuple(positions)
+            )
 
     def last_moved(self, obj: ObjectRef) -> Motion | None:
         """The object's latest motion (``end_s`` None while it still moves), or None when it has not
@@ -226,25 +263,36 @@ class SceneMemory:
         with self._lock:
             record = self.resolve(obj)
             rows = list(record.motion.motions)[::-1][:last]
-            return [Motion(record.object_id, record.name, s, sf, e, ef, d, record.space) for s, sf, e, ef, d in rows]
+            return [
+                Motion(record.object_id, record.name, s, sf, e, ef, d, record.space)
+                for s, sf, e, ef, d in rows
+            ]
 
     def visible_at(self, at_s: float | None = None) -> list[Sighting]:
         """The objects in view at ``at_s`` (now when None), by id."""
         with self._lock:
             at = self._time(at_s)
             tolerance = self.frame_interval_s / 2
-            return [self._sighting(r, at) for r in self._sorted() if r.visible_at(at, tolerance) and r.position_at(at)]
+            return [
+                self._sighting(r, at)
+                for r in self._sorted()
+                if r.visible_at(at, tolerance) and r.position_at(at)
+            ]
 
-    def objects_near(self, point: Sequence[float], radius_m: float, at_s: float | None = None) -> list[Sighting]:
+    def objects_near(
+        self, point: Sequence[float], radius_m: float, at_s: float | None = None
+    ) -> list[Sighting]:
         """Objects whose last known position at ``at_s`` (now when None) is within ``radius_m`` of
         ``point`` (same space as the positions), nearest first; ``distance_m`` says how far."""
         with self._lock:
             at = self._time(at_s)
             target = np.asarray(point, np.float64)
             if self.space is not None and target.shape != ((3,) if self.space == "world" else (2,)):
-                raise SceneQueryError(f"point {list(point)} has {target.size} coordinates but positions are "
-                                      f"{'x, y, z metres' if self.space == 'world' else 'u, v pixels'}",
-                                      "Give a point in the same space")
+                raise SceneQueryError(
+                    f"point {list(point)} has {target.size} coordinates but positions are "
+                    f"{'x, y, z metres' if self.space == 'world' else 'u, v pixels'}",
+                    "Give a point in the same space",
+                )
             found = []
             for record in self._sorted():
                 placed = record.position_at(at)
@@ -270,18 +318,31 @@ class SceneMemory:
     def memory_summary(self) -> dict[str, Any]:
         """Objects, frames and entries held (the caps bound ``entries``)."""
         with self._lock:
-            return {"objects": len(self._objects), "frames_seen": self.frames_seen, "space": self.space,
-                    "entries": sum(r.size() for r in self._objects.values()),
-                    "max_entries_per_object": self.config.max_samples + self.config.max_visits
-                    + self.config.top_frames + self.config.max_motions}
+            return {
+                "objects": len(self._objects),
+                "frames_seen": self.frames_seen,
+                "space": self.space,
+                "entries": sum(r.size() for r in self._objects.values()),
+                "max_entries_per_object": self.config.max_samples
+                + self.config.max_visits
+                + self.config.top_frames
+                + self.config.max_motions,
+            }
 
     def state_dict(self) -> dict[str, Any]:
         """Everything, as JSON-able plain data (``format``: ``memstream.scene/1``)."""
         with self._lock:
-            return {"format": STATE_FORMAT, "config": dump(self.config), "space": self.space,
-                    "frames_seen": self.frames_seen, "first_s": self.first_s, "latest_s": self.latest_s,
-                    "latest_frame": self.latest_frame, "frame_interval_s": self.frame_interval_s,
-                    "objects": [r.state_dict() for r in self._sorted()]}
+            return {
+                "format": STATE_FORMAT,
+                "config": dump(self.config),
+                "space": self.space,
+                "frames_seen": self.frames_seen,
+                "first_s": self.first_s,
+                "latest_s": self.latest_s,
+                "latest_frame": self.latest_frame,
+                "frame_interval_s": self.frame_interval_s,
+                "objects": [r.state_dict() for r in self._sorted()],
+            }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output; the saved config replaces this memory's.
@@ -291,14 +352,22 @@ class SceneMemory:
         """
         if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
             found = state.get("format") if isinstance(state, Mapping) else type(state).__name__
-            raise SceneQueryError(f"the saved scene memory has format {found!r}, not {STATE_FORMAT!r}",
-                                  "It was written by another memstream version; run the stream again")
+            raise SceneQueryError(
+                f"the saved scene memory has format {found!r}, not {STATE_FORMAT!r}",
+                "It was written by another memstream version; run the stream again",
+            )
         with self._lock:
             self.config = parse(SceneConfig, state["config"], "scene.config")
             self.space = state["space"]
-            self.frames_seen, self.first_s, self.latest_s = state["frames_seen"], state["first_s"], state["latest_s"]
+            self.frames_seen, self.first_s, self.latest_s = (
+                state["frames_seen"],
+                state["first_s"],
+                state["latest_s"],
+            )
             self.latest_frame, self.frame_interval_s = state["latest_frame"], state["frame_interval_s"]
-            self._objects = {o["object_id"]: ObjectRecord.from_state(o, self.config) for o in state["objects"]}
+            self._objects = {
+                o["object_id"]: ObjectRecord.from_state(o, self.config) for o in state["objects"]
+            }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> SceneMemory:

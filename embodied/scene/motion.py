@@ -74,16 +74,28 @@ class MotionDetector:
         def listed(a: np.ndarray | None) -> list[float] | None:
             return None if a is None else [float(v) for v in a]
 
-        return {"recent": [listed(p) for p in self._recent], "rest": listed(self.rest), "near": list(self.near),
-                "start_point": listed(self.start_point), "candidate": listed(self.candidate),
-                "candidate_at": list(self.candidate_at), "motions": [list(m) for m in self.motions]}
+        return {
+            "recent": [listed(p) for p in self._recent],
+            "rest": listed(self.rest),
+            "near": list(self.near),
+            "start_point": listed(self.start_point),
+            "candidate": listed(self.candidate),
+            "candidate_at": list(self.candidate_at),
+            "motions": [list(m) for m in self.motions],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         def array(v: list[float] | None) -> np.ndarray | None:
             return None if v is None else np.asarray(v, np.float64)
 
-        self._recent = deque((np.asarray(p, np.float64) for p in state["recent"]), maxlen=self.config.smoothing_frames)
-        self.rest, self.start_point, self.candidate = array(state["rest"]), array(state["start_point"]), array(state["candidate"])
+        self._recent = deque(
+            (np.asarray(p, np.float64) for p in state["recent"]), maxlen=self.config.smoothing_frames
+        )
+        self.rest, self.start_point, self.candidate = (
+            array(state["rest"]),
+            array(state["start_point"]),
+            array(state["candidate"]),
+        )
         self.near = (float(state["near"][0]), int(state["near"][1]))
         self.candidate_at = (float(state["candidate_at"][0]), int(state["candidate_at"][1]))
         self.motions = deque((tuple(m) for m in state["motions"]), maxlen=self.config.max_motions)  # type: ignore[misc]

@@ -50,7 +50,9 @@ def tracker_score(state: TrackState) -> float:
     return float(np.clip(state.affinity, 0.0, 1.0) * presence)
 
 
-def observations(frame: Frame, tracking: TrackOutput, camera: Camera | None, config: SceneConfig) -> list[ObjectObservation]:
+def observations(
+    frame: Frame, tracking: TrackOutput, camera: Camera | None, config: SceneConfig
+) -> list[ObjectObservation]:
     """One observation per object present on the frame (see the module docstring)."""
     space: Space = "world" if camera is not None else "image"
     found = []
@@ -61,14 +63,26 @@ def observations(frame: Frame, tracking: TrackOutput, camera: Camera | None, con
         position = world_position(mask, camera, config) if camera is not None else image_position(mask)
         area = visible_area_m2(mask, camera) if camera is not None else float(mask.sum())
         at_border = bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
-        found.append(ObjectObservation(
-            state.object_id, frame.index, frame.timestamp_s, position, space, tracker_score(state),
-            tuple(float(v) for v in state.box_xywh), tracking.name_of(state.object_id),  # type: ignore[arg-type]
-            area, at_border))
+        found.append(
+            ObjectObservation(
+                state.object_id,
+                frame.index,
+                frame.timestamp_s,
+                position,
+                space,
+                tracker_score(state),
+                tuple(float(v) for v in state.box_xywh),
+                tracking.name_of(state.object_id),  # type: ignore[arg-type]
+                area,
+                at_border,
+            )
+        )
     return found
 
 
-def world_position(mask: np.ndarray, camera: Camera, config: SceneConfig) -> tuple[float, float, float] | None:
+def world_position(
+    mask: np.ndarray, camera: Camera, config: SceneConfig
+) -> tuple[float, float, float] | None:
     """The object's position in the world, metres, or None with fewer than ``min_depth_px`` valid
     depth pixels under the mask."""
     depth = camera.depth_m
@@ -111,5 +125,5 @@ def image_position(mask: np.ndarray) -> tuple[float, float] | None:
 def _box_mask(box_xywh: np.ndarray, height: int, width: int) -> np.ndarray:
     x, y, w, h = (round(float(c)) for c in box_xywh)
     mask = np.zeros((height, width), bool)
-    mask[max(y, 0):max(min(y + h, height), 0), max(x, 0):max(min(x + w, width), 0)] = True
+    mask[max(y, 0) : max(min(y + h, height), 0), max(x, 0) : max(min(x + w, width), 0)] = True
     return mask

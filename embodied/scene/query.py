@@ -31,17 +31,25 @@ from memstream.embodied.scene.types import SceneQueryError, Sighting
 _TIME = r"(?:\d+:)?\d+(?::\d+)?(?:\.\d*)?s?"
 _PATTERNS: tuple[tuple[str, str], ...] = (
     ("where", rf"where(?: is| was)? (?P<obj>.+?)(?: at (?P<at>{_TIME}))?"),
-    ("trajectory", rf"(?:trajectory|path|track) (?:of )?(?P<obj>.+?)(?: from (?P<t0>{_TIME}))?(?: to (?P<t1>{_TIME}))?"),
+    (
+        "trajectory",
+        rf"(?:trajectory|path|track) (?:of )?(?P<obj>.+?)(?: from (?P<t0>{_TIME}))?(?: to (?P<t1>{_TIME}))?",
+    ),
     ("last_moved", r"(?:last moved|when did) (?P<obj>.+?)(?: last)?(?: move| moved)?"),
     ("first_seen", r"first seen (?P<obj>.+)"),
     ("last_seen", r"last seen (?P<obj>.+)"),
     ("visible_at", rf"visible(?: at (?P<at>{_TIME}))?(?: now)?"),
-    ("objects_near", rf"near (?P<target>.+?)(?: within (?P<radius>\d+(?:\.\d*)?)(?: ?m)?)?(?: at (?P<at>{_TIME}))?"),
+    (
+        "objects_near",
+        rf"near (?P<target>.+?)(?: within (?P<radius>\d+(?:\.\d*)?)(?: ?m)?)?(?: at (?P<at>{_TIME}))?",
+    ),
     ("frames_showing", r"frames (?:of |showing )?(?P<obj>.+?)(?: (?P<k>\d+))?"),
     ("objects", r"objects|list"),
 )
-GRAMMAR = ("where OBJ [at T] | trajectory OBJ [from T0] [to T1] | last moved OBJ | first seen OBJ | "
-           "last seen OBJ | visible [at T] | near X,Y,Z|OBJ [within R] [at T] | frames OBJ [K] | objects")
+GRAMMAR = (
+    "where OBJ [at T] | trajectory OBJ [from T0] [to T1] | last moved OBJ | first seen OBJ | "
+    "last seen OBJ | visible [at T] | near X,Y,Z|OBJ [within R] [at T] | frames OBJ [K] | objects"
+)
 
 
 @dataclass(frozen=True)
@@ -95,9 +103,12 @@ def parse_question(text: str) -> Question:
             elif key == "k":
                 args["k"] = int(value)
             elif key == "target":
-                numbers = re.fullmatch(r"\(?\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*(?:,\s*(-?[\d.]+)\s*)?\)?", value)
+                numbers = re.fullmatch(
+                    r"\(?\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*(?:,\s*(-?[\d.]+)\s*)?\)?", value
+                )
                 args["point" if numbers else "obj"] = (
-                    [float(v) for v in numbers.groups() if v is not None] if numbers else _object(value))
+                    [float(v) for v in numbers.groups() if v is not None] if numbers else _object(value)
+                )
             else:
                 args[key] = _object(value)
         return Question(kind, args)
@@ -122,22 +133,37 @@ def ask(memory: SceneQueries, text: str) -> QueryAnswer:
         return QueryAnswer(text, q.kind, _where_text(s), s.as_dict())
     if q.kind in ("first_seen", "last_seen"):
         s = getattr(memory, q.kind)(a["obj"])
-        return QueryAnswer(text, q.kind, f"{s.label} was {q.kind.replace('_', ' ')} at {s.seen_at_s:.2f} s "
-                           f"(frame {s.seen_frame}){_at(s)}", s.as_dict())
+        return QueryAnswer(
+            text,
+            q.kind,
+            f"{s.label} was {q.kind.replace('_', ' ')} at {s.seen_at_s:.2f} s (frame {s.seen_frame}){_at(s)}",
+            s.as_dict(),
+        )
     if q.kind == "trajectory":
         tr = memory.trajectory(a["obj"], a.get("t0_s"), a.get("t1_s"))
         span = f" from {tr.times_s[0]:.2f} to {tr.times_s[-1]:.2f} s" if len(tr) else ""
-        return QueryAnswer(text, q.kind, f"{len(tr)} positions of {_name(tr.name, tr.object_id)}{span}", tr.as_dict())
+        return QueryAnswer(
+            text, q.kind, f"{len(tr)} positions of {_name(tr.name, tr.object_id)}{span}", tr.as_dict()
+        )
     if q.kind == "last_moved":
         m = memory.last_moved(a["obj"])
         if m is None:
             first = memory.first_seen(a["obj"])
-            return QueryAnswer(text, q.kind, f"{first.label} has not moved since it was first seen at "
-                               f"{first.seen_at_s:.2f} s", None)
+            return QueryAnswer(
+                text,
+                q.kind,
+                f"{first.label} has not moved since it was first seen at {first.seen_at_s:.2f} s",
+                None,
+            )
         unit = "m" if m.space == "world" else "px"
         end = "and is still moving" if m.moving else f"to {m.end_s:.2f} s (frame {m.end_frame})"
-        return QueryAnswer(text, q.kind, f"{_name(m.name, m.object_id)} last moved from {m.start_s:.2f} s (frame "
-                           f"{m.start_frame}) {end}, {m.distance_m:.2f} {unit}", m.as_dict())
+        return QueryAnswer(
+            text,
+            q.kind,
+            f"{_name(m.name, m.object_id)} last moved from {m.start_s:.2f} s (frame "
+            f"{m.start_frame}) {end}, {m.distance_m:.2f} {unit}",
+            m.as_dict(),
+        )
     if q.kind == "visible_at":
         seen = memory.visible_at(a.get("at_s"))
         names = ", ".join(s.label for s in seen) or "nothing tracked"
@@ -171,5 +197,7 @@ def _at(s: Sighting) -> str:
 
 def _where_text(s: Sighting) -> str:
     when = "in view" if s.visible else f"last seen {s.at_s - s.seen_at_s:.2f} s earlier"
-    return f"{s.label} at {s.at_s:.2f} s: {_point(s.position)} {'m' if s.space == 'world' else 'px'} ({when}, " \
-           f"frame {s.seen_frame})"
+    return (
+        f"{s.label} at {s.at_s:.2f} s: {_point(s.position)} {'m' if s.space == 'world' else 'px'} ({when}, "
+        f"frame {s.seen_frame})"
+    )

@@ -43,7 +43,10 @@ class ObjectRecord:
         self.first: tuple[float, int, tuple[float, ...] | None] | None = None
         self.last: tuple[float, int, tuple[float, ...] | None] | None = None  # latest observation
         self.last_position: tuple[float, int, tuple[float, ...]] | None = None  # latest placed one
-        self.area = (0.0, 0.0)  # (largest recent visible area, its time): what "partly hidden" is measured against
+        self.area = (
+            0.0,
+            0.0,
+        )  # (largest recent visible area, its time): what "partly hidden" is measured against
 
     # ---- updates --------------------------------------------------------------------------------
     def observe(self, obs: ObjectObservation) -> None:
@@ -102,7 +105,11 @@ class ObjectRecord:
 
     def _best(self, obs: ObjectObservation) -> None:
         entry: BestFrame = (obs.score, obs.frame_index, obs.timestamp_s, obs.box_xywh)
-        close = [i for i, b in enumerate(self.best) if abs(b[2] - obs.timestamp_s) < self.config.top_frames_min_gap_s]
+        close = [
+            i
+            for i, b in enumerate(self.best)
+            if abs(b[2] - obs.timestamp_s) < self.config.top_frames_min_gap_s
+        ]
         if close:  # replace the close ones only when better than all of them
             if all(obs.score > self.best[i][0] for i in close):
                 self.best = [b for i, b in enumerate(self.best) if i not in close] + [entry]
@@ -154,10 +161,21 @@ class ObjectRecord:
 
     # ---- persistence ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"object_id": self.object_id, "name": self.name, "space": self.space, "times": self.times,
-                "frames": self.frames, "positions": [list(p) for p in self.positions], "visits": self.visits,
-                "best": [[s, f, t, list(b)] for s, f, t, b in self.best], "motion": self.motion.state_dict(),
-                "first": _listed(self.first), "last": _listed(self.last), "last_position": _listed(self.last_position), "area": list(self.area)}
+        return {
+            "object_id": self.object_id,
+            "name": self.name,
+            "space": self.space,
+            "times": self.times,
+            "frames": self.frames,
+            "positions": [list(p) for p in self.positions],
+            "visits": self.visits,
+            "best": [[s, f, t, list(b)] for s, f, t, b in self.best],
+            "motion": self.motion.state_dict(),
+            "first": _listed(self.first),
+            "last": _listed(self.last),
+            "last_position": _listed(self.last_position),
+            "area": list(self.area),
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any], config: SceneConfig) -> ObjectRecord:
@@ -166,7 +184,9 @@ class ObjectRecord:
         record.frames = [int(f) for f in state["frames"]]
         record.positions = [tuple(float(v) for v in p) for p in state["positions"]]
         record.visits = [[float(v[0]), float(v[1]), int(v[2]), int(v[3])] for v in state["visits"]]
-        record.best = [(float(s), int(f), float(t), tuple(float(v) for v in b)) for s, f, t, b in state["best"]]  # type: ignore[misc]
+        record.best = [
+            (float(s), int(f), float(t), tuple(float(v) for v in b)) for s, f, t, b in state["best"]
+        ]  # type: ignore[misc]
         record.motion.load_state_dict(state["motion"])
         record.first, record.last = _tupled(state["first"]), _tupled(state["last"])
         record.last_position = _tupled(state["last_position"])  # type: ignore[assignment]

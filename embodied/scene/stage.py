@@ -70,16 +70,23 @@ def load_scene(path: Path) -> SceneMemory:
     path = Path(path)
     file = path / SCENE_FILE if path.is_dir() else path
     if not path.exists():
-        raise ConfigError(f"no run folder {str(path)!r}",
-                          "Give the --out folder of a run with the scene stage (memstream run SOURCE --config scene --out DIR)")
+        raise ConfigError(
+            f"no run folder {str(path)!r}",
+            "Give the --out folder of a run with the scene stage "
+            "(memstream run SOURCE --config scene --out DIR)",
+        )
     if not file.is_file():
-        raise ConfigError(f"{str(path)!r} holds no {SCENE_FILE}",
-                          "Run with the scene stage (memstream run SOURCE --config scene --out DIR); a running run "
-                          "writes it after its first save_every_frames frames")
+        raise ConfigError(
+            f"{str(path)!r} holds no {SCENE_FILE}",
+            "Run with the scene stage (memstream run SOURCE --config scene --out DIR); a running run "
+            "writes it after its first save_every_frames frames",
+        )
     try:
         state = json.loads(file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SceneQueryError(f"{file} is not a scene memory ({exc})", "Point at the scene.json a run wrote") from None
+        raise SceneQueryError(
+            f"{file} is not a scene memory ({exc})", "Point at the scene.json a run wrote"
+        ) from None
     return SceneMemory.from_state(state)
 
 
@@ -100,9 +107,15 @@ class SceneStage:
             self.memory = load_scene(Path(self.options.resume_from))
             self._offset = None
         stages = [s.get("name") for s in context.config.get("stages", []) if s.get("enabled", True)]
-        if stages and "tracking" not in stages[: stages.index(self.name) if self.name in stages else len(stages)]:
-            context.notice(self.name, "no tracking stage runs before it, so no object is recorded. Enable the "
-                           "tracking stage with prompts (--box NAME:X,Y,W,H) or gt_objects")
+        if (
+            stages
+            and "tracking" not in stages[: stages.index(self.name) if self.name in stages else len(stages)]
+        ):
+            context.notice(
+                self.name,
+                "no tracking stage runs before it, so no object is recorded. Enable the "
+                "tracking stage with prompts (--box NAME:X,Y,W,H) or gt_objects",
+            )
         if context.out_dir is not None:
             self._path = Path(context.out_dir) / SCENE_FILE
 
@@ -111,10 +124,16 @@ class SceneStage:
             last_s, last_frame = self.memory.latest_s, self.memory.latest_frame
             step = self.memory.frame_interval_s or 0.0
             index = last_frame + 1 - frame.index if frame.index <= last_frame else 0
-            seconds = last_s + step - frame.timestamp_s if last_s is not None and frame.timestamp_s <= last_s else 0.0
+            seconds = (
+                last_s + step - frame.timestamp_s
+                if last_s is not None and frame.timestamp_s <= last_s
+                else 0.0
+            )
             self._offset = (index, seconds)
         if self._offset != (0, 0.0):
-            frame = replace(frame, index=frame.index + self._offset[0], timestamp_s=frame.timestamp_s + self._offset[1])
+            frame = replace(
+                frame, index=frame.index + self._offset[0], timestamp_s=frame.timestamp_s + self._offset[1]
+            )
         result = self.memory.update(frame, upstream)
         self._frames += 1
         every = self.options.save_every_frames
@@ -131,10 +150,21 @@ class SceneStage:
         self.save()
 
     def summary(self) -> dict[str, Any]:
-        objects = [{"id": o.object_id, "name": o.name, "first_seen_s": round(o.first_seen_s, 3),
-                    "last_seen_s": round(o.last_seen_s, 3)} for o in self.memory.objects()]
-        return {"frames": self._frames, "memory": self.memory.memory_summary(), "objects": objects,
-                "files": [SCENE_FILE] if self._path is not None else []}
+        objects = [
+            {
+                "id": o.object_id,
+                "name": o.name,
+                "first_seen_s": round(o.first_seen_s, 3),
+                "last_seen_s": round(o.last_seen_s, 3),
+            }
+            for o in self.memory.objects()
+        ]
+        return {
+            "frames": self._frames,
+            "memory": self.memory.memory_summary(),
+            "objects": objects,
+            "files": [SCENE_FILE] if self._path is not None else [],
+        }
 
 
 def make_stage(name: str, options: Mapping[str, Any]) -> SceneStage:

@@ -96,7 +96,9 @@ class Sighting:
         return f"{self.name} (#{self.object_id})" if self.name else f"object #{self.object_id}"
 
     def as_dict(self) -> dict[str, Any]:
-        return _round({**asdict(self), "position": list(self.position) if self.position is not None else None})
+        return _round(
+            {**asdict(self), "position": list(self.position) if self.position is not None else None}
+        )
 
 
 @dataclass(frozen=True)
@@ -122,9 +124,16 @@ class Trajectory:
         return len(self.times_s)
 
     def as_dict(self) -> dict[str, Any]:
-        return _round({"object_id": self.object_id, "name": self.name, "space": self.space,
-                       "times_s": list(self.times_s), "frames": list(self.frames),
-                       "positions": [list(p) for p in self.positions]})
+        return _round(
+            {
+                "object_id": self.object_id,
+                "name": self.name,
+                "space": self.space,
+                "times_s": list(self.times_s),
+                "frames": list(self.frames),
+                "positions": [list(p) for p in self.positions],
+            }
+        )
 
 
 @dataclass(frozen=True)

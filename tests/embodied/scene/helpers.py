@@ -21,8 +21,11 @@ def gt_tracking(frame: Frame, score: float = 0.9) -> TrackOutput:
     gt = frame.gt
     assert gt is not None
     states = tuple(
-        TrackState(int(oid), gt.boxes_xywh[row].astype(np.float64), gt.instance_mask == oid, score, 3.0, 1.0, True)
-        for row, oid in enumerate(gt.object_ids) if gt.visible[row]
+        TrackState(
+            int(oid), gt.boxes_xywh[row].astype(np.float64), gt.instance_mask == oid, score, 3.0, 1.0, True
+        )
+        for row, oid in enumerate(gt.object_ids)
+        if gt.visible[row]
     )
     return TrackOutput(frame.index, states, names=tuple((int(o), n) for o, n in zip(gt.object_ids, gt.names)))
 
@@ -48,4 +51,8 @@ def motion_intervals(object_id: int, frames: int = FRAMES) -> list[tuple[float, 
     """The object's true motions (start, end) in seconds: key intervals whose values differ."""
     spec = next(o for o in scene(frames).spec.objects if o.object_id == object_id)
     keys = spec.position
-    return [(a, b) for a, b, va, vb in zip(keys.times_s, keys.times_s[1:], keys.values, keys.values[1:]) if va != vb]
+    return [
+        (a, b)
+        for a, b, va, vb in zip(keys.times_s, keys.times_s[1:], keys.values, keys.values[1:])
+        if va != vb
+    ]

@@ -17,8 +17,9 @@ def _observation(frame: int, object_id: int = 1) -> ObjectObservation:
     t = frame / FPS
     # a circle of 2 m radius every 20 s: always moving, so every frame or two is a new sample
     position = (2 * np.cos(t * np.pi / 10), 0.0, 5 + 2 * np.sin(t * np.pi / 10))
-    return ObjectObservation(object_id, frame, t, position, "world", 0.5 + 0.5 * np.sin(frame), (0, 0, 10, 10),
-                             "walker", area=1.0)
+    return ObjectObservation(
+        object_id, frame, t, position, "world", 0.5 + 0.5 * np.sin(frame), (0, 0, 10, 10), "walker", area=1.0
+    )
 
 
 def _feed(memory: SceneMemory, start: int, stop: int) -> None:
@@ -47,7 +48,10 @@ def test_a_long_stream_stays_within_the_caps_and_queries_stay_fast() -> None:
     first = memory.first_seen("walker")
     assert (first.seen_frame, first.position) == (0, _observation(0).position)
     old = memory.where("walker", at_s=100.0)
-    assert old.seen_frame <= 3000 and np.linalg.norm(np.subtract(old.position, _observation(old.seen_frame).position)) < 2.5
+    assert (
+        old.seen_frame <= 3000
+        and np.linalg.norm(np.subtract(old.position, _observation(old.seen_frame).position)) < 2.5
+    )
     # the recent half of the samples (about 4 s of this fast walk) stays exact to min_step_m
     for back_s in (1.0, 2.5):  # hidden then (last seen 0.67 s before), and in view
         recent = memory.where("walker", at_s=memory.latest_s - back_s)

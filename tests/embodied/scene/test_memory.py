@@ -32,7 +32,9 @@ def test_positions_follow_the_true_centres_of_moving_objects() -> None:
         for name, object_id in (("cup", 1), ("ball", 2)):
             sighting = memory.where(name)
             assert sighting.seen_frame == frame.index and sighting.visible and sighting.space == "world"
-            errors[name].append(float(np.linalg.norm(np.subtract(sighting.position, _truth(object_id, frame.timestamp_s)))))
+            errors[name].append(
+                float(np.linalg.norm(np.subtract(sighting.position, _truth(object_id, frame.timestamp_s))))
+            )
     # min_step_m (0.02) plus the estimate's own error; measured medians 0.03 (cup) and 0.015 (ball)
     assert np.median(errors["cup"]) < 0.05 and np.median(errors["ball"]) < 0.03
     assert max(max(e) for e in errors.values()) < 0.08
@@ -45,8 +47,15 @@ def test_last_moved_matches_the_true_motion_intervals(memory: SceneMemory) -> No
         assert len(found) == len(truth), (name, found, truth)
         for motion, (start, end) in zip(found, truth):
             # back-dated to the last frame within motion_rest_m (0.08 m) of the resting point: a few frames
-            assert abs(motion.start_s - start) <= 4 / FPS and abs(motion.end_s - end) <= 4 / FPS, (name, motion, start, end)
-            assert motion.distance_m == pytest.approx(np.linalg.norm(_truth(object_id, end) - _truth(object_id, start)), abs=0.1)
+            assert abs(motion.start_s - start) <= 4 / FPS and abs(motion.end_s - end) <= 4 / FPS, (
+                name,
+                motion,
+                start,
+                end,
+            )
+            assert motion.distance_m == pytest.approx(
+                np.linalg.norm(_truth(object_id, end) - _truth(object_id, start)), abs=0.1
+            )
         assert memory.last_moved(name) == memory.motions(name)[0]
     # the box is hidden for a while by the ball coming to rest in front of it; partial views are not motion
     assert memory.last_moved("box") is None and memory.last_moved("table") is None
@@ -77,7 +86,9 @@ def test_objects_near_is_nearest_first_with_exact_distances(memory: SceneMemory)
     distances = [s.distance_m for s in near]
     assert distances == sorted(distances) and all(d <= 1.5 for d in distances)
     for s in near:
-        assert s.distance_m == pytest.approx(np.linalg.norm(np.subtract(memory.where(s.object_id, t).position, ball.position)))
+        assert s.distance_m == pytest.approx(
+            np.linalg.norm(np.subtract(memory.where(s.object_id, t).position, ball.position))
+        )
     far = {s.object_id for s in memory.visible_at(t)} - {s.object_id for s in near}
     assert all(np.linalg.norm(np.subtract(memory.where(o, t).position, ball.position)) > 1.5 for o in far)
 
@@ -95,9 +106,13 @@ def test_frames_showing_are_the_best_scores_spread_in_time() -> None:
 
 
 def test_unanswerable_queries_say_why(memory: SceneMemory) -> None:
-    with pytest.raises(SceneQueryError, match=r"no object 'mug'.*Known objects: cup \(#1\), ball \(#2\), box \(#3\)"):
+    with pytest.raises(
+        SceneQueryError, match=r"no object 'mug'.*Known objects: cup \(#1\), ball \(#2\), box \(#3\)"
+    ):
         memory.where("mug")
-    with pytest.raises(SceneQueryError, match="time 999 s is outside the stream, which covers 0 to 7.96667 s"):
+    with pytest.raises(
+        SceneQueryError, match="time 999 s is outside the stream, which covers 0 to 7.96667 s"
+    ):
         memory.where("cup", at_s=999)
     with pytest.raises(SceneQueryError, match="the end is before the start"):
         memory.trajectory("cup", 3, 1)
