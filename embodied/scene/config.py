@@ -30,9 +30,11 @@ class SceneConfig:
         min_depth_px: valid-depth mask pixels an observation needs for a position (fewer: the
             object counts as seen, without a new position).
         max_points: mask pixels sampled (evenly) for the median, which bounds the cost per object.
-        min_step_m: a trajectory sample is kept when the object is this far from the last kept
-            one, so the position answered for any time is within ``min_step_m`` of the one observed
-            (until thinning, below). A still object costs no samples.
+        min_step_m: a new trajectory sample starts when the object is this far from the current
+            one, whose position is the mean of the observations since it started; so the position
+            answered for any time is within ``min_step_m`` of the one observed (until thinning,
+            below), noise below it averages out, and a still object costs one sample. Set it above
+            the position noise (a tracker's masks: a few centimetres).
         max_samples: trajectory samples kept per object; when full, the older half is thinned to
             every other sample (old positions get coarser, the recent half stays exact).
         gap_frames: a visit (an interval in which the object is seen) ends when the object is
@@ -69,7 +71,7 @@ class SceneConfig:
     centre: CentreEstimate = "behind_surface"
     min_depth_px: Annotated[int, Field(ge=1)] = 8
     max_points: Annotated[int, Field(ge=16)] = 4096
-    min_step_m: Annotated[float, Field(gt=0)] = 0.02
+    min_step_m: Annotated[float, Field(gt=0)] = 0.05
     max_samples: Annotated[int, Field(ge=8)] = 4096
     gap_frames: Annotated[int, Field(ge=0)] = 2
     max_visits: Annotated[int, Field(ge=2)] = 1024

@@ -41,8 +41,15 @@ class MotionDetector:
     def moving(self) -> bool:
         return self.rest is None and self.start_point is not None
 
-    def observe(self, position: np.ndarray, t_s: float, frame: int) -> None:
-        """Feed one observed position (metres or pixels) at ``t_s`` / ``frame``."""
+    def observe(self, position: np.ndarray, t_s: float, frame: int, after_gap: bool = False) -> None:
+        """Feed one observed position (metres or pixels) at ``t_s`` / ``frame``; ``after_gap``: the
+        object was out of view since its previous observation. What happened unseen is not known:
+        a resting object found elsewhere started moving at its last sighting where it rested, and a
+        moving one only comes to rest once it is seen staying put (never across the gap)."""
+        if after_gap:
+            self._recent.clear()
+            if self.candidate is not None and self.rest is None:
+                self.candidate = None
         self._recent.append(np.asarray(position, np.float64))
         p = np.median(np.stack(self._recent), axis=0) if len(self._recent) > 1 else self._recent[-1]
         c = self.config
@@ -59,8 +66,8 @@ class MotionDetector:
                 self.candidate, self.candidate_at = p.copy(), (t_s, frame)
                 self.motions.append((*self.near, None, None, d))
             return
-        assert self.candidate is not None and self.start_point is not None
-        if float(np.linalg.norm(p - self.candidate)) / self.scale > c.motion_rest_m:
+        assert self.start_point is not None
+        if self.candidate is None or float(np.linalg.norm(p - self.candidate)) / self.scale > c.motion_rest_m:
             self.candidate, self.candidate_at = p.copy(), (t_s, frame)
         distance = float(np.linalg.norm(self.candidate - self.start_point)) / self.scale
         start_s, start_frame = self.motions[-1][:2]

@@ -1,7 +1,9 @@
 """Everything the scene memory keeps about one object, each part bounded by :class:`SceneConfig`.
 
-* **samples**: ``(t, frame, position)`` kept when the object is ``min_step_m`` from the last kept one;
-  at ``max_samples`` the older half is thinned to every other sample.
+* **samples**: ``(t, frame, position)`` segments: a new one starts when the object is ``min_step_m``
+  from the current one's position, which is the mean of the observations it holds (so noise
+  smaller than ``min_step_m`` averages out instead of adding samples, and a still object costs
+  one sample); at ``max_samples`` the older half is thinned to every other sample.
 * **visits**: ``[t0, t1, f0, f1]`` intervals in which it was seen (a gap of more than ``gap_frames``
   frames starts a new one); at ``max_visits`` the two closest visits merge.
 * **best frames**: the ``top_frames`` highest tracker scores, ``top_frames_min_gap_s`` apart.
@@ -36,24 +38,24 @@ class ObjectRecord:
         self.scale = 1.0 if space == "world" else config.image_px_per_m
         self.times: list[float] = []
         self.frames: list[int] = []
-        self.positions: list[tuple[float, ...]] = []
+        self.positions: list[tuple[float, ...]] = []  # each segment's mean position
+        self.counts: list[int] = []  # observations averaged into each segment
         self.visits: list[list[float]] = []  # [t0, t1, f0, f1]
         self.best: list[BestFrame] = []
         self.motion = MotionDetector(config, self.scale)
         self.first: tuple[float, int, tuple[float, ...] | None] | None = None
         self.last: tuple[float, int, tuple[float, ...] | None] | None = None  # latest observation
         self.last_position: tuple[float, int, tuple[float, ...]] | None = None  # latest placed one
-        self.area = (
-            0.0,
-            0.0,
-        )  # (largest recent visible area, its time): what "partly hidden" is measured against
+        self._gap = False  # out of view since the last position motion detection saw
+        # (largest recent visible area, its time): what "partly hidden" is measured against
+        self.area = (0.0, 0.0)
 
     # ---- updates --------------------------------------------------------------------------------
     def observe(self, obs: ObjectObservation) -> None:
         t, f = obs.timestamp_s, obs.frame_index
         if obs.name and not self.name:
             self.name = obs.name
-        self._visit(t, f)
+        self._gap = self._visit(t, f) or self._gap  # until motion detection is told
         self._best(obs)
         position = obs.position if obs.space == self.space else None
         if self.first is None:
@@ -66,8 +68,14 @@ class ObjectRecord:
         self.last_position = (t, f, position)
         if not self.positions or self._distance(position, self.positions[-1]) >= self.config.min_step_m:
             self._sample(t, f, position)
+        else:  # the same segment: its position is the running mean of its observations
+            n = self.counts[-1] + 1
+            mean = self.positions[-1]
+            self.positions[-1] = tuple(m + (v - m) / n for m, v in zip(mean, position))
+            self.counts[-1] = n
         if self._whole(obs):
-            self.motion.observe(np.asarray(position), t, f)
+            self.motion.observe(np.asarray(position), t, f, after_gap=self._gap)
+            self._gap = False
 
     def _whole(self, obs: ObjectObservation) -> bool:
         """Whether the object looks whole (not cut off, not partly hidden): only then does its
@@ -85,23 +93,27 @@ class ObjectRecord:
         self.times.append(t)
         self.frames.append(f)
         self.positions.append(position)
+        self.counts.append(1)
         if len(self.times) > self.config.max_samples:
             half = len(self.times) // 2
             keep = list(range(0, half, 2)) + list(range(half, len(self.times)))
             self.times = [self.times[i] for i in keep]
             self.frames = [self.frames[i] for i in keep]
             self.positions = [self.positions[i] for i in keep]
+            self.counts = [self.counts[i] for i in keep]
 
-    def _visit(self, t: float, f: int) -> None:
+    def _visit(self, t: float, f: int) -> bool:
+        """Extend the current visit, or start one (returns True then: the object was out of view)."""
         if self.visits and f - self.visits[-1][3] <= self.config.gap_frames + 1:
             self.visits[-1][1], self.visits[-1][3] = t, f
-            return
+            return False
         self.visits.append([t, t, f, f])
         if len(self.visits) > self.config.max_visits:
             gaps = [b[0] - a[1] for a, b in zip(self.visits[:-1], self.visits[1:])]
             i = int(np.argmin(gaps))
             self.visits[i][1], self.visits[i][3] = self.visits[i + 1][1], self.visits[i + 1][3]
             del self.visits[i + 1]
+        return len(self.visits) > 1
 
     def _best(self, obs: ObjectObservation) -> None:
         entry: BestFrame = (obs.score, obs.frame_index, obs.timestamp_s, obs.box_xywh)
@@ -121,8 +133,8 @@ class ObjectRecord:
     # ---- queries --------------------------------------------------------------------------------
     def position_at(self, at_s: float) -> tuple[float, int, tuple[float, ...]] | None:
         """The latest placed observation at or before ``at_s``: (t, frame, position), else None."""
-        if self.last_position is not None and self.last_position[0] <= at_s:
-            return self.last_position
+        if self.last_position is not None and self.last_position[0] <= at_s:  # the current segment's mean
+            return self.last_position[0], self.last_position[1], self.positions[-1]
         i = bisect.bisect_right(self.times, at_s) - 1
         return None if i < 0 else (self.times[i], self.frames[i], self.positions[i])
 
@@ -168,6 +180,7 @@ class ObjectRecord:
             "times": self.times,
             "frames": self.frames,
             "positions": [list(p) for p in self.positions],
+            "counts": self.counts,
             "visits": self.visits,
             "best": [[s, f, t, list(b)] for s, f, t, b in self.best],
             "motion": self.motion.state_dict(),
@@ -175,6 +188,7 @@ class ObjectRecord:
             "last": _listed(self.last),
             "last_position": _listed(self.last_position),
             "area": list(self.area),
+            "gap": self._gap,
         }
 
     @classmethod
@@ -183,6 +197,7 @@ class ObjectRecord:
         record.times = [float(t) for t in state["times"]]
         record.frames = [int(f) for f in state["frames"]]
         record.positions = [tuple(float(v) for v in p) for p in state["positions"]]
+        record.counts = [int(n) for n in state["counts"]]
         record.visits = [[float(v[0]), float(v[1]), int(v[2]), int(v[3])] for v in state["visits"]]
         record.best = [
             (float(s), int(f), float(t), tuple(float(v) for v in b)) for s, f, t, b in state["best"]
@@ -191,6 +206,7 @@ class ObjectRecord:
         record.first, record.last = _tupled(state["first"]), _tupled(state["last"])
         record.last_position = _tupled(state["last_position"])  # type: ignore[assignment]
         record.area = (float(state["area"][0]), float(state["area"][1]))
+        record._gap = bool(state["gap"])
         return record
 
 

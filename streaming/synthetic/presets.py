@@ -316,7 +316,7 @@ def _stop_and_go(p: SceneParams, rng: np.random.Generator):
     cup_a, cup_b, cup_c = _on_floor(-1.4, 4.5, 0.2), _on_floor(0.2, 4.0, 0.2), _on_floor(0.8, 5.2, 0.2)
     ball_a, ball_b = _on_floor(1.6, 6.0, 0.3), _on_floor(-0.6, 6.5, 0.3)
     objects = (
-        _box(1, "cup", "mover", (0.2, 0.2, 0.2), _look(rng, (0.85, 0.2, 0.15)),
+        _box(1, "cup", "target", (0.2, 0.2, 0.2), _look(rng, (0.85, 0.2, 0.15)),
              _keys(p, [0, 0.2, 0.35, 0.6, 0.7, 1], [cup_a, cup_a, cup_b, cup_b, cup_c, cup_c])),
         ObjectSpec(2, "ball", "mover", "sphere", (0.3, 0.3, 0.3), _look(rng, (0.2, 0.4, 0.9), "checker"),
                    _keys(p, [0, 0.45, 0.6, 1], [ball_a, ball_a, ball_b, ball_b])),
