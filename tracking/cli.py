@@ -28,7 +28,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     track = sub.add_parser("track", help="track boxed objects through a source (SAMURAI)")
     track.add_argument("source", help="video file, image folder, cam:N, rtsp://..., synthetic://PRESET")
     track.add_argument("--box", action="append", default=[], metavar="[NAME:]X,Y,W,H",
-                       help="an object's box on the first frame, pixels, optionally named (cup:120,80,60,90); "
+                       help="an object's box on the first frame, pixels, optionally named "
+                            "(cup:120,80,60,90); "
                             "repeat for more objects (ids 1, 2, ...)")
     track.add_argument("--point", action="append", default=[], metavar="ID:X,Y[:LABEL]",
                        help="a click for object ID (label 1 on the object, 0 background); alone or with its box")

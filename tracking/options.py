@@ -125,7 +125,8 @@ class TrackingOptions:
             raise ValueError("an object is prompted twice on the same frame")
         owners: dict[str, int] = {}
         for prompt in self.prompts:
-            if prompt.name is not None and owners.setdefault(prompt.name, prompt.object_id) != prompt.object_id:
+            owner = owners.setdefault(prompt.name, prompt.object_id) if prompt.name is not None else None
+            if owner is not None and owner != prompt.object_id:
                 raise ValueError(f"the name {prompt.name!r} is given to objects {owners[prompt.name]} and "
                                  f"{prompt.object_id}; give each object its own name")
 

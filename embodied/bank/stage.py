@@ -33,6 +33,7 @@ from pydantic import Field
 from memstream.embodied.bank.config import MemoryBankConfig
 from memstream.embodied.bank.memory import PerceptualCognitiveMemory
 from memstream.streaming.configtypes import strict_config
+from memstream.streaming.errors import ConfigError
 from memstream.streaming.pipeline.protocol import RunContext, Upstream
 from memstream.streaming.pipeline.stages import parse_options
 from memstream.streaming.sources.protocol import SourceOptions
@@ -133,6 +134,13 @@ class BankStage:
         self._out: Path | None = None
 
     def open(self, context: RunContext) -> None:
+        names = [st.get("name") for st in context.config.get("stages", []) if st.get("enabled", True)]
+        before = names[: names.index(self.name)] if self.name in names else names
+        if self.options.cognitive == "video_memory" and names and "video_memory" not in before:
+            raise ConfigError(
+                f"stages.{self.name}.options.cognitive is video_memory, but no video_memory stage runs before it",
+                "Enable the video_memory stage before the bank (configs/scene.yaml), or use cognitive: frame",
+            )
         if context.out_dir is not None:
             self._out = Path(context.out_dir)
             self._log = self._out / self.options.log_file
@@ -182,9 +190,9 @@ class BankStage:
         choice = self.options.cognitive
         video = upstream.get("video_memory")
         if choice == "video_memory" and "video_memory" not in upstream:
-            raise ValueError(
-                "cognitive: video_memory, but no video_memory stage runs before the bank stage; "
-                "enable it before the bank, or use cognitive: frame"
+            raise ConfigError(
+                f"stages.{self.name}.options.cognitive is video_memory, but no video_memory stage ran before it",
+                "Enable the video_memory stage before the bank, or use cognitive: frame",
             )
         if choice == "frame" or (choice == "auto" and "video_memory" not in upstream):
             return perceptual.mean(dim=1, keepdim=True), "frame"

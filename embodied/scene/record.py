@@ -141,7 +141,7 @@ class ObjectRecord:
     def seen_before(self, at_s: float) -> tuple[float, int] | None:
         """The last observation at or before ``at_s`` (t, frame), from the visits; frames inside a
         visit are taken as evenly spaced in time (a constant frame rate)."""
-        i = bisect.bisect_right([v[0] for v in self.visits], at_s) - 1
+        i = bisect.bisect_right(self.visits, at_s, key=_start) - 1
         if i < 0:
             return None
         t0, t1, f0, f1 = self.visits[i]
@@ -152,7 +152,7 @@ class ObjectRecord:
         return t0 + k * step, int(f0 + k)
 
     def visible_at(self, at_s: float, tolerance_s: float) -> bool:
-        i = bisect.bisect_right([v[0] for v in self.visits], at_s + tolerance_s) - 1
+        i = bisect.bisect_right(self.visits, at_s + tolerance_s, key=_start) - 1
         return i >= 0 and at_s <= self.visits[i][1] + tolerance_s
 
     def samples_between(self, t0: float, t1: float) -> tuple[list[float], list[int], list[tuple[float, ...]]]:
@@ -218,3 +218,7 @@ def _tupled(entry: list[Any] | None) -> tuple[float, int, tuple[float, ...] | No
     if entry is None:
         return None
     return float(entry[0]), int(entry[1]), None if entry[2] is None else tuple(float(v) for v in entry[2])
+
+
+def _start(visit: list[float]) -> float:
+    return visit[0]

@@ -320,7 +320,8 @@ def _stop_and_go(p: SceneParams, rng: np.random.Generator):
              _keys(p, [0, 0.2, 0.35, 0.6, 0.7, 1], [cup_a, cup_a, cup_b, cup_b, cup_c, cup_c])),
         ObjectSpec(2, "ball", "mover", "sphere", (0.3, 0.3, 0.3), _look(rng, (0.2, 0.4, 0.9), "checker"),
                    _keys(p, [0, 0.45, 0.6, 1], [ball_a, ball_a, ball_b, ball_b])),
-        _box(3, "box", "furniture", (0.3, 0.3, 0.3), _look(rng, (0.3, 0.6, 0.35)), constant(*_on_floor(-0.4, 7.5, 0.3))),
+        _box(3, "box", "furniture", (0.3, 0.3, 0.3), _look(rng, (0.3, 0.6, 0.35)),
+             constant(*_on_floor(-0.4, 7.5, 0.3))),
         _box(4, "table", "furniture", (0.6, 0.4, 0.4), _look(rng, (0.55, 0.4, 0.25), "checker"),
              constant(*_on_floor(2.6, 7.5, 0.4))),
     )

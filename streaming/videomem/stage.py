@@ -6,7 +6,8 @@ chosen by ``memory`` (a name in ``VIDEO_MEMORIES``); questions listed in the opt
 when the stream reaches their time, and each answer is appended to ``OUT/answers.jsonl`` as soon as
 it is generated. Each frame's result, for later stages, is a
 :class:`~memstream.streaming.videomem.types.VideoMemoryStep` (the answers given on it, and the
-memory's newest frame in the decoder's space: the bank stage's cognitive token). Other threads may call ``stage.memory.ask(...)`` at any time while the run goes on.
+memory's newest frame in the decoder's space: the bank stage's cognitive token). Other threads may
+call ``stage.memory.ask(...)`` at any time while the run goes on.
 
 Example config::
 

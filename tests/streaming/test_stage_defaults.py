@@ -42,8 +42,8 @@ from memstream.tracking.stage import TrackingStage
 from memstream.tracking.tracker import Tracker
 
 #: The options dataclass of each stage (``video_memory`` is tested with the video memory).
-OPTIONS: dict[str, type] = {"tracking": TrackingOptions, "map3d": Map3DOptions, "video_writer": VideoWriterOptions,
-                             "bank": BankStageOptions, "scene": SceneOptions}
+OPTIONS: dict[str, type] = {"tracking": TrackingOptions, "map3d": Map3DOptions,
+                             "video_writer": VideoWriterOptions, "bank": BankStageOptions, "scene": SceneOptions}
 CONFIGS = [PSMConfig, TDMConfig, RegistrationConfig, Map3DConfig, Map3DOptions, SamuraiConfig, ClassicalConfig,
            TrackingOptions, VideoWriterOptions, RunConfig, MemoryBankConfig, EnvConfig, MemoryVLAConfig,
            SceneConfig, SceneOptions, BankStageOptions]
@@ -99,7 +99,8 @@ def test_the_scene_and_bank_stages_build_their_memories_with_the_memories_defaul
 
 def test_the_scene_preset_keeps_the_memories_defaults() -> None:
     stages = {s.name: s for s in load_config("scene").stages}
-    assert [s.name for s in load_config("scene").enabled_stages] == ["tracking", "video_memory", "map3d", "bank", "scene"]
+    enabled = [s.name for s in load_config("scene").enabled_stages]
+    assert enabled == ["tracking", "video_memory", "map3d", "bank", "scene"]
     assert parse_options(SceneOptions, "scene", stages["scene"].options).memory_config() == SceneConfig()
     assert parse_options(BankStageOptions, "bank", stages["bank"].options).bank == MemoryBankConfig()
 

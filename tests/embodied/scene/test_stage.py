@@ -14,6 +14,7 @@ from memstream.embodied.bank.stage import BankStage, perceptual_tokens
 from memstream.embodied.scene import ask
 from memstream.embodied.scene.stage import SceneStage, load_scene
 from memstream.streaming.cli import main
+from memstream.streaming.errors import ConfigError
 from memstream.streaming.pipeline import RunContext, Runner, Upstream
 from memstream.streaming.sources import open_source
 from memstream.streaming.synthetic import build_scene
@@ -144,3 +145,27 @@ def test_the_bank_stage_alone_takes_its_cognitive_token_from_the_frame(tmp_path:
     rgb[:, 32:] = 255  # the right half white: two tokens of -0.5, two of +0.5
     tokens = perceptual_tokens(rgb, grid=2, patch_px=4)
     assert tokens.shape == (1, 4, 48) and tokens[0, :, 0].tolist() == [-0.5, 0.5, -0.5, 0.5]
+
+
+def test_a_running_run_can_be_queried_after_each_save(tmp_path: Path) -> None:
+    stage = SceneStage("scene", {"save_every_frames": 5})
+    stage.open(RunContext(SourceInfo(uri="synthetic://stop_and_go"), tmp_path))
+    for frame in rendered()[:12]:
+        stage.update(frame, Upstream({"tracking": gt_tracking(frame)}))
+        saved = (tmp_path / "scene.json").exists()
+        assert saved == (frame.index >= 4)
+        if saved:  # what a reader sees while the run goes on: the last save, whole
+            assert load_scene(tmp_path).frames_seen == (frame.index + 1) // 5 * 5
+
+
+def test_stages_that_miss_what_they_read_say_so(capsys) -> None:
+    config = {"stages": [{"name": "map3d", "enabled": True}, {"name": "scene", "enabled": True}]}
+    SceneStage("scene", {}).open(RunContext(SourceInfo(uri="x"), None, config))
+    assert (
+        "note: scene: no tracking stage runs before it, so no object is recorded" in capsys.readouterr().err
+    )
+    bank = BankStage("bank", {"cognitive": "video_memory"})
+    with pytest.raises(
+        ConfigError, match="cognitive is video_memory, but no video_memory stage runs before it"
+    ):
+        bank.open(RunContext(SourceInfo(uri="x"), None, {"stages": [{"name": "bank", "enabled": True}]}))
