@@ -95,6 +95,8 @@ def test_track_names_the_boxed_objects_in_its_summary(tmp_path) -> None:
     )
     summary = json.loads((out / "summary.json").read_text())["stages"]["tracking"]["outputs"]
     assert summary["objects"] == [1, 2] and summary["names"] == {"1": "cup"}
+    scores = json.loads((out / "scores.json").read_text())["frames"]
+    assert [(f["objects"]["1"]["name"], "name" in f["objects"]["2"]) for f in scores] == [("cup", False)] * 3
 
 
 def test_gt_objects_take_the_scenes_names() -> None:
