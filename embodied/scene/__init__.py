@@ -5,7 +5,8 @@ scores) with where the 3D memory places it (depth, camera, pose), into a bounded
 index (``record.py``, ``motion.py``; caps and thresholds in ``config.py``) that answers ``where``,
 ``trajectory``, ``last_moved``, ``first_seen`` / ``last_seen``, ``visible_at``, ``objects_near`` and
 ``frames_showing`` (``protocol.py``) with the results of ``types.py``. ``query.py`` parses the small
-question grammar of ``memstream query``; the ``scene`` stage feeds it in a run and saves it as
+question grammar of ``memstream query``, ``tools.py`` offers the queries as OpenAI function-calling
+tools (:data:`TOOLS`, :func:`call_tool`); the ``scene`` stage feeds it in a run and saves it as
 ``scene.json``. Importing this package loads nothing; names load on first use (numpy only).
 
 Example:
@@ -32,6 +33,8 @@ _LAZY = {  # name -> module that defines it, imported on first use
     "SceneUpdate": "memstream.embodied.scene.types",
     "Sighting": "memstream.embodied.scene.types",
     "Trajectory": "memstream.embodied.scene.types",
+    "TOOLS": "memstream.embodied.scene.tools",
+    "call_tool": "memstream.embodied.scene.tools",
     "ask": "memstream.embodied.scene.query",
     "parse_question": "memstream.embodied.scene.query",
 }
