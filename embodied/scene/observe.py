@@ -101,7 +101,8 @@ def world_position(
     point = np.median(cam, axis=0) @ pose[:3, :3].T + pose[:3, 3]
     if config.centre == "behind_surface":
         ray = point - pose[:3, 3]
-        half_width = 0.5 * float(np.percentile(x_cam, 95) - np.percentile(x_cam, 5))
+        low, high = np.percentile(x_cam, [5, 95])
+        half_width = 0.5 * float(high - low)
         point = point + ray / max(float(np.linalg.norm(ray)), 1e-9) * half_width
     return (float(point[0]), float(point[1]), float(point[2]))
 
