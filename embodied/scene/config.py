@@ -49,7 +49,7 @@ class SceneConfig:
             rests; the motion's start is back-dated to its last observation within ``motion_rest_m``.
         motion_rest_m: the hysteresis band: an object rests again once it stays within this radius
             of one point for ``motion_settle_s``; the motion's end is when it arrived there. While
-            at rest, its resting point follows it slowly (see ``rest_follow``), so slow drift of the
+            at rest, its resting point follows it slowly (see ``rest_follow_s``), so slow drift of the
             position estimate (the visible side changes as the camera moves) is not motion.
         motion_settle_s: see ``motion_rest_m``.
         min_area_ratio: an observation feeds motion detection only when the object's visible area
@@ -59,7 +59,9 @@ class SceneConfig:
             still counts as seen and placed.
         area_memory_s: how fast "its largest recent area" forgets: it decays by ``e`` every this
             many seconds (a lasting change of view is accepted after about that long).
-        rest_follow: weight of each new at-rest position in the resting point (exponential mean).
+        rest_follow_s: time constant, seconds, with which the resting point follows the position
+            at rest (an exponential mean): drift slower than ``motion_rest_m / rest_follow_s`` is
+            not motion, and neither is a real motion that slow.
         smoothing_frames: positions fed to motion detection are the per-axis median of the last
             this many observations (1: none), which removes single-frame mask glitches.
         max_motions: motion intervals kept per object (the latest ones).
@@ -82,7 +84,7 @@ class SceneConfig:
     motion_settle_s: Annotated[float, Field(ge=0)] = 0.5
     min_area_ratio: Annotated[float, Field(ge=0, le=1)] = 0.7
     area_memory_s: Annotated[float, Field(gt=0)] = 60.0
-    rest_follow: Annotated[float, Field(ge=0, le=1)] = 0.05
+    rest_follow_s: Annotated[float, Field(gt=0)] = 5.0
     smoothing_frames: Annotated[int, Field(ge=1)] = 3
     max_motions: Annotated[int, Field(ge=1)] = 64
     max_objects: Annotated[int, Field(ge=1)] = 256
