@@ -26,7 +26,7 @@ import numpy as np
 
 from memstream.embodied.scene.config import SceneConfig
 
-# one motion: start_s, start_frame, end_s or None, end_frame or None, distance
+# one motion: start_s, start_frame, end_s or None, end_frame or None, distance (metres or pixels)
 MotionRow = tuple[float, int, float | None, int | None, float]
 _ARRAYS = ("rest", "start_point", "candidate", "first_point")
 
@@ -83,7 +83,7 @@ class MotionDetector:
         elif d > c.motion_start_m:
             self.start_point, self.rest = self.rest, None
             self.candidate, self.candidate_n, self.candidate_at = p.copy(), 1, (t_s, frame)
-            self.motions.append((*self.near, None, None, d))
+            self.motions.append((*self.near, None, None, d * self.scale))
 
     def _settling(self, p: np.ndarray, t_s: float, frame: int) -> None:
         c = self.config
@@ -96,12 +96,12 @@ class MotionDetector:
         if self.moving:
             assert self.start_point is not None
             start_s, start_frame = self.motions[-1][:2]
-            distance = self._distance(self.candidate, self.start_point)
+            distance = float(np.linalg.norm(self.candidate - self.start_point))  # metres or pixels
             end = self.candidate_at if settled else (None, None)
             self.motions[-1] = (start_s, start_frame, *end, distance)
         elif settled and self.first_point is not None:  # its first stay: moved since first seen?
-            distance = self._distance(self.candidate, self.first_point)
-            if distance > c.motion_start_m:
+            distance = float(np.linalg.norm(self.candidate - self.first_point))
+            if distance / self.scale > c.motion_start_m:
                 self.motions.append((*self.first_at, *self.candidate_at, distance))
         if settled:
             self.rest, self.start_point, self.first_point, self.near = self.candidate.copy(), None, None, (t_s, frame)

@@ -146,7 +146,7 @@ class Motion:
         end_s, end_frame: its first observation within ``motion_rest_m`` of where it came to rest
             (it then stayed there ``motion_settle_s``); None while it still moves.
         distance_m: straight-line distance from where it rested to where it came to rest (or is
-            now); same unit as positions.
+            now); same unit as positions (pixels in image space, despite the name).
         space: ``world`` or ``image``.
     """
 

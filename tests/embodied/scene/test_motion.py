@@ -84,3 +84,16 @@ def test_out_of_view_a_move_spans_the_gap() -> None:
     xs = [0.0] * 30 + moving + [None] * 30 + [2.0 + i / 30 for i in range(16)] + [2.5] * 30
     # moving when it left, moving when it came back: one motion, ended once it stays put after the gap
     assert _one_move(_rows(_run(xs)), 29, 105, 2.5)
+
+
+def test_in_image_space_thresholds_scale_and_distances_are_pixels() -> None:
+    config = SceneConfig()  # 100 px count as a metre: start at 20 px, rest within 8 px
+    memory = SceneMemory(config)
+    us = [10.0] * 30 + [10.0 + 3 * i for i in range(1, 31)] + [100.0] * 30  # 90 px at 3 px a frame
+    for i, u in enumerate(us):
+        memory.observe(
+            i, i / FPS, (ObjectObservation(1, i, i / FPS, (u, 50.0), "image", 0.9, (0, 0, 9, 9), "cup", 9.0),)
+        )
+    (motion,) = memory.motions("cup")
+    assert motion.space == "image" and abs(motion.distance_m - 90.0) <= 8.0
+    assert 29 <= motion.start_frame <= 29 + 4 and 59 - 4 <= motion.end_frame <= 60
