@@ -18,9 +18,9 @@ Example:
     ...     mask = frame.gt.mask_of(2)
     ...     state = TrackState(2, frame.gt.boxes_xywh[1].astype(np.float64), mask, 1.0, 5.0, 1.0, True)
     ...     _ = memory.observe_frame(frame, TrackOutput(i, (state,), names=((2, "ball"),)))
-    >>> sighting = memory.where("ball")
-    >>> sighting.space, sighting.seen_frame, len(sighting.position)
-    ('world', 19, 3)
+    >>> sighting = memory.where("ball")  # the ball left the view on the last frame
+    >>> sighting.space, sighting.seen_frame, sighting.visible, len(sighting.position)
+    ('world', 18, False, 3)
 """
 
 from __future__ import annotations
