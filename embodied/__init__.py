@@ -4,6 +4,8 @@ Subpackages:
     map3d: the Mem4D-style 3D memory, :class:`DualMemory3D` (a static TSDF map in open3d beside a
         dynamics memory of moving objects), pose registration, monocular depth, map metrics, the
         ``map3d`` stage and the ``reconstruct`` command.
+    scene: the scene memory, :class:`SceneMemory`: tracked objects (ids, names) placed in 3D over
+        time, bounded, answering where / when / last moved / near / best frames (numpy only).
     bank: the MemoryVLA-style perceptual-cognitive memory bank, :class:`PerceptualCognitiveMemory`
         (torch), batched over parallel episodes.
     envs: memory-dependent tasks with rendered frames (``cue_choice``, ``order``), vectorised with
@@ -47,6 +49,9 @@ else:
         "BankReadout": "memstream.embodied.bank",
         "MemoryBankConfig": "memstream.embodied.bank",
         "PerceptualCognitiveMemory": "memstream.embodied.bank",
+        # the scene memory
+        "SceneConfig": "memstream.embodied.scene",
+        "SceneMemory": "memstream.embodied.scene",
         # tasks
         "TASKS": "memstream.embodied.envs",
         "Agent": "memstream.embodied.envs",

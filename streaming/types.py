@@ -46,6 +46,7 @@ class FrameGroundTruth:
         in_view: bool ``(n,)``, whether the unoccluded object projects onto at least one pixel.
         is_dynamic: bool ``(n,)``, whether the object moves at any time in the stream.
         instance_mask: int32 ``(H, W)``; the id of the object seen at each pixel, 0 for background.
+        names: one name per object (the scene's: ``walker``, ``ball``...), or ``()`` when unnamed.
     """
 
     object_ids: np.ndarray
@@ -54,6 +55,7 @@ class FrameGroundTruth:
     in_view: np.ndarray
     is_dynamic: np.ndarray
     instance_mask: np.ndarray
+    names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.object_ids)
@@ -62,6 +64,8 @@ class FrameGroundTruth:
         for name in ("visible_fraction", "in_view", "is_dynamic"):
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"{name} must be ({n},), got {getattr(self, name).shape}")
+        if self.names and len(self.names) != n:
+            raise ValueError(f"names must hold {n} names, got {len(self.names)}")
         for name in ("object_ids", "boxes_xywh", "visible_fraction", "in_view", "is_dynamic", "instance_mask"):
             read_only(getattr(self, name))
 
@@ -76,6 +80,10 @@ class FrameGroundTruth:
         if rows.size == 0:
             raise KeyError(f"no object with id {object_id}")
         return int(rows[0])
+
+    def name_of(self, object_id: int) -> str | None:
+        """The scene's name of ``object_id``, or None when the ground truth names nothing."""
+        return self.names[self.index_of(object_id)] if self.names else None
 
     def mask_of(self, object_id: int) -> np.ndarray:
         """bool ``(H, W)``: the visible pixels of ``object_id``."""

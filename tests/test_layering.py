@@ -64,6 +64,7 @@ LAYERS: dict[str, int] = {
     "memstream.embodied.map3d": 5,  # above tracking (its masks) and the video memory
     "memstream.embodied": 5,  # the package's face, all of it through _LAZY
     "memstream.embodied.bank": 6,
+    "memstream.embodied.scene": 6,  # who x where x when: reads tracking's and the 3D memory's results
     "memstream.embodied.envs": 7,  # what policies and agents act in; imports no memory (FORBIDDEN)
     "memstream.embodied.policies": 8,  # policies and agents sit on the bank and act in envs
     # the pipeline host: what every stage and command is written against
@@ -81,6 +82,9 @@ LAYERS: dict[str, int] = {
     "memstream.streaming.videomem.service": WIRING,  # the service's parts: access, limits, chat, streams
     "memstream.embodied.map3d.stage": WIRING,
     "memstream.embodied.map3d.cli": WIRING,
+    "memstream.embodied.bank.stage": WIRING,
+    "memstream.embodied.scene.stage": WIRING,
+    "memstream.embodied.scene.cli": WIRING,
 }
 
 # What each package may import, itself included (ARCHITECTURE.md's "depends on" column).
@@ -98,6 +102,7 @@ FORBIDDEN: tuple[tuple[str, str, str], ...] = (
     ("memstream.embodied.envs", "memstream.embodied.bank", _WORLD),
     ("memstream.embodied.envs", "memstream.streaming.videomem", _WORLD),
     ("memstream.embodied.envs", "memstream.tracking", _WORLD),
+    ("memstream.embodied.envs", "memstream.embodied.scene", _WORLD),
 )
 
 # Whose wiring a module is (longest prefix wins).
@@ -108,6 +113,8 @@ COMPONENTS = (
     "memstream.tracking",
     "memstream.embodied",
     "memstream.embodied.map3d",
+    "memstream.embodied.bank",
+    "memstream.embodied.scene",
 )
 WIRING_NAMES = frozenset({"stage", "cli", "serve"})
 

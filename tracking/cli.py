@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 from memstream.streaming.cli import add_output_args, print_summary
 from memstream.streaming.errors import ConfigError
 from memstream.streaming.paths import prepare_output_dir
+from memstream.tracking.names import check_unique_names, parse_named_box
 
 STAGE = "stages.tracking.options"
 SELECTIONS = ("samurai", "affinity")  # tracker.SelectionMode's (a test keeps them equal; the CLI starts without numpy)
@@ -27,8 +27,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     """Entry point of the ``memstream.commands`` group."""
     track = sub.add_parser("track", help="track boxed objects through a source (SAMURAI)")
     track.add_argument("source", help="video file, image folder, cam:N, rtsp://..., synthetic://PRESET")
-    track.add_argument("--box", action="append", default=[], metavar="X,Y,W,H",
-                       help="an object's box on the first frame, pixels; repeat for more objects (ids 1, 2, ...)")
+    track.add_argument("--box", action="append", default=[], metavar="[NAME:]X,Y,W,H",
+                       help="an object's box on the first frame, pixels, optionally named "
+                            "(cup:120,80,60,90); "
+                            "repeat for more objects (ids 1, 2, ...)")
     track.add_argument("--point", action="append", default=[], metavar="ID:X,Y[:LABEL]",
                        help="a click for object ID (label 1 on the object, 0 background); alone or with its box")
     track.add_argument("--frame", type=int, default=0, help="frame index the boxes and points refer to (default 0)")
@@ -92,17 +94,6 @@ def guess_size(checkpoint: str) -> str:
     return "t"
 
 
-def parse_box(text: str) -> list[float]:
-    values = [v for v in re.split(r"[,\s]+", text.strip()) if v]
-    try:
-        box = [float(v) for v in values]
-    except ValueError:
-        box = []
-    if len(box) != 4:
-        raise ConfigError(f"--box {text!r} is not X,Y,W,H", "Give four numbers in pixels, e.g. --box 120,80,60,90")
-    return box
-
-
 def parse_point(text: str) -> tuple[int, list[float], int]:
     """``ID:X,Y[:LABEL]`` -> (object id, [x, y], label)."""
     parts = text.split(":")
@@ -120,7 +111,10 @@ def parse_point(text: str) -> tuple[int, list[float], int]:
 def cmd_track(args: argparse.Namespace) -> int:
     if not args.box and not args.point:
         raise ConfigError("no --box given", "Give each object's box on the first frame: --box X,Y,W,H")
-    prompts = {i: {"object_id": i, "frame": args.frame, "box": parse_box(b)} for i, b in enumerate(args.box, start=1)}
+    boxes = [parse_named_box(b) for b in args.box]
+    check_unique_names([name for name, _ in boxes])
+    prompts = {i: {"object_id": i, "frame": args.frame, "box": box, **({"name": name} if name else {})}
+               for i, (name, box) in enumerate(boxes, start=1)}
     for text in args.point:
         object_id, xy, label = parse_point(text)
         prompt = prompts.setdefault(object_id, {"object_id": object_id, "frame": args.frame})

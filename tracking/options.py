@@ -19,6 +19,7 @@ from pydantic import Field
 from memstream.streaming.configtypes import registered, strict_config
 from memstream.tracking.backends import BACKENDS
 from memstream.tracking.classical.config import ClassicalConfig
+from memstream.tracking.names import check_object_name
 from memstream.tracking.selection import SamuraiConfig
 from memstream.tracking.tracker import SelectionMode
 
@@ -34,6 +35,8 @@ class PromptOptions:
         box: ``(x, y, w, h)``.
         points: ``(x, y)`` clicks.
         labels: one per point, 1 = on the object, 0 = background; default all 1.
+        name: the object's name (``cup``), carried with its id to every memory and output; None:
+            unnamed (outputs then say ``object <id>``).
     """
 
     object_id: Annotated[int, Field(ge=1)]
@@ -41,10 +44,13 @@ class PromptOptions:
     box: tuple[float, float, float, float] | None = None
     points: tuple[tuple[float, float], ...] | None = None
     labels: tuple[Annotated[int, Field(ge=0, le=1)], ...] | None = None
+    name: str | None = None
 
     def __post_init__(self) -> None:
         if self.box is None and not self.points:
             raise ValueError(f"prompt for object {self.object_id} needs a box or points")
+        if self.name is not None:
+            check_object_name(self.name)
 
 
 @strict_config
@@ -117,3 +123,14 @@ class TrackingOptions:
         keys = [(p.object_id, p.frame) for p in self.prompts]
         if len(set(keys)) != len(keys):
             raise ValueError("an object is prompted twice on the same frame")
+        owners: dict[str, int] = {}
+        for prompt in self.prompts:
+            owner = owners.setdefault(prompt.name, prompt.object_id) if prompt.name is not None else None
+            if owner is not None and owner != prompt.object_id:
+                raise ValueError(f"the name {prompt.name!r} is given to objects {owners[prompt.name]} and "
+                                 f"{prompt.object_id}; give each object its own name")
+
+    def names(self) -> dict[int, str]:
+        """Object id -> name, for the prompts that name their object (the latest name wins)."""
+        return {p.object_id: p.name for p in self.prompts if p.name is not None}
+

@@ -119,6 +119,7 @@ def _frame_scores(frame: Frame, output: TrackOutput) -> dict[str, Any]:
         "timestamp_s": round(frame.timestamp_s, 6),
         "objects": {
             str(s.object_id): {
+                **({"name": output.name_of(s.object_id)} if output.name_of(s.object_id) else {}),
                 "box_xywh": [round(float(v), 2) for v in s.box_xywh],
                 "affinity": clean(s.affinity),
                 "object_score": clean(s.object_score),
@@ -133,7 +134,7 @@ def _frame_scores(frame: Frame, output: TrackOutput) -> dict[str, Any]:
 
 
 def draw_tracks(rgb: np.ndarray, output: TrackOutput, alpha: float = 0.45) -> np.ndarray:
-    """The frame with each object's mask tinted, its box, id and affinity drawn (RGB uint8)."""
+    """The frame with each object's mask tinted, its box, name (else id) and affinity drawn (RGB uint8)."""
     canvas = rgb.copy()
     for state in output.states:
         color = _PALETTE[(state.object_id - 1) % len(_PALETTE)]
@@ -143,6 +144,7 @@ def draw_tracks(rgb: np.ndarray, output: TrackOutput, alpha: float = 0.45) -> np
             x, y, w, h = (int(round(v)) for v in state.box_xywh)
             c = tuple(int(v) for v in color)
             cv2.rectangle(canvas, (x, y), (x + w - 1, y + h - 1), c, 2)
-            label = f"{state.object_id} {state.affinity:.2f}" + (" M" if state.in_memory else "")
+            who = output.name_of(state.object_id) or str(state.object_id)
+            label = f"{who} {state.affinity:.2f}" + (" M" if state.in_memory else "")
             cv2.putText(canvas, label, (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, c, 1, cv2.LINE_AA)
     return canvas

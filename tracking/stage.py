@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from memstream.streaming.paths import check_local_path
@@ -65,6 +66,7 @@ class TrackingStage:
         self._writer: TrackWriter | None = None
         self._pending = {(p.object_id, p.frame): p for p in self.options.prompts}
         self._gt_waiting = list(self.options.gt_objects)
+        self._names: dict[int, str] = self.options.names()  # ids -> names; gt_objects add the scene's
         self._lock = threading.Lock()
         self._latest: TrackOutput | None = None
         self._frames = 0
@@ -84,6 +86,8 @@ class TrackingStage:
             self._say(f"the source has no ground truth to prompt gt_objects {self._gt_waiting} from (synthetic:// "
                       f"scenes have it), so nothing is tracked. {HOW_TO_PROMPT}")
         output = self.tracker.update(frame, self._prompts_for(frame))
+        if self._names:
+            output = replace(output, names=tuple(sorted(self._names.items())))
         if self._writer is not None:
             self._writer.write(frame, output)
         with self._lock:
@@ -109,6 +113,7 @@ class TrackingStage:
             "backend": self.options.backend,
             "selection": self.options.selection,
             "objects": self.tracker.object_ids if self.tracker else [],
+            "names": {str(k): v for k, v in sorted(self._names.items())},
             "frames": self._frames,
             "memory_bytes": memory.get("bytes"),
             "files": self._writer.files() if self._writer else [],
@@ -131,6 +136,8 @@ class TrackingStage:
                 if row is not None and frame.gt.visible[row]:
                     prompts.append(Prompt(object_id, frame.gt.boxes_xywh[row]))
                     self._gt_waiting.remove(object_id)
+                    if frame.gt.names and object_id not in self._names:
+                        self._names[object_id] = frame.gt.names[row]
         return prompts
 
 

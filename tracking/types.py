@@ -128,10 +128,17 @@ class TrackOutput:
     Attributes:
         frame_index: the frame's ``Frame.index``.
         states: one :class:`TrackState` per object, in the order objects were added.
+        names: ``(object_id, name)`` pairs of the named objects (``--box cup:...``, or a synthetic
+            scene's names for ``gt_objects``); an object without a name is absent.
     """
 
     frame_index: int
     states: tuple[TrackState, ...] = field(default_factory=tuple)
+    names: tuple[tuple[int, str], ...] = ()
+
+    def name_of(self, object_id: int) -> str | None:
+        """The name of ``object_id``, or None when it has none."""
+        return dict(self.names).get(object_id)
 
     @property
     def object_ids(self) -> np.ndarray:

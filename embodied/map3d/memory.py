@@ -107,6 +107,9 @@ class Map3DUpdate:
         object_ids: ids of the objects pushed into the dynamics memory.
         pose: float64 ``(4, 4)`` world_from_cam used for the frame (given or estimated).
         registration: the estimate's details when the pose was estimated, else None.
+        depth_m: float32 ``(H, W)`` the depth the frame was fused with, metres (the frame's, or a
+            depth model's for RGB-only frames; nan mapped to 0), for later stages; None when skipped.
+        intrinsics: float64 ``(3, 3)`` the camera matrix used, pixels; None when skipped.
     """
 
     frame_index: int
@@ -117,6 +120,8 @@ class Map3DUpdate:
     object_ids: tuple[int, ...] = ()
     pose: np.ndarray | None = None
     registration: RegistrationResult | None = None
+    depth_m: np.ndarray | None = None
+    intrinsics: np.ndarray | None = None
 
 
 def check_frame(frame: Frame, need_pose: bool = True) -> np.ndarray | None:
@@ -216,6 +221,7 @@ class DualMemory3D:
             frame.index, frame.timestamp_s, fused=True,
             static_fraction=float((valid & ~dynamic).sum() / max(valid.sum(), 1)),
             dynamic_mask=dynamic, object_ids=tuple(sorted(points)), pose=pose, registration=registration,
+            depth_m=depth, intrinsics=np.asarray(frame.intrinsics, np.float64),
         )
 
     def _place(self, frame: Frame, static_depth: np.ndarray) -> tuple[np.ndarray, RegistrationResult | None]:

@@ -5,7 +5,8 @@ masks when that stage runs before it). Written as the run goes, one whole line a
 that stops early leaves valid files:
 
 * ``trajectory.txt``: the camera trajectory in TUM format (``t tx ty tz qx qy qz qw``);
-* ``objects.jsonl``: per frame and dynamic object, its centre (mean of its observed points);
+* ``objects.jsonl``: per frame and dynamic object, its centre (mean of its observed points) and,
+  when the tracking stage named it, its name;
 * ``dynamic/<object>_<frame>.ply``: each object's points on each frame (``dynamic: every_frame``),
   or only its latest points at the end (``latest``, the default);
 
@@ -157,10 +158,13 @@ class Map3DStage:
         with (self.out / "trajectory.txt").open("a") as handle:
             handle.write(tum_line(frame.timestamp_s, result.pose))  # given or estimated
         lines = []
+        tracking = upstream.get("tracking")  # a TrackOutput when the tracking stage ran: it names the objects
         for object_id in result.object_ids:
             centre = self.memory.object_position(object_id, frame.timestamp_s)
             if centre is not None:
+                name = tracking.name_of(object_id) if tracking is not None else None
                 lines.append(json.dumps({"frame": frame.index, "t": frame.timestamp_s, "object": object_id,
+                                         **({"name": name} if name else {}),
                                          "centre_m": [round(float(c), 5) for c in centre]}) + "\n")
             if self.options.dynamic == "every_frame":
                 write_points(self.out / "dynamic" / f"{object_id}_{frame.index:06d}.ply", self.memory.tdm.points(object_id))

@@ -155,6 +155,7 @@ class Scene:
         self.source_id = source_id or f"synthetic://{spec.name}?seed={spec.seed}"
         self._ids = np.array([o.object_id for o in spec.objects], np.int32)
         self._is_dynamic = np.array([o.is_dynamic for o in spec.objects], bool)
+        self._names = tuple(o.name for o in spec.objects)
 
     def __len__(self) -> int:
         return self.spec.num_frames
@@ -177,6 +178,7 @@ class Scene:
             in_view=rendered.amodal_px > 0,
             is_dynamic=self._is_dynamic,
             instance_mask=rendered.instance_mask,
+            names=self._names,
         )
 
     def to_frame(self, rendered: RenderedFrame, output_index: int | None = None) -> Frame:

@@ -11,6 +11,8 @@ occlusion       the target passes fully behind a wall panel and partly behind a 
 fast_motion     fast zig-zag, leaves the view and comes back, approaches the camera (scale change x3)
 camera_motion   the camera pans and translates; the light dims and recovers (lighting change)
 dynamic_room    static furniture and several movers under a translating, panning camera (3D memory)
+stop_and_go     named objects that rest, move and rest again (a cup twice, a ball once, a box never)
+                under a slowly translating camera: exact motion intervals for the scene memory
 ==============  ==================================================================================
 """
 
@@ -306,3 +308,23 @@ def _dynamic_room(p: SceneParams, rng: np.random.Generator):
         yaw=_keys(p, [0, 0.5, 1], [(0.2,), (-0.2,), (0.1,)]),
     )
     return camera, Lighting(), tuple(objects)
+
+
+@SCENE_PRESETS.register("stop_and_go")
+def _stop_and_go(p: SceneParams, rng: np.random.Generator):
+    # Motion intervals, as fractions of the stream: cup 0.2-0.35 and 0.6-0.7, ball 0.45-0.6, box never.
+    cup_a, cup_b, cup_c = _on_floor(-1.4, 4.5, 0.2), _on_floor(0.2, 4.0, 0.2), _on_floor(0.8, 5.2, 0.2)
+    ball_a, ball_b = _on_floor(1.6, 6.0, 0.3), _on_floor(-0.6, 6.5, 0.3)
+    objects = (
+        _box(1, "cup", "target", (0.2, 0.2, 0.2), _look(rng, (0.85, 0.2, 0.15)),
+             _keys(p, [0, 0.2, 0.35, 0.6, 0.7, 1], [cup_a, cup_a, cup_b, cup_b, cup_c, cup_c])),
+        ObjectSpec(2, "ball", "mover", "sphere", (0.3, 0.3, 0.3), _look(rng, (0.2, 0.4, 0.9), "checker"),
+                   _keys(p, [0, 0.45, 0.6, 1], [ball_a, ball_a, ball_b, ball_b])),
+        _box(3, "box", "furniture", (0.3, 0.3, 0.3), _look(rng, (0.3, 0.6, 0.35)),
+             constant(*_on_floor(-0.4, 7.5, 0.3))),
+        _box(4, "table", "furniture", (0.6, 0.4, 0.4), _look(rng, (0.55, 0.4, 0.25), "checker"),
+             constant(*_on_floor(2.6, 7.5, 0.4))),
+    )
+    camera = _camera(p, position=_keys(p, [0, 1], [(-0.3, -0.1, -0.5), (0.3, 0.0, 0.0)]),
+                     yaw=_keys(p, [0, 1], [(0.05,), (-0.05,)]))
+    return camera, Lighting(), objects

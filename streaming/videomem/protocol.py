@@ -38,6 +38,10 @@ class VideoMemory(Protocol):
     Attributes:
         frames_seen: frames stored so far (the next frame's stream index, after a resume too).
         covered_until_s: stream time of the newest stored frame, seconds (``-inf`` before any).
+
+    A memory may also offer ``last_hidden``: float32 ``(hidden_size,)``, its newest encoded frame
+    in the decoder's space (None before any); the ``video_memory`` stage hands it on to later stages
+    (the bank's cognitive token). It is optional: the stage reads it with ``getattr``.
     """
 
     frames_seen: int

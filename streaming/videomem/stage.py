@@ -4,7 +4,10 @@ Registered through the ``memstream.stages`` entry point. Frames are sub-sampled 
 (ReKV evaluates at 0.5-1 fps, by the sources' own ``target_fps`` rule) and pushed into the memory
 chosen by ``memory`` (a name in ``VIDEO_MEMORIES``); questions listed in the options are asked
 when the stream reaches their time, and each answer is appended to ``OUT/answers.jsonl`` as soon as
-it is generated. Other threads may call ``stage.memory.ask(...)`` at any time while the run goes on.
+it is generated. Each frame's result, for later stages, is a
+:class:`~memstream.streaming.videomem.types.VideoMemoryStep` (the answers given on it, and the
+memory's newest frame in the decoder's space: the bank stage's cognitive token). Other threads may
+call ``stage.memory.ask(...)`` at any time while the run goes on.
 
 Example config::
 
@@ -31,7 +34,7 @@ from memstream.streaming.types import Frame
 from memstream.streaming.videomem.factory import build_memory
 from memstream.streaming.videomem.options import VideoMemoryOptions
 from memstream.streaming.videomem.protocol import VideoMemory
-from memstream.streaming.videomem.types import Answer
+from memstream.streaming.videomem.types import Answer, VideoMemoryStep
 
 
 def answer_record(answer: Answer, asked_at_s: float | None = None) -> dict[str, Any]:
@@ -85,16 +88,17 @@ class VideoMemoryStage:
             self._answers_path.parent.mkdir(parents=True, exist_ok=True)
             self._answers_path.write_text("")
 
-    def update(self, frame: Frame, upstream: Upstream) -> list[Answer] | None:
+    def update(self, frame: Frame, upstream: Upstream) -> VideoMemoryStep:
         assert self.memory is not None, "open() was not called"
-        if self._schedule.keep(frame.timestamp_s):
+        stored = self._schedule.keep(frame.timestamp_s)
+        if stored:
             self.memory.update(frame)
             self._frames_kept += 1
         due = []
         while self._questions and self._questions[0].at_s <= frame.timestamp_s and self._frames_kept:
             question = self._questions.pop(0)
             due.append(self._ask(question.text, question.at_s))
-        return due or None
+        return VideoMemoryStep(frame.index, stored, getattr(self.memory, "last_hidden", None), tuple(due))
 
     def _ask(self, question: str, at_s: float) -> Answer:
         answer = self.memory.ask(question, self.options.generation)

@@ -97,3 +97,23 @@ class Answer:
     prompt_tokens: int
     finished_by_eos: bool
     timings_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VideoMemoryStep:
+    """What the ``video_memory`` stage hands to later stages for one frame.
+
+    Attributes:
+        frame_index: the frame.
+        stored: whether this frame was given to the memory (``sample_fps``) and is now encoded.
+        hidden: float32 ``(hidden_size,)``: the memory's newest encoded frame in the decoder's space
+            (the mean of its tokens' last hidden states for ReKV, of its visual tokens for
+            Flash-VStream), or None before any and for memories that do not offer one. Later frames
+            repeat the latest until a newer frame is encoded.
+        answers: the questions answered on this frame.
+    """
+
+    frame_index: int
+    stored: bool
+    hidden: torch.Tensor | None = None
+    answers: tuple[Answer, ...] = ()

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from memstream.embodied.bank import MemoryBankConfig
+from memstream.embodied.bank.stage import BankStage, BankStageOptions
 from memstream.embodied.envs.config import EnvConfig
 from memstream.embodied.map3d.depth_model import RelativeDepthScale, load_depth_model
 from memstream.embodied.map3d.memory import Map3DConfig
@@ -22,6 +23,8 @@ from memstream.embodied.map3d.registration import RegistrationConfig
 from memstream.embodied.map3d.stage import Map3DOptions, Map3DStage
 from memstream.embodied.map3d.tdm import TDMConfig
 from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
+from memstream.embodied.scene import SceneConfig
+from memstream.embodied.scene.stage import SceneOptions, SceneStage
 from memstream.streaming.cli import main
 from memstream.streaming.config import RunConfig, load_config, preset_names, validate_config
 from memstream.streaming.configtypes import dump, parse
@@ -39,9 +42,11 @@ from memstream.tracking.stage import TrackingStage
 from memstream.tracking.tracker import Tracker
 
 #: The options dataclass of each stage (``video_memory`` is tested with the video memory).
-OPTIONS: dict[str, type] = {"tracking": TrackingOptions, "map3d": Map3DOptions, "video_writer": VideoWriterOptions}
+OPTIONS: dict[str, type] = {"tracking": TrackingOptions, "map3d": Map3DOptions,
+                             "video_writer": VideoWriterOptions, "bank": BankStageOptions, "scene": SceneOptions}
 CONFIGS = [PSMConfig, TDMConfig, RegistrationConfig, Map3DConfig, Map3DOptions, SamuraiConfig, ClassicalConfig,
-           TrackingOptions, VideoWriterOptions, RunConfig, MemoryBankConfig, EnvConfig, MemoryVLAConfig]
+           TrackingOptions, VideoWriterOptions, RunConfig, MemoryBankConfig, EnvConfig, MemoryVLAConfig,
+           SceneConfig, SceneOptions, BankStageOptions]
 
 
 def signature_defaults(function: Any) -> dict[str, Any]:
@@ -83,6 +88,21 @@ def test_the_map3d_stage_builds_its_memory_with_the_memorys_defaults() -> None:
     assert stage.memory.config == small
     assert (stage.memory.psm.config, stage.memory.tdm.config, stage.memory.registration.config) == (
         small.psm, TDMConfig(), RegistrationConfig())
+
+
+def test_the_scene_and_bank_stages_build_their_memories_with_the_memories_defaults() -> None:
+    assert parse_options(SceneOptions, "scene", {}).memory_config() == SceneConfig()
+    assert SceneStage("scene", {}).memory.config == SceneConfig()
+    assert parse_options(BankStageOptions, "bank", {}).bank == MemoryBankConfig()
+    assert BankStage("bank", {}).options.bank == MemoryBankConfig()
+
+
+def test_the_scene_preset_keeps_the_memories_defaults() -> None:
+    stages = {s.name: s for s in load_config("scene").stages}
+    enabled = [s.name for s in load_config("scene").enabled_stages]
+    assert enabled == ["tracking", "video_memory", "map3d", "bank", "scene"]
+    assert parse_options(SceneOptions, "scene", stages["scene"].options).memory_config() == SceneConfig()
+    assert parse_options(BankStageOptions, "bank", stages["bank"].options).bank == MemoryBankConfig()
 
 
 def test_the_video_writer_stage_defaults_are_the_writers() -> None:

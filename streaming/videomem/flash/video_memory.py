@@ -96,6 +96,7 @@ class FlashVStreamMemory:
         self._next_id = 0
         self.frames_seen = 0
         self.covered_until_s = float("-inf")
+        self.last_hidden: torch.Tensor | None = None  # float32 (hidden_size,), set by each encoded block
         self.tokens_per_frame: int | None = None
         self.frame_grid: tuple[int, int] | None = None
 
@@ -147,6 +148,7 @@ class FlashVStreamMemory:
             del self._full[frame_id], self._frames[frame_id]
         self.frames_seen = frames[-1].index + 1
         self.covered_until_s = frames[-1].timestamp_s
+        self.last_hidden = blocks[-1].float().mean(dim=0).cpu()  # the newest frame's visual tokens, averaged
 
     def _context_embeds(self) -> tuple[torch.Tensor, torch.Tensor, int, Retrieval, float, int]:
         with self._lock:

@@ -102,6 +102,7 @@ class ReKVMemory:
         self.frame_grid: tuple[int, int] | None = None  # (rows, columns) of a block's tokens
         self.frames_seen = 0
         self.covered_until_s = float("-inf")
+        self.last_hidden: torch.Tensor | None = None  # float32 (hidden_size,), set by each encoded block
         self._index_offset = 0
         self._time_offset_s = 0.0
         self._clock_checked = True
@@ -271,6 +272,9 @@ class ReKVMemory:
                 observe(meta.block_id, [f.rgb for f in frames[i * per_block : (i + 1) * per_block]])
         self.frames_seen = frames[-1].index + self._index_offset + 1
         self.covered_until_s = frames[-1].timestamp_s + self._time_offset_s
+        # the newest block's tokens' last hidden states, averaged: a summary of what was just seen in
+        # the decoder's own space (the bank stage's cognitive token, MemoryVLA's VLM hidden state)
+        self.last_hidden = out.hidden[-tokens:].float().mean(dim=0).cpu()
 
     # ---- questions -----------------------------------------------------------------------------
     def _question_ids(self, question: str) -> tuple[torch.Tensor, torch.Tensor]:
