@@ -89,6 +89,8 @@ def process_video(item_id: str, source: str, plan: BatchPlan, stop: threading.Ev
             return None
         if outcome == "ok":
             try:
+                if final.is_dir() and not (final / "summary.json").is_file():
+                    shutil.rmtree(final)  # an incomplete folder of this batch's (its summary was deleted)
                 os.rename(partial, final)
             except OSError as exc:
                 if not (final / "summary.json").is_file():

@@ -47,11 +47,11 @@ def connect(address: str) -> bool:
         ConfigError: Ray is missing, or no cluster answers at ``address``.
     """
     ray = import_ray()
-    if ray.is_initialized():
-        return False
     fix = "Start one with `ray start --head` (or pass its HOST:PORT), or leave out --ray to run on this machine"
     if address != "auto":
         _check_reachable(address, fix)
+    if ray.is_initialized():  # a notebook or a test that started Ray itself: used as it is
+        return False
     try:
         ray.init(address=address, log_to_driver=False, logging_level="WARNING")
     except (ConnectionError, RuntimeError, ValueError) as exc:

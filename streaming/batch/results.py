@@ -7,7 +7,8 @@ relative to OUT, or null), ``attempts``, ``wall_s`` (seconds over all attempts),
 
 Crash safety: only the batch's driver writes the file, one line at a time, each appended with one
 ``write`` and flushed to disk (``fsync``) before the video counts as recorded. A crash can leave at
-most a torn last line, which :meth:`ResultLog.read` ignores and the next run cuts off. There is at
+most a torn last line, which :meth:`ResultLog.read` ignores, :meth:`ResultLog.append` ends
+before its own line and the next run cuts off. There is at
 most one line per id at any time: a run first rewrites the file (atomically: a temporary file,
 then a rename) without the lines of the videos it is about to run again (failed ones, or ones whose
 folder is gone), and the driver appends one line per video it finishes.
@@ -87,10 +88,14 @@ class ResultLog:
             raise
 
     def append(self, entry: dict[str, Any]) -> None:
-        """Add one line, on disk when this returns."""
+        """Add one line, on disk when this returns; a torn last line is ended first, so the new
+        line never joins it."""
         line = (json.dumps(entry) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line
             os.write(fd, line)
             os.fsync(fd)
         finally:
