@@ -71,6 +71,7 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
     batch.add_argument("--retries", type=int, default=2, help="runs of a video after its process dies (default: 2)")
     batch.add_argument("--ray", default=None, metavar="auto|ADDRESS",
                        help='run on a Ray cluster through Ray Data: auto (the running one) or HOST:PORT (pip install "memstream[ray]")')
+    batch.add_argument("--gpus-per-video", type=float, default=0.0, help="with --ray: GPUs each video's task reserves (default: 1 CPU)")
     batch.add_argument("--no-progress", action="store_true", help="no progress bar")
     batch.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
@@ -114,13 +115,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_batch(args: argparse.Namespace) -> int:
     from memstream.streaming.batch.run import BatchConfig, run_batch
     from memstream.streaming.config import load_config
-    from memstream.streaming.configtypes import parse
+    from memstream.streaming.errors import ConfigError
 
+    try:
+        batch = BatchConfig(workers=args.workers, retries=args.retries, ray=args.ray, gpus_per_video=args.gpus_per_video)
+    except ValueError as exc:
+        raise ConfigError(f"bad batch option: {exc}", "--workers takes 1 or more, --retries 0 or more, "
+                          "--gpus-per-video 0 or more with --ray") from None
     overrides = list(args.overrides)
     if args.max_frames is not None:
         overrides.append(f"source.max_frames={args.max_frames}")
     config = load_config(args.config, overrides)
-    batch = parse(BatchConfig, {"workers": args.workers, "retries": args.retries, "ray": args.ray}, "")
     summary = run_batch(args.inputs, config, args.out, batch, overwrite=args.overwrite, progress=not args.no_progress)
     print(f"{summary['videos']} videos: {summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped "
           f"({summary['ran']} run now in {summary['wall_s']:.1f} s, {summary['backend']}, {summary['workers'] or 'all'} workers)")

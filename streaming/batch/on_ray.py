@@ -71,14 +71,27 @@ def _check_reachable(address: str, fix: str) -> None:
         raise ConfigError(f"cannot reach a Ray cluster at {address}: {exc.strerror or exc}", fix) from exc
 
 
-def run_on_ray(items: list[BatchItem], plan: BatchPlan, workers: int | None) -> Iterator[dict[str, Any]]:
-    """The records of ``items`` as their tasks finish (any order)."""
+def check_gpus(gpus_per_video: float) -> None:
+    """Refuse a GPU request the connected cluster cannot meet (Ray would wait for it forever)."""
+    if not gpus_per_video:
+        return
+    have = import_ray().cluster_resources().get("GPU", 0)
+    if have < gpus_per_video:
+        raise ConfigError(f"--gpus-per-video {gpus_per_video:g}, but the Ray cluster has {have:g} GPUs",
+                          "Connect to a cluster with GPU nodes, or leave out --gpus-per-video")
+
+
+def run_on_ray(
+    items: list[BatchItem], plan: BatchPlan, workers: int | None, gpus_per_video: float = 0.0
+) -> Iterator[dict[str, Any]]:
+    """The records of ``items`` as their tasks finish (any order); each task reserves one CPU, or
+    ``gpus_per_video`` GPUs when that is set."""
     ray = import_ray()
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the batch draws its own bar, in videos
     rows = [{"id": item.id, "source": item.source} for item in items]
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
-        _run_row, fn_kwargs={"plan": plan}, num_cpus=1,
+        _run_row, fn_kwargs={"plan": plan}, **({"num_gpus": gpus_per_video} if gpus_per_video else {"num_cpus": 1}),
         compute=ray.data.TaskPoolStrategy(size=workers) if workers else None,
     )
     for row in dataset.iter_rows():

@@ -51,11 +51,18 @@ class BatchConfig:
         retries: runs of a video after one whose process died (killed, crashed); 0: none.
         ray: None to run here; ``auto`` (the running cluster, as ``ray.init(address="auto")``
             finds it) or a cluster address (``HOST:6379``, ``ray://HOST:10001``).
+        gpus_per_video: GPUs Ray reserves for each video's task (a SAM 2 or Video-LLM preset);
+            0: one CPU instead. Ray only: here every video's process sees the machine's GPUs.
     """
 
     workers: Annotated[int | None, Field(ge=1)] = None
     retries: Annotated[int, Field(ge=0)] = 2
     ray: str | None = None
+    gpus_per_video: Annotated[float, Field(ge=0)] = 0.0
+
+    def __post_init__(self) -> None:
+        if self.gpus_per_video and self.ray is None:
+            raise ValueError("BatchConfig.gpus_per_video applies to Ray runs (ray=...): a local run uses the GPUs it sees")
 
 
 def run_batch(
@@ -80,6 +87,10 @@ def run_batch(
 
         started_ray = connect(batch.ray)
     try:
+        if batch.ray is not None:
+            from memstream.streaming.batch.on_ray import check_gpus
+
+            check_gpus(batch.gpus_per_video)
         config_text = dump_config(config)
         _open_folder(root, config_text, overwrite)
         with _locked(root):
@@ -138,7 +149,7 @@ def _records(todo: list[BatchItem], plan: BatchPlan, batch: BatchConfig, workers
     if batch.ray is not None:
         from memstream.streaming.batch.on_ray import run_on_ray
 
-        return run_on_ray(todo, plan, workers)
+        return run_on_ray(todo, plan, workers, batch.gpus_per_video)
     from memstream.streaming.batch.local import run_local
 
     return run_local(todo, plan, workers or 1)

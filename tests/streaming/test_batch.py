@@ -256,9 +256,10 @@ def test_a_rerun_after_a_crash_finishes_the_rest_without_duplicates(tmp_path: Pa
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--workers", "0"], "invalid config value workers=0"),
-        (["--retries", "-1"], "invalid config value retries=-1"),
+        (["--workers", "0"], "bad batch option: BatchConfig.workers=0: Input should be greater than or equal to 1. --workers takes"),
+        (["--retries", "-1"], "bad batch option: BatchConfig.retries=-1: Input should be greater than or equal to 0."),
         (["--config", "nope"], "config 'nope' not found"),
+        (["--gpus-per-video", "1"], "bad batch option: BatchConfig.gpus_per_video applies to Ray runs"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_code_2(tmp_path: Path, frames: list, capsys, args, message) -> None:
@@ -339,6 +340,8 @@ def test_ray_data_runs_the_batch_and_retries_a_video_whose_worker_was_killed(tmp
     assert attempts[0]["worker_pid"] != attempts[1]["worker_pid"]
     assert (summary["backend"], summary["ok"], summary["failed"]) == ("ray", 2, 1)
 
+    with pytest.raises(ConfigError, match="--gpus-per-video 1, but the Ray cluster has 0 GPUs"):  # Ray would wait forever
+        run_batch(manifest, load_config("default"), out, BatchConfig(ray="auto", gpus_per_video=1))
     again = run_batch(manifest, load_config("default"), out, BatchConfig(ray="auto", workers=2, retries=1))
     assert (again["done_before"], again["ran"], again["failed"]) == (2, 0, 1)  # nothing runs; the missing file is recorded again
     assert [(k, e["status"]) for k, e in _by_id(out).items()] == [("cam-a", "ok"), ("cam-b", "ok"), ("cam-c", "failed")]
