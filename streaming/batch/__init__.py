@@ -7,6 +7,7 @@ retries), ``local.py`` the local pool and ``on_ray.py`` the Ray Data pipeline.
 
 Example:
     >>> import tempfile, pathlib
+    >>> from memstream.streaming.batch import BatchConfig, run_batch
     >>> from memstream.streaming.config import load_config
     >>> tmp = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (tmp / "videos.txt").write_text("synthetic://demo?frames=3&size=64x48\\n")

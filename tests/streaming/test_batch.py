@@ -109,6 +109,17 @@ def test_the_results_file_survives_a_torn_line_and_keeps_one_line_per_id(tmp_pat
         record("a", "/a.mp4", "done")
 
 
+def test_a_worker_that_cannot_see_the_batch_folder_records_why(tmp_path: Path) -> None:
+    """On a cluster whose node does not mount OUT: the video fails with the reason, nothing runs."""
+    from memstream.streaming.batch.attempt import BatchPlan, process_video
+
+    entry = process_video("v", "/videos/v.mp4", BatchPlan(str(tmp_path / "not-mounted")))
+    assert entry["status"] == "failed" and entry["attempts"] == 0
+    assert entry["reason"].endswith(f"cannot see {tmp_path / 'not-mounted' / '.batch' / 'config.yaml'}: "
+                                    "the batch folder must be on storage every node mounts at the same path")
+    assert not (tmp_path / "not-mounted").exists()
+
+
 # -- the local pool --------------------------------------------------------------------------------
 
 
