@@ -11,6 +11,8 @@ What it holds:
       configuration (``config.py``);
     - the video KV memory (``videomem/``): ReKV and Flash-VStream over Video-LLM adapters, the
       ``video_memory`` stage and the streaming QA service;
+    - many videos at once (``batch/``): ``memstream batch`` runs a preset over a folder or a
+      manifest of videos, in a local pool or through Ray Data on a cluster, resumable;
     - the ``memstream`` command (``cli.py``).
 
 Importing this package is light (no torch, transformers or open3d; not even numpy): every name

@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
+    _add_batch_parser(sub)
+
     sub.add_parser("info", help="versions, devices and optional extras").add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS
     )
@@ -56,6 +58,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
+    batch = sub.add_parser("batch", help="run the configured stages over many videos (locally or on Ray), resumable")
+    batch.add_argument("inputs", help="a folder of videos, or a manifest: .jsonl ({\"path\", \"id\"} lines), .csv (path[,id]), .txt")
+    batch.add_argument("--config", default=None, help="YAML file or preset name (default: default)")
+    batch.add_argument("--out", type=Path, required=True, help="batch folder: OUT/<id>/ per video, OUT/batch.jsonl; "
+                       "run again to resume")
+    batch.add_argument("--overwrite", action="store_true", help="start over: replace an earlier batch in --out")
+    batch.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    batch.add_argument("--max-frames", type=int, default=None, help="stop each video after N frames")
+    batch.add_argument("--workers", type=int, default=None, help="videos at a time (default: half the CPUs; on Ray: the cluster's CPUs)")
+    batch.add_argument("--retries", type=int, default=2, help="runs of a video after its process dies (default: 2)")
+    batch.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                       help='run on a Ray cluster through Ray Data: auto (the running one) or HOST:PORT (pip install "memstream[ray]")')
+    batch.add_argument("--gpus-per-video", type=float, default=0.0, help="with --ray: GPUs each video's task reserves (default: 1 CPU)")
+    batch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    batch.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+
 def add_output_args(parser: argparse.ArgumentParser, *, required: bool = True, help: str = "output folder") -> None:
     """``--out`` and ``--overwrite``, the same for every command that writes a folder."""
     parser.add_argument("--out", type=Path, required=required, default=None, help=help)
@@ -66,7 +86,7 @@ def add_output_args(parser: argparse.ArgumentParser, *, required: bool = True, h
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        handler = getattr(args, "handler", None) or {"run": _cmd_run, "info": _cmd_info, "synth": _cmd_synth}[args.command]
+        handler = getattr(args, "handler", None) or {"run": _cmd_run, "batch": _cmd_batch, "info": _cmd_info, "synth": _cmd_synth}[args.command]
         return handler(args)
     except MemstreamError as exc:
         if args.debug:
@@ -90,6 +110,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     summary = run_pipeline(args.source, config, out, progress=not args.no_progress)
     print_summary(summary, out)
     return 130 if summary["stop_reason"] == "interrupted" else 0
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from memstream.streaming.batch.run import BatchConfig, run_batch
+    from memstream.streaming.config import load_config
+    from memstream.streaming.errors import ConfigError
+
+    try:
+        batch = BatchConfig(workers=args.workers, retries=args.retries, ray=args.ray, gpus_per_video=args.gpus_per_video)
+    except ValueError as exc:
+        raise ConfigError(f"bad batch option: {exc}", "--workers takes 1 or more, --retries 0 or more, "
+                          "--gpus-per-video 0 or more with --ray") from None
+    overrides = list(args.overrides)
+    if args.max_frames is not None:
+        overrides.append(f"source.max_frames={args.max_frames}")
+    config = load_config(args.config, overrides)
+    summary = run_batch(args.inputs, config, args.out, batch, overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"{summary['videos']} videos: {summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped "
+          f"({summary['ran']} run now in {summary['wall_s']:.1f} s, {summary['backend']}, {summary['workers'] or 'all'} workers)")
+    print(f"wrote {summary['results']}")
+    return 1 if summary["failed"] else 0
 
 
 def print_summary(summary: dict, out: Path) -> None:

@@ -22,8 +22,8 @@ from typing import Literal
 
 from memstream.streaming.errors import ConfigError
 
-# Files by which an earlier output of ours is recognised (run/track/reconstruct, eval-track, synth).
-OUTPUT_MARKERS = ("summary.json", "config.yaml", "ope.json", "scene.json")
+# Files by which an earlier output of ours is recognised (run/track/reconstruct, eval-track, synth, batch).
+OUTPUT_MARKERS = ("summary.json", "config.yaml", "ope.json", "scene.json", "batch.jsonl")
 
 #: ``C:\\...`` or ``C:/...``: a Windows drive.
 _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")

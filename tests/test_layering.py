@@ -70,7 +70,8 @@ LAYERS: dict[str, int] = {
     # the pipeline host: what every stage and command is written against
     "memstream.streaming.pipeline": HOST,
     "memstream.streaming.config": HOST,
-    "memstream.streaming.cli": HOST,  # `memstream`; finds the other commands through entry points
+    "memstream.streaming.cli": HOST,
+    "memstream.streaming.batch": HOST,  # `memstream batch`: run over many videos, locally or on Ray  # `memstream`; finds the other commands through entry points
     "memstream.streaming.info": HOST,
     # each component's wiring: its stage, its commands, its service
     "memstream.tracking.stage": WIRING,

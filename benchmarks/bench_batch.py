@@ -1,0 +1,110 @@
+"""`memstream batch` throughput: videos/s with 1 and 2 workers, in the local pool and on Ray Data.
+
+Issue 20's target: 2 workers do >= 1.6x the videos/s of 1 on a 2-core machine. The videos are
+synthetic demo scenes written as H.264 files; the preset is the default one (weight-free tracking
+and the video writer). Every video runs in its own `memstream run` process, so a video's time
+includes that process's start (imports); `process_startup_s` measures it alone (a 1-frame video, no
+stages) and `cpu_s_per_video` is the CPU time of a video's process (user + system, from
+``getrusage``), which unlike wall time does not depend on what else the machine runs: on a shared
+machine the load average is recorded beside the ratios, which it can swamp.
+Ray is started once (`ray.init(num_cpus=CPUs)`) and its start is not counted; a Ray Data run's own
+cost (scheduling, worker start) is. Runs are interleaved (local 1, local 2, ray 1, ray 2, ...) and
+the median of each is compared.
+
+    python benchmarks/bench_batch.py [--videos 8] [--frames 120] [--repeats 2] [--no-ray]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from _common import print_table, save
+from memstream.streaming import open_source, write_video
+from memstream.streaming.batch import BatchConfig, run_batch
+from memstream.streaming.config import load_config
+
+TARGET = 1.6
+
+
+def make_videos(folder: Path, videos: int, frames: int, size: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(videos):
+        with open_source(f"synthetic://demo?frames={frames}&size={size}&seed={i}") as source:
+            write_video(folder / f"video{i:02d}.mp4", (frame.rgb for frame in source), fps=30)
+    return folder
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the local pool's video processes, once reaped
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_batch(videos: Path, preset: str, workers: int, ray: bool, scratch: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the video processes; 0 on Ray, whose workers are not our children)."""
+    out = Path(tempfile.mkdtemp(dir=scratch))
+    cpu, started = children_cpu_s(), time.perf_counter()
+    summary = run_batch(videos, load_config(preset), out, BatchConfig(workers=workers, ray="auto" if ray else None))
+    wall = time.perf_counter() - started
+    assert summary["ok"] == summary["videos"], summary
+    return wall, children_cpu_s() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--size", default="160x120")
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--no-ray", action="store_true")
+    args = parser.parse_args()
+    modes = [("local", 1), ("local", 2)] + ([] if args.no_ray else [("ray", 1), ("ray", 2)])
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        videos = make_videos(scratch / "videos", args.videos, args.frames, args.size)
+        one = make_videos(scratch / "one", 1, 1, args.size)
+        startup = statistics.median(timed_batch(one, "decode_only", 1, False, scratch)[0] for _ in range(3))
+        if not args.no_ray:
+            import ray
+
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+        walls: dict[tuple[str, int], list[float]] = {mode: [] for mode in modes}
+        cpus: list[float] = []
+        load = os.getloadavg()[0]
+        for _ in range(args.repeats):
+            for backend, workers in modes:
+                wall, cpu = timed_batch(videos, args.preset, workers, backend == "ray", scratch)
+                walls[(backend, workers)].append(wall)
+                if backend == "local":
+                    cpus.append(cpu / args.videos)
+        if not args.no_ray:
+            ray.shutdown()
+    results, rows = [], []
+    for (backend, workers), times in walls.items():
+        wall = statistics.median(times)
+        per_s = args.videos / wall
+        base = args.videos / statistics.median(walls[(backend, 1)])
+        results.append({"backend": backend, "workers": workers, "wall_s": round(wall, 3), "videos_per_s": round(per_s, 3),
+                        "ratio_to_1_worker": round(per_s / base, 3), "walls_s": [round(t, 3) for t in times]})
+        rows.append([backend, workers, wall, per_s, per_s / base])
+    ratios = {r["backend"]: r["ratio_to_1_worker"] for r in results if r["workers"] == 2}
+    print_table(f"memstream batch: {args.videos} videos x {args.frames} frames {args.size}, preset {args.preset}, "
+                f"median of {args.repeats}; target 2 workers >= {TARGET}x", ["backend", "workers", "wall s", "videos/s", "x 1 worker"], rows)
+    payload = {
+        "videos": args.videos, "frames": args.frames, "size": args.size, "preset": args.preset, "repeats": args.repeats,
+        "process_startup_s": round(startup, 3), "cpu_s_per_video": round(statistics.median(cpus), 3),
+        "load_average_1min": {"start": round(load, 2), "end": round(os.getloadavg()[0], 2)},
+        "target_ratio": TARGET, "ratios": ratios, "claim_holds": all(r >= TARGET for r in ratios.values()), "results": results,
+    }
+    print(f"a video's process start alone: {startup:.2f} s; CPU per video {payload['cpu_s_per_video']} s; "
+          f"load {payload['load_average_1min']} on {os.cpu_count()} CPUs; ratios {ratios}; wrote {save('batch', payload)}")
+
+
+if __name__ == "__main__":
+    main()
