@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,42 +23,16 @@ from pathlib import Path
 import numpy as np
 from _common import print_table, save
 from _videoqa import CPU_SHAPE
-from bench_serve import frame_jpeg, free_port
+from bench_serve import frame_jpeg, free_port, serve_process, stop_process
 
 os.environ.setdefault("COLUMNS", "120")
 TARGET_OVERHEAD = 1.2
 
 
-def start(model: Path, store: Path, port: int, ray: bool) -> subprocess.Popen:
-    import httpx
-
-    command = [sys.executable, "-m", "memstream.streaming.cli", "serve", "--model", str(model), "--device", "cpu",
-               "--dtype", "float32", "--port", str(port), "--window-frames", "16", "--topk", "16",
-               "--max-blocks", "256", "--store", str(store), "--torch-threads", "1", "--max-frames-per-s", "1000"]
-    if ray:
-        command += ["--ray", "1", "--replica-cpus", "1"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited: {server.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    os.killpg(server.pid, signal.SIGKILL)
-    raise SystemExit("the server did not come up in 300 s")
-
-
-def stop(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGINT)
-    try:
-        server.wait(60)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(30)
+def start(model: Path, store: Path, port: int, ray: bool):
+    flags = ["--window-frames", "16", "--topk", "16", "--max-blocks", "256", "--store", str(store),
+             "--torch-threads", "1", "--max-frames-per-s", "1000"]
+    return serve_process(model, port, flags + (["--ray", "1", "--replica-cpus", "1"] if ray else []))
 
 
 def measure(base: str, model: Path, frames: int, questions: int) -> dict:
@@ -137,7 +108,7 @@ def main() -> None:
         try:
             results[kind] = measure(f"http://127.0.0.1:{port}", model, args.frames, args.questions)
         finally:
-            stop(server)
+            stop_process(server)
     ratios = {k: results["ray"][k] / results["plain"][k] for k in results["plain"]}
     plan = capacity()
     path = save("ray", {"config": dict(vars(args)), "model_shape": CPU_SHAPE, "overhead": results, "ratios": ratios,

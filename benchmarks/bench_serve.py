@@ -64,16 +64,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: Path, port: int, args: argparse.Namespace) -> subprocess.Popen:
-    command = [sys.executable, "-m", "memstream.streaming.cli", "serve", "--model", str(model), "--device", "cpu",
-               "--dtype", "float32", "--port", str(port), "--window-frames", "16", "--topk", "16",
-               "--max-blocks", str(args.max_blocks), "--max-streams", str(args.streams + 1),
-               "--max-frames-per-s", str(max(60.0, args.fps * 2)), "--max-new-tokens", str(args.max_tokens),
-               *(["--torch-threads", str(args.torch_threads)] if args.torch_threads else [])]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def serve_process(model: Path, port: int, flags: list[str], timeout_s: float = 300.0) -> subprocess.Popen:
+    """``memstream serve --model MODEL --port PORT FLAGS`` in its own process group, returned once
+    ``/v1/models`` answers."""
     import httpx
 
-    deadline = time.monotonic() + 180
+    command = [sys.executable, "-m", "memstream.streaming.cli", "serve", "--model", str(model), "--device", "cpu",
+               "--dtype", "float32", "--port", str(port), *flags]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise SystemExit(f"the server exited: {server.stderr.read().decode()[-2000:]}")
@@ -81,9 +80,27 @@ def start_server(model: Path, port: int, args: argparse.Namespace) -> subprocess
             if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
                 return server
         except httpx.HTTPError:
-            time.sleep(0.3)
-    server.kill()
-    raise SystemExit("the server did not come up in 180 s")
+            pass
+        time.sleep(0.3)
+    os.killpg(server.pid, signal.SIGKILL)
+    raise SystemExit(f"the server did not come up in {timeout_s:g} s")
+
+
+def stop_process(server: subprocess.Popen) -> None:
+    """Stop a :func:`serve_process` and whatever it started (a local Ray cluster)."""
+    os.killpg(server.pid, signal.SIGINT)
+    try:
+        server.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(30)
+
+
+def start_server(model: Path, port: int, args: argparse.Namespace) -> subprocess.Popen:
+    return serve_process(model, port, [
+        "--window-frames", "16", "--topk", "16", "--max-blocks", str(args.max_blocks),
+        "--max-streams", str(args.streams + 1), "--max-frames-per-s", str(max(60.0, args.fps * 2)),
+        "--max-new-tokens", str(args.max_tokens), *(["--torch-threads", str(args.torch_threads)] if args.torch_threads else [])])
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -176,8 +193,7 @@ def run(args: argparse.Namespace) -> dict:
             rss.append((wall, min(accepted.values()), rss_kib(server.pid)))
             streams = client.get(f"{base}/v1/streams").json()["data"]
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
+        stop_process(server)
 
     past_budget = [kib for _, frames, kib in rss if frames >= args.max_blocks]
     growth = (past_budget[-1] - past_budget[0]) / past_budget[0] if len(past_budget) >= 2 else float("nan")
