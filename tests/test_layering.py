@@ -86,6 +86,7 @@ LAYERS: dict[str, int] = {
     "memstream.embodied.bank.stage": WIRING,
     "memstream.embodied.scene.stage": WIRING,
     "memstream.embodied.scene.cli": WIRING,
+    "memstream.embodied.scene.grounding": WIRING,  # the memstream.grounding entry point (reads a run folder)
 }
 
 # What each package may import, itself included (ARCHITECTURE.md's "depends on" column).

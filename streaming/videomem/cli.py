@@ -44,6 +44,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     ask.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
     ask.add_argument("--max-frames", type=int, default=None, help="stop reading the source after N frames")
+    ask.add_argument("--scene", default=None, metavar="RUN_DIR",
+                     help="ground each question on the scene memory of a run over the same video (memstream run "
+                          "SOURCE --config scene --out RUN_DIR): its objects' positions and times go before the question")
     ask.add_argument("--json", action="store_true", help="print each answer as one JSON object")
     ask.add_argument("--progress", dest="progress", action="store_const", const="always", default="auto",
                      help="report frames read on stderr (default: only when stderr is a terminal)")
@@ -132,13 +135,19 @@ def _options(args: argparse.Namespace):
         raise ConfigError(exc.what, f"See memstream {args.command} --help") from None
 
 
-def _print_answer(answer, as_json: bool, asked_at_s: float | None = None) -> None:
+def _print_answer(answer, as_json: bool, asked_at_s: float | None = None, question: str | None = None,
+                  facts: list[str] | None = None) -> None:
     from memstream.streaming.videomem.stage import answer_record
 
     if as_json:
-        print(json.dumps(answer_record(answer, asked_at_s)), flush=True)
+        record = answer_record(answer, asked_at_s)
+        if facts is not None:  # the question as asked, and what it was grounded on
+            record.update(question=question, facts=facts)
+        print(json.dumps(record), flush=True)
         return
     print(flush=True)
+    if facts:
+        print("[grounded on: " + "; ".join(facts) + "]", file=sys.stderr, flush=True)
     frames = answer.retrieval.frames()
     shown = ", ".join(map(str, frames[:12])) + (", ..." if len(frames) > 12 else "")
     print(
@@ -149,10 +158,14 @@ def _print_answer(answer, as_json: bool, asked_at_s: float | None = None) -> Non
     )
 
 
-def _ask(memory, question: str, options, as_json: bool, asked_at_s: float | None = None):
+def _ask(memory, question: str, options, as_json: bool, asked_at_s: float | None = None, grounding=None):
+    """Answer ``question``; with ``grounding`` (``(provider, source)``), on the facts it gives too."""
+    from memstream.streaming.videomem.grounding import grounded_question
+
+    facts = None if grounding is None else grounding[0](grounding[1], question, asked_at_s)
     on_text = None if as_json else (lambda piece: print(piece, end="", flush=True))
-    answer = memory.ask(question, options.generation, on_text=on_text)
-    _print_answer(answer, as_json, asked_at_s)
+    answer = memory.ask(grounded_question(question, facts or []), options.generation, on_text=on_text)
+    _print_answer(answer, as_json, asked_at_s, question, facts)
     return answer
 
 
@@ -165,6 +178,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise ConfigError("the question is empty", "Ask a question in words")
     # The flags a user mistypes are checked before torch and transformers load (seconds).
     check_model_paths(args.model, args.embedder if args.retrieval == "external" else None)
+    grounding = None
+    if args.scene is not None:
+        from memstream.streaming.videomem.grounding import grounding_provider
+
+        grounding = (grounding_provider("scene"), args.scene)
+        grounding[0](args.scene, "", None)  # a missing or unreadable run folder fails now, not after the video
     from memstream.streaming.sources import open_source  # numpy, OpenCV
 
     source = open_source(args.source, max_frames=args.max_frames)
@@ -178,9 +197,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise
     try:
         if args.interactive:
-            return _interactive(source, memory, options, args.json)
+            return _interactive(source, memory, options, args.json, grounding)
         ended_at_s = _ingest(source, memory, options, args)
-        answer = _ask(memory, args.question, options, args.json, args.at)
+        answer = _ask(memory, args.question, options, args.json, args.at, grounding)
         if ended_at_s is not None:  # --at lies past the end of the stream: never a silent "as of"
             print(f"note: the stream ended at {ended_at_s:.2f} s, before --at {args.at:g} s; the answer covers it up to "
                   f"{answer.covered_until_s:.2f} s (the last frame given to the memory)", file=sys.stderr, flush=True)
@@ -339,7 +358,7 @@ def _serve_on_ray(args: argparse.Namespace, options, access, limits, rekv: bool)
     return 0
 
 
-def _interactive(source, memory, options, as_json: bool) -> int:
+def _interactive(source, memory, options, as_json: bool, grounding=None) -> int:
     """Ingest in a background thread; answer each stdin line on what has been seen so far."""
     from memstream.streaming.videomem.stage import frame_schedule
 
@@ -375,7 +394,7 @@ def _interactive(source, memory, options, as_json: bool) -> int:
                 if failure:
                     break
                 try:
-                    _ask(memory, line.strip(), options, as_json)
+                    _ask(memory, line.strip(), options, as_json, grounding=grounding)
                 except MemstreamError as exc:  # a bad question does not end the session
                     print(f"error: {exc.one_line()}", file=sys.stderr, flush=True)
     finally:
