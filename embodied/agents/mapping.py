@@ -74,20 +74,23 @@ class OccupancyMap:
             return
         obstacle = (points[:, 2] > self.floor_m) & (points[:, 2] < self.ceiling_m)
         # free space: samples along each ray in the floor plane, short of its end
-        fractions = np.linspace(0.0, 1.0, 24, endpoint=False)[:, None, None]
+        fractions = np.linspace(0.0, 1.0, 16, endpoint=False)[:, None, None]
         ends = points[:, :2][None].astype(np.float64)
         samples = camera_xy[None, None] + fractions * (ends - camera_xy[None, None])
-        free_cells = self._cells(samples.reshape(-1, 2))
-        np.subtract.at(self.evidence, (free_cells[:, 0], free_cells[:, 1]), 1)
-        self.seen[free_cells[:, 0], free_cells[:, 1]] = True
-        hit_cells = self._cells(points[obstacle, :2])
-        np.add.at(self.evidence, (hit_cells[:, 0], hit_cells[:, 1]), 4)
-        self.seen[hit_cells[:, 0], hit_cells[:, 1]] = True
-        floor_cells = self._cells(points[~obstacle & (points[:, 2] <= self.floor_m), :2])
-        self.seen[floor_cells[:, 0], floor_cells[:, 1]] = True
-        wall_cells = self._cells(points[(points[:, 2] > self.wall_m[0]) & (points[:, 2] < self.wall_m[1]), :2])
-        self.walls[wall_cells[:, 0], wall_cells[:, 1]] = True
-        np.clip(self.evidence, -20, 20, out=self.evidence)
+        free_counts = self._counts(samples.reshape(-1, 2))
+        hit_counts = self._counts(points[obstacle, :2])
+        floor_counts = self._counts(points[~obstacle & (points[:, 2] <= self.floor_m), :2])
+        wall_counts = self._counts(points[(points[:, 2] > self.wall_m[0]) & (points[:, 2] < self.wall_m[1]), :2])
+        evidence = self.evidence.astype(np.int32) - np.minimum(free_counts, 20) + 4 * np.minimum(hit_counts, 10)
+        self.evidence = np.clip(evidence, -20, 20).astype(np.int16)
+        self.seen |= (free_counts + hit_counts + floor_counts) > 0
+        self.walls |= wall_counts > 0
+
+    def _counts(self, xy: np.ndarray) -> np.ndarray:
+        """int64 (rows, cols): how many of the points ``xy`` (N, 2) fall in each cell."""
+        cells = self._cells(xy)
+        flat = cells[:, 0] * self.grid.shape[1] + cells[:, 1]
+        return np.bincount(flat, minlength=self.grid.shape[0] * self.grid.shape[1]).reshape(self.grid.shape)
 
     def _cells(self, xy: np.ndarray) -> np.ndarray:
         cells = self.grid.to_cell(xy)

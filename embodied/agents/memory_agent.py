@@ -81,6 +81,7 @@ class MapMemoryAgent:
         self.task_steps = 0
         self.chosen_goals: list[np.ndarray] | None = None
         self.goal_index = 0
+        self._best = (math.inf, 0)  # (nearest distance to the current goal so far, task step it was reached)
 
     # ---- memory -------------------------------------------------------------------------------
     def _perceive(self, obs: dict[str, Any]) -> tuple[np.ndarray, float]:
@@ -149,6 +150,11 @@ class MapMemoryAgent:
         picks = self.rng.choice(len(seen), size=min(count, len(seen)), replace=False)
         return [seen[int(i)] for i in picks]
 
+    def _stop_radius(self, goal: np.ndarray) -> float:
+        """``stop_radius_m`` at an object the map knows of; half of it at an empty spot (it can get closer)."""
+        occupied = any(np.linalg.norm(p - goal) < 0.7 for p in self.objects.positions.values())
+        return self.stop_radius_m if occupied else self.stop_radius_m / 2
+
     def act(self, observations: dict[str, Any]) -> str:
         """One habitat action name for one observation (see :mod:`~memstream.embodied.envs.miniworld_env`)."""
         phase = observations.get("phase", "task")
@@ -167,9 +173,14 @@ class MapMemoryAgent:
         if self.goal_index >= len(self.chosen_goals):
             return "stop"
         goal = self.chosen_goals[self.goal_index]
-        action = self.navigator.act(gps, compass, goal, self.stop_radius_m)
-        if action is None:
-            self.goal_index += 1
+        action = self.navigator.act(gps, compass, goal, self._stop_radius(goal))
+        distance = float(np.linalg.norm(goal - gps))
+        if distance < self._best[0] - 0.05:
+            self._best = (distance, self.task_steps)
+        stalled = self.task_steps - self._best[1]
+        if action is None or (stalled >= 15 and distance <= self._stop_radius(goal) + 0.4) or stalled >= 80:
+            self.goal_index += 1  # arrived, or as near as it gets (the estimate is inside an obstacle)
             self.navigator.reset()
+            self._best = (math.inf, self.task_steps)
             return "stop"
         return action

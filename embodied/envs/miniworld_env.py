@@ -240,7 +240,7 @@ class FindingDoryEnv:
         elif name in ("turn_left", "turn_right"):
             world.turn_agent(self.config.turn_deg if name == "turn_left" else -self.config.turn_deg)
         elif name == "pick":
-            index = self._facing_object()
+            index = self._pick_target
             self.picked.append(index)
             self.pick_xz.append(self._object_xz(index))
             self._hidden.add(index)
@@ -256,11 +256,6 @@ class FindingDoryEnv:
     def _object_xz(self, index: int) -> tuple[float, float]:
         pos = self._world.objects[index].pos
         return float(pos[0]), float(pos[2])
-
-    def _facing_object(self) -> int:
-        ahead = self._xz() + 0.95 * np.array([math.cos(self._world.agent.dir), -math.sin(self._world.agent.dir)])
-        visible = [i for i in range(len(self.layout.objects)) if i not in self._hidden]
-        return min(visible, key=lambda i: float(np.linalg.norm(np.asarray(self._object_xz(i)) - ahead)))
 
     def current_layout(self) -> HouseLayout:
         """The house with each object where it stands now (a carried object where it was picked)."""
@@ -282,11 +277,15 @@ class FindingDoryEnv:
             centre = np.array([(rooms[room, 0] + rooms[room, 1]) / 2, (rooms[room, 2] + rooms[room, 3]) / 2])
             yield from self._go_to(centre, 0.6)
             yield from ["turn_left"] * int(round(360 / self.config.turn_deg))
-        candidates = list(self.rng.permutation(len(self.layout.objects))[: self.config.num_picks])
-        for index in candidates:
-            target = np.asarray(self._object_xz(int(index)))
-            yield from self._go_to(target, 1.15, exclude=int(index))
+        for index in (int(i) for i in self.rng.permutation(len(self.layout.objects))):
+            if len(self.picked) == self.config.num_picks:
+                break
+            target = np.asarray(self._object_xz(index))
+            yield from self._go_to(target, 1.2)
+            if np.linalg.norm(self._xz() - target) > 1.3:
+                continue  # could not get there: pick another object
             yield from self._face(target)
+            self._pick_target = index
             yield "pick"
             avoid = [self._object_xz(i) for i in range(len(self.layout.objects)) if i not in self._hidden]
             avoid += self.pick_xz + [tuple(start)]
@@ -318,7 +317,7 @@ class FindingDoryEnv:
                     return
             if field[cell] == 0.0:
                 return
-            path = descend(field, cell, max_cells=8)
+            path = descend(field, cell, max_cells=5)
             waypoint = grid.to_xy(np.asarray(path[-1]))
             turn = _wrap(_heading_to(self._xz(), waypoint) - self._world.agent.dir)
             if abs(turn) > math.radians(self.config.turn_deg) * 0.75:
@@ -327,8 +326,9 @@ class FindingDoryEnv:
                 before = self._xz()
                 yield "move_forward"
                 blocked = blocked + 1 if np.allclose(before, self._xz()) else 0
-                if blocked >= 3:  # pressed against something the grid does not know: stop here
-                    return
+                if blocked >= 2:  # pressed against a corner: side-step
+                    yield from ("turn_left", "turn_left", "move_forward")
+                    blocked = 0
 
     def _face(self, target: np.ndarray) -> Iterator[str]:
         for _ in range(12):
