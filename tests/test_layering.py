@@ -66,6 +66,7 @@ LAYERS: dict[str, int] = {
     "memstream.embodied.bank": 6,
     "memstream.embodied.envs": 7,  # what policies and agents act in; imports no memory (FORBIDDEN)
     "memstream.embodied.policies": 8,  # policies and agents sit on the bank and act in envs
+    "memstream.embodied.agents": 8,  # navigation agents: their own maps, acting in envs
     # the pipeline host: what every stage and command is written against
     "memstream.streaming.pipeline": HOST,
     "memstream.streaming.config": HOST,
@@ -81,6 +82,7 @@ LAYERS: dict[str, int] = {
     "memstream.streaming.videomem.service": WIRING,  # the service's parts: access, limits, chat, streams
     "memstream.embodied.map3d.stage": WIRING,
     "memstream.embodied.map3d.cli": WIRING,
+    "memstream.embodied.agents.cli": WIRING,
 }
 
 # What each package may import, itself included (ARCHITECTURE.md's "depends on" column).
@@ -108,6 +110,7 @@ COMPONENTS = (
     "memstream.tracking",
     "memstream.embodied",
     "memstream.embodied.map3d",
+    "memstream.embodied.agents",
 )
 WIRING_NAMES = frozenset({"stage", "cli", "serve"})
 

@@ -23,7 +23,7 @@ import numpy as np
 from memstream.embodied.agents.memory_agent import AGENT_MODES, MapMemoryAgent
 from memstream.embodied.envs.nav import NavEnv, make_nav_env
 from memstream.embodied.envs.navmetrics import high_level_success
-from memstream.streaming.errors import ConfigError, MemstreamError
+from memstream.streaming.errors import ConfigError
 
 HIGH_LEVEL_RADIUS_M = 1.0
 METRICS = ("high_level_success", "success", "spl", "distance_to_goal")
@@ -96,12 +96,14 @@ def evaluate_nav(env: str, task: str, agents: list[str], episodes: int, seed: in
     Returns ``{"env", "task", "options", "episodes": {agent: [per-episode dict]}, "summary": {agent: ...}}``.
 
     Raises:
-        ConfigError: unknown env, task or agent. MemstreamError: the simulator is missing (before any episode).
+        ConfigError: unknown env, task or agent. MemstreamError: the simulator is missing (before any
+            episode). An episode that raises is recorded (``ok`` False, ``error``) and the run goes on.
     """
     for mode in agents:
         if mode not in AGENT_MODES:
             raise ConfigError(f"unknown agent {mode!r}", f"Choose among {', '.join(AGENT_MODES)}")
     nav_env = make_nav_env(env, task, options)
+    nav_env.require()
     rows: dict[str, list[dict[str, Any]]] = {mode: [] for mode in agents}
     try:
         for mode in agents:
@@ -110,10 +112,6 @@ def evaluate_nav(env: str, task: str, agents: list[str], episodes: int, seed: in
                 episode_seed = seed + index
                 try:
                     row = run_episode(nav_env, agent, episode_seed)
-                except MemstreamError as error:
-                    if index == 0 and "MiniWorld" in str(error):
-                        raise  # the simulator itself is missing: no episode can run
-                    row = _crashed(episode_seed, error)
                 except Exception as error:  # an episode that crashes is a failed episode, not a failed run
                     row = _crashed(episode_seed, error)
                 rows[mode].append(row)

@@ -142,6 +142,10 @@ class FindingDoryEnv:
         self.config = config or FindingDoryConfig()
         self._world: Any = None
 
+    def require(self) -> None:
+        """Load MiniWorld now (it is otherwise loaded by the first ``reset``); raises naming the fix."""
+        _house_world_class()
+
     # ---- episode ------------------------------------------------------------------------------
     def reset(self, seed: int) -> dict[str, Any]:
         """Build the house of ``seed`` and return the first history observation."""

@@ -2,7 +2,8 @@
 
 A navigation env has ``reset(seed) -> observations``, ``step(action) -> observations``,
 ``episode_over``, ``get_metrics()`` (habitat-lab's ``distance_to_goal``, ``success``, ``spl``),
-``goals_gps()`` (the true goals, for scoring high-level success and for the oracle) and ``close()``.
+``goals_gps()`` (the true goals, for scoring high-level success and for the oracle), ``require()``
+(load the simulator now or raise naming the fix) and ``close()``.
 Observations and actions are habitat's (see :mod:`~memstream.embodied.envs.miniworld_env`). Building
 an env imports no simulator; the first ``reset`` does, and names the fix if it is missing.
 
@@ -29,6 +30,8 @@ class NavEnv(Protocol):
     """What the navigation evaluation drives (habitat's ``Env`` surface, single episode at a time)."""
 
     episode_over: bool
+
+    def require(self) -> None: ...
 
     def reset(self, seed: int) -> dict[str, Any]: ...
 
