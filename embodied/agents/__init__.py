@@ -1,4 +1,4 @@
-"""Navigation agents with habitat's contract (``reset()``, ``act(observations) -> action``) and their evaluation.
+"""Navigation agents with habitat's contract (``reset()``, ``act(observations) -> action``), evaluated.
 
 :class:`MapMemoryAgent` keeps an occupancy map from depth and pose, an object map by colour and an
 episodic log of the history's interactions; it resolves FindingDory-style instructions from them and

@@ -50,12 +50,19 @@ def run_episode(env: NavEnv, agent: Any, seed: int) -> dict[str, Any]:
     chosen = getattr(agent, "chosen_goals", None)
     template = getattr(env, "template", None)
     return {
-        "seed": seed, "ok": True, "error": None,
-        "template": getattr(template, "name", None), "group": getattr(template, "group", None),
-        "instruction": obs.get("instruction", ""), "num_goals": len(env.goals_gps()),
+        "seed": seed,
+        "ok": True,
+        "error": None,
+        "template": getattr(template, "name", None),
+        "group": getattr(template, "group", None),
+        "instruction": obs.get("instruction", ""),
+        "num_goals": len(env.goals_gps()),
         "high_level_success": high_level_success(chosen, env.goals_gps(), HIGH_LEVEL_RADIUS_M),
         **{key: float(value) for key, value in metrics.items()},
-        "steps": steps, "history_steps": history_steps, "agent_s": agent_s, "sim_s": sim_s,
+        "steps": steps,
+        "history_steps": history_steps,
+        "agent_s": agent_s,
+        "sim_s": sim_s,
     }
 
 
@@ -67,12 +74,16 @@ def make_agent(mode: str, env: NavEnv, seed: int) -> MapMemoryAgent:
 
 def summarise(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     """Means of :data:`METRICS` over all episodes (failed ones count 0 / inf-free) and per template group."""
+
     def means(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {"episodes": len(rows), "crashed": sum(not r["ok"] for r in rows)}
         for key in METRICS:
             values = [r[key] for r in rows if r["ok"] and np.isfinite(r[key])]
-            out[key] = float(np.mean([r[key] if r["ok"] else 0.0 for r in rows])) if key != "distance_to_goal" \
+            out[key] = (
+                float(np.mean([r[key] if r["ok"] else 0.0 for r in rows]))
+                if key != "distance_to_goal"
                 else (float(np.mean(values)) if values else None)
+            )
         steps = sum(r["steps"] for r in rows if r["ok"])
         agent_s = sum(r["agent_s"] for r in rows if r["ok"])
         sim_s = sum(r["sim_s"] for r in rows if r["ok"])
@@ -88,10 +99,20 @@ def summarise(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def evaluate_nav(env: str, task: str, agents: list[str], episodes: int, seed: int = 0,
-                 options: dict[str, Any] | None = None,
-                 progress: Callable[[str, int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def evaluate_nav(
+    env: str,
+    task: str,
+    agents: list[str],
+    episodes: int,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    progress: Callable[[str, int, dict[str, Any]], None] | None = None,
+    agent_factory: Callable[[str, NavEnv, int], Any] | None = None,
+) -> dict[str, Any]:
     """Every agent over the same ``episodes`` seeds ``seed .. seed + episodes - 1``.
+
+    ``agent_factory(name, env, seed)`` builds each agent (default :func:`make_agent`, names in
+    :data:`AGENT_MODES`); any object with habitat's ``reset`` / ``act`` will do.
 
     Returns ``{"env", "task", "options", "episodes": {agent: [per-episode dict]}, "summary": {agent: ...}}``.
 
@@ -99,7 +120,8 @@ def evaluate_nav(env: str, task: str, agents: list[str], episodes: int, seed: in
         ConfigError: unknown env, task or agent. MemstreamError: the simulator is missing (before any
             episode). An episode that raises is recorded (``ok`` False, ``error``) and the run goes on.
     """
-    for mode in agents:
+    factory = agent_factory or make_agent
+    for mode in agents if agent_factory is None else ():
         if mode not in AGENT_MODES:
             raise ConfigError(f"unknown agent {mode!r}", f"Choose among {', '.join(AGENT_MODES)}")
     nav_env = make_nav_env(env, task, options)
@@ -107,25 +129,45 @@ def evaluate_nav(env: str, task: str, agents: list[str], episodes: int, seed: in
     rows: dict[str, list[dict[str, Any]]] = {mode: [] for mode in agents}
     try:
         for mode in agents:
-            agent = make_agent(mode, nav_env, seed)
+            agent = factory(mode, nav_env, seed)
             for index in range(episodes):
                 episode_seed = seed + index
                 try:
                     row = run_episode(nav_env, agent, episode_seed)
-                except Exception as error:  # an episode that crashes is a failed episode, not a failed run
+                except Exception as error:  # noqa: BLE001 - a crashed episode fails; the run goes on
                     row = _crashed(episode_seed, error)
                 rows[mode].append(row)
                 if progress is not None:
                     progress(mode, index, row)
     finally:
         nav_env.close()
-    return {"env": env, "task": task, "options": dict(options or {}), "seed": seed,
-            "episodes": rows, "summary": {mode: summarise(r) for mode, r in rows.items()}}
+    return {
+        "env": env,
+        "task": task,
+        "options": dict(options or {}),
+        "seed": seed,
+        "episodes": rows,
+        "summary": {mode: summarise(r) for mode, r in rows.items()},
+    }
 
 
 def _crashed(seed: int, error: BaseException) -> dict[str, Any]:
     reason = f"{type(error).__name__}: {error}"
-    return {"seed": seed, "ok": False, "error": reason, "trace": traceback.format_exc(limit=3),
-            "template": None, "group": None, "instruction": "", "num_goals": 0,
-            "high_level_success": 0.0, "success": 0.0, "spl": 0.0, "distance_to_goal": float("nan"),
-            "steps": 0, "history_steps": 0, "agent_s": 0.0, "sim_s": 0.0}
+    return {
+        "seed": seed,
+        "ok": False,
+        "error": reason,
+        "trace": traceback.format_exc(limit=3),
+        "template": None,
+        "group": None,
+        "instruction": "",
+        "num_goals": 0,
+        "high_level_success": 0.0,
+        "success": 0.0,
+        "spl": 0.0,
+        "distance_to_goal": float("nan"),
+        "steps": 0,
+        "history_steps": 0,
+        "agent_s": 0.0,
+        "sim_s": 0.0,
+    }

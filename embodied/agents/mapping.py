@@ -5,7 +5,8 @@ a heading ``compass`` (left positive) points along ``(cos c, -sin c)``. The came
 ``camera_height_m`` with a square pinhole of ``fov_deg``; ``depth`` is metres along the optical axis.
 
 * :class:`OccupancyMap`: per cell, hits of points between ``floor_m`` and ``ceiling_m`` (obstacles)
-  minus the rays that passed through it (free), and separately wall hits between the heights ``wall_m`` (above objects, below doorways'
+  minus the rays that passed through it (free), and separately wall hits between the heights
+  ``wall_m`` (above objects, below doorways'
   lintels and the ceiling), which separate rooms.
 * :class:`ObjectMap`: saturated pixels classified into the five object colours (MiniWorld's palette),
   each colour's median 3D point (pushed back by the object's half depth) as that object's position.
@@ -26,12 +27,24 @@ import numpy as np
 from memstream.embodied.envs.navgrid import GridSpec
 
 # hue ranges (degrees) of MiniWorld's saturated object colours under its lighting
-COLOUR_HUES = {"red": ((345.0, 360.0), (0.0, 15.0)), "yellow": ((45.0, 75.0),), "green": ((95.0, 150.0),),
-               "blue": ((215.0, 250.0),), "purple": ((260.0, 300.0),)}
+COLOUR_HUES = {
+    "red": ((345.0, 360.0), (0.0, 15.0)),
+    "yellow": ((45.0, 75.0),),
+    "green": ((95.0, 150.0),),
+    "blue": ((215.0, 250.0),),
+    "purple": ((260.0, 300.0),),
+}
 
 
-def backproject(depth: np.ndarray, gps: np.ndarray, compass: float, fov_deg: float, camera_height_m: float,
-                stride: int = 2, max_depth_m: float = 8.0) -> np.ndarray:
+def backproject(
+    depth: np.ndarray,
+    gps: np.ndarray,
+    compass: float,
+    fov_deg: float,
+    camera_height_m: float,
+    stride: int = 2,
+    max_depth_m: float = 8.0,
+) -> np.ndarray:
     """float32 (N, 3): ``(forward, right, up)`` map points of every ``stride``-th pixel with depth < max.
 
     Args:
@@ -55,9 +68,15 @@ def backproject(depth: np.ndarray, gps: np.ndarray, compass: float, fov_deg: flo
 class OccupancyMap:
     """A fixed-size grid centred on the map origin (``extent_m`` square, ``cell_m`` cells)."""
 
-    def __init__(self, extent_m: float = 30.0, cell_m: float = 0.2, floor_m: float = 0.15,
-                 ceiling_m: float = 2.0, wall_m: tuple[float, float] = (1.0, 2.1)) -> None:
-        n = int(round(extent_m / cell_m))
+    def __init__(
+        self,
+        extent_m: float = 30.0,
+        cell_m: float = 0.2,
+        floor_m: float = 0.15,
+        ceiling_m: float = 2.0,
+        wall_m: tuple[float, float] = (1.0, 2.1),
+    ) -> None:
+        n = round(extent_m / cell_m)
         self.grid = GridSpec((-extent_m / 2, -extent_m / 2), cell_m, (n, n))
         self.floor_m, self.ceiling_m, self.wall_m = floor_m, ceiling_m, wall_m
         self.reset()
@@ -80,8 +99,12 @@ class OccupancyMap:
         free_counts = self._counts(samples.reshape(-1, 2))
         hit_counts = self._counts(points[obstacle, :2])
         floor_counts = self._counts(points[~obstacle & (points[:, 2] <= self.floor_m), :2])
-        wall_counts = self._counts(points[(points[:, 2] > self.wall_m[0]) & (points[:, 2] < self.wall_m[1]), :2])
-        evidence = self.evidence.astype(np.int32) - np.minimum(free_counts, 20) + 4 * np.minimum(hit_counts, 10)
+        wall_counts = self._counts(
+            points[(points[:, 2] > self.wall_m[0]) & (points[:, 2] < self.wall_m[1]), :2]
+        )
+        evidence = (
+            self.evidence.astype(np.int32) - np.minimum(free_counts, 20) + 4 * np.minimum(hit_counts, 10)
+        )
         self.evidence = np.clip(evidence, -20, 20).astype(np.int16)
         self.seen |= (free_counts + hit_counts + floor_counts) > 0
         self.walls |= wall_counts > 0
@@ -109,7 +132,9 @@ class OccupancyMap:
 
     def same_room(self, a: np.ndarray, b: np.ndarray) -> bool:
         """No wall cell on the straight segment ``a`` -> ``b`` (rooms are convex here)."""
-        samples = np.linspace(np.asarray(a), np.asarray(b), max(2, int(np.linalg.norm(np.asarray(b) - a) / 0.05)))
+        samples = np.linspace(
+            np.asarray(a), np.asarray(b), max(2, int(np.linalg.norm(np.asarray(b) - a) / 0.05))
+        )
         cells = self._cells(samples)
         return not bool(self.walls[cells[:, 0], cells[:, 1]].any())
 
@@ -121,7 +146,10 @@ def colour_masks(rgb: np.ndarray, min_saturation: float = 0.55, min_value: int =
     saturated = (high >= min_value) & ((high - low) >= min_saturation * np.maximum(high, 1.0))
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     span = np.maximum(high - low, 1e-6)
-    hue = np.where(high == r, (g - b) / span % 6, np.where(high == g, (b - r) / span + 2, (r - g) / span + 4)) * 60.0
+    hue = (
+        np.where(high == r, (g - b) / span % 6, np.where(high == g, (b - r) / span + 2, (r - g) / span + 4))
+        * 60.0
+    )
     masks = {}
     for colour, ranges in COLOUR_HUES.items():
         inside = np.zeros(hue.shape, dtype=bool)
@@ -142,8 +170,17 @@ class ObjectMap:
         self.positions: dict[str, np.ndarray] = {}
         self.last_seen: dict[str, int] = {}
 
-    def update(self, rgb: np.ndarray, depth: np.ndarray, gps: np.ndarray, compass: float, frame: int,
-               fov_deg: float, camera_height_m: float, ignore: frozenset[str] = frozenset()) -> None:
+    def update(
+        self,
+        rgb: np.ndarray,
+        depth: np.ndarray,
+        gps: np.ndarray,
+        compass: float,
+        frame: int,
+        fov_deg: float,
+        camera_height_m: float,
+        ignore: frozenset[str] = frozenset(),
+    ) -> None:
         """Locate the colours visible in this frame (except ``ignore``)."""
         d = np.asarray(depth, dtype=np.float32).reshape(depth.shape[0], depth.shape[1])
         for colour, mask in colour_masks(rgb).items():

@@ -49,10 +49,17 @@ class MapMemoryAgent:
         stop_radius_m: how near a goal the agent calls ``stop``.
     """
 
-    def __init__(self, mode: AgentMode = "memory", goal_oracle: Callable[[], list[np.ndarray]] | None = None,
-                 seed: int = 0, stop_radius_m: float = 1.0, fov_deg: float = FOV_DEG,
-                 camera_height_m: float = CAMERA_HEIGHT_M, turn_deg: float = 30.0,
-                 search_steps: int = 120) -> None:
+    def __init__(
+        self,
+        mode: AgentMode = "memory",
+        goal_oracle: Callable[[], list[np.ndarray]] | None = None,
+        seed: int = 0,
+        stop_radius_m: float = 1.0,
+        fov_deg: float = FOV_DEG,
+        camera_height_m: float = CAMERA_HEIGHT_M,
+        turn_deg: float = 30.0,
+        search_steps: int = 120,
+    ) -> None:
         if mode not in AGENT_MODES:
             raise MemstreamError(f"unknown agent mode {mode!r}", f"Choose one of {', '.join(AGENT_MODES)}")
         if mode == "oracle" and goal_oracle is None:
@@ -87,16 +94,19 @@ class MapMemoryAgent:
     def _perceive(self, obs: dict[str, Any]) -> tuple[np.ndarray, float]:
         missing = [key for key in REQUIRED if key not in obs]
         if missing:
-            raise MemstreamError(f"the map memory agent needs observations {', '.join(missing)}",
-                                 "Give it an env with an RGB-D camera and a GPS+compass sensor (rgb, depth, "
-                                 "gps, compass), e.g. --env miniworld")
+            raise MemstreamError(
+                f"the map memory agent needs observations {', '.join(missing)}",
+                "Give it an env with an RGB-D camera and a GPS+compass sensor (rgb, depth, "
+                "gps, compass), e.g. --env miniworld",
+            )
         gps = np.asarray(obs["gps"], dtype=np.float64).reshape(2)
         compass = float(np.asarray(obs["compass"]).reshape(-1)[0])
         points = backproject(obs["depth"], gps, compass, self.fov_deg, self.camera_height_m)
         self.occupancy.update(points, gps)
         ignore = frozenset({self.carrying}) if self.carrying else frozenset()
-        self.objects.update(obs["rgb"], obs["depth"], gps, compass, self.frame, self.fov_deg,
-                            self.camera_height_m, ignore)
+        self.objects.update(
+            obs["rgb"], obs["depth"], gps, compass, self.frame, self.fov_deg, self.camera_height_m, ignore
+        )
         self.frame += 1
         return gps, compass
 
@@ -116,8 +126,9 @@ class MapMemoryAgent:
             self.carrying = None
 
     def episodic_memory(self) -> EpisodicMemory:
-        return EpisodicMemory(picks=list(self.picks), objects=dict(self.objects.positions),
-                              same_room=self.occupancy.same_room)
+        return EpisodicMemory(
+            picks=list(self.picks), objects=dict(self.objects.positions), same_room=self.occupancy.same_room
+        )
 
     # ---- the task -----------------------------------------------------------------------------
     def _begin_task(self) -> None:
@@ -151,7 +162,7 @@ class MapMemoryAgent:
         return [seen[int(i)] for i in picks]
 
     def _stop_radius(self, goal: np.ndarray) -> float:
-        """``stop_radius_m`` at an object the map knows of; half of it at an empty spot (it can get closer)."""
+        """``stop_radius_m`` at an object the map knows of; half of it at an empty spot (it gets closer)."""
         occupied = any(np.linalg.norm(p - goal) < 0.7 for p in self.objects.positions.values())
         return self.stop_radius_m if occupied else self.stop_radius_m / 2
 

@@ -33,12 +33,12 @@ def inflate(mask: np.ndarray, radius_cells: float) -> np.ndarray:
     """bool like ``mask``: every cell within ``radius_cells`` (euclidean, centre to centre) of a True cell."""
     out = mask.copy()
     rows, cols = mask.shape
-    reach = int(math.floor(radius_cells))
+    reach = math.floor(radius_cells)
     for dr in range(-reach, reach + 1):
         for dc in range(-reach, reach + 1):
             if (dr or dc) and dr * dr + dc * dc <= radius_cells * radius_cells + 1e-9:
-                src = mask[max(0, -dr):rows - max(0, dr), max(0, -dc):cols - max(0, dc)]
-                out[max(0, dr):rows - max(0, -dr), max(0, dc):cols - max(0, -dc)] |= src
+                src = mask[max(0, -dr) : rows - max(0, dr), max(0, -dc) : cols - max(0, dc)]
+                out[max(0, dr) : rows - max(0, -dr), max(0, dc) : cols - max(0, -dc)] |= src
     return out
 
 
@@ -51,8 +51,14 @@ class Navigator:
         ahead along the path the waypoint lies. replan_every: steps between plans for a fixed goal.
     """
 
-    def __init__(self, occupancy: OccupancyMap, agent_radius_m: float = 0.4, turn_deg: float = 30.0,
-                 lookahead_cells: int = 3, replan_every: int = 3) -> None:
+    def __init__(
+        self,
+        occupancy: OccupancyMap,
+        agent_radius_m: float = 0.4,
+        turn_deg: float = 30.0,
+        lookahead_cells: int = 3,
+        replan_every: int = 3,
+    ) -> None:
         self.map = occupancy
         self.radius_cells = agent_radius_m / occupancy.grid.cell_m
         self.turn_rad = math.radians(turn_deg)
@@ -79,7 +85,7 @@ class Navigator:
         return slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1]))
 
     def _traversable(self, window: tuple[slice, slice], radius_cells: float) -> tuple[np.ndarray, np.ndarray]:
-        """Free cells (occupied ones inflated by ``radius_cells``) and a step cost: 4 next to them, 2 a cell out."""
+        """Free cells (occupied ones inflated by ``radius_cells``); step cost 4 next to them, 2 a cell out."""
         blocked = inflate(self.map.occupied[window], radius_cells)
         near = inflate(blocked, 1) & ~blocked
         nearish = inflate(blocked, 2) & ~blocked & ~near
@@ -121,7 +127,11 @@ class Navigator:
         return "move_forward"
 
     def _bumped(self, gps: np.ndarray, compass: float) -> None:
-        if self._last is not None and self._last[1] == "move_forward" and np.allclose(self._last[0], gps, atol=1e-3):
+        if (
+            self._last is not None
+            and self._last[1] == "move_forward"
+            and np.allclose(self._last[0], gps, atol=1e-3)
+        ):
             ahead = gps + 0.55 * np.array([math.cos(compass), -math.sin(compass)])
             self.map.mark_blocked(ahead)
             self._field = None
@@ -157,7 +167,10 @@ class Navigator:
         self._bumped(gps, compass)
 
         def sources(free: np.ndarray, offset: np.ndarray) -> np.ndarray:
-            window = (slice(offset[0], offset[0] + free.shape[0]), slice(offset[1], offset[1] + free.shape[1]))
+            window = (
+                slice(offset[0], offset[0] + free.shape[0]),
+                slice(offset[1], offset[1] + free.shape[1]),
+            )
             known_free = self.map.seen[window] & ~self.map.occupied[window] & free
             unknown = ~self.map.seen[window]
             frontier = known_free & inflate(unknown, 1)

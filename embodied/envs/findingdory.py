@@ -36,7 +36,7 @@ GROUPS = ("temporal", "spatial", "multi_goal")
 
 @dataclass(frozen=True)
 class Goal:
-    """One goal: ``xz`` (2,) metres on the floor; ``object_index`` into the layout's objects, -1 for a place."""
+    """One goal: ``xz`` (2,) metres on the floor; ``object_index`` into the layout's objects (-1: a place)."""
 
     xz: tuple[float, float]
     object_index: int = -1
@@ -161,12 +161,16 @@ def _where_picked(f, rng):
 def _placed_nearest_start(f, rng):
     d = [np.linalg.norm(f.at(f.layout.objects[i].xz) - f.at(f.start_xz)) for i in f.picked]
     return "Go to the object you moved that now stands nearest to where the day began.", [
-        f.obj(f.picked[int(np.argmin(d))])]
+        f.obj(f.picked[int(np.argmin(d))])
+    ]
 
 
 @template("moved_farthest", "spatial")
 def _moved_farthest(f, rng):
-    d = [np.linalg.norm(f.at(f.layout.objects[i].xz) - f.at(p)) for i, p in zip(f.picked, f.pick_xz, strict=True)]
+    d = [
+        np.linalg.norm(f.at(f.layout.objects[i].xz) - f.at(p))
+        for i, p in zip(f.picked, f.pick_xz, strict=True)
+    ]
     return "Go to the object you carried farthest.", [f.obj(f.picked[int(np.argmax(d))])]
 
 
@@ -176,7 +180,9 @@ def _moved_into_room_of(f, rng):
         room = f.layout.room_of(f.layout.objects[u].xz)
         moved = [i for i in f.picked if f.layout.room_of(f.layout.objects[i].xz) == room]
         if len(moved) == 1:
-            return f"Go to the object you brought into the room where the {f.name(int(u))} is.", [f.obj(moved[0])]
+            return f"Go to the object you brought into the room where the {f.name(int(u))} is.", [
+                f.obj(moved[0])
+            ]
     return None
 
 
@@ -186,8 +192,10 @@ def _untouched_nearest_to(f, rng):
         return None
     i = int(rng.choice(f.picked))
     d = [np.linalg.norm(f.at(f.layout.objects[u].xz) - f.at(f.layout.objects[i].xz)) for u in f.untouched]
-    return (f"Go to the object you never touched that stands nearest to the {f.name(i)}.",
-            [f.obj(f.untouched[int(np.argmin(d))])])
+    return (
+        f"Go to the object you never touched that stands nearest to the {f.name(i)}.",
+        [f.obj(f.untouched[int(np.argmin(d))])],
+    )
 
 
 @template("in_room_where_picked", "spatial")
@@ -196,8 +204,10 @@ def _in_room_where_picked(f, rng):
         room = f.layout.room_of(f.pick_xz[k])
         here = [i for i in range(len(f.layout.objects)) if f.layout.room_of(f.layout.objects[i].xz) == room]
         if len(here) == 1:
-            return (f"Go to the object now standing in the room where you picked up the {f.name(f.picked[k])}.",
-                    [f.obj(here[0])])
+            return (
+                f"Go to the object now standing in the room where you picked up the {f.name(f.picked[k])}.",
+                [f.obj(here[0])],
+            )
     return None
 
 
@@ -215,20 +225,26 @@ def _picked_in_reverse(f, rng):
 @template("first_and_last", "multi_goal")
 def _first_and_last(f, rng):
     return "Go to the object you picked up first, then to the one you picked up last.", [
-        f.obj(f.picked[0]), f.obj(f.picked[-1])]
+        f.obj(f.picked[0]),
+        f.obj(f.picked[-1]),
+    ]
 
 
 @template("object_then_its_spot", "multi_goal")
 def _object_then_its_spot(f, rng):
     k = int(rng.integers(len(f.picked)))
-    return (f"Go to the {f.name(f.picked[k])}, then to the spot where you picked it up.",
-            [f.obj(f.picked[k]), Goal(f.pick_xz[k])])
+    return (
+        f"Go to the {f.name(f.picked[k])}, then to the spot where you picked it up.",
+        [f.obj(f.picked[k]), Goal(f.pick_xz[k])],
+    )
 
 
 @template("first_two_spots", "multi_goal")
 def _first_two_spots(f, rng):
     return "Visit the spots where you picked up your first two objects, in that order.", [
-        Goal(f.pick_xz[0]), Goal(f.pick_xz[1])]
+        Goal(f.pick_xz[0]),
+        Goal(f.pick_xz[1]),
+    ]
 
 
 @template("untouched_by_colour", "multi_goal")
@@ -236,13 +252,17 @@ def _untouched_by_colour(f, rng):
     if len(f.untouched) < 2:
         return None
     order = sorted(f.untouched, key=lambda i: f.layout.objects[i].colour)
-    return "Visit the objects you never touched, in alphabetical order of their colours.", [f.obj(i) for i in order]
+    return "Visit the objects you never touched, in alphabetical order of their colours.", [
+        f.obj(i) for i in order
+    ]
 
 
 @template("last_then_start", "multi_goal")
 def _last_then_start(f, rng):
     return "Go to the object you picked up last, then back to where the day began.", [
-        f.obj(f.picked[-1]), Goal(f.start_xz)]
+        f.obj(f.picked[-1]),
+        Goal(f.start_xz),
+    ]
 
 
 @template("second_then_nearest_untouched", "multi_goal")
@@ -251,13 +271,16 @@ def _second_then_nearest_untouched(f, rng):
         return None
     second = f.layout.objects[f.picked[1]].xz
     d = [np.linalg.norm(f.at(f.layout.objects[u].xz) - f.at(second)) for u in f.untouched]
-    return ("Go to the object you picked up second, then to the untouched object nearest to it.",
-            [f.obj(f.picked[1]), f.obj(f.untouched[int(np.argmin(d))])])
+    return (
+        "Go to the object you picked up second, then to the untouched object nearest to it.",
+        [f.obj(f.picked[1]), f.obj(f.untouched[int(np.argmin(d))])],
+    )
 
 
-def instantiate(facts: HistoryFacts, rng: np.random.Generator, names: list[str] | None = None
-                ) -> tuple[Template, str, list[Goal]]:
-    """Draw a template (from ``names``, default all) that applies to ``facts``; return it, the text, the goals."""
+def instantiate(
+    facts: HistoryFacts, rng: np.random.Generator, names: list[str] | None = None
+) -> tuple[Template, str, list[Goal]]:
+    """Draw a template (from ``names``, default all) that applies to ``facts``: it, its text, its goals."""
     names = list(TEMPLATES.names() if names is None else names)
     for name in rng.permutation(names):
         chosen = TEMPLATES.get(str(name))

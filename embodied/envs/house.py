@@ -77,8 +77,9 @@ class HouseLayout:
         return replace(self, objects=objects)
 
 
-def make_layout(rng: np.random.Generator, num_objects: int = 5, room_m: tuple[float, float] = (4.0, 5.5)
-                ) -> HouseLayout:
+def make_layout(
+    rng: np.random.Generator, num_objects: int = 5, room_m: tuple[float, float] = (4.0, 5.5)
+) -> HouseLayout:
     """A random house: room sizes ``U(room_m)``, 3-4 doorways, ``num_objects`` <= 5 objects >= 2 m apart."""
     w0, w1 = rng.uniform(*room_m, size=2)
     h0, h1 = rng.uniform(*room_m, size=2)
@@ -98,16 +99,29 @@ def make_layout(rng: np.random.Generator, num_objects: int = 5, room_m: tuple[fl
         doors.append(Door(a, b, axis, start, start + DOOR_M))
     points = _spaced_points(rng, rooms, num_objects + 1, min_sep_m=2.0)
     colours = rng.permutation(COLOURS)[:num_objects]
-    objects = tuple(HouseObject(str(c), str(rng.choice(SHAPES)), (float(p[0]), float(p[1])))
-                    for c, p in zip(colours, points[1:], strict=True))
-    return HouseLayout(rooms, tuple(doors), objects, (float(points[0][0]), float(points[0][1])),
-                       float(rng.uniform(-np.pi, np.pi)))
+    objects = tuple(
+        HouseObject(str(c), str(rng.choice(SHAPES)), (float(p[0]), float(p[1])))
+        for c, p in zip(colours, points[1:], strict=True)
+    )
+    return HouseLayout(
+        rooms,
+        tuple(doors),
+        objects,
+        (float(points[0][0]), float(points[0][1])),
+        float(rng.uniform(-np.pi, np.pi)),
+    )
 
 
-def _spaced_points(rng: np.random.Generator, rooms: np.ndarray, count: int, min_sep_m: float,
-                   avoid: np.ndarray | None = None, margin_m: float = 0.9, room: int | None = None
-                   ) -> np.ndarray:
-    """``count`` points inside the rooms (>= ``margin_m`` from walls), pairwise and from ``avoid`` >= ``min_sep_m``."""
+def _spaced_points(
+    rng: np.random.Generator,
+    rooms: np.ndarray,
+    count: int,
+    min_sep_m: float,
+    avoid: np.ndarray | None = None,
+    margin_m: float = 0.9,
+    room: int | None = None,
+) -> np.ndarray:
+    """``count`` points in the rooms, ``margin_m`` from walls, ``min_sep_m`` apart and from ``avoid``."""
     taken = [] if avoid is None else [np.asarray(p) for p in avoid]
     out: list[np.ndarray] = []
     for _ in range(2_000):
@@ -122,9 +136,10 @@ def _spaced_points(rng: np.random.Generator, rooms: np.ndarray, count: int, min_
     return np.array(out)
 
 
-def spaced_point(rng: np.random.Generator, layout: HouseLayout, avoid: np.ndarray, rooms: list[int],
-                 min_sep_m: float = 2.0) -> np.ndarray:
-    """One point (2,) in one of ``rooms`` (tried in order), >= ``min_sep_m`` (else as far as fits) from ``avoid``."""
+def spaced_point(
+    rng: np.random.Generator, layout: HouseLayout, avoid: np.ndarray, rooms: list[int], min_sep_m: float = 2.0
+) -> np.ndarray:
+    """One point (2,) in one of ``rooms`` (in order), ``min_sep_m`` (else as far as fits) from ``avoid``."""
     for sep in (min_sep_m, 0.75 * min_sep_m, 0.5 * min_sep_m):
         for room in rooms:
             try:
@@ -134,9 +149,13 @@ def spaced_point(rng: np.random.Generator, layout: HouseLayout, avoid: np.ndarra
     raise ValueError(f"no room of {rooms} has a point {0.5 * min_sep_m} m from {len(avoid)} others")
 
 
-def free_grid(layout: HouseLayout, clearance_m: float, cell_m: float,
-              blockers: np.ndarray | None = None, blocker_radius_m: float = OBJECT_RADIUS_M
-              ) -> tuple[GridSpec, np.ndarray]:
+def free_grid(
+    layout: HouseLayout,
+    clearance_m: float,
+    cell_m: float,
+    blockers: np.ndarray | None = None,
+    blocker_radius_m: float = OBJECT_RADIUS_M,
+) -> tuple[GridSpec, np.ndarray]:
     """Where an agent's centre may be: inside a room or doorway, ``clearance_m`` from walls and blockers.
 
     Args:
@@ -148,7 +167,9 @@ def free_grid(layout: HouseLayout, clearance_m: float, cell_m: float,
     """
     x0, z0 = layout.rooms[:, 0].min() - 0.5, layout.rooms[:, 2].min() - 0.5
     x1, z1 = layout.rooms[:, 1].max() + 0.5, layout.rooms[:, 3].max() + 0.5
-    grid = GridSpec((float(x0), float(z0)), cell_m, (int(np.ceil((x1 - x0) / cell_m)), int(np.ceil((z1 - z0) / cell_m))))
+    grid = GridSpec(
+        (float(x0), float(z0)), cell_m, (int(np.ceil((x1 - x0) / cell_m)), int(np.ceil((z1 - z0) / cell_m)))
+    )
     rows, cols = np.meshgrid(np.arange(grid.shape[0]), np.arange(grid.shape[1]), indexing="ij")
     centres = grid.to_xy(np.stack([rows, cols], axis=-1))
     x, z = centres[..., 0], centres[..., 1]

@@ -47,8 +47,10 @@ AGENT_RADIUS_M = 0.4
 CLEARANCE_M = 0.45  # the scripted agent's and the scorer's agent radius plus a margin
 GRID_M = 0.1
 INSTALL_FIX = "pip install 'memstream[sim]' (or: pip install miniworld)"
-EGL_FIX = ("MiniWorld renders headless through EGL: apt-get install libegl1 libgl1-mesa-dri, and run with "
-           "PYGLET_HEADLESS=True PYOPENGL_PLATFORM=egl")
+EGL_FIX = (
+    "MiniWorld renders headless through EGL: apt-get install libegl1 libgl1-mesa-dri, and run with "
+    "PYGLET_HEADLESS=True PYOPENGL_PLATFORM=egl"
+)
 
 
 @strict_config
@@ -82,7 +84,7 @@ def load_miniworld() -> Any:
         import miniworld.miniworld as mw
     except ModuleNotFoundError as error:
         raise MemstreamError(f"MiniWorld is not installed ({error.name} missing)", INSTALL_FIX) from None
-    except Exception as error:  # pyglet raises its own exceptions when no display or EGL is found
+    except Exception as error:  # noqa: BLE001 - pyglet raises its own exceptions when EGL is missing
         raise MemstreamError(f"MiniWorld cannot open a headless OpenGL context: {error}", EGL_FIX) from None
     return mw
 
@@ -99,20 +101,35 @@ def _house_world_class() -> type:
 
         def __init__(self, layout: HouseLayout, size: int) -> None:
             self.layout = layout
-            super().__init__(max_episode_steps=10**9, obs_width=size, obs_height=size,
-                             window_width=64, window_height=64)
+            super().__init__(
+                max_episode_steps=10**9, obs_width=size, obs_height=size, window_width=64, window_height=64
+            )
 
         def _gen_world(self) -> None:
-            rooms = [self.add_rect_room(min_x=r[0], max_x=r[1], min_z=r[2], max_z=r[3]) for r in self.layout.rooms]
+            rooms = [
+                self.add_rect_room(min_x=r[0], max_x=r[1], min_z=r[2], max_z=r[3]) for r in self.layout.rooms
+            ]
             for door in self.layout.doors:
-                span = {"min_z": door.lo, "max_z": door.hi} if door.axis == 0 else {"min_x": door.lo, "max_x": door.hi}
+                span = (
+                    {"min_z": door.lo, "max_z": door.hi}
+                    if door.axis == 0
+                    else {"min_x": door.lo, "max_x": door.hi}
+                )
                 self.connect_rooms(rooms[door.a], rooms[door.b], max_y=2.2, **span)
             self.objects = []
             for obj in self.layout.objects:
-                ent = Box(color=obj.colour, size=0.6) if obj.shape == "box" else Ball(color=obj.colour, size=0.6)
-                self.objects.append(self.place_entity(ent, pos=np.array([obj.xz[0], 0.0, obj.xz[1]]), dir=0.0))
-            self.place_agent(pos=np.array([self.layout.start_xz[0], 0.0, self.layout.start_xz[1]]),
-                             dir=self.layout.start_dir)
+                ent = (
+                    Box(color=obj.colour, size=0.6)
+                    if obj.shape == "box"
+                    else Ball(color=obj.colour, size=0.6)
+                )
+                self.objects.append(
+                    self.place_entity(ent, pos=np.array([obj.xz[0], 0.0, obj.xz[1]]), dir=0.0)
+                )
+            self.place_agent(
+                pos=np.array([self.layout.start_xz[0], 0.0, self.layout.start_xz[1]]),
+                dir=self.layout.start_dir,
+            )
 
     return HouseWorld
 
@@ -263,11 +280,17 @@ class FindingDoryEnv:
 
     def current_layout(self) -> HouseLayout:
         """The house with each object where it stands now (a carried object where it was picked)."""
-        objects = tuple(HouseObject(o.colour, o.shape, self._object_xz(i)) for i, o in enumerate(self.layout.objects))
+        objects = tuple(
+            HouseObject(o.colour, o.shape, self._object_xz(i)) for i, o in enumerate(self.layout.objects)
+        )
         return self.layout.with_objects(objects)
 
     def _grid(self, exclude: int = -1) -> tuple[GridSpec, np.ndarray]:
-        blockers = [self._object_xz(i) for i in range(len(self.layout.objects)) if i != exclude and i not in self._hidden]
+        blockers = [
+            self._object_xz(i)
+            for i in range(len(self.layout.objects))
+            if i != exclude and i not in self._hidden
+        ]
         return free_grid(self.layout, CLEARANCE_M, GRID_M, blockers=np.array(blockers).reshape(-1, 2))
 
     # ---- the scripted history -----------------------------------------------------------------
@@ -275,12 +298,14 @@ class FindingDoryEnv:
         start = self._xz()
         rooms = self.layout.rooms
         here = self.layout.room_of(start)
-        order = [here] + sorted(set(range(len(rooms))) - {here},
-                                key=lambda r: np.hypot(rooms[r, 0] - rooms[here, 0], rooms[r, 2] - rooms[here, 2]))
+        order = [here] + sorted(
+            set(range(len(rooms))) - {here},
+            key=lambda r: np.hypot(rooms[r, 0] - rooms[here, 0], rooms[r, 2] - rooms[here, 2]),
+        )
         for room in order:  # the tour: a full look around in every room
             centre = np.array([(rooms[room, 0] + rooms[room, 1]) / 2, (rooms[room, 2] + rooms[room, 3]) / 2])
             yield from self._go_to(centre, 0.6)
-            yield from ["turn_left"] * int(round(360 / self.config.turn_deg))
+            yield from ["turn_left"] * round(360 / self.config.turn_deg)
         for index in (int(i) for i in self.rng.permutation(len(self.layout.objects))):
             if len(self.picked) == self.config.num_picks:
                 break
@@ -294,13 +319,16 @@ class FindingDoryEnv:
             avoid = [self._object_xz(i) for i in range(len(self.layout.objects)) if i not in self._hidden]
             avoid += self.pick_xz + [tuple(start)]
             others = [r for r in range(len(rooms)) if r != self.layout.room_of(target)]
-            spot = spaced_point(self.rng, self.layout, np.array(avoid), [int(r) for r in self.rng.permutation(others)])
+            spot = spaced_point(
+                self.rng, self.layout, np.array(avoid), [int(r) for r in self.rng.permutation(others)]
+            )
             yield from self._go_to(spot, 1.0, drop_at=True)
             yield from self._face(spot)
             yield "place"
 
-    def _go_to(self, target: np.ndarray, radius_m: float, exclude: int = -1, drop_at: bool = False
-               ) -> Iterator[str]:
+    def _go_to(
+        self, target: np.ndarray, radius_m: float, exclude: int = -1, drop_at: bool = False
+    ) -> Iterator[str]:
         """Habitat actions that bring the agent within ``radius_m`` of ``target`` along the shortest path."""
         grid, free = self._grid(exclude)
         centres = grid.to_xy(np.argwhere(free))
@@ -343,15 +371,21 @@ class FindingDoryEnv:
 
     # ---- the task -----------------------------------------------------------------------------
     def _start_task(self) -> dict[str, Any]:
-        facts = HistoryFacts(self.current_layout(), tuple(self.picked), tuple(self.pick_xz),
-                             (float(self._origin[0]), float(self._origin[1])))
+        facts = HistoryFacts(
+            self.current_layout(),
+            tuple(self.picked),
+            tuple(self.pick_xz),
+            (float(self._origin[0]), float(self._origin[1])),
+        )
         names = list(self.config.templates) or None
         self.template, self.instruction, self.goals = instantiate(facts, self.rng, names)
         fields = [self._goal_field(goal) for goal in self.goals]
         goal_set = np.array([g.xz for g in self.goals])
         grid, free = self._grid()
         cells = np.argwhere(free)
-        far = cells[np.min(np.linalg.norm(grid.to_xy(cells)[:, None] - goal_set[None], axis=2), axis=1) >= 2.5]
+        far = cells[
+            np.min(np.linalg.norm(grid.to_xy(cells)[:, None] - goal_set[None], axis=2), axis=1) >= 2.5
+        ]
         spot = grid.to_xy(far[int(self.rng.integers(len(far)))])
         self._world.agent.pos = np.array([spot[0], 0.0, spot[1]])
         self._world.agent.dir = float(self.rng.uniform(-math.pi, math.pi))
@@ -374,7 +408,7 @@ class FindingDoryEnv:
         goal_xz = np.asarray(goal.xz)
 
         def distance(xz: np.ndarray) -> float:
-            """Geodesic metres to the goal's centre: to the nearest free cell within 1 m of it, plus that way."""
+            """Geodesic metres to the goal's centre: to a free cell within 1 m of it, then straight."""
             here = tuple(grid.to_cell(xz))
             if not (grid.inside(np.asarray(here)) and np.isfinite(field[here])):
                 here = nearest_finite(field, here)

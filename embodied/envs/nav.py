@@ -48,7 +48,9 @@ class NavEnv(Protocol):
 NAV_ENVS: Registry[Registry[Callable[[dict[str, Any]], NavEnv]]] = Registry("navigation environment")
 _MINIWORLD: Registry[Callable[[dict[str, Any]], NavEnv]] = Registry("miniworld task")
 NAV_ENVS.add("miniworld", _MINIWORLD)
-_MINIWORLD.add("findingdory", lambda options: FindingDoryEnv(parse(FindingDoryConfig, options, "findingdory")))
+_MINIWORLD.add(
+    "findingdory", lambda options: FindingDoryEnv(parse(FindingDoryConfig, options, "findingdory"))
+)
 
 
 def make_nav_env(env: str, task: str, options: dict[str, Any] | None = None) -> NavEnv:

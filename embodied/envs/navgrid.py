@@ -47,12 +47,17 @@ class GridSpec:
     def inside(self, cells: np.ndarray) -> np.ndarray:
         """bool (...,): which ``cells`` (..., 2) lie on the grid."""
         cells = np.asarray(cells)
-        return (cells[..., 0] >= 0) & (cells[..., 0] < self.shape[0]) & (cells[..., 1] >= 0) & (
-            cells[..., 1] < self.shape[1])
+        return (
+            (cells[..., 0] >= 0)
+            & (cells[..., 0] < self.shape[0])
+            & (cells[..., 1] >= 0)
+            & (cells[..., 1] < self.shape[1])
+        )
 
 
-def distance_field(free: np.ndarray, sources: Iterable[tuple[int, int]], cell_m: float,
-                   cost: np.ndarray | None = None) -> np.ndarray:
+def distance_field(
+    free: np.ndarray, sources: Iterable[tuple[int, int]], cell_m: float, cost: np.ndarray | None = None
+) -> np.ndarray:
     """float64 (rows, cols): geodesic metres from the nearest of ``sources`` to every cell (inf: unreachable).
 
     Args:

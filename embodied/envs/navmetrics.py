@@ -44,8 +44,12 @@ class NavMetrics:
             with ``goal_distances[0]`` only (single goal).
     """
 
-    def __init__(self, goal_distances: Sequence[DistanceFn], success_distance: float,
-                 chain_lengths_m: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        goal_distances: Sequence[DistanceFn],
+        success_distance: float,
+        chain_lengths_m: Sequence[float] | None = None,
+    ) -> None:
         if not goal_distances:
             raise ValueError("NavMetrics needs at least one goal")
         self.goal_distances = list(goal_distances)
@@ -95,16 +99,25 @@ class NavMetrics:
         success = float(self.goals_reached == len(self.goal_distances))
         shortest = self.shortest_m
         spl = success * shortest / max(shortest, self.path_length_m) if shortest > 0 else success
-        return {"distance_to_goal": self.distance_to_goal(), "success": success, "spl": float(spl),
-                "goals_reached": float(self.goals_reached), "path_length": self.path_length_m,
-                "shortest_path_length": shortest}
+        return {
+            "distance_to_goal": self.distance_to_goal(),
+            "success": success,
+            "spl": float(spl),
+            "goals_reached": float(self.goals_reached),
+            "path_length": self.path_length_m,
+            "shortest_path_length": shortest,
+        }
 
 
-def high_level_success(chosen: Sequence[np.ndarray] | None, goals: Sequence[np.ndarray], radius_m: float) -> float:
+def high_level_success(
+    chosen: Sequence[np.ndarray] | None, goals: Sequence[np.ndarray], radius_m: float
+) -> float:
     """FindingDory's high-level success by distance: 1.0 if the agent chose as many goals as there are, in
     order, each within ``radius_m`` of the true one (positions (2,) in one frame), else 0.0."""
     if chosen is None or len(chosen) != len(goals):
         return 0.0
-    near = [np.linalg.norm(np.asarray(c, dtype=np.float64) - np.asarray(g, dtype=np.float64)) <= radius_m
-            for c, g in zip(chosen, goals, strict=True)]
+    near = [
+        np.linalg.norm(np.asarray(c, dtype=np.float64) - np.asarray(g, dtype=np.float64)) <= radius_m
+        for c, g in zip(chosen, goals, strict=True)
+    ]
     return float(all(near))
