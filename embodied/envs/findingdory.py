@@ -284,7 +284,10 @@ def instantiate(
     names = list(TEMPLATES.names() if names is None else names)
     for name in rng.permutation(names):
         chosen = TEMPLATES.get(str(name))
-        made = chosen.make(facts, rng)
+        try:
+            made = chosen.make(facts, rng)
+        except IndexError:  # the history picked fewer objects than this template needs
+            continue
         if made is not None:
             return chosen, made[0], made[1]
     raise ValueError(f"no template of {names} applies to this history")

@@ -44,7 +44,8 @@ ACTIONS = ("stop", "move_forward", "turn_left", "turn_right")  # habitat's ids 0
 CAMERA_HEIGHT_M = 1.5
 FOV_DEG = 60.0
 AGENT_RADIUS_M = 0.4
-CLEARANCE_M = 0.45  # the scripted agent's and the scorer's agent radius plus a margin
+CLEARANCE_M = 0.45  # the scorer's agent radius plus a margin
+SCRIPT_CLEARANCE_M = 0.55  # the scripted agent keeps farther from walls: its 30-degree turns drift
 GRID_M = 0.1
 INSTALL_FIX = "pip install 'memstream[sim]' (or: pip install miniworld)"
 EGL_FIX = (
@@ -285,13 +286,13 @@ class FindingDoryEnv:
         )
         return self.layout.with_objects(objects)
 
-    def _grid(self, exclude: int = -1) -> tuple[GridSpec, np.ndarray]:
+    def _grid(self, exclude: int = -1, clearance_m: float = CLEARANCE_M) -> tuple[GridSpec, np.ndarray]:
         blockers = [
             self._object_xz(i)
             for i in range(len(self.layout.objects))
             if i != exclude and i not in self._hidden
         ]
-        return free_grid(self.layout, CLEARANCE_M, GRID_M, blockers=np.array(blockers).reshape(-1, 2))
+        return free_grid(self.layout, clearance_m, GRID_M, blockers=np.array(blockers).reshape(-1, 2))
 
     # ---- the scripted history -----------------------------------------------------------------
     def _history_script(self) -> Iterator[str]:
@@ -330,37 +331,43 @@ class FindingDoryEnv:
         self, target: np.ndarray, radius_m: float, exclude: int = -1, drop_at: bool = False
     ) -> Iterator[str]:
         """Habitat actions that bring the agent within ``radius_m`` of ``target`` along the shortest path."""
-        grid, free = self._grid(exclude)
+        grid, free = self._grid(exclude, SCRIPT_CLEARANCE_M)
         centres = grid.to_xy(np.argwhere(free))
         near = np.argwhere(free)[np.linalg.norm(centres - target, axis=1) <= radius_m]
         if drop_at:  # standing ~0.95 m from the spot, facing it
             keep = np.linalg.norm(grid.to_xy(near) - target, axis=1) >= 0.7
             near = near[keep] if keep.any() else near
-        field = distance_field(free, [tuple(c) for c in near], GRID_M)
-        blocked = 0
-        for _ in range(400):
+        sources = [tuple(c) for c in near]
+        field = distance_field(free, sources, GRID_M)
+        for _ in range(300):
             distance = float(np.linalg.norm(self._xz() - target))
             if distance <= radius_m and (not drop_at or distance >= 0.7):
                 return
             cell = tuple(grid.to_cell(self._xz()))
-            if not (grid.inside(np.asarray(cell)) and np.isfinite(field[cell])):
+            if grid.inside(np.asarray(cell)) and np.isfinite(field[cell]):
+                if field[cell] == 0.0:
+                    return
+                waypoint = grid.to_xy(np.asarray(descend(field, cell, max_cells=4)[-1]))
+            else:  # too near a wall for the planner: step back onto its grid first
                 cell = nearest_finite(field, cell)
                 if cell is None:
                     return
-            if field[cell] == 0.0:
-                return
-            path = descend(field, cell, max_cells=5)
-            waypoint = grid.to_xy(np.asarray(path[-1]))
+                waypoint = grid.to_xy(np.asarray(cell))
             turn = _wrap(_heading_to(self._xz(), waypoint) - self._world.agent.dir)
-            if abs(turn) > math.radians(self.config.turn_deg) * 0.75:
+            if abs(turn) > math.radians(self.config.turn_deg) / 2:
                 yield "turn_left" if turn > 0 else "turn_right"
-            else:
-                before = self._xz()
+                continue
+            # like FindingDory's waypoint controller, the script steers exactly along its path: a
+            # forward step corrects the heading by up to half a turn (the compass shows it)
+            self._world.agent.dir += turn
+            before = self._xz()
+            yield "move_forward"
+            if np.allclose(before, self._xz()):  # cut a door jamb: a waypoint step onto the path, as
+                free_cells = np.argwhere(np.isfinite(field))  # FindingDory's base_velocity teleports
+                nearest = free_cells[np.argmin(np.linalg.norm(grid.to_xy(free_cells) - before, axis=1))]
+                spot = grid.to_xy(nearest)
+                self._world.agent.pos = np.array([spot[0], 0.0, spot[1]])
                 yield "move_forward"
-                blocked = blocked + 1 if np.allclose(before, self._xz()) else 0
-                if blocked >= 2:  # pressed against a corner: side-step
-                    yield from ("turn_left", "turn_left", "move_forward")
-                    blocked = 0
 
     def _face(self, target: np.ndarray) -> Iterator[str]:
         for _ in range(12):
