@@ -20,7 +20,8 @@ time) and its share of each step beside the simulator's (MiniWorld on Mesa llvmp
     python benchmarks/bench_nav.py --agents memory --episodes 200
     python benchmarks/bench_nav.py --agents wiped retrieval oracle --episodes 50
 
-Each run replaces its agents' entries in ``results/nav.json`` and keeps the others'.
+Each run replaces its agents' entries in ``results/nav.json`` (rewritten every 10 episodes, marked
+``complete`` at the end) and keeps the others'.
 """
 
 from __future__ import annotations
@@ -33,10 +34,19 @@ import time
 os.environ.setdefault("PYGLET_HEADLESS", "True")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
-from _common import RESULTS, print_table, save  # noqa: E402
+from _common import RESULTS, machine, print_table  # noqa: E402
 
 from memstream.embodied.agents.cli import finite  # noqa: E402
-from memstream.embodied.agents.evaluate import evaluate_nav  # noqa: E402
+from memstream.embodied.agents.evaluate import evaluate_nav, summarise  # noqa: E402
+
+
+def save_atomic(path, payload: dict) -> None:
+    """Like ``_common.save``, but renamed into place: two runs (different agents) may share the file."""
+    RESULTS.mkdir(exist_ok=True)
+    payload = {"benchmark": "nav", "date": time.strftime("%Y-%m-%d"), "machine": machine(), **payload}
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -48,35 +58,106 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
+    path = RESULTS / "nav.json"
+    partial: dict[str, list[dict]] = {agent: [] for agent in args.agents}
+
+    def write(rows_by_agent: dict[str, list[dict]], complete: bool) -> None:
+        previous = json.loads(path.read_text()) if path.exists() else {}  # other runs' agents, as written now
+        agents = previous.get("agents", {})
+        for agent, rows in rows_by_agent.items():
+            if rows:
+                agents[agent] = {
+                    "episodes": len(rows),
+                    "complete": complete,
+                    "seed": args.seed,
+                    "image_size": args.image_size,
+                    "summary": summarise(rows),
+                    "rows": rows,
+                }
+        save_atomic(
+            path,
+            finite(
+                {
+                    "env": "miniworld",
+                    "task": "findingdory",
+                    "agents": agents,
+                    "targets": {"high_level_success": 0.9, "spl": 0.6, "episodes": 200, "templates": 20},
+                    "findingdory_reported": {
+                        "high_level_success_best": 0.52,
+                        "spl_best": 0.06,
+                        "oracle_high_level": 0.96,
+                    },
+                }
+            ),
+        )
 
     def progress(agent: str, index: int, row: dict) -> None:
-        if (index + 1) % 10 == 0:
-            print(f"{agent}: {index + 1}/{args.episodes} episodes, {time.perf_counter() - started:.0f} s", flush=True)
+        partial[agent].append(row)
+        if (index + 1) % 10 == 0:  # the results file is valid (and current) while the run goes on
+            write(partial, complete=False)
+            print(
+                f"{agent}: {index + 1}/{args.episodes} episodes, {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
 
-    result = evaluate_nav("miniworld", "findingdory", args.agents, args.episodes, seed=args.seed,
-                          options={"image_size": args.image_size}, progress=progress)
-    path = RESULTS / "nav.json"
-    previous = json.loads(path.read_text()) if path.exists() else {}
-    agents = {**previous.get("agents", {})}
-    for agent in args.agents:
-        agents[agent] = {"episodes": args.episodes, "seed": args.seed, "image_size": args.image_size,
-                         "summary": result["summary"][agent], "rows": result["episodes"][agent]}
-    save("nav", finite({"env": "miniworld", "task": "findingdory", "agents": agents,
-                        "targets": {"high_level_success": 0.9, "spl": 0.6, "episodes": 200, "templates": 20},
-                        "findingdory_reported": {"high_level_success_best": 0.52, "spl_best": 0.06,
-                                                 "oracle_high_level": 0.96}}))
+    result = evaluate_nav(
+        "miniworld",
+        "findingdory",
+        args.agents,
+        args.episodes,
+        seed=args.seed,
+        options={"image_size": args.image_size},
+        progress=progress,
+    )
+    write(result["episodes"], complete=True)
     rows = []
-    for agent, entry in agents.items():
+    for agent, entry in json.loads(path.read_text())["agents"].items():
         s = entry["summary"]
-        rows.append([agent, s["episodes"], s["templates"], s["high_level_success"], s["success"], s["spl"],
-                     s["distance_to_goal"] if s["distance_to_goal"] is not None else float("nan"),
-                     s["agent_steps_per_s"] or 0.0, s["agent_share"] or 0.0, s["crashed"]])
+        rows.append(
+            [
+                agent,
+                s["episodes"],
+                s["templates"],
+                s["high_level_success"],
+                s["success"],
+                s["spl"],
+                s["distance_to_goal"] if s["distance_to_goal"] is not None else float("nan"),
+                s["agent_steps_per_s"] or 0.0,
+                s["agent_share"] or 0.0,
+                s["crashed"],
+            ]
+        )
         for group, g in s["groups"].items():
-            rows.append([f"  {group}", g["episodes"], "", g["high_level_success"], g["success"], g["spl"],
-                         g["distance_to_goal"] if g["distance_to_goal"] is not None else float("nan"), "", "", ""])
-    print_table("FindingDory-style navigation in MiniWorld (habitat metrics)",
-                ["agent", "episodes", "templates", "high-level", "success", "SPL", "dtg m", "agent steps/s",
-                 "agent share", "crashed"], rows)
+            rows.append(
+                [
+                    f"  {group}",
+                    g["episodes"],
+                    "",
+                    g["high_level_success"],
+                    g["success"],
+                    g["spl"],
+                    g["distance_to_goal"] if g["distance_to_goal"] is not None else float("nan"),
+                    "",
+                    "",
+                    "",
+                ]
+            )
+    print_table(
+        "FindingDory-style navigation in MiniWorld (habitat metrics)",
+        [
+            "agent",
+            "episodes",
+            "templates",
+            "high-level",
+            "success",
+            "SPL",
+            "dtg m",
+            "agent steps/s",
+            "agent share",
+            "crashed",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

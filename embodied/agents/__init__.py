@@ -23,6 +23,8 @@ _LAZY = {  # name -> module that defines it, imported on first use
     "Navigator": "memstream.embodied.agents.navigator",
     "ObjectMap": "memstream.embodied.agents.mapping",
     "OccupancyMap": "memstream.embodied.agents.mapping",
+    "HabitatAgentAdapter": "memstream.embodied.agents.habitat_adapter",
+    "run_habitat_benchmark": "memstream.embodied.agents.habitat_adapter",
     "evaluate_nav": "memstream.embodied.agents.evaluate",
     "run_episode": "memstream.embodied.agents.evaluate",
 }

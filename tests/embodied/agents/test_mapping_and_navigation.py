@@ -31,6 +31,7 @@ def test_occupancy_marks_a_wall_occupied_the_space_before_it_free_and_the_rest_u
     occupancy = OccupancyMap(extent_m=12.0, cell_m=0.2)
     depth = np.full((64, 64, 1), 3.0, dtype=np.float32)  # a wall 3 m ahead, seen from the origin
     occupancy.update(backproject(depth, np.zeros(2), 0.0, 60.0, 1.5), np.zeros(2))
+
     def cell(x: float, y: float) -> tuple[int, int]:
         return tuple(occupancy.grid.to_cell(np.array([x, y])))
 
@@ -133,3 +134,33 @@ def test_the_agent_logs_picks_and_places_from_pose_and_its_object_map():
     np.testing.assert_allclose(agent.objects.positions["red"], [5.0, 5.95])
     memory = agent.episodic_memory()
     assert memory.picked == ["red"] and memory.untouched == ["blue"]
+
+
+def test_the_habitat_adapter_denormalises_depth_maps_actions_to_ids_and_names_the_fix_without_habitat():
+    from memstream.embodied.agents.habitat_adapter import (
+        HabitatAgentAdapter,
+        habitat_observations,
+        run_habitat_benchmark,
+    )
+
+    obs = {
+        "rgb": np.zeros((4, 4, 3), np.uint8),
+        "depth": np.array([0.0, 0.5, 1.0], np.float32).reshape(1, 3, 1),
+        "gps": np.array([1.0, 2.0], np.float32),
+        "compass": np.array([0.3], np.float32),
+        "goal": "the red box",
+    }
+    ours = habitat_observations(obs, min_depth_m=0.5, max_depth_m=5.0, instruction_key="goal")
+    np.testing.assert_allclose(ours["depth"].ravel(), [0.5, 2.75, 5.0])
+    assert ours["phase"] == "task" and ours["instruction"] == "the red box" and ours["compass"].shape == (1,)
+
+    class Turner:
+        def reset(self) -> None: ...
+
+        def act(self, observations):
+            return "turn_right" if observations["depth"].max() > 4 else "stop"
+
+    assert HabitatAgentAdapter(Turner()).act(obs) == {"action": 3}
+    with pytest.raises(MemstreamError, match="habitat-lab cannot be imported") as error:
+        run_habitat_benchmark("benchmark.yaml", Turner())
+    assert "conda install habitat-sim" in str(error.value)
