@@ -31,13 +31,10 @@ import json
 import os
 import time
 
-os.environ.setdefault("PYGLET_HEADLESS", "True")
-os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+from _common import RESULTS, machine, print_table
 
-from _common import RESULTS, machine, print_table  # noqa: E402
-
-from memstream.embodied.agents.cli import finite  # noqa: E402
-from memstream.embodied.agents.evaluate import evaluate_nav, summarise  # noqa: E402
+from memstream.embodied.agents.cli import finite
+from memstream.embodied.agents.evaluate import evaluate_nav, summarise
 
 
 def save_atomic(path, payload: dict) -> None:
