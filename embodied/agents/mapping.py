@@ -14,7 +14,7 @@ a heading ``compass`` (left positive) points along ``(cos c, -sin c)``. The came
 Example:
     >>> depth = np.full((8, 8, 1), 3.0, dtype=np.float32)             # a wall 3 m ahead
     >>> pts = backproject(depth, np.zeros(2), 0.0, fov_deg=60.0, camera_height_m=1.5, stride=1)
-    >>> bool(np.allclose(pts[:, 0], 3.0)), float(pts[:, 2].max()) < 1.5 + 3.0 * np.tan(np.pi / 6) + 1e-6
+    >>> bool(np.allclose(pts[:, 0], 3.0)), bool(pts[:, 2].max() < 1.5 + 3.0 * np.tan(np.pi / 6) + 1e-6)
     (True, True)
 """
 

@@ -23,7 +23,9 @@ field of view, level. Headless rendering needs Mesa's EGL (``PYGLET_HEADLESS=Tru
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import math
 import os
 from collections.abc import Iterator
@@ -171,7 +173,8 @@ class FindingDoryEnv:
         self.rng = np.random.default_rng((seed, 0xD0))
         self.layout = make_layout(self.rng, num_objects=self.config.num_objects)
         if self._world is None:
-            self._world = _house_world_class()(self.layout, self.config.image_size)
+            with contextlib.redirect_stdout(io.StringIO()):  # MiniWorld prints its framebuffer fallback
+                self._world = _house_world_class()(self.layout, self.config.image_size)
         else:
             self._world.layout = self.layout
         self._world.reset(seed=seed)

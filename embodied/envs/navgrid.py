@@ -9,10 +9,10 @@ grid plays that role for the simulators that run here.
 Example:
     >>> free = np.ones((3, 4), dtype=bool); free[1, 1:3] = False   # a wall in the middle row
     >>> field = distance_field(free, [(2, 0)], cell_m=0.5)
-    >>> round(float(field[0, 3]), 3)                               # around the wall's end
-    2.207
-    >>> next_cell(field, (0, 3))
-    (1, 3)
+    >>> float(field[0, 3]), float(field[1, 3])                     # two ways round, equally long
+    (2.5, 2.0)
+    >>> next_cell(field, (0, 3))                                   # the first lower neighbour found
+    (0, 2)
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ Example:
     >>> m.reset(np.array([0.0, 0.0]))
     >>> for x in (1.0, 2.0, 2.8):
     ...     m.update(np.array([x, 0.0]))
-    >>> m.stop()
+    >>> m.stop()                                                    # within 0.5 m of the goal
+    True
     >>> m.metrics()["success"], round(m.metrics()["spl"], 3)
     (1.0, 1.0)
 """
