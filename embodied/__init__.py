@@ -10,7 +10,10 @@ Subpackages:
         (torch), batched over parallel episodes.
     envs: memory-dependent tasks with rendered frames (``cue_choice``, ``order``), vectorised with
         auto-reset and LeRobot observation keys, their scripted experts, demonstrations, scoring,
-        and the Habitat-style ``Agent`` loop.
+        and the Habitat-style ``Agent`` loop; navigation envs with habitat's observations, actions
+        and metrics (``make_nav_env("miniworld", "findingdory")``: FindingDory-style tasks).
+    agents: navigation agents with habitat's contract (:class:`MapMemoryAgent` and its baselines),
+        ``evaluate_nav`` and the ``nav-eval`` command, a thin habitat-lab adapter.
     policies: robot policies on the bank with LeRobot's conventions (``policies/memvla``:
         :class:`MemoryVLAPolicy`), and :class:`MemoryAgent`, which acts in the envs.
 
@@ -59,6 +62,12 @@ else:
         "evaluate": "memstream.embodied.envs",
         "make_env": "memstream.embodied.envs",
         "run_agent": "memstream.embodied.envs",
+        # navigation (habitat's contract): MiniWorld FindingDory-style tasks, the map-memory agent
+        "FindingDoryConfig": "memstream.embodied.envs",
+        "FindingDoryEnv": "memstream.embodied.envs",
+        "make_nav_env": "memstream.embodied.envs",
+        "MapMemoryAgent": "memstream.embodied.agents",
+        "evaluate_nav": "memstream.embodied.agents",
         # policies and agents
         "MemoryAgent": "memstream.embodied.policies.memvla",
         "MemoryVLAConfig": "memstream.embodied.policies.memvla",

@@ -21,6 +21,7 @@ OPTIONAL = [
     ("sam2", "sam2", "tracking"),
     ("open3d", "open3d-cpu", "3d"),
     ("vizdoom", "vizdoom", "sim"),
+    ("miniworld", "miniworld", "sim"),  # the FindingDory-style navigation tasks
     ("fastapi", "fastapi", "serve"),
     ("uvicorn", "uvicorn", "serve"),
     ("triton", "triton", "with torch on Linux"),

@@ -67,6 +67,7 @@ LAYERS: dict[str, int] = {
     "memstream.embodied.scene": 6,  # who x where x when: reads tracking's and the 3D memory's results
     "memstream.embodied.envs": 7,  # what policies and agents act in; imports no memory (FORBIDDEN)
     "memstream.embodied.policies": 8,  # policies and agents sit on the bank and act in envs
+    "memstream.embodied.agents": 8,  # navigation agents: their own maps, acting in envs
     # the pipeline host: what every stage and command is written against
     "memstream.streaming.pipeline": HOST,
     "memstream.streaming.config": HOST,
@@ -87,6 +88,7 @@ LAYERS: dict[str, int] = {
     "memstream.embodied.scene.stage": WIRING,
     "memstream.embodied.scene.cli": WIRING,
     "memstream.embodied.scene.grounding": WIRING,  # the memstream.grounding entry point (reads a run folder)
+    "memstream.embodied.agents.cli": WIRING,
 }
 
 # What each package may import, itself included (ARCHITECTURE.md's "depends on" column).
@@ -117,6 +119,7 @@ COMPONENTS = (
     "memstream.embodied.map3d",
     "memstream.embodied.bank",
     "memstream.embodied.scene",
+    "memstream.embodied.agents",
 )
 WIRING_NAMES = frozenset({"stage", "cli", "serve"})
 

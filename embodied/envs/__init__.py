@@ -28,13 +28,18 @@ from memstream.embodied.envs.cue_choice import (  # registers "cue_choice"
 )
 from memstream.embodied.envs.demos import collect_demonstrations
 from memstream.embodied.envs.evaluate import evaluate, evaluate_env
+from memstream.embodied.envs.miniworld_env import ACTIONS, FindingDoryConfig, FindingDoryEnv
+from memstream.embodied.envs.nav import NAV_ENVS, NavEnv, make_nav_env
+from memstream.embodied.envs.navmetrics import NavMetrics
 from memstream.embodied.envs.order import OrderConfig, OrderEnv, order_expert  # registers "order"
 from memstream.embodied.envs.protocol import Agent, run_agent, unbatch
 from memstream.embodied.envs.registry import TASKS, expert_actions, make_env
 from memstream.embodied.envs.types import EnvSpec, EpisodeDataset, EvaluationResult, Observation, StepInfo
 
 __all__ = [
+    "ACTIONS",
     "AGENT_RADIUS",
+    "NAV_ENVS",
     "TASKS",
     "Agent",
     "CueChoiceConfig",
@@ -43,6 +48,10 @@ __all__ = [
     "EnvSpec",
     "EpisodeDataset",
     "EvaluationResult",
+    "FindingDoryConfig",
+    "FindingDoryEnv",
+    "NavEnv",
+    "NavMetrics",
     "Observation",
     "OrderConfig",
     "OrderEnv",
@@ -54,6 +63,7 @@ __all__ = [
     "evaluate_env",
     "expert_actions",
     "make_env",
+    "make_nav_env",
     "order_expert",
     "run_agent",
     "unbatch",

@@ -1,0 +1,161 @@
+"""What memory buys a navigation agent: FindingDory-style tasks in MiniWorld, four agents side by side.
+
+Claims (``memstream.embodied.agents`` on ``memstream.embodied.envs.miniworld_env``): the map-memory
+agent, which remembers the history phase (occupancy from depth + pose, an object map by colour, the
+order and places of its picks), chooses the right goal (high-level success) and reaches it (habitat's
+success and SPL) far more often than the same agent with its memory wiped when the task begins (it
+must search), or an agent that picks among the history's keyframes at random (a frame-retrieval
+chooser with no understanding); the oracle (true goals, same planner) bounds what navigation alone
+can do. Issue 16's target: high-level success >= 90 % and SPL >= 0.6 over >= 200 episodes and >= 20
+templates. FindingDory (Habitat + HSSD, a harder simulator with real scenes, 400-3,500-frame
+histories and VLM choosers) reports ~52 % high-level and SPL ~0.02-0.06 for its best agent: not the
+same benchmark, only the same protocol.
+
+Protocol: episodes use seeds ``--seed .. --seed + N - 1`` (the same houses, histories and
+instructions for every agent); RGB-D ``--image-size`` square, 60-degree camera; forward 0.25 m, turns
+30 degrees; success distance 1.2 m from the goal's centre (an object's footprint keeps the agent
+~0.85 m away); the task phase is limited to 500 actions. Speed: agent steps per second (its own
+time) and its share of each step beside the simulator's (MiniWorld on Mesa llvmpipe, CPU).
+
+    python benchmarks/bench_nav.py --agents memory --episodes 200
+    python benchmarks/bench_nav.py --agents wiped retrieval oracle --episodes 50
+
+Each run replaces its agents' entries in ``results/nav.json`` (rewritten every 10 episodes, marked
+``complete`` at the end) and keeps the others'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+from _common import RESULTS, machine, print_table
+
+from memstream.embodied.agents.cli import finite
+from memstream.embodied.agents.evaluate import evaluate_nav, summarise
+
+
+def save_atomic(path, payload: dict) -> None:
+    """Like ``_common.save``, but renamed into place: two runs (different agents) may share the file."""
+    RESULTS.mkdir(exist_ok=True)
+    payload = {"benchmark": "nav", "date": time.strftime("%Y-%m-%d"), "machine": machine(), **payload}
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", nargs="+", default=["memory", "wiped", "retrieval", "oracle"])
+    parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=128)
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    path = RESULTS / "nav.json"
+    partial: dict[str, list[dict]] = {agent: [] for agent in args.agents}
+
+    def write(rows_by_agent: dict[str, list[dict]], complete: bool) -> None:
+        previous = json.loads(path.read_text()) if path.exists() else {}  # other runs' agents, as written now
+        agents = previous.get("agents", {})
+        for agent, rows in rows_by_agent.items():
+            if rows:
+                agents[agent] = {
+                    "episodes": len(rows),
+                    "complete": complete,
+                    "seed": args.seed,
+                    "image_size": args.image_size,
+                    "summary": summarise(rows),
+                    "rows": rows,
+                }
+        save_atomic(
+            path,
+            finite(
+                {
+                    "env": "miniworld",
+                    "task": "findingdory",
+                    "agents": agents,
+                    "targets": {"high_level_success": 0.9, "spl": 0.6, "episodes": 200, "templates": 20},
+                    "findingdory_reported": {
+                        "high_level_success_best": 0.52,
+                        "spl_best": 0.06,
+                        "oracle_high_level": 0.96,
+                    },
+                }
+            ),
+        )
+
+    def progress(agent: str, index: int, row: dict) -> None:
+        partial[agent].append(row)
+        if (index + 1) % 10 == 0:  # the results file is valid (and current) while the run goes on
+            write(partial, complete=False)
+            print(
+                f"{agent}: {index + 1}/{args.episodes} episodes, {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
+
+    result = evaluate_nav(
+        "miniworld",
+        "findingdory",
+        args.agents,
+        args.episodes,
+        seed=args.seed,
+        options={"image_size": args.image_size},
+        progress=progress,
+    )
+    write(result["episodes"], complete=True)
+    rows = []
+    for agent, entry in json.loads(path.read_text())["agents"].items():
+        s = entry["summary"]
+        rows.append(
+            [
+                agent,
+                s["episodes"],
+                s["templates"],
+                s["high_level_success"],
+                s["success"],
+                s["spl"],
+                s["distance_to_goal"] if s["distance_to_goal"] is not None else float("nan"),
+                s["agent_steps_per_s"] or 0.0,
+                s["agent_share"] or 0.0,
+                s["crashed"],
+            ]
+        )
+        for group, g in s["groups"].items():
+            rows.append(
+                [
+                    f"  {group}",
+                    g["episodes"],
+                    "",
+                    g["high_level_success"],
+                    g["success"],
+                    g["spl"],
+                    g["distance_to_goal"] if g["distance_to_goal"] is not None else float("nan"),
+                    "",
+                    "",
+                    "",
+                ]
+            )
+    print_table(
+        "FindingDory-style navigation in MiniWorld (habitat metrics)",
+        [
+            "agent",
+            "episodes",
+            "templates",
+            "high-level",
+            "success",
+            "SPL",
+            "dtg m",
+            "agent steps/s",
+            "agent share",
+            "crashed",
+        ],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()

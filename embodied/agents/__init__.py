@@ -1,0 +1,34 @@
+"""Navigation agents with habitat's contract (``reset()``, ``act(observations) -> action``), evaluated.
+
+:class:`MapMemoryAgent` keeps an occupancy map from depth and pose, an object map by colour and an
+episodic log of the history's interactions; it resolves FindingDory-style instructions from them and
+plans on the map. Its baselines (``wiped``, ``retrieval``, ``oracle``) differ in one thing each.
+:func:`evaluate_nav` scores agents with habitat-lab's and FindingDory's metrics; ``memstream nav-eval``
+runs it from the command line. Importing this package loads nothing until a name is used.
+
+Example (needs ``miniworld`` and EGL):
+    >>> from memstream.embodied.agents import evaluate_nav
+    >>> result = evaluate_nav("miniworld", "findingdory", ["memory"], episodes=1, options={"image_size": 64})
+    >>> sorted(result["summary"]["memory"])[:3]
+    ['agent_share', 'agent_steps_per_s', 'crashed']
+"""
+
+from memstream.streaming.lazy import lazy_attributes
+
+_LAZY = {  # name -> module that defines it, imported on first use
+    "AGENT_MODES": "memstream.embodied.agents.memory_agent",
+    "MapMemoryAgent": "memstream.embodied.agents.memory_agent",
+    "EpisodicMemory": "memstream.embodied.agents.instructions",
+    "resolve": "memstream.embodied.agents.instructions",
+    "Navigator": "memstream.embodied.agents.navigator",
+    "ObjectMap": "memstream.embodied.agents.mapping",
+    "OccupancyMap": "memstream.embodied.agents.mapping",
+    "HabitatAgentAdapter": "memstream.embodied.agents.habitat_adapter",
+    "run_habitat_benchmark": "memstream.embodied.agents.habitat_adapter",
+    "evaluate_nav": "memstream.embodied.agents.evaluate",
+    "run_episode": "memstream.embodied.agents.evaluate",
+}
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
+
+__all__ = sorted(_LAZY)

@@ -1,0 +1,173 @@
+"""Run navigation agents over episodes of a navigation env and score them as habitat and FindingDory do.
+
+Per episode: habitat-lab's ``distance_to_goal``, ``success``, ``spl``; FindingDory's high-level success
+(the agent chose the right goals: each within :data:`HIGH_LEVEL_RADIUS_M` of the true one, in order);
+the template and its group; steps; seconds spent in the agent and in the simulator. An episode that
+raises is recorded as failed with its seed and the reason, and the run goes on.
+
+Example (needs ``miniworld`` and EGL):
+    >>> result = evaluate_nav("miniworld", "findingdory", ["oracle"], episodes=1, options={"image_size": 64})
+    >>> result["summary"]["oracle"]["episodes"]
+    1
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from memstream.embodied.agents.memory_agent import AGENT_MODES, MapMemoryAgent
+from memstream.embodied.envs.nav import NavEnv, make_nav_env
+from memstream.embodied.envs.navmetrics import high_level_success
+from memstream.streaming.errors import ConfigError
+
+HIGH_LEVEL_RADIUS_M = 1.0
+METRICS = ("high_level_success", "success", "spl", "distance_to_goal")
+
+
+def run_episode(env: NavEnv, agent: Any, seed: int) -> dict[str, Any]:
+    """One episode of ``agent`` (habitat's ``reset`` / ``act``) in ``env``; metrics, template, timings."""
+    agent_s = sim_s = 0.0
+    start = time.perf_counter()
+    obs = env.reset(seed)
+    sim_s += time.perf_counter() - start
+    agent.reset()
+    steps = history_steps = 0
+    while not env.episode_over:
+        start = time.perf_counter()
+        action = agent.act(obs)
+        agent_s += time.perf_counter() - start
+        start = time.perf_counter()
+        obs = env.step(action)
+        sim_s += time.perf_counter() - start
+        steps += 1
+        history_steps += obs["phase"] == "history"
+    metrics = env.get_metrics()
+    chosen = getattr(agent, "chosen_goals", None)
+    template = getattr(env, "template", None)
+    return {
+        "seed": seed,
+        "ok": True,
+        "error": None,
+        "template": getattr(template, "name", None),
+        "group": getattr(template, "group", None),
+        "instruction": obs.get("instruction", ""),
+        "num_goals": len(env.goals_gps()),
+        "high_level_success": high_level_success(chosen, env.goals_gps(), HIGH_LEVEL_RADIUS_M),
+        **{key: float(value) for key, value in metrics.items()},
+        "steps": steps,
+        "history_steps": history_steps,
+        "agent_s": agent_s,
+        "sim_s": sim_s,
+    }
+
+
+def make_agent(mode: str, env: NavEnv, seed: int) -> MapMemoryAgent:
+    if mode not in AGENT_MODES:
+        raise ConfigError(f"unknown agent {mode!r}", f"Choose among {', '.join(AGENT_MODES)}")
+    return MapMemoryAgent(mode, goal_oracle=env.goals_gps if mode == "oracle" else None, seed=seed)  # type: ignore[arg-type]
+
+
+def summarise(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means of :data:`METRICS` over all episodes (failed ones count 0 / inf-free) and per template group."""
+
+    def means(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {"episodes": len(rows), "crashed": sum(not r["ok"] for r in rows)}
+        for key in METRICS:
+            values = [r[key] for r in rows if r["ok"] and np.isfinite(r[key])]
+            out[key] = (
+                float(np.mean([r[key] if r["ok"] else 0.0 for r in rows]))
+                if key != "distance_to_goal"
+                else (float(np.mean(values)) if values else None)
+            )
+        steps = sum(r["steps"] for r in rows if r["ok"])
+        agent_s = sum(r["agent_s"] for r in rows if r["ok"])
+        sim_s = sum(r["sim_s"] for r in rows if r["ok"])
+        out["steps_per_s"] = steps / (agent_s + sim_s) if agent_s + sim_s > 0 else None
+        out["agent_steps_per_s"] = steps / agent_s if agent_s > 0 else None
+        out["agent_share"] = agent_s / (agent_s + sim_s) if agent_s + sim_s > 0 else None
+        return out
+
+    summary = means(episodes)
+    groups = sorted({r["group"] for r in episodes if r["group"]})
+    summary["groups"] = {g: means([r for r in episodes if r["group"] == g]) for g in groups}
+    summary["templates"] = len({r["template"] for r in episodes if r["template"]})
+    return summary
+
+
+def evaluate_nav(
+    env: str,
+    task: str,
+    agents: list[str],
+    episodes: int,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    progress: Callable[[str, int, dict[str, Any]], None] | None = None,
+    agent_factory: Callable[[str, NavEnv, int], Any] | None = None,
+) -> dict[str, Any]:
+    """Every agent over the same ``episodes`` seeds ``seed .. seed + episodes - 1``.
+
+    ``agent_factory(name, env, seed)`` builds each agent (default :func:`make_agent`, names in
+    :data:`AGENT_MODES`); any object with habitat's ``reset`` / ``act`` will do.
+
+    Returns ``{"env", "task", "options", "episodes": {agent: [per-episode dict]}, "summary": {agent: ...}}``.
+
+    Raises:
+        ConfigError: unknown env, task or agent. MemstreamError: the simulator is missing (before any
+            episode). An episode that raises is recorded (``ok`` False, ``error``) and the run goes on.
+    """
+    factory = agent_factory or make_agent
+    for mode in agents if agent_factory is None else ():
+        if mode not in AGENT_MODES:
+            raise ConfigError(f"unknown agent {mode!r}", f"Choose among {', '.join(AGENT_MODES)}")
+    nav_env = make_nav_env(env, task, options)
+    nav_env.require()
+    rows: dict[str, list[dict[str, Any]]] = {mode: [] for mode in agents}
+    try:
+        for mode in agents:
+            agent = factory(mode, nav_env, seed)
+            for index in range(episodes):
+                episode_seed = seed + index
+                try:
+                    row = run_episode(nav_env, agent, episode_seed)
+                except Exception as error:  # noqa: BLE001 - a crashed episode fails; the run goes on
+                    row = _crashed(episode_seed, error)
+                rows[mode].append(row)
+                if progress is not None:
+                    progress(mode, index, row)
+    finally:
+        nav_env.close()
+    return {
+        "env": env,
+        "task": task,
+        "options": dict(options or {}),
+        "seed": seed,
+        "episodes": rows,
+        "summary": {mode: summarise(r) for mode, r in rows.items()},
+    }
+
+
+def _crashed(seed: int, error: BaseException) -> dict[str, Any]:
+    reason = f"{type(error).__name__}: {error}"
+    return {
+        "seed": seed,
+        "ok": False,
+        "error": reason,
+        "trace": traceback.format_exc(limit=3),
+        "template": None,
+        "group": None,
+        "instruction": "",
+        "num_goals": 0,
+        "high_level_success": 0.0,
+        "success": 0.0,
+        "spl": 0.0,
+        "distance_to_goal": float("nan"),
+        "steps": 0,
+        "history_steps": 0,
+        "agent_s": 0.0,
+        "sim_s": 0.0,
+    }

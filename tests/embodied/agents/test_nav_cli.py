@@ -1,0 +1,92 @@
+"""``memstream nav-eval``: bad names exit 2 with one line naming the fix; a run writes valid JSON."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+
+import pytest
+from memstream.embodied.agents.cli import add_commands, finite
+from memstream.streaming.errors import MemstreamError
+
+
+def nav_eval(argv: list[str]) -> int:
+    """The command through the same boundary as ``memstream``'s main (error line, exit code)."""
+    parser = argparse.ArgumentParser(prog="memstream")
+    parser.add_argument("--debug", action="store_true")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["nav-eval", *argv])
+    try:
+        return args.handler(args)
+    except MemstreamError as error:
+        print(f"error: {error.one_line()}")
+        return error.exit_code
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--env", "habitat_sim"], "unknown navigation environment 'habitat_sim'. Choose one of: miniworld"),
+        (["--task", "objectnav"], "unknown miniworld task 'objectnav'. Choose one of: findingdory"),
+        (["--agents", "memory,psychic"], "unknown agent(s) ['psychic']"),
+        (["--episodes", "0"], "--episodes must be >= 1"),
+    ],
+)
+def test_bad_names_exit_2_with_one_line_before_the_output_folder_is_made(tmp_path, capsys, flags, says):
+    out = tmp_path / "run"
+    assert nav_eval([*flags, "--out", str(out)]) == 2
+    printed = capsys.readouterr().out
+    assert says in printed and printed.count("\n") == 1
+    assert not out.exists()
+
+
+def test_json_has_no_nan():
+    assert finite({"a": [float("nan"), 1.0, float("inf")], "b": {"c": -float("inf")}}) == {
+        "a": [None, 1.0, None],
+        "b": {"c": None},
+    }
+
+
+@pytest.mark.skipif(importlib.util.find_spec("miniworld") is None, reason="needs miniworld (memstream[sim])")
+def test_a_run_writes_per_episode_rows_and_a_summary_per_group(tmp_path, capsys):
+    out = tmp_path / "nav"
+    code = nav_eval(
+        [
+            "--episodes",
+            "1",
+            "--agents",
+            "oracle",
+            "--image-size",
+            "32",
+            "--out",
+            str(out),
+            "--template",
+            "picked_first",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    result = json.loads((out / "results.json").read_text())
+    assert result["complete"] is True
+    (row,) = result["episodes"]["oracle"]
+    assert row["ok"] and row["template"] == "picked_first" and row["group"] == "temporal" and row["seed"] == 0
+    summary = result["summary"]["oracle"]
+    assert summary["high_level_success"] == 1.0 and set(summary["groups"]) == {"temporal"}
+    assert summary["success"] == row["success"] and 0.0 <= summary["agent_share"] <= 1.0
+    table = capsys.readouterr().out
+    assert "oracle" in table and "temporal" in table
+
+
+def test_a_missing_simulator_exits_2_naming_the_install(tmp_path, capsys, monkeypatch):
+    from memstream.embodied.envs import miniworld_env
+
+    monkeypatch.setitem(__import__("sys").modules, "miniworld.miniworld", None)  # as if not installed
+    miniworld_env._house_world_class.cache_clear()
+    try:
+        assert nav_eval(["--episodes", "1", "--out", str(tmp_path / "run")]) == 2
+    finally:
+        miniworld_env._house_world_class.cache_clear()
+    printed = capsys.readouterr().out
+    assert "MiniWorld is not installed" in printed and "pip install 'memstream[sim]'" in printed
+    assert not (tmp_path / "run").exists()
