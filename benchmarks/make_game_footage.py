@@ -18,9 +18,11 @@ so every monster lives and walks (sprites animate per step and per viewing angle
 seeded random walk: turns in both directions at random lengths, so monsters swing out of the view and
 back, and some strafing and walking. After a warm-up, the first monster whose visible box is at least
 ``--min-side`` pixels on both sides and off the border becomes the target; the sequence keeps it for
-``--frames`` frames (``--skip`` game tics per frame). A sequence whose target is absent on fewer than
-5 % or more than 60 % (``--min-absent``, ``--max-absent``) of its frames is rendered again from the next seed, so every kept one has the
-target leave and come back. Boxes are the label buffer's bounding box of the target's visible
+``--frames`` frames (``--skip`` game tics per frame). A sequence whose target is absent on fewer
+than 5 % or more than 60 % of its frames (``--min-absent``, ``--max-absent``) is rendered again from
+the next seed, so every kept one has the target leave and come back. A seed on which no monster
+qualifies within 400 warm-up frames gives no sequence either (so far every ``deadly_corridor`` seed
+tried; the cause is not investigated). Boxes are the label buffer's bounding box of the target's visible
 pixels (a partly occluded monster gets the box of what shows).
 
     python benchmarks/make_game_footage.py [--out benchmarks/data/game_footage] [--sequences 8]
