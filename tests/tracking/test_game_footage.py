@@ -22,7 +22,7 @@ def test_one_sequence_reads_back_with_its_flags_and_video(tmp_path) -> None:
     subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--sequences", "1", "--frames", "20",
          "--crf", "28", "--scenarios", "basic", "--min-absent", "0", "--max-absent", "1"],
-        check=True, env=env, timeout=60, capture_output=True,
+        check=True, env=env, timeout=60, capture_output=True, cwd=tmp_path,  # ViZDoom writes _vizdoom.ini there
     )
     dataset = open_dataset(tmp_path)
     assert dataset.kind == "lasot" and len(dataset) == 1
