@@ -105,7 +105,13 @@ class TrackingStage:
             self._writer.close()
         missed = sorted({p.object_id for p in self._pending.values()})
         if missed:
-            log.warning("tracking: prompts for objects %s were never used (the stream ended before their frames)", missed)
+            frames = sorted({p.frame for p in self._pending.values()})
+            message = (f"prompts for objects {missed} on frames {frames} were never used: the stream ended after "
+                       f"{self._frames} frames, before them; nothing was tracked for those objects")
+            if self._context is not None:
+                self._say(message)  # a note on the console and in summary.json's notices
+            else:
+                log.warning("tracking: %s", message)
 
     def summary(self) -> dict[str, Any]:
         memory = self.tracker.memory_summary() if self.tracker else {}

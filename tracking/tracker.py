@@ -29,6 +29,7 @@ from memstream.tracking.types import Candidates, Decision, Prompt, TrackOutput, 
 SelectionMode = Literal["samurai", "affinity"]
 SELECTION_MODES: tuple[str, ...] = get_args(SelectionMode)
 STATE_VERSION = 1
+MIN_PROMPT_SIDE_PX = 3  # a prompt box must cover at least this many pixels per side inside the frame
 
 
 class TrackingInputError(MemstreamError):
@@ -64,6 +65,7 @@ class Tracker:
         self.selection: SelectionMode = selection
         self.selector = MotionAwareSelector(samurai)
         self._motion: dict[int, MotionState] = {}  # insertion order = the order objects were added
+        self._frame_hw: tuple[int, int] | None = None  # the size of the frames the objects live on
 
     @property
     def object_ids(self) -> list[int]:
@@ -77,9 +79,13 @@ class Tracker:
             One :class:`TrackState` per tracked object, in the order objects were added.
 
         Raises:
-            TrackingInputError: a prompt box or point lies outside the frame, has no area, or an
-                object is prompted twice on the same frame.
+            TrackingInputError: a prompt box or point lies outside the frame, has no area or covers
+                fewer than ``MIN_PROMPT_SIDE_PX`` pixels per side of it, an object is prompted twice
+                on the same frame, or the frame's size differs from the frames the tracked objects
+                were seen on (a video whose size changes mid-stream: boxes of one size mean nothing
+                on the other; call :meth:`reset` and prompt again).
         """
+        self._check_frame_size(frame)
         self._check_prompts(frame, prompts)
         states: dict[int, TrackState] = {}
         if prompts:
@@ -102,6 +108,7 @@ class Tracker:
     def reset(self) -> None:
         """Forget every object (the backend keeps its model loaded)."""
         self._motion.clear()
+        self._frame_hw = None
         self.backend.reset()
 
     def state_dict(self) -> dict[str, Any]:
@@ -170,6 +177,18 @@ class Tracker:
         motion = float("nan") if chosen.motion_score is None else chosen.motion_score
         return Decision(chosen.index, gate), motion
 
+    def _check_frame_size(self, frame: Frame) -> None:
+        size = (frame.height, frame.width)
+        if not self._motion or self._frame_hw is None:  # no object yet, or just restored by load_state_dict
+            self._frame_hw = size
+        elif self._frame_hw is not None and size != self._frame_hw:
+            height, width = self._frame_hw
+            raise TrackingInputError(
+                f"frame {frame.index} is {frame.width}x{frame.height} but objects {self.object_ids} were tracked on "
+                f"{width}x{height} frames",
+                "Give frames of one size (resize them before the tracker), or call reset() and prompt again",
+            )
+
     def _check_prompts(self, frame: Frame, prompts: Sequence[Prompt]) -> None:
         ids = [p.object_id for p in prompts]
         if len(set(ids)) != len(ids):
@@ -191,6 +210,14 @@ def check_prompt_inside(prompt: Prompt, width: int, height: int) -> None:
             raise TrackingInputError(
                 f"object {prompt.object_id}: box {x:g},{y:g},{w:g},{h:g} lies outside the {width}x{height} frame",
                 "Give x,y (top-left corner) and w,h in pixels of the frame as decoded",
+            )
+        inside_w, inside_h = min(x + w, width) - max(x, 0.0), min(y + h, height) - max(y, 0.0)
+        if min(inside_w, inside_h) < MIN_PROMPT_SIDE_PX:
+            raise TrackingInputError(
+                f"object {prompt.object_id}: box {x:g},{y:g},{w:g},{h:g} covers only {inside_w:g}x{inside_h:g} "
+                f"pixels of the {width}x{height} frame (at least {MIN_PROMPT_SIDE_PX} per side)",
+                "Give the box in pixels of the frame as decoded (after any resize); a box scaled down with the "
+                "frame may shrink below a few pixels",
             )
     if prompt.points_xy is not None:
         points = prompt.points_xy

@@ -261,3 +261,13 @@ def test_eval_track_reports_every_frame_to_its_progress_bar() -> None:
     assert pred.shape == (5, 4) and frames == [0, 1, 2, 3, 4]
     boxes_again, present = track_sequence(Tracker(ClassicalBackend(), "samurai"), SCENE, boxes[0], max_frames=5)
     assert np.array_equal(boxes_again, pred) and present.dtype == bool and present[0]
+
+
+def test_a_prompt_on_a_frame_the_stream_never_reaches_is_a_note_not_a_silent_empty_track(tmp_path, capsys) -> None:
+    boxes, _ = first_boxes(SCENE)
+    out = tmp_path / "late"
+    assert main(["track", SCENE, "--box", box_arg(boxes[0]), "--frame", "99", "--out", str(out), "--no-progress"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == [("note: tracking: prompts for objects [1] on frames [99] were never used: the stream ended after "
+                      "24 frames, before them; nothing was tracked for those objects")]
+    assert json.loads((out / "summary.json").read_text())["notices"] == [notes[0].removeprefix("note: ")]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from memstream.streaming.types import Frame
+from memstream.tracking.classical import ClassicalBackend
 from memstream.tracking.protocol import CandidateBackend
 from memstream.tracking.tracker import Tracker, TrackingInputError
 from memstream.tracking.types import Candidates, Decision, Prompt
@@ -147,3 +148,27 @@ def test_a_state_from_another_kind_of_tracker_is_refused() -> None:
     state = Tracker(ScriptedBackend({}), selection="affinity").state_dict()
     with pytest.raises(TrackingInputError, match="selection 'affinity', this tracker 'samurai'"):
         Tracker(ScriptedBackend({}), selection="samurai").load_state_dict(state)
+
+
+def test_a_box_that_keeps_under_three_pixels_inside_the_frame_is_refused() -> None:
+    tracker = Tracker(ScriptedBackend({}), selection="samurai")
+    # 2 of its 20 columns lie in the 200x100 frame: a sliver, not an object
+    with pytest.raises(TrackingInputError, match=r"covers only 2x20 pixels of the 200x100 frame"):
+        tracker.update(frame(0), [Prompt(1, [198, 10, 20, 20])])
+    with pytest.raises(TrackingInputError, match=r"covers only 2x2 pixels"):
+        tracker.update(frame(0), [Prompt(1, [50, 50, 2, 2])])  # e.g. a box scaled down with the frame
+    assert tracker.object_ids == []
+    tracker.update(frame(0), [Prompt(1, [197, 10, 20, 20])])  # 3 columns inside: accepted
+    assert tracker.object_ids == [1]
+
+
+def test_a_frame_size_change_mid_stream_is_an_error_until_reset() -> None:
+    tracker = Tracker(ClassicalBackend(), selection="samurai")
+    small = Frame(index=0, timestamp_s=0.0, rgb=np.full((60, 80, 3), 90, np.uint8))
+    large = Frame(index=1, timestamp_s=0.1, rgb=np.full((120, 160, 3), 90, np.uint8))
+    tracker.update(small, [Prompt(1, [20, 20, 16, 16])])
+    with pytest.raises(TrackingInputError, match=r"frame 1 is 160x120 but objects \[1\] were tracked on 80x60"):
+        tracker.update(large)
+    tracker.reset()
+    output = tracker.update(large, [Prompt(1, [40, 40, 32, 32])])
+    assert output.get(1).box_xywh.tolist() == [40, 40, 32, 32]

@@ -1,0 +1,103 @@
+"""Tracking on game footage: SAMURAI on the classical backend vs affinity-only selection vs OpenCV's CSRT
+and KCF, on ViZDoom sequences whose animated monsters turn, occlude and leave the view and come back.
+
+The set comes from ``benchmarks/make_game_footage.py`` (LaSOT layout, raw PNG frames plus H.264 copies
+at CRF 18 and 28). Every tracker gets the same frames and the ground-truth box of frame 0. Encodings:
+``raw`` (``img/``) and ``crf<N>`` (``video_crf<N>.mp4`` decoded back), all scored against the one
+ground truth. Trackers and scores are those of ``bench_tracking_synthetic.py``: OPE as LaSOT (AUC, P,
+Pnorm; frames where the target is gone count as failures for every tracker) and the presence-aware AUC
+(a frame where the target is gone counts only when the tracker reports it absent), presence F1 and
+absence recall. Speed: frames per second of each tracker at 320x240, timed over the whole set (one
+process; pin cores with ``taskset -c 0,1`` to measure on 2 cores).
+
+Only the full default run writes ``benchmarks/results/tracking_game.json``; any other configuration
+writes ``benchmarks/data/tracking_game.partial.json`` (git-ignored).
+
+    python benchmarks/make_game_footage.py
+    python benchmarks/bench_tracking_game.py [--root benchmarks/data/game_footage] [--codec raw,crf18,crf28]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import DATA, print_table, save
+from bench_tracking_synthetic import TRACKERS, percent, summarise
+
+from memstream.streaming import open_source
+from memstream.tracking.eval import evaluate_presence, evaluate_sequence, open_dataset
+from memstream.tracking.eval.footage import parse_codec
+
+DEFAULT_ROOT = DATA / "game_footage"
+DEFAULTS = {"root": str(DEFAULT_ROOT), "codec": "raw,crf18,crf28"}
+
+
+def load_frames(spec, codec: str) -> list:
+    uri = spec.source_uri if codec == "raw" else str(spec.source_path.parent / f"video_{codec}.mp4")
+    with open_source(uri) as source:
+        frames = list(source)
+    if len(frames) != spec.num_frames:
+        raise SystemExit(f"{uri}: {len(frames)} frames for {spec.num_frames} boxes")
+    return frames
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", default=DEFAULTS["root"], help="output of make_game_footage.py")
+    parser.add_argument("--codec", default=DEFAULTS["codec"], help="comma-separated: raw and/or crf<N>")
+    args = parser.parse_args()
+    is_default = all(getattr(args, k) == v for k, v in DEFAULTS.items())
+    codecs = args.codec.split(",")
+    for codec in codecs:
+        parse_codec(codec)
+    dataset = open_dataset(args.root)
+    results = {c: {t: {} for t in TRACKERS} for c in codecs}
+    seconds = {c: {t: 0.0 for t in TRACKERS} for c in codecs}
+    frames_total = 0
+    for spec in dataset:
+        gt, visible = spec.gt_xywh, spec.target_visible
+        frames_total += spec.num_frames
+        for codec in codecs:
+            frames = load_frames(spec, codec)
+            for name, run in TRACKERS.items():
+                started = time.perf_counter()
+                pred, present = run(frames, gt[0])
+                seconds[codec][name] += time.perf_counter() - started
+                results[codec][name][spec.name] = (evaluate_sequence(pred, gt, visible, "lasot"),
+                                                   evaluate_presence(pred, gt, visible, present))
+    scores = {c: {t: summarise(results[c][t]) for t in TRACKERS} for c in codecs}
+    per_sequence = {c: {t: {s: round(100 * float(np.mean(r[1].success_curve)), 1)
+                            for s, r in results[c][t].items()} for t in TRACKERS} for c in codecs}
+    fps = {c: {t: round(frames_total / seconds[c][t], 1) for t in TRACKERS} for c in codecs}
+    rows = [[codec, name, percent(r["auc"]), percent(r["precision"]), percent(r["presence_auc"]),
+             percent(r["presence_f1"]), percent(r["absence_recall"]), f"{fps[codec][name]:.0f}"]
+            for codec in codecs for name, r in scores[codec].items()]
+    print_table(f"Game footage ({len(dataset)} ViZDoom sequences, {frames_total} frames, 320x240)",
+                ["codec", "tracker", "AUC", "P", "AUC-PA", "presence F1", "absence recall", "fps"], rows)
+    summary, beats = [], {}
+    for codec in codecs:
+        s = scores[codec]
+        beats[codec] = all(s["samurai"][k] > max(s["csrt"][k], s["kcf"][k]) for k in ("auc", "presence_auc"))
+        summary.append(f"{codec}: samurai {s['samurai']['auc']:.1f} AUC / {s['samurai']['presence_auc']:.1f} AUC-PA; "
+                       f"csrt {s['csrt']['auc']:.1f} / {s['csrt']['presence_auc']:.1f}; "
+                       f"kcf {s['kcf']['auc']:.1f} / {s['kcf']['presence_auc']:.1f}; beats both: {beats[codec]}")
+        print(summary[-1])
+    meta = [json.loads((d / "meta.json").read_text()) for d in dataset.sequence_dirs if (d / "meta.json").is_file()]
+    payload = {"sequences": list(dataset.names), "frames": frames_total, "codecs": codecs, "scores": scores,
+               "presence_auc_per_sequence": per_sequence, "fps": fps, "set": meta,
+               "samurai_beats_csrt_and_kcf": beats, "summary": summary}
+    if is_default:
+        print(f"wrote {save('tracking_game', payload)}")
+    else:
+        DATA.mkdir(parents=True, exist_ok=True)
+        path = Path(DATA / "tracking_game.partial.json")
+        path.write_text(json.dumps({"benchmark": "tracking_game", "partial": True, **payload}, indent=2) + "\n")
+        print(f"not the default configuration: wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
