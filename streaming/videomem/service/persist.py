@@ -114,10 +114,6 @@ class Lease:
             self._handle.close()
             self._handle = None
 
-    @property
-    def held(self) -> bool:
-        return self._handle is not None
-
     def valid(self) -> bool:
         """Held, and its lock file is still the one at ``path`` (a lock file is removed with its
         stream while locked; a process that was waiting on it then holds a lock on nothing)."""

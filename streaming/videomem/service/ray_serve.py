@@ -47,6 +47,7 @@ from memstream.streaming.videomem.generation import GenerationCancelled
 from memstream.streaming.videomem.service.errors import ServiceError
 from memstream.streaming.videomem.service.limits import ServiceLimits, check_stream_id
 from memstream.streaming.videomem.service.persist import Lease, StreamSettings, StreamStore
+from memstream.streaming.videomem.service.streams import stream_not_found
 
 log = logging.getLogger(__name__)
 
@@ -249,8 +250,7 @@ class StreamReplicaCore:
         no release until the operation ends. 404 first when the store has no such stream, so
         unknown ids leave nothing behind."""
         if must_exist and self.store.record(stream_id) is None:
-            raise ServiceError(f"no stream {stream_id!r}", "Create it with POST /v1/streams", 404,
-                               param="stream_id", code="stream_not_found")
+            raise stream_not_found(stream_id)
         while True:
             with self._held_lock:
                 held = self.held.get(stream_id)
@@ -460,8 +460,7 @@ class RayStreams:
         replicas' stream LRUs."""
         check_stream_id(stream_id)
         if self.store.record(stream_id) is None:
-            raise ServiceError(f"no stream {stream_id!r}", "Create it with POST /v1/streams", 404,
-                               param="stream_id", code="stream_not_found")
+            raise stream_not_found(stream_id)
         return stream_id
 
     def _call(self, stream_id: str, method: str, *args):

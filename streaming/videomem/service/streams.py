@@ -33,6 +33,12 @@ from memstream.streaming.videomem.service.persist import StreamRecord, StreamSet
 log = logging.getLogger(__name__)
 
 
+def stream_not_found(stream_id: Any) -> ServiceError:
+    """The 404 for a stream that does not exist (or belongs to another key: the same answer)."""
+    return ServiceError(f"no stream {stream_id!r}", "Create it with POST /v1/streams", 404,
+                        param="stream_id", code="stream_not_found")
+
+
 class AnswersFirst:
     """Answers before frames: while any answer is generating, frames wait to be encoded (their
     decoding does not wait), for at most ``max_wait_s`` each.
@@ -103,10 +109,6 @@ class StreamSession:
     @property
     def owner(self) -> str | None:
         return self.record.owner
-
-    @property
-    def next_index(self) -> int:
-        return self.record.frames_seen
 
     def touch(self) -> None:
         """Note activity (a frame or a question): idle expiry counts from the last one."""
@@ -235,8 +237,7 @@ class VideoQAService:
                 return session
             record = None if self.store is None else self.store.record(stream_id)
             if record is None:
-                raise ServiceError(f"no stream {stream_id!r}", "Create it with POST /v1/streams", 404,
-                                   param="stream_id", code="stream_not_found")
+                raise stream_not_found(stream_id)
             memory = self.make_memory(self._settings(record))
             session = self.sessions[stream_id] = self._session(record, memory)
             log.info("stream %s attached from %s: %d frames", stream_id, self.store.root, record.frames_seen)
@@ -340,8 +341,7 @@ class VideoQAService:
         stream that does not exist, so ids reveal nothing across keys."""
         session = self.sessions.get(check_stream_id(stream_id))
         if session is None or session.owner != owner:
-            raise ServiceError(f"no stream {stream_id!r}", "Create it with POST /v1/streams", 404,
-                               param="stream_id", code="stream_not_found")
+            raise stream_not_found(stream_id)
         return session
 
     def add_frame(self, stream_id: str, image: bytes, timestamp_s: float | None, owner: str | None = None) -> int:
@@ -393,11 +393,10 @@ class VideoQAService:
         deadline = _Deadline(cancel, self.limits.answer_timeout_s)
         try:
             with self.answers_first.answering():
-                answer = session.memory.ask(request.question, request.sampling, cancel=deadline.cancel)
+                answer = session.memory.ask(request.question, request.sampling, cancel=deadline)
         except GenerationCancelled as exc:
             raise deadline.refusal(exc) from exc
         finally:
-            deadline.stop()
             self._answer_slots.release()
         return completion(answer, self.model_name)
 
@@ -421,13 +420,12 @@ class VideoQAService:
             try:
                 with self.answers_first.answering():
                     result["answer"] = session.memory.ask(request.question, request.sampling, on_text=pieces.put,
-                                                          cancel=deadline.cancel)
+                                                          cancel=deadline)
             except GenerationCancelled as exc:
                 result["error"] = deadline.refusal(exc)
             except BaseException as exc:  # reported as the last event
                 result["error"] = exc
             finally:
-                deadline.stop()
                 self._answer_slots.release()
                 pieces.put(done)
 
@@ -461,23 +459,26 @@ class VideoQAService:
         yield "data: [DONE]\n\n"
 
 
-class _Deadline:
-    """An answer's cancel event, set by the client leaving or by ``seconds`` passing."""
+class _Deadline(threading.Event):
+    """An answer's cancel event: set when the client leaves (``client``, set from outside) or, as
+    read by the decoding loop's ``is_set()``, once ``seconds`` have passed since the answer was
+    asked. Reading the clock where generation checks it makes the deadline exact, with no timer
+    thread that a loaded machine might run late."""
 
-    def __init__(self, cancel: threading.Event | None, seconds: float | None) -> None:
-        self.cancel, self.seconds, self.expired = cancel or threading.Event(), seconds, False
-        self._timer = None if seconds is None else threading.Timer(seconds, self._expire)
-        if self._timer is not None:
-            self._timer.daemon = True
-            self._timer.start()
+    def __init__(self, client: threading.Event | None, seconds: float | None) -> None:
+        super().__init__()
+        self.client, self.seconds, self.expired = client or threading.Event(), seconds, False
+        self._until = None if seconds is None else time.monotonic() + seconds
 
-    def _expire(self) -> None:
-        self.expired = True
-        self.cancel.set()
+    def is_set(self) -> bool:
+        if self.client.is_set():
+            return True
+        if self._until is not None and time.monotonic() >= self._until:
+            self.expired = True
+        return self.expired
 
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+    def set(self) -> None:
+        self.client.set()
 
     def refusal(self, exc: GenerationCancelled) -> MemstreamError:
         """What a cancelled answer reports: 504 past the deadline, else the cancellation itself."""
