@@ -220,13 +220,17 @@ class VideoQAService:
             raise ConfigError(f"--store {self.store.root} holds {len(records)} streams, more than --max-streams {self.max_streams}",
                               f"Start the server with --max-streams {len(records)} or more")
         for record in records:
-            try:
-                memory = self.make_memory(self._settings(record))
-            except MemstreamError as exc:
-                raise ConfigError(f"stream {record.stream_id!r} in {self.store.stream_dir(record.stream_id)} cannot be "
-                                  f"reopened: {exc.what}", exc.fix) from exc
-            self.sessions[record.stream_id] = self._session(record, memory)
-            log.info("stream %s reopened from %s: %d frames", record.stream_id, self.store.root, record.frames_seen)
+            self.sessions[record.stream_id] = self._reopen(record)
+
+    def _reopen(self, record: StreamRecord) -> StreamSession:
+        """The session of a stored stream, its memory resumed from the store."""
+        try:
+            memory = self.make_memory(self._settings(record))
+        except MemstreamError as exc:
+            raise ConfigError(f"stream {record.stream_id!r} in {self.store.stream_dir(record.stream_id)} cannot be "
+                              f"reopened: {exc.what}", exc.fix) from exc
+        log.info("stream %s reopened from %s: %d frames", record.stream_id, self.store.root, record.frames_seen)
+        return self._session(record, memory)
 
     def attach(self, stream_id: str) -> StreamSession:
         """The stream's session, its memory reopened from the store when this server does not hold
@@ -238,9 +242,7 @@ class VideoQAService:
             record = None if self.store is None else self.store.record(stream_id)
             if record is None:
                 raise stream_not_found(stream_id)
-            memory = self.make_memory(self._settings(record))
-            session = self.sessions[stream_id] = self._session(record, memory)
-            log.info("stream %s attached from %s: %d frames", stream_id, self.store.root, record.frames_seen)
+            session = self.sessions[stream_id] = self._reopen(record)
             return session
 
     def detach(self, stream_id: str) -> None:
