@@ -77,3 +77,37 @@ def facts_from_run(run_dir: str | Path, question: str, at_s: float | None = None
     from memstream.embodied.scene.stage import load_scene
 
     return scene_facts(load_scene(Path(run_dir)), question, at_s)
+
+
+class RunFolderTools:
+    """The scene memory's queries as tools over a run folder (``memstream serve --scene RUN_DIR``):
+    :attr:`tools` are OpenAI function-calling schemas, :meth:`call` runs one against the folder's
+    newest ``scene.json`` (read again when the run has saved since). The ``memstream.tools`` entry
+    point ``scene``.
+
+    Raises:
+        ConfigError: the folder does not exist or holds no ``scene.json`` (at construction).
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        from memstream.embodied.scene.stage import SCENE_FILE
+        from memstream.embodied.scene.tools import TOOL_NAMES, TOOLS
+
+        self.run_dir, self.tools, self.names = Path(run_dir), TOOLS, TOOL_NAMES
+        self._file = self.run_dir / SCENE_FILE
+        self._memory, self._stamp = None, None
+        self._load()
+
+    def _load(self):
+        from memstream.embodied.scene.stage import load_scene
+
+        stamp = self._file.stat().st_mtime_ns if self._file.is_file() else None
+        if self._memory is None or stamp != self._stamp:
+            self._memory, self._stamp = load_scene(self.run_dir), stamp
+        return self._memory
+
+    def call(self, name: str, arguments: dict) -> object:
+        """The tool's JSON result, or ``{"error": ...}`` for arguments it cannot answer."""
+        from memstream.embodied.scene.tools import call_tool
+
+        return call_tool(self._load(), name, arguments)

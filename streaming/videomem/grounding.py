@@ -18,13 +18,14 @@ GROUP = "memstream.grounding"
 Provider = Callable[[str, str, "float | None"], list[str]]
 
 
-def grounding_provider(name: str) -> Provider:
-    """The provider registered as ``name``.
+def grounding_provider(name: str, group: str = GROUP):
+    """The provider registered as ``name`` in ``group`` (``memstream.grounding``, or
+    ``memstream.tools`` for the service's tool sets).
 
     Raises:
         ConfigError: none is, or its package cannot be imported.
     """
-    found = {ep.name: ep for ep in entry_points(group=GROUP)}
+    found = {ep.name: ep for ep in entry_points(group=group)}
     if name not in found:
         known = ", ".join(sorted(found)) or "none"
         raise ConfigError(f"no grounding provider {name!r} (installed: {known})",

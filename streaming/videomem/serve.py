@@ -22,6 +22,10 @@ proposals for vLLM use; frame events named as in vLLM's ``input_video_frame.appe
   ``length``, ``usage``, and ``memstream: {covered_until_s, frames_seen, retrieved_frames}``
 * ``GET /v1/streams/{id}`` (memory summary), ``DELETE /v1/streams/{id}``, ``GET /v1/models``,
   ``GET /health``
+* ``GET /v1/tools`` (OpenAI function-calling schemas) and ``POST /v1/tools/{name}``
+  ``{"arguments": {...}}`` -> ``{"name", "result"}``: with ``--scene RUN_DIR``, the scene memory's
+  queries (``where``, ``last_moved``, ...) for any LLM client's agent to call, as ReMEmbR's agent
+  calls its retrieval tools
 
 With ``--store DIR`` every stream's memory lives in ``DIR`` (:mod:`~memstream.streaming.videomem.service.persist`):
 after a crash or a restart the streams are listed again and answer from what they stored.
@@ -59,13 +63,15 @@ __all__ = ["ServiceError", "StreamSession", "VideoQAService", "create_app", "dec
 log = logging.getLogger(__name__)
 
 
-def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs: bool = False):
+def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs: bool = False, tools=None):
     """The FastAPI application around ``service`` (needs the ``serve`` extra).
 
     Args:
         service: the streams and their memories.
         access: API keys and Host/Origin allow-lists; loopback only and no key by default.
         docs: serve ``/docs``, ``/redoc`` and ``/openapi.json`` (behind the same access checks).
+        tools: a tool set (``tools`` schemas, ``names``, ``call(name, arguments)``) served at
+            ``/v1/tools`` for LLM clients to call, e.g. the scene memory's queries; None serves none.
     """
     try:
         from fastapi import FastAPI, Request, WebSocket
@@ -131,6 +137,25 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
     @app.get("/v1/models")
     async def models() -> dict:
         return {"object": "list", "data": [{"id": service.model_name, "object": "model", "owned_by": "memstream"}]}
+
+    @app.get("/v1/tools")
+    async def list_tools() -> dict:
+        return {"object": "list", "data": tools.tools if tools is not None else []}
+
+    @app.post("/v1/tools/{name}")
+    async def call_tool(name: str, request: Request) -> dict:
+        if tools is None or name not in tools.names:
+            served = ", ".join(tools.names) if tools is not None else "none (start the server with --scene RUN_DIR)"
+            raise ServiceError(f"no tool {name[:60]!r}", f"Call one of GET /v1/tools: {served}", 404, code="tool_not_found")
+        arguments = (await body_json(request)).get("arguments", {})
+        if not isinstance(arguments, dict):
+            raise ServiceError("arguments is not a JSON object", 'Send {"arguments": {...}} as the tool\'s schema says',
+                               param="arguments")
+        result = await run_in_threadpool(tools.call, name, arguments)
+        if isinstance(result, dict) and set(result) == {"error"}:
+            raise ServiceError(f"{name}: {result['error']}"[:300], "Fix the arguments (GET /v1/tools has the schema)",
+                               param="arguments", code="tool_error")
+        return {"name": name, "result": result}
 
     @app.get("/v1/streams")
     def list_streams(request: Request) -> dict:

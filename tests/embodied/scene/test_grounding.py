@@ -11,6 +11,7 @@ from memstream.embodied.scene.grounding import facts_from_run, scene_facts
 from memstream.streaming.cli import main
 from memstream.streaming.videomem.grounding import grounded_question, grounding_provider
 from tests.embodied.scene.helpers import rendered, run
+from tests.streaming.videomem.conftest import tiny_llava, tiny_llava_dir  # noqa: F401 -- fixtures of the tool tests
 
 
 @pytest.fixture(scope="module")
@@ -62,4 +63,61 @@ def test_ask_answers_on_the_scene_facts_and_lists_them(memory, tmp_path, capsys)
 def test_ask_refuses_a_scene_folder_that_is_not_a_run_before_reading_the_video(tmp_path, capsys):
     assert main(["ask", "synthetic://stop_and_go?frames=6&size=64x48", "Where?", "--model", "tiny-random",
                  "--scene", str(tmp_path / "missing")]) == 2
+    assert "no run folder" in capsys.readouterr().err
+
+
+# ---- the service's tools -------------------------------------------------------------------------
+@pytest.fixture()
+def tools_client(memory, tmp_path, tiny_llava):
+    from fastapi.testclient import TestClient
+    from memstream.embodied.scene.grounding import RunFolderTools
+    from memstream.streaming.videomem.rekv import ReKVConfig, ReKVMemory
+    from memstream.streaming.videomem.serve import create_app
+    from memstream.streaming.videomem.service import AccessPolicy, VideoQAService
+
+    (tmp_path / "scene.json").write_text(json.dumps(memory.state_dict()))
+    service = VideoQAService(lambda _s: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), "tiny")
+    app = create_app(service, AccessPolicy(api_keys=("sk-tools-123456",)), tools=RunFolderTools(tmp_path))
+    return TestClient(app, base_url="http://127.0.0.1", headers={"Authorization": "Bearer sk-tools-123456"})
+
+
+def test_the_service_serves_the_scene_queries_as_openai_tools(memory, tools_client):
+    from memstream.embodied.scene.tools import TOOLS
+
+    assert tools_client.get("/v1/tools").json() == {"object": "list", "data": TOOLS}
+    t = rendered()[60].timestamp_s
+    called = tools_client.post("/v1/tools/where", json={"arguments": {"obj": "ball", "at_s": t}})
+    assert called.status_code == 200
+    assert called.json() == {"name": "where", "result": json.loads(json.dumps(memory.where("ball", t).as_dict()))}
+    assert tools_client.post("/v1/tools/objects", json={}).json()["result"] == [o.as_dict() for o in memory.objects()]
+
+
+@pytest.mark.parametrize(("name", "body", "status", "code"), [
+    ("drop_tables", {"arguments": {}}, 404, "tool_not_found"),
+    ("where", {"arguments": {"obj": "unicorn"}}, 400, "tool_error"),      # no such object
+    ("where", {"arguments": {"obj": "cup", "extra": 1}}, 400, "tool_error"),
+    ("where", {"arguments": []}, 400, None),
+    ("where", {"arguments": {}}, 400, "tool_error"),                     # obj is required
+])
+def test_tool_calls_it_cannot_answer_are_4xx_in_openais_shape(tools_client, name, body, status, code):
+    response = tools_client.post(f"/v1/tools/{name}", json=body)
+    assert response.status_code == status, response.text
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"} and response.json()["error"]["code"] == code
+
+
+def test_tools_want_the_key_and_a_server_without_scene_serves_none(tools_client, tiny_llava):
+    from fastapi.testclient import TestClient
+    from memstream.streaming.videomem.rekv import ReKVConfig, ReKVMemory
+    from memstream.streaming.videomem.serve import create_app
+    from memstream.streaming.videomem.service import VideoQAService
+
+    assert tools_client.get("/v1/tools", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    plain = TestClient(create_app(VideoQAService(lambda _s: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), "tiny")),
+                       base_url="http://127.0.0.1")
+    assert plain.get("/v1/tools").json()["data"] == []
+    assert plain.post("/v1/tools/where", json={"arguments": {"obj": "cup"}}).status_code == 404
+
+
+def test_serve_refuses_a_scene_folder_that_is_not_a_run(tiny_llava_dir, tmp_path, capsys):
+    assert main(["serve", "--model", str(tiny_llava_dir), "--scene", str(tmp_path / "missing")]) == 2
     assert "no run folder" in capsys.readouterr().err
