@@ -1,10 +1,14 @@
 """What Ray Serve costs per request, and how many streams a GPU node and a cluster hold.
 
-1. **Overhead**: the same requests, one after another, against ``memstream serve`` (uvicorn, one
-   process) and ``memstream serve --ray 1`` (a frontend deployment and one StreamReplica, Serve's
-   proxy in front), both with ``--store`` and the same random-weight LLaVA-OneVision
-   (``_videoqa.CPU_SHAPE``): ``--frames`` frame posts and ``--questions`` answers of 8 tokens on
-   one stream. Reported: p50 / p95 latency of each kind and the Ray / plain ratio (target <= 1.2x).
+1. **Overhead**: the same requests against ``memstream serve`` (uvicorn, one process) and
+   ``memstream serve --ray 1`` side by side (both servers up at once, requests alternating between
+   them, so the machine's load falls on both alike), both with ``--store`` and the same
+   random-weight LLaVA-OneVision (``_videoqa.CPU_SHAPE``): ``--frames`` frame posts, ``--questions``
+   answers of 8 tokens on one stream, and ``/health`` (transport alone). Two pairs: Ray with this
+   process as the HTTP ingress (``--ray-ingress process``, the default) and with Serve's proxy and
+   a frontend deployment (``--ray-ingress serve``). Reported: p50 / p95 of each kind, the Ray /
+   plain ratio (target <= 1.2x) and the added milliseconds, which a real model's request time
+   divides into a ratio (``--request-ms``: the ratio for requests that take that long).
 2. **Capacity on paper**: streams per GPU from the KV bytes a frame costs, the RAM and disk budget
    per stream and the frame rate, for LLaVA-OneVision-0.5B and -7B, on an 8-GPU node and a 64-GPU
    cluster (formulas and assumptions in the JSON; no GPU is measured here).
@@ -29,34 +33,60 @@ os.environ.setdefault("COLUMNS", "120")
 TARGET_OVERHEAD = 1.2
 
 
-def start(model: Path, store: Path, port: int, ray: bool):
+def start(model: Path, store: Path, port: int, ingress: str | None):
     flags = ["--window-frames", "16", "--topk", "16", "--max-blocks", "256", "--store", str(store),
              "--torch-threads", "1", "--max-frames-per-s", "1000"]
-    return serve_process(model, port, flags + (["--ray", "1", "--replica-cpus", "1"] if ray else []))
+    ray = ["--ray", "1", "--replica-cpus", "1", "--ray-ingress", ingress] if ingress else []
+    return serve_process(model, port, flags + ray)
 
 
-def measure(base: str, model: Path, frames: int, questions: int) -> dict:
+def measure(bases: dict[str, str], model: Path, frames: int, questions: int) -> dict:
+    """Alternate every request between the servers in ``bases``; p50 / p95 per server and kind."""
     import httpx
 
     jpegs = [frame_jpeg(i, CPU_SHAPE["image_size"] * 2) for i in range(32)]
     question = {"model": str(model), "stream_id": "cam", "messages": [{"role": "user", "content": "What moved?"}],
                 "max_tokens": 8}
+    times = {name: {"health": [], "frame": [], "answer": []} for name in bases}
+
+    def timed(name: str, kind: str, method: str, url: str, **kwargs) -> None:
+        start = time.perf_counter()
+        client.request(method, url, **kwargs).raise_for_status()
+        times[name][kind].append(time.perf_counter() - start)
+
     with httpx.Client(timeout=120) as client:
-        client.post(f"{base}/v1/streams", json={"stream_id": "cam"}).raise_for_status()
-        frame_s, answer_s = [], []
+        for base in bases.values():
+            client.post(f"{base}/v1/streams", json={"stream_id": "cam"}).raise_for_status()
         for i in range(frames):
-            start = time.perf_counter()
-            client.post(f"{base}/v1/streams/cam/frames", params={"timestamp_s": i}, content=jpegs[i % 32]).raise_for_status()
-            frame_s.append(time.perf_counter() - start)
-        client.post(f"{base}/v1/chat/completions", json=question).raise_for_status()  # warm-up
+            for name, base in bases.items():
+                timed(name, "health", "GET", f"{base}/health")
+                timed(name, "frame", "POST", f"{base}/v1/streams/cam/frames", params={"timestamp_s": i}, content=jpegs[i % 32])
+        for base in bases.values():
+            client.post(f"{base}/v1/chat/completions", json=question).raise_for_status()  # warm-up
         for _ in range(questions):
-            start = time.perf_counter()
-            client.post(f"{base}/v1/chat/completions", json=question).raise_for_status()
-            answer_s.append(time.perf_counter() - start)
-        client.delete(f"{base}/v1/streams/cam").raise_for_status()
+            for name, base in bases.items():
+                timed(name, "answer", "POST", f"{base}/v1/chat/completions", json=question)
+        for base in bases.values():
+            client.delete(f"{base}/v1/streams/cam").raise_for_status()
     pct = lambda v, q: float(np.percentile(v, q))  # noqa: E731
-    return {"frame_p50_s": pct(frame_s[10:], 50), "frame_p95_s": pct(frame_s[10:], 95),
-            "answer_p50_s": pct(answer_s, 50), "answer_p95_s": pct(answer_s, 95)}
+    return {name: {f"{kind}_{stat}_s": pct(v[10:] if kind != "answer" else v, q)
+                   for kind, v in kinds.items() for stat, q in (("p50", 50), ("p95", 95))}
+            for name, kinds in times.items()}
+
+
+def pair(model: Path, work: Path, ingress: str, frames: int, questions: int) -> dict:
+    ports = {"plain": free_port(), "ray": free_port()}
+    servers = {}
+    try:
+        for name, port in ports.items():
+            servers[name] = start(model, work / f"store-{ingress}-{name}", port, ingress if name == "ray" else None)
+        result = measure({name: f"http://127.0.0.1:{port}" for name, port in ports.items()}, model, frames, questions)
+    finally:
+        for server in servers.values():
+            stop_process(server)
+    result["ratio"] = {k: result["ray"][k] / result["plain"][k] for k in result["plain"]}
+    result["added_ms"] = {k: 1e3 * (result["ray"][k] - result["plain"][k]) for k in result["plain"]}
+    return result
 
 
 def capacity() -> dict:
@@ -96,25 +126,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--questions", type=int, default=30)
+    parser.add_argument("--request-ms", type=float, nargs="*", default=[50.0, 100.0, 300.0],
+                        help="request times (a real model's frame or answer) to turn the added milliseconds into ratios")
     args = parser.parse_args()
     from memstream.streaming.videomem.tiny import build_tiny_llava_onevision
 
     work = Path(tempfile.mkdtemp(prefix="memstream-bench-ray-"))
     model = build_tiny_llava_onevision(work / "model", **CPU_SHAPE, max_positions=1 << 22)
-    results = {}
-    for kind in ("plain", "ray"):
-        port = free_port()
-        server = start(model, work / f"store-{kind}", port, ray=kind == "ray")
-        try:
-            results[kind] = measure(f"http://127.0.0.1:{port}", model, args.frames, args.questions)
-        finally:
-            stop_process(server)
-    ratios = {k: results["ray"][k] / results["plain"][k] for k in results["plain"]}
+    pairs = {ingress: pair(model, work, ingress, args.frames, args.questions) for ingress in ("process", "serve")}
+    added = {ingress: max(r["added_ms"]["frame_p50_s"], r["added_ms"]["answer_p50_s"]) for ingress, r in pairs.items()}
+    at_request_ms = {ingress: {f"{ms:g}": (ms + extra) / ms for ms in args.request_ms} for ingress, extra in added.items()}
     plan = capacity()
-    path = save("ray", {"config": dict(vars(args)), "model_shape": CPU_SHAPE, "overhead": results, "ratios": ratios,
-                        "target_overhead": TARGET_OVERHEAD, "capacity": plan})
-    print_table("memstream serve vs serve --ray 1 (sequential requests, one stream)", ["", "plain", "ray", "ratio"], [
-        [key.replace("_", " "), results["plain"][key], results["ray"][key], ratios[key]] for key in results["plain"]])
+    path = save("ray", {"config": dict(vars(args)), "model_shape": CPU_SHAPE, "overhead": pairs,
+                        "ratio_at_request_ms": at_request_ms, "target_overhead": TARGET_OVERHEAD, "capacity": plan})
+    for ingress, r in pairs.items():
+        print_table(f"memstream serve vs serve --ray 1 --ray-ingress {ingress} (alternating requests, one stream)",
+                    ["", "plain", "ray", "ratio", "added ms"],
+                    [[key.replace("_", " "), r["plain"][key], r["ray"][key], r["ratio"][key], r["added_ms"][key]]
+                     for key in r["plain"]])
+    print_table("Ray / plain for requests that take longer (a real model): (t + added) / t, added = the larger p50 of frames and answers",
+                ["ingress", "added ms", *(f"t = {ms:g} ms" for ms in args.request_ms)],
+                [[ingress, added[ingress], *at_request_ms[ingress].values()] for ingress in pairs])
     print_table("capacity on paper (LLaVA-OneVision, 1 frame/s a stream)", ["model", "KV MiB/frame", "streams/GPU", "8-GPU node", "64 GPUs"], [
         [name, row["kv_mib_per_frame"], row["streams_per_gpu"], row["streams_per_node"], row["streams_per_cluster"]]
         for name, row in plan["models"].items()])

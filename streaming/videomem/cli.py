@@ -103,6 +103,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                             "every replica reaches; the ray extra)")
     serve.add_argument("--ray-address", default=None, metavar="ADDRESS",
                        help="the Ray cluster to join (auto, ray://host:10001, ...); default: start a local one")
+    serve.add_argument("--ray-ingress", choices=("process", "serve"), default="process",
+                       help="with --ray: who serves HTTP: this process, calling the replicas through Ray Serve handles "
+                            "(default, one hop less), or Ray Serve's proxy and a frontend deployment (proxies on every node)")
     serve.add_argument("--streams-per-replica", type=int, default=8, help="with --ray: streams one replica holds at once")
     serve.add_argument("--replica-cpus", type=float, default=1.0, help="with --ray: CPUs reserved per replica")
     serve.add_argument("--replica-gpus", type=float, default=0.0, help="with --ray: GPUs reserved per replica")
@@ -346,7 +349,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _serve_on_ray(args: argparse.Namespace, options, access, limits, rekv: bool) -> int:
     """``memstream serve --ray N``: the same API from Ray Serve replicas sharing ``--store``."""
-    from memstream.streaming.videomem.service.ray_serve import RayServeSpec, build_app, connect_ray
+    from memstream.streaming.videomem.service.ray_serve import RayServeSpec, build_app, connect_ray, serve_in_process
 
     if args.ray < 1:
         raise ConfigError(f"--ray {args.ray} is not a number of replicas", "Give 1 or more")
@@ -359,10 +362,16 @@ def _serve_on_ray(args: argparse.Namespace, options, access, limits, rekv: bool)
         default_max_tokens=min(args.max_new_tokens, limits.max_tokens_cap), replica_cpus=args.replica_cpus,
         replica_gpus=args.replica_gpus, torch_threads=args.torch_threads,
     )
-    serve = connect_ray(args.ray_address, args.host, args.port)
     auth = f"{len(access.api_keys)} API key(s)" if access.api_keys else "no API key, loopback only"
-    print(f"[serving {options.model} on Ray Serve, {args.ray} replica(s), at http://{args.host}:{args.port}/v1; {auth}]",
-          file=sys.stderr, flush=True)
+    banner = (f"[serving {options.model} on Ray Serve, {args.ray} replica(s), at http://{args.host}:{args.port}/v1 "
+              f"({'this process' if args.ray_ingress == 'process' else 'Serve proxy'}); {auth}]")
+    if args.ray_ingress == "process":
+        connect_ray(args.ray_address)  # fails fast on a bad address, before the banner
+        print(banner, file=sys.stderr, flush=True)
+        serve_in_process(spec, access, args.host, args.port, docs=args.docs, ws_max_size=limits.max_message_chars)
+        return 0
+    serve = connect_ray(args.ray_address, args.host, args.port)
+    print(banner, file=sys.stderr, flush=True)
     serve.run(build_app(spec, access, docs=args.docs), name=spec.app_name, route_prefix="/", blocking=True)
     return 0
 

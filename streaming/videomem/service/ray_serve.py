@@ -1,7 +1,9 @@
 """The video QA service on Ray Serve: N replicas, each holding some streams, one API.
 
-``memstream serve --ray N --store DIR ...`` (or ``serve run`` on :func:`build_app`) deploys two
-Ray Serve deployments:
+``memstream serve --ray N --store DIR ...`` deploys N StreamReplica replicas and serves the API from
+its own process (uvicorn, calling the replicas through deployment handles); ``serve run`` on
+:func:`build_app` (or ``--ray-ingress serve``) puts Serve's HTTP proxies in front instead, with two
+deployments:
 
 * **StreamReplica** (N replicas, each with the model): the streams' memories. Each request names
   its stream as Ray Serve's *multiplexed model id*, so Serve's own router sends it to a replica
@@ -54,6 +56,10 @@ log = logging.getLogger(__name__)
 #: How often a replica looks for streams another replica asked for, and for idle ones.
 HANDOFF_CHECK_S = 0.25
 
+#: Replicas log warnings and errors, not a line per request (Serve's access log costs each
+#: request a formatted line, a file write and a copy to the driver).
+QUIET_REPLICAS = {"enable_access_log": False, "log_level": "WARNING"}
+
 
 @dataclass(frozen=True)
 class RayServeSpec:
@@ -99,9 +105,10 @@ def _import_ray():
     return serve
 
 
-def connect_ray(address: str | None, host: str, port: int):
-    """Join the Ray cluster at ``address`` (None: start a local one) and start Serve's HTTP proxy
-    on ``host:port``; returns ``ray.serve``.
+def connect_ray(address: str | None, host: str | None = None, port: int | None = None):
+    """Join the Ray cluster at ``address`` (None: start a local one) and start Serve, with its HTTP
+    proxy on ``host:port`` (None: no proxy; this process reaches the replicas through handles);
+    returns ``ray.serve``.
 
     Raises:
         ConfigError: Ray is not installed, or the cluster cannot be reached.
@@ -115,8 +122,31 @@ def connect_ray(address: str | None, host: str, port: int):
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({str(exc).splitlines()[0][:200]})",
                           "Check the address (ray status on the head node), or drop --ray-address to start a local cluster") from exc
-    serve.start(http_options={"host": host, "port": port})
+    if port is None:
+        serve.start(proxy_location="Disabled")
+    else:
+        serve.start(http_options={"host": host, "port": port})
     return serve
+
+
+def serve_in_process(spec: RayServeSpec, access, host: str, port: int, docs: bool = False, ws_max_size: int | None = None) -> None:
+    """``memstream serve --ray N``, after :func:`connect_ray` (with no port: Serve starts no proxy):
+    deploy the StreamReplica replicas on Ray Serve and
+    serve the API from this process with uvicorn, calling the replicas through deployment handles
+    keyed by stream id, as the Frontend deployment of :func:`build_app` does. One hop less than
+    Serve's proxy and a frontend replica: about half the per-request overhead (``bench_ray.py``).
+    Blocks until interrupted, then shuts Serve's applications down."""
+    import uvicorn
+
+    from memstream.streaming.videomem.serve import create_app
+
+    serve = _import_ray()
+    try:
+        serve.run(replica_deployment(spec), name=spec.app_name, route_prefix=None, blocking=False)
+        options = {} if ws_max_size is None else {"ws_max_size": ws_max_size}
+        uvicorn.run(create_app(RayStreams(spec), access, docs=docs), host=host, port=port, log_level="warning", **options)
+    finally:
+        serve.delete(spec.app_name)
 
 
 def _probe(address: str | None, timeout_s: float = 5.0) -> None:
@@ -315,19 +345,15 @@ class StreamReplicaCore:
             self.service.session(stream_id, owner).memory.check_question(question)
 
 
-def build_app(spec: RayServeSpec, access=None, docs: bool = False):
-    """The Ray Serve application (``serve.run(build_app(spec))``): a frontend over ``spec.replicas``
-    StreamReplica replicas.
-
-    Args:
-        access: API keys and Host/Origin allow-lists (:class:`~memstream.streaming.videomem.service.AccessPolicy`).
-        docs: serve ``/docs`` and ``/openapi.json``.
-    """
+def replica_deployment(spec: RayServeSpec):
+    """The StreamReplica deployment, bound to ``spec`` (``spec.replicas`` replicas holding the
+    streams' memories). It is an application of its own where this process serves HTTP
+    (:func:`serve_in_process`), and the frontend's child in :func:`build_app`."""
     serve = _import_ray()
-    from memstream.streaming.videomem.serve import create_app
 
     @serve.deployment(name="StreamReplica", num_replicas=spec.replicas, max_ongoing_requests=256,
-                      ray_actor_options={"num_cpus": spec.replica_cpus, "num_gpus": spec.replica_gpus})
+                      ray_actor_options={"num_cpus": spec.replica_cpus, "num_gpus": spec.replica_gpus},
+                      logging_config=QUIET_REPLICAS)
     class StreamReplica:
         def __init__(self, spec: RayServeSpec) -> None:
             self.core = StreamReplicaCore(spec)
@@ -338,7 +364,9 @@ def build_app(spec: RayServeSpec, access=None, docs: bool = False):
                 await asyncio.sleep(HANDOFF_CHECK_S)
                 try:
                     released = await asyncio.to_thread(self.core.release_idle)
-                except Exception:  # noqa: BLE001 -- logged; the sweep goes on
+                except Exception as exc:  # noqa: BLE001 -- logged; the sweep goes on
+                    if isinstance(exc, RuntimeError) and "after shutdown" in str(exc):
+                        return  # the replica is shutting down (its thread pool is closed): nothing to release
                     log.exception("releasing idle streams failed")
                     continue
                 for stream_id in released:
@@ -395,15 +423,33 @@ def build_app(spec: RayServeSpec, access=None, docs: bool = False):
                 cancel.set()
                 using.__exit__(None, None, None)
 
+    return StreamReplica.bind(spec)
+
+
+def build_app(spec: RayServeSpec, access=None, docs: bool = False):
+    """The Ray Serve application (``serve.run(build_app(spec))``) with Serve's HTTP proxies as the
+    ingress: a Frontend deployment serving the API over ``spec.replicas`` StreamReplica replicas.
+    Use it with ``serve run`` or a Serve config on a cluster (proxies on every node); ``memstream
+    serve --ray N`` serves HTTP from its own process instead (:func:`serve_in_process`), one hop
+    less per request.
+
+    Args:
+        access: API keys and Host/Origin allow-lists (:class:`~memstream.streaming.videomem.service.AccessPolicy`).
+        docs: serve ``/docs`` and ``/openapi.json``.
+    """
+    serve = _import_ray()
+    from memstream.streaming.videomem.serve import create_app
+
     app = create_app(RayStreams(spec), access, docs=docs)  # its handle to the replicas is looked up in the Frontend
 
-    @serve.deployment(name="Frontend", num_replicas=1, max_ongoing_requests=1024, ray_actor_options={"num_cpus": 0.1})
+    @serve.deployment(name="Frontend", num_replicas=1, max_ongoing_requests=1024, ray_actor_options={"num_cpus": 0.1},
+                      logging_config=QUIET_REPLICAS)
     @serve.ingress(app)
     class Frontend:
         def __init__(self, replicas) -> None:
             self.replicas = replicas  # bound so Serve deploys them with the frontend
 
-    return Frontend.bind(StreamReplica.bind(spec))
+    return Frontend.bind(replica_deployment(spec))
 
 
 @dataclass
