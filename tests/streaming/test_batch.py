@@ -356,3 +356,14 @@ def test_ray_data_runs_the_batch_and_retries_a_video_whose_worker_was_killed(tmp
     again = run_batch(manifest, load_config("default"), out, BatchConfig(ray="auto", workers=2, retries=1))
     assert (again["done_before"], again["ran"], again["failed"]) == (2, 0, 1)  # nothing runs; the missing file is recorded again
     assert [(k, e["status"]) for k, e in _by_id(out).items()] == [("cam-a", "ok"), ("cam-b", "ok"), ("cam-c", "failed")]
+
+
+def test_a_ray_batch_leaves_the_processes_ray_data_settings_as_it_found_them(ray_cluster) -> None:
+    from memstream.streaming.batch.on_ray import _batch_context
+
+    context = ray_cluster.data.DataContext.get_current()
+    before = context.enable_progress_bars, context.op_resource_reservation_enabled
+    with pytest.raises(RuntimeError, match="inside"), _batch_context(context):
+        assert (context.enable_progress_bars, context.op_resource_reservation_enabled) == (False, False)
+        raise RuntimeError("inside")  # a batch that fails still restores them
+    assert (context.enable_progress_bars, context.op_resource_reservation_enabled) == before
