@@ -6,8 +6,8 @@
 # Run from the repository root:  bash benchmarks/gpu_check.sh
 #
 # Environment (all optional):
-#   OUT                  where the log and results.tar.gz go (default ./gpu_check_out)
-#   GPU_CHECK_BUDGET     seconds for the whole script (default 480); a step gets what is left
+#   OUT                  where the log and results.tar.gz go (default /tmp/gpu_check_out)
+#   GPU_CHECK_BUDGET     seconds for the whole script (default 450); a step gets what is left
 #   GPU_CHECK_STEPS      steps to run, space-separated (default: all, in this order):
 #                        env install imports kernels smoke bank latency tracking ingest
 #   GPU_CHECK_LOCAL=1    skip the wheel install and use this machine's python (a dry run on a CPU)
@@ -23,19 +23,17 @@ set -u
 export PYTHONUNBUFFERED=1 COLUMNS="${COLUMNS:-160}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT" || exit 1
-OUT="${OUT:-$ROOT/gpu_check_out}"
+OUT="${OUT:-/tmp/gpu_check_out}"
 mkdir -p "$OUT"
 WORK="$(mktemp -d /tmp/gpu_check.XXXXXX)"   # step logs and results, tarred into $OUT
 mkdir -p "$WORK/results"
 LOG="$OUT/gpu_check.log"
 PY="${PYTHON:-python3}"
-BUDGET="${GPU_CHECK_BUDGET:-480}"
+BUDGET="${GPU_CHECK_BUDGET:-450}"
 STEPS="${GPU_CHECK_STEPS:-env install imports kernels smoke bank latency tracking ingest}"
 FARM="$WORK/site"                           # memstream.* -> the checkout's folders, + its entry points
 START_S=$SECONDS
 declare -a SUMMARY=()
-
-exec > >(tee -a "$LOG") 2>&1
 
 pack() {  # gather what the steps wrote and rebuild the archive that comes back
     local json
@@ -66,6 +64,7 @@ step() {  # step NAME SECONDS COMMAND...: run under min(SECONDS, what the budget
     pack
 }
 
+main() {
 touch "$WORK/started"
 sleep 1  # results written from here on are newer than the marker
 echo "gpu_check $(date -u +%FT%TZ) in $ROOT; budget ${BUDGET}s; steps: $STEPS"
@@ -142,4 +141,7 @@ echo "=== summary ($((SECONDS - START_S))s of ${BUDGET}s)"
 for line in "${SUMMARY[@]}"; do echo "  $line"; done
 pack
 tar -tzf "$OUT/results.tar.gz" | sed 's/^/  in results.tar.gz: /'
+}
+
+main 2>&1 | tee -a "$LOG"  # the steps write their own logs too; this one holds them all
 rm -rf "$WORK"
