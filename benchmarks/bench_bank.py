@@ -161,7 +161,7 @@ def main() -> None:
     environment = {"device": str(device), "gpu": torch.cuda.get_device_name(0) if use_gpu else None,
                    "torch_threads": torch.get_num_threads(), "load_average_before": load_before,
                    "load_average_after": os.getloadavg(), "seconds": time.perf_counter() - started}
-    path = save("bank", {"args": vars(args), "shapes": SHAPES, "environment": environment, "results": rows})
+    path = save("bank_gpu" if use_gpu else "bank", {"args": vars(args), "shapes": SHAPES, "environment": environment, "results": rows})
     print_table(f"memory bank, ms per control step on {device} ({torch.get_num_threads()} threads; "
                 f"load avg {load_before[0]:.1f})",
                 ["shape", "L", "B", "consolidation", "mode", "retrieve+fuse ms", "update ms", "step ms",

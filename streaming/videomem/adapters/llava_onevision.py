@@ -2,7 +2,7 @@
 
 One frame is ``(image_size / patch_size / 2)^2`` tokens after the bilinear 2x2 pooling of
 ``LlavaOnevisionModel.get_video_features`` (196 for the released checkpoints). The video's single
-trailing ``image_newline`` token that transformers appends after the *last* frame is not used:
+trailing ``image_newline`` token that transformers (5.25; not 5.17) appends after the *last* frame is not used:
 ReKV's ``_get_video_features`` drops it too, and a stream has no last frame.
 """
 
@@ -34,8 +34,13 @@ class LlavaOnevisionAdapter(HFVideoLLM):
     def _frame_features(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         pixels = self.processor.video_processor(videos=[list(frames)], return_tensors="pt").pixel_values_videos
         pixels = pixels.to(self.device, self.model.dtype)
-        features = self.model.model.get_video_features(pixels).pooler_output  # (1, n*T + 1, hidden)
-        return features[0, :-1].reshape(len(frames), -1, features.shape[-1])
+        features = self.model.model.get_video_features(pixels).pooler_output[0]  # (n*T [+ 1], hidden)
+        # transformers 5.25 appends the video's image_newline token to get_video_features' output,
+        # 5.17 (which pyproject's transformers>=5.5 admits too) does not: drop it only when it is there.
+        newline = getattr(self.model.model, "image_newline", None)
+        if newline is not None and torch.equal(features[-1], newline.to(features.device, features.dtype)):
+            features = features[:-1]
+        return features.reshape(len(frames), -1, features.shape[-1])
 
     def rotate(self, keys: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         batched = keys if keys.dim() == 4 else keys[None]
