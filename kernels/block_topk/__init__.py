@@ -39,6 +39,7 @@ def block_scores(query: torch.Tensor, keys: torch.Tensor, *, backend: str = "aut
     Raises:
         ValueError: bad shapes, dtypes or devices, or an unusable ``backend``.
     """
+    reference.check_block_inputs(query, keys)  # bad input: the same message whatever the backend
     if resolve_backend(backend, query, keys) == "triton":
         from . import triton_impl
 
@@ -77,6 +78,7 @@ def block_topk(
         ValueError: ``k <= 0``, ``group_size <= 0``, ``k < group_size``, bad inputs, or an
             unusable ``backend``.
     """
+    reference.check_block_inputs(query, keys)  # bad input: the same message whatever the backend
     if resolve_backend(backend, query, keys) == "triton":
         from . import triton_impl
 

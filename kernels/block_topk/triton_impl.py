@@ -47,7 +47,7 @@ def _group_scores_kernel(
     keys_layer = keys_ptr + layer * keys_stride_layer
     total = tl.zeros([BLOCK_G], dtype=tl.float32)
     for c_start in range(0, n_channels, BLOCK_C):
-        channels = c_start + tl.arange(0, BLOCK_C)
+        channels = (c_start + tl.arange(0, BLOCK_C)).to(tl.int64)  # times a stride: int64 offsets
         channel_mask = channels < n_channels
         query = tl.load(query_row + channels * query_stride_channel, mask=channel_mask, other=0.0)
         query = query.to(tl.float32)

@@ -63,6 +63,7 @@ def quantize_int8(
         ValueError: unsupported dtype, 0-dim ``x``, ``reduce_dim`` out of range, or an unusable
             ``backend``.
     """
+    reference.check_quantize_inputs(x, reduce_dim)  # bad input: the same message whatever the backend
     if resolve_backend(backend, x) == "triton":
         from . import triton_impl
 
@@ -88,6 +89,7 @@ def dequantize_int8(
         ValueError: wrong dtypes, a ``scale`` that does not fit ``q``, different devices, or an
             unusable ``backend``.
     """
+    reference.check_dequantize_inputs(q, scale, dtype)  # bad input (devices too): the same message whatever the backend
     if resolve_backend(backend, q, scale) == "triton":
         from . import triton_impl
 

@@ -4,7 +4,8 @@ The tensor is seen as rows along ``reduce_dim``: with ``x`` viewed as ``(outer, 
 size of ``reduce_dim``), row ``r`` is ``x[r // inner, :, r % inner]``. This is the "move
 ``reduce_dim`` last and view as rows" layout, addressed through strides so no transposed copy is
 made. One program handles ``BLOCK_ROWS`` rows, walking R in tiles of ``BLOCK_R``: quantisation
-takes two passes (absmax, then quantise), dequantisation one. Offsets are int64.
+takes two passes (absmax, then quantise), dequantisation one. Offsets are int64: rows and columns
+both (column times stride passed 2**31 along a long reduced dim, an illegal access on an H200).
 
 Exactness: quantisation matches the reference bit for bit for float32, float16 and bfloat16 inputs
 (both compute in float32 from the exact input values, with IEEE division ``div_rn`` and an exact
@@ -53,7 +54,7 @@ def _quantize_kernel(
 
     absmax = tl.zeros([BLOCK_ROWS], dtype=tl.float32)
     for start in range(0, reduce_len, BLOCK_R):
-        cols = start + tl.arange(0, BLOCK_R)
+        cols = (start + tl.arange(0, BLOCK_R)).to(tl.int64)  # cols * stride passes 2**31 on big tensors
         mask = row_mask[:, None] & (cols < reduce_len)[None, :]
         x = tl.load(x_rows[:, None] + cols[None, :] * x_stride_reduce, mask=mask, other=0.0)
         absmax = tl.maximum(absmax, tl.max(tl.abs(x.to(tl.float32)), axis=1))
@@ -63,7 +64,7 @@ def _quantize_kernel(
     tl.store(scale_ptr + rows, scale, mask=row_mask)
 
     for start in range(0, reduce_len, BLOCK_R):
-        cols = start + tl.arange(0, BLOCK_R)
+        cols = (start + tl.arange(0, BLOCK_R)).to(tl.int64)  # cols * stride passes 2**31 on big tensors
         mask = row_mask[:, None] & (cols < reduce_len)[None, :]
         x = tl.load(x_rows[:, None] + cols[None, :] * x_stride_reduce, mask=mask, other=0.0)
         y = tl.math.div_rn(x.to(tl.float32), scale[:, None])
@@ -103,7 +104,7 @@ def _dequantize_kernel(
     q_rows = q_ptr + outer * q_stride_outer + within * q_stride_inner
     out_rows = out_ptr + outer * reduce_len * inner + within
     for start in range(0, reduce_len, BLOCK_R):
-        cols = start + tl.arange(0, BLOCK_R)
+        cols = (start + tl.arange(0, BLOCK_R)).to(tl.int64)  # cols * stride passes 2**31 on big tensors
         mask = row_mask[:, None] & (cols < reduce_len)[None, :]
         q = tl.load(q_rows[:, None] + cols[None, :] * q_stride_reduce, mask=mask, other=0)
         values = q.to(tl.float32) * scale[:, None]
