@@ -349,7 +349,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _serve_on_ray(args: argparse.Namespace, options, access, limits, rekv: bool) -> int:
     """``memstream serve --ray N``: the same API from Ray Serve replicas sharing ``--store``."""
-    from memstream.streaming.videomem.service.ray_serve import RayServeSpec, build_app, connect_ray, serve_in_process
+    from memstream.streaming.videomem.service.persist import StreamStore
+    from memstream.streaming.videomem.service.ray_serve import RayServeSpec, build_app, connect_ray, deploy, serve_in_process
 
     if args.ray < 1:
         raise ConfigError(f"--ray {args.ray} is not a number of replicas", "Give 1 or more")
@@ -361,6 +362,7 @@ def _serve_on_ray(args: argparse.Namespace, options, access, limits, rekv: bool)
         streams_per_replica=args.streams_per_replica, max_streams=args.max_streams, limits=limits,
         default_max_tokens=min(args.max_new_tokens, limits.max_tokens_cap), replica_cpus=args.replica_cpus,
         replica_gpus=args.replica_gpus, torch_threads=args.torch_threads,
+        store_id=StreamStore.identify(Path(args.store).resolve()),  # each replica checks it reaches this store
     )
     auth = f"{len(access.api_keys)} API key(s)" if access.api_keys else "no API key, loopback only"
     banner = (f"[serving {options.model} on Ray Serve, {args.ray} replica(s), at http://{args.host}:{args.port}/v1 "
@@ -370,9 +372,9 @@ def _serve_on_ray(args: argparse.Namespace, options, access, limits, rekv: bool)
         print(banner, file=sys.stderr, flush=True)
         serve_in_process(spec, access, args.host, args.port, docs=args.docs, ws_max_size=limits.max_message_chars)
         return 0
-    serve = connect_ray(args.ray_address, args.host, args.port)
+    connect_ray(args.ray_address, args.host, args.port)
     print(banner, file=sys.stderr, flush=True)
-    serve.run(build_app(spec, access, docs=args.docs), name=spec.app_name, route_prefix="/", blocking=True)
+    deploy(build_app(spec, access, docs=args.docs), spec.app_name, route_prefix="/", blocking=True)
     return 0
 
 

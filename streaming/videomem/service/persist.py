@@ -10,6 +10,8 @@ Layout of ``DIR``::
                             the next start removes them)
     leases/ID.lock          flock'd by the one process holding the stream's memory (:class:`Lease`)
     leases/ID.wanted.TOKEN  one per process waiting for that lease (a handoff request)
+    store.id                a random id, written once by ``serve --ray`` (:meth:`StreamStore.identify`):
+                            each replica checks it finds the same store at the same path
 
 A stream exists once its ``stream.json`` does (written before its memory is made), and is gone
 once its folder has been renamed into ``trash/`` (one atomic rename), so a ``kill -9`` at any point
@@ -29,6 +31,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
@@ -141,8 +144,10 @@ class StreamStore:
             another model.
     """
 
-    def __init__(self, root: str | Path, model: str, fingerprint: str) -> None:
+    def __init__(self, root: str | Path, model: str, fingerprint: str, expect_id: str | None = None) -> None:
         self.root = Path(root)
+        if expect_id is not None:
+            self.check_identity(root, expect_id)
         try:
             (self.root / "streams").mkdir(parents=True, exist_ok=True)
             (self.root / "trash").mkdir(exist_ok=True)
@@ -153,6 +158,43 @@ class StreamStore:
             raise ConfigError(f"--store {root} is not writable", "Fix its permissions or give another directory")
         self._check_model(model, fingerprint)
         self._empty_trash()
+
+    @staticmethod
+    def identify(root: str | Path) -> str:
+        """The store's id (``store.id``), written now if it has none; ``serve --ray`` hands it to
+        every replica, which opens the store only where it finds that id (``expect_id``).
+
+        Raises:
+            ConfigError: the directory cannot be created or written.
+        """
+        path = Path(root) / "store.id"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "x") as file:  # exclusive: two starts on one new store agree on the first id
+                file.write(uuid.uuid4().hex)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise ConfigError(f"--store {root} cannot be used as a directory ({exc.strerror})",
+                              "Give a writable directory every Ray node mounts at the same path") from exc
+        return path.read_text().strip()
+
+    @staticmethod
+    def check_identity(root: str | Path, expected: str) -> None:
+        """Refuse to open (or create) a store other than the one the server identified: a node
+        that does not mount the shared store would otherwise start a private one at that path.
+
+        Raises:
+            ConfigError: no ``store.id`` at ``root``, or another one.
+        """
+        try:
+            found = (Path(root) / "store.id").read_text().strip()
+        except OSError:
+            found = None
+        if found != expected:
+            where = "has no store" if found is None else "holds another store"
+            raise ConfigError(f"--store {root} on node {socket.gethostname()} {where} (expected store id {expected})",
+                              "Mount the shared store at the same path on every Ray node (NFS, CephFS, Lustre, GPFS)")
 
     @classmethod
     def reader(cls, root: str | Path) -> StreamStore:

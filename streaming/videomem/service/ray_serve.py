@@ -79,6 +79,8 @@ class RayServeSpec:
         replica_cpus, replica_gpus: Ray resources of one replica.
         torch_threads: torch's intra-op threads in a replica (None: torch's default).
         app_name: the Serve application's name (``serve.run(..., name=app_name)``).
+        store_id: the store's id (:meth:`StreamStore.identify`): a replica that does not find it
+            at ``store`` refuses to start (None: not checked).
     """
 
     options: Any
@@ -94,6 +96,7 @@ class RayServeSpec:
     replica_gpus: float = 0.0
     torch_threads: int | None = None
     app_name: str = "memstream"
+    store_id: str | None = None
 
 
 def _import_ray():
@@ -142,7 +145,7 @@ def serve_in_process(spec: RayServeSpec, access, host: str, port: int, docs: boo
 
     serve = _import_ray()
     try:
-        serve.run(replica_deployment(spec), name=spec.app_name, route_prefix=None, blocking=False)
+        deploy(replica_deployment(spec), spec.app_name, route_prefix=None)
         options = {} if ws_max_size is None else {"ws_max_size": ws_max_size}
         uvicorn.run(create_app(RayStreams(spec), access, docs=docs), host=host, port=port, log_level="warning", **options)
     finally:
@@ -165,6 +168,24 @@ def _probe(address: str | None, timeout_s: float = 5.0) -> None:
         raise ConfigError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc})",
                           "Check the address and that the head node runs (ray status there), or drop --ray-address "
                           "to start a local cluster") from exc
+
+
+def deploy(app, name: str, route_prefix: str | None = "/", blocking: bool = False) -> None:
+    """``serve.run`` an application, turning a replica that could not start (a store it does not
+    reach, a model it cannot load) into one ConfigError quoting the replica's own error line: Serve
+    itself only says "Failed to update the deployments"."""
+    serve = _import_ray()
+    try:
+        serve.run(app, name=name, route_prefix=route_prefix, blocking=blocking)
+    except RuntimeError as exc:
+        reasons = []
+        with contextlib.suppress(Exception):  # the status is context for the error raised below
+            for deployment, status in serve.status().applications[name].deployments.items():
+                lines = [line for line in (status.message or "").splitlines() if line.strip()]
+                if lines:
+                    reasons.append(f"{deployment}: {lines[-1].strip()[:500]}")
+        raise ConfigError(f"Ray Serve could not start {name!r}: {'; '.join(reasons) or exc}",
+                          "Fix what the replica's error names (its full traceback is in the Ray logs), then start again") from exc
 
 
 class _Held:
@@ -257,13 +278,15 @@ class StreamReplicaCore:
         from memstream.streaming.videomem.factory import load_model, memory_for
         from memstream.streaming.videomem.service.streams import VideoQAService
 
+        if spec.store_id is not None:  # before the model loads: a node without the shared store fails fast
+            StreamStore.check_identity(spec.store, spec.store_id)
         if spec.torch_threads is not None:
             import torch
 
             torch.set_num_threads(spec.torch_threads)
         self.spec, options = spec, spec.options
         self.llm = load_model(options)
-        self.store = StreamStore(spec.store, options.model, self.llm.spec.fingerprint)
+        self.store = StreamStore(spec.store, options.model, self.llm.spec.fingerprint, expect_id=spec.store_id)
 
         def make_memory(settings: StreamSettings):
             return memory_for(self.llm, replace(options, rekv=settings.rekv(options.rekv)))

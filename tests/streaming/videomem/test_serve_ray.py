@@ -85,6 +85,27 @@ def test_a_waiting_replica_gets_the_stream_when_the_holder_hands_it_over(tiny_ll
     assert a.open_stream("cam", None, None, None) == "cam"  # the id is free again, on either replica
 
 
+def test_a_replica_refuses_a_store_path_that_is_not_the_servers_store(tiny_llava_dir, tmp_path):
+    """A node that does not mount the shared store sees an empty (or another) directory at its path:
+    the replica stops before loading the model and creates nothing there."""
+    from memstream.streaming.errors import ConfigError
+
+    shared = tmp_path / "shared"
+    store_id = StreamStore.identify(shared)
+    assert StreamStore.identify(shared) == store_id and len(store_id) == 32  # written once
+    elsewhere = tmp_path / "not-mounted"
+    with pytest.raises(ConfigError, match=r"not-mounted on node .* has no store \(expected store id "):
+        StreamReplicaCore(spec_for(tiny_llava_dir, elsewhere, store_id=store_id))
+    assert not elsewhere.exists()
+    StreamStore.identify(elsewhere)  # another store at that path
+    with pytest.raises(ConfigError, match="holds another store") as refused:
+        StreamReplicaCore(spec_for(tiny_llava_dir, elsewhere, store_id=store_id))
+    assert "Mount the shared store at the same path on every Ray node" in str(refused.value)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["store.id"]
+    core = StreamReplicaCore(spec_for(tiny_llava_dir, shared, store_id=store_id))  # the right one opens
+    assert core.open_stream("cam", None, None, None) == "cam"
+
+
 # ---- a local Ray cluster -------------------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:
@@ -196,6 +217,23 @@ def test_a_replica_killed_mid_ingest_comes_back_and_its_streams_answer_from_the_
         assert reply.model_extra["memstream"]["frames_seen"] == 8
         for name in names:
             client.delete(f"{base}/v1/streams/{name}")
+
+
+@pytest.mark.network
+@pytest.mark.timeout(200)
+def test_replicas_that_cannot_start_are_one_error_quoting_the_replicas_reason(ray_service, tiny_llava_dir, tmp_path):
+    from memstream.streaming.errors import ConfigError
+    from memstream.streaming.videomem.service.ray_serve import deploy, replica_deployment
+    from ray import serve
+
+    spec = spec_for(tiny_llava_dir, tmp_path / "unmounted", replicas=1, replica_cpus=0.3, app_name="unreachable",
+                    store_id="0" * 32)
+    try:
+        with pytest.raises(ConfigError, match=r"Ray Serve could not start 'unreachable': StreamReplica: .*has no store"):
+            deploy(replica_deployment(spec), spec.app_name, route_prefix=None)
+    finally:
+        serve.delete(spec.app_name)
+    assert not (tmp_path / "unmounted").exists()
 
 
 # ---- the command line ----------------------------------------------------------------------------
