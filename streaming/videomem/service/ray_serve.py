@@ -134,11 +134,10 @@ def connect_ray(address: str | None, host: str | None = None, port: int | None =
 
 def serve_in_process(spec: RayServeSpec, access, host: str, port: int, docs: bool = False, ws_max_size: int | None = None) -> None:
     """``memstream serve --ray N``, after :func:`connect_ray` (with no port: Serve starts no proxy):
-    deploy the StreamReplica replicas on Ray Serve and
-    serve the API from this process with uvicorn, calling the replicas through deployment handles
-    keyed by stream id, as the Frontend deployment of :func:`build_app` does. One hop less than
-    Serve's proxy and a frontend replica: about half the per-request overhead (``bench_ray.py``).
-    Blocks until interrupted, then shuts Serve's applications down."""
+    deploy the StreamReplica replicas on Ray Serve and serve the API from this process with
+    uvicorn, calling the replicas through deployment handles keyed by stream id, as the Frontend
+    deployment of :func:`build_app` does, one hop less than Serve's proxy and a frontend replica
+    (``bench_ray.py`` measures both). Blocks until interrupted, then deletes the application."""
     import uvicorn
 
     from memstream.streaming.videomem.serve import create_app
