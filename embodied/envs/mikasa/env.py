@@ -76,6 +76,13 @@ def quat_wxyz_to_rpy(quat: np.ndarray) -> np.ndarray:
     return np.stack([roll, pitch, yaw], axis=-1).astype(np.float32)
 
 
+def _rotate(quat_wxyz: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """``vector`` (3,) rotated by the unit quaternion (w, x, y, z)."""
+    w, xyz = float(quat_wxyz[0]), np.asarray(quat_wxyz[1:], float)
+    t = 2 * np.cross(xyz, vector)
+    return vector + w * t + np.cross(xyz, t)
+
+
 def _np(value: Any) -> np.ndarray:
     return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
 
@@ -213,8 +220,9 @@ class MikasaEnv:
                 return np.zeros((1, ACTION_DIM), dtype=np.float32)
             colour = int(self.hidden_info[0, 0])
             return remember_color_action(tcp, _np(base.cubes[colour].pose.p)[0])[None]
+        hand_y = _rotate(_np(base.agent.tcp.pose.q)[0], np.array([0.0, 1.0, 0.0]))[:2]
         return intercept_action(tcp, _np(base.ball.pose.p)[0], _np(base.ball.linear_velocity)[0],
-                                _np(base.goal_region.pose.p)[0])[None]
+                                _np(base.goal_region.pose.p)[0], hand_y, int(self.frame_index[0]))[None]
 
     def close(self) -> None:
         self._sim.close()

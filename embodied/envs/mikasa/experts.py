@@ -30,7 +30,11 @@ ALIGN_TOL_M = 0.02
 BALL_RADIUS_M = 0.02
 TIP_Z_M = 0.025
 BEHIND_M = 0.05  # tip behind the ball centre before a kick (radius 0.02 + half the closed fingers)
-BLOCK_Y_M = -0.30  # where the hand stops the ball: every goal is beyond it, the fastest ball needs >= 14 steps
+BLOCK_Y_M = -0.55  # the farthest the hand reaches down the ball's path in time
+BLOCK_Y_MAX_M = -0.30  # every goal lies beyond it
+BLOCK_STEP = 20  # the hand is down on the path by then
+YAW_TOL_RAD = 0.08
+ROT_STEP_RAD = 0.1  # pd_ee_delta_pose: radians asked for by a rotation component of 1
 MOVING_M_S = 0.08
 KICK_TOL_M = 0.02
 KICK_THROUGH_M = 0.15
@@ -57,14 +61,17 @@ def remember_color_action(tcp_xyz: np.ndarray, cube_xyz: np.ndarray) -> np.ndarr
 
 
 def intercept_action(tcp_xyz: np.ndarray, ball_xyz: np.ndarray, ball_velocity: np.ndarray,
-                     goal_xyz: np.ndarray) -> np.ndarray:
+                     goal_xyz: np.ndarray, hand_y_axis: np.ndarray, step: int) -> np.ndarray:
     """float32 (7,): one step of stopping the rolling ball and kicking it through the goal zone.
 
     Inputs are metres and m/s in the world frame: the tip, the ball's centre and velocity, the
-    goal's centre. Stateless: the phase is read off the ball's motion.
+    goal's centre; ``hand_y_axis`` is the hand's y axis in the world (the closed fingers' flat
+    faces point along it: a push with them sends the ball along it), ``step`` the episode's step.
 
-    1. The ball rolls toward +y: put the hand on its path at :data:`BLOCK_Y_M` (it stops there).
-    2. The ball is (nearly) still: lift, move :data:`BEHIND_M` behind it on the goal's line, come down.
+    1. The ball rolls toward +y: put the hand on its path where the ball will be at step
+       :data:`BLOCK_STEP` (no nearer than :data:`BLOCK_Y_M`); it stops there.
+    2. The ball is (nearly) still: turn the finger faces toward the goal's line, lift, move
+       :data:`BEHIND_M` behind the ball on that line, come down.
     3. Behind it: drive through its centre toward the goal (a kick; it rolls on with little loss).
     4. The ball rolls toward the goal: lift away.
     """
@@ -73,15 +80,32 @@ def intercept_action(tcp_xyz: np.ndarray, ball_xyz: np.ndarray, ball_velocity: n
     speed = float(np.linalg.norm(velocity))
     to_goal = goal[:2] - ball[:2]
     d = to_goal / max(float(np.linalg.norm(to_goal)), 1e-6)
-    if speed > MOVING_M_S and ball[1] < BLOCK_Y_M - 0.01 and velocity[1] > MOVING_M_S:
-        cross_x = ball[0] + velocity[0] * (BLOCK_Y_M - ball[1]) / velocity[1]
-        return _descend_to(tcp, np.array([cross_x, BLOCK_Y_M]))
+    rolling_in = speed > MOVING_M_S and velocity[1] > MOVING_M_S
+    if rolling_in and ball[1] < tcp[1] - 0.03:
+        planned_y = ball[1] + velocity[1] * CONTROL_DT_S * max(BLOCK_STEP - step, 0)
+        block_y = float(np.clip(planned_y, BLOCK_Y_M, BLOCK_Y_MAX_M))
+        cross_x = ball[0] + velocity[0] * (tcp[1] - ball[1]) / velocity[1]
+        if tcp[2] < TIP_Z_M + 0.02 and abs(tcp[0] - cross_x) < 0.03:
+            block_y = tcp[1]  # down on the path already: wait there
+        cross_x = ball[0] + velocity[0] * (block_y - ball[1]) / velocity[1]
+        return _descend_to(tcp, np.array([cross_x, block_y]))
     if speed > MOVING_M_S and velocity @ d > 0.7 * speed:
         return _move(tcp, np.array([tcp[0], tcp[1], CRUISE_Z_M]))
+    turn = _yaw_error(np.asarray(hand_y_axis, float), d)
     behind = ball[:2] - d * BEHIND_M
-    if np.linalg.norm(tcp[:2] - behind) < KICK_TOL_M and tcp[2] < TIP_Z_M + 0.015:
+    aligned = abs(turn) < YAW_TOL_RAD
+    if aligned and np.linalg.norm(tcp[:2] - behind) < KICK_TOL_M and tcp[2] < TIP_Z_M + 0.015:
         return _move(tcp, np.array([*(ball[:2] + d * KICK_THROUGH_M), TIP_Z_M]), KICK_GAIN)
-    return _descend_to(tcp, behind)
+    action = _descend_to(tcp, behind) if aligned or tcp[2] > CRUISE_Z_M - 0.03 else \
+        _move(tcp, np.array([tcp[0], tcp[1], CRUISE_Z_M]))
+    action[5] = np.clip(-turn / ROT_STEP_RAD, -1.0, 1.0)  # the action turns about the hand's z, which points down
+    return action
+
+
+def _yaw_error(axis_xy: np.ndarray, d: np.ndarray) -> float:
+    """Radians to turn about +z so the line of ``axis_xy`` (either sign) points along ``d``."""
+    error = float(np.arctan2(d[1], d[0]) - np.arctan2(axis_xy[1], axis_xy[0]))
+    return float((error + np.pi / 2) % np.pi - np.pi / 2)
 
 
 def _descend_to(tcp: np.ndarray, target_xy: np.ndarray) -> np.ndarray:

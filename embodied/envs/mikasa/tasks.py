@@ -85,8 +85,8 @@ def resolve_task(name: str) -> MikasaTask:
         return by_id[name]
     base = name.split("-")[0]
     if base.startswith("ShellGame"):
-        raise ConfigError(f"MIKASA-Robo task {name!r} needs the YCB assets (ManiSkill downloads them on "
-                          "first use; this machine has no network for it)",
+        raise ConfigError(f"MIKASA-Robo task {name!r} needs the YCB assets, which ManiSkill downloads "
+                          "on first use (they are not in the pip packages)",
                           f"Run `python -m mani_skill.utils.download_asset ycb` where the network allows, or "
                           f"pick one of: {known}")
     if base in MIKASA_TASKS:
