@@ -230,6 +230,8 @@ class MikasaEnv:
     def _start_episode(self) -> None:
         episode = self._next_episode
         self._next_episode += 1
+        # ManiSkill seeds torch's generator from this seed around the task's reset (the suite draws its
+        # cube jitter, shuffles, phase lengths and the ball's start from it), so the episode is reproducible.
         self._raw, _ = self._sim.reset(seed=self.episode_seed(episode))
         self.episode_index[:] = episode
         self.frame_index[:] = 0
