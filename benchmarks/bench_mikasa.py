@@ -7,6 +7,9 @@
 * ``speed``: control steps/s with both 128x128 cameras, one process vs ``--procs`` processes side by
   side (ManiSkill's CPU backend simulates one env per process; parallel envs mean processes), and
   without rendering.
+* ``serve``: one policy step (bank read + write, action chunk) of a random-weight MemoryVLA-style
+  policy sized for MIKASA-Robo (128x128 image, 7-d state and action, chunk 8, bank L = 16) in
+  process at batch 1 and 8, and through the WebSocket server from a loopback client (round trip).
 * ``demos``: demonstrations/hour written by :func:`~memstream.embodied.envs.mikasa.write_demonstrations`
   (rendering, H.264 encoding, Parquet) for ``--episodes`` episodes of one task.
 
@@ -16,6 +19,7 @@ The machine is shared (2 cores, several other jobs): compare rows of one run, no
     python benchmarks/bench_mikasa.py experts --episodes 20
     python benchmarks/bench_mikasa.py speed --steps 30 --procs 2
     python benchmarks/bench_mikasa.py demos --task RememberColor3 --episodes 6
+    python benchmarks/bench_mikasa.py serve --steps 30 [--threads 1]
 """
 
 from __future__ import annotations
@@ -90,13 +94,64 @@ def demos(task: str, episodes: int) -> dict:
             "bytes_per_frame": round(size / max(frames, 1), 1), "expert_success": info["success_rate"]}
 
 
+def serve_latency(steps: int, threads: int) -> list[dict]:
+    import numpy as np
+    import torch
+
+    from memstream.embodied.bank import MemoryBankConfig
+    from memstream.embodied.policies import MemoryVLAConfig, MemoryVLAPolicy
+    from memstream.embodied.policies.serve import PolicyServer
+    from memstream.embodied.policies.wire import PolicyClient
+
+    torch.manual_seed(0)
+    torch.set_num_threads(threads)  # 2 threads on a loaded 2-core machine spin-wait: steps 30-100x slower
+    image_key = "observation.images.base_camera"
+    config = MemoryVLAConfig(input_features={image_key: (3, 128, 128), "observation.state": (7,)},
+                             output_features={"action": (7,)}, chunk_size=8, n_action_steps=8,
+                             bank=MemoryBankConfig(capacity=16))
+    policy = MemoryVLAPolicy(config).eval()
+    rng = np.random.default_rng(0)
+
+    def batch(size: int, t: int) -> dict:
+        return {image_key: rng.integers(0, 256, (size, 128, 128, 3), dtype=np.uint8),
+                "observation.state": rng.normal(size=(size, 7)).astype(np.float32), "task": ["touch the cube"] * size,
+                "episode_start": np.full(size, t == 0), "frame_index": np.full(size, t)}
+
+    def median_ms(call) -> float:
+        call(0)
+        times = []
+        for t in range(1, steps + 1):
+            started = time.perf_counter()
+            call(t)
+            times.append(time.perf_counter() - started)
+        return round(1000 * sorted(times)[len(times) // 2], 2)
+
+    rows = [{"path": f"in process, batch {size}",
+             "median_ms": median_ms(lambda t, size=size: policy.predict_action_chunk(batch(size, t)))} for size in (1, 8)]
+    server = PolicyServer(policy, "touch the cube", api_keys=["bench"])
+    server.start()
+    try:
+        with PolicyClient(f"ws://127.0.0.1:{server.port}", api_key="bench") as client:
+            client.reset()
+
+            def remote(t: int) -> None:
+                one = batch(1, t)
+                client.infer({key: one[key][0] for key in (image_key, "observation.state")} | {"task": "touch the cube"})
+
+            rows.append({"path": "WebSocket round trip, batch 1", "median_ms": median_ms(remote)})
+    finally:
+        server.stop()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("experts", "speed", "demos"))
+    parser.add_argument("what", choices=("experts", "speed", "demos", "serve"))
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--procs", type=int, default=2)
     parser.add_argument("--task", default="RememberColor3")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the serve measurement")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     args = parser.parse_args()
     path = RESULTS / "mikasa.json"
@@ -117,6 +172,11 @@ def main() -> None:
         print_table(f"{args.task} control steps/s (128x128 base + hand cameras), shared 2-core machine",
                     ["processes", "render", "steps/s each", "steps/s total"],
                     [[r["processes"], r["render"], str(r["steps_per_s_each"]), r["steps_per_s_total"]] for r in rows])
+    elif args.what == "serve":
+        rows = serve_latency(args.steps, args.threads)
+        payload["serve"] = rows
+        print_table(f"Policy step (bank L=16, chunk 8, 128x128), median of {args.steps}, shared 2-core machine",
+                    ["path", "median ms"], [[r["path"], r["median_ms"]] for r in rows])
     else:
         row = demos(args.task, args.episodes)
         payload.setdefault("demos", {})[args.task] = row
