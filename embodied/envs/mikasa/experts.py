@@ -2,14 +2,18 @@
 
 Actions are the suite's ``pd_ee_delta_pose``: float32 (7,) in [-1, 1], ``[dx, dy, dz, drx, dry, drz,
 gripper]``; a position component of 1 asks for 0.1 m in the robot base frame (whose axes are the
-world's: the Panda's base sits at (-0.615, 0, 0) unrotated), rotations stay 0 (the gripper keeps
-pointing down), gripper -1 closes the fingers (a narrow tip touches one cube and pushes a ball).
+world's: the Panda's base sits at (-0.615, 0, 0) unrotated); a rotation component of 1 asks for
+0.1 rad about the hand's axes (its z points down). The gripper keeps pointing down (the intercept
+expert only turns it about the vertical); gripper -1 closes the fingers (a narrow tip).
 
 * RememberColor: the expert knows the colour shown (``true_color_indices``) and where each cube is.
   During the cue and empty phases the suite freezes actions anyway; afterwards it flies to
-  :data:`TOUCH_HEIGHT_M` above the target cube's centre along a cone and holds still (success needs the tip within 5 cm of the cube and joint speeds under 0.2).
+  :data:`TOUCH_HEIGHT_M` above the target cube's centre along a cone and holds still (success
+  needs the tip within 5 cm of the cube and joint speeds under 0.2).
 * Intercept: the expert knows the ball's position and velocity and the goal's position. It stops
-  the rolling ball with the hand, gets behind it on the goal's line and kicks it through the zone.
+  the rolling ball with the hand, turns the fingers' flat faces to the goal's line, gets behind
+  the ball on that line and kicks it through the zone. Measured: 80 % of 20 episodes (failures:
+  the ball bounces back off the hand out of reach, or the turn, ~0.04 rad per step, comes late).
 
 Example:
     >>> a = remember_color_action(np.array([0.0, 0.0, 0.3]), np.array([0.1, 0.0, 0.02]))
