@@ -89,6 +89,7 @@ LAYERS: dict[str, int] = {
     "memstream.embodied.scene.cli": WIRING,
     "memstream.embodied.scene.grounding": WIRING,  # the memstream.grounding entry point (reads a run folder)
     "memstream.embodied.agents.cli": WIRING,
+    "memstream.embodied.policies.serve": WIRING,  # the robots' policy server (WebSocket + msgpack)
 }
 
 # What each package may import, itself included (ARCHITECTURE.md's "depends on" column).

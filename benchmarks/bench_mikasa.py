@@ -1,0 +1,191 @@
+"""MIKASA-Robo on ManiSkill3's CPU simulator: expert success, simulator speed, demonstration rate.
+
+* ``experts``: the scripted experts (:mod:`memstream.embodied.envs.mikasa.experts`) on ``--episodes``
+  episodes per task, seeds 0.. (the demonstration range; evaluation uses 4242424242..), cameras off
+  (``render=False``: same physics, no rendering), success as the suite's VLA benchmark counts it
+  (``success_once`` within the time limit). Chance level beside each task.
+* ``speed``: control steps/s with both 128x128 cameras, one process vs ``--procs`` processes side by
+  side (ManiSkill's CPU backend simulates one env per process; parallel envs mean processes), and
+  without rendering.
+* ``serve``: one policy step (bank read + write, action chunk) of a random-weight MemoryVLA-style
+  policy sized for MIKASA-Robo (128x128 image, 7-d state and action, chunk 8, bank L = 16) in
+  process at batch 1 and 8, and through the WebSocket server from a loopback client (round trip).
+* ``demos``: demonstrations/hour written by :func:`~memstream.embodied.envs.mikasa.write_demonstrations`
+  (rendering, H.264 encoding, Parquet) for ``--episodes`` episodes of one task.
+
+The ShellGame tasks (MemoryVLA's fifth) need a YCB asset download and are left out of every table.
+The machine is shared (2 cores, several other jobs): compare rows of one run, not across runs.
+
+    python benchmarks/bench_mikasa.py experts --episodes 20
+    python benchmarks/bench_mikasa.py speed --steps 30 --procs 2
+    python benchmarks/bench_mikasa.py demos --task RememberColor3 --episodes 6
+    python benchmarks/bench_mikasa.py serve --steps 30 [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from _common import RESULTS, print_table, save
+
+TASKS = ("RememberColor3", "RememberColor5", "RememberColor9", "InterceptMedium")
+NOTE = "ShellGameTouch (MemoryVLA's fifth task) needs a YCB asset download: not runnable offline, left out"
+
+
+def expert_success(task: str, episodes: int) -> dict:
+    from memstream.embodied.envs import evaluate_env
+    from memstream.embodied.envs.mikasa import make_mikasa_env
+
+    env = make_mikasa_env(task, seed=0, render=False)
+    started = time.perf_counter()
+    result = evaluate_env(lambda obs: env.expert_actions(), env, episodes)
+    seconds = time.perf_counter() - started
+    env.close()
+    return {"task": task, "episodes": episodes, "success_rate": result["success_rate"],
+            "chance_success_rate": result["chance_success_rate"], "mean_length": result["mean_length"],
+            "failed_seeds": [int(i) for i in (~result["success"]).nonzero()[0]], "seconds": round(seconds, 1)}
+
+
+def _steps_per_s(args: tuple[str, int, bool]) -> float:
+    from memstream.embodied.envs.mikasa import make_mikasa_env
+
+    task, steps, render = args
+    env = make_mikasa_env(task, seed=0, render=render)
+    env.reset()
+    env.step(env.expert_actions())  # warm-up: first render compiles shaders
+    started = time.perf_counter()
+    for _ in range(steps):
+        env.step(env.expert_actions())
+    rate = steps / (time.perf_counter() - started)
+    env.close()
+    return rate
+
+
+def speed(task: str, steps: int, procs: int) -> list[dict]:
+    rows = []
+    for n, render in ((1, True), (procs, True), (1, False)):
+        with mp.get_context("spawn").Pool(n) as pool:
+            started = time.perf_counter()
+            rates = pool.map(_steps_per_s, [(task, steps, render)] * n)
+            wall = time.perf_counter() - started
+        rows.append({"task": task, "processes": n, "render": render, "steps_per_s_each": [round(r, 2) for r in rates],
+                     "steps_per_s_total": round(sum(rates), 2), "wall_s": round(wall, 1)})
+    return rows
+
+
+def demos(task: str, episodes: int) -> dict:
+    from memstream.embodied.envs.mikasa import read_demonstrations, write_demonstrations
+
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        info = write_demonstrations(Path(folder) / "demos", task, episodes, seed=0)
+        seconds = time.perf_counter() - started
+        size = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+        data = read_demonstrations(Path(folder) / "demos")
+        frames = sum(len(e["actions"]) for e in data.episodes())
+    return {"task": task, "episodes": episodes, "frames": frames, "seconds": round(seconds, 1),
+            "demos_per_hour": round(episodes * 3600 / seconds, 1), "bytes": size,
+            "bytes_per_frame": round(size / max(frames, 1), 1), "expert_success": info["success_rate"]}
+
+
+def serve_latency(steps: int, threads: int) -> list[dict]:
+    import numpy as np
+    import torch
+
+    from memstream.embodied.bank import MemoryBankConfig
+    from memstream.embodied.policies import MemoryVLAConfig, MemoryVLAPolicy
+    from memstream.embodied.policies.serve import PolicyServer
+    from memstream.embodied.policies.wire import PolicyClient
+
+    torch.manual_seed(0)
+    torch.set_num_threads(threads)  # 2 threads on a loaded 2-core machine spin-wait: steps 30-100x slower
+    image_key = "observation.images.base_camera"
+    config = MemoryVLAConfig(input_features={image_key: (3, 128, 128), "observation.state": (7,)},
+                             output_features={"action": (7,)}, chunk_size=8, n_action_steps=8,
+                             bank=MemoryBankConfig(capacity=16))
+    policy = MemoryVLAPolicy(config).eval()
+    rng = np.random.default_rng(0)
+
+    def batch(size: int, t: int) -> dict:
+        return {image_key: rng.integers(0, 256, (size, 128, 128, 3), dtype=np.uint8),
+                "observation.state": rng.normal(size=(size, 7)).astype(np.float32), "task": ["touch the cube"] * size,
+                "episode_start": np.full(size, t == 0), "frame_index": np.full(size, t)}
+
+    def median_ms(call) -> float:
+        call(0)
+        times = []
+        for t in range(1, steps + 1):
+            started = time.perf_counter()
+            call(t)
+            times.append(time.perf_counter() - started)
+        return round(1000 * sorted(times)[len(times) // 2], 2)
+
+    rows = [{"path": f"in process, batch {size}",
+             "median_ms": median_ms(lambda t, size=size: policy.predict_action_chunk(batch(size, t)))} for size in (1, 8)]
+    server = PolicyServer(policy, "touch the cube", api_keys=["bench"])
+    server.start()
+    try:
+        with PolicyClient(f"ws://127.0.0.1:{server.port}", api_key="bench") as client:
+            client.reset()
+
+            def remote(t: int) -> None:
+                one = batch(1, t)
+                client.infer({key: one[key][0] for key in (image_key, "observation.state")} | {"task": "touch the cube"})
+
+            rows.append({"path": "WebSocket round trip, batch 1", "median_ms": median_ms(remote)})
+    finally:
+        server.stop()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("experts", "speed", "demos", "serve"))
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument("--task", default="RememberColor3")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the serve measurement")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    args = parser.parse_args()
+    path = RESULTS / "mikasa.json"
+    payload = json.loads(path.read_text()) if path.exists() else {}
+    payload.pop("benchmark", None), payload.pop("date", None), payload.pop("machine", None)
+    payload["note"] = NOTE
+    payload["load_average"] = os.getloadavg()
+    if args.what == "experts":
+        rows = [expert_success(task, args.episodes) for task in args.tasks]
+        payload["experts"] = rows
+        print_table(f"Scripted experts, {args.episodes} episodes per task (cameras off). {NOTE}",
+                    ["task", "success", "chance", "mean length", "failed seeds", "s"],
+                    [[r["task"], r["success_rate"], r["chance_success_rate"], r["mean_length"],
+                      str(r["failed_seeds"]), r["seconds"]] for r in rows])
+    elif args.what == "speed":
+        rows = speed(args.task, args.steps, args.procs)
+        payload["speed"] = rows
+        print_table(f"{args.task} control steps/s (128x128 base + hand cameras), shared 2-core machine",
+                    ["processes", "render", "steps/s each", "steps/s total"],
+                    [[r["processes"], r["render"], str(r["steps_per_s_each"]), r["steps_per_s_total"]] for r in rows])
+    elif args.what == "serve":
+        rows = serve_latency(args.steps, args.threads)
+        payload["serve"] = rows
+        print_table(f"Policy step (bank L=16, chunk 8, 128x128), median of {args.steps}, shared 2-core machine",
+                    ["path", "median ms"], [[r["path"], r["median_ms"]] for r in rows])
+    else:
+        row = demos(args.task, args.episodes)
+        payload.setdefault("demos", {})[args.task] = row
+        print_table("Demonstration collection (render + H.264 + Parquet)",
+                    ["task", "episodes", "frames", "demos/hour", "bytes/frame", "expert success"],
+                    [[row["task"], row["episodes"], row["frames"], row["demos_per_hour"], row["bytes_per_frame"],
+                      row["expert_success"]]])
+    print(save("mikasa", payload))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Expert demonstrations on disk: Parquet tables + H.264 videos in LeRobot's v2.1 folder layout.
+
+One folder per dataset, written episode by episode (a reader can stream the episodes finished so
+far; a crashed collection keeps them)::
+
+    meta/info.json            fps, features (dtype, shape, names), totals, path templates
+    meta/tasks.jsonl          {"task_index": 0, "task": "<instruction>"}
+    meta/episodes.jsonl       per episode: episode_index, tasks, length, and ours: seed, success,
+                              hidden_info (colour index shown), reveal_frames (cue frames)
+    data/chunk-000/episode_000000.parquet
+        observation.state float32[7], action float32[7], timestamp float32 (s), frame_index,
+        episode_index, index (global frame), task_index (int64), next.reward float32,
+        next.done bool, next.success bool
+    videos/chunk-000/observation.images.<camera>/episode_000000.mp4   H.264, yuv420p, crf 18, 20 fps
+
+Frame ``t`` of an episode pairs the observation with the action taken in it (LeRobot's convention).
+The layout and column names follow LeRobot's v2.1 datasets (``data_path`` / ``video_path``
+templates, ``meta/*.jsonl``); current LeRobot reads v3.0 and converts v2.1 with its own script; that
+path has not been run here. :func:`read_demonstrations` reads it back.
+
+Example::
+
+    info = write_demonstrations("demos/rc3", "RememberColor3", num_episodes=250, seed=0)
+    for episode in read_demonstrations("demos/rc3").episodes():
+        episode["observation.images.base_camera"].shape   # (T, 128, 128, 3) uint8
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memstream.embodied.envs.mikasa.env import ACTION_DIM, CAMERAS, EVAL_SEED, STATE_DIM, make_mikasa_env
+from memstream.streaming.errors import ConfigError, MemstreamError
+
+FPS = 20  # the suites' control frequency
+CHUNK = 1000
+DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
+VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
+STATE_NAMES = ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]
+ACTION_NAMES = ["dx", "dy", "dz", "drx", "dry", "drz", "gripper"]
+EVAL_EPISODES = 100  # MemoryVLA's evaluation episodes per task: seeds EVAL_SEED .. EVAL_SEED + 99
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+        import pyarrow.parquet  # noqa: F401
+    except ModuleNotFoundError:
+        raise MemstreamError("the demonstrations are Parquet files and pyarrow is not installed",
+                             "pip install 'memstream[mikasa]'") from None
+    return pyarrow
+
+
+def features(image_size: int) -> dict[str, dict[str, Any]]:
+    """LeRobot's ``features`` entry of ``meta/info.json`` for these datasets."""
+    video = {"dtype": "video", "shape": [image_size, image_size, 3], "names": ["height", "width", "channels"],
+             "info": {"video.fps": FPS, "video.codec": "h264", "video.pix_fmt": "yuv420p", "has_audio": False}}
+    scalar = {"shape": [1], "names": None}
+    return {
+        **{f"observation.images.{camera}": video for camera in CAMERAS},
+        "observation.state": {"dtype": "float32", "shape": [STATE_DIM], "names": STATE_NAMES},
+        "action": {"dtype": "float32", "shape": [ACTION_DIM], "names": ACTION_NAMES},
+        "timestamp": {"dtype": "float32", **scalar}, "frame_index": {"dtype": "int64", **scalar},
+        "episode_index": {"dtype": "int64", **scalar}, "index": {"dtype": "int64", **scalar},
+        "task_index": {"dtype": "int64", **scalar}, "next.reward": {"dtype": "float32", **scalar},
+        "next.done": {"dtype": "bool", **scalar}, "next.success": {"dtype": "bool", **scalar},
+    }
+
+
+def check_seeds_disjoint(seed: int, num_episodes: int) -> None:
+    """Demonstration seeds ``seed .. seed + n - 1`` must not meet the evaluation seeds."""
+    if seed < EVAL_SEED + EVAL_EPISODES and EVAL_SEED < seed + num_episodes:
+        raise ConfigError(f"demonstration seeds {seed}..{seed + num_episodes - 1} overlap the evaluation seeds "
+                          f"{EVAL_SEED}..{EVAL_SEED + EVAL_EPISODES - 1}",
+                          "Collect demonstrations from seed 0 (the default)")
+
+
+def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: int = 0, image_size: int = 128,
+                         keep_failures: bool = False) -> dict[str, Any]:
+    """Roll out the scripted expert of ``task`` and write each episode as it ends.
+
+    Args:
+        root: the dataset folder; must not hold a dataset already.
+        task, seed, image_size: as for :func:`make_mikasa_env`; episode ``i`` uses seed ``seed + i``.
+        num_episodes: episodes rolled out, >= 1.
+        keep_failures: also store episodes the expert failed (flagged ``success: false``); by
+            default they are dropped and counted.
+
+    Returns:
+        ``meta/info.json``'s content plus ``success_rate`` (the expert's, over all rollouts).
+    """
+    if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
+        raise ConfigError(f"num_episodes must be an int >= 1, got {num_episodes!r}", "Pass num_episodes >= 1")
+    check_seeds_disjoint(seed, num_episodes)
+    root = Path(root)
+    if (root / "meta" / "info.json").exists():
+        raise ConfigError(f"{str(root)!r} already holds a dataset", "Pick a new folder or delete the old one")
+    env = make_mikasa_env(task, seed=seed, image_size=image_size)
+    writer = _DatasetWriter(root, env.name, env.instruction, image_size)
+    successes = 0
+    try:
+        obs = env.reset()
+        for _ in range(num_episodes):
+            episode = _rollout(env, obs)
+            obs = episode.pop("next_obs")
+            successes += bool(episode["success"])
+            if episode["success"] or keep_failures:
+                writer.add(episode)
+    finally:
+        env.close()
+    return {**writer.info, "success_rate": successes / num_episodes, "rollouts": num_episodes}
+
+
+def _rollout(env: Any, obs: dict[str, Any]) -> dict[str, Any]:
+    """One expert episode from its first observation ``obs``; returns its arrays and metadata."""
+    frames: dict[str, list[np.ndarray]] = {f"observation.images.{c}": [] for c in CAMERAS}
+    states, actions, rewards = [], [], []
+    hidden, reveal = env.hidden_info[0].tolist(), int(env.reveal_frames[0])
+    episode_index = int(obs["episode_index"][0])
+    while True:
+        for key in frames:
+            frames[key].append(obs[key][0])
+        states.append(obs["observation.state"][0])
+        action = env.expert_actions()
+        actions.append(action[0])
+        obs, reward, terminated, truncated, info = env.step(action)
+        rewards.append(float(reward[0]))
+        if terminated[0] or truncated[0]:
+            break
+    return {"frames": {k: np.stack(v) for k, v in frames.items()}, "states": np.stack(states),
+            "actions": np.stack(actions), "rewards": np.array(rewards, dtype=np.float32),
+            "success": bool(info["success"][0]), "seed": env.episode_seed(episode_index),
+            "hidden_info": hidden, "reveal_frames": reveal, "next_obs": obs}
+
+
+class _DatasetWriter:
+    """Appends episodes to a dataset folder and keeps ``meta/`` current after each one."""
+
+    def __init__(self, root: Path, task_name: str, instruction: str, image_size: int) -> None:
+        self.root = root
+        self.info: dict[str, Any] = {
+            "codebase_version": "v2.1", "robot_type": "panda_wristcam", "total_episodes": 0, "total_frames": 0,
+            "total_tasks": 1, "total_videos": 0, "total_chunks": 1, "chunks_size": CHUNK, "fps": FPS,
+            "splits": {"train": "0:0"}, "data_path": DATA_PATH, "video_path": VIDEO_PATH,
+            "features": features(image_size), "memstream": {"task": task_name, "control_mode": "pd_ee_delta_pose"},
+        }
+        (root / "meta").mkdir(parents=True, exist_ok=True)
+        (root / "meta" / "tasks.jsonl").write_text(json.dumps({"task_index": 0, "task": instruction}) + "\n")
+        (root / "meta" / "episodes.jsonl").write_text("")
+        self.instruction = instruction
+
+    def add(self, episode: dict[str, Any]) -> None:
+        from memstream.streaming.videoio import VideoWriter
+
+        pa = _pyarrow()
+        index = self.info["total_episodes"]
+        length = len(episode["actions"])
+        start = self.info["total_frames"]
+        done = np.zeros(length, dtype=bool)
+        done[-1] = True
+        success = np.zeros(length, dtype=bool)
+        success[-1] = episode["success"]
+        columns = {
+            "observation.state": pa.array(list(episode["states"].astype(np.float32)), pa.list_(pa.float32(), STATE_DIM)),
+            "action": pa.array(list(episode["actions"].astype(np.float32)), pa.list_(pa.float32(), ACTION_DIM)),
+            "timestamp": pa.array(np.arange(length, dtype=np.float32) / FPS),
+            "frame_index": pa.array(np.arange(length, dtype=np.int64)),
+            "episode_index": pa.array(np.full(length, index, dtype=np.int64)),
+            "index": pa.array(start + np.arange(length, dtype=np.int64)),
+            "task_index": pa.array(np.zeros(length, dtype=np.int64)),
+            "next.reward": pa.array(episode["rewards"]), "next.done": pa.array(done), "next.success": pa.array(success),
+        }
+        path = self.root / DATA_PATH.format(episode_chunk=index // CHUNK, episode_index=index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pa.parquet.write_table(pa.table(columns), path)
+        for key, frames in episode["frames"].items():
+            video = self.root / VIDEO_PATH.format(episode_chunk=index // CHUNK, video_key=key, episode_index=index)
+            video.parent.mkdir(parents=True, exist_ok=True)
+            with VideoWriter(video, FPS, codec="h264", crf=18) as writer:
+                for frame in frames:
+                    writer.write(frame)
+        record = {"episode_index": index, "tasks": [self.instruction], "length": length, "seed": episode["seed"],
+                  "success": episode["success"], "hidden_info": episode["hidden_info"],
+                  "reveal_frames": episode["reveal_frames"]}
+        with open(self.root / "meta" / "episodes.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        self.info["total_episodes"] = index + 1
+        self.info["total_frames"] = start + length
+        self.info["total_videos"] = (index + 1) * len(CAMERAS)
+        self.info["total_chunks"] = index // CHUNK + 1
+        self.info["splits"] = {"train": f"0:{index + 1}"}
+        (self.root / "meta" / "info.json").write_text(json.dumps(self.info, indent=2) + "\n")
+
+
+class DemonstrationReader:
+    """Reads a folder written by :func:`write_demonstrations`, one episode at a time.
+
+    Attributes:
+        info: ``meta/info.json``. records: ``meta/episodes.jsonl`` rows. tasks: instruction strings.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        try:
+            self.info = json.loads((self.root / "meta" / "info.json").read_text())
+            self.records = [json.loads(line) for line in (self.root / "meta" / "episodes.jsonl").read_text().splitlines()
+                            if line.strip()]
+            self.tasks = [json.loads(line)["task"] for line in (self.root / "meta" / "tasks.jsonl").read_text().splitlines()
+                          if line.strip()]
+        except (OSError, ValueError, KeyError) as error:
+            raise MemstreamError(f"{str(self.root)!r} is not a demonstration dataset ({error})",
+                                 "Pass a folder written by write_demonstrations") from error
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def episode(self, i: int) -> dict[str, Any]:
+        """Episode ``i``: the Parquet columns as numpy arrays, ``actions`` / ``states`` stacked, the
+        decoded videos as uint8 (T, H, W, 3) under their feature keys, and its ``meta`` record."""
+        pa = _pyarrow()
+        record = self.records[i]
+        chunk = record["episode_index"] // self.info["chunks_size"]
+        table = pa.parquet.read_table(self.root / self.info["data_path"].format(
+            episode_chunk=chunk, episode_index=record["episode_index"]))
+        dtypes = {key: feature["dtype"] for key, feature in self.info["features"].items()}
+        out: dict[str, Any] = {name: np.asarray(table.column(name).to_pylist(), dtype=dtypes.get(name))
+                               for name in table.column_names}
+        out["actions"] = out["action"].astype(np.float32)
+        out["states"] = out["observation.state"].astype(np.float32)
+        for key, feature in self.info["features"].items():
+            if feature["dtype"] == "video":
+                out[key] = _decode(self.root / self.info["video_path"].format(
+                    episode_chunk=chunk, video_key=key, episode_index=record["episode_index"]))
+        out["meta"] = record
+        return out
+
+    def episodes(self) -> Iterator[dict[str, Any]]:
+        for i in range(len(self)):
+            yield self.episode(i)
+
+
+def read_demonstrations(root: str | Path) -> DemonstrationReader:
+    """Open a dataset folder written by :func:`write_demonstrations`."""
+    return DemonstrationReader(root)
+
+
+def _decode(path: Path) -> np.ndarray:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+    except (OSError, av.error.FFmpegError) as error:
+        raise MemstreamError(f"cannot decode {str(path)!r}: {error}", "Re-collect that episode") from error

@@ -1,0 +1,264 @@
+"""MIKASA-Robo tasks behind the project's env protocol, with LeRobot observation keys.
+
+:class:`MikasaEnv` has the surface of :class:`~memstream.embodied.envs.VectorEnv` (``reset`` /
+``step`` with auto-reset, ``observe``, ``spec``, ``expert_actions``, ``hidden_info``), so
+:func:`~memstream.embodied.envs.evaluate_env` and :func:`~memstream.embodied.envs.run_agent` drive it.
+
+* Observations: ``observation.images.base_camera`` and ``observation.images.hand_camera`` uint8
+  (B, H, W, 3) (the suite's top and wrist cameras), ``observation.state`` float32 (B, 7) = tip
+  x, y, z (metres, world frame), roll, pitch, yaw (radians) and the summed finger opening (metres):
+  the suite's VLA proprio (``ConvertJointsToEEFXyzRpyGripperWrapper``); ``task`` and the bookkeeping
+  keys as every env here.
+* Actions: float (B, 7), MemoryVLA's end-effector control: the suite's ``pd_ee_delta_pose``
+  (see :mod:`~memstream.embodied.envs.mikasa.experts`). RememberColor zeroes them during the cue and
+  empty phases, as the suite's canonical VLA wrapper chain does.
+* Episodes: episode ``i`` resets the simulator with seed ``config.seed + i`` (the suite's benchmark
+  scores seeds 4242424242 + i: :data:`EVAL_SEED`). It runs to the suite's time limit (25 steps for
+  RememberColor, 60 for InterceptMedium) and counts as a success if the suite's ``success`` held
+  at any step (the benchmark's ``success_once``); ``end_on_success`` stops it at the first success.
+* ``num_envs`` is 1: ManiSkill's CPU backend simulates one env per process
+  (``benchmarks/bench_mikasa.py`` measures several processes side by side).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import Field
+
+from memstream.embodied.envs.mikasa.experts import intercept_action, remember_color_action
+from memstream.embodied.envs.mikasa.sim import make_suite_env
+from memstream.embodied.envs.mikasa.tasks import MikasaTask, resolve_task
+from memstream.embodied.envs.types import EnvSpec, Observation, StepInfo
+from memstream.streaming.configtypes import strict_config
+from memstream.streaming.errors import ConfigError, MemstreamError
+
+EVAL_SEED = 4242424242  # mikasa_robo_suite.vla.benchmarking.START_SEED: evaluation episode i uses it + i
+CAMERAS = ("base_camera", "hand_camera")
+ACTION_DIM = 7
+STATE_DIM = 7
+
+
+@strict_config
+@dataclass(frozen=True)
+class MikasaConfig:
+    """Settings of a MIKASA-Robo env.
+
+    Attributes:
+        task: a name of :data:`~memstream.embodied.envs.mikasa.MIKASA_TASKS` or its suite id.
+        seed: episode ``i`` uses simulator seed ``seed + i``.
+        image_size: pixels per side of both cameras (MemoryVLA: 128).
+        render: False skips the cameras (no ``observation.images.*``): the experts' success check
+            runs ~50x faster and the physics is the same.
+        end_on_success: end an episode at its first success instead of the time limit.
+    """
+
+    task: str = "RememberColor3"
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
+    image_size: Annotated[int, Field(ge=32, le=512)] = 128
+    render: bool = True
+    end_on_success: bool = False
+
+    def __post_init__(self) -> None:
+        resolve_task(self.task)
+
+
+def quat_wxyz_to_rpy(quat: np.ndarray) -> np.ndarray:
+    """float32 (..., 3) roll, pitch, yaw (radians) of unit quaternions (..., 4) in w, x, y, z order."""
+    q = np.asarray(quat, dtype=np.float64)
+    q = q / np.clip(np.linalg.norm(q, axis=-1, keepdims=True), 1e-8, None)
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    roll = np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
+    pitch = np.arcsin(np.clip(2 * (w * y - z * x), -1.0, 1.0))
+    yaw = np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    return np.stack([roll, pitch, yaw], axis=-1).astype(np.float32)
+
+
+def _rotate(quat_wxyz: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """``vector`` (3,) rotated by the unit quaternion (w, x, y, z)."""
+    w, xyz = float(quat_wxyz[0]), np.asarray(quat_wxyz[1:], float)
+    t = 2 * np.cross(xyz, vector)
+    return vector + w * t + np.cross(xyz, t)
+
+
+def _np(value: Any) -> np.ndarray:
+    return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+
+
+class MikasaEnv:
+    """One MIKASA-Robo task in the CPU simulator; see the module doc.
+
+    Args:
+        config: the task, seeds, image size.
+
+    Raises:
+        ConfigError: unknown task or a ShellGame id. MemstreamError: packages or Vulkan missing.
+    """
+
+    num_envs = 1
+    state_dim = STATE_DIM
+    action_dim = ACTION_DIM
+
+    def __init__(self, config: MikasaConfig) -> None:
+        self.config = config
+        self.task: MikasaTask = resolve_task(config.task)
+        self.name = self.task.name
+        self.instruction = self.task.instruction
+        self.chance_success_rate = self.task.chance_success_rate
+        self.max_episode_steps = self.task.max_episode_steps
+        self.hidden_dim = 1 if self.task.kind == "remember_color" else 0
+        self._sim = make_suite_env(self.task.suite_id, obs_mode="rgb" if config.render else "state",
+                                   control_mode="pd_ee_delta_pose", image_size=config.image_size)
+        self._raw: Any = None
+        self._next_episode = 0
+        self.frame_index = np.zeros(1, dtype=np.int64)
+        self.episode_index = np.full(1, -1, dtype=np.int64)
+        self.episode_start = np.zeros(1, dtype=bool)
+        self._success_once = np.zeros(1, dtype=bool)
+
+    @property
+    def unwrapped(self) -> Any:
+        """The suite's ManiSkill env (privileged state: experts and tests only)."""
+        return self._sim.unwrapped
+
+    @property
+    def spec(self) -> EnvSpec:
+        size = self.config.image_size
+        return EnvSpec(task=self.name, instruction=self.instruction, num_envs=1, image_shape=(size, size, 3),
+                       state_dim=STATE_DIM, action_dim=ACTION_DIM, max_step=0.1,
+                       max_episode_steps=self.max_episode_steps,
+                       chance_success_rate=self.chance_success_rate, hidden_dim=self.hidden_dim)
+
+    def episode_seed(self, episode_index: int) -> int:
+        return self.config.seed + int(episode_index)
+
+    def reset(self, mask: Any = None) -> Observation:
+        """Start the next episode (``mask`` must be None or ``[True]``: one slot)."""
+        if mask is not None and not np.array_equal(np.asarray(mask), [True]):
+            raise MemstreamError(f"reset mask must be None or [True] for a one-slot env, got {mask!r}",
+                                 "Pass None")
+        self._start_episode()
+        return self.observe()
+
+    def step(self, actions: Any) -> tuple[Observation, np.ndarray, np.ndarray, np.ndarray, StepInfo]:
+        """Apply one action float (1, 7) (clipped to [-1, 1]); auto-reset when the episode ends.
+
+        Returns:
+            (observation, reward float32 (1,) = 1 where the suite's success holds after this step,
+            terminated bool (1,) (ended by ``end_on_success``), truncated bool (1,) (time limit), info).
+            ``info["success"]`` is the episode's ``success_once`` where it ended.
+        """
+        if self.episode_index[0] < 0:
+            raise MemstreamError("step() called before reset()", "Call env.reset() first")
+        action = self._check_actions(actions)
+        if self.task.freeze_cue_phase and self.in_cue_phase():
+            action[:] = 0.0
+        import torch
+
+        self._raw, _, _, _, info = self._sim.step(torch.from_numpy(action))
+        success = bool(_np(info["success"]).reshape(-1)[0])
+        self._success_once |= success
+        self.frame_index += 1
+        terminated = np.array([self.config.end_on_success and success])
+        truncated = ~terminated & (self.frame_index >= self.max_episode_steps)
+        done = bool(terminated[0] or truncated[0])
+        info_out = StepInfo(success=self._success_once & done, failure=np.zeros(1, dtype=bool),
+                            episode_index=self.episode_index.copy(),
+                            episode_length=np.where(done, self.frame_index, 0))
+        self.episode_start[:] = False
+        if done:
+            self._start_episode()
+        return self.observe(), np.array([float(success)], dtype=np.float32), terminated, truncated, info_out
+
+    def observe(self) -> Observation:
+        """The current observation (LeRobot keys; images only when rendering)."""
+        base = self.unwrapped
+        tcp = _np(base.agent.tcp.pose.raw_pose)[0]
+        fingers = _np(base.agent.robot.get_qpos())[0, -2:]
+        state = np.concatenate([tcp[:3], quat_wxyz_to_rpy(tcp[3:7]), [fingers.sum()]]).astype(np.float32)
+        obs: dict[str, Any] = {}
+        if self.config.render:
+            for camera in CAMERAS:
+                obs[f"observation.images.{camera}"] = _np(self._raw["sensor_data"][camera]["rgb"])[..., :3].copy()
+        obs.update({"observation.state": state[None], "task": [self.instruction],
+                    "episode_start": self.episode_start.copy(), "frame_index": self.frame_index.copy(),
+                    "episode_index": self.episode_index.copy()})
+        return obs  # type: ignore[return-value]
+
+    # ----- privileged state: the experts and the demonstrations' metadata -----
+
+    def in_cue_phase(self) -> bool:
+        """RememberColor: the cue or the empty table is still shown (actions are frozen)."""
+        base = self.unwrapped
+        if not hasattr(base, "cue_steps_per_env"):
+            return False
+        end = int(_np(base.cue_steps_per_env)[0] + _np(base.empty_steps_per_env)[0])
+        return int(_np(base.elapsed_steps).reshape(-1)[0]) < end
+
+    @property
+    def hidden_info(self) -> np.ndarray:
+        """int64 (1, hidden_dim): the colour index shown (RememberColor); (1, 0) for Intercept."""
+        if self.task.kind != "remember_color":
+            return np.zeros((1, 0), dtype=np.int64)
+        return _np(self.unwrapped.true_color_indices).astype(np.int64).reshape(1, 1)
+
+    @property
+    def reveal_frames(self) -> np.ndarray:
+        """int64 (1,): frames at the start of the episode that show the cue (all of them for Intercept)."""
+        if self.task.kind != "remember_color":
+            return np.array([self.max_episode_steps], dtype=np.int64)
+        return _np(self.unwrapped.cue_steps_per_env).astype(np.int64).reshape(1)
+
+    def expert_actions(self) -> np.ndarray:
+        """float32 (1, 7): the scripted expert's action for the current state."""
+        base = self.unwrapped
+        tcp = _np(base.agent.tcp.pose.p)[0]
+        if self.task.kind == "remember_color":
+            if self.in_cue_phase():
+                return np.zeros((1, ACTION_DIM), dtype=np.float32)
+            colour = int(self.hidden_info[0, 0])
+            return remember_color_action(tcp, _np(base.cubes[colour].pose.p)[0])[None]
+        hand_y = _rotate(_np(base.agent.tcp.pose.q)[0], np.array([0.0, 1.0, 0.0]))[:2]
+        return intercept_action(tcp, _np(base.ball.pose.p)[0], _np(base.ball.linear_velocity)[0],
+                                _np(base.goal_region.pose.p)[0], hand_y, int(self.frame_index[0]))[None]
+
+    def close(self) -> None:
+        self._sim.close()
+
+    def _start_episode(self) -> None:
+        episode = self._next_episode
+        self._next_episode += 1
+        # ManiSkill seeds torch's generator from this seed around the task's reset (the suite draws its
+        # cube jitter, shuffles, phase lengths and the ball's start from it), so the episode is reproducible.
+        self._raw, _ = self._sim.reset(seed=self.episode_seed(episode))
+        self.episode_index[:] = episode
+        self.frame_index[:] = 0
+        self.episode_start[:] = True
+        self._success_once[:] = False
+
+    def _check_actions(self, actions: Any) -> np.ndarray:
+        try:
+            array = np.array(_np(actions), dtype=np.float32)
+        except (TypeError, ValueError) as error:
+            raise MemstreamError(f"actions must be numbers, got {type(actions).__name__} ({error})",
+                                 "Pass a float array of shape (1, 7)") from error
+        if array.shape != (1, ACTION_DIM):
+            raise MemstreamError(f"MIKASA-Robo actions must have shape (1, 7) (slot, end-effector delta pose + "
+                                 f"gripper), got {array.shape}",
+                                 "Return [dx, dy, dz, drx, dry, drz, gripper] in [-1, 1] per slot")
+        if not np.isfinite(array).all():
+            raise MemstreamError("actions contain NaN or infinity", "Check the policy's output")
+        return np.clip(array, -1.0, 1.0)
+
+
+def make_mikasa_env(task: str, seed: int = 0, image_size: int = 128, render: bool = True,
+                    end_on_success: bool = False) -> MikasaEnv:
+    """Build a :class:`MikasaEnv` (see :class:`MikasaConfig` for the arguments)."""
+    try:
+        config = MikasaConfig(task=task, seed=seed, image_size=image_size, render=render,
+                              end_on_success=end_on_success)
+    except ValueError as error:
+        raise ConfigError(str(error), "See MikasaConfig for the allowed values") from None
+    return MikasaEnv(config)

@@ -1,0 +1,132 @@
+"""The policy server's wire format: msgpack maps whose numpy arrays travel as openpi's do, and a client.
+
+An array is the map ``{"__ndarray__": True, "data": <raw bytes>, "dtype": "<f4", "shape": [K, A]}``
+(openpi's ``msgpack_numpy``; object and complex arrays are refused), so an openpi-style client
+decodes our replies and we decode its observations. Messages (client -> server):
+
+* ``{"type": "reset"}`` starts an episode: the client's bank is cleared. Reply ``{"ok": True}``.
+* ``{"type": "infer", "observation": {key: array, "task": str}}`` feeds one frame; reply
+  ``{"actions": float32 (K, A)}``, the action chunk.
+* On connecting, the server first sends its metadata (task, observation keys and shapes, chunk size).
+* Any error: ``{"error": what, "fix": fix}``; a bad observation also drops the client's episode.
+
+Example::
+
+    with PolicyClient("ws://127.0.0.1:8765", api_key="k") as client:
+        client.reset()
+        chunk = client.infer({"observation.images.base_camera": image, "observation.state": state,
+                              "task": "..."})   # (K, A) float32
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from memstream.streaming.errors import MemstreamError
+
+_KINDS = frozenset("biuf")  # bool, signed, unsigned, float: what the wire carries
+
+
+class WireError(MemstreamError):
+    """A message that is not valid msgpack, or an array the wire cannot carry."""
+
+
+def _msgpack() -> Any:
+    try:
+        import msgpack
+    except ModuleNotFoundError:
+        raise MemstreamError("the policy server needs msgpack", "pip install 'memstream[serve]'") from None
+    return msgpack
+
+
+def _encode(obj: Any) -> Any:
+    if isinstance(obj, (np.ndarray, np.generic)):
+        array = np.asarray(obj)
+        if array.dtype.kind not in _KINDS:
+            raise WireError(f"cannot send an array of dtype {array.dtype}", "Send bool, int or float arrays")
+        return {b"__ndarray__": True, b"data": np.ascontiguousarray(array).tobytes(), b"dtype": array.dtype.str,
+                b"shape": list(array.shape)}
+    return obj
+
+
+def _decode(obj: dict) -> Any:
+    if b"__ndarray__" in obj or "__ndarray__" in obj:
+        get = (lambda k: obj[k.encode()]) if b"__ndarray__" in obj else (lambda k: obj[k])
+        dtype = np.dtype(get("dtype"))
+        if dtype.kind not in _KINDS:
+            raise WireError(f"arrays of dtype {dtype} are not accepted", "Send bool, int or float arrays")
+        shape = tuple(int(n) for n in get("shape"))
+        data = get("data")
+        if len(data) != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
+            raise WireError(f"an array's data has {len(data)} bytes, its shape {shape} and dtype {dtype} need "
+                            f"{dtype.itemsize * int(np.prod(shape, dtype=np.int64))}", "Send the raw bytes of the array")
+        return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+    return obj
+
+
+def packb(message: Any) -> bytes:
+    """msgpack bytes of ``message`` (dicts, lists, str, numbers, numpy arrays)."""
+    return _msgpack().packb(message, default=_encode, use_bin_type=True)
+
+
+def unpackb(data: bytes) -> Any:
+    """The message in ``data``; map keys come back as str.
+
+    Raises:
+        WireError: not msgpack, or a malformed array.
+    """
+    msgpack = _msgpack()
+    try:
+        message = msgpack.unpackb(data, object_hook=_decode, raw=False, strict_map_key=False)
+    except WireError:
+        raise
+    except (ValueError, TypeError, KeyError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as error:
+        raise WireError(f"the message is not valid msgpack ({error})", "Pack messages with msgpack") from None
+    return message
+
+
+class PolicyClient:
+    """A blocking client of :mod:`memstream.embodied.policies.serve` (one robot, one episode at a time).
+
+    Args:
+        uri: ``ws://host:port``. api_key: sent as ``Authorization: Bearer <key>``.
+        timeout_s: for connecting and for each reply.
+
+    Attributes:
+        metadata: what the server announced (task, observation keys and shapes, chunk size).
+    """
+
+    def __init__(self, uri: str, api_key: str | None = None, timeout_s: float = 60.0) -> None:
+        from websockets.sync.client import connect
+
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self.timeout_s = timeout_s
+        self._ws = connect(uri, additional_headers=headers, max_size=None, open_timeout=timeout_s,
+                           compression=None).__enter__()  # closed by close() / __exit__
+        self.metadata = unpackb(self._ws.recv(timeout=timeout_s))
+
+    def _call(self, message: dict[str, Any]) -> dict[str, Any]:
+        self._ws.send(packb(message))
+        reply = unpackb(self._ws.recv(timeout=self.timeout_s))
+        if "error" in reply:
+            raise MemstreamError(f"policy server: {reply['error']}", reply.get("fix"))
+        return reply
+
+    def reset(self) -> None:
+        """Start a new episode (the server clears this client's bank)."""
+        self._call({"type": "reset"})
+
+    def infer(self, observation: dict[str, Any]) -> np.ndarray:
+        """float32 (K, A): the action chunk for one unbatched observation."""
+        return self._call({"type": "infer", "observation": observation})["actions"]
+
+    def close(self) -> None:
+        self._ws.close()
+
+    def __enter__(self) -> PolicyClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

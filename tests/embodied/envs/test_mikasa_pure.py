@@ -1,0 +1,182 @@
+"""MIKASA-Robo adapter parts that need no simulator: task names, expert logic, the on-disk format."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from memstream.embodied.envs.mikasa import MIKASA_TASKS, MikasaConfig, resolve_task
+from memstream.embodied.envs.mikasa import experts, sim
+from memstream.embodied.envs.mikasa.dataset import (
+    CAMERAS,
+    EVAL_EPISODES,
+    EVAL_SEED,
+    _DatasetWriter,
+    check_seeds_disjoint,
+    read_demonstrations,
+    write_demonstrations,
+)
+from memstream.embodied.envs.mikasa.env import _rotate, quat_wxyz_to_rpy
+from memstream.streaming.errors import ConfigError, MemstreamError
+
+
+def test_names_and_suite_ids_resolve_to_the_vla_benchmark_tasks():
+    assert set(MIKASA_TASKS) == {"RememberColor3", "RememberColor5", "RememberColor9", "InterceptMedium"}
+    assert resolve_task("RememberColor9").suite_id == "RememberColor9-VLA-v0"
+    assert resolve_task("InterceptMedium-VLA-v0").name == "InterceptMedium"
+    assert resolve_task("RememberColor5").chance_success_rate == pytest.approx(0.2)
+    assert [t.max_episode_steps for t in MIKASA_TASKS.values()] == [25, 25, 25, 60]
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("ShellGameTouch", "YCB assets"), ("ShellGamePush-VLA-v0", "YCB assets"),
+    ("RememberColor3-v0", "never reappear"), ("InterceptMedium-v0", "InterceptMedium-VLA-v0"),
+    ("PickCube", "RememberColor3, RememberColor5"),
+])
+def test_refused_task_ids_name_the_reason_and_the_fix(name, words):
+    with pytest.raises(ConfigError) as info:
+        resolve_task(name)
+    assert words in str(info.value)
+    with pytest.raises(ConfigError):
+        MikasaConfig(task=name)
+
+
+def test_missing_simulator_names_the_extra(monkeypatch):
+    sim.load_suite.cache_clear()
+    monkeypatch.setitem(sys.modules, "mani_skill", None)
+    monkeypatch.setitem(sys.modules, "mani_skill.envs", None)
+    try:
+        with pytest.raises(MemstreamError, match=r"memstream\[mikasa\].*--no-deps mikasa-robo-suite"):
+            sim.load_suite()
+    finally:
+        sim.load_suite.cache_clear()
+
+
+def _follow(policy, tcp: np.ndarray, steps: int, lag: float = 0.4) -> np.ndarray:
+    """A toy arm: each step the tip moves ``lag`` of the asked delta (the PD arm's behaviour)."""
+    for _ in range(steps):
+        action = policy(tcp)
+        assert action.shape == (7,) and action.dtype == np.float32 and np.abs(action).max() <= 1
+        tcp = tcp + lag * action[:3] * experts.STEP_M
+    return tcp
+
+
+def test_remember_color_expert_reaches_the_cube_from_above_and_stops_there():
+    cube = np.array([-0.25, 0.28, 0.02])
+    start = np.array([-0.06, 0.0, 0.33])
+    heights = []
+
+    def policy(tcp):
+        heights.append((np.linalg.norm(tcp[:2] - cube[:2]), tcp[2]))
+        return experts.remember_color_action(tcp, cube)
+
+    end = _follow(policy, start, 25)
+    assert np.linalg.norm(end - cube) < 0.05  # the suite's success radius
+    assert np.abs(experts.remember_color_action(end, cube)[:3]).max() < 0.05  # holds still
+    # never low while still far: the cone keeps the tip above neighbouring cubes (top face 0.04 m)
+    assert all(z > 0.04 + 0.02 for dist, z in heights if dist > 0.05)
+
+
+def test_intercept_expert_blocks_the_incoming_ball_then_kicks_it_at_the_goal():
+    goal = np.array([0.0, 0.1, 0.0])
+    hand_y = np.array([0.0, -1.0])
+    # the ball rolls in (+y): the hand heads for the ball's path, ahead of it
+    act = experts.intercept_action(np.array([-0.06, 0.0, 0.3]), np.array([-0.2, -0.8, 0.02]),
+                                   np.array([0.0, 0.5, 0.0]), goal, hand_y, step=2)
+    assert act[0] < 0 and act[1] < 0 and act[2] < 0
+    # still ball, hand behind it on the goal line with the finger faces along that line: kick toward the goal
+    ball = np.array([-0.2, -0.3, 0.02])
+    d = (goal[:2] - ball[:2]) / np.linalg.norm(goal[:2] - ball[:2])
+    tcp = np.array([*(ball[:2] - d * experts.BEHIND_M), experts.TIP_Z_M])
+    act = experts.intercept_action(tcp, ball, np.zeros(3), goal, d, step=30)
+    assert act[:2] @ d > 0.9 * np.linalg.norm(act[:2]) and act[5] == 0
+    # the same but the faces are turned 40 degrees off: turn first, do not kick
+    off = np.array([np.cos(np.arctan2(d[1], d[0]) + 0.7), np.sin(np.arctan2(d[1], d[0]) + 0.7)])
+    act = experts.intercept_action(tcp, ball, np.zeros(3), goal, off, step=30)
+    assert act[5] == 1.0 and act[2] > 0
+    # the ball rolls toward the goal: lift away
+    act = experts.intercept_action(tcp, ball, np.array([*(0.4 * d), 0.0]), goal, d, step=40)
+    assert act[2] > 0 and np.abs(act[:2]).max() < 1e-6
+
+
+def test_yaw_error_treats_both_face_directions_alike():
+    assert experts._yaw_error(np.array([0.0, 1.0]), np.array([0.0, -1.0])) == pytest.approx(0.0, abs=1e-9)
+    assert experts._yaw_error(np.array([1.0, 0.0]), np.array([np.cos(0.3), np.sin(0.3)])) == pytest.approx(0.3)
+    assert experts._yaw_error(np.array([-1.0, 0.0]), np.array([np.cos(0.3), np.sin(0.3)])) == pytest.approx(0.3)
+
+
+def test_proprio_rotations_match_known_quaternions():
+    half = np.sqrt(0.5)
+    np.testing.assert_allclose(quat_wxyz_to_rpy(np.array([1.0, 0, 0, 0])), [0, 0, 0], atol=1e-7)
+    np.testing.assert_allclose(quat_wxyz_to_rpy(np.array([half, 0, 0, half])), [0, 0, np.pi / 2], atol=1e-6)
+    np.testing.assert_allclose(_rotate(np.array([half, 0, 0, half]), np.array([1.0, 0, 0])), [0, 1, 0], atol=1e-12)
+    np.testing.assert_allclose(_rotate(np.array([0.0, 1, 0, 0]), np.array([0, 1.0, 0])), [0, -1, 0], atol=1e-12)
+
+
+def _episode(length: int, size: int, rng: np.random.Generator, success: bool = True) -> dict:
+    ramp = np.linspace(0, 255, size, dtype=np.float32)
+    frames = {}
+    for k, camera in enumerate(CAMERAS):
+        video = np.empty((length, size, size, 3), np.uint8)
+        for t in range(length):  # smooth content (codecs keep it), different per frame and camera
+            video[t] = np.clip(ramp[None, :, None] * 0.5 + 8 * t + 40 * k + ramp[:, None, None] * 0.3, 0, 255)
+        frames[f"observation.images.{camera}"] = video
+    return {"frames": frames, "states": rng.normal(size=(length, 7)).astype(np.float32),
+            "actions": rng.uniform(-1, 1, size=(length, 7)).astype(np.float32),
+            "rewards": (np.arange(length) == length - 1).astype(np.float32), "success": success,
+            "seed": int(rng.integers(1000)), "hidden_info": [int(rng.integers(3))], "reveal_frames": 3}
+
+
+def test_demonstrations_round_trip_episode_by_episode(tmp_path):
+    rng = np.random.default_rng(0)
+    writer = _DatasetWriter(tmp_path / "d", "RememberColor3", "touch it", 32)
+    first = _episode(7, 32, rng)
+    writer.add(first)
+    partial = read_demonstrations(tmp_path / "d")  # readable while collection goes on
+    assert len(partial) == 1 and partial.info["total_frames"] == 7
+    second = _episode(5, 32, rng, success=False)
+    writer.add(second)
+    data = read_demonstrations(tmp_path / "d")
+    assert len(data) == 2 and data.tasks == ["touch it"]
+    assert data.info["total_frames"] == 12 and data.info["splits"] == {"train": "0:2"}
+    assert data.info["total_videos"] == 4 and data.info["codebase_version"] == "v2.1"
+    for i, original in enumerate((first, second)):
+        episode = data.episode(i)
+        np.testing.assert_array_equal(episode["actions"], original["actions"])
+        np.testing.assert_array_equal(episode["states"], original["states"])
+        assert episode["states"].dtype == np.float32
+        np.testing.assert_array_equal(episode["frame_index"], np.arange(len(original["actions"])))
+        assert episode["index"][0] == (0 if i == 0 else 7) and (episode["episode_index"] == i).all()
+        np.testing.assert_allclose(episode["timestamp"], np.arange(len(original["actions"])) / 20)
+        assert episode["next.done"][-1] and not episode["next.done"][:-1].any()
+        assert bool(episode["next.success"][-1]) == original["success"]
+        for key, video in original["frames"].items():
+            decoded = episode[key]
+            assert decoded.shape == video.shape and decoded.dtype == np.uint8
+            assert np.abs(decoded.astype(int) - video).mean() < 3  # H.264 crf 18: near-lossless
+        assert episode["meta"]["hidden_info"] == original["hidden_info"] and episode["meta"]["seed"] == original["seed"]
+    lines = (tmp_path / "d" / "meta" / "episodes.jsonl").read_text().splitlines()
+    assert [json.loads(line)["length"] for line in lines] == [7, 5]
+    assert (tmp_path / "d" / "data" / "chunk-000" / "episode_000001.parquet").exists()
+    assert (tmp_path / "d" / "videos" / "chunk-000" / "observation.images.hand_camera" / "episode_000001.mp4").exists()
+
+
+def test_demonstration_seeds_must_avoid_the_evaluation_seeds(tmp_path):
+    check_seeds_disjoint(0, 250)
+    check_seeds_disjoint(EVAL_SEED + EVAL_EPISODES, 10)
+    with pytest.raises(ConfigError, match="overlap the evaluation seeds"):
+        check_seeds_disjoint(EVAL_SEED - 5, 10)
+    with pytest.raises(ConfigError, match="overlap"):
+        write_demonstrations(tmp_path / "x", "RememberColor3", 3, seed=EVAL_SEED)
+    (tmp_path / "old" / "meta").mkdir(parents=True)
+    (tmp_path / "old" / "meta" / "info.json").write_text("{}")
+    with pytest.raises(ConfigError, match="already holds a dataset"):
+        write_demonstrations(tmp_path / "old", "RememberColor3", 3)
+
+
+def test_reading_a_folder_that_is_no_dataset_says_so(tmp_path):
+    with pytest.raises(MemstreamError, match="not a demonstration dataset"):
+        read_demonstrations(tmp_path)

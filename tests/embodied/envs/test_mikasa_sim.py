@@ -1,0 +1,91 @@
+"""MIKASA-Robo in ManiSkill3's CPU simulator: runs only where mani-skill and mikasa-robo-suite are installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+if importlib.util.find_spec("mani_skill") is None or importlib.util.find_spec("mikasa_robo_suite") is None:
+    pytest.skip("needs ManiSkill3 and MIKASA-Robo: pip install 'memstream[mikasa]' && "
+                "pip install --no-deps mikasa-robo-suite==1.0.0", allow_module_level=True)
+
+from memstream.embodied.envs import evaluate_env  # noqa: E402
+from memstream.embodied.envs.mikasa import make_mikasa_env  # noqa: E402
+from memstream.embodied.envs.mikasa.env import _np  # noqa: E402
+from memstream.streaming.errors import MemstreamError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def blind_env():
+    env = make_mikasa_env("RememberColor3", seed=3, render=False)
+    yield env
+    env.close()
+
+
+def test_expert_succeeds_and_episodes_follow_their_seeds(blind_env):
+    result = evaluate_env(lambda obs: blind_env.expert_actions(), blind_env, 2)
+    assert result["success_rate"] == 1.0 and result["max_length"] == 25 and result["task"] == "RememberColor3"
+    # episode i uses seed 3 + i: a fresh env on that seed starts exactly where this env's episode i started
+    obs = blind_env.reset()  # episodes 0, 1 were scored, 2 was started by the auto-reset: this is 3
+    assert obs["episode_index"][0] == 3 and blind_env.episode_seed(3) == 6
+    cubes = {k: _np(c.pose.p)[0].copy() for k, c in blind_env.unwrapped.cubes.items()}
+    again = make_mikasa_env("RememberColor3", seed=6, render=False)
+    try:
+        again.reset()
+        assert int(again.hidden_info[0, 0]) == int(blind_env.hidden_info[0, 0])
+        for k, cube in again.unwrapped.cubes.items():
+            np.testing.assert_allclose(_np(cube.pose.p)[0], cubes[k], atol=1e-6)
+        np.testing.assert_allclose(again.observe()["observation.state"], obs["observation.state"], atol=1e-5)
+    finally:
+        again.close()
+
+
+def test_cue_phase_freezes_actions_and_bad_actions_are_refused(blind_env):
+    obs = blind_env.reset()
+    start = obs["observation.state"].copy()
+    assert blind_env.in_cue_phase()
+    obs, *_ = blind_env.step(np.ones((1, 7), np.float32))  # frozen: the suite's canonical VLA wrapper does this
+    np.testing.assert_allclose(obs["observation.state"][:, :3], start[:, :3], atol=2e-3)
+    with pytest.raises(MemstreamError, match=r"shape \(1, 7\)"):
+        blind_env.step(np.zeros((1, 2)))
+    with pytest.raises(MemstreamError, match="NaN"):
+        blind_env.step(np.full((1, 7), np.nan))
+
+
+def test_rendered_observations_use_lerobot_keys():
+    env = make_mikasa_env("InterceptMedium", seed=0, image_size=64)
+    try:
+        obs = env.reset()
+        assert {"observation.images.base_camera", "observation.images.hand_camera", "observation.state",
+                "task", "episode_start", "frame_index", "episode_index"} == set(obs)
+        image = obs["observation.images.base_camera"]
+        assert image.shape == (1, 64, 64, 3) and image.dtype == np.uint8 and image.std() > 5
+        assert obs["observation.state"].shape == (1, 7) and obs["observation.state"].dtype == np.float32
+        assert obs["episode_start"][0] and obs["task"] == [env.instruction]
+        obs, reward, terminated, truncated, info = env.step(env.expert_actions())
+        assert obs["frame_index"][0] == 1 and not obs["episode_start"][0] and reward.shape == (1,)
+        assert env.spec.action_dim == 7 and env.spec.max_episode_steps == 60
+    finally:
+        env.close()
+
+
+def test_no_vulkan_device_is_one_error_naming_the_fix():
+    code = textwrap.dedent("""
+        from memstream.embodied.envs.mikasa import make_mikasa_env
+        from memstream.streaming.errors import MemstreamError
+        try:
+            make_mikasa_env("RememberColor3", image_size=32).reset()
+        except MemstreamError as error:
+            print("ERROR:", error)
+    """)
+    env = {**os.environ, "VK_ICD_FILENAMES": "/nonexistent/icd.json", "VK_DRIVER_FILES": "/nonexistent/icd.json"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240)
+    line = [text for text in done.stdout.splitlines() if text.startswith("ERROR:")]
+    assert line, done.stdout + done.stderr
+    assert "no usable Vulkan device" in line[0] and "tests/system_deps.sh" in line[0] and "bookworm-backports" in line[0]

@@ -1,0 +1,117 @@
+"""The policy server over loopback: per-client banks, authentication, bounds, bad observations."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+if importlib.util.find_spec("websockets") is None or importlib.util.find_spec("msgpack") is None:
+    pytest.skip("needs websockets and msgpack (pip install 'memstream[serve]')", allow_module_level=True)
+
+import torch  # noqa: E402
+from websockets.exceptions import InvalidStatus  # noqa: E402
+
+from memstream.embodied.bank import MemoryBankConfig  # noqa: E402
+from memstream.embodied.policies import MemoryVLAConfig, MemoryVLAPolicy  # noqa: E402
+from memstream.embodied.policies.serve import PolicyServer, ServeLimits, check_bind  # noqa: E402
+from memstream.embodied.policies.wire import PolicyClient, WireError, packb, unpackb  # noqa: E402
+from memstream.streaming.errors import ConfigError, MemstreamError  # noqa: E402
+
+IMAGE = "observation.images.base_camera"
+KEY = "test-key-123"
+
+
+@pytest.fixture(scope="module")
+def server():
+    torch.manual_seed(0)
+    config = MemoryVLAConfig(input_features={IMAGE: (3, 32, 32), "observation.state": (7,)},
+                             output_features={"action": (7,)}, perceptual_dim=16, perceptual_grid=2, cognitive_dim=16,
+                             hidden_dim=32, head_layers=1, head_heads=2, num_inference_steps=2, vocab_buckets=64,
+                             chunk_size=4, n_action_steps=2, bank=MemoryBankConfig(capacity=3))
+    server = PolicyServer(MemoryVLAPolicy(config), "touch the cube", api_keys=[KEY], limits=ServeLimits(max_clients=2))
+    server.start()
+    server.uri = f"ws://127.0.0.1:{server.port}"
+    yield server
+    server.stop()
+    assert not server._thread.is_alive()
+
+
+def observation(rng: np.random.Generator) -> dict:
+    return {IMAGE: rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
+            "observation.state": rng.normal(size=7).astype(np.float32), "task": "touch the cube"}
+
+
+def test_wire_round_trips_arrays_and_refuses_bad_ones():
+    message = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": [np.bool_(True), "x"], "c": np.int64(3)}
+    back = unpackb(packb(message))
+    np.testing.assert_array_equal(back["a"], message["a"])
+    assert back["a"].dtype == np.float32
+    assert back["c"] == 3 and back["b"][1] == "x"
+    with pytest.raises(WireError, match="dtype"):
+        packb({"x": np.array(["s"], dtype=object)})
+    with pytest.raises(WireError, match="not valid msgpack"):
+        unpackb(b"\xc1")
+    short = packb({"x": {"__ndarray__": True, "data": bytes(4), "dtype": "<f4", "shape": [3]}})
+    with pytest.raises(WireError, match="need 12"):
+        unpackb(short)
+
+
+def test_clients_get_chunks_and_keep_their_own_banks(server):
+    rng = np.random.default_rng(0)
+    with PolicyClient(server.uri, api_key=KEY) as a, PolicyClient(server.uri, api_key=KEY) as b:
+        assert a.metadata["image_shape"] == [32, 32, 3] and a.metadata["chunk_size"] == 4
+        a.reset()
+        b.reset()
+        for _ in range(5):
+            chunk = a.infer(observation(rng))
+            assert chunk.shape == (4, 7) and chunk.dtype == np.float32 and np.isfinite(chunk).all()
+        b.infer(observation(rng))
+        banks = sorted(int(s.policy.memory.bank_lengths[0]) for s in server.sessions.values())
+        assert banks == [1, 3]  # b saw one frame; a saw five, bounded by the bank's capacity of 3
+        a.reset()  # a new episode of a empties a's bank and leaves b's alone
+        banks = {s.frame_index: s.policy.memory.bank_lengths for s in server.sessions.values()}
+        assert banks[0] is None and banks[1].tolist() == [1]
+
+
+def test_bad_observation_drops_only_that_clients_episode(server):
+    rng = np.random.default_rng(1)
+    with PolicyClient(server.uri, api_key=KEY) as a, PolicyClient(server.uri, api_key=KEY) as b:
+        a.reset()
+        b.reset()
+        a.infer(observation(rng))
+        b.infer(observation(rng))
+        wrong = observation(rng)
+        wrong[IMAGE] = np.zeros((64, 64, 3), np.uint8)
+        with pytest.raises(MemstreamError, match=r"must be uint8 \(32, 32, 3\).*episode was dropped.*Resize"):
+            a.infer(wrong)
+        with pytest.raises(MemstreamError, match="no episode is running"):
+            a.infer(observation(rng))
+        missing = observation(rng)
+        del missing["observation.state"]
+        a.reset()
+        with pytest.raises(MemstreamError, match="lacks 'observation.state'"):
+            a.infer(missing)
+        assert b.infer(observation(rng)).shape == (4, 7)  # b's episode goes on
+        a.reset()
+        assert a.infer(observation(rng)).shape == (4, 7)
+
+
+def test_handshake_needs_the_key_and_a_free_slot(server):
+    with pytest.raises(InvalidStatus) as info:
+        PolicyClient(server.uri, api_key="wrong")
+    assert info.value.response.status_code == 401
+    with pytest.raises(InvalidStatus):
+        PolicyClient(server.uri)
+    with PolicyClient(server.uri, api_key=KEY), PolicyClient(server.uri, api_key=KEY):
+        with pytest.raises(InvalidStatus) as info:
+            PolicyClient(server.uri, api_key=KEY)
+        assert info.value.response.status_code == 503
+
+
+def test_no_key_means_loopback_only():
+    check_bind("127.0.0.1", ())
+    check_bind("0.0.0.0", ("k",))
+    with pytest.raises(ConfigError, match="without an API key"):
+        check_bind("0.0.0.0", ())
