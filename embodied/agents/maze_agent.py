@@ -1,0 +1,209 @@
+"""A training-free Memory Maze agent with habitat's contract: ``reset()``, ``act(observations) -> action``.
+
+Every frame it updates an occupancy map from depth and pose (walls: points 0.7-1.6 m high; the targets,
+at most 0.6 m high, are driven through, not around), detects the palette's targets in RGB-D
+(:class:`~memstream.embodied.agents.maze_perception.TargetDetector`) and folds them into its target
+memory. It reads the current target's colour from ``target_color``, goes to the remembered target of
+that colour along a path planned on its map, and explores the nearest frontier when it knows of none
+(when the maze is all mapped, it roams to far free cells). A remembered target it reached without
+scoring is forgotten. Modes:
+
+* ``memory``: as above.
+* ``no_memory``: the same agent with its target memory wiped every step (it keeps its map to move):
+  it goes to a target only while it sees it, and otherwise explores or roams.
+* ``oracle``: goes to the true current target (``goal_oracle()``, the env's scoring information).
+
+Example (needs ``memory-maze`` and EGL):
+    >>> from memstream.embodied.envs.memory_maze_env import MemoryMazeConfig, MemoryMazeEnv
+    >>> env, agent = MemoryMazeEnv(MemoryMazeConfig(max_steps=5)), MazeMemoryAgent()
+    >>> obs = env.reset(seed=0); agent.reset()
+    >>> while not env.episode_over:
+    ...     obs = env.step(agent.act(obs))
+    >>> agent.frame
+    5
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+
+from memstream.embodied.agents.mapping import OccupancyMap, backproject
+from memstream.embodied.agents.maze_perception import TargetDetector, TargetMemory, palette_index
+from memstream.embodied.agents.navigator import Navigator, _wrap
+from memstream.embodied.envs.memory_maze_env import CAMERA_HEIGHT_M, CAMERA_PITCH_DEG, FOV_DEG
+from memstream.streaming.errors import MemstreamError
+
+MazeAgentMode = Literal["memory", "no_memory", "oracle"]
+MAZE_AGENT_MODES: tuple[str, ...] = ("memory", "no_memory", "oracle")
+REQUIRED = ("rgb", "depth", "gps", "compass", "target_color")
+
+
+class MazeNavigator(Navigator):
+    """The occupancy-map navigator with Memory Maze's forward-and-turn actions: it keeps rolling while
+    it corrects a heading error below ``combo_deg`` instead of stopping to turn in place."""
+
+    def __init__(self, occupancy: OccupancyMap, combo_deg: float = 50.0, **kwargs: Any) -> None:
+        super().__init__(occupancy, **kwargs)
+        self.combo_rad = math.radians(combo_deg)
+
+    def _follow(self, gps: np.ndarray, compass: float) -> str | None:
+        from memstream.embodied.envs.navgrid import descend, nearest_finite
+
+        assert self._field is not None
+        cell = tuple(self.map.grid.to_cell(gps) - self._offset)
+        rows, cols = self._field.shape
+        if not (0 <= cell[0] < rows and 0 <= cell[1] < cols and np.isfinite(self._field[cell])):
+            cell = nearest_finite(self._field, cell)
+            if cell is None:
+                return None
+        if self._field[cell] == 0.0:
+            return None
+        path = descend(self._field, cell, max_cells=self.lookahead_cells + 1)
+        waypoint = self.map.grid.to_xy(np.asarray(path[-1]) + self._offset)
+        delta = waypoint - gps
+        turn = _wrap(math.atan2(-delta[1], delta[0]) - compass)
+        if abs(turn) <= 0.5 * self.turn_rad:
+            return "move_forward"
+        side = "left" if turn > 0 else "right"
+        previous = self._last[1] if self._last is not None else ""
+        if abs(turn) > math.radians(120) and previous.endswith(("left", "right")):
+            side = "left" if previous.endswith("left") else "right"  # behind: keep turning one way
+        return f"move_forward_{side}" if abs(turn) <= self.combo_rad else f"turn_{side}"
+
+
+class MazeMemoryAgent:
+    """The Memory Maze agent or its baselines (see the module doc).
+
+    Args:
+        mode: ``memory``, ``no_memory`` or ``oracle``.
+        goal_oracle: for ``oracle``: returns the true current target (gps metres).
+        seed: the roaming choices.
+        targets: how many targets (palette colours) the maze holds: 3 in 9x9, 4, 5, 6 in the larger.
+        detector: the target detector (its camera must match the env's; ``targets`` sets its colours).
+    """
+
+    def __init__(
+        self,
+        mode: MazeAgentMode = "memory",
+        goal_oracle: Callable[[], list[np.ndarray]] | None = None,
+        seed: int = 0,
+        targets: int = 3,
+        detector: TargetDetector | None = None,
+    ) -> None:
+        if mode not in MAZE_AGENT_MODES:
+            raise MemstreamError(
+                f"unknown Memory Maze agent {mode!r}", f"Choose one of {', '.join(MAZE_AGENT_MODES)}"
+            )
+        if mode == "oracle" and goal_oracle is None:
+            raise MemstreamError("the oracle agent needs goal_oracle", "Pass goal_oracle=env.goals_gps")
+        self.mode, self.goal_oracle, self.seed = mode, goal_oracle, seed
+        self.detector = detector or TargetDetector(FOV_DEG, CAMERA_HEIGHT_M, CAMERA_PITCH_DEG, colours=targets)
+        self.occupancy = OccupancyMap(extent_m=44.0, cell_m=0.2, floor_m=0.7, ceiling_m=1.6)
+        self.navigator = MazeNavigator(
+            self.occupancy, agent_radius_m=0.45, turn_deg=18.0, lookahead_cells=5, replan_every=2
+        )
+        self.memory = TargetMemory()
+        self.episodes = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: a new episode begins."""
+        self.occupancy.reset()
+        self.navigator.reset()
+        self.memory.reset()
+        self.rng = np.random.default_rng((self.seed, self.episodes))
+        self.episodes += 1
+        self.frame = 0
+        self.goal_colour: int | None = None
+        self.goal: np.ndarray | None = None
+        self.roam_goal: np.ndarray | None = None
+        self._best = (math.inf, 0)
+
+    # ---- perception and memory ----------------------------------------------------------------
+    def _perceive(self, obs: dict[str, Any]) -> tuple[np.ndarray, float]:
+        missing = [key for key in REQUIRED if key not in obs]
+        if missing:
+            raise MemstreamError(
+                f"the Memory Maze agent needs observations {', '.join(missing)}",
+                "Give it an env with an RGB-D camera, a GPS+compass sensor and the target colour "
+                "(rgb, depth, gps, compass, target_color), e.g. --env memory_maze",
+            )
+        gps = np.asarray(obs["gps"], dtype=np.float64).reshape(2)
+        compass = float(np.asarray(obs["compass"]).reshape(-1)[0])
+        points = backproject(
+            obs["depth"], gps, compass, self.detector.fov_deg, self.detector.camera_height_m,
+            stride=2, max_depth_m=12.0, pitch_deg=self.detector.pitch_deg,
+        )
+        self.occupancy.update(points, gps)
+        if self.mode == "no_memory":
+            self.memory.reset()  # the baseline: nothing about targets survives a step
+        self.memory.update(self.detector.detect(obs["rgb"], obs["depth"], gps, compass), self.frame)
+        self.frame += 1
+        return gps, compass
+
+    # ---- acting -------------------------------------------------------------------------------
+    def _target(self, colour: int) -> np.ndarray | None:
+        if self.mode == "oracle":
+            assert self.goal_oracle is not None
+            return np.asarray(self.goal_oracle()[0], dtype=np.float64)
+        return self.memory.get(colour)
+
+    def _new_goal(self, goal: np.ndarray | None) -> None:
+        moved = (goal is None) != (self.goal is None) or (
+            goal is not None and self.goal is not None and np.linalg.norm(goal - self.goal) > 0.5
+        )
+        if moved:
+            self.navigator.reset()
+            self._best = (math.inf, self.frame)
+        self.goal = goal
+
+    def act(self, observations: dict[str, Any]) -> str:
+        """One habitat action name (Memory Maze's extended set) for one observation."""
+        gps, compass = self._perceive(observations)
+        colour = palette_index(np.asarray(observations["target_color"]))
+        if colour != self.goal_colour:  # a target was collected (or the episode began)
+            self.goal_colour, self.roam_goal = colour, None
+        goal = self._target(colour)
+        self._new_goal(goal)
+        if goal is not None:
+            action = self.navigator.act(gps, compass, goal, stop_radius_m=0.15)
+            distance = float(np.linalg.norm(goal - gps))
+            if distance < self._best[0] - 0.1:
+                self._best = (distance, self.frame)
+            if action is None or self.frame - self._best[1] > 25:
+                # at the remembered spot without scoring (or stuck): the memory was wrong
+                if self.mode != "oracle":
+                    self.memory.forget(colour)
+                self._new_goal(None)
+                return "turn_left"
+            return action
+        return self._explore(gps, compass)
+
+    def _explore(self, gps: np.ndarray, compass: float) -> str:
+        if self.roam_goal is None:
+            action = self.navigator.frontier_action(gps, compass)
+            if action is not None:
+                return action
+            self.roam_goal = self._far_free_cell(gps)
+            self.navigator.reset()
+        action = self.navigator.act(gps, compass, self.roam_goal, stop_radius_m=0.8)
+        if action is None:
+            self.roam_goal = None
+            self.navigator.reset()
+            return "turn_left"
+        return action
+
+    def _far_free_cell(self, gps: np.ndarray) -> np.ndarray:
+        """A random seen, free cell at least 4 m away (the nearest far one if the map is small)."""
+        grid = self.occupancy.grid
+        free = np.argwhere(self.occupancy.seen & ~self.occupancy.occupied)
+        if len(free) == 0:
+            return gps + np.array([2.0, 0.0])
+        xy = grid.to_xy(free)
+        far = xy[np.linalg.norm(xy - gps, axis=1) >= 4.0]
+        pool = far if len(far) else xy
+        return pool[int(self.rng.integers(len(pool)))]
