@@ -215,7 +215,7 @@ class MemoryMazeEnv:
         position, yaw = self._camera_pose()
         colour = np.asarray(obs["target_color"], dtype=np.float32)
         return {
-            "rgb": np.ascontiguousarray(obs["image"], dtype=np.uint8),
+            "rgb": np.array(obs["image"], dtype=np.uint8, copy=True),  # the wrapper reuses its buffer
             "depth": np.minimum(depth, self.config.max_depth_m).astype(np.float32)[..., None],
             "gps": self.to_gps(position),
             "compass": np.array([_wrap(yaw - self._origin_yaw)], dtype=np.float32),
