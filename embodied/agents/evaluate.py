@@ -80,10 +80,11 @@ def make_agent(mode: str, env: NavEnv, seed: int) -> MapMemoryAgent:
 def make_maze_agent(mode: str, env: NavEnv, seed: int) -> Any:
     """A :class:`~memstream.embodied.agents.maze_agent.MazeMemoryAgent` for ``env`` (a Memory Maze)."""
     from memstream.embodied.agents.maze_agent import MAZE_AGENT_MODES, MazeMemoryAgent
+    from memstream.embodied.envs.memory_maze_env import TARGETS_PER_SIZE
 
     if mode not in MAZE_AGENT_MODES:
         raise ConfigError(f"unknown agent {mode!r}", f"Choose among {', '.join(MAZE_AGENT_MODES)}")
-    targets = {9: 3, 11: 4, 13: 5, 15: 6}[getattr(env, "config").maze_size]  # Memory Maze's tasks
+    targets = TARGETS_PER_SIZE[env.config.maze_size]  # type: ignore[attr-defined]
     oracle = env.goals_gps if mode == "oracle" else None
     return MazeMemoryAgent(mode, goal_oracle=oracle, seed=seed, targets=targets)  # type: ignore[arg-type]
 

@@ -14,7 +14,8 @@ scoring is forgotten. Modes:
 * ``oracle``: goes to the true current target (``goal_oracle()``, the env's scoring information).
 
 Example (needs ``memory-maze`` and EGL):
-    >>> from memstream.embodied.envs.memory_maze_env import MemoryMazeConfig, MemoryMazeEnv
+    >>> from memstream.embodied.envs.navgrid import descend, nearest_finite
+from memstream.embodied.envs.memory_maze_env import MemoryMazeConfig, MemoryMazeEnv
     >>> env, agent = MemoryMazeEnv(MemoryMazeConfig(max_steps=5)), MazeMemoryAgent()
     >>> obs = env.reset(seed=0); agent.reset()
     >>> while not env.episode_over:
@@ -33,13 +34,18 @@ import numpy as np
 
 from memstream.embodied.agents.mapping import OccupancyMap, backproject
 from memstream.embodied.agents.maze_perception import TargetDetector, TargetMemory, palette_index
-from memstream.embodied.agents.navigator import Navigator, _wrap
+from memstream.embodied.agents.navigator import Navigator
+from memstream.embodied.envs.navgrid import descend, nearest_finite
 from memstream.embodied.envs.memory_maze_env import CAMERA_HEIGHT_M, CAMERA_PITCH_DEG, FOV_DEG
 from memstream.streaming.errors import MemstreamError
 
 MazeAgentMode = Literal["memory", "no_memory", "oracle"]
 MAZE_AGENT_MODES: tuple[str, ...] = ("memory", "no_memory", "oracle")
 REQUIRED = ("rgb", "depth", "gps", "compass", "target_color")
+
+
+def _wrap(angle: float) -> float:
+    return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
 class MazeNavigator(Navigator):
@@ -51,8 +57,6 @@ class MazeNavigator(Navigator):
         self.combo_rad = math.radians(combo_deg)
 
     def _follow(self, gps: np.ndarray, compass: float) -> str | None:
-        from memstream.embodied.envs.navgrid import descend, nearest_finite
-
         assert self._field is not None
         cell = tuple(self.map.grid.to_cell(gps) - self._offset)
         rows, cols = self._field.shape

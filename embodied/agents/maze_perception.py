@@ -16,11 +16,12 @@ visible surface to the centre). The image border (the shown target colour) is ig
 large detections weigh more), and when.
 
 Example:
-    >>> rgb = np.zeros((8, 8, 3), dtype=np.uint8); rgb[4:, 3:5] = (170, 38, 30)   # red, low
-    >>> depth = np.full((8, 8, 1), 2.0, dtype=np.float32)
-    >>> found = TargetDetector(min_pixels=2, border_px=0).detect(rgb, depth, np.zeros(2), 0.0)
-    >>> sorted(found), round(float(found[0].position[0]), 2)                       # red is colour 0
-    ([0], 2.45)
+    >>> rgb = np.zeros((16, 16, 3), dtype=np.uint8); rgb[9:12, 7:9] = (170, 38, 30)  # red patch
+    >>> depth = np.full((16, 16, 1), 25.0, dtype=np.float32); depth[9:12, 7:9] = 2.0  # 2 m, sky behind
+    >>> detector = TargetDetector(pitch_deg=0.0, border_px=0)       # level camera, 80 deg, at 0.9 m
+    >>> found = detector.detect(rgb, depth, np.zeros(2), 0.0)       # the patch is 0.17-0.59 m high
+    >>> sorted(found), found[0].pixels, round(float(found[0].position[0]), 2)     # red is colour 0
+    ([0], 6, 2.45)
 """
 
 from __future__ import annotations

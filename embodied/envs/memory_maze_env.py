@@ -58,6 +58,7 @@ ACTIONS = ("stop", "move_forward", "turn_left", "turn_right", "move_forward_left
 #: Memory Maze's target palette, in its order (``memory_maze.maze.TARGET_COLORS``); 9x9 uses the first 3.
 TARGET_COLOUR_NAMES = ("red", "green", "blue", "purple", "yellow", "salmon")
 MAZE_SIZES = (9, 11, 13, 15)
+TARGETS_PER_SIZE = {9: 3, 11: 4, 13: 5, 15: 6}  # memory_maze.tasks: one colour each, the palette's first
 CAMERA = "walker/egocentric"
 FOV_DEG = 80.0
 CAMERA_HEIGHT_M = 0.9

@@ -27,7 +27,7 @@ def nav_eval(argv: list[str]) -> int:
 @pytest.mark.parametrize(
     ("flags", "says"),
     [
-        (["--env", "habitat_sim"], "unknown navigation environment 'habitat_sim'. Choose one of: miniworld"),
+        (["--env", "habitat_sim"], "unknown navigation environment 'habitat_sim'. Choose one of: memory_maze, miniworld"),
         (["--task", "objectnav"], "unknown miniworld task 'objectnav'. Choose one of: findingdory"),
         (["--agents", "memory,psychic"], "unknown agent(s) ['psychic']"),
         (["--episodes", "0"], "--episodes must be >= 1"),
