@@ -7,7 +7,7 @@ import importlib.util
 
 import numpy as np
 import pytest
-from memstream.embodied.agents.maze_agent import MazeMemoryAgent, MazeNavigator
+from memstream.embodied.agents.maze_agent import MazeMemoryAgent, MazeNavigator, grid_distance_field
 from memstream.embodied.agents.maze_perception import (
     PALETTE_RGB,
     Detection,
@@ -125,6 +125,20 @@ def test_missing_observations_and_bad_modes_name_the_fix():
         MazeMemoryAgent("psychic")  # type: ignore[arg-type]
     with pytest.raises(MemstreamError, match="goal_oracle"):
         MazeMemoryAgent("oracle")
+
+
+def test_the_c_planner_gives_exactly_the_reference_field():
+    from memstream.embodied.envs.navgrid import distance_field
+
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        free = rng.random((23, 31)) > 0.3
+        cost = np.where(rng.random(free.shape) > 0.5, 4.0, 1.0)
+        sources = [tuple(c) for c in np.argwhere(free)[:3]] + [(-1, 5)]  # off-grid sources are ignored
+        want, got = distance_field(free, sources, 0.2, cost), grid_distance_field(free, sources, 0.2, cost)
+        np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+        np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], rtol=1e-12)
+    assert np.isinf(grid_distance_field(np.zeros((3, 3), dtype=bool), [(1, 1)], 0.2)).all()
 
 
 def test_the_navigator_rolls_and_turns_at_once():
