@@ -145,3 +145,29 @@ def test_the_same_seed_gives_the_same_episode(episode):
         other.close()
     with pytest.raises(MemstreamError, match="after the episode ended"):
         env.step("stop")
+
+
+@needs_maze
+def test_the_vectorised_target_check_decides_as_dm_controls_loop():
+    from memstream.embodied.agents.maze_agent import MazeMemoryAgent
+
+    env = MemoryMazeEnv(MemoryMazeConfig(max_steps=70))
+    try:
+        obs = env.reset(seed=2)
+        agent = MazeMemoryAgent("oracle", goal_oracle=env.goals_gps)  # seed 2: it scores at step 60
+        targets, decided, touching = env._env.task._targets, 0, 0
+        while not env.episode_over:
+            obs = env.step(agent.act(obs))
+            for target in targets:  # both checks on this step's contacts, side effects undone
+                decisions = []
+                for check in (mm._original_update_activation, mm._update_activation):
+                    target._activated = False
+                    check(target, env._physics)
+                    decisions.append(target._activated)
+                    target.reset(env._physics)
+                assert decisions[0] == decisions[1]
+                decided += 1
+                touching += decisions[0]
+        assert decided == 3 * 70 and touching >= 1 and env.get_metrics()["return"] >= 1
+    finally:
+        env.close()
