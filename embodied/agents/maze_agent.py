@@ -6,7 +6,8 @@ at most 0.6 m high, are driven through, not around), detects the palette's targe
 memory. It reads the current target's colour from ``target_color``, goes to the remembered target of
 that colour along a path planned on its map, and explores the nearest frontier when it knows of none
 (when the maze is all mapped, it roams to far free cells). A remembered target it reached without
-scoring is forgotten. Modes:
+scoring is forgotten; progress is measured along the planned path (the way to a target often leads
+away from it first), and a plan that stops making progress far from the target is replanned. Modes:
 
 * ``memory``: as above.
 * ``no_memory``: the same agent with its target memory wiped every step (it keeps its map to move):
@@ -109,6 +110,15 @@ class MazeNavigator(Navigator):
             if np.isfinite(self._field[here]):
                 break
         self._offset, self._key, self._age = offset, key, 0
+
+    def remaining_m(self, gps: np.ndarray, goal: np.ndarray) -> float:
+        """Metres left along the current plan from ``gps`` (straight to ``goal`` without a plan)."""
+        if self._field is not None:
+            cell = tuple(self.map.grid.to_cell(gps) - self._offset)
+            rows, cols = self._field.shape
+            if 0 <= cell[0] < rows and 0 <= cell[1] < cols and np.isfinite(self._field[cell]):
+                return float(self._field[cell])
+        return float(np.linalg.norm(np.asarray(goal) - gps))
 
     def _follow(self, gps: np.ndarray, compass: float) -> str | None:
         assert self._field is not None
@@ -229,15 +239,20 @@ class MazeMemoryAgent:
         self._new_goal(goal)
         if goal is not None:
             action = self.navigator.act(gps, compass, goal, stop_radius_m=0.15)
-            distance = float(np.linalg.norm(goal - gps))
-            if distance < self._best[0] - 0.1:
-                self._best = (distance, self.frame)
-            if action is None or self.frame - self._best[1] > 25:
-                # at the remembered spot without scoring (or stuck): the memory was wrong
+            remaining = self.navigator.remaining_m(gps, goal)
+            if remaining < self._best[0] - 0.1 or remaining > self._best[0] + 1.0:
+                self._best = (remaining, self.frame)  # nearer along the plan, or a longer new plan
+            stalled = self.frame - self._best[1] > 25
+            if action is None or (stalled and np.linalg.norm(goal - gps) < 1.2):
+                # at the remembered spot without scoring: the memory was wrong
                 if self.mode != "oracle":
                     self.memory.forget(colour)
                 self._new_goal(None)
                 return "turn_left"
+            if stalled:  # far from the spot and no nearer along the plan: the plan fails, not the memory
+                self.occupancy.mark_blocked(gps + 0.55 * np.array([math.cos(compass), -math.sin(compass)]))
+                self.navigator.reset()
+                self._best = (math.inf, self.frame)
             return action
         return self._explore(gps, compass)
 
