@@ -86,7 +86,7 @@ class TargetDetector:
     push_back_m: float = 0.45
     border_px: int = 3
     max_depth_m: float = 10.0
-    open_above_m: float = 0.3
+    open_above_m: float = 0.1
 
     def detect(
         self, rgb: np.ndarray, depth: np.ndarray, gps: np.ndarray, compass: float
