@@ -15,8 +15,7 @@ away from it first), and a plan that stops making progress far from the target i
 * ``oracle``: goes to the true current target (``goal_oracle()``, the env's scoring information).
 
 Example (needs ``memory-maze`` and EGL):
-    >>> from memstream.embodied.envs.navgrid import descend, nearest_finite
-from memstream.embodied.envs.memory_maze_env import MemoryMazeConfig, MemoryMazeEnv
+    >>> from memstream.embodied.envs.memory_maze_env import MemoryMazeConfig, MemoryMazeEnv
     >>> env, agent = MemoryMazeEnv(MemoryMazeConfig(max_steps=5)), MazeMemoryAgent()
     >>> obs = env.reset(seed=0); agent.reset()
     >>> while not env.episode_over:
@@ -36,8 +35,8 @@ import numpy as np
 from memstream.embodied.agents.mapping import OccupancyMap, backproject
 from memstream.embodied.agents.maze_perception import TargetDetector, TargetMemory, palette_index
 from memstream.embodied.agents.navigator import Navigator
-from memstream.embodied.envs.navgrid import descend, nearest_finite
 from memstream.embodied.envs.memory_maze_env import CAMERA_HEIGHT_M, CAMERA_PITCH_DEG, FOV_DEG
+from memstream.embodied.envs.navgrid import descend, nearest_finite
 from memstream.streaming.errors import MemstreamError
 
 MazeAgentMode = Literal["memory", "no_memory", "oracle"]
