@@ -3,6 +3,8 @@
 :class:`MapMemoryAgent` keeps an occupancy map from depth and pose, an object map by colour and an
 episodic log of the history's interactions; it resolves FindingDory-style instructions from them and
 plans on the map. Its baselines (``wiped``, ``retrieval``, ``oracle``) differ in one thing each.
+:class:`MazeMemoryAgent` plays Memory Maze: targets detected classically in RGB-D, remembered by colour
+(``no_memory``: the same agent forgetting them every step).
 :func:`evaluate_nav` scores agents with habitat-lab's and FindingDory's metrics; ``memstream nav-eval``
 runs it from the command line. Importing this package loads nothing until a name is used.
 
@@ -18,6 +20,10 @@ from memstream.streaming.lazy import lazy_attributes
 _LAZY = {  # name -> module that defines it, imported on first use
     "AGENT_MODES": "memstream.embodied.agents.memory_agent",
     "MapMemoryAgent": "memstream.embodied.agents.memory_agent",
+    "MAZE_AGENT_MODES": "memstream.embodied.agents.maze_agent",
+    "MazeMemoryAgent": "memstream.embodied.agents.maze_agent",
+    "TargetDetector": "memstream.embodied.agents.maze_perception",
+    "TargetMemory": "memstream.embodied.agents.maze_perception",
     "EpisodicMemory": "memstream.embodied.agents.instructions",
     "resolve": "memstream.embodied.agents.instructions",
     "Navigator": "memstream.embodied.agents.navigator",

@@ -2,6 +2,7 @@
 
     memstream nav-eval --env miniworld --task findingdory --episodes 200 --out runs/nav
     memstream nav-eval --episodes 20 --agents memory,wiped,retrieval,oracle --out runs/nav --overwrite
+    memstream nav-eval --env memory_maze --task 9x9 --episodes 10 --agents memory,no_memory --out runs/maze
 
 Writes ``results.json`` in ``--out`` (rewritten after every episode, so it is valid even if the run is
 stopped): per agent the per-episode rows (seed, template, group, high-level success, success, spl,
@@ -29,11 +30,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "nav-eval", help="navigation agents with memory on FindingDory-style tasks (habitat metrics)"
     )
     nav.add_argument("--env", default="miniworld", help="navigation environment (default miniworld)")
-    nav.add_argument("--task", default="findingdory", help="task in that environment (default findingdory)")
+    nav.add_argument(
+        "--task", default=None, help="task in that environment (default: findingdory; memory_maze: 9x9)"
+    )
     nav.add_argument("--episodes", type=int, default=10, help="episodes per agent (seeds seed .. seed+N-1)")
-    nav.add_argument("--agents", default="memory", help="comma-separated: memory, wiped, retrieval, oracle")
+    nav.add_argument(
+        "--agents",
+        default="memory",
+        help="comma-separated: memory, wiped, retrieval, oracle (memory_maze: memory, no_memory, oracle)",
+    )
     nav.add_argument("--seed", type=int, default=0)
-    nav.add_argument("--image-size", type=int, default=128, help="rgb/depth pixels per side")
+    nav.add_argument(
+        "--image-size", type=int, default=None, help="rgb/depth pixels per side (default 128; memory_maze 64)"
+    )
     nav.add_argument(
         "--template",
         dest="templates",
@@ -52,14 +61,16 @@ def cmd_nav_eval(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}", "Pass --episodes 10")
     agents = [a.strip() for a in args.agents.split(",") if a.strip()]
-    from memstream.embodied.agents.evaluate import evaluate_nav
-    from memstream.embodied.agents.memory_agent import AGENT_MODES
-    from memstream.embodied.envs.nav import make_nav_env
+    from memstream.embodied.agents.evaluate import agent_modes, evaluate_nav
+    from memstream.embodied.envs.nav import DEFAULT_TASKS, NAV_ENVS, make_nav_env
 
-    unknown = [a for a in agents if a not in AGENT_MODES]
+    NAV_ENVS.get(args.env)  # an unknown environment is named before anything else
+    args.task = args.task or DEFAULT_TASKS[args.env]
+    modes, _ = agent_modes(args.env)
+    unknown = [a for a in agents if a not in modes]
     if unknown or not agents:
-        raise ConfigError(f"unknown agent(s) {unknown or agents}", f"Choose among {', '.join(AGENT_MODES)}")
-    options: dict[str, Any] = {"image_size": args.image_size}
+        raise ConfigError(f"unknown agent(s) {unknown or agents}", f"Choose among {', '.join(modes)}")
+    options: dict[str, Any] = {} if args.image_size is None else {"image_size": args.image_size}
     if args.templates:
         options["templates"] = tuple(args.templates)
     probe = make_nav_env(args.env, args.task, options)  # unknown names, bad options, no simulator: fail
@@ -84,11 +95,12 @@ def cmd_nav_eval(args: argparse.Namespace) -> int:
         )
         if not args.no_progress:
             status = "ok" if row["ok"] else f"crashed: {row['error']}"
-            print(
-                f"{agent} {index + 1}/{args.episodes} seed {row['seed']} {row['template']}: high-level "
-                f"{row['high_level_success']:.0f} success {row['success']:.0f} spl {row['spl']:.2f} {status}",
-                flush=True,
-            )
+            if "high_level_success" in row:
+                scores = (f"{row['template']}: high-level {row['high_level_success']:.0f} success "
+                          f"{row['success']:.0f} spl {row['spl']:.2f}")
+            else:  # a reward task (memory_maze)
+                scores = f"return {row.get('return', 0.0):.0f} in {row['steps']} steps"
+            print(f"{agent} {index + 1}/{args.episodes} seed {row['seed']} {scores} {status}", flush=True)
 
     result = evaluate_nav(
         args.env, args.task, agents, args.episodes, seed=args.seed, options=options, progress=progress
@@ -118,7 +130,15 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def print_table(summary: dict[str, Any]) -> None:
-    """One row per agent and template group: high-level success, success, SPL, distance to goal."""
+    """One row per agent and template group: high-level success, success, SPL, distance to goal (a
+    reward task: mean return and steps per second, one row per agent)."""
+    if any("return" in stats for stats in summary.values()):
+        print(f"{'agent':<10} {'eps':>4} {'return':>7} {'steps/s':>8} {'agent share':>11}")
+        for agent, stats in summary.items():
+            rate = "-" if stats["steps_per_s"] is None else f"{stats['steps_per_s']:.1f}"
+            share = "-" if stats["agent_share"] is None else f"{stats['agent_share']:.2f}"
+            print(f"{agent:<10} {stats['episodes']:>4} {stats['return']:>7.2f} {rate:>8} {share:>11}")
+        return
     header = (f"{'agent':<10} {'group':<11} {'eps':>4} {'high-level':>10} {'success':>8} {'spl':>6} "
               f"{'dtg m':>6} {'steps/s':>8}")
     print(header)

@@ -45,10 +45,11 @@ def run_episode(env: NavEnv, agent: Any, seed: int) -> dict[str, Any]:
         obs = env.step(action)
         sim_s += time.perf_counter() - start
         steps += 1
-        history_steps += obs["phase"] == "history"
+        history_steps += obs.get("phase") == "history"
     metrics = env.get_metrics()
     chosen = getattr(agent, "chosen_goals", None)
     template = getattr(env, "template", None)
+    scored_by = getattr(env, "summary_metrics", METRICS)
     return {
         "seed": seed,
         "ok": True,
@@ -57,7 +58,11 @@ def run_episode(env: NavEnv, agent: Any, seed: int) -> dict[str, Any]:
         "group": getattr(template, "group", None),
         "instruction": obs.get("instruction", ""),
         "num_goals": len(env.goals_gps()),
-        "high_level_success": high_level_success(chosen, env.goals_gps(), HIGH_LEVEL_RADIUS_M),
+        **(
+            {"high_level_success": high_level_success(chosen, env.goals_gps(), HIGH_LEVEL_RADIUS_M)}
+            if "high_level_success" in scored_by
+            else {}
+        ),
         **{key: float(value) for key, value in metrics.items()},
         "steps": steps,
         "history_steps": history_steps,
@@ -72,12 +77,33 @@ def make_agent(mode: str, env: NavEnv, seed: int) -> MapMemoryAgent:
     return MapMemoryAgent(mode, goal_oracle=env.goals_gps if mode == "oracle" else None, seed=seed)  # type: ignore[arg-type]
 
 
-def summarise(episodes: list[dict[str, Any]]) -> dict[str, Any]:
-    """Means of :data:`METRICS` over all episodes (failed ones count 0 / inf-free) and per template group."""
+def make_maze_agent(mode: str, env: NavEnv, seed: int) -> Any:
+    """A :class:`~memstream.embodied.agents.maze_agent.MazeMemoryAgent` for ``env`` (a Memory Maze)."""
+    from memstream.embodied.agents.maze_agent import MAZE_AGENT_MODES, MazeMemoryAgent
+    from memstream.embodied.envs.memory_maze_env import TARGETS_PER_SIZE
+
+    if mode not in MAZE_AGENT_MODES:
+        raise ConfigError(f"unknown agent {mode!r}", f"Choose among {', '.join(MAZE_AGENT_MODES)}")
+    targets = TARGETS_PER_SIZE[env.config.maze_size]  # type: ignore[attr-defined]
+    oracle = env.goals_gps if mode == "oracle" else None
+    return MazeMemoryAgent(mode, goal_oracle=oracle, seed=seed, targets=targets)  # type: ignore[arg-type]
+
+
+def agent_modes(env: str) -> tuple[tuple[str, ...], Callable[[str, NavEnv, int], Any]]:
+    """The agent names an environment takes and the factory that builds them."""
+    if env == "memory_maze":
+        from memstream.embodied.agents.maze_agent import MAZE_AGENT_MODES
+
+        return MAZE_AGENT_MODES, make_maze_agent
+    return AGENT_MODES, make_agent
+
+
+def summarise(episodes: list[dict[str, Any]], metrics: tuple[str, ...] = METRICS) -> dict[str, Any]:
+    """Means of ``metrics`` over all episodes (failed ones count 0 / inf-free) and per template group."""
 
     def means(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {"episodes": len(rows), "crashed": sum(not r["ok"] for r in rows)}
-        for key in METRICS:
+        for key in metrics:
             values = [r[key] for r in rows if r["ok"] and np.isfinite(r[key])]
             out[key] = (
                 float(np.mean([r[key] if r["ok"] else 0.0 for r in rows]))
@@ -120,12 +146,14 @@ def evaluate_nav(
         ConfigError: unknown env, task or agent. MemstreamError: the simulator is missing (before any
             episode). An episode that raises is recorded (``ok`` False, ``error``) and the run goes on.
     """
-    factory = agent_factory or make_agent
+    modes, default_factory = agent_modes(env)
+    factory = agent_factory or default_factory
     for mode in agents if agent_factory is None else ():
-        if mode not in AGENT_MODES:
-            raise ConfigError(f"unknown agent {mode!r}", f"Choose among {', '.join(AGENT_MODES)}")
+        if mode not in modes:
+            raise ConfigError(f"unknown agent {mode!r}", f"Choose among {', '.join(modes)}")
     nav_env = make_nav_env(env, task, options)
     nav_env.require()
+    metrics: tuple[str, ...] = getattr(nav_env, "summary_metrics", METRICS)
     rows: dict[str, list[dict[str, Any]]] = {mode: [] for mode in agents}
     try:
         for mode in agents:
@@ -147,7 +175,7 @@ def evaluate_nav(
         "options": dict(options or {}),
         "seed": seed,
         "episodes": rows,
-        "summary": {mode: summarise(r) for mode, r in rows.items()},
+        "summary": {mode: summarise(r, metrics) for mode, r in rows.items()},
     }
 
 

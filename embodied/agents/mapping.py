@@ -44,12 +44,14 @@ def backproject(
     camera_height_m: float,
     stride: int = 2,
     max_depth_m: float = 8.0,
+    pitch_deg: float = 0.0,
 ) -> np.ndarray:
     """float32 (N, 3): ``(forward, right, up)`` map points of every ``stride``-th pixel with depth < max.
 
     Args:
         depth: float (H, W, 1) or (H, W), metres along the optical axis.
         gps: (2,) camera position in the map. compass: heading, radians, left positive.
+        pitch_deg: the camera's tilt, degrees, negative looking down (Memory Maze's camera: -5.74).
     """
     d = np.asarray(depth, dtype=np.float32).reshape(depth.shape[0], depth.shape[1])[::stride, ::stride]
     h, w = depth.shape[0], depth.shape[1]
@@ -58,7 +60,11 @@ def backproject(
     keep = (d > 0.05) & (d < max_depth_m)
     z = d[keep]
     x_right = (u[keep] + 0.5 - w / 2) / focal * z
-    y_up = (h / 2 - v[keep] - 0.5) / focal * z + camera_height_m
+    y_cam = (h / 2 - v[keep] - 0.5) / focal * z
+    if pitch_deg:  # rotate the camera frame about its right axis: forward and up mix
+        pitch = math.radians(pitch_deg)
+        z, y_cam = z * math.cos(pitch) - y_cam * math.sin(pitch), z * math.sin(pitch) + y_cam * math.cos(pitch)
+    y_up = y_cam + camera_height_m
     heading = np.array([math.cos(compass), -math.sin(compass)])
     right = np.array([math.sin(compass), math.cos(compass)])
     xy = np.asarray(gps, dtype=np.float64)[None] + z[:, None] * heading[None] + x_right[:, None] * right[None]

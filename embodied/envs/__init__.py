@@ -28,6 +28,7 @@ from memstream.embodied.envs.cue_choice import (  # registers "cue_choice"
 )
 from memstream.embodied.envs.demos import collect_demonstrations
 from memstream.embodied.envs.evaluate import evaluate, evaluate_env
+from memstream.embodied.envs.memory_maze_env import MemoryMazeConfig, MemoryMazeEnv
 from memstream.embodied.envs.miniworld_env import ACTIONS, FindingDoryConfig, FindingDoryEnv
 from memstream.embodied.envs.nav import NAV_ENVS, NavEnv, make_nav_env
 from memstream.embodied.envs.navmetrics import NavMetrics
@@ -50,6 +51,8 @@ __all__ = [
     "EvaluationResult",
     "FindingDoryConfig",
     "FindingDoryEnv",
+    "MemoryMazeConfig",
+    "MemoryMazeEnv",
     "NavEnv",
     "NavMetrics",
     "Observation",

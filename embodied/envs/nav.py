@@ -11,7 +11,7 @@ Example:
     >>> make_nav_env("habitat", "findingdory")
     Traceback (most recent call last):
     ...
-    memstream.streaming.errors.ConfigError: unknown navigation environment 'habitat'. Choose one of: miniworld
+    memstream.streaming.errors.ConfigError: unknown navigation environment 'habitat'. Choose one of: memory_maze, miniworld
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from memstream.embodied.envs.memory_maze_env import MAZE_SIZES, MemoryMazeConfig, MemoryMazeEnv
 from memstream.embodied.envs.miniworld_env import FindingDoryConfig, FindingDoryEnv
 from memstream.streaming.configtypes import parse
 from memstream.streaming.registry import Registry
@@ -51,6 +52,18 @@ NAV_ENVS.add("miniworld", _MINIWORLD)
 _MINIWORLD.add(
     "findingdory", lambda options: FindingDoryEnv(parse(FindingDoryConfig, options, "findingdory"))
 )
+#: Memory Maze's sizes as tasks ("9x9" .. "15x15"); options are :class:`MemoryMazeConfig`'s other fields
+_MEMORY_MAZE: Registry[Callable[[dict[str, Any]], NavEnv]] = Registry("memory_maze task")
+NAV_ENVS.add("memory_maze", _MEMORY_MAZE)
+for _size in MAZE_SIZES:
+    _MEMORY_MAZE.add(
+        f"{_size}x{_size}",
+        lambda options, size=_size: MemoryMazeEnv(
+            parse(MemoryMazeConfig, {**options, "maze_size": size}, f"memory_maze.{size}x{size}")
+        ),
+    )
+#: the task ``nav-eval`` runs when none is named
+DEFAULT_TASKS = {"miniworld": "findingdory", "memory_maze": "9x9"}
 
 
 def make_nav_env(env: str, task: str, options: dict[str, Any] | None = None) -> NavEnv:

@@ -27,10 +27,12 @@ def nav_eval(argv: list[str]) -> int:
 @pytest.mark.parametrize(
     ("flags", "says"),
     [
-        (["--env", "habitat_sim"], "unknown navigation environment 'habitat_sim'. Choose one of: miniworld"),
+        (["--env", "habitat_sim"], "unknown navigation environment 'habitat_sim'. Choose one of: memory_maze, miniworld"),
         (["--task", "objectnav"], "unknown miniworld task 'objectnav'. Choose one of: findingdory"),
         (["--agents", "memory,psychic"], "unknown agent(s) ['psychic']"),
         (["--episodes", "0"], "--episodes must be >= 1"),
+        (["--env", "memory_maze", "--task", "10x10"], "unknown memory_maze task '10x10'. Choose one of: 11x11"),
+        (["--env", "memory_maze", "--agents", "wiped"], "Choose among memory, no_memory, oracle"),
     ],
 )
 def test_bad_names_exit_2_with_one_line_before_the_output_folder_is_made(tmp_path, capsys, flags, says):

@@ -1,0 +1,281 @@
+"""A training-free Memory Maze agent with habitat's contract: ``reset()``, ``act(observations) -> action``.
+
+Every frame it updates an occupancy map from depth and pose (walls: points 0.7-1.6 m high; the targets,
+at most 0.6 m high, are driven through, not around), detects the palette's targets in RGB-D
+(:class:`~memstream.embodied.agents.maze_perception.TargetDetector`) and folds them into its target
+memory. It reads the current target's colour from ``target_color``, goes to the remembered target of
+that colour along a path planned on its map, and explores the nearest frontier when it knows of none
+(when the maze is all mapped, it roams to far free cells). A remembered target it reached without
+scoring is forgotten; progress is measured along the planned path (the way to a target often leads
+away from it first), and a plan that stops making progress far from the target is replanned. Modes:
+
+* ``memory``: as above.
+* ``no_memory``: the same agent with its target memory wiped every step (it keeps its map to move):
+  it goes to a target only while it sees it, and otherwise explores or roams.
+* ``oracle``: goes to the true current target (``goal_oracle()``, the env's scoring information).
+
+Example (needs ``memory-maze`` and EGL):
+    >>> from memstream.embodied.envs.memory_maze_env import MemoryMazeConfig, MemoryMazeEnv
+    >>> env, agent = MemoryMazeEnv(MemoryMazeConfig(max_steps=5)), MazeMemoryAgent()
+    >>> obs = env.reset(seed=0); agent.reset()
+    >>> while not env.episode_over:
+    ...     obs = env.step(agent.act(obs))
+    >>> agent.frame
+    5
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+
+from memstream.embodied.agents.mapping import OccupancyMap, backproject
+from memstream.embodied.agents.maze_perception import TargetDetector, TargetMemory, palette_index
+from memstream.embodied.agents.navigator import Navigator
+from memstream.embodied.envs.memory_maze_env import CAMERA_HEIGHT_M, CAMERA_PITCH_DEG, FOV_DEG
+from memstream.embodied.envs.navgrid import descend, nearest_finite
+from memstream.streaming.errors import MemstreamError
+
+MazeAgentMode = Literal["memory", "no_memory", "oracle"]
+MAZE_AGENT_MODES: tuple[str, ...] = ("memory", "no_memory", "oracle")
+REQUIRED = ("rgb", "depth", "gps", "compass", "target_color")
+
+
+def _wrap(angle: float) -> float:
+    return (angle + math.pi) % (2 * math.pi) - math.pi
+
+
+def grid_distance_field(
+    free: np.ndarray, sources: list[tuple[int, int]], cell_m: float, cost: np.ndarray | None = None
+) -> np.ndarray:
+    """:func:`~memstream.embodied.envs.navgrid.distance_field`'s exact result (8 neighbours, no corner
+    cutting, a step costs its length times ``cost`` of the cell entered), by scipy's C Dijkstra: the
+    agent replans every other step, and the pure-Python heap took most of its time."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    rows, cols = free.shape
+    index = np.arange(rows * cols).reshape(rows, cols)
+    weight = np.ones((rows, cols)) if cost is None else np.asarray(cost, dtype=np.float64)
+    heads, tails, lengths = [], [], []
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            if not (dr or dc):
+                continue
+            r0, r1 = max(0, -dr), rows - max(0, dr)  # cells whose neighbour (r + dr, c + dc) is on the grid
+            c0, c1 = max(0, -dc), cols - max(0, dc)
+            ok = free[r0:r1, c0:c1] & free[r0 + dr : r1 + dr, c0 + dc : c1 + dc]
+            if dr and dc:  # both orthogonal neighbours free: no corner cutting
+                ok &= free[r0 + dr : r1 + dr, c0:c1] & free[r0:r1, c0 + dc : c1 + dc]
+            # edges run neighbour -> cell: the field grows outward from the sources, and a step of
+            # the agent from the neighbour into the cell costs the entered cell's weight
+            heads.append(index[r0 + dr : r1 + dr, c0 + dc : c1 + dc][ok])
+            tails.append(index[r0:r1, c0:c1][ok])
+            step = (math.sqrt(2.0) if dr and dc else 1.0) * cell_m
+            lengths.append(step * weight[r0 + dr : r1 + dr, c0 + dc : c1 + dc][ok])
+    starts = [int(index[r, c]) for r, c in sources if 0 <= r < rows and 0 <= c < cols and free[r, c]]
+    if not starts:
+        return np.full((rows, cols), np.inf)
+    graph = coo_matrix(
+        (np.concatenate(lengths), (np.concatenate(tails), np.concatenate(heads))), shape=(rows * cols,) * 2
+    ).tocsr()
+    field = dijkstra(graph, directed=True, indices=starts, min_only=True)
+    return np.asarray(field).reshape(rows, cols)
+
+
+class MazeNavigator(Navigator):
+    """The occupancy-map navigator with Memory Maze's forward-and-turn actions: it keeps rolling while
+    it corrects a heading error below ``combo_deg`` instead of stopping to turn in place."""
+
+    def __init__(self, occupancy: OccupancyMap, combo_deg: float = 50.0, **kwargs: Any) -> None:
+        super().__init__(occupancy, **kwargs)
+        self.combo_rad = math.radians(combo_deg)
+
+    def _plan(self, sources_fn, key: object, position: np.ndarray, extra: list[np.ndarray]) -> None:
+        """:meth:`Navigator._plan` with :func:`grid_distance_field` (the same field, in C)."""
+        self._age += 1
+        if self._field is not None and key == self._key and self._age < self.replan_every:
+            return
+        window = self._window(position, *extra)
+        offset = np.array([window[0].start, window[1].start])
+        here = tuple(self.map.grid.to_cell(position) - offset)
+        for radius in (self.radius_cells, self.radius_cells - 1, 0.0):  # squeeze through if cut off
+            free, cost = self._traversable(window, radius)
+            sources = [tuple(c) for c in sources_fn(free, offset)]
+            self._field = grid_distance_field(free, sources, self.map.grid.cell_m, cost=cost)
+            if np.isfinite(self._field[here]):
+                break
+        self._offset, self._key, self._age = offset, key, 0
+
+    def remaining_m(self, gps: np.ndarray, goal: np.ndarray) -> float:
+        """Metres left along the current plan from ``gps`` (straight to ``goal`` without a plan)."""
+        if self._field is not None:
+            cell = tuple(self.map.grid.to_cell(gps) - self._offset)
+            rows, cols = self._field.shape
+            if 0 <= cell[0] < rows and 0 <= cell[1] < cols and np.isfinite(self._field[cell]):
+                return float(self._field[cell])
+        return float(np.linalg.norm(np.asarray(goal) - gps))
+
+    def _follow(self, gps: np.ndarray, compass: float) -> str | None:
+        assert self._field is not None
+        cell = tuple(self.map.grid.to_cell(gps) - self._offset)
+        rows, cols = self._field.shape
+        if not (0 <= cell[0] < rows and 0 <= cell[1] < cols and np.isfinite(self._field[cell])):
+            cell = nearest_finite(self._field, cell)
+            if cell is None:
+                return None
+        if self._field[cell] == 0.0:
+            return None
+        path = descend(self._field, cell, max_cells=self.lookahead_cells + 1)
+        waypoint = self.map.grid.to_xy(np.asarray(path[-1]) + self._offset)
+        delta = waypoint - gps
+        turn = _wrap(math.atan2(-delta[1], delta[0]) - compass)
+        if abs(turn) <= 0.5 * self.turn_rad:
+            return "move_forward"
+        side = "left" if turn > 0 else "right"
+        previous = self._last[1] if self._last is not None else ""
+        if abs(turn) > math.radians(120) and previous.endswith(("left", "right")):
+            side = "left" if previous.endswith("left") else "right"  # behind: keep turning one way
+        return f"move_forward_{side}" if abs(turn) <= self.combo_rad else f"turn_{side}"
+
+
+class MazeMemoryAgent:
+    """The Memory Maze agent or its baselines (see the module doc).
+
+    Args:
+        mode: ``memory``, ``no_memory`` or ``oracle``.
+        goal_oracle: for ``oracle``: returns the true current target (gps metres).
+        seed: the roaming choices.
+        targets: how many targets (palette colours) the maze holds: 3 in 9x9, 4, 5, 6 in the larger.
+        detector: the target detector (its camera must match the env's; ``targets`` sets its colours).
+    """
+
+    def __init__(
+        self,
+        mode: MazeAgentMode = "memory",
+        goal_oracle: Callable[[], list[np.ndarray]] | None = None,
+        seed: int = 0,
+        targets: int = 3,
+        detector: TargetDetector | None = None,
+    ) -> None:
+        if mode not in MAZE_AGENT_MODES:
+            raise MemstreamError(
+                f"unknown Memory Maze agent {mode!r}", f"Choose one of {', '.join(MAZE_AGENT_MODES)}"
+            )
+        if mode == "oracle" and goal_oracle is None:
+            raise MemstreamError("the oracle agent needs goal_oracle", "Pass goal_oracle=env.goals_gps")
+        self.mode, self.goal_oracle, self.seed = mode, goal_oracle, seed
+        self.detector = detector or TargetDetector(FOV_DEG, CAMERA_HEIGHT_M, CAMERA_PITCH_DEG, colours=targets)
+        self.occupancy = OccupancyMap(extent_m=44.0, cell_m=0.2, floor_m=0.7, ceiling_m=1.6)
+        self.navigator = MazeNavigator(
+            self.occupancy, agent_radius_m=0.45, turn_deg=18.0, lookahead_cells=5, replan_every=2
+        )
+        self.memory = TargetMemory()
+        self.episodes = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: a new episode begins."""
+        self.occupancy.reset()
+        self.navigator.reset()
+        self.memory.reset()
+        self.rng = np.random.default_rng((self.seed, self.episodes))
+        self.episodes += 1
+        self.frame = 0
+        self.goal_colour: int | None = None
+        self.goal: np.ndarray | None = None
+        self.roam_goal: np.ndarray | None = None
+        self._best = (math.inf, 0)
+
+    # ---- perception and memory ----------------------------------------------------------------
+    def _perceive(self, obs: dict[str, Any]) -> tuple[np.ndarray, float]:
+        missing = [key for key in REQUIRED if key not in obs]
+        if missing:
+            raise MemstreamError(
+                f"the Memory Maze agent needs observations {', '.join(missing)}",
+                "Give it an env with an RGB-D camera, a GPS+compass sensor and the target colour "
+                "(rgb, depth, gps, compass, target_color), e.g. --env memory_maze",
+            )
+        gps = np.asarray(obs["gps"], dtype=np.float64).reshape(2)
+        compass = float(np.asarray(obs["compass"]).reshape(-1)[0])
+        points = backproject(
+            obs["depth"], gps, compass, self.detector.fov_deg, self.detector.camera_height_m,
+            stride=2, max_depth_m=12.0, pitch_deg=self.detector.pitch_deg,
+        )
+        self.occupancy.update(points, gps)
+        if self.mode == "no_memory":
+            self.memory.reset()  # the baseline: nothing about targets survives a step
+        self.memory.update(self.detector.detect(obs["rgb"], obs["depth"], gps, compass), self.frame)
+        self.frame += 1
+        return gps, compass
+
+    # ---- acting -------------------------------------------------------------------------------
+    def _target(self, colour: int) -> np.ndarray | None:
+        if self.mode == "oracle":
+            assert self.goal_oracle is not None
+            return np.asarray(self.goal_oracle()[0], dtype=np.float64)
+        return self.memory.get(colour)
+
+    def _new_goal(self, goal: np.ndarray | None) -> None:
+        moved = (goal is None) != (self.goal is None) or (
+            goal is not None and self.goal is not None and np.linalg.norm(goal - self.goal) > 0.5
+        )
+        if moved:
+            self.navigator.reset()
+            self._best = (math.inf, self.frame)
+        self.goal = goal
+
+    def act(self, observations: dict[str, Any]) -> str:
+        """One habitat action name (Memory Maze's extended set) for one observation."""
+        gps, compass = self._perceive(observations)
+        colour = palette_index(np.asarray(observations["target_color"]))
+        if colour != self.goal_colour:  # a target was collected (or the episode began)
+            self.goal_colour, self.roam_goal = colour, None
+        goal = self._target(colour)
+        self._new_goal(goal)
+        if goal is not None:
+            action = self.navigator.act(gps, compass, goal, stop_radius_m=0.15)
+            remaining = self.navigator.remaining_m(gps, goal)
+            if remaining < self._best[0] - 0.1 or remaining > self._best[0] + 1.0:
+                self._best = (remaining, self.frame)  # nearer along the plan, or a longer new plan
+            stalled = self.frame - self._best[1] > 25
+            if action is None or (stalled and np.linalg.norm(goal - gps) < 1.2):
+                # at the remembered spot without scoring: the memory was wrong
+                if self.mode != "oracle":
+                    self.memory.forget(colour)
+                self._new_goal(None)
+                return "turn_left"
+            if stalled:  # far from the spot and no nearer along the plan: the plan fails, not the memory
+                self.occupancy.mark_blocked(gps + 0.55 * np.array([math.cos(compass), -math.sin(compass)]))
+                self.navigator.reset()
+                self._best = (math.inf, self.frame)
+            return action
+        return self._explore(gps, compass)
+
+    def _explore(self, gps: np.ndarray, compass: float) -> str:
+        if self.roam_goal is None:
+            action = self.navigator.frontier_action(gps, compass)
+            if action is not None:
+                return action
+            self.roam_goal = self._far_free_cell(gps)
+            self.navigator.reset()
+        action = self.navigator.act(gps, compass, self.roam_goal, stop_radius_m=0.8)
+        if action is None:
+            self.roam_goal = None
+            self.navigator.reset()
+            return "turn_left"
+        return action
+
+    def _far_free_cell(self, gps: np.ndarray) -> np.ndarray:
+        """A random seen, free cell at least 4 m away (the nearest far one if the map is small)."""
+        grid = self.occupancy.grid
+        free = np.argwhere(self.occupancy.seen & ~self.occupancy.occupied)
+        if len(free) == 0:
+            return gps + np.array([2.0, 0.0])
+        xy = grid.to_xy(free)
+        far = xy[np.linalg.norm(xy - gps, axis=1) >= 4.0]
+        pool = far if len(far) else xy
+        return pool[int(self.rng.integers(len(pool)))]

@@ -1,0 +1,180 @@
+"""The Memory Maze agent's pieces: classical target detection (synthetic and rendered frames), the target
+memory, what the no-memory baseline forgets, and a few real steps through nav-eval's evaluation."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from memstream.embodied.agents.maze_agent import MazeMemoryAgent, MazeNavigator, grid_distance_field
+from memstream.embodied.agents.maze_perception import (
+    PALETTE_RGB,
+    Detection,
+    TargetDetector,
+    TargetMemory,
+    palette_index,
+)
+from memstream.streaming.errors import MemstreamError
+
+needs_maze = pytest.mark.skipif(
+    importlib.util.find_spec("memory_maze") is None, reason="needs memory-maze (memstream[maze])"
+)
+LEVEL = TargetDetector(pitch_deg=0.0, border_px=0)  # a level camera at 0.9 m, 80 degrees, 64 px
+
+
+def scene(target_rows: slice, target_depth: float, above_depth: float, colour=(170, 38, 30)):
+    """A 64x64 frame: sky (far) at the top, grey floor, a coloured patch at ``target_rows`` x cols
+    28..36 at ``target_depth``, the pixels above the patch at ``above_depth``."""
+    rgb = np.full((64, 64, 3), 60, dtype=np.uint8)
+    depth = np.full((64, 64, 1), 25.0, dtype=np.float32)
+    focal = 32 / np.tan(np.radians(40))
+    depth[32:, :, 0] = (0.9 * focal / (np.arange(32, 64) + 0.5 - 32))[:, None]  # the floor
+    rgb[target_rows, 28:36] = colour
+    depth[target_rows, 28:36] = target_depth
+    top = target_rows.start - 1
+    depth[top, 28:36] = above_depth
+    return rgb, depth
+
+
+def test_a_low_free_standing_patch_is_a_target_at_its_centre():
+    # at 3 m, rows 36..41 lie 0.15-0.55 m above the floor: a target's height
+    rgb, depth = scene(slice(36, 42), 3.0, 25.0)
+    found = LEVEL.detect(rgb, depth, np.zeros(2), 0.0)
+    assert list(found) == [0]
+    red = found[0]
+    assert red.pixels >= 24 and red.distance_m == pytest.approx(3.0, abs=0.05)
+    assert red.position[0] == pytest.approx(3.0 + LEVEL.push_back_m, abs=0.05)  # pushed to the centre
+    assert abs(red.position[1]) < 0.1
+    # the same patch seen from elsewhere, turned: the map position follows the pose
+    turned = LEVEL.detect(rgb, depth, np.array([1.0, 2.0]), np.pi / 2)
+    np.testing.assert_allclose(turned[0].position, [1.0 + 0.0, 2.0 - 3.45], atol=0.06)
+
+
+def test_a_wall_of_the_same_colour_is_not_a_target():
+    # a red wall 3 m ahead: the same colour from the floor up past the camera (heights over 0.75 m)
+    rgb, depth = scene(slice(20, 42), 3.0, 25.0)
+    assert LEVEL.detect(rgb, depth, np.zeros(2), 0.0) == {}
+
+
+def test_a_wall_strip_under_a_nearer_occluder_is_not_a_target():
+    # the patch's top is hidden by something nearer (a nearer wall's bottom edge): not free-standing
+    rgb, depth = scene(slice(36, 42), 3.0, 1.5)
+    assert LEVEL.detect(rgb, depth, np.zeros(2), 0.0) == {}
+
+
+def test_other_colours_are_told_apart_and_the_palette_limits_them():
+    green = tuple(int(v) for v in PALETTE_RGB[1])
+    rgb, depth = scene(slice(36, 42), 3.0, 25.0, colour=green)
+    assert list(LEVEL.detect(rgb, depth, np.zeros(2), 0.0)) == [1]
+    salmon = tuple(int(v) for v in PALETTE_RGB[5])
+    rgb, depth = scene(slice(36, 42), 3.0, 25.0, colour=salmon)
+    three = TargetDetector(pitch_deg=0.0, border_px=0, colours=3)  # a 9x9 maze has red, green, blue
+    assert list(LEVEL.detect(rgb, depth, np.zeros(2), 0.0)) == [5] and three.detect(rgb, depth, np.zeros(2), 0.0) == {}
+    # the shown target colour (Memory Maze's target_color, 0..1, or the dimmed border) picks the index
+    assert palette_index(PALETTE_RGB[2] / 220) == 2 and palette_index(PALETTE_RGB[0] / 220 * 255 * 0.7) == 0
+
+
+def test_memory_averages_sightings_and_keeps_the_better_supported_one():
+    memory = TargetMemory()
+    memory.update({0: Detection(0, np.array([4.0, 1.0]), 40, 1.0)}, frame=0)
+    memory.update({0: Detection(0, np.array([4.4, 1.0]), 40, 1.0)}, frame=1)
+    np.testing.assert_allclose(memory.get(0), [4.2, 1.0])  # two equal sightings: their mean
+    # a weak sighting 5 m away contradicts it: the memory stays, with less weight
+    memory.update({0: Detection(0, np.array([9.0, 1.0]), 4, 8.0)}, frame=2)
+    np.testing.assert_allclose(memory.get(0), [4.2, 1.0])
+    assert memory.last_seen[0] == 1
+    # a strong one there wins
+    memory.update({0: Detection(0, np.array([9.0, 1.0]), 200, 1.0)}, frame=3)
+    np.testing.assert_allclose(memory.get(0), [9.0, 1.0])
+    memory.forget(0)
+    assert memory.get(0) is None and memory.positions == {}
+
+
+def observation(rgb, depth, gps=(0.0, 0.0), compass=0.0, goal=1):
+    return {
+        "rgb": rgb,
+        "depth": depth,
+        "gps": np.asarray(gps, dtype=np.float32),
+        "compass": np.array([compass], dtype=np.float32),
+        "target_color": (PALETTE_RGB[goal] / 220).astype(np.float32),
+    }
+
+
+@pytest.mark.parametrize(("mode", "remembers"), [("memory", True), ("no_memory", False)])
+def test_only_the_memory_agent_remembers_a_target_out_of_sight(mode, remembers):
+    agent = MazeMemoryAgent(mode, detector=LEVEL)
+    seen_rgb, seen_depth = scene(slice(36, 42), 3.0, 25.0)  # the red target ahead
+    empty_rgb, empty_depth = scene(slice(36, 42), 3.0, 25.0, colour=(60, 60, 60))
+    agent.act(observation(seen_rgb, seen_depth, goal=1))  # current target green: red is only seen
+    assert agent.memory.get(0) is not None
+    agent.act(observation(empty_rgb, empty_depth, compass=np.pi, goal=1))  # turned away
+    assert (agent.memory.get(0) is not None) is remembers
+    # now red is the current target: the memory agent heads for where it saw it
+    agent.act(observation(empty_rgb, empty_depth, compass=np.pi, goal=0))
+    if remembers:
+        assert agent.goal is not None and agent.goal[0] == pytest.approx(3.45, abs=0.1)
+    else:
+        assert agent.goal is None
+
+
+def test_missing_observations_and_bad_modes_name_the_fix():
+    with pytest.raises(MemstreamError, match="needs observations depth, target_color.*--env memory_maze"):
+        MazeMemoryAgent().act({"rgb": np.zeros((8, 8, 3)), "gps": np.zeros(2), "compass": np.zeros(1)})
+    with pytest.raises(MemstreamError, match="Choose one of memory, no_memory, oracle"):
+        MazeMemoryAgent("psychic")  # type: ignore[arg-type]
+    with pytest.raises(MemstreamError, match="goal_oracle"):
+        MazeMemoryAgent("oracle")
+
+
+def test_the_c_planner_gives_exactly_the_reference_field():
+    from memstream.embodied.envs.navgrid import distance_field
+
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        free = rng.random((23, 31)) > 0.3
+        cost = np.where(rng.random(free.shape) > 0.5, 4.0, 1.0)
+        sources = [tuple(c) for c in np.argwhere(free)[:3]] + [(-1, 5)]  # off-grid sources are ignored
+        want, got = distance_field(free, sources, 0.2, cost), grid_distance_field(free, sources, 0.2, cost)
+        np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+        np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], rtol=1e-12)
+    assert np.isinf(grid_distance_field(np.zeros((3, 3), dtype=bool), [(1, 1)], 0.2)).all()
+
+
+def test_the_navigator_rolls_and_turns_at_once():
+    from memstream.embodied.agents.mapping import OccupancyMap
+
+    nav = MazeNavigator(OccupancyMap(extent_m=10.0, cell_m=0.2), turn_deg=18.0)
+    assert nav.act(np.zeros(2), 0.0, np.array([3.0, 0.0]), 0.3) == "move_forward"
+    nav.reset()  # (a forward step that did not move would mark the cell ahead as blocked)
+    assert nav.act(np.zeros(2), 0.0, np.array([3.0, -1.5]), 0.3) == "move_forward_left"  # ~35 deg left
+    nav.reset()
+    assert nav.act(np.zeros(2), 0.0, np.array([0.0, 3.0]), 0.3) == "turn_right"  # 90 degrees: in place
+
+
+@needs_maze
+def test_detection_on_a_rendered_frame_finds_the_true_target():
+    from memstream.embodied.envs.memory_maze_env import MemoryMazeConfig, MemoryMazeEnv
+
+    env = MemoryMazeEnv(MemoryMazeConfig(max_steps=4))
+    try:
+        obs = env.reset(seed=3)
+        for _ in range(4):  # seed 3: the red target comes into view after four left turns
+            obs = env.step("turn_left")
+        found = TargetDetector(colours=3).detect(obs["rgb"], obs["depth"], obs["gps"], float(obs["compass"][0]))
+        assert 0 in found
+        assert np.linalg.norm(found[0].position - env.targets_gps()[0]) < 0.5
+    finally:
+        env.close()
+
+
+@needs_maze
+def test_nav_evaluation_runs_a_few_real_steps():
+    from memstream.embodied.agents.evaluate import evaluate_nav
+
+    result = evaluate_nav("memory_maze", "9x9", ["memory", "no_memory"], episodes=1, options={"max_steps": 6})
+    for agent in ("memory", "no_memory"):
+        row = result["episodes"][agent][0]
+        assert row["ok"], row.get("trace")
+        assert row["steps"] == 6 and row["return"] >= 0.0 and "high_level_success" not in row
+        assert result["summary"][agent]["return"] == row["return"]
