@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, print_table, save
+from _common import print_table, save
 from PIL import Image
 
 from memstream.streaming import open_source
@@ -216,10 +216,9 @@ def main() -> None:
                     ["model", "side", "wall ms", "aten ops", "kernels", "GPU busy ms", "syncs"], prof_rows)
         payload["profile"] = {"host_resize_ms_per_frame": round(host, 2),
                               **{k: v for k, v in profiles.items() if " table " not in k}}
-        tables = RESULTS / "tracking_gpu_profile.txt"
-        RESULTS.mkdir(exist_ok=True)
-        tables.write_text("".join(f"=== {k}\n{v}\n\n" for k, v in profiles.items() if " table " in k))
-        print(f"wrote {tables}")
+        tables = {k: v.splitlines() for k, v in profiles.items() if " table " in k}
+        if device == "cuda":  # a JSON, so that gpu_check.sh's archive takes it along
+            print(f"wrote {save('tracking_gpu_profile', {'device': name, 'tables': tables})}")
     if device == "cuda":
         print(f"wrote {save('tracking_gpu', payload)}")
     else:
