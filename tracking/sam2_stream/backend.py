@@ -83,8 +83,7 @@ class Sam2Backend:
         self.device = next(model.parameters()).device
         self.autocast = autocast and self.device.type == "cuda"
         self.image_size = int(model.image_size)
-        self._mean = torch.tensor(IMG_MEAN, dtype=torch.float32)[:, None, None]
-        self._std = torch.tensor(IMG_STD, dtype=torch.float32)[:, None, None]
+        self._lut = _normalisation_table().to(self.device)
         self._memory: dict[int, ObjectMemory] = {}
         self._maskmem_pos_enc: torch.Tensor | None = None
         self._frame: _EncodedFrame | None = None
@@ -131,18 +130,25 @@ class Sam2Backend:
     def commit(self, decisions: Mapping[int, Decision]) -> dict[int, np.ndarray]:
         encoded, masks = self._frame, {}
         assert encoded is not None
+        copies = []
         with self._inference():
             for pending in self._pending:
-                chosen = torch.tensor([decisions[i].index for i in pending.object_ids], device=self.device)
+                chosen = _to_device(torch.tensor([decisions[i].index for i in pending.object_ids]), self.device)
                 out = pending.out
                 rows = torch.arange(len(chosen), device=self.device)
                 low_res = out.low_res_masks[rows, chosen].unsqueeze(1)
+                # the masks' copy to the host is queued before the memory encoder, so the wait
+                # below does not wait for the memory encoder: it runs on while the caller goes on
+                copies.append((pending.object_ids, self._video_masks_queued(low_res, encoded)))
                 obj_ptr = object_pointer(self.model, out, chosen)
                 features = self._encode_memory(encoded, _upsample(low_res, self.image_size), out.object_score_logits, False)
                 for row, object_id in enumerate(pending.object_ids):
                     entry = MemoryEntry(encoded.index, features[row : row + 1], obj_ptr[row : row + 1])
                     self._memory[object_id].add(entry, decisions[object_id].enters_memory)
-                masks.update(zip(pending.object_ids, self._video_masks(low_res, encoded)))
+        for object_ids, (video, ready) in copies:
+            if ready is not None:
+                ready.synchronize()
+            masks.update(zip(object_ids, video.numpy(), strict=True))
         self._pending = []
         return masks
 
@@ -189,10 +195,16 @@ class Sam2Backend:
         """Backbone features of ``frame``, computed once per frame index."""
         if self._frame is not None and self._frame.index == frame.index and self._frame.rgb is frame.rgb:
             return self._frame
-        image = Image.fromarray(frame.rgb).resize((self.image_size, self.image_size))
-        pixels = torch.from_numpy(np.asarray(image) / 255.0).permute(2, 0, 1).float()
-        pixels = ((pixels - self._mean) / self._std).unsqueeze(0).to(self.device)
+        size = self.image_size
+        # the resize stays on the host (PIL's bicubic, as sam2's load_video_frames); only uint8 bytes
+        # go to the device (pinned, without waiting), normalised there by table lookup
+        image = Image.fromarray(frame.rgb).resize((size, size))
+        pinned = self.device.type == "cuda"
+        host = torch.empty((size, size, 3), dtype=torch.uint8, pin_memory=pinned)
+        host.numpy()[...] = np.asarray(image)
         with self._inference():
+            codes = host.to(self.device, non_blocking=pinned).permute(2, 0, 1).reshape(3, -1).long()
+            pixels = torch.gather(self._lut, 1, codes).view(1, 3, size, size)
             backbone = self.model.forward_image(pixels)
             _, feats, pos, sizes = self.model._prepare_backbone_features(backbone)
         self._frame = _EncodedFrame(frame.index, frame.rgb, frame.height, frame.width, feats, pos, sizes)
@@ -237,6 +249,7 @@ class Sam2Backend:
             for slot in range(len(readouts[0].spatial))
         ]
         distances = torch.tensor([[d for d, _ in r.pointers] for r in readouts], dtype=torch.int64).T.reshape(-1, batch)
+        distances = _to_device(distances, self.device)
         pointers = torch.stack([torch.cat([p for _, p in r.pointers], 0) for r in readouts], 1) \
             if readouts[0].pointers else torch.zeros(0, batch, self.model.hidden_dim, device=self.device)
         assert self._maskmem_pos_enc is not None
@@ -263,21 +276,41 @@ class Sam2Backend:
 
         batch, count = out.low_res_masks.shape[:2]
         high_res = out.high_res(self.image_size).flatten(0, 1).unsqueeze(1) > 0
-        xyxy = mask_to_box(high_res).reshape(batch, count, 4).float().cpu().numpy()
+        xyxy = mask_to_box(high_res).reshape(batch, count * 4).float()
+        # one copy to the host (one wait) for everything the tracker reads; the int32 corners are
+        # exact in float32, the IoUs and logits are converted to float32 as before
+        packed = torch.cat([xyxy, out.ious.float(), out.object_score_logits.float()], 1).cpu().numpy()
+        xyxy = packed[:, : count * 4].reshape(batch, count, 4)
+        ious, logits = packed[:, count * 4 : count * 5], packed[:, count * 5]
         scale = np.array([encoded.width, encoded.height] * 2, np.float64) / self.image_size
         boxes = np.concatenate([xyxy[..., :2], xyxy[..., 2:] - xyxy[..., :2] + 1], -1) * scale
         empty = xyxy[..., 2] < xyxy[..., 0]
         boxes[empty] = 0.0
-        ious = out.ious.float().cpu().numpy()
-        logits = out.object_score_logits.float().cpu().numpy()[:, 0]
-        return [Candidates(boxes[b], ious[b], float(logits[b])) for b in range(batch)]
+        return [Candidates(boxes[b], ious[b].copy(), float(logits[b])) for b in range(batch)]
 
     def _video_masks(self, low_res: torch.Tensor, encoded: _EncodedFrame, fill: bool = True) -> list[np.ndarray]:
         """``(B, 1, h, w)`` logits -> B bool masks at the frame's size (SAM 2's bilinear upsampling)."""
+        video, ready = self._video_masks_queued(low_res, encoded, fill)
+        if ready is not None:
+            ready.synchronize()
+        return list(video.numpy())
+
+    def _video_masks_queued(
+        self, low_res: torch.Tensor, encoded: _EncodedFrame, fill: bool = True
+    ) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+        """As :meth:`_video_masks`, but the ``(B, h, w)`` bool masks come back as a host tensor whose
+        copy may still be under way: read it after the returned CUDA event (None on the CPU) is done."""
         if fill and self._fill_holes:
             low_res = _fill_holes_in(low_res, self.model.fill_hole_area)
         video = F.interpolate(low_res, size=(encoded.height, encoded.width), mode="bilinear", align_corners=False)
-        return list((video[:, 0] > 0).cpu().numpy())
+        video = video[:, 0] > 0
+        if video.device.type != "cuda":
+            return video, None
+        host = torch.empty(video.shape, dtype=torch.bool, pin_memory=True)
+        host.copy_(video, non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record()
+        return host, ready
 
     def _point_inputs(self, prompt: Prompt, encoded: _EncodedFrame) -> dict[str, torch.Tensor]:
         """SAM 2's encoding of a prompt: box corners as points labelled 2 and 3, then the clicks,
@@ -307,6 +340,24 @@ class Sam2Backend:
                     yield
             else:
                 yield
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor onto ``device`` without waiting for the device's queue (a plain ``.to``
+    from pageable memory waits for every queued kernel first)."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def _normalisation_table() -> torch.Tensor:
+    """``(3, 256)`` float32: each channel's normalised value of every uint8 level, computed as sam2's
+    ``load_video_frames`` does per pixel (float64 ``/ 255``, float32, ``(x - mean) / std``), so a
+    lookup gives bit-identical input."""
+    levels = torch.from_numpy(np.arange(256) / 255.0).float()
+    mean = torch.tensor(IMG_MEAN, dtype=torch.float32)[:, None]
+    std = torch.tensor(IMG_STD, dtype=torch.float32)[:, None]
+    return (levels[None] - mean) / std
 
 
 def _upsample(low_res: torch.Tensor, size: int) -> torch.Tensor:

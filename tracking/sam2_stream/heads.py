@@ -129,7 +129,7 @@ def attend_to_memory(
         memory_pos.append(enc + model.maskmem_tpos_enc[model.num_maskmem - t_pos - 1])
     num_ptr_tokens = 0
     if model.use_obj_ptrs_in_encoder and len(pointers) > 0:
-        ptrs, pos = _pointer_tokens(model, pointers, pointer_distances.to(device))
+        ptrs, pos = _pointer_tokens(model, pointers, pointer_distances.to(device, non_blocking=True))
         memory.append(ptrs)
         memory_pos.append(pos)
         num_ptr_tokens = ptrs.shape[0]
