@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from _common import DATA, RESULTS, machine, print_table
+from memstream.embodied.scene import SceneQueryError
 from memstream.streaming.config import load_config
 from memstream.streaming.configtypes import dump
 from memstream.streaming.pipeline.run import resolved, write_json_atomic
@@ -79,6 +80,35 @@ class TimedStage:
             "p95_ms": round(float(np.percentile(ms, 95)), 3),
             "max_ms": round(float(ms.max()), 3),
         }
+
+
+def query_latency_us(memory, rng: np.random.Generator, n: int = 50) -> dict[str, dict[str, float]]:
+    """Each scene-memory query, ``n`` times at random times and objects: p50/p99 microseconds."""
+    objects = [o.object_id for o in memory.objects()]
+    if not objects or memory.latest_s is None:
+        return {}
+    first_s, latest_s = memory.first_s, memory.latest_s
+    calls = {
+        "where": lambda o, t: memory.where(o, t),
+        "last_moved": lambda o, t: memory.last_moved(o),
+        "last_seen": lambda o, t: memory.last_seen(o),
+        "visible_at": lambda o, t: memory.visible_at(t),
+        "objects_near": lambda o, t: memory.objects_near((0.0, 1.2, 5.0), 1.5, t),
+        "trajectory": lambda o, t: memory.trajectory(o, t, t + 10.0),
+    }
+    out = {}
+    for name, call in calls.items():
+        times = []
+        for _ in range(n):
+            o, t = int(rng.choice(objects)), float(rng.uniform(first_s, latest_s))
+            started = time.perf_counter()
+            try:
+                call(o, t)
+            except SceneQueryError:  # e.g. a time before the object was first placed: still an answer
+                pass
+            times.append((time.perf_counter() - started) * 1e6)
+        out[name] = {"p50": round(float(np.percentile(times, 50)), 1), "p99": round(float(np.percentile(times, 99)), 1)}
+    return out
 
 
 def rss_kib() -> dict[str, int]:
@@ -152,6 +182,8 @@ def main() -> None:
         "uri": uri, "preset": "scene", "overrides": overrides, "torch_threads": args.torch_threads,
         "nice": os.nice(0), "frames_done": 0, "rss": [], "windows": [], "disk": [], "finished": False,
     }
+    scene = next(s.stage for s in stages if s.name == "scene")
+    rng = np.random.default_rng(0)
     started = time.perf_counter()
     lock = threading.Lock()
 
@@ -159,9 +191,12 @@ def main() -> None:
         done = frame.index + 1
         record["frames_done"] = done
         if done % args.window == 0:
-            record["windows"].append(
-                {"until_frame": done, "stages": {s.name: s.take_window() for s in stages}}
-            )
+            record["windows"].append({
+                "until_frame": done,
+                "stages": {s.name: s.take_window() for s in stages},
+                "scene_query_us": query_latency_us(scene.memory, rng),
+                "scene_entries": scene.memory.memory_summary().get("entries"),
+            })
         if done % args.rss_every == 0:
             elapsed = time.perf_counter() - started
             with lock:
@@ -197,12 +232,14 @@ def report(record: dict) -> None:
     names = sorted({n for w in record["windows"] for n in w["stages"]})
     print_table(
         f"scene soak: per-stage update latency per window, p50/p95 ms ({record['uri']})",
-        ["until frame", *names, "RSS MiB"],
+        ["until frame", *names, "RSS MiB", "where p50/p99 us", "scene entries"],
         [
             [
                 w["until_frame"],
                 *[f"{w['stages'][n].get('p50_ms')}/{w['stages'][n].get('p95_ms')}" for n in names],
                 next((round(s["VmRSS"] / 1024, 1) for s in samples if s["frame"] == w["until_frame"]), "-"),
+                "{p50}/{p99}".format(**w["scene_query_us"]["where"]) if w.get("scene_query_us") else "-",
+                w.get("scene_entries"),
             ]
             for w in record["windows"]
         ],
