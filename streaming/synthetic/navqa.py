@@ -3,9 +3,9 @@
 Unlike the other presets, whose script is stretched over the stream (fewer frames, faster motion),
 ``navqa`` is scripted in absolute stream time, so one minute and one hour of it look alike: four
 movers (``cup``, ``ball``, ``bottle``, ``toy``) each rest for 6-40 s and then move 0.6-1.6 m at
-0.3-0.6 m/s to another point of its own lane (lanes do not overlap, so movers never hide each
-other), two pieces of furniture (``table``, ``shelf``) stand still at the sides, and the camera
-sways slowly and, every 50-110 s, glances aside for 4-8 s, so some objects leave the view and come
+0.3-0.6 m/s to another point of its own lane (lanes are wedges apart as seen from the camera, so
+movers never hide each other), two pieces of furniture (``table``, ``shelf``) stand still at the sides, and the camera
+sways slowly and glances aside (first within 15-40 s, then every 50-110 s) for 4-8 s, so some objects leave the view and come
 back (questions about when an object was last seen then have answers other than "now").
 
 The exact script is public: :func:`motion_intervals` gives every motion of an object (start, end,
@@ -35,9 +35,11 @@ MOVERS = ("cup", "ball", "bottle", "toy")
 REST_S = (6.0, 40.0)
 SPEED_M_S = (0.3, 0.6)
 STEP_M = (0.6, 1.6)
-# each mover's lane: x range, z range (metres); lanes are apart so movers never overlap in the image
-_LANES = (((-1.3, -0.8), (4.4, 6.4)), ((-0.5, 0.1), (4.4, 6.4)), ((0.5, 1.1), (4.2, 6.2)), ((1.3, 1.6), (4.6, 6.6)))
-_HALF = ((0.18, 0.18, 0.18), (0.22, 0.22, 0.22), (0.1, 0.25, 0.1), (0.15, 0.12, 0.2))
+CAMERA_Z_M = 1.2  # where the camera sways around (world z, metres)
+# each mover's lane, a wedge seen from the camera: (tan of the bearing), (distance along z, metres);
+# the wedges are apart by more than an object's width, so movers never hide one another
+_LANES = (((-0.50, -0.37), (3.0, 5.0)), ((-0.21, -0.08), (3.0, 5.0)), ((0.08, 0.21), (3.0, 5.0)), ((0.35, 0.46), (3.0, 5.0)))
+_HALF = ((0.17, 0.17, 0.17), (0.18, 0.18, 0.18), (0.1, 0.24, 0.1), (0.16, 0.13, 0.16))
 _COLOURS = ((0.85, 0.2, 0.15), (0.2, 0.4, 0.9), (0.2, 0.75, 0.3), (0.9, 0.75, 0.1))
 
 
@@ -51,13 +53,18 @@ def _floor(x: float, z: float, half_y: float) -> tuple[float, float, float]:
 
 
 def _mover_path(rng: np.random.Generator, lane, half_y: float, end_s: float) -> Keyframes:
-    (x0, x1), (z0, z1) = lane
-    here = np.array([rng.uniform(x0, x1), rng.uniform(z0, z1)])
+    (a0, a1), (d0, d1) = lane
+
+    def point() -> np.ndarray:
+        bearing, distance = rng.uniform(a0, a1), rng.uniform(d0, d1)
+        return np.array([bearing * distance, CAMERA_Z_M + distance])
+
+    here = point()
     times, values, now = [0.0], [_floor(*here, half_y)], 0.0
     while now < end_s:
         now += rng.uniform(*REST_S)
         for _ in range(100):  # a target far enough to be a motion (well past the 0.2 m threshold)
-            target = np.array([rng.uniform(x0, x1), rng.uniform(z0, z1)])
+            target = point()
             if STEP_M[0] <= np.linalg.norm(target - here) <= STEP_M[1]:
                 break
         duration = float(np.linalg.norm(target - here) / rng.uniform(*SPEED_M_S))
@@ -72,10 +79,10 @@ def _camera_path(p: SceneParams, rng: np.random.Generator, end_s: float) -> Came
     times, positions = [], []
     for k, t in enumerate(np.arange(0.0, end_s + 20.0, 20.0)):
         times.append(float(t))
-        positions.append((float(0.15 * np.sin(k * 1.3)), float(-0.05 * np.cos(k)), float(1.2 + 0.25 * np.sin(k * 0.7))))
+        positions.append((float(0.15 * np.sin(k * 1.3)), float(-0.05 * np.cos(k)), float(CAMERA_Z_M + 0.25 * np.sin(k * 0.7))))
     yaw_t, yaw_v, now = [0.0], [(0.0,)], 0.0
     while now < end_s:
-        now += rng.uniform(50, 110)
+        now += rng.uniform(15, 40) if len(yaw_t) == 1 else rng.uniform(50, 110)  # a first one within a minute
         turn = float(rng.choice([-0.55, 0.55]))
         hold = rng.uniform(4, 8)
         yaw_t += [now, now + 1.5, now + 1.5 + hold, now + 3.0 + hold]
@@ -94,15 +101,15 @@ def _navqa(p: SceneParams, rng: np.random.Generator):
     objects = []
     for i, name in enumerate(MOVERS):
         shape = "sphere" if name == "ball" else "box"
-        pattern = "checker" if name in ("ball", "toy") else "stripes"
+        pattern = "plain"  # saturated single colours: the weight-free tracker follows them through scale change
         objects.append(ObjectSpec(
             i + 1, name, "target" if i == 0 else "mover", shape, _HALF[i], _look(rng, _COLOURS[i], pattern),
             _mover_path(rng, _LANES[i], _HALF[i][1], end_s),
         ))
     objects.append(ObjectSpec(5, "table", "furniture", "box", (0.4, 0.35, 0.4),
-                              _look(rng, (0.55, 0.4, 0.25), "checker"), constant(*_floor(-3.3, 7.2, 0.35))))
+                              _look(rng, (0.55, 0.4, 0.25), "checker"), constant(*_floor(-3.5, 7.2, 0.35))))
     objects.append(ObjectSpec(6, "shelf", "furniture", "box", (0.3, 0.6, 0.3),
-                              _look(rng, (0.5, 0.3, 0.6), "stripes"), constant(*_floor(3.3, 7.4, 0.6))))
+                              _look(rng, (0.5, 0.3, 0.6), "stripes"), constant(*_floor(3.6, 7.4, 0.6))))
     return _camera_path(p, rng, end_s), Lighting(), tuple(objects)
 
 
