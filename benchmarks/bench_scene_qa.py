@@ -363,6 +363,45 @@ def _llm_match(qa: QA, text: str) -> bool:
     return len(numbers) >= 3 and float(np.linalg.norm(np.subtract(numbers[:3], qa.truth))) <= 0.10
 
 
+# ---- query cost at scale ---------------------------------------------------------------------------
+def at_scale(frames: int, seed: int) -> dict:
+    """The templates' queries on a memory fed ``frames`` frames of the navqa script at 30 fps (every
+    object observed on every frame at its true centre plus 1 cm noise: no rendering, so 100,000
+    frames fit in minutes; the worst case for the memory's size, as nothing is ever out of view)."""
+    from memstream.embodied.scene import ObjectObservation, SceneMemory
+
+    fps = 30.0
+    spec = build_scene("navqa", frames=frames, size=SIZE, fps=fps, seed=seed)
+    truth = Truth(spec)
+    times = np.arange(frames) / fps
+    centres = np.stack([np.stack([np.interp(times, o.position.times_s, np.asarray(o.position.values)[:, j])
+                                  for j in range(3)], 1) for o in spec.objects], 1)  # (frames, objects, 3)
+    centres += np.random.default_rng(seed).normal(0, 0.01, centres.shape)
+    memory = SceneMemory()
+    started = time.perf_counter()
+    for i in range(frames):
+        memory.observe(i, float(times[i]), [
+            ObjectObservation(o.object_id, i, float(times[i]), tuple(centres[i, k]), "world", 0.9, (0, 0, 10, 10),
+                              o.name, 0.05)
+            for k, o in enumerate(spec.objects)
+        ])
+    update_us = (time.perf_counter() - started) / frames * 1e6
+    truth.times, truth.visible = times.tolist(), [np.ones(len(spec.objects), np.float32)] * frames
+    rng = np.random.default_rng(seed)
+    asked = [qa for _ in range(20) for qa in make_questions(truth, float(times[-1]), rng, "scale")]
+    for qa in asked:
+        score(qa, memory)
+    latency = [qa.query_us for qa in asked]
+    return {
+        "frames": frames, "stream_min": round(frames / fps / 60, 1), "questions": len(asked),
+        "update_us_per_frame": round(update_us, 1), "entries": memory.memory_summary()["entries"],
+        "query_us": {"p50": _pct(latency, 50), "p99": _pct(latency, 99), "max": round(max(latency), 1)},
+        "spatial_median_m": _med([q.error for q in asked if q.kind == "spatial"]),
+        "temporal_median_s": _med([q.error for q in asked if q.kind == "temporal"]),
+        "counting_accuracy": round(float(np.mean([q.correct for q in asked if q.kind == "counting"])), 4),
+    }
+
+
 # ---- tables ----------------------------------------------------------------------------------------
 def keep(questions: list[QA], rng: np.random.Generator) -> list[QA]:
     """At most ``PER_LENGTH`` questions, round-robin over templates (so common templates do not crowd
@@ -416,13 +455,15 @@ def main() -> None:
     parser.add_argument("--lengths", nargs="+", default=list(LENGTHS), choices=list(LENGTHS))
     parser.add_argument("--full", nargs="*", default=["short", "medium"], choices=list(LENGTHS),
                         help="lengths that run the whole scene preset (others: tracking -> scene)")
-    parser.add_argument("--feeds", nargs="+", default=["exact_masks", "tracker"], choices=["exact_masks", "tracker"],
+    parser.add_argument("--feeds", nargs="*", default=["exact_masks", "tracker"], choices=["exact_masks", "tracker"],
                         help="tracker: the preset's classical tracker; exact_masks: the renderer's masks in its place")
     parser.add_argument("--tracker-lengths", nargs="*", default=["short", "medium"], choices=list(LENGTHS),
                         help="lengths the tracker feed runs (it costs the most)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DATA / "scene_qa")
     parser.add_argument("--tag", default="", help="suffix of the results file (scene_qa{tag}.json)")
+    parser.add_argument("--scale-frames", type=int, default=0,
+                        help="also time the templates' queries on a memory fed this many scripted frames (100000)")
     args = parser.parse_args()
     import torch
 
@@ -454,6 +495,17 @@ def main() -> None:
             for r in rows
         ],
     )
+    scale = at_scale(args.scale_frames, args.seed) if args.scale_frames else None
+    if scale is not None:
+        print_table(
+            "the same templates on a memory fed the navqa script at 30 fps (scripted observations, 1 cm noise)",
+            ["frames", "minutes", "questions", "query p50 / p99 / max us", "update us/frame", "entries",
+             "spatial median m", "temporal median s", "counting acc"],
+            [[scale["frames"], scale["stream_min"], scale["questions"],
+              f"{scale['query_us']['p50']} / {scale['query_us']['p99']} / {scale['query_us']['max']}",
+              scale["update_us_per_frame"], scale["entries"], scale["spatial_median_m"], scale["temporal_median_s"],
+              scale["counting_accuracy"]]],
+        )
     if llm:
         print_table(
             "the same questions through the tiny RANDOM-WEIGHT Video-LLM, scene tools wired "
@@ -463,7 +515,7 @@ def main() -> None:
               f"{r['tool']}({json.dumps(r['arguments'])})", r["llm_answer"][:40], r["llm_matches_truth"]]
              for r in llm],
         )
-    path = save(f"scene_qa{args.tag}", {"lengths": rows, "llm_tools": llm, "questions": records,
+    path = save(f"scene_qa{args.tag}", {"lengths": rows, "llm_tools": llm, "questions": records, "scale": scale,
                              "llm_note": "tiny-random weights: answers are noise; the rows prove the tool wiring"})
     print(f"wrote {path}")
 
