@@ -6,8 +6,8 @@ it with ``open_source("synthetic://distractors?seed=3")``, or write it to disk w
 :func:`write_scene`. By convention object 1 is the tracking target of every preset.
 """
 
-from memstream.streaming.synthetic import navqa as _navqa  # noqa: F401  (registers the navqa preset)
 from memstream.streaming.synthetic import presets as _presets  # noqa: F401  (registers the presets)
+from memstream.streaming.synthetic import navqa as _navqa  # noqa: F401  (registers the navqa preset)
 from memstream.streaming.synthetic.build import SCENE_PRESETS, Scene, SceneParams, build_scene, parse_uri
 from memstream.streaming.synthetic.render import RenderedFrame, Renderer
 from memstream.streaming.synthetic.scene import (
