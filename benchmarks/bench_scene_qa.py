@@ -8,14 +8,21 @@ The scene is the ``navqa`` synthetic preset (``streaming/synthetic/navqa.py``): 
 (cup, ball, bottle, toy) that rest 6-40 s and move 0.6-1.6 m on a clock, a table and a shelf that
 never move, a swaying camera that glances aside every 50-110 s (objects leave the view and come back).
 Three lengths at 160x120 and 4 fps: short 1 min (240 frames), medium 10 min (2,400), long 60 min
-(14,400). The frames are rendered and go through ``memstream run``'s real stages (the classical
-tracker, prompted once from the first frame's ground-truth boxes, then on its own; its masks with
-the frame's depth and pose place each object), so the memory is fed what the pipeline produced,
-never the ground truth. Path per length (``--full`` / ``--cheap``): by default short and medium run the
-whole ``scene`` preset (tracking -> video memory -> 3D memory -> bank -> scene) and long runs
-``tracking -> scene`` only (the 3D memory, video memory and bank turned off: the scene memory then
-takes depth and pose from the frame itself, as the 3D memory hands them on for synthetic frames with
-given poses), because the whole preset's 3D memory costs ~150 ms a frame on this shared machine.
+(14,400). The frames are rendered and go through ``memstream run``'s real stages, so the memory is
+fed what the pipeline produced (masks back-projected through the rendered depth and pose, motion
+detection, visits), never ground-truth positions. Two feeds (``--feeds``):
+
+* ``tracker``: the preset as it is, the classical tracker prompted once from the first frame's
+  ground-truth boxes, then on its own: what a user gets, tracker losses included;
+* ``exact_masks``: the renderer's instance masks in the tracker's place (everything after it
+  unchanged): the scene memory measured apart from the weight-free tracker.
+
+Path per length (``--full``): by default short and medium run the whole ``scene`` preset (tracking ->
+video memory -> 3D memory -> bank -> scene) and long runs ``tracking -> scene`` only (the 3D memory,
+video memory and bank turned off: the scene memory then takes depth and pose from the frame itself,
+the same values the 3D memory hands on for synthetic frames with given poses), because the whole
+preset costs 0.2-0.6 s a frame on the shared 2-core machine. The tracker feed runs short and medium
+by default (``--tracker-lengths``): on long it needs over an hour there.
 
 Questions are asked live: at checkpoints during the run (the frame has just left the last stage),
 "now" is that frame's time and the memory holds only what came before. Templates, in ReMEmbR's three
