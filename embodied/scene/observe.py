@@ -55,11 +55,11 @@ def observations(
 ) -> list[ObjectObservation]:
     """One observation per object present on the frame (see the module docstring)."""
     space: Space = "world" if camera is not None else "image"
-    present = [s for s in tracking.states if s.present]
-    masks = [s.mask if s.mask is not None else _box_mask(s.box_xywh, frame.height, frame.width) for s in present]
-    hidden = occluded_by_nearer(masks, camera.depth_m) if camera is not None else [False] * len(masks)
     found = []
-    for state, mask, occluded in zip(present, masks, hidden, strict=True):
+    for state in tracking.states:
+        if not state.present:
+            continue
+        mask = state.mask if state.mask is not None else _box_mask(state.box_xywh, frame.height, frame.width)
         position = world_position(mask, camera, config) if camera is not None else image_position(mask)
         area = visible_area_m2(mask, camera) if camera is not None else float(mask.sum())
         at_border = bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
@@ -75,30 +75,9 @@ def observations(
                 tracking.name_of(state.object_id),  # type: ignore[arg-type]
                 area,
                 at_border,
-                occluded,
             )
         )
     return found
-
-
-def occluded_by_nearer(masks: list[np.ndarray], depth_m: np.ndarray) -> list[bool]:
-    """For each mask, whether it touches (4-neighbour, one pixel) another mask whose median depth is
-    smaller: that object stands in front of it and may hide part of it."""
-    masks = [np.asarray(m, bool) for m in masks]
-    depths = []
-    for mask in masks:
-        values = depth_m[mask] if mask.shape == depth_m.shape else np.empty(0)
-        values = values[np.isfinite(values) & (values > 0)]
-        depths.append(float(np.median(values)) if values.size else math.inf)
-    out = []
-    for i, mask in enumerate(masks):
-        grown = mask.copy()
-        grown[1:] |= mask[:-1]
-        grown[:-1] |= mask[1:]
-        grown[:, 1:] |= mask[:, :-1]
-        grown[:, :-1] |= mask[:, 1:]
-        out.append(any(j != i and depths[j] < depths[i] and bool((grown & other).any()) for j, other in enumerate(masks)))
-    return out
 
 
 def world_position(

@@ -84,7 +84,7 @@ class ObjectRecord:
         largest *= math.exp(-(obs.timestamp_s - at) / self.config.area_memory_s) if largest else 0.0
         largest = max(obs.area, largest)
         self.area = (largest, obs.timestamp_s)
-        return not obs.at_border and not obs.occluded and obs.area >= self.config.min_area_ratio * largest
+        return not obs.at_border and obs.area >= self.config.min_area_ratio * largest
 
     def _distance(self, a: tuple[float, ...], b: tuple[float, ...]) -> float:
         return float(np.linalg.norm(np.subtract(a, b))) / self.scale

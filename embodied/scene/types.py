@@ -50,8 +50,6 @@ class ObjectObservation:
             space. Unlike pixels, square metres do not shrink when the object moves away.
         at_border: whether the mask touches the image border (the object may be cut off, so its
             position is biased towards the inside).
-        occluded: whether the mask touches the mask of another tracked object that is nearer the
-            camera (the object may be partly hidden behind it, its position biased the same way).
     """
 
     object_id: int
@@ -64,7 +62,6 @@ class ObjectObservation:
     name: str | None = None
     area: float = 0.0
     at_border: bool = False
-    occluded: bool = False
 
 
 @dataclass(frozen=True)

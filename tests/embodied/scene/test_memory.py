@@ -141,18 +141,3 @@ def test_state_dict_round_trips_through_json_and_resumes_exactly() -> None:
     assert resumed.last_moved("cup") == whole.last_moved("cup")
     with pytest.raises(SceneQueryError, match="format 'memstream.scene/0'.*another memstream version"):
         SceneMemory().load_state_dict({**saved, "format": "memstream.scene/0"})
-
-
-def test_an_object_touching_a_nearer_ones_mask_is_flagged_occluded_and_moves_nothing():
-    from memstream.embodied.scene.observe import occluded_by_nearer
-
-    depth = np.full((20, 30), 5.0, np.float32)
-    far, near, apart = np.zeros((20, 30), bool), np.zeros((20, 30), bool), np.zeros((20, 30), bool)
-    far[5:15, 5:12] = True
-    near[5:15, 12:18] = True  # right beside the far one, and nearer
-    depth[near] = 3.0
-    apart[0:3, 25:30] = True
-    depth[apart] = 1.0  # nearest of all, but touching nobody
-    assert occluded_by_nearer([far, near, apart], depth) == [True, False, False]
-    assert occluded_by_nearer([far, apart], depth) == [False, False]
-    assert occluded_by_nearer([far.astype(np.uint8), near.astype(np.uint8)], depth) == [True, False]
