@@ -106,6 +106,11 @@ class RunFolderTools:
             self._memory, self._stamp = load_scene(self.run_dir), stamp
         return self._memory
 
+    def facts(self, question: str, at_s: float | None = None) -> list[str]:
+        """:func:`scene_facts` for ``question`` from the folder's newest ``scene.json`` (the
+        service's grounded answers)."""
+        return scene_facts(self._load(), question, at_s)
+
     def call(self, name: str, arguments: dict) -> object:
         """The tool's JSON result, or ``{"error": ...}`` for arguments it cannot answer."""
         from memstream.embodied.scene.tools import call_tool

@@ -7,6 +7,7 @@ it with ``open_source("synthetic://distractors?seed=3")``, or write it to disk w
 """
 
 from memstream.streaming.synthetic import presets as _presets  # noqa: F401  (registers the presets)
+from memstream.streaming.synthetic import navqa as _navqa  # noqa: F401  (registers the navqa preset)
 from memstream.streaming.synthetic.build import SCENE_PRESETS, Scene, SceneParams, build_scene, parse_uri
 from memstream.streaming.synthetic.render import RenderedFrame, Renderer
 from memstream.streaming.synthetic.scene import (

@@ -13,6 +13,8 @@ camera_motion   the camera pans and translates; the light dims and recovers (lig
 dynamic_room    static furniture and several movers under a translating, panning camera (3D memory)
 stop_and_go     named objects that rest, move and rest again (a cup twice, a ball once, a box never)
                 under a slowly translating camera: exact motion intervals for the scene memory
+navqa           (``navqa.py``) four named movers resting and moving on an absolute clock, furniture,
+                a swaying camera that glances aside: a minute or an hour of exact answers
 ==============  ==================================================================================
 """
 

@@ -96,8 +96,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help=f"frames a stream's memory keeps, oldest deleted first (rekv; default {SERVE_MAX_BLOCKS}; 0 keeps all)")
     serve.add_argument("--ram-budget-mb", type=float, default=None,
                        help="a stream's RAM tier with --store; older frames stay on disk only (default: no bound)")
-    serve.add_argument("--scene", default=None, metavar="RUN_DIR",
-                       help="serve the scene memory of a run (memstream run ... --config scene) as tools at /v1/tools")
+    serve.add_argument("--scene", action="append", default=None, metavar="[NAME=]RUN_DIR",
+                       help="a run's scene memory (memstream run ... --config scene --out RUN_DIR, running or done), "
+                            "by name (a bare RUN_DIR is 'default'; repeat for several): its queries as tools at "
+                            "/v1/tools, and the facts of each answer on a stream bound to it (POST /v1/streams "
+                            '{"scene": NAME}; a server with one scene binds every stream to it)')
     serve.add_argument("--ray", type=int, default=None, metavar="N",
                        help="serve on Ray Serve with N replicas, each holding some streams (needs --store on storage "
                             "every replica reaches; the ray extra)")
@@ -313,16 +316,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn
     except ImportError as exc:
         raise ConfigError("memstream serve needs uvicorn", 'Install it with: pip install "memstream[serve]"') from exc
-    tools = None
-    if args.scene is not None:  # before the model loads: a missing run folder fails at once
+    scenes = None
+    if args.scene:  # before the model loads: a missing run folder or a name given twice fails at once
         from memstream.streaming.videomem.grounding import grounding_provider
+        from memstream.streaming.videomem.service.scenes import SceneSet, parse_scene_flags
 
-        tools = grounding_provider("scene", "memstream.tools")(args.scene)
+        scenes = SceneSet.from_folders(parse_scene_flags(args.scene), grounding_provider("scene", "memstream.tools"))
     options = _options(args)
     if args.torch_threads is not None and args.torch_threads < 1:
         raise ConfigError(f"--torch-threads {args.torch_threads} is not a positive number", "Give 1 or more")
     if args.ray is not None:
-        if tools is not None:
+        if scenes is not None:
             raise ConfigError("--scene is not served with --ray yet", "Serve the scene's tools from a plain memstream serve")
         return _serve_on_ray(args, options, access, limits, rekv)
     if args.torch_threads is not None:
@@ -337,12 +341,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return memory_for(llm, per_stream)
 
     service = VideoQAService(make_memory, model_name=options.model, max_streams=args.max_streams,
-                             default_max_tokens=min(args.max_new_tokens, limits.max_tokens_cap), limits=limits, store=store)
+                             default_max_tokens=min(args.max_new_tokens, limits.max_tokens_cap), limits=limits, store=store,
+                             scenes=scenes)
     if service.sessions:
         print(f"[{len(service.sessions)} stream(s) reopened from {args.store}]", file=sys.stderr, flush=True)
     auth = f"{len(keys)} API key(s)" if keys else "no API key, loopback only"
     print(f"[serving {options.model} ({options.memory}) on http://{args.host}:{args.port}/v1; {auth}]", file=sys.stderr, flush=True)
-    uvicorn.run(create_app(service, access, docs=args.docs, tools=tools), host=args.host, port=args.port, log_level="warning",
+    uvicorn.run(create_app(service, access, docs=args.docs), host=args.host, port=args.port, log_level="warning",
                 ws_max_size=limits.max_message_chars)
     return 0
 

@@ -23,9 +23,12 @@ proposals for vLLM use; frame events named as in vLLM's ``input_video_frame.appe
 * ``GET /v1/streams/{id}`` (memory summary), ``DELETE /v1/streams/{id}``, ``GET /v1/models``,
   ``GET /health``
 * ``GET /v1/tools`` (OpenAI function-calling schemas) and ``POST /v1/tools/{name}``
-  ``{"arguments": {...}}`` -> ``{"name", "result"}``: with ``--scene RUN_DIR``, the scene memory's
-  queries (``where``, ``last_moved``, ...) for any LLM client's agent to call, as ReMEmbR's agent
-  calls its retrieval tools
+  ``{"arguments": {...}, "scene": "lab"}`` -> ``{"name", "result"}``: with ``--scene RUN_DIR`` (or
+  several ``--scene NAME=RUN_DIR``), the scene memory's queries (``where``, ``last_moved``, ...) for
+  any LLM client's agent to call, as ReMEmbR's agent calls its retrieval tools
+* grounded answers: a stream opened with ``"scene": "lab"`` (or on a server with one scene) gets
+  that scene memory's facts before each question and lists them in ``memstream.facts``; clients
+  name scenes, never folders (:mod:`~memstream.streaming.videomem.service.scenes`)
 
 With ``--store DIR`` every stream's memory lives in ``DIR`` (:mod:`~memstream.streaming.videomem.service.persist`):
 after a crash or a restart the streams are listed again and answer from what they stored.
@@ -56,6 +59,7 @@ from memstream.streaming.videomem.service.chat import parse_chat_request
 from memstream.streaming.videomem.service.errors import ServiceError, error_body, error_status
 from memstream.streaming.videomem.service.images import decode_frame
 from memstream.streaming.videomem.service.limits import BodyLimitMiddleware, check_stream_id, parse_timestamp
+from memstream.streaming.videomem.service.scenes import UNSET
 from memstream.streaming.videomem.service.streams import StreamSession, VideoQAService
 
 __all__ = ["ServiceError", "StreamSession", "VideoQAService", "create_app", "decode_frame"]
@@ -71,7 +75,9 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
         access: API keys and Host/Origin allow-lists; loopback only and no key by default.
         docs: serve ``/docs``, ``/redoc`` and ``/openapi.json`` (behind the same access checks).
         tools: a tool set (``tools`` schemas, ``names``, ``call(name, arguments)``) served at
-            ``/v1/tools`` for LLM clients to call, e.g. the scene memory's queries; None serves none.
+            ``/v1/tools`` for LLM clients to call, e.g. the scene memory's queries; None: the
+            service's scenes' (``service.scenes``, a call names one with ``"scene"`` when there are
+            several), else none.
     """
     try:
         from fastapi import FastAPI, Request, WebSocket
@@ -138,20 +144,25 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
     async def models() -> dict:
         return {"object": "list", "data": [{"id": service.model_name, "object": "model", "owned_by": "memstream"}]}
 
+    scenes = service.scenes
+    schemas = tools if tools is not None else (next(iter(scenes.providers.values())) if scenes and scenes.providers else None)
+
     @app.get("/v1/tools")
     async def list_tools() -> dict:
-        return {"object": "list", "data": tools.tools if tools is not None else []}
+        return {"object": "list", "data": schemas.tools if schemas is not None else []}
 
     @app.post("/v1/tools/{name}")
     async def call_tool(name: str, request: Request) -> dict:
-        if tools is None or name not in tools.names:
-            served = ", ".join(tools.names) if tools is not None else "none (start the server with --scene RUN_DIR)"
+        if schemas is None or name not in schemas.names:
+            served = ", ".join(schemas.names) if schemas is not None else "none (start the server with --scene RUN_DIR)"
             raise ServiceError(f"no tool {name[:60]!r}", f"Call one of GET /v1/tools: {served}", 404, code="tool_not_found")
-        arguments = (await body_json(request)).get("arguments", {})
+        body = await body_json(request)
+        arguments = body.get("arguments", {})
         if not isinstance(arguments, dict):
             raise ServiceError("arguments is not a JSON object", 'Send {"arguments": {...}} as the tool\'s schema says',
                                param="arguments")
-        result = await run_in_threadpool(tools.call, name, arguments)
+        provider = tools if tools is not None else scenes.provider(body.get("scene"))
+        result = await run_in_threadpool(provider.call, name, arguments)
         if isinstance(result, dict) and set(result) == {"error"}:
             raise ServiceError(f"{name}: {result['error']}"[:300], "Fix the arguments (GET /v1/tools has the schema)",
                                param="arguments", code="tool_error")
@@ -164,12 +175,12 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
     @app.post("/v1/streams")
     async def open_stream(request: Request) -> dict:
         data = await body_json(request) if await request.body() else {}
-        unknown = sorted(set(data) - {"stream_id", "max_blocks", "ram_budget_mb"})
+        unknown = sorted(set(data) - {"stream_id", "max_blocks", "ram_budget_mb", "scene"})
         if unknown:
-            raise ServiceError(f"unknown field {unknown[0]!r:.60}", "Send stream_id, max_blocks and ram_budget_mb only",
+            raise ServiceError(f"unknown field {unknown[0]!r:.60}", "Send stream_id, max_blocks, ram_budget_mb and scene only",
                                param=unknown[0][:60])
         opened = await run_in_threadpool(service.open_stream, data.get("stream_id"), _key(request),
-                                         data.get("max_blocks"), data.get("ram_budget_mb"))
+                                         data.get("max_blocks"), data.get("ram_budget_mb"), data.get("scene", UNSET))
         return {"stream_id": opened}
 
     @app.get("/v1/streams/{stream_id}")

@@ -25,6 +25,7 @@ ERROR_TYPES: dict[int, str] = {
     415: "invalid_request_error",
     429: "rate_limit_error",
     500: "server_error",
+    503: "server_error",
     504: "server_error",
 }
 

@@ -78,6 +78,8 @@ class StreamRecord:
         owner: the id of the API key that opened it (:meth:`AccessPolicy.key_id`), or None.
         clock: ``"client"`` when its first frame carried ``timestamp_s``, ``"server"`` when the
             server stamped it, None before the first frame.
+        scene: the name of the scene memory its answers are grounded on (``--scene NAME=RUN_DIR``),
+            or None.
     """
 
     stream_id: str
@@ -89,6 +91,7 @@ class StreamRecord:
     last_s: float | None = None
     bytes_received: int = 0
     clock: str | None = None
+    scene: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StreamRecord:
@@ -99,7 +102,7 @@ class StreamRecord:
         """What ``GET /v1/streams`` shows of the stream (never its owner)."""
         return {"stream_id": self.stream_id, "frames_seen": self.frames_seen, "covered_from_s": self.first_s,
                 "covered_until_s": self.last_s, "bytes_received": self.bytes_received,
-                "max_blocks": self.max_blocks, "persistent": persistent}
+                "max_blocks": self.max_blocks, "persistent": persistent, "scene": self.scene}
 
 
 class Lease:

@@ -49,6 +49,7 @@ from memstream.streaming.videomem.generation import GenerationCancelled
 from memstream.streaming.videomem.service.errors import ServiceError
 from memstream.streaming.videomem.service.limits import ServiceLimits, check_stream_id
 from memstream.streaming.videomem.service.persist import Lease, StreamSettings, StreamStore
+from memstream.streaming.videomem.service.scenes import UNSET
 from memstream.streaming.videomem.service.streams import stream_not_found
 
 log = logging.getLogger(__name__)
@@ -505,6 +506,7 @@ class RayStreams:
         self.model_name, self.default_max_tokens = spec.options.model, spec.default_max_tokens
         self._replicas = None
         self._store: StreamStore | None = None
+        self.scenes = None  # scene grounding is served by a plain memstream serve only (for now)
 
     @property
     def replicas(self):
@@ -534,7 +536,11 @@ class RayStreams:
     def _call(self, stream_id: str, method: str, *args):
         return _unwrap(self._on(stream_id).call.remote(method, *args).result())
 
-    def open_stream(self, stream_id=None, owner=None, max_blocks=None, ram_budget_mb=None) -> str:
+    def open_stream(self, stream_id=None, owner=None, max_blocks=None, ram_budget_mb=None, scene=UNSET) -> str:
+        if scene is not UNSET and scene is not None:
+            raise ServiceError("this server serves no scene memory (scenes are not served with --ray yet)",
+                               'Drop "scene", or serve the scene from a plain memstream serve --scene NAME=RUN_DIR',
+                               param="scene", code="scene_not_found")
         stream_id = uuid.uuid4().hex[:12] if stream_id is None else check_stream_id(stream_id)
         return self._call(stream_id, "open_stream", owner, max_blocks, ram_budget_mb)
 

@@ -29,6 +29,7 @@ from memstream.streaming.videomem.service.errors import ServiceError, error_body
 from memstream.streaming.videomem.service.images import decode_frame
 from memstream.streaming.videomem.service.limits import ServiceLimits, check_stream_id
 from memstream.streaming.videomem.service.persist import StreamRecord, StreamSettings, StreamStore
+from memstream.streaming.videomem.service.scenes import UNSET, SceneSet
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,8 @@ class VideoQAService:
         store: keeps streams across restarts (``--store``); the streams it holds are reopened here.
         reopen_stored: reopen every stored stream now (one server), or only when a request needs
             it (:meth:`attach`; replicas sharing a store, each holding some of its streams).
+        scenes: the scene memories streams may be bound to (``--scene NAME=RUN_DIR``); a bound
+            stream's answers are grounded on its scene's facts (:mod:`.scenes`). None: no scene.
 
     Raises:
         ConfigError: a stored stream cannot be reopened (another model's KV, a damaged store), or
@@ -193,11 +196,11 @@ class VideoQAService:
     def __init__(self, make_memory: Callable[[StreamSettings], Any], model_name: str, max_streams: int = 16,
                  default_max_tokens: int = 128, limits: ServiceLimits | None = None,
                  clock: Callable[[], float] = time.monotonic, store: StreamStore | None = None,
-                 reopen_stored: bool = True) -> None:
+                 reopen_stored: bool = True, scenes: SceneSet | None = None) -> None:
         self.make_memory, self.model_name, self.max_streams = make_memory, model_name, max_streams
         self.default_max_tokens = default_max_tokens
         self.limits = limits or ServiceLimits()
-        self.clock, self.store = clock, store
+        self.clock, self.store, self.scenes = clock, store, scenes
         self.sessions: dict[str, StreamSession] = {}
         self._lock = threading.Lock()
         self._answer_slots = threading.BoundedSemaphore(self.limits.max_concurrent_answers)
@@ -285,18 +288,21 @@ class VideoQAService:
         return [session.stream_id for session in idle]
 
     def open_stream(self, stream_id: Any = None, owner: str | None = None, max_blocks: Any = None,
-                    ram_budget_mb: Any = None) -> str:
+                    ram_budget_mb: Any = None, scene: Any = UNSET) -> str:
         """Open a stream under ``stream_id`` (checked) or a fresh random id; return the id.
 
         Args:
             owner: the API key id it belongs to (None on a server without keys).
             max_blocks, ram_budget_mb: the client's budgets for its memory, at most the server's
                 (``limits.stream_max_blocks`` / ``stream_ram_budget_mb``, also the defaults).
+            scene: the name of the scene memory to ground its answers on; unset: the server's only
+                scene, if it has exactly one; None: none.
         """
         stream_id = uuid.uuid4().hex[:12] if stream_id is None else check_stream_id(stream_id)
         limits = self.limits
         max_blocks = _budget(max_blocks, limits.stream_max_blocks, "max_blocks", integer=True)
         ram_budget_mb = _budget(ram_budget_mb, limits.stream_ram_budget_mb, "ram_budget_mb", integer=False)
+        scene = self._scene_binding(scene)
         if ram_budget_mb is not None and self.store is None:
             raise ServiceError("ram_budget_mb needs a disk tier, and this server keeps streams in RAM only",
                                "Drop ram_budget_mb (bound the stream with max_blocks), or start the server with --store DIR",
@@ -314,7 +320,7 @@ class VideoQAService:
             if owner is not None and per_key is not None and owned >= per_key:
                 raise ServiceError(f"this API key holds {per_key} streams, the most one key may",
                                    "Close one of them (DELETE /v1/streams/ID) first", 429, code="too_many_streams_for_key")
-            record = StreamRecord(stream_id, owner, max_blocks, ram_budget_mb)
+            record = StreamRecord(stream_id, owner, max_blocks, ram_budget_mb, scene=scene)
             if self.store is not None:
                 try:
                     self.store.create(record)
@@ -351,8 +357,35 @@ class VideoQAService:
         return self.session(stream_id, owner).add_frame(image, timestamp_s)
 
     def describe(self, stream_id: str, owner: str | None = None) -> dict[str, Any]:
-        """The stream's memory summary (frames, window, bytes per tier)."""
-        return self.session(stream_id, owner).memory.memory_summary()
+        """The stream's memory summary (frames, window, bytes per tier) and the scene it is bound to."""
+        session = self.session(stream_id, owner)
+        return {**session.memory.memory_summary(), "scene": session.record.scene}
+
+    def _scene_binding(self, value: Any) -> str | None:
+        """The scene a new stream is bound to (see :meth:`open_stream`); a 400 for one not served."""
+        if value is UNSET:
+            return None if self.scenes is None else self.scenes.default()
+        if value is None:
+            return None
+        if self.scenes is None:
+            raise ServiceError("this server serves no scene memory", 'Drop "scene", or start the server with '
+                               "memstream serve --scene NAME=RUN_DIR", param="scene", code="scene_not_found")
+        return self.scenes.check(value)
+
+    def _grounded(self, session: StreamSession, question: str) -> tuple[str, dict[str, Any]]:
+        """The question the model is asked (after its scene's facts, for a bound stream) and what the
+        response lists of them (``{"scene", "facts"}``, empty for an unbound stream)."""
+        name = session.record.scene
+        if name is None:
+            return question, {}
+        if self.scenes is None:
+            raise ServiceError(f"the stream is bound to the scene {name!r}, and this server serves no scene",
+                               f"Start the server with --scene {name}=RUN_DIR, or open a new stream", 409,
+                               param="scene", code="scene_not_served")
+        from memstream.streaming.videomem.grounding import grounded_question
+
+        facts = self.scenes.facts(name, question)
+        return grounded_question(question, facts), {"scene": name, "facts": facts}
 
     def list_streams(self, owner: str | None = None) -> list[dict[str, Any]]:
         """The streams of ``owner`` (every stream on a server without keys)."""
@@ -391,16 +424,19 @@ class VideoQAService:
         """A ``chat.completion`` for a non-streaming request; setting ``cancel`` abandons it."""
         session = self.session(request.stream_id, owner)
         session.touch()
+        question, grounding = self._grounded(session, request.question)
         self._answer_slot()
         deadline = _Deadline(cancel, self.limits.answer_timeout_s)
         try:
             with self.answers_first.answering():
-                answer = session.memory.ask(request.question, request.sampling, cancel=deadline)
+                answer = session.memory.ask(question, request.sampling, cancel=deadline)
         except GenerationCancelled as exc:
             raise deadline.refusal(exc) from exc
         finally:
             self._answer_slots.release()
-        return completion(answer, self.model_name)
+        body = completion(answer, self.model_name)
+        body["memstream"].update(grounding)
+        return body
 
     def complete_stream(self, request: ChatRequest, cancel: threading.Event | None = None,
                         owner: str | None = None) -> Iterator[str]:
@@ -411,7 +447,8 @@ class VideoQAService:
         """
         session = self.session(request.stream_id, owner)
         session.touch()
-        session.memory.check_question(request.question)  # bad input fails before the first event
+        question, grounding = self._grounded(session, request.question)
+        session.memory.check_question(question)  # bad input fails before the first event
         self._answer_slot()
         pieces: queue.Queue = queue.Queue()
         done = object()
@@ -421,7 +458,7 @@ class VideoQAService:
         def work() -> None:
             try:
                 with self.answers_first.answering():
-                    result["answer"] = session.memory.ask(request.question, request.sampling, on_text=pieces.put,
+                    result["answer"] = session.memory.ask(question, request.sampling, on_text=pieces.put,
                                                           cancel=deadline)
             except GenerationCancelled as exc:
                 result["error"] = deadline.refusal(exc)
@@ -432,9 +469,10 @@ class VideoQAService:
                 pieces.put(done)
 
         threading.Thread(target=work, name=f"memstream-answer-{session.stream_id}", daemon=True).start()
-        return self._events(pieces, done, result, request.include_usage)
+        return self._events(pieces, done, result, request.include_usage, grounding)
 
-    def _events(self, pieces: queue.Queue, done: object, result: dict, include_usage: bool) -> Iterator[str]:
+    def _events(self, pieces: queue.Queue, done: object, result: dict, include_usage: bool,
+                grounding: dict[str, Any] | None = None) -> Iterator[str]:
         chunk_id, created = new_completion_id(), int(time.time())
 
         def chunk(choices: list, **extra) -> str:
@@ -455,7 +493,7 @@ class VideoQAService:
             yield f"data: {json.dumps(error_body(error))}\n\n"
         else:
             answer = result["answer"]
-            yield chunk(choice({}, finish_reason(answer)), memstream=provenance(answer))
+            yield chunk(choice({}, finish_reason(answer)), memstream={**provenance(answer), **(grounding or {})})
             if include_usage:
                 yield chunk([], usage=usage(answer))
         yield "data: [DONE]\n\n"
