@@ -28,7 +28,7 @@ from collections import Counter
 
 import numpy as np
 from _common import DATA, print_table, save
-from bench_tracking_synthetic import BEFORE, MULTI, TRACKERS, percent, summarise
+from bench_tracking_synthetic import TRACKERS, percent, summarise
 
 from memstream.streaming import open_source
 from memstream.tracking.classical import ClassicalBackend, ClassicalConfig
@@ -40,7 +40,8 @@ from memstream.tracking.tracker import Tracker
 from memstream.tracking.types import Prompt
 
 DEFAULT_ROOT = DATA / "game_footage"
-DEFAULTS = {"root": str(DEFAULT_ROOT), "codec": "raw,crf18", "ablation_codec": "raw"}
+DEFAULTS = {"root": str(DEFAULT_ROOT), "codec": "raw,crf18,crf28", "ablation_codec": "raw,crf18"}
+MULTI = ClassicalConfig(proposers=PROPOSER_NAMES)
 ABLATIONS = {f"multi-no-{name}": ClassicalConfig(proposers=tuple(p for p in PROPOSER_NAMES if p != name))
              for name in PROPOSER_NAMES}
 
@@ -77,10 +78,9 @@ def main() -> None:
         parse_codec(codec)
     dataset = open_dataset(args.root)
     wins = {c: Counter() for c in codecs}
-    trackers = {c: {"samurai-multi": lambda f, b, c=c: run_counting(f, b, MULTI, wins[c]),
-                    "samurai": lambda f, b: run_counting(f, b, ClassicalConfig(), Counter()),
-                    "samurai-before": lambda f, b: run_counting(f, b, BEFORE, Counter()),
-                    **{k: v for k, v in TRACKERS.items() if k not in ("samurai", "samurai-multi")},
+    trackers = {c: {"samurai": lambda f, b: run_counting(f, b, ClassicalConfig(), Counter()),
+                    "samurai-multi": lambda f, b, c=c: run_counting(f, b, MULTI, wins[c]),
+                    **{k: v for k, v in TRACKERS.items() if k not in ("samurai", "affinity")},
                     **({k: lambda f, b, cfg=cfg: run_counting(f, b, cfg, Counter()) for k, cfg in ABLATIONS.items()}
                        if c in ablation_codecs else {})}
                 for c in codecs}
@@ -130,8 +130,7 @@ def main() -> None:
                                                          - s[f"multi-no-{name}"]["presence_auc"])}
                            for name in PROPOSER_NAMES}
     if ablation:
-        print_table("Per-proposer ablation (samurai-multi: SAMURAI on the classical backend, all proposers): share of "
-                    "reported frames whose chosen "
+        print_table("Per-proposer ablation (samurai-multi: all proposers): share of reported frames whose chosen "
                     "candidate came from each proposer, and what removing it costs",
                     ["codec", "proposer", "wins", "win share %", "AUC without", "AUC added", "AUC-PA added"],
                     [[c, n, a["wins"], f"{a['win_share']:.1f}", percent(a["auc_without"]), f"{a['auc_added']:+.1f}",

@@ -81,6 +81,7 @@ def run_opencv(frames, box, kind: str) -> tuple[np.ndarray, None]:
 TRACKERS = {
     "samurai": lambda frames, box: run_samurai(frames, box, "samurai"),
     "affinity": lambda frames, box: run_samurai(frames, box, "affinity"),
+    "samurai-before": lambda frames, box: run_samurai(frames, box, "samurai", BEFORE),
     "samurai-multi": lambda frames, box: run_samurai(frames, box, "samurai", MULTI),
     "csrt": lambda frames, box: run_opencv(frames, box, "csrt"),
     "kcf": lambda frames, box: run_opencv(frames, box, "kcf"),

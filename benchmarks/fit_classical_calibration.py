@@ -11,8 +11,9 @@ Runs SAMURAI on the classical backend with its candidate trace on (``ClassicalBa
 each raw and through H.264 at CRF 18. Every verified candidate becomes one sample: features (its
 verified match score, its proposer's own confidence, how many other proposers agree with it), label
 (IoU with the ground truth > 0.5; 0 when the target is not visible). A logistic regression per proposer
-(IRLS with a small L2 penalty, numpy) gives ``logit P = a + b_score s + b_raw raw + b_agree agree`` (the
-object score's line) and ``logit P = a + b_score s + b_raw raw`` (the affinity's line); the
+(IRLS with a small L2 penalty, numpy) gives ``logit P = a + b_score s + b_raw raw + b_agree agree`` (what
+the object score reads) and ``logit P = a + b_score s + b_raw raw`` (the affinity's line, which may lift a
+follower's affinity at most ``ClassicalConfig.follower_lift`` above its verified score); the
 template proposer's own line (its fit at ``agree = 0``) is the reference scale, so a template peak no other
 proposer agrees with keeps its score. The coefficients, the sample counts and the
 seeds are written to ``tracking/classical/calibration.py``.

@@ -162,12 +162,21 @@ def test_an_object_that_leaves_is_reported_absent_and_redetected_anywhere_at_a_l
     tracker = Tracker(backend, "samurai")
     reported = []
     for t in range(40):
-        at = (20, 30) if t < 10 else None if t < 25 else (120, 85)  # gone for 15 frames, back far away
-        state = tracker.update(frame(t, at), [Prompt(1, box(20, 30))] if t == 0 else []).get(1)
+        # It walks out of the left border (fully out from frame 10), stays away, and comes back far away.
+        at = (20 - 4 * t, 30) if t < 10 else None if t < 25 else (120, 85)
+        if at is not None and at[0] < 0:
+            at = None if at[0] <= -SIDE else at
+        rgb_at = at if at is None or at[0] >= 0 else None
+        f = frame(t, rgb_at)
+        if at is not None and at[0] < 0:  # partly out of the view: draw the part inside
+            rgb = BACKGROUND.copy()
+            rgb[30 : 30 + SIDE, : SIDE + at[0]] = patch()[:, -at[0] :]
+            f = Frame(index=t, timestamp_s=t / 30, rgb=rgb)
+        state = tracker.update(f, [Prompt(1, box(20, 30))] if t == 0 else []).get(1)
         reported.append(reports_present(state))
-        if at is None:
+        if t >= 12 and at is None:
             assert not state.present and np.array_equal(state.box_xywh, np.zeros(4)) and not state.in_memory
-    assert all(reported[:10]) and not any(reported[10:25])
+    assert all(reported[:4]) and not any(reported[12:25])
     back = reported.index(True, 25)
     assert back <= 25 + config.redetect_every  # found at the first whole-frame search after it returns
     assert all(reported[back:])

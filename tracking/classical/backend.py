@@ -18,6 +18,18 @@ How it works, per object and frame:
   likelihood; the ``num_candidates`` best peaks after non-maximum suppression. A look-alike near the
   object is therefore a candidate with a similar affinity: exactly where SAMURAI's motion score
   decides.
+* **More proposers** (:mod:`memstream.tracking.classical.proposers`, ``ClassicalConfig.proposers``): on a
+  frame where the template candidates alone would report the object absent (an animated or turning
+  target, compression blur), an OpenCV correlation filter, colour mean shift and median optical flow
+  from the last box join in. Every candidate's box is verified against the memory as a template peak
+  is scored, and calibrated per proposer (:mod:`memstream.tracking.classical.calibration`) onto the
+  template score's scale, so SAMURAI's motion score and memory gate read the same numbers whoever
+  proposed the box. ``proposer_wins`` counts whose candidate was chosen.
+* **Absence and re-detection**: the object is reported absent once no candidate where it can be
+  scores above ``presence_score`` (``presence_keep_score`` while it is present: hysteresis); after
+  ``lost_after_frames`` absent frames the whole frame is searched every ``redetect_every`` frames
+  (around the last position between) until the memory matches again. Memory changes only through
+  SAMURAI's gate (and the most recent frame, as SAMURAI always attends frame t-1).
 * **Scores**: affinity is the peak's match score mapped linearly from ``[score_floor, score_ceiling]``
   onto [0, 1] (calibrated on the synthetic scenes so that it tracks the candidate's IoU). The object
   score logit is ``logit_gain * (score - presence_score)`` of the best match *where the object can
@@ -84,8 +96,9 @@ AGREE_IOU = 0.5  # two proposers agree on a box when their boxes overlap by more
 @dataclass(frozen=True)
 class Scored:
     """One candidate after verification: the proposal, its verified match score ``score``, how many
-    other proposers agree with it, ``equivalent``, the calibrated template-scale score its affinity is
-    computed from, and ``presence``, the same with agreement counted, which the object score reads."""
+    other proposers agree with it, ``equivalent``, the template-scale score its affinity is computed
+    from (the verified score, lifted by at most ``follower_lift`` for a follower), and ``presence``,
+    the calibrated template-scale score with agreement counted, which the object score reads."""
 
     proposal: Proposal
     score: float
@@ -379,8 +392,8 @@ class ClassicalBackend:
         templates: list[np.ndarray],
         weights: np.ndarray,
     ) -> list[Scored]:
-        """Verify, calibrate and thin the proposals: best equivalent score first, no two overlapping
-        by more than ``nms_iou`` (of two that do, the better is kept)."""
+        """Verify, calibrate and thin the proposals: best calibrated (presence) score first, no two
+        overlapping by more than ``nms_iou`` (of two that do, the better is kept)."""
         if not proposals:
             return []
         cfg = self.config
@@ -394,9 +407,11 @@ class ClassicalBackend:
             score = p.raw if p.proposer == "template" else verify_score(
                 cache.features, probability, window, p.box_xywh, combined, gain, cfg.colour_weight
             )
-            scored.append(Scored(p, score, agree, equivalent_score(p.proposer, score, p.raw, None, CALIBRATION),
+            lifted = equivalent_score(p.proposer, score, p.raw, None, CALIBRATION)
+            equivalent = score if p.proposer == "template" else min(max(lifted, score), score + cfg.follower_lift)
+            scored.append(Scored(p, score, agree, equivalent,
                                  equivalent_score(p.proposer, score, p.raw, agree, CALIBRATION)))
-        order = sorted(range(len(scored)), key=lambda i: -scored[i].equivalent)
+        order = sorted(range(len(scored)), key=lambda i: -scored[i].presence)
         kept: list[int] = []
         for i in order:
             if not kept or overlap[i, kept].max() <= cfg.nms_iou:
@@ -408,8 +423,10 @@ class ClassicalBackend:
         ``presence_radius`` object sizes of where it can be (its last centre, give or take
         ``memory.reach_px``), anywhere once it is lost; -1 when there is none."""
         cfg = self.config
-        # A box that does not look like the memory at all (affinity 0) is no evidence, however many
-        # proposers agree on it (flow and a correlation filter agree on a static background too).
+        # A box with affinity 0 (even after a follower's lift) is no evidence, however many proposers
+        # agree on it (flow and a correlation filter agree on a static background too). Known gap: a
+        # target that vanishes in place (not leaving the view) can leave the followers agreeing on the
+        # background behind it with a lifted affinity above 0, reported present until they drift.
         looks = [c for c in scored if c.equivalent > cfg.score_floor]
         if lost:
             return max((c.presence for c in looks), default=-1.0)

@@ -68,9 +68,12 @@ class ClassicalConfig:
             ``template`` (the memory templates matched around the last position), ``correlation``
             (an OpenCV correlation filter), ``colour`` (mean shift of the colour back-projection),
             ``flow`` (median optical flow of the last box). At least one; the whole-frame search
-            for a lost object is template matching whichever are chosen. The default is the template
-            matcher alone: with all four, SAMURAI loses the target of a look-alike crossing it
-            (``distractors`` seed 3) that the template alone keeps; see :data:`ALL_PROPOSERS`.
+            for a lost object is template matching whichever are chosen. The followers (all but
+            ``template``) join only on frames where the template candidates alone would report the
+            object absent. Default: the template alone. ``proposers=ALL_PROPOSERS`` tracks game
+            footage better (benchmarks/bench_tracking_game.py, ``samurai-multi``) but loses the fast
+            target of ``synthetic://demo?frames=16`` at frame 3 (a colour box lifted above a better
+            template peak), which tests/tracking/test_cli_track.py guards.
         features: what the template matcher correlates: ``grey``, ``smooth`` (grey blurred with
             sigma 1, which takes out most of H.264's block noise) or ``gradient`` (Sobel magnitude
             of the smoothed grey).
@@ -81,6 +84,9 @@ class ClassicalConfig:
         presence_keep_score: while the object is present, the best nearby (equivalent) match score
             at which it stays present (hysteresis: at or below ``presence_score``, so a target
             that turns or animates is not reported absent on its first poor match).
+        follower_lift: how far a follower's (correlation, colour, flow) calibrated affinity may rise
+            above what its box's verified match score alone gives, in match-score units (0: the
+            verified score only; see :mod:`memstream.tracking.classical.proposers`).
         redetect_every: once lost, the whole frame is searched on every n-th frame (the frames
             between search around the last position), as long-term trackers re-detect at a lower
             rate than they track.
@@ -117,6 +123,7 @@ class ClassicalConfig:
     flow_max_error_px: Annotated[float, Field(gt=0)] = 2.0
     presence_keep_score: Annotated[float, Field(gt=-1, lt=1)] = 0.5
     redetect_every: Annotated[int, Field(ge=1)] = 2
+    follower_lift: Annotated[float, Field(ge=0, le=1)] = 0.5
 
     def __post_init__(self) -> None:
         # Ranges of single fields are in the annotations (checked on construction and when parsed).

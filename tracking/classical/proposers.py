@@ -23,14 +23,20 @@ object learns the background) and start again from the box the tracker finds it 
 object score, so those must mean the same whatever proposed the box. Every candidate is therefore
 *verified* the same way: its match score ``s`` is computed at its box exactly as the template
 matcher scores a peak (weighted mean NCC of the memory templates and the mean colour likelihood,
-:func:`verify_score`). A per-proposer logistic calibration (:mod:`memstream.tracking.classical.calibration`)
-maps ``s`` and the proposer's own confidence ``raw`` to ``P(IoU > 0.5 with the object)``, and that
-probability is written back as the template score with the same probability (:func:`equivalent_score`);
-the affinity is computed from that equivalent score exactly as before, so a flow box and a template
-peak with the same chance of being right get the same affinity. The object score uses a second line
-per proposer that also reads ``agree``, how many other proposers put a box on the same spot: agreement
-is evidence that the object is there, but not a reason to prefer the box over a look-alike beside it
-(that choice stays with SAMURAI's motion score).
+:func:`verify_score`), and its affinity is that score mapped as before: what the box looks like
+against the gated memory, the same function of the box for every proposer. A follower's affinity may
+be lifted by its proposer's calibrated line (``P(IoU > 0.5)`` from ``s`` and ``raw``, written back on
+the template scale) but by at most ``ClassicalConfig.follower_lift``: a correlation filter's box that
+matches the memory poorly is often right on an animated target, yet the memory gate must not let a
+poorly matching view in on the proposer's word alone. The object score comes from a per-proposer logistic
+calibration (:mod:`memstream.tracking.classical.calibration`) of ``s``, the proposer's own confidence
+``raw`` and ``agree`` (how many other proposers put a box on the same spot) to ``P(IoU > 0.5 with the
+object)``, written back as the template score with the same probability (:func:`equivalent_score`):
+independent proposers agreeing on a box is evidence that the object is there even when its
+appearance has drifted from the memory (an animated sprite), while the choice between that box and a
+look-alike beside it stays with SAMURAI's motion score. The followers join only when the template
+candidates alone would report the object absent (a cascade, as long-term trackers fall back on a
+detector), so where the memory matches well nothing changes.
 """
 
 from __future__ import annotations
@@ -185,18 +191,15 @@ def verify_score(
 
 
 def equivalent_score(
-    proposer: str,
-    score: float,
-    raw: float,
-    agree: int | None,
-    calibration: dict[str, tuple[float, ...]],
+    proposer: str, score: float, raw: float, agree: int | None, calibration: dict[str, tuple[float, ...]]
 ) -> float:
     """The template score with the same calibrated chance of being right as this candidate.
 
     ``calibration[proposer] = (a, b_score, b_raw, b_agree)``: ``logit P = a + b_score s + b_raw raw +
-    b_agree agree``; ``calibration["reference"] = (a, b)``: the template matcher's own line. Returns
-    ``(logit P - a_ref) / b_ref``. With ``agree=None`` the affinity line ``calibration[proposer + "/affinity"]
-    = (a, b_score, b_raw)`` (fitted without agreement) and ``calibration["reference/affinity"]`` are used.
+    b_agree agree``; ``calibration["reference"] = (a, b)``: the template matcher's own line at
+    ``agree = 0``. Returns ``(logit P - a_ref) / b_ref``. With ``agree=None``, the affinity lines
+    ``calibration[proposer + "/affinity"] = (a, b_score, b_raw)`` and ``calibration["reference/affinity"]``
+    (fitted without agreement) are used.
     """
     if agree is None:
         a, b_score, b_raw = calibration[f"{proposer}/affinity"]
