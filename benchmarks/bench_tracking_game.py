@@ -41,8 +41,8 @@ from memstream.tracking.types import Prompt
 
 DEFAULT_ROOT = DATA / "game_footage"
 DEFAULTS = {"root": str(DEFAULT_ROOT), "codec": "raw,crf18,crf28", "ablation_codec": "raw,crf18"}
-MULTI = ClassicalConfig(proposers=PROPOSER_NAMES)
-ABLATIONS = {f"multi-no-{name}": ClassicalConfig(proposers=tuple(p for p in PROPOSER_NAMES if p != name))
+MULTI = ClassicalConfig(proposers=PROPOSER_NAMES, redetect_every=2)  # as measured for issue 19
+ABLATIONS = {f"multi-no-{name}": ClassicalConfig(proposers=tuple(p for p in PROPOSER_NAMES if p != name), redetect_every=2)
              for name in PROPOSER_NAMES}
 
 

@@ -59,7 +59,7 @@ BEFORE = ClassicalConfig(proposers=("template",), redetect_every=1, presence_kee
 
 
 #: Every proposer (template, correlation filter, colour mean shift, optical flow).
-MULTI = ClassicalConfig(proposers=("template", "correlation", "colour", "flow"))
+MULTI = ClassicalConfig(proposers=("template", "correlation", "colour", "flow"), redetect_every=2)
 
 
 def run_samurai(frames, box, selection: str, config: ClassicalConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
