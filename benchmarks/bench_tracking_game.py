@@ -24,16 +24,35 @@ import json
 import time
 from pathlib import Path
 
+from collections import Counter
+
 import numpy as np
 from _common import DATA, print_table, save
 from bench_tracking_synthetic import TRACKERS, percent, summarise
 
 from memstream.streaming import open_source
+from memstream.tracking.classical import ClassicalBackend, ClassicalConfig
+from memstream.tracking.classical.config import PROPOSER_NAMES
 from memstream.tracking.eval import evaluate_presence, evaluate_sequence, open_dataset
 from memstream.tracking.eval.footage import parse_codec
+from memstream.tracking.outputs import reports_present
+from memstream.tracking.tracker import Tracker
+from memstream.tracking.types import Prompt
 
 DEFAULT_ROOT = DATA / "game_footage"
-DEFAULTS = {"root": str(DEFAULT_ROOT), "codec": "raw,crf18,crf28"}
+DEFAULTS = {"root": str(DEFAULT_ROOT), "codec": "raw,crf18,crf28", "ablation_codec": "raw,crf18"}
+MULTI = ClassicalConfig(proposers=PROPOSER_NAMES, redetect_every=2)  # as measured for issue 19
+ABLATIONS = {f"multi-no-{name}": ClassicalConfig(proposers=tuple(p for p in PROPOSER_NAMES if p != name), redetect_every=2)
+             for name in PROPOSER_NAMES}
+
+
+def run_counting(frames, box, config: ClassicalConfig, wins: Counter) -> tuple[np.ndarray, np.ndarray]:
+    """SAMURAI on the classical backend with ``config``; adds the backend's proposer wins to ``wins``."""
+    backend = ClassicalBackend(config)
+    tracker = Tracker(backend, "samurai")
+    states = [tracker.update(f, [Prompt(1, box)] if f.index == 0 else []).states[0] for f in frames]
+    wins.update(backend.proposer_wins)
+    return np.array([s.box_xywh for s in states]), np.array([reports_present(s) for s in states])
 
 
 def load_frames(spec, codec: str) -> list:
@@ -49,30 +68,40 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", default=DEFAULTS["root"], help="output of make_game_footage.py")
     parser.add_argument("--codec", default=DEFAULTS["codec"], help="comma-separated: raw and/or crf<N>")
+    parser.add_argument("--ablation-codec", default=DEFAULTS["ablation_codec"],
+                        help="encodings on which SAMURAI also runs with each proposer removed ('' for none)")
     args = parser.parse_args()
     is_default = all(getattr(args, k) == v for k, v in DEFAULTS.items())
     codecs = args.codec.split(",")
-    for codec in codecs:
+    ablation_codecs = [c for c in args.ablation_codec.split(",") if c]
+    for codec in codecs + ablation_codecs:
         parse_codec(codec)
     dataset = open_dataset(args.root)
-    results = {c: {t: {} for t in TRACKERS} for c in codecs}
-    seconds = {c: {t: 0.0 for t in TRACKERS} for c in codecs}
+    wins = {c: Counter() for c in codecs}
+    trackers = {c: {"samurai": lambda f, b: run_counting(f, b, ClassicalConfig(), Counter()),
+                    "samurai-multi": lambda f, b, c=c: run_counting(f, b, MULTI, wins[c]),
+                    **{k: v for k, v in TRACKERS.items() if k not in ("samurai", "affinity")},
+                    **({k: lambda f, b, cfg=cfg: run_counting(f, b, cfg, Counter()) for k, cfg in ABLATIONS.items()}
+                       if c in ablation_codecs else {})}
+                for c in codecs}
+    results = {c: {t: {} for t in trackers[c]} for c in codecs}
+    seconds = {c: {t: 0.0 for t in trackers[c]} for c in codecs}
     frames_total = 0
     for spec in dataset:
         gt, visible = spec.gt_xywh, spec.target_visible
         frames_total += spec.num_frames
         for codec in codecs:
             frames = load_frames(spec, codec)
-            for name, run in TRACKERS.items():
+            for name, run in trackers[codec].items():
                 started = time.perf_counter()
                 pred, present = run(frames, gt[0])
                 seconds[codec][name] += time.perf_counter() - started
                 results[codec][name][spec.name] = (evaluate_sequence(pred, gt, visible, "lasot"),
                                                    evaluate_presence(pred, gt, visible, present))
-    scores = {c: {t: summarise(results[c][t]) for t in TRACKERS} for c in codecs}
+    scores = {c: {t: summarise(results[c][t]) for t in trackers[c]} for c in codecs}
     per_sequence = {c: {t: {s: round(100 * float(np.mean(r[1].success_curve)), 1)
-                            for s, r in results[c][t].items()} for t in TRACKERS} for c in codecs}
-    fps = {c: {t: round(frames_total / seconds[c][t], 1) for t in TRACKERS} for c in codecs}
+                            for s, r in results[c][t].items()} for t in trackers[c]} for c in codecs}
+    fps = {c: {t: round(frames_total / seconds[c][t], 1) for t in trackers[c]} for c in codecs}
     rows = [[codec, name, percent(r["auc"]), percent(r["precision"]), percent(r["presence_auc"]),
              percent(r["presence_f1"]), percent(r["absence_recall"]), f"{fps[codec][name]:.0f}"]
             for codec in codecs for name, r in scores[codec].items()]
@@ -81,15 +110,37 @@ def main() -> None:
     summary, beats = [], {}
     for codec in codecs:
         s = scores[codec]
-        beats[codec] = all(s["samurai"][k] > max(s["csrt"][k], s["kcf"][k]) for k in ("auc", "presence_auc"))
+        beats[codec] = {t: all(s[t][k] > max(s["csrt"][k], s["kcf"][k]) for k in ("auc", "presence_auc"))
+                        for t in ("samurai", "samurai-multi")}
         summary.append(f"{codec}: samurai {s['samurai']['auc']:.1f} AUC / {s['samurai']['presence_auc']:.1f} AUC-PA; "
+                       f"samurai-multi {s['samurai-multi']['auc']:.1f} / {s['samurai-multi']['presence_auc']:.1f}; "
+                       f"before {s['samurai-before']['auc']:.1f} / {s['samurai-before']['presence_auc']:.1f}; "
                        f"csrt {s['csrt']['auc']:.1f} / {s['csrt']['presence_auc']:.1f}; "
                        f"kcf {s['kcf']['auc']:.1f} / {s['kcf']['presence_auc']:.1f}; beats both: {beats[codec]}")
         print(summary[-1])
+    ablation = {}
+    for codec in ablation_codecs:
+        if codec not in codecs:
+            continue
+        s, total = scores[codec], sum(wins[codec].values())
+        ablation[codec] = {name: {"wins": wins[codec][name], "win_share": round(100 * wins[codec][name] / max(total, 1), 1),
+                                  "auc_without": s[f"multi-no-{name}"]["auc"],
+                                  "auc_added": s["samurai-multi"]["auc"] - s[f"multi-no-{name}"]["auc"],
+                                  "presence_auc_added": (s["samurai-multi"]["presence_auc"]
+                                                         - s[f"multi-no-{name}"]["presence_auc"])}
+                           for name in PROPOSER_NAMES}
+    if ablation:
+        print_table("Per-proposer ablation (samurai-multi: all proposers): share of reported frames whose chosen "
+                    "candidate came from each proposer, and what removing it costs",
+                    ["codec", "proposer", "wins", "win share %", "AUC without", "AUC added", "AUC-PA added"],
+                    [[c, n, a["wins"], f"{a['win_share']:.1f}", percent(a["auc_without"]), f"{a['auc_added']:+.1f}",
+                      f"{a['presence_auc_added']:+.1f}"] for c, by in ablation.items() for n, a in by.items()])
     meta = [json.loads((d / "meta.json").read_text()) for d in dataset.sequence_dirs if (d / "meta.json").is_file()]
     payload = {"sequences": list(dataset.names), "frames": frames_total, "codecs": codecs, "scores": scores,
                "presence_auc_per_sequence": per_sequence, "fps": fps, "set": meta,
-               "samurai_beats_csrt_and_kcf": beats, "summary": summary}
+               "samurai_beats_csrt_and_kcf": beats, "proposer_ablation": ablation,
+               "before": "samurai-before: the classical backend before issue 19 (template proposer only, whole-frame "
+                         "search every frame once lost, no presence hysteresis)", "summary": summary}
     if is_default:
         print(f"wrote {save('tracking_game', payload)}")
     else:

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 from _common import DATA, print_table, save
 
-from memstream.tracking.classical import ClassicalBackend
+from memstream.tracking.classical import ClassicalBackend, ClassicalConfig
 from memstream.tracking.eval import evaluate_dataset, evaluate_presence, evaluate_presence_dataset, evaluate_sequence
 from memstream.tracking.eval.footage import load_synthetic, parse_codec
 from memstream.tracking.outputs import reports_present
@@ -53,8 +53,17 @@ OPE_KEYS = ("auc", "precision", "norm_precision")
 PRESENCE_KEYS = ("presence_precision", "presence_recall", "presence_f1", "absence_recall")
 
 
-def run_samurai(frames, box, selection: str) -> tuple[np.ndarray, np.ndarray]:
-    tracker = Tracker(ClassicalBackend(), selection=selection)
+#: The classical backend as it was before issue 19: the template proposer alone, the whole frame searched on
+#: every frame once the object is lost, and no presence hysteresis (``features="grey"`` as before).
+BEFORE = ClassicalConfig(proposers=("template",), redetect_every=1, presence_keep_score=ClassicalConfig().presence_score)
+
+
+#: Every proposer (template, correlation filter, colour mean shift, optical flow).
+MULTI = ClassicalConfig(proposers=("template", "correlation", "colour", "flow"), redetect_every=2)
+
+
+def run_samurai(frames, box, selection: str, config: ClassicalConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    tracker = Tracker(ClassicalBackend(config), selection=selection)
     states = [tracker.update(f, [Prompt(1, box)] if f.index == 0 else []).states[0] for f in frames]
     return np.array([s.box_xywh for s in states]), np.array([reports_present(s) for s in states])
 
@@ -72,6 +81,8 @@ def run_opencv(frames, box, kind: str) -> tuple[np.ndarray, None]:
 TRACKERS = {
     "samurai": lambda frames, box: run_samurai(frames, box, "samurai"),
     "affinity": lambda frames, box: run_samurai(frames, box, "affinity"),
+    "samurai-before": lambda frames, box: run_samurai(frames, box, "samurai", BEFORE),
+    "samurai-multi": lambda frames, box: run_samurai(frames, box, "samurai", MULTI),
     "csrt": lambda frames, box: run_opencv(frames, box, "csrt"),
     "kcf": lambda frames, box: run_opencv(frames, box, "kcf"),
 }

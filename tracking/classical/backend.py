@@ -18,6 +18,18 @@ How it works, per object and frame:
   likelihood; the ``num_candidates`` best peaks after non-maximum suppression. A look-alike near the
   object is therefore a candidate with a similar affinity: exactly where SAMURAI's motion score
   decides.
+* **More proposers** (:mod:`memstream.tracking.classical.proposers`, ``ClassicalConfig.proposers``): on a
+  frame where the template candidates alone would report the object absent (an animated or turning
+  target, compression blur), an OpenCV correlation filter, colour mean shift and median optical flow
+  from the last box join in. Every candidate's box is verified against the memory as a template peak
+  is scored, and calibrated per proposer (:mod:`memstream.tracking.classical.calibration`) onto the
+  template score's scale, so SAMURAI's motion score and memory gate read the same numbers whoever
+  proposed the box. ``proposer_wins`` counts whose candidate was chosen.
+* **Absence and re-detection**: the object is reported absent once no candidate where it can be
+  scores above ``presence_score`` (``presence_keep_score`` while it is present: hysteresis); after
+  ``lost_after_frames`` absent frames the whole frame is searched every ``redetect_every`` frames
+  (around the last position between) until the memory matches again. Memory changes only through
+  SAMURAI's gate (and the most recent frame, as SAMURAI always attends frame t-1).
 * **Scores**: affinity is the peak's match score mapped linearly from ``[score_floor, score_ceiling]``
   onto [0, 1] (calibrated on the synthetic scenes so that it tracks the candidate's IoU). The object
   score logit is ``logit_gain * (score - presence_score)`` of the best match *where the object can
@@ -50,6 +62,7 @@ Example:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,15 +71,49 @@ import cv2
 import numpy as np
 
 from memstream.streaming.types import Frame
+from memstream.tracking.classical.calibration import CALIBRATION
 from memstream.tracking.classical.config import ClassicalConfig
-from memstream.tracking.classical.matching import Peak, match_peaks, search_window
+from memstream.tracking.classical.matching import combine_templates, match_peaks, search_window
 from memstream.tracking.classical.memory import ObjectMemory
+from memstream.tracking.classical.proposers import (
+    CorrelationProposer,
+    Proposal,
+    colour_box,
+    equivalent_score,
+    feature_image,
+    flow_box,
+    verify_score,
+)
 from memstream.tracking.classical.segmentation import ColourModel, Segment, segment
 from memstream.tracking.kalman import box_iou_xywh
 from memstream.tracking.tracker import TrackingInputError
 from memstream.tracking.types import Candidates, Decision, Prompt
 
 PROMPT_LOGIT = 10.0  # object score logit reported on a prompt frame (the user says it is there)
+AGREE_IOU = 0.5  # two proposers agree on a box when their boxes overlap by more than this IoU
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One candidate after verification: the proposal, its verified match score ``score``, how many
+    other proposers agree with it, ``equivalent``, the template-scale score its affinity is computed
+    from (the verified score, lifted by at most ``follower_lift`` for a follower), and ``presence``,
+    the calibrated template-scale score with agreement counted, which the object score reads."""
+
+    proposal: Proposal
+    score: float
+    agree: int
+    equivalent: float
+    presence: float
+
+
+@dataclass
+class _Followers:
+    """One object's frame-to-frame proposers: its correlation filter and the box it was last found at
+    (None while it is absent, or until the first commit after a restore)."""
+
+    correlation: CorrelationProposer
+    last_box: np.ndarray | None = None
 
 
 @dataclass
@@ -82,6 +129,8 @@ class _Proposal:
     candidates: Candidates
     segments: list[Segment | None]
     match_boxes: np.ndarray
+    sources: list[str | None]
+    scored: list[Scored] = field(default_factory=list)
 
 
 @dataclass
@@ -91,12 +140,22 @@ class _FrameCache:
     frame: Frame
     grey: np.ndarray
     hsv: np.ndarray
+    features: np.ndarray
     proposals: dict[int, _Proposal] = field(default_factory=dict)
+    _bgr: np.ndarray | None = None
 
     @classmethod
-    def of(cls, frame: Frame) -> _FrameCache:
+    def of(cls, frame: Frame, features: str = "grey") -> _FrameCache:
         rgb = np.ascontiguousarray(frame.rgb)
-        return cls(frame, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV))
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        return cls(frame, grey, cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV), feature_image(grey, features))
+
+    @property
+    def bgr(self) -> np.ndarray:
+        """The frame in OpenCV's channel order (for the correlation filter), converted once."""
+        if self._bgr is None:
+            self._bgr = cv2.cvtColor(np.ascontiguousarray(self.frame.rgb), cv2.COLOR_RGB2BGR)
+        return self._bgr
 
 
 class ClassicalBackend:
@@ -111,7 +170,17 @@ class ClassicalBackend:
     def __init__(self, config: ClassicalConfig | None = None) -> None:
         self.config = config or ClassicalConfig()
         self._objects: dict[int, ObjectMemory] = {}
+        self._followers: dict[int, _Followers] = {}
         self._pending: _FrameCache | None = None
+        self._greys: dict[int, np.ndarray] = {}  # the last two frames' grey images, by frame index
+        self.wins: Counter[str] = Counter()
+        self.trace: list[dict[str, Any]] | None = None
+
+    @property
+    def proposer_wins(self) -> dict[str, int]:
+        """How often each proposer's candidate was chosen on a frame where the object was reported,
+        since the backend was built (``wins`` counts; merged duplicates count for the kept one)."""
+        return dict(self.wins)
 
     def add_prompts(
         self, frame: Frame, prompts: Sequence[Prompt]
@@ -129,19 +198,24 @@ class ClassicalBackend:
         Raises:
             TrackingInputError: a points-only prompt without a positive point.
         """
-        cfg, cache = self.config, _FrameCache.of(frame)
+        cfg, cache = self.config, _FrameCache.of(frame, self.config.features)
         out: dict[int, tuple[np.ndarray, Candidates]] = {}
         for prompt in prompts:
             box = _clip_box(self._prompt_box(prompt, frame), frame.width, frame.height)
             colour = ColourModel.fit(cache.hsv, box, cfg.colour_ring)
             seg = segment(cache.hsv, colour, box, 0.0, cfg.mask_threshold, cfg.min_mask_fill)
             self._objects[prompt.object_id] = ObjectMemory.start(
-                prompt.object_id, frame.index, cache.grey, box, colour, cfg
+                prompt.object_id, frame.index, cache.features, box, colour, cfg
             )
+            followers = _Followers(CorrelationProposer(cfg.correlation_filter, cfg.correlation_threshold), box)
+            if "correlation" in cfg.proposers:
+                followers.correlation.start(cache.bgr, box)
+            self._followers[prompt.object_id] = followers
             out[prompt.object_id] = (
                 seg.paste(frame.height, frame.width),
                 Candidates(seg.box_xywh[None], [1.0], PROMPT_LOGIT),
             )
+        self._remember_grey(cache)
         return out
 
     def propose(self, frame: Frame, object_ids: Sequence[int]) -> dict[int, Candidates]:
@@ -155,9 +229,11 @@ class ClassicalBackend:
             raise TrackingInputError(
                 f"objects {unknown} were never prompted", "Prompt an object with a box first"
             )
-        cache = _FrameCache.of(frame)
+        cache = _FrameCache.of(frame, self.config.features)
         for object_id in object_ids:
-            cache.proposals[object_id] = self._propose_one(cache, self._objects[object_id])
+            cache.proposals[object_id] = self._propose_one(
+                cache, self._objects[object_id], self._followers[object_id]
+            )
         self._pending = cache
         return {i: p.candidates for i, p in cache.proposals.items()}
 
@@ -171,27 +247,54 @@ class ClassicalBackend:
         masks: dict[int, np.ndarray] = {}
         for object_id, decision in decisions.items():
             proposal, memory = cache.proposals[object_id], self._objects[object_id]
+            followers = self._followers[object_id]
             chosen = proposal.segments[decision.index]
+            if self.trace is not None:
+                self.trace.append(_trace_row(cache.frame.index, object_id, proposal, decision))
             if chosen is None:
                 memory.mark_absent()
+                followers.last_box = None
+                followers.correlation.stop()  # a filter stepped on frames without its object learns the background
                 masks[object_id] = np.zeros((height, width), bool)
             else:
-                memory.observe(
-                    cache.frame.index,
-                    cache.grey,
-                    proposal.match_boxes[decision.index],
-                    decision.enters_memory,
-                )
+                box, source = proposal.match_boxes[decision.index], proposal.sources[decision.index]
+                memory.observe(cache.frame.index, cache.features, box, decision.enters_memory)
+                self._follow(cache, followers, box, source, decision.enters_memory)
+                if source is not None:
+                    self.wins[source] += 1
                 masks[object_id] = chosen.paste(height, width)
+        self._remember_grey(cache)
         return masks
+
+    def _follow(
+        self, cache: _FrameCache, followers: _Followers, box: np.ndarray, source: str | None, gated: bool
+    ) -> None:
+        """Move the frame-to-frame proposers onto the chosen box: the flow starts from it; the
+        correlation filter is started when it is stopped (after an absence) and restarted when a
+        frame that passed the memory gate chose another proposer's box it does not overlap."""
+        followers.last_box = np.array(box, np.float64)
+        if "correlation" not in self.config.proposers:
+            return
+        filter_ = followers.correlation
+        disagrees = filter_.box_xywh is None or box_iou_xywh(filter_.box_xywh, box)[0, 0] < AGREE_IOU
+        if not filter_.active or (gated and source != "correlation" and disagrees):
+            filter_.start(cache.bgr, box)
+
+    def _remember_grey(self, cache: _FrameCache) -> None:
+        self._greys[cache.frame.index] = cache.grey
+        for index in sorted(self._greys)[:-2]:
+            del self._greys[index]
 
     def remove_object(self, object_id: int) -> None:
         """Forget ``object_id`` and its memory (an unknown id is ignored)."""
         self._objects.pop(object_id, None)
+        self._followers.pop(object_id, None)
 
     def reset(self) -> None:
         """Forget every object."""
         self._objects.clear()
+        self._followers.clear()
+        self._greys.clear()
         self._pending = None
 
     def state_dict(self) -> dict[str, Any]:
@@ -199,9 +302,18 @@ class ClassicalBackend:
         return {"backend": self.name, "objects": [m.state_dict() for m in self._objects.values()]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Replace every object's memory with ``state`` (from :meth:`state_dict`)."""
+        """Replace every object's memory with ``state`` (from :meth:`state_dict`).
+
+        The frame-to-frame proposers (correlation filter, flow) hold OpenCV state that is not saved:
+        after a restore they restart from the first box the template search finds."""
         memories = [ObjectMemory.from_state_dict(o, self.config) for o in state["objects"]]
         self._objects = {m.object_id: m for m in memories}
+        cfg = self.config
+        self._followers = {
+            m.object_id: _Followers(CorrelationProposer(cfg.correlation_filter, cfg.correlation_threshold))
+            for m in memories
+        }
+        self._greys.clear()
         self._pending = None
 
     def memory_summary(self) -> dict[str, Any]:
@@ -210,52 +322,118 @@ class ClassicalBackend:
         objects = {i: m.summary() for i, m in self._objects.items()}
         return {"backend": self.name, "objects": objects, "bytes": sum(o["bytes"] for o in objects.values())}
 
-    def _propose_one(self, cache: _FrameCache, memory: ObjectMemory) -> _Proposal:
+    def _propose_one(self, cache: _FrameCache, memory: ObjectMemory, followers: _Followers) -> _Proposal:
         cfg, k = self.config, self.config.num_candidates
         lost = memory.absent_frames >= cfg.lost_after_frames
+        whole_frame = lost and (memory.absent_frames - cfg.lost_after_frames) % cfg.redetect_every == 0
         frame_wh = (cache.frame.width, cache.frame.height)
-        scale = None if lost else cfg.search_scale
-        x0, y0, x1, y1 = window = search_window(
-            memory.center_xy, memory.size_wh, scale, frame_wh, memory.reach_px
+        window = search_window(
+            memory.center_xy, memory.size_wh, None if whole_frame else cfg.search_scale, frame_wh, memory.reach_px
         )
+        x0, y0, x1, y1 = window
         templates, weights = memory.templates()
         probability = memory.colour.probability(cache.hsv[y0:y1, x0:x1])
-        peaks = match_peaks(
-            cache.grey[y0:y1, x0:x1], probability, window, memory.size_wh, templates, weights, cfg, 3 * k
-        )
-        logit = cfg.logit_gain * (self._presence(peaks, memory, lost) - cfg.presence_score)
+        proposals: list[Proposal] = []
+        if "template" in cfg.proposers or memory.absent_frames > 0:  # template search also re-detects
+            peaks = match_peaks(
+                cache.features[y0:y1, x0:x1], probability, window, memory.size_wh, templates, weights, cfg, 3 * k
+            )
+            proposals += [Proposal(p.box_xywh, "template", p.score) for p in peaks]
+        if memory.absent_frames == 0 and followers.last_box is not None:
+            last = followers.last_box
+            if "correlation" in cfg.proposers:
+                proposals.append(followers.correlation.propose(cache.bgr))
+            if "colour" in cfg.proposers:
+                proposals.append(colour_box(probability, window, last))
+            previous = [i for i in self._greys if i < cache.frame.index]
+            if "flow" in cfg.proposers and previous:
+                proposals.append(flow_box(self._greys[max(previous)], cache.grey, last, cfg.flow_max_error_px))
+        proposals = [p for p in proposals if p is not None]
+        threshold = cfg.presence_keep_score if memory.absent_frames == 0 else cfg.presence_score
+        templates_only = [p for p in proposals if p.proposer == "template"]
+        scored = self._score(templates_only, cache, probability, window, templates, weights)
+        best = self._presence(scored, memory, lost)
+        if best <= threshold and len(templates_only) < len(proposals):
+            # The memory's templates find nothing convincing where the object can be (it animates,
+            # turns, blurs): the frame-to-frame proposers join in, and agreement counts as evidence.
+            scored = self._score(proposals, cache, probability, window, templates, weights)
+            best = self._presence(scored, memory, lost)
+        logit = cfg.logit_gain * (best - threshold)
         boxes, match_boxes, affinity = np.zeros((k, 4)), np.zeros((k, 4)), np.zeros(k)
         segments: list[Segment | None] = [None] * k
+        sources: list[str | None] = [None] * k
         row = 0
-        for peak in peaks:
+        for cand in scored:
             if row == k:
                 break
             if logit > 0:
                 seg = segment(
                     cache.hsv,
                     memory.colour,
-                    peak.box_xywh,
+                    cand.proposal.box_xywh,
                     cfg.mask_margin,
                     cfg.mask_threshold,
                     cfg.min_mask_fill,
                 )
                 if row and box_iou_xywh(seg.box_xywh, boxes[:row]).max() > cfg.nms_iou:
-                    continue  # two peaks whose masks snap onto the same blob are one candidate
+                    continue  # two candidates whose masks snap onto the same blob are one candidate
                 boxes[row], segments[row] = seg.box_xywh, seg
-            affinity[row], match_boxes[row] = cfg.affinity(peak.score), peak.box_xywh
+            affinity[row], match_boxes[row] = cfg.affinity(cand.equivalent), cand.proposal.box_xywh
+            sources[row] = cand.proposal.proposer
             row += 1
-        return _Proposal(Candidates(boxes, affinity, logit), segments, match_boxes)
+        return _Proposal(Candidates(boxes, affinity, logit), segments, match_boxes, sources, scored)
 
-    def _presence(self, peaks: list[Peak], memory: ObjectMemory, lost: bool) -> float:
-        """The best score among matches that count as the object being there: within
+    def _score(
+        self,
+        proposals: list[Proposal],
+        cache: _FrameCache,
+        probability: np.ndarray,
+        window: tuple[int, int, int, int],
+        templates: list[np.ndarray],
+        weights: np.ndarray,
+    ) -> list[Scored]:
+        """Verify, calibrate and thin the proposals: best calibrated (presence) score first, no two
+        overlapping by more than ``nms_iou`` (of two that do, the better is kept)."""
+        if not proposals:
+            return []
+        cfg = self.config
+        combined, gain = combine_templates(templates, weights)
+        boxes = np.array([p.box_xywh for p in proposals])
+        overlap = box_iou_xywh(boxes, boxes)
+        names = [p.proposer for p in proposals]
+        scored = []
+        for i, p in enumerate(proposals):
+            agree = len({names[j] for j in np.flatnonzero(overlap[i] > AGREE_IOU)} - {p.proposer})
+            score = p.raw if p.proposer == "template" else verify_score(
+                cache.features, probability, window, p.box_xywh, combined, gain, cfg.colour_weight
+            )
+            lifted = equivalent_score(p.proposer, score, p.raw, None, CALIBRATION)
+            equivalent = score if p.proposer == "template" else min(max(lifted, score), score + cfg.follower_lift)
+            scored.append(Scored(p, score, agree, equivalent,
+                                 equivalent_score(p.proposer, score, p.raw, agree, CALIBRATION)))
+        order = sorted(range(len(scored)), key=lambda i: -scored[i].presence)
+        kept: list[int] = []
+        for i in order:
+            if not kept or overlap[i, kept].max() <= cfg.nms_iou:
+                kept.append(i)
+        return [scored[i] for i in kept]
+
+    def _presence(self, scored: list[Scored], memory: ObjectMemory, lost: bool) -> float:
+        """The best equivalent score among candidates that count as the object being there: within
         ``presence_radius`` object sizes of where it can be (its last centre, give or take
         ``memory.reach_px``), anywhere once it is lost; -1 when there is none."""
+        cfg = self.config
+        # A box with affinity 0 (even after a follower's lift) is no evidence, however many proposers
+        # agree on it (flow and a correlation filter agree on a static background too). Known gap: a
+        # target that vanishes in place (not leaving the view) can leave the followers agreeing on the
+        # background behind it with a lifted affinity above 0, reported present until they drift.
+        looks = [c for c in scored if c.equivalent > cfg.score_floor]
         if lost:
-            return peaks[0].score if peaks else -1.0
+            return max((c.presence for c in looks), default=-1.0)
         near = [
-            p.score
-            for p in peaks
-            if _distance_beyond_reach(p.box_xywh, memory) <= self.config.presence_radius
+            c.presence
+            for c in looks
+            if _distance_beyond_reach(c.proposal.box_xywh, memory) <= cfg.presence_radius
         ]
         return max(near, default=-1.0)
 
@@ -271,6 +449,22 @@ class ClassicalBackend:
         pad = self.config.point_pad_frac * min(frame.width, frame.height)
         (x0, y0), (x1, y1) = positive.min(0) - pad, positive.max(0) + pad
         return np.array([x0, y0, x1 - x0, y1 - y0])
+
+
+def _trace_row(frame_index: int, object_id: int, proposal: _Proposal, decision: Decision) -> dict[str, Any]:
+    """What ``ClassicalBackend.trace`` records per object and frame: every verified candidate (its
+    proposer, box, verified score, own confidence, agreement, equivalent score), the object score
+    logit and the chosen row's proposer."""
+    return {
+        "frame": frame_index, "object_id": object_id, "logit": proposal.candidates.object_score_logit,
+        "chosen": proposal.sources[decision.index], "chosen_box": proposal.candidates.boxes_xywh[decision.index].tolist(),
+        "candidates": [
+            {"proposer": c.proposal.proposer, "box": c.proposal.box_xywh.tolist(), "score": c.score,
+             "raw": c.proposal.raw, "agree": c.agree, "equivalent": c.equivalent,
+             "presence": c.presence}
+            for c in proposal.scored
+        ],
+    }
 
 
 def _distance_beyond_reach(box_xywh: np.ndarray, memory: ObjectMemory) -> float:

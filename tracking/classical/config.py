@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from memstream.streaming.configtypes import strict_config
+
+PROPOSER_NAMES: tuple[str, ...] = ("template", "correlation", "colour", "flow")
+ALL_PROPOSERS = PROPOSER_NAMES  # ``ClassicalConfig(proposers=ALL_PROPOSERS)``: every proposer
 
 
 @strict_config
@@ -61,6 +64,34 @@ class ClassicalConfig:
             colour model.
         point_pad_frac: a points-only prompt's box is the positive points' bounding box grown by
             this fraction of min(H, W) on every side.
+        proposers: which proposers add candidates (:mod:`memstream.tracking.classical.proposers`):
+            ``template`` (the memory templates matched around the last position), ``correlation``
+            (an OpenCV correlation filter), ``colour`` (mean shift of the colour back-projection),
+            ``flow`` (median optical flow of the last box). At least one; the whole-frame search
+            for a lost object is template matching whichever are chosen. The followers (all but
+            ``template``) join only on frames where the template candidates alone would report the
+            object absent. Default: the template alone. ``proposers=ALL_PROPOSERS`` tracks game
+            footage better (benchmarks/bench_tracking_game.py, ``samurai-multi``) but loses the fast
+            target of ``synthetic://demo?frames=16`` at frame 3 (a colour box lifted above a better
+            template peak), which tests/tracking/test_cli_track.py guards.
+        features: what the template matcher correlates: ``grey``, ``smooth`` (grey blurred with
+            sigma 1, which takes out most of H.264's block noise) or ``gradient`` (Sobel magnitude
+            of the smoothed grey).
+        correlation_filter: ``kcf`` (fast) or ``csrt`` (scale-adaptive, about 10x slower).
+        correlation_threshold: KCF's detection threshold: a peak below it is a failure (no
+            candidate); OpenCV's own default is 0.5.
+        flow_max_error_px: forward-backward error, pixels, above which a flow point is dropped.
+        presence_keep_score: while the object is present, the best nearby (equivalent) match score
+            at which it stays present (hysteresis: at or below ``presence_score``, so a target
+            that turns or animates is not reported absent on its first poor match).
+        follower_lift: how far a follower's (correlation, colour, flow) calibrated affinity may rise
+            above what its box's verified match score alone gives, in match-score units (0: the
+            verified score only; see :mod:`memstream.tracking.classical.proposers`).
+        redetect_every: once lost, the whole frame is searched on every n-th frame (the frames
+            between search around the last position), as long-term trackers re-detect at a lower
+            rate than they track. Default 1 (every frame): with the template alone, 2 cost 3.6
+            points of presence-aware AUC on the game-footage set (raw, 48.4 -> 44.8); the
+            all-proposer set in the benchmarks (``samurai-multi``) was measured with 2.
     """
 
     num_candidates: Annotated[int, Field(ge=1)] = 3
@@ -86,6 +117,15 @@ class ClassicalConfig:
     min_mask_fill: Annotated[float, Field(ge=0, le=1)] = 0.3
     colour_ring: Annotated[float, Field(gt=0)] = 0.5
     point_pad_frac: Annotated[float, Field(gt=0)] = 0.05
+    proposers: Annotated[tuple[Literal["template", "correlation", "colour", "flow"], ...], Field(min_length=1)] = (
+        "template",)
+    features: Literal["grey", "smooth", "gradient"] = "grey"
+    correlation_filter: Literal["kcf", "csrt"] = "kcf"
+    correlation_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.3
+    flow_max_error_px: Annotated[float, Field(gt=0)] = 2.0
+    presence_keep_score: Annotated[float, Field(gt=-1, lt=1)] = 0.5
+    redetect_every: Annotated[int, Field(ge=1)] = 1
+    follower_lift: Annotated[float, Field(ge=0, le=1)] = 0.5
 
     def __post_init__(self) -> None:
         # Ranges of single fields are in the annotations (checked on construction and when parsed).
@@ -94,7 +134,17 @@ class ClassicalConfig:
         if self.score_floor >= self.score_ceiling:
             raise ValueError(f"ClassicalConfig.score_floor={self.score_floor!r} must be below score_ceiling "
                              f"({self.score_ceiling!r})")
+        if self.presence_keep_score > self.presence_score:
+            raise ValueError(f"ClassicalConfig.presence_keep_score={self.presence_keep_score!r} must not exceed "
+                             f"presence_score ({self.presence_score!r})")
+        unknown = [p for p in self.proposers if p not in PROPOSER_NAMES]
+        if unknown:
+            raise ValueError(f"ClassicalConfig.proposers={self.proposers!r}: unknown {unknown}; choose from "
+                             f"{', '.join(PROPOSER_NAMES)}")
+        if len(set(self.proposers)) != len(self.proposers):
+            raise ValueError(f"ClassicalConfig.proposers={self.proposers!r} names a proposer twice")
         object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+        object.__setattr__(self, "proposers", tuple(self.proposers))
 
     def affinity(self, score: float) -> float:
         """A match score mapped linearly from ``[score_floor, score_ceiling]`` onto [0, 1] (clipped)."""
