@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from memstream.embodied.envs.cue_maze import CueMazeConfig, CueMazeEnv
 from memstream.embodied.envs.miniworld_env import FindingDoryConfig, FindingDoryEnv
 from memstream.streaming.configtypes import parse
 from memstream.streaming.registry import Registry
@@ -51,6 +52,7 @@ NAV_ENVS.add("miniworld", _MINIWORLD)
 _MINIWORLD.add(
     "findingdory", lambda options: FindingDoryEnv(parse(FindingDoryConfig, options, "findingdory"))
 )
+_MINIWORLD.add("cue", lambda options: CueMazeEnv(parse(CueMazeConfig, options, "cue")))
 
 
 def make_nav_env(env: str, task: str, options: dict[str, Any] | None = None) -> NavEnv:
