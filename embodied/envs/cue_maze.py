@@ -6,12 +6,12 @@ Layout (metres, MiniWorld's floor plane; the agent starts at ``(0.7, 0)`` facing
               |            |
     corridor  |  junction  |  the corridor (x 0..5, z +-1.2) opens into the cross-bar (x 5.4..7.4)
     --------- |            |
-    [cue box] |            |  a red or blue box on one side of the corridor, x in cue_x_m
+    [cue sign]|            |  a red or blue panel on one side wall of the corridor, x in cue_x_m
               |            |
     z = +3.6  [ green ball ]  <- right goal: the cue was blue
 
 Both goals are identical green balls, so nothing at the junction tells them apart: from the start the
-cue box is in view for a few frames, then it falls behind the agent and never comes back into view
+cue panel is in view for a few frames, then it falls behind the agent and never comes back into view
 before the decision (about 15 frames later at 0.25 m a step). The shortest-path expert walks up the
 centre line whatever the cue, turns at the junction toward the cue's side, walks to the goal and
 calls ``stop``; its path before the turn carries no information about the cue, so a memoryless
@@ -27,6 +27,7 @@ wrong goal (the choice is committed), ends the episode as a failure.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 from dataclasses import dataclass
@@ -50,8 +51,9 @@ GOALS_XZ = np.array([[JUNCTION_X, -3.0], [JUNCTION_X, 3.0]])  # 0: left (-z), 1:
 START_XZ = (0.7, 0.0)
 CUE_COLOURS = ("red", "blue")  # red: the left goal, blue: the right one
 GOAL_COLOUR = "green"
-CUE_SIDE_Z = 0.85
-INSTRUCTION = "remember the colour of the box by the corridor: red means the left goal, blue the right"
+CUE_SIDE_Z = 0.93  # the panel's centre: against the side wall (z = +-1.2), 0.54 m clear of the centre line
+CUE_SIZE_M = (0.6, 1.4, 0.5)  # a sign-like pillar: 0.6 m along the wall, 1.4 m tall, 0.5 m out from it
+INSTRUCTION = "remember the colour of the sign in the corridor: red means the left goal, blue the right"
 GRID_M = 0.1
 CLEARANCE_M = 0.45
 
@@ -66,7 +68,7 @@ class CueMazeConfig:
         forward_step_m, turn_deg: habitat's ``forward_step_size`` and ``turn_angle``.
         success_distance_m: habitat's ``success_distance`` (metres from the goal ball's centre; the
             ball keeps the agent ~0.85 m away).
-        cue_x_m: (lo, hi) metres along the corridor where the cue box stands (uniform per episode);
+        cue_x_m: (lo, hi) metres along the corridor where the cue panel stands (uniform per episode);
             nearer than ~2.2 m to the start it would show for fewer than two frames.
         max_steps: time limit in actions (the expert needs 35).
     """
@@ -85,8 +87,25 @@ class CueMazeConfig:
                                  "Use e.g. cue_x_m=(2.6, 3.2)")
 
 
+@functools.cache
+def _maze_world_class() -> type:
+    """The house world with the cue drawn as a large panel on the corridor wall (a sign, not a 0.6 m box)."""
+    house = _house_world_class()  # loads MiniWorld headless (or names the fix) before its entities are imported
+    from miniworld.entity import Box
+
+    class MazeWorld(house):  # type: ignore[misc, valid-type]
+        def _gen_world(self) -> None:
+            super()._gen_world()
+            small = self.objects[0]
+            self.entities.remove(small)
+            panel = Box(color=self.layout.objects[0].colour, size=np.array(CUE_SIZE_M))
+            self.objects[0] = self.place_entity(panel, pos=small.pos.copy(), dir=0.0)
+
+    return MazeWorld
+
+
 def maze_layout(cue: int, cue_x_m: float, cue_side: int) -> HouseLayout:
-    """The maze as a :class:`HouseLayout` (objects: the cue box, then the left and right goal balls)."""
+    """The maze as a :class:`HouseLayout` (objects: the cue (drawn as a panel), then the left and right goal balls)."""
     objects = (
         HouseObject(CUE_COLOURS[cue], "box", (float(cue_x_m), CUE_SIDE_Z * (1 if cue_side else -1))),
         HouseObject(GOAL_COLOUR, "ball", (float(GOALS_XZ[0, 0]), float(GOALS_XZ[0, 1]))),
@@ -120,7 +139,7 @@ class CueMazeEnv:
 
     def require(self) -> None:
         """Load MiniWorld now (it is otherwise loaded by the first ``reset``); raises naming the fix."""
-        _house_world_class()
+        _maze_world_class()
 
     def reset(self, seed: int) -> dict[str, Any]:
         """Draw the cue (colour, side, place along the corridor) from ``seed``; the first observation."""
@@ -131,12 +150,12 @@ class CueMazeEnv:
         self.layout = maze_layout(self.cue, float(rng.uniform(lo, hi)), int(rng.integers(2)))
         if self._world is None:
             with contextlib.redirect_stdout(io.StringIO()):  # MiniWorld prints its framebuffer fallback
-                self._world = _house_world_class()(self.layout, self.config.image_size)
+                self._world = _maze_world_class()(self.layout, self.config.image_size)
         else:
             self._world.layout = self.layout
         self._world.reset(seed=seed)
         self._origin = np.asarray(START_XZ, dtype=np.float64)
-        if self._fields is None:  # the walls and goals never move; the cue box stands off every shortest path
+        if self._fields is None:  # the walls and goals never move; the cue panel stands off every shortest path
             grid, free = free_grid(self.layout, CLEARANCE_M, GRID_M, blockers=GOALS_XZ)
             self._fields = [self._goal_distance(grid, free, goal) for goal in GOALS_XZ]
         self.metrics = NavMetrics([self._fields[self.cue]], self.config.success_distance_m)
@@ -275,7 +294,7 @@ def collect_cue_demonstrations(num_episodes: int, seed: int = 0, config: CueMaze
     Returns:
         An :class:`EpisodeDataset`: ``images`` the rgb frames, ``states`` :func:`habitat_state`,
         ``actions`` float32 (T, 1) habitat action ids (:data:`ACTIONS`), ``hidden_info`` the cue,
-        ``reveal_frames`` the frames in which the cue box was in view.
+        ``reveal_frames`` the frames in which the cue panel was in view.
     """
     if num_episodes < 1:
         raise MemstreamError(f"num_episodes must be >= 1, got {num_episodes}", "Pass num_episodes=300")
