@@ -3,10 +3,10 @@
 Claim (issue 16, ``memstream.embodied.policies.memvla`` on ``memstream.embodied.envs.cue_maze``): the
 MemoryVLA-style policy with a discrete habitat action head, trained by imitation of a shortest-path
 expert, succeeds (>= 90 %) when its bank keeps the cue (token-merge consolidation + gate), where the
-same policy without memory is at chance (50 %); FIFO is reported beside them. The cue box is in view
-for the first 2-5 frames of a 35-step episode; the turn that depends on it comes ~15 frames after the
-cue was last seen, past the bank's 16 entries by the end of the episode, so what consolidation keeps
-matters.
+same policy without memory is at chance (50 %); FIFO is reported beside them. The cue (a red or blue
+pillar on the corridor wall) is in view for the first 4-7 frames of a 35-step episode; the turn that
+depends on it comes at frame 23, more than 16 frames (the bank's capacity) after the cue was last
+seen, so a FIFO bank has already dropped it and only consolidation can keep it.
 
 Protocol: ``--train-episodes`` expert demonstrations (seeds 0 ..), 64x64 RGB + habitat's gps and
 compass; every variant starts from the same initial weights (``nav_policy``, seed ``--seed``) and
