@@ -36,12 +36,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     nav.add_argument("--episodes", type=int, default=10, help="episodes per agent (seeds seed .. seed+N-1)")
     nav.add_argument(
         "--agents",
-        default="memory",
-        help="comma-separated: memory, wiped, retrieval, oracle (memory_maze: memory, no_memory, oracle)",
+        default=None,
+        help="comma-separated: memory, wiped, retrieval, oracle (memory_maze: memory, no_memory, oracle); "
+        "default memory, or none with --policy",
     )
+    nav.add_argument("--policy", action="append", default=[], type=Path, metavar="DIR",
+                     help="a learned policy (a folder written by nav-train), named by its folder (repeatable)")
     nav.add_argument("--seed", type=int, default=0)
     nav.add_argument(
-        "--image-size", type=int, default=None, help="rgb/depth pixels per side (default 128; memory_maze 64)"
+        "--image-size", type=int, default=None,
+        help="rgb/depth pixels per side (default 128, memory_maze 64, or what --policy was trained on)",
     )
     nav.add_argument(
         "--template",
@@ -56,21 +60,45 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     nav.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     nav.set_defaults(handler=cmd_nav_eval)
 
+    train = sub.add_parser(
+        "nav-train", help="imitation of a shortest-path expert: the bank-fed navigation policy (MiniWorld cue maze)"
+    )
+    train.add_argument("--env", default="miniworld", help="navigation environment (default miniworld)")
+    train.add_argument("--task", default="cue", help="task with a scripted expert (default cue)")
+    train.add_argument("--variant", default="bank", help="memory: bank (merge + gate), fifo, no_memory")
+    train.add_argument("--episodes", type=int, default=300, help="expert demonstrations (seeds seed ..)")
+    train.add_argument("--steps", type=int, default=400, help="AdamW steps on batches of whole episodes")
+    train.add_argument("--batch-episodes", type=int, default=8)
+    train.add_argument("--seed", type=int, default=0, help="demonstration seeds and initial weights")
+    add_output_args(train)
+    train.add_argument("--no-progress", action="store_true")
+    train.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    train.set_defaults(handler=cmd_nav_train)
+
 
 def cmd_nav_eval(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}", "Pass --episodes 10")
-    agents = [a.strip() for a in args.agents.split(",") if a.strip()]
+    default = "" if args.policy else "memory"
+    agents = [a.strip() for a in (args.agents if args.agents is not None else default).split(",") if a.strip()]
     from memstream.embodied.agents.evaluate import agent_modes, evaluate_nav
     from memstream.embodied.envs.nav import DEFAULT_TASKS, NAV_ENVS, make_nav_env
 
     NAV_ENVS.get(args.env)  # an unknown environment is named before anything else
     args.task = args.task or DEFAULT_TASKS[args.env]
-    modes, _ = agent_modes(args.env)
+    modes, make_agent = agent_modes(args.env)
     unknown = [a for a in agents if a not in modes]
-    if unknown or not agents:
+    if unknown or not (agents or args.policy):
         raise ConfigError(f"unknown agent(s) {unknown or agents}", f"Choose among {', '.join(modes)}")
-    options: dict[str, Any] = {} if args.image_size is None else {"image_size": args.image_size}
+    policies = load_policies(args.policy)
+    agents += list(policies)
+    sizes = {p.config.input_features[p.config.image_key][-1] for p in policies.values()}
+    if args.image_size is not None:
+        sizes.add(args.image_size)
+    if len(sizes) > 1:
+        raise ConfigError(f"the agents need images of {sorted(sizes)} pixels in one run",
+                          "Evaluate policies of different image sizes in separate runs, without --image-size")
+    options: dict[str, Any] = {"image_size": sizes.pop()} if sizes else {}  # else the env's own default
     if args.templates:
         options["templates"] = tuple(args.templates)
     probe = make_nav_env(args.env, args.task, options)  # unknown names, bad options, no simulator: fail
@@ -102,12 +130,71 @@ def cmd_nav_eval(args: argparse.Namespace) -> int:
                 scores = f"return {row.get('return', 0.0):.0f} in {row['steps']} steps"
             print(f"{agent} {index + 1}/{args.episodes} seed {row['seed']} {scores} {status}", flush=True)
 
+    def factory(name: str, env: Any, seed: int) -> Any:
+        if name in policies:
+            from memstream.embodied.policies.memvla.nav_agent import NavPolicyAgent
+
+            return NavPolicyAgent(policies[name])
+        return make_agent(name, env, seed)
+
     result = evaluate_nav(
-        args.env, args.task, agents, args.episodes, seed=args.seed, options=options, progress=progress
+        args.env, args.task, agents, args.episodes, seed=args.seed, options=options, progress=progress,
+        agent_factory=factory,
     )
     write_json(path, {**result, "complete": True})
     print_table(result["summary"])
     print(f"results: {path}")
+    return 0
+
+
+def load_policies(folders: list[Path]) -> dict[str, Any]:
+    """Folder name -> a discrete-action policy loaded from it (``nav-train``'s output)."""
+    if not folders:
+        return {}
+    from memstream.embodied.policies.memvla import MemoryVLAPolicy
+    from memstream.embodied.policies.memvla import nav_agent  # noqa: F401 - before MiniWorld loads (see there)
+
+    policies = {}
+    for folder in folders:
+        name = folder.resolve().name
+        if name in policies or name in ("memory", "wiped", "retrieval", "oracle", "no_memory"):
+            raise ConfigError(f"two agents would be named {name!r}", "Give each --policy folder its own name")
+        policy = MemoryVLAPolicy.from_pretrained(folder)
+        if policy.config.action_head != "discrete":
+            raise ConfigError(f"{str(folder)!r} holds a continuous-action policy", "Give a folder written by nav-train")
+        policies[name] = policy
+    return policies
+
+
+def cmd_nav_train(args: argparse.Namespace) -> int:
+    """Collect the expert's demonstrations, train one memory variant, save it to ``--out``."""
+    for flag, value, low in (("--episodes", args.episodes, 1), ("--steps", args.steps, 1),
+                             ("--batch-episodes", args.batch_episodes, 1)):
+        if value < low:
+            raise ConfigError(f"{flag} must be >= {low}, got {value}", f"Pass {flag} {max(low, 8)}")
+    from memstream.embodied.envs.nav import make_nav_env
+    from memstream.embodied.policies.memvla import train
+    from memstream.embodied.policies.memvla.nav_agent import NAV_VARIANTS, collect_nav_demonstrations, nav_policy
+
+    if args.variant not in NAV_VARIANTS:
+        raise ConfigError(f"unknown policy variant {args.variant!r}", f"Choose among {', '.join(NAV_VARIANTS)}")
+    probe = make_nav_env(args.env, args.task)  # unknown names and a missing simulator fail here
+    if not hasattr(probe, "expert_action"):
+        raise ConfigError(f"task {args.task!r} has no scripted expert to imitate", "Use --task cue")
+    probe.require()
+    probe.close()
+    prepare_output_dir(args.out, overwrite=args.overwrite)
+    data = collect_nav_demonstrations(args.env, args.task, args.episodes, seed=args.seed)
+    policy = nav_policy(data, args.variant, seed=args.seed)
+    losses = train(policy, data, args.steps, batch_episodes=args.batch_episodes, seed=args.seed,
+                   progress=None if not args.no_progress else False)
+    policy.save_pretrained(args.out)
+    write_json(Path(args.out) / "training.json", {
+        "env": args.env, "task": args.task, "variant": args.variant, "episodes": args.episodes, "steps": args.steps,
+        "batch_episodes": args.batch_episodes, "seed": args.seed, "final_loss": float(sum(losses[-20:]) / len(losses[-20:])),
+        "frames": data.num_frames})
+    print(f"trained {args.variant} on {data.num_episodes} demonstrations ({data.num_frames} frames), "
+          f"final loss {losses[-1]:.4f}: {args.out}")
     return 0
 
 

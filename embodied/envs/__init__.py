@@ -26,6 +26,7 @@ from memstream.embodied.envs.cue_choice import (  # registers "cue_choice"
     CueChoiceEnv,
     cue_choice_expert,
 )
+from memstream.embodied.envs.cue_maze import CueMazeConfig, CueMazeEnv, collect_cue_demonstrations
 from memstream.embodied.envs.demos import collect_demonstrations
 from memstream.embodied.envs.evaluate import evaluate, evaluate_env
 from memstream.embodied.envs.memory_maze_env import MemoryMazeConfig, MemoryMazeEnv
@@ -45,6 +46,8 @@ __all__ = [
     "Agent",
     "CueChoiceConfig",
     "CueChoiceEnv",
+    "CueMazeConfig",
+    "CueMazeEnv",
     "EnvConfig",
     "EnvSpec",
     "EpisodeDataset",
@@ -60,6 +63,7 @@ __all__ = [
     "OrderEnv",
     "StepInfo",
     "VectorEnv",
+    "collect_cue_demonstrations",
     "collect_demonstrations",
     "cue_choice_expert",
     "evaluate",

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from memstream.embodied.envs.cue_maze import CueMazeConfig, CueMazeEnv
 from memstream.embodied.envs.memory_maze_env import MAZE_SIZES, MemoryMazeConfig, MemoryMazeEnv
 from memstream.embodied.envs.miniworld_env import FindingDoryConfig, FindingDoryEnv
 from memstream.streaming.configtypes import parse
@@ -52,6 +53,7 @@ NAV_ENVS.add("miniworld", _MINIWORLD)
 _MINIWORLD.add(
     "findingdory", lambda options: FindingDoryEnv(parse(FindingDoryConfig, options, "findingdory"))
 )
+_MINIWORLD.add("cue", lambda options: CueMazeEnv(parse(CueMazeConfig, options, "cue")))
 #: Memory Maze's sizes as tasks ("9x9" .. "15x15"); options are :class:`MemoryMazeConfig`'s other fields
 _MEMORY_MAZE: Registry[Callable[[dict[str, Any]], NavEnv]] = Registry("memory_maze task")
 NAV_ENVS.add("memory_maze", _MEMORY_MAZE)

@@ -95,3 +95,56 @@ class FlowMatchingHead(nn.Module):
             t = torch.full((batch,), i / steps, device=condition.device)
             x = x + self.velocity(x, t, condition, context) / steps
         return x
+
+
+class DiscreteActionHead(nn.Module):
+    """Predicts chunks of discrete actions (habitat's ``stop / move_forward / turn_left / turn_right``).
+
+    The same wiring as :class:`FlowMatchingHead` (the cognitive token and the state condition a
+    token of the sequence, every block cross-attends to the perceptual tokens), with ``K`` learned
+    query tokens in place of the noisy chunk and one linear classifier over ``num_actions`` per
+    query: trained with cross-entropy against the expert's ids, sampled by argmax. No flow steps,
+    so one forward pass per decision.
+
+    Args:
+        num_actions: n, the size of the action vocabulary. chunk_size: K. perceptual_dim: Cp.
+        cognitive_dim: Dc. state_dim: S. dim, layers, heads: the transformer's size.
+    """
+
+    def __init__(self, num_actions: int, chunk_size: int, perceptual_dim: int, cognitive_dim: int, state_dim: int,
+                 dim: int = 128, layers: int = 3, heads: int = 4) -> None:
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(chunk_size, dim) * 0.02)
+        self.condition = nn.Linear(cognitive_dim + state_dim, dim)
+        self.context = nn.Linear(perceptual_dim, dim)
+        self.blocks = nn.ModuleList(HeadBlock(dim, heads) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+        self.logits_out = nn.Linear(dim, num_actions)
+        self.chunk_size, self.num_actions = chunk_size, num_actions
+
+    def logits(self, condition: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """``condition (B, Dc + S)``, ``context (B, N, Cp)`` -> logits ``(B, K, n)``."""
+        batch = condition.shape[0]
+        x = torch.cat([self.condition(condition)[:, None], self.queries.expand(batch, -1, -1)], dim=1)
+        memory = self.context(context)
+        for block in self.blocks:
+            x = block(x, memory)
+        return self.logits_out(self.norm(x[:, 1:]))
+
+    def loss(self, actions: torch.Tensor, condition: torch.Tensor, context: torch.Tensor,
+             pad: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy of action ids ``actions (B, K)`` or ``(B, K, 1)`` (any number type); ``pad``
+        bool ``(B, K)`` marks steps past the episode's end, left out of the loss."""
+        ids = actions.reshape(actions.shape[0], self.chunk_size).long()
+        error = nn.functional.cross_entropy(self.logits(condition, context).flatten(0, 1), ids.flatten(),
+                                            reduction="none").view_as(ids)
+        if pad is None:
+            return error.mean()
+        keep = (~pad).float()
+        return (error * keep).sum() / keep.sum().clamp(min=1.0)
+
+    @torch.no_grad()
+    def sample(self, condition: torch.Tensor, context: torch.Tensor, steps: int = 1,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """The most likely action of each chunk step: int64 ``(B, K, 1)`` (``steps``, ``generator`` unused)."""
+        return self.logits(condition, context).argmax(-1, keepdim=True)

@@ -19,6 +19,7 @@ from memstream.streaming.errors import ConfigError
 MEMORY_MODES = ("bank", "none")
 PERCEPTUAL_ENCODERS = ("cnn", "patch", "hf")
 COGNITIVE_ENCODERS = ("task_state", "video_llm")
+ACTION_HEADS = ("flow", "discrete")
 
 
 @strict_config
@@ -51,7 +52,12 @@ class MemoryVLAConfig:
         language_model: local path or hub id of the Video-LLM when ``cognitive_encoder="video_llm"``.
         cognitive_dim: Dc, channels of the cognitive token.
         vocab_buckets: hashed word buckets of the instruction embedding.
-        hidden_dim, head_layers, head_heads: the flow-matching action head's transformer.
+        action_head: ``"flow"`` (continuous actions: the flow-matching expert) or ``"discrete"``
+            (habitat-style action ids: ``output_features["action"]`` is ``(1,)`` holding the id,
+            ``num_discrete_actions`` classes, cross-entropy; actions are not normalised).
+        num_discrete_actions: size of the action vocabulary with ``action_head="discrete"``
+            (habitat's 4: stop, move_forward, turn_left, turn_right).
+        hidden_dim, head_layers, head_heads: the action head's transformer.
         num_inference_steps: Euler steps from noise to an action chunk.
         optimizer_lr, optimizer_weight_decay, optimizer_grad_clip_norm: AdamW preset.
         group_size: frames per training sequence (MemoryVLA's group sampler: the bank is cleared
@@ -76,6 +82,8 @@ class MemoryVLAConfig:
     language_model: str | None = None
     cognitive_dim: int = 128
     vocab_buckets: int = 1024
+    action_head: str = "flow"
+    num_discrete_actions: int = 4
     hidden_dim: int = 128
     head_layers: int = 3
     head_heads: int = 4
@@ -106,6 +114,12 @@ class MemoryVLAConfig:
         if self.cognitive_encoder == "video_llm" and not self.language_model:
             raise ConfigError("cognitive_encoder='video_llm' needs language_model",
                               "Give a local path or hub id of a LLaVA-OneVision or Qwen2.5-VL checkpoint")
+        if self.action_head not in ACTION_HEADS:
+            raise ConfigError(f"action_head must be one of {ACTION_HEADS}, got {self.action_head!r}")
+        if self.action_head == "discrete" and (self.num_discrete_actions < 2 or self.output_features.get("action") != (1,)):
+            raise ConfigError(f"action_head='discrete' needs num_discrete_actions >= 2 and output_features "
+                              f"action (1,), got {self.num_discrete_actions} and {self.output_features.get('action')}",
+                              "Store each action as one id: output_features={'action': (1,)}")
         if not 1 <= self.n_action_steps <= self.chunk_size:
             raise ConfigError(f"need 1 <= n_action_steps <= chunk_size, got {self.n_action_steps} and {self.chunk_size}")
         if self.n_obs_steps != 1:

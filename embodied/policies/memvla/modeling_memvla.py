@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from memstream.embodied.bank import BankReadout, PerceptualCognitiveMemory
-from memstream.embodied.policies.memvla.action_head import FlowMatchingHead
+from memstream.embodied.policies.memvla.action_head import DiscreteActionHead, FlowMatchingHead
 from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
 from memstream.embodied.policies.memvla.encoders import HFVisionEncoder, PatchEncoder, SmallCNNEncoder, TaskStateEncoder, VideoLLMCognitiveEncoder
 from memstream.streaming.errors import MemstreamError
@@ -86,8 +86,9 @@ class MemoryVLAPolicy(nn.Module):
             perceptual_encoder.dim, perceptual_encoder.num_tokens, config.state_dim, config.cognitive_dim, config.vocab_buckets)
         cp, dc = self.perceptual_encoder.dim, self.cognitive_encoder.dim
         self.memory = PerceptualCognitiveMemory(cp, dc, config.bank, config.memory_streams) if config.memory == "bank" else None
-        self.head = FlowMatchingHead(config.action_dim, config.chunk_size, cp, dc, config.state_dim,
-                                     config.hidden_dim, config.head_layers, config.head_heads)
+        head = DiscreteActionHead if config.action_head == "discrete" else FlowMatchingHead
+        self.head = head(config.num_discrete_actions if config.action_head == "discrete" else config.action_dim,
+                         config.chunk_size, cp, dc, config.state_dim, config.hidden_dim, config.head_layers, config.head_heads)
         self._register_stats(dataset_stats or {})
         self._queue: deque[torch.Tensor] = deque()
 
@@ -155,7 +156,9 @@ class MemoryVLAPolicy(nn.Module):
         cognitive = cognitive.unflatten(0, (batch_size, steps))
         fused_p, fused_c = self._unroll(perceptual, cognitive, torch.as_tensor(batch["frame_index"]), valid)
         condition = fused_c.squeeze(2) if states is None else torch.cat([fused_c.squeeze(2), states], dim=-1)
-        actions = (torch.as_tensor(batch["action"], dtype=torch.float32) - self.action_mean) / self.action_std
+        actions = torch.as_tensor(batch["action"], dtype=torch.float32)
+        if self.config.action_head != "discrete":  # ids are classes, not quantities to normalise
+            actions = (actions - self.action_mean) / self.action_std
         pad = torch.as_tensor(batch["action_is_pad"], dtype=torch.bool) | ~valid[..., None]
         keep = valid.flatten()
         loss = self.head.loss(actions.flatten(0, 1)[keep], condition.flatten(0, 1)[keep], fused_p.flatten(0, 1)[keep],
@@ -201,6 +204,8 @@ class MemoryVLAPolicy(nn.Module):
         perceptual, cognitive = (readout.perceptual, readout.cognitive) if isinstance(readout, BankReadout) else readout
         condition = cognitive.squeeze(1) if states is None else torch.cat([cognitive.squeeze(1), states], dim=-1)
         actions = self.head.sample(condition, perceptual, self.config.num_inference_steps)
+        if self.config.action_head == "discrete":
+            return actions  # int64 ids (B, K, 1)
         return actions * self.action_std + self.action_mean
 
     def _images(self, images: Any, time_axis: bool) -> torch.Tensor:

@@ -6,17 +6,18 @@ import argparse
 import importlib.util
 import json
 
+import memstream.embodied.policies.memvla.nav_agent  # noqa: F401 - loads triton before MiniWorld's EGL (see there)
 import pytest
 from memstream.embodied.agents.cli import add_commands, finite
 from memstream.streaming.errors import MemstreamError
 
 
-def nav_eval(argv: list[str]) -> int:
+def nav_eval(argv: list[str], command: str = "nav-eval") -> int:
     """The command through the same boundary as ``memstream``'s main (error line, exit code)."""
     parser = argparse.ArgumentParser(prog="memstream")
     parser.add_argument("--debug", action="store_true")
     add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["nav-eval", *argv])
+    args = parser.parse_args([command, *argv])
     try:
         return args.handler(args)
     except MemstreamError as error:
@@ -28,7 +29,7 @@ def nav_eval(argv: list[str]) -> int:
     ("flags", "says"),
     [
         (["--env", "habitat_sim"], "unknown navigation environment 'habitat_sim'. Choose one of: memory_maze, miniworld"),
-        (["--task", "objectnav"], "unknown miniworld task 'objectnav'. Choose one of: findingdory"),
+        (["--task", "objectnav"], "unknown miniworld task 'objectnav'. Choose one of: cue, findingdory"),
         (["--agents", "memory,psychic"], "unknown agent(s) ['psychic']"),
         (["--episodes", "0"], "--episodes must be >= 1"),
         (["--env", "memory_maze", "--task", "10x10"], "unknown memory_maze task '10x10'. Choose one of: 11x11"),
@@ -92,3 +93,39 @@ def test_a_missing_simulator_exits_2_naming_the_install(tmp_path, capsys, monkey
     printed = capsys.readouterr().out
     assert "MiniWorld is not installed" in printed and "pip install 'memstream[sim]'" in printed
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--variant", "lstm"], "unknown policy variant 'lstm'"),
+        (["--task", "findingdory"], "task 'findingdory' has no scripted expert to imitate"),
+        (["--steps", "0"], "--steps must be >= 1"),
+    ],
+)
+def test_nav_train_bad_input_exits_2_before_the_output_folder_is_made(tmp_path, capsys, flags, says):
+    out = tmp_path / "policy"
+    assert nav_eval([*flags, "--out", str(out)], command="nav-train") == 2
+    printed = capsys.readouterr().out
+    assert says in printed and printed.count("\n") == 1
+    assert not out.exists()
+
+
+def test_nav_eval_of_a_folder_without_a_policy_exits_2(tmp_path, capsys):
+    assert nav_eval(["--task", "cue", "--policy", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    assert "has no config.json and model.safetensors" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("miniworld") is None, reason="needs miniworld (memstream[sim])")
+def test_nav_train_then_nav_eval_of_the_policy_on_the_cue_maze(tmp_path, capsys):
+    policy = tmp_path / "bank"
+    flags = ["--episodes", "2", "--steps", "2", "--batch-episodes", "2", "--no-progress", "--out", str(policy)]
+    assert nav_eval(flags, command="nav-train") == 0
+    assert (policy / "model.safetensors").exists() and json.loads((policy / "training.json").read_text())["frames"] == 70
+    out = tmp_path / "eval"
+    assert nav_eval(["--task", "cue", "--policy", str(policy), "--episodes", "1", "--seed", "1000", "--no-progress",
+                     "--out", str(out)]) == 0
+    result = json.loads((out / "results.json").read_text())
+    (row,) = result["episodes"]["bank"]
+    assert row["ok"] and row["steps"] >= 1 and result["options"]["image_size"] == 64  # what the policy was trained on
+    assert set(result["summary"]) == {"bank"}
