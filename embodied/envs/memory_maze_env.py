@@ -56,6 +56,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
+from memstream.embodied.envs.gl import load_triton_first
 from memstream.streaming.configtypes import strict_config
 from memstream.streaming.errors import MemstreamError
 
@@ -97,6 +98,7 @@ class MemoryMazeConfig:
 @functools.cache
 def load_memory_maze() -> Any:
     """Import ``memory_maze.tasks`` headless, or raise :class:`MemstreamError` naming the fix."""
+    load_triton_first()  # before Mesa's LLVM (memstream.embodied.envs.gl)
     os.environ.setdefault("MUJOCO_GL", "egl")
     try:
         with warnings.catch_warnings(), redirect_stderr(io.StringIO()), redirect_stdout(io.StringIO()):

@@ -36,6 +36,7 @@ import numpy as np
 from pydantic import Field
 
 from memstream.embodied.envs.findingdory import Goal, HistoryFacts, Template, instantiate
+from memstream.embodied.envs.gl import load_triton_first
 from memstream.embodied.envs.house import HouseLayout, HouseObject, free_grid, make_layout, spaced_point
 from memstream.embodied.envs.navgrid import GridSpec, descend, distance_field, nearest_finite
 from memstream.embodied.envs.navmetrics import NavMetrics
@@ -81,6 +82,7 @@ class FindingDoryConfig:
 
 def load_miniworld() -> Any:
     """Import MiniWorld headless, or raise :class:`MemstreamError` naming the fix."""
+    load_triton_first()  # before Mesa's LLVM (memstream.embodied.envs.gl)
     os.environ.setdefault("PYGLET_HEADLESS", "True")
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     try:

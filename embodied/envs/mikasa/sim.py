@@ -11,6 +11,7 @@ import functools
 import os
 from typing import Any
 
+from memstream.embodied.envs.gl import load_triton_first
 from memstream.streaming.errors import MemstreamError
 
 INSTALL_FIX = ("pip install 'memstream[mikasa]' -c constraints.txt, then "
@@ -30,6 +31,7 @@ def load_suite() -> Any:
     Raises:
         MemstreamError: a package is missing (names the install line).
     """
+    load_triton_first()  # before lavapipe's LLVM (memstream.embodied.envs.gl)
     try:
         import gymnasium
         import mani_skill.envs  # noqa: F401 - registers ManiSkill's own envs
