@@ -152,7 +152,6 @@ def load_policies(folders: list[Path]) -> dict[str, Any]:
     if not folders:
         return {}
     from memstream.embodied.policies.memvla import MemoryVLAPolicy
-    from memstream.embodied.policies.memvla import nav_agent  # noqa: F401 - before MiniWorld loads (see there)
 
     policies = {}
     for folder in folders:

@@ -22,9 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch._dynamo  # noqa: F401 - AdamW imports it, and with it triton, which segfaults if MiniWorld's
-# EGL context (Mesa) is already loaded; importing it here, before any env renders, avoids that
-
 
 from memstream.embodied.bank import MemoryBankConfig
 from memstream.embodied.envs.cue_maze import CueMazeEnv, collect_cue_demonstrations, habitat_state
