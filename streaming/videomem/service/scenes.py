@@ -26,6 +26,7 @@ The providers are found through the ``memstream.tools`` entry point (the scene m
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -35,7 +36,14 @@ from memstream.streaming.videomem.service.errors import ServiceError
 
 SCENE_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 DEFAULT_SCENE = "default"
-UNSET: Any = object()  # a request that says nothing about the scene (None says "no scene")
+class _Unset(enum.Enum):
+    """A request that says nothing about the scene (None says "no scene"). An enum member, so it
+    stays itself when pickled: Ray Serve ships the app's handlers to a frontend replica by value."""
+
+    UNSET = "unset"
+
+
+UNSET: Any = _Unset.UNSET
 
 
 def parse_scene_flags(values: list[str]) -> dict[str, str]:

@@ -304,7 +304,8 @@ def test_every_listed_stream_can_be_deleted(client):
         assert client.delete(f"/v1/streams/{stream_id}").json() == {"stream_id": stream_id, "deleted": True}
     good = client.get("/v1/streams").json()["data"]
     assert good == [{"stream_id": "good", "frames_seen": 2, "covered_from_s": 0.0, "covered_until_s": 1.0,
-                     "bytes_received": len(jpeg(0)) + len(jpeg(1)), "max_blocks": None, "persistent": False}]
+                     "bytes_received": len(jpeg(0)) + len(jpeg(1)), "max_blocks": None, "persistent": False,
+                     "scene": None}]
 
 
 # ---- chat requests -----------------------------------------------------------------------------
