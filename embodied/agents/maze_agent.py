@@ -90,25 +90,11 @@ class MazeNavigator(Navigator):
     """The occupancy-map navigator with Memory Maze's forward-and-turn actions: it keeps rolling while
     it corrects a heading error below ``combo_deg`` instead of stopping to turn in place."""
 
+    field_fn = staticmethod(grid_distance_field)  # Navigator's field, in C
+
     def __init__(self, occupancy: OccupancyMap, combo_deg: float = 50.0, **kwargs: Any) -> None:
         super().__init__(occupancy, **kwargs)
         self.combo_rad = math.radians(combo_deg)
-
-    def _plan(self, sources_fn, key: object, position: np.ndarray, extra: list[np.ndarray]) -> None:
-        """:meth:`Navigator._plan` with :func:`grid_distance_field` (the same field, in C)."""
-        self._age += 1
-        if self._field is not None and key == self._key and self._age < self.replan_every:
-            return
-        window = self._window(position, *extra)
-        offset = np.array([window[0].start, window[1].start])
-        here = tuple(self.map.grid.to_cell(position) - offset)
-        for radius in (self.radius_cells, self.radius_cells - 1, 0.0):  # squeeze through if cut off
-            free, cost = self._traversable(window, radius)
-            sources = [tuple(c) for c in sources_fn(free, offset)]
-            self._field = grid_distance_field(free, sources, self.map.grid.cell_m, cost=cost)
-            if np.isfinite(self._field[here]):
-                break
-        self._offset, self._key, self._age = offset, key, 0
 
     def remaining_m(self, gps: np.ndarray, goal: np.ndarray) -> float:
         """Metres left along the current plan from ``gps`` (straight to ``goal`` without a plan)."""

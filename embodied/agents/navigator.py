@@ -51,6 +51,10 @@ class Navigator:
         ahead along the path the waypoint lies. replan_every: steps between plans for a fixed goal.
     """
 
+    #: the planner's field (``distance_field(free, sources, cell_m, cost=...)``): the reference here,
+    #: scipy's Dijkstra in subclasses that need speed (the same field, tested)
+    field_fn = staticmethod(distance_field)
+
     def __init__(
         self,
         occupancy: OccupancyMap,
@@ -101,7 +105,7 @@ class Navigator:
         for radius in (self.radius_cells, self.radius_cells - 1, 0.0):  # squeeze through if cut off
             free, cost = self._traversable(window, radius)
             sources = [tuple(c) for c in sources_fn(free, offset)]
-            self._field = distance_field(free, sources, self.map.grid.cell_m, cost=cost)
+            self._field = self.field_fn(free, sources, self.map.grid.cell_m, cost=cost)
             if np.isfinite(self._field[here]):
                 break
         self._offset, self._key, self._age = offset, key, 0
