@@ -37,7 +37,14 @@ import numpy as np
 from pydantic import Field
 
 from memstream.embodied.envs.house import Door, HouseLayout, HouseObject, free_grid
-from memstream.embodied.envs.miniworld_env import ACTIONS, _house_world_class, _last_leg, _wrap, action_name
+from memstream.embodied.envs.miniworld_env import (
+    ACTIONS,
+    MiniWorldFrames,
+    _house_world_class,
+    _last_leg,
+    _wrap,
+    action_name,
+)
 from memstream.embodied.envs.navgrid import distance_field, nearest_finite
 from memstream.embodied.envs.navmetrics import NavMetrics
 from memstream.embodied.envs.types import EpisodeDataset
@@ -115,7 +122,7 @@ def maze_layout(cue: int, cue_x_m: float, cue_side: int) -> HouseLayout:
                        objects, START_XZ, 0.0)
 
 
-class CueMazeEnv:
+class CueMazeEnv(MiniWorldFrames):
     """A habitat-style env (``reset`` / ``step`` / ``episode_over`` / ``get_metrics``); see the module doc.
 
     Privileged (experts, scoring and tests only): ``cue`` (0 red / left, 1 blue / right),
@@ -212,28 +219,13 @@ class CueMazeEnv:
             return "turn_left" if turn > 0 else "turn_right"
         return "move_forward"
 
-    def close(self) -> None:
-        if self._world is not None:
-            self._world.close()
-            self._world = None
-
-    # ---- frames -------------------------------------------------------------------------------
-    def _xz(self) -> np.ndarray:
-        pos = self._world.agent.pos
-        return np.array([pos[0], pos[2]], dtype=np.float64)
-
-    def to_gps(self, xz: np.ndarray) -> np.ndarray:
-        """float32 (2,): world ``xz`` as ``[forward, right]`` metres from the start (which faces +x)."""
-        delta = np.asarray(xz, dtype=np.float64) - self._origin
-        return np.array([delta[0], delta[1]], dtype=np.float32)
-
+    # ---- frames (the start faces +x: gps is [x, z] from the start) --------------------------------
     def _observe(self) -> dict[str, Any]:
         world = self._world
-        rgb = world.render_obs()
-        depth = world.obs_fb.get_depth_map(0.04, 100.0)
+        rgb, depth = self._rgbd()
         return {
-            "rgb": np.ascontiguousarray(rgb, dtype=np.uint8),
-            "depth": depth.astype(np.float32).reshape(rgb.shape[0], rgb.shape[1], 1),
+            "rgb": rgb,
+            "depth": depth,
             "gps": self.to_gps(self._xz()),
             "compass": np.array([_wrap(float(world.agent.dir))], dtype=np.float32),
             "phase": "task",

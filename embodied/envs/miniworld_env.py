@@ -148,7 +148,39 @@ def _wrap(angle: float) -> float:
     return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
-class FindingDoryEnv:
+class MiniWorldFrames:
+    """What the MiniWorld envs share: closing the world, the agent's position, habitat's gps frame of
+    the first pose (``_origin``, heading ``_origin_dir``) and an RGB-D frame (depth in metres)."""
+
+    _world: Any = None
+    _origin: np.ndarray
+    _origin_dir: float = 0.0
+
+    def close(self) -> None:
+        if self._world is not None:
+            self._world.close()
+            self._world = None
+
+    def _xz(self) -> np.ndarray:
+        pos = self._world.agent.pos
+        return np.array([pos[0], pos[2]], dtype=np.float64)
+
+    def to_gps(self, xz: np.ndarray) -> np.ndarray:
+        """float32 (2,): world ``xz`` in the gps frame ``[forward, right]`` of the first pose."""
+        d = self._origin_dir
+        delta = np.asarray(xz, dtype=np.float64) - self._origin
+        forward, right = np.array([math.cos(d), -math.sin(d)]), np.array([math.sin(d), math.cos(d)])
+        return np.array([delta @ forward, delta @ right], dtype=np.float32)
+
+    def _rgbd(self) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 (H, W, 3) and float32 (H, W, 1) metres, rendered from the agent's camera."""
+        rgb = self._world.render_obs()
+        depth = self._world.obs_fb.get_depth_map(0.04, 100.0)
+        depth = depth.astype(np.float32).reshape(rgb.shape[0], rgb.shape[1], 1)
+        return np.ascontiguousarray(rgb, dtype=np.uint8), depth
+
+
+class FindingDoryEnv(MiniWorldFrames):
     """A Habitat-style env (``reset`` / ``step`` / ``episode_over`` / ``get_metrics``) on MiniWorld.
 
     Example (needs ``miniworld`` and EGL):
@@ -228,30 +260,13 @@ class FindingDoryEnv:
         """The ground-truth goals, float (2,) each in the ``gps`` frame (for scoring and the oracle agent)."""
         return [self.to_gps(np.asarray(g.xz)) for g in self.goals]
 
-    def close(self) -> None:
-        if self._world is not None:
-            self._world.close()
-            self._world = None
-
     # ---- frames -------------------------------------------------------------------------------
-    def _xz(self) -> np.ndarray:
-        pos = self._world.agent.pos
-        return np.array([pos[0], pos[2]], dtype=np.float64)
-
-    def to_gps(self, xz: np.ndarray) -> np.ndarray:
-        """float32 (2,): world ``xz`` in the gps frame ``[forward, right]`` of the first pose."""
-        d = self._origin_dir
-        delta = np.asarray(xz, dtype=np.float64) - self._origin
-        forward, right = np.array([math.cos(d), -math.sin(d)]), np.array([math.sin(d), math.cos(d)])
-        return np.array([delta @ forward, delta @ right], dtype=np.float32)
-
     def _observe(self, history_action: str) -> dict[str, Any]:
         world = self._world
-        rgb = world.render_obs()
-        depth = world.obs_fb.get_depth_map(0.04, 100.0)
+        rgb, depth = self._rgbd()
         return {
-            "rgb": np.ascontiguousarray(rgb, dtype=np.uint8),
-            "depth": depth.astype(np.float32).reshape(rgb.shape[0], rgb.shape[1], 1),
+            "rgb": rgb,
+            "depth": depth,
             "gps": self.to_gps(self._xz()),
             "compass": np.array([_wrap(world.agent.dir - self._origin_dir)], dtype=np.float32),
             "phase": self.phase,
