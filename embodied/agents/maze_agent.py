@@ -36,16 +36,11 @@ from memstream.embodied.agents.mapping import OccupancyMap, backproject
 from memstream.embodied.agents.maze_perception import TargetDetector, TargetMemory, palette_index
 from memstream.embodied.agents.navigator import Navigator
 from memstream.embodied.envs.memory_maze_env import CAMERA_HEIGHT_M, CAMERA_PITCH_DEG, FOV_DEG
-from memstream.embodied.envs.navgrid import descend, nearest_finite
 from memstream.streaming.errors import MemstreamError
 
 MazeAgentMode = Literal["memory", "no_memory", "oracle"]
 MAZE_AGENT_MODES: tuple[str, ...] = ("memory", "no_memory", "oracle")
 REQUIRED = ("rgb", "depth", "gps", "compass", "target_color")
-
-
-def _wrap(angle: float) -> float:
-    return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
 def grid_distance_field(
@@ -106,19 +101,9 @@ class MazeNavigator(Navigator):
         return float(np.linalg.norm(np.asarray(goal) - gps))
 
     def _follow(self, gps: np.ndarray, compass: float) -> str | None:
-        assert self._field is not None
-        cell = tuple(self.map.grid.to_cell(gps) - self._offset)
-        rows, cols = self._field.shape
-        if not (0 <= cell[0] < rows and 0 <= cell[1] < cols and np.isfinite(self._field[cell])):
-            cell = nearest_finite(self._field, cell)
-            if cell is None:
-                return None
-        if self._field[cell] == 0.0:
+        turn = self._turn_to_waypoint(gps, compass)
+        if turn is None:
             return None
-        path = descend(self._field, cell, max_cells=self.lookahead_cells + 1)
-        waypoint = self.map.grid.to_xy(np.asarray(path[-1]) + self._offset)
-        delta = waypoint - gps
-        turn = _wrap(math.atan2(-delta[1], delta[0]) - compass)
         if abs(turn) <= 0.5 * self.turn_rad:
             return "move_forward"
         side = "left" if turn > 0 else "right"

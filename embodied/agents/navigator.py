@@ -110,8 +110,9 @@ class Navigator:
                 break
         self._offset, self._key, self._age = offset, key, 0
 
-    def _follow(self, gps: np.ndarray, compass: float) -> str | None:
-        """The action down the current field, or None at its bottom (or if nothing is reachable)."""
+    def _turn_to_waypoint(self, gps: np.ndarray, compass: float) -> float | None:
+        """Radians to turn (left positive) toward the waypoint ``lookahead_cells`` down the current
+        field, or None at its bottom (or if nothing is reachable)."""
         assert self._field is not None
         cell = tuple(self.map.grid.to_cell(gps) - self._offset)
         rows, cols = self._field.shape
@@ -125,7 +126,13 @@ class Navigator:
         waypoint = self.map.grid.to_xy(np.asarray(path[-1]) + self._offset)
         delta = waypoint - gps
         desired = math.atan2(-delta[1], delta[0])  # heading (cos c, -sin c) in (forward, right)
-        turn = _wrap(desired - compass)
+        return _wrap(desired - compass)
+
+    def _follow(self, gps: np.ndarray, compass: float) -> str | None:
+        """The action down the current field, or None at its bottom (or if nothing is reachable)."""
+        turn = self._turn_to_waypoint(gps, compass)
+        if turn is None:
+            return None
         if abs(turn) > 0.7 * self.turn_rad:
             return "turn_left" if turn > 0 else "turn_right"
         return "move_forward"
