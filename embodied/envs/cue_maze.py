@@ -41,11 +41,10 @@ from memstream.embodied.envs.miniworld_env import (
     ACTIONS,
     MiniWorldFrames,
     _house_world_class,
-    _last_leg,
     _wrap,
     action_name,
+    goal_distance,
 )
-from memstream.embodied.envs.navgrid import distance_field, nearest_finite
 from memstream.embodied.envs.navmetrics import NavMetrics
 from memstream.embodied.envs.types import EpisodeDataset
 from memstream.streaming.configtypes import strict_config
@@ -164,7 +163,7 @@ class CueMazeEnv(MiniWorldFrames):
         self._origin = np.asarray(START_XZ, dtype=np.float64)
         if self._fields is None:  # the walls and goals never move; the cue panel stands off every shortest path
             grid, free = free_grid(self.layout, CLEARANCE_M, GRID_M, blockers=GOALS_XZ)
-            self._fields = [self._goal_distance(grid, free, goal) for goal in GOALS_XZ]
+            self._fields = [goal_distance(grid, free, goal) for goal in GOALS_XZ]
         self.metrics = NavMetrics([self._fields[self.cue]], self.config.success_distance_m)
         self.metrics.reset(self._xz())
         self.step_index, self.episode_over, self.wrong_goal = 0, False, False
@@ -233,24 +232,6 @@ class CueMazeEnv(MiniWorldFrames):
             "instruction": INSTRUCTION,
             "step": self.step_index,
         }
-
-    def _goal_distance(self, grid: Any, free: np.ndarray, goal: np.ndarray):
-        """Geodesic metres to ``goal``'s centre: to a free cell within 1 m of it, then straight."""
-        cell = grid.to_cell(goal)
-        ring = np.argwhere(free)
-        ring = ring[np.linalg.norm(ring - cell, axis=1) * GRID_M <= 1.0]
-        field = distance_field(free, [tuple(c) for c in ring], GRID_M)
-
-        def distance(xz: np.ndarray) -> float:
-            here = tuple(grid.to_cell(xz))
-            if not (grid.inside(np.asarray(here)) and np.isfinite(field[here])):
-                here = nearest_finite(field, here)
-                if here is None:
-                    return float("inf")
-            base = float(field[here]) + float(np.linalg.norm(grid.to_xy(np.asarray(here)) - xz))
-            return base + _last_leg(grid, field, here, goal)
-
-        return distance
 
 
 def habitat_state(observations: dict[str, Any]) -> np.ndarray:

@@ -57,6 +57,7 @@ import numpy as np
 from pydantic import Field
 
 from memstream.embodied.envs.gl import load_triton_first
+from memstream.embodied.envs.miniworld_env import action_name as habitat_action_name
 from memstream.streaming.configtypes import strict_config
 from memstream.streaming.errors import MemstreamError
 
@@ -270,12 +271,4 @@ def colour_index(target_color: np.ndarray) -> int:
 
 def action_name(action: Any) -> str:
     """A habitat action as a name: ``"move_forward"``, id ``1``, or ``{"action": ...}`` (see the table)."""
-    if isinstance(action, dict):
-        action = action.get("action")
-    if isinstance(action, (int, np.integer)) and 0 <= int(action) < len(ACTIONS):
-        return ACTIONS[int(action)]
-    if isinstance(action, str) and action in ACTIONS:
-        return action
-    raise MemstreamError(
-        f"unknown action {action!r}", f"Return one of {', '.join(ACTIONS)} (or ids 0-{len(ACTIONS) - 1})"
-    )
+    return habitat_action_name(action, ACTIONS)

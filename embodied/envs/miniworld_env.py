@@ -427,26 +427,32 @@ class FindingDoryEnv(MiniWorldFrames):
 
     def _goal_field(self, goal: Goal):
         grid, free = self._grid(exclude=goal.object_index)
-        cell = grid.to_cell(np.asarray(goal.xz))
+        # an object goal: within 1 m of its centre, then straight; a place (no object): the cell itself
+        return goal_distance(grid, free, np.asarray(goal.xz), ring_m=1.0 if goal.object_index >= 0 else None)
+
+
+def goal_distance(grid: GridSpec, free: np.ndarray, goal_xz: np.ndarray, ring_m: float | None = 1.0):
+    """``distance(xz)``: geodesic metres on ``free`` to the goal. With ``ring_m``: to a free cell
+    within ``ring_m`` of the goal's centre, then straight to the centre (an object stands there);
+    without: to the goal's own cell."""
+    cell = grid.to_cell(goal_xz)
+    if ring_m is None:
+        ring = [cell]
+    else:
         ring = np.argwhere(free)
-        ring = ring[np.linalg.norm(ring - cell, axis=1) * GRID_M <= 1.0] if goal.object_index >= 0 else [cell]
-        field = distance_field(free, [tuple(c) for c in ring], GRID_M)
-        offset = 0.0 if goal.object_index < 0 else None
-        goal_xz = np.asarray(goal.xz)
+        ring = ring[np.linalg.norm(ring - cell, axis=1) * GRID_M <= ring_m]
+    field = distance_field(free, [tuple(c) for c in ring], GRID_M)
 
-        def distance(xz: np.ndarray) -> float:
-            """Geodesic metres to the goal's centre: to a free cell within 1 m of it, then straight."""
-            here = tuple(grid.to_cell(xz))
-            if not (grid.inside(np.asarray(here)) and np.isfinite(field[here])):
-                here = nearest_finite(field, here)
-                if here is None:
-                    return float("inf")
-            base = float(field[here]) + float(np.linalg.norm(grid.to_xy(np.asarray(here)) - xz))
-            if offset is not None:
-                return base
-            return base + _last_leg(grid, field, here, goal_xz)
+    def distance(xz: np.ndarray) -> float:
+        here = tuple(grid.to_cell(xz))
+        if not (grid.inside(np.asarray(here)) and np.isfinite(field[here])):
+            here = nearest_finite(field, here)
+            if here is None:
+                return float("inf")
+        base = float(field[here]) + float(np.linalg.norm(grid.to_xy(np.asarray(here)) - xz))
+        return base if ring_m is None else base + _last_leg(grid, field, here, goal_xz)
 
-        return distance
+    return distance
 
 
 def _last_leg(grid: GridSpec, field: np.ndarray, cell: tuple[int, int], goal_xz: np.ndarray) -> float:
@@ -455,12 +461,13 @@ def _last_leg(grid: GridSpec, field: np.ndarray, cell: tuple[int, int], goal_xz:
     return float(np.linalg.norm(grid.to_xy(np.asarray(end)) - goal_xz))
 
 
-def action_name(action: Any) -> str:
-    """A Habitat action as a name: ``"move_forward"``, id ``1``, or ``{"action": ...}``."""
+def action_name(action: Any, actions: tuple[str, ...] = ACTIONS) -> str:
+    """A Habitat action as a name from ``actions``: ``"move_forward"``, id ``1``, or ``{"action": ...}``."""
     if isinstance(action, dict):
         action = action.get("action")
-    if isinstance(action, (int, np.integer)) and 0 <= int(action) < len(ACTIONS):
-        return ACTIONS[int(action)]
-    if isinstance(action, str) and action in ACTIONS:
+    if isinstance(action, (int, np.integer)) and 0 <= int(action) < len(actions):
+        return actions[int(action)]
+    if isinstance(action, str) and action in actions:
         return action
-    raise MemstreamError(f"unknown action {action!r}", f"Return one of {', '.join(ACTIONS)} (or ids 0-3)")
+    raise MemstreamError(f"unknown action {action!r}",
+                         f"Return one of {', '.join(actions)} (or ids 0-{len(actions) - 1})")
