@@ -7,8 +7,10 @@ every episode and ``infer`` with each observation, and receives action chunks (t
 :mod:`memstream.embodied.policies.wire`). Every client has its **own bank** (the policy's memory,
 ``capacity`` entries: bounded) and action queue; the encoders and the action head are shared and
 run one call at a time. Bounds: ``max_clients`` connections (more are refused at the handshake
-with 503), ``max_message_bytes`` per message, ``idle_timeout_s`` without a message closes the
-connection. With API keys, the handshake must carry ``Authorization: Bearer <key>`` (401 otherwise);
+with 503; connections past the bound that race through the handshake together are closed with 1013,
+"try again later"), ``max_message_bytes`` per message (larger ones close the connection with 1009),
+``max_task_chars`` per instruction, ``idle_timeout_s`` without a message closes the connection, and
+a client that does not read its replies for ``idle_timeout_s`` is disconnected. With API keys, the handshake must carry ``Authorization: Bearer <key>`` (401 otherwise);
 without keys the server only binds to loopback addresses.
 
 A bad observation (missing key, wrong image size or dtype, non-finite state) is answered with one
@@ -43,10 +45,13 @@ class ServeLimits:
     max_clients: int = 8
     max_message_bytes: int = 8 << 20
     idle_timeout_s: float = 600.0
+    max_task_chars: int = 1000
 
     def __post_init__(self) -> None:
-        if self.max_clients < 1 or self.max_message_bytes < 1024 or self.idle_timeout_s <= 0:
-            raise ConfigError(f"bad server limits {self}", "max_clients >= 1, max_message_bytes >= 1024, idle_timeout_s > 0")
+        if (self.max_clients < 1 or self.max_message_bytes < 1024 or self.idle_timeout_s <= 0
+                or self.max_task_chars < 1):
+            raise ConfigError(f"bad server limits {self}", "max_clients >= 1, max_message_bytes >= 1024, "
+                                                           "idle_timeout_s > 0, max_task_chars >= 1")
 
 
 class ObservationError(MemstreamError):
@@ -128,7 +133,12 @@ class PolicyServer:
                                        "Send the robot state the policy was trained with")
             batch["observation.state"] = state.astype(np.float32)[None]
         task = observation.get("task", self.instruction)
-        batch["task"] = [task if isinstance(task, str) else self.instruction]
+        if not isinstance(task, str) or len(task) > self.limits.max_task_chars:
+            got = f"{len(task)} characters" if isinstance(task, str) else type(task).__name__
+            raise ObservationError(f"task must be a string of at most {self.limits.max_task_chars} characters, "
+                                   f"got {got}", "Send the instruction as a short string, or leave 'task' out "
+                                                 "to use the server's")
+        batch["task"] = [task]
         return batch
 
     def _authorized(self, header: str | None) -> bool:
@@ -148,7 +158,7 @@ class PolicyServer:
             session.reset()
             return {"ok": True}
         if kind != "infer":
-            return {"error": f"unknown message type {kind!r}", "fix": "Send {'type': 'reset'} or {'type': 'infer', ...}"}
+            return {"error": f"unknown message type {repr(kind)[:60]}", "fix": "Send {'type': 'reset'} or {'type': 'infer', ...}"}
         if session.frame_index < 0:
             return {"error": "no episode is running (none was started, or the last was dropped after a bad "
                              "observation)", "fix": "Send {'type': 'reset'} first"}
@@ -164,12 +174,19 @@ class PolicyServer:
         session.frame_index += 1
         return {"actions": chunk[0].detach().cpu().numpy().astype(np.float32)}
 
+    async def _send(self, websocket: Any, reply: dict[str, Any]) -> None:
+        # a client that stops reading fills the socket's buffers and would hold its slot for ever
+        await asyncio.wait_for(websocket.send(packb(reply)), timeout=self.limits.idle_timeout_s)
+
     async def _connection(self, websocket: Any) -> None:
+        if len(self.sessions) >= self.limits.max_clients:  # handshakes that passed the check together
+            await websocket.close(code=1013, reason=f"the server holds its maximum of {self.limits.max_clients} clients")
+            return
         session = _Session(self.policy)
         key = id(websocket)
         self.sessions[key] = session
         try:
-            await websocket.send(packb(self.metadata))
+            await self._send(websocket, self.metadata)
             while True:
                 try:
                     data = await asyncio.wait_for(websocket.recv(), timeout=self.limits.idle_timeout_s)
@@ -183,7 +200,9 @@ class PolicyServer:
                 else:
                     reply = (await asyncio.to_thread(self.handle, session, message) if message is not None else
                              {"error": "text frames are not accepted", "fix": "Send msgpack in binary frames"})
-                await websocket.send(packb(reply))
+                await self._send(websocket, reply)
+        except asyncio.TimeoutError:  # the client stopped reading its replies
+            websocket.transport.abort()
         except Exception as error:  # noqa: BLE001 - a closed connection ends only this client's session
             from websockets.exceptions import ConnectionClosed
 
@@ -268,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--api-key-file", help="accepted bearer keys, one per line")
     parser.add_argument("--instruction", default="", help="task string used when a client sends none")
     parser.add_argument("--max-clients", type=int, default=8)
+    parser.add_argument("--max-message-mb", type=float, default=8.0, help="largest message a client may send")
+    parser.add_argument("--idle-timeout-s", type=float, default=600.0,
+                        help="a client silent (or not reading) this long is disconnected")
     args = parser.parse_args(argv)
     from memstream.embodied.policies.memvla import MemoryVLAPolicy
 
@@ -277,7 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             with open(args.api_key_file) as handle:
                 keys = tuple(line.strip() for line in handle if line.strip())
         server = PolicyServer(MemoryVLAPolicy.from_pretrained(args.policy), args.instruction, keys,
-                              ServeLimits(max_clients=args.max_clients))
+                              ServeLimits(max_clients=args.max_clients,
+                                          max_message_bytes=int(args.max_message_mb * (1 << 20)),
+                                          idle_timeout_s=args.idle_timeout_s))
         check_bind(args.host, keys)
     except (MemstreamError, OSError) as error:
         print(f"error: {error}")

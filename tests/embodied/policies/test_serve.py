@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -115,3 +117,81 @@ def test_no_key_means_loopback_only():
     check_bind("0.0.0.0", ("k",))
     with pytest.raises(ConfigError, match="without an API key"):
         check_bind("0.0.0.0", ())
+
+
+def test_task_must_be_a_short_string(server):
+    rng = np.random.default_rng(2)
+    with PolicyClient(server.uri, api_key=KEY) as client:
+        client.reset()
+        long = observation(rng)
+        long["task"] = "touch " * 1000
+        with pytest.raises(MemstreamError, match=r"at most 1000 characters, got 6000 characters.*dropped"):
+            client.infer(long)
+        client.reset()
+        wrong = observation(rng)
+        wrong["task"] = 7
+        with pytest.raises(MemstreamError, match="task must be a string.*got int"):
+            client.infer(wrong)
+        client.reset()
+        default = observation(rng)
+        del default["task"]  # the server's instruction is used
+        assert client.infer(default).shape == (4, 7)
+
+
+def test_an_oversized_message_closes_only_that_connection(server):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    rng = np.random.default_rng(3)
+    big = packb({"type": "infer", "observation": {IMAGE: np.zeros(server.limits.max_message_bytes + 1, np.uint8)}})
+    with PolicyClient(server.uri, api_key=KEY) as other:
+        other.reset()
+        with connect(server.uri, additional_headers={"Authorization": f"Bearer {KEY}"}, max_size=None) as raw:
+            raw.recv(timeout=10)  # metadata
+            raw.send(big)
+            with pytest.raises(ConnectionClosed) as info:
+                raw.recv(timeout=10)
+            assert info.value.rcvd.code == 1009  # message too big
+        assert other.infer(observation(rng)).shape == (4, 7)
+    deadline = time.monotonic() + 10
+    while server.sessions and time.monotonic() < deadline:  # both slots are given back
+        time.sleep(0.05)
+    assert not server.sessions
+
+
+def test_idle_clients_are_disconnected_and_the_slot_bound_holds_under_a_race():
+    from websockets.exceptions import ConnectionClosed
+
+    config = MemoryVLAConfig(input_features={IMAGE: (3, 32, 32), "observation.state": (7,)},
+                             output_features={"action": (7,)}, perceptual_dim=16, perceptual_grid=2, cognitive_dim=16,
+                             hidden_dim=32, head_layers=1, head_heads=2, num_inference_steps=2, vocab_buckets=64,
+                             chunk_size=4, n_action_steps=2, bank=MemoryBankConfig(capacity=3))
+    quick = PolicyServer(MemoryVLAPolicy(config), api_keys=[KEY], limits=ServeLimits(max_clients=2, idle_timeout_s=1.0))
+    quick.start()
+    uri = f"ws://127.0.0.1:{quick.port}"
+    try:
+        with PolicyClient(uri, api_key=KEY) as idle:
+            time.sleep(1.5)
+            with pytest.raises(ConnectionClosed):
+                idle.reset()
+        opened, refused, barrier = [], [], threading.Barrier(5)
+
+        def connect_one() -> None:
+            barrier.wait()
+            try:
+                client = PolicyClient(uri, api_key=KEY, timeout_s=10)
+                client.reset()
+                opened.append(client)
+            except (InvalidStatus, ConnectionClosed) as error:
+                refused.append(error)
+
+        threads = [threading.Thread(target=connect_one) for _ in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(opened) == 2 and len(refused) == 3 and len(quick.sessions) == 2
+        for client in opened:
+            client.close()
+    finally:
+        quick.stop()
