@@ -239,7 +239,9 @@ def test_a_rerun_after_a_crash_finishes_the_rest_without_duplicates(tmp_path: Pa
     done_at = {k: (out / k / "summary.json").stat().st_mtime_ns for k in first}
     logs = [[json.loads(x) for x in log.read_text().splitlines()] for log in (out / ".batch" / "attempts").glob("*.jsonl")]
     orphans = [entries[-1]["child_pid"] for entries in logs if entries[-1]["event"] == "start"]
-    deadline = time.monotonic() + 5  # the running video's process ends by itself once its worker is gone
+    # the running video's process ends by itself once its worker is gone (its watchdog polls every 0.2 s;
+    # 30 s leaves room for a loaded machine, where a process still importing torch is slow to be scheduled)
+    deadline = time.monotonic() + 30
     while any(map(_running, orphans)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(map(_running, orphans))
