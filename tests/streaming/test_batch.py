@@ -24,7 +24,8 @@ from memstream.streaming.batch.results import record
 from memstream.streaming.cli import main
 from memstream.streaming.config import load_config
 
-SHORT, LONG = 12, 200  # frames; a LONG video keeps the default preset busy for ~0.3 s, the window a kill aims at
+SHORT, LONG = 12, 600  # frames; a LONG video keeps the default preset busy for ~0.9 s (idle), the window a kill
+# aims at: 200 frames (0.3 s) could pass unseen while the killer thread waited for a core on a loaded machine
 
 
 @pytest.fixture(scope="module")
