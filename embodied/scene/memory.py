@@ -262,8 +262,8 @@ class SceneMemory:
         radii is the hysteresis. Only whole views count: an observation whose mask touches the image
         border, or whose visible area is under ``min_area_ratio`` (0.7) of the object's largest
         recent one, places the object but is not judged for motion, and the centre is estimated so
-        that it does not move when only the camera turns (:func:`~memstream.embodied.scene.observe.
-        world_position`: within 2-4 cm on the navqa scene, well inside the band). See
+        that it does not move when only the camera turns (within 2-4 cm on the navqa scene, well
+        inside the band; :func:`~memstream.embodied.scene.observe.world_position`). See
         :class:`SceneConfig` and :mod:`memstream.embodied.scene.motion`."""
         with self._lock:
             return next(iter(self.motions(obj, last=1)), None)
