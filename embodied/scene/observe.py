@@ -59,11 +59,12 @@ def tracker_score(state: TrackState) -> float:
 def observations(
     frame: Frame, tracking: TrackOutput, camera: Camera | None, config: SceneConfig
 ) -> list[ObjectObservation]:
-    """One observation per object present on the frame (see the module docstring)."""
+    """One observation per object present on the frame with a tracker score of at least
+    ``config.min_score`` (see the module docstring)."""
     space: Space = "world" if camera is not None else "image"
     found = []
     for state in tracking.states:
-        if not state.present:
+        if not state.present or tracker_score(state) < config.min_score:
             continue
         mask = state.mask if state.mask is not None else _box_mask(state.box_xywh, frame.height, frame.width)
         position = world_position(mask, camera, config) if camera is not None else image_position(mask)
@@ -104,7 +105,9 @@ def world_position(
       of the first pose) is split along the ray to the median point (``ahead``) and across it; the
       centre lies ``near + width / 2`` ahead, where ``near`` is the nearest visible point and
       ``width`` the extent across (both as 2nd / 98th weighted percentiles, the extent divided by
-      0.96), at the middle of that extent, and at the height of the ray through the median point.
+      0.96; ``near`` among the points within ``width`` of the median point along the ray, so mask
+      pixels that bleed onto a nearer occluder or the floor in front do not count), at the middle of
+      that extent, and at the height of the ray through the median point.
       This is exact for a sphere and for an upright box seen from any side (the nearest edge plus
       half the width across is its centre's distance), where a push by half the camera-``x`` width
       was exact only face-on. Looking (nearly) straight down or up, the median point is returned.
@@ -135,9 +138,14 @@ def world_position(
         ahead /= reach
         across = np.array([ahead[2], 0.0, -ahead[0]])
         lo, hi = _EXTENT
-        near = float(_weighted_quantiles(rel @ ahead, weight, (lo,))[0])
         left, right = (float(v) for v in _weighted_quantiles(rel @ across, weight, (lo, hi)))
-        depth = near + 0.5 * (right - left) / (hi - lo)  # the centre's horizontal distance
+        width = (right - left) / (hi - lo)
+        # a convex object's visible side lies within its width of the median point along the ray:
+        # mask pixels farther off (onto a nearer occluder or the floor in front) are not its nearest point
+        along = rel @ ahead
+        inside = np.abs(along - reach) <= max(width, 1e-3)
+        near = float(_weighted_quantiles(along[inside], weight[inside], (lo,))[0]) if inside.any() else reach
+        depth = near + 0.5 * width  # the centre's horizontal distance
         point = origin + ahead * depth + across * 0.5 * (left + right)
         point[1] = origin[1] + seen[1] / reach * depth  # on the ray through the median point
     return (float(point[0]), float(point[1]), float(point[2]))
