@@ -30,13 +30,6 @@ class SceneConfig:
             and an upright box seen from any side; see
             :func:`~memstream.embodied.scene.observe.world_position`). Both stay put when only the
             camera turns.
-        min_score: a tracker's state below this score (``affinity x sigmoid(object_score)``: its
-            predicted overlap with the object times its presence probability) is no fact: the object
-            is not counted as seen on that frame, nor placed. The classical tracker, having lost a
-            small object, re-detects look-alikes on the whole frame at scores 0.07-0.12 (affinity
-            under 0.21, logit under 0.35; overlap with the object 0); on its object it scores 0.16
-            and up (99.6 % of frames with IoU > 0.5 on the navqa scene, 4 fps, 160x120). 0 takes
-            every state the tracker reports present.
         min_depth_px: valid-depth mask pixels an observation needs for a position (fewer: the
             object counts as seen, without a new position).
         max_points: mask pixels sampled (evenly) for the median, which bounds the cost per object.
@@ -81,7 +74,6 @@ class SceneConfig:
     """
 
     centre: CentreEstimate = "behind_surface"
-    min_score: Annotated[float, Field(ge=0, le=1)] = 0.15
     min_depth_px: Annotated[int, Field(ge=1)] = 8
     max_points: Annotated[int, Field(ge=16)] = 4096
     min_step_m: Annotated[float, Field(gt=0)] = 0.05

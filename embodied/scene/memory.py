@@ -69,7 +69,6 @@ class SceneMemory:
         self.latest_s: float | None = None
         self.latest_frame = -1
         self.frame_interval_s = 0.0  # the smallest gap between frames seen: half of it is the time tolerance
-        self.unsure_states = 0  # tracker states present but under min_score, left out
 
     # ---- updates --------------------------------------------------------------------------------
     def update(self, frame: Frame, upstream: Mapping[str, Any] | Any | None = None) -> SceneUpdate:
@@ -85,8 +84,6 @@ class SceneMemory:
         """Record one frame's tracking result (a :class:`~memstream.tracking.types.TrackOutput`),
         placed with the 3D memory's result for the frame when given (else the frame's own camera)."""
         found = observations(frame, tracking, camera_of(frame, map3d), self.config)
-        with self._lock:  # states the tracker reported present with too low a score (no facts)
-            self.unsure_states += sum(s.present for s in tracking.states) - len(found)
         return self.observe(frame.index, frame.timestamp_s, found)
 
     def observe(
@@ -334,7 +331,6 @@ class SceneMemory:
             return {
                 "objects": len(self._objects),
                 "frames_seen": self.frames_seen,
-                "unsure_states": self.unsure_states,
                 "space": self.space,
                 "entries": sum(r.size() for r in self._objects.values()),
                 "max_entries_per_object": self.config.max_samples
@@ -355,7 +351,6 @@ class SceneMemory:
                 "latest_s": self.latest_s,
                 "latest_frame": self.latest_frame,
                 "frame_interval_s": self.frame_interval_s,
-                "unsure_states": self.unsure_states,
                 "objects": [r.state_dict() for r in self._sorted()],
             }
 
@@ -380,7 +375,6 @@ class SceneMemory:
                 state["latest_s"],
             )
             self.latest_frame, self.frame_interval_s = state["latest_frame"], state["frame_interval_s"]
-            self.unsure_states = int(state.get("unsure_states", 0))  # absent from states saved before it
             self._objects = {
                 o["object_id"]: ObjectRecord.from_state(o, self.config) for o in state["objects"]
             }

@@ -59,12 +59,11 @@ def tracker_score(state: TrackState) -> float:
 def observations(
     frame: Frame, tracking: TrackOutput, camera: Camera | None, config: SceneConfig
 ) -> list[ObjectObservation]:
-    """One observation per object present on the frame with a tracker score of at least
-    ``config.min_score`` (see the module docstring)."""
+    """One observation per object present on the frame (see the module docstring)."""
     space: Space = "world" if camera is not None else "image"
     found = []
     for state in tracking.states:
-        if not state.present or tracker_score(state) < config.min_score:
+        if not state.present:
             continue
         mask = state.mask if state.mask is not None else _box_mask(state.box_xywh, frame.height, frame.width)
         position = world_position(mask, camera, config) if camera is not None else image_position(mask)

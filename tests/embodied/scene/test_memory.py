@@ -4,7 +4,6 @@ visibility, neighbours, best frames, and its errors."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -142,27 +141,3 @@ def test_state_dict_round_trips_through_json_and_resumes_exactly() -> None:
     assert resumed.last_moved("cup") == whole.last_moved("cup")
     with pytest.raises(SceneQueryError, match="format 'memstream.scene/0'.*another memstream version"):
         SceneMemory().load_state_dict({**saved, "format": "memstream.scene/0"})
-
-
-def test_a_tracker_state_under_min_score_is_no_fact() -> None:
-    # a lost tracker's whole-frame re-detection of a look-alike: present, affinity 0.18, logit 0.2
-    # (score 0.10): the object is neither seen nor placed on those frames, and they are counted
-    memory = SceneMemory(SceneConfig(min_score=0.15))
-    frames = rendered()[:20]
-    for frame in frames:
-        sure = frame.index < 10
-        output = gt_tracking(frame)
-        states = tuple(
-            s if sure or s.object_id != 1 else replace(s, affinity=0.18, object_score=0.2) for s in output.states
-        )
-        memory.observe_frame(frame, replace(output, states=states))
-    assert memory.last_seen("cup").seen_frame == 9
-    assert not memory.where("cup").visible and memory.where("ball").visible
-    assert memory.unsure_states == 10 and memory.memory_summary()["unsure_states"] == 10
-    assert SceneMemory.from_state(json.loads(json.dumps(memory.state_dict()))).unsure_states == 10
-    everything = SceneMemory(SceneConfig(min_score=0.0))
-    for frame in frames:
-        output = gt_tracking(frame)
-        everything.observe_frame(frame, replace(output, states=tuple(
-            replace(s, affinity=0.18, object_score=0.2) for s in output.states)))
-    assert everything.last_seen("cup").seen_frame == 19 and everything.unsure_states == 0
