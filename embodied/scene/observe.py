@@ -137,7 +137,7 @@ def world_position(
         ahead /= reach
         across = np.array([ahead[2], 0.0, -ahead[0]])
         lo, hi = _EXTENT
-        left, right = (float(v) for v in _weighted_quantiles(rel @ across, weight, (lo, hi)))
+        left, right = (float(x) for x in _weighted_quantiles(rel @ across, weight, (lo, hi)))
         width = (right - left) / (hi - lo)
         # a convex object's visible side lies within its width of the median point along the ray:
         # mask pixels farther off (onto a nearer occluder or the floor in front) are not its nearest point
@@ -151,8 +151,9 @@ def world_position(
 
 
 def _weighted_quantiles(values: np.ndarray, weight: np.ndarray, q: tuple[float, ...]) -> np.ndarray:
-    """Quantiles ``q`` of ``values`` with ``weight``s (the value at which the cumulative weight,
-    centred on each value, first reaches ``q`` of the total; linear between values)."""
+    """Quantiles ``q`` of ``values`` with ``weight``s: the cumulative weight is taken at the middle
+    of each value's own weight, and the quantile is where it reaches ``q`` of its last entry
+    (linear between values; the end values beyond)."""
     order = np.argsort(values, kind="stable")
     sorted_values, w = values[order], weight[order]
     cumulative = np.cumsum(w) - 0.5 * w
