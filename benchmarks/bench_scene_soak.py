@@ -19,6 +19,10 @@ most ``--kv-blocks`` frames (ReKV ``max_blocks``, oldest deleted), its disk tier
 folder. The scene memory's caps are its defaults (``SceneConfig``).
 
     nice -n 10 python benchmarks/bench_scene_soak.py [--frames 100000] [--size 160x120] [--out DIR]
+        [--set stages.map3d.options.fuse_every=2]
+
+Per-stage costs of the preset and of its stride options, side by side, are in
+``bench_scene_stages.py`` (minutes, not hours): run it first to know how long the soak will take.
 """
 
 from __future__ import annotations
@@ -162,6 +166,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DATA / "scene_soak")
     parser.add_argument("--json", type=Path, default=RESULTS / "scene_soak.json")
     parser.add_argument("--torch-threads", type=int, default=1, help="a shared 2-core machine: 1")
+    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                        help="more preset overrides, e.g. stages.map3d.options.fuse_every=2 (listed in the JSON)")
     args = parser.parse_args()
 
     import torch
@@ -172,6 +178,7 @@ def main() -> None:
         f"stages.video_memory.options.rekv.max_blocks={args.kv_blocks}",
         f"stages.video_memory.options.rekv.store_dir={args.out / 'kv'}",
         "stages.scene.options.save_every_frames=1000",
+        *args.extra,
     ]
     config = load_config("scene", overrides)
     stages = [TimedStage(build_stage(s.name, s.options)) for s in config.enabled_stages]

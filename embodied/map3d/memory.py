@@ -254,7 +254,7 @@ class DualMemory3D:
     def _in_front_of_map(self, intrinsics: np.ndarray, pose: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """Pixels whose depth is clearly in front of the static surface the map predicts there."""
         height, width = depth.shape
-        expected, _ = self.psm.raycast(intrinsics, pose, width, height)
+        expected, _ = self.psm.raycast(intrinsics, pose, width, height, colour=False)
         margin = np.maximum(self.config.geometry_margin_m, self.config.geometry_margin_rel * depth)
         return (depth > 0) & (expected > 0) & (depth < expected - margin)
 

@@ -157,15 +157,22 @@ class PersistentStructureMemory:
                 self._last_seen.pop(v, None)
             self.blocks_evicted += len(victims)
 
-    def raycast(self, intrinsics: np.ndarray, world_from_cam: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    def raycast(
+        self, intrinsics: np.ndarray, world_from_cam: np.ndarray, width: int, height: int, colour: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Render the static map from a camera.
 
+        Args:
+            colour: also render the colour (trilinear, the larger part of a cast's cost); without
+                it the colour returned is None.
+
         Returns:
-            depth float32 ``(H, W)`` metres (0 where the ray hits nothing) and colour uint8 ``(H, W, 3)``.
+            depth float32 ``(H, W)`` metres (0 where the ray hits nothing) and colour uint8 ``(H, W, 3)``
+            (None without ``colour``).
         """
-        cfg, o3d = self.config, self._o3d
+        cfg = self.config
         if len(self) == 0:
-            return np.zeros((height, width), np.float32), np.zeros((height, width, 3), np.uint8)
+            return np.zeros((height, width), np.float32), (np.zeros((height, width, 3), np.uint8) if colour else None)
         # open3d's ray caster reads the voxel below each sample (index = int(x / voxel)) without
         # interpolating while it marches, i.e. the volume it sees is shifted by half a voxel per axis;
         # casting from a camera moved by +voxel/2 on each axis cancels that.
@@ -176,7 +183,7 @@ class PersistentStructureMemory:
         arguments = dict(
             block_coords=hashmap.key_tensor()[hashmap.active_buf_indices().to(self._o3c.int64)],
             intrinsic=intrinsic, extrinsic=extrinsic, width=width, height=height,
-            render_attributes=["depth", "color"], depth_scale=1.0,
+            render_attributes=["depth", "color"] if colour else ["depth"], depth_scale=1.0,
             depth_min=cfg.depth_min_m, depth_max=cfg.depth_max_m, weight_threshold=1.0,
             trunc_voxel_multiplier=float(cfg.trunc_voxels),
             # open3d 0.20's ray caster hangs when the image size is not a multiple of its range-map
@@ -187,10 +194,14 @@ class PersistentStructureMemory:
         # than the last one allocates them but returns an incomplete image (a quarter of the hits in
         # tests/embodied/map3d/test_memory.py). The second call is complete, so cast twice.
         # Both casts are silenced: open3d logs each reallocation as a warning, one per growing frame.
-        with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
+        # (Growing the buffer once up front with a cast over the grid's whole capacity crashed
+        # open3d 0.20 when two grids were alive, so the second cast stays.)
+        with self._o3d.utility.VerbosityContextManager(self._o3d.utility.VerbosityLevel.Error):
             self._grid.ray_cast(**arguments)
             out = self._grid.ray_cast(**arguments)
         depth = out["depth"].cpu().numpy()[..., 0].astype(np.float32)
+        if not colour:
+            return depth, None
         color = np.clip(out["color"].cpu().numpy() * 255.0, 0, 255).astype(np.uint8)
         return depth, color
 

@@ -38,7 +38,7 @@ from memstream.embodied.map3d.depth_model import (
     load_depth_model,
     pinhole_intrinsics,
 )
-from memstream.embodied.map3d.memory import DualMemory3D, Map3DConfig
+from memstream.embodied.map3d.memory import DualMemory3D, Map3DConfig, Map3DUpdate
 from memstream.streaming.configtypes import strict_config
 from memstream.streaming.pipeline.protocol import RunContext, Upstream
 from memstream.streaming.pipeline.stages import parse_options
@@ -68,6 +68,13 @@ class Map3DOptions(Map3DConfig):
         fov_deg: horizontal field of view for frames without intrinsics (60 when unset and the
             depth model runs).
         fx_px, fy_px: or the focal lengths, pixels (``fy_px`` defaults to ``fx_px``).
+        fuse_every: fuse only every n-th frame the stage sees (the first, the (n+1)-th, ...); the
+            others pass through unfused (``Map3DUpdate.fused`` False: no pose written, and the scene
+            memory places objects with the frame's own depth, intrinsics and pose when it has them,
+            in image pixels otherwise). The 3D memory's cost per frame (fusion and the geometry
+            check's ray cast, most of the ``scene`` preset's time) drops about n-fold; the static
+            map sees fewer views and estimated poses (``pose: estimate``) must bridge n frames.
+            1 (default): every frame.
     """
 
     static: Literal["mesh", "points"] = "mesh"
@@ -80,6 +87,7 @@ class Map3DOptions(Map3DConfig):
     fov_deg: Annotated[float | None, Field(gt=0, lt=180)] = None
     fx_px: Annotated[float | None, Field(gt=0)] = None
     fy_px: Annotated[float | None, Field(gt=0)] = None
+    fuse_every: Annotated[int, Field(ge=1)] = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -150,9 +158,12 @@ class Map3DStage:
             (self.out / "dynamic").mkdir(parents=True, exist_ok=True)
 
     def update(self, frame: Frame, upstream: Upstream):
+        skip = self._frames % self.options.fuse_every != 0
+        self._frames += 1
+        if skip:
+            return Map3DUpdate(frame.index, frame.timestamp_s, fused=False)
         frame = self._complete(frame)
         result = self.memory.update(frame, upstream)
-        self._frames += 1
         if self.out is None or not result.fused:
             return result
         with (self.out / "trajectory.txt").open("a") as handle:

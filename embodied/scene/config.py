@@ -22,11 +22,14 @@ class SceneConfig:
     apply to pixels divided by ``image_px_per_m``.
 
     Attributes:
-        centre: where an object's position is taken: ``surface``, the per-axis median of its mask's
-            back-projected pixels (a point on the side facing the camera), or ``behind_surface``,
-            that point moved away from the camera along the viewing ray by half the mask's width in
-            metres (a convex object's centre lies about that far behind its visible side: exact for a
-            sphere's rim and a face-on cube).
+        centre: where an object's position is taken: ``surface``, the per-axis median (in world
+            coordinates, each pixel weighted by its solid angle) of its mask's back-projected pixels
+            (a point on the side facing the camera), or ``behind_surface``, the centre of a convex
+            object behind that side: as far along the viewing ray as its nearest visible point plus
+            half its visible width across the ray, at the middle of that width (exact for a sphere
+            and an upright box seen from any side; see
+            :func:`~memstream.embodied.scene.observe.world_position`). Both stay put when only the
+            camera turns.
         min_depth_px: valid-depth mask pixels an observation needs for a position (fewer: the
             object counts as seen, without a new position).
         max_points: mask pixels sampled (evenly) for the median, which bounds the cost per object.

@@ -253,8 +253,18 @@ class SceneMemory:
 
     def last_moved(self, obj: ObjectRef) -> Motion | None:
         """The object's latest motion (``end_s`` None while it still moves), or None when it has not
-        moved since it was first seen. Thresholds: ``motion_start_m``, ``motion_rest_m``,
-        ``motion_settle_s`` (see :class:`SceneConfig` and :mod:`memstream.embodied.scene.motion`)."""
+        moved since it was first seen.
+
+        The motion threshold: an object at rest has moved once its estimated centre is more than
+        ``motion_start_m`` (0.2 m by default) from where it rests; the motion starts at its last
+        observation within ``motion_rest_m`` (0.08 m) of there and ends when it has stayed within
+        ``motion_rest_m`` of one point for ``motion_settle_s`` (0.5 s); the band between the two
+        radii is the hysteresis. Only whole views count: an observation whose mask touches the image
+        border, or whose visible area is under ``min_area_ratio`` (0.7) of the object's largest
+        recent one, places the object but is not judged for motion, and the centre is estimated so
+        that it does not move when only the camera turns (within 2-4 cm on the navqa scene, well
+        inside the band; :func:`~memstream.embodied.scene.observe.world_position`). See
+        :class:`SceneConfig` and :mod:`memstream.embodied.scene.motion`."""
         with self._lock:
             return next(iter(self.motions(obj, last=1)), None)
 

@@ -34,6 +34,7 @@ def test_reconstruct_flags_set_the_memorys_own_fields(tmp_path) -> None:
     ({"dynamic_masks": ["magic"]}, f"invalid config value {KEY}.dynamic_masks.0='magic': Input should be 'tracking'"),
     ({"pose": "guess"}, f"invalid config value {KEY}.pose='guess': Input should be 'given', 'estimated' or 'auto'"),
     ({"fov_deg": 60.0, "fx_px": 500.0}, f"invalid config {KEY}: fov_deg and fx_px both give the focal length"),
+    ({"fuse_every": 0}, f"invalid config value {KEY}.fuse_every=0: Input should be greater than or equal to 1"),
     # the flat keys of the old layout point to where they went
     ({"block_resolution": 16}, f"unknown config key {KEY}.block_resolution. Did you mean psm.block_resolution?"),
     ({"tdm_window_frames": 30}, f"unknown config key {KEY}.tdm_window_frames. Did you mean tdm.window_frames?"),
@@ -49,3 +50,13 @@ def test_a_bad_flag_value_is_one_error_line_before_anything_runs(tmp_path, capsy
     err = capsys.readouterr().err
     assert f"error: invalid config value {KEY}.psm.voxel_m=-0.1: Input should be greater than 0" in err
     assert "Traceback" not in err and not (tmp_path / "out" / "static.ply").exists()
+
+
+def test_fuse_every_fuses_every_nth_frame_and_passes_the_others_through(tmp_path) -> None:
+    out = tmp_path / "room"
+    assert main(["reconstruct", SCENE.replace("frames=6", "frames=12"), "--out", str(out), "--no-progress",
+                 "--pose", "given", "--points", "--set", f"{KEY}.fuse_every=2"]) == 0
+    # frames 0, 2, ..., 10 of 12 are fused: six poses written, the map built from six views
+    assert len((out / "trajectory.txt").read_text().splitlines()) == 6
+    summary = yaml.safe_load((out / "summary.json").read_text())["stages"]["map3d"]["outputs"]
+    assert summary["frames"] == 12 and summary["memory"]["static"]["frames_fused"] == 6
