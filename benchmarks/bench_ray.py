@@ -9,11 +9,13 @@
    a frontend deployment (``--ray-ingress serve``). Reported: p50 / p95 of each kind, the Ray /
    plain ratio (target <= 1.2x) and the added milliseconds, which a real model's request time
    divides into a ratio (``--request-ms``: the ratio for requests that take that long).
+   ``--ray-default-nice`` adds a third server, alternating with the two others, whose replicas keep
+   Ray's worker niceness (+15, ``--replica-niceness 15``): what the replicas' priority is worth.
 2. **Capacity on paper**: streams per GPU from the KV bytes a frame costs, the RAM and disk budget
    per stream and the frame rate, for LLaVA-OneVision-0.5B and -7B, on an 8-GPU node and a 64-GPU
    cluster (formulas and assumptions in the JSON; no GPU is measured here).
 
-    python benchmarks/bench_ray.py [--frames 200] [--questions 30] [--ingress process serve]
+    python benchmarks/bench_ray.py [--frames 200] [--questions 30] [--ingress process serve] [--ray-default-nice]
 """
 
 from __future__ import annotations

@@ -62,9 +62,9 @@ HANDOFF_CHECK_S = 0.25
 QUIET_REPLICAS = {"enable_access_log": False, "log_level": "WARNING"}
 
 #: Ray starts every worker process at ``nice`` +15 (``RAY_worker_niceness``: its driver and raylet
-#: come first), so on a node that runs anything else a replica's model work waits behind it: with
-#: two cores shared, a frame's encode took 2x as long in a replica as the same call in the server
-#: process. A replica is the service's request path, not background work: its workers keep the
+#: come first), so on a node that runs anything else a replica's model work waits behind it (and
+#: behind Ray's own GCS and raylet on that node): on a shared 2-core machine a frame took +3 to +14 ms
+#: at p50 (``bench_ray.py --ray-default-nice``). A replica is the request path, not background work: its workers keep the
 #: priority the cluster was started with (read by the worker itself at start, so this holds on a
 #: cluster joined by address too).
 REPLICA_NICENESS = 0
