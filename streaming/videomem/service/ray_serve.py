@@ -65,9 +65,9 @@ QUIET_REPLICAS = {"enable_access_log": False, "log_level": "WARNING"}
 #: come first), so on a node that runs anything else a replica's model work waits behind it (and
 #: behind Ray's own GCS and raylet on that node): on a shared 2-core machine, replicas at +15 answered
 #: in 98-104 ms at p50 where replicas at 0 took 74-82, and frames' p95 went from 44-47 ms to 68-110
-#: (``bench_ray.py --ray-default-nice``, two runs). A replica is the request path, not background work: its workers keep the
-#: priority the cluster was started with (read by the worker itself at start, so this holds on a
-#: cluster joined by address too).
+#: (``bench_ray.py --ray-default-nice``, two runs). A replica is the request path, not background
+#: work: its workers keep the priority the cluster was started with (read by the worker itself at
+#: start, so this holds on a cluster joined by address too).
 REPLICA_NICENESS = 0
 
 
