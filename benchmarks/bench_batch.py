@@ -8,10 +8,14 @@ stages) and `cpu_s_per_video` is the CPU time of a video's process (user + syste
 ``getrusage``), which unlike wall time does not depend on what else the machine runs: on a shared
 machine the load average is recorded beside the ratios, which it can swamp.
 Ray is started once (`ray.init(num_cpus=CPUs)`) and its start is not counted; a Ray Data run's own
-cost (scheduling, worker start) is. Runs are interleaved (local 1, local 2, ray 1, ray 2, ...) and
+cost (scheduling, worker start) is. Ray starts its workers at nice +15 (behind its driver, its
+raylet and everything else on the machine), and a video's process inherits it, while the local
+pool's run at this process's priority: on a shared machine that measures the others' load, not
+Ray, so the workers of the cluster started here get `--ray-worker-niceness` (default 0, as the
+local pool; 15 is Ray's default), recorded in the JSON. Runs are interleaved (local 1, local 2, ray 1, ray 2, ...) and
 the median of each is compared.
 
-    python benchmarks/bench_batch.py [--videos 8] [--frames 120] [--repeats 2] [--no-ray]
+    python benchmarks/bench_batch.py [--videos 8] [--frames 120] [--repeats 2] [--no-ray] [--ray-worker-niceness 0]
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ def main() -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--ray-worker-niceness", type=int, default=0,
+                        help="nice value of the local Ray cluster's workers (Ray's own default: 15)")
     args = parser.parse_args()
     modes = [("local", 1), ("local", 2)] + ([] if args.no_ray else [("ray", 1), ("ray", 2)])
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,6 +79,7 @@ def main() -> None:
         if not args.no_ray:
             import ray
 
+            os.environ["RAY_worker_niceness"] = str(args.ray_worker_niceness)  # read by the raylet it starts and its workers
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="WARNING")
         walls: dict[tuple[str, int], list[float]] = {mode: [] for mode in modes}
         cpus: list[float] = []
@@ -98,6 +105,7 @@ def main() -> None:
                 f"median of {args.repeats}; target 2 workers >= {TARGET}x", ["backend", "workers", "wall s", "videos/s", "x 1 worker"], rows)
     payload = {
         "videos": args.videos, "frames": args.frames, "size": args.size, "preset": args.preset, "repeats": args.repeats,
+        "ray_worker_niceness": None if args.no_ray else args.ray_worker_niceness,
         "process_startup_s": round(startup, 3), "cpu_s_per_video": round(statistics.median(cpus), 3),
         "load_average_1min": {"start": round(load, 2), "end": round(os.getloadavg()[0], 2)},
         "target_ratio": TARGET, "ratios": ratios, "claim_holds": all(r >= TARGET for r in ratios.values()), "results": results,

@@ -19,10 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from importlib.metadata import entry_points
-
 from memstream.streaming.errors import MemstreamError
 from memstream.streaming.paths import check_output_dir, prepare_output_dir
+from memstream.streaming.registry import entry_points_of
 
 # Packages built on streaming add subcommands here: each entry point is a function that takes the
 # subparsers object, adds its parser(s) and sets ``handler=fn(args) -> exit code`` as a default.
@@ -53,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("scene", help="preset name or synthetic:// URI, e.g. 'distractors?seed=3&frames=300'")
     add_output_args(synth)
     synth.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
-    for entry in entry_points(group=COMMANDS_GROUP):  # e.g. tracking's `track` and `eval-track`
+    for entry in entry_points_of(COMMANDS_GROUP):  # e.g. tracking's `track` and `eval-track`
         entry.load()(sub)
     return parser
 
@@ -101,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from memstream.streaming.config import load_config
     from memstream.streaming.pipeline.run import run_pipeline
+    from memstream.streaming.threads import apply_thread_budget
 
+    apply_thread_budget()  # MEMSTREAM_THREADS (set by memstream batch for each video's process)
     overrides = list(args.overrides)
     if args.max_frames is not None:
         overrides.append(f"source.max_frames={args.max_frames}")

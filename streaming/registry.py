@@ -11,7 +11,9 @@ singleton. Registration is explicit and names must be unique::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
+from importlib.metadata import EntryPoint, EntryPoints, entry_points
 from typing import Generic, TypeVar
 
 from memstream.streaming.errors import ConfigError
@@ -64,3 +66,19 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+@functools.cache
+def _installed_entry_points() -> EntryPoints:
+    return entry_points()
+
+
+def entry_points_of(group: str) -> tuple[EntryPoint, ...]:
+    """The installed entry points of ``group`` (``memstream.stages``, ``memstream.commands``...).
+
+    Every distribution's metadata is read once per process: each ``importlib.metadata.entry_points``
+    call reads them all again (about 70 ms of CPU in an environment of a thousand packages), and a
+    ``memstream run`` looked its groups up four times, in every video's process of a batch.
+    """
+    return tuple(_installed_entry_points().select(group=group))
+

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from memstream.streaming.errors import ConfigError, MemstreamError
+from memstream.streaming.threads import thread_budget
 
 
 class VideoWriteError(MemstreamError):
@@ -98,7 +99,11 @@ class VideoWriter:
             self._stream = self._container.add_stream("libx264", rate=rate)
             self._stream.width, self._stream.height = width, height
             self._stream.pix_fmt = "yuv444p" if width % 2 or height % 2 else "yuv420p"
-            self._stream.options = {"crf": str(self.crf), "preset": "veryfast"}
+            options = {"crf": str(self.crf), "preset": "veryfast"}
+            budget = thread_budget()
+            if budget is not None:  # MEMSTREAM_THREADS: x264 makes 1.5 threads a core (and lookahead) otherwise
+                options["threads"] = str(budget)
+            self._stream.options = options
         else:
             writer = cv2.VideoWriter(
                 str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height)

@@ -55,6 +55,7 @@ LAYERS: dict[str, int] = {
     "memstream.streaming.lazy": 1,
     "memstream.streaming.types": 1,
     "memstream.streaming.geometry": 1,
+    "memstream.streaming.threads": 1,  # MEMSTREAM_THREADS: a process's codec/OpenCV/torch thread budget
     "memstream.streaming.sources": 2,
     "memstream.streaming.synthetic": 2,
     "memstream.streaming.videoio": 2,

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from memstream.streaming.batch.results import record
+from memstream.streaming.threads import ENV as THREADS_ENV
 
 BATCH_DIR = ".batch"  # OUT/.batch: the config, attempt logs, partial outputs, the lock
 RETRYABLE = "retryable"
@@ -45,7 +46,8 @@ class BatchPlan:
     Attributes:
         out_dir: the batch folder, absolute; on a cluster, a path every node mounts.
         retries: runs of a video after its first one dies.
-        threads_per_video: ``OMP_NUM_THREADS`` of each video's process (None: leave it as it is).
+        threads_per_video: the threads of each video's process (``OMP_NUM_THREADS`` and
+            ``MEMSTREAM_THREADS``, unless the user set them; None: leave them as they are).
     """
 
     out_dir: str
@@ -128,8 +130,9 @@ def _run_child(
     command = [sys.executable, "-m", "memstream.streaming.batch.child", str(os.getpid()), "run", source,
                "--config", str(plan.config_path), "--out", str(partial), "--no-progress"]
     env = {**os.environ, "MEMSTREAM_PROGRESS": "0"}
-    if plan.threads_per_video is not None and "OMP_NUM_THREADS" not in os.environ:
-        env["OMP_NUM_THREADS"] = str(plan.threads_per_video)
+    if plan.threads_per_video is not None:  # what the user set stays (theirs to tune)
+        env.setdefault("OMP_NUM_THREADS", str(plan.threads_per_video))
+        env.setdefault(THREADS_ENV, str(plan.threads_per_video))  # codecs, OpenCV, torch: memstream.streaming.threads
     output = partial.with_name(partial.name + ".log")
     with open(output, "wb") as sink:
         child = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)

@@ -114,7 +114,8 @@ def _run(items: list[BatchItem], root: Path, batch: BatchConfig, progress: bool)
         log.append(entry)
     recorded = {entry["id"] for entry in [*keep, *now]}
     workers = batch.workers or (None if batch.ray else max(1, (os.cpu_count() or 2) // 2))
-    plan = BatchPlan(str(root), batch.retries, None if batch.ray else max(1, (os.cpu_count() or 1) // (workers or 1)))
+    # Each video's threads: the CPUs it gets (a Ray task reserves one, as Ray's own OMP_NUM_THREADS says).
+    plan = BatchPlan(str(root), batch.retries, 1 if batch.ray else max(1, (os.cpu_count() or 1) // (workers or 1)))
     with progress_bar("memstream batch", len(todo), unit="videos", show=None if progress else False) as bar:
         for entry in _records(todo, plan, batch, workers):
             if entry["id"] in recorded:  # a video Ray ran twice (its task retried after the first ended)

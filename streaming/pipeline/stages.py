@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from typing import Annotated, Any, TypeVar
 
 from pydantic import Field
@@ -22,7 +22,7 @@ from pydantic import Field
 from memstream.streaming.configtypes import parse, strict_config
 from memstream.streaming.errors import ConfigError
 from memstream.streaming.pipeline.protocol import RunContext, Stage, Upstream
-from memstream.streaming.registry import Registry
+from memstream.streaming.registry import Registry, entry_points_of
 from memstream.streaming.types import Frame
 from memstream.streaming.videoio import VideoWriter
 
@@ -37,7 +37,7 @@ def discover_stages() -> Registry[StageFactory]:
     """Load every stage factory advertised by installed packages (once); returns :data:`STAGES`."""
     global _discovered
     if not _discovered:
-        for entry in entry_points(group=ENTRY_POINT_GROUP):
+        for entry in entry_points_of(ENTRY_POINT_GROUP):
             _load(entry)
         _discovered = True
     return STAGES
@@ -46,7 +46,7 @@ def discover_stages() -> Registry[StageFactory]:
 def stage_names() -> list[str]:
     """Names of the registered stages: the built-in ones, those added with ``STAGES.add`` and those
     advertised through the ``memstream.stages`` entry points (named without importing them)."""
-    return sorted({*STAGES.names(), *(entry.name for entry in entry_points(group=ENTRY_POINT_GROUP))})
+    return sorted({*STAGES.names(), *(entry.name for entry in entry_points_of(ENTRY_POINT_GROUP))})
 
 
 def build_stage(name: str, options: Mapping[str, Any]) -> Stage:
@@ -56,7 +56,7 @@ def build_stage(name: str, options: Mapping[str, Any]) -> Stage:
     memory's torch and transformers (half a gigabyte of resident memory).
     """
     if name not in STAGES:
-        entry = next((e for e in entry_points(group=ENTRY_POINT_GROUP) if e.name == name), None)
+        entry = next((e for e in entry_points_of(ENTRY_POINT_GROUP) if e.name == name), None)
         if entry is None:
             raise ConfigError(f"unknown stage {name!r}", f"Choose one of: {', '.join(stage_names()) or 'none'}")
         _load(entry)

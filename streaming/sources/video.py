@@ -25,6 +25,7 @@ from memstream.streaming.sources import SourceSpec, register_source
 from memstream.streaming.sources._base import StreamSource
 from memstream.streaming.sources.protocol import SourceOptions
 from memstream.streaming.sources.schedule import resize_frame
+from memstream.streaming.threads import thread_budget
 from memstream.streaming.types import Frame, SourceInfo
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp"}
@@ -73,7 +74,8 @@ class _Decord(_Decoder):
         super().__init__(path)
         import decord
 
-        self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
+        budget = thread_budget()  # MEMSTREAM_THREADS; 0 is decord's "one thread a core"
+        self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=budget or 0)
 
     def probe(self) -> VideoProbe:
         height, width = self._reader[0].shape[:2] if len(self._reader) else (0, 0)
@@ -117,6 +119,9 @@ class _PyAV(_Decoder):
             raise ValueError("no video stream")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
+        budget = thread_budget()
+        if budget is not None:  # MEMSTREAM_THREADS: a batch's video shares the cores with others
+            self._stream.thread_count = budget
 
     def probe(self) -> VideoProbe:
         s = self._stream
@@ -150,7 +155,11 @@ class _OpenCV(_Decoder):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self._capture = cv2.VideoCapture(str(path))
+        budget = thread_budget()
+        if budget is not None and hasattr(cv2, "CAP_PROP_N_THREADS"):  # MEMSTREAM_THREADS (OpenCV >= 4.6)
+            self._capture = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, budget])
+        else:
+            self._capture = cv2.VideoCapture(str(path))
         if not self._capture.isOpened():
             raise ValueError("cv2.VideoCapture did not open it")
 

@@ -112,6 +112,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--streams-per-replica", type=int, default=8, help="with --ray: streams one replica holds at once")
     serve.add_argument("--replica-cpus", type=float, default=1.0, help="with --ray: CPUs reserved per replica")
     serve.add_argument("--replica-gpus", type=float, default=0.0, help="with --ray: GPUs reserved per replica")
+    serve.add_argument("--replica-niceness", type=int, default=0, metavar="N",
+                       help="with --ray: the nice value of the replicas' processes (default 0: the request path keeps "
+                            "the node's priority; Ray's own default for workers is 15, behind everything else on the node)")
     serve.add_argument("--torch-threads", type=int, default=None, metavar="N",
                        help="torch's intra-op threads per pass (default: torch's own). On a CPU, 1 keeps "
                             "concurrent streams and answers from oversubscribing the cores")
@@ -359,6 +362,9 @@ def _serve_on_ray(args: argparse.Namespace, options, access, limits, rekv: bool)
 
     if args.ray < 1:
         raise ConfigError(f"--ray {args.ray} is not a number of replicas", "Give 1 or more")
+    if not 0 <= args.replica_niceness <= 19:
+        raise ConfigError(f"--replica-niceness {args.replica_niceness} is not a nice value a worker may take",
+                          "Give 0 (the default) to 19 (lowest priority; Ray's own default is 15)")
     if args.store is None or not rekv:
         raise ConfigError("--ray needs --store DIR (and --memory rekv): replicas reopen streams from a store they all reach",
                           "Add --store on a filesystem every Ray node mounts at the same path")
@@ -366,7 +372,7 @@ def _serve_on_ray(args: argparse.Namespace, options, access, limits, rekv: bool)
         options=options, store=str(Path(args.store).resolve()), replicas=args.ray,
         streams_per_replica=args.streams_per_replica, max_streams=args.max_streams, limits=limits,
         default_max_tokens=min(args.max_new_tokens, limits.max_tokens_cap), replica_cpus=args.replica_cpus,
-        replica_gpus=args.replica_gpus, torch_threads=args.torch_threads,
+        replica_gpus=args.replica_gpus, niceness=args.replica_niceness, torch_threads=args.torch_threads,
         store_id=StreamStore.identify(Path(args.store).resolve()),  # each replica checks it reaches this store
     )
     auth = f"{len(access.api_keys)} API key(s)" if access.api_keys else "no API key, loopback only"

@@ -61,6 +61,24 @@ HANDOFF_CHECK_S = 0.25
 #: request a formatted line, a file write and a copy to the driver).
 QUIET_REPLICAS = {"enable_access_log": False, "log_level": "WARNING"}
 
+#: Ray starts every worker process at ``nice`` +15 (``RAY_worker_niceness``: its driver and raylet
+#: come first), so on a node that runs anything else a replica's model work waits behind it (and
+#: behind Ray's own GCS and raylet on that node): on a shared 2-core machine, replicas at +15 answered
+#: in 98-104 ms at p50 where replicas at 0 took 74-82, and frames' p95 went from 44-47 ms to 68-110
+#: (``bench_ray.py --ray-default-nice``, two runs). A replica is the request path, not background
+#: work: its workers keep the priority the cluster was started with (read by the worker itself at
+#: start, so this holds on a cluster joined by address too).
+REPLICA_NICENESS = 0
+
+
+def _actor_options(spec: RayServeSpec, cpus: float, gpus: float = 0.0) -> dict[str, Any]:
+    """``ray_actor_options`` of a deployment of the service: its resources, and its workers'
+    niceness (``spec.niceness``; None leaves Ray's)."""
+    options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus}
+    if spec.niceness is not None:
+        options["runtime_env"] = {"env_vars": {"RAY_worker_niceness": str(spec.niceness)}}
+    return options
+
 
 @dataclass(frozen=True)
 class RayServeSpec:
@@ -78,6 +96,8 @@ class RayServeSpec:
         release_idle_s: a replica closes a stream's memory (keeping it in the store) after this
             long without a request, so another replica may take it.
         replica_cpus, replica_gpus: Ray resources of one replica.
+        niceness: the ``nice`` value of the replicas' worker processes (:data:`REPLICA_NICENESS`;
+            None: Ray's default for workers, +15).
         torch_threads: torch's intra-op threads in a replica (None: torch's default).
         app_name: the Serve application's name (``serve.run(..., name=app_name)``).
         store_id: the store's id (:meth:`StreamStore.identify`): a replica that does not find it
@@ -95,6 +115,7 @@ class RayServeSpec:
     release_idle_s: float = 30.0
     replica_cpus: float = 1.0
     replica_gpus: float = 0.0
+    niceness: int | None = REPLICA_NICENESS
     torch_threads: int | None = None
     app_name: str = "memstream"
     store_id: str | None = None
@@ -301,8 +322,9 @@ class StreamReplicaCore:
     def using(self, stream_id: str, must_exist: bool = True, attach: bool = True) -> Iterator[None]:
         """Run an operation on the stream in this replica: its lease held, its memory attached, and
         no release until the operation ends. 404 first when the store has no such stream, so
-        unknown ids leave nothing behind."""
-        if must_exist and self.store.record(stream_id) is None:
+        unknown ids leave nothing behind (a stream this replica holds a live lease on exists: its
+        lock file goes with it, so its record is not read again on every frame)."""
+        if must_exist and not self._holds(stream_id) and self.store.record(stream_id) is None:
             raise stream_not_found(stream_id)
         while True:
             with self._held_lock:
@@ -320,6 +342,12 @@ class StreamReplicaCore:
             yield
         finally:
             held.exit()
+
+    def _holds(self, stream_id: str) -> bool:
+        with self._held_lock:
+            held = self.held.get(stream_id)
+        lease = None if held is None else held.lease
+        return lease is not None and lease.valid()
 
     def forget(self, stream_id: str, remove: bool = False) -> None:
         with self._held_lock:
@@ -375,7 +403,7 @@ def replica_deployment(spec: RayServeSpec):
     serve = _import_ray()
 
     @serve.deployment(name="StreamReplica", num_replicas=spec.replicas, max_ongoing_requests=256,
-                      ray_actor_options={"num_cpus": spec.replica_cpus, "num_gpus": spec.replica_gpus},
+                      ray_actor_options=_actor_options(spec, spec.replica_cpus, spec.replica_gpus),
                       logging_config=QUIET_REPLICAS)
     class StreamReplica:
         def __init__(self, spec: RayServeSpec) -> None:
@@ -465,7 +493,7 @@ def build_app(spec: RayServeSpec, access=None, docs: bool = False):
 
     app = create_app(RayStreams(spec), access, docs=docs)  # its handle to the replicas is looked up in the Frontend
 
-    @serve.deployment(name="Frontend", num_replicas=1, max_ongoing_requests=1024, ray_actor_options={"num_cpus": 0.1},
+    @serve.deployment(name="Frontend", num_replicas=1, max_ongoing_requests=1024, ray_actor_options=_actor_options(spec, 0.1),
                       logging_config=QUIET_REPLICAS)
     @serve.ingress(app)
     class Frontend:

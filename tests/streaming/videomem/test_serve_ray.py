@@ -4,6 +4,7 @@ behind the frontend: sticky streams, a replica killed mid-ingest, the official o
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -237,8 +238,49 @@ def test_replicas_that_cannot_start_are_one_error_quoting_the_replicas_reason(ra
 
 
 # ---- the command line ----------------------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.network
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads process priorities from /proc (Linux)")
+def test_replicas_keep_the_servers_priority_not_rays_worker_niceness(ray_service):
+    """Ray starts workers at nice +15; the replicas are the request path and keep nice 0 relative to
+    the process that started the cluster (this one), so other work on the node does not come first."""
+    import ray  # noqa: F401 -- the fixture's cluster is running
+
+    def nice(pid: int) -> int:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[16])
+
+    def cmdline(pid: int) -> str:
+        try:
+            return open(f"/proc/{pid}/cmdline").read()
+        except OSError:
+            return ""
+
+    ours = nice(os.getpid())
+    raylets = [pid for pid in _children(os.getpid()) if "raylet" in cmdline(pid)]
+    workers = [pid for raylet in raylets for pid in _children(raylet)]
+    replicas = [pid for pid in workers if "StreamReplica" in cmdline(pid)]
+    assert len(replicas) == 2, [cmdline(pid)[:80] for pid in workers]
+    assert [nice(pid) for pid in replicas] == [ours, ours]
+    controllers = [pid for pid in workers if "ServeController" in cmdline(pid)]
+    assert controllers and all(nice(pid) == min(ours + 15, 19) for pid in controllers)  # Ray's own workers: +15
+
+
 @pytest.mark.parametrize(("flags", "expected"), [
     (["--ray", "2"], "--ray needs --store DIR"),
+    (["--ray", "1", "--store", "s", "--replica-niceness", "20"], "--replica-niceness 20 is not a nice value"),
     (["--ray", "0", "--store", "s"], "--ray 0 is not a number of replicas"),
     (["--ray", "1", "--store", "s", "--ray-address", "127.0.0.1:1"], "cannot reach the Ray cluster at 127.0.0.1:1"),
     (["--ray", "1", "--store", "s", "--ray-address", "nohost"], "is not HOST:PORT"),
