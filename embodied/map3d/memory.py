@@ -36,6 +36,7 @@ from memstream.embodied.map3d.geometry import backproject_pixels
 from memstream.embodied.map3d.psm import PersistentStructureMemory, PSMConfig
 from memstream.embodied.map3d.registration import FrameToModelRegistration, RegistrationConfig, RegistrationResult
 from memstream.embodied.map3d.tdm import TDMConfig, TransientDynamicsMemory
+from memstream.embodied.map3d.topdown import TopDownView, top_down_view
 from memstream.streaming.configtypes import strict_config
 from memstream.streaming.errors import MemstreamError
 from memstream.streaming.types import Frame
@@ -328,6 +329,27 @@ class DualMemory3D:
         grid = np.zeros(cells.max(0) + 1, bool)
         grid[cells[:, 0], cells[:, 1]] = True
         return grid, origin
+
+    def top_down(
+        self, origin: np.ndarray, cell_m: float, shape: tuple[int, int], up_axis: int = 2, up_sign: float = 1.0,
+        floor_m: float = 0.15, ceiling_m: float = 2.0, at_s: float | None = None,
+    ) -> TopDownView:
+        """The 2D occupancy and height grid of both memories on a given ground grid, for planners
+        (:mod:`memstream.embodied.map3d.topdown`): seen, static-occupied and dynamic cells, and the
+        highest static surface per cell between ``floor_m`` and ``ceiling_m``.
+
+        Args:
+            origin: ground coordinates (metres) of the corner of cell (0, 0); the ground axes are the
+                world axes other than ``up_axis``, in order.
+            cell_m, shape: the grid. up_axis, up_sign: which world axis points up, and its sign.
+            at_s: time of the dynamic objects' points (the latest when None).
+        """
+        dynamic, _ = self.tdm.snapshot(at_s)
+        cfg = self.config.psm
+        return top_down_view(
+            self.psm.observed_voxels(), dynamic, origin, cell_m, shape, cfg.voxel_m, cfg.trunc_voxels,
+            up_axis=up_axis, up_sign=up_sign, floor_m=floor_m, ceiling_m=ceiling_m,
+        )
 
     def memory_summary(self) -> dict:
         return {"static": self.psm.memory_summary(), "dynamic": self.tdm.memory_summary(), "frames_skipped": self.skipped,
