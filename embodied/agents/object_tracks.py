@@ -9,8 +9,9 @@ the next id, and its appearance label (the detector's colour class) is remembere
 
 Per frame the tracker follows every object seen in the last ``keep_frames`` frames. An object's
 state is kept (with its mask: the detector's pixels of its label, within the tracker's box when the
-tracker confirms it) when the detector or the tracker places it on this frame with pixels of its
-label; a tracker box with none of its label's pixels is no evidence. An object missing for
+tracker confirms it; with depth, grown to the neighbouring pixels at the object's depth, its shaded
+faces) when the detector or the tracker places it on this frame with pixels of its label; a tracker
+box with none of its label's pixels is no evidence. An object missing for
 ``keep_frames`` frames leaves the tracker (which bounds the per-frame cost to what is in view); when
 its label is detected again it is re-prompted under the *same* id, so ids persist across leaving and
 re-entering the view, and across the whole episode. A detection the tracker lost (no box overlap) is
@@ -62,6 +63,9 @@ class ObjectTracks:
         min_prompt_side_px: a blob must span this many pixels per side to start (or restart) an
             object (the tracker's own minimum is 3).
         keep_frames: frames an object stays in the tracker without being confirmed.
+        grow_px, depth_tol_m: with depth, an object's mask also takes the pixels up to ``grow_px``
+            around its label's pixels whose depth is within ``depth_tol_m`` of theirs (its faces in
+            shadow), so the whole object stays out of the static map.
         tracker_config: the classical backend's settings.
     """
 
@@ -70,9 +74,12 @@ class ObjectTracks:
         min_pixels: int = 6,
         min_prompt_side_px: int = 3,
         keep_frames: int = 5,
+        grow_px: int = 3,
+        depth_tol_m: float = 0.4,
         tracker_config: ClassicalConfig | None = None,
     ) -> None:
         self.min_pixels, self.min_prompt_side_px, self.keep_frames = min_pixels, min_prompt_side_px, keep_frames
+        self.grow_px, self.depth_tol_m = grow_px, depth_tol_m
         self.tracker = Tracker(ClassicalBackend(tracker_config or ClassicalConfig()), selection="samurai")
         self.reset()
 
@@ -93,11 +100,28 @@ class ObjectTracks:
         box = box_of(mask)
         return bool(min(box[2], box[3]) >= self.min_prompt_side_px)
 
+    def _whole(self, mask: np.ndarray, depth: np.ndarray | None) -> np.ndarray:
+        """The object's silhouette: its label's pixels plus the pixels around them (``grow_px``) at
+        their depth (within ``depth_tol_m`` of their median), i.e. the shaded faces the colour
+        classifier misses; without depth, the label's pixels."""
+        if depth is None:
+            return mask
+        d = depth[mask]
+        d = d[d > 0]
+        if len(d) == 0:
+            return mask
+        x, y, w, h = box_of(mask)
+        g = self.grow_px
+        window = np.zeros_like(mask)
+        window[max(int(y) - g, 0) : int(y + h) + g, max(int(x) - g, 0) : int(x + w) + g] = True
+        return mask | (window & (np.abs(depth - float(np.median(d))) <= self.depth_tol_m))
+
     def update(self, frame: Frame, ignore: Iterable[int] = ()) -> TrackOutput:
         """Detect, prompt new or lost objects, track, and return the objects placed on this frame.
 
         Args:
-            frame: the RGB frame (its index must grow from call to call).
+            frame: the RGB frame (its index must grow from call to call); with ``depth_m``, each
+                object's mask also takes its shaded faces (see ``depth_tol_m``).
             ignore: ids not to report on this frame (their pixels stay where the caller wants them).
 
         Returns:
@@ -143,6 +167,7 @@ class ObjectTracks:
                 continue
             self._missing[state.object_id] = 0
             if state.object_id not in ignored:
+                mask = self._whole(mask, frame.depth_m)
                 states.append(
                     TrackState(
                         state.object_id, box_of(mask), mask, state.affinity, state.object_score,

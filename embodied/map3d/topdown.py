@@ -6,8 +6,9 @@ Read from the memory itself, not from a second map: the static map's observed vo
 weights) and the dynamics memory's latest points per object. For each cell of a caller-given grid on
 the ground plane:
 
-* ``seen``: some voxel of its column below ``ceiling_m`` was observed (the floor, a surface, or free
-  space within the TSDF's truncation band in front of one);
+* ``seen``: some voxel of its column below ``ceiling_m`` was observed on or in front of a surface
+  (the floor, a surface, or free space within the TSDF's truncation band in front of one; the band
+  the TSDF also writes *behind* a surface was never seen);
 * ``occupied``: a voxel at a height in ``[floor_m, ceiling_m]`` lies on a static surface
   (|TSDF| within ``surface_voxels`` voxels of the zero crossing), so the floor itself never blocks;
 * ``dynamic``: a dynamic object's points (at ``at_s``, the latest when None) fall in it, in the
@@ -110,8 +111,8 @@ def top_down_view(
     ground, height = _split(np.asarray(centres, np.float64).reshape(-1, 3), up_axis, float(up_sign))
     flat, inside = _flat_cells(ground, origin, cell_m, shape)
     below = inside & (height <= ceiling_m)
-    seen = np.bincount(flat[below], minlength=size) > 0
     surface = np.abs(tsdf) <= surface_voxels / trunc_voxels
+    seen = np.bincount(flat[below & (tsdf >= -surface_voxels / trunc_voxels)], minlength=size) > 0
     band = below & surface & (height >= floor_m)
     occupied = np.bincount(flat[band], minlength=size) > 0
     top = np.full(size, -np.inf)
