@@ -42,18 +42,20 @@ from memstream.embodied.agents.instructions import EpisodicMemory, goal_count, n
 from memstream.embodied.agents.maze_agent import grid_distance_field
 from memstream.embodied.agents.memory_map import MemoryOccupancy, camera_pose, pinhole
 from memstream.embodied.agents.navigator import Navigator
-from memstream.embodied.agents.object_tracks import ObjectTracks
+from memstream.embodied.agents.object_tracks import ObjectTracks, box_of
 from memstream.embodied.envs.miniworld_env import CAMERA_HEIGHT_M, FOV_DEG
 from memstream.embodied.map3d.memory import DualMemory3D, Map3DConfig
 from memstream.embodied.map3d.psm import PSMConfig
 from memstream.embodied.map3d.tdm import TDMConfig
 from memstream.streaming.errors import MemstreamError
 from memstream.streaming.types import Frame
+from memstream.tracking.types import TrackOutput, TrackState
 
 AgentMode = Literal["memory", "wiped", "retrieval", "oracle"]
 AGENT_MODES: tuple[str, ...] = ("memory", "wiped", "retrieval", "oracle")
 REQUIRED = ("rgb", "depth", "gps", "compass")
 REACH_M = 0.95  # where the history's pick and place happen: this far in front of the agent
+CARRY_MARGIN_M = 0.5  # the carried object's far face lies within this of REACH_M
 PUSH_BACK_M = 0.25  # an object's centre lies about this far behind the surface the camera sees
 
 
@@ -63,7 +65,7 @@ def navigation_map3d_config() -> Map3DConfig:
     tracked), and a dynamics memory that keeps each object's latest sighting for the whole episode."""
     return Map3DConfig(
         psm=PSMConfig(voxel_m=0.2, depth_max_m=8.0, block_budget=4000),
-        tdm=TDMConfig(window_frames=2, max_age_s=1e9, max_points_per_observation=256, voxel_m=0.05,
+        tdm=TDMConfig(window_frames=8, max_age_s=1e9, max_points_per_observation=256, voxel_m=0.05,
                       max_extrapolation_s=0.0),
         dynamic_masks=("tracking",),
         pose="given",
@@ -167,11 +169,32 @@ class MapMemoryAgent:
             self.frame, float(self.frame), rgb, depth, pinhole(rgb.shape[1], self.fov_deg),
             camera_pose(gps, compass, self.camera_height_m),
         )
-        tracking = self.tracks.update(frame)  # the carried object too: it moves, so it is dynamic
+        tracking = self._with_carried(self.tracks.update(frame), depth)
         self.map3d.update(frame, {"tracking": tracking})
         self.camera_xy[self.frame] = gps
         self.frame += 1
         return gps, compass
+
+    def _with_carried(self, tracking: TrackOutput, depth: np.ndarray) -> TrackOutput:
+        """Add the carried object to the frame's tracked objects: whatever depth sees within its reach
+        (nearer than ``REACH_M`` + ``CARRY_MARGIN_M``, below the camera). The simulator holds it
+        there, low in the view, where its colour rarely shows; left out, it would be fused into the
+        static map as a wall that follows the agent."""
+        if self.carrying is None:
+            return tracking
+        rows = np.arange(depth.shape[0], dtype=np.float32)[:, None]
+        focal = (depth.shape[1] / 2) / math.tan(math.radians(self.fov_deg) / 2)
+        height = self.camera_height_m - (rows - (depth.shape[0] / 2 - 0.5)) / focal * depth
+        held = (depth > 0) & (depth < REACH_M + CARRY_MARGIN_M) & (height < self.camera_height_m - 0.1)
+        previous = tracking.get(self.carrying)
+        if previous is not None and previous.mask is not None:
+            held = held | previous.mask
+        if not held.any():
+            return tracking
+        state = TrackState(self.carrying, box_of(held), held, 1.0, 1.0, float("nan"), False)
+        others = tuple(s for s in tracking.states if s.object_id != self.carrying)
+        return TrackOutput(tracking.frame_index, tuple(sorted(others + (state,), key=lambda s: s.object_id)),
+                           tracking.names)
 
     def object_position(self, object_id: int) -> np.ndarray | None:
         """World ``(2,)`` position of an object: its latest sighting in the dynamics memory (the median

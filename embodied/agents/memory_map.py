@@ -62,6 +62,8 @@ class MemoryOccupancy:
         wall_m: structure taller than this is a wall.
         door_close_m: walls grown by this much shut the doorways (more than half a doorway's width),
             which splits the seen floor into rooms.
+        still_m: a dynamic object's footprint is the union of its sightings since it last moved
+            (centroids within ``still_m`` of the latest), not only its latest, often partial, one.
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class MemoryOccupancy:
         ceiling_m: float = 2.0,
         wall_m: float = 1.0,
         door_close_m: float = 0.9,
+        still_m: float = 0.5,
     ) -> None:
         n = round(extent_m / cell_m)
         voxel = memory.config.psm.voxel_m
@@ -80,6 +83,7 @@ class MemoryOccupancy:
         shift = (cell_m / 2) if math.isclose(cell_m, voxel, rel_tol=1e-6) else 0.0
         self.grid = GridSpec((corner - shift, corner - shift), cell_m, (n, n))
         self.floor_m, self.ceiling_m, self.wall_m, self.door_close_m = floor_m, ceiling_m, wall_m, door_close_m
+        self.still_m = still_m
         self.attach(memory)
 
     def attach(self, memory: DualMemory3D) -> None:
@@ -97,7 +101,7 @@ class MemoryOccupancy:
         if self._view is None or version != self._version:
             self._view = self.memory.top_down(
                 np.asarray(self.grid.origin_m), self.grid.cell_m, self.grid.shape, UP_AXIS, UP_SIGN,
-                floor_m=self.floor_m, ceiling_m=self.ceiling_m,
+                floor_m=self.floor_m, ceiling_m=self.ceiling_m, still_m=self.still_m,
             )
             self._version = version
             self.refreshes += 1
