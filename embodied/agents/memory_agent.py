@@ -55,8 +55,9 @@ AgentMode = Literal["memory", "wiped", "retrieval", "oracle"]
 AGENT_MODES: tuple[str, ...] = ("memory", "wiped", "retrieval", "oracle")
 REQUIRED = ("rgb", "depth", "gps", "compass")
 REACH_M = 0.95  # where the history's pick and place happen: this far in front of the agent
-CARRY_MARGIN_M = 0.5  # the carried object's far face lies within this of REACH_M
-PUSH_BACK_M = 0.25  # an object's centre lies about this far behind the surface the camera sees
+STUCK_STEPS = 4  # forward steps that did not move the agent before it backs off (see MapMemoryAgent._unstick)
+CARRY_HALF_M = 0.45  # the carried object lies within this of REACH_M ahead, along and across the view
+STILL_M = 0.5  # sightings whose centroids lie this near the latest one: the object has not moved since
 
 
 def navigation_map3d_config() -> Map3DConfig:
@@ -122,7 +123,7 @@ class MapMemoryAgent:
         self.map3d_config = map3d_config or navigation_map3d_config()
         self.tracks = ObjectTracks()
         self.map3d = DualMemory3D(self.map3d_config)
-        self.occupancy = MemoryOccupancy(self.map3d, cell_m=self.map3d_config.psm.voxel_m)
+        self.occupancy = MemoryOccupancy(self.map3d, cell_m=self.map3d_config.psm.voxel_m, still_m=STILL_M)
         self.navigator = Navigator(self.occupancy, turn_deg=turn_deg)
         self.navigator.field_fn = grid_distance_field  # the reference field, by scipy's C Dijkstra (tested equal)
         self.episodes = 0
@@ -136,7 +137,6 @@ class MapMemoryAgent:
         self.occupancy.attach(self.map3d)
         self.navigator.reset()
         self.log: list[Interaction] = []
-        self.camera_xy: dict[int, np.ndarray] = {}  # frame -> camera position (to place sightings)
         self.carrying: int | None = None
 
     def reset(self) -> None:
@@ -150,6 +150,10 @@ class MapMemoryAgent:
         self.chosen_goals: list[np.ndarray] | None = None
         self.goal_index = 0
         self._goal_objects: list[np.ndarray] = []
+        self._last_move: tuple[np.ndarray, str | None] | None = None
+        self._stuck = 0
+        self._recovery: list[str] = []
+        self.recoveries = 0
         self._best = (math.inf, 0)  # (nearest distance to the current goal so far, task step it was reached)
 
     # ---- memory -------------------------------------------------------------------------------
@@ -171,21 +175,27 @@ class MapMemoryAgent:
         )
         tracking = self._with_carried(self.tracks.update(frame), depth)
         self.map3d.update(frame, {"tracking": tracking})
-        self.camera_xy[self.frame] = gps
         self.frame += 1
         return gps, compass
 
     def _with_carried(self, tracking: TrackOutput, depth: np.ndarray) -> TrackOutput:
-        """Add the carried object to the frame's tracked objects: whatever depth sees within its reach
-        (nearer than ``REACH_M`` + ``CARRY_MARGIN_M``, below the camera). The simulator holds it
-        there, low in the view, where its colour rarely shows; left out, it would be fused into the
+        """Add the carried object to the frame's tracked objects: what depth sees where the simulator
+        holds it (``REACH_M`` ahead, within ``CARRY_HALF_M`` along and across the view, below the
+        camera), low in the view, where its colour rarely shows; left out, it would be fused into the
         static map as a wall that follows the agent."""
         if self.carrying is None:
             return tracking
-        rows = np.arange(depth.shape[0], dtype=np.float32)[:, None]
+        rows, cols = np.mgrid[0 : depth.shape[0], 0 : depth.shape[1]].astype(np.float32)
         focal = (depth.shape[1] / 2) / math.tan(math.radians(self.fov_deg) / 2)
-        height = self.camera_height_m - (rows - (depth.shape[0] / 2 - 0.5)) / focal * depth
-        held = (depth > 0) & (depth < REACH_M + CARRY_MARGIN_M) & (height < self.camera_height_m - 0.1)
+        centre = depth.shape[0] / 2 - 0.5
+        height = self.camera_height_m - (rows - centre) / focal * depth
+        across = (cols - centre) / focal * depth
+        held = (
+            (depth > 0)
+            & (np.abs(depth - REACH_M) <= CARRY_HALF_M)
+            & (np.abs(across) <= CARRY_HALF_M)
+            & (height < self.camera_height_m - 0.1)
+        )
         previous = tracking.get(self.carrying)
         if previous is not None and previous.mask is not None:
             held = held | previous.mask
@@ -197,9 +207,10 @@ class MapMemoryAgent:
                            tracking.names)
 
     def object_position(self, object_id: int) -> np.ndarray | None:
-        """World ``(2,)`` position of an object: its latest sighting in the dynamics memory (the median
-        of its points, pushed back from the camera by about its half depth), unless it was put down
-        after that sighting (then where the log says it was placed); None if never seen."""
+        """World ``(2,)`` position of an object from the dynamics memory: the median of its points
+        above the floor over its sightings since it last moved (centroids within ``STILL_M`` of the
+        latest; the camera sees its top and its near faces, whose median lies near its centre); where
+        the log says it was put down if that came after its last sighting; None if never seen or carried."""
         sightings = self.map3d.tdm.observations(object_id)
         placed = [e for e in self.log if e.object_id == object_id and e.kind == "place"]
         seen_frame = sightings[-1].frame_index if sightings else -1
@@ -207,9 +218,10 @@ class MapMemoryAgent:
             return placed[-1].position
         if not sightings or object_id == self.carrying:
             return None
-        xy = np.median(sightings[-1].points[:, :2], axis=0).astype(np.float64)
-        away = xy - self.camera_xy[seen_frame]
-        return xy + PUSH_BACK_M * away / max(float(np.linalg.norm(away)), 1e-6)
+        still = [o for o in sightings if np.linalg.norm(o.centroid - sightings[-1].centroid) <= STILL_M]
+        points = np.concatenate([o.points for o in still])
+        above = points[-points[:, 2] > 0.1]  # the world is (forward, right, down): not the floor around it
+        return np.median((above if len(above) else points)[:, :2], axis=0).astype(np.float64)
 
     def objects(self) -> dict[int, np.ndarray]:
         """id -> position of every object the memories place (the carried one excepted)."""
@@ -283,6 +295,25 @@ class MapMemoryAgent:
         occupied = any(np.linalg.norm(p - goal) < 0.7 for p in self._goal_objects)
         return self.stop_radius_m if occupied else self.stop_radius_m / 2
 
+    def _unstick(self, gps: np.ndarray) -> str | None:
+        """A recovery manoeuvre once ``STUCK_STEPS`` forward steps in a row have not moved the agent
+        (pressed against something the camera cannot see and the plan keeps squeezing past): a
+        turn of two steps (60 degrees), alternately left and right, and two steps forward; None while
+        not stuck."""
+        if self._recovery:
+            return self._recovery.pop(0)
+        last = self._last_move
+        blocked = last is not None and last[1] == "move_forward" and np.allclose(last[0], gps, atol=1e-3)
+        self._stuck = self._stuck + 1 if blocked else 0
+        if self._stuck < STUCK_STEPS:
+            return None
+        self._stuck = 0
+        self.recoveries += 1
+        turn = "turn_left" if self.recoveries % 2 else "turn_right"
+        self._recovery = [turn, turn, "move_forward", "move_forward"]
+        self.navigator.reset()
+        return turn
+
     def act(self, observations: dict[str, Any]) -> str:
         """One habitat action name for one observation (see :mod:`~memstream.embodied.envs.miniworld_env`)."""
         phase = observations.get("phase", "task")
@@ -302,7 +333,8 @@ class MapMemoryAgent:
         if self.goal_index >= len(self.chosen_goals):
             return "stop"
         goal = self.chosen_goals[self.goal_index]
-        action = self.navigator.act(gps, compass, goal, self._stop_radius(goal))
+        action = self._unstick(gps) or self.navigator.act(gps, compass, goal, self._stop_radius(goal))
+        self._last_move = (gps.copy(), action)
         distance = float(np.linalg.norm(goal - gps))
         if distance < self._best[0] - 0.05:
             self._best = (distance, self.task_steps)

@@ -64,6 +64,7 @@ class MemoryOccupancy:
             which splits the seen floor into rooms.
         still_m: a dynamic object's footprint is the union of its sightings since it last moved
             (centroids within ``still_m`` of the latest), not only its latest, often partial, one.
+        bump_m: a bump blocks the cells within this of the point it happened at.
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class MemoryOccupancy:
         wall_m: float = 1.0,
         door_close_m: float = 0.9,
         still_m: float = 0.5,
+        bump_m: float = 0.2,
     ) -> None:
         n = round(extent_m / cell_m)
         voxel = memory.config.psm.voxel_m
@@ -84,6 +86,9 @@ class MemoryOccupancy:
         self.grid = GridSpec((corner - shift, corner - shift), cell_m, (n, n))
         self.floor_m, self.ceiling_m, self.wall_m, self.door_close_m = floor_m, ceiling_m, wall_m, door_close_m
         self.still_m = still_m
+        self.bump_m = bump_m
+        ring = np.linspace(0.0, 2 * math.pi, 12, endpoint=False)
+        self._bump_offsets = np.concatenate([np.zeros((1, 2)), bump_m * np.stack([np.cos(ring), np.sin(ring)], 1)])
         self.attach(memory)
 
     def attach(self, memory: DualMemory3D) -> None:
@@ -138,10 +143,11 @@ class MemoryOccupancy:
         return self._rooms[1]
 
     def mark_blocked(self, xy: np.ndarray) -> None:
-        """A bump: the cell at ``xy`` is an obstacle whatever the memory says."""
-        cell = self.grid.to_cell(xy)
-        if self.grid.inside(cell):
-            self.bumps[cell[0], cell[1]] = True
+        """A bump: the cells within ``bump_m`` of ``xy`` are an obstacle whatever the memory says (the
+        camera cannot see what stops the agent: at 60 degrees it sees no floor nearer than 2.6 m)."""
+        cells = self.grid.to_cell(np.asarray(xy, np.float64)[None] + self._bump_offsets)
+        cells = cells[self.grid.inside(cells)]
+        self.bumps[cells[:, 0], cells[:, 1]] = True
 
     def same_room(self, a: np.ndarray, b: np.ndarray) -> bool:
         """Whether two points lie in one room of :meth:`rooms` (False where either is in none)."""

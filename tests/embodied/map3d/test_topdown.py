@@ -48,7 +48,8 @@ def _depth(yaw: float) -> np.ndarray:
 YAWS = np.radians([-20.0, 0.0, 20.0])
 
 
-def _memory(to_world: np.ndarray = np.eye(4)) -> DualMemory3D:
+def _memory(to_world: np.ndarray | None = None) -> DualMemory3D:
+    to_world = np.eye(4) if to_world is None else to_world
     memory = DualMemory3D(Map3DConfig(psm=PSMConfig(voxel_m=VOXEL), dynamic_masks=("tracking",), pose="given"))
     rgb = np.full((SIZE, SIZE, 3), 128, np.uint8)
     for index, yaw in enumerate(YAWS):
