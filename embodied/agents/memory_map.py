@@ -65,6 +65,7 @@ class MemoryOccupancy:
         still_m: a dynamic object's footprint is the union of its sightings since it last moved
             (centroids within ``still_m`` of the latest), not only its latest, often partial, one.
         bump_m: a bump blocks the cells within this of the point it happened at.
+        surface_voxels: the 3D memory's surface band for the view (see ``DualMemory3D.top_down``).
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class MemoryOccupancy:
         door_close_m: float = 0.9,
         still_m: float = 0.5,
         bump_m: float = 0.2,
+        surface_voxels: float = 1.5,
     ) -> None:
         n = round(extent_m / cell_m)
         voxel = memory.config.psm.voxel_m
@@ -86,7 +88,7 @@ class MemoryOccupancy:
         self.grid = GridSpec((corner - shift, corner - shift), cell_m, (n, n))
         self.floor_m, self.ceiling_m, self.wall_m, self.door_close_m = floor_m, ceiling_m, wall_m, door_close_m
         self.still_m = still_m
-        self.bump_m = bump_m
+        self.bump_m, self.surface_voxels = bump_m, surface_voxels
         ring = np.linspace(0.0, 2 * math.pi, 12, endpoint=False)
         self._bump_offsets = np.concatenate([np.zeros((1, 2)), bump_m * np.stack([np.cos(ring), np.sin(ring)], 1)])
         self.attach(memory)
@@ -107,6 +109,7 @@ class MemoryOccupancy:
             self._view = self.memory.top_down(
                 np.asarray(self.grid.origin_m), self.grid.cell_m, self.grid.shape, UP_AXIS, UP_SIGN,
                 floor_m=self.floor_m, ceiling_m=self.ceiling_m, still_m=self.still_m,
+                surface_voxels=self.surface_voxels,
             )
             self._version = version
             self.refreshes += 1

@@ -333,6 +333,7 @@ class DualMemory3D:
     def top_down(
         self, origin: np.ndarray, cell_m: float, shape: tuple[int, int], up_axis: int = 2, up_sign: float = 1.0,
         floor_m: float = 0.15, ceiling_m: float = 2.0, at_s: float | None = None, still_m: float | None = None,
+        surface_voxels: float = 1.5,
     ) -> TopDownView:
         """The 2D occupancy and height grid of both memories on a given ground grid, for planners
         (:mod:`memstream.embodied.map3d.topdown`): seen, static-occupied and dynamic cells, and the
@@ -347,6 +348,9 @@ class DualMemory3D:
                 distance: its footprint over every remembered observation (up to ``at_s``) whose
                 centroid lies within ``still_m`` of the latest one, i.e. since it last moved, so a
                 still object seen whole once and partly since keeps its whole footprint.
+            surface_voxels: how near the TSDF's zero crossing (in voxels) a voxel counts as surface:
+                smaller keeps walls thin (doorways open), too small leaves gaps where a wall is
+                seen at a grazing angle.
         """
         if still_m is None:
             dynamic, _ = self.tdm.snapshot(at_s)
@@ -360,7 +364,7 @@ class DualMemory3D:
         cfg = self.config.psm
         return top_down_view(
             self.psm.observed_voxels(), dynamic, origin, cell_m, shape, cfg.voxel_m, cfg.trunc_voxels,
-            up_axis=up_axis, up_sign=up_sign, floor_m=floor_m, ceiling_m=ceiling_m,
+            up_axis=up_axis, up_sign=up_sign, floor_m=floor_m, ceiling_m=ceiling_m, surface_voxels=surface_voxels,
         )
 
     def memory_summary(self) -> dict:

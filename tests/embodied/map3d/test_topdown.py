@@ -88,6 +88,13 @@ def test_floor_before_the_wall_is_free_the_wall_is_tall_and_occupied_and_behind_
     assert not view.dynamic.any()
 
 
+def test_a_thinner_surface_band_keeps_the_wall_but_fewer_cells_around_it(memory):
+    thick = memory.top_down(CELL_ORIGIN, VOXEL, SHAPE)
+    thin = memory.top_down(CELL_ORIGIN, VOXEL, SHAPE, surface_voxels=0.75)
+    assert thin.occupied.sum() < thick.occupied.sum() and not (thin.occupied & ~thick.occupied).any()
+    assert all(thin.occupied[_cell(WALL_X, y)] for y in (-0.5, 0.0, 0.5))
+
+
 def test_dynamic_points_mark_their_cells_in_the_height_band(memory):
     points = np.array([[2.0, 1.0, 0.5], [2.0, -1.0, 2.6]])  # the second floats above the band
     view = top_down_view(memory.psm.observed_voxels(), points, CELL_ORIGIN, VOXEL, SHAPE, VOXEL, 8.0)
