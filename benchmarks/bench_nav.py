@@ -1,8 +1,9 @@
 """What memory buys a navigation agent: FindingDory-style tasks in MiniWorld, four agents side by side.
 
-Claims (``memstream.embodied.agents`` on ``memstream.embodied.envs.miniworld_env``): the map-memory
-agent, which remembers the history phase (occupancy from depth + pose, an object map by colour, the
-order and places of its picks), chooses the right goal (high-level success) and reaches it (habitat's
+Claims (``memstream.embodied.agents`` on ``memstream.embodied.envs.miniworld_env``): the memory
+agent, which remembers the history phase in the project's memories (object ids from the tracking
+memory, static occupancy and the objects' positions from the 3D memory fed with depth + pose, an
+episodic log of its picks and places), chooses the right goal (high-level success) and reaches it (habitat's
 success and SPL) far more often than the same agent with its memory wiped when the task begins (it
 must search), or an agent that picks among the history's keyframes at random (a frame-retrieval
 chooser with no understanding); the oracle (true goals, same planner) bounds what navigation alone
@@ -15,7 +16,8 @@ Protocol: episodes use seeds ``--seed .. --seed + N - 1`` (the same houses, hist
 instructions for every agent); RGB-D ``--image-size`` square, 60-degree camera; forward 0.25 m, turns
 30 degrees; success distance 1.2 m from the goal's centre (an object's footprint keeps the agent
 ~0.85 m away); the task phase is limited to 500 actions. Speed: agent steps per second (its own
-time) and its share of each step beside the simulator's (MiniWorld on Mesa llvmpipe, CPU).
+time, every memory updated every frame) and its share of each step beside the simulator's (MiniWorld
+on Mesa llvmpipe, CPU); the JSON's ``speed`` block lists them per agent.
 
     python benchmarks/bench_nav.py --agents memory --episodes 200
     python benchmarks/bench_nav.py --agents wiped retrieval oracle --episodes 50
@@ -35,6 +37,15 @@ from _common import RESULTS, machine, print_table
 
 from memstream.embodied.agents.cli import finite
 from memstream.embodied.agents.evaluate import evaluate_nav, summarise
+
+
+#: what every agent of this benchmark updates each frame (all memories on)
+MEMORIES = [
+    "tracking (colour detector + classical SAMURAI tracker, persistent ids)",
+    "map3d static TSDF (PSM, 20 cm voxels) from depth + gps/compass pose",
+    "map3d dynamics memory (TDM, per tracked id)",
+    "episodic log (pick/place by id, frame, position)",
+]
 
 
 def save_atomic(path, payload: dict) -> None:
@@ -78,6 +89,19 @@ def main() -> None:
                     "env": "miniworld",
                     "task": "findingdory",
                     "agents": agents,
+                    "speed": {
+                        agent: {
+                            "image": f"RGB-D {args.image_size}x{args.image_size}",
+                            "memories": MEMORIES,
+                            "agent_steps_per_s": entry["summary"]["agent_steps_per_s"],
+                            "steps_per_s": entry["summary"]["steps_per_s"],
+                            "agent_share": entry["summary"]["agent_share"],
+                            "simulator_share": None
+                            if entry["summary"]["agent_share"] is None
+                            else 1.0 - entry["summary"]["agent_share"],
+                        }
+                        for agent, entry in agents.items()
+                    },
                     "targets": {"high_level_success": 0.9, "spl": 0.6, "episodes": 200, "templates": 20},
                     "findingdory_reported": {
                         "high_level_success_best": 0.52,

@@ -68,7 +68,7 @@ LAYERS: dict[str, int] = {
     "memstream.embodied.scene": 6,  # who x where x when: reads tracking's and the 3D memory's results
     "memstream.embodied.envs": 7,  # what policies and agents act in; imports no memory (FORBIDDEN)
     "memstream.embodied.policies": 8,  # policies and agents sit on the bank and act in envs
-    "memstream.embodied.agents": 8,  # navigation agents: their own maps, acting in envs
+    "memstream.embodied.agents": 8,  # navigation agents: on the tracking and 3D memories, acting in envs
     # the pipeline host: what every stage and command is written against
     "memstream.streaming.pipeline": HOST,
     "memstream.streaming.config": HOST,

@@ -1,8 +1,10 @@
 """Navigation agents with habitat's contract (``reset()``, ``act(observations) -> action``), evaluated.
 
-:class:`MapMemoryAgent` keeps an occupancy map from depth and pose, an object map by colour and an
-episodic log of the history's interactions; it resolves FindingDory-style instructions from them and
-plans on the map. Its baselines (``wiped``, ``retrieval``, ``oracle``) differ in one thing each.
+:class:`MapMemoryAgent` runs on the project's memories: object ids from the tracking memory
+(:class:`ObjectTracks`), static occupancy and the objects' positions from the 3D memory fed with depth
+and pose (:class:`MemoryOccupancy` is its top-down grid), and an episodic log of the history's
+interactions keyed by those ids; it resolves FindingDory-style instructions from them and plans on
+the grid. Its baselines (``wiped``, ``retrieval``, ``oracle``) differ in one thing each.
 :class:`MazeMemoryAgent` plays Memory Maze: targets detected classically in RGB-D, remembered by colour
 (``no_memory``: the same agent forgetting them every step).
 :func:`evaluate_nav` scores agents with habitat-lab's and FindingDory's metrics; ``memstream nav-eval``
@@ -27,7 +29,9 @@ _LAZY = {  # name -> module that defines it, imported on first use
     "EpisodicMemory": "memstream.embodied.agents.instructions",
     "resolve": "memstream.embodied.agents.instructions",
     "Navigator": "memstream.embodied.agents.navigator",
-    "ObjectMap": "memstream.embodied.agents.mapping",
+    "ObjectTracks": "memstream.embodied.agents.object_tracks",
+    "MemoryOccupancy": "memstream.embodied.agents.memory_map",
+    "Interaction": "memstream.embodied.agents.memory_agent",
     "OccupancyMap": "memstream.embodied.agents.mapping",
     "HabitatAgentAdapter": "memstream.embodied.agents.habitat_adapter",
     "run_habitat_benchmark": "memstream.embodied.agents.habitat_adapter",

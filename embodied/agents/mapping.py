@@ -1,15 +1,16 @@
-"""The agent's spatial memory from RGB-D and pose: an occupancy grid and an object map by colour.
+"""RGB-D helpers of the agents: back-projection into the gps frame, a ray-count occupancy grid (the
+Memory Maze agent's map) and the colour detector of the FindingDory agent's tracking memory.
 
 Frame of the maps: habitat's ``gps`` frame, ``(forward, right)`` metres from the episode's first pose;
 a heading ``compass`` (left positive) points along ``(cos c, -sin c)``. The camera is level at
 ``camera_height_m`` with a square pinhole of ``fov_deg``; ``depth`` is metres along the optical axis.
 
 * :class:`OccupancyMap`: per cell, hits of points between ``floor_m`` and ``ceiling_m`` (obstacles)
-  minus the rays that passed through it (free), and separately wall hits between the heights
-  ``wall_m`` (above objects, below doorways'
-  lintels and the ceiling), which separate rooms.
-* :class:`ObjectMap`: saturated pixels classified into the five object colours (MiniWorld's palette),
-  each colour's median 3D point (pushed back by the object's half depth) as that object's position.
+  minus the rays that passed through it (free).
+* :func:`colour_masks`: saturated pixels classified into the five object colours (MiniWorld's
+  palette), the detections :class:`~memstream.embodied.agents.object_tracks.ObjectTracks` turns
+  into persistent object ids. (The FindingDory agent's map is the 3D memory:
+  :mod:`~memstream.embodied.agents.memory_map`.)
 
 Example:
     >>> depth = np.full((8, 8, 1), 3.0, dtype=np.float32)             # a wall 3 m ahead
@@ -80,16 +81,14 @@ class OccupancyMap:
         cell_m: float = 0.2,
         floor_m: float = 0.15,
         ceiling_m: float = 2.0,
-        wall_m: tuple[float, float] = (1.0, 2.1),
     ) -> None:
         n = round(extent_m / cell_m)
         self.grid = GridSpec((-extent_m / 2, -extent_m / 2), cell_m, (n, n))
-        self.floor_m, self.ceiling_m, self.wall_m = floor_m, ceiling_m, wall_m
+        self.floor_m, self.ceiling_m = floor_m, ceiling_m
         self.reset()
 
     def reset(self) -> None:
         self.evidence = np.zeros(self.grid.shape, dtype=np.int16)  # > 0 occupied, < 0 free, 0 unknown
-        self.walls = np.zeros(self.grid.shape, dtype=bool)
         self.seen = np.zeros(self.grid.shape, dtype=bool)
         self.bumps = np.zeros(self.grid.shape, dtype=bool)
 
@@ -105,15 +104,11 @@ class OccupancyMap:
         free_counts = self._counts(samples.reshape(-1, 2))
         hit_counts = self._counts(points[obstacle, :2])
         floor_counts = self._counts(points[~obstacle & (points[:, 2] <= self.floor_m), :2])
-        wall_counts = self._counts(
-            points[(points[:, 2] > self.wall_m[0]) & (points[:, 2] < self.wall_m[1]), :2]
-        )
         evidence = (
             self.evidence.astype(np.int32) - np.minimum(free_counts, 20) + 4 * np.minimum(hit_counts, 10)
         )
         self.evidence = np.clip(evidence, -20, 20).astype(np.int16)
         self.seen |= (free_counts + hit_counts + floor_counts) > 0
-        self.walls |= wall_counts > 0
 
     def _counts(self, xy: np.ndarray) -> np.ndarray:
         """int64 (rows, cols): how many of the points ``xy`` (N, 2) fall in each cell."""
@@ -136,14 +131,6 @@ class OccupancyMap:
         """bool (rows, cols): more obstacle hits than free rays, or bumped into."""
         return (self.evidence > 0) | self.bumps
 
-    def same_room(self, a: np.ndarray, b: np.ndarray) -> bool:
-        """No wall cell on the straight segment ``a`` -> ``b`` (rooms are convex here)."""
-        samples = np.linspace(
-            np.asarray(a), np.asarray(b), max(2, int(np.linalg.norm(np.asarray(b) - a) / 0.05))
-        )
-        cells = self._cells(samples)
-        return not bool(self.walls[cells[:, 0], cells[:, 1]].any())
-
 
 def colour_masks(rgb: np.ndarray, min_saturation: float = 0.55, min_value: int = 50) -> dict[str, np.ndarray]:
     """bool (H, W) per colour of :data:`COLOUR_HUES`: saturated pixels of that hue."""
@@ -163,45 +150,3 @@ def colour_masks(rgb: np.ndarray, min_saturation: float = 0.55, min_value: int =
             inside |= (hue >= lo) & (hue < hi)
         masks[colour] = saturated & inside
     return masks
-
-
-class ObjectMap:
-    """Where each coloured object was last seen (map metres), and when (frame counter)."""
-
-    def __init__(self, min_pixels: int = 6, push_back_m: float = 0.25) -> None:
-        self.min_pixels, self.push_back_m = min_pixels, push_back_m
-        self.reset()
-
-    def reset(self) -> None:
-        self.positions: dict[str, np.ndarray] = {}
-        self.last_seen: dict[str, int] = {}
-
-    def update(
-        self,
-        rgb: np.ndarray,
-        depth: np.ndarray,
-        gps: np.ndarray,
-        compass: float,
-        frame: int,
-        fov_deg: float,
-        camera_height_m: float,
-        ignore: frozenset[str] = frozenset(),
-    ) -> None:
-        """Locate the colours visible in this frame (except ``ignore``)."""
-        d = np.asarray(depth, dtype=np.float32).reshape(depth.shape[0], depth.shape[1])
-        for colour, mask in colour_masks(rgb).items():
-            if colour in ignore or mask.sum() < self.min_pixels:
-                continue
-            masked = np.where(mask, d, 0.0)[..., None]
-            points = backproject(masked, gps, compass, fov_deg, camera_height_m, stride=1)
-            if len(points) < self.min_pixels:
-                continue
-            xy = np.median(points[:, :2], axis=0).astype(np.float64)
-            away = xy - np.asarray(gps, dtype=np.float64)
-            xy = xy + self.push_back_m * away / max(float(np.linalg.norm(away)), 1e-6)
-            self.positions[colour] = xy
-            self.last_seen[colour] = frame
-
-    def forget(self, colour: str) -> None:
-        self.positions.pop(colour, None)
-        self.last_seen.pop(colour, None)

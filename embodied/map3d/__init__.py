@@ -6,6 +6,7 @@ memories: the static TSDF map (``psm.py``, :class:`PersistentStructureMemory`, o
 block budget) and the moving objects' recent points (``tdm.py``, :class:`TransientDynamicsMemory`,
 a sliding window per object). Poses come with the frames or are estimated against the map
 (``registration.py``); depth can be predicted from RGB by a monocular model (``depth_model.py``).
+``topdown.py`` gives planners a 2D occupancy and height grid of both memories;
 ``eval.py`` scores maps and trajectories against ground truth; ``geometry.py`` holds the camera
 maths; the ``map3d`` stage and the ``reconstruct`` command run it over a stream. Names are loaded on
 first use (scipy, open3d, transformers only when needed).
@@ -41,6 +42,8 @@ _LAZY = {  # name -> module that defines it, imported on first use
     "FrameToModelRegistration": "memstream.embodied.map3d.registration",
     "RegistrationConfig": "memstream.embodied.map3d.registration",
     "RegistrationResult": "memstream.embodied.map3d.registration",
+    "TopDownView": "memstream.embodied.map3d.topdown",
+    "top_down_view": "memstream.embodied.map3d.topdown",
     "DepthModelError": "memstream.embodied.map3d.depth_model",
     "MonocularDepth": "memstream.embodied.map3d.depth_model",
     "load_depth_model": "memstream.embodied.map3d.depth_model",

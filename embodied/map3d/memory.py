@@ -36,6 +36,7 @@ from memstream.embodied.map3d.geometry import backproject_pixels
 from memstream.embodied.map3d.psm import PersistentStructureMemory, PSMConfig
 from memstream.embodied.map3d.registration import FrameToModelRegistration, RegistrationConfig, RegistrationResult
 from memstream.embodied.map3d.tdm import TDMConfig, TransientDynamicsMemory
+from memstream.embodied.map3d.topdown import TopDownView, top_down_view
 from memstream.streaming.configtypes import strict_config
 from memstream.streaming.errors import MemstreamError
 from memstream.streaming.types import Frame
@@ -328,6 +329,43 @@ class DualMemory3D:
         grid = np.zeros(cells.max(0) + 1, bool)
         grid[cells[:, 0], cells[:, 1]] = True
         return grid, origin
+
+    def top_down(
+        self, origin: np.ndarray, cell_m: float, shape: tuple[int, int], up_axis: int = 2, up_sign: float = 1.0,
+        floor_m: float = 0.15, ceiling_m: float = 2.0, at_s: float | None = None, still_m: float | None = None,
+        surface_voxels: float = 1.5,
+    ) -> TopDownView:
+        """The 2D occupancy and height grid of both memories on a given ground grid, for planners
+        (:mod:`memstream.embodied.map3d.topdown`): seen, static-occupied and dynamic cells, and the
+        highest static surface per cell between ``floor_m`` and ``ceiling_m``.
+
+        Args:
+            origin: ground coordinates (metres) of the corner of cell (0, 0); the ground axes are the
+                world axes other than ``up_axis``, in order.
+            cell_m, shape: the grid. up_axis, up_sign: which world axis points up, and its sign.
+            at_s: time of the dynamic objects' points (the latest when None).
+            still_m: None: each dynamic object's points at ``at_s`` (as :meth:`dynamic_points`). A
+                distance: its footprint over every remembered observation (up to ``at_s``) whose
+                centroid lies within ``still_m`` of the latest one, i.e. since it last moved, so a
+                still object seen whole once and partly since keeps its whole footprint.
+            surface_voxels: how near the TSDF's zero crossing (in voxels) a voxel counts as surface:
+                smaller keeps walls thin (doorways open), too small leaves gaps where a wall is
+                seen at a grazing angle.
+        """
+        if still_m is None:
+            dynamic, _ = self.tdm.snapshot(at_s)
+        else:
+            clouds = [np.zeros((0, 3), np.float32)]
+            for object_id in self.tdm.objects():
+                seen = [o for o in self.tdm.observations(object_id) if at_s is None or o.timestamp_s <= at_s]
+                if seen:
+                    clouds += [o.points for o in seen if np.linalg.norm(o.centroid - seen[-1].centroid) <= still_m]
+            dynamic = np.concatenate(clouds)
+        cfg = self.config.psm
+        return top_down_view(
+            self.psm.observed_voxels(), dynamic, origin, cell_m, shape, cfg.voxel_m, cfg.trunc_voxels,
+            up_axis=up_axis, up_sign=up_sign, floor_m=floor_m, ceiling_m=ceiling_m, surface_voxels=surface_voxels,
+        )
 
     def memory_summary(self) -> dict:
         return {"static": self.psm.memory_summary(), "dynamic": self.tdm.memory_summary(), "frames_skipped": self.skipped,

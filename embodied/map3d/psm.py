@@ -233,6 +233,29 @@ class PersistentStructureMemory:
         tsdf[found & (weight == 0)] = np.nan
         return tsdf, weight
 
+    def observed_voxels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every observed voxel (fusion weight > 0), read straight from the grid's buffers.
+
+        Returns:
+            float64 ``(n, 3)`` voxel centres, world metres (the points :meth:`sample` reads); float32
+            ``(n,)`` TSDF in truncation units; float32 ``(n,)`` weights.
+        """
+        if len(self) == 0:
+            return np.zeros((0, 3)), np.zeros(0, np.float32), np.zeros(0, np.float32)
+        hashmap = self._grid.hashmap()
+        active = hashmap.active_buf_indices().cpu().numpy().astype(np.int64)
+        keys = hashmap.key_tensor().cpu().numpy()[active].astype(np.int64)
+        # attributes are laid out (block, z, y, x, channel), as in sample()
+        tsdf = self._grid.attribute("tsdf").cpu().numpy()[active][..., 0]
+        weight = self._grid.attribute("weight").cpu().numpy()[active][..., 0]
+        res = self.config.block_resolution
+        z, y, x = np.meshgrid(np.arange(res), np.arange(res), np.arange(res), indexing="ij")
+        local = np.stack([x, y, z], axis=-1)  # (res, res, res, 3) voxel offsets in xyz
+        keep = weight > 0
+        block, iz, iy, ix = np.nonzero(keep)
+        voxel = keys[block] * res + local[iz, iy, ix]
+        return voxel * self.config.voxel_m, tsdf[keep], weight[keep]
+
     def point_cloud(self) -> tuple[np.ndarray, np.ndarray]:
         """Surface points of the map: float64 ``(n, 3)`` metres and uint8 ``(n, 3)`` colours."""
         if len(self) == 0:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from memstream.embodied.agents.mapping import ObjectMap, OccupancyMap, backproject, colour_masks
+from memstream.embodied.agents.mapping import OccupancyMap, backproject, colour_masks
 from memstream.embodied.agents.memory_agent import MapMemoryAgent
 from memstream.embodied.agents.navigator import Navigator, inflate
 from memstream.streaming.errors import MemstreamError
@@ -35,24 +35,18 @@ def test_occupancy_marks_a_wall_occupied_the_space_before_it_free_and_the_rest_u
     def cell(x: float, y: float) -> tuple[int, int]:
         return tuple(occupancy.grid.to_cell(np.array([x, y])))
 
-    assert occupancy.occupied[cell(3.05, 0.0)] and occupancy.walls[cell(3.05, 0.0)]
+    assert occupancy.occupied[cell(3.05, 0.0)]
     assert not occupancy.occupied[cell(1.5, 0.0)] and occupancy.seen[cell(1.5, 0.0)]
     assert not occupancy.seen[cell(-2.0, 0.0)] and not occupancy.seen[cell(5.0, 0.0)]
-    assert not occupancy.same_room(np.array([1.0, 0.0]), np.array([5.0, 0.0]))
-    assert occupancy.same_room(np.array([1.0, -0.5]), np.array([2.0, 0.5]))
 
 
-def test_colour_masks_and_the_object_map_locate_a_red_patch():
+def test_colour_masks_find_a_red_patch_and_a_blue_one():
     rgb = np.full((64, 64, 3), 128, dtype=np.uint8)  # grey walls are no colour
     rgb[40:50, 28:36] = (200, 20, 10)
     rgb[0:4, 0:4] = (30, 40, 220)
     masks = colour_masks(rgb)
     assert masks["red"].sum() == 80 and masks["blue"].sum() == 16 and masks["green"].sum() == 0
-    objects = ObjectMap(min_pixels=20, push_back_m=0.0)
-    depth = np.full((64, 64, 1), 2.0, dtype=np.float32)
-    objects.update(rgb, depth, np.zeros(2), 0.0, frame=7, fov_deg=60.0, camera_height_m=1.5)
-    assert set(objects.positions) == {"red"} and objects.last_seen["red"] == 7  # blue: too few pixels
-    np.testing.assert_allclose(objects.positions["red"], [2.0, 0.0], atol=0.02)
+    assert masks["red"][40:50, 28:36].all() and masks["blue"][0:4, 0:4].all()
 
 
 def test_inflation_is_a_disc():
@@ -119,21 +113,6 @@ def test_the_agent_names_the_observations_it_is_missing():
     assert "gps" not in str(error.value).split(".")[0]
     with pytest.raises(MemstreamError, match="goal_oracle"):
         MapMemoryAgent("oracle")
-
-
-def test_the_agent_logs_picks_and_places_from_pose_and_its_object_map():
-    agent = MapMemoryAgent("memory")
-    agent.objects.positions = {"red": np.array([1.0, 0.0]), "blue": np.array([0.0, 3.0])}
-    agent._log_interaction("pick", np.zeros(2), 0.0)  # facing +forward: red is 1 m ahead
-    assert (
-        [c for c, _ in agent.picks] == ["red"]
-        and agent.carrying == "red"
-        and "red" not in agent.objects.positions
-    )
-    agent._log_interaction("place", np.array([5.0, 5.0]), -math.pi / 2)  # facing right
-    np.testing.assert_allclose(agent.objects.positions["red"], [5.0, 5.95])
-    memory = agent.episodic_memory()
-    assert memory.picked == ["red"] and memory.untouched == ["blue"]
 
 
 def test_the_habitat_adapter_denormalises_depth_maps_actions_to_ids_and_names_the_fix_without_habitat():
