@@ -84,7 +84,7 @@ from memstream.tracking.classical.proposers import (
     flow_box,
     verify_score,
 )
-from memstream.tracking.classical.segmentation import ColourModel, Segment, segment
+from memstream.tracking.classical.segmentation import ColourModel, Segment, fit_mask_threshold, segment
 from memstream.tracking.kalman import box_iou_xywh
 from memstream.tracking.tracker import TrackingInputError
 from memstream.tracking.types import Candidates, Decision, Prompt
@@ -203,10 +203,12 @@ class ClassicalBackend:
         for prompt in prompts:
             box = _clip_box(self._prompt_box(prompt, frame), frame.width, frame.height)
             colour = ColourModel.fit(cache.hsv, box, cfg.colour_ring)
-            seg = segment(cache.hsv, colour, box, 0.0, cfg.mask_threshold, cfg.min_mask_fill)
-            self._objects[prompt.object_id] = ObjectMemory.start(
-                prompt.object_id, frame.index, cache.features, box, colour, cfg
+            memory = ObjectMemory.start(prompt.object_id, frame.index, cache.features, box, colour, cfg)
+            memory.mask_threshold = fit_mask_threshold(
+                cache.hsv, colour, box, (cfg.mask_threshold, *cfg.mask_threshold_fit), cfg.mask_margin, cfg.min_mask_fill
             )
+            seg = segment(cache.hsv, colour, box, 0.0, memory.mask_threshold, cfg.min_mask_fill)
+            self._objects[prompt.object_id] = memory
             followers = _Followers(CorrelationProposer(cfg.correlation_filter, cfg.correlation_threshold), box)
             if "correlation" in cfg.proposers:
                 followers.correlation.start(cache.bgr, box)
@@ -372,7 +374,7 @@ class ClassicalBackend:
                     memory.colour,
                     cand.proposal.box_xywh,
                     cfg.mask_margin,
-                    cfg.mask_threshold,
+                    memory.mask_threshold,
                     cfg.min_mask_fill,
                 )
                 if row and box_iou_xywh(seg.box_xywh, boxes[:row]).max() > cfg.nms_iou:
