@@ -3,7 +3,11 @@ OpenCV's CSRT and KCF, side by side on the same frames, raw and through H.264.
 
 Trackers (all weight-free, so the comparison runs anywhere):
 
-* ``samurai``: the classical candidate backend with SAMURAI's motion-aware selection and memory gate;
+* ``samurai``: the classical candidate backend (its default: every proposer, a follower's box remembered only
+  when the memory verifies it) with SAMURAI's motion-aware selection and memory gate;
+* ``samurai-multi``: every proposer, a follower's box remembered on SAMURAI's gate alone (as first built);
+* ``samurai-template``: the template proposer alone (the default before the verification);
+* ``samurai-before``: the backend before issue 19;
 * ``affinity``: the same backend, highest-affinity candidate and a window memory (plain SAM 2);
 * ``csrt``, ``kcf``: OpenCV's trackers (opencv-contrib).
 
@@ -58,8 +62,13 @@ PRESENCE_KEYS = ("presence_precision", "presence_recall", "presence_f1", "absenc
 BEFORE = ClassicalConfig(proposers=("template",), redetect_every=1, presence_keep_score=ClassicalConfig().presence_score)
 
 
-#: Every proposer (template, correlation filter, colour mean shift, optical flow).
-MULTI = ClassicalConfig(proposers=("template", "correlation", "colour", "flow"), redetect_every=2)
+#: Every proposer (template, correlation filter, colour mean shift, optical flow) as first built for issue 19:
+#: a follower's box enters memory on SAMURAI's gate alone (no verification by the memory's templates).
+MULTI = ClassicalConfig(follower_memory_gate=None)
+
+#: The template proposer alone with re-detection every frame: the default before the followers' boxes were
+#: verified by the memory (the mask threshold is fitted on the prompt frame as in the default).
+TEMPLATE = ClassicalConfig(proposers=("template",), redetect_every=1)
 
 
 def run_samurai(frames, box, selection: str, config: ClassicalConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -83,6 +92,7 @@ TRACKERS = {
     "affinity": lambda frames, box: run_samurai(frames, box, "affinity"),
     "samurai-before": lambda frames, box: run_samurai(frames, box, "samurai", BEFORE),
     "samurai-multi": lambda frames, box: run_samurai(frames, box, "samurai", MULTI),
+    "samurai-template": lambda frames, box: run_samurai(frames, box, "samurai", TEMPLATE),
     "csrt": lambda frames, box: run_opencv(frames, box, "csrt"),
     "kcf": lambda frames, box: run_opencv(frames, box, "kcf"),
 }
@@ -187,8 +197,13 @@ def headlines(args: argparse.Namespace, scores: dict) -> dict:
             gap_pa = s["samurai"]["distractors"]["presence_auc"] - s["affinity"]["distractors"]["presence_auc"]
             out["samurai_minus_affinity_distractors_auc"][codec] = gap
             out["samurai_minus_affinity_distractors_presence_auc"][codec] = gap_pa
-            line += f"; samurai - affinity on distractors {gap:+.1f} AUC (target >= +10 on raw), {gap_pa:+.1f} AUC-PA"
+            line += f"; samurai - affinity on distractors {gap:+.1f} AUC (target >= +10 at CRF 18), {gap_pa:+.1f} AUC-PA"
         out["summary"].append(line)
+    if "raw" in args.codec:
+        out["compression_gap_auc"] = {c: scores["raw"]["samurai"]["all"]["auc"] - scores[c]["samurai"]["all"]["auc"]
+                                      for c in args.codec if c != "raw"}
+        out["summary"].append("samurai raw - compressed overall AUC (target <= 5): " + ", ".join(
+            f"{c} {gap:+.1f}" for c, gap in out["compression_gap_auc"].items()))
     raw_gap = out["samurai_minus_affinity_distractors_auc"].get("raw")
     if raw_gap is not None:
         out["claim_holds"] = raw_gap >= 10 and out["samurai_minus_csrt_auc"]["raw"] > 0

@@ -120,8 +120,11 @@ class ObjectMemory:
             weights.append(self._config.recent_weight)
         return [e.template for e in entries], np.array(weights)
 
-    def observe(self, frame_index: int, grey: np.ndarray, box_xywh: np.ndarray, enters_memory: bool) -> None:
-        """The object was found at ``box_xywh`` (frame pixels): move there and remember the frame.
+    def observe(
+        self, frame_index: int, grey: np.ndarray, box_xywh: np.ndarray, enters_memory: bool, remember: bool = True
+    ) -> None:
+        """The object was found at ``box_xywh`` (frame pixels): move there and remember the frame
+        (``remember=False``: move only; the most recent template stays as it was).
 
         The reference size follows the box (at ``size_rate``) only on frames that enter memory: the
         size is part of what the object is remembered as, so the gate also keeps a partly hidden or
@@ -139,7 +142,7 @@ class ObjectMemory:
             self.size_wh = (1 - rate) * self.size_wh + rate * np.asarray(box_xywh[2:], np.float64)
         self.absent_frames = 0
         reference = np.concatenate([self.center_xy - self.size_wh / 2, self.size_wh])
-        template = crop_template(grey, reference, self.template_shape)
+        template = crop_template(grey, reference, self.template_shape) if remember else None
         if template is None:
             return
         entry = MemoryEntry(frame_index, template)
