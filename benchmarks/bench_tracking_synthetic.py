@@ -105,8 +105,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=DEFAULTS["frames"])
     parser.add_argument("--presets", default=DEFAULTS["presets"], help="comma-separated, of " + ", ".join(PRESETS))
     parser.add_argument("--codec", default=DEFAULTS["codec"], help="comma-separated: raw and/or crf<N>")
+    parser.add_argument("--trackers", default=",".join(TRACKERS), help="comma-separated, of " + ", ".join(TRACKERS))
     args = parser.parse_args()
-    args.is_default = all(getattr(args, key) == value for key, value in DEFAULTS.items())
+    args.is_default = all(getattr(args, key) == value for key, value in DEFAULTS.items()) and args.trackers == ",".join(TRACKERS)
+    args.trackers = args.trackers.split(",")
+    if set(args.trackers) - set(TRACKERS):
+        parser.error(f"unknown trackers {sorted(set(args.trackers) - set(TRACKERS))}; choose from {', '.join(TRACKERS)}")
     args.presets, args.codec = args.presets.split(","), args.codec.split(",")
     for codec in args.codec:
         parse_codec(codec)  # a bad name fails before any tracking
@@ -118,15 +122,16 @@ def parse_args() -> argparse.Namespace:
 
 def track_all(args: argparse.Namespace) -> tuple[dict, dict]:
     """OPE and presence results ``[codec][tracker][preset][sequence]`` and seconds ``[codec][tracker]``."""
-    results = {c: {t: {p: {} for p in args.presets} for t in TRACKERS} for c in args.codec}
-    seconds = {c: {t: 0.0 for t in TRACKERS} for c in args.codec}
+    results = {c: {t: {p: {} for p in args.presets} for t in args.trackers} for c in args.codec}
+    seconds = {c: {t: 0.0 for t in args.trackers} for c in args.codec}
     for preset in args.presets:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             uri = f"synthetic://{preset}?seed={seed}&frames={args.frames}"
             for codec in args.codec:
                 footage = load_synthetic(uri, codec, DATA / "tracking_footage")
                 gt, visible = footage.gt_xywh, footage.target_visible
-                for name, run in TRACKERS.items():
+                for name in args.trackers:
+                    run = TRACKERS[name]
                     started = time.perf_counter()
                     pred, present = run(footage.frames, gt[0])
                     seconds[codec][name] += time.perf_counter() - started
@@ -154,14 +159,14 @@ def main() -> None:
     rows = []
     for codec in args.codec:
         scores[codec] = {}
-        for name in TRACKERS:
+        for name in args.trackers:
             per_preset = results[codec][name]
             table = {p: summarise(per_preset[p]) for p in args.presets}
             table["all"] = summarise({k: v for p in args.presets for k, v in per_preset[p].items()})
             scores[codec][name] = table
     for group in groups:
         for codec in args.codec:
-            for name in TRACKERS:
+            for name in args.trackers:
                 r = scores[codec][name][group]
                 rows.append([group, codec, name, percent(r["auc"]), percent(r["precision"]), percent(r["norm_precision"]),
                              percent(r["presence_auc"]), percent(r["presence_f1"]), percent(r["absence_recall"])])
@@ -169,7 +174,7 @@ def main() -> None:
                 f"x {len(args.presets)} presets, {args.frames} frames)",
                 ["preset", "codec", "tracker", "AUC", "P", "Pnorm", "AUC-PA", "presence F1", "absence recall"], rows)
     frames_total = len(args.presets) * args.seeds * args.frames
-    fps = {c: {n: round(frames_total / seconds[c][n], 1) for n in TRACKERS} for c in args.codec}
+    fps = {c: {n: round(frames_total / seconds[c][n], 1) for n in args.trackers} for c in args.codec}
     payload = {"seeds": list(range(args.first_seed, args.first_seed + args.seeds)), "frames": args.frames,
                "presets": args.presets, "codecs": args.codec, "scores": scores, "fps": fps, **headlines(args, scores)}
     for line in payload.get("summary", []):
@@ -189,15 +194,17 @@ def headlines(args: argparse.Namespace, scores: dict) -> dict:
                  "samurai_minus_csrt_auc": {}, "summary": []}
     for codec in args.codec:
         s = scores[codec]
-        over_csrt = s["samurai"]["all"]["auc"] - s["csrt"]["all"]["auc"]
-        out["samurai_minus_csrt_auc"][codec] = over_csrt
-        line = f"{codec}: samurai - csrt overall {over_csrt:+.1f} AUC"
-        if "distractors" in args.presets:
+        line = f"{codec}:"
+        if "csrt" in s:
+            over_csrt = s["samurai"]["all"]["auc"] - s["csrt"]["all"]["auc"]
+            out["samurai_minus_csrt_auc"][codec] = over_csrt
+            line += f" samurai - csrt overall {over_csrt:+.1f} AUC;"
+        if "distractors" in args.presets and "affinity" in s:
             gap = s["samurai"]["distractors"]["auc"] - s["affinity"]["distractors"]["auc"]
             gap_pa = s["samurai"]["distractors"]["presence_auc"] - s["affinity"]["distractors"]["presence_auc"]
             out["samurai_minus_affinity_distractors_auc"][codec] = gap
             out["samurai_minus_affinity_distractors_presence_auc"][codec] = gap_pa
-            line += f"; samurai - affinity on distractors {gap:+.1f} AUC (target >= +10 at CRF 18), {gap_pa:+.1f} AUC-PA"
+            line += f" samurai - affinity on distractors {gap:+.1f} AUC (target >= +10 at CRF 18), {gap_pa:+.1f} AUC-PA"
         out["summary"].append(line)
     if "raw" in args.codec:
         out["compression_gap_auc"] = {c: scores["raw"]["samurai"]["all"]["auc"] - scores[c]["samurai"]["all"]["auc"]
@@ -205,7 +212,7 @@ def headlines(args: argparse.Namespace, scores: dict) -> dict:
         out["summary"].append("samurai raw - compressed overall AUC (target <= 5): " + ", ".join(
             f"{c} {gap:+.1f}" for c, gap in out["compression_gap_auc"].items()))
     raw_gap = out["samurai_minus_affinity_distractors_auc"].get("raw")
-    if raw_gap is not None:
+    if raw_gap is not None and "raw" in out["samurai_minus_csrt_auc"]:
         out["claim_holds"] = raw_gap >= 10 and out["samurai_minus_csrt_auc"]["raw"] > 0
     return out
 
