@@ -28,7 +28,7 @@ from collections import Counter
 
 import numpy as np
 from _common import DATA, print_table, save
-from bench_tracking_synthetic import TRACKERS, percent, summarise
+from bench_tracking_synthetic import MULTI, TEMPLATE, TRACKERS, percent, summarise
 
 from memstream.streaming import open_source
 from memstream.tracking.classical import ClassicalBackend, ClassicalConfig
@@ -41,9 +41,8 @@ from memstream.tracking.types import Prompt
 
 DEFAULT_ROOT = DATA / "game_footage"
 DEFAULTS = {"root": str(DEFAULT_ROOT), "codec": "raw,crf18,crf28", "ablation_codec": "raw,crf18"}
-MULTI = ClassicalConfig(proposers=PROPOSER_NAMES, redetect_every=2)  # as measured for issue 19
-ABLATIONS = {f"multi-no-{name}": ClassicalConfig(proposers=tuple(p for p in PROPOSER_NAMES if p != name), redetect_every=2)
-             for name in PROPOSER_NAMES}
+ABLATIONS = {f"samurai-no-{name}": ClassicalConfig(proposers=tuple(p for p in PROPOSER_NAMES if p != name))
+             for name in PROPOSER_NAMES}  # the default with one proposer removed
 
 
 def run_counting(frames, box, config: ClassicalConfig, wins: Counter) -> tuple[np.ndarray, np.ndarray]:
@@ -70,20 +69,28 @@ def main() -> None:
     parser.add_argument("--codec", default=DEFAULTS["codec"], help="comma-separated: raw and/or crf<N>")
     parser.add_argument("--ablation-codec", default=DEFAULTS["ablation_codec"],
                         help="encodings on which SAMURAI also runs with each proposer removed ('' for none)")
+    parser.add_argument("--trackers", default="", help="comma-separated subset of the trackers to run ('' for all)")
     args = parser.parse_args()
-    is_default = all(getattr(args, k) == v for k, v in DEFAULTS.items())
+    is_default = all(getattr(args, k) == v for k, v in DEFAULTS.items()) and not args.trackers
     codecs = args.codec.split(",")
     ablation_codecs = [c for c in args.ablation_codec.split(",") if c]
     for codec in codecs + ablation_codecs:
         parse_codec(codec)
     dataset = open_dataset(args.root)
     wins = {c: Counter() for c in codecs}
-    trackers = {c: {"samurai": lambda f, b: run_counting(f, b, ClassicalConfig(), Counter()),
-                    "samurai-multi": lambda f, b, c=c: run_counting(f, b, MULTI, wins[c]),
-                    **{k: v for k, v in TRACKERS.items() if k not in ("samurai", "affinity")},
+    trackers = {c: {"samurai": lambda f, b, c=c: run_counting(f, b, ClassicalConfig(), wins[c]),
+                    "samurai-multi": lambda f, b: run_counting(f, b, MULTI, Counter()),
+                    "samurai-template": lambda f, b: run_counting(f, b, TEMPLATE, Counter()),
+                    **{k: v for k, v in TRACKERS.items() if k not in ("samurai", "affinity", "samurai-multi", "samurai-template")},
                     **({k: lambda f, b, cfg=cfg: run_counting(f, b, cfg, Counter()) for k, cfg in ABLATIONS.items()}
                        if c in ablation_codecs else {})}
                 for c in codecs}
+    if args.trackers:
+        chosen = args.trackers.split(",")
+        unknown = set(chosen) - {t for c in codecs for t in trackers[c]}
+        if unknown:
+            parser.error(f"unknown trackers {sorted(unknown)}; choose from {', '.join(trackers[codecs[0]])}")
+        trackers = {c: {t: run for t, run in trackers[c].items() if t in chosen} for c in codecs}
     results = {c: {t: {} for t in trackers[c]} for c in codecs}
     seconds = {c: {t: 0.0 for t in trackers[c]} for c in codecs}
     frames_total = 0
@@ -110,27 +117,27 @@ def main() -> None:
     summary, beats = [], {}
     for codec in codecs:
         s = scores[codec]
-        beats[codec] = {t: all(s[t][k] > max(s["csrt"][k], s["kcf"][k]) for k in ("auc", "presence_auc"))
-                        for t in ("samurai", "samurai-multi")}
-        summary.append(f"{codec}: samurai {s['samurai']['auc']:.1f} AUC / {s['samurai']['presence_auc']:.1f} AUC-PA; "
-                       f"samurai-multi {s['samurai-multi']['auc']:.1f} / {s['samurai-multi']['presence_auc']:.1f}; "
-                       f"before {s['samurai-before']['auc']:.1f} / {s['samurai-before']['presence_auc']:.1f}; "
-                       f"csrt {s['csrt']['auc']:.1f} / {s['csrt']['presence_auc']:.1f}; "
-                       f"kcf {s['kcf']['auc']:.1f} / {s['kcf']['presence_auc']:.1f}; beats both: {beats[codec]}")
+        rivals = [r for r in ("csrt", "kcf") if r in s]
+        beats[codec] = {t: all(s[t][k] > max(s[r][k] for r in rivals) for k in ("auc", "presence_auc"))
+                        for t in ("samurai", "samurai-multi", "samurai-template") if t in s and rivals}
+        summary.append(f"{codec}: " + "; ".join(f"{t} {s[t]['auc']:.1f} AUC / {s[t]['presence_auc']:.1f} AUC-PA"
+                                                for t in ("samurai", "samurai-multi", "samurai-template",
+                                                          "samurai-before", "csrt", "kcf") if t in s)
+                       + f"; beats both: {beats[codec]}")
         print(summary[-1])
     ablation = {}
     for codec in ablation_codecs:
-        if codec not in codecs:
+        if codec not in codecs or any(f"samurai-no-{n}" not in scores[codec] for n in PROPOSER_NAMES):
             continue
         s, total = scores[codec], sum(wins[codec].values())
         ablation[codec] = {name: {"wins": wins[codec][name], "win_share": round(100 * wins[codec][name] / max(total, 1), 1),
-                                  "auc_without": s[f"multi-no-{name}"]["auc"],
-                                  "auc_added": s["samurai-multi"]["auc"] - s[f"multi-no-{name}"]["auc"],
-                                  "presence_auc_added": (s["samurai-multi"]["presence_auc"]
-                                                         - s[f"multi-no-{name}"]["presence_auc"])}
+                                  "auc_without": s[f"samurai-no-{name}"]["auc"],
+                                  "auc_added": s["samurai"]["auc"] - s[f"samurai-no-{name}"]["auc"],
+                                  "presence_auc_added": (s["samurai"]["presence_auc"]
+                                                         - s[f"samurai-no-{name}"]["presence_auc"])}
                            for name in PROPOSER_NAMES}
     if ablation:
-        print_table("Per-proposer ablation (samurai-multi: all proposers): share of reported frames whose chosen "
+        print_table("Per-proposer ablation (samurai, the default: all proposers): share of reported frames whose chosen "
                     "candidate came from each proposer, and what removing it costs",
                     ["codec", "proposer", "wins", "win share %", "AUC without", "AUC added", "AUC-PA added"],
                     [[c, n, a["wins"], f"{a['win_share']:.1f}", percent(a["auc_without"]), f"{a['auc_added']:+.1f}",
@@ -139,6 +146,7 @@ def main() -> None:
     payload = {"sequences": list(dataset.names), "frames": frames_total, "codecs": codecs, "scores": scores,
                "presence_auc_per_sequence": per_sequence, "fps": fps, "set": meta,
                "samurai_beats_csrt_and_kcf": beats, "proposer_ablation": ablation,
+               "samurai_proposer_wins": {c: dict(wins[c]) for c in codecs},
                "before": "samurai-before: the classical backend before issue 19 (template proposer only, whole-frame "
                          "search every frame once lost, no presence hysteresis)", "summary": summary}
     if is_default:

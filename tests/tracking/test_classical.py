@@ -231,3 +231,32 @@ def test_points_only_prompts_use_a_padded_box_and_need_a_positive_point() -> Non
     assert w * h >= 11 * 11
     with pytest.raises(TrackingInputError, match="needs a box or a positive point"):
         backend.add_prompts(frame, [Prompt(2, points_xy=points, point_labels=[0, 0])])
+
+
+def test_the_mask_threshold_is_fitted_on_the_prompt_frame_so_compressed_colour_bleed_is_cut_off() -> None:
+    from memstream.tracking.classical.segmentation import ColourModel, fit_mask_threshold, segment
+    from memstream.tracking.eval.footage import load_synthetic
+
+    config = ClassicalConfig()
+    thresholds = (config.mask_threshold, *config.mask_threshold_fit)
+    fitted = {}
+    for codec in ("raw", "crf18"):
+        frame = load_synthetic("synthetic://camera_motion?seed=0&frames=2", codec).frames[0]
+        hsv = cv2.cvtColor(np.ascontiguousarray(frame.rgb), cv2.COLOR_RGB2HSV)
+        prompt = frame.gt.boxes_xywh[0]
+        colour = ColourModel.fit(hsv, prompt, config.colour_ring)
+        fitted[codec] = fit_mask_threshold(hsv, colour, prompt, thresholds, config.mask_margin, config.min_mask_fill)
+        fixed = iou(segment(hsv, colour, prompt, config.mask_margin, config.mask_threshold, 0.3).box_xywh, prompt)
+        chosen = iou(segment(hsv, colour, prompt, config.mask_margin, fitted[codec], 0.3).box_xywh, prompt)
+        assert chosen >= fixed
+        if codec == "crf18":
+            assert chosen > fixed  # H.264's chroma fringe made the fixed threshold's box too big
+    assert fitted["raw"] == config.mask_threshold  # rendered pixels: every threshold gives the box, the lowest stays
+    assert fitted["crf18"] > config.mask_threshold
+    # The fitted threshold is part of the object's memory: it survives a save and restore.
+    frame = load_synthetic("synthetic://camera_motion?seed=0&frames=2", "crf18").frames[0]
+    backend = ClassicalBackend()
+    backend.add_prompts(frame, [Prompt(1, frame.gt.boxes_xywh[0])])
+    restored = ClassicalBackend()
+    restored.load_state_dict(backend.state_dict())
+    assert restored._objects[1].mask_threshold == backend._objects[1].mask_threshold == fitted["crf18"]

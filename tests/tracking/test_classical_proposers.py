@@ -196,3 +196,32 @@ def test_memory_changes_only_through_the_gate_while_followers_restart_from_a_res
         a = tracker.update(frame(t, (20 + 2 * t, 40))).get(1)
         b = restored.update(frame(t, (20 + 2 * t, 40))).get(1)
         assert iou(a.box_xywh, box(20 + 2 * t, 40)) > 0.8 and iou(b.box_xywh, box(20 + 2 * t, 40)) > 0.8
+
+
+@pytest.mark.parametrize("gate", [0.5, None])
+def test_a_followers_box_the_memory_does_not_verify_moves_the_object_but_is_not_remembered(gate) -> None:
+    from memstream.tracking.types import Decision
+
+    backend = ClassicalBackend(ClassicalConfig(follower_memory_gate=gate))
+    backend.add_prompts(frame(0, (40, 40)), [Prompt(1, box(40, 40))])
+    backend.propose(frame(1, (42, 40)), [1])
+    backend.commit({1: Decision(0, True)})
+    memory = backend._objects[1]
+    recent, bank = memory.recent.template.copy(), len(memory.bank)
+    # The object turns: the same colours, stripes now horizontal, so the templates no longer match it
+    # but the followers (colour mean shift, flow, the correlation filter) still put a box on it.
+    rgb = BACKGROUND.copy()
+    rgb[40 : 40 + SIDE, 44 : 44 + SIDE] = np.ascontiguousarray(patch().transpose(1, 0, 2))
+    turned = Frame(index=2, timestamp_s=2 / 30, rgb=rgb)
+    backend.propose(turned, [1])
+    pending = backend._pending.proposals[1]
+    rows = [i for i, s in enumerate(pending.sources) if s not in (None, "template")]
+    assert rows, pending.sources  # the templates alone reported it absent: the followers joined
+    row = rows[0]
+    assert backend.config.affinity(pending.verified[row]) <= 0.5  # the memory's templates score the box low
+    backend.commit({1: Decision(row, True)})  # SAMURAI's gate let it in
+    assert np.allclose(memory.center_xy, pending.match_boxes[row][:2] + pending.match_boxes[row][2:] / 2)
+    if gate is None:  # as first built: the follower's box is remembered on SAMURAI's word
+        assert len(memory.bank) == bank + 1 and not np.array_equal(memory.recent.template, recent)
+    else:  # the memory verified it below the gate: the object moved, its templates learnt nothing
+        assert len(memory.bank) == bank and np.array_equal(memory.recent.template, recent)

@@ -18,13 +18,16 @@ How it works, per object and frame:
   likelihood; the ``num_candidates`` best peaks after non-maximum suppression. A look-alike near the
   object is therefore a candidate with a similar affinity: exactly where SAMURAI's motion score
   decides.
-* **More proposers** (:mod:`memstream.tracking.classical.proposers`, ``ClassicalConfig.proposers``): on a
-  frame where the template candidates alone would report the object absent (an animated or turning
-  target, compression blur), an OpenCV correlation filter, colour mean shift and median optical flow
-  from the last box join in. Every candidate's box is verified against the memory as a template peak
-  is scored, and calibrated per proposer (:mod:`memstream.tracking.classical.calibration`) onto the
-  template score's scale, so SAMURAI's motion score and memory gate read the same numbers whoever
-  proposed the box. ``proposer_wins`` counts whose candidate was chosen.
+* **More proposers** (:mod:`memstream.tracking.classical.proposers`, ``ClassicalConfig.proposers``, all
+  four by default): on a frame where the template candidates alone would report the object absent (an
+  animated or turning target, compression blur), an OpenCV correlation filter, colour mean shift and
+  median optical flow from the last box join in. Every candidate's box is verified against the memory
+  as a template peak is scored, and calibrated per proposer
+  (:mod:`memstream.tracking.classical.calibration`) onto the template score's scale, so SAMURAI's motion
+  score and memory gate read the same numbers whoever proposed the box. A follower's box that SAMURAI
+  chooses moves the object, but the memory remembers it only when its templates verify the box above
+  ``follower_memory_gate`` (so a follower drifting onto a look-alike cannot teach it the wrong
+  object). ``proposer_wins`` counts whose candidate was chosen.
 * **Absence and re-detection**: the object is reported absent once no candidate where it can be
   scores above ``presence_score`` (``presence_keep_score`` while it is present: hysteresis); after
   ``lost_after_frames`` absent frames the whole frame is searched every ``redetect_every`` frames
@@ -38,8 +41,9 @@ How it works, per object and frame:
   its look-alike gets a non-positive logit, an empty mask and a zero box, and the tracker's motion
   model coasts instead of jumping.
 * **Masks** (:mod:`memstream.tracking.classical.segmentation`): around each candidate box, the colour
-  likelihood thresholded and the component under the box centre kept (the filled box when that
-  fails). A candidate's box is its mask's box.
+  likelihood thresholded (at a threshold fitted per object on the prompt frame, which cuts off the
+  colour fringe H.264's half-resolution chroma leaves) and the component under the box centre kept (the
+  filled box when that fails). A candidate's box is its mask's box.
 
 Good for: weight-free CI, the default run, exercising SAMURAI's selection and gating on look-alike
 distractors, rigid textured objects under moderate motion, scale and lighting change. Not for:
@@ -73,7 +77,7 @@ import numpy as np
 from memstream.streaming.types import Frame
 from memstream.tracking.classical.calibration import CALIBRATION
 from memstream.tracking.classical.config import ClassicalConfig
-from memstream.tracking.classical.matching import combine_templates, match_peaks, search_window
+from memstream.tracking.classical.matching import box_pixels, combine_templates, match_peaks, search_window
 from memstream.tracking.classical.memory import ObjectMemory
 from memstream.tracking.classical.proposers import (
     CorrelationProposer,
@@ -84,7 +88,7 @@ from memstream.tracking.classical.proposers import (
     flow_box,
     verify_score,
 )
-from memstream.tracking.classical.segmentation import ColourModel, Segment, segment
+from memstream.tracking.classical.segmentation import ColourModel, Segment, fit_mask_threshold, segment
 from memstream.tracking.kalman import box_iou_xywh
 from memstream.tracking.tracker import TrackingInputError
 from memstream.tracking.types import Candidates, Decision, Prompt
@@ -131,6 +135,7 @@ class _Proposal:
     match_boxes: np.ndarray
     sources: list[str | None]
     scored: list[Scored] = field(default_factory=list)
+    verified: list[float] = field(default_factory=list)  # row i's verified match score (-1: no row)
 
 
 @dataclass
@@ -203,10 +208,12 @@ class ClassicalBackend:
         for prompt in prompts:
             box = _clip_box(self._prompt_box(prompt, frame), frame.width, frame.height)
             colour = ColourModel.fit(cache.hsv, box, cfg.colour_ring)
-            seg = segment(cache.hsv, colour, box, 0.0, cfg.mask_threshold, cfg.min_mask_fill)
-            self._objects[prompt.object_id] = ObjectMemory.start(
-                prompt.object_id, frame.index, cache.features, box, colour, cfg
+            memory = ObjectMemory.start(prompt.object_id, frame.index, cache.features, box, colour, cfg)
+            memory.mask_threshold = fit_mask_threshold(
+                cache.hsv, colour, box, (cfg.mask_threshold, *cfg.mask_threshold_fit), cfg.mask_margin, cfg.min_mask_fill
             )
+            seg = segment(cache.hsv, colour, box, 0.0, memory.mask_threshold, cfg.min_mask_fill)
+            self._objects[prompt.object_id] = memory
             followers = _Followers(CorrelationProposer(cfg.correlation_filter, cfg.correlation_threshold), box)
             if "correlation" in cfg.proposers:
                 followers.correlation.start(cache.bgr, box)
@@ -258,8 +265,15 @@ class ClassicalBackend:
                 masks[object_id] = np.zeros((height, width), bool)
             else:
                 box, source = proposal.match_boxes[decision.index], proposal.sources[decision.index]
-                memory.observe(cache.frame.index, cache.features, box, decision.enters_memory)
-                self._follow(cache, followers, box, source, decision.enters_memory)
+                gated, remember = decision.enters_memory, True
+                if source not in (None, "template") and self.config.follower_memory_gate is not None:
+                    # A follower's box enters memory (the bank, and the most recent template) only when
+                    # the memory itself verifies it: a follower on a look-alike or an occluder moves the
+                    # object but teaches its templates nothing.
+                    remember = self.config.affinity(proposal.verified[decision.index]) > self.config.follower_memory_gate
+                    gated = gated and remember
+                memory.observe(cache.frame.index, cache.features, box, gated, remember)
+                self._follow(cache, followers, box, source, gated)
                 if source is not None:
                     self.wins[source] += 1
                 masks[object_id] = chosen.paste(height, width)
@@ -348,7 +362,8 @@ class ClassicalBackend:
             previous = [i for i in self._greys if i < cache.frame.index]
             if "flow" in cfg.proposers and previous:
                 proposals.append(flow_box(self._greys[max(previous)], cache.grey, last, cfg.flow_max_error_px))
-        proposals = [p for p in proposals if p is not None]
+        proposals = [p for p in proposals if p is not None and (
+            p.proposer == "template" or _colour_in(probability, window, p.box_xywh) >= cfg.follower_min_colour)]
         threshold = cfg.presence_keep_score if memory.absent_frames == 0 else cfg.presence_score
         templates_only = [p for p in proposals if p.proposer == "template"]
         scored = self._score(templates_only, cache, probability, window, templates, weights)
@@ -362,6 +377,7 @@ class ClassicalBackend:
         boxes, match_boxes, affinity = np.zeros((k, 4)), np.zeros((k, 4)), np.zeros(k)
         segments: list[Segment | None] = [None] * k
         sources: list[str | None] = [None] * k
+        verified = [-1.0] * k
         row = 0
         for cand in scored:
             if row == k:
@@ -372,16 +388,16 @@ class ClassicalBackend:
                     memory.colour,
                     cand.proposal.box_xywh,
                     cfg.mask_margin,
-                    cfg.mask_threshold,
+                    memory.mask_threshold,
                     cfg.min_mask_fill,
                 )
                 if row and box_iou_xywh(seg.box_xywh, boxes[:row]).max() > cfg.nms_iou:
                     continue  # two candidates whose masks snap onto the same blob are one candidate
                 boxes[row], segments[row] = seg.box_xywh, seg
             affinity[row], match_boxes[row] = cfg.affinity(cand.equivalent), cand.proposal.box_xywh
-            sources[row] = cand.proposal.proposer
+            sources[row], verified[row] = cand.proposal.proposer, cand.score
             row += 1
-        return _Proposal(Candidates(boxes, affinity, logit), segments, match_boxes, sources, scored)
+        return _Proposal(Candidates(boxes, affinity, logit), segments, match_boxes, sources, scored, verified)
 
     def _score(
         self,
@@ -465,6 +481,12 @@ def _trace_row(frame_index: int, object_id: int, proposal: _Proposal, decision: 
             for c in proposal.scored
         ],
     }
+
+
+def _colour_in(probability: np.ndarray, window: tuple[int, int, int, int], box_xywh: np.ndarray) -> float:
+    """The mean P(object | colour) inside the box (``probability`` covers ``window``); 0 outside it."""
+    x0, y0, x1, y1 = box_pixels(np.asarray(box_xywh) - np.array([window[0], window[1], 0, 0]), probability.shape)
+    return float(probability[y0:y1, x0:x1].mean()) if x1 > x0 and y1 > y0 else 0.0
 
 
 def _distance_beyond_reach(box_xywh: np.ndarray, memory: ObjectMemory) -> float:

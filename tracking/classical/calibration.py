@@ -10,8 +10,8 @@ Written by ``benchmarks/fit_classical_calibration.py``; the data it was fitted o
 only: game footage seeds 300-310 (``make_game_footage.py --first-seed 300``) and synthetic seeds 0-1; the
 benchmarks evaluate on game seeds 100-112 and synthetic seeds 10-14. The trace was collected with the
 backend as it stood while the proposers were being built (all four proposers always on); the cascade
-(followers join only when the template alone reports absent) and ``follower_lift`` came after, and the
-fit has not been repeated under them.
+(followers join only when the template alone reports absent), ``follower_lift``, the prompt-fitted mask
+threshold and ``follower_memory_gate`` came after, and the fit has not been repeated under them.
 """
 
 from __future__ import annotations

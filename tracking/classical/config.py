@@ -57,7 +57,15 @@ class ClassicalConfig:
         lost_after_frames: after this many absent frames the search covers the whole frame and any
             match counts.
         mask_margin: how far the mask of a candidate may reach past its box, in box sizes per side.
-        mask_threshold: P(object | colour) above which a pixel is foreground.
+        mask_threshold: P(object | colour) above which a pixel is foreground (the lowest threshold an
+            object may get; see ``mask_threshold_fit``).
+        mask_threshold_fit: higher thresholds also tried on the prompt frame: each object keeps the
+            one (of ``mask_threshold`` and these) whose segment of the prompt frame reproduces the
+            prompt box best (ties go to the lower). On rendered frames every threshold gives the
+            prompt box and ``mask_threshold`` stays; through H.264 (4:2:0 chroma, half resolution)
+            the object's colour bleeds 1-2 pixels past its edges with P(object) up to 0.9, which a
+            higher threshold cuts off (synthetic tuning seeds, CRF 18: mean IoU of the segment's box
+            0.87 -> 0.92 at 0.95). Empty: ``mask_threshold`` for every object.
         min_mask_fill: a colour component covering less than this fraction of the box falls back to
             the filled box.
         colour_ring: width of the background ring around the prompt box, in box sizes, for the
@@ -70,10 +78,10 @@ class ClassicalConfig:
             ``flow`` (median optical flow of the last box). At least one; the whole-frame search
             for a lost object is template matching whichever are chosen. The followers (all but
             ``template``) join only on frames where the template candidates alone would report the
-            object absent. Default: the template alone. ``proposers=ALL_PROPOSERS`` tracks game
-            footage better (benchmarks/bench_tracking_game.py, ``samurai-multi``) but loses the fast
-            target of ``synthetic://demo?frames=16`` at frame 3 (a colour box lifted above a better
-            template peak), which tests/tracking/test_cli_track.py guards.
+            object absent. Default: all four (``ALL_PROPOSERS``), with ``follower_memory_gate`` so
+            that a follower's box the memory does not verify moves the object but is not
+            remembered; ``proposers=("template",)`` is the template matcher alone
+            (benchmarks/bench_tracking_synthetic.py and bench_tracking_game.py compare them).
         features: what the template matcher correlates: ``grey``, ``smooth`` (grey blurred with
             sigma 1, which takes out most of H.264's block noise) or ``gradient`` (Sobel magnitude
             of the smoothed grey).
@@ -89,9 +97,20 @@ class ClassicalConfig:
             verified score only; see :mod:`memstream.tracking.classical.proposers`).
         redetect_every: once lost, the whole frame is searched on every n-th frame (the frames
             between search around the last position), as long-term trackers re-detect at a lower
-            rate than they track. Default 1 (every frame): with the template alone, 2 cost 3.6
-            points of presence-aware AUC on the game-footage set (raw, 48.4 -> 44.8); the
-            all-proposer set in the benchmarks (``samurai-multi``) was measured with 2.
+            rate than they track. Default 2 (as the all-proposer default was measured); with the
+            template alone, 2 cost 3.6 points of presence-aware AUC on the game-footage set (raw,
+            48.4 -> 44.8) against 1.
+        follower_min_colour: a follower's box whose mean P(object | colour) is below this is no
+            candidate (0: every box; 0.5 keeps the followers off a grey occluder but not off a
+            look-alike, and costs game footage some of what they add there).
+        follower_memory_gate: a follower's (correlation, colour, flow) box that SAMURAI chose is
+            remembered (the bank, if SAMURAI's gate lets it in, and the most recent template) only
+            when the memory's templates verify it: its verified match score's affinity, before any
+            ``follower_lift``, above this (0.5, SAMURAI's gate on affinity). Below, the object moves
+            to the box (the followers keep it while its appearance changes faster than the memory)
+            but its templates learn nothing from it, so a follower that drifted onto a look-alike
+            or an occluder cannot teach the memory the wrong object. None: SAMURAI's gate alone
+            (with the lifted affinity), as the proposers were first built.
     """
 
     num_candidates: Annotated[int, Field(ge=1)] = 3
@@ -114,18 +133,21 @@ class ClassicalConfig:
     lost_after_frames: Annotated[int, Field(ge=1)] = 8
     mask_margin: Annotated[float, Field(ge=0, le=1)] = 0.15
     mask_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    mask_threshold_fit: tuple[Annotated[float, Field(gt=0, lt=1)], ...] = (0.7, 0.85, 0.95)
     min_mask_fill: Annotated[float, Field(ge=0, le=1)] = 0.3
     colour_ring: Annotated[float, Field(gt=0)] = 0.5
     point_pad_frac: Annotated[float, Field(gt=0)] = 0.05
     proposers: Annotated[tuple[Literal["template", "correlation", "colour", "flow"], ...], Field(min_length=1)] = (
-        "template",)
+        "template", "correlation", "colour", "flow")
     features: Literal["grey", "smooth", "gradient"] = "grey"
     correlation_filter: Literal["kcf", "csrt"] = "kcf"
     correlation_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.3
     flow_max_error_px: Annotated[float, Field(gt=0)] = 2.0
     presence_keep_score: Annotated[float, Field(gt=-1, lt=1)] = 0.5
-    redetect_every: Annotated[int, Field(ge=1)] = 1
+    redetect_every: Annotated[int, Field(ge=1)] = 2
     follower_lift: Annotated[float, Field(ge=0, le=1)] = 0.5
+    follower_min_colour: Annotated[float, Field(ge=0, le=1)] = 0.0
+    follower_memory_gate: Annotated[float, Field(ge=0, lt=1)] | None = 0.5
 
     def __post_init__(self) -> None:
         # Ranges of single fields are in the annotations (checked on construction and when parsed).
@@ -144,6 +166,7 @@ class ClassicalConfig:
         if len(set(self.proposers)) != len(self.proposers):
             raise ValueError(f"ClassicalConfig.proposers={self.proposers!r} names a proposer twice")
         object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+        object.__setattr__(self, "mask_threshold_fit", tuple(float(t) for t in self.mask_threshold_fit))
         object.__setattr__(self, "proposers", tuple(self.proposers))
 
     def affinity(self, score: float) -> float:

@@ -47,6 +47,8 @@ class ObjectMemory:
         absent_frames: frames since the object was last found (0 when found on the last frame).
         speed_px: how far its centre moved per frame recently, pixels (exponential average over
             consecutive frames where it was found).
+        mask_threshold: P(object | colour) above which a pixel is this object's (fitted on the prompt
+            frame, see ``ClassicalConfig.mask_threshold_fit``).
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class ObjectMemory:
         self.size_wh = np.array(box_xywh[2:], np.float64)
         self.absent_frames = 0
         self.speed_px = 0.0
+        self.mask_threshold = config.mask_threshold
         self._steps = 0
         self._config = config
 
@@ -117,8 +120,11 @@ class ObjectMemory:
             weights.append(self._config.recent_weight)
         return [e.template for e in entries], np.array(weights)
 
-    def observe(self, frame_index: int, grey: np.ndarray, box_xywh: np.ndarray, enters_memory: bool) -> None:
-        """The object was found at ``box_xywh`` (frame pixels): move there and remember the frame.
+    def observe(
+        self, frame_index: int, grey: np.ndarray, box_xywh: np.ndarray, enters_memory: bool, remember: bool = True
+    ) -> None:
+        """The object was found at ``box_xywh`` (frame pixels): move there and remember the frame
+        (``remember=False``: move only; the most recent template stays as it was).
 
         The reference size follows the box (at ``size_rate``) only on frames that enter memory: the
         size is part of what the object is remembered as, so the gate also keeps a partly hidden or
@@ -136,7 +142,7 @@ class ObjectMemory:
             self.size_wh = (1 - rate) * self.size_wh + rate * np.asarray(box_xywh[2:], np.float64)
         self.absent_frames = 0
         reference = np.concatenate([self.center_xy - self.size_wh / 2, self.size_wh])
-        template = crop_template(grey, reference, self.template_shape)
+        template = crop_template(grey, reference, self.template_shape) if remember else None
         if template is None:
             return
         entry = MemoryEntry(frame_index, template)
@@ -181,6 +187,7 @@ class ObjectMemory:
             "recent_in_bank": bool(self.bank) and self.recent is self.bank[-1],
             "center_xy": self.center_xy.tolist(), "size_wh": self.size_wh.tolist(),
             "absent_frames": self.absent_frames, "speed_px": self.speed_px, "steps": self._steps,
+            "mask_threshold": self.mask_threshold,
         }
 
     @classmethod
@@ -200,4 +207,5 @@ class ObjectMemory:
         memory.recent = memory.bank[-1] if state["recent_in_bank"] else entry(state["recent"])
         memory.center_xy, memory.size_wh = np.array([x, y], np.float64), np.array([w, h], np.float64)
         memory.absent_frames, memory.speed_px, memory._steps = state["absent_frames"], state["speed_px"], state["steps"]
+        memory.mask_threshold = float(state.get("mask_threshold", config.mask_threshold))  # older states: the fixed one
         return memory

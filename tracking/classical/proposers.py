@@ -36,7 +36,10 @@ independent proposers agreeing on a box is evidence that the object is there eve
 appearance has drifted from the memory (an animated sprite), while the choice between that box and a
 look-alike beside it stays with SAMURAI's motion score. The followers join only when the template
 candidates alone would report the object absent (a cascade, as long-term trackers fall back on a
-detector), so where the memory matches well nothing changes.
+detector), so where the memory matches well nothing changes. A follower's box that SAMURAI chooses is
+remembered only when its verified score passes ``ClassicalConfig.follower_memory_gate`` (the memory's
+own verdict, before any lift): the followers may carry the object through an appearance change, but a
+follower that drifted onto a look-alike or an occluder cannot teach the memory the wrong object.
 """
 
 from __future__ import annotations
