@@ -34,12 +34,17 @@ import numpy as np
 
 from memstream.embodied.agents.mapping import OccupancyMap, backproject
 from memstream.embodied.agents.maze_perception import TargetDetector, TargetMemory, palette_index
-from memstream.embodied.agents.navigator import Navigator
+from memstream.embodied.agents.navigator import Navigator, inflate
+from memstream.embodied.envs.navgrid import descend
 from memstream.embodied.envs.memory_maze_env import CAMERA_HEIGHT_M, CAMERA_PITCH_DEG, FOV_DEG
 from memstream.streaming.errors import MemstreamError
 
 MazeAgentMode = Literal["memory", "no_memory", "oracle"]
 MAZE_AGENT_MODES: tuple[str, ...] = ("memory", "no_memory", "oracle")
+
+
+def _wrap(angle: float) -> float:
+    return (angle + math.pi) % (2 * math.pi) - math.pi
 REQUIRED = ("rgb", "depth", "gps", "compass", "target_color")
 
 
@@ -122,7 +127,12 @@ class MazeMemoryAgent:
         seed: the roaming choices.
         targets: how many targets (palette colours) the maze holds: 3 in 9x9, 4, 5, 6 in the larger.
         detector: the target detector (its camera must match the env's; ``targets`` sets its colours).
+        turn_cost_m / gain_cap_m: the frontier choice's price of turning (metres per radian) and
+        most it credits a frontier's width (see :meth:`_choose_frontier`).
     """
+
+    turn_cost_m: float = 1.6
+    gain_cap_m: float = 2.0
 
     def __init__(
         self,
@@ -159,6 +169,7 @@ class MazeMemoryAgent:
         self.goal_colour: int | None = None
         self.goal: np.ndarray | None = None
         self.roam_goal: np.ndarray | None = None
+        self.frontier_goal: np.ndarray | None = None
         self._best = (math.inf, 0)
 
     # ---- perception and memory ----------------------------------------------------------------
@@ -204,7 +215,7 @@ class MazeMemoryAgent:
         gps, compass = self._perceive(observations)
         colour = palette_index(np.asarray(observations["target_color"]))
         if colour != self.goal_colour:  # a target was collected (or the episode began)
-            self.goal_colour, self.roam_goal = colour, None
+            self.goal_colour, self.roam_goal, self.frontier_goal = colour, None, None
         goal = self._target(colour)
         self._new_goal(goal)
         if goal is not None:
@@ -228,9 +239,17 @@ class MazeMemoryAgent:
 
     def _explore(self, gps: np.ndarray, compass: float) -> str:
         if self.roam_goal is None:
-            action = self.navigator.frontier_action(gps, compass)
-            if action is not None:
-                return action
+            if self.frontier_goal is not None and not self._still_frontier(self.frontier_goal, gps):
+                self.frontier_goal = None
+            if self.frontier_goal is None:
+                self.frontier_goal = self._choose_frontier(gps, compass)
+                self.navigator.reset()
+            if self.frontier_goal is not None:
+                action = self.navigator.act(gps, compass, self.frontier_goal, stop_radius_m=0.5)
+                if action is not None:
+                    return action
+                self.frontier_goal = None  # reached: the next frontier on the next step
+                return self._explore(gps, compass)
             self.roam_goal = self._far_free_cell(gps)
             self.navigator.reset()
         action = self.navigator.act(gps, compass, self.roam_goal, stop_radius_m=0.8)
@@ -239,6 +258,62 @@ class MazeMemoryAgent:
             self.navigator.reset()
             return "turn_left"
         return action
+
+    def _frontier(self, window: tuple[slice, slice], free: np.ndarray) -> np.ndarray:
+        """bool over ``window``: traversable cells seen free beside a never-seen cell."""
+        seen = self.occupancy.seen[window]
+        return seen & ~self.occupancy.occupied[window] & free & inflate(~seen, 1)
+
+    def _still_frontier(self, goal: np.ndarray, gps: np.ndarray) -> bool:
+        """The committed frontier goal still borders the unknown (within 0.6 m) and is not reached."""
+        if np.linalg.norm(goal - gps) < 0.5:
+            return False
+        grid = self.occupancy.grid
+        r, c = grid.to_cell(goal)
+        k = 3
+        window = (slice(max(r - k, 0), r + k + 1), slice(max(c - k, 0), c + k + 1))
+        seen = self.occupancy.seen[window]
+        return bool((seen & ~self.occupancy.occupied[window] & inflate(~seen, 1)).any())
+
+    def _choose_frontier(self, gps: np.ndarray, compass: float) -> np.ndarray | None:
+        """The frontier to explore next: of every group of frontier cells reachable on the map, the
+        one that is cheapest to reach in steps (metres along the path plus the turn the ball must
+        make first, ``turn_cost_m`` per radian: a half turn costs ten 18-degree turns, ~5 m of
+        rolling) less what it may show (its width, up to ``gain_cap_m``). None when no frontier
+        is left. The choice is kept until the goal no longer borders the unknown, so the agent does
+        not swing between two frontiers as each step reveals a little of both."""
+        from scipy import ndimage
+
+        nav, grid = self.navigator, self.occupancy.grid
+        window = nav._window(gps)
+        offset = np.array([window[0].start, window[1].start])
+        here = tuple(int(v) for v in grid.to_cell(gps) - offset)
+        field = free = None
+        for radius in (nav.radius_cells, nav.radius_cells - 1, 0.0):  # squeeze out of a tight spot
+            free, cost = nav._traversable(window, radius)
+            field = grid_distance_field(free, [here], grid.cell_m, cost=cost)
+            if np.isfinite(field).sum() > 1:
+                break
+        assert field is not None and free is not None
+        frontier = self._frontier(window, free) & np.isfinite(field)
+        cells = np.argwhere(frontier)
+        if len(cells) == 0:
+            return None
+        near = np.linalg.norm(cells - np.array(here), axis=1) * grid.cell_m <= 1.0
+        frontier[tuple(cells[near].T)] = False
+        labels, count = ndimage.label(frontier, structure=np.ones((3, 3), dtype=bool))
+        best, best_score = None, math.inf
+        for label in range(1, count + 1):
+            group = np.argwhere(labels == label)
+            cell = tuple(group[int(np.argmin(field[tuple(group.T)]))])
+            path = descend(field, cell)  # from the frontier down to the agent
+            lead = path[max(len(path) - 1 - 5, 0)]  # ~1 m out along the way there
+            delta = grid.to_xy(np.asarray(lead) + offset) - gps
+            turn = abs(_wrap(math.atan2(-delta[1], delta[0]) - compass)) if np.any(delta) else 0.0
+            score = field[cell] + self.turn_cost_m * turn - min(len(group) * grid.cell_m, self.gain_cap_m)
+            if score < best_score:
+                best, best_score = grid.to_xy(np.asarray(cell) + offset), score
+        return best
 
     def _far_free_cell(self, gps: np.ndarray) -> np.ndarray:
         """A random seen, free cell at least 4 m away (the nearest far one if the map is small)."""
