@@ -133,6 +133,7 @@ class MazeMemoryAgent:
 
     turn_cost_m: float = 1.6
     gain_cap_m: float = 2.0
+    look_around_steps: int = 0
 
     def __init__(
         self,
@@ -171,6 +172,14 @@ class MazeMemoryAgent:
         self.roam_goal: np.ndarray | None = None
         self.frontier_goal: np.ndarray | None = None
         self._best = (math.inf, 0)
+        self.phase = "goal"
+        self.stats: dict[str, Any] = {
+            **{f"{phase}_steps": 0 for phase in ("goal", "search", "roam", "look")},
+            **{f"{kind}_actions": 0 for kind in ("forward", "forward_turn", "turn")},
+            "forgotten": 0,
+            "replans": 0,
+            "first_remembered": {},
+        }
 
     # ---- perception and memory ----------------------------------------------------------------
     def _perceive(self, obs: dict[str, Any]) -> tuple[np.ndarray, float]:
@@ -212,11 +221,35 @@ class MazeMemoryAgent:
 
     def act(self, observations: dict[str, Any]) -> str:
         """One habitat action name (Memory Maze's extended set) for one observation."""
+        self.phase = "goal"
+        action = self._act(observations)
+        stats = self.stats
+        stats[f"{self.phase}_steps"] += 1
+        kind = "turn" if action.startswith("turn") else "forward_turn" if "forward_" in action else "forward"
+        stats[f"{kind}_actions"] += 1
+        for colour in self.memory.positions:
+            stats["first_remembered"].setdefault(str(colour), self.frame - 1)
+        return action
+
+    def episode_stats(self) -> dict[str, Any]:
+        """Where this episode's steps went, from the agent's side only (no scoring information):
+        ``goal_steps`` (heading for a remembered target), ``search_steps`` (exploring frontiers: the
+        current colour is not remembered), ``roam_steps`` (nothing left to explore and still not
+        remembered), ``look_steps`` (the look-around at the start); ``forward`` / ``forward_turn`` /
+        ``turn`` action counts; ``forgotten`` (a remembered spot reached without scoring: a wrong
+        memory), ``replans`` (a plan that stopped making progress); ``first_remembered`` (colour ->
+        the frame its target entered the memory)."""
+        return {key: dict(value) if isinstance(value, dict) else value for key, value in self.stats.items()}
+
+    def _act(self, observations: dict[str, Any]) -> str:
         gps, compass = self._perceive(observations)
         colour = palette_index(np.asarray(observations["target_color"]))
         if colour != self.goal_colour:  # a target was collected (or the episode began)
             self.goal_colour, self.roam_goal, self.frontier_goal = colour, None, None
         goal = self._target(colour)
+        if goal is None and self.frame <= self.look_around_steps:
+            self.phase = "look"
+            return "turn_left"  # at rest at the start: look all around before choosing a frontier
         self._new_goal(goal)
         if goal is not None:
             action = self.navigator.act(gps, compass, goal, stop_radius_m=0.15)
@@ -228,16 +261,19 @@ class MazeMemoryAgent:
                 # at the remembered spot without scoring: the memory was wrong
                 if self.mode != "oracle":
                     self.memory.forget(colour)
+                    self.stats["forgotten"] += 1
                 self._new_goal(None)
                 return "turn_left"
             if stalled:  # far from the spot and no nearer along the plan: the plan fails, not the memory
                 self.occupancy.mark_blocked(gps + 0.55 * np.array([math.cos(compass), -math.sin(compass)]))
                 self.navigator.reset()
                 self._best = (math.inf, self.frame)
+                self.stats["replans"] += 1
             return action
         return self._explore(gps, compass)
 
     def _explore(self, gps: np.ndarray, compass: float) -> str:
+        self.phase = "search"
         if self.roam_goal is None:
             if self.frontier_goal is not None and not self._still_frontier(self.frontier_goal, gps):
                 self.frontier_goal = None
@@ -252,6 +288,7 @@ class MazeMemoryAgent:
                 return self._explore(gps, compass)
             self.roam_goal = self._far_free_cell(gps)
             self.navigator.reset()
+        self.phase = "roam"
         action = self.navigator.act(gps, compass, self.roam_goal, stop_radius_m=0.8)
         if action is None:
             self.roam_goal = None
