@@ -129,11 +129,13 @@ class MazeMemoryAgent:
         detector: the target detector (its camera must match the env's; ``targets`` sets its colours).
         turn_cost_m / gain_cap_m: the frontier choice's price of turning (metres per radian) and
         most it credits a frontier's width (see :meth:`_choose_frontier`).
+        look_around_steps: at the start, while the current colour is not seen, turn in place this
+        many steps (the camera sees 80 degrees: the frontier choice then knows every way out).
     """
 
     turn_cost_m: float = 1.6
     gain_cap_m: float = 2.0
-    look_around_steps: int = 0
+    look_around_steps: int = 16  # 16 x 18 degrees + the 80-degree view: all around
 
     def __init__(
         self,

@@ -219,6 +219,11 @@ def test_the_frontier_choice_prices_the_turn_and_commits_to_its_choice():
 
 def test_the_agent_logs_where_its_steps_went():
     agent = MazeMemoryAgent(detector=LEVEL)
+    empty_rgb, empty_depth = scene(slice(36, 42), 3.0, 25.0, colour=(60, 60, 60))
+    first = [agent.act(observation(empty_rgb, empty_depth, goal=0)) for _ in range(agent.look_around_steps)]
+    assert set(first) == {"turn_left"} and agent.episode_stats()["look_steps"] == agent.look_around_steps
+    agent.reset()
+    agent.look_around_steps = 0
     seen_rgb, seen_depth = scene(slice(36, 42), 3.0, 25.0)  # the red target ahead
     empty_rgb, empty_depth = scene(slice(36, 42), 3.0, 25.0, colour=(60, 60, 60))
     actions = [agent.act(observation(empty_rgb, empty_depth, goal=0))]  # nothing known: search
