@@ -135,6 +135,10 @@ class MazeMemoryAgent:
 
     turn_cost_m: float = 1.6
     gain_cap_m: float = 2.0
+    coast_m: float = 0.9
+    coast_speed_m: float = 0.4
+    goal_combo_deg: float = 70.0
+    explore_combo_deg: float = 50.0
     look_around_steps: int = 16  # 16 x 18 degrees + the 80-degree view: all around
 
     def __init__(
@@ -175,6 +179,8 @@ class MazeMemoryAgent:
         self.frontier_goal: np.ndarray | None = None
         self._best = (math.inf, 0)
         self.phase = "goal"
+        self._last_gps: np.ndarray | None = None
+        self._speed = 0.0
         self.stats: dict[str, Any] = {
             **{f"{phase}_steps": 0 for phase in ("goal", "search", "roam", "look")},
             **{f"{kind}_actions": 0 for kind in ("forward", "forward_turn", "turn")},
@@ -245,6 +251,8 @@ class MazeMemoryAgent:
 
     def _act(self, observations: dict[str, Any]) -> str:
         gps, compass = self._perceive(observations)
+        self._speed = 0.0 if self._last_gps is None else float(np.linalg.norm(gps - self._last_gps))
+        self._last_gps = gps
         colour = palette_index(np.asarray(observations["target_color"]))
         if colour != self.goal_colour:  # a target was collected (or the episode began)
             self.goal_colour, self.roam_goal, self.frontier_goal = colour, None, None
@@ -253,7 +261,11 @@ class MazeMemoryAgent:
             self.phase = "look"
             return "turn_left"  # at rest at the start: look all around before choosing a frontier
         self._new_goal(goal)
+        self.navigator.combo_rad = math.radians(self.goal_combo_deg if goal is not None else self.explore_combo_deg)
         if goal is not None:
+            coast = self._coast_turn(gps, compass, goal)
+            if coast is not None:
+                return coast
             action = self.navigator.act(gps, compass, goal, stop_radius_m=0.15)
             remaining = self.navigator.remaining_m(gps, goal)
             if remaining < self._best[0] - 0.1 or remaining > self._best[0] + 1.0:
@@ -273,6 +285,24 @@ class MazeMemoryAgent:
                 self.stats["replans"] += 1
             return action
         return self._explore(gps, compass)
+
+    def _coast_turn(self, gps: np.ndarray, compass: float, goal: np.ndarray) -> str | None:
+        """A turn while the ball coasts into the target, or None. Rolling at full speed (a step moved
+        more than ``coast_speed_m``) straight at a target less than ``coast_m`` ahead, the ball
+        touches it without more force: the step is better spent turning toward where the agent will
+        go next (the other remembered targets; the next target is one of them), a turn it must make
+        anyway once the target is collected."""
+        delta = goal - gps
+        distance = float(np.linalg.norm(delta))
+        if distance >= self.coast_m or self._speed < self.coast_speed_m:
+            return None
+        if abs(_wrap(math.atan2(-delta[1], delta[0]) - compass)) > math.radians(15):
+            return None
+        others = [p for c, p in self.memory.positions.items() if c != self.goal_colour]
+        if not others:
+            return "turn_left"
+        away = np.mean(others, axis=0) - gps
+        return "turn_left" if _wrap(math.atan2(-away[1], away[0]) - compass) > 0 else "turn_right"
 
     def _explore(self, gps: np.ndarray, compass: float) -> str:
         self.phase = "search"
