@@ -3,10 +3,14 @@
 Every frame it updates an occupancy map from depth and pose (walls: points 0.7-1.6 m high; the targets,
 at most 0.6 m high, are driven through, not around), detects the palette's targets in RGB-D
 (:class:`~memstream.embodied.agents.maze_perception.TargetDetector`) and folds them into its target
-memory. It reads the current target's colour from ``target_color``, goes to the remembered target of
-that colour along a path planned on its map, and explores the nearest frontier when it knows of none
-(when the maze is all mapped, it roams to far free cells). A remembered target it reached without
-scoring is forgotten; progress is measured along the planned path (the way to a target often leads
+memory (every colour it sees, not only the current one: the next target is another colour). It reads
+the current target's colour from ``target_color`` and goes to the remembered target of that colour
+along a path planned on its map, turning while the ball coasts into it toward the other remembered
+targets. When it knows of none it explores: first a look all around (the camera sees 80 degrees),
+then the frontier that is cheapest to reach counting the turn the ball must make first, less what its
+width may show, kept until it no longer borders the unknown (when the maze is all mapped, it roams to
+far free cells). :meth:`MazeMemoryAgent.episode_stats` says where an episode's steps went. A
+remembered target it reached without scoring is forgotten; progress is measured along the planned path (the way to a target often leads
 away from it first), and a plan that stops making progress far from the target is replanned. Modes:
 
 * ``memory``: as above.

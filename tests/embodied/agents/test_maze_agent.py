@@ -236,3 +236,18 @@ def test_the_agent_logs_where_its_steps_went():
     assert stats["first_remembered"] == {"0": 1} and stats["forgotten"] == 0
     agent.reset()
     assert agent.episode_stats()["goal_steps"] == 0 and agent.episode_stats()["first_remembered"] == {}
+
+
+def test_rolling_into_a_target_the_agent_turns_toward_the_other_targets():
+    agent = MazeMemoryAgent(detector=LEVEL)
+    agent.goal_colour = 0
+    agent.memory.update({1: Detection(1, np.array([-3.0, 2.0]), 50, 3.0)}, frame=0)  # green: behind, right
+    red = np.array([0.7, 0.0])  # the current (red) target 0.7 m straight ahead
+    agent._speed = 0.5  # full speed: the ball coasts into it
+    assert agent._coast_turn(np.zeros(2), 0.0, red) == "turn_right"
+    agent.memory.update({2: Detection(2, np.array([-3.0, -6.0]), 50, 3.0)}, frame=1)  # blue: behind, left
+    assert agent._coast_turn(np.zeros(2), 0.0, red) == "turn_left"  # the two others lie left on average
+    assert agent._coast_turn(np.zeros(2), 0.0, np.array([2.0, 0.0])) is None  # too far to coast there
+    assert agent._coast_turn(np.zeros(2), 0.0, np.array([0.5, 0.5])) is None  # not straight ahead
+    agent._speed = 0.1  # slow: it must still push
+    assert agent._coast_turn(np.zeros(2), 0.0, red) is None
