@@ -17,6 +17,12 @@ step beside the simulator's (MuJoCo physics and EGL rendering on the CPU; Mesa l
     nice -n 10 python benchmarks/bench_memory_maze.py --agents memory --episodes 10
     nice -n 10 python benchmarks/bench_memory_maze.py --agents no_memory --episodes 10
 
+Where the steps go: every episode's row carries the agent's own log (``agent_stats``: steps heading
+for a remembered target, searching, roaming, looking around; forward / forward+turn / turn actions;
+wrong memories forgotten; replans; when each colour was first remembered), averaged per agent in
+``steps_by`` and printed as a second table. The agent's settings were chosen on :data:`TUNING_SEEDS`,
+disjoint from the evaluation seeds (both are written to the JSON).
+
 Each run replaces its agents' entries in ``results/memory_maze.json`` (rewritten after every episode,
 marked ``complete`` at the end) and keeps the others'.
 """
