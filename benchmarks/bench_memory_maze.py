@@ -17,6 +17,12 @@ step beside the simulator's (MuJoCo physics and EGL rendering on the CPU; Mesa l
     nice -n 10 python benchmarks/bench_memory_maze.py --agents memory --episodes 10
     nice -n 10 python benchmarks/bench_memory_maze.py --agents no_memory --episodes 10
 
+Where the steps go: every episode's row carries the agent's own log (``agent_stats``: steps heading
+for a remembered target, searching, roaming, looking around; forward / forward+turn / turn actions;
+wrong memories forgotten; replans; when each colour was first remembered), averaged per agent in
+``steps_by`` and printed as a second table. The agent's settings were chosen on :data:`TUNING_SEEDS`,
+disjoint from the evaluation seeds (both are written to the JSON).
+
 Each run replaces its agents' entries in ``results/memory_maze.json`` (rewritten after every episode,
 marked ``complete`` at the end) and keeps the others'.
 """
@@ -35,6 +41,11 @@ from memstream.embodied.agents.cli import finite
 from memstream.embodied.agents.evaluate import evaluate_nav, summarise
 from memstream.embodied.envs.memory_maze_env import MemoryMazeEnv
 
+#: the seeds the agent's settings were chosen on (diagnostic runs of 400 steps, ``.dev`` scripts not in
+#: the repo): disjoint from the evaluation seeds ``--seed .. --seed + episodes - 1`` (0..9 by default)
+TUNING_SEEDS = tuple(range(100, 109))
+STEP_KEYS = ("goal_steps", "search_steps", "roam_steps", "look_steps", "forward_actions",
+             "forward_turn_actions", "turn_actions", "forgotten", "replans")
 HUMAN = {"9x9": 26.4, "11x11": 44.3, "13x13": 55.5, "15x15": 67.7}  # Pasukonis et al. 2022, Table 1
 MAXIMUM = {"9x9": 34.8, "11x11": 58.0, "13x13": 74.5, "15x15": 87.7}
 
@@ -68,8 +79,11 @@ def main() -> None:
         for agent, rows in rows_by_agent.items():
             if rows:
                 returns = [r["return"] for r in rows if r["ok"]]
+                stats = [r["agent_stats"] for r in rows if r["ok"] and "agent_stats" in r]
                 agents[agent] = {
                     "episodes": len(rows),
+                    "evaluation_seeds": [r["seed"] for r in rows],
+                    "steps_by": {k: float(np.mean([st[k] for st in stats])) for k in STEP_KEYS} if stats else None,
                     "complete": complete,
                     "seed": args.seed,
                     "max_steps": args.max_steps,
@@ -87,6 +101,10 @@ def main() -> None:
                     "human": HUMAN[args.task],
                     "maximum": MAXIMUM[args.task],
                     "target": "mean return above the human score over >= 10 episodes of 1,000 steps",
+                    "tuning_seeds": list(TUNING_SEEDS),
+                    "steps_by_note": "agent_stats / steps_by: where each agent's steps went, from its own "
+                    "side (goal: heading for a remembered target; search: exploring frontiers, the current "
+                    "colour not remembered; roam: nothing left to explore; look: the look-around at the start)",
                 }
             ),
         )
@@ -101,6 +119,9 @@ def main() -> None:
             flush=True,
         )
 
+    if set(range(args.seed, args.seed + args.episodes)) & set(TUNING_SEEDS):
+        print(f"warning: seeds {args.seed}..{args.seed + args.episodes - 1} overlap the tuning seeds "
+              f"{TUNING_SEEDS[0]}..{TUNING_SEEDS[-1]}: not an evaluation", flush=True)
     result = evaluate_nav(
         "memory_maze", args.task, args.agents, args.episodes, seed=args.seed, options=options, progress=progress
     )
@@ -123,6 +144,11 @@ def main() -> None:
                 s["crashed"],
             ]
         )
+    steps_rows = [
+        [agent, *[entry["steps_by"][k] for k in STEP_KEYS]]
+        for agent, entry in json.loads(path.read_text())["agents"].items()
+        if entry.get("steps_by")
+    ]
     rows.append(["human (published)", "", HUMAN[args.task], "", 1.0, "", "", "", "", ""])
     rows.append(["maximum (published)", "", MAXIMUM[args.task], "", MAXIMUM[args.task] / HUMAN[args.task],
                  "", "", "", "", ""])
@@ -132,6 +158,12 @@ def main() -> None:
          "sim share", "crashed"],
         rows,
     )
+    if steps_rows:
+        print_table(
+            "Where the steps went (mean per episode)",
+            ["agent", "goal", "search", "roam", "look", "forward", "fwd+turn", "turn", "forgotten", "replans"],
+            steps_rows,
+        )
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ def run_episode(env: NavEnv, agent: Any, seed: int) -> dict[str, Any]:
     if high_level is None:
         high_level = high_level_success(chosen, env.goals_gps(), HIGH_LEVEL_RADIUS_M)
     template = getattr(env, "template", None)
+    agent_stats = getattr(agent, "episode_stats", None)  # an agent that logs where its steps went
     scored_by = getattr(env, "summary_metrics", METRICS)
     return {
         "seed": seed,
@@ -69,6 +70,7 @@ def run_episode(env: NavEnv, agent: Any, seed: int) -> dict[str, Any]:
         "history_steps": history_steps,
         "agent_s": agent_s,
         "sim_s": sim_s,
+        **({"agent_stats": agent_stats()} if callable(agent_stats) else {}),
     }
 
 

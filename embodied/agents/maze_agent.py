@@ -3,10 +3,14 @@
 Every frame it updates an occupancy map from depth and pose (walls: points 0.7-1.6 m high; the targets,
 at most 0.6 m high, are driven through, not around), detects the palette's targets in RGB-D
 (:class:`~memstream.embodied.agents.maze_perception.TargetDetector`) and folds them into its target
-memory. It reads the current target's colour from ``target_color``, goes to the remembered target of
-that colour along a path planned on its map, and explores the nearest frontier when it knows of none
-(when the maze is all mapped, it roams to far free cells). A remembered target it reached without
-scoring is forgotten; progress is measured along the planned path (the way to a target often leads
+memory (every colour it sees, not only the current one: the next target is another colour). It reads
+the current target's colour from ``target_color`` and goes to the remembered target of that colour
+along a path planned on its map, turning while the ball coasts into it toward the other remembered
+targets. When it knows of none it explores: first a look all around (the camera sees 80 degrees),
+then the frontier that is cheapest to reach counting the turn the ball must make first, less what its
+width may show, kept until it no longer borders the unknown (when the maze is all mapped, it roams to
+far free cells). :meth:`MazeMemoryAgent.episode_stats` says where an episode's steps went. A
+remembered target it reached without scoring is forgotten; progress is measured along the planned path (the way to a target often leads
 away from it first), and a plan that stops making progress far from the target is replanned. Modes:
 
 * ``memory``: as above.
@@ -34,12 +38,17 @@ import numpy as np
 
 from memstream.embodied.agents.mapping import OccupancyMap, backproject
 from memstream.embodied.agents.maze_perception import TargetDetector, TargetMemory, palette_index
-from memstream.embodied.agents.navigator import Navigator
+from memstream.embodied.agents.navigator import Navigator, inflate
+from memstream.embodied.envs.navgrid import descend
 from memstream.embodied.envs.memory_maze_env import CAMERA_HEIGHT_M, CAMERA_PITCH_DEG, FOV_DEG
 from memstream.streaming.errors import MemstreamError
 
 MazeAgentMode = Literal["memory", "no_memory", "oracle"]
 MAZE_AGENT_MODES: tuple[str, ...] = ("memory", "no_memory", "oracle")
+
+
+def _wrap(angle: float) -> float:
+    return (angle + math.pi) % (2 * math.pi) - math.pi
 REQUIRED = ("rgb", "depth", "gps", "compass", "target_color")
 
 
@@ -122,7 +131,19 @@ class MazeMemoryAgent:
         seed: the roaming choices.
         targets: how many targets (palette colours) the maze holds: 3 in 9x9, 4, 5, 6 in the larger.
         detector: the target detector (its camera must match the env's; ``targets`` sets its colours).
+        turn_cost_m / gain_cap_m: the frontier choice's price of turning (metres per radian) and
+        most it credits a frontier's width (see :meth:`_choose_frontier`).
+        look_around_steps: at the start, while the current colour is not seen, turn in place this
+        many steps (the camera sees 80 degrees: the frontier choice then knows every way out).
     """
+
+    turn_cost_m: float = 1.6
+    gain_cap_m: float = 2.0
+    coast_m: float = 0.9
+    coast_speed_m: float = 0.4
+    goal_combo_deg: float = 70.0
+    explore_combo_deg: float = 50.0
+    look_around_steps: int = 16  # 16 x 18 degrees + the 80-degree view: all around
 
     def __init__(
         self,
@@ -159,7 +180,18 @@ class MazeMemoryAgent:
         self.goal_colour: int | None = None
         self.goal: np.ndarray | None = None
         self.roam_goal: np.ndarray | None = None
+        self.frontier_goal: np.ndarray | None = None
         self._best = (math.inf, 0)
+        self.phase = "goal"
+        self._last_gps: np.ndarray | None = None
+        self._speed = 0.0
+        self.stats: dict[str, Any] = {
+            **{f"{phase}_steps": 0 for phase in ("goal", "search", "roam", "look")},
+            **{f"{kind}_actions": 0 for kind in ("forward", "forward_turn", "turn")},
+            "forgotten": 0,
+            "replans": 0,
+            "first_remembered": {},
+        }
 
     # ---- perception and memory ----------------------------------------------------------------
     def _perceive(self, obs: dict[str, Any]) -> tuple[np.ndarray, float]:
@@ -201,13 +233,43 @@ class MazeMemoryAgent:
 
     def act(self, observations: dict[str, Any]) -> str:
         """One habitat action name (Memory Maze's extended set) for one observation."""
+        self.phase = "goal"
+        action = self._act(observations)
+        stats = self.stats
+        stats[f"{self.phase}_steps"] += 1
+        kind = "turn" if action.startswith("turn") else "forward_turn" if "forward_" in action else "forward"
+        stats[f"{kind}_actions"] += 1
+        for colour in self.memory.positions:
+            stats["first_remembered"].setdefault(str(colour), self.frame - 1)
+        return action
+
+    def episode_stats(self) -> dict[str, Any]:
+        """Where this episode's steps went, from the agent's side only (no scoring information):
+        ``goal_steps`` (heading for a remembered target), ``search_steps`` (exploring frontiers: the
+        current colour is not remembered), ``roam_steps`` (nothing left to explore and still not
+        remembered), ``look_steps`` (the look-around at the start); ``forward`` / ``forward_turn`` /
+        ``turn`` action counts; ``forgotten`` (a remembered spot reached without scoring: a wrong
+        memory), ``replans`` (a plan that stopped making progress); ``first_remembered`` (colour ->
+        the frame its target entered the memory)."""
+        return {key: dict(value) if isinstance(value, dict) else value for key, value in self.stats.items()}
+
+    def _act(self, observations: dict[str, Any]) -> str:
         gps, compass = self._perceive(observations)
+        self._speed = 0.0 if self._last_gps is None else float(np.linalg.norm(gps - self._last_gps))
+        self._last_gps = gps
         colour = palette_index(np.asarray(observations["target_color"]))
         if colour != self.goal_colour:  # a target was collected (or the episode began)
-            self.goal_colour, self.roam_goal = colour, None
+            self.goal_colour, self.roam_goal, self.frontier_goal = colour, None, None
         goal = self._target(colour)
+        if goal is None and self.frame <= self.look_around_steps:
+            self.phase = "look"
+            return "turn_left"  # at rest at the start: look all around before choosing a frontier
         self._new_goal(goal)
+        self.navigator.combo_rad = math.radians(self.goal_combo_deg if goal is not None else self.explore_combo_deg)
         if goal is not None:
+            coast = self._coast_turn(gps, compass, goal)
+            if coast is not None:
+                return coast
             action = self.navigator.act(gps, compass, goal, stop_radius_m=0.15)
             remaining = self.navigator.remaining_m(gps, goal)
             if remaining < self._best[0] - 0.1 or remaining > self._best[0] + 1.0:
@@ -217,28 +279,114 @@ class MazeMemoryAgent:
                 # at the remembered spot without scoring: the memory was wrong
                 if self.mode != "oracle":
                     self.memory.forget(colour)
+                    self.stats["forgotten"] += 1
                 self._new_goal(None)
                 return "turn_left"
             if stalled:  # far from the spot and no nearer along the plan: the plan fails, not the memory
                 self.occupancy.mark_blocked(gps + 0.55 * np.array([math.cos(compass), -math.sin(compass)]))
                 self.navigator.reset()
                 self._best = (math.inf, self.frame)
+                self.stats["replans"] += 1
             return action
         return self._explore(gps, compass)
 
+    def _coast_turn(self, gps: np.ndarray, compass: float, goal: np.ndarray) -> str | None:
+        """A turn while the ball coasts into the target, or None. Rolling at full speed (a step moved
+        more than ``coast_speed_m``) straight at a target less than ``coast_m`` ahead, the ball
+        touches it without more force: the step is better spent turning toward where the agent will
+        go next (the other remembered targets; the next target is one of them), a turn it must make
+        anyway once the target is collected."""
+        delta = goal - gps
+        distance = float(np.linalg.norm(delta))
+        if distance >= self.coast_m or self._speed < self.coast_speed_m:
+            return None
+        if abs(_wrap(math.atan2(-delta[1], delta[0]) - compass)) > math.radians(15):
+            return None
+        others = [p for c, p in self.memory.positions.items() if c != self.goal_colour]
+        if not others:
+            return "turn_left"
+        away = np.mean(others, axis=0) - gps
+        return "turn_left" if _wrap(math.atan2(-away[1], away[0]) - compass) > 0 else "turn_right"
+
     def _explore(self, gps: np.ndarray, compass: float) -> str:
+        self.phase = "search"
         if self.roam_goal is None:
-            action = self.navigator.frontier_action(gps, compass)
-            if action is not None:
-                return action
+            if self.frontier_goal is not None and not self._still_frontier(self.frontier_goal, gps):
+                self.frontier_goal = None
+            if self.frontier_goal is None:
+                self.frontier_goal = self._choose_frontier(gps, compass)
+                self.navigator.reset()
+            if self.frontier_goal is not None:
+                action = self.navigator.act(gps, compass, self.frontier_goal, stop_radius_m=0.5)
+                if action is not None:
+                    return action
+                self.frontier_goal = None  # reached: the next frontier on the next step
+                return self._explore(gps, compass)
             self.roam_goal = self._far_free_cell(gps)
             self.navigator.reset()
+        self.phase = "roam"
         action = self.navigator.act(gps, compass, self.roam_goal, stop_radius_m=0.8)
         if action is None:
             self.roam_goal = None
             self.navigator.reset()
             return "turn_left"
         return action
+
+    def _frontier(self, window: tuple[slice, slice], free: np.ndarray) -> np.ndarray:
+        """bool over ``window``: traversable cells seen free beside a never-seen cell."""
+        seen = self.occupancy.seen[window]
+        return seen & ~self.occupancy.occupied[window] & free & inflate(~seen, 1)
+
+    def _still_frontier(self, goal: np.ndarray, gps: np.ndarray) -> bool:
+        """The committed frontier goal still borders the unknown (within 0.6 m) and is not reached."""
+        if np.linalg.norm(goal - gps) < 0.5:
+            return False
+        grid = self.occupancy.grid
+        r, c = grid.to_cell(goal)
+        k = 3
+        window = (slice(max(r - k, 0), r + k + 1), slice(max(c - k, 0), c + k + 1))
+        seen = self.occupancy.seen[window]
+        return bool((seen & ~self.occupancy.occupied[window] & inflate(~seen, 1)).any())
+
+    def _choose_frontier(self, gps: np.ndarray, compass: float) -> np.ndarray | None:
+        """The frontier to explore next: of every group of frontier cells reachable on the map, the
+        one that is cheapest to reach in steps (metres along the path plus the turn the ball must
+        make first, ``turn_cost_m`` per radian: a half turn costs ten 18-degree turns, ~5 m of
+        rolling) less what it may show (its width, up to ``gain_cap_m``). None when no frontier
+        is left. The choice is kept until the goal no longer borders the unknown, so the agent does
+        not swing between two frontiers as each step reveals a little of both."""
+        from scipy import ndimage
+
+        nav, grid = self.navigator, self.occupancy.grid
+        window = nav._window(gps)
+        offset = np.array([window[0].start, window[1].start])
+        here = tuple(int(v) for v in grid.to_cell(gps) - offset)
+        field = free = None
+        for radius in (nav.radius_cells, nav.radius_cells - 1, 0.0):  # squeeze out of a tight spot
+            free, cost = nav._traversable(window, radius)
+            field = grid_distance_field(free, [here], grid.cell_m, cost=cost)
+            if np.isfinite(field).sum() > 1:
+                break
+        assert field is not None and free is not None
+        frontier = self._frontier(window, free) & np.isfinite(field)
+        cells = np.argwhere(frontier)
+        if len(cells) == 0:
+            return None
+        near = np.linalg.norm(cells - np.array(here), axis=1) * grid.cell_m <= 1.0
+        frontier[tuple(cells[near].T)] = False
+        labels, count = ndimage.label(frontier, structure=np.ones((3, 3), dtype=bool))
+        best, best_score = None, math.inf
+        for label in range(1, count + 1):
+            group = np.argwhere(labels == label)
+            cell = tuple(group[int(np.argmin(field[tuple(group.T)]))])
+            path = descend(field, cell)  # from the frontier down to the agent
+            lead = path[max(len(path) - 1 - 5, 0)]  # ~1 m out along the way there
+            delta = grid.to_xy(np.asarray(lead) + offset) - gps
+            turn = abs(_wrap(math.atan2(-delta[1], delta[0]) - compass)) if np.any(delta) else 0.0
+            score = field[cell] + self.turn_cost_m * turn - min(len(group) * grid.cell_m, self.gain_cap_m)
+            if score < best_score:
+                best, best_score = grid.to_xy(np.asarray(cell) + offset), score
+        return best
 
     def _far_free_cell(self, gps: np.ndarray) -> np.ndarray:
         """A random seen, free cell at least 4 m away (the nearest far one if the map is small)."""

@@ -162,9 +162,14 @@ class TargetDetector:
 
 
 class TargetMemory:
-    """Where each colour's target was seen (map metres), with a confidence weight and the last frame."""
+    """Where each colour's target was seen (map metres), with a confidence weight and the last frame.
 
-    def __init__(self) -> None:
+    Every colour seen is remembered, not only the current target's: the next target is another colour.
+    Two colours remembered less than ``min_separation_m`` apart cannot both be targets (each stands in
+    its own 2 m maze cell): the one with less evidence is dropped."""
+
+    def __init__(self, min_separation_m: float = 1.5) -> None:
+        self.min_separation_m = min_separation_m
         self.reset()
 
     def reset(self) -> None:
@@ -193,6 +198,19 @@ class TargetMemory:
                 self.weights[colour] *= 0.7
                 continue
             self.last_seen[colour] = frame
+        self._exclude()
+
+    def _exclude(self) -> None:
+        """Targets stand in distinct maze cells (2 m apart), so two colours remembered within
+        ``min_separation_m`` of each other cannot both be right: the one with less evidence goes (a
+        few edge pixels of one target read as another colour, e.g. the blue floor beside a red one)."""
+        colours = sorted(self.positions, key=lambda c: -self.weights[c])
+        kept: list[int] = []
+        for colour in colours:
+            if all(np.linalg.norm(self.positions[colour] - self.positions[k]) >= self.min_separation_m for k in kept):
+                kept.append(colour)
+            else:
+                self.forget(colour)
 
     def get(self, colour: int) -> np.ndarray | None:
         return self.positions.get(colour)

@@ -178,3 +178,76 @@ def test_nav_evaluation_runs_a_few_real_steps():
         assert row["ok"], row.get("trace")
         assert row["steps"] == 6 and row["return"] >= 0.0 and "high_level_success" not in row
         assert result["summary"][agent]["return"] == row["return"]
+
+
+def test_two_colours_remembered_too_close_to_be_two_targets_keep_the_better_seen():
+    memory = TargetMemory()
+    memory.update({0: Detection(0, np.array([3.4, 4.9]), 199, 1.5)}, frame=0)  # a red target, well seen
+    memory.update({2: Detection(2, np.array([3.5, 5.4]), 4, 2.0)}, frame=1)  # 4 "blue" pixels at its edge
+    assert memory.get(2) is None and memory.get(0) is not None
+    # targets stand in distinct 2 m cells: a blue one in the next cell is remembered beside the red
+    memory.update({2: Detection(2, np.array([3.4, 6.9]), 4, 2.0)}, frame=2)
+    np.testing.assert_allclose(memory.get(2), [3.4, 6.9])
+    assert sorted(memory.positions) == [0, 2]
+
+
+def draw_corridor(occupancy):
+    """A 1.6 m wide corridor along +forward, seen from forward -2.5 m to +3 m, walls on both sides,
+    unknown beyond both ends: two frontiers, 3 m ahead and 2.5 m behind an agent at the origin."""
+    grid = occupancy.grid
+    (r0, c0), (r1, c1) = grid.to_cell(np.array([-2.5, -1.0])), grid.to_cell(np.array([3.0, 1.0]))
+    occupancy.seen[r0:r1, c0:c1 + 1] = True
+    occupancy.evidence[r0:r1, c0:c1 + 1] = -20  # seen free
+    occupancy.evidence[r0:r1, c0:c0 + 1] = occupancy.evidence[r0:r1, c1:c1 + 1] = 20  # the walls
+
+
+def test_the_frontier_choice_prices_the_turn_and_commits_to_its_choice():
+    agent = MazeMemoryAgent(detector=LEVEL)
+    draw_corridor(agent.occupancy)
+    ahead = agent._choose_frontier(np.zeros(2), 0.0)  # facing +forward: the far end ahead is cheaper
+    assert ahead is not None and ahead[0] > 2.5 and abs(ahead[1]) < 0.5
+    behind = agent._choose_frontier(np.zeros(2), np.pi)  # facing back: the near end behind
+    assert behind is not None and behind[0] < -2.0
+    agent.turn_cost_m = 0.0  # turning free: the nearer frontier (behind) wins whatever the heading
+    assert agent._choose_frontier(np.zeros(2), 0.0)[0] < -2.0
+    # the choice holds while its goal borders the unknown; once the unknown there is seen, it is done
+    assert agent._still_frontier(ahead, np.zeros(2))
+    agent.occupancy.seen[:] = True
+    assert not agent._still_frontier(ahead, np.zeros(2))
+    assert agent._choose_frontier(np.zeros(2), 0.0) is None  # all seen: nothing left to explore
+
+
+def test_the_agent_logs_where_its_steps_went():
+    agent = MazeMemoryAgent(detector=LEVEL)
+    empty_rgb, empty_depth = scene(slice(36, 42), 3.0, 25.0, colour=(60, 60, 60))
+    first = [agent.act(observation(empty_rgb, empty_depth, goal=0)) for _ in range(agent.look_around_steps)]
+    assert set(first) == {"turn_left"} and agent.episode_stats()["look_steps"] == agent.look_around_steps
+    agent.reset()
+    agent.look_around_steps = 0
+    seen_rgb, seen_depth = scene(slice(36, 42), 3.0, 25.0)  # the red target ahead
+    empty_rgb, empty_depth = scene(slice(36, 42), 3.0, 25.0, colour=(60, 60, 60))
+    actions = [agent.act(observation(empty_rgb, empty_depth, goal=0))]  # nothing known: search
+    actions.append(agent.act(observation(seen_rgb, seen_depth, goal=0)))  # red seen: head for it
+    actions.append(agent.act(observation(empty_rgb, empty_depth, goal=0)))  # out of sight, remembered
+    stats = agent.episode_stats()
+    assert (stats["search_steps"], stats["goal_steps"], stats["roam_steps"], stats["look_steps"]) == (1, 2, 0, 0)
+    kinds = stats["forward_actions"] + stats["forward_turn_actions"] + stats["turn_actions"]
+    assert kinds == 3 and stats["turn_actions"] == sum(a.startswith("turn") for a in actions)
+    assert stats["first_remembered"] == {"0": 1} and stats["forgotten"] == 0
+    agent.reset()
+    assert agent.episode_stats()["goal_steps"] == 0 and agent.episode_stats()["first_remembered"] == {}
+
+
+def test_rolling_into_a_target_the_agent_turns_toward_the_other_targets():
+    agent = MazeMemoryAgent(detector=LEVEL)
+    agent.goal_colour = 0
+    agent.memory.update({1: Detection(1, np.array([-3.0, 2.0]), 50, 3.0)}, frame=0)  # green: behind, right
+    red = np.array([0.7, 0.0])  # the current (red) target 0.7 m straight ahead
+    agent._speed = 0.5  # full speed: the ball coasts into it
+    assert agent._coast_turn(np.zeros(2), 0.0, red) == "turn_right"
+    agent.memory.update({2: Detection(2, np.array([-3.0, -6.0]), 50, 3.0)}, frame=1)  # blue: behind, left
+    assert agent._coast_turn(np.zeros(2), 0.0, red) == "turn_left"  # the two others lie left on average
+    assert agent._coast_turn(np.zeros(2), 0.0, np.array([2.0, 0.0])) is None  # too far to coast there
+    assert agent._coast_turn(np.zeros(2), 0.0, np.array([0.5, 0.5])) is None  # not straight ahead
+    agent._speed = 0.1  # slow: it must still push
+    assert agent._coast_turn(np.zeros(2), 0.0, red) is None
