@@ -15,6 +15,8 @@
 * ``serve``: one policy step (bank read + write, action chunk) of a random-weight MemoryVLA-style
   policy sized for MIKASA-Robo (128x128 image, 7-d state and action, chunk 8, bank L = 16) in
   process at batch 1 and 8, and through the WebSocket server from a loopback client (round trip).
+* ``vla``: gathers ``memstream vla-eval`` runs (``results.json``) into one table beside chance, with
+  how far each run is from MemoryVLA's protocol (250 demonstrations per task, 100 episodes).
 * ``demos``: demonstrations/hour written by :func:`~memstream.embodied.envs.mikasa.write_demonstrations`
   (rendering, H.264 encoding, Parquet) for ``--episodes`` episodes of one task.
 
@@ -26,6 +28,7 @@ The machine is shared (2 cores, several other jobs): compare rows of one run, no
     python benchmarks/bench_mikasa.py speed --steps 30 --procs 2
     python benchmarks/bench_mikasa.py demos --task RememberColor3 --episodes 6
     python benchmarks/bench_mikasa.py serve --steps 30 [--threads 1]
+    python benchmarks/bench_mikasa.py vla --runs runs/rc3_bank_eval runs/rc3_none_eval
 """
 
 from __future__ import annotations
@@ -204,9 +207,27 @@ def serve_latency(steps: int, threads: int) -> list[dict]:
     return rows
 
 
+def gather_vla(runs: list[str]) -> list[dict]:
+    rows = []
+    for run in runs:
+        result = json.loads((Path(run) / "results.json").read_text())
+        meta = json.loads((Path(result["policy"]) / "mikasa.json").read_text())
+        rows.append({"run": run, "task": result["task"], "variant": result["variant"],
+                     "memory_length": result["memory_length"], "episodes": result["episodes_done"],
+                     "complete": result["complete"], "success_rate": result["success_rate"],
+                     "chance_success_rate": result["chance_success_rate"], "demonstrations": meta.get("demonstrations"),
+                     "train_steps": meta.get("steps"), "batch_episodes": meta.get("batch_episodes"),
+                     "final_loss": meta.get("final_loss"),
+                     "protocol_gap": f"{meta.get('demonstrations')} of 250 demonstrations, {result['episodes_done']} of "
+                                     "100 evaluation episodes, a small policy trained from scratch on a CPU (MemoryVLA: "
+                                     "a pretrained 7B backbone)"})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("experts", "speed", "profile", "demos", "serve"))
+    parser.add_argument("what", choices=("experts", "speed", "profile", "demos", "serve", "vla"))
+    parser.add_argument("--runs", nargs="+", default=[], help="vla: vla-eval output folders")
     parser.add_argument("--render", action="store_true", help="experts: render the cameras (default settings)")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--steps", type=int, default=30)
@@ -240,6 +261,13 @@ def main() -> None:
                     ["setting", "steps/s", "x before", "ms/step", "by part (ms)"],
                     [[r["setting"], r["steps_per_s"], r["speedup_vs_before"], r["ms_per_step"],
                       str(r.get("ms_per_step_by_part", ""))] for r in rows])
+    elif args.what == "vla":
+        rows = gather_vla(args.runs)
+        payload["vla"] = rows
+        print_table("memstream vla-eval runs (NOT MemoryVLA's protocol: see protocol_gap)",
+                    ["task", "variant", "L", "demos", "steps", "episodes", "success", "chance"],
+                    [[r["task"], r["variant"], r["memory_length"], r["demonstrations"], r["train_steps"], r["episodes"],
+                      round(r["success_rate"], 3), round(r["chance_success_rate"], 3)] for r in rows])
     elif args.what == "serve":
         rows = serve_latency(args.steps, args.threads)
         payload["serve"] = rows
