@@ -216,7 +216,7 @@ def gather_vla(runs: list[str]) -> list[dict]:
                      "memory_length": result["memory_length"], "episodes": result["episodes_done"],
                      "complete": result["complete"], "success_rate": result["success_rate"],
                      "chance_success_rate": result["chance_success_rate"], "demonstrations": meta.get("demonstrations"),
-                     "train_steps": meta.get("steps"), "batch_episodes": meta.get("batch_episodes"),
+                     "train_steps": meta.get("steps", meta.get("checkpoint_step")), "batch_episodes": meta.get("batch_episodes"),
                      "final_loss": meta.get("final_loss"),
                      "protocol_gap": f"{meta.get('demonstrations')} of 250 demonstrations, {result['episodes_done']} of "
                                      "100 evaluation episodes, a small policy trained from scratch on a CPU (MemoryVLA: "

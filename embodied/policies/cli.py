@@ -77,7 +77,8 @@ def cmd_vla_train(args: argparse.Namespace) -> int:
     info = json.loads((args.demos / "meta" / "info.json").read_text())
     meta = {"task": data.task_name, "variant": args.variant, "memory_length": args.memory_length, "camera": args.camera,
             "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
-            **ACTION_SPACE, "demos": str(args.demos), "demo_seeds": _demo_seeds(args.demos)}
+            **ACTION_SPACE, "demos": str(args.demos), "demo_seeds": _demo_seeds(args.demos),
+            "demonstrations": data.num_episodes}
     if args.resume:
         if not (args.out / "checkpoint").is_dir():
             raise ConfigError(f"no checkpoint to resume in {str(args.out)!r}", "Drop --resume to start a new run")
@@ -115,7 +116,7 @@ def cmd_vla_eval(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     head = {"task": task.name, "policy": str(args.policy), "variant": meta.get("variant"),
             "memory_length": meta.get("memory_length"), "seed": seed, "episodes_requested": args.episodes,
-            "chance_success_rate": task.chance_success_rate, "trained": {k: meta.get(k) for k in ("steps", "demonstrations")},
+            "chance_success_rate": task.chance_success_rate, "trained": {k: meta.get(k) for k in ("steps", "checkpoint_step", "demonstrations")},
             "protocol_note": "MemoryVLA's protocol: 250 demonstrations per task, 100 evaluation episodes"}
 
     def on_episode(row: dict[str, Any]) -> None:

@@ -206,7 +206,7 @@ def _checkpoint(policy: MemoryVLAPolicy, optimizer: Any, schedule: Any, rng: np.
     policy.save_pretrained(tmp)
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                 "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "losses": losses}, tmp / TRAINING_STATE)
-    _write_json(tmp / META_NAME, meta)
+    _write_json(tmp / META_NAME, {**meta, "checkpoint_step": step})
     old = folder.with_name(folder.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():

@@ -103,6 +103,9 @@ def test_train_checkpoints_and_a_resumed_run_ends_with_the_same_weights(tmp_path
         torch.testing.assert_close(one[key], two[key], rtol=0, atol=1e-6)
     state = torch.load(split / "checkpoint" / "training_state.pt", weights_only=False)
     assert state["step"] == 4 and len(state["losses"]) == 4
+    # --overwrite replaces an earlier vla-train output (recognised by its mikasa.json)
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(split), "--overwrite", "--max-episodes", "2", *TINY]) == 0
+    assert json.loads((split / "mikasa.json").read_text())["demonstrations"] == 2
 
 
 @pytest.mark.parametrize(("extra", "says"), [
