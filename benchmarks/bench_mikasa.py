@@ -7,19 +7,28 @@
 * ``speed``: control steps/s with both 128x128 cameras, one process vs ``--procs`` processes side by
   side (ManiSkill's CPU backend simulates one env per process; parallel envs mean processes), and
   without rendering.
+* ``profile``: where a control step's time goes (physics = control + simulation + the suite's
+  evaluate; render per camera), for the suite's own ``obs_mode="rgb"`` (the adapter's previous path)
+  and the adapter's render settings (wrist-camera housing drawn or hidden, both cameras or the base
+  camera only, no render). All envs step round-robin in one process, so the machine's load falls
+  on every row alike: compare the ratios.
 * ``serve``: one policy step (bank read + write, action chunk) of a random-weight MemoryVLA-style
   policy sized for MIKASA-Robo (128x128 image, 7-d state and action, chunk 8, bank L = 16) in
   process at batch 1 and 8, and through the WebSocket server from a loopback client (round trip).
+* ``vla``: gathers ``memstream vla-eval`` runs (``results.json``) into one table beside chance, with
+  how far each run is from MemoryVLA's protocol (250 demonstrations per task, 100 episodes).
 * ``demos``: demonstrations/hour written by :func:`~memstream.embodied.envs.mikasa.write_demonstrations`
   (rendering, H.264 encoding, Parquet) for ``--episodes`` episodes of one task.
 
 The ShellGame tasks (MemoryVLA's fifth) need a YCB asset download and are left out of every table.
 The machine is shared (2 cores, several other jobs): compare rows of one run, not across runs.
 
-    python benchmarks/bench_mikasa.py experts --episodes 20
+    python benchmarks/bench_mikasa.py experts --episodes 20 [--render]
+    python benchmarks/bench_mikasa.py profile --steps 40
     python benchmarks/bench_mikasa.py speed --steps 30 --procs 2
     python benchmarks/bench_mikasa.py demos --task RememberColor3 --episodes 6
     python benchmarks/bench_mikasa.py serve --steps 30 [--threads 1]
+    python benchmarks/bench_mikasa.py vla --runs runs/rc3_bank_eval runs/rc3_none_eval
 """
 
 from __future__ import annotations
@@ -38,16 +47,16 @@ TASKS = ("RememberColor3", "RememberColor5", "RememberColor9", "InterceptMedium"
 NOTE = "ShellGameTouch (MemoryVLA's fifth task) needs a YCB asset download: not runnable offline, left out"
 
 
-def expert_success(task: str, episodes: int) -> dict:
+def expert_success(task: str, episodes: int, render: bool = False) -> dict:
     from memstream.embodied.envs import evaluate_env
     from memstream.embodied.envs.mikasa import make_mikasa_env
 
-    env = make_mikasa_env(task, seed=0, render=False)
+    env = make_mikasa_env(task, seed=0, render=render)
     started = time.perf_counter()
     result = evaluate_env(lambda obs: env.expert_actions(), env, episodes)
     seconds = time.perf_counter() - started
     env.close()
-    return {"task": task, "episodes": episodes, "success_rate": result["success_rate"],
+    return {"task": task, "episodes": episodes, "render": render, "success_rate": result["success_rate"],
             "chance_success_rate": result["chance_success_rate"], "mean_length": result["mean_length"],
             "failed_seeds": [int(i) for i in (~result["success"]).nonzero()[0]], "seconds": round(seconds, 1)}
 
@@ -76,6 +85,60 @@ def speed(task: str, steps: int, procs: int) -> list[dict]:
             wall = time.perf_counter() - started
         rows.append({"task": task, "processes": n, "render": render, "steps_per_s_each": [round(r, 2) for r in rates],
                      "steps_per_s_total": round(sum(rates), 2), "wall_s": round(wall, 1)})
+    return rows
+
+
+PROFILES = (  # label, MikasaConfig overrides (None: the suite's own obs_mode="rgb" env, the previous path)
+    ("suite obs_mode=rgb (before)", None),
+    ("both cameras, housing drawn", dict(camera_housing=True)),
+    ("both cameras, housing hidden", dict()),
+    ("base camera, housing hidden", dict(cameras=("base_camera",))),
+    ("no render", dict(render=False)),
+)
+
+
+def profile(task: str, steps: int) -> list[dict]:
+    import numpy as np
+    import torch
+
+    from memstream.embodied.envs.mikasa import make_mikasa_env, resolve_task
+    from memstream.embodied.envs.mikasa.sim import make_suite_env
+
+    envs = []
+    for label, overrides in PROFILES:
+        if overrides is None:
+            raw = make_suite_env(resolve_task(task).suite_id, obs_mode="rgb", control_mode="pd_ee_delta_pose", image_size=128)
+            raw.reset(seed=0)
+            envs.append((label, raw, None))
+        else:
+            env = make_mikasa_env(task, seed=0, **overrides)
+            env.reset()
+            envs.append((label, env, env.timing))
+    zero = np.zeros((1, 7), np.float32)
+    seconds = {label: 0.0 for label, _ in PROFILES}
+    for step in range(steps + 2):  # round-robin; the first 2 steps warm up (shader compilation)
+        for label, env, timing in envs:
+            if step == 2 and timing is not None:
+                timing.update({key: 0.0 for key in timing})
+            started = time.perf_counter()
+            if timing is None:
+                _, _, terminated, truncated, _ = env.step(torch.from_numpy(zero))
+                if bool(terminated.any() or truncated.any()):
+                    env.reset(seed=step)
+            else:
+                env.step(env.expert_actions())
+            if step >= 2:
+                seconds[label] += time.perf_counter() - started
+    rows = []
+    before = steps / seconds[PROFILES[0][0]]
+    for label, env, timing in envs:
+        rate = steps / seconds[label]
+        row = {"setting": label, "steps_per_s": round(rate, 2), "speedup_vs_before": round(rate / before, 2),
+               "ms_per_step": round(1000 * seconds[label] / steps, 1)}
+        if timing is not None:
+            row["ms_per_step_by_part"] = {key: round(1000 * value / steps, 1) for key, value in timing.items()}
+        rows.append(row)
+        env.close()
     return rows
 
 
@@ -144,9 +207,28 @@ def serve_latency(steps: int, threads: int) -> list[dict]:
     return rows
 
 
+def gather_vla(runs: list[str]) -> list[dict]:
+    rows = []
+    for run in runs:
+        result = json.loads((Path(run) / "results.json").read_text())
+        meta = json.loads((Path(result["policy"]) / "mikasa.json").read_text())
+        rows.append({"run": run, "task": result["task"], "variant": result["variant"],
+                     "memory_length": result["memory_length"], "episodes": result["episodes_done"],
+                     "complete": result["complete"], "success_rate": result["success_rate"],
+                     "chance_success_rate": result["chance_success_rate"], "demonstrations": meta.get("demonstrations"),
+                     "train_steps": meta.get("steps", meta.get("checkpoint_step")), "batch_episodes": meta.get("batch_episodes"),
+                     "final_loss": meta.get("final_loss"),
+                     "protocol_gap": f"{meta.get('demonstrations')} of 250 demonstrations, {result['episodes_done']} of "
+                                     "100 evaluation episodes, a small policy trained from scratch on a CPU (MemoryVLA: "
+                                     "a pretrained 7B backbone)"})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("experts", "speed", "demos", "serve"))
+    parser.add_argument("what", choices=("experts", "speed", "profile", "demos", "serve", "vla"))
+    parser.add_argument("--runs", nargs="+", default=[], help="vla: vla-eval output folders")
+    parser.add_argument("--render", action="store_true", help="experts: render the cameras (default settings)")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--procs", type=int, default=2)
@@ -160,9 +242,9 @@ def main() -> None:
     payload["note"] = NOTE
     payload["load_average"] = os.getloadavg()
     if args.what == "experts":
-        rows = [expert_success(task, args.episodes) for task in args.tasks]
-        payload["experts"] = rows
-        print_table(f"Scripted experts, {args.episodes} episodes per task (cameras off). {NOTE}",
+        rows = [expert_success(task, args.episodes, args.render) for task in args.tasks]
+        payload["experts_rendered" if args.render else "experts"] = rows
+        print_table(f"Scripted experts, {args.episodes} episodes per task (cameras {'on' if args.render else 'off'}). {NOTE}",
                     ["task", "success", "chance", "mean length", "failed seeds", "s"],
                     [[r["task"], r["success_rate"], r["chance_success_rate"], r["mean_length"],
                       str(r["failed_seeds"]), r["seconds"]] for r in rows])
@@ -172,6 +254,20 @@ def main() -> None:
         print_table(f"{args.task} control steps/s (128x128 base + hand cameras), shared 2-core machine",
                     ["processes", "render", "steps/s each", "steps/s total"],
                     [[r["processes"], r["render"], str(r["steps_per_s_each"]), r["steps_per_s_total"]] for r in rows])
+    elif args.what == "profile":
+        rows = profile(args.task, args.steps)
+        payload["profile"] = {"task": args.task, "steps": args.steps, "rows": rows}
+        print_table(f"{args.task}: time per control step, {args.steps} steps round-robin, 128x128, shared 2-core machine",
+                    ["setting", "steps/s", "x before", "ms/step", "by part (ms)"],
+                    [[r["setting"], r["steps_per_s"], r["speedup_vs_before"], r["ms_per_step"],
+                      str(r.get("ms_per_step_by_part", ""))] for r in rows])
+    elif args.what == "vla":
+        rows = gather_vla(args.runs)
+        payload["vla"] = rows
+        print_table("memstream vla-eval runs (NOT MemoryVLA's protocol: see protocol_gap)",
+                    ["task", "variant", "L", "demos", "steps", "episodes", "success", "chance"],
+                    [[r["task"], r["variant"], r["memory_length"], r["demonstrations"], r["train_steps"], r["episodes"],
+                      round(r["success_rate"], 3), round(r["chance_success_rate"], 3)] for r in rows])
     elif args.what == "serve":
         rows = serve_latency(args.steps, args.threads)
         payload["serve"] = rows

@@ -22,8 +22,9 @@ from typing import Literal
 
 from memstream.streaming.errors import ConfigError
 
-# Files by which an earlier output of ours is recognised (run/track/reconstruct, eval-track, synth, batch).
-OUTPUT_MARKERS = ("summary.json", "config.yaml", "ope.json", "scene.json", "batch.jsonl")
+# Files by which an earlier output of ours is recognised (run/track/reconstruct, eval-track, synth, batch,
+# nav-eval / vla-eval's results.json, vla-train's mikasa.json).
+OUTPUT_MARKERS = ("summary.json", "config.yaml", "ope.json", "scene.json", "batch.jsonl", "results.json", "mikasa.json")
 
 #: ``C:\\...`` or ``C:/...``: a Windows drive.
 _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")

@@ -91,6 +91,7 @@ LAYERS: dict[str, int] = {
     "memstream.embodied.scene.grounding": WIRING,  # the memstream.grounding entry point (reads a run folder)
     "memstream.embodied.agents.cli": WIRING,
     "memstream.embodied.policies.serve": WIRING,  # the robots' policy server (WebSocket + msgpack)
+    "memstream.embodied.policies.cli": WIRING,  # vla-train / vla-eval (MIKASA-Robo)
 }
 
 # What each package may import, itself included (ARCHITECTURE.md's "depends on" column).

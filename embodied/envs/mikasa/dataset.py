@@ -56,13 +56,13 @@ def _pyarrow() -> Any:
     return pyarrow
 
 
-def features(image_size: int) -> dict[str, dict[str, Any]]:
+def features(image_size: int, cameras: tuple[str, ...] = CAMERAS) -> dict[str, dict[str, Any]]:
     """LeRobot's ``features`` entry of ``meta/info.json`` for these datasets."""
     video = {"dtype": "video", "shape": [image_size, image_size, 3], "names": ["height", "width", "channels"],
              "info": {"video.fps": FPS, "video.codec": "h264", "video.pix_fmt": "yuv420p", "has_audio": False}}
     scalar = {"shape": [1], "names": None}
     return {
-        **{f"observation.images.{camera}": video for camera in CAMERAS},
+        **{f"observation.images.{camera}": video for camera in cameras},
         "observation.state": {"dtype": "float32", "shape": [STATE_DIM], "names": STATE_NAMES},
         "action": {"dtype": "float32", "shape": [ACTION_DIM], "names": ACTION_NAMES},
         "timestamp": {"dtype": "float32", **scalar}, "frame_index": {"dtype": "int64", **scalar},
@@ -81,7 +81,8 @@ def check_seeds_disjoint(seed: int, num_episodes: int) -> None:
 
 
 def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: int = 0, image_size: int = 128,
-                         keep_failures: bool = False) -> dict[str, Any]:
+                         keep_failures: bool = False, cameras: tuple[str, ...] = CAMERAS,
+                         camera_housing: bool = False) -> dict[str, Any]:
     """Roll out the scripted expert of ``task`` and write each episode as it ends.
 
     Args:
@@ -90,6 +91,8 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
         num_episodes: episodes rolled out, >= 1.
         keep_failures: also store episodes the expert failed (flagged ``success: false``); by
             default they are dropped and counted.
+        cameras, camera_housing: as for :class:`~memstream.embodied.envs.mikasa.MikasaConfig`
+            (recorded in ``meta/info.json``'s ``memstream`` entry: evaluation renders the same way).
 
     Returns:
         ``meta/info.json``'s content plus ``success_rate`` (the expert's, over all rollouts).
@@ -100,8 +103,8 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
     root = Path(root)
     if (root / "meta" / "info.json").exists():
         raise ConfigError(f"{str(root)!r} already holds a dataset", "Pick a new folder or delete the old one")
-    env = make_mikasa_env(task, seed=seed, image_size=image_size)
-    writer = _DatasetWriter(root, env.name, env.instruction, image_size)
+    env = make_mikasa_env(task, seed=seed, image_size=image_size, cameras=cameras, camera_housing=camera_housing)
+    writer = _DatasetWriter(root, env.name, env.instruction, image_size, env.config.cameras, camera_housing)
     successes = 0
     try:
         obs = env.reset()
@@ -118,7 +121,7 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
 
 def _rollout(env: Any, obs: dict[str, Any]) -> dict[str, Any]:
     """One expert episode from its first observation ``obs``; returns its arrays and metadata."""
-    frames: dict[str, list[np.ndarray]] = {f"observation.images.{c}": [] for c in CAMERAS}
+    frames: dict[str, list[np.ndarray]] = {f"observation.images.{c}": [] for c in env.config.cameras}
     states, actions, rewards = [], [], []
     hidden, reveal = env.hidden_info[0].tolist(), int(env.reveal_frames[0])
     episode_index = int(obs["episode_index"][0])
@@ -141,13 +144,15 @@ def _rollout(env: Any, obs: dict[str, Any]) -> dict[str, Any]:
 class _DatasetWriter:
     """Appends episodes to a dataset folder and keeps ``meta/`` current after each one."""
 
-    def __init__(self, root: Path, task_name: str, instruction: str, image_size: int) -> None:
+    def __init__(self, root: Path, task_name: str, instruction: str, image_size: int,
+                 cameras: tuple[str, ...] = CAMERAS, camera_housing: bool = False) -> None:
         self.root = root
         self.info: dict[str, Any] = {
             "codebase_version": "v2.1", "robot_type": "panda_wristcam", "total_episodes": 0, "total_frames": 0,
             "total_tasks": 1, "total_videos": 0, "total_chunks": 1, "chunks_size": CHUNK, "fps": FPS,
             "splits": {"train": "0:0"}, "data_path": DATA_PATH, "video_path": VIDEO_PATH,
-            "features": features(image_size), "memstream": {"task": task_name, "control_mode": "pd_ee_delta_pose"},
+            "features": features(image_size, cameras),
+            "memstream": {"task": task_name, "control_mode": "pd_ee_delta_pose", "camera_housing": camera_housing},
         }
         (root / "meta").mkdir(parents=True, exist_ok=True)
         (root / "meta" / "tasks.jsonl").write_text(json.dumps({"task_index": 0, "task": instruction}) + "\n")
@@ -191,7 +196,7 @@ class _DatasetWriter:
             handle.write(json.dumps(record) + "\n")
         self.info["total_episodes"] = index + 1
         self.info["total_frames"] = start + length
-        self.info["total_videos"] = (index + 1) * len(CAMERAS)
+        self.info["total_videos"] = (index + 1) * len(episode["frames"])
         self.info["total_chunks"] = index // CHUNK + 1
         self.info["splits"] = {"train": f"0:{index + 1}"}
         (self.root / "meta" / "info.json").write_text(json.dumps(self.info, indent=2) + "\n")

@@ -18,10 +18,17 @@
   at any step (the benchmark's ``success_once``); ``end_on_success`` stops it at the first success.
 * ``num_envs`` is 1: ManiSkill's CPU backend simulates one env per process
   (``benchmarks/bench_mikasa.py`` measures several processes side by side).
+* Rendering (lavapipe on the CPU) is ~95 % of a step. The suite's physics runs in ManiSkill's
+  ``state`` mode and the env renders only ``config.cameras`` itself, as ManiSkill's
+  ``_get_obs_sensor_data`` does (hide ``_hidden_objects``, ``update_render``, capture, read RGB).
+  The wrist camera's housing mesh (``camera_link``: 425k of the scene's 581k triangles) is hidden from
+  the cameras unless ``camera_housing`` (ManiSkill's own ``hide_visual`` on the CPU backend: visibility
+  0; it has no collision shape, the physics is unchanged). ``timing`` sums the seconds per part.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -39,6 +46,7 @@ EVAL_SEED = 4242424242  # mikasa_robo_suite.vla.benchmarking.START_SEED: evaluat
 CAMERAS = ("base_camera", "hand_camera")
 ACTION_DIM = 7
 STATE_DIM = 7
+HOUSING_LINK = "camera_link"  # panda_wristcam's RealSense model: 425k triangles, a 2x slower render on lavapipe
 
 
 @strict_config
@@ -53,6 +61,11 @@ class MikasaConfig:
         render: False skips the cameras (no ``observation.images.*``): the experts' success check
             runs ~50x faster and the physics is the same.
         end_on_success: end an episode at its first success instead of the time limit.
+        cameras: the cameras rendered and observed (a policy reading one image needs one: the
+            other's render is skipped).
+        camera_housing: draw the wrist camera's housing mesh in the images (the suite's look;
+            images differ by < 0.2 grey levels on average on the base camera, and rendering
+            takes ~2x as long). Demonstrations and evaluation must use the same setting.
     """
 
     task: str = "RememberColor3"
@@ -60,9 +73,15 @@ class MikasaConfig:
     image_size: Annotated[int, Field(ge=32, le=512)] = 128
     render: bool = True
     end_on_success: bool = False
+    cameras: tuple[str, ...] = CAMERAS
+    camera_housing: bool = False
 
     def __post_init__(self) -> None:
         resolve_task(self.task)
+        object.__setattr__(self, "cameras", tuple(self.cameras))  # frozen: a list from JSON becomes a tuple
+        unknown = [c for c in self.cameras if c not in CAMERAS]
+        if unknown or not self.cameras or len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"cameras must be distinct names from {CAMERAS}, got {self.cameras}")
 
 
 def quat_wxyz_to_rpy(quat: np.ndarray) -> np.ndarray:
@@ -109,9 +128,14 @@ class MikasaEnv:
         self.chance_success_rate = self.task.chance_success_rate
         self.max_episode_steps = self.task.max_episode_steps
         self.hidden_dim = 1 if self.task.kind == "remember_color" else 0
-        self._sim = make_suite_env(self.task.suite_id, obs_mode="rgb" if config.render else "state",
-                                   control_mode="pd_ee_delta_pose", image_size=config.image_size)
-        self._raw: Any = None
+        # physics in "state" mode (ManiSkill renders nothing); observe() renders the chosen cameras
+        self._sim = make_suite_env(self.task.suite_id, obs_mode="state", control_mode="pd_ee_delta_pose",
+                                   image_size=config.image_size)
+        self._images: dict[str, np.ndarray] = {}
+        #: seconds spent per part since construction: "physics" (control + simulation + the suite's
+        #: evaluate) and "render.<camera>"
+        self.timing: dict[str, float] = {"physics": 0.0,
+                                         **{f"render.{c}": 0.0 for c in (config.cameras if config.render else ())}}
         self._next_episode = 0
         self.frame_index = np.zeros(1, dtype=np.int64)
         self.episode_index = np.full(1, -1, dtype=np.int64)
@@ -157,7 +181,9 @@ class MikasaEnv:
             action[:] = 0.0
         import torch
 
-        self._raw, _, _, _, info = self._sim.step(torch.from_numpy(action))
+        started = time.perf_counter()
+        _, _, _, _, info = self._sim.step(torch.from_numpy(action))
+        self.timing["physics"] += time.perf_counter() - started
         success = bool(_np(info["success"]).reshape(-1)[0])
         self._success_once |= success
         self.frame_index += 1
@@ -170,6 +196,8 @@ class MikasaEnv:
         self.episode_start[:] = False
         if done:
             self._start_episode()
+        else:
+            self._render()
         return self.observe(), np.array([float(success)], dtype=np.float32), terminated, truncated, info_out
 
     def observe(self) -> Observation:
@@ -179,9 +207,8 @@ class MikasaEnv:
         fingers = _np(base.agent.robot.get_qpos())[0, -2:]
         state = np.concatenate([tcp[:3], quat_wxyz_to_rpy(tcp[3:7]), [fingers.sum()]]).astype(np.float32)
         obs: dict[str, Any] = {}
-        if self.config.render:
-            for camera in CAMERAS:
-                obs[f"observation.images.{camera}"] = _np(self._raw["sensor_data"][camera]["rgb"])[..., :3].copy()
+        for camera, image in self._images.items():
+            obs[f"observation.images.{camera}"] = image.copy()
         obs.update({"observation.state": state[None], "task": [self.instruction],
                     "episode_start": self.episode_start.copy(), "frame_index": self.frame_index.copy(),
                     "episode_index": self.episode_index.copy()})
@@ -227,16 +254,47 @@ class MikasaEnv:
     def close(self) -> None:
         self._sim.close()
 
+    def _render(self) -> None:
+        """Render ``config.cameras`` for the current state into ``self._images`` (uint8 (1, H, W, 3))."""
+        if not self.config.render:
+            return
+        base = self.unwrapped
+        for obj in base._hidden_objects:  # what ManiSkill's _get_obs_sensor_data does before a capture
+            obj.hide_visual()
+        self._show_housing(self.config.camera_housing)
+        started = time.perf_counter()
+        base.scene.update_render(update_sensors=True, update_human_render_cameras=False)
+        for camera in self.config.cameras:
+            sensor = base.scene.sensors[camera]
+            sensor.capture()
+            rgb = sensor.get_obs(rgb=True, depth=False, position=False, segmentation=False)["rgb"]
+            self._images[camera] = _np(rgb)[..., :3]
+            now = time.perf_counter()
+            self.timing[f"render.{camera}"] += now - started
+            started = now
+
+    def _show_housing(self, visible: bool) -> None:
+        import sapien
+
+        link = self.unwrapped.agent.robot.links_map.get(HOUSING_LINK)
+        for obj in [] if link is None else link._objs:
+            body = obj.entity.find_component_by_type(sapien.render.RenderBodyComponent)
+            if body is not None:
+                body.visibility = 1.0 if visible else 0.0
+
     def _start_episode(self) -> None:
         episode = self._next_episode
         self._next_episode += 1
         # ManiSkill seeds torch's generator from this seed around the task's reset (the suite draws its
         # cube jitter, shuffles, phase lengths and the ball's start from it), so the episode is reproducible.
-        self._raw, _ = self._sim.reset(seed=self.episode_seed(episode))
+        started = time.perf_counter()
+        self._sim.reset(seed=self.episode_seed(episode))
+        self.timing["physics"] += time.perf_counter() - started
         self.episode_index[:] = episode
         self.frame_index[:] = 0
         self.episode_start[:] = True
         self._success_once[:] = False
+        self._render()
 
     def _check_actions(self, actions: Any) -> np.ndarray:
         try:
@@ -254,11 +312,13 @@ class MikasaEnv:
 
 
 def make_mikasa_env(task: str, seed: int = 0, image_size: int = 128, render: bool = True,
-                    end_on_success: bool = False) -> MikasaEnv:
+                    end_on_success: bool = False, cameras: tuple[str, ...] = CAMERAS,
+                    camera_housing: bool = False) -> MikasaEnv:
     """Build a :class:`MikasaEnv` (see :class:`MikasaConfig` for the arguments)."""
     try:
         config = MikasaConfig(task=task, seed=seed, image_size=image_size, render=render,
-                              end_on_success=end_on_success)
+                              end_on_success=end_on_success, cameras=tuple(cameras),
+                              camera_housing=camera_housing)
     except ValueError as error:
         raise ConfigError(str(error), "See MikasaConfig for the allowed values") from None
     return MikasaEnv(config)

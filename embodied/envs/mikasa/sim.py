@@ -48,10 +48,9 @@ def make_suite_env(suite_id: str, *, obs_mode: str, control_mode: str, image_siz
         MemstreamError: missing packages, or no Vulkan device for the renderer (names the fix).
     """
     gym = load_suite()
+    # the cameras exist in every obs_mode (MikasaEnv renders them itself in "state" mode): size them always
     kwargs: dict[str, Any] = dict(num_envs=1, obs_mode=obs_mode, sim_backend="cpu", control_mode=control_mode,
-                                  reward_mode="normalized_dense")
-    if obs_mode != "state":
-        kwargs["sensor_configs"] = dict(width=image_size, height=image_size)
+                                  reward_mode="normalized_dense", sensor_configs=dict(width=image_size, height=image_size))
     os.environ.setdefault("MESA_SHADER_CACHE_DISABLE", "true")
     try:
         return gym.make(suite_id, **kwargs)

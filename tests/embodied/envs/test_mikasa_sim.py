@@ -89,3 +89,23 @@ def test_no_vulkan_device_is_one_error_naming_the_fix():
     line = [text for text in done.stdout.splitlines() if text.startswith("ERROR:")]
     assert line, done.stdout + done.stderr
     assert "no usable Vulkan device" in line[0] and "tests/system_deps.sh" in line[0] and "bookworm-backports" in line[0]
+
+
+def test_render_settings_change_only_the_images_not_the_physics():
+    fast = make_mikasa_env("InterceptMedium", seed=1, image_size=64, cameras=("base_camera",))
+    suite = make_mikasa_env("InterceptMedium", seed=1, image_size=64, camera_housing=True)
+    try:
+        a, b = fast.reset(), suite.reset()
+        assert "observation.images.hand_camera" not in a and "observation.images.hand_camera" in b
+        assert set(fast.timing) == {"physics", "render.base_camera"}
+        for _ in range(4):
+            np.testing.assert_array_equal(a["observation.state"], b["observation.state"])
+            # the wrist camera's housing is a small part of the base camera's view
+            assert np.abs(a["observation.images.base_camera"].astype(int) - b["observation.images.base_camera"]).mean() < 2
+            action = fast.expert_actions()
+            a, *_ = fast.step(action)
+            b, *_ = suite.step(action)
+        assert fast.timing["render.base_camera"] > 0 and fast.timing["physics"] > 0
+    finally:
+        fast.close()
+        suite.close()

@@ -1,0 +1,160 @@
+"""``memstream vla-train`` / ``memstream vla-eval``: the memory policy on MIKASA-Robo demonstrations.
+
+    memstream vla-train --demos demos/rc3 --variant bank --memory-length 16 --steps 2000 --out runs/rc3_bank
+    memstream vla-train --demos demos/rc3 --variant bank --steps 4000 --out runs/rc3_bank --resume
+    memstream vla-eval --policy runs/rc3_bank --episodes 100 --videos 3 --out runs/rc3_bank_eval
+
+``vla-train`` writes the policy (``config.json``, ``model.safetensors``) and ``mikasa.json`` (task,
+camera, rendering, action space, training figures) to ``--out``, with a resumable checkpoint in
+``--out/checkpoint/`` every ``--checkpoint-every`` steps. ``vla-eval`` writes ``results.json``
+(rewritten after every episode: valid if the run is stopped) with one row per episode (seed,
+success, length, seconds in the policy and the simulator) and the success rate beside the task's
+chance level, and the first ``--videos`` episodes as H.264 files under ``videos/``. Evaluation
+seeds default to the suite's benchmark seeds (4242424242 + i), disjoint from the demonstrations'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from memstream.streaming.cli import add_output_args
+from memstream.streaming.errors import ConfigError
+from memstream.streaming.paths import prepare_output_dir
+
+VARIANTS = ("bank", "fifo", "no_memory")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Entry point of the ``memstream.commands`` group."""
+    train = sub.add_parser("vla-train", help="train the memory policy on MIKASA-Robo demonstrations (LeRobot layout)")
+    train.add_argument("--demos", type=Path, required=True, help="a folder written by write_demonstrations")
+    train.add_argument("--variant", default="bank", help=f"memory: {', '.join(VARIANTS)} (default bank)")
+    train.add_argument("--memory-length", type=int, default=16, help="bank capacity L (MemoryVLA: 16; ablation 4, 64)")
+    train.add_argument("--camera", default="base_camera", help="the camera the policy reads (default base_camera)")
+    train.add_argument("--max-episodes", type=int, default=None, help="use only the first N demonstrations")
+    train.add_argument("--steps", type=int, default=1000, help="AdamW steps on batches of whole episodes")
+    train.add_argument("--batch-episodes", type=int, default=8)
+    train.add_argument("--checkpoint-every", type=int, default=100)
+    train.add_argument("--seed", type=int, default=0, help="initial weights and batch sampling")
+    train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint (same settings)")
+    train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
+    train.add_argument("--out", type=Path, required=True, help="output folder")
+    train.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    train.add_argument("--no-progress", action="store_true")
+    train.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    train.set_defaults(handler=cmd_vla_train)
+
+    evaluate = sub.add_parser("vla-eval", help="evaluate a vla-train policy on MIKASA-Robo episodes")
+    evaluate.add_argument("--policy", type=Path, required=True, help="a folder written by vla-train")
+    evaluate.add_argument("--task", default=None, help="must be the policy's task (default: it)")
+    evaluate.add_argument("--episodes", type=int, default=100, help="episodes (MemoryVLA's protocol: 100)")
+    evaluate.add_argument("--seed", type=int, default=None, help="first episode seed (default the suite's 4242424242)")
+    evaluate.add_argument("--videos", type=int, default=3, help="rollout videos of the first N episodes")
+    evaluate.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
+    add_output_args(evaluate)
+    evaluate.add_argument("--no-progress", action="store_true")
+    evaluate.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    evaluate.set_defaults(handler=cmd_vla_eval)
+
+
+def cmd_vla_train(args: argparse.Namespace) -> int:
+    for flag, value, low in (("--steps", args.steps, 1), ("--batch-episodes", args.batch_episodes, 1),
+                             ("--checkpoint-every", args.checkpoint_every, 1), ("--memory-length", args.memory_length, 2),
+                             ("--max-episodes", 1 if args.max_episodes is None else args.max_episodes, 1)):
+        if value < low:
+            raise ConfigError(f"{flag} must be >= {low}, got {value}", f"Pass {flag} {max(low, 8)}")
+    if args.variant not in VARIANTS:
+        raise ConfigError(f"unknown policy variant {args.variant!r}", f"Choose among {', '.join(VARIANTS)}")
+    _threads(args.threads)
+    from memstream.embodied.policies.memvla.mikasa import ACTION_SPACE, load_mikasa_demonstrations, mikasa_policy, train_with_checkpoints
+
+    data = load_mikasa_demonstrations(args.demos, args.camera, args.max_episodes)  # bad folder / camera: here
+    info = json.loads((args.demos / "meta" / "info.json").read_text())
+    meta = {"task": data.task_name, "variant": args.variant, "memory_length": args.memory_length, "camera": args.camera,
+            "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
+            **ACTION_SPACE, "demos": str(args.demos), "demo_seeds": _demo_seeds(args.demos),
+            "demonstrations": data.num_episodes}
+    if args.resume:
+        if not (args.out / "checkpoint").is_dir():
+            raise ConfigError(f"no checkpoint to resume in {str(args.out)!r}", "Drop --resume to start a new run")
+    else:
+        prepare_output_dir(args.out, overwrite=args.overwrite)
+    policy = mikasa_policy(data, args.variant, args.memory_length, seed=args.seed, camera=args.camera)
+    started = time.perf_counter()
+    losses = train_with_checkpoints(policy, data, args.out, args.steps, meta, batch_episodes=args.batch_episodes,
+                                    seed=args.seed, checkpoint_every=args.checkpoint_every, resume=args.resume,
+                                    log=print, progress=False if args.no_progress else None)
+    print(f"trained {args.variant} (L={args.memory_length}) on {data.num_episodes} {data.task_name} demonstrations "
+          f"({len(data.images)} frames), final loss {losses[-1]:.4f} in {time.perf_counter() - started:.0f} s: {args.out}")
+    return 0
+
+
+def cmd_vla_eval(args: argparse.Namespace) -> int:
+    if args.episodes < 1 or args.videos < 0:
+        raise ConfigError(f"--episodes must be >= 1 and --videos >= 0, got {args.episodes} and {args.videos}",
+                          "Pass --episodes 100 --videos 3")
+    _threads(args.threads)
+    from memstream.embodied.envs.mikasa import EVAL_SEED, resolve_task
+    from memstream.embodied.policies.memvla.mikasa import evaluate_mikasa, load_mikasa_policy
+
+    if args.task is not None:
+        resolve_task(args.task)  # an unknown or refused task is named first
+    policy, meta = load_mikasa_policy(args.policy, args.task)
+    seed = EVAL_SEED if args.seed is None else args.seed
+    low, high = meta.get("demo_seeds") or (0, 0)
+    if seed <= high and low < seed + args.episodes:
+        raise ConfigError(f"evaluation seeds {seed}..{seed + args.episodes - 1} overlap the policy's demonstrations' "
+                          f"{low}..{high}", "Drop --seed (the suite's benchmark seeds 4242424242..) or pick others")
+    prepare_output_dir(args.out, overwrite=args.overwrite)
+    task = resolve_task(meta["task"])
+    path = Path(args.out) / "results.json"
+    rows: list[dict[str, Any]] = []
+    head = {"task": task.name, "policy": str(args.policy), "variant": meta.get("variant"),
+            "memory_length": meta.get("memory_length"), "seed": seed, "episodes_requested": args.episodes,
+            "chance_success_rate": task.chance_success_rate, "trained": {k: meta.get(k) for k in ("steps", "checkpoint_step", "demonstrations")},
+            "protocol_note": "MemoryVLA's protocol: 250 demonstrations per task, 100 evaluation episodes"}
+
+    def on_episode(row: dict[str, Any]) -> None:
+        rows.append(row)
+        _write_json(path, {**head, "complete": False, **_summary(rows), "episodes": rows})
+        if not args.no_progress:
+            print(f"{task.name} {row['episode'] + 1}/{args.episodes} seed {row['seed']} "
+                  f"{'success' if row['success'] else 'failure'} in {row['length']} steps", flush=True)
+
+    evaluate_mikasa(policy, meta, args.episodes, seed, videos=args.videos, video_dir=Path(args.out) / "videos",
+                    on_episode=on_episode)
+    _write_json(path, {**head, "complete": True, **_summary(rows), "episodes": rows})
+    summary = _summary(rows)
+    print(f"{task.name} {meta.get('variant')} L={meta.get('memory_length')}: success {summary['success_rate']:.2f} "
+          f"over {len(rows)} episodes (chance {task.chance_success_rate:.2f}); results: {path}")
+    return 0
+
+
+def _demo_seeds(root: Path) -> list[int]:
+    """[first, last] simulator seed of the demonstrations (evaluation must avoid them)."""
+    seeds = [json.loads(line)["seed"] for line in (root / "meta" / "episodes.jsonl").read_text().splitlines() if line.strip()]
+    return [min(seeds), max(seeds)]
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"episodes_done": len(rows), "success_rate": sum(r["success"] for r in rows) / max(len(rows), 1)}
+
+
+def _threads(threads: int | None) -> None:
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {threads}", "Pass --threads 1")
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)

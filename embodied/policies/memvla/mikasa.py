@@ -1,0 +1,332 @@
+"""The memory policy on MIKASA-Robo: training on stored demonstrations, checkpoints, and evaluation.
+
+The demonstrations are a folder written by :func:`~memstream.embodied.envs.mikasa.write_demonstrations`
+(LeRobot v2.1 layout); the policy reads one camera (``observation.images.<camera>``) and
+``observation.state`` and predicts chunks of the suite's 7-d ``pd_ee_delta_pose`` actions with the
+flow-matching head. A trained folder holds the policy (``config.json`` + ``model.safetensors``) and
+``mikasa.json``: the task, camera, rendering and action space it was trained for, which
+:func:`load_mikasa_policy` checks before an evaluation.
+
+Variants (:data:`VLA_VARIANTS`): ``bank`` (MemoryVLA's: token-merge consolidation + gate fusion),
+``fifo`` (the oldest entry is dropped), ``no_memory`` (the current frame only); the memory length
+L (bank capacity, MemoryVLA's 16; its ablation 4 / 16 / 64) is a separate setting. Every variant
+starts from the same initial weights for one seed.
+
+Example (needs the ``mikasa`` extra and a Vulkan device for the evaluation)::
+
+    data = load_mikasa_demonstrations("demos/rc3")
+    policy = mikasa_policy(data, "bank", memory_length=16, seed=0)
+    train_with_checkpoints(policy, data, "runs/rc3_bank", steps=2000)
+    rows = evaluate_mikasa(load_mikasa_policy("runs/rc3_bank"), episodes=100)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from memstream.embodied.bank import MemoryBankConfig
+from memstream.embodied.envs.types import EpisodeDataset
+from memstream.embodied.policies.memvla.modeling_memvla import MemoryVLAPolicy
+from memstream.embodied.policies.memvla.training import dataset_stats, episode_batch
+from memstream.streaming.errors import ConfigError, MemstreamError
+from memstream.streaming.progress import progress as progress_bar
+
+#: name -> MemoryVLAConfig overrides (``bank`` holds MemoryBankConfig overrides)
+VLA_VARIANTS: dict[str, dict[str, Any]] = {
+    "no_memory": {"memory": "none"},
+    "bank": {},
+    "fifo": {"bank": {"consolidation": "fifo"}},
+}
+ACTION_SPACE = {"control_mode": "pd_ee_delta_pose", "action_dim": 7}  # MemoryVLA's end-effector control
+META_NAME = "mikasa.json"
+CHECKPOINT_DIR = "checkpoint"
+TRAINING_STATE = "training_state.pt"
+
+
+def load_mikasa_demonstrations(root: str | Path, camera: str = "base_camera",
+                               max_episodes: int | None = None) -> EpisodeDataset:
+    """The episodes of a demonstration folder as an :class:`EpisodeDataset` of one camera.
+
+    Raises:
+        MemstreamError: not a demonstration folder, no episodes yet, or no such camera (names the
+            cameras it has).
+    """
+    from memstream.embodied.envs.mikasa import read_demonstrations
+
+    reader = read_demonstrations(root)
+    key = f"observation.images.{camera}"
+    if key not in reader.info.get("features", {}):
+        cameras = [k.split(".")[-1] for k in reader.info.get("features", {}) if k.startswith("observation.images.")]
+        raise ConfigError(f"the demonstrations in {str(root)!r} have no camera {camera!r}",
+                          f"Pick one of: {', '.join(cameras)}")
+    count = len(reader) if max_episodes is None else min(max_episodes, len(reader))
+    if count < 1:
+        raise MemstreamError(f"{str(root)!r} holds no finished episode yet", "Collect demonstrations first")
+    images, states, actions, frames, episodes, hidden, reveal, success = [], [], [], [], [], [], [], []
+    for i in range(count):
+        episode = reader.episode(i)
+        length = len(episode["actions"])
+        if len(episode[key]) != length:
+            raise MemstreamError(f"episode {i} of {str(root)!r} has {len(episode[key])} frames for {length} actions",
+                                 "Re-collect that episode")
+        images.append(episode[key])
+        states.append(episode["states"])
+        actions.append(episode["actions"])
+        frames.append(np.arange(length))
+        episodes.append(np.full(length, i))
+        hidden.append(episode["meta"].get("hidden_info") or [])
+        reveal.append(int(episode["meta"].get("reveal_frames", 0)))
+        success.append(bool(episode["meta"].get("success", True)))
+    lengths = np.array([len(a) for a in actions])
+    width = max((len(h) for h in hidden), default=0)
+    task = reader.info.get("memstream", {}).get("task", "")
+    return EpisodeDataset(
+        images=np.concatenate(images), states=np.concatenate(states).astype(np.float32),
+        actions=np.concatenate(actions).astype(np.float32), episode_index=np.concatenate(episodes).astype(np.int64),
+        frame_index=np.concatenate(frames).astype(np.int64), task_index=np.zeros(int(lengths.sum()), np.int64),
+        tasks=tuple(reader.tasks or [""]), episode_bounds=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        success=np.array(success), hidden_info=np.array([h + [0] * (width - len(h)) for h in hidden], np.int64).reshape(count, width),
+        reveal_frames=np.array(reveal, np.int64), task_name=task, seed=int(reader.records[0].get("seed", 0)))
+
+
+def mikasa_policy(data: EpisodeDataset, variant: str = "bank", memory_length: int = 16, seed: int = 0,
+                  camera: str = "base_camera", **overrides: Any) -> MemoryVLAPolicy:
+    """A fresh flow-matching policy for ``data`` with ``variant``'s memory of length ``memory_length``.
+
+    Every variant (and length) starts from the same weights: the ``bank`` policy of length 16 is
+    built under ``torch.manual_seed(seed)`` and each parameter the new one shares with it (same
+    name and shape) is copied over, so only the memory differs.
+
+    Raises:
+        ConfigError: unknown variant, or a memory length < 2.
+    """
+    if variant not in VLA_VARIANTS:
+        raise ConfigError(f"unknown policy variant {variant!r}", f"Choose among {', '.join(VLA_VARIANTS)}")
+    if memory_length < 2:
+        raise ConfigError(f"the memory length must be >= 2, got {memory_length}", "Pass 4, 16 or 64")
+    height, width = data.images.shape[1:3]
+    features = {f"observation.images.{camera}": (3, height, width), "observation.state": (data.states.shape[1],)}
+
+    def build(name: str, length: int) -> MemoryVLAPolicy:
+        from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
+
+        settings = {**{k: v for k, v in VLA_VARIANTS[name].items() if k != "bank"}, **overrides}
+        bank = dataclasses.replace(MemoryBankConfig(), capacity=length, **VLA_VARIANTS[name].get("bank", {}))
+        config = dataclasses.replace(MemoryVLAConfig(), input_features=features,
+                                     output_features={"action": (data.actions.shape[1],)}, bank=bank, **settings)
+        torch.manual_seed(seed)
+        return MemoryVLAPolicy(config, dataset_stats(data))
+
+    policy, reference = build(variant, memory_length), build("bank", 16).state_dict()
+    own = policy.state_dict()
+    policy.load_state_dict({k: v for k, v in reference.items() if k in own and own[k].shape == v.shape}, strict=False)
+    return policy
+
+
+def _batch(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: np.ndarray) -> dict:
+    batch = episode_batch(data, episodes, policy.config.chunk_size)
+    batch[policy.config.image_key] = batch.pop("observation.image")
+    return batch
+
+
+def train_with_checkpoints(policy: MemoryVLAPolicy, data: EpisodeDataset, out: str | Path, steps: int,
+                           meta: dict[str, Any], batch_episodes: int = 8, seed: int = 0, checkpoint_every: int = 100,
+                           resume: bool = False, log: Callable[[str], None] | None = None,
+                           progress: bool | None = None) -> list[float]:
+    """AdamW (the config's preset, cosine decay over ``steps``) on batches of whole episodes.
+
+    Every ``checkpoint_every`` steps and at the end, ``out/checkpoint/`` gets the policy, the
+    optimizer and scheduler, the sampler's random state and the losses so far (written to a
+    temporary folder and renamed: a stop leaves the previous checkpoint whole). ``resume`` continues
+    from it (an interrupted run resumed with the same ``steps`` ends with the weights of an
+    uninterrupted one); the final policy and ``mikasa.json`` (``meta`` plus the training's figures)
+    go to ``out``.
+
+    Raises:
+        ConfigError: ``resume`` without a checkpoint, or a checkpoint of another task, variant or
+            action space than ``meta`` says.
+    """
+    out = Path(out)
+    config = policy.config
+    optimizer = torch.optim.AdamW(policy.get_optim_params(), lr=config.optimizer_lr, weight_decay=config.optimizer_weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+    rng = np.random.default_rng(seed)
+    losses: list[float] = []
+    start = 0
+    if resume:
+        start, losses = _restore(policy, optimizer, schedule, rng, out / CHECKPOINT_DIR, meta, steps)
+    else:
+        torch.manual_seed(seed)
+    policy.train()
+    started = time.perf_counter()
+    with progress_bar("train MemoryVLA on MIKASA-Robo", steps, unit="steps", show=progress) as bar:
+        bar.advance(start)
+        for step in range(start, steps):
+            episodes = rng.choice(data.num_episodes, size=min(batch_episodes, data.num_episodes), replace=False)
+            loss, _ = policy(_batch(policy, data, episodes))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.get_optim_params(), config.optimizer_grad_clip_norm)
+            optimizer.step()
+            schedule.step()
+            losses.append(float(loss.detach()))
+            bar.advance()
+            bar.status(f"loss {np.mean(losses[-10:]):.4f}")
+            done = step + 1
+            if done % checkpoint_every == 0 or done == steps:
+                _checkpoint(policy, optimizer, schedule, rng, out / CHECKPOINT_DIR, meta, done, losses)
+                if log is not None:
+                    log(f"step {done}/{steps} loss {np.mean(losses[-checkpoint_every:]):.4f} "
+                        f"({(done - start) / (time.perf_counter() - started):.2f} steps/s), checkpoint saved")
+    policy.eval()
+    policy.reset()
+    policy.save_pretrained(out)
+    tail = losses[-20:] or [float("nan")]
+    _write_json(out / META_NAME, {**meta, "steps": steps, "batch_episodes": batch_episodes, "seed": seed,
+                                  "final_loss": float(np.mean(tail)), "demonstrations": data.num_episodes,
+                                  "frames": int(len(data.images))})
+    return losses
+
+
+def _checkpoint(policy: MemoryVLAPolicy, optimizer: Any, schedule: Any, rng: np.random.Generator, folder: Path,
+                meta: dict[str, Any], step: int, losses: list[float]) -> None:
+    import shutil
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save_pretrained(tmp)
+    torch.save({"step": step, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "losses": losses}, tmp / TRAINING_STATE)
+    _write_json(tmp / META_NAME, {**meta, "checkpoint_step": step})
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _restore(policy: MemoryVLAPolicy, optimizer: Any, schedule: Any, rng: np.random.Generator, folder: Path,
+             meta: dict[str, Any], steps: int) -> tuple[int, list[float]]:
+    from safetensors.torch import load_file
+
+    if not (folder / TRAINING_STATE).is_file():
+        raise ConfigError(f"no checkpoint to resume in {str(folder.parent)!r}", "Drop --resume to start a new run")
+    saved = json.loads((folder / META_NAME).read_text())
+    for key in ("task", "variant", "memory_length", "camera", "image_size", "control_mode", "action_dim"):
+        if saved.get(key) != meta.get(key):
+            raise ConfigError(f"the checkpoint in {str(folder.parent)!r} was trained with {key}={saved.get(key)!r}, "
+                              f"this run asks for {meta.get(key)!r}", "Resume with the same settings or use a new --out")
+    try:
+        policy.load_state_dict(load_file(str(folder / "model.safetensors")))
+    except RuntimeError as error:
+        raise ConfigError(f"the checkpoint's weights do not fit this policy: {str(error).splitlines()[0]}",
+                          "Resume with the same settings or use a new --out") from error
+    state = torch.load(folder / TRAINING_STATE, weights_only=False)
+    if state["step"] > steps:
+        raise ConfigError(f"the checkpoint is at step {state['step']}, past --steps {steps}", f"Pass --steps > {state['step']}")
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    schedule.T_max = max(steps, 1)  # a longer --steps stretches the rest of the cosine over the new total
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"]), list(state["losses"])
+
+
+def load_mikasa_policy(folder: str | Path, task: str | None = None) -> tuple[MemoryVLAPolicy, dict[str, Any]]:
+    """A policy trained by :func:`train_with_checkpoints` and its ``mikasa.json``.
+
+    Raises:
+        ConfigError: the folder holds no MIKASA-Robo policy (another env's, or no ``mikasa.json``),
+            its action space is not the suite's 7-d end-effector delta pose, or it was trained for
+            another task than ``task``.
+    """
+    folder = Path(folder)
+    meta_path = folder / META_NAME
+    if not meta_path.is_file():
+        raise ConfigError(f"{str(folder)!r} holds no MIKASA-Robo policy (no {META_NAME}): it was trained for another "
+                          "environment or action space", "Give a folder written by memstream vla-train")
+    meta = json.loads(meta_path.read_text())
+    policy = MemoryVLAPolicy.from_pretrained(folder)
+    action = (meta.get("control_mode"), meta.get("action_dim"), policy.config.action_head, policy.config.action_dim)
+    if action != (ACTION_SPACE["control_mode"], ACTION_SPACE["action_dim"], "flow", ACTION_SPACE["action_dim"]):
+        raise ConfigError(f"{str(folder)!r} was trained for the action space {action[0]} ({action[2]} head, "
+                          f"{action[3]}-d), not MIKASA-Robo's {ACTION_SPACE['control_mode']} (7-d, flow head)",
+                          "Train one with memstream vla-train")
+    if task is not None:
+        from memstream.embodied.envs.mikasa import resolve_task
+
+        if resolve_task(task).name != meta.get("task"):
+            raise ConfigError(f"{str(folder)!r} was trained for {meta.get('task')!r}, not {resolve_task(task).name!r}",
+                              f"Evaluate it with --task {meta.get('task')} or train one for {task}")
+    return policy, meta
+
+
+def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int, seed: int,
+                    videos: int = 0, video_dir: str | Path | None = None,
+                    on_episode: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Roll ``policy`` out on ``episodes`` episodes of its task (seeds ``seed`` ..), one at a time.
+
+    Returns one row per episode: index, seed, success (the suite's ``success_once``), length,
+    seconds in the policy and in the simulator, and the video's file name for the first ``videos``.
+    ``on_episode`` sees each row as it ends.
+    """
+    from memstream.embodied.envs.mikasa import make_mikasa_env
+
+    camera = meta["camera"]
+    env = make_mikasa_env(meta["task"], seed=seed, image_size=int(meta["image_size"]), cameras=(camera,),
+                          camera_housing=bool(meta.get("camera_housing", False)))
+    rows: list[dict[str, Any]] = []
+    try:
+        obs = env.reset()
+        for index in range(episodes):
+            policy.reset()
+            frames: list[np.ndarray] = []
+            policy_s = sim_s = 0.0
+            while True:
+                if index < videos:
+                    frames.append(obs[f"observation.images.{camera}"][0])
+                started = time.perf_counter()
+                action = policy.select_action(obs).cpu().numpy()
+                policy_s += time.perf_counter() - started
+                started = time.perf_counter()
+                obs, _, terminated, truncated, info = env.step(action)
+                sim_s += time.perf_counter() - started
+                if terminated[0] or truncated[0]:
+                    break
+            row = {"episode": index, "seed": env.episode_seed(index), "success": bool(info["success"][0]),
+                   "length": int(info["episode_length"][0]), "policy_s": round(policy_s, 3), "sim_s": round(sim_s, 3)}
+            if index < videos and video_dir is not None:
+                row["video"] = _write_video(Path(video_dir) / f"episode_{index:03d}.mp4", frames)
+            rows.append(row)
+            if on_episode is not None:
+                on_episode(row)
+    finally:
+        env.close()
+    return rows
+
+
+def _write_video(path: Path, frames: list[np.ndarray]) -> str:
+    from memstream.embodied.envs.mikasa.dataset import FPS
+    from memstream.streaming.videoio import VideoWriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with VideoWriter(path, FPS, codec="h264", crf=18) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path.name
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)

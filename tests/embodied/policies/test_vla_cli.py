@@ -1,0 +1,166 @@
+"""``memstream vla-train`` / ``vla-eval``: training on stored MIKASA-Robo demonstrations, checkpoints and
+resume, variants, refusals of foreign checkpoints; the rollout test runs only with the simulator."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+from memstream.embodied.envs.mikasa.dataset import _DatasetWriter
+from memstream.embodied.policies import cli
+from memstream.embodied.policies.cli import add_commands
+from memstream.embodied.policies.memvla import MemoryVLAConfig, MemoryVLAPolicy
+from memstream.embodied.policies.memvla.mikasa import load_mikasa_demonstrations, mikasa_policy
+from memstream.streaming.errors import MemstreamError
+from safetensors.torch import load_file
+
+SIZE = 32
+
+
+def vla(argv: list[str]) -> int:
+    """The command through the same boundary as ``memstream``'s main (error line, exit code)."""
+    parser = argparse.ArgumentParser(prog="memstream")
+    parser.add_argument("--debug", action="store_true")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except MemstreamError as error:
+        print(f"error: {error.one_line()}")
+        return error.exit_code
+
+
+def _demos(root, episodes: int = 3, length: int = 6, seed: int = 0):
+    """A real demonstration folder (Parquet + H.264, LeRobot v2.1 layout) of random tiny episodes."""
+    rng = np.random.default_rng(seed)
+    writer = _DatasetWriter(root, "RememberColor3", "touch the cube", SIZE, cameras=("base_camera",))
+    for i in range(episodes):
+        shade = np.linspace(0, 200, SIZE, dtype=np.float32)[None, :, None] + 10 * np.arange(length)[:, None, None, None]
+        video = np.broadcast_to(np.clip(shade, 0, 255), (length, SIZE, SIZE, 3)).astype(np.uint8)
+        writer.add({"frames": {"observation.images.base_camera": video},
+                    "states": rng.normal(size=(length, 7)).astype(np.float32),
+                    "actions": rng.uniform(-1, 1, size=(length, 7)).astype(np.float32),
+                    "rewards": np.zeros(length, np.float32), "success": True, "seed": 10 + i,
+                    "hidden_info": [int(rng.integers(3))], "reveal_frames": 2})
+    return root
+
+
+TINY = ["--steps", "4", "--batch-episodes", "2", "--threads", "1", "--no-progress"]
+
+
+def test_demonstrations_load_as_one_camera_episode_dataset(tmp_path):
+    data = load_mikasa_demonstrations(_demos(tmp_path / "d", episodes=3, length=6))
+    assert data.num_episodes == 3 and data.images.shape == (18, SIZE, SIZE, 3) and data.task_name == "RememberColor3"
+    assert list(data.episode_bounds) == [0, 6, 12, 18] and data.actions.shape == (18, 7) and data.hidden_info.shape == (3, 1)
+    with pytest.raises(MemstreamError, match="no camera 'hand_camera'.*base_camera"):
+        load_mikasa_demonstrations(tmp_path / "d", camera="hand_camera")
+
+
+def test_variants_differ_only_in_memory_and_start_from_the_same_weights(tmp_path):
+    data = load_mikasa_demonstrations(_demos(tmp_path / "d", episodes=2))
+    bank = mikasa_policy(data, "bank", 16, seed=3)
+    fifo = mikasa_policy(data, "fifo", 4, seed=3)
+    none = mikasa_policy(data, "no_memory", 16, seed=3)
+    long = mikasa_policy(data, "bank", 64, seed=3)
+    assert bank.config.bank.capacity == 16 and long.config.bank.capacity == 64 and fifo.config.bank.capacity == 4
+    assert fifo.config.bank.consolidation == "fifo" and bank.config.bank.consolidation != "fifo"
+    assert none.memory is None and bank.memory is not None
+    assert bank.config.image_key == "observation.images.base_camera" and bank.config.action_dim == 7
+    reference = bank.state_dict()
+    for other in (fifo, none, long):
+        shared = [k for k, v in other.state_dict().items() if k in reference and reference[k].shape == v.shape]
+        assert len(shared) > 10
+        for key in shared:
+            torch.testing.assert_close(other.state_dict()[key], reference[key])
+
+
+def test_train_checkpoints_and_a_resumed_run_ends_with_the_same_weights(tmp_path, capsys, monkeypatch):
+    demos = _demos(tmp_path / "d")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(straight), "--checkpoint-every", "2", *TINY]) == 0
+    meta = json.loads((straight / "mikasa.json").read_text())
+    assert meta["task"] == "RememberColor3" and meta["steps"] == 4 and meta["action_dim"] == 7
+    assert meta["demo_seeds"] == [10, 12] and meta["control_mode"] == "pd_ee_delta_pose"
+    assert (straight / "checkpoint" / "training_state.pt").is_file() and (straight / "model.safetensors").is_file()
+    assert "step 2/4" in capsys.readouterr().out
+
+    def stop_at_the_first_checkpoint(text: str) -> None:
+        raise KeyboardInterrupt(text)
+
+    monkeypatch.setattr(cli, "print", stop_at_the_first_checkpoint, raising=False)  # the run is killed at step 2
+    with pytest.raises(KeyboardInterrupt, match="step 2/4"):
+        vla(["vla-train", "--demos", str(demos), "--out", str(split), "--checkpoint-every", "2", *TINY])
+    monkeypatch.undo()
+    assert not (split / "model.safetensors").exists()
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(split), "--checkpoint-every", "2", "--resume", *TINY]) == 0
+    one, two = load_file(str(straight / "model.safetensors")), load_file(str(split / "model.safetensors"))
+    assert one.keys() == two.keys()
+    for key in one:
+        torch.testing.assert_close(one[key], two[key], rtol=0, atol=1e-6)
+    state = torch.load(split / "checkpoint" / "training_state.pt", weights_only=False)
+    assert state["step"] == 4 and len(state["losses"]) == 4
+    # --overwrite replaces an earlier vla-train output (recognised by its mikasa.json)
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(split), "--overwrite", "--max-episodes", "2", *TINY]) == 0
+    assert json.loads((split / "mikasa.json").read_text())["demonstrations"] == 2
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    (["--variant", "fifo", "--resume"], "was trained with variant='bank', this run asks for 'fifo'"),
+    (["--variant", "lstm"], "unknown policy variant 'lstm'"),
+    (["--memory-length", "1"], "--memory-length must be >= 2"),
+    (["--camera", "hand_camera"], "have no camera 'hand_camera'"),
+])
+def test_bad_training_settings_exit_2_with_one_line(tmp_path, capsys, extra, says):
+    demos = _demos(tmp_path / "d", episodes=2)
+    out = tmp_path / "run"
+    if "--resume" in extra:
+        assert vla(["vla-train", "--demos", str(demos), "--out", str(out), *TINY]) == 0
+        capsys.readouterr()
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(out), *extra, *TINY]) == 2
+    printed = capsys.readouterr().out
+    assert says in printed and printed.count("\n") == 1
+
+
+def test_eval_refuses_a_checkpoint_of_another_task_or_action_space(tmp_path, capsys):
+    demos = _demos(tmp_path / "d", episodes=2)
+    run = tmp_path / "run"
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), *TINY]) == 0
+    capsys.readouterr()
+    out = tmp_path / "eval"
+    assert vla(["vla-eval", "--policy", str(run), "--task", "RememberColor5", "--out", str(out)]) == 2
+    printed = capsys.readouterr().out
+    assert "trained for 'RememberColor3', not 'RememberColor5'" in printed and printed.count("\n") == 1
+    assert vla(["vla-eval", "--policy", str(run), "--seed", "11", "--episodes", "2", "--out", str(out)]) == 2
+    assert "overlap the policy's demonstrations' 10..11" in capsys.readouterr().out
+    # a navigation policy (discrete actions, no mikasa.json) and a MIKASA folder whose policy is not 7-d
+    nav = tmp_path / "nav"
+    MemoryVLAPolicy(MemoryVLAConfig(input_features={"observation.image": (3, SIZE, SIZE), "observation.state": (2,)},
+                                    output_features={"action": (1,)}, action_head="discrete")).save_pretrained(nav)
+    assert vla(["vla-eval", "--policy", str(nav), "--out", str(out)]) == 2
+    assert "holds no MIKASA-Robo policy" in capsys.readouterr().out
+    (nav / "mikasa.json").write_text(json.dumps({"task": "RememberColor3", "control_mode": "pd_ee_delta_pose", "action_dim": 7}))
+    assert vla(["vla-eval", "--policy", str(nav), "--out", str(out)]) == 2
+    printed = capsys.readouterr().out
+    assert "discrete head, 1-d" in printed and "memstream vla-train" in printed
+    assert not out.exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mani_skill") is None or importlib.util.find_spec("mikasa_robo_suite") is None,
+                    reason="needs ManiSkill3 and MIKASA-Robo (memstream[mikasa])")
+def test_eval_rolls_out_episodes_and_writes_rows_and_videos(tmp_path, capsys):
+    demos = _demos(tmp_path / "d", episodes=2)
+    run = tmp_path / "run"
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), *TINY]) == 0
+    out = tmp_path / "eval"
+    assert vla(["vla-eval", "--policy", str(run), "--episodes", "1", "--videos", "1", "--threads", "1",
+                "--out", str(out), "--no-progress"]) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert result["complete"] and result["task"] == "RememberColor3" and result["episodes_done"] == 1
+    row = result["episodes"][0]
+    assert row["seed"] == 4242424242 and row["length"] == 25 and isinstance(row["success"], bool)
+    assert (out / "videos" / row["video"]).stat().st_size > 1000
+    assert result["chance_success_rate"] == pytest.approx(1 / 3)
