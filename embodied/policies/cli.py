@@ -61,6 +61,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     evaluate.set_defaults(handler=cmd_vla_eval)
 
+    from memstream.embodied.policies.serve import add_arguments, serve_policy
+
+    serve = sub.add_parser("policy-serve", help="serve a memory policy to robots over WebSocket + msgpack "
+                                                 "(openpi's wire), one bank per client")
+    add_arguments(serve)
+    serve.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    serve.set_defaults(handler=serve_policy)
+
 
 def cmd_vla_train(args: argparse.Namespace) -> int:
     for flag, value, low in (("--steps", args.steps, 1), ("--batch-episodes", args.batch_episodes, 1),

@@ -279,36 +279,62 @@ def check_bind(host: str, api_keys: Sequence[str]) -> None:
                           "Pass --api-key-file FILE (one key per line), or bind to 127.0.0.1")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Serve a MemoryVLA-style policy to robots over a WebSocket.")
-    parser.add_argument("--policy", required=True, help="folder written by MemoryVLAPolicy.save_pretrained")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The server's options (``memstream policy-serve`` and ``python -m memstream.embodied.policies.serve``)."""
+    parser.add_argument("--policy", required=True, help="folder written by MemoryVLAPolicy.save_pretrained or vla-train")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--api-key-file", help="accepted bearer keys, one per line")
+    parser.add_argument("--api-key-file", help="accepted bearer keys, one per line (needed to bind beyond loopback)")
     parser.add_argument("--instruction", default="", help="task string used when a client sends none")
     parser.add_argument("--max-clients", type=int, default=8)
     parser.add_argument("--max-message-mb", type=float, default=8.0, help="largest message a client may send")
     parser.add_argument("--idle-timeout-s", type=float, default=600.0,
                         help="a client silent (or not reading) this long is disconnected")
-    args = parser.parse_args(argv)
+
+
+def serve_policy(args: argparse.Namespace) -> int:
+    """Load the policy and serve it until interrupted.
+
+    Raises:
+        MemstreamError: a policy folder that cannot be loaded, an unreadable key file, bad limits, or
+            a non-loopback bind without keys.
+    """
     from memstream.embodied.policies.memvla import MemoryVLAPolicy
 
-    try:
-        keys = ()
-        if args.api_key_file:
+    keys: tuple[str, ...] = ()
+    if args.api_key_file:
+        try:
             with open(args.api_key_file) as handle:
                 keys = tuple(line.strip() for line in handle if line.strip())
-        server = PolicyServer(MemoryVLAPolicy.from_pretrained(args.policy), args.instruction, keys,
-                              ServeLimits(max_clients=args.max_clients,
-                                          max_message_bytes=int(args.max_message_mb * (1 << 20)),
-                                          idle_timeout_s=args.idle_timeout_s))
-        check_bind(args.host, keys)
-    except (MemstreamError, OSError) as error:
+        except OSError as error:
+            raise ConfigError(f"cannot read the API key file {args.api_key_file}: {error.strerror}",
+                              "Pass --api-key-file FILE with one key per line") from error
+    check_bind(args.host, keys)
+    limits = ServeLimits(max_clients=args.max_clients, max_message_bytes=int(args.max_message_mb * (1 << 20)),
+                         idle_timeout_s=args.idle_timeout_s)
+    server = PolicyServer(MemoryVLAPolicy.from_pretrained(args.policy), args.instruction, keys, limits)
+    class Announce:  # serve() calls set() once it listens
+        def set(self) -> None:
+            print(f"serving {args.policy} on ws://{args.host}:{server.port}", flush=True)
+
+    try:
+        asyncio.run(server.serve(args.host, args.port, Announce()))
+    except KeyboardInterrupt:
+        print("stopped")
+    except OSError as error:  # the port is taken, or the address is not this machine's
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}",
+                          "Pass another --port, or a --host address of this machine") from error
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve a MemoryVLA-style policy to robots over a WebSocket.")
+    add_arguments(parser)
+    try:
+        return serve_policy(parser.parse_args(argv))
+    except MemstreamError as error:
         print(f"error: {error}")
         return 2
-    print(f"serving {args.policy} on ws://{args.host}:{args.port}")
-    asyncio.run(server.serve(args.host, args.port))
-    return 0
 
 
 if __name__ == "__main__":

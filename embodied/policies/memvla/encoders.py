@@ -219,7 +219,7 @@ class VideoLLMCognitiveEncoder(nn.Module):
 
         self.llm = load_video_llm(model, device=device, dtype=dtype) if isinstance(model, str) else model
         config = self.llm.model.config
-        hidden = getattr(getattr(config, "text_config", config), "hidden_size")
+        hidden = getattr(config, "text_config", config).hidden_size
         self.project = nn.Linear(hidden, dim)
         self.dim = dim
 

@@ -195,3 +195,46 @@ def test_idle_clients_are_disconnected_and_the_slot_bound_holds_under_a_race():
             client.close()
     finally:
         quick.stop()
+
+
+def _tiny_policy_folder(folder) -> str:
+    config = MemoryVLAConfig(input_features={IMAGE: (3, 32, 32), "observation.state": (7,)},
+                             output_features={"action": (7,)}, perceptual_dim=16, perceptual_grid=2, cognitive_dim=16,
+                             hidden_dim=32, head_layers=1, head_heads=2, num_inference_steps=2, vocab_buckets=64,
+                             chunk_size=4, n_action_steps=2, bank=MemoryBankConfig(capacity=3))
+    MemoryVLAPolicy(config).save_pretrained(folder)
+    return str(folder)
+
+
+def test_memstream_policy_serve_serves_until_ctrl_c_and_refuses_bad_starts(tmp_path):
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    policy = _tiny_policy_folder(tmp_path / "policy")
+    keys = tmp_path / "keys.txt"
+    keys.write_text(f"{KEY}\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "memstream.streaming.cli", "policy-serve", "--policy", policy, "--port", str(port)]
+    server = subprocess.Popen(command + ["--api-key-file", str(keys)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "serving" in server.stdout.readline()
+        with PolicyClient(f"ws://127.0.0.1:{port}", api_key=KEY) as client:
+            client.reset()
+            assert client.infer(observation(np.random.default_rng(4))).shape == (4, 7)
+            taken = subprocess.run(command, capture_output=True, text=True, timeout=120)  # the same port again
+            assert taken.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in taken.stdout + taken.stderr
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=60)
+    assert server.returncode == 0 and "Traceback" not in err, err
+    for args, message in (([], None), (["--host", "0.0.0.0"], "without an API key"),
+                          (["--api-key-file", str(tmp_path / "none.txt")], "cannot read the API key file")):
+        if not args:
+            args, message = ["--policy", str(tmp_path)], "has no config.json"
+        run = subprocess.run(command + args, capture_output=True, text=True, timeout=120)
+        lines = [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
+        assert run.returncode == 2 and len(lines) == 1 and message in lines[0], lines
