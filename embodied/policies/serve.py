@@ -1,6 +1,7 @@
 """Serve a memory policy to robots over a WebSocket, as openpi's policy server does, one bank per client.
 
-``python -m memstream.embodied.policies.serve --policy runs/policy --port 8765 --api-key-file keys.txt``
+``memstream policy-serve --policy runs/policy --port 8765 --api-key-file keys.txt`` (or
+``python -m memstream.embodied.policies.serve`` with the same options)
 
 Each connection is one robot: it gets the server's metadata, then sends ``reset`` at the start of
 every episode and ``infer`` with each observation, and receives action chunks (the wire format is
