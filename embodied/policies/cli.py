@@ -16,9 +16,11 @@ seeds default to the suite's benchmark seeds (4242424242 + i), disjoint from the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_vla_train(args: argparse.Namespace) -> int:
+    with _threads(args.threads):
+        return _vla_train(args)
+
+
+def _vla_train(args: argparse.Namespace) -> int:
     for flag, value, low in (("--steps", args.steps, 1), ("--batch-episodes", args.batch_episodes, 1),
                              ("--checkpoint-every", args.checkpoint_every, 1), ("--memory-length", args.memory_length, 2),
                              ("--max-episodes", 1 if args.max_episodes is None else args.max_episodes, 1)):
@@ -78,7 +85,6 @@ def cmd_vla_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} must be >= {low}, got {value}", f"Pass {flag} {max(low, 8)}")
     if args.variant not in VARIANTS:
         raise ConfigError(f"unknown policy variant {args.variant!r}", f"Choose among {', '.join(VARIANTS)}")
-    _threads(args.threads)
     from memstream.embodied.policies.memvla.mikasa import ACTION_SPACE, load_mikasa_demonstrations, mikasa_policy, train_with_checkpoints
 
     data = load_mikasa_demonstrations(args.demos, args.camera, args.max_episodes)  # bad folder / camera: here
@@ -103,10 +109,14 @@ def cmd_vla_train(args: argparse.Namespace) -> int:
 
 
 def cmd_vla_eval(args: argparse.Namespace) -> int:
+    with _threads(args.threads):
+        return _vla_eval(args)
+
+
+def _vla_eval(args: argparse.Namespace) -> int:
     if args.episodes < 1 or args.videos < 0:
         raise ConfigError(f"--episodes must be >= 1 and --videos >= 0, got {args.episodes} and {args.videos}",
                           "Pass --episodes 100 --videos 3")
-    _threads(args.threads)
     from memstream.embodied.envs.mikasa import EVAL_SEED, resolve_task
     from memstream.embodied.policies.memvla.mikasa import evaluate_mikasa, load_mikasa_policy
 
@@ -153,13 +163,23 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"episodes_done": len(rows), "success_rate": sum(r["success"] for r in rows) / max(len(rows), 1)}
 
 
-def _threads(threads: int | None) -> None:
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {threads}", "Pass --threads 1")
-        import torch
+@contextlib.contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    """torch's CPU threads for one command, given back afterwards (a command run in-process, from
+    ``memstream.streaming.cli.main`` in a notebook or a test, must not leave its setting behind)."""
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}", "Pass --threads 1")
+    import torch
 
-        torch.set_num_threads(threads)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

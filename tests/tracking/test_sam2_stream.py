@@ -70,8 +70,11 @@ def test_affinity_mode_reproduces_sam2_video_predictor(model, jpeg_video, num_ob
         theirs = state["output_dict_per_obj"][obj_idx]["non_cond_frame_outputs"]
         for entry in bank.accepted:
             torch.testing.assert_close(entry.obj_ptr, theirs[entry.frame_index]["obj_ptr"], atol=tol, rtol=tol)
+            # the features are stored in a reduced precision: one rounding step of that dtype is float noise
+            # (on one CPU thread 4 of 16,384 bfloat16 values round the other way)
+            step = torch.finfo(entry.features.dtype).eps
             torch.testing.assert_close(entry.features.float(), theirs[entry.frame_index]["maskmem_features"].float(),
-                                       atol=tol * 10, rtol=tol * 10)
+                                       atol=tol * 10, rtol=max(tol * 10, step))
         cond = state["output_dict_per_obj"][obj_idx]["cond_frame_outputs"][0]
         torch.testing.assert_close(bank.cond[0].obj_ptr, cond["obj_ptr"], atol=1e-5, rtol=1e-5)
 
