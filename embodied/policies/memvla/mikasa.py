@@ -36,7 +36,7 @@ import torch
 from memstream.embodied.bank import MemoryBankConfig
 from memstream.embodied.envs.types import EpisodeDataset
 from memstream.embodied.policies.memvla.modeling_memvla import MemoryVLAPolicy
-from memstream.embodied.policies.memvla.training import dataset_stats, episode_batch
+from memstream.embodied.policies.memvla.training import dataset_stats, episode_batch, optimizer_step
 from memstream.streaming.errors import ConfigError, MemstreamError
 from memstream.streaming.progress import progress as progress_bar
 
@@ -172,13 +172,7 @@ def train_with_checkpoints(policy: MemoryVLAPolicy, data: EpisodeDataset, out: s
         bar.advance(start)
         for step in range(start, steps):
             episodes = rng.choice(data.num_episodes, size=min(batch_episodes, data.num_episodes), replace=False)
-            loss, _ = policy(_batch(policy, data, episodes))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.get_optim_params(), config.optimizer_grad_clip_norm)
-            optimizer.step()
-            schedule.step()
-            losses.append(float(loss.detach()))
+            losses.append(optimizer_step(policy, _batch(policy, data, episodes), optimizer, schedule))
             bar.advance()
             bar.status(f"loss {np.mean(losses[-10:]):.4f}")
             done = step + 1

@@ -69,6 +69,18 @@ def episode_batch(data: EpisodeDataset, episodes: np.ndarray, chunk_size: int) -
     }
 
 
+def optimizer_step(policy: MemoryVLAPolicy, batch: dict, optimizer: torch.optim.Optimizer,
+                   schedule: torch.optim.lr_scheduler.LRScheduler) -> float:
+    """One step on ``batch`` (loss, backward, clip at the config's norm, AdamW, schedule); the loss."""
+    loss, _ = policy(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.get_optim_params(), policy.config.optimizer_grad_clip_norm)
+    optimizer.step()
+    schedule.step()
+    return float(loss.detach())
+
+
 def train(policy: MemoryVLAPolicy, data: EpisodeDataset, steps: int, batch_episodes: int = 16, seed: int = 0,
           log: Callable[[int, float, float], None] | None = None, log_every: int = 50,
           progress: bool | None = None) -> list[float]:
@@ -94,13 +106,7 @@ def train(policy: MemoryVLAPolicy, data: EpisodeDataset, steps: int, batch_episo
     with progress_bar("train MemoryVLA", steps, unit="steps", show=progress) as bar:
         for step in range(steps):
             episodes = rng.choice(data.num_episodes, size=min(batch_episodes, data.num_episodes), replace=False)
-            loss, _ = policy(episode_batch(data, episodes, config.chunk_size))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.get_optim_params(), config.optimizer_grad_clip_norm)
-            optimizer.step()
-            schedule.step()
-            losses.append(float(loss.detach()))
+            losses.append(optimizer_step(policy, episode_batch(data, episodes, config.chunk_size), optimizer, schedule))
             bar.advance()
             if step % 10 == 0 or step == steps - 1:
                 bar.status(f"loss {np.mean(losses[-10:]):.4f}")
