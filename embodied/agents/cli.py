@@ -43,6 +43,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     nav.add_argument("--policy", action="append", default=[], type=Path, metavar="DIR",
                      help="a learned policy (a folder written by nav-train), named by its folder (repeatable)")
     nav.add_argument("--seed", type=int, default=0)
+    nav.add_argument("--videos", type=int, default=0,
+                     help="top-down videos (map, path, goals) of each agent's first N episodes, in OUT/videos")
     nav.add_argument(
         "--image-size", type=int, default=None,
         help="rgb/depth pixels per side (default 128, memory_maze 64, or what --policy was trained on)",
@@ -79,6 +81,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def cmd_nav_eval(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}", "Pass --episodes 10")
+    if args.videos < 0:
+        raise ConfigError(f"--videos must be >= 0, got {args.videos}", "Pass --videos 2, or leave it out")
     default = "" if args.policy else "memory"
     agents = [a.strip() for a in (args.agents if args.agents is not None else default).split(",") if a.strip()]
     from memstream.embodied.agents.evaluate import agent_modes, evaluate_nav
@@ -105,6 +109,8 @@ def cmd_nav_eval(args: argparse.Namespace) -> int:
     probe.require()  # here, before the output folder is touched
     probe.close()
     prepare_output_dir(args.out, overwrite=args.overwrite)
+    if args.videos:
+        (Path(args.out) / "videos").mkdir(exist_ok=True)
     path = Path(args.out) / "results.json"
     partial: dict[str, list[dict[str, Any]]] = {a: [] for a in agents}
 
@@ -139,7 +145,7 @@ def cmd_nav_eval(args: argparse.Namespace) -> int:
 
     result = evaluate_nav(
         args.env, args.task, agents, args.episodes, seed=args.seed, options=options, progress=progress,
-        agent_factory=factory,
+        agent_factory=factory, videos=args.videos, video_dir=Path(args.out) / "videos",
     )
     write_json(path, {**result, "complete": True})
     print_table(result["summary"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,22 @@ HIGH_LEVEL_RADIUS_M = 1.0
 METRICS = ("high_level_success", "success", "spl", "distance_to_goal")
 
 
-def run_episode(env: NavEnv, agent: Any, seed: int) -> dict[str, Any]:
-    """One episode of ``agent`` (habitat's ``reset`` / ``act``) in ``env``; metrics, template, timings."""
+def run_episode(env: NavEnv, agent: Any, seed: int, video: str | Path | None = None) -> dict[str, Any]:
+    """One episode of ``agent`` (habitat's ``reset`` / ``act``) in ``env``; metrics, template, timings.
+    ``video``: also write a top-down video of it there (:mod:`~memstream.embodied.agents.topdown_video`)."""
+    recorder = None
+    if video is not None:
+        from memstream.embodied.agents.topdown_video import TopDownRecorder
+
+        recorder = TopDownRecorder(video)
+    try:
+        return _run_episode(env, agent, seed, recorder)
+    finally:
+        if recorder is not None:
+            recorder.close()
+
+
+def _run_episode(env: NavEnv, agent: Any, seed: int, recorder: Any) -> dict[str, Any]:
     agent_s = sim_s = 0.0
     start = time.perf_counter()
     obs = env.reset(seed)
@@ -44,6 +59,8 @@ def run_episode(env: NavEnv, agent: Any, seed: int) -> dict[str, Any]:
         start = time.perf_counter()
         obs = env.step(action)
         sim_s += time.perf_counter() - start
+        if recorder is not None:
+            recorder.add(obs, agent, env.goals_gps())
         steps += 1
         history_steps += obs.get("phase") == "history"
     metrics = env.get_metrics()
@@ -137,8 +154,13 @@ def evaluate_nav(
     options: dict[str, Any] | None = None,
     progress: Callable[[str, int, dict[str, Any]], None] | None = None,
     agent_factory: Callable[[str, NavEnv, int], Any] | None = None,
+    videos: int = 0,
+    video_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Every agent over the same ``episodes`` seeds ``seed .. seed + episodes - 1``.
+
+    ``videos``: a top-down video of each agent's first ``videos`` episodes goes to
+    ``video_dir/{agent}_seed{seed}.mp4``.
 
     ``agent_factory(name, env, seed)`` builds each agent (default :func:`make_agent`, names in
     :data:`AGENT_MODES`); any object with habitat's ``reset`` / ``act`` will do.
@@ -164,7 +186,8 @@ def evaluate_nav(
             for index in range(episodes):
                 episode_seed = seed + index
                 try:
-                    row = run_episode(nav_env, agent, episode_seed)
+                    video = Path(video_dir) / f"{mode}_seed{episode_seed}.mp4" if index < videos and video_dir else None
+                    row = run_episode(nav_env, agent, episode_seed, video)
                 except Exception as error:  # noqa: BLE001 - a crashed episode fails; the run goes on
                     row = _crashed(episode_seed, error)
                 rows[mode].append(row)

@@ -66,6 +66,8 @@ def test_a_run_writes_per_episode_rows_and_a_summary_per_group(tmp_path, capsys)
             str(out),
             "--template",
             "picked_first",
+            "--videos",
+            "1",
             "--no-progress",
         ]
     )
@@ -74,6 +76,24 @@ def test_a_run_writes_per_episode_rows_and_a_summary_per_group(tmp_path, capsys)
     assert result["complete"] is True
     (row,) = result["episodes"]["oracle"]
     assert row["ok"] and row["template"] == "picked_first" and row["group"] == "temporal" and row["seed"] == 0
+    # the top-down video: a frame a step; the last shows the mapped floor, the goal and the agent's choice
+    import cv2
+    import numpy as np
+
+    video = cv2.VideoCapture(str(out / "videos" / "oracle_seed0.mp4"))
+    frames = []
+    while True:
+        ok, bgr = video.read()
+        if not ok:
+            break
+        frames.append(bgr[..., ::-1])
+    assert len(frames) == row["steps"]
+    last = frames[-1].astype(int)
+    green = (last[..., 1] > 150) & (last[..., 0] < 80) & (last[..., 2] < 80)
+    red = (last[..., 0] > 180) & (last[..., 1] < 90) & (last[..., 2] < 90)
+    grey = (np.abs(last - last[..., :1]).max(-1) < 12) & (last[..., 0] > 60)  # floor and obstacles
+    assert green.sum() > 20 and red.sum() > 10 and grey.mean() > 0.05
+    assert np.abs(frames[0].astype(int) - last).mean() > 1  # the map grows as the agent goes
     summary = result["summary"]["oracle"]
     assert summary["high_level_success"] == 1.0 and set(summary["groups"]) == {"temporal"}
     assert summary["success"] == row["success"] and 0.0 <= summary["agent_share"] <= 1.0
