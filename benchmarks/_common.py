@@ -34,10 +34,14 @@ def rss_anon_kib() -> int:
 
 
 def save(name: str, payload: dict) -> Path:
+    """``results/NAME.json``, renamed into place: a reader (or another run of the same benchmark
+    for other agents, which rereads the file before it writes) never sees half a file."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     payload = {"benchmark": name, "date": time.strftime("%Y-%m-%d"), "machine": machine(), **payload}
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
     return path
 
 

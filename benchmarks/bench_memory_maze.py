@@ -31,11 +31,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
 import numpy as np
-from _common import RESULTS, machine, print_table
+from _common import RESULTS, print_table, save
 
 from memstream.embodied.agents.cli import finite
 from memstream.embodied.agents.evaluate import evaluate_nav, summarise
@@ -49,14 +48,6 @@ STEP_KEYS = ("goal_steps", "search_steps", "roam_steps", "look_steps", "forward_
 HUMAN = {"9x9": 26.4, "11x11": 44.3, "13x13": 55.5, "15x15": 67.7}  # Pasukonis et al. 2022, Table 1
 MAXIMUM = {"9x9": 34.8, "11x11": 58.0, "13x13": 74.5, "15x15": 87.7}
 
-
-def save_atomic(path, payload: dict) -> None:
-    """Renamed into place: two runs (different agents) may share the file."""
-    RESULTS.mkdir(exist_ok=True)
-    payload = {"benchmark": "memory_maze", "date": time.strftime("%Y-%m-%d"), "machine": machine(), **payload}
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -91,8 +82,8 @@ def main() -> None:
                     "summary": summarise(rows, MemoryMazeEnv.summary_metrics),
                     "rows": rows,
                 }
-        save_atomic(
-            path,
+        save(
+            "memory_maze",
             finite(
                 {
                     "env": "memory_maze",

@@ -30,10 +30,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
-from _common import RESULTS, machine, print_table
+from _common import RESULTS, print_table, save
 
 from memstream.embodied.agents.cli import finite
 from memstream.embodied.agents.evaluate import evaluate_nav, summarise
@@ -47,14 +46,6 @@ MEMORIES = [
     "episodic log (pick/place by id, frame, position)",
 ]
 
-
-def save_atomic(path, payload: dict) -> None:
-    """Like ``_common.save``, but renamed into place: two runs (different agents) may share the file."""
-    RESULTS.mkdir(exist_ok=True)
-    payload = {"benchmark": "nav", "date": time.strftime("%Y-%m-%d"), "machine": machine(), **payload}
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -82,8 +73,8 @@ def main() -> None:
                     "summary": summarise(rows),
                     "rows": rows,
                 }
-        save_atomic(
-            path,
+        save(
+            "nav",
             finite(
                 {
                     "env": "miniworld",
