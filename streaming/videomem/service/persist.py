@@ -32,6 +32,7 @@ import logging
 import os
 import shutil
 import socket
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
@@ -209,9 +210,9 @@ class StreamStore:
 
     def _check_model(self, model: str, fingerprint: str) -> None:
         header = self.root / "service.json"
-        if not header.exists():
-            _write_json(header, {"format": FORMAT, "version": FORMAT_VERSION, "model": model, "model_fingerprint": fingerprint})
-            return
+        if not header.exists():  # replicas open a new store together: the first header written stays
+            _write_json(header, {"format": FORMAT, "version": FORMAT_VERSION, "model": model, "model_fingerprint": fingerprint},
+                        exclusive=True)
         try:
             stored = json.loads(header.read_text())
             ok = stored["format"] == FORMAT and isinstance(stored["model_fingerprint"], str)
@@ -329,7 +330,22 @@ class StreamStore:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data) + "\n")
-    os.replace(tmp, path)
+def _write_json(path: Path, data: dict[str, Any], exclusive: bool = False) -> None:
+    """Write ``path`` whole or not at all: through a temporary file of this writer's own (processes
+    and threads may write the same path at once), renamed into place, or with ``exclusive`` linked
+    there only when nothing is (the first writer wins; the others' data is dropped)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data) + "\n")
+        if not exclusive:
+            os.replace(tmp, path)
+            return
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links: a rename, unless a first writer is there
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

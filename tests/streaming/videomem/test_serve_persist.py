@@ -128,6 +128,44 @@ def test_a_store_of_another_model_is_refused_naming_both(tiny_llava, tmp_path):
     assert "'tiny'" in message and "llava-onevision-qwen2-0.5b" in message and "--model tiny" in message
 
 
+def _open_together(root: Path, models: list[tuple[str, str]]) -> list[BaseException | None]:
+    """Open one new store from several threads at once (Ray starts a deployment's replicas together)."""
+    barrier, outcome = threading.Barrier(len(models)), [None] * len(models)
+
+    def open_store(k: int) -> None:
+        barrier.wait()
+        try:
+            StreamStore(root, *models[k])
+        except BaseException as exc:  # noqa: BLE001 -- recorded for the assertion
+            outcome[k] = exc
+
+    threads = [threading.Thread(target=open_store, args=(k,)) for k in range(len(models))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return outcome
+
+
+def test_replicas_opening_one_new_store_together_all_start(tmp_path):
+    """The CI failure of stop 24: two replicas wrote the header through one temporary file name, and
+    the second one's rename found it gone (FileNotFoundError in the replica's constructor)."""
+    for attempt in range(40):
+        root = tmp_path / f"store{attempt}"
+        assert _open_together(root, [("tiny", "f" * 16)] * 6) == [None] * 6
+        assert json.loads((root / "service.json").read_text())["model_fingerprint"] == "f" * 16
+        assert [p.name for p in root.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_two_models_racing_for_one_new_store_cannot_both_have_it(tmp_path):
+    for attempt in range(20):
+        root = tmp_path / f"store{attempt}"
+        outcome = _open_together(root, [("a", "a" * 16), ("b", "b" * 16)])
+        refused = [exc for exc in outcome if exc is not None]
+        assert len(refused) == 1 and isinstance(refused[0], ConfigError), outcome
+        assert "holds streams written by model" in refused[0].one_line()
+
+
 def test_a_stream_whose_blocks_another_model_wrote_stops_the_start_with_its_name(tiny_llava, tmp_path):
     client = client_of(make_service(tiny_llava, store_of(tmp_path, tiny_llava)))
     client.post("/v1/streams", json={"stream_id": "cam"})
