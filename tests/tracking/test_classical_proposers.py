@@ -91,6 +91,18 @@ def test_the_correlation_filter_follows_the_object_and_stops_on_request(kind: st
     assert not proposer.active
 
 
+@pytest.mark.parametrize("kind, factory", [("kcf", "TrackerKCF_create"), ("csrt", "TrackerCSRT_create")])
+def test_an_opencv_without_contrib_is_one_error_naming_the_reinstall(kind: str, factory: str, monkeypatch) -> None:
+    """sapien (the mikasa extra) pulls opencv-python, whose cv2 replaces the contrib build's."""
+    from memstream.streaming.errors import ConfigError
+
+    monkeypatch.delattr(cv2, factory)
+    with pytest.raises(ConfigError) as caught:
+        CorrelationProposer(kind, 0.3)
+    message = caught.value.one_line()
+    assert f"cv2.{factory}" in message and "pip install --force-reinstall --no-deps opencv-contrib-python-headless" in message
+
+
 def test_every_proposers_box_is_verified_on_the_template_matchers_scale() -> None:
     """A box scored by ``verify_score`` gets the score the template matcher gives a peak there, so the
     affinity of a candidate does not depend on who proposed it."""

@@ -45,10 +45,12 @@ follower that drifted onto a look-alike or an occluder cannot teach the memory t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from memstream.streaming.errors import ConfigError
 from memstream.tracking.classical.config import PROPOSER_NAMES as PROPOSERS
 from memstream.tracking.classical.matching import box_pixels, crop_template
 
@@ -86,6 +88,14 @@ class CorrelationProposer:
     """
 
     def __init__(self, kind: str, detect_threshold: float) -> None:
+        factory = "TrackerCSRT_create" if kind == "csrt" else "TrackerKCF_create"
+        if not hasattr(cv2, factory):  # another package's opencv-python wrote its cv2 over the contrib one
+            raise ConfigError(
+                f"OpenCV {cv2.__version__} at {Path(cv2.__file__).parent} has no cv2.{factory} (the classical "
+                "tracker's correlation proposer): a build without the contrib modules was installed over "
+                "opencv-contrib-python-headless (sapien, from the mikasa extra, pulls opencv-python)",
+                "Run: pip install --force-reinstall --no-deps opencv-contrib-python-headless",
+            )
         self.kind, self.detect_threshold = kind, detect_threshold
         self._tracker: cv2.Tracker | None = None
         self.box_xywh: np.ndarray | None = None
