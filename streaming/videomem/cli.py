@@ -89,6 +89,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="close and delete a stream idle this long (no frame, no question); 0 keeps streams forever")
     serve.add_argument("--answer-timeout-s", type=float, default=300.0,
                        help="stop an answer still generating after this long (504); 0 for no deadline")
+    serve.add_argument("--header-timeout-s", type=float, default=10.0,
+                       help="close a connection whose request head is not complete this long after it opened or after its last response")
+    serve.add_argument("--body-timeout-s", type=float, default=60.0, help="refuse (408) a request body not in this long after its head")
+    serve.add_argument("--max-connections", type=int, default=1024, help="connections or requests at once; past it, 503")
+    serve.add_argument("--max-connections-per-client", type=int, default=64,
+                       help="connections at once from one client address; past it, 429 and closed")
     serve.add_argument("--max-streams-per-key", type=int, default=None, help="streams one API key may hold (default: no bound but --max-streams)")
     serve.add_argument("--store", default=None, metavar="DIR",
                        help="keep every stream's memory in DIR: streams survive a restart (rekv only)")
@@ -306,7 +312,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_frames_per_s=args.max_frames_per_s, max_concurrent_answers=args.max_concurrent_answers,
             idle_timeout_s=args.idle_timeout_s or None, answer_timeout_s=args.answer_timeout_s or None,
             max_streams_per_key=args.max_streams_per_key, stream_max_blocks=max_blocks,
-            stream_ram_budget_mb=args.ram_budget_mb)
+            stream_ram_budget_mb=args.ram_budget_mb, header_timeout_s=args.header_timeout_s,
+            body_timeout_s=args.body_timeout_s, max_connections=args.max_connections,
+            max_connections_per_client=args.max_connections_per_client)
     except ValueError as exc:
         raise ConfigError(str(exc), "Give a positive number") from None
     # A backstop under the header check: OpenCV's own decode limit (read once, at its first decode).
@@ -319,6 +327,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn
     except ImportError as exc:
         raise ConfigError("memstream serve needs uvicorn", 'Install it with: pip install "memstream[serve]"') from exc
+    from memstream.streaming.videomem.service.connections import uvicorn_options
     scenes = None
     if args.scene:  # before the model loads: a missing run folder or a name given twice fails at once
         from memstream.streaming.videomem.grounding import grounding_provider
@@ -351,7 +360,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     auth = f"{len(keys)} API key(s)" if keys else "no API key, loopback only"
     print(f"[serving {options.model} ({options.memory}) on http://{args.host}:{args.port}/v1; {auth}]", file=sys.stderr, flush=True)
     uvicorn.run(create_app(service, access, docs=args.docs), host=args.host, port=args.port, log_level="warning",
-                ws_max_size=limits.max_message_chars)
+                **uvicorn_options(limits))
     return 0
 
 
@@ -381,7 +390,7 @@ def _serve_on_ray(args: argparse.Namespace, options, access, limits, rekv: bool)
     if args.ray_ingress == "process":
         connect_ray(args.ray_address)  # fails fast on a bad address, before the banner
         print(banner, file=sys.stderr, flush=True)
-        serve_in_process(spec, access, args.host, args.port, docs=args.docs, ws_max_size=limits.max_message_chars)
+        serve_in_process(spec, access, args.host, args.port, docs=args.docs)
         return 0
     connect_ray(args.ray_address, args.host, args.port)
     print(banner, file=sys.stderr, flush=True)

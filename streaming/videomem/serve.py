@@ -59,6 +59,7 @@ from memstream.streaming.videomem.service.chat import parse_chat_request
 from memstream.streaming.videomem.service.errors import ServiceError, error_body, error_status
 from memstream.streaming.videomem.service.images import decode_frame
 from memstream.streaming.videomem.service.limits import BodyLimitMiddleware, check_stream_id, parse_timestamp
+from memstream.streaming.videomem.service.openapi import document
 from memstream.streaming.videomem.service.scenes import UNSET
 from memstream.streaming.videomem.service.streams import StreamSession, VideoQAService
 
@@ -85,6 +86,7 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
         from fastapi.responses import JSONResponse, StreamingResponse
         from starlette.concurrency import run_in_threadpool
         from starlette.exceptions import HTTPException
+        from starlette.routing import Match
     except ImportError as exc:
         raise MemstreamError("the service needs fastapi and uvicorn", 'Install them with: pip install "memstream[serve]"') from exc
 
@@ -101,6 +103,13 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
                   redoc_url="/redoc" if docs else None, openapi_url="/openapi.json" if docs else None, lifespan=lifespan)
     limits = service.limits
 
+    def openapi() -> dict:  # FastAPI's document, with the bodies and refusals the handlers check themselves
+        if app.openapi_schema is None:
+            app.openapi_schema = document(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi
+
     def refuse(exc: BaseException):
         if error_status(exc) >= 500 and not isinstance(exc, ServiceError):
             log.error("request failed", exc_info=exc)
@@ -112,8 +121,14 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
         return refuse(exc)
 
     @app.exception_handler(HTTPException)
-    async def refuse_route(_request, exc: HTTPException):  # unknown route, wrong method
-        return refuse(ServiceError(f"{exc.detail} ({exc.status_code})", "See GET /v1/models and the routes under /v1/streams", exc.status_code))
+    async def refuse_route(request, exc: HTTPException):  # unknown route, wrong method
+        refusal = refuse(ServiceError(f"{exc.detail} ({exc.status_code})", "See GET /v1/models and the routes under /v1/streams",
+                                      exc.status_code))
+        if exc.status_code == 405:  # Allow (RFC 9110) over every route of the path: Starlette's names only the first
+            allowed = {method for route in app.router.routes if getattr(route, "methods", None)
+                       and route.matches(request.scope)[0] is Match.PARTIAL for method in route.methods}
+            refusal.headers["Allow"] = ", ".join(sorted(allowed))
+        return refusal
 
     @app.exception_handler(RequestValidationError)
     async def refuse_parameters(_request, exc: RequestValidationError):
@@ -225,7 +240,7 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
         finally:
             watcher.cancel()
 
-    app.add_middleware(BodyLimitMiddleware, limit=limits.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
     app.add_middleware(AccessMiddleware, policy=access or AccessPolicy())  # outermost: refused before anything else
     return app
 

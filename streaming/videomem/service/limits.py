@@ -4,6 +4,7 @@ timestamps. Each is checked before the work it bounds (reading, decoding, tokeni
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -39,6 +40,13 @@ class ServiceLimits:
             default and the most a client may ask for when it opens a stream; None keeps all.
         stream_ram_budget_mb: a stream's RAM tier with ``--store`` (older blocks on disk only),
             the default and the most a client may ask for; None: no bound beyond the blocks kept.
+        header_timeout_s: a connection's request head must be complete this long after it opened
+            or after its previous response (slowloris); else it is closed
+            (:mod:`~memstream.streaming.videomem.service.connections`).
+        body_timeout_s: a request body must have arrived this long after the app began reading it;
+            else 408.
+        max_connections: connections (or requests) at once; past it, 503 (uvicorn's ``limit_concurrency``).
+        max_connections_per_client: connections at once from one client address; past it, 429 and closed.
     """
 
     max_body_bytes: int = 8 << 20
@@ -52,16 +60,23 @@ class ServiceLimits:
     max_streams_per_key: int | None = None
     stream_max_blocks: int | None = None
     stream_ram_budget_mb: float | None = None
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    max_connections: int = 1024
+    max_connections_per_client: int = 64
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_frame_pixels", "max_question_chars", "max_tokens_cap", "max_concurrent_answers",
-                     "max_streams_per_key", "stream_max_blocks"):
+                     "max_streams_per_key", "stream_max_blocks", "max_connections", "max_connections_per_client"):
             value = getattr(self, name)
             optional = name in ("max_streams_per_key", "stream_max_blocks")
             if (value is None and not optional) or (value is not None and (not isinstance(value, int) or value < 1)):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("max_frames_per_s", "idle_timeout_s", "answer_timeout_s", "stream_ram_budget_mb"):
+        for name in ("max_frames_per_s", "idle_timeout_s", "answer_timeout_s", "stream_ram_budget_mb", "header_timeout_s",
+                     "body_timeout_s"):
             value = getattr(self, name)
+            if value is None and name in ("header_timeout_s", "body_timeout_s"):
+                raise ValueError(f"{name} must be a positive number, got None")
             if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         if self.max_frames_per_s is None:
@@ -127,10 +142,13 @@ def _shown(value: Any) -> str:
 class BodyLimitMiddleware:
     """ASGI middleware refusing HTTP bodies over ``limit`` bytes: at once when ``Content-Length``
     says so (413, before the app runs), else when the streamed count passes it (the read raises a
-    413 :class:`ServiceError`, answered by the app's error handler)."""
+    413 :class:`ServiceError`, answered by the app's error handler). A body still incomplete
+    ``timeout_s`` after the app began reading it is refused with 408 the same way (a client sending
+    a byte a minute holds no connection for long); once it is in, nothing is timed (the app waits
+    on ``receive`` for the client's disconnect while it answers)."""
 
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int, timeout_s: float | None = None) -> None:
+        self.app, self.limit, self.timeout_s = app, limit, timeout_s
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -140,11 +158,23 @@ class BodyLimitMiddleware:
             return await send_error(send, ServiceError("the Content-Length header is not a number", "Send a valid HTTP request"))
         if declared is not None and int(declared) > self.limit:
             return await send_error(send, self.too_large(f"{int(declared):,}"))
-        received = 0
+        received, complete, deadline = 0, False, None
 
         async def counted():
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete, deadline
+            if complete or self.timeout_s is None:
+                message = await receive()
+            else:
+                loop = asyncio.get_running_loop()
+                deadline = deadline or loop.time() + self.timeout_s
+                try:
+                    message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    raise ServiceError(
+                        f"the request body did not arrive within {self.timeout_s:g} s ({received:,} bytes came)",
+                        "Send the whole body at once (or start the server with a larger --body-timeout-s)",
+                        408, code="request_timeout") from None
+            complete = complete or message.get("type") != "http.request" or not message.get("more_body", False)
             received += len(message.get("body", b""))
             if received > self.limit:
                 raise self.too_large(f"more than {received:,}")

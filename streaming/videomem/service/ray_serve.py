@@ -154,7 +154,7 @@ def connect_ray(address: str | None, host: str | None = None, port: int | None =
     return serve
 
 
-def serve_in_process(spec: RayServeSpec, access, host: str, port: int, docs: bool = False, ws_max_size: int | None = None) -> None:
+def serve_in_process(spec: RayServeSpec, access, host: str, port: int, docs: bool = False) -> None:
     """``memstream serve --ray N``, after :func:`connect_ray` (with no port: Serve starts no proxy):
     deploy the StreamReplica replicas on Ray Serve and serve the API from this process with
     uvicorn, calling the replicas through deployment handles keyed by stream id, as the Frontend
@@ -163,12 +163,13 @@ def serve_in_process(spec: RayServeSpec, access, host: str, port: int, docs: boo
     import uvicorn
 
     from memstream.streaming.videomem.serve import create_app
+    from memstream.streaming.videomem.service.connections import uvicorn_options
 
     serve = _import_ray()
     try:
         deploy(replica_deployment(spec), spec.app_name, route_prefix=None)
-        options = {} if ws_max_size is None else {"ws_max_size": ws_max_size}
-        uvicorn.run(create_app(RayStreams(spec), access, docs=docs), host=host, port=port, log_level="warning", **options)
+        uvicorn.run(create_app(RayStreams(spec), access, docs=docs), host=host, port=port, log_level="warning",
+                    **uvicorn_options(spec.limits))
     finally:
         serve.delete(spec.app_name)
 

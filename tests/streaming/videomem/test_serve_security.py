@@ -463,8 +463,10 @@ def test_serve_flags_reach_the_app(tiny_llava_dir, monkeypatch):
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.update(app=app, **kwargs))
     monkeypatch.delenv("MEMSTREAM_API_KEY", raising=False)
     assert main(["serve", "--model", str(tiny_llava_dir), "--device", "cpu", "--host", "0.0.0.0", "--api-key", KEY,
-                 "--allowed-host", "qa.example", "--max-tokens-cap", "4", "--max-body-bytes", "100000"]) == 0
+                 "--allowed-host", "qa.example", "--max-tokens-cap", "4", "--max-body-bytes", "100000",
+                 "--max-connections", "99"]) == 0
     assert served["host"] == "0.0.0.0" and served["ws_max_size"] == ServiceLimits(max_body_bytes=100000).max_message_chars
+    assert served["limit_concurrency"] == 99 and served["http"].__name__ == "GuardedHTTPProtocol"
     client = TestClient(served["app"], base_url="http://qa.example:8000")
     assert_openai_error(client.get("/v1/models"), 401)
     client.headers.update(AUTH)
@@ -573,3 +575,24 @@ def test_a_running_server_sweeps_idle_streams_without_being_asked(tiny_llava):
         while "left" in service.sessions:  # nobody opens or lists streams meanwhile
             assert time.monotonic() < deadline, "the idle stream was not closed by the sweeper"
             time.sleep(0.1)
+
+
+def test_the_openapi_document_says_what_the_service_answers(service):
+    """With --docs: the stream id's pattern, the request bodies the handlers read themselves, and
+    the refusals (OpenAI's error body) instead of FastAPI's 422, which the service never sends."""
+    from jsonschema import Draft202012Validator
+
+    client = TestClient(create_app(service, AccessPolicy(api_keys=(KEY,)), docs=True), base_url="http://127.0.0.1", headers=AUTH)
+    document = client.get("/openapi.json").json()
+    frames = document["paths"]["/v1/streams/{stream_id}/frames"]["post"]
+    assert set(frames["requestBody"]["content"]) == {"image/jpeg", "image/png"}
+    assert {"400", "401", "404", "413", "415", "429"} <= set(frames["responses"]) and "422" not in frames["responses"]
+    stream_id = next(p for p in frames["parameters"] if p["name"] == "stream_id")["schema"]
+    assert Draft202012Validator(stream_id).is_valid("cam-0.a_b") and not Draft202012Validator(stream_id).is_valid("a/b")
+    assert not Draft202012Validator(stream_id).is_valid("..")
+    refusal = client.post("/v1/streams/nope/frames", content=jpeg(0))
+    error_schema = frames["responses"]["404"]["content"]["application/json"]["schema"]
+    assert refusal.status_code == 404 and Draft202012Validator(error_schema).is_valid(refusal.json())
+    chat = document["paths"]["/v1/chat/completions"]["post"]
+    assert chat["requestBody"]["content"]["application/json"]["schema"]["required"] == ["stream_id", "messages"]
+    assert "504" in chat["responses"] and "HTTPValidationError" not in document.get("components", {}).get("schemas", {})
