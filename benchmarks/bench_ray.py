@@ -156,6 +156,7 @@ def main() -> None:
     args = parser.parse_args()
     from memstream.streaming.videomem.tiny import build_tiny_llava_onevision
 
+    load_start = os.getloadavg()[0]  # the ratios are side by side, but a loaded machine still skews them
     work = Path(tempfile.mkdtemp(prefix="memstream-bench-ray-"))
     model = build_tiny_llava_onevision(work / "model", **CPU_SHAPE, max_positions=1 << 22)
     pairs = {ingress: pair(model, work, ingress, args.frames, args.questions, args.variants)
@@ -164,7 +165,8 @@ def main() -> None:
     at_request_ms = {ingress: {f"{ms:g}": (ms + extra) / ms for ms in args.request_ms} for ingress, extra in added.items()}
     plan = capacity()
     path = save("ray", {"config": dict(vars(args)), "model_shape": CPU_SHAPE, "overhead": pairs,
-                        "ratio_at_request_ms": at_request_ms, "target_overhead": TARGET_OVERHEAD, "capacity": plan})
+                        "ratio_at_request_ms": at_request_ms, "target_overhead": TARGET_OVERHEAD, "capacity": plan,
+                        "load_average_1min": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}})
     for ingress, r in pairs.items():
         extra = [v for v in args.variants]
         print_table(f"memstream serve vs serve --ray 1 --ray-ingress {ingress} (alternating requests, one stream)",
@@ -178,7 +180,7 @@ def main() -> None:
     print_table("capacity on paper (LLaVA-OneVision, 1 frame/s a stream)", ["model", "KV MiB/frame", "streams/GPU", "8-GPU node", "64 GPUs"], [
         [name, row["kv_mib_per_frame"], row["streams_per_gpu"], row["streams_per_node"], row["streams_per_cluster"]]
         for name, row in plan["models"].items()])
-    print(f"wrote {path}")
+    print(f"load average {load_start:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; wrote {path}")
 
 
 if __name__ == "__main__":

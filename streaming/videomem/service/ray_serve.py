@@ -76,9 +76,11 @@ REPLICA_NICENESS = 0
 #: replica's own gRPC server; ``"actor"``: Serve's default, a Ray actor task whose first message is
 #: the replica's queue length and whose result comes back through Ray's object store. Serve's router
 #: picks the replica the same way in both (multiplexed stream ids included); only the wire differs.
-#: On this 2-core machine, a 15 ms call's added time went from 5.5 to 3.2 ms p50 with gRPC, and an
-#: empty call's from 4.1 to 2.0 (``bench_ray.py`` measures both side by side). gRPC needs the replicas'
-#: internal gRPC port (random, per replica) reachable from this process; ``actor`` uses Ray's ports only.
+#: Measured on the shared 2-core machine (load average 11-15, so every number is inflated):
+#: ``bench_ray_hop.py``, a 15 ms call's added time 5.5 -> 3.2 ms p50 and an empty call's 4.1 -> 2.0;
+#: ``bench_ray.py --variants actor``, the tiny model's frame 28.5 -> 24.6 and 29.2 -> 25.6 ms p50 in
+#: two runs. gRPC needs the replicas' internal gRPC port (random, per replica) reachable from this
+#: process; ``actor`` uses Ray's own ports only.
 TRANSPORTS = ("grpc", "actor")
 
 #: Requests with more payload than this go by reference over gRPC too (a frame's bytes through
@@ -124,8 +126,11 @@ class RayServeSpec:
         transport: how requests reach the replicas (:data:`TRANSPORTS`: ``"grpc"`` or ``"actor"``).
         user_code_thread: Serve runs the replica's methods on an event loop of their own, in a
             thread beside the replica's main loop (Serve's default, one more thread hop a request);
-            False runs them on the main loop. The replica's work itself runs in worker threads
-            either way (``asyncio.to_thread``), so the main loop is never blocked by a model step.
+            False runs them on the main loop (frames 1.4-1.6 ms p50 faster on the loaded 2-core
+            machine, ``bench_ray.py --variants user_thread``). The replica's work runs in worker
+            threads either way (``asyncio.to_thread``; the multiplexing LRU lets streams go in
+            Serve's executor), so no model step blocks the main loop once the replica is up; its
+            constructor (the model's load) does, before Serve sends it requests.
     """
 
     options: Any
@@ -564,6 +569,7 @@ class RayStreams:
         self.spec, self.limits = spec, spec.limits
         self.model_name, self.default_max_tokens = spec.options.model, spec.default_max_tokens
         self._replicas = None
+        self._replicas_on_loop = None
         self._store: StreamStore | None = None
         self.scenes = None  # scene grounding is served by a plain memstream serve only (for now)
 
@@ -574,6 +580,18 @@ class RayStreams:
 
             self._replicas = serve.get_deployment_handle("StreamReplica", app_name=self.spec.app_name)
         return self._replicas
+
+    def _replicas_here(self):
+        """A handle whose router runs on the calling event loop (created on it, on first use):
+        awaited there, a call skips the hops to and from Serve's router thread. (Serve's own proxy
+        makes its handles this way; ``_init`` is not public API yet.)"""
+        if self._replicas_on_loop is None:
+            from ray.serve.handle import DeploymentHandle
+
+            handle = DeploymentHandle("StreamReplica", self.spec.app_name)
+            handle._init(_run_router_in_separate_loop=False)
+            self._replicas_on_loop = handle
+        return self._replicas_on_loop
 
     @property
     def store(self) -> StreamStore:
@@ -608,6 +626,15 @@ class RayStreams:
 
     def add_frame(self, stream_id: str, image: bytes, seconds, owner=None) -> int:
         return self._call(self._known(stream_id), "add_frame", image, seconds, owner, payload_bytes=len(image))
+
+    async def add_frame_async(self, stream_id: str, image: bytes, seconds, owner=None) -> int:
+        """:meth:`add_frame` awaited on the server's event loop (the HTTP frame path): no thread
+        pool hop here and no router thread hop in Serve (``bench_ray_hop.py``: a 15 ms call added
+        4.3 ms p50 from a thread with ``.result()``, 2.5 ms awaited on the loop, both over gRPC).
+        The store lookup of :meth:`_known` (one small file read) runs on the loop."""
+        by_reference = self.spec.transport == "actor" or len(image) > GRPC_MAX_PAYLOAD_BYTES
+        handle = self._replicas_here().options(multiplexed_model_id=self._known(stream_id), _by_reference=by_reference)
+        return _unwrap(await handle.call.remote("add_frame", image, seconds, owner))
 
     def describe(self, stream_id: str, owner=None) -> dict:
         return self._call(self._known(stream_id), "describe", owner)

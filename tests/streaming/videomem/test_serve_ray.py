@@ -4,6 +4,7 @@ behind the frontend: sticky streams, a replica killed mid-ingest, the official o
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
@@ -237,9 +238,14 @@ def test_frames_reach_the_replica_over_grpc_and_one_too_large_for_grpc_by_refere
     assert streams._on("big", len(large)).handle_options._by_reference is True
     assert RayStreams(RayServeSpec(spec.options, spec.store, transport="actor"))._on("big").handle_options._by_reference is True
     assert streams.open_stream("big") == "big"
+
+    async def on_a_loop() -> list[int]:  # the HTTP handler's path: awaited, Serve's router on this loop
+        return [await streams.add_frame_async("big", frame, float(i)) for i, frame in enumerate((small, large), start=3)]
+
     try:
         assert [streams.add_frame("big", frame, float(i)) for i, frame in enumerate((small, large, small))] == [1, 2, 3]
-        assert streams.describe("big")["frames_seen"] == 3
+        assert asyncio.run(on_a_loop()) == [4, 5]
+        assert streams.describe("big")["frames_seen"] == 5
     finally:
         streams.close_stream("big")
 
