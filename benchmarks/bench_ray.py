@@ -9,13 +9,18 @@
    a frontend deployment (``--ray-ingress serve``). Reported: p50 / p95 of each kind, the Ray /
    plain ratio (target <= 1.2x) and the added milliseconds, which a real model's request time
    divides into a ratio (``--request-ms``: the ratio for requests that take that long).
-   ``--ray-default-nice`` adds a third server, alternating with the two others, whose replicas keep
-   Ray's worker niceness (+15, ``--replica-niceness 15``): what the replicas' priority is worth.
+   ``--variants`` adds more Ray servers, alternating with the two others, each changed in one way
+   (what that one thing is worth): ``actor`` reaches the replicas by Ray actor calls (``--ray-transport
+   actor``, Serve's default) instead of Serve's gRPC; ``user_thread`` runs the replicas' handlers on
+   Serve's separate user-code loop (``--ray-user-code-thread``, Serve's default); ``nice15`` keeps
+   Ray's worker niceness (+15, ``--replica-niceness 15``). Replicas otherwise keep the niceness of
+   the server that started them (``--replica-niceness 0`` is relative to it), as the plain server's
+   model does.
 2. **Capacity on paper**: streams per GPU from the KV bytes a frame costs, the RAM and disk budget
    per stream and the frame rate, for LLaVA-OneVision-0.5B and -7B, on an 8-GPU node and a 64-GPU
    cluster (formulas and assumptions in the JSON; no GPU is measured here).
 
-    python benchmarks/bench_ray.py [--frames 200] [--questions 30] [--ingress process serve] [--ray-default-nice]
+    python benchmarks/bench_ray.py [--frames 200] [--questions 30] [--ingress process serve] [--variants actor user_thread nice15]
 """
 
 from __future__ import annotations
@@ -35,11 +40,20 @@ os.environ.setdefault("COLUMNS", "120")
 TARGET_OVERHEAD = 1.2
 
 
-def start(model: Path, store: Path, port: int, ingress: str | None, niceness: int = 0):
+#: What each ``--variants`` server changes against the default Ray server (its extra flags).
+VARIANTS = {
+    "actor": ["--ray-transport", "actor"],
+    "user_thread": ["--ray-user-code-thread"],
+    "nice15": ["--replica-niceness", "15"],
+}
+
+
+def start(model: Path, store: Path, port: int, ingress: str | None, variant: str | None = None):
     flags = ["--window-frames", "16", "--topk", "16", "--max-blocks", "256", "--store", str(store),
              "--torch-threads", "1", "--max-frames-per-s", "1000"]
-    ray = ["--ray", "1", "--replica-cpus", "1", "--ray-ingress", ingress, "--replica-niceness", str(niceness)] if ingress else []
-    return serve_process(model, port, flags + ray)
+    ray = ["--ray", "1", "--replica-cpus", "1", "--ray-ingress", ingress,
+           "--replica-niceness", "0"] if ingress else []
+    return serve_process(model, port, flags + ray + VARIANTS.get(variant, []))
 
 
 def measure(bases: dict[str, str], model: Path, frames: int, questions: int) -> dict:
@@ -76,26 +90,23 @@ def measure(bases: dict[str, str], model: Path, frames: int, questions: int) -> 
             for name, kinds in times.items()}
 
 
-def pair(model: Path, work: Path, ingress: str, frames: int, questions: int, ray_default_nice: bool = False) -> dict:
-    """Plain vs Ray (replicas at nice 0), and with ``ray_default_nice`` a third server whose
-    replicas keep Ray's worker niceness (+15), all three alternating."""
-    ports = {"plain": free_port(), "ray": free_port()}
-    if ray_default_nice:
-        ports["ray_nice15"] = free_port()
+def pair(model: Path, work: Path, ingress: str, frames: int, questions: int, variants: list[str]) -> dict:
+    """Plain vs Ray, and a Ray server per variant (``ray_<variant>``), all alternating."""
+    ports = {"plain": free_port(), "ray": free_port(), **{f"ray_{v}": free_port() for v in variants}}
     servers = {}
     try:
         for name, port in ports.items():
             servers[name] = start(model, work / f"store-{ingress}-{name}", port, ingress if name != "plain" else None,
-                                  15 if name == "ray_nice15" else 0)
+                                  name.removeprefix("ray_") if name.startswith("ray_") else None)
         result = measure({name: f"http://127.0.0.1:{port}" for name, port in ports.items()}, model, frames, questions)
     finally:
         for server in servers.values():
             stop_process(server)
-    result["ratio"] = {k: result["ray"][k] / result["plain"][k] for k in result["plain"]}
-    result["added_ms"] = {k: 1e3 * (result["ray"][k] - result["plain"][k]) for k in result["plain"]}
-    if ray_default_nice:
-        result["ratio_nice15"] = {k: result["ray_nice15"][k] / result["plain"][k] for k in result["plain"]}
-        result["added_ms_nice15"] = {k: 1e3 * (result["ray_nice15"][k] - result["plain"][k]) for k in result["plain"]}
+    for name in ports:
+        if name != "plain":
+            suffix = name.removeprefix("ray")
+            result[f"ratio{suffix}"] = {k: result[name][k] / result["plain"][k] for k in result["plain"]}
+            result[f"added_ms{suffix}"] = {k: 1e3 * (result[name][k] - result["plain"][k]) for k in result["plain"]}
     return result
 
 
@@ -138,27 +149,30 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=30)
     parser.add_argument("--ingress", nargs="+", choices=("process", "serve"), default=["process", "serve"],
                         help="which Ray ingress pairs to measure (default both)")
-    parser.add_argument("--ray-default-nice", action="store_true",
-                        help="also run a Ray server whose replicas keep Ray's worker niceness (+15), alternating with the two others")
+    parser.add_argument("--variants", nargs="*", choices=tuple(VARIANTS), default=[],
+                        help="also run a Ray server changed in one way per variant, alternating with the others")
     parser.add_argument("--request-ms", type=float, nargs="*", default=[50.0, 100.0, 300.0],
                         help="request times (a real model's frame or answer) to turn the added milliseconds into ratios")
     args = parser.parse_args()
     from memstream.streaming.videomem.tiny import build_tiny_llava_onevision
 
+    load_start = os.getloadavg()[0]  # the ratios are side by side, but a loaded machine still skews them
     work = Path(tempfile.mkdtemp(prefix="memstream-bench-ray-"))
     model = build_tiny_llava_onevision(work / "model", **CPU_SHAPE, max_positions=1 << 22)
-    pairs = {ingress: pair(model, work, ingress, args.frames, args.questions, args.ray_default_nice)
+    pairs = {ingress: pair(model, work, ingress, args.frames, args.questions, args.variants)
              for ingress in args.ingress}
     added = {ingress: max(r["added_ms"]["frame_p50_s"], r["added_ms"]["answer_p50_s"]) for ingress, r in pairs.items()}
     at_request_ms = {ingress: {f"{ms:g}": (ms + extra) / ms for ms in args.request_ms} for ingress, extra in added.items()}
     plan = capacity()
     path = save("ray", {"config": dict(vars(args)), "model_shape": CPU_SHAPE, "overhead": pairs,
-                        "ratio_at_request_ms": at_request_ms, "target_overhead": TARGET_OVERHEAD, "capacity": plan})
+                        "ratio_at_request_ms": at_request_ms, "target_overhead": TARGET_OVERHEAD, "capacity": plan,
+                        "load_average_1min": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}})
     for ingress, r in pairs.items():
+        extra = [v for v in args.variants]
         print_table(f"memstream serve vs serve --ray 1 --ray-ingress {ingress} (alternating requests, one stream)",
-                    ["", "plain", "ray", "ratio", "added ms", *(["ray nice 15", "ratio nice 15"] if "ray_nice15" in r else [])],
+                    ["", "plain", "ray", "ratio", "added ms", *(f"ratio {v}" for v in extra)],
                     [[key.replace("_", " "), r["plain"][key], r["ray"][key], r["ratio"][key], r["added_ms"][key],
-                      *([r["ray_nice15"][key], r["ratio_nice15"][key]] if "ray_nice15" in r else [])]
+                      *(r[f"ratio_{v}"][key] for v in extra)]
                      for key in r["plain"]])
     print_table("Ray / plain for requests that take longer (a real model): (t + added) / t, added = the larger p50 of frames and answers",
                 ["ingress", "added ms", *(f"t = {ms:g} ms" for ms in args.request_ms)],
@@ -166,7 +180,7 @@ def main() -> None:
     print_table("capacity on paper (LLaVA-OneVision, 1 frame/s a stream)", ["model", "KV MiB/frame", "streams/GPU", "8-GPU node", "64 GPUs"], [
         [name, row["kv_mib_per_frame"], row["streams_per_gpu"], row["streams_per_node"], row["streams_per_cluster"]]
         for name, row in plan["models"].items()])
-    print(f"wrote {path}")
+    print(f"load average {load_start:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; wrote {path}")
 
 
 if __name__ == "__main__":

@@ -115,6 +115,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--ray-ingress", choices=("process", "serve"), default="process",
                        help="with --ray: who serves HTTP: this process, calling the replicas through Ray Serve handles "
                             "(default, one hop less), or Ray Serve's proxy and a frontend deployment (proxies on every node)")
+    serve.add_argument("--ray-transport", choices=("grpc", "actor"), default="grpc",
+                       help="with --ray: how requests reach the replicas: Serve's gRPC between "
+                            "deployments (default; needs the replicas' ports reachable from this host) or Ray actor "
+                            "calls through the object store (Ray's own ports only)")
+    serve.add_argument("--ray-user-code-thread", action="store_true",
+                       help="with --ray: run the replicas' request handlers on Serve's separate user-code event loop "
+                            "(Serve's default; one more thread hop a request) instead of the replica's main loop")
     serve.add_argument("--streams-per-replica", type=int, default=8, help="with --ray: streams one replica holds at once")
     serve.add_argument("--replica-cpus", type=float, default=1.0, help="with --ray: CPUs reserved per replica")
     serve.add_argument("--replica-gpus", type=float, default=0.0, help="with --ray: GPUs reserved per replica")
@@ -383,6 +390,7 @@ def _serve_on_ray(args: argparse.Namespace, options, access, limits, rekv: bool)
         default_max_tokens=min(args.max_new_tokens, limits.max_tokens_cap), replica_cpus=args.replica_cpus,
         replica_gpus=args.replica_gpus, niceness=args.replica_niceness, torch_threads=args.torch_threads,
         store_id=StreamStore.identify(Path(args.store).resolve()),  # each replica checks it reaches this store
+        transport=args.ray_transport, user_code_thread=args.ray_user_code_thread,
     )
     auth = f"{len(access.api_keys)} API key(s)" if access.api_keys else "no API key, loopback only"
     banner = (f"[serving {options.model} on Ray Serve, {args.ray} replica(s), at http://{args.host}:{args.port}/v1 "

@@ -211,7 +211,10 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
     async def add_frame(stream_id: str, request: Request, timestamp_s: str | None = None) -> dict:
         check_stream_id(stream_id)
         seconds = parse_timestamp(timestamp_s)
-        return {"frames_seen": await run_in_threadpool(service.add_frame, stream_id, await request.body(), seconds, _key(request))}
+        image, owner = await request.body(), _key(request)
+        if hasattr(service, "add_frame_async"):  # a service that awaits remote work (Ray) saves the thread hop
+            return {"frames_seen": await service.add_frame_async(stream_id, image, seconds, owner)}
+        return {"frames_seen": await run_in_threadpool(service.add_frame, stream_id, image, seconds, owner)}
 
     @app.websocket("/v1/streams/{stream_id}/frames")
     async def frames_socket(socket: WebSocket, stream_id: str) -> None:

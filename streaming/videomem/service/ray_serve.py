@@ -71,12 +71,33 @@ QUIET_REPLICAS = {"enable_access_log": False, "log_level": "WARNING"}
 REPLICA_NICENESS = 0
 
 
+#: How the process reaches the replicas (``RayServeSpec.transport``). ``"grpc"``: Serve's
+#: inter-deployment gRPC (``_by_reference=False``), the request pickled into one unary call to the
+#: replica's own gRPC server; ``"actor"``: Serve's default, a Ray actor task whose first message is
+#: the replica's queue length and whose result comes back through Ray's object store. Serve's router
+#: picks the replica the same way in both (multiplexed stream ids included); only the wire differs.
+#: Measured on the shared 2-core machine (load average 11-15, so every number is inflated):
+#: ``bench_ray_hop.py``, a 15 ms call's added time 5.5 -> 3.2 ms p50 and an empty call's 4.1 -> 2.0;
+#: ``bench_ray.py --variants actor``, the tiny model's frame 28.5 -> 24.6 and 29.2 -> 25.6 ms p50 in
+#: two runs. gRPC needs the replicas' internal gRPC port (random, per replica) reachable from this
+#: process; ``actor`` uses Ray's own ports only.
+TRANSPORTS = ("grpc", "actor")
+
+#: Requests with more payload than this go by reference over gRPC too (a frame's bytes through
+#: Ray's object store): a replica's gRPC server refuses messages over 4 MiB
+#: (``RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH``), below the service's 8 MiB body limit.
+GRPC_MAX_PAYLOAD_BYTES = 2 << 20
+
+
 def _actor_options(spec: RayServeSpec, cpus: float, gpus: float = 0.0) -> dict[str, Any]:
     """``ray_actor_options`` of a deployment of the service: its resources, and its workers'
-    niceness (``spec.niceness``; None leaves Ray's)."""
+    environment: their niceness (``spec.niceness``; None leaves Ray's) and where Serve runs the
+    replica's code (``spec.user_code_thread``)."""
     options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus}
+    env = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1" if spec.user_code_thread else "0"}
     if spec.niceness is not None:
-        options["runtime_env"] = {"env_vars": {"RAY_worker_niceness": str(spec.niceness)}}
+        env["RAY_worker_niceness"] = str(spec.niceness)
+    options["runtime_env"] = {"env_vars": env}
     return options
 
 
@@ -102,6 +123,14 @@ class RayServeSpec:
         app_name: the Serve application's name (``serve.run(..., name=app_name)``).
         store_id: the store's id (:meth:`StreamStore.identify`): a replica that does not find it
             at ``store`` refuses to start (None: not checked).
+        transport: how requests reach the replicas (:data:`TRANSPORTS`: ``"grpc"`` or ``"actor"``).
+        user_code_thread: Serve runs the replica's methods on an event loop of their own, in a
+            thread beside the replica's main loop (Serve's default, one more thread hop a request);
+            False runs them on the main loop (frames 1.4-1.6 ms p50 faster on the loaded 2-core
+            machine, ``bench_ray.py --variants user_thread``). The replica's work runs in worker
+            threads either way (``asyncio.to_thread``; the multiplexing LRU lets streams go in
+            Serve's executor), so no model step blocks the main loop once the replica is up; its
+            constructor (the model's load) does, before Serve sends it requests.
     """
 
     options: Any
@@ -119,6 +148,13 @@ class RayServeSpec:
     torch_threads: int | None = None
     app_name: str = "memstream"
     store_id: str | None = None
+    transport: str = "grpc"
+    user_code_thread: bool = False
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(f"Ray transport {self.transport!r} is not one of {', '.join(TRANSPORTS)}",
+                              "Give grpc (the default) or actor")
 
 
 def _import_ray():
@@ -534,6 +570,7 @@ class RayStreams:
         self.spec, self.limits = spec, spec.limits
         self.model_name, self.default_max_tokens = spec.options.model, spec.default_max_tokens
         self._replicas = None
+        self._replicas_on_loop = None
         self._store: StreamStore | None = None
         self.scenes = None  # scene grounding is served by a plain memstream serve only (for now)
 
@@ -545,14 +582,29 @@ class RayStreams:
             self._replicas = serve.get_deployment_handle("StreamReplica", app_name=self.spec.app_name)
         return self._replicas
 
+    def _replicas_here(self):
+        """A handle whose router runs on the calling event loop (created on it, on first use):
+        awaited there, a call skips the hops to and from Serve's router thread. (Serve's own proxy
+        makes its handles this way; ``_init`` is not public API yet.)"""
+        if self._replicas_on_loop is None:
+            from ray.serve.handle import DeploymentHandle
+
+            handle = DeploymentHandle("StreamReplica", self.spec.app_name)
+            handle._init(_run_router_in_separate_loop=False)
+            self._replicas_on_loop = handle
+        return self._replicas_on_loop
+
     @property
     def store(self) -> StreamStore:
         if self._store is None:  # the frontend loads no model: the store's model check is the replicas'
             self._store = StreamStore.reader(self.spec.store)
         return self._store
 
-    def _on(self, stream_id: str):
-        return self.replicas.options(multiplexed_model_id=stream_id)
+    def _on(self, stream_id: str, payload_bytes: int = 0):
+        """The handle for a stream's replica: by value over gRPC (``spec.transport``), unless the
+        payload is too large for a replica's gRPC server (then by reference, through the object store)."""
+        by_reference = self.spec.transport == "actor" or payload_bytes > GRPC_MAX_PAYLOAD_BYTES
+        return self.replicas.options(multiplexed_model_id=stream_id, _by_reference=by_reference)
 
     def _known(self, stream_id: str) -> str:
         """404 here for a stream the store does not hold: unknown ids never reach (and churn) the
@@ -562,8 +614,8 @@ class RayStreams:
             raise stream_not_found(stream_id)
         return stream_id
 
-    def _call(self, stream_id: str, method: str, *args):
-        return _unwrap(self._on(stream_id).call.remote(method, *args).result())
+    def _call(self, stream_id: str, method: str, *args, payload_bytes: int = 0):
+        return _unwrap(self._on(stream_id, payload_bytes).call.remote(method, *args).result())
 
     def open_stream(self, stream_id=None, owner=None, max_blocks=None, ram_budget_mb=None, scene=UNSET) -> str:
         if scene is not UNSET and scene is not None:
@@ -574,7 +626,16 @@ class RayStreams:
         return self._call(stream_id, "open_stream", owner, max_blocks, ram_budget_mb)
 
     def add_frame(self, stream_id: str, image: bytes, seconds, owner=None) -> int:
-        return self._call(self._known(stream_id), "add_frame", image, seconds, owner)
+        return self._call(self._known(stream_id), "add_frame", image, seconds, owner, payload_bytes=len(image))
+
+    async def add_frame_async(self, stream_id: str, image: bytes, seconds, owner=None) -> int:
+        """:meth:`add_frame` awaited on the server's event loop (the HTTP frame path): no thread
+        pool hop here and no router thread hop in Serve (``bench_ray_hop.py``: a 15 ms call added
+        4.3 ms p50 from a thread with ``.result()``, 2.5 ms awaited on the loop, both over gRPC).
+        The store lookup of :meth:`_known` (one small file read) runs on the loop."""
+        by_reference = self.spec.transport == "actor" or len(image) > GRPC_MAX_PAYLOAD_BYTES
+        handle = self._replicas_here().options(multiplexed_model_id=self._known(stream_id), _by_reference=by_reference)
+        return _unwrap(await handle.call.remote("add_frame", image, seconds, owner))
 
     def describe(self, stream_id: str, owner=None) -> dict:
         return self._call(self._known(stream_id), "describe", owner)

@@ -4,6 +4,7 @@ behind the frontend: sticky streams, a replica killed mid-ingest, the official o
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
@@ -222,6 +223,42 @@ def test_a_replica_killed_mid_ingest_comes_back_and_its_streams_answer_from_the_
 
 @pytest.mark.network
 @pytest.mark.timeout(200)
+def test_frames_reach_the_replica_over_grpc_and_one_too_large_for_grpc_by_reference(ray_service):
+    """Serve's gRPC between this process and the replicas carries requests by value; a replica's gRPC
+    server takes at most 4 MiB a message, so a larger frame (the service allows 8 MiB) goes through
+    Ray's object store instead, and both arrive."""
+    from memstream.streaming.videomem.service.ray_serve import GRPC_MAX_PAYLOAD_BYTES, RayStreams
+
+    _, spec = ray_service
+    streams = RayStreams(spec)
+    small = jpeg(0)
+    large = cv2.imencode(".png", np.random.default_rng(1).integers(0, 256, (1300, 1300, 3), dtype=np.uint8))[1].tobytes()
+    assert len(large) > 4 << 20 > GRPC_MAX_PAYLOAD_BYTES > len(small)
+    assert streams._on("big", len(small)).handle_options._by_reference is False
+    assert streams._on("big", len(large)).handle_options._by_reference is True
+    assert RayStreams(RayServeSpec(spec.options, spec.store, transport="actor"))._on("big").handle_options._by_reference is True
+    assert streams.open_stream("big") == "big"
+
+    async def on_a_loop() -> list[int]:  # the HTTP handler's path: awaited, Serve's router on this loop
+        return [await streams.add_frame_async("big", frame, float(i)) for i, frame in enumerate((small, large), start=3)]
+
+    try:
+        assert [streams.add_frame("big", frame, float(i)) for i, frame in enumerate((small, large, small))] == [1, 2, 3]
+        assert asyncio.run(on_a_loop()) == [4, 5]
+        assert streams.describe("big")["frames_seen"] == 5
+    finally:
+        streams.close_stream("big")
+
+
+def test_a_transport_that_does_not_exist_is_refused(tiny_llava_dir, tmp_path):
+    from memstream.streaming.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Ray transport 'http' is not one of grpc, actor"):
+        spec_for(tiny_llava_dir, tmp_path, transport="http")
+
+
+@pytest.mark.network
+@pytest.mark.timeout(200)
 def test_replicas_that_cannot_start_are_one_error_quoting_the_replicas_reason(ray_service, tiny_llava_dir, tmp_path):
     from memstream.streaming.errors import ConfigError
     from memstream.streaming.videomem.service.ray_serve import deploy, replica_deployment
@@ -276,6 +313,9 @@ def test_replicas_keep_the_servers_priority_not_rays_worker_niceness(ray_service
     assert [nice(pid) for pid in replicas] == [ours, ours]
     controllers = [pid for pid in workers if "ServeController" in cmdline(pid)]
     assert controllers and all(nice(pid) == min(ours + 15, 19) for pid in controllers)  # Ray's own workers: +15
+    # Serve reads where to run the replica's handlers from its environment at import: it is there from the start
+    environments = [open(f"/proc/{pid}/environ", "rb").read().split(b"\0") for pid in replicas]
+    assert all(b"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0" in env for env in environments)
 
 
 @pytest.mark.parametrize(("flags", "expected"), [
