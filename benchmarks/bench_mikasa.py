@@ -243,7 +243,10 @@ def main() -> None:
     payload["load_average"] = os.getloadavg()
     if args.what == "experts":
         rows = [expert_success(task, args.episodes, args.render) for task in args.tasks]
-        payload["experts_rendered" if args.render else "experts"] = rows
+        key = "experts_rendered" if args.render else "experts"
+        # a run for some tasks replaces only their rows: the other tasks' measurements stay
+        payload[key] = [r for r in payload.get(key, []) if r["task"] not in args.tasks] + rows
+        payload[key].sort(key=lambda r: TASKS.index(r["task"]) if r["task"] in TASKS else len(TASKS))
         print_table(f"Scripted experts, {args.episodes} episodes per task (cameras {'on' if args.render else 'off'}). {NOTE}",
                     ["task", "success", "chance", "mean length", "failed seeds", "s"],
                     [[r["task"], r["success_rate"], r["chance_success_rate"], r["mean_length"],
