@@ -17,6 +17,10 @@
   process at batch 1 and 8, and through the WebSocket server from a loopback client (round trip).
 * ``vla``: gathers ``memstream vla-eval`` runs (``results.json``) into one table beside chance, with
   how far each run is from MemoryVLA's protocol (250 demonstrations per task, 100 episodes).
+* ``offline``: open-loop chunk metrics of ``vla-train`` folders on held-out stored demonstrations
+  (:func:`~memstream.embodied.policies.memvla.mikasa.open_loop_metrics`): position-action error
+  before / after the arm may move, whether the first moving chunk heads for the expert's cube,
+  and the same with the bank wiped at that frame (did the cue reach the bank and get used?).
 * ``demos``: demonstrations/hour written by :func:`~memstream.embodied.envs.mikasa.write_demonstrations`
   (rendering, H.264 encoding, Parquet) for ``--episodes`` episodes of one task.
 
@@ -29,6 +33,7 @@ The machine is shared (2 cores, several other jobs): compare rows of one run, no
     python benchmarks/bench_mikasa.py demos --task RememberColor3 --episodes 6
     python benchmarks/bench_mikasa.py serve --steps 30 [--threads 1]
     python benchmarks/bench_mikasa.py vla --runs runs/rc3_bank_eval runs/rc3_none_eval
+    python benchmarks/bench_mikasa.py offline --demos demos/rc3 --held-out 100 112 --runs runs/rc3_bank runs/rc3_none
 """
 
 from __future__ import annotations
@@ -224,10 +229,42 @@ def gather_vla(runs: list[str]) -> list[dict]:
     return rows
 
 
+def offline_vla(runs: list[str], demos: str, held_out: tuple[int, int], noises: list[float]) -> list[dict]:
+    """Open-loop chunk metrics of trained policies on held-out stored demonstrations (no simulator)."""
+    from memstream.embodied.policies.memvla.mikasa import load_mikasa_demonstrations, load_mikasa_policy, open_loop_metrics
+
+    first, last = held_out
+    data = load_mikasa_demonstrations(demos, max_episodes=last)
+    if data.num_episodes < last:
+        raise SystemExit(f"{demos} holds {data.num_episodes} episodes, --held-out needs {last}")
+    rows = []
+    for run in runs:
+        policy, meta = load_mikasa_policy(run)
+        trained = json.loads((Path(run) / "mikasa.json").read_text())
+        if trained.get("demonstrations", 0) > first:
+            raise SystemExit(f"{run} was trained on {trained['demonstrations']} demonstrations: --held-out must start past them")
+        for noise in noises:
+            policy.config.inference_noise = noise
+            wipes = (False, True) if policy.memory is not None and noise == noises[0] else (False,)
+            for wipe in wipes:
+                started = time.perf_counter()
+                metrics = open_loop_metrics(policy, data, list(range(first, last)), wipe_at_first_move=wipe)
+                rows.append({"run": run, "variant": meta["variant"], "steps": trained.get("steps"),
+                             "final_loss": trained.get("final_loss"), "inference_noise": noise,
+                             "bank_wiped_at_first_move": wipe, "held_out": [first, last], **metrics,
+                             "seconds": round(time.perf_counter() - started, 1)})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("experts", "speed", "profile", "demos", "serve", "vla"))
-    parser.add_argument("--runs", nargs="+", default=[], help="vla: vla-eval output folders")
+    parser.add_argument("what", choices=("experts", "speed", "profile", "demos", "serve", "vla", "offline"))
+    parser.add_argument("--demos", default=None, help="offline: the demonstration folder the runs were trained from")
+    parser.add_argument("--noise", nargs="+", type=float, default=[0.0],
+                        help="offline: flow sampler noise scales to score (the bank is also wiped at the first)")
+    parser.add_argument("--held-out", nargs=2, type=int, default=(100, 112),
+                        help="offline: episodes [first, last) of --demos, none of them trained on")
+    parser.add_argument("--runs", nargs="+", default=[], help="vla: vla-eval output folders; offline: vla-train folders")
     parser.add_argument("--render", action="store_true", help="experts: render the cameras (default settings)")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--steps", type=int, default=30)
@@ -271,6 +308,15 @@ def main() -> None:
                     ["task", "variant", "L", "demos", "steps", "episodes", "success", "chance"],
                     [[r["task"], r["variant"], r["memory_length"], r["demonstrations"], r["train_steps"], r["episodes"],
                       round(r["success_rate"], 3), round(r["chance_success_rate"], 3)] for r in rows])
+    elif args.what == "offline":
+        rows = offline_vla(args.runs, args.demos, tuple(args.held_out), args.noise)
+        payload["vla_offline"] = rows
+        print_table("Open-loop chunks on held-out demonstrations (position-action MSE in action stds; target agreement: "
+                    "the first moving chunk heads for the expert's cube, chance 1/3)",
+                    ["variant", "steps", "noise", "bank wiped", "mse frozen", "mse move", "target agree", "classes (exp / pol)"],
+                    [[r["variant"], r["steps"], r["inference_noise"], r["bank_wiped_at_first_move"], round(r["mse_frozen"], 3),
+                      round(r["mse_move"], 3), round(r["target_agreement"], 3), f"{r['classes_expert']} / {r['classes_policy']}"]
+                     for r in rows])
     elif args.what == "serve":
         rows = serve_latency(args.steps, args.threads)
         payload["serve"] = rows

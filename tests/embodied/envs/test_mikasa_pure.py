@@ -19,7 +19,7 @@ from memstream.embodied.envs.mikasa.dataset import (
     read_demonstrations,
     write_demonstrations,
 )
-from memstream.embodied.envs.mikasa.env import _rotate, quat_wxyz_to_rpy
+from memstream.embodied.envs.mikasa.env import _rotate, continuous_rpy, quat_wxyz_to_rpy
 from memstream.streaming.errors import ConfigError, MemstreamError
 
 
@@ -211,3 +211,11 @@ def test_demonstration_seeds_must_avoid_the_evaluation_seeds(tmp_path):
 def test_reading_a_folder_that_is_no_dataset_says_so(tmp_path):
     with pytest.raises(MemstreamError, match="not a demonstration dataset"):
         read_demonstrations(tmp_path)
+
+
+def test_the_state_roll_of_a_downward_gripper_does_not_jump_between_plus_and_minus_pi():
+    down = np.array([[np.pi - 0.02, 0.01, 0.3], [-np.pi + 0.02, 0.01, 0.3]], dtype=np.float32)
+    rolls = continuous_rpy(down)[:, 0]
+    assert rolls == pytest.approx([np.pi - 0.02, np.pi + 0.02], abs=1e-5)  # 0.04 apart, not 6.24
+    np.testing.assert_allclose(continuous_rpy(continuous_rpy(down)), continuous_rpy(down))  # idempotent
+    np.testing.assert_allclose(continuous_rpy(down)[:, 1:], down[:, 1:])
