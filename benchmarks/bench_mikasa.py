@@ -222,7 +222,8 @@ def gather_vla(runs: list[str]) -> list[dict]:
                      "complete": result["complete"], "success_rate": result["success_rate"],
                      "chance_success_rate": result["chance_success_rate"], "demonstrations": meta.get("demonstrations"),
                      "train_steps": meta.get("steps", meta.get("checkpoint_step")), "batch_episodes": meta.get("batch_episodes"),
-                     "final_loss": meta.get("final_loss"),
+                     "final_loss": meta.get("final_loss"), "inference_noise": result.get("inference_noise"),
+                     **_choice(result["episodes"]),
                      "protocol_gap": f"{meta.get('demonstrations')} of 250 demonstrations, {result['episodes_done']} of "
                                      "100 evaluation episodes, a small policy trained from scratch on a CPU (MemoryVLA: "
                                      "a pretrained 7B backbone)"})
@@ -254,6 +255,16 @@ def offline_vla(runs: list[str], demos: str, held_out: tuple[int, int], noises: 
                              "bank_wiped_at_first_move": wipe, "held_out": [first, last], **metrics,
                              "seconds": round(time.perf_counter() - started, 1)})
     return rows
+
+
+def _choice(episodes: list[dict]) -> dict:
+    """RememberColor: how often the tip ended nearest the right cube, and within the suite's 5 cm of it."""
+    rows = [e for e in episodes if "nearest_is_target" in e]
+    if not rows:
+        return {}
+    return {"nearest_is_target": sum(e["nearest_is_target"] for e in rows) / len(rows),
+            "tip_within_5cm_of_a_cube": sum(e["tip_to_nearest_m"] < 0.05 for e in rows) / len(rows),
+            "median_tip_to_target_m": float(sorted(e["tip_to_target_m"] for e in rows)[len(rows) // 2])}
 
 
 def main() -> None:
@@ -305,9 +316,11 @@ def main() -> None:
         rows = gather_vla(args.runs)
         payload["vla"] = rows
         print_table("memstream vla-eval runs (NOT MemoryVLA's protocol: see protocol_gap)",
-                    ["task", "variant", "L", "demos", "steps", "episodes", "success", "chance"],
+                    ["task", "variant", "L", "demos", "steps", "episodes", "success", "chance", "nearest cube right",
+                     "tip < 5 cm of a cube"],
                     [[r["task"], r["variant"], r["memory_length"], r["demonstrations"], r["train_steps"], r["episodes"],
-                      round(r["success_rate"], 3), round(r["chance_success_rate"], 3)] for r in rows])
+                      round(r["success_rate"], 3), round(r["chance_success_rate"], 3), r.get("nearest_is_target", "-"),
+                      r.get("tip_within_5cm_of_a_cube", "-")] for r in rows])
     elif args.what == "offline":
         rows = offline_vla(args.runs, args.demos, tuple(args.held_out), args.noise)
         payload["vla_offline"] = rows

@@ -251,6 +251,16 @@ class MikasaEnv:
             return np.array([self.max_episode_steps], dtype=np.int64)
         return _np(self.unwrapped.cue_steps_per_env).astype(np.int64).reshape(1)
 
+    def cube_distances(self) -> np.ndarray:
+        """float32 (colours,): metres from the tip to each cube's centre, in colour-index order
+        (RememberColor; ``hidden_info`` names the target); (0,) for Intercept. Evaluation reports
+        only: it tells a wrong choice of cube from an imprecise touch of the right one."""
+        if self.task.kind != "remember_color":
+            return np.zeros(0, dtype=np.float32)
+        base = self.unwrapped
+        tcp = _np(base.agent.tcp.pose.p)[0]
+        return np.array([np.linalg.norm(_np(base.cubes[k].pose.p)[0] - tcp) for k in sorted(base.cubes)], dtype=np.float32)
+
     def expert_actions(self) -> np.ndarray:
         """float32 (1, 7): the scripted expert's action for the current state."""
         base = self.unwrapped

@@ -276,6 +276,8 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
 
     Returns one row per episode: index, seed, success (the suite's ``success_once``), length,
     seconds in the policy and in the simulator, and the video's file name for the first ``videos``.
+    RememberColor rows add where the tip was before the last step: ``tip_to_target_m``,
+    ``tip_to_nearest_m`` and ``nearest_is_target`` (the cube chosen, apart from the touch's precision).
     ``on_episode`` sees each row as it ends.
     """
     from memstream.embodied.envs.mikasa import make_mikasa_env
@@ -290,7 +292,9 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
             policy.reset()
             frames: list[np.ndarray] = []
             policy_s = sim_s = 0.0
+            target = int(env.hidden_info[0, 0]) if env.hidden_info.shape[1] else -1
             while True:
+                distances = env.cube_distances()  # before the step: the auto-reset would hide the last state
                 if index < videos:
                     frames.append(obs[f"observation.images.{camera}"][0])
                 started = time.perf_counter()
@@ -303,6 +307,9 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
                     break
             row = {"episode": index, "seed": env.episode_seed(index), "success": bool(info["success"][0]),
                    "length": int(info["episode_length"][0]), "policy_s": round(policy_s, 3), "sim_s": round(sim_s, 3)}
+            if len(distances):
+                row.update(tip_to_target_m=round(float(distances[target]), 4), tip_to_nearest_m=round(float(distances.min()), 4),
+                           nearest_is_target=bool(int(distances.argmin()) == target))
             if index < videos and video_dir is not None:
                 row["video"] = _write_video(Path(video_dir) / f"episode_{index:03d}.mp4", frames)
             rows.append(row)
