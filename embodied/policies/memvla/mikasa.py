@@ -234,7 +234,15 @@ def _restore(policy: MemoryVLAPolicy, optimizer: Any, schedule: Any, rng: np.ran
         raise ConfigError(f"the checkpoint is at step {state['step']}, past --steps {steps}", f"Pass --steps > {state['step']}")
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
-    schedule.T_max = max(steps, 1)  # a longer --steps stretches the rest of the cosine over the new total
+    if schedule.T_max != max(steps, 1):
+        # a longer --steps stretches the rest of the cosine over the new total. The scheduler's update
+        # is recursive (each lr from the previous one), so changing T_max alone kept a finished run's
+        # lr at 0 forever: the "resumed" steps moved no weight. Restart the recursion from the
+        # closed form at this step of the new schedule.
+        schedule.T_max = max(steps, 1)
+        for group, base in zip(optimizer.param_groups, schedule.base_lrs, strict=True):
+            group["lr"] = schedule.eta_min + (base - schedule.eta_min) * (1 + np.cos(np.pi * state["step"] / schedule.T_max)) / 2
+        schedule._last_lr = [group["lr"] for group in optimizer.param_groups]
     rng.bit_generator.state = state["rng"]
     torch.set_rng_state(state["torch_rng"])
     return int(state["step"]), list(state["losses"])

@@ -108,6 +108,23 @@ def test_train_checkpoints_and_a_resumed_run_ends_with_the_same_weights(tmp_path
     assert json.loads((split / "mikasa.json").read_text())["demonstrations"] == 2
 
 
+def test_a_finished_run_resumed_with_more_steps_keeps_learning(tmp_path):
+    # the cosine schedule ends at lr 0; its recursive update kept it there when only T_max changed,
+    # so "resumed" steps moved no weight (found when a 400 -> 600 step run evaluated identically)
+    demos = _demos(tmp_path / "d")
+    run = tmp_path / "run"
+    steps = ["--batch-episodes", "2", "--threads", "1", "--no-progress", "--checkpoint-every", "2"]
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--steps", "4", *steps]) == 0
+    before = load_file(str(run / "model.safetensors"))
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--steps", "8", "--resume", *steps]) == 0
+    after = load_file(str(run / "model.safetensors"))
+    moved = [key for key in before if not torch.equal(before[key], after[key])]
+    assert any(key.startswith("head.") for key in moved)
+    state = torch.load(run / "checkpoint" / "training_state.pt", weights_only=False)
+    assert state["step"] == 8 and state["schedule"]["T_max"] == 8
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-9)  # the new cosine ran to its end
+
+
 @pytest.mark.parametrize(("extra", "says"), [
     (["--variant", "fifo", "--resume"], "was trained with variant='bank', this run asks for 'fifo'"),
     (["--variant", "lstm"], "unknown policy variant 'lstm'"),
