@@ -17,6 +17,10 @@
   process at batch 1 and 8, and through the WebSocket server from a loopback client (round trip).
 * ``vla``: gathers ``memstream vla-eval`` runs (``results.json``) into one table beside chance, with
   how far each run is from MemoryVLA's protocol (250 demonstrations per task, 100 episodes).
+* ``offline``: open-loop chunk metrics of ``vla-train`` folders on held-out stored demonstrations
+  (:func:`~memstream.embodied.policies.memvla.mikasa.open_loop_metrics`): position-action error
+  before / after the arm may move, whether the first moving chunk heads for the expert's cube,
+  and the same with the bank wiped at that frame (did the cue reach the bank and get used?).
 * ``demos``: demonstrations/hour written by :func:`~memstream.embodied.envs.mikasa.write_demonstrations`
   (rendering, H.264 encoding, Parquet) for ``--episodes`` episodes of one task.
 
@@ -29,6 +33,7 @@ The machine is shared (2 cores, several other jobs): compare rows of one run, no
     python benchmarks/bench_mikasa.py demos --task RememberColor3 --episodes 6
     python benchmarks/bench_mikasa.py serve --steps 30 [--threads 1]
     python benchmarks/bench_mikasa.py vla --runs runs/rc3_bank_eval runs/rc3_none_eval
+    python benchmarks/bench_mikasa.py offline --demos demos/rc3 --held-out 100 112 --runs runs/rc3_bank runs/rc3_none
 """
 
 from __future__ import annotations
@@ -217,17 +222,60 @@ def gather_vla(runs: list[str]) -> list[dict]:
                      "complete": result["complete"], "success_rate": result["success_rate"],
                      "chance_success_rate": result["chance_success_rate"], "demonstrations": meta.get("demonstrations"),
                      "train_steps": meta.get("steps", meta.get("checkpoint_step")), "batch_episodes": meta.get("batch_episodes"),
-                     "final_loss": meta.get("final_loss"),
+                     "final_loss": meta.get("final_loss"), "inference_noise": result.get("inference_noise"),
+                     **_choice(result["episodes"]),
                      "protocol_gap": f"{meta.get('demonstrations')} of 250 demonstrations, {result['episodes_done']} of "
                                      "100 evaluation episodes, a small policy trained from scratch on a CPU (MemoryVLA: "
                                      "a pretrained 7B backbone)"})
     return rows
 
 
+def offline_vla(runs: list[str], demos: str, held_out: tuple[int, int], noises: list[float]) -> list[dict]:
+    """Open-loop chunk metrics of trained policies on held-out stored demonstrations (no simulator)."""
+    from memstream.embodied.policies.memvla.mikasa import load_mikasa_demonstrations, load_mikasa_policy, open_loop_metrics
+
+    first, last = held_out
+    data = load_mikasa_demonstrations(demos, max_episodes=last)
+    if data.num_episodes < last:
+        raise SystemExit(f"{demos} holds {data.num_episodes} episodes, --held-out needs {last}")
+    rows = []
+    for run in runs:
+        policy, meta = load_mikasa_policy(run)
+        trained = json.loads((Path(run) / "mikasa.json").read_text())
+        if trained.get("demonstrations", 0) > first:
+            raise SystemExit(f"{run} was trained on {trained['demonstrations']} demonstrations: --held-out must start past them")
+        for noise in noises:
+            policy.config.inference_noise = noise
+            wipes = (False, True) if policy.memory is not None and noise == noises[0] else (False,)
+            for wipe in wipes:
+                started = time.perf_counter()
+                metrics = open_loop_metrics(policy, data, list(range(first, last)), wipe_at_first_move=wipe)
+                rows.append({"run": run, "variant": meta["variant"], "steps": trained.get("steps"),
+                             "final_loss": trained.get("final_loss"), "inference_noise": noise,
+                             "bank_wiped_at_first_move": wipe, "held_out": [first, last], **metrics,
+                             "seconds": round(time.perf_counter() - started, 1)})
+    return rows
+
+
+def _choice(episodes: list[dict]) -> dict:
+    """RememberColor: how often the tip ended nearest the right cube, and within the suite's 5 cm of it."""
+    rows = [e for e in episodes if "nearest_is_target" in e]
+    if not rows:
+        return {}
+    return {"nearest_is_target": sum(e["nearest_is_target"] for e in rows) / len(rows),
+            "tip_within_5cm_of_a_cube": sum(e["tip_to_nearest_m"] < 0.05 for e in rows) / len(rows),
+            "median_tip_to_target_m": float(sorted(e["tip_to_target_m"] for e in rows)[len(rows) // 2])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("experts", "speed", "profile", "demos", "serve", "vla"))
-    parser.add_argument("--runs", nargs="+", default=[], help="vla: vla-eval output folders")
+    parser.add_argument("what", choices=("experts", "speed", "profile", "demos", "serve", "vla", "offline"))
+    parser.add_argument("--demos", default=None, help="offline: the demonstration folder the runs were trained from")
+    parser.add_argument("--noise", nargs="+", type=float, default=[0.0],
+                        help="offline: flow sampler noise scales to score (the bank is also wiped at the first)")
+    parser.add_argument("--held-out", nargs=2, type=int, default=(100, 112),
+                        help="offline: episodes [first, last) of --demos, none of them trained on")
+    parser.add_argument("--runs", nargs="+", default=[], help="vla: vla-eval output folders; offline: vla-train folders")
     parser.add_argument("--render", action="store_true", help="experts: render the cameras (default settings)")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--steps", type=int, default=30)
@@ -243,7 +291,10 @@ def main() -> None:
     payload["load_average"] = os.getloadavg()
     if args.what == "experts":
         rows = [expert_success(task, args.episodes, args.render) for task in args.tasks]
-        payload["experts_rendered" if args.render else "experts"] = rows
+        key = "experts_rendered" if args.render else "experts"
+        # a run for some tasks replaces only their rows: the other tasks' measurements stay
+        payload[key] = [r for r in payload.get(key, []) if r["task"] not in args.tasks] + rows
+        payload[key].sort(key=lambda r: TASKS.index(r["task"]) if r["task"] in TASKS else len(TASKS))
         print_table(f"Scripted experts, {args.episodes} episodes per task (cameras {'on' if args.render else 'off'}). {NOTE}",
                     ["task", "success", "chance", "mean length", "failed seeds", "s"],
                     [[r["task"], r["success_rate"], r["chance_success_rate"], r["mean_length"],
@@ -265,9 +316,20 @@ def main() -> None:
         rows = gather_vla(args.runs)
         payload["vla"] = rows
         print_table("memstream vla-eval runs (NOT MemoryVLA's protocol: see protocol_gap)",
-                    ["task", "variant", "L", "demos", "steps", "episodes", "success", "chance"],
+                    ["task", "variant", "L", "demos", "steps", "episodes", "success", "chance", "nearest cube right",
+                     "tip < 5 cm of a cube"],
                     [[r["task"], r["variant"], r["memory_length"], r["demonstrations"], r["train_steps"], r["episodes"],
-                      round(r["success_rate"], 3), round(r["chance_success_rate"], 3)] for r in rows])
+                      round(r["success_rate"], 3), round(r["chance_success_rate"], 3), r.get("nearest_is_target", "-"),
+                      r.get("tip_within_5cm_of_a_cube", "-")] for r in rows])
+    elif args.what == "offline":
+        rows = offline_vla(args.runs, args.demos, tuple(args.held_out), args.noise)
+        payload["vla_offline"] = rows
+        print_table("Open-loop chunks on held-out demonstrations (position-action MSE in action stds; target agreement: "
+                    "the first moving chunk heads for the expert's cube, chance 1/3)",
+                    ["variant", "steps", "noise", "bank wiped", "mse frozen", "mse move", "target agree", "classes (exp / pol)"],
+                    [[r["variant"], r["steps"], r["inference_noise"], r["bank_wiped_at_first_move"], round(r["mse_frozen"], 3),
+                      round(r["mse_move"], 3), round(r["target_agreement"], 3), f"{r['classes_expert']} / {r['classes_policy']}"]
+                     for r in rows])
     elif args.what == "serve":
         rows = serve_latency(args.steps, args.threads)
         payload["serve"] = rows

@@ -44,6 +44,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--checkpoint-every", type=int, default=100)
     train.add_argument("--seed", type=int, default=0, help="initial weights and batch sampling")
     train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint (same settings)")
+    train.add_argument("--loss-frames", type=int, default=None,
+                       help="frames per episode in the action loss, drawn at random each step (default all)")
+    train.add_argument("--inference-noise", type=float, default=1.0,
+                       help="flow sampler's starting noise scale at inference, saved with the policy (0: deterministic)")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
     train.add_argument("--out", type=Path, required=True, help="output folder")
     train.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
@@ -57,6 +61,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes (MemoryVLA's protocol: 100)")
     evaluate.add_argument("--seed", type=int, default=None, help="first episode seed (default the suite's 4242424242)")
     evaluate.add_argument("--videos", type=int, default=3, help="rollout videos of the first N episodes")
+    evaluate.add_argument("--inference-noise", type=float, default=None,
+                          help="override the policy's flow sampler noise scale (0: deterministic chunks)")
     evaluate.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
     add_output_args(evaluate)
     evaluate.add_argument("--no-progress", action="store_true")
@@ -98,7 +104,12 @@ def _vla_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"no checkpoint to resume in {str(args.out)!r}", "Drop --resume to start a new run")
     else:
         prepare_output_dir(args.out, overwrite=args.overwrite)
-    policy = mikasa_policy(data, args.variant, args.memory_length, seed=args.seed, camera=args.camera)
+    if args.loss_frames is not None and args.loss_frames < 1:
+        raise ConfigError(f"--loss-frames must be >= 1, got {args.loss_frames}", "Pass --loss-frames 8 or leave it out")
+    if not 0.0 <= args.inference_noise <= 1.0:
+        raise ConfigError(f"--inference-noise must be in [0, 1], got {args.inference_noise}", "Pass 0 or 1")
+    policy = mikasa_policy(data, args.variant, args.memory_length, seed=args.seed, camera=args.camera,
+                           loss_frames=args.loss_frames, inference_noise=args.inference_noise)
     started = time.perf_counter()
     losses = train_with_checkpoints(policy, data, args.out, args.steps, meta, batch_episodes=args.batch_episodes,
                                     seed=args.seed, checkpoint_every=args.checkpoint_every, resume=args.resume,
@@ -123,6 +134,10 @@ def _vla_eval(args: argparse.Namespace) -> int:
     if args.task is not None:
         resolve_task(args.task)  # an unknown or refused task is named first
     policy, meta = load_mikasa_policy(args.policy, args.task)
+    if args.inference_noise is not None:
+        if not 0.0 <= args.inference_noise <= 1.0:
+            raise ConfigError(f"--inference-noise must be in [0, 1], got {args.inference_noise}", "Pass 0 or 1")
+        policy.config.inference_noise = float(args.inference_noise)
     seed = EVAL_SEED if args.seed is None else args.seed
     low, high = meta.get("demo_seeds") or (0, 0)
     if seed <= high and low < seed + args.episodes:
@@ -134,6 +149,7 @@ def _vla_eval(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     head = {"task": task.name, "policy": str(args.policy), "variant": meta.get("variant"),
             "memory_length": meta.get("memory_length"), "seed": seed, "episodes_requested": args.episodes,
+            "inference_noise": policy.config.inference_noise,
             "chance_success_rate": task.chance_success_rate, "trained": {k: meta.get(k) for k in ("steps", "checkpoint_step", "demonstrations")},
             "protocol_note": "MemoryVLA's protocol: 250 demonstrations per task, 100 evaluation episodes"}
 

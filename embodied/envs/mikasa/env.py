@@ -6,7 +6,8 @@
 
 * Observations: ``observation.images.base_camera`` and ``observation.images.hand_camera`` uint8
   (B, H, W, 3) (the suite's top and wrist cameras), ``observation.state`` float32 (B, 7) = tip
-  x, y, z (metres, world frame), roll, pitch, yaw (radians) and the summed finger opening (metres):
+  x, y, z (metres, world frame), roll in [0, 2 pi) (:func:`continuous_rpy`), pitch, yaw (radians)
+  and the summed finger opening (metres):
   the suite's VLA proprio (``ConvertJointsToEEFXyzRpyGripperWrapper``); ``task`` and the bookkeeping
   keys as every env here.
 * Actions: float (B, 7), MemoryVLA's end-effector control: the suite's ``pd_ee_delta_pose``
@@ -93,6 +94,18 @@ def quat_wxyz_to_rpy(quat: np.ndarray) -> np.ndarray:
     pitch = np.arcsin(np.clip(2 * (w * y - z * x), -1.0, 1.0))
     yaw = np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
     return np.stack([roll, pitch, yaw], axis=-1).astype(np.float32)
+
+
+def continuous_rpy(rpy: np.ndarray) -> np.ndarray:
+    """float32 (..., 3): roll taken into [0, 2 pi) (pitch and yaw unchanged; idempotent).
+
+    The gripper points down, so the roll sits at +-pi: atan2 put it at +3.1 or -3.1 by the arm's
+    initial noise (57 % / 43 % of demonstration frames), a binary input unrelated to the task
+    that a state normaliser (std 3.1) turned into +-1. Around 0 ... 2 pi it is pi +- a few hundredths.
+    """
+    out = np.array(rpy, dtype=np.float32, copy=True)
+    out[..., 0] = np.mod(out[..., 0], 2 * np.pi)
+    return out
 
 
 def _rotate(quat_wxyz: np.ndarray, vector: np.ndarray) -> np.ndarray:
@@ -205,7 +218,7 @@ class MikasaEnv:
         base = self.unwrapped
         tcp = _np(base.agent.tcp.pose.raw_pose)[0]
         fingers = _np(base.agent.robot.get_qpos())[0, -2:]
-        state = np.concatenate([tcp[:3], quat_wxyz_to_rpy(tcp[3:7]), [fingers.sum()]]).astype(np.float32)
+        state = np.concatenate([tcp[:3], continuous_rpy(quat_wxyz_to_rpy(tcp[3:7])), [fingers.sum()]]).astype(np.float32)
         obs: dict[str, Any] = {}
         for camera, image in self._images.items():
             obs[f"observation.images.{camera}"] = image.copy()
@@ -237,6 +250,16 @@ class MikasaEnv:
         if self.task.kind != "remember_color":
             return np.array([self.max_episode_steps], dtype=np.int64)
         return _np(self.unwrapped.cue_steps_per_env).astype(np.int64).reshape(1)
+
+    def cube_distances(self) -> np.ndarray:
+        """float32 (colours,): metres from the tip to each cube's centre, in colour-index order
+        (RememberColor; ``hidden_info`` names the target); (0,) for Intercept. Evaluation reports
+        only: it tells a wrong choice of cube from an imprecise touch of the right one."""
+        if self.task.kind != "remember_color":
+            return np.zeros(0, dtype=np.float32)
+        base = self.unwrapped
+        tcp = _np(base.agent.tcp.pose.p)[0]
+        return np.array([np.linalg.norm(_np(base.cubes[k].pose.p)[0] - tcp) for k in sorted(base.cubes)], dtype=np.float32)
 
     def expert_actions(self) -> np.ndarray:
         """float32 (1, 7): the scripted expert's action for the current state."""

@@ -10,10 +10,13 @@ expert only turns it about the vertical); gripper -1 closes the fingers (a narro
   During the cue and empty phases the suite freezes actions anyway; afterwards it flies to
   :data:`TOUCH_HEIGHT_M` above the target cube's centre along a cone and holds still (success
   needs the tip within 5 cm of the cube and joint speeds under 0.2).
-* Intercept: the expert knows the ball's position and velocity and the goal's position. It stops
-  the rolling ball with the hand, turns the fingers' flat faces to the goal's line, gets behind
-  the ball on that line and kicks it through the zone. Measured: 80 % of 20 episodes (failures:
-  the ball bounces back off the hand out of reach, or the turn, ~0.04 rad per step, comes late).
+* Intercept: the expert knows the ball's position and velocity and the goal's position. It puts
+  the hand on the rolling ball's path and *catches* it (gives way along the ball's motion just
+  before the contact, so the ball stops instead of bouncing back out of reach), turns the fingers'
+  flat faces to the goal's line (already on the way down), gets behind the ball on that line and
+  pushes it through the zone, and pushes again until the ball's path crosses the goal circle (the
+  suite's success: the centre inside it at any step). Measured: 50 / 50 episodes (seeds 0-49;
+  the blocking expert before it: 80 % of 20, lost to bounces and kicks bent by per-axis clipping).
 
 Example:
     >>> a = remember_color_action(np.array([0.0, 0.0, 0.3]), np.array([0.1, 0.0, 0.02]))
@@ -40,10 +43,19 @@ BLOCK_STEP = 20  # the hand is down on the path by then
 YAW_TOL_RAD = 0.08
 ROT_STEP_RAD = 0.1  # pd_ee_delta_pose: radians asked for by a rotation component of 1
 MOVING_M_S = 0.08
-KICK_TOL_M = 0.02
+KICK_TOL_M = 0.012
 KICK_THROUGH_M = 0.15
 KICK_GAIN = 2.0
 CLOSED = -1.0
+CONTACT_M = 0.037  # tip-to-ball-centre distance when the closed fingers touch the ball (measured)
+CATCH_LEAD_STEPS = 2.0  # the hand starts giving way this many steps before the contact
+CATCH_RATIO = 0.45  # of the ball's speed: e / (1 + e) for the measured restitution e ~ 0.8
+LAG_GAIN = 2.5  # the arm covers ~0.4 of a commanded delta per step: command 1 / 0.4 of a wanted move
+LEAD_STEPS = 3.0  # the ball's position is predicted this many steps ahead when aiming a push
+GOAL_RADIUS_M = 0.1  # the suite's GOAL_RADIUS
+COURSE_MARGIN_M = 0.04
+MIN_COURSE_SPEED_M_S = 0.1
+EPISODE_STEPS = 60
 
 
 def _move(tcp: np.ndarray, target: np.ndarray, gain: float = 1.0) -> np.ndarray:
@@ -66,44 +78,90 @@ def remember_color_action(tcp_xyz: np.ndarray, cube_xyz: np.ndarray) -> np.ndarr
 
 def intercept_action(tcp_xyz: np.ndarray, ball_xyz: np.ndarray, ball_velocity: np.ndarray,
                      goal_xyz: np.ndarray, hand_y_axis: np.ndarray, step: int) -> np.ndarray:
-    """float32 (7,): one step of stopping the rolling ball and kicking it through the goal zone.
+    """float32 (7,): one step of stopping the rolling ball and pushing it through the goal zone.
 
     Inputs are metres and m/s in the world frame: the tip, the ball's centre and velocity, the
     goal's centre; ``hand_y_axis`` is the hand's y axis in the world (the closed fingers' flat
     faces point along it: a push with them sends the ball along it), ``step`` the episode's step.
 
-    1. The ball rolls toward +y: put the hand on its path where the ball will be at step
-       :data:`BLOCK_STEP` (no nearer than :data:`BLOCK_Y_M`); it stops there.
-    2. The ball is (nearly) still: turn the finger faces toward the goal's line, lift, move
-       :data:`BEHIND_M` behind the ball on that line, come down.
-    3. Behind it: drive through its centre toward the goal (a kick; it rolls on with little loss).
-    4. The ball rolls toward the goal: lift away.
+    The suite counts a success when the ball's centre is inside the goal circle at any step, so:
+
+    0. The ball's path already crosses the goal circle (:func:`on_course`) with time to get there:
+       lift away and leave it alone.
+    1. The ball rolls in (+y): put the hand on its path where the ball will be at step
+       :data:`BLOCK_STEP` (no nearer than :data:`BLOCK_Y_M`), then *catch* it: just before the
+       contact the hand gives way along +y at :data:`CATCH_RATIO` of the ball's speed, so the ball
+       does not bounce back off a rigid hand out of reach (restitution ~0.8).
+    2. Otherwise (still, slow, or rolling off line): turn the finger faces toward the goal's line,
+       go :data:`BEHIND_M` behind where the ball will be on that line (over it when on the wrong
+       side), come down, and drive through its centre toward the goal. The push direction is scaled
+       as one vector (per-axis clipping turned diagonal kicks off line). If the ball still misses,
+       the next steps come back to step 2 and push again.
     """
     tcp, ball = np.asarray(tcp_xyz, float), np.asarray(ball_xyz, float)
     velocity, goal = np.asarray(ball_velocity, float)[:2], np.asarray(goal_xyz, float)
     speed = float(np.linalg.norm(velocity))
-    to_goal = goal[:2] - ball[:2]
-    d = to_goal / max(float(np.linalg.norm(to_goal)), 1e-6)
+    if on_course(ball, velocity, goal, step):
+        return _move(tcp, np.array([tcp[0], tcp[1], CRUISE_Z_M]))
     rolling_in = speed > MOVING_M_S and velocity[1] > MOVING_M_S
     if rolling_in and ball[1] < tcp[1] - 0.03:
         planned_y = ball[1] + velocity[1] * CONTROL_DT_S * max(BLOCK_STEP - step, 0)
         block_y = float(np.clip(planned_y, BLOCK_Y_M, BLOCK_Y_MAX_M))
         cross_x = ball[0] + velocity[0] * (tcp[1] - ball[1]) / velocity[1]
-        if tcp[2] < TIP_Z_M + 0.02 and abs(tcp[0] - cross_x) < 0.03:
+        down = tcp[2] < TIP_Z_M + 0.02 and abs(tcp[0] - cross_x) < 0.03
+        if down:
+            gap_steps = (tcp[1] - ball[1] - CONTACT_M) / (velocity[1] * CONTROL_DT_S)
+            if gap_steps < CATCH_LEAD_STEPS:  # give way: the ball lands on a hand moving with it
+                give = CATCH_RATIO * velocity[1] * CONTROL_DT_S * LAG_GAIN
+                return _move(tcp, np.array([cross_x, tcp[1] + give, TIP_Z_M]))  # no turn while catching
             block_y = tcp[1]  # down on the path already: wait there
         cross_x = ball[0] + velocity[0] * (block_y - ball[1]) / velocity[1]
-        return _descend_to(tcp, np.array([cross_x, block_y]))
-    if speed > MOVING_M_S and velocity @ d > 0.7 * speed:
-        return _move(tcp, np.array([tcp[0], tcp[1], CRUISE_Z_M]))
+        action = _descend_to(tcp, np.array([cross_x, block_y]))
+        # turn the faces toward the goal's line from the block point already (the arm turns slowly)
+        to_goal = goal[:2] - np.array([cross_x, block_y])
+        action[5] = np.clip(-_yaw_error(np.asarray(hand_y_axis, float), to_goal) / ROT_STEP_RAD, -1.0, 1.0)
+        return action
+    ahead = ball[:2] + velocity * CONTROL_DT_S * LEAD_STEPS  # where the ball will be when the hand gets there
+    to_goal = goal[:2] - ahead
+    d = to_goal / max(float(np.linalg.norm(to_goal)), 1e-6)
     turn = _yaw_error(np.asarray(hand_y_axis, float), d)
-    behind = ball[:2] - d * BEHIND_M
+    behind = ahead - d * BEHIND_M
     aligned = abs(turn) < YAW_TOL_RAD
-    if aligned and np.linalg.norm(tcp[:2] - behind) < KICK_TOL_M and tcp[2] < TIP_Z_M + 0.015:
-        return _move(tcp, np.array([*(ball[:2] + d * KICK_THROUGH_M), TIP_Z_M]), KICK_GAIN)
-    action = _descend_to(tcp, behind) if aligned or tcp[2] > CRUISE_Z_M - 0.03 else \
-        _move(tcp, np.array([tcp[0], tcp[1], CRUISE_Z_M]))
+    low = tcp[2] < TIP_Z_M + 0.015
+    if aligned and low and np.linalg.norm(tcp[:2] - behind) < KICK_TOL_M:
+        push = (ahead + d * KICK_THROUGH_M - tcp[:2]) * KICK_GAIN / STEP_M
+        push = push / max(1.0, float(np.abs(push).max()))  # one scale for both axes: the direction stays
+        action = np.concatenate([push, [(TIP_Z_M - tcp[2]) / STEP_M], np.zeros(3), [CLOSED]]).astype(np.float32)
+        return np.clip(action, -1.0, 1.0)
+    # on the goal side of the ball (or beside it): pass over it, not through it
+    wrong_side = float((tcp[:2] - ahead) @ d) > -BEHIND_M * 0.5
+    if low and wrong_side and np.linalg.norm(tcp[:2] - behind) > ALIGN_TOL_M:
+        action = _move(tcp, np.array([tcp[0], tcp[1], CRUISE_Z_M]))
+    elif aligned or low:
+        action = _descend_to(tcp, behind)  # low and not yet turned: stays low near the point, turning
+    else:
+        action = _move(tcp, np.array([*behind, CRUISE_Z_M]))  # over the point, waiting for the turn
     action[5] = np.clip(-turn / ROT_STEP_RAD, -1.0, 1.0)  # the action turns about the hand's z, which points down
     return action
+
+
+def on_course(ball_xyz: np.ndarray, ball_velocity: np.ndarray, goal_xyz: np.ndarray, step: int) -> bool:
+    """Whether the rolling ball's straight path enters the goal circle (with :data:`COURSE_MARGIN_M`
+    to spare) before the episode's time limit (:data:`EPISODE_STEPS`)."""
+    velocity = np.asarray(ball_velocity, float)[:2]
+    speed = float(np.linalg.norm(velocity))
+    if speed < MIN_COURSE_SPEED_M_S:
+        return False
+    rel = np.asarray(goal_xyz, float)[:2] - np.asarray(ball_xyz, float)[:2]
+    along = float(rel @ velocity) / speed
+    if along < 0:
+        return float(np.linalg.norm(rel)) < GOAL_RADIUS_M - COURSE_MARGIN_M  # inside already
+    miss = float(np.linalg.norm(rel - velocity / speed * along))
+    reach = GOAL_RADIUS_M - COURSE_MARGIN_M
+    if miss > reach:
+        return False
+    entry = along - np.sqrt(reach ** 2 - miss ** 2)
+    return entry / speed < (EPISODE_STEPS - step - 2) * CONTROL_DT_S
 
 
 def _yaw_error(axis_xy: np.ndarray, d: np.ndarray) -> float:

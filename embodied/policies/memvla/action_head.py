@@ -87,10 +87,11 @@ class FlowMatchingHead(nn.Module):
 
     @torch.no_grad()
     def sample(self, condition: torch.Tensor, context: torch.Tensor, steps: int,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """Integrate the flow from Gaussian noise: ``(B, K, A)`` actions."""
+               generator: torch.Generator | None = None, noise_scale: float = 1.0) -> torch.Tensor:
+        """Integrate the flow from Gaussian noise times ``noise_scale`` (0: from the origin, deterministic):
+        ``(B, K, A)`` actions."""
         batch = condition.shape[0]
-        x = torch.randn(batch, self.chunk_size, self.action_dim, device=condition.device, generator=generator)
+        x = torch.randn(batch, self.chunk_size, self.action_dim, device=condition.device, generator=generator) * noise_scale
         for i in range(steps):
             t = torch.full((batch,), i / steps, device=condition.device)
             x = x + self.velocity(x, t, condition, context) / steps
@@ -145,6 +146,7 @@ class DiscreteActionHead(nn.Module):
 
     @torch.no_grad()
     def sample(self, condition: torch.Tensor, context: torch.Tensor, steps: int = 1,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """The most likely action of each chunk step: int64 ``(B, K, 1)`` (``steps``, ``generator`` unused)."""
+               generator: torch.Generator | None = None, noise_scale: float = 1.0) -> torch.Tensor:
+        """The most likely action of each chunk step: int64 ``(B, K, 1)`` (``steps``, ``generator``,
+        ``noise_scale`` unused)."""
         return self.logits(condition, context).argmax(-1, keepdim=True)

@@ -62,6 +62,12 @@ class MemoryVLAConfig:
         optimizer_lr, optimizer_weight_decay, optimizer_grad_clip_norm: AdamW preset.
         group_size: frames per training sequence (MemoryVLA's group sampler: the bank is cleared
             at each group); None trains on whole episodes (MemoryVLA's ``stream`` loader).
+        loss_frames: frames of each training sequence that enter the action loss, drawn at random
+            per step (None: every valid frame). Encoders and the bank still see every frame; the
+            action head, most of a step's cost on a CPU, runs on these only.
+        inference_noise: scale of the Gaussian the flow sampler starts from at inference (1.0: the
+            trained distribution; 0.0: one deterministic chunk per observation, so consecutive chunks
+            do not hop between modes, e.g. two cubes, and the arm is not jittered by sampling noise).
     """
 
     input_features: dict[str, tuple[int, ...]] = field(
@@ -92,6 +98,8 @@ class MemoryVLAConfig:
     optimizer_weight_decay: float = 1e-4
     optimizer_grad_clip_norm: float = 1.0
     group_size: int | None = None
+    loss_frames: int | None = None
+    inference_noise: float = 1.0
 
     type: str = "memvla"  # LeRobot's registry name
 
@@ -130,6 +138,10 @@ class MemoryVLAConfig:
                 raise ConfigError(f"MemoryVLAConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.hidden_dim % self.head_heads:
             raise ConfigError(f"hidden_dim {self.hidden_dim} is not divisible by head_heads {self.head_heads}")
+        if self.loss_frames is not None and self.loss_frames < 1:
+            raise ConfigError(f"loss_frames must be >= 1 or None, got {self.loss_frames}")
+        if not 0.0 <= self.inference_noise <= 1.0:
+            raise ConfigError(f"inference_noise must be in [0, 1], got {self.inference_noise}")
         if self.group_size is not None and self.group_size < 1:
             raise ConfigError(f"group_size must be >= 1 or None, got {self.group_size}")
         if self.image_key is None:

@@ -89,8 +89,12 @@ def load_mikasa_demonstrations(root: str | Path, camera: str = "base_camera",
     lengths = np.array([len(a) for a in actions])
     width = max((len(h) for h in hidden), default=0)
     task = reader.info.get("memstream", {}).get("task", "")
+    from memstream.embodied.envs.mikasa.env import continuous_rpy
+
+    states_all = np.concatenate(states).astype(np.float32)
+    states_all[:, 3:6] = continuous_rpy(states_all[:, 3:6])  # demonstrations stored before the roll was wrapped
     return EpisodeDataset(
-        images=np.concatenate(images), states=np.concatenate(states).astype(np.float32),
+        images=np.concatenate(images), states=states_all,
         actions=np.concatenate(actions).astype(np.float32), episode_index=np.concatenate(episodes).astype(np.int64),
         frame_index=np.concatenate(frames).astype(np.int64), task_index=np.zeros(int(lengths.sum()), np.int64),
         tasks=tuple(reader.tasks or [""]), episode_bounds=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
@@ -230,7 +234,15 @@ def _restore(policy: MemoryVLAPolicy, optimizer: Any, schedule: Any, rng: np.ran
         raise ConfigError(f"the checkpoint is at step {state['step']}, past --steps {steps}", f"Pass --steps > {state['step']}")
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
-    schedule.T_max = max(steps, 1)  # a longer --steps stretches the rest of the cosine over the new total
+    if schedule.T_max != max(steps, 1):
+        # a longer --steps stretches the rest of the cosine over the new total. The scheduler's update
+        # is recursive (each lr from the previous one), so changing T_max alone kept a finished run's
+        # lr at 0 forever: the "resumed" steps moved no weight. Restart the recursion from the
+        # closed form at this step of the new schedule.
+        schedule.T_max = max(steps, 1)
+        for group, base in zip(optimizer.param_groups, schedule.base_lrs, strict=True):
+            group["lr"] = schedule.eta_min + (base - schedule.eta_min) * (1 + np.cos(np.pi * state["step"] / schedule.T_max)) / 2
+        schedule._last_lr = [group["lr"] for group in optimizer.param_groups]
     rng.bit_generator.state = state["rng"]
     torch.set_rng_state(state["torch_rng"])
     return int(state["step"]), list(state["losses"])
@@ -272,6 +284,8 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
 
     Returns one row per episode: index, seed, success (the suite's ``success_once``), length,
     seconds in the policy and in the simulator, and the video's file name for the first ``videos``.
+    RememberColor rows add where the tip was before the last step: ``tip_to_target_m``,
+    ``tip_to_nearest_m`` and ``nearest_is_target`` (the cube chosen, apart from the touch's precision).
     ``on_episode`` sees each row as it ends.
     """
     from memstream.embodied.envs.mikasa import make_mikasa_env
@@ -286,7 +300,9 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
             policy.reset()
             frames: list[np.ndarray] = []
             policy_s = sim_s = 0.0
+            target = int(env.hidden_info[0, 0]) if env.hidden_info.shape[1] else -1
             while True:
+                distances = env.cube_distances()  # before the step: the auto-reset would hide the last state
                 if index < videos:
                     frames.append(obs[f"observation.images.{camera}"][0])
                 started = time.perf_counter()
@@ -299,6 +315,9 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
                     break
             row = {"episode": index, "seed": env.episode_seed(index), "success": bool(info["success"][0]),
                    "length": int(info["episode_length"][0]), "policy_s": round(policy_s, 3), "sim_s": round(sim_s, 3)}
+            if len(distances):
+                row.update(tip_to_target_m=round(float(distances[target]), 4), tip_to_nearest_m=round(float(distances.min()), 4),
+                           nearest_is_target=bool(int(distances.argmin()) == target))
             if index < videos and video_dir is not None:
                 row["video"] = _write_video(Path(video_dir) / f"episode_{index:03d}.mp4", frames)
             rows.append(row)
@@ -307,6 +326,61 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
     finally:
         env.close()
     return rows
+
+
+def open_loop_metrics(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: list[int] | np.ndarray,
+                      wipe_at_first_move: bool = False, seed: int = 0) -> dict[str, Any]:
+    """How the policy's chunks compare with the expert's on stored episodes (no simulator).
+
+    Each episode streams through the policy frame by frame as in an evaluation (the bank sees every
+    frame); at every frame the predicted chunk is compared with the expert's next actions.
+
+    Returns:
+        ``mse_frozen`` / ``mse_move``: mean squared error of the position actions (x, y, z) in units
+        of the demonstrations' action std, before the arm may move (cue and empty phases: the
+        suite zeroes actions there) and after; ``target_agreement``: at the first frame the arm may
+        move, the share of episodes whose predicted chunk heads for the same cube as the expert's
+        (sideways displacement of the chunk, classed left / middle / right at half the expert's
+        typical displacement; chance 1/3 for RememberColor3); ``classes_expert`` / ``classes_policy``
+        (counts per class). ``wipe_at_first_move`` clears the bank just before that frame: a policy
+        that read the cue from the bank falls to chance.
+    """
+    policy.eval()
+    std = policy.action_std.detach().cpu().numpy().clip(1e-3)
+    key = policy.config.image_key
+    errors: dict[str, list[float]] = {"frozen": [], "move": []}
+    predicted, expert = [], []
+    generator = torch.Generator().manual_seed(seed)
+    for episode in episodes:
+        low, high = int(data.episode_bounds[episode]), int(data.episode_bounds[episode + 1])
+        moving = np.nonzero(np.abs(data.actions[low:high, :3]).sum(1) > 0)[0]
+        first = int(moving[0]) if len(moving) else high - low
+        policy.reset()
+        for t in range(high - low):
+            if wipe_at_first_move and t == first and policy.memory is not None:
+                policy.memory.reset()
+            obs = {key: data.images[low + t][None], "observation.state": data.states[low + t][None],
+                   "task": [data.tasks[int(data.task_index[low + t])]], "episode_start": np.array([t == 0]),
+                   "frame_index": np.array([t])}
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+            chunk = policy.predict_action_chunk(obs)[0].cpu().numpy()
+            k = min(len(chunk), high - low - t)
+            target = data.actions[low + t: low + t + k]
+            errors["frozen" if t < first else "move"].append(float((((chunk[:k] - target) / std) ** 2)[:, :3].mean()))
+            if t == first:
+                predicted.append(float(chunk[:k, 1].sum()))
+                expert.append(float(target[:, 1].sum()))
+    policy.reset()
+    predicted_a, expert_a = np.array(predicted), np.array(expert)
+    sideways = np.abs(expert_a)[np.abs(expert_a) > 0.5]
+    scale = float(np.median(sideways)) if len(sideways) else 1.0
+    classes = [-scale / 2, scale / 2]
+    p_class, e_class = np.digitize(predicted_a, classes), np.digitize(expert_a, classes)
+    return {"episodes": len(predicted), "mse_frozen": float(np.mean(errors["frozen"] or [np.nan])),
+            "mse_move": float(np.mean(errors["move"] or [np.nan])),
+            "target_agreement": float((p_class == e_class).mean()) if len(predicted) else float("nan"),
+            "classes_expert": np.bincount(e_class, minlength=3).tolist(),
+            "classes_policy": np.bincount(p_class, minlength=3).tolist()}
 
 
 def _write_video(path: Path, frames: list[np.ndarray]) -> str:

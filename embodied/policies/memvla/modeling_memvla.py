@@ -160,10 +160,21 @@ class MemoryVLAPolicy(nn.Module):
         if self.config.action_head != "discrete":  # ids are classes, not quantities to normalise
             actions = (actions - self.action_mean) / self.action_std
         pad = torch.as_tensor(batch["action_is_pad"], dtype=torch.bool) | ~valid[..., None]
-        keep = valid.flatten()
+        keep = self._loss_frames(valid).flatten()
         loss = self.head.loss(actions.flatten(0, 1)[keep], condition.flatten(0, 1)[keep], fused_p.flatten(0, 1)[keep],
                               pad.flatten(0, 1)[keep])
         return loss, {"loss": float(loss.detach())}
+
+    def _loss_frames(self, valid: torch.Tensor) -> torch.Tensor:
+        """bool ``(B, T)``: the frames in the action loss, ``config.loss_frames`` valid ones per sequence
+        drawn at random (all valid frames when None or when a sequence has no more)."""
+        count = self.config.loss_frames
+        if count is None or count >= valid.shape[1]:
+            return valid
+        score = torch.rand(valid.shape, device=valid.device).masked_fill(~valid, 2.0)  # invalid frames rank last
+        chosen = torch.zeros_like(valid)
+        chosen.scatter_(1, score.argsort(dim=1)[:, :count], True)
+        return chosen & valid
 
     def _unroll(self, perceptual: torch.Tensor, cognitive: torch.Tensor, frame_index: torch.Tensor,
                 valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,7 +214,8 @@ class MemoryVLAPolicy(nn.Module):
     def _sample(self, readout, states: torch.Tensor | None) -> torch.Tensor:
         perceptual, cognitive = (readout.perceptual, readout.cognitive) if isinstance(readout, BankReadout) else readout
         condition = cognitive.squeeze(1) if states is None else torch.cat([cognitive.squeeze(1), states], dim=-1)
-        actions = self.head.sample(condition, perceptual, self.config.num_inference_steps)
+        actions = self.head.sample(condition, perceptual, self.config.num_inference_steps,
+                                   noise_scale=self.config.inference_noise)
         if self.config.action_head == "discrete":
             return actions  # int64 ids (B, K, 1)
         return actions * self.action_std + self.action_mean

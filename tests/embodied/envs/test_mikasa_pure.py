@@ -19,7 +19,7 @@ from memstream.embodied.envs.mikasa.dataset import (
     read_demonstrations,
     write_demonstrations,
 )
-from memstream.embodied.envs.mikasa.env import _rotate, quat_wxyz_to_rpy
+from memstream.embodied.envs.mikasa.env import _rotate, continuous_rpy, quat_wxyz_to_rpy
 from memstream.streaming.errors import ConfigError, MemstreamError
 
 
@@ -93,13 +93,44 @@ def test_intercept_expert_blocks_the_incoming_ball_then_kicks_it_at_the_goal():
     tcp = np.array([*(ball[:2] - d * experts.BEHIND_M), experts.TIP_Z_M])
     act = experts.intercept_action(tcp, ball, np.zeros(3), goal, d, step=30)
     assert act[:2] @ d > 0.9 * np.linalg.norm(act[:2]) and act[5] == 0
-    # the same but the faces are turned 40 degrees off: turn first, do not kick
+    # the same but the faces are turned 40 degrees off: turn in place first, do not kick
     off = np.array([np.cos(np.arctan2(d[1], d[0]) + 0.7), np.sin(np.arctan2(d[1], d[0]) + 0.7)])
     act = experts.intercept_action(tcp, ball, np.zeros(3), goal, off, step=30)
-    assert act[5] == 1.0 and act[2] > 0
+    assert act[5] == 1.0 and np.abs(act[:3]).max() < 0.05
     # the ball rolls toward the goal: lift away
     act = experts.intercept_action(tcp, ball, np.array([*(0.4 * d), 0.0]), goal, d, step=40)
     assert act[2] > 0 and np.abs(act[:2]).max() < 1e-6
+
+
+def test_intercept_expert_catches_the_ball_instead_of_bouncing_it_back():
+    goal = np.array([0.0, 0.1, 0.0])
+    tcp = np.array([-0.2, -0.35, experts.TIP_Z_M])  # down on the ball's path
+    far = experts.intercept_action(tcp, np.array([-0.2, -0.6, 0.02]), np.array([0.0, 0.4, 0.0]), goal,
+                                   np.array([0.0, 1.0]), step=12)
+    assert abs(far[1]) < 0.05  # waits while the ball is far
+    near = experts.intercept_action(tcp, np.array([-0.2, -0.35 - experts.CONTACT_M - 0.02, 0.02]),
+                                    np.array([0.0, 0.4, 0.0]), goal, np.array([0.0, 1.0]), step=16)
+    assert near[1] > 0.1 and near[5] == 0  # one step from contact: gives way along the ball's motion
+
+
+def test_intercept_kick_keeps_its_direction_when_the_action_saturates():
+    goal = np.array([0.3, 0.1, 0.0])
+    ball = np.array([-0.2, -0.3, 0.02])
+    d = (goal[:2] - ball[:2]) / np.linalg.norm(goal[:2] - ball[:2])  # a diagonal: per-axis clipping bent it
+    tcp = np.array([*(ball[:2] - d * experts.BEHIND_M), experts.TIP_Z_M])
+    act = experts.intercept_action(tcp, ball, np.zeros(3), goal, d, step=30)
+    assert np.abs(act[:2]).max() == pytest.approx(1.0)
+    assert act[:2] / np.linalg.norm(act[:2]) == pytest.approx(d, abs=1e-3)
+
+
+def test_on_course_needs_the_path_inside_the_goal_circle_and_the_time_to_get_there():
+    goal = np.array([0.0, 0.0, 0.0])
+    ball = np.array([0.0, -0.5, 0.02])
+    assert experts.on_course(ball, np.array([0.0, 0.4, 0.0]), goal, step=20)
+    assert not experts.on_course(ball, np.array([0.0, 0.4, 0.0]), goal, step=55)  # arrives after the limit
+    assert not experts.on_course(ball, np.array([0.4 * np.sin(0.3), 0.4 * np.cos(0.3), 0.0]), goal, step=20)  # 15 cm off
+    assert not experts.on_course(ball, np.array([0.0, -0.4, 0.0]), goal, step=20)  # rolling away
+    assert not experts.on_course(ball, np.array([0.0, 0.05, 0.0]), goal, step=20)  # too slow to count
 
 
 def test_yaw_error_treats_both_face_directions_alike():
@@ -180,3 +211,11 @@ def test_demonstration_seeds_must_avoid_the_evaluation_seeds(tmp_path):
 def test_reading_a_folder_that_is_no_dataset_says_so(tmp_path):
     with pytest.raises(MemstreamError, match="not a demonstration dataset"):
         read_demonstrations(tmp_path)
+
+
+def test_the_state_roll_of_a_downward_gripper_does_not_jump_between_plus_and_minus_pi():
+    down = np.array([[np.pi - 0.02, 0.01, 0.3], [-np.pi + 0.02, 0.01, 0.3]], dtype=np.float32)
+    rolls = continuous_rpy(down)[:, 0]
+    assert rolls == pytest.approx([np.pi - 0.02, np.pi + 0.02], abs=1e-5)  # 0.04 apart, not 6.24
+    np.testing.assert_allclose(continuous_rpy(continuous_rpy(down)), continuous_rpy(down))  # idempotent
+    np.testing.assert_allclose(continuous_rpy(down)[:, 1:], down[:, 1:])

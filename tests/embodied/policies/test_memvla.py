@@ -126,6 +126,42 @@ def test_group_size_clears_the_bank_at_group_boundaries(data):
     assert seen.count(2) == -(-steps // 3)  # one reset per group, plus the final clean-up (None)
 
 
+def test_loss_frames_puts_only_that_many_valid_frames_of_each_sequence_in_the_action_loss(data):
+    policy = _policy(data, loss_frames=3)
+    batch = episode_batch(data, np.arange(4), policy.config.chunk_size)
+    seen = []
+    original = policy.head.loss
+
+    def spy(actions, *args, **kwargs):
+        seen.append(actions.shape[0])
+        return original(actions, *args, **kwargs)
+
+    policy.head.loss = spy
+    loss, _ = policy(batch)
+    assert seen == [4 * 3] and torch.isfinite(loss)
+    valid = torch.zeros(2, 6, dtype=torch.bool)
+    valid[0, :2] = True  # a sequence with fewer valid frames keeps them all, and never a padded one
+    valid[1, :5] = True
+    chosen = policy._loss_frames(valid)
+    assert chosen[0].tolist() == [True, True, False, False, False, False] and int(chosen[1].sum()) == 3
+    assert not (chosen & ~valid).any()
+    assert _policy(data)._loss_frames(valid) is valid  # None: every valid frame
+    with pytest.raises(ConfigError, match="loss_frames"):
+        config_for(data, loss_frames=0)
+
+
+def test_zero_inference_noise_gives_the_same_chunk_every_time(data):
+    obs = {"observation.image": data.images[:2], "observation.state": data.states[:2], "task": ["t", "t"]}
+    chunks = []
+    for noise, seed in ((0.0, 1), (0.0, 2), (1.0, 1), (1.0, 2)):
+        policy = _policy(data, memory="none", inference_noise=noise)
+        torch.manual_seed(seed)
+        chunks.append(policy.predict_action_chunk(obs))
+    assert torch.equal(chunks[0], chunks[1]) and not torch.allclose(chunks[2], chunks[3])
+    with pytest.raises(ConfigError, match="inference_noise"):
+        config_for(data, inference_noise=1.5)
+
+
 def test_save_and_load_round_trip(data, tmp_path):
     policy = _policy(data)
     train(policy, data, steps=2, batch_episodes=4)

@@ -108,11 +108,30 @@ def test_train_checkpoints_and_a_resumed_run_ends_with_the_same_weights(tmp_path
     assert json.loads((split / "mikasa.json").read_text())["demonstrations"] == 2
 
 
+def test_a_finished_run_resumed_with_more_steps_keeps_learning(tmp_path):
+    # the cosine schedule ends at lr 0; its recursive update kept it there when only T_max changed,
+    # so "resumed" steps moved no weight (found when a 400 -> 600 step run evaluated identically)
+    demos = _demos(tmp_path / "d")
+    run = tmp_path / "run"
+    steps = ["--batch-episodes", "2", "--threads", "1", "--no-progress", "--checkpoint-every", "2"]
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--steps", "4", *steps]) == 0
+    before = load_file(str(run / "model.safetensors"))
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--steps", "8", "--resume", *steps]) == 0
+    after = load_file(str(run / "model.safetensors"))
+    moved = [key for key in before if not torch.equal(before[key], after[key])]
+    assert any(key.startswith("head.") for key in moved)
+    state = torch.load(run / "checkpoint" / "training_state.pt", weights_only=False)
+    assert state["step"] == 8 and state["schedule"]["T_max"] == 8
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-9)  # the new cosine ran to its end
+
+
 @pytest.mark.parametrize(("extra", "says"), [
     (["--variant", "fifo", "--resume"], "was trained with variant='bank', this run asks for 'fifo'"),
     (["--variant", "lstm"], "unknown policy variant 'lstm'"),
     (["--memory-length", "1"], "--memory-length must be >= 2"),
     (["--camera", "hand_camera"], "have no camera 'hand_camera'"),
+    (["--loss-frames", "0"], "--loss-frames must be >= 1"),
+    (["--inference-noise", "2"], "--inference-noise must be in [0, 1]"),
 ])
 def test_bad_training_settings_exit_2_with_one_line(tmp_path, capsys, extra, says):
     demos = _demos(tmp_path / "d", episodes=2)
@@ -154,13 +173,17 @@ def test_eval_refuses_a_checkpoint_of_another_task_or_action_space(tmp_path, cap
 def test_eval_rolls_out_episodes_and_writes_rows_and_videos(tmp_path, capsys):
     demos = _demos(tmp_path / "d", episodes=2)
     run = tmp_path / "run"
-    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), *TINY]) == 0
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--loss-frames", "2", *TINY]) == 0
     out = tmp_path / "eval"
     assert vla(["vla-eval", "--policy", str(run), "--episodes", "1", "--videos", "1", "--threads", "1",
-                "--out", str(out), "--no-progress"]) == 0
+                "--inference-noise", "0", "--out", str(out), "--no-progress"]) == 0
     result = json.loads((out / "results.json").read_text())
     assert result["complete"] and result["task"] == "RememberColor3" and result["episodes_done"] == 1
+    assert result["inference_noise"] == 0.0
     row = result["episodes"][0]
     assert row["seed"] == 4242424242 and row["length"] == 25 and isinstance(row["success"], bool)
+    # the chosen cube apart from the touch's precision: distances from the tip, nearest <= target
+    assert 0 < row["tip_to_nearest_m"] <= row["tip_to_target_m"] < 1.0
+    assert row["nearest_is_target"] == (row["tip_to_nearest_m"] == row["tip_to_target_m"])
     assert (out / "videos" / row["video"]).stat().st_size > 1000
     assert result["chance_success_rate"] == pytest.approx(1 / 3)
