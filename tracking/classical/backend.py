@@ -35,7 +35,7 @@ How it works, per object and frame:
 * **Absence and re-detection**: the object is reported absent once no candidate where it can be
   scores above ``presence_score`` (``presence_keep_score`` while it is present: hysteresis); after
   ``lost_after_frames`` absent frames the whole frame is searched every ``redetect_every`` frames
-  (around the last position between), at ``redetect_scales`` (off by default: 1.0 only), until the
+  (around the last position between), over ``redetect_scales`` (0.7-1.4 times its last size), until the
   memory matches again. Memory changes only through
   SAMURAI's gate (and the most recent frame, as SAMURAI always attends frame t-1).
 * **Scores**: affinity is the peak's match score mapped linearly from ``[score_floor, score_ceiling]``

@@ -103,7 +103,10 @@ class ClassicalConfig:
         redetect_scales: relative sizes (of the last reference size) the lost object's search
             tries instead of ``scales``: an object that receded or came closer while it was out of
             sight is found at its new size. Must contain 1.0. The object's reference size takes the
-            re-detected size as is (``size_rate`` is for frame-to-frame change).
+            re-detected size as is (``size_rate`` is for frame-to-frame change). Default (0.7, 1.0,
+            1.4) with ``presence_radius_min_px`` 3: game footage presence-aware AUC 46.0 / 41.3 / 43.7
+            -> 47.7 / 43.7 / 44.7 (raw / CRF 18 / CRF 28), held-out synthetic AUC unchanged; (0.5, 0.7,
+            1.0, 1.4) found look-alikes on the 160x120 scene-QA footage.
         redetect_every: once lost, the whole frame is searched on every n-th frame (the frames
             between search around the last position), as long-term trackers re-detect at a lower
             rate than they track. Default 2 (as the all-proposer default was measured); with the
@@ -148,7 +151,7 @@ class ClassicalConfig:
     presence_score: Annotated[float, Field(gt=-1, lt=1)] = 0.5
     logit_gain: Annotated[float, Field(gt=0)] = 10.0
     presence_radius: Annotated[float, Field(gt=0)] = 0.3
-    presence_radius_min_px: Annotated[float, Field(ge=0)] = 0.0
+    presence_radius_min_px: Annotated[float, Field(ge=0)] = 3.0
     motion_reach: Annotated[float, Field(ge=0)] = 2.0
     lost_after_frames: Annotated[int, Field(ge=1)] = 8
     mask_margin: Annotated[float, Field(ge=0, le=1)] = 0.15
@@ -164,7 +167,7 @@ class ClassicalConfig:
     correlation_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.3
     flow_max_error_px: Annotated[float, Field(gt=0)] = 2.0
     presence_keep_score: Annotated[float, Field(gt=-1, lt=1)] = 0.5
-    redetect_scales: Annotated[tuple[Annotated[float, Field(gt=0)], ...], Field(min_length=1)] = (1.0,)
+    redetect_scales: Annotated[tuple[Annotated[float, Field(gt=0)], ...], Field(min_length=1)] = (0.7, 1.0, 1.4)
     redetect_every: Annotated[int, Field(ge=1)] = 2
     follower_lift: Annotated[float, Field(ge=0, le=1)] = 0.5
     follower_min_colour: Annotated[float, Field(ge=0, le=1)] = 0.0
