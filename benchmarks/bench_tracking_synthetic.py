@@ -4,8 +4,10 @@ OpenCV's CSRT and KCF, side by side on the same frames, raw and through H.264.
 Trackers (all weight-free, so the comparison runs anywhere):
 
 * ``samurai``: the classical candidate backend (its default: every proposer, a follower's box remembered only
-  when the memory verifies it) with SAMURAI's motion-aware selection and memory gate;
-* ``samurai-multi``: every proposer, a follower's box remembered on SAMURAI's gate alone (as first built);
+  when the memory verifies it, and the followers' word counting as presence for at most
+  ``follower_presence_frames`` frames) with SAMURAI's motion-aware selection and memory gate;
+* ``samurai-multi``: every proposer, a follower's box remembered on SAMURAI's gate alone and the followers'
+  word counting as presence without limit (as first built);
 * ``samurai-template``: the template proposer alone (the default before the verification);
 * ``samurai-before``: the backend before issue 19;
 * ``affinity``: the same backend, highest-affinity candidate and a window memory (plain SAM 2);
@@ -63,8 +65,9 @@ BEFORE = ClassicalConfig(proposers=("template",), redetect_every=1, presence_kee
 
 
 #: Every proposer (template, correlation filter, colour mean shift, optical flow) as first built for issue 19:
-#: a follower's box enters memory on SAMURAI's gate alone (no verification by the memory's templates).
-MULTI = ClassicalConfig(follower_memory_gate=None)
+#: a follower's box enters memory on SAMURAI's gate alone (no verification by the memory's templates), and
+#: followers agreeing hold the object present for as long as they agree.
+MULTI = ClassicalConfig(follower_memory_gate=None, follower_presence_frames=None)
 
 #: The template proposer alone with re-detection every frame: the default before the followers' boxes were
 #: verified by the memory (the mask threshold is fitted on the prompt frame as in the default).

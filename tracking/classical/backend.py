@@ -27,11 +27,16 @@ How it works, per object and frame:
   score and memory gate read the same numbers whoever proposed the box. A follower's box that SAMURAI
   chooses moves the object, but the memory remembers it only when its templates verify the box above
   ``follower_memory_gate`` (so a follower drifting onto a look-alike cannot teach it the wrong
-  object). ``proposer_wins`` counts whose candidate was chosen.
+  object). ``proposer_wins`` counts whose candidate was chosen. Followers agreeing with each other are
+  evidence of presence only for ``follower_presence_frames`` frames since the memory's templates last
+  found the object themselves; past that, presence is the memory's verdict on every candidate (its
+  verified match score, no lift, no agreement), so followers that settle on an occluder or on the
+  background an object vanished from cannot hold it present.
 * **Absence and re-detection**: the object is reported absent once no candidate where it can be
   scores above ``presence_score`` (``presence_keep_score`` while it is present: hysteresis); after
   ``lost_after_frames`` absent frames the whole frame is searched every ``redetect_every`` frames
-  (around the last position between) until the memory matches again. Memory changes only through
+  (around the last position between), over ``redetect_scales`` (0.7-1.4 times its last size), until the
+  memory matches again. Memory changes only through
   SAMURAI's gate (and the most recent frame, as SAMURAI always attends frame t-1).
 * **Scores**: affinity is the peak's match score mapped linearly from ``[score_floor, score_ceiling]``
   onto [0, 1] (calibrated on the synthetic scenes so that it tracks the candidate's IoU). The object
@@ -68,7 +73,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -118,6 +123,7 @@ class _Followers:
 
     correlation: CorrelationProposer
     last_box: np.ndarray | None = None
+    unverified: int = 0  # consecutive frames reported present on the followers' word alone
 
 
 @dataclass
@@ -136,6 +142,8 @@ class _Proposal:
     sources: list[str | None]
     scored: list[Scored] = field(default_factory=list)
     verified: list[float] = field(default_factory=list)  # row i's verified match score (-1: no row)
+    followers_joined: bool = False  # the templates alone found nothing above the presence threshold
+    threshold: float = 0.0  # the presence threshold this frame was judged by
 
 
 @dataclass
@@ -260,7 +268,7 @@ class ClassicalBackend:
                 self.trace.append(_trace_row(cache.frame.index, object_id, proposal, decision))
             if chosen is None:
                 memory.mark_absent()
-                followers.last_box = None
+                followers.last_box, followers.unverified = None, 0
                 followers.correlation.stop()  # a filter stepped on frames without its object learns the background
                 masks[object_id] = np.zeros((height, width), bool)
             else:
@@ -273,6 +281,8 @@ class ClassicalBackend:
                     remember = self.config.affinity(proposal.verified[decision.index]) > self.config.follower_memory_gate
                     gated = gated and remember
                 memory.observe(cache.frame.index, cache.features, box, gated, remember)
+                found_by_memory = not proposal.followers_joined or proposal.verified[decision.index] > proposal.threshold
+                followers.unverified = 0 if found_by_memory else followers.unverified + 1
                 self._follow(cache, followers, box, source, gated)
                 if source is not None:
                     self.wins[source] += 1
@@ -350,7 +360,8 @@ class ClassicalBackend:
         proposals: list[Proposal] = []
         if "template" in cfg.proposers or memory.absent_frames > 0:  # template search also re-detects
             peaks = match_peaks(
-                cache.features[y0:y1, x0:x1], probability, window, memory.size_wh, templates, weights, cfg, 3 * k
+                cache.features[y0:y1, x0:x1], probability, window, memory.size_wh, templates, weights, cfg, 3 * k,
+                cfg.redetect_scales if lost else None,
             )
             proposals += [Proposal(p.box_xywh, "template", p.score) for p in peaks]
         if memory.absent_frames == 0 and followers.last_box is not None:
@@ -368,11 +379,15 @@ class ClassicalBackend:
         templates_only = [p for p in proposals if p.proposer == "template"]
         scored = self._score(templates_only, cache, probability, window, templates, weights)
         best = self._presence(scored, memory, lost)
-        if best <= threshold and len(templates_only) < len(proposals):
+        followers_joined = best <= threshold and len(templates_only) < len(proposals)
+        if followers_joined:
             # The memory's templates find nothing convincing where the object can be (it animates,
-            # turns, blurs): the frame-to-frame proposers join in, and agreement counts as evidence.
+            # turns, blurs): the frame-to-frame proposers join in, and agreement counts as evidence,
+            # but only for ``follower_presence_frames`` frames since the memory last found the object
+            # itself; past that, presence is the memory's verdict on every candidate.
+            limit = cfg.follower_presence_frames
             scored = self._score(proposals, cache, probability, window, templates, weights)
-            best = self._presence(scored, memory, lost)
+            best = self._presence(scored, memory, lost, limit is None or followers.unverified < limit)
         logit = cfg.logit_gain * (best - threshold)
         boxes, match_boxes, affinity = np.zeros((k, 4)), np.zeros((k, 4)), np.zeros(k)
         segments: list[Segment | None] = [None] * k
@@ -397,7 +412,8 @@ class ClassicalBackend:
             affinity[row], match_boxes[row] = cfg.affinity(cand.equivalent), cand.proposal.box_xywh
             sources[row], verified[row] = cand.proposal.proposer, cand.score
             row += 1
-        return _Proposal(Candidates(boxes, affinity, logit), segments, match_boxes, sources, scored, verified)
+        return _Proposal(Candidates(boxes, affinity, logit), segments, match_boxes, sources, scored, verified,
+                         followers_joined, threshold)
 
     def _score(
         self,
@@ -434,22 +450,26 @@ class ClassicalBackend:
                 kept.append(i)
         return [scored[i] for i in kept]
 
-    def _presence(self, scored: list[Scored], memory: ObjectMemory, lost: bool) -> float:
+    def _presence(self, scored: list[Scored], memory: ObjectMemory, lost: bool, certify: bool = True) -> float:
         """The best equivalent score among candidates that count as the object being there: within
         ``presence_radius`` object sizes of where it can be (its last centre, give or take
-        ``memory.reach_px``), anywhere once it is lost; -1 when there is none."""
+        ``memory.reach_px``), anywhere once it is lost; -1 when there is none. ``certify=False``:
+        the best verified match score instead (the memory's own verdict: no follower lift, no
+        agreement between proposers)."""
         cfg = self.config
+        if not certify:
+            scored = [replace(c, equivalent=c.score, presence=c.score) for c in scored]
         # A box with affinity 0 (even after a follower's lift) is no evidence, however many proposers
-        # agree on it (flow and a correlation filter agree on a static background too). Known gap: a
-        # target that vanishes in place (not leaving the view) can leave the followers agreeing on the
-        # background behind it with a lifted affinity above 0, reported present until they drift.
+        # agree on it (flow and a correlation filter agree on a static background too). A target that
+        # vanishes in place (not leaving the view) can leave the followers agreeing on the background
+        # behind it with a lifted affinity above 0: ``follower_presence_frames`` bounds how long.
         looks = [c for c in scored if c.equivalent > cfg.score_floor]
         if lost:
             return max((c.presence for c in looks), default=-1.0)
         near = [
             c.presence
             for c in looks
-            if _distance_beyond_reach(c.proposal.box_xywh, memory) <= cfg.presence_radius
+            if _distance_beyond_reach(c.proposal.box_xywh, memory, cfg) <= cfg.presence_radius
         ]
         return max(near, default=-1.0)
 
@@ -489,11 +509,13 @@ def _colour_in(probability: np.ndarray, window: tuple[int, int, int, int], box_x
     return float(probability[y0:y1, x0:x1].mean()) if x1 > x0 and y1 > y0 else 0.0
 
 
-def _distance_beyond_reach(box_xywh: np.ndarray, memory: ObjectMemory) -> float:
+def _distance_beyond_reach(box_xywh: np.ndarray, memory: ObjectMemory, config: ClassicalConfig) -> float:
     """How far the box centre lies beyond ``memory.reach_px`` of the object's last centre, per axis in
-    object sizes."""
+    object sizes (an axis shorter than ``presence_radius_min_px / presence_radius`` counts as that
+    long, so the presence radius is never under ``presence_radius_min_px`` pixels)."""
     offset = np.abs(box_xywh[:2] + box_xywh[2:] / 2 - memory.center_xy)
-    return float(np.hypot(*(np.maximum(offset - memory.reach_px, 0) / memory.size_wh)))
+    unit = np.maximum(memory.size_wh, config.presence_radius_min_px / config.presence_radius)
+    return float(np.hypot(*(np.maximum(offset - memory.reach_px, 0) / unit)))
 
 
 def _clip_box(box_xywh: np.ndarray, width: int, height: int) -> np.ndarray:

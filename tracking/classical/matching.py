@@ -64,11 +64,12 @@ def match_peaks(
     weights: np.ndarray,
     config: ClassicalConfig,
     count: int,
+    scales: Sequence[float] | None = None,
 ) -> list[Peak]:
     """The ``count`` best distinct matches of the templates inside ``window``.
 
     Every template is ``(th, tw)`` (the object's template shape). At each scale ``s`` of
-    ``config.scales`` the window is resized so that an object of ``size_wh * s`` pixels becomes
+    ``scales`` (``config.scales`` when None) the window is resized so that an object of ``size_wh * s`` pixels becomes
     ``(tw, th)``, and every position gets two scores, merged as in Staple (Bertinetto et al. 2016):
 
     * the NCC of each memory template, averaged with ``weights``. A mean rather than a max (or a
@@ -90,13 +91,15 @@ def match_peaks(
         weights: float ``(len(templates),)``, positive.
         config: scales, scale penalty, colour weight, NMS threshold.
         count: how many peaks to return at most.
+        scales: relative sizes to try instead of ``config.scales`` (the lost object's re-detection
+            tries ``config.redetect_scales``); every one but 1.0 gets ``config.scale_penalty``.
 
     Returns:
         Up to ``count`` peaks, best first (fewer when the window is too small for more).
     """
     combined, gain = combine_templates(templates, weights)
     peaks: list[Peak] = []
-    for scale in config.scales:
+    for scale in config.scales if scales is None else scales:
         maps = _scale_maps(grey, probability, np.asarray(size_wh) * scale, combined, gain)
         if maps is None:
             continue

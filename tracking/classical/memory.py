@@ -126,7 +126,8 @@ class ObjectMemory:
         """The object was found at ``box_xywh`` (frame pixels): move there and remember the frame
         (``remember=False``: move only; the most recent template stays as it was).
 
-        The reference size follows the box (at ``size_rate``) only on frames that enter memory: the
+        The reference size follows the box (at ``size_rate``; at once when the object was lost) only on
+        frames that enter memory: the
         size is part of what the object is remembered as, so the gate also keeps a partly hidden or
         wrongly chosen view from resizing it. The template is cut at the updated reference box.
         """
@@ -138,7 +139,9 @@ class ObjectMemory:
             self._steps += 1
         self.center_xy = center
         if enters_memory:
-            rate = self._config.size_rate
+            # Re-found after being lost (at any of ``redetect_scales``): its size now is the found one.
+            lost = self.absent_frames >= self._config.lost_after_frames
+            rate = 1.0 if lost else self._config.size_rate
             self.size_wh = (1 - rate) * self.size_wh + rate * np.asarray(box_xywh[2:], np.float64)
         self.absent_frames = 0
         reference = np.concatenate([self.center_xy - self.size_wh / 2, self.size_wh])
