@@ -240,16 +240,17 @@ class PersistentStructureMemory:
         fragment per 16x16 tile of its range map that a block's projection covers: at most
         ``per_block`` (below) per block. So one cast, from a far camera that sees every block as one
         fragment, over the block list repeated ``copies`` times, grows the buffer past what any later
-        cast of up to twice today's blocks can need, and every cast after it is complete the first
-        time (it used to cast twice, every frame). Redone when the map outgrows the reservation or
-        the image grows; the reservation's own image is thrown away.
+        cast of up to twice today's blocks (at most the grid's capacity) can need, and every cast
+        after it is complete the first time (it used to cast twice, every frame). Redone when the map
+        outgrows the reservation or the image grows; the reservation's own image is thrown away.
         """
         blocks = len(self)
         per_block = (-(-width // down) // 16 + 2) * (-(-height // down) // 16 + 2)  # tiles a rect can touch
         if blocks <= self._fragments_reserved[0] and per_block <= self._fragments_reserved[1]:
             return
         keys = self._active_keys().cpu().numpy()
-        copies = 2 * (per_block + 1)  # room for twice today's blocks, each needing per_block, plus one
+        room = min(2 * blocks, int(self._grid.hashmap().capacity()))  # twice today's blocks, at most the grid's
+        copies = -(-(per_block * room) // blocks) + 1  # every block of ``room`` needing per_block, plus one each
         lo, hi = keys.min(0) * self.block_m, (keys.max(0) + 1) * self.block_m
         centre, radius = (lo + hi) / 2, max(float(np.linalg.norm(hi - lo)) / 2, self.block_m)
         distance = 2 * radius + 1.0
@@ -265,7 +266,7 @@ class PersistentStructureMemory:
                 width=width, height=height, render_attributes=["depth"], depth_scale=1.0,
                 depth_min=self.config.depth_min_m, depth_max=distance + radius + 1.0, weight_threshold=1.0,
                 trunc_voxel_multiplier=float(self.config.trunc_voxels), range_map_down_factor=down)
-        self._fragments_reserved = (2 * blocks, per_block)
+        self._fragments_reserved = (room, per_block)
 
     def sample(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The TSDF at world points (nearest voxel).
