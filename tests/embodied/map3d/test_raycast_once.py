@@ -79,3 +79,21 @@ def test_a_restored_map_reserves_again_before_its_first_cast():
     depth, _ = restored.psm.raycast(frame.intrinsics, frame.pose, 120, 90, colour=False)
     want, _ = _double_cast(memory.psm, frame.intrinsics, frame.pose, 120, 90, colour=False)
     assert np.array_equal(depth, want) and (depth > 0).mean() > 0.5
+
+
+def test_the_same_stream_writes_the_same_static_points_file(tmp_path):
+    from memstream.embodied.map3d.stage import Map3DStage
+    from memstream.streaming.pipeline.protocol import RunContext, Upstream
+
+    with open_source("synthetic://dynamic_room?frames=12&size=120x90&seed=2") as source:
+        stream, info = list(source), source.info
+    files = []
+    for run in ("a", "b"):
+        stage = Map3DStage("map3d", {"static": "points", "dynamic": "none", "psm": {"block_budget": 1000}})
+        (tmp_path / run).mkdir()
+        stage.open(RunContext(info, tmp_path / run, {}))
+        for frame in stream:
+            stage.update(frame, Upstream())
+        stage.close()
+        files.append((tmp_path / run / "static.ply").read_bytes())
+    assert len(files[0]) > 10_000 and files[0] == files[1]
