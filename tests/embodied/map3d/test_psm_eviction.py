@@ -86,14 +86,16 @@ def test_a_block_in_an_evicted_blocks_slot_starts_empty_and_the_map_is_the_same_
     first, second = PersistentStructureMemory(CONFIG), PersistentStructureMemory(CONFIG)
     checked = 0
     for frame in glances:
-        held = set(map(tuple, first.state_dict()["keys"].tolist()))
+        held = set(map(tuple, first._active_keys().cpu().numpy().tolist()))
         _fuse(first, frame)
         _fuse(second, frame)
-        state = first.state_dict()
-        new = np.array([tuple(k) not in held for k in state["keys"].tolist()])
-        if first.blocks_evicted and new.any():  # blocks new on this frame, some in evicted blocks' slots
-            assert state["weight"][new].max() <= 1.0, "a new block carries an evicted block's weights"
-            checked += int(new.sum())
+        new = [key for key in first._active_keys().cpu().numpy().tolist() if tuple(key) not in held]
+        if first.blocks_evicted and new:  # blocks new on this frame, some in evicted blocks' slots
+            buf, found = first._grid.hashmap().find(first._o3c.Tensor(np.asarray(new, np.int32)))
+            assert found.cpu().numpy().all()
+            weights = first._grid.attribute("weight").cpu().numpy()[buf.cpu().numpy().astype(np.int64)]
+            assert weights.max() <= 1.0, "a new block carries an evicted block's weights"
+            checked += len(new)
     assert checked > 50
     assert first.blocks_evicted > 50
     a, b = _sorted_state(first), _sorted_state(second)
