@@ -12,12 +12,23 @@ variant are not counted.
 
     nice -n 10 python benchmarks/bench_scene_stages.py [--frames 300] \\
         [--variant preset=] [--variant fuse4=stages.map3d.options.fuse_every=4]
+
+Before and after a change, side by side in one run: ``--baseline DIR`` runs the same variants on
+another checkout's code (``git archive BASE | tar -x -C DIR``) in a worker process, in lockstep
+with this one (worker chunk, then this process's chunk, alternating which goes first), and adds
+its rows as ``NAME (before)`` plus a per-stage before/after table.
+
+    git archive 5c7306b | tar -x -C /tmp/before
+    nice -n 10 python benchmarks/bench_scene_stages.py --baseline /tmp/before --baseline-label 5c7306b
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -79,6 +90,62 @@ class Variant:
         }
 
 
+class Worker:
+    """The same variants on a baseline checkout's code, in a child process driven chunk by chunk."""
+
+    def __init__(self, baseline: Path, argv: list[str]) -> None:
+        if not (baseline / "streaming" / "__init__.py").is_file():
+            raise SystemExit(f"--baseline {baseline}: not a memstream checkout (no streaming/__init__.py); "
+                             "export one with: git archive COMMIT | tar -x -C DIR")
+        self.links = Path(tempfile.mkdtemp(prefix="scene_stages_baseline_"))
+        (self.links / "memstream").symlink_to(baseline.resolve())  # found before the editable install
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(self.links), os.environ.get("PYTHONPATH", "")])}
+        self.process = subprocess.Popen([sys.executable, __file__, *argv, "--worker"], env=env, text=True,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        imported = Path(self._expect("ready")).resolve()
+        if baseline.resolve() not in imported.parents:
+            raise SystemExit(f"the baseline worker imported memstream from {imported}, not from {baseline}")
+
+    def _expect(self, word: str) -> str:
+        for line in self.process.stdout:  # the worker's other output (tables, progress) goes to stderr
+            if line.startswith(word):
+                return line[len(word):].strip()
+        raise SystemExit(f"the baseline worker stopped (exit {self.process.wait()}); its messages are above")
+
+    def chunk(self, start: int) -> None:
+        self.process.stdin.write(f"chunk {start}\n")
+        self.process.stdin.flush()
+        self._expect("ok")
+
+    def rows(self) -> list[dict]:
+        self.process.stdin.write("close\n")
+        self.process.stdin.flush()
+        rows = json.loads(self._expect("rows"))
+        self.process.wait()
+        return rows
+
+
+def serve_worker(variants: list[Variant], frames: list, args) -> None:
+    """The ``--worker`` side of :class:`Worker`: one chunk per line read, then the rows."""
+    import memstream.streaming
+
+    out, sys.stdout = sys.stdout, sys.stderr
+    print("ready", memstream.streaming.__file__, file=out, flush=True)
+    for line in sys.stdin:
+        word, *rest = line.split()
+        if word == "chunk":
+            start = int(rest[0])
+            for variant in variants:
+                for frame in frames[start:start + args.chunk]:
+                    variant.feed(frame, count=frame.index >= args.warmup)
+            print("ok", file=out, flush=True)
+        elif word == "close":
+            for variant in variants:
+                variant.close()
+            print("rows " + json.dumps([v.row() for v in variants]), file=out, flush=True)
+            return
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=300)
@@ -87,6 +154,10 @@ def main() -> None:
     parser.add_argument("--size", default="160x120")
     parser.add_argument("--variant", action="append", default=None,
                         help="NAME=OVERRIDE[;OVERRIDE...] (empty: the preset as it is); repeatable")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a checkout of the code before a change: its rows side by side (module docstring)")
+    parser.add_argument("--baseline-label", default="", help="what the baseline is (a commit), for the JSON")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     import torch
@@ -99,24 +170,52 @@ def main() -> None:
         frames = [frame for _, frame in zip(range(args.frames), source, strict=False)]
         info = source.info
     variants = [Variant(name, [o for o in text.split(";") if o], info, root / name) for name, text in specs]
-    for start in range(0, len(frames), args.chunk):
+    if args.worker:
+        serve_worker(variants, frames, args)
+        return
+    worker = None
+    if args.baseline is not None:
+        argv = [a for a in sys.argv[1:]]
+        worker = Worker(args.baseline, argv)
+    for k, start in enumerate(range(0, len(frames), args.chunk)):
+        if worker is not None and k % 2 == 0:
+            worker.chunk(start)
         for variant in variants:
             for frame in frames[start:start + args.chunk]:
                 variant.feed(frame, count=frame.index >= args.warmup)
+        if worker is not None and k % 2 == 1:
+            worker.chunk(start)
     for variant in variants:
         variant.close()
     rows = [v.row() for v in variants]
+    before = []
+    if worker is not None:
+        before = [{**r, "variant": f"{r['variant']} (before)", "code": "before"} for r in worker.rows()]
+        rows = [{**r, "code": "after"} for r in rows]
+    table_rows = [row for pair in zip(before, rows, strict=True) for row in pair] if before else rows
     names = list(rows[0]["p50_ms"])
-    base = rows[0]["sum_mean_ms"]
+    base = table_rows[0]["sum_mean_ms"]
     print_table(
         f"scene preset per stage, {args.size}, navqa at 30 fps, frames {args.warmup}-{args.frames - 1} "
         "(variants interleaved; shared machine: compare ratios)",
         ["variant", *[f"{n} p50 ms" for n in names], "sum of means ms", "fps one core", "fps pipelined",
          "h per 100k (one core)", "speed-up"],
         [[r["variant"], *[r["p50_ms"][n] for n in names], r["sum_mean_ms"], r["fps_one_core"], r["fps_pipelined"],
-          r["hours_per_100k_one_core"], f"{base / r['sum_mean_ms']:.2f}x"] for r in rows],
+          r["hours_per_100k_one_core"], f"{base / r['sum_mean_ms']:.2f}x"] for r in table_rows],
     )
-    path = save(f"scene_stages{args.tag}", {"uri": uri, "frames": args.frames, "warmup": args.warmup, "variants": rows})
+    if before:
+        print_table(
+            f"per stage, mean ms per frame: before ({args.baseline_label or args.baseline}) and after, same frames, "
+            "lockstep",
+            ["variant", *[f"{n} before/after" for n in names], "sum before/after", "after speed-up"],
+            [[a["variant"], *[f"{b['mean_ms'][n]}/{a['mean_ms'][n]}" for n in names],
+              f"{b['sum_mean_ms']}/{a['sum_mean_ms']}", f"{b['sum_mean_ms'] / a['sum_mean_ms']:.2f}x"]
+             for b, a in zip(before, rows, strict=True)],
+        )
+    record = {"uri": uri, "frames": args.frames, "warmup": args.warmup, "variants": table_rows}
+    if before:
+        record["baseline"] = args.baseline_label or str(args.baseline)
+    path = save(f"scene_stages{args.tag}", record)
     print(f"wrote {path}")
 
 

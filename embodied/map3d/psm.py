@@ -76,6 +76,7 @@ class PersistentStructureMemory:
         self._device = self._o3c.Device(self.config.device)
         self._grid = self._new_grid()
         self._last_seen: dict[tuple[int, int, int], int] = {}  # block -> frame counter it was last observed
+        self._fragments_reserved = (0, 0)  # (blocks, fragments per block) the ray caster has room for
         self.frames_fused = 0
         self.blocks_evicted = 0
 
@@ -129,13 +130,31 @@ class PersistentStructureMemory:
         coords = self._grid.compute_unique_block_coordinates(depth, intrinsic, extrinsic, 1.0, cfg.depth_max_m, float(cfg.trunc_voxels))
         self.frames_fused += 1
         keys = coords.cpu().numpy().astype(np.int64)
-        for key in map(tuple, keys):
-            self._last_seen[key] = self.frames_fused
+        self._last_seen.update(dict.fromkeys(map(tuple, keys.tolist()), self.frames_fused))  # plain ints: a loop over numpy rows cost 1.8 ms a frame
         _, found = self._grid.hashmap().find(coords)
         new_blocks = int(keys.shape[0] - found.cpu().numpy().sum())  # blocks already held cost nothing
         if len(self) + new_blocks > cfg.block_budget:
             self._evict(len(self) + new_blocks - cfg.block_budget, camera_center(world_from_cam), protected=coords)
+        if self.blocks_evicted:
+            self._activate_empty(coords)
         self._grid.integrate(coords, depth, color, intrinsic, intrinsic, extrinsic, 1.0, cfg.depth_max_m, float(cfg.trunc_voxels))
+
+    def _activate_empty(self, coords) -> None:
+        """Activate the frame's new blocks with empty voxels (weight 0) before they are fused.
+
+        The grid's buffer slots start zeroed, but an erased block's slot is reused with the erased
+        block's voxels still in it, and open3d's integration blends into whatever is there: a new
+        block then carried the weights and TSDF of an unrelated, evicted place, and which slot it
+        got (so the map) differed from run to run. Only needed once something was evicted.
+        """
+        o3c = self._o3c
+        buf, fresh = self._grid.hashmap().activate(coords)
+        index = buf[fresh].to(o3c.int64)
+        if index.shape[0] == 0:
+            return
+        for name in ("tsdf", "weight", "color"):
+            attribute = self._grid.attribute(name)
+            attribute[index] = o3c.Tensor.zeros((index.shape[0], *attribute.shape[1:]), attribute.dtype, self._device)
 
     def _evict(self, count: int, camera: np.ndarray, protected) -> None:
         """Erase ``count`` blocks, the farthest from ``camera`` first, then the least recently seen;
@@ -143,18 +162,23 @@ class PersistentStructureMemory:
         hashmap = self._grid.hashmap()
         active = hashmap.active_buf_indices().to(self._o3c.int64)
         keys = hashmap.key_tensor()[active].cpu().numpy().astype(np.int64)
-        keep = {tuple(k) for k in protected.cpu().numpy().astype(np.int64)}
+        # keys as tuples of plain ints (numpy rows as tuples cost about 1 us each: 20 ms a frame at the budget)
+        key_tuples = list(map(tuple, keys.tolist()))
+        keep = set(map(tuple, protected.cpu().numpy().astype(np.int64).tolist()))
         centres = (keys + 0.5) * self.block_m
         distance = np.linalg.norm(centres - camera, axis=1)
-        age = np.array([self.frames_fused - self._last_seen.get(tuple(k), 0) for k in keys], np.float64)
+        last_seen = self._last_seen
+        age = np.array([self.frames_fused - last_seen.get(k, 0) for k in key_tuples], np.float64)
         score = distance / self.block_m + age  # a block a frame older weighs like a block farther
-        score[[tuple(k) in keep for k in keys]] = -np.inf
-        victims = keys[np.argsort(-score, kind="stable")[:count]]
-        victims = victims[[tuple(v) not in keep for v in victims]]
+        kept = np.array([k in keep for k in key_tuples], bool)
+        score[kept] = -np.inf
+        order = np.argsort(-score, kind="stable")[:count]
+        order = order[~kept[order]]
+        victims = keys[order]
         if len(victims):
             hashmap.erase(self._o3c.Tensor(victims.astype(np.int32), device=self._device))
-            for v in map(tuple, victims):
-                self._last_seen.pop(v, None)
+            for i in order.tolist():
+                last_seen.pop(key_tuples[i], None)
             self.blocks_evicted += len(victims)
 
     def raycast(
@@ -170,18 +194,30 @@ class PersistentStructureMemory:
             depth float32 ``(H, W)`` metres (0 where the ray hits nothing) and colour uint8 ``(H, W, 3)``
             (None without ``colour``).
         """
-        cfg = self.config
         if len(self) == 0:
             return np.zeros((height, width), np.float32), (np.zeros((height, width, 3), np.uint8) if colour else None)
+        arguments = self._cast_arguments(intrinsics, world_from_cam, width, height, colour)
+        self._reserve_fragments(width, height, arguments["range_map_down_factor"])
+        with self._o3d.utility.VerbosityContextManager(self._o3d.utility.VerbosityLevel.Error):
+            out = self._grid.ray_cast(**arguments)
+        depth = out["depth"].cpu().numpy()[..., 0].astype(np.float32)
+        if not colour:
+            return depth, None
+        color = np.clip(out["color"].cpu().numpy() * 255.0, 0, 255).astype(np.uint8)
+        return depth, color
+
+    def _cast_arguments(self, intrinsics: np.ndarray, world_from_cam: np.ndarray, width: int, height: int,
+                        colour: bool) -> dict:
+        """``VoxelBlockGrid.ray_cast``'s arguments for a camera."""
+        cfg = self.config
         # open3d's ray caster reads the voxel below each sample (index = int(x / voxel)) without
         # interpolating while it marches, i.e. the volume it sees is shifted by half a voxel per axis;
         # casting from a camera moved by +voxel/2 on each axis cancels that.
         pose = np.asarray(world_from_cam, np.float64).copy()
         pose[:3, 3] += cfg.voxel_m / 2
         _, _, intrinsic, extrinsic = self._tensors(np.zeros((1, 1), np.float32), None, intrinsics, pose)
-        hashmap = self._grid.hashmap()
-        arguments = dict(
-            block_coords=hashmap.key_tensor()[hashmap.active_buf_indices().to(self._o3c.int64)],
+        return dict(
+            block_coords=self._active_keys(),
             intrinsic=intrinsic, extrinsic=extrinsic, width=width, height=height,
             render_attributes=["depth", "color"] if colour else ["depth"], depth_scale=1.0,
             depth_min=cfg.depth_min_m, depth_max=cfg.depth_max_m, weight_threshold=1.0,
@@ -190,20 +226,47 @@ class PersistentStructureMemory:
             # down factor (default 8; e.g. 120x90 never returns): take the largest that divides both.
             range_map_down_factor=next(f for f in (8, 4, 2, 1) if width % f == 0 and height % f == 0),
         )
-        # open3d 0.20 sizes its ray-casting fragment buffer lazily: a call that needs more fragments
-        # than the last one allocates them but returns an incomplete image (a quarter of the hits in
-        # tests/embodied/map3d/test_memory.py). The second call is complete, so cast twice.
-        # Both casts are silenced: open3d logs each reallocation as a warning, one per growing frame.
-        # (Growing the buffer once up front with a cast over the grid's whole capacity crashed
-        # open3d 0.20 when two grids were alive, so the second cast stays.)
+
+    def _active_keys(self):
+        hashmap = self._grid.hashmap()
+        return hashmap.key_tensor()[hashmap.active_buf_indices().to(self._o3c.int64)]
+
+    def _reserve_fragments(self, width: int, height: int, down: int) -> None:
+        """Make sure the grid's ray-casting fragment buffer holds every fragment a cast can need.
+
+        open3d 0.20 sizes that buffer lazily: a cast that needs more fragments than the buffer holds
+        grows it but returns an incomplete image (a quarter of the hits in
+        tests/embodied/map3d/test_memory.py). The buffer never shrinks, and a cast needs at most one
+        fragment per 16x16 tile of its range map that a block's projection covers: at most
+        ``per_block`` (below) per block. So one cast, from a far camera that sees every block as one
+        fragment, over the block list repeated ``copies`` times, grows the buffer past what any later
+        cast of up to twice today's blocks (at most the grid's capacity) can need, and every cast
+        after it is complete the first time (it used to cast twice, every frame). Redone when the map
+        outgrows the reservation or the image grows; the reservation's own image is thrown away.
+        """
+        blocks = len(self)
+        per_block = (-(-width // down) // 16 + 2) * (-(-height // down) // 16 + 2)  # tiles a rect can touch
+        if blocks <= self._fragments_reserved[0] and per_block <= self._fragments_reserved[1]:
+            return
+        keys = self._active_keys().cpu().numpy()
+        room = min(2 * blocks, int(self._grid.hashmap().capacity()))  # twice today's blocks, at most the grid's
+        copies = -(-(per_block * room) // blocks) + 1  # every block of ``room`` needing per_block, plus one each
+        lo, hi = keys.min(0) * self.block_m, (keys.max(0) + 1) * self.block_m
+        centre, radius = (lo + hi) / 2, max(float(np.linalg.norm(hi - lo)) / 2, self.block_m)
+        distance = 2 * radius + 1.0
+        world_from_far = np.eye(4)
+        world_from_far[:3, 3] = centre - np.array([0.0, 0.0, distance])  # looking along +z at the whole map
+        focal = min(width, height) / 4 * (distance - radius) / radius  # the map fits the central half
+        intrinsic = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
+        o3c = self._o3c
         with self._o3d.utility.VerbosityContextManager(self._o3d.utility.VerbosityLevel.Error):
-            self._grid.ray_cast(**arguments)
-            out = self._grid.ray_cast(**arguments)
-        depth = out["depth"].cpu().numpy()[..., 0].astype(np.float32)
-        if not colour:
-            return depth, None
-        color = np.clip(out["color"].cpu().numpy() * 255.0, 0, 255).astype(np.uint8)
-        return depth, color
+            self._grid.ray_cast(
+                block_coords=o3c.Tensor(np.tile(keys, (copies, 1)), device=self._device),
+                intrinsic=o3c.Tensor(intrinsic), extrinsic=o3c.Tensor(np.linalg.inv(world_from_far)),
+                width=width, height=height, render_attributes=["depth"], depth_scale=1.0,
+                depth_min=self.config.depth_min_m, depth_max=distance + radius + 1.0, weight_threshold=1.0,
+                trunc_voxel_multiplier=float(self.config.trunc_voxels), range_map_down_factor=down)
+        self._fragments_reserved = (room, per_block)
 
     def sample(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The TSDF at world points (nearest voxel).
@@ -291,6 +354,7 @@ class PersistentStructureMemory:
         """Restore :meth:`state_dict`'s output (same config)."""
         o3c = self._o3c
         self._grid = self._new_grid()
+        self._fragments_reserved = (0, 0)
         if len(state["keys"]):
             hashmap = self._grid.hashmap()
             buf, _ = hashmap.activate(o3c.Tensor(state["keys"], device=self._device))

@@ -208,7 +208,11 @@ class Map3DStage:
             if not o3d.io.write_triangle_mesh(str(self.out / "static.ply"), mesh):
                 raise OSError(f"open3d could not write {self.out / 'static.ply'}")
         else:
-            write_points(self.out / "static.ply", *self.memory.static_points())
+            points, colors = self.memory.static_points()
+            # in coordinate order: the grid lists its blocks in the order its parallel hash map
+            # handed out slots, which differs from run to run, so the same map wrote different files
+            order = np.lexsort(points.T[::-1])
+            write_points(self.out / "static.ply", points[order], colors[order])
         self._files.append("static.ply")
         if self.options.dynamic == "latest":
             for object_id in self.memory.tdm.objects():
