@@ -8,7 +8,11 @@ Files (all in the session directory)::
                   K and V (+ int8 scales); one layer's part of a block is contiguous
     repr.bin      float32 (slots, L, C): representative keys, row = slot
     index.jsonl   append-only: {"id": 0, "slot": 0, "frame": 12, "t": 0.4} per committed block,
-                  {"del": 0} per deleted block
+                  {"del": 0} per deleted block, {"skip": 7} where ids jump (the next block's id is 7:
+                  ids of deleted blocks are never reused). When deletions make it long (past twice the
+                  live blocks plus COMPACT_MIN_LINES lines) it is rewritten with the live blocks only
+                  (:meth:`DiskTier.compact`, one atomic rename), so an endless stream under retention
+                  keeps a bounded index.
 
 A block is committed by its index line: payload and keys are written and flushed (msync) first,
 then the line is appended and flushed, so a crash leaves either a committed block or an unused
@@ -33,7 +37,9 @@ from memstream.streaming.errors import ConfigError
 from memstream.streaming.videomem.store.spec import BlockMeta, BlockSpec, StoreError, decode_layers
 
 FORMAT = "memstream.videomem.blockstore"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the index may hold "skip" lines (compaction); version 1 stores open and are upgraded
+READABLE_VERSIONS = (1, 2)
+COMPACT_MIN_LINES = 1024
 FILES = ("store.json", "blocks.bin", "repr.bin", "index.jsonl")
 _GROW_MIN_SLOTS, _GROW_MAX_SLOTS = 16, 256
 
@@ -46,11 +52,13 @@ class Replay:
         entries: ``(meta, slot)`` of every live block, ids ascending.
         next_id: id of the next new block (one past the last id ever committed).
         used_slots: slots of the live blocks.
+        lines: index lines replayed.
     """
 
     entries: list[tuple[BlockMeta, int]] = field(default_factory=list)
     next_id: int = 0
     used_slots: set[int] = field(default_factory=set)
+    lines: int = 0
 
 
 def check_directory(path: Path, *, create: bool) -> None:
@@ -106,6 +114,7 @@ class DiskTier:
         self._blocks: np.memmap | None = None
         self._repr: np.memmap | None = None
         self._index = open(directory / "index.jsonl", "ab")  # noqa: SIM115 -- closed by close()
+        self.index_lines = 0  # lines in index.jsonl (compaction rewrites it when deletions make it long)
 
     @classmethod
     def create(cls, directory: Path, spec: BlockSpec, durable: bool = True) -> DiskTier:
@@ -154,6 +163,7 @@ class DiskTier:
         if keep_bytes is not None:
             os.truncate(directory / "index.jsonl", keep_bytes)  # drop the torn, uncommitted last line
         tier = cls(directory, spec, durable)
+        tier.index_lines = replay.lines
         if add_newline:  # the last line is complete but its newline was not written
             tier._index.write(b"\n")
             tier._index.flush()
@@ -218,6 +228,33 @@ class DiskTier:
     def _append(self, record: dict) -> None:
         self._index.write(json.dumps(record).encode() + b"\n")
         self._index.flush()
+        self.index_lines += 1
+
+    def needs_compaction(self, live_blocks: int) -> bool:
+        """Whether the index has grown past twice ``live_blocks`` plus :data:`COMPACT_MIN_LINES` lines."""
+        return self.index_lines > 2 * live_blocks + COMPACT_MIN_LINES
+
+    def compact(self, entries: list[tuple[BlockMeta, int]], next_id: int) -> None:
+        """Rewrite the index with the live blocks ``entries`` (``(meta, slot)``, ids ascending) and
+        ``next_id`` only, the same state the long index replays to, through a synced temporary file
+        and one rename: a crash leaves the old index or the new one. A version-1 header is upgraded
+        first (version 1 readers do not know the "skip" lines)."""
+        lines, cursor = [], 0
+        for meta, slot in entries:
+            if meta.block_id > cursor:
+                lines.append({"skip": meta.block_id})
+            lines.append({"id": meta.block_id, "slot": slot, "frame": meta.frame_index, "t": meta.timestamp_s})
+            cursor = meta.block_id + 1
+        if next_id > cursor:
+            lines.append({"skip": next_id})
+        header_path = self.directory / "store.json"
+        header = json.loads(header_path.read_text())
+        if header.get("version") != FORMAT_VERSION:
+            _replace_synced(header_path, (json.dumps({**header, "version": FORMAT_VERSION}, indent=1) + "\n").encode())
+        self._index.close()
+        _replace_synced(self.directory / "index.jsonl", b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+        self._index = open(self.directory / "index.jsonl", "ab")  # noqa: SIM115 -- closed by close()
+        self.index_lines = len(lines)
 
     # reads ----------------------------------------------------------------------------------------
 
@@ -262,10 +299,10 @@ def read_header(directory: Path) -> BlockSpec:
     path = directory / "store.json"
     try:
         header = json.loads(path.read_text())
-        if header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
+        if header.get("format") != FORMAT or header.get("version") not in READABLE_VERSIONS:
             raise StoreError(
                 f"{path} has format {header.get('format')!r} version {header.get('version')!r}, "
-                f"this memstream reads {FORMAT!r} version {FORMAT_VERSION}",
+                f"this memstream reads {FORMAT!r} versions {', '.join(map(str, READABLE_VERSIONS))}",
                 "Use the memstream version that wrote it, or another store directory",
             )
         return BlockSpec.from_json(header["spec"])
@@ -279,6 +316,8 @@ def _parse_record(line: bytes) -> dict:
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
     if set(record) == {"del"} and type(record["del"]) is int:
+        return record
+    if set(record) == {"skip"} and type(record["skip"]) is int:
         return record
     if set(record) != {"id", "slot", "frame", "t"}:
         raise ValueError(f"unexpected keys {sorted(record)}")
@@ -294,6 +333,11 @@ def _apply(record: dict, live: dict[int, tuple[BlockMeta, int]], replay: Replay,
         if record["del"] not in live:
             raise ValueError(f"deletes block {record['del']}, which is not live")
         replay.used_slots.discard(live.pop(record["del"])[1])
+        return
+    if "skip" in record:
+        if record["skip"] < replay.next_id:
+            raise ValueError(f"skips ids back to {record['skip']} from {replay.next_id}")
+        replay.next_id = record["skip"]
         return
     if record["id"] != replay.next_id:
         raise ValueError(f"block id {record['id']} where {replay.next_id} was expected")
@@ -340,6 +384,7 @@ def _replay_index(path: Path, capacity: int) -> tuple[Replay, int | None, bool]:
             )
             return _finish(replay, live), offset, False
         offset += len(line) + 1
+        replay.lines += 1
     return _finish(replay, live), None, bool(data) and not data.endswith(b"\n")
 
 
@@ -407,3 +452,13 @@ def check_store(directory: str | Path, chunk_blocks: int = 64) -> StoreCheck:
         torn_tail=keep_bytes is not None,
         bytes=sum((directory / name).stat().st_size for name in FILES),
     )
+
+
+def _replace_synced(path: Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` whole: a synced temporary file beside it, renamed into place."""
+    tmp = path.with_name(path.name + ".compact.tmp")
+    with open(tmp, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, path)

@@ -270,6 +270,8 @@ class BlockStore:
             if (layer, block_id) in self._device:
                 self._device.drop(layer, block_id)
         self._pool.remove(block_id)
+        if self._disk is not None and self._disk.needs_compaction(len(self._pool)):
+            self._disk.compact([(self._pool.meta(i), self._pool.slot(i)) for i in self._pool.live_ids()], self._pool.next_id)
 
     # reads ----------------------------------------------------------------------------------------
 

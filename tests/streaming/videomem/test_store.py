@@ -286,6 +286,50 @@ def test_max_blocks_deletes_the_oldest_permanently(tmp_path: Path) -> None:
         assert fill(reopened, 1, start=5)[0].block_id == 5 and reopened.live_ids() == [3, 4, 5]
 
 
+def test_the_index_of_an_endless_stream_under_retention_stays_bounded_and_replays_the_same(tmp_path: Path, monkeypatch) -> None:
+    """Every retained block adds a line and every deleted one another: without compaction the index
+    grew 5 KB per 1,000 frames for ever (the 100k-frame scene soak). It is rewritten with the live
+    blocks once it passes twice their number plus COMPACT_MIN_LINES lines."""
+    from memstream.streaming.videomem.store import disk
+
+    monkeypatch.setattr(disk, "COMPACT_MIN_LINES", 16)
+    spec = make_spec()
+    index = tmp_path / "s" / "index.jsonl"
+    with BlockStore(spec, tmp_path / "s", max_blocks=4) as store:
+        longest = 0
+        for start in range(0, 200, 10):
+            fill(store, 10, start=start)
+            longest = max(longest, len(index.read_text().splitlines()))
+        data, metas = store.get_blocks(store.live_ids()), [store.meta(i) for i in store.live_ids()]
+    assert longest <= 2 * 4 + 16 + 1 and store.live_ids() == [196, 197, 198, 199]
+    assert json.loads((tmp_path / "s" / "store.json").read_text())["version"] == 2
+    assert not list((tmp_path / "s").glob("*.tmp"))
+    with BlockStore.open(tmp_path / "s", spec, max_blocks=4) as reopened:
+        assert reopened.live_ids() == [196, 197, 198, 199] and [reopened.meta(i) for i in reopened.live_ids()] == metas
+        assert torch.equal(reopened.get_blocks(reopened.live_ids()), data)
+        assert fill(reopened, 1, start=200)[0].block_id == 200  # ids of deleted blocks are never reused
+
+
+def test_skip_lines_move_the_next_id_forward_only(tmp_path: Path) -> None:
+    spec = _store_of_four(tmp_path / "s")
+    index = tmp_path / "s" / "index.jsonl"
+    lines = index.read_text().splitlines()
+    index.write_text("\n".join([lines[0], '{"skip": 5}', lines[1].replace('"id": 1', '"id": 5'), '{"skip": 9}']) + "\n")
+    with BlockStore.open(tmp_path / "s", spec) as reopened:
+        assert reopened.live_ids() == [0, 5] and fill(reopened, 1, start=9)[0].block_id == 9
+    index.write_text("\n".join([lines[0], lines[1], '{"skip": 1}', lines[2]]) + "\n")
+    with pytest.raises(StoreError, match="line 3 is corrupt.*skips ids back"):
+        BlockStore.open(tmp_path / "s", spec)
+
+
+def test_a_version_1_store_opens(tmp_path: Path) -> None:
+    spec = _store_of_four(tmp_path / "s")
+    header = tmp_path / "s" / "store.json"
+    header.write_text(json.dumps({**json.loads(header.read_text()), "version": 1}))
+    with BlockStore.open(tmp_path / "s", spec) as reopened:
+        assert reopened.live_ids() == [0, 1, 2, 3]
+
+
 @pytest.mark.parametrize("codec", ["none", "int8-token"])
 def test_reopen_after_close_gives_identical_data(tmp_path: Path, codec: str) -> None:
     spec = make_spec(codec=codec)
