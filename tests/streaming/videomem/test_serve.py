@@ -6,14 +6,13 @@ from __future__ import annotations
 import base64
 import json
 
-import cv2
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from memstream.streaming.videomem.rekv import ReKVConfig, ReKVMemory
 from memstream.streaming.videomem.serve import VideoQAService, create_app
 from memstream.streaming.videomem.service import AccessPolicy
+from tests.streaming.videomem.util import jpeg as _jpeg
 
 
 @pytest.fixture()
@@ -21,10 +20,6 @@ def client(tiny_llava):
     service = VideoQAService(lambda _settings: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny", max_streams=2)
     return TestClient(create_app(service, AccessPolicy(allowed_hosts=("testserver",))))  # the test client's Host
 
-
-def _jpeg(seed: int) -> bytes:
-    image = np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    return cv2.imencode(".jpg", image)[1].tobytes()
 
 
 def _ask(stream_id: str, text: str = "What moved?", **extra) -> dict:

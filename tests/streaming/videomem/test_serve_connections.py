@@ -12,21 +12,16 @@ import socket
 import threading
 import time
 
-import cv2
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from memstream.streaming.videomem.rekv import ReKVConfig, ReKVMemory
 from memstream.streaming.videomem.serve import create_app
 from memstream.streaming.videomem.service import ServiceLimits, VideoQAService
 from memstream.streaming.videomem.service.connections import uvicorn_options
+from tests.streaming.videomem.util import jpeg
 
 pytestmark = [pytest.mark.network, pytest.mark.timeout(120)]
 
-
-def jpeg(seed: int) -> bytes:
-    image = np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    return cv2.imencode(".jpg", image)[1].tobytes()
 
 
 @contextlib.contextmanager

@@ -14,8 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from memstream.streaming.cli import main
@@ -25,14 +23,11 @@ from memstream.streaming.videomem.serve import create_app
 from memstream.streaming.videomem.service import AccessPolicy, ServiceLimits, VideoQAService
 from memstream.streaming.videomem.service.persist import StreamStore
 from memstream.streaming.videomem.store import StoreError, check_store
+from tests.streaming.videomem.util import jpeg
 
 KEY_A, KEY_B = "sk-a-0123456789", "sk-b-0123456789"
 CONFIG = ReKVConfig(window_frames=4, topk=3)
 
-
-def jpeg(seed: int) -> bytes:
-    image = np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    return cv2.imencode(".jpg", image)[1].tobytes()
 
 
 def ask(stream_id: str, max_tokens: int = 2) -> dict:

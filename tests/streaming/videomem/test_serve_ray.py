@@ -19,11 +19,8 @@ from memstream.streaming.videomem.options import VideoMemoryOptions
 from memstream.streaming.videomem.service import ServiceError, ServiceLimits
 from memstream.streaming.videomem.service.persist import StreamStore
 from memstream.streaming.videomem.service.ray_serve import RayServeSpec, StreamReplicaCore
+from tests.streaming.videomem.util import jpeg
 
-
-def jpeg(seed: int) -> bytes:
-    image = np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    return cv2.imencode(".jpg", image)[1].tobytes()
 
 
 def spec_for(model_dir, store, **extra) -> RayServeSpec:

@@ -13,16 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
+from tests.streaming.videomem.util import jpeg as _jpeg
 
 pytestmark = [pytest.mark.network, pytest.mark.timeout(400)]
 
-
-def _jpeg(seed: int) -> bytes:
-    image = np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    return cv2.imencode(".jpg", image)[1].tobytes()
 
 
 def _free_port() -> int:

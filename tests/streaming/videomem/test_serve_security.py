@@ -27,15 +27,12 @@ from memstream.streaming.videomem.service import (
     load_api_keys,
 )
 from starlette.testclient import WebSocketDenialResponse
+from tests.streaming.videomem.util import jpeg
 
 KEY = "sk-test-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 WS = "ws://127.0.0.1/v1/streams/{}/frames"
 
-
-def jpeg(seed: int, shape: tuple[int, int] = (48, 64)) -> bytes:
-    image = np.random.default_rng(seed).integers(0, 256, (*shape, 3), dtype=np.uint8)
-    return cv2.imencode(".jpg", image)[1].tobytes()
 
 
 def zero_png(width: int, height: int) -> bytes:

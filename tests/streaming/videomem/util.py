@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+
+
+def jpeg(seed: int, shape: tuple[int, int] = (48, 64)) -> bytes:
+    """A random-noise JPEG frame of ``shape`` (height, width), the same bytes for the same seed: what the
+    service tests post."""
+    image = np.random.default_rng(seed).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    return cv2.imencode(".jpg", image)[1].tobytes()
 
 
 def make_frames(n: int, *, seed: int = 0, size: tuple[int, int] = (40, 48), start_s: float = 0.0, fps: float = 2.0):
