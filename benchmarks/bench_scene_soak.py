@@ -55,9 +55,10 @@ import numpy as np
 
 from _common import DATA, RESULTS, machine, print_table
 from memstream.embodied.scene import SceneQueryError
+from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.config import load_config
 from memstream.streaming.configtypes import dump
-from memstream.streaming.pipeline.run import resolved, write_json_atomic
+from memstream.streaming.pipeline.run import resolved
 from memstream.streaming.pipeline.runner import Runner
 from memstream.streaming.pipeline.stages import build_stage
 from memstream.streaming.sources import open_source

@@ -13,12 +13,11 @@ error) and the summary, overall and per template group. Prints the summary table
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.cli import add_output_args
 from memstream.streaming.errors import ConfigError
 from memstream.streaming.paths import prepare_output_dir
@@ -216,9 +215,7 @@ def finite(value: Any) -> Any:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` to ``path`` atomically (a temporary file renamed over it)."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(finite(data), indent=1))
-    os.replace(tmp, path)
+    write_json_atomic(path, finite(data), indent=1)
 
 
 def print_table(summary: dict[str, Any]) -> None:

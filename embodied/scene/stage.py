@@ -31,10 +31,10 @@ from pydantic import Field
 from memstream.embodied.scene.config import SceneConfig
 from memstream.embodied.scene.memory import SceneMemory
 from memstream.embodied.scene.types import SceneQueryError, SceneUpdate
+from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.configtypes import strict_config
 from memstream.streaming.errors import ConfigError
 from memstream.streaming.pipeline.protocol import RunContext, Upstream
-from memstream.streaming.pipeline.run import write_json_atomic
 from memstream.streaming.pipeline.stages import parse_options
 from memstream.streaming.types import Frame
 

@@ -29,6 +29,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.batch.attempt import BATCH_DIR, BatchPlan
 from memstream.streaming.batch.inputs import BatchItem, read_inputs
 from memstream.streaming.batch.results import FILE_NAME, ResultLog, record
@@ -36,7 +37,6 @@ from memstream.streaming.config import RunConfig, dump_config
 from memstream.streaming.configtypes import strict_config
 from memstream.streaming.errors import ConfigError
 from memstream.streaming.paths import prepare_output_dir
-from memstream.streaming.pipeline.run import write_json_atomic
 from memstream.streaming.progress import progress as progress_bar
 
 

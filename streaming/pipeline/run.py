@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 import platform
-import threading
 from dataclasses import is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.config import RunConfig, dump_config
 from memstream.streaming.configtypes import dump
 from memstream.streaming.pipeline.protocol import Stage
@@ -92,20 +90,6 @@ def _write_summary(
     return data
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file in the same folder, then rename: readers never see half a file.
-
-    The file is created with ``open`` (mode 0666 less the umask, like every other output), not
-    ``mkstemp`` (0600), so a summary is as readable as the video beside it.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "w") as handle:
-            json.dump(data, handle, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def versions() -> dict[str, str]:

@@ -21,15 +21,14 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from memstream.streaming.atomic import write_text_atomic
 from memstream.streaming.errors import MemstreamError
 from memstream.streaming.sources.images import IMAGE_SUFFIXES, list_images, natural_key
 
@@ -90,14 +89,7 @@ def write_boxes(path: str | Path, boxes_xywh: np.ndarray) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(",".join(_format_number(v) for v in box) + "\n" for box in boxes)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
     return path
 
 

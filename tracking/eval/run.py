@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.config import RunConfig
 from memstream.streaming.configtypes import dump
-from memstream.streaming.pipeline.run import versions, write_json_atomic
+from memstream.streaming.pipeline.run import versions
 from memstream.streaming.pipeline.stages import parse_options
 from memstream.streaming.progress import progress as progress_bar
 from memstream.streaming.sources import open_source

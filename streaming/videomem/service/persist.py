@@ -32,13 +32,13 @@ import logging
 import os
 import shutil
 import socket
-import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.errors import ConfigError
 from memstream.streaming.videomem.service.limits import check_stream_id
 
@@ -211,8 +211,8 @@ class StreamStore:
     def _check_model(self, model: str, fingerprint: str) -> None:
         header = self.root / "service.json"
         if not header.exists():  # replicas open a new store together: the first header written stays
-            _write_json(header, {"format": FORMAT, "version": FORMAT_VERSION, "model": model, "model_fingerprint": fingerprint},
-                        exclusive=True)
+            fields = {"format": FORMAT, "version": FORMAT_VERSION, "model": model, "model_fingerprint": fingerprint}
+            write_json_atomic(header, fields, indent=None, exclusive=True)
         try:
             stored = json.loads(header.read_text())
             ok = stored["format"] == FORMAT and isinstance(stored["model_fingerprint"], str)
@@ -317,7 +317,7 @@ class StreamStore:
 
     def save(self, record: StreamRecord) -> None:
         """Replace the stream's record atomically (no fsync: it survives the process, not a power cut)."""
-        _write_json(self.stream_dir(record.stream_id) / "stream.json", asdict(record))
+        write_json_atomic(self.stream_dir(record.stream_id) / "stream.json", asdict(record), indent=None)
 
     def delete(self, stream_id: str) -> None:
         """Remove the stream: one rename into ``trash/`` (after which it is gone, even if the process
@@ -328,24 +328,3 @@ class StreamStore:
         trash = self.root / "trash" / f"{stream_id}-{uuid.uuid4().hex[:8]}"
         path.rename(trash)
         shutil.rmtree(trash, ignore_errors=True)
-
-
-def _write_json(path: Path, data: dict[str, Any], exclusive: bool = False) -> None:
-    """Write ``path`` whole or not at all: through a temporary file of this writer's own (processes
-    and threads may write the same path at once), renamed into place, or with ``exclusive`` linked
-    there only when nothing is (the first writer wins; the others' data is dropped)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data) + "\n")
-        if not exclusive:
-            os.replace(tmp, path)
-            return
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        except OSError:  # a filesystem without hard links: a rename, unless a first writer is there
-            if not path.exists():
-                os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from memstream.streaming.atomic import write_bytes_atomic, write_json_atomic
 from memstream.streaming.errors import ConfigError
 from memstream.streaming.videomem.store.spec import BlockMeta, BlockSpec, StoreError, decode_layers
 
@@ -136,9 +137,7 @@ class DiskTier:
             (directory / name).write_bytes(b"")
         header = {"format": FORMAT, "version": FORMAT_VERSION, "spec": spec.to_json()}
         header |= {"layer_nbytes": spec.layer_nbytes, "slot_nbytes": spec.block_nbytes}
-        tmp = directory / "store.json.tmp"
-        tmp.write_text(json.dumps(header, indent=1) + "\n")
-        os.replace(tmp, directory / "store.json")  # store.json appears last and atomically
+        write_json_atomic(directory / "store.json", header, indent=1)  # store.json appears last and atomically
         return cls(directory, spec, durable)
 
     @classmethod
@@ -250,9 +249,9 @@ class DiskTier:
         header_path = self.directory / "store.json"
         header = json.loads(header_path.read_text())
         if header.get("version") != FORMAT_VERSION:
-            _replace_synced(header_path, (json.dumps({**header, "version": FORMAT_VERSION}, indent=1) + "\n").encode())
+            write_json_atomic(header_path, {**header, "version": FORMAT_VERSION}, indent=1, sync=True)
         self._index.close()
-        _replace_synced(self.directory / "index.jsonl", b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+        write_bytes_atomic(self.directory / "index.jsonl", b"".join(json.dumps(line).encode() + b"\n" for line in lines), sync=True)
         self._index = open(self.directory / "index.jsonl", "ab")  # noqa: SIM115 -- closed by close()
         self.index_lines = len(lines)
 
@@ -452,13 +451,3 @@ def check_store(directory: str | Path, chunk_blocks: int = 64) -> StoreCheck:
         torn_tail=keep_bytes is not None,
         bytes=sum((directory / name).stat().st_size for name in FILES),
     )
-
-
-def _replace_synced(path: Path, data: bytes) -> None:
-    """Replace ``path`` by ``data`` whole: a synced temporary file beside it, renamed into place."""
-    tmp = path.with_name(path.name + ".compact.tmp")
-    with open(tmp, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(tmp, path)
