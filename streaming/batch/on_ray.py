@@ -8,8 +8,10 @@ back as they stream in (``iter_rows``), so ``batch.jsonl`` grows while the clust
 Each running video has a next one queued behind it in Ray itself (:data:`QUEUED_PER_SLOT`), so a
 worker that ends a video starts the next at once on the same leased worker process. Without the
 queue, Ray Data's scheduler submits a new task only after its ``ray.wait`` returns, and that waits
-for *every* running task (up to 0.1 s) before it does: with 2 workers, a worker idled 55 ms on
-average between two videos (up to 100 ms), with the queue 15-20 ms (``benchmarks/bench_batch.py``).
+for *every* running task (up to 0.1 s) before it does. A worker's idle gap between two videos
+(``benchmarks/bench_batch.py``, 12 videos): with 2 workers 55 ms on average on an idle machine
+before, 111-270 ms (median) on the shared machine at load 10-13, and 16-22 ms there with the queue;
+with 1 worker 21-22 ms before, 10 ms with it.
 The ``workers`` cap still holds with twice as many tasks submitted: they run in a placement group
 of ``workers`` one-CPU bundles. (More workers than the cluster's CPUs: the cluster's CPUs are the
 cap and the extra tasks are the queue; no ``workers``: as many as the cluster's CPUs, and as many
@@ -29,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,10 +114,12 @@ def run_on_ray(
         resources = {"num_cpus": 1}
     with _batch_context(ray.data.DataContext.get_current(), submitted if not gpus_per_video else None), \
             _reserved_workers(ray, reserved) as placement:
-        dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
-            _run_row, fn_kwargs={"plan": plan}, **resources, **placement,
-            compute=ray.data.TaskPoolStrategy(size=submitted) if submitted else None,
-        )
+        with warnings.catch_warnings():  # the placement group's argument (see _reserved_workers), not the user's to act on
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
+                _run_row, fn_kwargs={"plan": plan}, **resources, **placement,
+                compute=ray.data.TaskPoolStrategy(size=submitted) if submitted else None,
+            )
         for row in dataset.iter_rows():
             yield json.loads(row["record"])
 
@@ -149,6 +154,8 @@ def _reserved_workers(ray: Any, bundles: int | None) -> Iterator[dict[str, Any]]
 
     group = placement_group([{"CPU": 1}] * bundles, strategy="SPREAD")
     try:
+        # Ray Data 2.60 takes it among the tasks' remote arguments (deprecated there, to be removed
+        # in Ray 2.64: this then needs Ray Data's own way to cap a map's running tasks)
         yield {"scheduling_strategy": PlacementGroupSchedulingStrategy(group)}
     finally:
         remove_placement_group(group)
