@@ -13,7 +13,9 @@ raylet and everything else on the machine), and a video's process inherits it, w
 pool's run at this process's priority: on a shared machine that measures the others' load, not
 Ray, so the workers of the cluster started here get `--ray-worker-niceness` (default 0, as the
 local pool; 15 is Ray's default), recorded in the JSON. Runs are interleaved (local 1, local 2, ray 1, ray 2, ...) and
-the median of each is compared.
+the median of each is compared. For Ray runs the table also gives a worker's idle gap between two
+videos (its video process ended -> its next one started, from the attempt logs): the Ray Data
+scheduler's share of the wall time that the local pool does not pay.
 
     python benchmarks/bench_batch.py [--videos 8] [--frames 120] [--repeats 2] [--no-ray] [--ray-worker-niceness 0]
 """
@@ -21,6 +23,7 @@ the median of each is compared.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -49,14 +52,28 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed_batch(videos: Path, preset: str, workers: int, ray: bool, scratch: Path) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the video processes; 0 on Ray, whose workers are not our children)."""
+def idle_gaps_s(out: Path) -> list[float]:
+    """The time each Ray worker process spent between the end of one video's process and the
+    start of its next one (from the attempt logs: ``worker_pid`` and the times of ``start`` and
+    ``end``). Local workers are threads of one process, so their gaps cannot be told apart here."""
+    runs: dict[int, list[tuple[float, float]]] = {}
+    for path in (out / ".batch" / "attempts").glob("*.jsonl"):
+        events = [json.loads(line) for line in path.read_text().splitlines()]
+        starts, ends = [e for e in events if e["event"] == "start"], [e for e in events if e["event"] == "end"]
+        if starts and ends:
+            runs.setdefault(starts[-1]["worker_pid"], []).append((starts[-1]["time"], ends[-1]["time"]))
+    return [b[0] - a[1] for spans in runs.values() for a, b in zip(sorted(spans), sorted(spans)[1:], strict=False)]
+
+
+def timed_batch(videos: Path, preset: str, workers: int, ray: bool, scratch: Path) -> tuple[float, float, list[float]]:
+    """(wall seconds, CPU seconds of the video processes (0 on Ray, whose workers are not our
+    children), a Ray worker's idle gaps between videos (:func:`idle_gaps_s`; none locally))."""
     out = Path(tempfile.mkdtemp(dir=scratch))
     cpu, started = children_cpu_s(), time.perf_counter()
     summary = run_batch(videos, load_config(preset), out, BatchConfig(workers=workers, ray="auto" if ray else None))
     wall = time.perf_counter() - started
     assert summary["ok"] == summary["videos"], summary
-    return wall, children_cpu_s() - cpu
+    return wall, children_cpu_s() - cpu, idle_gaps_s(out) if ray else []
 
 
 def main() -> None:
@@ -85,12 +102,14 @@ def main() -> None:
             os.environ["RAY_worker_niceness"] = str(args.ray_worker_niceness)  # read by the raylet it starts and its workers
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="WARNING")
         walls: dict[tuple[str, int], list[float]] = {mode: [] for mode in modes}
+        gaps: dict[tuple[str, int], list[float]] = {mode: [] for mode in modes}
         cpus: list[float] = []
         load = os.getloadavg()[0]
         for _ in range(args.repeats):
             for backend, workers in modes:
-                wall, cpu = timed_batch(videos, args.preset, workers, backend == "ray", scratch)
+                wall, cpu, idle = timed_batch(videos, args.preset, workers, backend == "ray", scratch)
                 walls[(backend, workers)].append(wall)
+                gaps[(backend, workers)] += idle
                 if backend == "local":
                     cpus.append(cpu / args.videos)
         if not args.no_ray:
@@ -100,12 +119,16 @@ def main() -> None:
         wall = statistics.median(times)
         per_s = args.videos / wall
         base = args.videos / statistics.median(walls[(backend, 1)])
+        idle = gaps[(backend, workers)]
+        gap_ms = {"median": round(1e3 * statistics.median(idle), 1), "mean": round(1e3 * statistics.mean(idle), 1),
+                  "max": round(1e3 * max(idle), 1)} if idle else None
         results.append({"backend": backend, "workers": workers, "wall_s": round(wall, 3), "videos_per_s": round(per_s, 3),
-                        "ratio_to_1_worker": round(per_s / base, 3), "walls_s": [round(t, 3) for t in times]})
-        rows.append([backend, workers, wall, per_s, per_s / base])
+                        "ratio_to_1_worker": round(per_s / base, 3), "walls_s": [round(t, 3) for t in times],
+                        "worker_gap_ms": gap_ms})
+        rows.append([backend, workers, wall, per_s, per_s / base, "-" if gap_ms is None else f"{gap_ms['median']:.0f} / {gap_ms['mean']:.0f}"])
     ratios = {r["backend"]: r["ratio_to_1_worker"] for r in results if r["workers"] == 2}
     print_table(f"memstream batch: {args.videos} videos x {args.frames} frames {args.size}, preset {args.preset}, "
-                f"median of {args.repeats}; target 2 workers >= {TARGET}x", ["backend", "workers", "wall s", "videos/s", "x 1 worker"], rows)
+                f"median of {args.repeats}; target 2 workers >= {TARGET}x", ["backend", "workers", "wall s", "videos/s", "x 1 worker", "gap ms (median / mean)"], rows)
     payload = {
         "videos": args.videos, "frames": args.frames, "size": args.size, "preset": args.preset, "repeats": args.repeats,
         "ray_worker_niceness": None if args.no_ray else args.ray_worker_niceness,

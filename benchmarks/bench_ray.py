@@ -15,7 +15,9 @@
    Serve's separate user-code loop (``--ray-user-code-thread``, Serve's default); ``nice15`` keeps
    Ray's worker niceness (+15, ``--replica-niceness 15``). Replicas otherwise keep the niceness of
    the server that started them (``--replica-niceness 0`` is relative to it), as the plain server's
-   model does.
+   model does. ``--baseline PYTHON`` adds the same Ray server run by another interpreter (another
+   checkout's virtual environment: the code before a change), alternating with the others, so a
+   change is measured side by side under the same load (``ratio_baseline``).
 2. **Capacity on paper**: streams per GPU from the KV bytes a frame costs, the RAM and disk budget
    per stream and the frame rate, for LLaVA-OneVision-0.5B and -7B, on an 8-GPU node and a 64-GPU
    cluster (formulas and assumptions in the JSON; no GPU is measured here).
@@ -48,12 +50,12 @@ VARIANTS = {
 }
 
 
-def start(model: Path, store: Path, port: int, ingress: str | None, variant: str | None = None):
+def start(model: Path, store: Path, port: int, ingress: str | None, variant: str | None = None, python: str | None = None):
     flags = ["--window-frames", "16", "--topk", "16", "--max-blocks", "256", "--store", str(store),
              "--torch-threads", "1", "--max-frames-per-s", "1000"]
     ray = ["--ray", "1", "--replica-cpus", "1", "--ray-ingress", ingress,
            "--replica-niceness", "0"] if ingress else []
-    return serve_process(model, port, flags + ray + VARIANTS.get(variant, []))
+    return serve_process(model, port, flags + ray + VARIANTS.get(variant, []), python=python)
 
 
 def measure(bases: dict[str, str], model: Path, frames: int, questions: int) -> dict:
@@ -90,14 +92,17 @@ def measure(bases: dict[str, str], model: Path, frames: int, questions: int) -> 
             for name, kinds in times.items()}
 
 
-def pair(model: Path, work: Path, ingress: str, frames: int, questions: int, variants: list[str]) -> dict:
-    """Plain vs Ray, and a Ray server per variant (``ray_<variant>``), all alternating."""
-    ports = {"plain": free_port(), "ray": free_port(), **{f"ray_{v}": free_port() for v in variants}}
+def pair(model: Path, work: Path, ingress: str, frames: int, questions: int, variants: list[str], baseline: str | None = None) -> dict:
+    """Plain vs Ray, a Ray server per variant (``ray_<variant>``) and one run by ``baseline``
+    (``ray_baseline``), all alternating."""
+    names = [*variants, *(["baseline"] if baseline else [])]
+    ports = {"plain": free_port(), "ray": free_port(), **{f"ray_{v}": free_port() for v in names}}
     servers = {}
     try:
         for name, port in ports.items():
+            variant = name.removeprefix("ray_") if name.startswith("ray_") else None
             servers[name] = start(model, work / f"store-{ingress}-{name}", port, ingress if name != "plain" else None,
-                                  name.removeprefix("ray_") if name.startswith("ray_") else None)
+                                  variant, python=baseline if variant == "baseline" else None)
         result = measure({name: f"http://127.0.0.1:{port}" for name, port in ports.items()}, model, frames, questions)
     finally:
         for server in servers.values():
@@ -151,6 +156,8 @@ def main() -> None:
                         help="which Ray ingress pairs to measure (default both)")
     parser.add_argument("--variants", nargs="*", choices=tuple(VARIANTS), default=[],
                         help="also run a Ray server changed in one way per variant, alternating with the others")
+    parser.add_argument("--baseline", metavar="PYTHON",
+                        help="also run the Ray server with this interpreter (another checkout's venv), alternating with the others")
     parser.add_argument("--request-ms", type=float, nargs="*", default=[50.0, 100.0, 300.0],
                         help="request times (a real model's frame or answer) to turn the added milliseconds into ratios")
     args = parser.parse_args()
@@ -159,7 +166,7 @@ def main() -> None:
     load_start = os.getloadavg()[0]  # the ratios are side by side, but a loaded machine still skews them
     work = Path(tempfile.mkdtemp(prefix="memstream-bench-ray-"))
     model = build_tiny_llava_onevision(work / "model", **CPU_SHAPE, max_positions=1 << 22)
-    pairs = {ingress: pair(model, work, ingress, args.frames, args.questions, args.variants)
+    pairs = {ingress: pair(model, work, ingress, args.frames, args.questions, args.variants, args.baseline)
              for ingress in args.ingress}
     added = {ingress: max(r["added_ms"]["frame_p50_s"], r["added_ms"]["answer_p50_s"]) for ingress, r in pairs.items()}
     at_request_ms = {ingress: {f"{ms:g}": (ms + extra) / ms for ms in args.request_ms} for ingress, extra in added.items()}
@@ -168,11 +175,11 @@ def main() -> None:
                         "ratio_at_request_ms": at_request_ms, "target_overhead": TARGET_OVERHEAD, "capacity": plan,
                         "load_average_1min": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}})
     for ingress, r in pairs.items():
-        extra = [v for v in args.variants]
+        extra = [*args.variants, *(["baseline"] if args.baseline else [])]
         print_table(f"memstream serve vs serve --ray 1 --ray-ingress {ingress} (alternating requests, one stream)",
-                    ["", "plain", "ray", "ratio", "added ms", *(f"ratio {v}" for v in extra)],
-                    [[key.replace("_", " "), r["plain"][key], r["ray"][key], r["ratio"][key], r["added_ms"][key],
-                      *(r[f"ratio_{v}"][key] for v in extra)]
+                    ["", "plain ms", "ray ms", "ratio", "added ms", *(f"ratio {v}" for v in extra)],
+                    [[key.removesuffix("_s").replace("_", " "), 1e3 * r["plain"][key], 1e3 * r["ray"][key], r["ratio"][key],
+                      r["added_ms"][key], *(r[f"ratio_{v}"][key] for v in extra)]
                      for key in r["plain"]])
     print_table("Ray / plain for requests that take longer (a real model): (t + added) / t, added = the larger p50 of frames and answers",
                 ["ingress", "added ms", *(f"t = {ms:g} ms" for ms in args.request_ms)],

@@ -64,12 +64,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_process(model: Path, port: int, flags: list[str], timeout_s: float = 300.0) -> subprocess.Popen:
+def serve_process(model: Path, port: int, flags: list[str], timeout_s: float = 300.0, python: str | None = None) -> subprocess.Popen:
     """``memstream serve --model MODEL --port PORT FLAGS`` in its own process group, returned once
-    ``/v1/models`` answers."""
+    ``/v1/models`` answers (``python``: the interpreter, and so the memstream, it runs with; this one's by default)."""
     import httpx
 
-    command = [sys.executable, "-m", "memstream.streaming.cli", "serve", "--model", str(model), "--device", "cpu",
+    command = [python or sys.executable, "-m", "memstream.streaming.cli", "serve", "--model", str(model), "--device", "cpu",
                "--dtype", "float32", "--port", str(port), *flags]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + timeout_s

@@ -2,8 +2,20 @@
 
 ``ray.data.from_items`` holds the videos (one block each, so no task waits behind another's
 video), ``Dataset.map`` runs :func:`~memstream.streaming.batch.attempt.process_video` on each with
-one CPU reserved and at most ``workers`` tasks at a time, and the driver reads the records back as
-they stream in (``iter_rows``), so ``batch.jsonl`` grows while the cluster works.
+one CPU reserved and at most ``workers`` videos running at a time, and the driver reads the records
+back as they stream in (``iter_rows``), so ``batch.jsonl`` grows while the cluster works.
+
+Each running video has a next one queued behind it in Ray itself (:data:`QUEUED_PER_SLOT`), so a
+worker that ends a video starts the next at once on the same leased worker process. Without the
+queue, Ray Data's scheduler submits a new task only after its ``ray.wait`` returns, and that waits
+for *every* running task (up to 0.1 s) before it does. A worker's idle gap between two videos
+(``benchmarks/bench_batch.py``, 12 videos): with 2 workers 55 ms on average on an idle machine
+before, 111-270 ms (median) on the shared machine at load 10-13, and 16-22 ms there with the queue;
+with 1 worker 21-22 ms before, 10 ms with it.
+The ``workers`` cap still holds with twice as many tasks submitted: they run in a placement group
+of ``workers`` one-CPU bundles. (More workers than the cluster's CPUs: the cluster's CPUs are the
+cap and the extra tasks are the queue; no ``workers``: as many as the cluster's CPUs, and as many
+again queued.)
 
 Failures: a video's process that dies is retried by the worker itself (attempt.py). A worker that
 dies is Ray's: Ray Data runs the task again (its default for tasks is to retry system failures
@@ -19,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +41,10 @@ from memstream.streaming.errors import ConfigError
 
 INSTALL = 'pip install "memstream[ray]"'
 _CONNECT_TIMEOUT_S = 5.0
+
+#: Tasks queued in Ray behind each running video (see the module's docstring); GPU videos (long
+#: ones) are submitted one per worker as before.
+QUEUED_PER_SLOT = 1
 
 
 def import_ray() -> Any:
@@ -89,31 +106,83 @@ def run_on_ray(
     ``gpus_per_video`` GPUs when that is set."""
     ray = import_ray()
     rows = [{"id": item.id, "source": item.source} for item in items]
-    with _batch_context(ray.data.DataContext.get_current()):
-        dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
-            _run_row, fn_kwargs={"plan": plan}, **({"num_gpus": gpus_per_video} if gpus_per_video else {"num_cpus": 1}),
-            compute=ray.data.TaskPoolStrategy(size=workers) if workers else None,
-        )
+    if gpus_per_video:
+        submitted, reserved = workers, None
+        resources: dict[str, Any] = {"num_gpus": gpus_per_video}
+    else:
+        submitted, reserved = plan_slots(workers, int(ray.cluster_resources().get("CPU", 0)))
+        resources = {"num_cpus": 1}
+    with _batch_context(ray.data.DataContext.get_current(), submitted if not gpus_per_video else None), \
+            _reserved_workers(ray, reserved) as placement:
+        with warnings.catch_warnings():  # the placement group's argument (see _reserved_workers), not the user's to act on
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
+                _run_row, fn_kwargs={"plan": plan}, **resources, **placement,
+                compute=ray.data.TaskPoolStrategy(size=submitted) if submitted else None,
+            )
         for row in dataset.iter_rows():
             yield json.loads(row["record"])
 
 
+def plan_slots(workers: int | None, cluster_cpus: int) -> tuple[int, int | None]:
+    """(tasks submitted at a time, one-CPU bundles to reserve for them or None) for ``workers``
+    videos at a time on a cluster of ``cluster_cpus`` CPUs, with :data:`QUEUED_PER_SLOT` more
+    tasks queued behind each running one.
+
+    Examples:
+        >>> plan_slots(2, 2), plan_slots(1, 8), plan_slots(4, 2), plan_slots(None, 8)
+        ((4, 2), (2, 1), (4, None), (16, None))
+    """
+    cluster_cpus = max(1, cluster_cpus)
+    if workers is None:  # as many as the cluster runs, the queue beside them
+        return cluster_cpus * (1 + QUEUED_PER_SLOT), None
+    if workers > cluster_cpus:  # the cluster's CPUs cap them; the extra tasks already queue
+        return workers, None
+    return workers * (1 + QUEUED_PER_SLOT), workers  # the placement group keeps the cap
+
+
 @contextlib.contextmanager
-def _batch_context(context) -> Iterator[None]:
+def _reserved_workers(ray: Any, bundles: int | None) -> Iterator[dict[str, Any]]:
+    """The ``map`` arguments that run the batch's tasks in a placement group of ``bundles``
+    one-CPU bundles (removed afterwards), so no more than ``bundles`` videos run at once however
+    many tasks are submitted; ``{}`` (Ray's own scheduling) for None."""
+    if bundles is None:
+        yield {}
+        return
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    group = placement_group([{"CPU": 1}] * bundles, strategy="SPREAD")
+    try:
+        # Ray Data 2.60 takes it among the tasks' remote arguments (deprecated there, to be removed
+        # in Ray 2.64: this then needs Ray Data's own way to cap a map's running tasks)
+        yield {"scheduling_strategy": PlacementGroupSchedulingStrategy(group)}
+    finally:
+        remove_placement_group(group)
+
+
+@contextlib.contextmanager
+def _batch_context(context, submitted_cpus: int | None = None) -> Iterator[None]:
     """Ray Data settings for a batch, restored afterwards (the context is the process's):
 
     * no progress bars: the batch draws its own, in videos;
     * no per-operator resource reservation: it keeps part of the cluster's CPUs for operators
       other than the running one, and a batch has one operator (the map), so on a 2-CPU machine
       it ran one video at a time for the first second of every batch (measured with Ray 2.60:
-      2 workers took 3.2 s for 8 half-second tasks with it, 2.45 s without; ideal 2.0).
+      2 workers took 3.2 s for 8 half-second tasks with it, 2.45 s without; ideal 2.0);
+    * ``submitted_cpus``: the CPUs Ray Data may count as in use, so it submits the queued tasks
+      too (its limit is otherwise the cluster's CPUs; Ray's scheduler, not this count, decides
+      what runs).
     """
-    saved = context.enable_progress_bars, context.op_resource_reservation_enabled
+    options = context.execution_options
+    saved = context.enable_progress_bars, context.op_resource_reservation_enabled, options.resource_limits
     context.enable_progress_bars, context.op_resource_reservation_enabled = False, False
+    if submitted_cpus is not None:
+        options.resource_limits = options.resource_limits.copy(cpu=float(submitted_cpus))
     try:
         yield
     finally:
-        context.enable_progress_bars, context.op_resource_reservation_enabled = saved
+        context.enable_progress_bars, context.op_resource_reservation_enabled, options.resource_limits = saved
 
 
 def _run_row(row: dict[str, Any], plan: BatchPlan) -> dict[str, Any]:

@@ -236,7 +236,10 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
         if chat_request.stream:
             events = await run_in_threadpool(service.complete_stream, chat_request, cancel, owner)
             return StreamingResponse(_cancelled_on_exit(events, cancel), media_type="text/event-stream")
-        answer = asyncio.ensure_future(run_in_threadpool(service.complete, chat_request, cancel, owner))
+        if hasattr(service, "complete_async"):  # remote work (Ray), awaited here: no thread hop
+            answer = asyncio.ensure_future(service.complete_async(chat_request, cancel, owner))
+        else:
+            answer = asyncio.ensure_future(run_in_threadpool(service.complete, chat_request, cancel, owner))
         watcher = asyncio.ensure_future(_cancel_when_client_leaves(request, cancel, answer))
         try:
             return await answer

@@ -361,12 +361,37 @@ def test_ray_data_runs_the_batch_and_retries_a_video_whose_worker_was_killed(tmp
     assert [(k, e["status"]) for k, e in _by_id(out).items()] == [("cam-a", "ok"), ("cam-b", "ok"), ("cam-c", "failed")]
 
 
+def test_ray_tasks_queue_one_video_behind_each_running_one_within_the_workers_cap() -> None:
+    from memstream.streaming.batch.on_ray import plan_slots
+
+    # (tasks submitted, one-CPU bundles reserved): the bundles cap the running videos at `workers`
+    assert plan_slots(2, 2) == (4, 2) and plan_slots(1, 8) == (2, 1)
+    assert plan_slots(4, 2) == (4, None)  # more workers than CPUs: the CPUs cap them, 2 tasks queue
+    assert plan_slots(None, 8) == (16, None) and plan_slots(None, 0) == (2, None)
+
+
+def test_one_ray_worker_runs_one_video_at_a_time_with_the_next_queued(tmp_path: Path, frames: list, ray_cluster) -> None:
+    videos = _videos(tmp_path / "videos", frames, {f"v{i}": SHORT + i for i in range(4)})
+    out = tmp_path / "out"
+    summary = run_batch(videos, load_config("default"), out, BatchConfig(ray="auto", workers=1))
+    assert (summary["ok"], summary["workers"]) == (4, 1)
+    spans = []
+    for path in (out / ".batch" / "attempts").glob("*.jsonl"):
+        events = [json.loads(x) for x in path.read_text().splitlines()]
+        spans.append((events[0]["time"], events[-1]["time"]))
+    spans.sort()
+    assert len(spans) == 4 and all(end <= start for (_, end), (start, _) in zip(spans, spans[1:], strict=False))  # never two at once
+    groups = ray_cluster.util.placement_group_table().values()
+    assert all(group["state"] == "REMOVED" for group in groups)  # the batch's placement group is gone
+
+
 def test_a_ray_batch_leaves_the_processes_ray_data_settings_as_it_found_them(ray_cluster) -> None:
     from memstream.streaming.batch.on_ray import _batch_context
 
     context = ray_cluster.data.DataContext.get_current()
-    before = context.enable_progress_bars, context.op_resource_reservation_enabled
-    with pytest.raises(RuntimeError, match="inside"), _batch_context(context):
+    before = context.enable_progress_bars, context.op_resource_reservation_enabled, context.execution_options.resource_limits
+    with pytest.raises(RuntimeError, match="inside"), _batch_context(context, submitted_cpus=4):
         assert (context.enable_progress_bars, context.op_resource_reservation_enabled) == (False, False)
+        assert context.execution_options.resource_limits.cpu == 4  # the queued tasks are submitted too
         raise RuntimeError("inside")  # a batch that fails still restores them
-    assert (context.enable_progress_bars, context.op_resource_reservation_enabled) == before
+    assert (context.enable_progress_bars, context.op_resource_reservation_enabled, context.execution_options.resource_limits) == before

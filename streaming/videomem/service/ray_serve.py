@@ -83,6 +83,12 @@ REPLICA_NICENESS = 0
 #: process; ``actor`` uses Ray's own ports only.
 TRANSPORTS = ("grpc", "actor")
 
+#: Streams whose handles (and existence in the store) the HTTP process keeps; past it, it starts over.
+HANDLES_KEPT = 4096
+
+#: How often an awaited answer checks whether its client left.
+CANCEL_CHECK_S = 0.1
+
 #: Requests with more payload than this go by reference over gRPC too (a frame's bytes through
 #: Ray's object store): a replica's gRPC server refuses messages over 4 MiB
 #: (``RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH``), below the service's 8 MiB body limit.
@@ -561,6 +567,10 @@ def _unwrap(value):
     return value
 
 
+def _client_left() -> GenerationCancelled:
+    return GenerationCancelled("the client left before the answer", "Ask again if it is still wanted")
+
+
 class RayStreams:
     """What :func:`~memstream.streaming.videomem.serve.create_app` calls, answered by the
     StreamReplica that holds each stream (through a deployment handle with the stream id as the
@@ -571,6 +581,8 @@ class RayStreams:
         self.model_name, self.default_max_tokens = spec.options.model, spec.default_max_tokens
         self._replicas = None
         self._replicas_on_loop = None
+        self._handles: dict[tuple[str, bool, bool], Any] = {}  # (stream, on this loop, by reference) -> handle
+        self._existing: set[str] = set()  # streams this process found in the store (or opened)
         self._store: StreamStore | None = None
         self.scenes = None  # scene grounding is served by a plain memstream serve only (for now)
 
@@ -600,22 +612,43 @@ class RayStreams:
             self._store = StreamStore.reader(self.spec.store)
         return self._store
 
-    def _on(self, stream_id: str, payload_bytes: int = 0):
+    def _on(self, stream_id: str, payload_bytes: int = 0, here: bool = False):
         """The handle for a stream's replica: by value over gRPC (``spec.transport``), unless the
-        payload is too large for a replica's gRPC server (then by reference, through the object store)."""
+        payload is too large for a replica's gRPC server (then by reference, through the object
+        store); ``here``: its router runs on the calling event loop (:meth:`_replicas_here`).
+        Kept per stream (``options`` builds a new handle each call); Serve still routes each call."""
         by_reference = self.spec.transport == "actor" or payload_bytes > GRPC_MAX_PAYLOAD_BYTES
-        return self.replicas.options(multiplexed_model_id=stream_id, _by_reference=by_reference)
+        key = (stream_id, here, by_reference)
+        handle = self._handles.get(key)
+        if handle is None:
+            if len(self._handles) >= HANDLES_KEPT:
+                self._handles.clear()
+            base = self._replicas_here() if here else self.replicas
+            handle = self._handles[key] = base.options(multiplexed_model_id=stream_id, _by_reference=by_reference)
+        return handle
 
     def _known(self, stream_id: str) -> str:
         """404 here for a stream the store does not hold: unknown ids never reach (and churn) the
-        replicas' stream LRUs."""
+        replicas' stream LRUs. A stream found once is not looked up again (a file read on every
+        frame); one deleted meanwhile by another server is a 404 from its replica, which forgets it here."""
         check_stream_id(stream_id)
+        if stream_id in self._existing:
+            return stream_id
         if self.store.record(stream_id) is None:
             raise stream_not_found(stream_id)
+        if len(self._existing) >= HANDLES_KEPT:
+            self._existing.clear()
+        self._existing.add(stream_id)
         return stream_id
 
+    def _unwrap(self, stream_id: str, value):
+        """The replica's answer, or its refusal raised; a 404 makes this process forget the stream."""
+        if isinstance(value, _Refused) and getattr(value.error, "status", None) == 404:
+            self._existing.discard(stream_id)
+        return _unwrap(value)
+
     def _call(self, stream_id: str, method: str, *args, payload_bytes: int = 0):
-        return _unwrap(self._on(stream_id, payload_bytes).call.remote(method, *args).result())
+        return self._unwrap(stream_id, self._on(stream_id, payload_bytes).call.remote(method, *args).result())
 
     def open_stream(self, stream_id=None, owner=None, max_blocks=None, ram_budget_mb=None, scene=UNSET) -> str:
         if scene is not UNSET and scene is not None:
@@ -623,7 +656,9 @@ class RayStreams:
                                'Drop "scene", or serve the scene from a plain memstream serve --scene NAME=RUN_DIR',
                                param="scene", code="scene_not_found")
         stream_id = uuid.uuid4().hex[:12] if stream_id is None else check_stream_id(stream_id)
-        return self._call(stream_id, "open_stream", owner, max_blocks, ram_budget_mb)
+        opened = self._call(stream_id, "open_stream", owner, max_blocks, ram_budget_mb)
+        self._existing.add(opened)
+        return opened
 
     def add_frame(self, stream_id: str, image: bytes, seconds, owner=None) -> int:
         return self._call(self._known(stream_id), "add_frame", image, seconds, owner, payload_bytes=len(image))
@@ -632,16 +667,19 @@ class RayStreams:
         """:meth:`add_frame` awaited on the server's event loop (the HTTP frame path): no thread
         pool hop here and no router thread hop in Serve (``bench_ray_hop.py``: a 15 ms call added
         4.3 ms p50 from a thread with ``.result()``, 2.5 ms awaited on the loop, both over gRPC).
-        The store lookup of :meth:`_known` (one small file read) runs on the loop."""
-        by_reference = self.spec.transport == "actor" or len(image) > GRPC_MAX_PAYLOAD_BYTES
-        handle = self._replicas_here().options(multiplexed_model_id=self._known(stream_id), _by_reference=by_reference)
-        return _unwrap(await handle.call.remote("add_frame", image, seconds, owner))
+        The store lookup of :meth:`_known` (one small file read, the stream's first frame only)
+        runs on the loop."""
+        handle = self._on(self._known(stream_id), len(image), here=True)
+        return self._unwrap(stream_id, await handle.call.remote("add_frame", image, seconds, owner))
 
     def describe(self, stream_id: str, owner=None) -> dict:
         return self._call(self._known(stream_id), "describe", owner)
 
     def close_stream(self, stream_id: str, owner=None) -> None:
         self._call(self._known(stream_id), "close_stream", owner)
+        self._existing.discard(stream_id)
+        for key in [key for key in list(self._handles) if key[0] == stream_id]:  # a snapshot: the loop adds handles too
+            self._handles.pop(key, None)
 
     def list_streams(self, owner=None) -> list[dict]:
         return [r.listing(persistent=True) for r in self.store.records() if r.owner == owner]
@@ -650,11 +688,29 @@ class RayStreams:
         response = self._on(self._known(request.stream_id)).complete.remote(request, owner)
         while True:
             try:
-                return _unwrap(response.result(timeout_s=0.1))
+                return self._unwrap(request.stream_id, response.result(timeout_s=0.1))
             except TimeoutError:
                 if cancel is not None and cancel.is_set():
                     response.cancel()  # the replica's task is cancelled; generation stops
-                    raise GenerationCancelled("the client left before the answer", "Ask again if it is still wanted") from None
+                    raise _client_left() from None
+
+    async def complete_async(self, request, cancel: threading.Event | None = None, owner=None) -> dict:
+        """:meth:`complete` awaited on the server's event loop (the HTTP answer path), as
+        :meth:`add_frame_async`: no thread-pool hop and no router thread (``bench_ray.py``'s answers)."""
+        if cancel is not None and cancel.is_set():  # the client left before it was sent
+            raise _client_left()
+        response = self._on(self._known(request.stream_id), here=True).complete.remote(request, owner)
+        answer = asyncio.ensure_future(response)
+        try:
+            while not answer.done():
+                await asyncio.wait({answer}, timeout=CANCEL_CHECK_S)
+                if not answer.done() and cancel is not None and cancel.is_set():
+                    raise _client_left()
+            return self._unwrap(request.stream_id, answer.result())
+        finally:
+            if not answer.done():  # the client left, or this request was cancelled: so is the replica's task
+                response.cancel()
+                answer.cancel()
 
     def complete_stream(self, request, cancel: threading.Event | None = None, owner=None):
         self._call(self._known(request.stream_id), "check_answer", owner, request.question)  # bad input: an error status, not an event

@@ -5,6 +5,7 @@ behind the frontend: sticky streams, a replica killed mid-ingest, the official o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
@@ -245,6 +246,46 @@ def test_frames_reach_the_replica_over_grpc_and_one_too_large_for_grpc_by_refere
         assert streams.describe("big")["frames_seen"] == 5
     finally:
         streams.close_stream("big")
+
+
+@pytest.mark.network
+@pytest.mark.timeout(200)
+def test_the_http_process_awaits_answers_and_forgets_a_stream_another_server_deleted(ray_service):
+    """The HTTP path awaits answers on its loop (``complete_async``) with the same answer as the
+    thread path, and a client that left cancels it; a stream this process found once is not looked
+    up in the store again, so one deleted by another server is the replica's 404, which makes this
+    process look it up again (it is found once reopened)."""
+    from memstream.streaming.videomem.generation import GenerationCancelled
+    from memstream.streaming.videomem.service.chat import parse_chat_request
+    from memstream.streaming.videomem.service.ray_serve import RayStreams
+
+    _, spec = ray_service
+    here, other = RayStreams(spec), RayStreams(spec)
+    question = parse_chat_request({"stream_id": "gone", "messages": [{"role": "user", "content": "What moved?"}], "max_tokens": 2},
+                                  spec.options.model, spec.limits, 2)
+    assert here.open_stream("gone") == "gone"
+
+    async def on_one_loop() -> None:  # as in the server: one event loop for the process's life
+        assert [await here.add_frame_async("gone", jpeg(i), float(i)) for i in range(2)] == [1, 2]
+        assert (await here.complete_async(question))["memstream"]["frames_seen"] == 2
+        assert (await asyncio.to_thread(here.complete, question))["memstream"]["frames_seen"] == 2  # the thread path agrees
+        left = threading.Event()
+        left.set()
+        with pytest.raises(GenerationCancelled, match="the client left"):
+            await here.complete_async(question, left)
+        assert (await here.complete_async(question))["memstream"]["frames_seen"] == 2  # and the stream still answers
+        await asyncio.to_thread(other.close_stream, "gone")  # another server deletes it; this one still knows it
+        with pytest.raises(ServiceError) as missing:
+            await here.add_frame_async("gone", jpeg(3), 3.0)
+        assert missing.value.status == 404 and "gone" not in here._existing
+        assert await asyncio.to_thread(other.open_stream, "gone") == "gone"
+        assert await here.add_frame_async("gone", jpeg(4), 4.0) == 1  # looked up again, found
+
+    try:
+        asyncio.run(on_one_loop())
+    finally:
+        with contextlib.suppress(ServiceError):
+            other.close_stream("gone")
 
 
 def test_a_transport_that_does_not_exist_is_refused(tiny_llava_dir, tmp_path):
