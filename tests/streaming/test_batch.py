@@ -370,6 +370,13 @@ def test_ray_tasks_queue_one_video_behind_each_running_one_within_the_workers_ca
     assert plan_slots(None, 8) == (16, None) and plan_slots(None, 0) == (2, None)
 
 
+def test_ray_releases_without_placement_groups_in_map_arguments_run_without_the_queue() -> None:
+    from memstream.streaming.batch.on_ray import _takes_placement_group
+
+    assert _takes_placement_group("2.60.0") and _takes_placement_group("2.63.1")
+    assert not _takes_placement_group("2.64.0") and not _takes_placement_group("3.0.0.dev0")
+
+
 def test_one_ray_worker_runs_one_video_at_a_time_with_the_next_queued(tmp_path: Path, frames: list, ray_cluster) -> None:
     videos = _videos(tmp_path / "videos", frames, {f"v{i}": SHORT + i for i in range(4)})
     out = tmp_path / "out"
