@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from memstream.streaming.atomic import write_text_atomic
+
 STATUSES = ("ok", "failed", "skipped")
 FILE_NAME = "batch.jsonl"
 
@@ -76,16 +78,7 @@ class ResultLog:
 
     def rewrite(self, records: Iterable[dict[str, Any]]) -> None:
         """Replace the file with ``records`` (temporary file, fsync, rename)."""
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "w") as handle:
-                handle.writelines(json.dumps(r) + "\n" for r in records)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in records), sync=True)
 
     def append(self, entry: dict[str, Any]) -> None:
         """Add one line, on disk when this returns; a torn last line is ended first, so the new
