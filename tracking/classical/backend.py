@@ -94,6 +94,7 @@ from memstream.tracking.classical.proposers import (
     verify_score,
 )
 from memstream.tracking.classical.segmentation import ColourModel, Segment, fit_mask_threshold, segment
+from memstream.tracking.classical.world import WorldAnchor, WorldView
 from memstream.tracking.kalman import box_iou_xywh
 from memstream.tracking.tracker import TrackingInputError
 from memstream.tracking.types import Candidates, Decision, Prompt
@@ -155,13 +156,15 @@ class _FrameCache:
     hsv: np.ndarray
     features: np.ndarray
     proposals: dict[int, _Proposal] = field(default_factory=dict)
+    world: WorldView | None = None  # the frame's depth and pose when ``world_gate`` is on and it has them
     _bgr: np.ndarray | None = None
 
     @classmethod
-    def of(cls, frame: Frame, features: str = "grey") -> _FrameCache:
+    def of(cls, frame: Frame, features: str = "grey", world: bool = False) -> _FrameCache:
         rgb = np.ascontiguousarray(frame.rgb)
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        return cls(frame, grey, cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV), feature_image(grey, features))
+        return cls(frame, grey, cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV), feature_image(grey, features),
+                   world=WorldView.of(frame) if world else None)
 
     @property
     def bgr(self) -> np.ndarray:
@@ -186,6 +189,7 @@ class ClassicalBackend:
         self._followers: dict[int, _Followers] = {}
         self._pending: _FrameCache | None = None
         self._greys: dict[int, np.ndarray] = {}  # the last two frames' grey images, by frame index
+        self._anchors: dict[int, WorldAnchor] = {}  # ``world_gate``: where each object was last found
         self.wins: Counter[str] = Counter()
         self.trace: list[dict[str, Any]] | None = None
 
@@ -211,7 +215,7 @@ class ClassicalBackend:
         Raises:
             TrackingInputError: a points-only prompt without a positive point.
         """
-        cfg, cache = self.config, _FrameCache.of(frame, self.config.features)
+        cfg, cache = self.config, _FrameCache.of(frame, self.config.features, self.config.world_gate)
         out: dict[int, tuple[np.ndarray, Candidates]] = {}
         for prompt in prompts:
             box = _clip_box(self._prompt_box(prompt, frame), frame.width, frame.height)
@@ -226,6 +230,8 @@ class ClassicalBackend:
             if "correlation" in cfg.proposers:
                 followers.correlation.start(cache.bgr, box)
             self._followers[prompt.object_id] = followers
+            self._anchors.pop(prompt.object_id, None)
+            self._place(cache, prompt.object_id, seg)
             out[prompt.object_id] = (
                 seg.paste(frame.height, frame.width),
                 Candidates(seg.box_xywh[None], [1.0], PROMPT_LOGIT),
@@ -244,10 +250,11 @@ class ClassicalBackend:
             raise TrackingInputError(
                 f"objects {unknown} were never prompted", "Prompt an object with a box first"
             )
-        cache = _FrameCache.of(frame, self.config.features)
+        cache = _FrameCache.of(frame, self.config.features, self.config.world_gate)
         for object_id in object_ids:
+            self._expect(cache, object_id)
             cache.proposals[object_id] = self._propose_one(
-                cache, self._objects[object_id], self._followers[object_id]
+                cache, self._objects[object_id], self._followers[object_id], object_id
             )
         self._pending = cache
         return {i: p.candidates for i, p in cache.proposals.items()}
@@ -281,6 +288,7 @@ class ClassicalBackend:
                     remember = self.config.affinity(proposal.verified[decision.index]) > self.config.follower_memory_gate
                     gated = gated and remember
                 memory.observe(cache.frame.index, cache.features, box, gated, remember)
+                self._place(cache, object_id, chosen)
                 found_by_memory = not proposal.followers_joined or proposal.verified[decision.index] > proposal.threshold
                 followers.unverified = 0 if found_by_memory else followers.unverified + 1
                 self._follow(cache, followers, box, source, gated)
@@ -304,6 +312,49 @@ class ClassicalBackend:
         if not filter_.active or (gated and source != "correlation" and disagrees):
             filter_.start(cache.bgr, box)
 
+    def _expect(self, cache: _FrameCache, object_id: int) -> None:
+        """``world_gate``: move the object's search centre to where its world anchor projects in this
+        view, and set its reference size to its metric size at the anchor's depth there (the
+        camera's own motion and the scale change of a receding object, predicted instead of
+        searched). Nothing changes while the anchor projects outside the frame (out of view)."""
+        anchor = self._anchors.get(object_id)
+        if cache.world is None or anchor is None:
+            return
+        seen = cache.world.project(anchor.point)
+        if seen is None:
+            return
+        (u, v), depth = seen
+        if not (0 <= u < cache.frame.width and 0 <= v < cache.frame.height):
+            return
+        memory = self._objects[object_id]
+        memory.center_xy = seen[0]
+        memory.size_wh = np.maximum(anchor.size_m * cache.world.focal_px / depth, 1.0)
+
+    def _place(self, cache: _FrameCache, object_id: int, seg: Segment) -> None:
+        """``world_gate``: the object was found: its anchor moves to the memory's new centre (the
+        matcher's box, as the search follows it) at the median depth under the chosen mask. On the
+        prompt (no anchor yet) the metric size is measured from the prompt box."""
+        if cache.world is None:
+            return
+        memory = self._objects[object_id]
+        box = np.concatenate([memory.center_xy - memory.size_wh / 2, memory.size_wh])
+        placed = cache.world.place(box, cache.world.mask_depth(seg.mask, seg.origin_xy))
+        if placed is None:
+            return
+        anchor = self._anchors.get(object_id)
+        size_m = placed[1] if anchor is None else anchor.size_m
+        self._anchors[object_id] = WorldAnchor(placed[0], size_m, cache.world.time_s)
+
+    def _gate(self, scored: list[Scored], cache: _FrameCache, object_id: int) -> list[Scored]:
+        """``world_gate``: the candidates that can be the object (see :mod:`~memstream.tracking.classical.world`)."""
+        anchor = self._anchors.get(object_id)
+        if cache.world is None or anchor is None:
+            return scored
+        cfg, view = self.config, cache.world
+        return [c for c in scored if anchor.plausible(view.place(c.proposal.box_xywh), anchor.size_m, view.time_s,
+                                                       cfg.world_margin_m, cfg.world_speed_m_s, cfg.world_size_ratio,
+                                                       cfg.world_reach_max_m)]
+
     def _remember_grey(self, cache: _FrameCache) -> None:
         self._greys[cache.frame.index] = cache.grey
         for index in sorted(self._greys)[:-2]:
@@ -313,12 +364,14 @@ class ClassicalBackend:
         """Forget ``object_id`` and its memory (an unknown id is ignored)."""
         self._objects.pop(object_id, None)
         self._followers.pop(object_id, None)
+        self._anchors.pop(object_id, None)
 
     def reset(self) -> None:
         """Forget every object."""
         self._objects.clear()
         self._followers.clear()
         self._greys.clear()
+        self._anchors.clear()
         self._pending = None
 
     def state_dict(self) -> dict[str, Any]:
@@ -338,6 +391,7 @@ class ClassicalBackend:
             for m in memories
         }
         self._greys.clear()
+        self._anchors.clear()  # made again from the first box found (``world_gate``)
         self._pending = None
 
     def memory_summary(self) -> dict[str, Any]:
@@ -346,7 +400,9 @@ class ClassicalBackend:
         objects = {i: m.summary() for i, m in self._objects.items()}
         return {"backend": self.name, "objects": objects, "bytes": sum(o["bytes"] for o in objects.values())}
 
-    def _propose_one(self, cache: _FrameCache, memory: ObjectMemory, followers: _Followers) -> _Proposal:
+    def _propose_one(
+        self, cache: _FrameCache, memory: ObjectMemory, followers: _Followers, object_id: int
+    ) -> _Proposal:
         cfg, k = self.config, self.config.num_candidates
         lost = memory.absent_frames >= cfg.lost_after_frames
         whole_frame = lost and (memory.absent_frames - cfg.lost_after_frames) % cfg.redetect_every == 0
@@ -377,7 +433,7 @@ class ClassicalBackend:
             p.proposer == "template" or _colour_in(probability, window, p.box_xywh) >= cfg.follower_min_colour)]
         threshold = cfg.presence_keep_score if memory.absent_frames == 0 else cfg.presence_score
         templates_only = [p for p in proposals if p.proposer == "template"]
-        scored = self._score(templates_only, cache, probability, window, templates, weights)
+        scored = self._gate(self._score(templates_only, cache, probability, window, templates, weights), cache, object_id)
         best = self._presence(scored, memory, lost)
         followers_joined = best <= threshold and len(templates_only) < len(proposals)
         if followers_joined:
@@ -386,7 +442,7 @@ class ClassicalBackend:
             # but only for ``follower_presence_frames`` frames since the memory last found the object
             # itself; past that, presence is the memory's verdict on every candidate.
             limit = cfg.follower_presence_frames
-            scored = self._score(proposals, cache, probability, window, templates, weights)
+            scored = self._gate(self._score(proposals, cache, probability, window, templates, weights), cache, object_id)
             best = self._presence(scored, memory, lost, limit is None or followers.unverified < limit)
         logit = cfg.logit_gain * (best - threshold)
         boxes, match_boxes, affinity = np.zeros((k, 4)), np.zeros((k, 4)), np.zeros(k)

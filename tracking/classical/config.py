@@ -133,6 +133,24 @@ class ClassicalConfig:
             object vanished from cannot hold it present. None: no limit (as the proposers were
             first built). Default 4: on held-out synthetic scenes absence recall 47 % -> 91 % (0 % ->
             84 % on ``occlusion``) at the same AUC; 8 and 16 gave 91 % and 76 %.
+        world_gate: on frames with depth, intrinsics and a camera pose (RGB-D with poses, as the 3D
+            memory reads), search where the object's last world position projects in this view, at
+            the size its metric size has at that depth, and drop candidates that cannot be it: farther
+            from that position than ``world_margin_m + world_speed_m_s`` times the seconds since it
+            was last found, or of a metric size off by more than ``world_size_ratio``
+            (:mod:`memstream.tracking.classical.world`). Frames without depth or pose are tracked as
+            without the option. Off by default (RGB streams); the ``scene`` preset turns it on.
+        world_margin_m: how far from its last world position an object may be found at once, metres
+            (the box centre's back-projection wanders with the box and the visible side).
+        world_speed_m_s: the fastest an object moves, metres per second: the reach grows by this
+            per second since the object was last found (1.0: faster than a walking object's
+            carried things move in the scenes this is built for; a person walks at 1.4).
+        world_size_ratio: a candidate whose metric size (longer side) is more than this factor off the
+            object's is no candidate.
+        world_reach_max_m: the reach stops growing here, metres: an object unseen for minutes is
+            looked for within this distance of where it was last found, not anywhere (a long
+            absence otherwise admits any look-alike in the room; an object that went farther
+            while unseen stays lost rather than being re-found on something else). None: no cap.
     """
 
     num_candidates: Annotated[int, Field(ge=1)] = 3
@@ -173,6 +191,11 @@ class ClassicalConfig:
     follower_min_colour: Annotated[float, Field(ge=0, le=1)] = 0.0
     follower_memory_gate: Annotated[float, Field(ge=0, lt=1)] | None = 0.5
     follower_presence_frames: Annotated[int, Field(ge=0)] | None = 4
+    world_gate: bool = False
+    world_margin_m: Annotated[float, Field(gt=0)] = 0.3
+    world_speed_m_s: Annotated[float, Field(ge=0)] = 1.0
+    world_size_ratio: Annotated[float, Field(gt=1)] = 1.6
+    world_reach_max_m: Annotated[float, Field(gt=0)] | None = 2.0
 
     def __post_init__(self) -> None:
         # Ranges of single fields are in the annotations (checked on construction and when parsed).
