@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
 from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Iterator
 from pathlib import Path
 
 from memstream.streaming.atomic import write_json_atomic
@@ -54,3 +56,21 @@ def print_table(title: str, columns: list[str], rows: list[list]) -> None:
     for row in rows:
         table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row])
     Console().print(table)
+
+
+@contextlib.contextmanager
+def local_serve() -> Iterator[dict]:
+    """A 2-CPU local Ray cluster with Serve started (no HTTP proxy), shut down afterwards; yields a
+    dict whose ``load_average_1min`` (start -> end) is filled in when the block ends."""
+    import ray
+    from ray import serve
+
+    load = {"start": round(os.getloadavg()[0], 2)}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    try:
+        serve.start(proxy_location="Disabled")
+        yield load
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        load["end"] = round(os.getloadavg()[0], 2)

@@ -28,7 +28,7 @@ import os
 import time
 
 import numpy as np
-from _common import print_table, save
+from _common import local_serve, print_table, save
 
 
 def _deployment(name: str, env: dict[str, str], work_s: float):
@@ -106,18 +106,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--work-ms", type=float, default=15.0, help="the work a call does in the replica (a tiny model's frame: 15 ms)")
     args = parser.parse_args()
-    import ray
-    from ray import serve
-
-    load_start = os.getloadavg()[0]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    try:
-        serve.start(proxy_location="Disabled")
+    with local_serve() as load:
         result = asyncio.run(measure(args.calls, args.work_ms / 1e3))
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-    load = {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}
     path = save("ray_hop", {"config": dict(vars(args)), "variants": result, "load_average_1min": load})
     print_table(f"one Serve handle call, {args.work_ms:g} ms of work, {args.calls} calls each, alternating",
                 ["variant", "p50 ms", "p90 ms", "added p50 ms"],

@@ -29,7 +29,7 @@ import os
 import time
 
 import numpy as np
-from _common import print_table, save
+from _common import local_serve, print_table, save
 
 STAMPS: dict[str, float] = {}
 HISTORY: list[dict[str, float]] = []
@@ -184,18 +184,8 @@ def main() -> None:
     parser.add_argument("--work-ms", type=float, default=12.0, help="the work a call does in the replica (the tiny model's frame: ~12 ms)")
     parser.add_argument("--payload-bytes", type=int, default=3000, help="the frame's bytes sent with each call")
     args = parser.parse_args()
-    import ray
-    from ray import serve
-
-    load_start = os.getloadavg()[0]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    try:
-        serve.start(proxy_location="Disabled")
+    with local_serve() as load:
         result = asyncio.run(measure(args.calls, args.work_ms / 1e3, args.payload_bytes))
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-    load = {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}
     path = save("ray_timeline", {"config": dict(vars(args)), **result, "load_average_1min": load})
     print_table(f"one awaited Serve handle call over gRPC, {args.work_ms:g} ms of work: its steps (p50 of {args.calls})",
                 ["step", "p50 ms", "p90 ms"], [[name, s["p50_ms"], s["p90_ms"]] for name, s in result["steps"].items()])
