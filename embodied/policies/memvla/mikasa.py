@@ -183,7 +183,8 @@ def train_with_checkpoints(policy: MemoryVLAPolicy, data: EpisodeDataset, out: s
             bar.status(f"loss {np.mean(losses[-10:]):.4f}")
             done = step + 1
             if done % checkpoint_every == 0 or done == steps:
-                _checkpoint(policy, optimizer, schedule, rng, out / CHECKPOINT_DIR, meta, done, losses)
+                _checkpoint(policy, optimizer, schedule, rng, out / CHECKPOINT_DIR,
+                            {**meta, "seed": seed, "batch_episodes": batch_episodes}, done, losses)
                 if log is not None:
                     log(f"step {done}/{steps} loss {np.mean(losses[-checkpoint_every:]):.4f} "
                         f"({(done - start) / (time.perf_counter() - started):.2f} steps/s), checkpoint saved")
