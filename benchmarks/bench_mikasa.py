@@ -324,6 +324,7 @@ def main() -> None:
     parser.add_argument("--held-out", nargs=2, type=int, default=(100, 112),
                         help="offline: episodes [first, last) of --demos, none of them trained on")
     parser.add_argument("--runs", nargs="+", default=[], help="vla: vla-eval output folders; offline: vla-train folders")
+    parser.add_argument("--note", default=None, help="vla: how these runs were made (stored beside the table)")
     parser.add_argument("--train-logs", nargs="+", default=[],
                         help="vla: the vla-train logs of --runs, same order (training speed of runs whose mikasa.json lacks it)")
     parser.add_argument("--render", action="store_true", help="experts: render the cameras (default settings)")
@@ -366,6 +367,8 @@ def main() -> None:
         rows = gather_vla(args.runs, args.train_logs)
         payload["vla"] = rows
         payload["vla_note"] = f"{NOTE}. {ANCHORS}"
+        if args.note:
+            payload["vla_run_note"] = args.note
         print_table(f"memstream vla-eval runs (NOT MemoryVLA's protocol: see protocol_gap). {NOTE}. {ANCHORS}",
                     ["task", "variant", "L", "bank grad", "demos", "steps", "episodes", "success (95 % CI)", "chance",
                      "nearest cube right", "train steps/s", "policy ms/step"],
