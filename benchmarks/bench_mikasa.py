@@ -15,8 +15,11 @@
 * ``serve``: one policy step (bank read + write, action chunk) of a random-weight MemoryVLA-style
   policy sized for MIKASA-Robo (128x128 image, 7-d state and action, chunk 8, bank L = 16) in
   process at batch 1 and 8, and through the WebSocket server from a loopback client (round trip).
-* ``vla``: gathers ``memstream vla-eval`` runs (``results.json``) into one table beside chance, with
-  how far each run is from MemoryVLA's protocol (250 demonstrations per task, 100 episodes).
+* ``vla``: gathers ``memstream vla-eval`` runs (``results.json``) into one table beside chance (success
+  with its 95 % Wilson interval, how often the tip ended nearest the right cube, evaluation and
+  demonstration seeds, training steps and speed, policy latency per control step), with how far each
+  run is from MemoryVLA's protocol (250 demonstrations per task, 100 episodes) and MemoryVLA's and
+  muVLA's figures beside it.
 * ``offline``: open-loop chunk metrics of ``vla-train`` folders on held-out stored demonstrations
   (:func:`~memstream.embodied.policies.memvla.mikasa.open_loop_metrics`): position-action error
   before / after the arm may move, whether the first moving chunk heads for the expert's cube,
@@ -32,7 +35,7 @@ The machine is shared (2 cores, several other jobs): compare rows of one run, no
     python benchmarks/bench_mikasa.py speed --steps 30 --procs 2
     python benchmarks/bench_mikasa.py demos --task RememberColor3 --episodes 6
     python benchmarks/bench_mikasa.py serve --steps 30 [--threads 1]
-    python benchmarks/bench_mikasa.py vla --runs runs/rc3_bank_eval runs/rc3_none_eval
+    python benchmarks/bench_mikasa.py vla --runs runs/rc3_bank_eval runs/rc3_none_eval [--train-logs bank.log none.log]
     python benchmarks/bench_mikasa.py offline --demos demos/rc3 --held-out 100 112 --runs runs/rc3_bank runs/rc3_none
 """
 
@@ -212,18 +215,63 @@ def serve_latency(steps: int, threads: int) -> list[dict]:
     return rows
 
 
-def gather_vla(runs: list[str]) -> list[dict]:
+ANCHORS = ("MemoryVLA (MIKASA-Robo, 5 tasks incl. ShellGameTouch, 250 demonstrations, 100 episodes per task): "
+           "41.2 % average; muVLA: 84 % average over five training tasks. Both fine-tune pretrained 7B VLA backbones "
+           "and average over a fifth task (ShellGameTouch) that needs a YCB download and is left out here; the "
+           "policy here is a small one trained from scratch on 2 CPU cores.")
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> list[float]:
+    """95 % Wilson interval of a success rate."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return [round(max(0.0, centre - half), 3), round(min(1.0, centre + half), 3)]
+
+
+def _train_log(path: str | None, step: int | None) -> dict:
+    """Training speed from a ``memstream vla-train`` log: the mean steps/s it printed at checkpoint
+    ``step`` (its last one when None), and the seconds that took."""
+    import re
+
+    if not path:
+        return {}
+    rates = {int(done): float(rate) for done, _, rate in
+             re.findall(r"step (\d+)/(\d+) loss [-\d.]+ \(([\d.]+) steps/s\)", Path(path).read_text())}
+    step = step if step in rates else max(rates, default=None)
+    if step is None:
+        return {}
+    return {"train_steps_per_s": rates[step], "train_seconds": round(step / rates[step], 1), "train_log_step": step}
+
+
+def gather_vla(runs: list[str], train_logs: list[str] | None = None) -> list[dict]:
+    """One row per ``vla-eval`` folder; ``train_logs`` (same order, optional) fill the training speed of
+    runs trained before ``vla-train`` recorded it in ``mikasa.json``."""
     rows = []
-    for run in runs:
+    logs = list(train_logs or []) + [None] * len(runs)
+    for run, log in zip(runs, logs[: len(runs)], strict=True):
         result = json.loads((Path(run) / "results.json").read_text())
         meta = json.loads((Path(result["policy"]) / "mikasa.json").read_text())
+        config = json.loads((Path(result["policy"]) / "config.json").read_text())
+        episodes = result["episodes"]
+        timing = ({k: meta[k] for k in ("train_seconds", "train_steps_per_s") if meta.get(k) is not None}
+                  or _train_log(log, meta.get("steps", meta.get("checkpoint_step"))))
+        steps = sum(e["length"] for e in episodes)
         rows.append({"run": run, "task": result["task"], "variant": result["variant"],
                      "memory_length": result["memory_length"], "episodes": result["episodes_done"],
                      "complete": result["complete"], "success_rate": result["success_rate"],
+                     "success_95ci": wilson(sum(e["success"] for e in episodes), len(episodes)),
                      "chance_success_rate": result["chance_success_rate"], "demonstrations": meta.get("demonstrations"),
+                     "eval_seeds": [min(e["seed"] for e in episodes), max(e["seed"] for e in episodes)] if episodes else None,
+                     "demo_seeds": meta.get("demo_seeds"), "init_seed": meta.get("seed"),
                      "train_steps": meta.get("steps", meta.get("checkpoint_step")), "batch_episodes": meta.get("batch_episodes"),
-                     "final_loss": meta.get("final_loss"), "inference_noise": result.get("inference_noise"),
-                     **_choice(result["episodes"]),
+                     "loss_frames": config.get("loss_frames"), "bank_gradients": config.get("bank_gradients", False),
+                     "final_loss": meta.get("final_loss"), "inference_noise": result.get("inference_noise"), **timing,
+                     "policy_ms_per_step": round(1000 * sum(e["policy_s"] for e in episodes) / max(steps, 1), 2),
+                     "sim_ms_per_step": round(1000 * sum(e["sim_s"] for e in episodes) / max(steps, 1), 1),
+                     **_choice(episodes),
                      "protocol_gap": f"{meta.get('demonstrations')} of 250 demonstrations, {result['episodes_done']} of "
                                      "100 evaluation episodes, a small policy trained from scratch on a CPU (MemoryVLA: "
                                      "a pretrained 7B backbone)"})
@@ -276,6 +324,9 @@ def main() -> None:
     parser.add_argument("--held-out", nargs=2, type=int, default=(100, 112),
                         help="offline: episodes [first, last) of --demos, none of them trained on")
     parser.add_argument("--runs", nargs="+", default=[], help="vla: vla-eval output folders; offline: vla-train folders")
+    parser.add_argument("--note", default=None, help="vla: how these runs were made (stored beside the table)")
+    parser.add_argument("--train-logs", nargs="+", default=[],
+                        help="vla: the vla-train logs of --runs, same order (training speed of runs whose mikasa.json lacks it)")
     parser.add_argument("--render", action="store_true", help="experts: render the cameras (default settings)")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--steps", type=int, default=30)
@@ -313,14 +364,17 @@ def main() -> None:
                     [[r["setting"], r["steps_per_s"], r["speedup_vs_before"], r["ms_per_step"],
                       str(r.get("ms_per_step_by_part", ""))] for r in rows])
     elif args.what == "vla":
-        rows = gather_vla(args.runs)
+        rows = gather_vla(args.runs, args.train_logs)
         payload["vla"] = rows
-        print_table("memstream vla-eval runs (NOT MemoryVLA's protocol: see protocol_gap)",
-                    ["task", "variant", "L", "demos", "steps", "episodes", "success", "chance", "nearest cube right",
-                     "tip < 5 cm of a cube"],
-                    [[r["task"], r["variant"], r["memory_length"], r["demonstrations"], r["train_steps"], r["episodes"],
-                      round(r["success_rate"], 3), round(r["chance_success_rate"], 3), r.get("nearest_is_target", "-"),
-                      r.get("tip_within_5cm_of_a_cube", "-")] for r in rows])
+        payload["vla_note"] = f"{NOTE}. {ANCHORS}"
+        if args.note:
+            payload["vla_run_note"] = args.note
+        print_table(f"memstream vla-eval runs (NOT MemoryVLA's protocol: see protocol_gap). {NOTE}. {ANCHORS}",
+                    ["task", "variant", "L", "bank grad", "demos", "steps", "episodes", "success (95 % CI)", "chance",
+                     "nearest cube right", "train steps/s", "policy ms/step"],
+                    [[r["task"], r["variant"], r["memory_length"], r["bank_gradients"], r["demonstrations"], r["train_steps"],
+                      r["episodes"], f"{r['success_rate']:.2f} {r['success_95ci']}", round(r["chance_success_rate"], 3),
+                      r.get("nearest_is_target", "-"), r.get("train_steps_per_s", "-"), r["policy_ms_per_step"]] for r in rows])
     elif args.what == "offline":
         rows = offline_vla(args.runs, args.demos, tuple(args.held_out), args.noise)
         payload["vla_offline"] = rows

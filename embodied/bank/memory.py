@@ -4,7 +4,8 @@ Two streams, each with its own bank, timestep embedding, retrieval blocks and fu
 tokens ``(B, N, Cp)`` (MemoryVLA: 256 x 256 from the vision encoder) and the cognitive token
 ``(B, 1, Dc)`` (the VLM's last hidden state, 4096). Each step, per slot: retrieve from the slot's own
 episode bank, fuse with the current tokens (``forward``), then store this step's tokens and
-consolidate (``update``); ``step`` does both. Stored tokens never carry gradients; the layers train.
+consolidate (``update``); ``step`` does both. Stored tokens carry no gradients (unless
+``store_gradients``: backpropagation through the bank in training); the layers train.
 
 Episodes are explicit: ``reset(slots)`` starts a new episode in those slots and gives it a fresh id
 (``episode_ids``). A slot that was never started is refused, and a caller may pass the ids it
@@ -63,6 +64,10 @@ class PerceptualCognitiveMemory(nn.Module):
         self._start_all_on_first_use = False
         self._next_episode_id = 0
         self._steps: torch.Tensor | None = None  # int64 (B,): updates since each slot's reset
+        #: keep the autograd history of stored tokens (set before the first update after a reset; see
+        #: ``BankStorage``'s ``differentiable``): a policy trained by backpropagation through the bank
+        #: teaches its encoder what to write, e.g. the cue of an early frame that the loss needs later.
+        self.store_gradients = False
 
     # ------------------------------------------------------------------ episodes
     def reset(self, slots: Sequence[int] | torch.Tensor | int | None = None, *,
@@ -228,7 +233,7 @@ class PerceptualCognitiveMemory(nn.Module):
             current = tokens[name]
             if self._storage[name] is None:
                 self._storage[name] = BankStorage(batch, current.shape[1], self.dims[name], self.config, device,
-                                                  current.dtype)
+                                                  current.dtype, differentiable=self.store_gradients)
             self._storage[name].to(device).append(current, timestep, active)
         self._steps = self._steps.to(device) + active.long()
 

@@ -18,6 +18,7 @@ by one entry only, so one merge per step suffices.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import TypeVar
@@ -61,12 +62,18 @@ class BankStorage:
         config: capacity, consolidation and timestep-merge rule.
         device: where the tensors live.
         dtype: the stored tokens' floating dtype.
+        differentiable: keep the autograd history of the stored tokens (training by backpropagation
+            through the bank: a loss at step t reaches the encoder at the step that wrote an entry).
+            ``feats`` is then replaced, never written in place, at every append, merge and reset.
+            Bookkeeping (order, lengths, merge scores) never carries gradients.
     """
 
     @outside_autograd
     def __init__(self, batch_size: int, num_tokens: int, dim: int, config: MemoryBankConfig,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                 differentiable: bool = False) -> None:
         self.config = config
+        self.differentiable = differentiable
         self.num_tokens, self.dim = num_tokens, dim
         slots = config.capacity + 1 if config.consolidation != "none" else min(config.capacity, config.max_entries)
         self.feats = torch.zeros(batch_size, slots, num_tokens, dim, device=device, dtype=dtype)
@@ -103,7 +110,11 @@ class BankStorage:
     def reset(self, rows: torch.Tensor) -> None:
         """Empty the banks of ``rows`` (int64 indices); other rows are untouched."""
         rows = rows.to(self.device)
-        self.feats[rows] = 0
+        if self.differentiable:
+            with torch.enable_grad():
+                self.feats = self.feats.index_fill(0, rows, 0.0)
+        else:
+            self.feats[rows] = 0
         self.timesteps[rows] = 0
         self.lengths[rows] = 0
         self.order[rows] = torch.arange(self.slots, device=self.device)
@@ -126,7 +137,8 @@ class BankStorage:
         rows = torch.arange(self.batch_size, device=self.device)
         slot = self.order.gather(1, self.lengths.clamp(max=self.slots - 1)[:, None])[:, 0]  # free where active
         keep = active[:, None, None]
-        self.feats[rows, slot] = torch.where(keep, tokens.detach().to(self.feats.dtype), self.feats[rows, slot])
+        tokens = tokens if self.differentiable else tokens.detach()
+        self._write_feats(rows, slot, lambda: torch.where(keep, tokens.to(self.feats.dtype), self.feats[rows, slot]))
         self.timesteps[rows, slot] = torch.where(active, timestep.detach().float(), self.timesteps[rows, slot])
         self._log_write(slot)
         if self.config.consolidation == "tome":
@@ -137,6 +149,15 @@ class BankStorage:
             self._merge_most_similar(rows)
         elif self.config.consolidation == "fifo":
             self._drop_oldest()
+
+    def _write_feats(self, rows: torch.Tensor, slot: torch.Tensor, values: Callable[[], torch.Tensor]) -> None:
+        """``feats[rows, slot] = values()``: in place, or (``differentiable``) as a new tensor that keeps
+        the autograd history of ``values()`` and of the entries already stored."""
+        if not self.differentiable:
+            self.feats[rows, slot] = values()
+            return
+        with torch.enable_grad():
+            self.feats = self.feats.index_put((rows, slot), values())
 
     def _score_new_pair(self, rows: torch.Tensor, slot: torch.Tensor, active: torch.Tensor) -> None:
         """Cache the similarity of the new entry with its predecessor (pair ``lengths - 1``)."""
@@ -154,9 +175,12 @@ class BankStorage:
         first = scores.argmax(dim=1)  # (B,): merge entries first, first + 1
         slot_i = self.order.gather(1, first[:, None])[:, 0]
         slot_j = self.order.gather(1, (first + 1).clamp(max=slots - 1)[:, None])[:, 0]  # clamped: unused rows
-        feat_i = self.feats[rows, slot_i]
-        merged = 0.5 * (feat_i + self.feats[rows, slot_j])
-        self.feats[rows, slot_i] = torch.where(over[:, None, None], merged, feat_i)
+
+        def merged() -> torch.Tensor:
+            feat_i = self.feats[rows, slot_i]
+            return torch.where(over[:, None, None], 0.5 * (feat_i + self.feats[rows, slot_j]), feat_i)
+
+        self._write_feats(rows, slot_i, merged)
         time_i = self.timesteps[rows, slot_i]
         if self.config.merge_timesteps == "average":
             time_i = torch.where(over, 0.5 * (time_i + self.timesteps[rows, slot_j]), time_i)
@@ -209,7 +233,8 @@ class BankStorage:
         self._projections = None
         extra = slots - self.slots
         batch = self.batch_size
-        self.feats = torch.cat([self.feats, self.feats.new_zeros(batch, extra, self.num_tokens, self.dim)], dim=1)
+        with torch.enable_grad() if self.differentiable else contextlib.nullcontext():
+            self.feats = torch.cat([self.feats, self.feats.new_zeros(batch, extra, self.num_tokens, self.dim)], dim=1)
         self.timesteps = torch.cat([self.timesteps, self.timesteps.new_zeros(batch, extra)], dim=1)
         new = torch.arange(self.slots - extra, slots, device=self.device).repeat(batch, 1)
         self.order = torch.cat([self.order, new], dim=1)

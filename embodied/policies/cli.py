@@ -46,6 +46,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint (same settings)")
     train.add_argument("--loss-frames", type=int, default=None,
                        help="frames per episode in the action loss, drawn at random each step (default all)")
+    train.add_argument("--bank-gradients", action=argparse.BooleanOptionalAction, default=True,
+                       help="backpropagate through the bank: the loss reaches the frames that wrote the entries it "
+                            "read, e.g. the cue (default on; --no-bank-gradients stores them detached, as MemoryVLA)")
+    train.add_argument("--augment-shift", type=int, default=4,
+                       help="random shift of each training frame by up to N pixels (default 4; 0: off)")
+    train.add_argument("--state-noise", type=float, default=0.1,
+                       help="std of Gaussian noise on the normalised training states (default 0.1; 0: off)")
     train.add_argument("--inference-noise", type=float, default=1.0,
                        help="flow sampler's starting noise scale at inference, saved with the policy (0: deterministic)")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
@@ -108,8 +115,13 @@ def _vla_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--loss-frames must be >= 1, got {args.loss_frames}", "Pass --loss-frames 8 or leave it out")
     if not 0.0 <= args.inference_noise <= 1.0:
         raise ConfigError(f"--inference-noise must be in [0, 1], got {args.inference_noise}", "Pass 0 or 1")
+    if args.augment_shift < 0 or args.state_noise < 0:
+        raise ConfigError(f"--augment-shift and --state-noise must be >= 0, got {args.augment_shift} and {args.state_noise}",
+                          "Pass --augment-shift 4 --state-noise 0.1, or 0 to switch one off")
     policy = mikasa_policy(data, args.variant, args.memory_length, seed=args.seed, camera=args.camera,
-                           loss_frames=args.loss_frames, inference_noise=args.inference_noise)
+                           loss_frames=args.loss_frames, inference_noise=args.inference_noise,
+                           bank_gradients=args.bank_gradients, augment_shift=args.augment_shift,
+                           augment_state_noise=args.state_noise)
     started = time.perf_counter()
     losses = train_with_checkpoints(policy, data, args.out, args.steps, meta, batch_episodes=args.batch_episodes,
                                     seed=args.seed, checkpoint_every=args.checkpoint_every, resume=args.resume,

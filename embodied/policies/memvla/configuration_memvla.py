@@ -65,6 +65,21 @@ class MemoryVLAConfig:
         loss_frames: frames of each training sequence that enter the action loss, drawn at random
             per step (None: every valid frame). Encoders and the bank still see every frame; the
             action head, most of a step's cost on a CPU, runs on these only.
+        bank_gradients: train by backpropagation through the bank: the tokens a training sequence
+            stores keep their autograd history, so a loss at frame t reaches the encoders at the
+            earlier frames whose entries it read (MemoryVLA stores them detached: its pretrained
+            encoders already write what matters). Off, an encoder trained from scratch gets no
+            gradient from its cue frame at all (MIKASA RememberColor3: the gradient of the
+            moving frames' loss w.r.t. the cue frames' pixels is exactly 0), and the cue's colour
+            fades from the stored cognitive token as training goes on (linear probe 1.00 at
+            initialisation, 0.76 after 600 steps). Training only; inference is unchanged.
+        augment_shift: training only: each frame is translated by a random whole number of pixels
+            in [-augment_shift, augment_shift] per axis (edges replicated; DrQ's random shift).
+        augment_state_noise: training only: Gaussian noise of this std added to the normalised
+            state of each frame. Both break per-episode fingerprints: on MIKASA RememberColor3 a
+            policy with NO memory trained without them picks the expert's cube at the first move
+            in 90 % of its training episodes (chance 1/3: it recognises each episode from the
+            cubes' jitter and the arm's initial pose), so the loss is met without ever reading the cue.
         inference_noise: scale of the Gaussian the flow sampler starts from at inference (1.0: the
             trained distribution; 0.0: one deterministic chunk per observation, so consecutive chunks
             do not hop between modes, e.g. two cubes, and the arm is not jittered by sampling noise).
@@ -99,6 +114,9 @@ class MemoryVLAConfig:
     optimizer_grad_clip_norm: float = 1.0
     group_size: int | None = None
     loss_frames: int | None = None
+    bank_gradients: bool = False
+    augment_shift: int = 0
+    augment_state_noise: float = 0.0
     inference_noise: float = 1.0
 
     type: str = "memvla"  # LeRobot's registry name
@@ -140,6 +158,9 @@ class MemoryVLAConfig:
             raise ConfigError(f"hidden_dim {self.hidden_dim} is not divisible by head_heads {self.head_heads}")
         if self.loss_frames is not None and self.loss_frames < 1:
             raise ConfigError(f"loss_frames must be >= 1 or None, got {self.loss_frames}")
+        if self.augment_shift < 0 or self.augment_state_noise < 0:
+            raise ConfigError(f"augment_shift and augment_state_noise must be >= 0, got {self.augment_shift} "
+                              f"and {self.augment_state_noise}")
         if not 0.0 <= self.inference_noise <= 1.0:
             raise ConfigError(f"inference_noise must be in [0, 1], got {self.inference_noise}")
         if self.group_size is not None and self.group_size < 1:

@@ -120,6 +120,8 @@ def mikasa_policy(data: EpisodeDataset, variant: str = "bank", memory_length: in
     height, width = data.images.shape[1:3]
     features = {f"observation.images.{camera}": (3, height, width), "observation.state": (data.states.shape[1],)}
 
+    stats = dataset_stats(data)
+
     def build(name: str, length: int) -> MemoryVLAPolicy:
         from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
 
@@ -128,7 +130,7 @@ def mikasa_policy(data: EpisodeDataset, variant: str = "bank", memory_length: in
         config = dataclasses.replace(MemoryVLAConfig(), input_features=features,
                                      output_features={"action": (data.actions.shape[1],)}, bank=bank, **settings)
         torch.manual_seed(seed)
-        return MemoryVLAPolicy(config, dataset_stats(data))
+        return MemoryVLAPolicy(config, stats)
 
     policy, reference = build(variant, memory_length), build("bank", 16).state_dict()
     own = policy.state_dict()
@@ -181,7 +183,8 @@ def train_with_checkpoints(policy: MemoryVLAPolicy, data: EpisodeDataset, out: s
             bar.status(f"loss {np.mean(losses[-10:]):.4f}")
             done = step + 1
             if done % checkpoint_every == 0 or done == steps:
-                _checkpoint(policy, optimizer, schedule, rng, out / CHECKPOINT_DIR, meta, done, losses)
+                _checkpoint(policy, optimizer, schedule, rng, out / CHECKPOINT_DIR,
+                            {**meta, "seed": seed, "batch_episodes": batch_episodes}, done, losses)
                 if log is not None:
                     log(f"step {done}/{steps} loss {np.mean(losses[-checkpoint_every:]):.4f} "
                         f"({(done - start) / (time.perf_counter() - started):.2f} steps/s), checkpoint saved")
@@ -189,9 +192,14 @@ def train_with_checkpoints(policy: MemoryVLAPolicy, data: EpisodeDataset, out: s
     policy.reset()
     policy.save_pretrained(out)
     tail = losses[-20:] or [float("nan")]
+    seconds = time.perf_counter() - started
     _write_json(out / META_NAME, {**meta, "steps": steps, "batch_episodes": batch_episodes, "seed": seed,
                                   "final_loss": float(np.mean(tail)), "demonstrations": data.num_episodes,
-                                  "frames": int(len(data.images))})
+                                  "frames": int(len(data.images)), "bank_gradients": bool(config.bank_gradients),
+                                  "loss_frames": config.loss_frames, "threads": torch.get_num_threads(),
+                                  # this invocation only (a resumed run counts the steps it ran itself)
+                                  "train_seconds": round(seconds, 1),
+                                  "train_steps_per_s": round((steps - start) / seconds, 3) if seconds > 0 else None})
     return losses
 
 

@@ -39,6 +39,18 @@ from memstream.streaming.errors import MemstreamError
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
 
+def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
+    """``images (N, C, H, W)`` each translated by its own random integer offset in [-pad, pad] per axis,
+    the border pixels repeated into the gap (DrQ's augmentation)."""
+    n, _, height, width = images.shape
+    padded = nn.functional.pad(images, (pad, pad, pad, pad), mode="replicate")
+    dy = torch.randint(0, 2 * pad + 1, (n, 1), device=images.device)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1), device=images.device)
+    rows = (torch.arange(height, device=images.device)[None] + dy)[:, :, None]  # (N, H, 1)
+    cols = (torch.arange(width, device=images.device)[None] + dx)[:, None, :]  # (N, 1, W)
+    return padded[torch.arange(n, device=images.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+
+
 class PolicyInputError(MemstreamError, ValueError):
     """A batch the policy cannot use (missing key, wrong image shape)."""
 
@@ -142,11 +154,16 @@ class MemoryVLAPolicy(nn.Module):
                 episode's end); ``frame_index`` ``(B, T)``; ``task`` B strings.
 
         Each step reads the bank built from the earlier steps of its own sequence (stored without
-        gradients, as in MemoryVLA); the bank is cleared at the start and every ``group_size`` steps.
+        gradients as in MemoryVLA, or with them when ``config.bank_gradients``); the bank is cleared
+        at the start and every ``group_size`` steps.
         """
         images = self._images(batch[self.config.image_key], time_axis=True)
         batch_size, steps = images.shape[:2]
         states = self._state(batch, time_axis=True)
+        if self.training and self.config.augment_shift:
+            images = random_shift(images.flatten(0, 1), self.config.augment_shift).unflatten(0, (batch_size, steps))
+        if self.training and self.config.augment_state_noise and states is not None:
+            states = states + self.config.augment_state_noise * torch.randn_like(states)
         tasks = list(batch["task"])
         valid = torch.as_tensor(batch["valid"], dtype=torch.bool)
         perceptual = self.perceptual_encoder(images.flatten(0, 1))
@@ -183,14 +200,18 @@ class MemoryVLAPolicy(nn.Module):
         steps = perceptual.shape[1]
         group = self.config.group_size or steps
         fused_p, fused_c = [], []
-        for t in range(steps):
-            if t % group == 0:
-                self.memory.reset(batch_size=perceptual.shape[0])
-            readout = self.memory(perceptual[:, t], cognitive[:, t], frame_index[:, t] % group if self.config.group_size else frame_index[:, t])
-            self.memory.update(perceptual[:, t], cognitive[:, t], readout.timestep, fused=readout, active=valid[:, t])
-            fused_p.append(readout.perceptual)
-            fused_c.append(readout.cognitive)
-        self.memory.reset()  # training state must not leak into the next batch or into evaluation
+        self.memory.store_gradients = self.config.bank_gradients and torch.is_grad_enabled()
+        try:
+            for t in range(steps):
+                if t % group == 0:
+                    self.memory.reset(batch_size=perceptual.shape[0])
+                readout = self.memory(perceptual[:, t], cognitive[:, t], frame_index[:, t] % group if self.config.group_size else frame_index[:, t])
+                self.memory.update(perceptual[:, t], cognitive[:, t], readout.timestep, fused=readout, active=valid[:, t])
+                fused_p.append(readout.perceptual)
+                fused_c.append(readout.cognitive)
+        finally:
+            self.memory.store_gradients = False
+            self.memory.reset()  # training state must not leak into the next batch or into evaluation
         return torch.stack(fused_p, 1), torch.stack(fused_c, 1)
 
     # ------------------------------------------------------------------ steps

@@ -147,3 +147,42 @@ def test_stored_tensors_are_detached_copies() -> None:
     with torch.no_grad():
         doubled.add_(1.0)  # changing the caller's tensor afterwards does not change the bank
     assert torch.equal(storage.entries(0)[1][0], expected[0])
+
+
+@pytest.mark.parametrize("consolidation", ["tome", "fifo", "none"])
+def test_a_differentiable_storage_keeps_the_same_entries_and_the_tokens_gradients(consolidation) -> None:
+    torch.manual_seed(0)
+    tokens = torch.randn(7, 2, 3, 4, requires_grad=True)  # (T, B, N, D)
+    config = MemoryBankConfig(capacity=3, consolidation=consolidation)
+    plain, tracked = BankStorage(2, 3, 4, config), BankStorage(2, 3, 4, config, differentiable=True)
+    active = torch.tensor([True, False])
+    for t in range(7):
+        for storage in (plain, tracked):
+            storage.append(tokens[t], torch.full((2,), float(t)), active if t == 3 else torch.ones(2, dtype=torch.bool))
+    for row in (0, 1):
+        assert plain.entries(row)[0].tolist() == tracked.entries(row)[0].tolist()
+        torch.testing.assert_close(plain.entries(row)[1], tracked.entries(row)[1].detach(), rtol=0, atol=0)
+    assert not plain.feats.requires_grad
+    feats, _, valid = tracked.view()
+    (feats * valid[..., None, None]).sum().backward()
+    reached = tokens.grad.abs().sum(dim=(2, 3))  # (T, B): which tokens the stored entries still depend on
+    for row in (0, 1):
+        depends_on = reached[:, row].gt(0).nonzero().flatten().tolist()
+        stored_at = sorted(int(t) for t in tracked.entries(row)[0].tolist())
+        if consolidation == "tome":  # merged entries depend on every step they absorbed
+            assert depends_on == [t for t in range(7) if not (row == 1 and t == 3)]
+        else:  # fifo / none: exactly the steps still stored
+            assert depends_on == stored_at
+    assert float(reached[3, 1]) == 0.0  # an inactive row stores nothing at that step
+
+
+def test_a_differentiable_storage_resets_rows_without_writing_in_place() -> None:
+    tokens = torch.ones(1, 2, 3, requires_grad=True)
+    storage = BankStorage(2, 2, 3, MemoryBankConfig(capacity=2), differentiable=True)
+    storage.append(tokens.expand(2, 2, 3) * 2, torch.zeros(2), torch.ones(2, dtype=torch.bool))
+    before = storage.feats
+    storage.reset(torch.tensor([0]))
+    assert storage.feats is not before and float(before.detach()[0].abs().sum()) > 0  # the old tensor is untouched
+    assert float(storage.feats.detach()[0].abs().sum()) == 0 and int(storage.lengths[0]) == 0
+    storage.feats.sum().backward()
+    assert float(tokens.grad.sum()) == 2 * 2 * 3  # only row 1's entry (x2) still reaches the tokens

@@ -258,3 +258,61 @@ def test_the_policy_runs_as_a_habitat_style_agent(data):
     result = run_agent(agent, make_env("cue_choice", num_envs=1, seed=4, image_size=32), episodes=2)
     assert result["episodes"] == 2
     assert agent.policy.memory.bank_lengths.tolist() == [min(agent._steps, 4)]  # one slot, reset per episode
+
+
+@pytest.mark.parametrize("bank_gradients", [False, True])
+def test_bank_gradients_carry_the_last_frames_loss_back_to_the_first_frame(data, bank_gradients):
+    policy = _policy(data, bank_gradients=bank_gradients)
+    policy.train()
+    batch = episode_batch(data, np.arange(2), policy.config.chunk_size)
+    images = batch["observation.image"].permute(0, 1, 4, 2, 3).float().div(255).requires_grad_(True)
+    batch["observation.image"] = images
+    last = torch.zeros_like(batch["valid"])
+    last[:, -1] = True
+    policy._loss_frames = lambda valid: valid & last  # the loss of the last frame only; every frame enters the bank
+    loss, _ = policy(batch)
+    loss.backward()
+    first_frame = float(images.grad[:, 0].abs().sum())
+    assert float(images.grad[:, -1].abs().sum()) > 0
+    assert (first_frame > 0) == bank_gradients  # detached entries: the first frame gets no gradient at all
+    assert policy.memory.store_gradients is False and policy.memory.bank_lengths is None  # nothing leaks out
+    with torch.no_grad():  # inference is the same either way: the flag only changes training
+        plain = _policy(data)
+        plain._loss_frames = policy._loss_frames
+        torch.manual_seed(1)
+        reference = plain(batch)[0]
+        torch.manual_seed(1)
+        assert torch.allclose(policy(batch)[0], reference)
+
+
+def test_random_shift_translates_each_frame_and_repeats_the_border():
+    from memstream.embodied.policies.memvla.modeling_memvla import random_shift
+
+    images = torch.arange(4 * 3 * 8 * 8, dtype=torch.float32).reshape(4, 3, 8, 8)
+    torch.manual_seed(0)
+    shifted = random_shift(images, 2)
+    assert shifted.shape == images.shape
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode="replicate")
+    for n in range(4):  # each frame is one crop of its padded copy, the same for every channel
+        crops = [(dy, dx) for dy in range(5) for dx in range(5)
+                 if torch.equal(padded[n, :, dy:dy + 8, dx:dx + 8], shifted[n])]
+        assert len(crops) == 1
+    assert torch.equal(random_shift(images, 0), images)
+
+
+def test_augmentation_changes_training_batches_only(data):
+    batch = episode_batch(data, np.arange(2), 4)
+    plain, augmented = _policy(data), _policy(data, augment_shift=3, augment_state_noise=0.5)
+    for policy in (plain, augmented):
+        policy.train()
+    torch.manual_seed(2)
+    base = plain(batch)[0]
+    torch.manual_seed(2)
+    assert not torch.allclose(augmented(batch)[0], base)  # same weights and noise, other inputs
+    plain.eval(), augmented.eval()
+    torch.manual_seed(2)
+    base = plain(batch)[0]
+    torch.manual_seed(2)
+    assert torch.allclose(augmented(batch)[0], base)  # evaluation sees the frames as they are
+    with pytest.raises(ConfigError, match="augment_shift"):
+        config_for(data, augment_shift=-1)

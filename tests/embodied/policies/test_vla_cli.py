@@ -132,6 +132,7 @@ def test_a_finished_run_resumed_with_more_steps_keeps_learning(tmp_path):
     (["--camera", "hand_camera"], "have no camera 'hand_camera'"),
     (["--loss-frames", "0"], "--loss-frames must be >= 1"),
     (["--inference-noise", "2"], "--inference-noise must be in [0, 1]"),
+    (["--augment-shift", "-1"], "--augment-shift and --state-noise must be >= 0"),
 ])
 def test_bad_training_settings_exit_2_with_one_line(tmp_path, capsys, extra, says):
     demos = _demos(tmp_path / "d", episodes=2)
@@ -187,3 +188,16 @@ def test_eval_rolls_out_episodes_and_writes_rows_and_videos(tmp_path, capsys):
     assert row["nearest_is_target"] == (row["tip_to_nearest_m"] == row["tip_to_target_m"])
     assert (out / "videos" / row["video"]).stat().st_size > 1000
     assert result["chance_success_rate"] == pytest.approx(1 / 3)
+
+
+def test_train_backpropagates_through_the_bank_unless_told_not_to(tmp_path):
+    demos = _demos(tmp_path / "d")
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "on"), *TINY]) == 0
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "off"), "--no-bank-gradients", *TINY]) == 0
+    on = MemoryVLAPolicy.from_pretrained(tmp_path / "on").config
+    off = MemoryVLAPolicy.from_pretrained(tmp_path / "off").config
+    assert on.bank_gradients is True and off.bank_gradients is False
+    assert (on.augment_shift, on.augment_state_noise) == (4, 0.1)  # the CLI's defaults against memorised episodes
+    one, two = load_file(str(tmp_path / "on" / "model.safetensors")), load_file(str(tmp_path / "off" / "model.safetensors"))
+    encoder = [k for k in one if k.startswith("perceptual_encoder.")]
+    assert encoder and any(not torch.equal(one[k], two[k]) for k in encoder)  # the encoder learned differently
