@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.cli import add_output_args
 from memstream.streaming.errors import ConfigError
 from memstream.streaming.paths import prepare_output_dir
@@ -211,6 +211,4 @@ def _threads(threads: int | None) -> Iterator[None]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_json_atomic(path, data, indent=1)

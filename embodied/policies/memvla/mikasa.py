@@ -37,6 +37,7 @@ from memstream.embodied.bank import MemoryBankConfig
 from memstream.embodied.envs.types import EpisodeDataset
 from memstream.embodied.policies.memvla.modeling_memvla import MemoryVLAPolicy
 from memstream.embodied.policies.memvla.training import dataset_stats, episode_batch, optimizer_step
+from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.errors import ConfigError, MemstreamError
 from memstream.streaming.progress import progress as progress_bar
 
@@ -403,6 +404,4 @@ def _write_video(path: Path, frames: list[np.ndarray]) -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_json_atomic(path, data, indent=1)
