@@ -279,15 +279,24 @@ class SceneMemory:
             ]
 
     def visible_at(self, at_s: float | None = None) -> list[Sighting]:
-        """The objects in view at ``at_s`` (now when None), by id."""
+        """The objects in view at ``at_s`` (now when None), by id: those with a visit then. A visit
+        ends once the object is missing from more than ``gap_frames`` consecutive frames, so one
+        missing from the latest frames, but not from more than that, is still in its visit (a
+        tracker that drops an object for a frame does not take it out of view, now as before)."""
         with self._lock:
             at = self._time(at_s)
             tolerance = self.frame_interval_s / 2
             return [
                 self._sighting(r, at)
                 for r in self._sorted()
-                if r.visible_at(at, tolerance) and r.position_at(at)
+                if (r.visible_at(at, tolerance) or self._in_open_visit(r, at)) and r.position_at(at)
             ]
+
+    def _in_open_visit(self, record: ObjectRecord, at: float) -> bool:
+        if not record.visits:
+            return False
+        _, end_s, _, end_frame = record.visits[-1]
+        return self.latest_frame - int(end_frame) <= self.config.gap_frames and at >= end_s
 
     def objects_near(
         self, point: Sequence[float], radius_m: float, at_s: float | None = None
