@@ -60,8 +60,10 @@ def replay(length: str, feed: str, overrides: dict, show: bool = True, tag: str 
     with open(OUT / f"{length}_{feed}{tag}.pkl", "rb") as f:
         data = pickle.load(f)
     memory = SceneMemory(SceneConfig(**overrides))
-    questions = [bench.QA(**{k: getattr(q, k) for k in ("length", "kind", "template", "text", "now_s", "truth")})
-                 for q in data["questions"]]
+    questions = [
+        bench.QA(**{k: getattr(q, k) for k in ("length", "kind", "template", "text", "now_s", "truth")})
+        for q in data["questions"]
+    ]
     by_time: dict[float, list] = {}
     for q in questions:
         by_time.setdefault(q.now_s, []).append(q)
@@ -74,15 +76,22 @@ def replay(length: str, feed: str, overrides: dict, show: bool = True, tag: str 
     temporal = [q.error for q in questions if q.kind == "temporal"]
     result = {
         "counting": f"{sum(q.correct for q in counting)}/{len(counting)}",
-        "spatial_median_m": bench._med(spatial), "temporal_median_s": bench._med(temporal),
+        "spatial_median_m": bench._med(spatial),
+        "temporal_median_s": bench._med(temporal),
         "wrong": [(round(q.now_s, 1), q.text, q.truth, q.answer) for q in counting if not q.correct],
-        "motions": {o.name: [(round(m.start_s, 1), None if m.end_s is None else round(m.end_s, 1),
-                              round(m.distance_m, 2)) for m in memory.motions(o.object_id)][::-1]
-                    for o in memory.objects()},
+        "motions": {
+            o.name: [
+                (round(m.start_s, 1), None if m.end_s is None else round(m.end_s, 1), round(m.distance_m, 2))
+                for m in memory.motions(o.object_id)
+            ][::-1]
+            for o in memory.objects()
+        },
     }
     if show:
-        print(f"{length} {feed} {overrides}: counting {result['counting']}, spatial median "
-              f"{result['spatial_median_m']} m, temporal median {result['temporal_median_s']} s")
+        print(
+            f"{length} {feed} {overrides}: counting {result['counting']}, spatial median "
+            f"{result['spatial_median_m']} m, temporal median {result['temporal_median_s']} s"
+        )
         for row in result["wrong"]:
             print("  wrong:", *row)
     return result

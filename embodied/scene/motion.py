@@ -18,6 +18,13 @@ rest, and one that was moving comes to rest only once it is seen staying put aft
 is found within ``motion_rest_m`` of where it was last seen, its stay (and the motion's end) goes
 back to before the gap, as a tracker that loses an object just as it stops would otherwise date the
 end at the object's return, seconds late.
+
+Two rules keep a tracker's wandering estimate from becoming motion (``SceneConfig``): a big object
+must move ``motion_size_ratio`` times its size (both radii grow in proportion), and a motion that
+brings the object back within the start radius of where it rested before it, or before a run of
+motions in quick succession (each starting within ``motion_confirm_s`` of the previous end), is
+dropped with that run: there and back is an excursion of the estimate (a mask that takes in a
+nearer occluder for a few frames), not a move.
 """
 
 from __future__ import annotations

@@ -140,7 +140,9 @@ def test_an_occluded_view_does_not_feed_motion_detection() -> None:
     memory = SceneMemory()
     for i in range(150):
         x = 0.8 if 60 <= i < 120 else 0.0  # where the occluder pulls it, while it is in front
-        seen = (ObjectObservation(1, i, i / FPS, (x, 0.0, 5.0), "world", 0.9, (0, 0, 9, 9), "cup", CUP_M2,
-                                  occluded=60 <= i < 120),)
+        occluded = 60 <= i < 120
+        box = (0, 0, 9, 9)
+        at = (x, 0.0, 5.0)
+        seen = (ObjectObservation(1, i, i / FPS, at, "world", 0.9, box, "cup", CUP_M2, occluded=occluded),)
         memory.observe(i, i / FPS, seen)
     assert memory.motions("cup") == [] and memory.where("cup", 100 / FPS).position[0] == pytest.approx(0.8)

@@ -77,7 +77,11 @@ def test_an_object_behind_another_tracked_one_is_flagged_occluded() -> None:
     far[5:10, 60:70] = True
     states = tuple(
         TrackState(i, np.array(box, np.float64), mask, 0.9, 3.0, 1.0, True)
-        for i, box, mask in ((1, (10, 20, 40, 20), table), (2, (40, 25, 15, 20), cup), (3, (60, 5, 10, 5), far))
+        for i, box, mask in (
+            (1, (10, 20, 40, 20), table),
+            (2, (40, 25, 15, 20), cup),
+            (3, (60, 5, 10, 5), far),
+        )
     )
     k = np.array([[60.0, 0, 40], [0, 60.0, 30], [0, 0, 1]])
     frame = Frame(0, 0.0, np.zeros((60, 80, 3), np.uint8), depth, k, np.eye(4))
