@@ -56,12 +56,12 @@ class SceneConfig:
             position estimate (the visible side changes as the camera moves) is not motion.
         motion_settle_s: see ``motion_rest_m``.
         motion_confirm_s: a motion that ends back within ``motion_start_m`` of where the object
-            rested before it is forgotten (nothing moved, net), and so are two motions, there and
-            back, when the second starts less than this many seconds after the first ended: a
-            tracker's mask that spills onto a nearer occluder for a few frames moves the estimate
-            along the viewing ray and back (the table of bench_scene_qa's hour: 18 false motions of
-            0.2-1.1 m). The price: an object carried away and put back where it was that fast is
-            not seen to move. 0 keeps only the first rule.
+            rested before it is forgotten (nothing moved, net), and so is a run of motions, there and
+            back, each starting less than this many seconds after the one before it ended: a mask
+            that takes in a nearer occluder for a few frames moves the estimate along the viewing
+            ray and back (1-2 s on bench_scene_qa's hour). The price: an object carried away and put
+            back that fast is not seen to move; 10 s there also dropped a ball's real round trip
+            (rests of 8-9 s between its moves). 0 keeps only the first rule.
         motion_size_ratio: a big object must move farther: it starts moving only when farther than
             this times its size (the square root of its visible area, the upper quartile of the last
             ``area_memory_s``) from where it rests, when that is more than ``motion_start_m`` (and
@@ -100,7 +100,7 @@ class SceneConfig:
     motion_start_m: Annotated[float, Field(gt=0)] = 0.2
     motion_rest_m: Annotated[float, Field(gt=0)] = 0.08
     motion_settle_s: Annotated[float, Field(ge=0)] = 0.5
-    motion_confirm_s: Annotated[float, Field(ge=0)] = 10.0
+    motion_confirm_s: Annotated[float, Field(ge=0)] = 3.0
     motion_size_ratio: Annotated[float, Field(ge=0)] = 0.5
     min_area_ratio: Annotated[float, Field(ge=0, le=1)] = 0.7
     area_memory_s: Annotated[float, Field(gt=0)] = 60.0

@@ -261,7 +261,7 @@ class SceneMemory:
         ``motion_rest_m`` (0.08 m, grown in the same proportion) of there and ends when it has stayed
         within that of one point for ``motion_settle_s`` (0.5 s); the band between the two radii is
         the hysteresis. A motion that ends back where the object rested before it, or before a run
-        of motions each starting within ``motion_confirm_s`` (10 s) of the previous one's end, is
+        of motions each starting within ``motion_confirm_s`` (3 s) of the previous one's end, is
         forgotten with that run (there and back: an excursion of the estimate). Only whole views
         count: an observation whose mask touches the image border, whose box another tracked object
         nearer the camera overlaps, or whose visible area is under ``min_area_ratio`` (0.7) of the

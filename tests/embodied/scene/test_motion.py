@@ -118,8 +118,8 @@ def test_there_and_back_within_motion_confirm_s_is_no_motion() -> None:
     # out and back in small steps, each a motion of its own: the last one ends where it all began
     xs = [0.0] * 60 + [0.5] * 30 + [1.0] * 30 + [0.0] * 60
     assert _rows(_run(xs)) == []
-    # away for longer than motion_confirm_s (10 s), then back: two motions
-    xs = [0.0] * 60 + [0.8] * int(12 * FPS) + [0.0] * 60
+    # away for longer than motion_confirm_s (3 s), then back: two motions
+    xs = [0.0] * 60 + [0.8] * int(4 * FPS) + [0.0] * 60
     assert [(d) for _, _, d in _rows(_run(xs))] == [pytest.approx(0.8), pytest.approx(0.8)]
 
 
