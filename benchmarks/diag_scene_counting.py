@@ -3,16 +3,17 @@ then replay it through scene-memory settings side by side.
 
 ``record``: one length of the navqa stream through ``bench_scene_qa``'s pipeline (``--feed tracker``
 or ``exact_masks``, ``tracking -> scene`` path), saving every frame's observations (what the scene
-stage hands the memory), the renderer's visible fractions, and the questions the benchmark kept
-(text, time, truth) to ``DATA/scene_counting/LENGTH_FEED.pkl``. The tracker does not read the scene
-memory, so a replay feeds any scene-memory setting exactly what the pipeline would.
+stage hands the memory: positions, areas, border and occlusion flags) and the questions the
+benchmark kept (text, time, truth) to ``DATA/scene_counting/LENGTH_FEED[TAG].pkl``. The tracker does
+not read the scene memory, so a replay feeds any motion or visit setting exactly what the pipeline
+would; a change to how observations are made (``observe.py``) needs a new recording.
 
 ``replay``: feed the recorded observations to a fresh ``SceneMemory`` with ``--set key=value``
-overrides, ask the kept questions at their frames, and print each wrong counting question with the
-motions the memory holds, plus the rest-state wander of objects that never move (table, shelf)::
+overrides, ask the kept questions at their frames, print the counting score, the medians and each
+wrong counting question, and with ``--motions`` every object's motions next to the script's::
 
-    nice -n 19 python benchmarks/diag_scene_counting.py record --length medium --feed tracker
-    nice -n 19 python benchmarks/diag_scene_counting.py replay --length medium --feed tracker --set motion_confirm_s=1
+    nice -n 19 python benchmarks/diag_scene_counting.py record --length medium --feed tracker [--tag _x]
+    nice -n 19 python benchmarks/diag_scene_counting.py replay --length medium --set motion_confirm_s=1 --motions
 """
 
 from __future__ import annotations
