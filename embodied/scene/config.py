@@ -55,6 +55,21 @@ class SceneConfig:
             at rest, its resting point follows it slowly (see ``rest_follow_s``), so slow drift of the
             position estimate (the visible side changes as the camera moves) is not motion.
         motion_settle_s: see ``motion_rest_m``.
+        motion_confirm_s: a motion that ends back within ``motion_start_m`` of where the object
+            rested before it is forgotten (nothing moved, net), and so is a run of motions, there and
+            back, each starting less than this many seconds after the one before it ended: a mask
+            that takes in a nearer occluder for a few frames moves the estimate along the viewing
+            ray and back (1-2 s on bench_scene_qa's hour). The price: an object carried away and put
+            back that fast is not seen to move; 10 s there also dropped a ball's real round trip
+            (rests of 8-9 s between its moves). 0 keeps only the first rule.
+        motion_size_ratio: a big object must move farther: it starts moving only when farther than
+            this times its size (the square root of its visible area, the upper quartile of the last
+            ``area_memory_s``) from where it rests, when that is more than ``motion_start_m`` (and
+            ``motion_rest_m`` grows in proportion). The centre estimate of a big object from a
+            partial or spilled mask errs by a fraction of its size: on bench_scene_qa's hour the 0.8 m
+            table at the image edge, tracked by boxes, wandered 0.2-0.26 m at rest. With 0.5, objects
+            up to 0.16 m^2 of visible area keep ``motion_start_m``; the table (0.6-0.8 m^2) needs about
+            0.4 m. 0: ``motion_start_m`` for every object.
         min_area_ratio: an observation feeds motion detection only when the object's visible area
             (square metres, :class:`~memstream.embodied.scene.types.ObjectObservation`) is at least
             this share of its largest recent one and its mask does not touch the image border: a
@@ -85,6 +100,8 @@ class SceneConfig:
     motion_start_m: Annotated[float, Field(gt=0)] = 0.2
     motion_rest_m: Annotated[float, Field(gt=0)] = 0.08
     motion_settle_s: Annotated[float, Field(ge=0)] = 0.5
+    motion_confirm_s: Annotated[float, Field(ge=0)] = 3.0
+    motion_size_ratio: Annotated[float, Field(ge=0)] = 0.5
     min_area_ratio: Annotated[float, Field(ge=0, le=1)] = 0.7
     area_memory_s: Annotated[float, Field(gt=0)] = 60.0
     rest_follow_s: Annotated[float, Field(gt=0)] = 5.0

@@ -256,14 +256,18 @@ class SceneMemory:
         moved since it was first seen.
 
         The motion threshold: an object at rest has moved once its estimated centre is more than
-        ``motion_start_m`` (0.2 m by default) from where it rests; the motion starts at its last
-        observation within ``motion_rest_m`` (0.08 m) of there and ends when it has stayed within
-        ``motion_rest_m`` of one point for ``motion_settle_s`` (0.5 s); the band between the two
-        radii is the hysteresis. Only whole views count: an observation whose mask touches the image
-        border, or whose visible area is under ``min_area_ratio`` (0.7) of the object's largest
-        recent one, places the object but is not judged for motion, and the centre is estimated so
-        that it does not move when only the camera turns (within 2-4 cm on the navqa scene, well
-        inside the band; :func:`~memstream.embodied.scene.observe.world_position`). See
+        ``motion_start_m`` (0.2 m by default; for a big object ``motion_size_ratio`` (0.5) times its
+        size, when more) from where it rests; the motion starts at its last observation within
+        ``motion_rest_m`` (0.08 m, grown in the same proportion) of there and ends when it has stayed
+        within that of one point for ``motion_settle_s`` (0.5 s); the band between the two radii is
+        the hysteresis. A motion that ends back where the object rested before it, or before a run
+        of motions each starting within ``motion_confirm_s`` (3 s) of the previous one's end, is
+        forgotten with that run (there and back: an excursion of the estimate). Only whole views
+        count: an observation whose mask touches the image border, whose box another tracked object
+        nearer the camera overlaps, or whose visible area is under ``min_area_ratio`` (0.7) of the
+        upper quartile of its recent ones, places the object but is not judged for motion, and the
+        centre is estimated so that it does not move when only the camera turns (within 2-4 cm on
+        the navqa scene, well inside the band; :func:`~memstream.embodied.scene.observe.world_position`). See
         :class:`SceneConfig` and :mod:`memstream.embodied.scene.motion`."""
         with self._lock:
             return next(iter(self.motions(obj, last=1)), None)
@@ -279,15 +283,24 @@ class SceneMemory:
             ]
 
     def visible_at(self, at_s: float | None = None) -> list[Sighting]:
-        """The objects in view at ``at_s`` (now when None), by id."""
+        """The objects in view at ``at_s`` (now when None), by id: those with a visit then. A visit
+        ends once the object is missing from more than ``gap_frames`` consecutive frames, so one
+        missing from the latest frames, but not from more than that, is still in its visit (a
+        tracker that drops an object for a frame does not take it out of view, now as before)."""
         with self._lock:
             at = self._time(at_s)
             tolerance = self.frame_interval_s / 2
             return [
                 self._sighting(r, at)
                 for r in self._sorted()
-                if r.visible_at(at, tolerance) and r.position_at(at)
+                if (r.visible_at(at, tolerance) or self._in_open_visit(r, at)) and r.position_at(at)
             ]
+
+    def _in_open_visit(self, record: ObjectRecord, at: float) -> bool:
+        if not record.visits:
+            return False
+        _, end_s, _, end_frame = record.visits[-1]
+        return self.latest_frame - int(end_frame) <= self.config.gap_frames and at >= end_s
 
     def objects_near(
         self, point: Sequence[float], radius_m: float, at_s: float | None = None

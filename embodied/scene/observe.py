@@ -6,7 +6,8 @@ background), each pixel weighted by the solid angle it subtends, and, with ``cen
 behind_surface``, pushed along the viewing ray to where a convex object's centre lies behind its
 visible side (:func:`world_position`). Only the visible part of an object enters, so the estimate is
 built to stay put when only the camera turns; what changes the visible part (the image border, an
-occluder) is flagged on the observation (``at_border``, ``area``) for motion detection to skip.
+occluder) is flagged on the observation (``at_border``, ``area``, ``occluded``: another tracked
+object nearer the camera overlaps its box) for motion detection to skip.
 Without depth, intrinsics or a pose the position is the mask's median pixel ``(u, v)`` (the box
 centre when there is no mask), flagged ``space="image"``.
 """
@@ -61,14 +62,21 @@ def observations(
 ) -> list[ObjectObservation]:
     """One observation per object present on the frame (see the module docstring)."""
     space: Space = "world" if camera is not None else "image"
+    present = [state for state in tracking.states if state.present]
+    masks = [
+        state.mask if state.mask is not None else _box_mask(state.box_xywh, frame.height, frame.width)
+        for state in present
+    ]
+    ranges = [_median_depth(mask, camera) for mask in masks] if camera is not None else []
     found = []
-    for state in tracking.states:
-        if not state.present:
-            continue
-        mask = state.mask if state.mask is not None else _box_mask(state.box_xywh, frame.height, frame.width)
+    for i, (state, mask) in enumerate(zip(present, masks, strict=True)):
         position = world_position(mask, camera, config) if camera is not None else image_position(mask)
         area = visible_area_m2(mask, camera) if camera is not None else float(mask.sum())
         at_border = bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+        occluded = camera is not None and any(
+            j != i and ranges[j] < ranges[i] and _boxes_overlap(state.box_xywh, other.box_xywh)
+            for j, other in enumerate(present)
+        )
         found.append(
             ObjectObservation(
                 state.object_id,
@@ -81,9 +89,23 @@ def observations(
                 tracking.name_of(state.object_id),  # type: ignore[arg-type]
                 area,
                 at_border,
+                occluded,
             )
         )
     return found
+
+
+def _median_depth(mask: np.ndarray, camera: Camera) -> float:
+    """The median valid depth under the mask (inf without any): which of two objects is nearer."""
+    z = camera.depth_m[mask]
+    z = z[np.isfinite(z) & (z > 0)]
+    return float(np.median(z)) if len(z) else math.inf
+
+
+def _boxes_overlap(a: Any, b: Any) -> bool:
+    ax, ay, aw, ah = (float(v) for v in a)
+    bx, by, bw, bh = (float(v) for v in b)
+    return min(ax + aw, bx + bw) > max(ax, bx) and min(ay + ah, by + bh) > max(ay, by)
 
 
 def world_position(

@@ -50,6 +50,9 @@ class ObjectObservation:
             space. Unlike pixels, square metres do not shrink when the object moves away.
         at_border: whether the mask touches the image border (the object may be cut off, so its
             position is biased towards the inside).
+        occluded: whether another object tracked on the same frame, nearer the camera, overlaps its
+            box (its mask may then take in the occluder's pixels, which pull the position towards
+            the camera along the viewing ray, or lose the hidden part).
     """
 
     object_id: int
@@ -62,6 +65,7 @@ class ObjectObservation:
     name: str | None = None
     area: float = 0.0
     at_border: bool = False
+    occluded: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import pytest
 from memstream.embodied.scene import ObjectObservation, SceneConfig, SceneMemory
 
 FPS = 30.0
+CUP_M2 = 0.02  # a cup's visible area, square metres: small enough for motion_start_m to apply
 
 
 def _run(xs: list[float | None], config: SceneConfig | None = None) -> SceneMemory:
@@ -18,7 +19,7 @@ def _run(xs: list[float | None], config: SceneConfig | None = None) -> SceneMemo
         seen = (
             ()
             if x is None
-            else (ObjectObservation(1, i, i / FPS, (x, 0.0, 5.0), "world", 0.9, (0, 0, 9, 9), "cup", 1.0),)
+            else (ObjectObservation(1, i, i / FPS, (x, 0.0, 5.0), "world", 0.9, (0, 0, 9, 9), "cup", CUP_M2),)
         )
         memory.observe(i, i / FPS, seen)
     return memory
@@ -97,3 +98,51 @@ def test_in_image_space_thresholds_scale_and_distances_are_pixels() -> None:
     (motion,) = memory.motions("cup")
     assert motion.space == "image" and abs(motion.distance_m - 90.0) <= 8.0
     assert 29 <= motion.start_frame <= 29 + 4 and 59 - 4 <= motion.end_frame <= 60
+
+
+def test_an_object_lost_as_it_stops_and_found_where_it_was_stopped_then() -> None:
+    # moving 1 m over 30 frames, lost for 60 frames from its first frame at the end (a tracker that
+    # drops it as it stops), found again at that same place: it stopped on frame 90, not on its return
+    xs = [0.0] * 60 + [i / 30 for i in range(1, 31)] + [1.0] + [None] * 60 + [1.0] * 30
+    assert _one_move(_rows(_run(xs)), 59, 89, 1.0)
+    # found elsewhere after the gap: the stay begins after it, as before
+    xs = [0.0] * 60 + [i / 30 for i in range(1, 31)] + [1.0] + [None] * 60 + [1.5] * 30
+    ((_, end, distance),) = _rows(_run(xs))
+    assert end == 151 and distance == pytest.approx(1.5, abs=0.01)
+
+
+def test_there_and_back_within_motion_confirm_s_is_no_motion() -> None:
+    # a mask that takes in a nearer occluder for a second: the estimate jumps 0.8 m and comes back
+    xs = [0.0] * 60 + [0.8] * 30 + [0.0] * 60
+    assert _rows(_run(xs)) == []
+    # out and back in small steps, each a motion of its own: the last one ends where it all began
+    xs = [0.0] * 60 + [0.5] * 30 + [1.0] * 30 + [0.0] * 60
+    assert _rows(_run(xs)) == []
+    # away for longer than motion_confirm_s (3 s), then back: two motions
+    xs = [0.0] * 60 + [0.8] * int(4 * FPS) + [0.0] * 60
+    assert [(d) for _, _, d in _rows(_run(xs))] == [pytest.approx(0.8), pytest.approx(0.8)]
+
+
+def test_a_big_object_must_move_by_a_share_of_its_size() -> None:
+    # a 0.8 m table (0.64 m^2 seen) must move motion_size_ratio x 0.8 = 0.4 m: its estimate's 0.3 m
+    # step is no motion (a cup's is), the 1 m after it is
+    assert SceneConfig().motion_size_ratio * 0.8 == pytest.approx(0.4)
+    xs = [0.0] * 60 + [0.3] * 60 + [1.3] * 60
+    assert [round(d, 1) for _, _, d in _rows(_run(xs))] == [0.3, 1.0]  # the cup
+    memory = SceneMemory()
+    for i, x in enumerate(xs):
+        seen = (ObjectObservation(5, i, i / FPS, (x, 0.0, 5.0), "world", 0.9, (0, 0, 9, 9), "table", 0.64),)
+        memory.observe(i, i / FPS, seen)
+    assert [round(m.distance_m, 1) for m in memory.motions("table")] == [1.3]
+
+
+def test_an_occluded_view_does_not_feed_motion_detection() -> None:
+    memory = SceneMemory()
+    for i in range(150):
+        x = 0.8 if 60 <= i < 120 else 0.0  # where the occluder pulls it, while it is in front
+        occluded = 60 <= i < 120
+        box = (0, 0, 9, 9)
+        at = (x, 0.0, 5.0)
+        seen = (ObjectObservation(1, i, i / FPS, at, "world", 0.9, box, "cup", CUP_M2, occluded=occluded),)
+        memory.observe(i, i / FPS, seen)
+    assert memory.motions("cup") == [] and memory.where("cup", 100 / FPS).position[0] == pytest.approx(0.8)

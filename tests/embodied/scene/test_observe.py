@@ -60,3 +60,30 @@ def test_too_few_depth_pixels_place_nothing() -> None:
     mask[60, 80:83] = True
     camera = Camera(frame.depth_m, frame.intrinsics, frame.pose)
     assert world_position(mask, camera, SceneConfig(min_depth_px=8)) is None
+
+
+def test_an_object_behind_another_tracked_one_is_flagged_occluded() -> None:
+    from memstream.embodied.scene.observe import observations
+    from memstream.streaming.types import Frame
+    from memstream.tracking.types import TrackOutput, TrackState
+
+    depth = np.full((60, 80), 9.0, np.float32)  # a wall
+    depth[20:40, 10:50] = 6.0  # a table
+    depth[25:45, 40:55] = 3.0  # a cup in front of its right end
+    table, cup, far = np.zeros((3, 60, 80), bool)
+    table[20:40, 10:50] = True
+    table &= depth == 6.0
+    cup[25:45, 40:55] = True
+    far[5:10, 60:70] = True
+    states = tuple(
+        TrackState(i, np.array(box, np.float64), mask, 0.9, 3.0, 1.0, True)
+        for i, box, mask in (
+            (1, (10, 20, 40, 20), table),
+            (2, (40, 25, 15, 20), cup),
+            (3, (60, 5, 10, 5), far),
+        )
+    )
+    k = np.array([[60.0, 0, 40], [0, 60.0, 30], [0, 0, 1]])
+    frame = Frame(0, 0.0, np.zeros((60, 80, 3), np.uint8), depth, k, np.eye(4))
+    found = observations(frame, TrackOutput(0, states), Camera(depth, k, np.eye(4)), SceneConfig())
+    assert [(o.object_id, o.occluded) for o in found] == [(1, True), (2, False), (3, False)]
