@@ -268,6 +268,7 @@ def gather_vla(runs: list[str], train_logs: list[str] | None = None) -> list[dic
                      "demo_seeds": meta.get("demo_seeds"), "init_seed": meta.get("seed"),
                      "train_steps": meta.get("steps", meta.get("checkpoint_step")), "batch_episodes": meta.get("batch_episodes"),
                      "loss_frames": config.get("loss_frames"), "bank_gradients": config.get("bank_gradients", False),
+                     "bank_heads": (config.get("bank") or {}).get("num_heads") if config.get("memory") == "bank" else None,
                      "final_loss": meta.get("final_loss"), "inference_noise": result.get("inference_noise"), **timing,
                      "policy_ms_per_step": round(1000 * sum(e["policy_s"] for e in episodes) / max(steps, 1), 2),
                      "sim_ms_per_step": round(1000 * sum(e["sim_s"] for e in episodes) / max(steps, 1), 1),
@@ -324,7 +325,7 @@ def main() -> None:
     parser.add_argument("--held-out", nargs=2, type=int, default=(100, 112),
                         help="offline: episodes [first, last) of --demos, none of them trained on")
     parser.add_argument("--runs", nargs="+", default=[], help="vla: vla-eval output folders; offline: vla-train folders")
-    parser.add_argument("--note", default=None, help="vla: how these runs were made (stored beside the table)")
+    parser.add_argument("--note", default=None, help="vla: how these runs were made (stored in their rows)")
     parser.add_argument("--train-logs", nargs="+", default=[],
                         help="vla: the vla-train logs of --runs, same order (training speed of runs whose mikasa.json lacks it)")
     parser.add_argument("--render", action="store_true", help="experts: render the cameras (default settings)")
@@ -365,16 +366,21 @@ def main() -> None:
                       str(r.get("ms_per_step_by_part", ""))] for r in rows])
     elif args.what == "vla":
         rows = gather_vla(args.runs, args.train_logs)
+        if args.note:
+            for row in rows:
+                row["run_note"] = args.note
+        # the listed runs replace their own earlier rows; rows of other runs stay
+        rows = [r for r in payload.get("vla", []) if r["run"] not in args.runs] + rows
         payload["vla"] = rows
         payload["vla_note"] = f"{NOTE}. {ANCHORS}"
-        if args.note:
-            payload["vla_run_note"] = args.note
         print_table(f"memstream vla-eval runs (NOT MemoryVLA's protocol: see protocol_gap). {NOTE}. {ANCHORS}",
-                    ["task", "variant", "L", "bank grad", "demos", "steps", "episodes", "success (95 % CI)", "chance",
-                     "nearest cube right", "train steps/s", "policy ms/step"],
-                    [[r["task"], r["variant"], r["memory_length"], r["bank_gradients"], r["demonstrations"], r["train_steps"],
+                    ["task", "variant", "L", "heads", "bank grad", "demos", "steps", "episodes", "success (95 % CI)", "chance",
+                     "nearest cube right", "tip within 5 cm", "train steps/s", "policy ms/step"],
+                    [[r["task"], r["variant"], r["memory_length"], r.get("bank_heads") or "-", r["bank_gradients"],
+                      r["demonstrations"], r["train_steps"],
                       r["episodes"], f"{r['success_rate']:.2f} {r['success_95ci']}", round(r["chance_success_rate"], 3),
-                      r.get("nearest_is_target", "-"), r.get("train_steps_per_s", "-"), r["policy_ms_per_step"]] for r in rows])
+                      r.get("nearest_is_target", "-"), r.get("tip_within_5cm_of_a_cube", "-"), r.get("train_steps_per_s", "-"),
+                      r["policy_ms_per_step"]] for r in rows])
     elif args.what == "offline":
         rows = offline_vla(args.runs, args.demos, tuple(args.held_out), args.noise)
         payload["vla_offline"] = rows

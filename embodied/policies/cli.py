@@ -37,6 +37,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--demos", type=Path, required=True, help="a folder written by write_demonstrations")
     train.add_argument("--variant", default="bank", help=f"memory: {', '.join(VARIANTS)} (default bank)")
     train.add_argument("--memory-length", type=int, default=16, help="bank capacity L (MemoryVLA: 16; ablation 4, 64)")
+    train.add_argument("--bank-heads", type=int, default=1,
+                       help="retrieval attention heads of the bank (MemoryVLA's openvla code: 1, dexbotic: 4); "
+                            "must divide the streams' channel counts (64 and 128)")
     train.add_argument("--camera", default="base_camera", help="the camera the policy reads (default base_camera)")
     train.add_argument("--max-episodes", type=int, default=None, help="use only the first N demonstrations")
     train.add_argument("--steps", type=int, default=1000, help="AdamW steps on batches of whole episodes")
@@ -93,6 +96,7 @@ def cmd_vla_train(args: argparse.Namespace) -> int:
 def _vla_train(args: argparse.Namespace) -> int:
     for flag, value, low in (("--steps", args.steps, 1), ("--batch-episodes", args.batch_episodes, 1),
                              ("--checkpoint-every", args.checkpoint_every, 1), ("--memory-length", args.memory_length, 2),
+                             ("--bank-heads", args.bank_heads, 1),
                              ("--max-episodes", 1 if args.max_episodes is None else args.max_episodes, 1)):
         if value < low:
             raise ConfigError(f"{flag} must be >= {low}, got {value}", f"Pass {flag} {max(low, 8)}")
@@ -102,7 +106,8 @@ def _vla_train(args: argparse.Namespace) -> int:
 
     data = load_mikasa_demonstrations(args.demos, args.camera, args.max_episodes)  # bad folder / camera: here
     info = json.loads((args.demos / "meta" / "info.json").read_text())
-    meta = {"task": data.task_name, "variant": args.variant, "memory_length": args.memory_length, "camera": args.camera,
+    meta = {"task": data.task_name, "variant": args.variant, "memory_length": args.memory_length,
+            "bank_heads": args.bank_heads, "camera": args.camera,
             "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
             **ACTION_SPACE, "demos": str(args.demos), "demo_seeds": _demo_seeds(args.demos),
             "demonstrations": data.num_episodes}
@@ -119,6 +124,7 @@ def _vla_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--augment-shift and --state-noise must be >= 0, got {args.augment_shift} and {args.state_noise}",
                           "Pass --augment-shift 4 --state-noise 0.1, or 0 to switch one off")
     policy = mikasa_policy(data, args.variant, args.memory_length, seed=args.seed, camera=args.camera,
+                           bank_heads=args.bank_heads,
                            loss_frames=args.loss_frames, inference_noise=args.inference_noise,
                            bank_gradients=args.bank_gradients, augment_shift=args.augment_shift,
                            augment_state_noise=args.state_noise)

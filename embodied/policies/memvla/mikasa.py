@@ -104,8 +104,12 @@ def load_mikasa_demonstrations(root: str | Path, camera: str = "base_camera",
 
 
 def mikasa_policy(data: EpisodeDataset, variant: str = "bank", memory_length: int = 16, seed: int = 0,
-                  camera: str = "base_camera", **overrides: Any) -> MemoryVLAPolicy:
+                  camera: str = "base_camera", bank_heads: int = 1, **overrides: Any) -> MemoryVLAPolicy:
     """A fresh flow-matching policy for ``data`` with ``variant``'s memory of length ``memory_length``.
+
+    ``bank_heads`` is the bank's retrieval attention heads (``MemoryBankConfig.num_heads``:
+    MemoryVLA's openvla code 1, its dexbotic code 4); the head count changes no parameter shape, so
+    the initial weights are the same for every count.
 
     Every variant (and length) starts from the same weights: the ``bank`` policy of length 16 is
     built under ``torch.manual_seed(seed)`` and each parameter the new one shares with it (same
@@ -118,22 +122,25 @@ def mikasa_policy(data: EpisodeDataset, variant: str = "bank", memory_length: in
         raise ConfigError(f"unknown policy variant {variant!r}", f"Choose among {', '.join(VLA_VARIANTS)}")
     if memory_length < 2:
         raise ConfigError(f"the memory length must be >= 2, got {memory_length}", "Pass 4, 16 or 64")
+    if isinstance(bank_heads, bool) or not isinstance(bank_heads, int) or bank_heads < 1:
+        raise ConfigError(f"the bank's retrieval heads must be an int >= 1, got {bank_heads!r}", "Pass 1 or 4")
     height, width = data.images.shape[1:3]
     features = {f"observation.images.{camera}": (3, height, width), "observation.state": (data.states.shape[1],)}
 
     stats = dataset_stats(data)
 
-    def build(name: str, length: int) -> MemoryVLAPolicy:
+    def build(name: str, length: int, heads: int = 1) -> MemoryVLAPolicy:
         from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
 
         settings = {**{k: v for k, v in VLA_VARIANTS[name].items() if k != "bank"}, **overrides}
-        bank = dataclasses.replace(MemoryBankConfig(), capacity=length, **VLA_VARIANTS[name].get("bank", {}))
+        bank = dataclasses.replace(MemoryBankConfig(), capacity=length, num_heads=heads,
+                                   **VLA_VARIANTS[name].get("bank", {}))
         config = dataclasses.replace(MemoryVLAConfig(), input_features=features,
                                      output_features={"action": (data.actions.shape[1],)}, bank=bank, **settings)
         torch.manual_seed(seed)
         return MemoryVLAPolicy(config, stats)
 
-    policy, reference = build(variant, memory_length), build("bank", 16).state_dict()
+    policy, reference = build(variant, memory_length, bank_heads), build("bank", 16).state_dict()
     own = policy.state_dict()
     policy.load_state_dict({k: v for k, v in reference.items() if k in own and own[k].shape == v.shape}, strict=False)
     return policy
@@ -229,10 +236,12 @@ def _restore(policy: MemoryVLAPolicy, optimizer: Any, schedule: Any, rng: np.ran
     if not (folder / TRAINING_STATE).is_file():
         raise ConfigError(f"no checkpoint to resume in {str(folder.parent)!r}", "Drop --resume to start a new run")
     saved = json.loads((folder / META_NAME).read_text())
-    for key in ("task", "variant", "memory_length", "camera", "image_size", "control_mode", "action_dim"):
-        if saved.get(key) != meta.get(key):
+    saved.setdefault("bank_heads", 1)  # checkpoints written before the setting existed had one head
+    for key in ("task", "variant", "memory_length", "bank_heads", "camera", "image_size", "control_mode", "action_dim"):
+        wanted = meta.get(key, 1 if key == "bank_heads" else None)
+        if saved.get(key) != wanted:
             raise ConfigError(f"the checkpoint in {str(folder.parent)!r} was trained with {key}={saved.get(key)!r}, "
-                              f"this run asks for {meta.get(key)!r}", "Resume with the same settings or use a new --out")
+                              f"this run asks for {wanted!r}", "Resume with the same settings or use a new --out")
     try:
         policy.load_state_dict(load_file(str(folder / "model.safetensors")))
     except RuntimeError as error:

@@ -70,8 +70,12 @@ def test_variants_differ_only_in_memory_and_start_from_the_same_weights(tmp_path
     assert fifo.config.bank.consolidation == "fifo" and bank.config.bank.consolidation != "fifo"
     assert none.memory is None and bank.memory is not None
     assert bank.config.image_key == "observation.images.base_camera" and bank.config.action_dim == 7
+    heads = mikasa_policy(data, "bank", 16, seed=3, bank_heads=4)  # MemoryVLA's dexbotic retrieval heads
+    assert heads.config.bank.num_heads == 4 and bank.config.bank.num_heads == 1
+    assert [b.num_heads for s in (heads.memory.perceptual, heads.memory.cognitive) for b in s.retrieval_blocks] == [4] * 4
     reference = bank.state_dict()
-    for other in (fifo, none, long):
+    assert heads.state_dict().keys() == reference.keys()  # the head count changes no parameter
+    for other in (fifo, none, long, heads):
         shared = [k for k, v in other.state_dict().items() if k in reference and reference[k].shape == v.shape]
         assert len(shared) > 10
         for key in shared:
@@ -129,6 +133,9 @@ def test_a_finished_run_resumed_with_more_steps_keeps_learning(tmp_path):
     (["--variant", "fifo", "--resume"], "was trained with variant='bank', this run asks for 'fifo'"),
     (["--variant", "lstm"], "unknown policy variant 'lstm'"),
     (["--memory-length", "1"], "--memory-length must be >= 2"),
+    (["--bank-heads", "0"], "--bank-heads must be >= 1"),
+    (["--bank-heads", "3"], "64 channels cannot be split into 3 attention heads"),
+    (["--bank-heads", "4", "--resume"], "was trained with bank_heads=1, this run asks for 4"),
     (["--camera", "hand_camera"], "have no camera 'hand_camera'"),
     (["--loss-frames", "0"], "--loss-frames must be >= 1"),
     (["--inference-noise", "2"], "--inference-noise must be in [0, 1]"),
