@@ -76,7 +76,7 @@ class ObjectRecord:
         else:  # the same segment: its position is the running mean of its observations
             n = self.counts[-1] + 1
             mean = self.positions[-1]
-            self.positions[-1] = tuple(m + (v - m) / n for m, v in zip(mean, position))
+            self.positions[-1] = tuple(m + (v - m) / n for m, v in zip(mean, position, strict=True))
             self.counts[-1] = n
         if self._whole(obs):
             size = math.sqrt(self.reference_area) / self.scale  # metres (pixels over px per metre)
@@ -125,7 +125,7 @@ class ObjectRecord:
             return False
         self.visits.append([t, t, f, f])
         if len(self.visits) > self.config.max_visits:
-            gaps = [b[0] - a[1] for a, b in zip(self.visits[:-1], self.visits[1:])]
+            gaps = [b[0] - a[1] for a, b in zip(self.visits[:-1], self.visits[1:], strict=True)]
             i = int(np.argmin(gaps))
             self.visits[i][1], self.visits[i][3] = self.visits[i + 1][1], self.visits[i + 1][3]
             del self.visits[i + 1]

@@ -122,7 +122,7 @@ def test_reset_empties_only_the_given_rows() -> None:
     before = [storage.entries(row) for row in range(3)]
     storage.reset(torch.tensor([0, 2]))
     assert storage.lengths.tolist() == [0, 3, 0]
-    assert all(torch.equal(a, b) for a, b in zip(storage.entries(1), before[1]))
+    assert all(torch.equal(a, b) for a, b in zip(storage.entries(1), before[1], strict=True))
 
 
 def test_no_consolidation_grows_until_max_entries_then_raises() -> None:
