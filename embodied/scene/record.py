@@ -27,6 +27,11 @@ from memstream.embodied.scene.types import FrameScore, ObjectObservation, Space
 _AREA_QUANTILE = 0.75  # the reference area for "partly hidden": this quantile of the recent ones
 _AREA_SAMPLES = 64  # area samples per area_memory_s (at most one a second)
 
+def _quantile_area(areas: deque[tuple[float, float]]) -> float:
+    """The reference area for "partly hidden": the upper quartile of the (time, area) samples."""
+    return float(np.quantile([a for _, a in areas], _AREA_QUANTILE))
+
+
 # best frame: score, frame, t, box
 BestFrame = tuple[float, int, float, tuple[float, float, float, float]]
 
@@ -94,11 +99,14 @@ class ObjectRecord:
         a quarter of the window do not move the quartile; a partial view is still one well under it."""
         t = obs.timestamp_s
         every = max(self.config.area_memory_s / _AREA_SAMPLES, 1.0)
-        if not self.areas or t - self.areas[-1][0] >= every:
+        changed = not self.areas or t - self.areas[-1][0] >= every
+        if changed:
             self.areas.append((t, obs.area))
         while len(self.areas) > 1 and t - self.areas[0][0] > self.config.area_memory_s:
             self.areas.popleft()
-        self.reference_area = float(np.quantile([a for _, a in self.areas], _AREA_QUANTILE))
+            changed = True
+        if changed:  # the samples change at most once a second: the quantile only then
+            self.reference_area = _quantile_area(self.areas)
         whole = not obs.at_border and not obs.occluded
         return whole and obs.area >= self.config.min_area_ratio * self.reference_area
 
@@ -226,6 +234,7 @@ class ObjectRecord:
         else:  # saved before the quartile reference: its largest recent area, and when
             largest, at = state["area"]
             record.areas = deque([(float(at), float(largest))] if largest else [])
+        record.reference_area = _quantile_area(record.areas) if record.areas else 0.0
         record._gap = bool(state["gap"])
         return record
 
