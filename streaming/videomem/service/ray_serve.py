@@ -29,171 +29,42 @@ come in time, the request is answered 503 with ``Retry-After``.
 POSIX filesystem whose ``flock`` is honoured across nodes (a local disk on a one-node cluster;
 NFSv4, CephFS, Lustre or GPFS mounted on every node). An object store (S3, GCS) cannot hold a live
 store: its memory maps and locks need a filesystem.
+
+The code is in three modules: :mod:`.ray_common` (the spec, joining the cluster, deploying),
+:mod:`.ray_replica` (StreamReplica) and this one (the HTTP side: :class:`RayStreams`,
+:func:`serve_in_process`, :func:`build_app`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import socket
 import threading
-import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
 from typing import Any
 
-from memstream.streaming.errors import ConfigError, MemstreamError
 from memstream.streaming.videomem.generation import GenerationCancelled
 from memstream.streaming.videomem.service.errors import ServiceError
-from memstream.streaming.videomem.service.limits import ServiceLimits, check_stream_id
-from memstream.streaming.videomem.service.persist import Lease, StreamSettings, StreamStore
+from memstream.streaming.videomem.service.limits import check_stream_id
+from memstream.streaming.videomem.service.persist import StreamStore
+from memstream.streaming.videomem.service.ray_common import (  # noqa: F401 (the service's Ray names stay importable from here)
+    CANCEL_CHECK_S,
+    GRPC_MAX_PAYLOAD_BYTES,
+    HANDLES_KEPT,
+    HANDOFF_CHECK_S,
+    QUIET_REPLICAS,
+    REPLICA_NICENESS,
+    TRANSPORTS,
+    RayServeSpec,
+    _actor_options,
+    _import_ray,
+    _Refused,
+    _unwrap,
+    connect_ray,
+    deploy,
+)
+from memstream.streaming.videomem.service.ray_replica import StreamReplicaCore, replica_deployment  # noqa: F401
 from memstream.streaming.videomem.service.scenes import UNSET
 from memstream.streaming.videomem.service.streams import stream_not_found
-
-log = logging.getLogger(__name__)
-
-#: How often a replica looks for streams another replica asked for, and for idle ones.
-HANDOFF_CHECK_S = 0.25
-
-#: Replicas log warnings and errors, not a line per request (Serve's access log costs each
-#: request a formatted line, a file write and a copy to the driver).
-QUIET_REPLICAS = {"enable_access_log": False, "log_level": "WARNING"}
-
-#: Ray starts every worker process at ``nice`` +15 (``RAY_worker_niceness``: its driver and raylet
-#: come first), so on a node that runs anything else a replica's model work waits behind it (and
-#: behind Ray's own GCS and raylet on that node): on a shared 2-core machine, replicas at +15 answered
-#: in 98-104 ms at p50 where replicas at 0 took 74-82, and frames' p95 went from 44-47 ms to 68-110
-#: (``bench_ray.py --ray-default-nice``, two runs). A replica is the request path, not background
-#: work: its workers keep the priority the cluster was started with (read by the worker itself at
-#: start, so this holds on a cluster joined by address too).
-REPLICA_NICENESS = 0
-
-
-#: How the process reaches the replicas (``RayServeSpec.transport``). ``"grpc"``: Serve's
-#: inter-deployment gRPC (``_by_reference=False``), the request pickled into one unary call to the
-#: replica's own gRPC server; ``"actor"``: Serve's default, a Ray actor task whose first message is
-#: the replica's queue length and whose result comes back through Ray's object store. Serve's router
-#: picks the replica the same way in both (multiplexed stream ids included); only the wire differs.
-#: Measured on the shared 2-core machine (load average 11-15, so every number is inflated):
-#: ``bench_ray_hop.py``, a 15 ms call's added time 5.5 -> 3.2 ms p50 and an empty call's 4.1 -> 2.0;
-#: ``bench_ray.py --variants actor``, the tiny model's frame 28.5 -> 24.6 and 29.2 -> 25.6 ms p50 in
-#: two runs. gRPC needs the replicas' internal gRPC port (random, per replica) reachable from this
-#: process; ``actor`` uses Ray's own ports only.
-TRANSPORTS = ("grpc", "actor")
-
-#: Streams whose handles (and existence in the store) the HTTP process keeps; past it, it starts over.
-HANDLES_KEPT = 4096
-
-#: How often an awaited answer checks whether its client left.
-CANCEL_CHECK_S = 0.1
-
-#: Requests with more payload than this go by reference over gRPC too (a frame's bytes through
-#: Ray's object store): a replica's gRPC server refuses messages over 4 MiB
-#: (``RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH``), below the service's 8 MiB body limit.
-GRPC_MAX_PAYLOAD_BYTES = 2 << 20
-
-
-def _actor_options(spec: RayServeSpec, cpus: float, gpus: float = 0.0) -> dict[str, Any]:
-    """``ray_actor_options`` of a deployment of the service: its resources, and its workers'
-    environment: their niceness (``spec.niceness``; None leaves Ray's) and where Serve runs the
-    replica's code (``spec.user_code_thread``)."""
-    options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus}
-    env = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1" if spec.user_code_thread else "0"}
-    if spec.niceness is not None:
-        env["RAY_worker_niceness"] = str(spec.niceness)
-    options["runtime_env"] = {"env_vars": env}
-    return options
-
-
-@dataclass(frozen=True)
-class RayServeSpec:
-    """Everything a replica needs to build its part of the service (pickled to each replica).
-
-    Attributes:
-        options: the video memory options (:class:`~memstream.streaming.videomem.options.VideoMemoryOptions`).
-        store: the store directory every replica reaches.
-        replicas: StreamReplica replicas.
-        streams_per_replica: streams one replica holds at once (its multiplexing LRU).
-        max_streams: streams in the whole store.
-        limits: the service's input bounds and budgets.
-        default_max_tokens: answer length when a request gives none.
-        lease_wait_s: how long a replica waits for a stream another replica holds.
-        release_idle_s: a replica closes a stream's memory (keeping it in the store) after this
-            long without a request, so another replica may take it.
-        replica_cpus, replica_gpus: Ray resources of one replica.
-        niceness: the ``nice`` value of the replicas' worker processes (:data:`REPLICA_NICENESS`;
-            None: Ray's default for workers, +15).
-        torch_threads: torch's intra-op threads in a replica (None: torch's default).
-        app_name: the Serve application's name (``serve.run(..., name=app_name)``).
-        store_id: the store's id (:meth:`StreamStore.identify`): a replica that does not find it
-            at ``store`` refuses to start (None: not checked).
-        transport: how requests reach the replicas (:data:`TRANSPORTS`: ``"grpc"`` or ``"actor"``).
-        user_code_thread: Serve runs the replica's methods on an event loop of their own, in a
-            thread beside the replica's main loop (Serve's default, one more thread hop a request);
-            False runs them on the main loop (frames 1.4-1.6 ms p50 faster on the loaded 2-core
-            machine, ``bench_ray.py --variants user_thread``). The replica's work runs in worker
-            threads either way (``asyncio.to_thread``; the multiplexing LRU lets streams go in
-            Serve's executor), so no model step blocks the main loop once the replica is up; its
-            constructor (the model's load) does, before Serve sends it requests.
-    """
-
-    options: Any
-    store: str
-    replicas: int = 2
-    streams_per_replica: int = 8
-    max_streams: int = 64
-    limits: ServiceLimits = field(default_factory=ServiceLimits)
-    default_max_tokens: int = 128
-    lease_wait_s: float = 10.0
-    release_idle_s: float = 30.0
-    replica_cpus: float = 1.0
-    replica_gpus: float = 0.0
-    niceness: int | None = REPLICA_NICENESS
-    torch_threads: int | None = None
-    app_name: str = "memstream"
-    store_id: str | None = None
-    transport: str = "grpc"
-    user_code_thread: bool = False
-
-    def __post_init__(self) -> None:
-        if self.transport not in TRANSPORTS:
-            raise ConfigError(f"Ray transport {self.transport!r} is not one of {', '.join(TRANSPORTS)}",
-                              "Give grpc (the default) or actor")
-
-
-def _import_ray():
-    try:
-        import ray  # noqa: F401
-        from ray import serve
-    except ImportError as exc:
-        raise ConfigError("Ray Serve is not installed", 'Install it with: pip install "memstream[ray]"') from exc
-    return serve
-
-
-def connect_ray(address: str | None, host: str | None = None, port: int | None = None):
-    """Join the Ray cluster at ``address`` (None: start a local one) and start Serve, with its HTTP
-    proxy on ``host:port`` (None: no proxy; this process reaches the replicas through handles);
-    returns ``ray.serve``.
-
-    Raises:
-        ConfigError: Ray is not installed, or the cluster cannot be reached.
-    """
-    serve = _import_ray()
-    import ray
-
-    _probe(address)
-    try:
-        ray.init(address=address, include_dashboard=False, ignore_reinit_error=True)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({str(exc).splitlines()[0][:200]})",
-                          "Check the address (ray status on the head node), or drop --ray-address to start a local cluster") from exc
-    if port is None:
-        serve.start(proxy_location="Disabled")
-    else:
-        serve.start(http_options={"host": host, "port": port})
-    return serve
 
 
 def serve_in_process(spec: RayServeSpec, access, host: str, port: int, docs: bool = False) -> None:
@@ -214,310 +85,6 @@ def serve_in_process(spec: RayServeSpec, access, host: str, port: int, docs: boo
                     **uvicorn_options(spec.limits))
     finally:
         serve.delete(spec.app_name)
-
-
-def _probe(address: str | None, timeout_s: float = 5.0) -> None:
-    """Fail in seconds, not minutes, when a ``host:port`` address does not answer (``ray.init``
-    retries an unreachable one for a long time)."""
-    if address in (None, "auto", "local"):
-        return
-    target = address.removeprefix("ray://")
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"--ray-address {address!r} is not HOST:PORT, ray://HOST:PORT or auto",
-                          "Give the head node's address, e.g. 10.0.0.5:6379 or ray://10.0.0.5:10001")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
-    except OSError as exc:
-        raise ConfigError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc})",
-                          "Check the address and that the head node runs (ray status there), or drop --ray-address "
-                          "to start a local cluster") from exc
-
-
-def deploy(app, name: str, route_prefix: str | None = "/", blocking: bool = False) -> None:
-    """``serve.run`` an application, turning a replica that could not start (a store it does not
-    reach, a model it cannot load) into one ConfigError quoting the replica's own error line: Serve
-    itself only says "Failed to update the deployments"."""
-    serve = _import_ray()
-    try:
-        serve.run(app, name=name, route_prefix=route_prefix, blocking=blocking)
-    except RuntimeError as exc:
-        reasons = []
-        with contextlib.suppress(Exception):  # the status is context for the error raised below
-            for deployment, status in serve.status().applications[name].deployments.items():
-                lines = [line for line in (status.message or "").splitlines() if line.strip()]
-                if lines:
-                    reasons.append(f"{deployment}: {lines[-1].strip()[:500]}")
-        raise ConfigError(f"Ray Serve could not start {name!r}: {'; '.join(reasons) or exc}",
-                          "Fix what the replica's error names (its full traceback is in the Ray logs), then start again") from exc
-
-
-class _Held:
-    """One stream held by this replica: its lease, taken when an operation starts (:meth:`enter`),
-    and let go (with the memory, kept in the store) when no operation is running on it and it
-    idles, the multiplexing LRU evicts it, or it is deleted (:meth:`release`)."""
-
-    def __init__(self, replica: StreamReplicaCore, stream_id: str) -> None:
-        self.replica, self.stream_id = replica, stream_id
-        self.lease: Lease | None = None
-        self.last_used = time.monotonic()
-        self.busy = 0  # operations running on the stream
-        self.state = threading.Condition()
-        self.acquiring = threading.Lock()
-
-    def enter(self) -> None:
-        """Start an operation: hold the lease (waiting up to ``lease_wait_s`` for another replica)."""
-        with self.acquiring:  # one lease attempt at a time per stream (flock would block on our own lock)
-            with self.state:
-                self.last_used = time.monotonic()
-                if self.lease is not None and not self.lease.valid() and self.busy == 0:  # its lock file was replaced
-                    self.replica.service.detach(self.stream_id)
-                    self.lease.release()
-                    self.lease = None
-                need = self.lease is None
-            if need:  # waiting for another replica, without blocking this stream's bookkeeping
-                store = self.replica.store
-                lease = store.lease(self.stream_id)
-                if lease is None:  # held elsewhere: ask the holder to hand it over, then wait
-                    flag = store.want(self.stream_id)
-                    try:
-                        lease = store.lease(self.stream_id, self.replica.spec.lease_wait_s)
-                    finally:
-                        store.unwant(flag)
-                if lease is None:
-                    raise ServiceError(
-                        f"stream {self.stream_id!r} is held by another replica",
-                        "Retry shortly: the retry is routed to the replica that holds it",
-                        503, param="stream_id", code="stream_busy", retry_after_s=1.0,
-                    )
-                with self.state:
-                    self.lease = lease
-            with self.state:
-                self.busy += 1
-
-    def exit(self) -> None:
-        with self.state:
-            self.busy -= 1
-            self.last_used = time.monotonic()
-            self.state.notify_all()
-
-    def release(self, remove: bool = False, only_if_idle: bool = False) -> bool:
-        """Close the memory here and give the lease up once no operation runs on the stream
-        (``remove``: the stream is gone, so is its lock file). Returns whether it was let go."""
-        with self.state:
-            if only_if_idle and self.busy:
-                return False
-            self.state.wait_for(lambda: self.busy == 0)
-            if self.lease is not None:
-                self.replica.service.detach(self.stream_id)
-                if remove:
-                    self.lease.remove()
-                    self.replica.store.unwant(stream_id=self.stream_id)
-                self.lease.release()
-                self.lease = None
-            return True
-
-
-class _Resident:
-    """What Serve's multiplexing LRU holds for a stream on this replica; evicting it lets the
-    stream go (Serve calls ``__del__``; the garbage collector may call it again, harmlessly)."""
-
-    def __init__(self, core: StreamReplicaCore, stream_id: str) -> None:
-        self.core, self.stream_id = core, stream_id
-        self.dropped = False  # taken out of the LRU after the stream was let go: nothing left to release
-
-    def __del__(self) -> None:
-        if self.dropped:
-            return
-        try:
-            self.core.forget(self.stream_id)
-        except Exception:  # noqa: BLE001 -- logged; a finaliser must not raise
-            log.exception("releasing stream %s failed", self.stream_id)
-
-
-class StreamReplicaCore:
-    """One replica's service over the shared store (the Ray-free part of StreamReplica)."""
-
-    def __init__(self, spec: RayServeSpec) -> None:
-        from memstream.streaming.videomem.factory import load_model, memory_for
-        from memstream.streaming.videomem.service.streams import VideoQAService
-
-        if spec.store_id is not None:  # before the model loads: a node without the shared store fails fast
-            StreamStore.check_identity(spec.store, spec.store_id)
-        if spec.torch_threads is not None:
-            import torch
-
-            torch.set_num_threads(spec.torch_threads)
-        self.spec, options = spec, spec.options
-        self.llm = load_model(options)
-        self.store = StreamStore(spec.store, options.model, self.llm.spec.fingerprint, expect_id=spec.store_id)
-
-        def make_memory(settings: StreamSettings):
-            return memory_for(self.llm, replace(options, rekv=settings.rekv(options.rekv)))
-
-        self.service = VideoQAService(make_memory, options.model, max_streams=spec.max_streams,
-                                      default_max_tokens=spec.default_max_tokens, limits=spec.limits,
-                                      store=self.store, reopen_stored=False)
-        self.held: dict[str, _Held] = {}
-        self._held_lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def using(self, stream_id: str, must_exist: bool = True, attach: bool = True) -> Iterator[None]:
-        """Run an operation on the stream in this replica: its lease held, its memory attached, and
-        no release until the operation ends. 404 first when the store has no such stream, so
-        unknown ids leave nothing behind (a stream this replica holds a live lease on exists: its
-        lock file goes with it, so its record is not read again on every frame)."""
-        if must_exist and not self._holds(stream_id) and self.store.record(stream_id) is None:
-            raise stream_not_found(stream_id)
-        while True:
-            with self._held_lock:
-                held = self.held.get(stream_id)
-                if held is None:
-                    held = self.held[stream_id] = _Held(self, stream_id)
-            held.enter()
-            with self._held_lock:
-                if self.held.get(stream_id) is held:
-                    break
-            held.exit()  # let go meanwhile (idle sweep, eviction): start over with its successor
-        try:
-            if attach:
-                self.service.attach(stream_id)
-            yield
-        finally:
-            held.exit()
-
-    def _holds(self, stream_id: str) -> bool:
-        with self._held_lock:
-            held = self.held.get(stream_id)
-        lease = None if held is None else held.lease
-        return lease is not None and lease.valid()
-
-    def forget(self, stream_id: str, remove: bool = False) -> None:
-        with self._held_lock:
-            held = self.held.pop(stream_id, None)
-        if held is not None:
-            held.release(remove)
-
-    def release_idle(self) -> list[str]:
-        """Let go of the streams another replica asked for (a handoff) or idle for ``release_idle_s``,
-        when no operation runs on them; they stay in the store. Returns their ids."""
-        now = time.monotonic()
-        released = []
-        with self._held_lock:
-            for held in list(self.held.values()):
-                wanted = self.store.wanted(held.stream_id)
-                if (wanted or now - held.last_used > self.spec.release_idle_s) and held.release(only_if_idle=True):
-                    del self.held[held.stream_id]
-                    released.append(held.stream_id)
-        return released
-
-    # the operations the frontend calls, each on the replica that holds the stream ---------------
-    def open_stream(self, stream_id: str, owner, max_blocks, ram_budget_mb) -> str:
-        try:
-            with self.using(stream_id, must_exist=False, attach=False):  # the lease first: nobody else makes it meanwhile
-                return self.service.open_stream(stream_id, owner, max_blocks, ram_budget_mb)
-        except BaseException:
-            if self.store.record(stream_id) is None:  # refused: no stream, no lock file
-                self.forget(stream_id, remove=True)
-            raise
-
-    def add_frame(self, stream_id: str, image: bytes, seconds, owner) -> int:
-        with self.using(stream_id):
-            return self.service.add_frame(stream_id, image, seconds, owner)
-
-    def describe(self, stream_id: str, owner) -> dict:
-        with self.using(stream_id):
-            return self.service.describe(stream_id, owner)
-
-    def close_stream(self, stream_id: str, owner) -> None:
-        with self.using(stream_id):
-            self.service.close_stream(stream_id, owner)
-        self.forget(stream_id, remove=True)
-
-    def check_answer(self, stream_id: str, owner, question: str) -> None:
-        with self.using(stream_id):
-            self.service.session(stream_id, owner).memory.check_question(question)
-
-
-def replica_deployment(spec: RayServeSpec):
-    """The StreamReplica deployment, bound to ``spec`` (``spec.replicas`` replicas holding the
-    streams' memories). It is an application of its own where this process serves HTTP
-    (:func:`serve_in_process`), and the frontend's child in :func:`build_app`."""
-    serve = _import_ray()
-
-    @serve.deployment(name="StreamReplica", num_replicas=spec.replicas, max_ongoing_requests=256,
-                      ray_actor_options=_actor_options(spec, spec.replica_cpus, spec.replica_gpus),
-                      logging_config=QUIET_REPLICAS)
-    class StreamReplica:
-        def __init__(self, spec: RayServeSpec) -> None:
-            self.core = StreamReplicaCore(spec)
-            self._sweeper = asyncio.get_event_loop().create_task(self._sweep())
-
-        async def _sweep(self) -> None:
-            while True:
-                await asyncio.sleep(HANDOFF_CHECK_S)
-                try:
-                    released = await asyncio.to_thread(self.core.release_idle)
-                except Exception as exc:  # noqa: BLE001 -- logged; the sweep goes on
-                    if isinstance(exc, RuntimeError) and "after shutdown" in str(exc):
-                        return  # the replica is shutting down (its thread pool is closed): nothing to release
-                    log.exception("releasing idle streams failed")
-                    continue
-                for stream_id in released:
-                    self._drop_routing(stream_id)
-
-        def _drop_routing(self, stream_id: str) -> None:
-            """Take a stream this replica let go out of its multiplexing LRU, so Serve stops routing
-            it here. (The LRU is Serve's ``_ModelMultiplexWrapper``; without these attributes in a
-            future Ray the entry ages out of the LRU instead.)"""
-            wrapper = getattr(self, "__serve_multiplex_wrapper", None)
-            models = getattr(wrapper, "models", None)
-            if models is not None and stream_id in models:
-                models.pop(stream_id).dropped = True
-                wrapper._push_multiplexed_replica_info = True
-
-        @serve.multiplexed(max_num_models_per_replica=spec.streams_per_replica)
-        async def _stream(self, stream_id: str) -> _Resident:
-            return _Resident(self.core, stream_id)  # the lease and memory are taken by the operation itself
-
-        async def _here(self) -> str:
-            stream_id = serve.get_multiplexed_model_id()
-            await self._stream(stream_id)  # marks it most recently used; Serve learns it lives here
-            return stream_id
-
-        async def call(self, method: str, *args):
-            stream_id = await self._here()
-            return await _refusal_as_value(asyncio.to_thread(getattr(self.core, method), stream_id, *args))
-
-        async def complete(self, request, owner):
-            await self._here()
-            cancel = threading.Event()
-
-            def answer():
-                with self.core.using(request.stream_id):
-                    return self.core.service.complete(request, cancel, owner)
-
-            try:
-                return await _refusal_as_value(asyncio.to_thread(answer))
-            except asyncio.CancelledError:  # the frontend's client left
-                cancel.set()
-                raise
-
-        async def complete_stream(self, request, owner):
-            await self._here()
-            cancel = threading.Event()
-            using = self.core.using(request.stream_id)
-            await asyncio.to_thread(using.__enter__)  # held until the last event
-            try:
-                lines = await asyncio.to_thread(self.core.service.complete_stream, request, cancel, owner)
-                done = object()
-                while (line := await asyncio.to_thread(next, lines, done)) is not done:
-                    yield line
-            finally:
-                cancel.set()
-                using.__exit__(None, None, None)
-
-    return StreamReplica.bind(spec)
 
 
 def build_app(spec: RayServeSpec, access=None, docs: bool = False):
@@ -544,27 +111,6 @@ def build_app(spec: RayServeSpec, access=None, docs: bool = False):
             self.replicas = replicas  # bound so Serve deploys them with the frontend
 
     return Frontend.bind(replica_deployment(spec))
-
-
-@dataclass
-class _Refused:
-    """A refusal (404, 409, 503...) sent back as a value: Ray Serve logs every exception a replica
-    raises as a failed request, and a client's mistake is not the server's failure."""
-
-    error: MemstreamError
-
-
-async def _refusal_as_value(work):
-    try:
-        return await work
-    except MemstreamError as exc:
-        return _Refused(exc)
-
-
-def _unwrap(value):
-    if isinstance(value, _Refused):
-        raise value.error
-    return value
 
 
 def _client_left() -> GenerationCancelled:
