@@ -361,13 +361,14 @@ def test_ray_data_runs_the_batch_and_retries_a_video_whose_worker_was_killed(tmp
     assert [(k, e["status"]) for k, e in _by_id(out).items()] == [("cam-a", "ok"), ("cam-b", "ok"), ("cam-c", "failed")]
 
 
-def test_ray_tasks_queue_one_video_behind_each_running_one_within_the_workers_cap() -> None:
-    from memstream.streaming.batch.on_ray import plan_slots
+def test_ray_tasks_queue_two_videos_behind_each_running_one_within_the_workers_cap() -> None:
+    from memstream.streaming.batch.on_ray import QUEUED_PER_SLOT, plan_slots
 
+    assert QUEUED_PER_SLOT == 2
     # (tasks submitted, one-CPU bundles reserved): the bundles cap the running videos at `workers`
-    assert plan_slots(2, 2) == (4, 2) and plan_slots(1, 8) == (2, 1)
+    assert plan_slots(2, 2) == (6, 2) and plan_slots(1, 8) == (3, 1)
     assert plan_slots(4, 2) == (4, None)  # more workers than CPUs: the CPUs cap them, 2 tasks queue
-    assert plan_slots(None, 8) == (16, None) and plan_slots(None, 0) == (2, None)
+    assert plan_slots(None, 8) == (24, None) and plan_slots(None, 0) == (3, None)
 
 
 def test_ray_releases_without_placement_groups_in_map_arguments_run_without_the_queue() -> None:
