@@ -24,8 +24,10 @@ so a deeper queue does not bind the last videos to one worker while the other id
 The ``workers`` cap still holds with three times as many tasks submitted: they run in a placement
 group of ``workers`` one-CPU bundles. A placement group is ready in 2-4 ms on a settled cluster, but
 one created within about a second of another's removal (batches back to back from one Python
-process) waits about 1 s for Ray to return the removed group's CPUs (measured with Ray 2.60: 1.0 s
-against 3 ms after a 2-s pause, either strategy). (More workers than the cluster's CPUs: the cluster's CPUs are the
+process) waited about 1 s (Ray 2.60, either strategy): its first placement fails while the removed
+group's CPUs are still on their way back, and Ray tries again a second later. The CPUs are back
+in about 0.1 s, so the batch waits for them first (:func:`_await_free_cpus`, at most
+:data:`PLACEMENT_RETRY_S`) and its group is then ready in 2-3 ms. (More workers than the cluster's CPUs: the cluster's CPUs are the
 cap and the extra tasks are the queue; no ``workers``: as many as the cluster's CPUs, and twice as
 many queued.)
 
@@ -43,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -57,6 +60,10 @@ _CONNECT_TIMEOUT_S = 5.0
 #: Tasks queued in Ray behind each running video (see the module's docstring); GPU videos (long
 #: ones) are submitted one per worker as before.
 QUEUED_PER_SLOT = 2
+
+#: How long Ray waits before it tries again to place a placement group that did not fit (about a
+#: second, measured with Ray 2.60): waiting longer than this for free CPUs would only add time.
+PLACEMENT_RETRY_S = 1.0
 
 
 def import_ray() -> Any:
@@ -179,6 +186,7 @@ def _reserved_workers(ray: Any, bundles: int | None) -> Iterator[dict[str, Any]]
     from ray.util.placement_group import placement_group, remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+    _await_free_cpus(ray, bundles)
     group = placement_group([{"CPU": 1}] * bundles, strategy="SPREAD")
     try:
         # Ray Data 2.60 takes it among the tasks' remote arguments (deprecated there, to be removed
@@ -186,6 +194,22 @@ def _reserved_workers(ray: Any, bundles: int | None) -> Iterator[dict[str, Any]]
         yield {"scheduling_strategy": PlacementGroupSchedulingStrategy(group)}
     finally:
         remove_placement_group(group)
+
+
+def _await_free_cpus(ray: Any, cpus: int, limit_s: float = PLACEMENT_RETRY_S, poll_s: float = 0.01) -> bool:
+    """Wait until the cluster shows ``cpus`` free CPUs, for at most ``limit_s``; whether it does.
+
+    A placement group that does not fit when it is made is placed again only about a second later,
+    so one made while an earlier group's CPUs are still being returned would wait that second; made
+    once they are back it is ready at once. A cluster busy with other work is waited on no longer
+    than Ray's own retry would take.
+    """
+    deadline = time.monotonic() + limit_s
+    while ray.available_resources().get("CPU", 0) < cpus:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
+    return True
 
 
 @contextlib.contextmanager

@@ -371,6 +371,41 @@ def test_ray_tasks_queue_two_videos_behind_each_running_one_within_the_workers_c
     assert plan_slots(None, 8) == (24, None) and plan_slots(None, 0) == (3, None)
 
 
+class _Cluster:
+    """What :func:`_await_free_cpus` reads of Ray: the free CPUs, one value a call."""
+
+    def __init__(self, free: list[float]) -> None:
+        self.free, self.calls = free, 0
+
+    def available_resources(self) -> dict:
+        self.calls += 1
+        return {"CPU": self.free[min(self.calls, len(self.free)) - 1]}
+
+
+def test_a_placement_group_waits_for_the_cpus_an_earlier_one_is_returning_but_never_past_rays_retry() -> None:
+    from memstream.streaming.batch.on_ray import PLACEMENT_RETRY_S, _await_free_cpus
+
+    returning = _Cluster([0, 1, 1, 2])  # the last batch's group going away
+    assert _await_free_cpus(returning, 2, poll_s=0.001) and returning.calls == 4
+    busy = _Cluster([1])  # another job holds a CPU: no longer than Ray would wait itself
+    started = time.monotonic()
+    assert not _await_free_cpus(busy, 2, limit_s=0.05, poll_s=0.001)
+    assert 0.05 <= time.monotonic() - started < PLACEMENT_RETRY_S
+    assert _await_free_cpus(_Cluster([8]), 2) and PLACEMENT_RETRY_S == 1.0
+
+
+def test_back_to_back_ray_placement_groups_find_their_cpus(ray_cluster) -> None:
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    from memstream.streaming.batch.on_ray import _await_free_cpus
+
+    group = placement_group([{"CPU": 1}] * 2)
+    ray_cluster.get(group.ready(), timeout=30)
+    assert ray_cluster.available_resources().get("CPU", 0) < 2
+    remove_placement_group(group)
+    assert _await_free_cpus(ray_cluster, 2)  # returned within Ray's retry interval
+
+
 def test_ray_releases_without_placement_groups_in_map_arguments_run_without_the_queue() -> None:
     from memstream.streaming.batch.on_ray import _takes_placement_group
 
