@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ import numpy as np
 from memstream.streaming.errors import MemstreamError
 
 _KINDS = frozenset("biuf")  # bool, signed, unsigned, float: what the wire carries
+MAX_DIMS = 32  # numpy's own limit is 64
 
 
 class WireError(MemstreamError):
@@ -57,13 +59,24 @@ def _decode(obj: dict) -> Any:
         dtype = np.dtype(get("dtype"))
         if dtype.kind not in _KINDS:
             raise WireError(f"arrays of dtype {dtype} are not accepted", "Send bool, int or float arrays")
-        shape = tuple(int(n) for n in get("shape"))
-        data = get("data")
-        if len(data) != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
-            raise WireError(f"an array's data has {len(data)} bytes, its shape {shape} and dtype {dtype} need "
-                            f"{dtype.itemsize * int(np.prod(shape, dtype=np.int64))}", "Send the raw bytes of the array")
+        shape, data = _shape(get("shape")), get("data")
+        if not isinstance(data, (bytes, bytearray)):
+            raise WireError(f"an array's data is {type(data).__name__}, not bytes", "Send the raw bytes of the array")
+        need = dtype.itemsize * math.prod(shape)  # Python ints: no overflow to wrap a huge shape round to a small size
+        if len(data) != need:
+            raise WireError(f"an array's data has {len(data)} bytes, its shape {shape} and dtype {dtype} need {need}",
+                            "Send the raw bytes of the array")
         return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
     return obj
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    """An array's shape from the wire: a list of at most :data:`MAX_DIMS` integers >= 0."""
+    if (not isinstance(value, (list, tuple)) or len(value) > MAX_DIMS
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value)):
+        raise WireError(f"an array's shape must be a list of at most {MAX_DIMS} integers >= 0, not {str(value)[:80]}",
+                        "Send the array's shape as a list of ints")
+    return tuple(value)
 
 
 def packb(message: Any) -> bytes:

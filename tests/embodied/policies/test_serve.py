@@ -60,6 +60,23 @@ def test_wire_round_trips_arrays_and_refuses_bad_ones():
         unpackb(short)
 
 
+@pytest.mark.parametrize("shape, data, match", [
+    ([1.5e300], b"", "shape must be a list"),  # a float too large for an int: was an OverflowError, not a refusal
+    ([-2, -2], bytes(16), "shape must be a list"),  # negative sizes whose product fits the data
+    ([2**63, 2], b"", "need 73786976294838206464"),  # no 64-bit wrap of the size round to 0 bytes
+    ([True, 2], bytes(8), "shape must be a list"),
+    ("3", bytes(12), "shape must be a list"),
+    ([1] * 33, bytes(4), "at most 32"),
+    ([3], "abcdefghijkl", "not bytes"),
+])
+def test_wire_refuses_hostile_array_headers_with_one_wire_error(shape, data, match):
+    import msgpack
+
+    message = msgpack.packb({"x": {"__ndarray__": True, "data": data, "dtype": "<f4", "shape": shape}}, use_bin_type=True)
+    with pytest.raises(WireError, match=match):
+        unpackb(message)
+
+
 def test_clients_get_chunks_and_keep_their_own_banks(server):
     rng = np.random.default_rng(0)
     with PolicyClient(server.uri, api_key=KEY) as a, PolicyClient(server.uri, api_key=KEY) as b:
