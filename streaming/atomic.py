@@ -22,18 +22,40 @@ the pipeline.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["temporary_beside", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = ["replaced_on_success", "temporary_beside", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
 
 
 def temporary_beside(path: Path) -> Path:
     """This process's and thread's temporary name for ``path``: hidden, in the same folder."""
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+@contextlib.contextmanager
+def replaced_on_success(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that needs a file name (a video encoder): it
+    becomes ``path`` when the block ends without an error, and is removed otherwise. It keeps
+    ``path``'s suffix, so a writer that picks its format by the suffix still does.
+
+    Example::
+
+        with replaced_on_success("clip.mp4") as tmp:
+            with VideoWriter(tmp, fps=30) as writer: ...
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, sync: bool = False,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,19 @@ def test_mode_follows_the_umask_and_names_are_per_writer(tmp_path):
     assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644
     name = temporary_beside(tmp_path / "out.txt").name
     assert name.startswith(".out.txt.") and str(os.getpid()) in name and str(threading.get_ident()) in name
+
+
+def test_replaced_on_success_gives_a_named_file_that_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    from memstream.streaming.atomic import replaced_on_success
+
+    target = tmp_path / "clip.mp4"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="encoder"), replaced_on_success(target) as tmp:
+        assert tmp.suffix == ".mp4" and tmp.parent == tmp_path and tmp.name.startswith(".")
+        tmp.write_bytes(b"half")
+        raise RuntimeError("encoder died")
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+    with replaced_on_success(target) as tmp:
+        tmp.write_bytes(b"new")
+        assert target.read_bytes() == b"old"  # not yet
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import re
 import tempfile
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from memstream.streaming.atomic import replaced_on_success
 from memstream.streaming.errors import ConfigError, SourceError
 from memstream.streaming.sources import open_source
 from memstream.streaming.types import Frame, read_only
@@ -98,16 +98,9 @@ def encoded_video(frames: list[Frame], fps: float, crf: int, cache_dir: Path) ->
     path = cache_dir / f"{_pixels_digest(frames)}-crf{crf}.mp4"
     if path.is_file():
         return path
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=cache_dir)
-    os.close(handle)
-    try:
-        with VideoWriter(temporary, fps, codec="h264", crf=crf) as writer:
-            for frame in frames:
-                writer.write(frame.rgb)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with replaced_on_success(path) as temporary, VideoWriter(temporary, fps, codec="h264", crf=crf) as writer:
+        for frame in frames:
+            writer.write(frame.rgb)
     return path
 
 
@@ -120,7 +113,7 @@ def _decode(path: Path, raw: list[Frame]) -> tuple[Frame, ...]:
             f"expected {len(raw)} of {raw[0].rgb.shape}",
             "Delete the cached file and run again",
         )
-    return tuple(dataclasses.replace(d, gt=r.gt) for d, r in zip(decoded, raw))
+    return tuple(dataclasses.replace(d, gt=r.gt) for d, r in zip(decoded, raw, strict=True))  # lengths checked above
 
 
 def load_synthetic(uri: str, codec: str = RAW, cache_dir: str | Path | None = None, object_id: int = 1) -> Footage:
