@@ -8,28 +8,26 @@ back as they stream in (``iter_rows``), so ``batch.jsonl`` grows while the clust
 Each running video has two more queued behind it in Ray itself (:data:`QUEUED_PER_SLOT`), so a
 worker that ends a video starts the next at once on the same leased worker process. Without the
 queue, Ray Data's scheduler submits a new task only after its ``ray.wait`` returns, and that waits
-for *every* running task (up to 0.1 s) before it does. A worker's idle gap between two videos
-(``benchmarks/bench_batch.py``, 12 videos): with 2 workers 55 ms on average on an idle machine
-before, 111-270 ms (median) on the shared machine at load 10-13, and 16-22 ms there with one queued
-task a slot; with 1 worker 21-22 ms before, 10 ms with it. One queued task was not always enough:
-when both workers ended their videos close together, both queued tasks started and the next worker
-to finish found the queue empty until Ray Data's loop had refilled it (gaps of 100-260 ms, 1-2 a
-batch of 24 on the idle 2-core machine, one of 778 ms). With two there were none over 50 ms but one
-(69 ms) in 4 batches of 24 (a worker's mean gap 12 ms against 36, the longest 88 ms against 778, in
-``bench_batch.py`` runs of 24 videos); the wall time of a batch did not differ beyond the machine's
-noise (16 interleaved batches of 24 each way: medians 9.75 and 9.88 s with two, 10.08 and 9.56 s
-with one). The queue sits in
-the driver's Ray core worker (Ray hands a queued task to whichever leased worker goes idle first),
-so a deeper queue does not bind the last videos to one worker while the other idles.
+for *every* running task (up to 0.1 s) before it does: a worker's idle gap between two videos was
+55 ms on average with 2 workers on an idle machine, 111-270 ms (median) at load 10-13. With one
+queued task a slot it was 16-22 ms there, but when both workers ended their videos close together
+both queued tasks started, and the next worker to finish found the queue empty until Ray Data's
+loop refilled it (100-260 ms, 1-2 times a batch of 24, once 778 ms). With two (``bench_batch.py``,
+24 videos, idle): a mean gap of 12 ms against 36, the longest 88 ms against 778; a batch's wall time
+did not differ beyond the machine's noise (16 interleaved batches of 24 each way: medians 9.75 and
+9.88 s with two, 10.08 and 9.56 s with one). The queue sits in the driver's Ray core worker (Ray
+hands a queued task to whichever leased worker goes idle first), so a deeper queue does not bind
+the last videos to one worker while the other idles.
+
 The ``workers`` cap still holds with three times as many tasks submitted: they run in a placement
-group of ``workers`` one-CPU bundles. A placement group is ready in 2-4 ms on a settled cluster, but
-one created within about a second of another's removal (batches back to back from one Python
-process) waited about 1 s (Ray 2.60, either strategy): its first placement fails while the removed
-group's CPUs are still on their way back, and Ray tries again a second later. The CPUs are back
-in about 0.1 s, so the batch waits for them first (:func:`_await_free_cpus`, at most
-:data:`PLACEMENT_RETRY_S`) and its group is then ready in 2-3 ms. (More workers than the cluster's CPUs: the cluster's CPUs are the
-cap and the extra tasks are the queue; no ``workers``: as many as the cluster's CPUs, and twice as
-many queued.)
+group of ``workers`` one-CPU bundles. (More workers than the cluster's CPUs: the cluster's CPUs are
+the cap and the extra tasks are the queue; no ``workers``: as many as the cluster's CPUs, and twice
+as many queued.) A placement group is ready in 2-4 ms on a settled cluster, but one made within
+about a second of another's removal (batches back to back from one Python process) waited about 1 s
+(Ray 2.60, either strategy): its first placement fails while the removed group's CPUs are on their
+way back, and Ray tries again a second later. The CPUs are back in about 0.1 s, so the batch waits
+for them first (:func:`_await_free_cpus`, at most :data:`PLACEMENT_RETRY_S`) and its group is then
+ready in 2-3 ms.
 
 Failures: a video's process that dies is retried by the worker itself (attempt.py). A worker that
 dies is Ray's: Ray Data runs the task again (its default for tasks is to retry system failures
