@@ -236,9 +236,13 @@ def _restore(policy: MemoryVLAPolicy, optimizer: Any, schedule: Any, rng: np.ran
     if not (folder / TRAINING_STATE).is_file():
         raise ConfigError(f"no checkpoint to resume in {str(folder.parent)!r}", "Drop --resume to start a new run")
     saved = json.loads((folder / META_NAME).read_text())
-    saved.setdefault("bank_heads", 1)  # checkpoints written before the setting existed had one head
-    for key in ("task", "variant", "memory_length", "bank_heads", "camera", "image_size", "control_mode", "action_dim"):
-        wanted = meta.get(key, 1 if key == "bank_heads" else None)
+    # checkpoints written before these settings existed had their defaults
+    before = {"bank_heads": 1, "perceptual_pool": "avg", "perceptual_grid": 4, "perceptual_subgrid": 4}
+    for key, value in before.items():
+        saved.setdefault(key, value)
+    for key in ("task", "variant", "memory_length", "bank_heads", "perceptual_pool", "perceptual_grid",
+                "perceptual_subgrid", "camera", "image_size", "control_mode", "action_dim"):
+        wanted = meta.get(key, before.get(key))
         if saved.get(key) != wanted:
             raise ConfigError(f"the checkpoint in {str(folder.parent)!r} was trained with {key}={saved.get(key)!r}, "
                               f"this run asks for {wanted!r}", "Resume with the same settings or use a new --out")

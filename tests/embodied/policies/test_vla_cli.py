@@ -140,6 +140,9 @@ def test_a_finished_run_resumed_with_more_steps_keeps_learning(tmp_path):
     (["--loss-frames", "0"], "--loss-frames must be >= 1"),
     (["--inference-noise", "2"], "--inference-noise must be in [0, 1]"),
     (["--augment-shift", "-1"], "--augment-shift and --state-noise must be >= 0"),
+    (["--perceptual-grid", "0"], "--perceptual-grid must be >= 1"),
+    (["--perceptual-pool", "max", "--resume"], "was trained with perceptual_pool='avg', this run asks for 'max'"),
+    (["--perceptual-pool", "max", "--perceptual-subgrid", "3"], "not a multiple of 12 patches per side"),
 ])
 def test_bad_training_settings_exit_2_with_one_line(tmp_path, capsys, extra, says):
     demos = _demos(tmp_path / "d", episodes=2)
@@ -208,3 +211,15 @@ def test_train_backpropagates_through_the_bank_unless_told_not_to(tmp_path):
     one, two = load_file(str(tmp_path / "on" / "model.safetensors")), load_file(str(tmp_path / "off" / "model.safetensors"))
     encoder = [k for k in one if k.startswith("perceptual_encoder.")]
     assert encoder and any(not torch.equal(one[k], two[k]) for k in encoder)  # the encoder learned differently
+
+
+def test_train_max_pools_the_perceptual_tokens_when_asked(tmp_path):
+    demos = _demos(tmp_path / "d")
+    run = tmp_path / "max"
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--perceptual-pool", "max",
+                "--perceptual-subgrid", "2", *TINY]) == 0
+    policy = MemoryVLAPolicy.from_pretrained(run)
+    assert (policy.config.perceptual_pool, policy.config.perceptual_grid, policy.config.perceptual_subgrid) == ("max", 4, 2)
+    assert policy.perceptual_encoder.embed.kernel_size == (4, 4)  # 32 px / (4 tokens x 2 fine patches)
+    meta = json.loads((run / "mikasa.json").read_text())
+    assert (meta["perceptual_pool"], meta["perceptual_subgrid"]) == ("max", 2)
