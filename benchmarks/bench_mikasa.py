@@ -269,6 +269,7 @@ def gather_vla(runs: list[str], train_logs: list[str] | None = None) -> list[dic
                      "train_steps": meta.get("steps", meta.get("checkpoint_step")), "batch_episodes": meta.get("batch_episodes"),
                      "loss_frames": config.get("loss_frames"), "bank_gradients": config.get("bank_gradients", False),
                      "bank_heads": (config.get("bank") or {}).get("num_heads") if config.get("memory") == "bank" else None,
+                     "perceptual_pool": config.get("perceptual_pool", "avg"), "perceptual_grid": config.get("perceptual_grid", 4),
                      "final_loss": meta.get("final_loss"), "inference_noise": result.get("inference_noise"), **timing,
                      "policy_ms_per_step": round(1000 * sum(e["policy_s"] for e in episodes) / max(steps, 1), 2),
                      "sim_ms_per_step": round(1000 * sum(e["sim_s"] for e in episodes) / max(steps, 1), 1),
@@ -279,9 +280,12 @@ def gather_vla(runs: list[str], train_logs: list[str] | None = None) -> list[dic
     return rows
 
 
-def offline_vla(runs: list[str], demos: str, held_out: tuple[int, int], noises: list[float]) -> list[dict]:
-    """Open-loop chunk metrics of trained policies on held-out stored demonstrations (no simulator)."""
-    from memstream.embodied.policies.memvla.mikasa import load_mikasa_demonstrations, load_mikasa_policy, open_loop_metrics
+def offline_vla(runs: list[str], demos: str, held_out: tuple[int, int], noises: list[float],
+                probe: bool = False) -> list[dict]:
+    """Open-loop chunk metrics of trained policies on held-out stored demonstrations (no simulator);
+    ``probe``: also the cue colour's linear probes at the first move (``cue_probe``: fitted on the
+    run's training episodes, scored on the held-out ones), in the run's first row."""
+    from memstream.embodied.policies.memvla.mikasa import cue_probe, load_mikasa_demonstrations, load_mikasa_policy, open_loop_metrics
 
     first, last = held_out
     data = load_mikasa_demonstrations(demos, max_episodes=last)
@@ -299,10 +303,16 @@ def offline_vla(runs: list[str], demos: str, held_out: tuple[int, int], noises: 
             for wipe in wipes:
                 started = time.perf_counter()
                 metrics = open_loop_metrics(policy, data, list(range(first, last)), wipe_at_first_move=wipe)
-                rows.append({"run": run, "variant": meta["variant"], "steps": trained.get("steps"),
+                rows.append({"run": run, "variant": meta["variant"], "steps": trained.get("steps", trained.get("checkpoint_step")),
+                             "perceptual_pool": policy.config.perceptual_pool, "perceptual_grid": policy.config.perceptual_grid,
                              "final_loss": trained.get("final_loss"), "inference_noise": noise,
                              "bank_wiped_at_first_move": wipe, "held_out": [first, last], **metrics,
                              "seconds": round(time.perf_counter() - started, 1)})
+        if probe:
+            started = time.perf_counter()
+            first_row = next(r for r in rows if r["run"] == run)
+            first_row["cue_probe"] = cue_probe(policy, data, range(trained["demonstrations"]), range(first, last))
+            first_row["cue_probe_seconds"] = round(time.perf_counter() - started, 1)
     return rows
 
 
@@ -328,6 +338,8 @@ def main() -> None:
     parser.add_argument("--note", default=None, help="vla: how these runs were made (stored in their rows)")
     parser.add_argument("--train-logs", nargs="+", default=[],
                         help="vla: the vla-train logs of --runs, same order (training speed of runs whose mikasa.json lacks it)")
+    parser.add_argument("--probe", action="store_true",
+                        help="offline: also fit the cue colour's linear probes at the first move (cue_probe)")
     parser.add_argument("--render", action="store_true", help="experts: render the cameras (default settings)")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--steps", type=int, default=30)
@@ -374,21 +386,35 @@ def main() -> None:
         payload["vla"] = rows
         payload["vla_note"] = f"{NOTE}. {ANCHORS}"
         print_table(f"memstream vla-eval runs (NOT MemoryVLA's protocol: see protocol_gap). {NOTE}. {ANCHORS}",
-                    ["task", "variant", "L", "heads", "bank grad", "demos", "steps", "episodes", "success (95 % CI)", "chance",
+                    ["task", "variant", "L", "heads", "pool", "bank grad", "demos", "steps", "episodes", "success (95 % CI)", "chance",
                      "nearest cube right", "tip within 5 cm", "train steps/s", "policy ms/step"],
-                    [[r["task"], r["variant"], r["memory_length"], r.get("bank_heads") or "-", r["bank_gradients"],
+                    [[r["task"], r["variant"], r["memory_length"], r.get("bank_heads") or "-",
+                      f"{r.get('perceptual_pool', 'avg')} g{r.get('perceptual_grid', 4)}", r["bank_gradients"],
                       r["demonstrations"], r["train_steps"],
                       r["episodes"], f"{r['success_rate']:.2f} {r['success_95ci']}", round(r["chance_success_rate"], 3),
                       r.get("nearest_is_target", "-"), r.get("tip_within_5cm_of_a_cube", "-"), r.get("train_steps_per_s", "-"),
                       r["policy_ms_per_step"]] for r in rows])
     elif args.what == "offline":
-        rows = offline_vla(args.runs, args.demos, tuple(args.held_out), args.noise)
+        rows = offline_vla(args.runs, args.demos, tuple(args.held_out), args.noise, probe=args.probe)
+        if args.note:
+            for row in rows:
+                row["run_note"] = args.note
+        # the listed runs replace their own earlier rows; rows of other runs stay
+        rows = [r for r in payload.get("vla_offline", []) if r["run"] not in args.runs] + rows
         payload["vla_offline"] = rows
+
+        def probe(row: dict, name: str) -> object:
+            return row.get("cue_probe", {}).get(name, "-")
+
         print_table("Open-loop chunks on held-out demonstrations (position-action MSE in action stds; target agreement: "
-                    "the first moving chunk heads for the expert's cube, chance 1/3)",
-                    ["variant", "steps", "noise", "bank wiped", "mse frozen", "mse move", "target agree", "classes (exp / pol)"],
-                    [[r["variant"], r["steps"], r["inference_noise"], r["bank_wiped_at_first_move"], round(r["mse_frozen"], 3),
-                      round(r["mse_move"], 3), round(r["target_agreement"], 3), f"{r['classes_expert']} / {r['classes_policy']}"]
+                    "the first moving chunk heads for the expert's cube, chance 1/3; cue probes: the colour's held-out "
+                    "linear probe at the first move from the bank's read-out / the fused cognitive token)",
+                    ["variant", "pool", "grid", "steps", "noise", "bank wiped", "mse frozen", "mse move", "target agree",
+                     "classes (exp / pol)", "probe retrieved perc.", "probe fused cogn."],
+                    [[r["variant"], r.get("perceptual_pool", "avg"), r.get("perceptual_grid", 4), r["steps"], r["inference_noise"],
+                      r["bank_wiped_at_first_move"], round(r["mse_frozen"], 3),
+                      round(r["mse_move"], 3), round(r["target_agreement"], 3), f"{r['classes_expert']} / {r['classes_policy']}",
+                      probe(r, "retrieved_perceptual"), probe(r, "fused_cognitive")]
                      for r in rows])
     elif args.what == "serve":
         rows = serve_latency(args.steps, args.threads)

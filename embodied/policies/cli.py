@@ -58,6 +58,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="std of Gaussian noise on the normalised training states (default 0.1; 0: off)")
     train.add_argument("--inference-noise", type=float, default=1.0,
                        help="flow sampler's starting noise scale at inference, saved with the policy (0: deterministic)")
+    train.add_argument("--perceptual-pool", choices=("avg", "max"), default="avg",
+                       help="a perceptual token's summary of its image region: avg (one linear embedding of the "
+                            "whole patch, as before) or max (the channel-wise maximum over finer patches, so a "
+                            "few-pixel cue keeps its colour; default avg)")
+    train.add_argument("--perceptual-grid", type=int, default=4, help="perceptual tokens per image side (default 4)")
+    train.add_argument("--perceptual-subgrid", type=int, default=4,
+                       help="finer patches per token side with --perceptual-pool max (default 4)")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
     train.add_argument("--out", type=Path, required=True, help="output folder")
     train.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
@@ -96,7 +103,8 @@ def cmd_vla_train(args: argparse.Namespace) -> int:
 def _vla_train(args: argparse.Namespace) -> int:
     for flag, value, low in (("--steps", args.steps, 1), ("--batch-episodes", args.batch_episodes, 1),
                              ("--checkpoint-every", args.checkpoint_every, 1), ("--memory-length", args.memory_length, 2),
-                             ("--bank-heads", args.bank_heads, 1),
+                             ("--bank-heads", args.bank_heads, 1), ("--perceptual-grid", args.perceptual_grid, 1),
+                             ("--perceptual-subgrid", args.perceptual_subgrid, 1),
                              ("--max-episodes", 1 if args.max_episodes is None else args.max_episodes, 1)):
         if value < low:
             raise ConfigError(f"{flag} must be >= {low}, got {value}", f"Pass {flag} {max(low, 8)}")
@@ -107,7 +115,8 @@ def _vla_train(args: argparse.Namespace) -> int:
     data = load_mikasa_demonstrations(args.demos, args.camera, args.max_episodes)  # bad folder / camera: here
     info = json.loads((args.demos / "meta" / "info.json").read_text())
     meta = {"task": data.task_name, "variant": args.variant, "memory_length": args.memory_length,
-            "bank_heads": args.bank_heads, "camera": args.camera,
+            "bank_heads": args.bank_heads, "camera": args.camera, "perceptual_pool": args.perceptual_pool,
+            "perceptual_grid": args.perceptual_grid, "perceptual_subgrid": args.perceptual_subgrid,
             "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
             **ACTION_SPACE, "demos": str(args.demos), "demo_seeds": _demo_seeds(args.demos),
             "demonstrations": data.num_episodes}
@@ -127,7 +136,8 @@ def _vla_train(args: argparse.Namespace) -> int:
                            bank_heads=args.bank_heads,
                            loss_frames=args.loss_frames, inference_noise=args.inference_noise,
                            bank_gradients=args.bank_gradients, augment_shift=args.augment_shift,
-                           augment_state_noise=args.state_noise)
+                           augment_state_noise=args.state_noise, perceptual_pool=args.perceptual_pool,
+                           perceptual_grid=args.perceptual_grid, perceptual_subgrid=args.perceptual_subgrid)
     started = time.perf_counter()
     losses = train_with_checkpoints(policy, data, args.out, args.steps, meta, batch_episodes=args.batch_episodes,
                                     seed=args.seed, checkpoint_every=args.checkpoint_every, resume=args.resume,

@@ -18,6 +18,7 @@ from memstream.streaming.errors import ConfigError
 
 MEMORY_MODES = ("bank", "none")
 PERCEPTUAL_ENCODERS = ("cnn", "patch", "hf")
+PERCEPTUAL_POOLS = ("avg", "max")
 COGNITIVE_ENCODERS = ("task_state", "video_llm")
 ACTION_HEADS = ("flow", "discrete")
 
@@ -46,6 +47,13 @@ class MemoryVLAConfig:
         freeze_vision: keep the backbone's weights fixed (only its projection trains).
         perceptual_dim: Cp, channels of a perceptual token.
         perceptual_grid: the tokens form a grid of this side (N = grid^2).
+        perceptual_pool: how a token summarises its image region (``"patch"`` and ``"cnn"``):
+            ``"avg"`` (the default and the behaviour of every policy saved before the setting
+            existed: one linear embedding of the whole ``H / grid`` patch, or the CNN map's mean) or
+            ``"max"`` (``perceptual_subgrid``^2 finer patches per token, each embedded on its own,
+            and their channel-wise maximum: a small salient object keeps its full strength; see
+            :class:`~memstream.embodied.policies.memvla.encoders.PatchEncoder`).
+        perceptual_subgrid: finer patches per token side with ``perceptual_pool="max"``.
         cognitive_encoder: ``"task_state"``: the instruction (hashed words), the pooled perceptual
             tokens and the state through an MLP; ``"video_llm"``: MemoryVLA's, the last hidden
             state of the Video-LLM ``language_model`` at the end of its prompt, projected.
@@ -99,6 +107,8 @@ class MemoryVLAConfig:
     freeze_vision: bool = True
     perceptual_dim: int = 64
     perceptual_grid: int = 4
+    perceptual_pool: str = "avg"
+    perceptual_subgrid: int = 4
     cognitive_encoder: str = "task_state"
     language_model: str | None = None
     cognitive_dim: int = 128
@@ -135,6 +145,11 @@ class MemoryVLAConfig:
             raise ConfigError(f"perceptual_encoder must be one of {PERCEPTUAL_ENCODERS}, got {self.perceptual_encoder!r}")
         if self.perceptual_encoder == "hf" and not self.vision_model:
             raise ConfigError("perceptual_encoder='hf' needs vision_model", "Give a local path or hub id of a SigLIP or DINOv2 model")
+        if self.perceptual_pool not in PERCEPTUAL_POOLS:
+            raise ConfigError(f"perceptual_pool must be one of {PERCEPTUAL_POOLS}, got {self.perceptual_pool!r}")
+        if self.perceptual_pool == "max" and self.perceptual_encoder == "hf":
+            raise ConfigError("perceptual_pool='max' applies to the 'patch' and 'cnn' encoders, not 'hf'",
+                              "Use perceptual_pool='avg' with a pretrained backbone")
         if self.cognitive_encoder not in COGNITIVE_ENCODERS:
             raise ConfigError(f"cognitive_encoder must be one of {COGNITIVE_ENCODERS}, got {self.cognitive_encoder!r}")
         if self.cognitive_encoder == "video_llm" and not self.language_model:
@@ -150,7 +165,7 @@ class MemoryVLAConfig:
             raise ConfigError(f"need 1 <= n_action_steps <= chunk_size, got {self.n_action_steps} and {self.chunk_size}")
         if self.n_obs_steps != 1:
             raise ConfigError(f"n_obs_steps must be 1 (the memory bank carries the history), got {self.n_obs_steps}")
-        for name in ("perceptual_dim", "perceptual_grid", "cognitive_dim", "hidden_dim", "head_layers",
+        for name in ("perceptual_dim", "perceptual_grid", "perceptual_subgrid", "cognitive_dim", "hidden_dim", "head_layers",
                      "num_inference_steps", "vocab_buckets"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"MemoryVLAConfig.{name} must be >= 1, got {getattr(self, name)}")

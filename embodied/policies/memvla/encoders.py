@@ -62,51 +62,89 @@ class BottleneckSE(nn.Module):
         return self.expand(reduced * self.excite(reduced)).flatten(2).transpose(1, 2)
 
 
+POOLS = ("avg", "max")
+
+
+def _check_pool(pool: str, subgrid: int) -> None:
+    if pool not in POOLS:
+        raise MemstreamError(f"perceptual pool must be one of {POOLS}, got {pool!r}", "Pass pool='avg' or 'max'")
+    if subgrid < 1:
+        raise MemstreamError(f"perceptual subgrid must be >= 1, got {subgrid}", "Pass subgrid=4")
+
+
 class SmallCNNEncoder(nn.Module):
-    """Four stride-2 convolutions to a ``grid x grid`` map, then :class:`BottleneckSE`, plus a learned
-    position embedding per token.
+    """Three stride-2 convolutions, pooled to a ``grid x grid`` map, then :class:`BottleneckSE`, plus a
+    learned position embedding per token.
 
     Args:
         image_size: H = W of the input. dim: Cp. grid: tokens per side (N = grid^2).
+        pool: how each token summarises its region of the stride-8 feature map: ``"avg"`` (the mean,
+            the original behaviour) or ``"max"`` (the channel-wise maximum). On 128 px images with
+            grid 4 a token covers a 32 x 32 px region; a 3 px cue (MIKASA RememberColor3's cube)
+            is ~1 % of it and the mean dilutes its colour ~100-fold, the maximum keeps it whole.
+        subgrid: unused by this encoder (its map is image_size / 8 per side); accepted so every
+            encoder takes the same arguments.
     """
 
-    def __init__(self, image_size: int = 64, dim: int = 64, grid: int = 4) -> None:
+    def __init__(self, image_size: int = 64, dim: int = 64, grid: int = 4, pool: str = "avg", subgrid: int = 4) -> None:
         super().__init__()
+        _check_pool(pool, subgrid)
         layers, channels = [], 3
         for width in (32, 64, 64):
             layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1), nn.GroupNorm(8, width), nn.GELU()]
             channels = width
-        self.trunk = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(grid))
+        self.trunk = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(grid) if pool == "avg" else nn.AdaptiveMaxPool2d(grid))
         self.squeeze = BottleneckSE(channels, 2 * dim, dim)
         self.position = nn.Parameter(torch.randn(grid * grid, dim) * 0.02)
-        self.num_tokens, self.dim = grid * grid, dim
+        self.num_tokens, self.dim, self.pool = grid * grid, dim, pool
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.squeeze(self.trunk(images * 2.0 - 1.0)) + self.position
 
 
 class PatchEncoder(nn.Module):
-    """ViT-style patch embedding: each ``H/grid`` square patch is projected linearly, then a
-    token-wise MLP, plus a learned position embedding. No normalisation, so a small coloured
-    detail stays as large in its token as it is in the pixels.
+    """ViT-style patch embedding: each square patch is projected linearly, then a token-wise MLP, plus a
+    learned position embedding. No normalisation, so a small coloured detail stays as large in its
+    token as it is in the pixels.
 
     Args:
         image_size: H = W of the input. dim: Cp. grid: tokens per side (N = grid^2).
+        pool: ``"avg"`` (the original behaviour): one ``H/grid`` patch per token, embedded by one
+            linear map, i.e. every pixel of the patch weighs the same whatever it shows; ``"max"``:
+            the image is cut into ``grid * subgrid`` patches per side (``H / (grid * subgrid)`` px:
+            8 px at 128 px, grid 4, subgrid 4, close to MemoryVLA's 14 px DINOv2 patches at 224 px),
+            each embedded and passed through the MLP on its own, and a token is the channel-wise
+            maximum over its ``subgrid x subgrid`` patches. A small salient object (MIKASA
+            RememberColor3's 3 x 5 px cue cube, 1.5 % of a 32 px patch) then decides a whole
+            sub-patch's features and survives the pooling at full strength.
+
+            MemoryVLA keeps all 256 DINOv2 + SigLIP patch tokens; here the bank's cost grows with
+            the square of the token count (every current token reads every stored one), so the
+            fine patches are pooled to ``grid^2`` tokens instead, and the maximum (not the mean) so
+            pooling does not dilute what one fine patch saw.
+        subgrid: fine patches per token side with ``pool="max"``.
     """
 
-    def __init__(self, image_size: int = 64, dim: int = 64, grid: int = 4) -> None:
+    def __init__(self, image_size: int = 64, dim: int = 64, grid: int = 4, pool: str = "avg", subgrid: int = 4) -> None:
         super().__init__()
-        if image_size % grid:
-            raise MemstreamError(f"image size {image_size} is not a multiple of perceptual_grid {grid}",
-                                 "Pick perceptual_grid dividing the image size")
-        patch = image_size // grid
+        _check_pool(pool, subgrid)
+        cells = grid * (subgrid if pool == "max" else 1)
+        if image_size % cells:
+            raise MemstreamError(f"image size {image_size} is not a multiple of {cells} patches per side "
+                                 f"(perceptual_grid {grid}{f' x perceptual_subgrid {subgrid}' if pool == 'max' else ''})",
+                                 "Pick perceptual_grid (and perceptual_subgrid) dividing the image size")
+        patch = image_size // cells
         self.embed = nn.Conv2d(3, 2 * dim, patch, stride=patch)
         self.mlp = nn.Sequential(nn.GELU(), nn.Conv2d(2 * dim, dim, 1))
+        self.pool = nn.MaxPool2d(subgrid) if pool == "max" else None
         self.position = nn.Parameter(torch.randn(grid * grid, dim) * 0.02)
         self.num_tokens, self.dim = grid * grid, dim
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.embed(images * 2.0 - 1.0)).flatten(2).transpose(1, 2) + self.position
+        features = self.mlp(self.embed(images * 2.0 - 1.0))
+        if self.pool is not None:
+            features = self.pool(features)
+        return features.flatten(2).transpose(1, 2) + self.position
 
 
 class HFVisionEncoder(nn.Module):

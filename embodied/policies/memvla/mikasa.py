@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from memstream.embodied.bank import MemoryBankConfig
+from memstream.embodied.bank import BankReadout, MemoryBankConfig
 from memstream.embodied.envs.types import EpisodeDataset
 from memstream.embodied.policies.memvla.modeling_memvla import MemoryVLAPolicy
 from memstream.embodied.policies.memvla.training import dataset_stats, episode_batch, optimizer_step
@@ -236,9 +236,13 @@ def _restore(policy: MemoryVLAPolicy, optimizer: Any, schedule: Any, rng: np.ran
     if not (folder / TRAINING_STATE).is_file():
         raise ConfigError(f"no checkpoint to resume in {str(folder.parent)!r}", "Drop --resume to start a new run")
     saved = json.loads((folder / META_NAME).read_text())
-    saved.setdefault("bank_heads", 1)  # checkpoints written before the setting existed had one head
-    for key in ("task", "variant", "memory_length", "bank_heads", "camera", "image_size", "control_mode", "action_dim"):
-        wanted = meta.get(key, 1 if key == "bank_heads" else None)
+    # checkpoints written before these settings existed had their defaults
+    before = {"bank_heads": 1, "perceptual_pool": "avg", "perceptual_grid": 4, "perceptual_subgrid": 4}
+    for key, value in before.items():
+        saved.setdefault(key, value)
+    for key in ("task", "variant", "memory_length", "bank_heads", "perceptual_pool", "perceptual_grid",
+                "perceptual_subgrid", "camera", "image_size", "control_mode", "action_dim"):
+        wanted = meta.get(key, before.get(key))
         if saved.get(key) != wanted:
             raise ConfigError(f"the checkpoint in {str(folder.parent)!r} was trained with {key}={saved.get(key)!r}, "
                               f"this run asks for {wanted!r}", "Resume with the same settings or use a new --out")
@@ -399,6 +403,78 @@ def open_loop_metrics(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: l
             "target_agreement": float((p_class == e_class).mean()) if len(predicted) else float("nan"),
             "classes_expert": np.bincount(e_class, minlength=3).tolist(),
             "classes_policy": np.bincount(p_class, minlength=3).tolist()}
+
+
+def first_move_frame(data: EpisodeDataset, episode: int) -> int:
+    """The first frame of ``episode`` whose expert action moves the arm (the episode's length if none)."""
+    low, high = int(data.episode_bounds[episode]), int(data.episode_bounds[episode + 1])
+    moving = np.nonzero(np.abs(data.actions[low:high, :3]).sum(1) > 0)[0]
+    return int(moving[0]) if len(moving) else high - low
+
+
+@torch.no_grad()
+def cue_probe(policy: MemoryVLAPolicy, data: EpisodeDataset, train_episodes: list[int] | np.ndarray,
+              test_episodes: list[int] | np.ndarray, probe_steps: int = 500, seed: int = 0) -> dict[str, float]:
+    """Where the cue's identity (``hidden_info[:, 0]``, RememberColor's colour) is linearly decodable.
+
+    Each episode streams through the policy up to its first moving frame (as in an evaluation); at
+    that frame the policy's tokens are collected, and a linear classifier (standardised features,
+    Adam, ``probe_steps`` full-batch steps, weight decay 1e-3) is fitted on ``train_episodes`` and
+    scored on ``test_episodes``.
+
+    Returns:
+        held-out accuracy per feature: ``cue_frame_perceptual`` (the tokens the encoder writes at
+        frame 0, i.e. what the bank stores of the cue), ``retrieved_perceptual`` /
+        ``retrieved_cognitive`` (what the bank's read-out returns at the first move), and
+        ``fused_perceptual`` / ``fused_cognitive`` (after the gate: what the action head gets). A
+        policy without memory has only ``cue_frame_perceptual`` and the current frame's tokens
+        (``fused_*``). Chance is the test split's largest class share.
+    """
+    policy.eval()
+    key = policy.config.image_key
+    features: dict[str, list[np.ndarray]] = {}
+
+    def add(name: str, value: torch.Tensor) -> None:
+        features.setdefault(name, []).append(value.flatten().float().cpu().numpy())
+
+    episodes = [int(e) for e in (*train_episodes, *test_episodes)]
+    for episode in episodes:
+        low = int(data.episode_bounds[episode])
+        policy.reset()
+        for t in range(first_move_frame(data, episode) + 1):
+            obs = {key: data.images[low + t][None], "observation.state": data.states[low + t][None],
+                   "task": [data.tasks[int(data.task_index[low + t])]], "episode_start": np.array([t == 0]),
+                   "frame_index": np.array([t])}
+            readout, _ = policy._observe(obs)
+            if t == 0:
+                add("cue_frame_perceptual", policy.perceptual_encoder(policy._images(data.images[low][None], time_axis=False)))
+        if isinstance(readout, BankReadout):
+            add("retrieved_perceptual", readout.retrieved_perceptual)
+            add("retrieved_cognitive", readout.retrieved_cognitive)
+            add("fused_perceptual", readout.perceptual)
+            add("fused_cognitive", readout.cognitive)
+        else:
+            add("fused_perceptual", readout[0])
+            add("fused_cognitive", readout[1])
+    policy.reset()
+    labels = torch.as_tensor(data.hidden_info[episodes, 0], dtype=torch.long)
+    train = np.arange(len(train_episodes))
+    test = np.arange(len(train_episodes), len(episodes))
+    classes = int(labels.max()) + 1
+    scores = {}
+    for name, rows in features.items():
+        x = np.stack(rows).astype(np.float32)
+        x = torch.as_tensor((x - x[train].mean(0)) / (x[train].std(0) + 1e-6))
+        torch.manual_seed(seed)
+        probe = torch.nn.Linear(x.shape[1], classes)
+        optimizer = torch.optim.Adam(probe.parameters(), lr=1e-2, weight_decay=1e-3)
+        with torch.enable_grad():
+            for _ in range(probe_steps):
+                optimizer.zero_grad()
+                torch.nn.functional.cross_entropy(probe(x[train]), labels[train]).backward()
+                optimizer.step()
+        scores[name] = float((probe(x[test]).argmax(1) == labels[test]).float().mean())
+    return scores
 
 
 def _write_video(path: Path, frames: list[np.ndarray]) -> str:

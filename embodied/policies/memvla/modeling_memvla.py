@@ -87,10 +87,10 @@ class MemoryVLAPolicy(nn.Module):
                                                      config.freeze_vision)
             elif config.perceptual_encoder == "patch":
                 perceptual_encoder = PatchEncoder(config.input_features[config.image_key][-1], config.perceptual_dim,
-                                                  config.perceptual_grid)
+                                                  config.perceptual_grid, config.perceptual_pool, config.perceptual_subgrid)
             else:
                 perceptual_encoder = SmallCNNEncoder(config.input_features[config.image_key][-1], config.perceptual_dim,
-                                                     config.perceptual_grid)
+                                                     config.perceptual_grid, config.perceptual_pool, config.perceptual_subgrid)
         self.perceptual_encoder = perceptual_encoder
         if cognitive_encoder is None and config.cognitive_encoder == "video_llm":
             cognitive_encoder = VideoLLMCognitiveEncoder(config.language_model, config.cognitive_dim)

@@ -140,6 +140,9 @@ def test_a_finished_run_resumed_with_more_steps_keeps_learning(tmp_path):
     (["--loss-frames", "0"], "--loss-frames must be >= 1"),
     (["--inference-noise", "2"], "--inference-noise must be in [0, 1]"),
     (["--augment-shift", "-1"], "--augment-shift and --state-noise must be >= 0"),
+    (["--perceptual-grid", "0"], "--perceptual-grid must be >= 1"),
+    (["--perceptual-pool", "max", "--resume"], "was trained with perceptual_pool='avg', this run asks for 'max'"),
+    (["--perceptual-pool", "max", "--perceptual-subgrid", "3"], "not a multiple of 12 patches per side"),
 ])
 def test_bad_training_settings_exit_2_with_one_line(tmp_path, capsys, extra, says):
     demos = _demos(tmp_path / "d", episodes=2)
@@ -208,3 +211,48 @@ def test_train_backpropagates_through_the_bank_unless_told_not_to(tmp_path):
     one, two = load_file(str(tmp_path / "on" / "model.safetensors")), load_file(str(tmp_path / "off" / "model.safetensors"))
     encoder = [k for k in one if k.startswith("perceptual_encoder.")]
     assert encoder and any(not torch.equal(one[k], two[k]) for k in encoder)  # the encoder learned differently
+
+
+def test_train_max_pools_the_perceptual_tokens_when_asked(tmp_path):
+    demos = _demos(tmp_path / "d")
+    run = tmp_path / "max"
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--perceptual-pool", "max",
+                "--perceptual-subgrid", "2", *TINY]) == 0
+    policy = MemoryVLAPolicy.from_pretrained(run)
+    assert (policy.config.perceptual_pool, policy.config.perceptual_grid, policy.config.perceptual_subgrid) == ("max", 4, 2)
+    assert policy.perceptual_encoder.embed.kernel_size == (4, 4)  # 32 px / (4 tokens x 2 fine patches)
+    meta = json.loads((run / "mikasa.json").read_text())
+    assert (meta["perceptual_pool"], meta["perceptual_subgrid"]) == ("max", 2)
+
+
+def _cue_demos(root, episodes: int = 18, length: int = 6):
+    """Episodes whose frame 0 shows a 4 px square of colour ``hidden_info[0] = i % 3`` on grey; every later
+    frame is plain grey with a zero state, and the arm first moves at frame 3."""
+    colours = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
+    writer = _DatasetWriter(root, "RememberColor3", "touch the cube", SIZE, cameras=("base_camera",))
+    for i in range(episodes):
+        video = np.full((length, SIZE, SIZE, 3), 128, np.uint8)
+        video[0, 14:18, 14:18] = colours[i % 3]
+        actions = np.zeros((length, 7), np.float32)
+        actions[3:, 1] = 0.5
+        writer.add({"frames": {"observation.images.base_camera": video}, "states": np.zeros((length, 7), np.float32),
+                    "actions": actions, "rewards": np.zeros(length, np.float32), "success": True, "seed": 10 + i,
+                    "hidden_info": [i % 3], "reveal_frames": 1})
+    return root
+
+
+def test_the_cue_probe_finds_the_colour_where_it_is_and_not_where_it_is_not(tmp_path):
+    from memstream.embodied.policies.memvla.mikasa import cue_probe, first_move_frame
+
+    data = load_mikasa_demonstrations(_cue_demos(tmp_path / "d"))
+    assert first_move_frame(data, 0) == 3
+    bank = mikasa_policy(data, "bank", perceptual_pool="max", perceptual_subgrid=2)
+    scores = cue_probe(bank, data, range(12), range(12, 18), probe_steps=200)
+    assert set(scores) == {"cue_frame_perceptual", "retrieved_perceptual", "retrieved_cognitive", "fused_perceptual",
+                           "fused_cognitive"}
+    assert scores["cue_frame_perceptual"] == 1.0  # the tokens written at the cue frame hold its colour
+    assert scores["retrieved_perceptual"] == 1.0  # an untrained bank's read-out already carries it
+    # without memory the first-move frame is the same grey for every episode: a constant guess, 2 of 6
+    scores = cue_probe(mikasa_policy(data, "no_memory"), data, range(12), range(12, 18), probe_steps=200)
+    assert set(scores) == {"cue_frame_perceptual", "fused_perceptual", "fused_cognitive"}
+    assert scores["fused_perceptual"] == scores["fused_cognitive"] == pytest.approx(1 / 3)
