@@ -23,6 +23,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from memstream.embodied.policies.memvla.configuration_memvla import PERCEPTUAL_POOLS
 from memstream.streaming.errors import MemstreamError
 
 
@@ -62,12 +63,9 @@ class BottleneckSE(nn.Module):
         return self.expand(reduced * self.excite(reduced)).flatten(2).transpose(1, 2)
 
 
-POOLS = ("avg", "max")
-
-
 def _check_pool(pool: str, subgrid: int) -> None:
-    if pool not in POOLS:
-        raise MemstreamError(f"perceptual pool must be one of {POOLS}, got {pool!r}", "Pass pool='avg' or 'max'")
+    if pool not in PERCEPTUAL_POOLS:
+        raise MemstreamError(f"perceptual pool must be one of {PERCEPTUAL_POOLS}, got {pool!r}", "Pass pool='avg' or 'max'")
     if subgrid < 1:
         raise MemstreamError(f"perceptual subgrid must be >= 1, got {subgrid}", "Pass subgrid=4")
 
@@ -96,7 +94,7 @@ class SmallCNNEncoder(nn.Module):
         self.trunk = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(grid) if pool == "avg" else nn.AdaptiveMaxPool2d(grid))
         self.squeeze = BottleneckSE(channels, 2 * dim, dim)
         self.position = nn.Parameter(torch.randn(grid * grid, dim) * 0.02)
-        self.num_tokens, self.dim, self.pool = grid * grid, dim, pool
+        self.num_tokens, self.dim = grid * grid, dim
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.squeeze(self.trunk(images * 2.0 - 1.0)) + self.position
