@@ -375,8 +375,7 @@ def open_loop_metrics(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: l
     generator = torch.Generator().manual_seed(seed)
     for episode in episodes:
         low, high = int(data.episode_bounds[episode]), int(data.episode_bounds[episode + 1])
-        moving = np.nonzero(np.abs(data.actions[low:high, :3]).sum(1) > 0)[0]
-        first = int(moving[0]) if len(moving) else high - low
+        first = first_move_frame(data, episode)
         policy.reset()
         for t in range(high - low):
             if wipe_at_first_move and t == first and policy.memory is not None:
