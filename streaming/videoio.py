@@ -36,6 +36,11 @@ class VideoWriter:
         fps: frame rate written in the container.
         codec: ``auto`` (H.264 if PyAV is installed, else mp4v), ``h264`` or ``mp4v``.
         crf: H.264 constant rate factor (0 = lossless, 18 = visually lossless, 23 = x264 default).
+        keyint: H.264 frames between key frames (x264's ``g``; None: x264's default, 250). 1 codes
+            every frame on its own (intra only): a decoded frame then depends on that frame alone,
+            never on earlier ones. Inter-coded frames carry faint residue of what earlier frames
+            showed (a cube shown and then hidden stays decodable from the "empty" frames after it:
+            ``benchmarks/diag_mikasa_leak.py``), which data meant to train a memory must not have.
 
     Frames must all have the size of the first one. yuv420p (the format every player decodes)
     needs even sizes, so an odd width or height is encoded as yuv444p (High 4:4:4 profile) instead:
@@ -51,7 +56,8 @@ class VideoWriter:
         1
     """
 
-    def __init__(self, path: str | Path, fps: float, *, codec: str = "auto", crf: int = 18) -> None:
+    def __init__(self, path: str | Path, fps: float, *, codec: str = "auto", crf: int = 18,
+                 keyint: int | None = None) -> None:
         if codec not in ("auto", "h264", "mp4v"):
             raise ConfigError(f"unknown video codec {codec!r}", "Use auto, h264 or mp4v")
         if fps <= 0:
@@ -60,6 +66,8 @@ class VideoWriter:
             raise ConfigError(
                 f"crf must be in 0..51, got {crf}", "Use 18 (visually lossless) or 23 (x264 default)"
             )
+        if keyint is not None and (isinstance(keyint, bool) or not isinstance(keyint, int) or keyint < 1):
+            raise ConfigError(f"keyint must be an int >= 1, got {keyint!r}", "Use 1 (every frame a key frame) or leave it out")
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise VideoWriteError(
@@ -77,6 +85,7 @@ class VideoWriter:
         self.codec = "h264" if codec == "h264" or (codec == "auto" and has_av) else "mp4v"
         self.fps = float(fps)
         self.crf = int(crf)
+        self.keyint = keyint
         self.frames_written = 0
         self._closed = False
         self._size: tuple[int, int] | None = None
@@ -100,6 +109,8 @@ class VideoWriter:
             self._stream.width, self._stream.height = width, height
             self._stream.pix_fmt = "yuv444p" if width % 2 or height % 2 else "yuv420p"
             options = {"crf": str(self.crf), "preset": "veryfast"}
+            if self.keyint is not None:
+                options["g"] = str(self.keyint)
             budget = thread_budget()
             if budget is not None:  # MEMSTREAM_THREADS: x264 makes 1.5 threads a core (and lookahead) otherwise
                 options["threads"] = str(budget)

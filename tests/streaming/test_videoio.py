@@ -112,3 +112,34 @@ def test_bad_options_and_frames_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="is closed"):
         writer.write(np.zeros((8, 8, 3), np.uint8))
     assert writer.frames_written == 1 and len(_read_cv2(tmp_path / "a.mp4")) == 1
+
+
+def _decode_pyav(path: Path) -> tuple[list[np.ndarray], list[bool]]:
+    with av.open(str(path)) as container:
+        frames = list(container.decode(video=0))
+    return [f.to_ndarray(format="rgb24") for f in frames], [bool(f.key_frame) for f in frames]
+
+
+def test_keyint_one_codes_every_frame_on_its_own(tmp_path: Path) -> None:
+    table = np.full((48, 64, 3), (171, 103, 65), np.uint8)  # an empty scene, after a small cue was shown on it
+    cue = table.copy()
+    cue[20:24, 30:33] = (4, 4, 231)
+    with VideoWriter(tmp_path / "inter.mp4", 20, codec="h264") as inter, \
+            VideoWriter(tmp_path / "intra.mp4", 20, codec="h264", keyint=1) as intra:
+        for frame in [cue] * 4 + [table] * 4:
+            inter.write(frame)
+            intra.write(frame)
+    with VideoWriter(tmp_path / "alone.mp4", 20, codec="h264", keyint=1) as alone:
+        alone.write(table)
+    inter_frames, inter_keys = _decode_pyav(tmp_path / "inter.mp4")
+    intra_frames, intra_keys = _decode_pyav(tmp_path / "intra.mp4")
+    assert all(intra_keys) and not all(inter_keys) and len(intra_frames) == 8
+    empty_alone = _decode_pyav(tmp_path / "alone.mp4")[0][0]
+    for frame in intra_frames[4:]:  # an empty frame decodes the same whatever the frames before it showed
+        np.testing.assert_array_equal(frame, empty_alone)
+
+
+@pytest.mark.parametrize("keyint", [0, -1, 1.5, True])
+def test_keyint_must_be_a_positive_int(tmp_path: Path, keyint) -> None:
+    with pytest.raises(ConfigError, match="keyint"):
+        VideoWriter(tmp_path / "x.mp4", 20, codec="h264", keyint=keyint)
