@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +115,11 @@ def _vla_train(args: argparse.Namespace) -> int:
 
     data = load_mikasa_demonstrations(args.demos, args.camera, args.max_episodes)  # bad folder / camera: here
     info = json.loads((args.demos / "meta" / "info.json").read_text())
+    video_info = info.get("features", {}).get(f"observation.images.{args.camera}", {}).get("info", {})
+    if video_info.get("video.g") != 1:  # written before demonstrations were stored intra-only
+        print(f"warning: {args.demos}'s videos are inter-coded: the frames after a cue keep a decodable residue of it, "
+              "so a policy can learn the cue here without memory and then fail on the simulator's raw frames; "
+              "collect the demonstrations again with write_demonstrations (every frame a key frame)", file=sys.stderr)
     meta = {"task": data.task_name, "variant": args.variant, "memory_length": args.memory_length,
             "bank_heads": args.bank_heads, "camera": args.camera, "perceptual_pool": args.perceptual_pool,
             "perceptual_grid": args.perceptual_grid, "perceptual_subgrid": args.perceptual_subgrid,

@@ -11,7 +11,15 @@ far; a crashed collection keeps them)::
         observation.state float32[7], action float32[7], timestamp float32 (s), frame_index,
         episode_index, index (global frame), task_index (int64), next.reward float32,
         next.done bool, next.success bool
-    videos/chunk-000/observation.images.<camera>/episode_000000.mp4   H.264, yuv420p, crf 18, 20 fps
+    videos/chunk-000/observation.images.<camera>/episode_000000.mp4   H.264, yuv420p, crf 18, 20 fps,
+        every frame a key frame (``video.g`` 1)
+
+Every frame is coded on its own (intra only, :data:`KEYINT`): with inter-coded frames, the frames
+after RememberColor's cue kept a faint, decodable residue of the cue cube (a linear classifier on the
+stored "empty" frames named the cue colour at 0.96-1.00, on the same frames rendered raw at chance:
+``benchmarks/diag_mikasa_leak.py``), so a policy could learn the cue without memory from stored
+demonstrations and then meet raw frames in the simulator. Datasets written before carry no
+``video.g`` and are named as such by ``vla-train``.
 
 Frame ``t`` of an episode pairs the observation with the action taken in it (LeRobot's convention).
 The layout and column names follow LeRobot's v2.1 datasets (``data_path`` / ``video_path``
@@ -38,6 +46,7 @@ from memstream.embodied.envs.mikasa.env import ACTION_DIM, CAMERAS, EVAL_SEED, S
 from memstream.streaming.errors import ConfigError, MemstreamError
 
 FPS = 20  # the suites' control frequency
+KEYINT = 1  # every frame a key frame: no frame's pixels depend on an earlier one (see the module's docstring)
 CHUNK = 1000
 DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
 VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
@@ -59,7 +68,8 @@ def _pyarrow() -> Any:
 def features(image_size: int, cameras: tuple[str, ...] = CAMERAS) -> dict[str, dict[str, Any]]:
     """LeRobot's ``features`` entry of ``meta/info.json`` for these datasets."""
     video = {"dtype": "video", "shape": [image_size, image_size, 3], "names": ["height", "width", "channels"],
-             "info": {"video.fps": FPS, "video.codec": "h264", "video.pix_fmt": "yuv420p", "has_audio": False}}
+             "info": {"video.fps": FPS, "video.codec": "h264", "video.pix_fmt": "yuv420p", "video.g": KEYINT,
+                      "has_audio": False}}
     scalar = {"shape": [1], "names": None}
     return {
         **{f"observation.images.{camera}": video for camera in cameras},
@@ -186,7 +196,7 @@ class _DatasetWriter:
         for key, frames in episode["frames"].items():
             video = self.root / VIDEO_PATH.format(episode_chunk=index // CHUNK, video_key=key, episode_index=index)
             video.parent.mkdir(parents=True, exist_ok=True)
-            with VideoWriter(video, FPS, codec="h264", crf=18) as writer:
+            with VideoWriter(video, FPS, codec="h264", crf=18, keyint=KEYINT) as writer:
                 for frame in frames:
                     writer.write(frame)
         record = {"episode_index": index, "tasks": [self.instruction], "length": length, "seed": episode["seed"],

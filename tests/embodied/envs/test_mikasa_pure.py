@@ -192,7 +192,14 @@ def test_demonstrations_round_trip_episode_by_episode(tmp_path):
     lines = (tmp_path / "d" / "meta" / "episodes.jsonl").read_text().splitlines()
     assert [json.loads(line)["length"] for line in lines] == [7, 5]
     assert (tmp_path / "d" / "data" / "chunk-000" / "episode_000001.parquet").exists()
-    assert (tmp_path / "d" / "videos" / "chunk-000" / "observation.images.hand_camera" / "episode_000001.mp4").exists()
+    video = tmp_path / "d" / "videos" / "chunk-000" / "observation.images.hand_camera" / "episode_000001.mp4"
+    assert video.exists()
+    # every frame is a key frame: no stored frame carries residue of an earlier one (a cue shown, then hidden)
+    assert data.info["features"]["observation.images.hand_camera"]["info"]["video.g"] == 1
+    import av
+
+    with av.open(str(video)) as container:
+        assert [frame.key_frame for frame in container.decode(video=0)] == [True] * 5
 
 
 def test_demonstration_seeds_must_avoid_the_evaluation_seeds(tmp_path):

@@ -256,3 +256,16 @@ def test_the_cue_probe_finds_the_colour_where_it_is_and_not_where_it_is_not(tmp_
     scores = cue_probe(mikasa_policy(data, "no_memory"), data, range(12), range(12, 18), probe_steps=200)
     assert set(scores) == {"cue_frame_perceptual", "fused_perceptual", "fused_cognitive"}
     assert scores["fused_perceptual"] == scores["fused_cognitive"] == pytest.approx(1 / 3)
+
+
+def test_train_names_demonstrations_stored_inter_coded(tmp_path, capsys):
+    demos = _demos(tmp_path / "d")
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "new"), *TINY]) == 0
+    assert "inter-coded" not in capsys.readouterr().err  # written now: every frame a key frame
+    info_path = demos / "meta" / "info.json"
+    info = json.loads(info_path.read_text())
+    del info["features"]["observation.images.base_camera"]["info"]["video.g"]  # as datasets written before
+    info_path.write_text(json.dumps(info))
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "old"), *TINY]) == 0  # still trains
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "inter-coded" in err and "write_demonstrations" in err
