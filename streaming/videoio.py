@@ -36,7 +36,8 @@ class VideoWriter:
         fps: frame rate written in the container.
         codec: ``auto`` (H.264 if PyAV is installed, else mp4v), ``h264`` or ``mp4v``.
         crf: H.264 constant rate factor (0 = lossless, 18 = visually lossless, 23 = x264 default).
-        keyint: H.264 frames between key frames (x264's ``g``; None: x264's default, 250). 1 codes
+        keyint: H.264 frames between key frames (x264's ``g``; None: x264's default, 250; mp4v has no
+            such setting and ignores it). 1 codes
             every frame on its own (intra only): a decoded frame then depends on that frame alone,
             never on earlier ones. Inter-coded frames carry faint residue of what earlier frames
             showed (a cube shown and then hidden stays decodable from the "empty" frames after it:
