@@ -12,9 +12,10 @@ default key-frame interval) and intra-only (every frame a key frame, ``VideoWrit
 Measured (250 stored RememberColor3 episodes written inter-coded, 24 fresh ones, seeds 5000+):
 held out on the stored frames 1.00; on the fresh frames raw 0.42 (the largest class share: chance),
 inter-coded 1.00 (0.96 in a first run), intra-only 0.25. The 250 collected again intra-only (seeds
-0-249, 182 s on the idle machine): held out on the stored frames 0.40, chance like the fresh ones. H.264's inter-coded frames carry a faint residue of the hidden cue cube
-that the classifier reads, and a policy can too: trained on such demonstrations it needs no memory,
-and the simulator's raw frames then show it nothing.
+0-249, 182 s on the idle machine): held out on the stored frames 0.40, chance like the fresh ones.
+H.264's inter-coded frames carry a faint residue of the hidden cue cube that the classifier reads,
+and a policy can too: trained on such demonstrations it needs no memory, and the simulator's raw
+frames then show it nothing.
 
     python benchmarks/diag_mikasa_leak.py --demos DIR [--episodes 24] [--seed 5000]
 """
