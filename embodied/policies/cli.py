@@ -66,6 +66,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--perceptual-grid", type=int, default=4, help="perceptual tokens per image side (default 4)")
     train.add_argument("--perceptual-subgrid", type=int, default=4,
                        help="finer patches per token side with --perceptual-pool max (default 4)")
+    train.add_argument("--head-film", action="store_true",
+                       help="the fused cognitive token and the state modulate the head's perceptual tokens (FiLM)")
+    train.add_argument("--chunk-prior", action="store_true",
+                       help="an MLP regresses the action chunk and the flow head models the residual (see ChunkPrior)")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
     train.add_argument("--out", type=Path, required=True, help="output folder")
     train.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
@@ -123,7 +127,7 @@ def _vla_train(args: argparse.Namespace) -> int:
     meta = {"task": data.task_name, "variant": args.variant, "memory_length": args.memory_length,
             "bank_heads": args.bank_heads, "camera": args.camera, "perceptual_pool": args.perceptual_pool,
             "perceptual_grid": args.perceptual_grid, "perceptual_subgrid": args.perceptual_subgrid,
-            "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
+            "head_film": args.head_film, "chunk_prior": args.chunk_prior, "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
             **ACTION_SPACE, "demos": str(args.demos), "demo_seeds": _demo_seeds(args.demos),
             "demonstrations": data.num_episodes}
     if args.resume:
@@ -143,7 +147,8 @@ def _vla_train(args: argparse.Namespace) -> int:
                            loss_frames=args.loss_frames, inference_noise=args.inference_noise,
                            bank_gradients=args.bank_gradients, augment_shift=args.augment_shift,
                            augment_state_noise=args.state_noise, perceptual_pool=args.perceptual_pool,
-                           perceptual_grid=args.perceptual_grid, perceptual_subgrid=args.perceptual_subgrid)
+                           perceptual_grid=args.perceptual_grid, perceptual_subgrid=args.perceptual_subgrid,
+                           head_film=args.head_film, chunk_prior=args.chunk_prior)
     started = time.perf_counter()
     losses = train_with_checkpoints(policy, data, args.out, args.steps, meta, batch_episodes=args.batch_episodes,
                                     seed=args.seed, checkpoint_every=args.checkpoint_every, resume=args.resume,

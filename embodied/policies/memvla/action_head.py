@@ -41,22 +41,85 @@ class HeadBlock(nn.Module):
         return x + self.mlp(self.norm3(x))
 
 
+class ContextFiLM(nn.Module):
+    """Feature-wise modulation of the perceptual context by the condition (FiLM, as RT-1 conditions its
+    image tokens on the instruction): ``context * (1 + gamma(condition)) + beta(condition)``.
+
+    Without it the condition reaches the context only through attention: a chunk token must first
+    take the cue from the condition token (self-attention) and then query the context with it
+    (cross-attention). Multiplying every context token by a function of the condition makes a token
+    whose content matches the condition (the cube of the remembered colour) stand out directly.
+    Zero-initialised: a new head starts as the unmodulated one.
+    """
+
+    def __init__(self, condition_dim: int, dim: int) -> None:
+        super().__init__()
+        self.project = nn.Linear(condition_dim, 2 * dim)
+        nn.init.zeros_(self.project.weight)
+        nn.init.zeros_(self.project.bias)
+
+    def forward(self, context: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """``context (B, N, dim)``, ``condition (B, Dc + S)`` -> ``(B, N, dim)``."""
+        gamma, beta = self.project(condition)[:, None].chunk(2, dim=-1)
+        return context * (1.0 + gamma) + beta
+
+
+class ChunkPrior(nn.Module):
+    """A deterministic regression of the action chunk, the mean the flow head adds its sample to.
+
+    ``MLP([condition; every perceptual token, flattened]) -> (B, K, A)``, trained by masked MSE
+    against the expert's chunk (:meth:`loss`). With a prior the flow head models the *residual*
+    ``action - prior`` and a sampled chunk is ``prior + residual``.
+
+    Why: the flow objective's target ``action - noise`` carries unit-variance noise in every entry,
+    and the part of it that depends on a decision (which of three cubes) is a few entries of a
+    few frames. On MIKASA RememberColor3 a flow head trained 800 steps learned the three targets'
+    marginal (noise 1: 20 / 20 / 20 first moves on 60 training episodes) but not which one, not even
+    with the cue's colour written into the instruction (agreement 0.33), while a classifier on the
+    same patch tokens and colour reached 0.94 held out in 600 steps. The regression's gradient has
+    no sampling noise, and the flattened tokens keep each token's place (attention has only the
+    position embedding for that), so the decision is learned where it is cheap to learn.
+    """
+
+    def __init__(self, condition_dim: int, perceptual_dim: int, num_tokens: int, chunk_size: int, action_dim: int,
+                 hidden: int = 256) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(condition_dim + perceptual_dim * num_tokens, hidden), nn.GELU(),
+                                 nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, chunk_size * action_dim))
+        self.chunk_size, self.action_dim = chunk_size, action_dim
+
+    def forward(self, condition: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """``condition (B, Dc + S)``, ``context (B, N, Cp)`` -> the regressed chunk ``(B, K, A)``."""
+        flat = torch.cat([condition, context.flatten(1)], dim=-1)
+        return self.mlp(flat).view(-1, self.chunk_size, self.action_dim)
+
+    def loss(self, prior: torch.Tensor, actions: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """Masked MSE of ``prior`` against ``actions (B, K, A)`` (``pad`` as in the flow loss)."""
+        error = (prior - actions).pow(2).mean(-1)
+        if pad is None:
+            return error.mean()
+        keep = (~pad).float()
+        return (error * keep).sum() / keep.sum().clamp(min=1.0)
+
+
 class FlowMatchingHead(nn.Module):
     """Predicts action chunks ``(B, K, A)`` from the fused memory tokens.
 
     Args:
         action_dim: A. chunk_size: K. perceptual_dim: Cp. cognitive_dim: Dc. state_dim: S.
         dim, layers, heads: the transformer's size.
+        film: modulate the perceptual context by the condition (:class:`ContextFiLM`).
     """
 
     def __init__(self, action_dim: int, chunk_size: int, perceptual_dim: int, cognitive_dim: int, state_dim: int,
-                 dim: int = 128, layers: int = 3, heads: int = 4) -> None:
+                 dim: int = 128, layers: int = 3, heads: int = 4, film: bool = False) -> None:
         super().__init__()
         self.action_in = nn.Linear(action_dim, dim)
         self.position = nn.Parameter(torch.randn(chunk_size, dim) * 0.02)
         self.time = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.condition = nn.Linear(cognitive_dim + state_dim, dim)
         self.context = nn.Linear(perceptual_dim, dim)
+        self.film = ContextFiLM(cognitive_dim + state_dim, dim) if film else None
         self.blocks = nn.ModuleList(HeadBlock(dim, heads) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.action_out = nn.Linear(dim, action_dim)
@@ -68,6 +131,8 @@ class FlowMatchingHead(nn.Module):
         cond = (self.condition(condition) + self.time(time_features(t, self.dim)))[:, None]
         x = torch.cat([cond, self.action_in(noisy) + self.position], dim=1)
         memory = self.context(context)
+        if self.film is not None:
+            memory = self.film(memory, condition)
         for block in self.blocks:
             x = block(x, memory)
         return self.action_out(self.norm(x[:, 1:]))
@@ -109,15 +174,17 @@ class DiscreteActionHead(nn.Module):
 
     Args:
         num_actions: n, the size of the action vocabulary. chunk_size: K. perceptual_dim: Cp.
-        cognitive_dim: Dc. state_dim: S. dim, layers, heads: the transformer's size.
+        cognitive_dim: Dc. state_dim: S. dim, layers, heads: the transformer's size. film: as
+        :class:`FlowMatchingHead`'s.
     """
 
     def __init__(self, num_actions: int, chunk_size: int, perceptual_dim: int, cognitive_dim: int, state_dim: int,
-                 dim: int = 128, layers: int = 3, heads: int = 4) -> None:
+                 dim: int = 128, layers: int = 3, heads: int = 4, film: bool = False) -> None:
         super().__init__()
         self.queries = nn.Parameter(torch.randn(chunk_size, dim) * 0.02)
         self.condition = nn.Linear(cognitive_dim + state_dim, dim)
         self.context = nn.Linear(perceptual_dim, dim)
+        self.film = ContextFiLM(cognitive_dim + state_dim, dim) if film else None
         self.blocks = nn.ModuleList(HeadBlock(dim, heads) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.logits_out = nn.Linear(dim, num_actions)
@@ -128,6 +195,8 @@ class DiscreteActionHead(nn.Module):
         batch = condition.shape[0]
         x = torch.cat([self.condition(condition)[:, None], self.queries.expand(batch, -1, -1)], dim=1)
         memory = self.context(context)
+        if self.film is not None:
+            memory = self.film(memory, condition)
         for block in self.blocks:
             x = block(x, memory)
         return self.logits_out(self.norm(x[:, 1:]))

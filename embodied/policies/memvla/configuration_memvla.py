@@ -66,13 +66,22 @@ class MemoryVLAConfig:
         num_discrete_actions: size of the action vocabulary with ``action_head="discrete"``
             (habitat's 4: stop, move_forward, turn_left, turn_right).
         hidden_dim, head_layers, head_heads: the action head's transformer.
+        head_film: the condition (fused cognitive token and state) modulates the head's perceptual
+            context feature-wise (FiLM, RT-1's instruction conditioning; see
+            :class:`~memstream.embodied.policies.memvla.action_head.ContextFiLM`). Off by default
+            and in every policy saved before the setting existed.
+        chunk_prior: a deterministic MLP regresses the action chunk from the condition and the
+            flattened fused perceptual tokens (MSE) and the flow head models the residual from it
+            (see :class:`~memstream.embodied.policies.memvla.action_head.ChunkPrior`). Flow head
+            only; off by default and in every policy saved before the setting existed.
         num_inference_steps: Euler steps from noise to an action chunk.
         optimizer_lr, optimizer_weight_decay, optimizer_grad_clip_norm: AdamW preset.
         group_size: frames per training sequence (MemoryVLA's group sampler: the bank is cleared
             at each group); None trains on whole episodes (MemoryVLA's ``stream`` loader).
         loss_frames: frames of each training sequence that enter the action loss, drawn at random
             per step (None: every valid frame). Encoders and the bank still see every frame; the
-            action head, most of a step's cost on a CPU, runs on these only.
+            action head, most of a step's cost on a CPU, runs on these only (the chunk prior, a small
+            MLP, learns from every valid frame).
         bank_gradients: train by backpropagation through the bank: the tokens a training sequence
             stores keep their autograd history, so a loss at frame t reaches the encoders at the
             earlier frames whose entries it read (MemoryVLA stores them detached: its pretrained
@@ -118,6 +127,8 @@ class MemoryVLAConfig:
     hidden_dim: int = 128
     head_layers: int = 3
     head_heads: int = 4
+    head_film: bool = False
+    chunk_prior: bool = False
     num_inference_steps: int = 10
     optimizer_lr: float = 1e-3
     optimizer_weight_decay: float = 1e-4
@@ -161,6 +172,9 @@ class MemoryVLAConfig:
             raise ConfigError(f"action_head='discrete' needs num_discrete_actions >= 2 and output_features "
                               f"action (1,), got {self.num_discrete_actions} and {self.output_features.get('action')}",
                               "Store each action as one id: output_features={'action': (1,)}")
+        if self.chunk_prior and self.action_head != "flow":
+            raise ConfigError("chunk_prior needs the flow head (a regressed mean of action ids means nothing)",
+                              "Pass chunk_prior=False with action_head='discrete'")
         if not 1 <= self.n_action_steps <= self.chunk_size:
             raise ConfigError(f"need 1 <= n_action_steps <= chunk_size, got {self.n_action_steps} and {self.chunk_size}")
         if self.n_obs_steps != 1:

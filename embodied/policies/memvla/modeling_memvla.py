@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from memstream.embodied.bank import BankReadout, PerceptualCognitiveMemory
-from memstream.embodied.policies.memvla.action_head import DiscreteActionHead, FlowMatchingHead
+from memstream.embodied.policies.memvla.action_head import ChunkPrior, DiscreteActionHead, FlowMatchingHead
 from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
 from memstream.embodied.policies.memvla.encoders import HFVisionEncoder, PatchEncoder, SmallCNNEncoder, TaskStateEncoder, VideoLLMCognitiveEncoder
 from memstream.streaming.errors import MemstreamError
@@ -100,7 +100,10 @@ class MemoryVLAPolicy(nn.Module):
         self.memory = PerceptualCognitiveMemory(cp, dc, config.bank, config.memory_streams) if config.memory == "bank" else None
         head = DiscreteActionHead if config.action_head == "discrete" else FlowMatchingHead
         self.head = head(config.num_discrete_actions if config.action_head == "discrete" else config.action_dim,
-                         config.chunk_size, cp, dc, config.state_dim, config.hidden_dim, config.head_layers, config.head_heads)
+                         config.chunk_size, cp, dc, config.state_dim, config.hidden_dim, config.head_layers, config.head_heads,
+                         film=config.head_film)
+        self.prior = ChunkPrior(dc + config.state_dim, cp, self.perceptual_encoder.num_tokens, config.chunk_size,
+                                config.action_dim, 2 * config.hidden_dim) if config.chunk_prior else None
         self._register_stats(dataset_stats or {})
         self._queue: deque[torch.Tensor] = deque()
 
@@ -178,9 +181,19 @@ class MemoryVLAPolicy(nn.Module):
             actions = (actions - self.action_mean) / self.action_std
         pad = torch.as_tensor(batch["action_is_pad"], dtype=torch.bool) | ~valid[..., None]
         keep = self._loss_frames(valid).flatten()
-        loss = self.head.loss(actions.flatten(0, 1)[keep], condition.flatten(0, 1)[keep], fused_p.flatten(0, 1)[keep],
-                              pad.flatten(0, 1)[keep])
-        return loss, {"loss": float(loss.detach())}
+        actions, condition, fused_p, pad = (x.flatten(0, 1) for x in (actions, condition, fused_p, pad))
+        if self.prior is None:
+            loss = self.head.loss(actions[keep], condition[keep], fused_p[keep], pad[keep])
+            return loss, {"loss": float(loss.detach())}
+        # the prior is a small MLP: it learns from every valid frame, the flow head from the drawn ones
+        every = valid.flatten()
+        prior = self.prior(condition[every], fused_p[every])
+        prior_loss = self.prior.loss(prior, actions[every], pad[every])
+        drawn = keep[every]  # keep is a subset of the valid frames
+        flow_loss = self.head.loss((actions[every] - prior.detach())[drawn], condition[keep], fused_p[keep], pad[keep])
+        loss = flow_loss + prior_loss
+        return loss, {"loss": float(loss.detach()), "flow_loss": float(flow_loss.detach()),
+                      "prior_loss": float(prior_loss.detach())}
 
     def _loss_frames(self, valid: torch.Tensor) -> torch.Tensor:
         """bool ``(B, T)``: the frames in the action loss, ``config.loss_frames`` valid ones per sequence
@@ -237,6 +250,8 @@ class MemoryVLAPolicy(nn.Module):
         condition = cognitive.squeeze(1) if states is None else torch.cat([cognitive.squeeze(1), states], dim=-1)
         actions = self.head.sample(condition, perceptual, self.config.num_inference_steps,
                                    noise_scale=self.config.inference_noise)
+        if self.prior is not None:
+            actions = actions + self.prior(condition, perceptual)
         if self.config.action_head == "discrete":
             return actions  # int64 ids (B, K, 1)
         return actions * self.action_std + self.action_mean

@@ -142,6 +142,8 @@ def test_a_finished_run_resumed_with_more_steps_keeps_learning(tmp_path):
     (["--augment-shift", "-1"], "--augment-shift and --state-noise must be >= 0"),
     (["--perceptual-grid", "0"], "--perceptual-grid must be >= 1"),
     (["--perceptual-pool", "max", "--resume"], "was trained with perceptual_pool='avg', this run asks for 'max'"),
+    (["--head-film", "--resume"], "was trained with head_film=False, this run asks for True"),
+    (["--chunk-prior", "--resume"], "was trained with chunk_prior=False, this run asks for True"),
     (["--perceptual-pool", "max", "--perceptual-subgrid", "3"], "not a multiple of 12 patches per side"),
 ])
 def test_bad_training_settings_exit_2_with_one_line(tmp_path, capsys, extra, says):
@@ -223,6 +225,16 @@ def test_train_max_pools_the_perceptual_tokens_when_asked(tmp_path):
     assert policy.perceptual_encoder.embed.kernel_size == (4, 4)  # 32 px / (4 tokens x 2 fine patches)
     meta = json.loads((run / "mikasa.json").read_text())
     assert (meta["perceptual_pool"], meta["perceptual_subgrid"]) == ("max", 2)
+
+
+def test_train_adds_the_film_head_and_the_chunk_prior_when_asked(tmp_path):
+    demos = _demos(tmp_path / "d")
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "film"), "--head-film", "--chunk-prior", *TINY]) == 0
+    policy = MemoryVLAPolicy.from_pretrained(tmp_path / "film")
+    assert policy.config.head_film and policy.head.film is not None and policy.prior is not None
+    assert policy.head.film.project.weight.abs().sum() > 0  # trained away from its zero start
+    meta = json.loads((tmp_path / "film" / "mikasa.json").read_text())
+    assert meta["head_film"] is True and meta["chunk_prior"] is True
 
 
 def _cue_demos(root, episodes: int = 18, length: int = 6):

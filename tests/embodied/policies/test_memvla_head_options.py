@@ -1,0 +1,164 @@
+"""The action head's options: FiLM conditioning of its perceptual context (``head_film``, zero-initialised,
+so a new head starts as the unmodulated one) and the regressed chunk prior whose residual the flow
+models (``chunk_prior``). Both train, save and load; policies saved before them load without them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from memstream.embodied.bank import MemoryBankConfig
+from memstream.embodied.policies.memvla import MemoryVLAPolicy, config_for, dataset_stats, episode_batch
+from memstream.embodied.policies.memvla.action_head import ChunkPrior, ContextFiLM, DiscreteActionHead, FlowMatchingHead
+from memstream.streaming.errors import ConfigError, MemstreamError
+
+TINY = dict(perceptual_dim=16, perceptual_grid=2, cognitive_dim=16, hidden_dim=32, head_layers=1, head_heads=2,
+            num_inference_steps=2, vocab_buckets=64, chunk_size=4, n_action_steps=2, bank=MemoryBankConfig(capacity=4))
+
+
+@pytest.fixture(scope="module")
+def data():
+    from memstream.embodied.envs import collect_demonstrations
+
+    return collect_demonstrations("cue_choice", num_episodes=4, seed=0, image_size=32)
+
+
+def test_film_scales_and_shifts_each_channel_by_the_condition():
+    film = ContextFiLM(condition_dim=3, dim=2)
+    context, condition = torch.randn(2, 5, 2), torch.randn(2, 3)
+    assert torch.equal(film(context, condition), context)  # zero-initialised: the identity
+    with torch.no_grad():
+        film.project.bias.copy_(torch.tensor([1.0, -0.5, 0.25, 2.0]))  # gamma (1, -0.5), beta (0.25, 2)
+    expected = context * torch.tensor([2.0, 0.5]) + torch.tensor([0.25, 2.0])
+    assert torch.allclose(film(context, condition), expected)
+    with torch.no_grad():
+        film.project.weight[0, 0] = 1.0  # gamma of channel 0 now follows condition[:, 0]
+    out = film(context, condition)
+    assert torch.allclose(out[..., 0], context[..., 0] * (2.0 + condition[:, :1]) + 0.25)
+
+
+@pytest.mark.parametrize("head_class, actions", [(FlowMatchingHead, torch.randn(3, 4, 2)),
+                                                 (DiscreteActionHead, torch.randint(0, 4, (3, 4, 1)).float())])
+def test_a_new_film_head_equals_the_plain_head_until_it_trains(head_class, actions):
+    action_dim = 4 if head_class is DiscreteActionHead else 2
+    torch.manual_seed(0)
+    plain = head_class(action_dim, 4, 8, 8, 2, dim=16, layers=1, heads=2)
+    torch.manual_seed(0)
+    film = head_class(action_dim, 4, 8, 8, 2, dim=16, layers=1, heads=2, film=True)
+    film.load_state_dict(plain.state_dict(), strict=False)
+    condition, context = torch.randn(3, 10), torch.randn(3, 6, 8)
+    torch.manual_seed(1)
+    loss_plain = plain.loss(actions, condition, context)
+    torch.manual_seed(1)
+    loss_film = film.loss(actions, condition, context)
+    assert torch.allclose(loss_plain, loss_film)
+    loss_film.backward()
+    assert film.film.project.weight.grad.abs().sum() > 0  # the modulation gets a gradient from the start
+
+
+def test_a_film_policy_trains_saves_and_loads(data, tmp_path):
+    torch.manual_seed(0)
+    policy = MemoryVLAPolicy(config_for(data, **TINY, head_film=True), dataset_stats(data))
+    policy.train()
+    loss, _ = policy(episode_batch(data, np.arange(2), 4))
+    loss.backward()
+    assert policy.head.film.project.weight.grad.abs().sum() > 0
+    policy.eval()
+    policy.save_pretrained(tmp_path / "p")
+    loaded = MemoryVLAPolicy.from_pretrained(tmp_path / "p")
+    assert loaded.config.head_film and loaded.head.film is not None
+    for key, value in policy.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+
+
+def test_a_policy_saved_before_the_setting_loads_without_film(data, tmp_path):
+    torch.manual_seed(0)
+    policy = MemoryVLAPolicy(config_for(data, **TINY), dataset_stats(data))
+    policy.save_pretrained(tmp_path / "old")
+    saved = json.loads((tmp_path / "old" / "config.json").read_text())
+    del saved["head_film"], saved["chunk_prior"]  # what a config.json from before holds
+    (tmp_path / "old" / "config.json").write_text(json.dumps(saved))
+    loaded = MemoryVLAPolicy.from_pretrained(tmp_path / "old")
+    assert not loaded.config.head_film and loaded.head.film is None and loaded.prior is None
+    saved["head_film"] = True  # the same weights under a config that claims FiLM: one clear error
+    (tmp_path / "old" / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(MemstreamError, match="do not match its config"):
+        MemoryVLAPolicy.from_pretrained(tmp_path / "old")
+
+
+def test_the_prior_regresses_the_chunk_and_the_flow_learns_only_the_residual(data):
+    torch.manual_seed(0)
+    policy = MemoryVLAPolicy(config_for(data, **TINY, chunk_prior=True), dataset_stats(data))
+    batch = episode_batch(data, np.arange(2), 4)
+    policy.train()
+    loss, info = policy(batch)
+    assert np.isclose(info["loss"], info["flow_loss"] + info["prior_loss"], rtol=1e-5)
+    loss.backward()
+    assert policy.prior.mlp[0].weight.grad.abs().sum() > 0
+    # the flow's target (action - prior) carries no gradient back to the prior
+    seen = []
+    flow_loss = policy.head.loss
+
+    def spy(actions, *args, **kwargs):
+        seen.append(actions.requires_grad)
+        return flow_loss(actions, *args, **kwargs)
+
+    policy.head.loss = spy
+    policy(batch)
+    assert seen == [False]
+
+
+def test_the_prior_learns_from_every_valid_frame_and_the_flow_from_the_drawn_ones(data):
+    torch.manual_seed(0)
+    policy = MemoryVLAPolicy(config_for(data, **TINY, chunk_prior=True, loss_frames=2), dataset_stats(data))
+    batch = episode_batch(data, np.arange(2), 4)
+    sizes = {}
+    prior_forward, flow_loss = policy.prior.forward, policy.head.loss
+    policy.prior.forward = lambda condition, context: (sizes.setdefault("prior", len(condition)), prior_forward(condition, context))[1]
+    policy.head.loss = lambda actions, *rest: (sizes.setdefault("flow", len(actions)), flow_loss(actions, *rest))[1]
+    policy.train()
+    policy(batch)
+    assert sizes == {"prior": int(np.asarray(batch["valid"]).sum()), "flow": 2 * 2}
+
+
+def test_a_sampled_chunk_is_the_prior_plus_the_flows_residual(data):
+    torch.manual_seed(0)
+    policy = MemoryVLAPolicy(config_for(data, **TINY, chunk_prior=True, inference_noise=0.0), dataset_stats(data)).eval()
+    with torch.no_grad():  # a known prior: every entry 0.5 (normalised units)
+        policy.prior.mlp[-1].weight.zero_()
+        policy.prior.mlp[-1].bias.fill_(0.5)
+    obs = {"observation.image": data.images[:1], "observation.state": data.states[:1], "task": [data.tasks[0]]}
+    chunk = policy.predict_action_chunk(obs)
+    policy.reset()
+    policy.prior = None  # the same policy without its prior: the flow's residual alone
+    residual = policy.predict_action_chunk(obs)
+    assert torch.allclose(chunk, residual + 0.5 * policy.action_std, atol=1e-5)
+
+
+def test_the_prior_least_squares_fits_a_fixed_chunk():
+    torch.manual_seed(0)
+    prior = ChunkPrior(condition_dim=3, perceptual_dim=2, num_tokens=4, chunk_size=2, action_dim=2, hidden=16)
+    condition, context = torch.randn(16, 3), torch.randn(16, 4, 2)
+    target = condition[:, :2, None].expand(-1, 2, 2) * 0.5
+    pad = torch.zeros(16, 2, dtype=torch.bool)
+    pad[:, 1] = True  # the second step is past the episodes' end: not in the loss
+    optimizer = torch.optim.Adam(prior.parameters(), 1e-2)
+    for _ in range(300):
+        loss = prior.loss(prior(condition, context), target, pad)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        fitted = prior(condition, context)
+        assert float(prior.loss(fitted, target, pad)) < 1e-3
+        # padded steps are out of the loss whatever their targets
+        assert torch.equal(prior.loss(fitted, target + 5.0 * pad[..., None].float(), pad), prior.loss(fitted, target, pad))
+
+
+def test_the_prior_needs_the_flow_head(data):
+    from memstream.embodied.policies.memvla import MemoryVLAConfig
+
+    with pytest.raises(ConfigError, match="chunk_prior needs the flow head"):
+        MemoryVLAConfig(chunk_prior=True, action_head="discrete", output_features={"action": (1,)})
