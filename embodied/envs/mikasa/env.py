@@ -255,11 +255,17 @@ class MikasaEnv:
         """float32 (colours,): metres from the tip to each cube's centre, in colour-index order
         (RememberColor; ``hidden_info`` names the target); (0,) for Intercept. Evaluation reports
         only: it tells a wrong choice of cube from an imprecise touch of the right one."""
+        return np.linalg.norm(self.cube_offsets(), axis=1).astype(np.float32)
+
+    def cube_offsets(self) -> np.ndarray:
+        """float32 (colours, 3): the tip minus each cube's centre in metres, world axes (x away from
+        the robot's base, z up), colour-index order; (0, 3) for Intercept. Evaluation reports only:
+        which way an imprecise touch misses (the expert stops 0.035 m above the centre)."""
         if self.task.kind != "remember_color":
-            return np.zeros(0, dtype=np.float32)
+            return np.zeros((0, 3), dtype=np.float32)
         base = self.unwrapped
         tcp = _np(base.agent.tcp.pose.p)[0]
-        return np.array([np.linalg.norm(_np(base.cubes[k].pose.p)[0] - tcp) for k in sorted(base.cubes)], dtype=np.float32)
+        return np.array([tcp - _np(base.cubes[k].pose.p)[0] for k in sorted(base.cubes)], dtype=np.float32).reshape(-1, 3)
 
     def expert_actions(self) -> np.ndarray:
         """float32 (1, 7): the scripted expert's action for the current state."""

@@ -308,7 +308,8 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
     Returns one row per episode: index, seed, success (the suite's ``success_once``), length,
     seconds in the policy and in the simulator, and the video's file name for the first ``videos``.
     RememberColor rows add where the tip was before the last step: ``tip_to_target_m``,
-    ``tip_to_nearest_m`` and ``nearest_is_target`` (the cube chosen, apart from the touch's precision).
+    ``tip_to_nearest_m`` and ``nearest_is_target`` (the cube chosen, apart from the touch's precision),
+    and ``tip_offset_m``, the tip minus the nearest cube's centre (x, y, z; which way a touch misses).
     ``on_episode`` sees each row as it ends.
     """
     from memstream.embodied.envs.mikasa import make_mikasa_env
@@ -325,7 +326,7 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
             policy_s = sim_s = 0.0
             target = int(env.hidden_info[0, 0]) if env.hidden_info.shape[1] else -1
             while True:
-                distances = env.cube_distances()  # before the step: the auto-reset would hide the last state
+                offsets = env.cube_offsets()  # before the step: the auto-reset would hide the last state
                 if index < videos:
                     frames.append(obs[f"observation.images.{camera}"][0])
                 started = time.perf_counter()
@@ -338,9 +339,12 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
                     break
             row = {"episode": index, "seed": env.episode_seed(index), "success": bool(info["success"][0]),
                    "length": int(info["episode_length"][0]), "policy_s": round(policy_s, 3), "sim_s": round(sim_s, 3)}
-            if len(distances):
-                row.update(tip_to_target_m=round(float(distances[target]), 4), tip_to_nearest_m=round(float(distances.min()), 4),
-                           nearest_is_target=bool(int(distances.argmin()) == target))
+            if len(offsets):
+                distances = np.linalg.norm(offsets, axis=1)
+                nearest = int(distances.argmin())
+                row.update(tip_to_target_m=round(float(distances[target]), 4), tip_to_nearest_m=round(float(distances[nearest]), 4),
+                           nearest_is_target=nearest == target,
+                           tip_offset_m=[round(float(v), 4) for v in offsets[nearest]])
             if index < videos and video_dir is not None:
                 row["video"] = _write_video(Path(video_dir) / f"episode_{index:03d}.mp4", frames)
             rows.append(row)

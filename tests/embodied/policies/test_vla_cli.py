@@ -198,6 +198,7 @@ def test_eval_rolls_out_episodes_and_writes_rows_and_videos(tmp_path, capsys):
     # the chosen cube apart from the touch's precision: distances from the tip, nearest <= target
     assert 0 < row["tip_to_nearest_m"] <= row["tip_to_target_m"] < 1.0
     assert row["nearest_is_target"] == (row["tip_to_nearest_m"] == row["tip_to_target_m"])
+    assert np.linalg.norm(row["tip_offset_m"]) == pytest.approx(row["tip_to_nearest_m"], abs=2e-4)  # rounded to 0.1 mm
     assert (out / "videos" / row["video"]).stat().st_size > 1000
     assert result["chance_success_rate"] == pytest.approx(1 / 3)
 
