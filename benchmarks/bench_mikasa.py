@@ -270,6 +270,7 @@ def gather_vla(runs: list[str], train_logs: list[str] | None = None) -> list[dic
                      "loss_frames": config.get("loss_frames"), "bank_gradients": config.get("bank_gradients", False),
                      "bank_heads": (config.get("bank") or {}).get("num_heads") if config.get("memory") == "bank" else None,
                      "perceptual_pool": config.get("perceptual_pool", "avg"), "perceptual_grid": config.get("perceptual_grid", 4),
+                     "head_film": config.get("head_film", False), "chunk_prior": config.get("chunk_prior", False),
                      "final_loss": meta.get("final_loss"), "inference_noise": result.get("inference_noise"), **timing,
                      "policy_ms_per_step": round(1000 * sum(e["policy_s"] for e in episodes) / max(steps, 1), 2),
                      "sim_ms_per_step": round(1000 * sum(e["sim_s"] for e in episodes) / max(steps, 1), 1),
@@ -305,6 +306,7 @@ def offline_vla(runs: list[str], demos: str, held_out: tuple[int, int], noises: 
                 metrics = open_loop_metrics(policy, data, list(range(first, last)), wipe_at_first_move=wipe)
                 rows.append({"run": run, "variant": meta["variant"], "steps": trained.get("steps", trained.get("checkpoint_step")),
                              "perceptual_pool": policy.config.perceptual_pool, "perceptual_grid": policy.config.perceptual_grid,
+                             "chunk_prior": policy.config.chunk_prior, "head_film": policy.config.head_film,
                              "final_loss": trained.get("final_loss"), "inference_noise": noise,
                              "bank_wiped_at_first_move": wipe, "held_out": [first, last], **metrics,
                              "seconds": round(time.perf_counter() - started, 1)})
@@ -323,7 +325,20 @@ def _choice(episodes: list[dict]) -> dict:
         return {}
     return {"nearest_is_target": sum(e["nearest_is_target"] for e in rows) / len(rows),
             "tip_within_5cm_of_a_cube": sum(e["tip_to_nearest_m"] < 0.05 for e in rows) / len(rows),
-            "median_tip_to_target_m": float(sorted(e["tip_to_target_m"] for e in rows)[len(rows) // 2])}
+            "median_tip_to_target_m": float(sorted(e["tip_to_target_m"] for e in rows)[len(rows) // 2]),
+            **_offsets(rows)}
+
+
+def _offsets(rows: list[dict]) -> dict:
+    """Mean tip minus nearest cube centre (x, y, z) and its std, for runs that recorded it (the expert
+    stops 0.035 m above the centre; the suite's success needs the tip within 0.05 m)."""
+    offsets = [e["tip_offset_m"] for e in rows if "tip_offset_m" in e]
+    if not offsets:
+        return {}
+    columns = list(zip(*offsets, strict=True))
+    mean = [sum(c) / len(c) for c in columns]
+    std = [(sum((v - m) ** 2 for v in c) / len(c)) ** 0.5 for c, m in zip(columns, mean, strict=True)]
+    return {"tip_offset_mean_m": [round(v, 4) for v in mean], "tip_offset_std_m": [round(v, 4) for v in std]}
 
 
 def main() -> None:
@@ -386,10 +401,10 @@ def main() -> None:
         payload["vla"] = rows
         payload["vla_note"] = f"{NOTE}. {ANCHORS}"
         print_table(f"memstream vla-eval runs (NOT MemoryVLA's protocol: see protocol_gap). {NOTE}. {ANCHORS}",
-                    ["task", "variant", "L", "heads", "pool", "bank grad", "demos", "steps", "episodes", "success (95 % CI)", "chance",
-                     "nearest cube right", "tip within 5 cm", "train steps/s", "policy ms/step"],
+                    ["task", "variant", "L", "heads", "pool", "bank grad", "prior", "demos", "steps", "episodes", "success (95 % CI)",
+                     "chance", "nearest cube right", "tip within 5 cm", "train steps/s", "policy ms/step"],
                     [[r["task"], r["variant"], r["memory_length"], r.get("bank_heads") or "-",
-                      f"{r.get('perceptual_pool', 'avg')} g{r.get('perceptual_grid', 4)}", r["bank_gradients"],
+                      f"{r.get('perceptual_pool', 'avg')} g{r.get('perceptual_grid', 4)}", r["bank_gradients"], r.get("chunk_prior", False),
                       r["demonstrations"], r["train_steps"],
                       r["episodes"], f"{r['success_rate']:.2f} {r['success_95ci']}", round(r["chance_success_rate"], 3),
                       r.get("nearest_is_target", "-"), r.get("tip_within_5cm_of_a_cube", "-"), r.get("train_steps_per_s", "-"),
