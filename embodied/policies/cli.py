@@ -127,7 +127,8 @@ def _vla_train(args: argparse.Namespace) -> int:
     meta = {"task": data.task_name, "variant": args.variant, "memory_length": args.memory_length,
             "bank_heads": args.bank_heads, "camera": args.camera, "perceptual_pool": args.perceptual_pool,
             "perceptual_grid": args.perceptual_grid, "perceptual_subgrid": args.perceptual_subgrid,
-            "head_film": args.head_film, "chunk_prior": args.chunk_prior, "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
+            "head_film": args.head_film, "chunk_prior": args.chunk_prior,
+            "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
             **ACTION_SPACE, "demos": str(args.demos), "demo_seeds": _demo_seeds(args.demos),
             "demonstrations": data.num_episodes}
     if args.resume:

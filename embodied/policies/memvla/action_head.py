@@ -24,6 +24,15 @@ def time_features(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+def masked_mean(error: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
+    """Mean of a per-step loss ``error (B, K)`` over the steps ``pad`` (bool ``(B, K)``) does not mark
+    as past the episode's end (all steps when None)."""
+    if pad is None:
+        return error.mean()
+    keep = (~pad).float()
+    return (error * keep).sum() / keep.sum().clamp(min=1.0)
+
+
 class HeadBlock(nn.Module):
     """Pre-norm self-attention over [condition; chunk], cross-attention to the perceptual tokens, MLP."""
 
@@ -95,11 +104,7 @@ class ChunkPrior(nn.Module):
 
     def loss(self, prior: torch.Tensor, actions: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         """Masked MSE of ``prior`` against ``actions (B, K, A)`` (``pad`` as in the flow loss)."""
-        error = (prior - actions).pow(2).mean(-1)
-        if pad is None:
-            return error.mean()
-        keep = (~pad).float()
-        return (error * keep).sum() / keep.sum().clamp(min=1.0)
+        return masked_mean((prior - actions).pow(2).mean(-1), pad)
 
 
 class FlowMatchingHead(nn.Module):
@@ -144,11 +149,7 @@ class FlowMatchingHead(nn.Module):
         noise = torch.randn_like(actions)
         t = torch.rand(actions.shape[0], device=actions.device)
         noisy = (1 - t)[:, None, None] * noise + t[:, None, None] * actions
-        error = (self.velocity(noisy, t, condition, context) - (actions - noise)).pow(2).mean(-1)
-        if pad is None:
-            return error.mean()
-        keep = (~pad).float()
-        return (error * keep).sum() / keep.sum().clamp(min=1.0)
+        return masked_mean((self.velocity(noisy, t, condition, context) - (actions - noise)).pow(2).mean(-1), pad)
 
     @torch.no_grad()
     def sample(self, condition: torch.Tensor, context: torch.Tensor, steps: int,
@@ -208,10 +209,7 @@ class DiscreteActionHead(nn.Module):
         ids = actions.reshape(actions.shape[0], self.chunk_size).long()
         error = nn.functional.cross_entropy(self.logits(condition, context).flatten(0, 1), ids.flatten(),
                                             reduction="none").view_as(ids)
-        if pad is None:
-            return error.mean()
-        keep = (~pad).float()
-        return (error * keep).sum() / keep.sum().clamp(min=1.0)
+        return masked_mean(error, pad)
 
     @torch.no_grad()
     def sample(self, condition: torch.Tensor, context: torch.Tensor, steps: int = 1,
