@@ -236,7 +236,10 @@ def test_memstream_policy_serve_serves_until_ctrl_c_and_refuses_bad_starts(tmp_p
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "memstream.streaming.cli", "policy-serve", "--policy", policy, "--port", str(port)]
-    server = subprocess.Popen(command + ["--api-key-file", str(keys)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell's background job ('cmd &') ignores SIGINT and its children inherit that: the server
+    # would then never see the Ctrl-C below (found hung with SIGINT in its ignored set)
+    server = subprocess.Popen(command + ["--api-key-file", str(keys)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert "serving" in server.stdout.readline()
         with PolicyClient(f"ws://127.0.0.1:{port}", api_key=KEY) as client:
