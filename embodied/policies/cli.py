@@ -70,6 +70,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="the fused cognitive token and the state modulate the head's perceptual tokens (FiLM)")
     train.add_argument("--chunk-prior", action="store_true",
                        help="an MLP regresses the action chunk and the flow head models the residual (see ChunkPrior)")
+    train.add_argument("--goal-loss", type=float, default=0.0,
+                       help="weight of the auxiliary loss predicting each demonstration's last state from every "
+                            "frame's fused tokens (0: off; see MemoryVLAConfig.goal_loss_weight)")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
     train.add_argument("--out", type=Path, required=True, help="output folder")
     train.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
@@ -85,6 +88,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--videos", type=int, default=3, help="rollout videos of the first N episodes")
     evaluate.add_argument("--inference-noise", type=float, default=None,
                           help="override the policy's flow sampler noise scale (0: deterministic chunks)")
+    evaluate.add_argument("--n-action-steps", type=int, default=None,
+                          help="override how many actions of each chunk run before the policy predicts again "
+                               "(1 .. chunk size; LeRobot's n_action_steps; default: the policy's)")
     evaluate.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
     add_output_args(evaluate)
     evaluate.add_argument("--no-progress", action="store_true")
@@ -128,7 +134,7 @@ def _vla_train(args: argparse.Namespace) -> int:
             "bank_heads": args.bank_heads, "camera": args.camera, "perceptual_pool": args.perceptual_pool,
             "perceptual_grid": args.perceptual_grid, "perceptual_subgrid": args.perceptual_subgrid,
             "head_film": args.head_film, "chunk_prior": args.chunk_prior,
-            "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
+            "goal_loss_weight": args.goal_loss, "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
             **ACTION_SPACE, "demos": str(args.demos), "demo_seeds": _demo_seeds(args.demos),
             "demonstrations": data.num_episodes}
     if args.resume:
@@ -140,6 +146,8 @@ def _vla_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--loss-frames must be >= 1, got {args.loss_frames}", "Pass --loss-frames 8 or leave it out")
     if not 0.0 <= args.inference_noise <= 1.0:
         raise ConfigError(f"--inference-noise must be in [0, 1], got {args.inference_noise}", "Pass 0 or 1")
+    if not args.goal_loss >= 0.0:
+        raise ConfigError(f"--goal-loss must be >= 0, got {args.goal_loss}", "Pass 0 (off) or e.g. 1.0")
     if args.augment_shift < 0 or args.state_noise < 0:
         raise ConfigError(f"--augment-shift and --state-noise must be >= 0, got {args.augment_shift} and {args.state_noise}",
                           "Pass --augment-shift 4 --state-noise 0.1, or 0 to switch one off")
@@ -149,7 +157,7 @@ def _vla_train(args: argparse.Namespace) -> int:
                            bank_gradients=args.bank_gradients, augment_shift=args.augment_shift,
                            augment_state_noise=args.state_noise, perceptual_pool=args.perceptual_pool,
                            perceptual_grid=args.perceptual_grid, perceptual_subgrid=args.perceptual_subgrid,
-                           head_film=args.head_film, chunk_prior=args.chunk_prior)
+                           head_film=args.head_film, chunk_prior=args.chunk_prior, goal_loss_weight=args.goal_loss)
     started = time.perf_counter()
     losses = train_with_checkpoints(policy, data, args.out, args.steps, meta, batch_episodes=args.batch_episodes,
                                     seed=args.seed, checkpoint_every=args.checkpoint_every, resume=args.resume,
@@ -178,6 +186,11 @@ def _vla_eval(args: argparse.Namespace) -> int:
         if not 0.0 <= args.inference_noise <= 1.0:
             raise ConfigError(f"--inference-noise must be in [0, 1], got {args.inference_noise}", "Pass 0 or 1")
         policy.config.inference_noise = float(args.inference_noise)
+    if args.n_action_steps is not None:
+        if not 1 <= args.n_action_steps <= policy.config.chunk_size:
+            raise ConfigError(f"--n-action-steps must be in 1..{policy.config.chunk_size} (the policy's chunk size), "
+                              f"got {args.n_action_steps}", f"Pass 1 .. {policy.config.chunk_size}")
+        policy.config.n_action_steps = int(args.n_action_steps)
     seed = EVAL_SEED if args.seed is None else args.seed
     low, high = meta.get("demo_seeds") or (0, 0)
     if seed <= high and low < seed + args.episodes:
@@ -189,7 +202,7 @@ def _vla_eval(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     head = {"task": task.name, "policy": str(args.policy), "variant": meta.get("variant"),
             "memory_length": meta.get("memory_length"), "seed": seed, "episodes_requested": args.episodes,
-            "inference_noise": policy.config.inference_noise,
+            "inference_noise": policy.config.inference_noise, "n_action_steps": policy.config.n_action_steps,
             "chance_success_rate": task.chance_success_rate, "trained": {k: meta.get(k) for k in ("steps", "checkpoint_step", "demonstrations")},
             "protocol_note": "MemoryVLA's protocol: 250 demonstrations per task, 100 evaluation episodes"}
 

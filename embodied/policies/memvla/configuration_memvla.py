@@ -74,6 +74,15 @@ class MemoryVLAConfig:
             flattened fused perceptual tokens (MSE) and the flow head models the residual from it
             (see :class:`~memstream.embodied.policies.memvla.action_head.ChunkPrior`). Flow head
             only; off by default and in every policy saved before the setting existed.
+        goal_loss_weight: weight of an auxiliary loss (0: off, the default and every policy saved
+            before the setting existed): a small MLP over the condition and the flattened fused
+            perceptual tokens predicts, at every valid frame, the normalised state of its
+            demonstration's *last* frame (where the expert ends up), by MSE. The action loss
+            supervises a decision only on the few frames that act on it (on MIKASA RememberColor3,
+            the ~8 frames of the flight towards the cube, while the hold frames' actions are ~0
+            whichever cube was chosen); the goal names the decision on every frame after it is
+            determined, so the tokens that carry it get a gradient from every frame. Training
+            only (the MLP is not used to act); needs a state feature.
         num_inference_steps: Euler steps from noise to an action chunk.
         optimizer_lr, optimizer_weight_decay, optimizer_grad_clip_norm: AdamW preset.
         group_size: frames per training sequence (MemoryVLA's group sampler: the bank is cleared
@@ -129,6 +138,7 @@ class MemoryVLAConfig:
     head_heads: int = 4
     head_film: bool = False
     chunk_prior: bool = False
+    goal_loss_weight: float = 0.0
     num_inference_steps: int = 10
     optimizer_lr: float = 1e-3
     optimizer_weight_decay: float = 1e-4
@@ -175,6 +185,11 @@ class MemoryVLAConfig:
         if self.chunk_prior and self.action_head != "flow":
             raise ConfigError("chunk_prior needs the flow head (a regressed mean of action ids means nothing)",
                               "Pass chunk_prior=False with action_head='discrete'")
+        if not self.goal_loss_weight >= 0.0:  # also refuses NaN
+            raise ConfigError(f"goal_loss_weight must be >= 0, got {self.goal_loss_weight}", "Pass 0 (off) or e.g. 1.0")
+        if self.goal_loss_weight > 0 and not self.state_dim:
+            raise ConfigError("goal_loss_weight > 0 predicts the last frame's state, but the policy has no state feature",
+                              "Add 'observation.state' to input_features or pass goal_loss_weight=0")
         if not 1 <= self.n_action_steps <= self.chunk_size:
             raise ConfigError(f"need 1 <= n_action_steps <= chunk_size, got {self.n_action_steps} and {self.chunk_size}")
         if self.n_obs_steps != 1:

@@ -104,6 +104,9 @@ class MemoryVLAPolicy(nn.Module):
                          film=config.head_film)
         self.prior = ChunkPrior(dc + config.state_dim, cp, self.perceptual_encoder.num_tokens, config.chunk_size,
                                 config.action_dim, 2 * config.hidden_dim) if config.chunk_prior else None
+        # the goal predictor is the prior's MLP with one "step" of state_dim outputs
+        self.goal = ChunkPrior(dc + config.state_dim, cp, self.perceptual_encoder.num_tokens, 1, config.state_dim,
+                               2 * config.hidden_dim) if config.goal_loss_weight > 0 else None
         self._register_stats(dataset_stats or {})
         self._queue: deque[torch.Tensor] = deque()
 
@@ -182,18 +185,27 @@ class MemoryVLAPolicy(nn.Module):
         pad = torch.as_tensor(batch["action_is_pad"], dtype=torch.bool) | ~valid[..., None]
         keep = self._loss_frames(valid).flatten()
         actions, condition, fused_p, pad = (x.flatten(0, 1) for x in (actions, condition, fused_p, pad))
-        if self.prior is None:
-            loss = self.head.loss(actions[keep], condition[keep], fused_p[keep], pad[keep])
-            return loss, {"loss": float(loss.detach())}
-        # the prior is a small MLP: it learns from every valid frame, the flow head from the drawn ones
         every = valid.flatten()
-        prior = self.prior(condition[every], fused_p[every])
-        prior_loss = self.prior.loss(prior, actions[every], pad[every])
-        drawn = keep[every]  # keep is a subset of the valid frames
-        flow_loss = self.head.loss((actions[every] - prior.detach())[drawn], condition[keep], fused_p[keep], pad[keep])
-        loss = flow_loss + prior_loss
-        return loss, {"loss": float(loss.detach()), "flow_loss": float(flow_loss.detach()),
-                      "prior_loss": float(prior_loss.detach())}
+        parts: dict[str, torch.Tensor] = {}
+        if self.prior is None:
+            parts["action_loss"] = self.head.loss(actions[keep], condition[keep], fused_p[keep], pad[keep])
+        else:
+            # the prior is a small MLP: it learns from every valid frame, the flow head from the drawn ones
+            prior = self.prior(condition[every], fused_p[every])
+            parts["prior_loss"] = self.prior.loss(prior, actions[every], pad[every])
+            drawn = keep[every]  # keep is a subset of the valid frames
+            parts["flow_loss"] = self.head.loss((actions[every] - prior.detach())[drawn], condition[keep], fused_p[keep], pad[keep])
+        if self.goal is not None:
+            if "goal_state" not in batch:
+                raise PolicyInputError("goal_loss_weight > 0 needs the batch's 'goal_state' (B, S): each sequence's last state",
+                                       "Build the batch with episode_batch, which adds it")
+            goal = (torch.as_tensor(np.asarray(batch["goal_state"]), dtype=torch.float32).to(self.state_mean.device)
+                    - self.state_mean) / self.state_std
+            goal = goal[:, None].expand(batch_size, steps, -1).flatten(0, 1)[every]
+            predicted = self.goal(condition[every], fused_p[every])
+            parts["goal_loss"] = self.config.goal_loss_weight * self.goal.loss(predicted, goal[:, None])
+        loss = sum(parts.values())
+        return loss, {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items() if len(parts) > 1}}
 
     def _loss_frames(self, valid: torch.Tensor) -> torch.Tensor:
         """bool ``(B, T)``: the frames in the action loss, ``config.loss_frames`` valid ones per sequence

@@ -47,7 +47,8 @@ def episode_batch(data: EpisodeDataset, episodes: np.ndarray, chunk_size: int) -
     Returns:
         ``observation.image`` uint8 ``(B, T, H, W, 3)``, ``observation.state`` ``(B, T, S)``,
         ``action`` ``(B, T, K, A)``, ``action_is_pad`` ``(B, T, K)``, ``valid`` ``(B, T)``,
-        ``frame_index`` ``(B, T)``, ``task`` (B strings).
+        ``frame_index`` ``(B, T)``, ``task`` (B strings), ``goal_state`` ``(B, S)`` (each episode's
+        last state: the target of the policy's optional goal loss).
     """
     lengths = data.lengths[episodes]
     steps = int(lengths.max())
@@ -66,6 +67,7 @@ def episode_batch(data: EpisodeDataset, episodes: np.ndarray, chunk_size: int) -
         "valid": torch.from_numpy(valid),
         "frame_index": torch.from_numpy(np.where(valid, t[None], 0)),
         "task": [data.tasks[data.task_index[s]] for s in starts],
+        "goal_state": torch.from_numpy(data.states[starts + lengths - 1]),
     }
 
 

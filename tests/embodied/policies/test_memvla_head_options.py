@@ -1,6 +1,7 @@
 """The action head's options: FiLM conditioning of its perceptual context (``head_film``, zero-initialised,
 so a new head starts as the unmodulated one) and the regressed chunk prior whose residual the flow
-models (``chunk_prior``). Both train, save and load; policies saved before them load without them."""
+models (``chunk_prior``), and the training-only goal loss (``goal_loss_weight``: every frame predicts its
+demonstration's last state). All train, save and load; policies saved before them load without them."""
 
 from __future__ import annotations
 
@@ -162,3 +163,70 @@ def test_the_prior_needs_the_flow_head(data):
 
     with pytest.raises(ConfigError, match="chunk_prior needs the flow head"):
         MemoryVLAConfig(chunk_prior=True, action_head="discrete", output_features={"action": (1,)})
+
+
+# ---------------------------------------------------------------- goal loss (goal_loss_weight)
+
+def test_a_batch_names_each_episodes_last_state_as_its_goal(data):
+    batch = episode_batch(data, np.array([2, 0]), 4)
+    ends = data.episode_bounds[[3, 1]] - 1
+    assert torch.equal(batch["goal_state"], torch.from_numpy(data.states[ends]))
+
+
+def test_the_goal_loss_is_its_weight_times_the_mse_of_the_last_state_over_every_valid_frame(data):
+    torch.manual_seed(0)
+    policy = MemoryVLAPolicy(config_for(data, **TINY, goal_loss_weight=0.5), dataset_stats(data))
+    batch = episode_batch(data, np.arange(3), 4)
+    seen = {}
+    goal_forward = policy.goal.forward
+
+    def spy(condition, context):
+        seen["predicted"] = goal_forward(condition, context)
+        return seen["predicted"]
+
+    policy.goal.forward = spy
+    policy.train()
+    loss, info = policy(batch)
+    valid = np.asarray(batch["valid"])
+    assert seen["predicted"].shape == (int(valid.sum()), 1, data.states.shape[1])  # every valid frame, one state each
+    target = (batch["goal_state"] - policy.state_mean) / policy.state_std
+    rows = torch.cat([target[b].expand(int(valid[b].sum()), -1) for b in range(3)])
+    expected = 0.5 * (seen["predicted"][:, 0] - rows).pow(2).mean()
+    assert np.isclose(info["goal_loss"], float(expected), rtol=1e-5)
+    assert np.isclose(info["loss"], info["action_loss"] + info["goal_loss"], rtol=1e-5)
+    loss.backward()
+    assert policy.goal.mlp[0].weight.grad.abs().sum() > 0
+    assert policy.perceptual_encoder.position.grad.abs().sum() > 0  # the fused tokens it reads get its gradient
+
+
+def test_the_goal_predictor_is_training_only_and_changes_no_action(data, tmp_path):
+    torch.manual_seed(0)
+    with_goal = MemoryVLAPolicy(config_for(data, **TINY, goal_loss_weight=1.0, inference_noise=0.0), dataset_stats(data)).eval()
+    without = MemoryVLAPolicy(config_for(data, **TINY, inference_noise=0.0), dataset_stats(data)).eval()
+    without.load_state_dict({k: v for k, v in with_goal.state_dict().items() if not k.startswith("goal.")})
+    obs = {"observation.image": data.images[:1], "observation.state": data.states[:1], "task": [data.tasks[0]]}
+    assert torch.equal(with_goal.predict_action_chunk(obs), without.predict_action_chunk(obs))
+    with_goal.save_pretrained(tmp_path / "g")
+    loaded = MemoryVLAPolicy.from_pretrained(tmp_path / "g")
+    assert loaded.config.goal_loss_weight == 1.0 and loaded.goal is not None
+    saved = json.loads((tmp_path / "g" / "config.json").read_text())
+    saved["goal_loss_weight"] = 0.0  # the weights hold a goal predictor its config does not claim: one clear error
+    (tmp_path / "g" / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(MemstreamError, match="do not match its config"):
+        MemoryVLAPolicy.from_pretrained(tmp_path / "g")
+
+
+def test_the_goal_loss_needs_its_target_a_state_and_a_sane_weight(data):
+    from memstream.embodied.policies.memvla import MemoryVLAConfig
+    from memstream.embodied.policies.memvla.modeling_memvla import PolicyInputError
+
+    policy = MemoryVLAPolicy(config_for(data, **TINY, goal_loss_weight=1.0), dataset_stats(data)).train()
+    batch = episode_batch(data, np.arange(2), 4)
+    del batch["goal_state"]
+    with pytest.raises(PolicyInputError, match="goal_state"):
+        policy(batch)
+    for weight in (-1.0, float("nan")):
+        with pytest.raises(ConfigError, match="goal_loss_weight must be >= 0"):
+            MemoryVLAConfig(goal_loss_weight=weight)
+    with pytest.raises(ConfigError, match="no state feature"):
+        MemoryVLAConfig(goal_loss_weight=1.0, input_features={"observation.image": (3, 32, 32)})

@@ -144,6 +144,8 @@ def test_a_finished_run_resumed_with_more_steps_keeps_learning(tmp_path):
     (["--perceptual-pool", "max", "--resume"], "was trained with perceptual_pool='avg', this run asks for 'max'"),
     (["--head-film", "--resume"], "was trained with head_film=False, this run asks for True"),
     (["--chunk-prior", "--resume"], "was trained with chunk_prior=False, this run asks for True"),
+    (["--goal-loss", "1", "--resume"], "was trained with goal_loss_weight=0.0, this run asks for 1.0"),
+    (["--goal-loss", "-1"], "--goal-loss must be >= 0"),
     (["--perceptual-pool", "max", "--perceptual-subgrid", "3"], "not a multiple of 12 patches per side"),
 ])
 def test_bad_training_settings_exit_2_with_one_line(tmp_path, capsys, extra, says):
@@ -168,6 +170,8 @@ def test_eval_refuses_a_checkpoint_of_another_task_or_action_space(tmp_path, cap
     assert "trained for 'RememberColor3', not 'RememberColor5'" in printed and printed.count("\n") == 1
     assert vla(["vla-eval", "--policy", str(run), "--seed", "11", "--episodes", "2", "--out", str(out)]) == 2
     assert "overlap the policy's demonstrations' 10..11" in capsys.readouterr().out
+    assert vla(["vla-eval", "--policy", str(run), "--n-action-steps", "0", "--out", str(out)]) == 2
+    assert "--n-action-steps must be in 1..8 (the policy's chunk size), got 0" in capsys.readouterr().out
     # a navigation policy (discrete actions, no mikasa.json) and a MIKASA folder whose policy is not 7-d
     nav = tmp_path / "nav"
     MemoryVLAPolicy(MemoryVLAConfig(input_features={"observation.image": (3, SIZE, SIZE), "observation.state": (2,)},
@@ -189,10 +193,10 @@ def test_eval_rolls_out_episodes_and_writes_rows_and_videos(tmp_path, capsys):
     assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--loss-frames", "2", *TINY]) == 0
     out = tmp_path / "eval"
     assert vla(["vla-eval", "--policy", str(run), "--episodes", "1", "--videos", "1", "--threads", "1",
-                "--inference-noise", "0", "--out", str(out), "--no-progress"]) == 0
+                "--inference-noise", "0", "--n-action-steps", "1", "--out", str(out), "--no-progress"]) == 0
     result = json.loads((out / "results.json").read_text())
     assert result["complete"] and result["task"] == "RememberColor3" and result["episodes_done"] == 1
-    assert result["inference_noise"] == 0.0
+    assert result["inference_noise"] == 0.0 and result["n_action_steps"] == 1
     row = result["episodes"][0]
     assert row["seed"] == 4242424242 and row["length"] == 25 and isinstance(row["success"], bool)
     # the chosen cube apart from the touch's precision: distances from the tip, nearest <= target
@@ -236,6 +240,14 @@ def test_train_adds_the_film_head_and_the_chunk_prior_when_asked(tmp_path):
     assert policy.head.film.project.weight.abs().sum() > 0  # trained away from its zero start
     meta = json.loads((tmp_path / "film" / "mikasa.json").read_text())
     assert meta["head_film"] is True and meta["chunk_prior"] is True
+
+
+def test_train_adds_the_goal_loss_when_asked(tmp_path):
+    demos = _demos(tmp_path / "d")
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "goal"), "--goal-loss", "0.5", *TINY]) == 0
+    policy = MemoryVLAPolicy.from_pretrained(tmp_path / "goal")
+    assert policy.config.goal_loss_weight == 0.5 and policy.goal is not None
+    assert json.loads((tmp_path / "goal" / "mikasa.json").read_text())["goal_loss_weight"] == 0.5
 
 
 def _cue_demos(root, episodes: int = 18, length: int = 6):
