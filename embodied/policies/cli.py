@@ -73,6 +73,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--goal-loss", type=float, default=0.0,
                        help="weight of the auxiliary loss predicting each demonstration's last state from every "
                             "frame's fused tokens (0: off; see MemoryVLAConfig.goal_loss_weight)")
+    train.add_argument("--onset-weight", type=float, default=1.0,
+                       help="weight of the action-onset frames in the chunk prior's loss (1: off; needs --chunk-prior; "
+                            "see MemoryVLAConfig.onset_loss_weight)")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
     train.add_argument("--out", type=Path, required=True, help="output folder")
     train.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
@@ -134,7 +137,7 @@ def _vla_train(args: argparse.Namespace) -> int:
             "bank_heads": args.bank_heads, "camera": args.camera, "perceptual_pool": args.perceptual_pool,
             "perceptual_grid": args.perceptual_grid, "perceptual_subgrid": args.perceptual_subgrid,
             "head_film": args.head_film, "chunk_prior": args.chunk_prior,
-            "goal_loss_weight": args.goal_loss, "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
+            "goal_loss_weight": args.goal_loss, "onset_loss_weight": args.onset_weight, "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
             **ACTION_SPACE, "demos": str(args.demos), "demo_seeds": _demo_seeds(args.demos),
             "demonstrations": data.num_episodes}
     if args.resume:
@@ -146,6 +149,10 @@ def _vla_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--loss-frames must be >= 1, got {args.loss_frames}", "Pass --loss-frames 8 or leave it out")
     if not 0.0 <= args.inference_noise <= 1.0:
         raise ConfigError(f"--inference-noise must be in [0, 1], got {args.inference_noise}", "Pass 0 or 1")
+    if not args.onset_weight > 0.0:
+        raise ConfigError(f"--onset-weight must be > 0, got {args.onset_weight}", "Pass 1 (off) or e.g. 10")
+    if args.onset_weight != 1.0 and not args.chunk_prior:
+        raise ConfigError("--onset-weight weighs the chunk prior's loss", "Add --chunk-prior or drop --onset-weight")
     if not args.goal_loss >= 0.0:
         raise ConfigError(f"--goal-loss must be >= 0, got {args.goal_loss}", "Pass 0 (off) or e.g. 1.0")
     if args.augment_shift < 0 or args.state_noise < 0:
@@ -157,7 +164,8 @@ def _vla_train(args: argparse.Namespace) -> int:
                            bank_gradients=args.bank_gradients, augment_shift=args.augment_shift,
                            augment_state_noise=args.state_noise, perceptual_pool=args.perceptual_pool,
                            perceptual_grid=args.perceptual_grid, perceptual_subgrid=args.perceptual_subgrid,
-                           head_film=args.head_film, chunk_prior=args.chunk_prior, goal_loss_weight=args.goal_loss)
+                           head_film=args.head_film, chunk_prior=args.chunk_prior, goal_loss_weight=args.goal_loss,
+                           onset_loss_weight=args.onset_weight)
     started = time.perf_counter()
     losses = train_with_checkpoints(policy, data, args.out, args.steps, meta, batch_episodes=args.batch_episodes,
                                     seed=args.seed, checkpoint_every=args.checkpoint_every, resume=args.resume,

@@ -24,13 +24,13 @@ def time_features(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
-def masked_mean(error: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
+def masked_mean(error: torch.Tensor, pad: torch.Tensor | None, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean of a per-step loss ``error (B, K)`` over the steps ``pad`` (bool ``(B, K)``) does not mark
-    as past the episode's end (all steps when None)."""
-    if pad is None:
-        return error.mean()
-    keep = (~pad).float()
-    return (error * keep).sum() / keep.sum().clamp(min=1.0)
+    as past the episode's end (all steps when None); ``weight (B,)`` weighs each row (a weighted mean)."""
+    keep = torch.ones_like(error) if pad is None else (~pad).to(error.dtype)
+    if weight is not None:
+        keep = keep * weight.to(error.dtype)[:, None]
+    return (error * keep).sum() / keep.sum().clamp(min=1e-12 if weight is not None else 1.0)
 
 
 class HeadBlock(nn.Module):
@@ -102,9 +102,11 @@ class ChunkPrior(nn.Module):
         flat = torch.cat([condition, context.flatten(1)], dim=-1)
         return self.mlp(flat).view(-1, self.chunk_size, self.action_dim)
 
-    def loss(self, prior: torch.Tensor, actions: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
-        """Masked MSE of ``prior`` against ``actions (B, K, A)`` (``pad`` as in the flow loss)."""
-        return masked_mean((prior - actions).pow(2).mean(-1), pad)
+    def loss(self, prior: torch.Tensor, actions: torch.Tensor, pad: torch.Tensor | None = None,
+             weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Masked MSE of ``prior`` against ``actions (B, K, A)`` (``pad`` as in the flow loss; ``weight
+        (B,)`` weighs each chunk)."""
+        return masked_mean((prior - actions).pow(2).mean(-1), pad, weight)
 
 
 class FlowMatchingHead(nn.Module):

@@ -21,6 +21,7 @@ PERCEPTUAL_ENCODERS = ("cnn", "patch", "hf")
 PERCEPTUAL_POOLS = ("avg", "max")
 COGNITIVE_ENCODERS = ("task_state", "video_llm")
 ACTION_HEADS = ("flow", "discrete")
+ONSET_FRAMES = 2  # frames from the first non-zero action that onset_loss_weight weighs
 
 
 @strict_config
@@ -83,6 +84,14 @@ class MemoryVLAConfig:
             whichever cube was chosen); the goal names the decision on every frame after it is
             determined, so the tokens that carry it get a gradient from every frame. Training
             only (the MLP is not used to act); needs a state feature.
+        onset_loss_weight: weight of the action-onset frames in the chunk prior's loss (1: every
+            frame alike, the default and every policy saved before the setting existed). The onset
+            is the first :data:`ONSET_FRAMES` frames from the demonstration's first non-zero action.
+            Where a task's decision is made when the arm starts moving (MIKASA RememberColor: the
+            cubes appear and the arm leaves in the same frame), every later frame can be predicted
+            from the motion already under way (the state shows where the arm is heading), so the
+            loss is low for a policy that never reads its memory except on these one or two frames
+            of twenty-five. Needs ``chunk_prior``.
         num_inference_steps: Euler steps from noise to an action chunk.
         optimizer_lr, optimizer_weight_decay, optimizer_grad_clip_norm: AdamW preset.
         group_size: frames per training sequence (MemoryVLA's group sampler: the bank is cleared
@@ -139,6 +148,7 @@ class MemoryVLAConfig:
     head_film: bool = False
     chunk_prior: bool = False
     goal_loss_weight: float = 0.0
+    onset_loss_weight: float = 1.0
     num_inference_steps: int = 10
     optimizer_lr: float = 1e-3
     optimizer_weight_decay: float = 1e-4
@@ -190,6 +200,11 @@ class MemoryVLAConfig:
         if self.goal_loss_weight > 0 and not self.state_dim:
             raise ConfigError("goal_loss_weight > 0 predicts the last frame's state, but the policy has no state feature",
                               "Add 'observation.state' to input_features or pass goal_loss_weight=0")
+        if not self.onset_loss_weight > 0.0:  # also refuses NaN
+            raise ConfigError(f"onset_loss_weight must be > 0, got {self.onset_loss_weight}", "Pass 1 (off) or e.g. 10")
+        if self.onset_loss_weight != 1.0 and not self.chunk_prior:
+            raise ConfigError("onset_loss_weight weighs the chunk prior's loss, but chunk_prior is off",
+                              "Pass chunk_prior=True or onset_loss_weight=1")
         if not 1 <= self.n_action_steps <= self.chunk_size:
             raise ConfigError(f"need 1 <= n_action_steps <= chunk_size, got {self.n_action_steps} and {self.chunk_size}")
         if self.n_obs_steps != 1:

@@ -192,7 +192,14 @@ class MemoryVLAPolicy(nn.Module):
         else:
             # the prior is a small MLP: it learns from every valid frame, the flow head from the drawn ones
             prior = self.prior(condition[every], fused_p[every])
-            parts["prior_loss"] = self.prior.loss(prior, actions[every], pad[every])
+            weight = None
+            if self.config.onset_loss_weight != 1.0:
+                if "action_onset" not in batch:
+                    raise PolicyInputError("onset_loss_weight needs the batch's 'action_onset' (B, T)",
+                                           "Build the batch with episode_batch, which adds it")
+                onset = torch.as_tensor(np.asarray(batch["action_onset"]), dtype=torch.bool).flatten()[every]
+                weight = 1.0 + (self.config.onset_loss_weight - 1.0) * onset.float()
+            parts["prior_loss"] = self.prior.loss(prior, actions[every], pad[every], weight)
             drawn = keep[every]  # keep is a subset of the valid frames
             parts["flow_loss"] = self.head.loss((actions[every] - prior.detach())[drawn], condition[keep], fused_p[keep], pad[keep])
         if self.goal is not None:

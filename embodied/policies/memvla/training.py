@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from memstream.embodied.envs.types import EpisodeDataset
-from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
+from memstream.embodied.policies.memvla.configuration_memvla import ONSET_FRAMES, MemoryVLAConfig
 from memstream.embodied.policies.memvla.modeling_memvla import MemoryVLAPolicy
 from memstream.streaming.progress import progress as progress_bar
 
@@ -48,7 +48,8 @@ def episode_batch(data: EpisodeDataset, episodes: np.ndarray, chunk_size: int) -
         ``observation.image`` uint8 ``(B, T, H, W, 3)``, ``observation.state`` ``(B, T, S)``,
         ``action`` ``(B, T, K, A)``, ``action_is_pad`` ``(B, T, K)``, ``valid`` ``(B, T)``,
         ``frame_index`` ``(B, T)``, ``task`` (B strings), ``goal_state`` ``(B, S)`` (each episode's
-        last state: the target of the policy's optional goal loss).
+        last state: the target of the policy's optional goal loss), ``action_onset`` bool ``(B, T)``
+        (the first ``ONSET_FRAMES`` frames from the episode's first non-zero action).
     """
     lengths = data.lengths[episodes]
     steps = int(lengths.max())
@@ -59,6 +60,9 @@ def episode_batch(data: EpisodeDataset, episodes: np.ndarray, chunk_size: int) -
     ahead = t[None, :, None] + np.arange(chunk_size)[None, None]  # (B, T, K) step of each chunk entry
     pad = ahead >= lengths[:, None, None]
     action_rows = starts[:, None, None] + np.minimum(ahead, lengths[:, None, None] - 1)
+    acting = (np.abs(data.actions[rows]).sum(-1) > 0) & valid  # (B, T)
+    first = np.where(acting.any(1), acting.argmax(1), steps)  # no action at all: no onset
+    onset = (t[None] >= first[:, None]) & (t[None] < first[:, None] + ONSET_FRAMES) & valid
     return {
         "observation.image": torch.from_numpy(data.images[rows]),
         "observation.state": torch.from_numpy(data.states[rows]),
@@ -68,6 +72,7 @@ def episode_batch(data: EpisodeDataset, episodes: np.ndarray, chunk_size: int) -
         "frame_index": torch.from_numpy(np.where(valid, t[None], 0)),
         "task": [data.tasks[data.task_index[s]] for s in starts],
         "goal_state": torch.from_numpy(data.states[starts + lengths - 1]),
+        "action_onset": torch.from_numpy(onset),
     }
 
 

@@ -230,3 +230,65 @@ def test_the_goal_loss_needs_its_target_a_state_and_a_sane_weight(data):
             MemoryVLAConfig(goal_loss_weight=weight)
     with pytest.raises(ConfigError, match="no state feature"):
         MemoryVLAConfig(goal_loss_weight=1.0, input_features={"observation.image": (3, 32, 32)})
+
+
+# ---------------------------------------------------------------- onset weight (onset_loss_weight)
+
+def test_a_batch_marks_the_first_two_frames_from_each_episodes_first_action(data):
+    from memstream.embodied.policies.memvla.configuration_memvla import ONSET_FRAMES
+
+    batch = episode_batch(data, np.arange(4), 4)
+    for b in range(4):
+        low, high = data.episode_bounds[b], data.episode_bounds[b + 1]
+        acting = np.nonzero(np.abs(data.actions[low:high]).sum(1) > 0)[0]
+        expected = np.zeros(batch["valid"].shape[1], bool)
+        if len(acting):
+            expected[acting[0]: min(acting[0] + ONSET_FRAMES, high - low)] = True
+        assert np.array_equal(np.asarray(batch["action_onset"][b]), expected), b
+
+
+def test_a_weighted_masked_mean_weighs_rows_and_still_drops_padded_steps():
+    from memstream.embodied.policies.memvla.action_head import masked_mean
+
+    error = torch.tensor([[1.0, 2.0], [3.0, 100.0]])
+    pad = torch.tensor([[False, False], [False, True]])
+    assert float(masked_mean(error, pad)) == pytest.approx((1 + 2 + 3) / 3)
+    assert float(masked_mean(error, pad, torch.tensor([1.0, 4.0]))) == pytest.approx((1 + 2 + 4 * 3) / (2 + 4))
+    assert float(masked_mean(error, None, torch.tensor([0.0, 1.0]))) == pytest.approx((3 + 100) / 2)
+
+
+def test_the_onset_weight_multiplies_the_onset_frames_in_the_prior_loss(data):
+    torch.manual_seed(0)
+    base = MemoryVLAPolicy(config_for(data, **TINY, chunk_prior=True), dataset_stats(data)).train()
+    weighted = MemoryVLAPolicy(config_for(data, **TINY, chunk_prior=True, onset_loss_weight=5.0), dataset_stats(data)).train()
+    weighted.load_state_dict(base.state_dict())
+    batch = episode_batch(data, np.arange(3), 4)
+    seen = {}
+    loss_of = base.prior.loss
+
+    def spy(prior, actions, pad=None, weight=None):
+        seen["args"] = (prior.detach(), actions, pad)
+        return loss_of(prior, actions, pad, weight)
+
+    base.prior.loss = spy
+    torch.manual_seed(1)
+    base(batch)
+    prior, actions, pad = seen["args"]
+    onset = np.asarray(batch["action_onset"])[np.asarray(batch["valid"])]
+    assert onset.sum() > 0
+    torch.manual_seed(1)
+    _, info = weighted(batch)
+    per_chunk_sum = ((prior - actions).pow(2).mean(-1) * (~pad).float()).sum(1)
+    per_chunk_steps = (~pad).float().sum(1)
+    w = torch.where(torch.from_numpy(onset), 5.0, 1.0)
+    assert info["prior_loss"] == pytest.approx(float((w * per_chunk_sum).sum() / (w * per_chunk_steps).sum()), rel=1e-5)
+
+
+def test_the_onset_weight_needs_the_prior_and_a_positive_value(data):
+    from memstream.embodied.policies.memvla import MemoryVLAConfig
+
+    with pytest.raises(ConfigError, match="chunk_prior is off"):
+        MemoryVLAConfig(onset_loss_weight=10.0)
+    for weight in (0.0, float("nan")):
+        with pytest.raises(ConfigError, match="onset_loss_weight must be > 0"):
+            MemoryVLAConfig(onset_loss_weight=weight, chunk_prior=True)

@@ -146,6 +146,9 @@ def test_a_finished_run_resumed_with_more_steps_keeps_learning(tmp_path):
     (["--chunk-prior", "--resume"], "was trained with chunk_prior=False, this run asks for True"),
     (["--goal-loss", "1", "--resume"], "was trained with goal_loss_weight=0.0, this run asks for 1.0"),
     (["--goal-loss", "-1"], "--goal-loss must be >= 0"),
+    (["--onset-weight", "10"], "--onset-weight weighs the chunk prior's loss"),
+    (["--onset-weight", "0", "--chunk-prior"], "--onset-weight must be > 0"),
+    (["--onset-weight", "10", "--chunk-prior", "--resume"], "was trained with chunk_prior=False, this run asks for True"),
     (["--perceptual-pool", "max", "--perceptual-subgrid", "3"], "not a multiple of 12 patches per side"),
 ])
 def test_bad_training_settings_exit_2_with_one_line(tmp_path, capsys, extra, says):
@@ -242,12 +245,20 @@ def test_train_adds_the_film_head_and_the_chunk_prior_when_asked(tmp_path):
     assert meta["head_film"] is True and meta["chunk_prior"] is True
 
 
-def test_train_adds_the_goal_loss_when_asked(tmp_path):
+def test_train_adds_the_goal_loss_and_the_onset_weight_when_asked(tmp_path, capsys):
     demos = _demos(tmp_path / "d")
     assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "goal"), "--goal-loss", "0.5", *TINY]) == 0
     policy = MemoryVLAPolicy.from_pretrained(tmp_path / "goal")
     assert policy.config.goal_loss_weight == 0.5 and policy.goal is not None
     assert json.loads((tmp_path / "goal" / "mikasa.json").read_text())["goal_loss_weight"] == 0.5
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "onset"), "--chunk-prior", "--onset-weight", "10",
+                *TINY]) == 0
+    assert MemoryVLAPolicy.from_pretrained(tmp_path / "onset").config.onset_loss_weight == 10.0
+    capsys.readouterr()
+    # resuming it without the weight: refused before any step
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "onset"), "--chunk-prior", "--resume",
+                "--steps", "8", *TINY[2:]]) == 2
+    assert "was trained with onset_loss_weight=10.0, this run asks for 1.0" in capsys.readouterr().out
 
 
 def _cue_demos(root, episodes: int = 18, length: int = 6):
