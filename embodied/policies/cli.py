@@ -137,7 +137,8 @@ def _vla_train(args: argparse.Namespace) -> int:
             "bank_heads": args.bank_heads, "camera": args.camera, "perceptual_pool": args.perceptual_pool,
             "perceptual_grid": args.perceptual_grid, "perceptual_subgrid": args.perceptual_subgrid,
             "head_film": args.head_film, "chunk_prior": args.chunk_prior,
-            "goal_loss_weight": args.goal_loss, "onset_loss_weight": args.onset_weight, "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
+            "goal_loss_weight": args.goal_loss, "onset_loss_weight": args.onset_weight,
+            "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
             **ACTION_SPACE, "demos": str(args.demos), "demo_seeds": _demo_seeds(args.demos),
             "demonstrations": data.num_episodes}
     if args.resume:
