@@ -30,7 +30,7 @@ def masked_mean(error: torch.Tensor, pad: torch.Tensor | None, weight: torch.Ten
     keep = torch.ones_like(error) if pad is None else (~pad).to(error.dtype)
     if weight is not None:
         keep = keep * weight.to(error.dtype)[:, None]
-    return (error * keep).sum() / keep.sum().clamp(min=1e-12 if weight is not None else 1.0)
+    return (error * keep).sum() / keep.sum().clamp(min=1e-12)  # nothing kept: 0
 
 
 class HeadBlock(nn.Module):

@@ -1,7 +1,8 @@
 """The action head's options: FiLM conditioning of its perceptual context (``head_film``, zero-initialised,
 so a new head starts as the unmodulated one) and the regressed chunk prior whose residual the flow
-models (``chunk_prior``), and the training-only goal loss (``goal_loss_weight``: every frame predicts its
-demonstration's last state). All train, save and load; policies saved before them load without them."""
+models (``chunk_prior``), the training-only goal loss (``goal_loss_weight``: every frame predicts its
+demonstration's last state) and the onset weight of the prior's loss (``onset_loss_weight``). All train,
+save and load; policies saved before them load without them."""
 
 from __future__ import annotations
 
