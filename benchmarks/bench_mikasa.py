@@ -273,6 +273,7 @@ def gather_vla(runs: list[str], train_logs: list[str] | None = None) -> list[dic
                      "head_film": config.get("head_film", False), "chunk_prior": config.get("chunk_prior", False),
                      "goal_loss_weight": config.get("goal_loss_weight", 0.0),
                      "onset_loss_weight": config.get("onset_loss_weight", 1.0),
+                     "augment_hue": config.get("augment_hue", 0.0),
                      "final_loss": meta.get("final_loss"), "inference_noise": result.get("inference_noise"),
                      "n_action_steps": result.get("n_action_steps", config.get("n_action_steps")), **timing,
                      "policy_ms_per_step": round(1000 * sum(e["policy_s"] for e in episodes) / max(steps, 1), 2),
@@ -312,6 +313,7 @@ def offline_vla(runs: list[str], demos: str, held_out: tuple[int, int], noises: 
                              "chunk_prior": policy.config.chunk_prior, "head_film": policy.config.head_film,
                              "goal_loss_weight": policy.config.goal_loss_weight,
                              "onset_loss_weight": policy.config.onset_loss_weight,
+                             "augment_hue": policy.config.augment_hue,
                              "final_loss": trained.get("final_loss"), "inference_noise": noise,
                              "bank_wiped_at_first_move": wipe, "held_out": [first, last], **metrics,
                              "seconds": round(time.perf_counter() - started, 1)})

@@ -55,6 +55,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                             "read, e.g. the cue (default on; --no-bank-gradients stores them detached, as MemoryVLA)")
     train.add_argument("--augment-shift", type=int, default=4,
                        help="random shift of each training frame by up to N pixels (default 4; 0: off)")
+    train.add_argument("--augment-hue", type=float, default=0.0,
+                       help="turn the hue of each training episode's frames by one random fraction of a full circle "
+                            "in [-X, X] (0: off, the default; 0.5: any hue; see MemoryVLAConfig.augment_hue)")
     train.add_argument("--state-noise", type=float, default=0.1,
                        help="std of Gaussian noise on the normalised training states (default 0.1; 0: off)")
     train.add_argument("--inference-noise", type=float, default=1.0,
@@ -143,7 +146,7 @@ def _vla_train(args: argparse.Namespace) -> int:
             "perceptual_grid": args.perceptual_grid, "perceptual_subgrid": args.perceptual_subgrid,
             "head_film": args.head_film, "chunk_prior": args.chunk_prior,
             "goal_loss_weight": args.goal_loss, "onset_loss_weight": args.onset_weight,
-            "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
+            "augment_hue": args.augment_hue, "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
             **ACTION_SPACE, "demos": str(args.demos), "demo_seeds": _demo_seeds(args.demos),
             "demonstrations": data.num_episodes}
     if args.resume:
@@ -167,6 +170,9 @@ def _vla_train(args: argparse.Namespace) -> int:
     if args.augment_shift < 0 or args.state_noise < 0:
         raise ConfigError(f"--augment-shift and --state-noise must be >= 0, got {args.augment_shift} and {args.state_noise}",
                           "Pass --augment-shift 4 --state-noise 0.1, or 0 to switch one off")
+    if not 0.0 <= args.augment_hue <= 0.5:
+        raise ConfigError(f"--augment-hue must be in [0, 0.5] (a fraction of a full turn), got {args.augment_hue}",
+                          "Pass 0 (off) or e.g. 0.5 (any hue)")
     policy = mikasa_policy(data, args.variant, args.memory_length, seed=args.seed, camera=args.camera,
                            bank_heads=args.bank_heads,
                            loss_frames=args.loss_frames, inference_noise=args.inference_noise,
@@ -174,7 +180,7 @@ def _vla_train(args: argparse.Namespace) -> int:
                            augment_state_noise=args.state_noise, perceptual_pool=args.perceptual_pool,
                            perceptual_grid=args.perceptual_grid, perceptual_subgrid=args.perceptual_subgrid,
                            head_film=args.head_film, chunk_prior=args.chunk_prior, goal_loss_weight=args.goal_loss,
-                           onset_loss_weight=args.onset_weight, n_action_steps=args.n_action_steps)
+                           onset_loss_weight=args.onset_weight, augment_hue=args.augment_hue, n_action_steps=args.n_action_steps)
     started = time.perf_counter()
     losses = train_with_checkpoints(policy, data, args.out, args.steps, meta, batch_episodes=args.batch_episodes,
                                     seed=args.seed, checkpoint_every=args.checkpoint_every, resume=args.resume,

@@ -112,6 +112,12 @@ class MemoryVLAConfig:
             initialisation, 0.76 after 600 steps). Training only; inference is unchanged.
         augment_shift: training only: each frame is translated by a random whole number of pixels
             in [-augment_shift, augment_shift] per axis (edges replicated; DrQ's random shift).
+        augment_hue: training only: every frame of a training sequence has its hue turned by one
+            random fraction of a full circle in [-augment_hue, augment_hue] (0: off; at most 0.5,
+            any hue), saturation and value kept. One turn per sequence keeps what a memory task
+            asks: the cube that matched the cue's colour still matches it, while the colour itself
+            changes, so the policy learns to compare the remembered colour with the ones in view
+            instead of one rule per colour of its few hundred demonstrations.
         augment_state_noise: training only: Gaussian noise of this std added to the normalised
             state of each frame. Both break per-episode fingerprints: on MIKASA RememberColor3 a
             policy with NO memory trained without them picks the expert's cube at the first move
@@ -160,6 +166,7 @@ class MemoryVLAConfig:
     bank_gradients: bool = False
     augment_shift: int = 0
     augment_state_noise: float = 0.0
+    augment_hue: float = 0.0
     inference_noise: float = 1.0
 
     type: str = "memvla"  # LeRobot's registry name
@@ -222,6 +229,9 @@ class MemoryVLAConfig:
         if self.augment_shift < 0 or self.augment_state_noise < 0:
             raise ConfigError(f"augment_shift and augment_state_noise must be >= 0, got {self.augment_shift} "
                               f"and {self.augment_state_noise}")
+        if not 0.0 <= self.augment_hue <= 0.5:  # also refuses NaN
+            raise ConfigError(f"augment_hue must be in [0, 0.5] (a fraction of a full turn), got {self.augment_hue}",
+                              "Pass 0 (off) or e.g. 0.5 (any hue)")
         if not 0.0 <= self.inference_noise <= 1.0:
             raise ConfigError(f"inference_noise must be in [0, 1], got {self.inference_noise}")
         if self.group_size is not None and self.group_size < 1:

@@ -22,6 +22,7 @@ and ``frame_index`` (the bank's timestep). Training batches add a time axis (see
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,21 @@ def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
     rows = (torch.arange(height, device=images.device)[None] + dy)[:, :, None]  # (N, H, 1)
     cols = (torch.arange(width, device=images.device)[None] + dx)[:, None, :]  # (N, 1, W)
     return padded[torch.arange(n, device=images.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+
+
+def rotate_hue(images: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """``images (B, ..., 3, H, W)`` in [0, 1], each sample's RGB cube rotated about its grey axis by
+    ``turns (B,)`` of a full circle: a hue rotation that keeps greys and brightness, and maps red to
+    green to blue at each third of a turn (then the channels are permuted exactly). Pixels of equal
+    colour stay equal; colours rotated out of the cube are clipped to it. One 3x3 matrix per sample
+    (Rodrigues' formula), so it costs a small fraction of a training step."""
+    angle = 2 * math.pi * turns.to(images)
+    axis = images.new_full((3,), 1 / math.sqrt(3))
+    cross = images.new_tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]]) / math.sqrt(3)  # [axis]x
+    cos, sin = angle.cos()[:, None, None], angle.sin()[:, None, None]
+    rotation = cos * torch.eye(3).to(images) + sin * cross + (1 - cos) * torch.outer(axis, axis)  # (B, 3, 3)
+    flat = images.reshape(images.shape[0], -1, 3, *images.shape[-2:])
+    return torch.einsum("bij,btjhw->btihw", rotation, flat).clamp(0.0, 1.0).reshape(images.shape)
 
 
 class PolicyInputError(MemstreamError, ValueError):
@@ -168,6 +184,10 @@ class MemoryVLAPolicy(nn.Module):
         states = self._state(batch, time_axis=True)
         if self.training and self.config.augment_shift:
             images = random_shift(images.flatten(0, 1), self.config.augment_shift).unflatten(0, (batch_size, steps))
+        if self.training and self.config.augment_hue:
+            # one turn per sequence: the cue and the cube that matches it keep matching colours
+            turns = (2 * torch.rand(batch_size, device=images.device) - 1) * self.config.augment_hue
+            images = rotate_hue(images, turns)
         if self.training and self.config.augment_state_noise and states is not None:
             states = states + self.config.augment_state_noise * torch.randn_like(states)
         tasks = list(batch["task"])

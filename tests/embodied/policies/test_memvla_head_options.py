@@ -293,3 +293,71 @@ def test_the_onset_weight_needs_the_prior_and_a_positive_value(data):
     for weight in (0.0, float("nan")):
         with pytest.raises(ConfigError, match="onset_loss_weight must be > 0"):
             MemoryVLAConfig(onset_loss_weight=weight, chunk_prior=True)
+
+
+# ---------------------------------------------------------------- hue turn per sequence (augment_hue)
+
+def test_a_third_of_a_turn_permutes_the_channels_and_greys_stay():
+    from memstream.embodied.policies.memvla.modeling_memvla import rotate_hue
+
+    colours = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [0.5, 0.5, 0.5], [0.2, 0.4, 0.9]])
+    images = colours.T.reshape(1, 1, 3, 5, 1)  # (B, T, 3, H, W)
+    turned = rotate_hue(images, torch.tensor([1 / 3]))[0, 0, :, :, 0].T
+    assert torch.allclose(turned, colours[:, [2, 0, 1]], atol=1e-6)  # red -> green -> blue -> red
+    for turns in (0.0, 1.0, -1.0):
+        assert torch.allclose(rotate_hue(images, torch.tensor([turns])), images, atol=1e-6)
+    greys = torch.rand(2, 3, 1, 4, 4).expand(2, 3, 3, 4, 4)
+    assert torch.allclose(rotate_hue(greys, torch.tensor([0.17, -0.4])), greys, atol=1e-6)
+
+
+def test_each_sample_gets_its_own_turn_and_a_turn_back_undoes_it_inside_the_cube():
+    from memstream.embodied.policies.memvla.modeling_memvla import rotate_hue
+
+    images = 0.5 + 0.1 * (torch.rand(3, 4, 3, 6, 6) - 0.5)  # near grey: no turn leaves the cube
+    turns = torch.tensor([0.1, -0.25, 0.45])
+    turned = rotate_hue(images, turns)
+    assert torch.allclose(rotate_hue(turned, -turns), images, atol=1e-5)
+    for b in range(3):  # every frame of a sample turned by the sample's turn, and only by it
+        assert torch.allclose(turned[b], rotate_hue(images[b:b + 1], turns[b:b + 1])[0], atol=1e-6)
+    assert not torch.allclose(turned[0], turned[1])
+    assert torch.allclose(turned.mean(-3), images.mean(-3), atol=1e-5)  # a turn about the grey axis keeps brightness
+
+
+def test_training_turns_each_sequence_once_and_inference_never(data, monkeypatch):
+    from memstream.embodied.policies.memvla import modeling_memvla
+
+    policy = MemoryVLAPolicy(config_for(data, **TINY, augment_hue=0.5), dataset_stats(data)).train()
+    calls, seen = [], []
+    real = modeling_memvla.rotate_hue
+
+    def spy(images, turns):
+        calls.append((images.clone(), turns.clone()))
+        return real(images, turns)
+
+    monkeypatch.setattr(modeling_memvla, "rotate_hue", spy)
+    encode = policy.perceptual_encoder.forward
+    monkeypatch.setattr(policy.perceptual_encoder, "forward", lambda x: seen.append(x.clone()) or encode(x))
+    batch = episode_batch(data, np.arange(3), 4)
+    policy(batch)
+    (images, turns), = calls
+    assert turns.shape == (3,) and bool((turns.abs() <= 0.5).all()) and len(set(turns.tolist())) == 3
+    assert torch.allclose(seen[0], real(images, turns).flatten(0, 1))  # the encoder reads the turned frames
+    policy.eval()
+    policy.reset()
+    policy.select_action({policy.config.image_key: np.asarray(batch["observation.image"])[:, 0],
+                          "observation.state": np.asarray(batch["observation.state"])[:, 0], "task": list(batch["task"])})
+    assert len(calls) == 1  # no turn at inference
+
+
+def test_the_hue_turn_is_bounded_and_old_configs_load_without_it(data, tmp_path):
+    from memstream.embodied.policies.memvla import MemoryVLAConfig
+
+    for turns in (-0.1, 0.6, float("nan")):
+        with pytest.raises(ConfigError, match=r"augment_hue must be in \[0, 0.5\]"):
+            MemoryVLAConfig(augment_hue=turns)
+    policy = MemoryVLAPolicy(config_for(data, **TINY), dataset_stats(data))
+    policy.save_pretrained(tmp_path / "old")
+    saved = json.loads((tmp_path / "old" / "config.json").read_text())
+    saved.pop("augment_hue")
+    (tmp_path / "old" / "config.json").write_text(json.dumps(saved))
+    assert MemoryVLAPolicy.from_pretrained(tmp_path / "old").config.augment_hue == 0.0

@@ -148,6 +148,7 @@ def test_a_finished_run_resumed_with_more_steps_keeps_learning(tmp_path):
     (["--goal-loss", "-1"], "--goal-loss must be >= 0"),
     (["--onset-weight", "10"], "--onset-weight weighs the chunk prior's loss"),
     (["--n-action-steps", "9"], "--n-action-steps must be in 1..8 (the chunk size), got 9"),
+    (["--augment-hue", "0.7"], "--augment-hue must be in [0, 0.5] (a fraction of a full turn), got 0.7"),
     (["--onset-weight", "0", "--chunk-prior"], "--onset-weight must be > 0"),
     (["--onset-weight", "10", "--chunk-prior", "--resume"], "was trained with chunk_prior=False, this run asks for True"),
     (["--perceptual-pool", "max", "--perceptual-subgrid", "3"], "not a multiple of 12 patches per side"),
@@ -256,6 +257,10 @@ def test_train_adds_the_goal_loss_and_the_onset_weight_when_asked(tmp_path, caps
                 *TINY]) == 0
     onset = MemoryVLAPolicy.from_pretrained(tmp_path / "onset").config
     assert onset.onset_loss_weight == 10.0 and onset.n_action_steps == 1  # vla-train's default: replan every step
+    assert onset.augment_hue == 0.0
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "hue"), "--augment-hue", "0.5", *TINY]) == 0
+    assert MemoryVLAPolicy.from_pretrained(tmp_path / "hue").config.augment_hue == 0.5
+    assert json.loads((tmp_path / "hue" / "mikasa.json").read_text())["augment_hue"] == 0.5
     capsys.readouterr()
     # resuming it without the weight: refused before any step
     assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "onset"), "--chunk-prior", "--resume",
