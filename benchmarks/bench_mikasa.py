@@ -165,7 +165,11 @@ def demos(task: str, episodes: int) -> dict:
             "bytes_per_frame": round(size / max(frames, 1), 1), "expert_success": info["success_rate"]}
 
 
-def serve_latency(steps: int, threads: int) -> list[dict]:
+def serve_latency(steps: int, threads: int, run: str | None = None) -> list[dict]:
+    """Median policy step (observe + one chunk) in process at batch 1 and 8 (8 parallel envs) and over
+    the WebSocket server at batch 1. ``run``: a ``vla-train`` folder whose policy is measured; without
+    it, random weights in the settings the README's variant table trains with (max-pooled 4x4 tokens,
+    chunk prior, bank L = 16), which cost the same per step."""
     import numpy as np
     import torch
 
@@ -176,12 +180,24 @@ def serve_latency(steps: int, threads: int) -> list[dict]:
 
     torch.manual_seed(0)
     torch.set_num_threads(threads)  # 2 threads on a loaded 2-core machine spin-wait: steps 30-100x slower
-    image_key = "observation.images.base_camera"
-    config = MemoryVLAConfig(input_features={image_key: (3, 128, 128), "observation.state": (7,)},
-                             output_features={"action": (7,)}, chunk_size=8, n_action_steps=8,
-                             bank=MemoryBankConfig(capacity=16))
-    policy = MemoryVLAPolicy(config).eval()
+    if run is not None:
+        from memstream.embodied.policies.memvla.mikasa import load_mikasa_policy
+
+        policy, meta = load_mikasa_policy(run)
+        policy, variant = policy.eval(), meta["variant"]
+        image_key = policy.config.image_key
+    else:
+        image_key = "observation.images.base_camera"
+        config = MemoryVLAConfig(input_features={image_key: (3, 128, 128), "observation.state": (7,)},
+                                 output_features={"action": (7,)}, chunk_size=8, n_action_steps=1,
+                                 bank=MemoryBankConfig(capacity=16), perceptual_pool="max", perceptual_grid=4,
+                                 perceptual_subgrid=4, chunk_prior=True, inference_noise=0.0)
+        policy, variant = MemoryVLAPolicy(config).eval(), "bank"
     rng = np.random.default_rng(0)
+    settings = {"policy": run or "random weights", "variant": variant,
+                "memory_length": policy.config.bank.capacity if policy.config.memory == "bank" else None,
+                "perceptual_pool": policy.config.perceptual_pool, "chunk_prior": policy.config.chunk_prior,
+                "torch_threads": threads, "load_average_before": [round(x, 2) for x in os.getloadavg()]}
 
     def batch(size: int, t: int) -> dict:
         return {image_key: rng.integers(0, 256, (size, 128, 128, 3), dtype=np.uint8),
@@ -197,8 +213,9 @@ def serve_latency(steps: int, threads: int) -> list[dict]:
             times.append(time.perf_counter() - started)
         return round(1000 * sorted(times)[len(times) // 2], 2)
 
-    rows = [{"path": f"in process, batch {size}",
+    rows = [{"path": f"in process, batch {size}", **settings,
              "median_ms": median_ms(lambda t, size=size: policy.predict_action_chunk(batch(size, t)))} for size in (1, 8)]
+    rows[1]["median_ms_per_env"] = round(rows[1]["median_ms"] / 8, 2)
     server = PolicyServer(policy, "touch the cube", api_keys=["bench"])
     server.start()
     try:
@@ -209,7 +226,7 @@ def serve_latency(steps: int, threads: int) -> list[dict]:
                 one = batch(1, t)
                 client.infer({key: one[key][0] for key in (image_key, "observation.state")} | {"task": "touch the cube"})
 
-            rows.append({"path": "WebSocket round trip, batch 1", "median_ms": median_ms(remote)})
+            rows.append({"path": "WebSocket round trip, batch 1", **settings, "median_ms": median_ms(remote)})
     finally:
         server.stop()
     return rows
@@ -356,7 +373,9 @@ def main() -> None:
                         help="offline: flow sampler noise scales to score (the bank is also wiped at the first)")
     parser.add_argument("--held-out", nargs=2, type=int, default=(100, 112),
                         help="offline: episodes [first, last) of --demos, none of them trained on")
-    parser.add_argument("--runs", nargs="+", default=[], help="vla: vla-eval output folders; offline: vla-train folders")
+    parser.add_argument("--runs", nargs="+", default=[],
+                        help="vla: vla-eval output folders; offline: vla-train folders; serve: the vla-train folder to serve "
+                             "(default random weights)")
     parser.add_argument("--note", default=None, help="vla: how these runs were made (stored in their rows)")
     parser.add_argument("--train-logs", nargs="+", default=[],
                         help="vla: the vla-train logs of --runs, same order (training speed of runs whose mikasa.json lacks it)")
@@ -439,10 +458,13 @@ def main() -> None:
                       probe(r, "retrieved_perceptual"), probe(r, "fused_cognitive")]
                      for r in rows])
     elif args.what == "serve":
-        rows = serve_latency(args.steps, args.threads)
+        rows = serve_latency(args.steps, args.threads, args.runs[0] if args.runs else None)
         payload["serve"] = rows
-        print_table(f"Policy step (bank L=16, chunk 8, 128x128), median of {args.steps}, shared 2-core machine",
-                    ["path", "median ms"], [[r["path"], r["median_ms"]] for r in rows])
+        print_table(f"Policy step (observe + one chunk of 8, 128x128; {rows[0]['policy']}), median of {args.steps}, "
+                    f"load {rows[0]['load_average_before'][0]} on {os.cpu_count()} cores",
+                    ["path", "variant", "median ms", "ms per env"],
+                    [[r["path"], f"{r['variant']} L{r['memory_length']}" if r["memory_length"] else r["variant"], r["median_ms"],
+                      r.get("median_ms_per_env", r["median_ms"])] for r in rows])
     else:
         row = demos(args.task, args.episodes)
         payload.setdefault("demos", {})[args.task] = row
