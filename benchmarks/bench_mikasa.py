@@ -295,7 +295,7 @@ def gather_vla(runs: list[str], train_logs: list[str] | None = None) -> list[dic
                      "n_action_steps": result.get("n_action_steps", config.get("n_action_steps")), **timing,
                      "policy_ms_per_step": round(1000 * sum(e["policy_s"] for e in episodes) / max(steps, 1), 2),
                      "sim_ms_per_step": round(1000 * sum(e["sim_s"] for e in episodes) / max(steps, 1), 1),
-                     **_choice(episodes),
+                     **_choice(episodes), **_intercept(episodes),
                      "protocol_gap": f"{meta.get('demonstrations')} of 250 demonstrations, {result['episodes_done']} of "
                                      "100 evaluation episodes, a small policy trained from scratch on a CPU (MemoryVLA: "
                                      "a pretrained 7B backbone)"})
@@ -351,6 +351,23 @@ def _choice(episodes: list[dict]) -> dict:
             "tip_within_5cm_of_a_cube": sum(e["tip_to_nearest_m"] < 0.05 for e in rows) / len(rows),
             "median_tip_to_target_m": float(sorted(e["tip_to_target_m"] for e in rows)[len(rows) // 2]),
             **_offsets(rows)}
+
+
+def _intercept(episodes: list[dict]) -> dict:
+    """Intercept: how often the tip came within 5 cm of the ball, and how near the ball came to the goal
+    against where it started (medians; the expert catches it and pushes it through the goal)."""
+    rows = [e for e in episodes if "closest_tip_to_ball_m" in e]
+    if not rows:
+        return {}
+
+    def median(key: str) -> float:
+        return float(sorted(e[key] for e in rows)[len(rows) // 2])
+
+    return {"tip_within_5cm_of_the_ball": sum(e["closest_tip_to_ball_m"] < 0.05 for e in rows) / len(rows),
+            "median_closest_tip_to_ball_m": median("closest_tip_to_ball_m"),
+            "median_ball_to_goal_start_m": median("ball_to_goal_start_m"),
+            "median_closest_ball_to_goal_m": median("closest_ball_to_goal_m"),
+            "ball_within_5cm_of_the_goal": sum(e["closest_ball_to_goal_m"] < 0.05 for e in rows) / len(rows)}
 
 
 def _offsets(rows: list[dict]) -> dict:

@@ -267,6 +267,17 @@ class MikasaEnv:
         tcp = _np(base.agent.tcp.pose.p)[0]
         return np.array([tcp - _np(base.cubes[k].pose.p)[0] for k in sorted(base.cubes)], dtype=np.float32).reshape(-1, 3)
 
+    def ball_distances(self) -> np.ndarray:
+        """float32 (2,): metres from the tip to the ball's centre, and from the ball to the goal's centre
+        on the table plane (Intercept); (0,) for RememberColor. Evaluation reports only: they tell a
+        hand that never reached the ball from a push that went off line."""
+        if self.task.kind != "intercept":
+            return np.zeros(0, dtype=np.float32)
+        base = self.unwrapped
+        ball = _np(base.ball.pose.p)[0]
+        return np.array([np.linalg.norm(_np(base.agent.tcp.pose.p)[0] - ball),
+                         np.linalg.norm((ball - _np(base.goal_region.pose.p)[0])[:2])], dtype=np.float32)
+
     def expert_actions(self) -> np.ndarray:
         """float32 (1, 7): the scripted expert's action for the current state."""
         base = self.unwrapped

@@ -311,6 +311,8 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
     RememberColor rows add where the tip was before the last step: ``tip_to_target_m``,
     ``tip_to_nearest_m`` and ``nearest_is_target`` (the cube chosen, apart from the touch's precision),
     and ``tip_offset_m``, the tip minus the nearest cube's centre (x, y, z; which way a touch misses).
+    Intercept rows add ``closest_tip_to_ball_m`` and ``closest_ball_to_goal_m`` (over the episode,
+    the latter on the table plane; a ball rolls on through the goal) and ``ball_to_goal_start_m``.
     ``on_episode`` sees each row as it ends.
     """
     from memstream.embodied.envs.mikasa import make_mikasa_env
@@ -326,8 +328,10 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
             frames: list[np.ndarray] = []
             policy_s = sim_s = 0.0
             target = int(env.hidden_info[0, 0]) if env.hidden_info.shape[1] else -1
+            ball: list[np.ndarray] = []
             while True:
                 offsets = env.cube_offsets()  # before the step: the auto-reset would hide the last state
+                ball.append(env.ball_distances())
                 if index < videos:
                     frames.append(obs[f"observation.images.{camera}"][0])
                 started = time.perf_counter()
@@ -346,6 +350,11 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
                 row.update(tip_to_target_m=round(float(distances[target]), 4), tip_to_nearest_m=round(float(distances[nearest]), 4),
                            nearest_is_target=nearest == target,
                            tip_offset_m=[round(float(v), 4) for v in offsets[nearest]])
+            if len(ball[0]):
+                track = np.stack(ball)
+                row.update(closest_tip_to_ball_m=round(float(track[:, 0].min()), 4),
+                           closest_ball_to_goal_m=round(float(track[:, 1].min()), 4),
+                           ball_to_goal_start_m=round(float(track[0, 1]), 4))
             if index < videos and video_dir is not None:
                 row["video"] = _write_video(Path(video_dir) / f"episode_{index:03d}.mp4", frames)
             rows.append(row)

@@ -58,6 +58,26 @@ def test_intercept_expert_succeeds_on_the_seeds_the_blocking_expert_lost():
         assert result["success_rate"] == 1.0 and result["max_length"] == 60, f"seed {seed}"
 
 
+def test_ball_distances_follow_the_expert_to_the_ball_and_the_ball_to_the_goal(blind_env):
+    assert blind_env.ball_distances().shape == (0,)  # RememberColor has no ball
+    env = make_mikasa_env("InterceptMedium", seed=1, render=False)
+    try:
+        env.reset()
+        track = []
+        for _ in range(59):  # the 60th step ends the episode and the auto-reset moves the ball
+            track.append(env.ball_distances())
+            env.step(env.expert_actions())
+        base = env.unwrapped
+        ball, tcp, goal = (_np(x)[0] for x in (base.ball.pose.p, base.agent.tcp.pose.p, base.goal_region.pose.p))
+        np.testing.assert_allclose(env.ball_distances(), [np.linalg.norm(tcp - ball), np.linalg.norm((ball - goal)[:2])],
+                                   rtol=1e-5)
+    finally:
+        env.close()
+    track = np.stack(track)
+    assert track.shape == (59, 2) and track[:, 0].min() < 0.05  # the expert's hand meets the ball
+    assert track[:, 1].min() < 0.05 < 0.5 < track[0, 1]  # and pushes it through the goal (it rolls on past)
+
+
 def test_cue_phase_freezes_actions_and_bad_actions_are_refused(blind_env):
     obs = blind_env.reset()
     start = obs["observation.state"].copy()

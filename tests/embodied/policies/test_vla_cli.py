@@ -212,6 +212,21 @@ def test_eval_rolls_out_episodes_and_writes_rows_and_videos(tmp_path, capsys):
     assert result["chance_success_rate"] == pytest.approx(1 / 3)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("mani_skill") is None or importlib.util.find_spec("mikasa_robo_suite") is None,
+                    reason="needs ManiSkill3 and MIKASA-Robo (memstream[mikasa])")
+def test_intercept_rows_say_how_near_the_tip_came_to_the_ball_and_the_ball_to_the_goal(tmp_path):
+    from memstream.embodied.policies.memvla.mikasa import evaluate_mikasa, load_mikasa_policy
+
+    demos = _demos(tmp_path / "d", episodes=2)
+    run = tmp_path / "run"
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--loss-frames", "2", *TINY]) == 0
+    policy, meta = load_mikasa_policy(run)
+    row, = evaluate_mikasa(policy, {**meta, "task": "InterceptMedium"}, episodes=1, seed=4242424242)
+    assert row["length"] == 60 and "nearest_is_target" not in row
+    assert 0 <= row["closest_tip_to_ball_m"] < 2.0 and 0 < row["ball_to_goal_start_m"] < 2.0
+    assert 0 <= row["closest_ball_to_goal_m"] <= row["ball_to_goal_start_m"]
+
+
 def test_train_backpropagates_through_the_bank_unless_told_not_to(tmp_path):
     demos = _demos(tmp_path / "d")
     assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "on"), *TINY]) == 0
