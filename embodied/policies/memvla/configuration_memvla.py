@@ -114,7 +114,8 @@ class MemoryVLAConfig:
             in [-augment_shift, augment_shift] per axis (edges replicated; DrQ's random shift).
         augment_hue: training only: every frame of a training sequence has its hue turned by one
             random fraction of a full circle in [-augment_hue, augment_hue] (0: off; at most 0.5,
-            any hue), saturation and value kept. One turn per sequence keeps what a memory task
+            any hue): a rotation of RGB about its grey axis (``rotate_hue``), greys and brightness
+            kept, colours leaving the RGB cube clipped. One turn per sequence keeps what a memory task
             asks: the cube that matched the cue's colour still matches it, while the colour itself
             changes, so the policy learns to compare the remembered colour with the ones in view
             instead of one rule per colour of its few hundred demonstrations.

@@ -319,7 +319,6 @@ def test_each_sample_gets_its_own_turn_and_a_turn_back_undoes_it_inside_the_cube
     assert torch.allclose(rotate_hue(turned, -turns), images, atol=1e-5)
     for b in range(3):  # every frame of a sample turned by the sample's turn, and only by it
         assert torch.allclose(turned[b], rotate_hue(images[b:b + 1], turns[b:b + 1])[0], atol=1e-6)
-    assert not torch.allclose(turned[0], turned[1])
     assert torch.allclose(turned.mean(-3), images.mean(-3), atol=1e-5)  # a turn about the grey axis keeps brightness
 
 
