@@ -55,6 +55,10 @@ class MemoryVLAConfig:
             and their channel-wise maximum: a small salient object keeps its full strength; see
             :class:`~memstream.embodied.policies.memvla.encoders.PatchEncoder`).
         perceptual_subgrid: finer patches per token side with ``perceptual_pool="max"``.
+        perceptual_fine_position: with the ``"patch"`` encoder and ``perceptual_pool="max"``, a
+            learned embedding per fine patch before the nonlinearity, so a token keeps where in its
+            region a feature was (off by default and in every policy saved before the setting
+            existed; see :class:`~memstream.embodied.policies.memvla.encoders.PatchEncoder`).
         cognitive_encoder: ``"task_state"``: the instruction (hashed words), the pooled perceptual
             tokens and the state through an MLP; ``"video_llm"``: MemoryVLA's, the last hidden
             state of the Video-LLM ``language_model`` at the end of its prompt, projected.
@@ -145,6 +149,7 @@ class MemoryVLAConfig:
     perceptual_grid: int = 4
     perceptual_pool: str = "avg"
     perceptual_subgrid: int = 4
+    perceptual_fine_position: bool = False
     cognitive_encoder: str = "task_state"
     language_model: str | None = None
     cognitive_dim: int = 128
@@ -191,6 +196,9 @@ class MemoryVLAConfig:
         if self.perceptual_pool == "max" and self.perceptual_encoder == "hf":
             raise ConfigError("perceptual_pool='max' applies to the 'patch' and 'cnn' encoders, not 'hf'",
                               "Use perceptual_pool='avg' with a pretrained backbone")
+        if self.perceptual_fine_position and (self.perceptual_encoder != "patch" or self.perceptual_pool != "max"):
+            raise ConfigError("perceptual_fine_position applies to the 'patch' encoder with perceptual_pool='max'",
+                              "Set perceptual_encoder='patch' and perceptual_pool='max', or drop perceptual_fine_position")
         if self.cognitive_encoder not in COGNITIVE_ENCODERS:
             raise ConfigError(f"cognitive_encoder must be one of {COGNITIVE_ENCODERS}, got {self.cognitive_encoder!r}")
         if self.cognitive_encoder == "video_llm" and not self.language_model:

@@ -103,7 +103,8 @@ class MemoryVLAPolicy(nn.Module):
                                                      config.freeze_vision)
             elif config.perceptual_encoder == "patch":
                 perceptual_encoder = PatchEncoder(config.input_features[config.image_key][-1], config.perceptual_dim,
-                                                  config.perceptual_grid, config.perceptual_pool, config.perceptual_subgrid)
+                                                  config.perceptual_grid, config.perceptual_pool, config.perceptual_subgrid,
+                                                  config.perceptual_fine_position)
             else:
                 perceptual_encoder = SmallCNNEncoder(config.input_features[config.image_key][-1], config.perceptual_dim,
                                                      config.perceptual_grid, config.perceptual_pool, config.perceptual_subgrid)

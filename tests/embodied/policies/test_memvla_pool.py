@@ -114,3 +114,71 @@ def test_bad_pooling_settings_are_refused(data):
         MemoryVLAConfig(perceptual_encoder="hf", vision_model="x", perceptual_pool="max")
     with pytest.raises(MemstreamError, match="not a multiple of 12 patches per side"):
         PatchEncoder(32, dim=8, grid=4, pool="max", subgrid=3)
+
+
+def _two_cubes(blue_left: bool) -> torch.Tensor:
+    """A grey image with a blue and a red 3 x 3 px square in two fine patches of token (2, 2)."""
+    image = torch.full((1, 3, 128, 128), 0.5)
+    blue, red = torch.tensor([0.0, 0.0, 1.0])[:, None, None], torch.tensor([1.0, 0.0, 0.0])[:, None, None]
+    image[0, :, 66:69, 66:69], image[0, :, 66:69, 90:93] = (blue, red) if blue_left else (red, blue)
+    return image
+
+
+def test_the_fine_position_embedding_keeps_where_in_its_token_each_colour_was():
+    torch.manual_seed(0)
+    plain = PatchEncoder(128, dim=8, grid=4, pool="max", subgrid=4)
+    torch.manual_seed(0)
+    placed = PatchEncoder(128, dim=8, grid=4, pool="max", subgrid=4, fine_position=True)
+    assert placed.fine_position.shape == (1, 16, 16, 16) and placed.fine_position.abs().sum() == 0
+    # zero at initialisation and drawn from no RNG: the same seed gives the same encoder as without it
+    for key, value in plain.state_dict().items():
+        assert torch.equal(value, placed.state_dict()[key]), key
+    image = torch.rand(2, 3, 128, 128)
+    torch.testing.assert_close(placed(image), plain(image))
+    # the maximum alone: blue-left-of-red and red-left-of-blue in one token are the same token
+    torch.testing.assert_close(plain(_two_cubes(True)), plain(_two_cubes(False)))
+    # with a (here random, in training learned) embedding per fine patch the two layouts differ,
+    # in that token only
+    torch.manual_seed(1)
+    with torch.no_grad():
+        placed.fine_position.normal_(std=0.1)  # small beside the colours', as the maximum needs
+    left, right = placed(_two_cubes(True)), placed(_two_cubes(False))
+    gap = (left - right).abs().amax(-1)[0]
+    assert gap[2 * 4 + 2] > 1e-2 and gap.sum() == gap[2 * 4 + 2]
+
+
+def test_a_fine_position_policy_learns_the_embedding_saves_and_loads(data, tmp_path):
+    torch.manual_seed(0)
+    policy = MemoryVLAPolicy(config_for(data, **TINY, perceptual_pool="max", perceptual_subgrid=2,
+                                        perceptual_fine_position=True), dataset_stats(data))
+    policy.train()
+    loss, _ = policy(episode_batch(data, np.arange(2), 4))
+    loss.backward()
+    assert policy.perceptual_encoder.fine_position.grad.abs().sum() > 0
+    policy.save_pretrained(tmp_path / "p")
+    loaded = MemoryVLAPolicy.from_pretrained(tmp_path / "p")
+    assert loaded.config.perceptual_fine_position
+    torch.testing.assert_close(loaded.perceptual_encoder.fine_position, policy.perceptual_encoder.fine_position)
+    # a max-pooled policy saved before the setting existed loads without it
+    plain = MemoryVLAPolicy(config_for(data, **TINY, perceptual_pool="max", perceptual_subgrid=2), dataset_stats(data))
+    plain.save_pretrained(tmp_path / "old")
+    saved = json.loads((tmp_path / "old" / "config.json").read_text())
+    del saved["perceptual_fine_position"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(saved))
+    old = MemoryVLAPolicy.from_pretrained(tmp_path / "old")
+    assert old.config.perceptual_fine_position is False and old.perceptual_encoder.fine_position is None
+    # the fine policy's weights under a config without the setting: one clear error
+    saved = json.loads((tmp_path / "p" / "config.json").read_text())
+    saved["perceptual_fine_position"] = False
+    (tmp_path / "p" / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(MemstreamError, match="do not match its config"):
+        MemoryVLAPolicy.from_pretrained(tmp_path / "p")
+
+
+def test_a_fine_position_needs_the_max_pooled_patch_encoder(data):
+    with pytest.raises(ConfigError, match="perceptual_fine_position applies to the 'patch' encoder"):
+        config_for(data, perceptual_fine_position=True)
+    with pytest.raises(ConfigError, match="perceptual_fine_position applies to the 'patch' encoder"):
+        config_for(data, perceptual_encoder="cnn", perceptual_pool="max", perceptual_fine_position=True)
+    with pytest.raises(MemstreamError, match="a fine position embedding needs pool='max'"):
+        PatchEncoder(32, dim=8, grid=4, fine_position=True)

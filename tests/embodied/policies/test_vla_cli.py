@@ -152,6 +152,7 @@ def test_a_finished_run_resumed_with_more_steps_keeps_learning(tmp_path):
     (["--onset-weight", "0", "--chunk-prior"], "--onset-weight must be > 0"),
     (["--onset-weight", "10", "--chunk-prior", "--resume"], "was trained with chunk_prior=False, this run asks for True"),
     (["--perceptual-pool", "max", "--perceptual-subgrid", "3"], "not a multiple of 12 patches per side"),
+    (["--fine-position"], "--fine-position needs --perceptual-pool max"),
 ])
 def test_bad_training_settings_exit_2_with_one_line(tmp_path, capsys, extra, says):
     demos = _demos(tmp_path / "d", episodes=2)
@@ -240,7 +241,7 @@ def test_train_backpropagates_through_the_bank_unless_told_not_to(tmp_path):
     assert encoder and any(not torch.equal(one[k], two[k]) for k in encoder)  # the encoder learned differently
 
 
-def test_train_max_pools_the_perceptual_tokens_when_asked(tmp_path):
+def test_train_max_pools_the_perceptual_tokens_when_asked(tmp_path, capsys):
     demos = _demos(tmp_path / "d")
     run = tmp_path / "max"
     assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--perceptual-pool", "max",
@@ -250,6 +251,17 @@ def test_train_max_pools_the_perceptual_tokens_when_asked(tmp_path):
     assert policy.perceptual_encoder.embed.kernel_size == (4, 4)  # 32 px / (4 tokens x 2 fine patches)
     meta = json.loads((run / "mikasa.json").read_text())
     assert (meta["perceptual_pool"], meta["perceptual_subgrid"]) == ("max", 2)
+    assert policy.perceptual_encoder.fine_position is None and meta["perceptual_fine_position"] is False
+    fine = tmp_path / "fine"
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(fine), "--perceptual-pool", "max",
+                "--perceptual-subgrid", "2", "--fine-position", *TINY]) == 0
+    policy = MemoryVLAPolicy.from_pretrained(fine)
+    assert policy.config.perceptual_fine_position and json.loads((fine / "mikasa.json").read_text())["perceptual_fine_position"]
+    assert policy.perceptual_encoder.fine_position.abs().sum() > 0  # trained away from its zero start
+    steps = [*TINY, "--perceptual-pool", "max", "--perceptual-subgrid", "2", "--resume"]
+    capsys.readouterr()
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), *steps, "--fine-position"]) == 2
+    assert "was trained with perceptual_fine_position=False, this run asks for True" in capsys.readouterr().out
 
 
 def test_train_adds_the_film_head_and_the_chunk_prior_when_asked(tmp_path):
