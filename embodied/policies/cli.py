@@ -72,6 +72,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--fine-position", action="store_true",
                        help="with --perceptual-pool max: a learned embedding per fine patch, so a token keeps where "
                             "in its region a feature was (two cubes sharing a token stay apart)")
+    train.add_argument("--prior-readout", type=int, default=0, metavar="H",
+                       help="with --chunk-prior: H heads of attention pooling over the image tokens, scored by one MLP "
+                            "shared by every token (where the remembered colour matches), read by the prior in place of "
+                            "the flattened tokens (0: off)")
     train.add_argument("--head-film", action="store_true",
                        help="the fused cognitive token and the state modulate the head's perceptual tokens (FiLM)")
     train.add_argument("--chunk-prior", action="store_true",
@@ -147,7 +151,7 @@ def _vla_train(args: argparse.Namespace) -> int:
     meta = {"task": data.task_name, "variant": args.variant, "memory_length": args.memory_length,
             "bank_heads": args.bank_heads, "camera": args.camera, "perceptual_pool": args.perceptual_pool,
             "perceptual_grid": args.perceptual_grid, "perceptual_subgrid": args.perceptual_subgrid,
-            "perceptual_fine_position": args.fine_position, "head_film": args.head_film, "chunk_prior": args.chunk_prior,
+            "perceptual_fine_position": args.fine_position, "prior_readout_heads": args.prior_readout, "head_film": args.head_film, "chunk_prior": args.chunk_prior,
             "goal_loss_weight": args.goal_loss, "onset_loss_weight": args.onset_weight,
             "augment_hue": args.augment_hue, "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
             **ACTION_SPACE, "demos": str(args.demos), "demo_seeds": _demo_seeds(args.demos),
@@ -173,6 +177,10 @@ def _vla_train(args: argparse.Namespace) -> int:
     if args.augment_shift < 0 or args.state_noise < 0:
         raise ConfigError(f"--augment-shift and --state-noise must be >= 0, got {args.augment_shift} and {args.state_noise}",
                           "Pass --augment-shift 4 --state-noise 0.1, or 0 to switch one off")
+    if args.prior_readout < 0:
+        raise ConfigError(f"--prior-readout must be >= 0, got {args.prior_readout}", "Pass 0 (off) or e.g. 4")
+    if args.prior_readout and not args.chunk_prior:
+        raise ConfigError("--prior-readout is a part of the chunk prior", "Add --chunk-prior or drop --prior-readout")
     if args.fine_position and args.perceptual_pool != "max":
         raise ConfigError("--fine-position needs --perceptual-pool max", "Add --perceptual-pool max or drop --fine-position")
     if not 0.0 <= args.augment_hue <= 0.5:
@@ -184,7 +192,8 @@ def _vla_train(args: argparse.Namespace) -> int:
                            bank_gradients=args.bank_gradients, augment_shift=args.augment_shift,
                            augment_state_noise=args.state_noise, perceptual_pool=args.perceptual_pool,
                            perceptual_grid=args.perceptual_grid, perceptual_subgrid=args.perceptual_subgrid,
-                           perceptual_fine_position=args.fine_position, head_film=args.head_film, chunk_prior=args.chunk_prior, goal_loss_weight=args.goal_loss,
+                           perceptual_fine_position=args.fine_position,
+                           prior_readout_heads=args.prior_readout, head_film=args.head_film, chunk_prior=args.chunk_prior, goal_loss_weight=args.goal_loss,
                            onset_loss_weight=args.onset_weight, augment_hue=args.augment_hue, n_action_steps=args.n_action_steps)
     started = time.perf_counter()
     losses = train_with_checkpoints(policy, data, args.out, args.steps, meta, batch_episodes=args.batch_episodes,

@@ -79,6 +79,11 @@ class MemoryVLAConfig:
             flattened fused perceptual tokens (MSE) and the flow head models the residual from it
             (see :class:`~memstream.embodied.policies.memvla.action_head.ChunkPrior`). Flow head
             only; off by default and in every policy saved before the setting existed.
+        prior_readout_heads: heads of the chunk prior's spatial readout (0: off, the default and
+            every policy saved before the setting existed; needs ``chunk_prior``): the prior reads
+            the fused perceptual tokens through attention pooling by a scorer shared by every token
+            (the pooled values and grid coordinates) instead of flattened (see
+            :class:`~memstream.embodied.policies.memvla.action_head.SpatialReadout`).
         goal_loss_weight: weight of an auxiliary loss (0: off, the default and every policy saved
             before the setting existed): a small MLP over the condition and the flattened fused
             perceptual tokens predicts, at every valid frame, the normalised state of its
@@ -161,6 +166,7 @@ class MemoryVLAConfig:
     head_heads: int = 4
     head_film: bool = False
     chunk_prior: bool = False
+    prior_readout_heads: int = 0
     goal_loss_weight: float = 0.0
     onset_loss_weight: float = 1.0
     num_inference_steps: int = 10
@@ -218,6 +224,12 @@ class MemoryVLAConfig:
         if self.goal_loss_weight > 0 and not self.state_dim:
             raise ConfigError("goal_loss_weight > 0 predicts the last frame's state, but the policy has no state feature",
                               "Add 'observation.state' to input_features or pass goal_loss_weight=0")
+        if isinstance(self.prior_readout_heads, bool) or not isinstance(self.prior_readout_heads, int) \
+                or self.prior_readout_heads < 0:
+            raise ConfigError(f"prior_readout_heads must be an int >= 0, got {self.prior_readout_heads!r}", "Pass 0 (off) or e.g. 4")
+        if self.prior_readout_heads and not self.chunk_prior:
+            raise ConfigError("prior_readout_heads is a part of the chunk prior, but chunk_prior is off",
+                              "Pass chunk_prior=True or prior_readout_heads=0")
         if not self.onset_loss_weight > 0.0:  # also refuses NaN
             raise ConfigError(f"onset_loss_weight must be > 0, got {self.onset_loss_weight}", "Pass 1 (off) or e.g. 10")
         if self.onset_loss_weight != 1.0 and not self.chunk_prior:

@@ -238,12 +238,12 @@ def _restore(policy: MemoryVLAPolicy, optimizer: Any, schedule: Any, rng: np.ran
     saved = json.loads((folder / META_NAME).read_text())
     # checkpoints written before these settings existed had their defaults
     before = {"bank_heads": 1, "perceptual_pool": "avg", "perceptual_grid": 4, "perceptual_subgrid": 4,
-              "perceptual_fine_position": False, "head_film": False,
+              "perceptual_fine_position": False, "prior_readout_heads": 0, "head_film": False,
               "chunk_prior": False, "goal_loss_weight": 0.0, "onset_loss_weight": 1.0}
     for key, value in before.items():
         saved.setdefault(key, value)
     for key in ("task", "variant", "memory_length", "bank_heads", "perceptual_pool", "perceptual_grid",
-                "perceptual_subgrid", "perceptual_fine_position", "head_film", "chunk_prior", "goal_loss_weight", "onset_loss_weight", "camera",
+                "perceptual_subgrid", "perceptual_fine_position", "prior_readout_heads", "head_film", "chunk_prior", "goal_loss_weight", "onset_loss_weight", "camera",
                 "image_size", "control_mode", "action_dim"):
         wanted = meta.get(key, before.get(key))
         if saved.get(key) != wanted:

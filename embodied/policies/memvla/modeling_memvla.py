@@ -120,7 +120,7 @@ class MemoryVLAPolicy(nn.Module):
                          config.chunk_size, cp, dc, config.state_dim, config.hidden_dim, config.head_layers, config.head_heads,
                          film=config.head_film)
         self.prior = ChunkPrior(dc + config.state_dim, cp, self.perceptual_encoder.num_tokens, config.chunk_size,
-                                config.action_dim, 2 * config.hidden_dim) if config.chunk_prior else None
+                                config.action_dim, 2 * config.hidden_dim, config.prior_readout_heads) if config.chunk_prior else None
         # the goal predictor is the prior's MLP with one "step" of state_dim outputs
         self.goal = ChunkPrior(dc + config.state_dim, cp, self.perceptual_encoder.num_tokens, 1, config.state_dim,
                                2 * config.hidden_dim) if config.goal_loss_weight > 0 else None

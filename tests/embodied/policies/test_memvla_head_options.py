@@ -360,3 +360,100 @@ def test_the_hue_turn_is_bounded_and_old_configs_load_without_it(data, tmp_path)
     saved.pop("augment_hue")
     (tmp_path / "old" / "config.json").write_text(json.dumps(saved))
     assert MemoryVLAPolicy.from_pretrained(tmp_path / "old").config.augment_hue == 0.0
+
+
+# ---------------------------------------------------------------- the prior's spatial readout (prior_readout_heads)
+
+def _marked_tokens(places: list[int], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """16 tokens of 4 channels on a 4 x 4 grid, noise except one marked token (channel 0 = 3) per
+    sample, and the marked token's grid coordinates (x, y in [-1, 1]) as the chunk to regress."""
+    context = 0.1 * torch.randn(len(places), 16, 4, generator=generator)
+    context[torch.arange(len(places)), torch.tensor(places), 0] = 3.0
+    side = torch.linspace(-1.0, 1.0, 4)
+    target = torch.stack([side[torch.tensor(places) % 4], side[torch.tensor(places) // 4]], dim=-1)
+    return context, target[:, None, :]
+
+
+def _fit(prior: ChunkPrior, context: torch.Tensor, target: torch.Tensor, steps: int = 300) -> None:
+    optimizer = torch.optim.Adam(prior.parameters(), 1e-2)
+    condition = torch.zeros(len(context), 1)
+    for _ in range(steps):
+        loss = prior.loss(prior(condition, context), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def test_the_readout_finds_a_marked_token_at_places_it_never_saw_and_the_flat_prior_does_not():
+    generator = torch.Generator().manual_seed(0)
+    seen = [p for p in range(16) if p not in (5, 10)] * 8
+    context, target = _marked_tokens(seen, generator)
+    test_context, test_target = _marked_tokens([5, 10] * 8, generator)
+    errors = {}
+    for heads in (0, 2):
+        torch.manual_seed(0)
+        prior = ChunkPrior(condition_dim=1, perceptual_dim=4, num_tokens=16, chunk_size=1, action_dim=2, hidden=32,
+                           readout_heads=heads)
+        _fit(prior, context, target)
+        with torch.no_grad():
+            assert float(prior.loss(prior(torch.zeros(len(context), 1), context), target)) < 0.01  # both fit what they saw
+            errors[heads] = float(prior.loss(prior(torch.zeros(len(test_context), 1), test_context), test_target))
+    # the shared scorer learned "the marked token" once and the pooled coordinates say where it is;
+    # the flattened MLP has no weights trained for the two unseen places (the targets' variance is ~0.3)
+    assert errors[2] < 0.01 < 0.1 < errors[0]
+
+
+def test_the_readout_pools_by_a_softmax_over_the_tokens_and_replaces_the_flattened_input(data):
+    kw = dict(**TINY, chunk_prior=True)
+    torch.manual_seed(0)
+    plain = MemoryVLAPolicy(config_for(data, **kw), dataset_stats(data))
+    torch.manual_seed(0)
+    readout = MemoryVLAPolicy(config_for(data, **kw, prior_readout_heads=3), dataset_stats(data))
+    own = plain.state_dict()
+    # everything built before the prior has the same initial weights
+    for key, value in own.items():
+        if not key.startswith(("prior.", "goal.")):
+            assert torch.equal(value, readout.state_dict()[key]), key
+    condition_dim = plain.prior.mlp[0].in_features - 4 * 16  # 4 tokens of 16 channels, flattened
+    assert readout.prior.mlp[0].in_features == condition_dim + 3 * (16 + 2)
+    module = readout.prior.readout
+    context = torch.randn(5, 4, 16)
+    weights = module.weights(context)
+    assert weights.shape == (5, 4, 3)
+    torch.testing.assert_close(weights.sum(1), torch.ones(5, 3))
+    features = module(context).view(5, 3, 18)
+    torch.testing.assert_close(features[..., :16], torch.einsum("bnh,bnd->bhd", weights, module.value(context)))
+    torch.testing.assert_close(features[..., 16:], torch.einsum("bnh,nc->bhc", weights, module.coords))
+    assert module.coords.tolist() == [[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]]  # (x, y), row by row
+    # moving the tokens moves the pooled place with them, and nothing else
+    swapped = context[:, [3, 2, 1, 0]]
+    moved = module(swapped).view(5, 3, 18)
+    torch.testing.assert_close(moved[..., :16], features[..., :16])
+    torch.testing.assert_close(moved[..., 16:], -features[..., 16:])
+    readout.train()
+    loss, _ = readout(episode_batch(data, np.arange(2), 4))
+    loss.backward()
+    assert module.score[0].weight.grad.abs().sum() > 0 and module.value.weight.grad.abs().sum() > 0
+
+
+def test_a_readout_policy_saves_and_loads_and_an_old_config_has_none(data, tmp_path):
+    torch.manual_seed(0)
+    policy = MemoryVLAPolicy(config_for(data, **TINY, chunk_prior=True, prior_readout_heads=2), dataset_stats(data))
+    policy.save_pretrained(tmp_path / "p")
+    loaded = MemoryVLAPolicy.from_pretrained(tmp_path / "p")
+    assert loaded.config.prior_readout_heads == 2
+    for key, value in policy.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    saved = json.loads((tmp_path / "p" / "config.json").read_text())
+    del saved["prior_readout_heads"]  # a config.json from before the setting
+    (tmp_path / "p" / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(MemstreamError, match="do not match its config"):  # these weights have a readout
+        MemoryVLAPolicy.from_pretrained(tmp_path / "p")
+
+
+def test_the_readout_needs_the_prior_and_a_head_count(data):
+    with pytest.raises(ConfigError, match="prior_readout_heads is a part of the chunk prior"):
+        config_for(data, prior_readout_heads=2)
+    for bad in (-1, True, 1.5):
+        with pytest.raises(ConfigError, match="prior_readout_heads must be an int >= 0"):
+            config_for(data, chunk_prior=True, prior_readout_heads=bad)

@@ -153,6 +153,9 @@ def test_a_finished_run_resumed_with_more_steps_keeps_learning(tmp_path):
     (["--onset-weight", "10", "--chunk-prior", "--resume"], "was trained with chunk_prior=False, this run asks for True"),
     (["--perceptual-pool", "max", "--perceptual-subgrid", "3"], "not a multiple of 12 patches per side"),
     (["--fine-position"], "--fine-position needs --perceptual-pool max"),
+    (["--prior-readout", "2"], "--prior-readout is a part of the chunk prior"),
+    (["--prior-readout", "-1", "--chunk-prior"], "--prior-readout must be >= 0"),
+    (["--prior-readout", "2", "--chunk-prior", "--resume"], "was trained with prior_readout_heads=0, this run asks for 2"),
 ])
 def test_bad_training_settings_exit_2_with_one_line(tmp_path, capsys, extra, says):
     demos = _demos(tmp_path / "d", episodes=2)
@@ -272,6 +275,15 @@ def test_train_adds_the_film_head_and_the_chunk_prior_when_asked(tmp_path):
     assert policy.head.film.project.weight.abs().sum() > 0  # trained away from its zero start
     meta = json.loads((tmp_path / "film" / "mikasa.json").read_text())
     assert meta["head_film"] is True and meta["chunk_prior"] is True
+    assert meta["prior_readout_heads"] == 0 and policy.prior.readout is None
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "ro"), "--chunk-prior", "--prior-readout", "3",
+                *TINY]) == 0
+    policy = MemoryVLAPolicy.from_pretrained(tmp_path / "ro")
+    assert policy.config.prior_readout_heads == 3 and policy.prior.readout.heads == 3
+    assert json.loads((tmp_path / "ro" / "mikasa.json").read_text())["prior_readout_heads"] == 3
+    # resuming with another head count is refused
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "ro"), "--chunk-prior", "--prior-readout", "2",
+                "--resume", *TINY]) == 2
 
 
 def test_train_adds_the_goal_loss_and_the_onset_weight_when_asked(tmp_path, capsys):
