@@ -151,7 +151,8 @@ def _vla_train(args: argparse.Namespace) -> int:
     meta = {"task": data.task_name, "variant": args.variant, "memory_length": args.memory_length,
             "bank_heads": args.bank_heads, "camera": args.camera, "perceptual_pool": args.perceptual_pool,
             "perceptual_grid": args.perceptual_grid, "perceptual_subgrid": args.perceptual_subgrid,
-            "perceptual_fine_position": args.fine_position, "prior_readout_heads": args.prior_readout, "head_film": args.head_film, "chunk_prior": args.chunk_prior,
+            "perceptual_fine_position": args.fine_position, "prior_readout_heads": args.prior_readout,
+            "head_film": args.head_film, "chunk_prior": args.chunk_prior,
             "goal_loss_weight": args.goal_loss, "onset_loss_weight": args.onset_weight,
             "augment_hue": args.augment_hue, "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
             **ACTION_SPACE, "demos": str(args.demos), "demo_seeds": _demo_seeds(args.demos),
@@ -193,7 +194,8 @@ def _vla_train(args: argparse.Namespace) -> int:
                            augment_state_noise=args.state_noise, perceptual_pool=args.perceptual_pool,
                            perceptual_grid=args.perceptual_grid, perceptual_subgrid=args.perceptual_subgrid,
                            perceptual_fine_position=args.fine_position,
-                           prior_readout_heads=args.prior_readout, head_film=args.head_film, chunk_prior=args.chunk_prior, goal_loss_weight=args.goal_loss,
+                           prior_readout_heads=args.prior_readout, head_film=args.head_film, chunk_prior=args.chunk_prior,
+                           goal_loss_weight=args.goal_loss,
                            onset_loss_weight=args.onset_weight, augment_hue=args.augment_hue, n_action_steps=args.n_action_steps)
     started = time.perf_counter()
     losses = train_with_checkpoints(policy, data, args.out, args.steps, meta, batch_episodes=args.batch_episodes,

@@ -116,7 +116,8 @@ class SpatialReadout(nn.Module):
 class ChunkPrior(nn.Module):
     """A deterministic regression of the action chunk, the mean the flow head adds its sample to.
 
-    ``MLP([condition; every perceptual token, flattened]) -> (B, K, A)``, trained by masked MSE
+    ``MLP([condition; every perceptual token, flattened]) -> (B, K, A)`` (with ``readout_heads``, a
+    :class:`SpatialReadout` of the tokens in place of the flattened tokens), trained by masked MSE
     against the expert's chunk (:meth:`loss`). With a prior the flow head models the *residual*
     ``action - prior`` and a sampled chunk is ``prior + residual``.
 
