@@ -242,9 +242,8 @@ def _restore(policy: MemoryVLAPolicy, optimizer: Any, schedule: Any, rng: np.ran
               "chunk_prior": False, "goal_loss_weight": 0.0, "onset_loss_weight": 1.0}
     for key, value in before.items():
         saved.setdefault(key, value)
-    for key in ("task", "variant", "memory_length", "bank_heads", "perceptual_pool", "perceptual_grid",
-                "perceptual_subgrid", "perceptual_fine_position", "prior_readout_heads", "head_film", "chunk_prior", "goal_loss_weight", "onset_loss_weight", "camera",
-                "image_size", "control_mode", "action_dim"):
+    # every setting with a default in `before` is checked too, in that order
+    for key in ("task", "variant", "memory_length", *before, "camera", "image_size", "control_mode", "action_dim"):
         wanted = meta.get(key, before.get(key))
         if saved.get(key) != wanted:
             raise ConfigError(f"the checkpoint in {str(folder.parent)!r} was trained with {key}={saved.get(key)!r}, "
