@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -108,6 +109,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--n-action-steps", type=int, default=None,
                           help="override how many actions of each chunk run before the policy predicts again "
                                "(1 .. chunk size; LeRobot's n_action_steps; default: the policy's)")
+    evaluate.add_argument("--temporal-ensemble", type=float, default=None, metavar="COEFF",
+                          help="ACT's temporal ensembling (LeRobot's temporal_ensemble_coeff): predict a chunk every "
+                               "step and execute the exp(-COEFF * i)-weighted average (i = 0 the oldest) of every "
+                               "chunk's action for the step, e.g. 0.01; needs n_action_steps 1 (default: off)")
     evaluate.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
     add_output_args(evaluate)
     evaluate.add_argument("--no-progress", action="store_true")
@@ -230,6 +235,14 @@ def _vla_eval(args: argparse.Namespace) -> int:
             raise ConfigError(f"--n-action-steps must be in 1..{policy.config.chunk_size} (the policy's chunk size), "
                               f"got {args.n_action_steps}", f"Pass 1 .. {policy.config.chunk_size}")
         policy.config.n_action_steps = int(args.n_action_steps)
+    if args.temporal_ensemble is not None:
+        if not math.isfinite(args.temporal_ensemble):
+            raise ConfigError(f"--temporal-ensemble must be a finite number, got {args.temporal_ensemble}",
+                              "Pass e.g. 0.01 (ACT's default)")
+        if policy.config.n_action_steps != 1:
+            raise ConfigError(f"--temporal-ensemble predicts a chunk every step, but the policy executes "
+                              f"{policy.config.n_action_steps} actions of each", "Add --n-action-steps 1")
+        policy.config.temporal_ensemble_coeff = float(args.temporal_ensemble)
     seed = EVAL_SEED if args.seed is None else args.seed
     low, high = meta.get("demo_seeds") or (0, 0)
     if seed <= high and low < seed + args.episodes:
@@ -242,6 +255,7 @@ def _vla_eval(args: argparse.Namespace) -> int:
     head = {"task": task.name, "policy": str(args.policy), "variant": meta.get("variant"),
             "memory_length": meta.get("memory_length"), "seed": seed, "episodes_requested": args.episodes,
             "inference_noise": policy.config.inference_noise, "n_action_steps": policy.config.n_action_steps,
+            "temporal_ensemble_coeff": policy.config.temporal_ensemble_coeff,
             "chance_success_rate": task.chance_success_rate, "trained": {k: meta.get(k) for k in ("steps", "checkpoint_step", "demonstrations")},
             "protocol_note": "MemoryVLA's protocol: 250 demonstrations per task, 100 evaluation episodes"}
 

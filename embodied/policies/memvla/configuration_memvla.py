@@ -10,6 +10,7 @@ channels, a 4096-d cognitive token and a DiT-L action expert.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from memstream.embodied.bank import MemoryBankConfig
@@ -136,6 +137,11 @@ class MemoryVLAConfig:
         inference_noise: scale of the Gaussian the flow sampler starts from at inference (1.0: the
             trained distribution; 0.0: one deterministic chunk per observation, so consecutive chunks
             do not hop between modes, e.g. two cubes, and the arm is not jittered by sampling noise).
+        temporal_ensemble_coeff: inference only, LeRobot ACT's setting of the same name: ``None``
+            (off) or m, and ``select_action`` predicts a chunk every step and executes, for each
+            step, the average of every chunk's prediction for it, weighted exp(-m * i) with i = 0
+            the oldest (ACT, Zhao et al. 2023, Algorithm 2; ACT's default m = 0.01 weighs them
+            almost evenly, m < 0 favours the newest). Needs ``n_action_steps = 1`` and the flow head.
     """
 
     input_features: dict[str, tuple[int, ...]] = field(
@@ -180,6 +186,7 @@ class MemoryVLAConfig:
     augment_state_noise: float = 0.0
     augment_hue: float = 0.0
     inference_noise: float = 1.0
+    temporal_ensemble_coeff: float | None = None
 
     type: str = "memvla"  # LeRobot's registry name
 
@@ -255,6 +262,16 @@ class MemoryVLAConfig:
                               "Pass 0 (off) or e.g. 0.5 (any hue)")
         if not 0.0 <= self.inference_noise <= 1.0:
             raise ConfigError(f"inference_noise must be in [0, 1], got {self.inference_noise}")
+        if self.temporal_ensemble_coeff is not None:
+            coeff = self.temporal_ensemble_coeff
+            if isinstance(coeff, bool) or not isinstance(coeff, (int, float)) or not math.isfinite(coeff):
+                raise ConfigError(f"temporal_ensemble_coeff must be None or a finite number, got {coeff!r}",
+                                  "Pass None (off) or e.g. 0.01 (ACT's default)")
+            if self.n_action_steps != 1 or self.action_head != "flow":
+                raise ConfigError(f"temporal_ensemble_coeff averages a chunk predicted every step, so it needs "
+                                  f"n_action_steps=1 and the flow head, got {self.n_action_steps} and "
+                                  f"{self.action_head!r}", "Pass n_action_steps=1 or temporal_ensemble_coeff=None")
+            self.temporal_ensemble_coeff = float(coeff)
         if self.group_size is not None and self.group_size < 1:
             raise ConfigError(f"group_size must be >= 1 or None, got {self.group_size}")
         if self.image_key is None:

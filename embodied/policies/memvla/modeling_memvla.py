@@ -4,7 +4,8 @@ flow-matching action expert, with LeRobot's policy interface.
 Per control step (``select_action``): encode the frame into perceptual tokens ``(B, N, Cp)`` and a
 cognitive token ``(B, 1, Dc)``; read and fuse the episode's bank (``memstream.embodied.bank``); store the
 step; when the action queue is empty, sample an action chunk from the fused tokens and queue its
-first ``n_action_steps`` actions. The bank sees **every** frame, also those whose action comes from
+first ``n_action_steps`` actions (or, with ``temporal_ensemble_coeff``, predict every step and
+execute ACT's weighted average of the chunks' predictions for it). The bank sees **every** frame, also those whose action comes from
 the queue, so a cue shown between two predictions is not missed.
 
 LeRobot surface (duck-typed; ``lerobot`` itself needs Python >= 3.12 and is not imported):
@@ -67,6 +68,58 @@ def rotate_hue(images: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bij,btjhw->btihw", rotation, flat).clamp(0.0, 1.0).reshape(images.shape)
 
 
+class TemporalEnsembler:
+    """ACT's temporal ensembling (Zhao et al. 2023, Algorithm 2), kept per batch slot.
+
+    Each step takes a new chunk ``(B, K, A)`` (its action k is meant for k steps ahead) and returns
+    the action for now: the average of the predictions every chunk so far made for this step,
+    weighted ``exp(-coeff * i)`` with i = 0 the oldest. It keeps, per future step, the running
+    weighted mean and the log of the weights' total (so a large ``|coeff|`` does not overflow), O(K A)
+    a step; a slot whose episode starts forgets its earlier chunks.
+
+    Example:
+        >>> ens = TemporalEnsembler(0.0, chunk_size=2)
+        >>> ens.update(torch.tensor([[[1.0], [3.0]]])).tolist()  # only this chunk's first action
+        [[1.0]]
+        >>> ens.update(torch.tensor([[[5.0], [7.0]]])).tolist()  # (3 + 5) / 2
+        [[4.0]]
+    """
+
+    def __init__(self, coeff: float, chunk_size: int) -> None:
+        self.coeff, self.chunk_size = float(coeff), int(chunk_size)
+        self.reset()
+
+    def reset(self) -> None:
+        self._mean: torch.Tensor | None = None  # (B, K, A) weighted mean of the predictions per future step
+        self._log_weight: torch.Tensor | None = None  # (B, K) log of their total weight (-inf: none yet)
+        self._count: torch.Tensor | None = None  # (B, K) how many chunks predicted each step
+
+    def update(self, chunk: torch.Tensor, starts: torch.Tensor | None = None) -> torch.Tensor:
+        batch, steps, dim = chunk.shape
+        if steps != self.chunk_size:
+            raise PolicyInputError(f"temporal ensembling expects chunks of {self.chunk_size} actions, got {steps}",
+                                   "Pass chunks from the policy whose chunk_size built the ensembler")
+        if self._mean is None or self._mean.shape[0] != batch or self._mean.shape[2] != dim:
+            self._mean = chunk.new_zeros(batch, steps, dim)
+            self._log_weight = chunk.new_full((batch, steps), -math.inf)
+            self._count = torch.zeros(batch, steps, dtype=torch.long, device=chunk.device)
+        elif starts is not None and bool(starts.any()):
+            begin = starts.to(device=chunk.device, dtype=torch.bool)
+            self._mean = self._mean.masked_fill(begin[:, None, None], 0.0)
+            self._log_weight = self._log_weight.masked_fill(begin[:, None], -math.inf)
+            self._count = self._count.masked_fill(begin[:, None], 0)
+        log_new = -self.coeff * self._count.to(chunk.dtype)
+        total = torch.logaddexp(self._log_weight, log_new)
+        share = torch.exp(log_new - total)  # the new prediction's part of the weight, 1 for the first
+        self._mean = self._mean + share[..., None] * (chunk - self._mean)
+        self._log_weight, self._count = total, self._count + 1
+        action = self._mean[:, 0]
+        self._mean = torch.cat([self._mean[:, 1:], chunk.new_zeros(batch, 1, dim)], dim=1)
+        self._log_weight = torch.cat([self._log_weight[:, 1:], chunk.new_full((batch, 1), -math.inf)], dim=1)
+        self._count = torch.cat([self._count[:, 1:], self._count.new_zeros(batch, 1)], dim=1)
+        return action
+
+
 class PolicyInputError(MemstreamError, ValueError):
     """A batch the policy cannot use (missing key, wrong image shape)."""
 
@@ -126,6 +179,7 @@ class MemoryVLAPolicy(nn.Module):
                                2 * config.hidden_dim) if config.goal_loss_weight > 0 else None
         self._register_stats(dataset_stats or {})
         self._queue: deque[torch.Tensor] = deque()
+        self._ensembler: TemporalEnsembler | None = None
 
     def _register_stats(self, stats: dict) -> None:
         for key, name, dim in (("action", "action", self.config.action_dim),
@@ -141,17 +195,27 @@ class MemoryVLAPolicy(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     def reset(self) -> None:
-        """Called when the environments reset: clears the action queue and every slot's bank."""
+        """Called when the environments reset: clears the action queue (or the temporal ensemble)
+        and every slot's bank."""
         self._queue.clear()
+        self._ensembler = None
         if self.memory is not None:
             self.memory.reset()
 
     @torch.no_grad()
     def select_action(self, batch: dict[str, Any]) -> torch.Tensor:
         """One action per slot ``(B, A)``: observe the frame (bank read + write), and predict a new
-        chunk when the queue is empty or a slot starts a new episode."""
+        chunk when the queue is empty or a slot starts a new episode. With
+        ``config.temporal_ensemble_coeff`` set, predict a chunk every step and return ACT's
+        temporal ensemble of the chunks' actions for this step (``n_action_steps`` is not used)."""
         readout, condition = self._observe(batch)
         starts = batch.get("episode_start")
+        coeff = self.config.temporal_ensemble_coeff
+        if coeff is not None:
+            if self._ensembler is None or self._ensembler.coeff != coeff:
+                self._ensembler = TemporalEnsembler(coeff, self.config.chunk_size)
+            begin = None if starts is None else torch.as_tensor(np.asarray(starts), dtype=torch.bool).reshape(-1)
+            return self._ensembler.update(self._sample(readout, condition), begin)
         if starts is not None and bool(np.asarray(starts).any()):
             self._queue.clear()  # a new episode must not execute the previous one's chunk
         if not self._queue:
@@ -165,7 +229,10 @@ class MemoryVLAPolicy(nn.Module):
         return self._sample(*self._observe(batch))
 
     def drop_queued_actions(self) -> None:
+        """Forget the queued actions (and the temporal ensemble's earlier chunks): the next
+        ``select_action`` plans afresh."""
         self._queue.clear()
+        self._ensembler = None
 
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict]:
         """Training loss over episode-contiguous sequences.

@@ -181,6 +181,11 @@ def test_eval_refuses_a_checkpoint_of_another_task_or_action_space(tmp_path, cap
     assert "overlap the policy's demonstrations' 10..11" in capsys.readouterr().out
     assert vla(["vla-eval", "--policy", str(run), "--n-action-steps", "0", "--out", str(out)]) == 2
     assert "--n-action-steps must be in 1..8 (the policy's chunk size), got 0" in capsys.readouterr().out
+    assert vla(["vla-eval", "--policy", str(run), "--n-action-steps", "2", "--temporal-ensemble", "0.01",
+                "--out", str(out)]) == 2
+    assert "executes 2 actions of each. Add --n-action-steps 1" in capsys.readouterr().out
+    assert vla(["vla-eval", "--policy", str(run), "--temporal-ensemble", "nan", "--out", str(out)]) == 2
+    assert "--temporal-ensemble must be a finite number, got nan" in capsys.readouterr().out
     # a navigation policy (discrete actions, no mikasa.json) and a MIKASA folder whose policy is not 7-d
     nav = tmp_path / "nav"
     MemoryVLAPolicy(MemoryVLAConfig(input_features={"observation.image": (3, SIZE, SIZE), "observation.state": (2,)},
@@ -202,10 +207,12 @@ def test_eval_rolls_out_episodes_and_writes_rows_and_videos(tmp_path, capsys):
     assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--loss-frames", "2", *TINY]) == 0
     out = tmp_path / "eval"
     assert vla(["vla-eval", "--policy", str(run), "--episodes", "1", "--videos", "1", "--threads", "1",
-                "--inference-noise", "0", "--n-action-steps", "1", "--out", str(out), "--no-progress"]) == 0
+                "--inference-noise", "0", "--n-action-steps", "1", "--temporal-ensemble", "0.01",
+                "--out", str(out), "--no-progress"]) == 0
     result = json.loads((out / "results.json").read_text())
     assert result["complete"] and result["task"] == "RememberColor3" and result["episodes_done"] == 1
     assert result["inference_noise"] == 0.0 and result["n_action_steps"] == 1
+    assert result["temporal_ensemble_coeff"] == 0.01
     row = result["episodes"][0]
     assert row["seed"] == 4242424242 and row["length"] == 25 and isinstance(row["success"], bool)
     # the chosen cube apart from the touch's precision: distances from the tip, nearest <= target
