@@ -225,6 +225,35 @@ def test_eval_rolls_out_episodes_and_writes_rows_and_videos(tmp_path, capsys):
 
 @pytest.mark.skipif(importlib.util.find_spec("mani_skill") is None or importlib.util.find_spec("mikasa_robo_suite") is None,
                     reason="needs ManiSkill3 and MIKASA-Robo (memstream[mikasa])")
+def test_eval_drops_the_plans_made_while_the_cue_phase_froze_the_arm(tmp_path, monkeypatch):
+    from memstream.embodied.envs.mikasa import MikasaEnv
+    from memstream.embodied.policies.memvla.mikasa import evaluate_mikasa, load_mikasa_policy
+
+    demos = _demos(tmp_path / "d", episodes=2)
+    run = tmp_path / "run"
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--loss-frames", "2", *TINY]) == 0
+    policy, meta = load_mikasa_policy(run)
+    policy.config.n_action_steps = 4  # a queue that would carry blind actions past the release
+    frozen_steps, drops, calls = [], [], []
+    step = MikasaEnv.step
+
+    def recording_step(env, actions):
+        frozen_steps.append(env.in_cue_phase())
+        return step(env, actions)
+
+    monkeypatch.setattr(MikasaEnv, "step", recording_step)
+    select, drop = policy.select_action, policy.drop_queued_actions
+    monkeypatch.setattr(policy, "select_action", lambda batch: calls.append(len(policy._queue)) or select(batch))
+    monkeypatch.setattr(policy, "drop_queued_actions", lambda: drops.append(len(calls)) or drop())
+    row, = evaluate_mikasa(policy, meta, episodes=1, seed=4242424242)
+    released = frozen_steps.index(False)
+    assert 0 < released < row["length"] and not any(frozen_steps[released:])
+    assert drops == [released]  # once, just before the first action the arm obeys
+    assert calls[released] == 0  # so that step plans afresh instead of popping a blind action
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mani_skill") is None or importlib.util.find_spec("mikasa_robo_suite") is None,
+                    reason="needs ManiSkill3 and MIKASA-Robo (memstream[mikasa])")
 def test_intercept_rows_say_how_near_the_tip_came_to_the_ball_and_the_ball_to_the_goal(tmp_path):
     from memstream.embodied.policies.memvla.mikasa import evaluate_mikasa, load_mikasa_policy
 
