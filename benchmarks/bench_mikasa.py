@@ -294,7 +294,8 @@ def gather_vla(runs: list[str], train_logs: list[str] | None = None) -> list[dic
                      "onset_loss_weight": config.get("onset_loss_weight", 1.0),
                      "augment_hue": config.get("augment_hue", 0.0),
                      "final_loss": meta.get("final_loss"), "inference_noise": result.get("inference_noise"),
-                     "n_action_steps": result.get("n_action_steps", config.get("n_action_steps")), **timing,
+                     "n_action_steps": result.get("n_action_steps", config.get("n_action_steps")),
+                     "temporal_ensemble_coeff": result.get("temporal_ensemble_coeff"), **timing,
                      "policy_ms_per_step": round(1000 * sum(e["policy_s"] for e in episodes) / max(steps, 1), 2),
                      "sim_ms_per_step": round(1000 * sum(e["sim_s"] for e in episodes) / max(steps, 1), 1),
                      **_choice(episodes), **_intercept(episodes),
@@ -446,10 +447,12 @@ def main() -> None:
         payload["vla"] = rows
         payload["vla_note"] = f"{NOTE}. {ANCHORS}"
         print_table(f"memstream vla-eval runs (NOT MemoryVLA's protocol: see protocol_gap). {NOTE}. {ANCHORS}",
-                    ["task", "variant", "L", "heads", "pool", "bank grad", "prior", "demos", "steps", "episodes", "success (95 % CI)",
+                    ["task", "variant", "L", "heads", "tokens, readout, ensemble", "bank grad", "prior", "demos", "steps", "episodes", "success (95 % CI)",
                      "chance", "nearest cube right", "tip within 5 cm", "train steps/s", "policy ms/step"],
                     [[r["task"], r["variant"], r["memory_length"], r.get("bank_heads") or "-",
-                      f"{r.get('perceptual_pool', 'avg')} g{r.get('perceptual_grid', 4)}{' +pos' if r.get('perceptual_fine_position') else ''}",
+                      f"{r.get('perceptual_pool', 'avg')} g{r.get('perceptual_grid', 4)}{' +pos' if r.get('perceptual_fine_position') else ''}"
+                      f"{' ro' + str(r['prior_readout_heads']) if r.get('prior_readout_heads') else ''}"
+                      f"{' ens ' + str(r['temporal_ensemble_coeff']) if r.get('temporal_ensemble_coeff') is not None else ''}",
                       r["bank_gradients"], r.get("chunk_prior", False),
                       r["demonstrations"], r["train_steps"],
                       r["episodes"], f"{r['success_rate']:.2f} {r['success_95ci']}", round(r["chance_success_rate"], 3),
