@@ -199,12 +199,23 @@ def test_eval_refuses_a_checkpoint_of_another_task_or_action_space(tmp_path, cap
     assert not out.exists()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mani_skill") is None or importlib.util.find_spec("mikasa_robo_suite") is None,
-                    reason="needs ManiSkill3 and MIKASA-Robo (memstream[mikasa])")
-def test_eval_rolls_out_episodes_and_writes_rows_and_videos(tmp_path, capsys):
-    demos = _demos(tmp_path / "d", episodes=2)
-    run = tmp_path / "run"
-    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--loss-frames", "2", *TINY]) == 0
+needs_sim = pytest.mark.skipif(importlib.util.find_spec("mani_skill") is None or importlib.util.find_spec("mikasa_robo_suite") is None,
+                               reason="needs ManiSkill3 and MIKASA-Robo (memstream[mikasa])")
+
+
+@pytest.fixture(scope="module")
+def sim_run(tmp_path_factory):
+    """One tiny trained run for the simulator tests (they only read it)."""
+    root = tmp_path_factory.mktemp("sim_run")
+    run = root / "run"
+    assert vla(["vla-train", "--demos", str(_demos(root / "d", episodes=2)), "--out", str(run), "--loss-frames", "2",
+                *TINY]) == 0
+    return run
+
+
+@needs_sim
+def test_eval_rolls_out_episodes_and_writes_rows_and_videos(sim_run, tmp_path, capsys):
+    run = sim_run
     out = tmp_path / "eval"
     assert vla(["vla-eval", "--policy", str(run), "--episodes", "1", "--videos", "1", "--threads", "1",
                 "--inference-noise", "0", "--n-action-steps", "1", "--temporal-ensemble", "0.01",
@@ -223,15 +234,12 @@ def test_eval_rolls_out_episodes_and_writes_rows_and_videos(tmp_path, capsys):
     assert result["chance_success_rate"] == pytest.approx(1 / 3)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mani_skill") is None or importlib.util.find_spec("mikasa_robo_suite") is None,
-                    reason="needs ManiSkill3 and MIKASA-Robo (memstream[mikasa])")
-def test_eval_drops_the_plans_made_while_the_cue_phase_froze_the_arm(tmp_path, monkeypatch):
+@needs_sim
+def test_eval_drops_the_plans_made_while_the_cue_phase_froze_the_arm(sim_run, monkeypatch):
     from memstream.embodied.envs.mikasa import MikasaEnv
     from memstream.embodied.policies.memvla.mikasa import evaluate_mikasa, load_mikasa_policy
 
-    demos = _demos(tmp_path / "d", episodes=2)
-    run = tmp_path / "run"
-    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--loss-frames", "2", *TINY]) == 0
+    run = sim_run
     policy, meta = load_mikasa_policy(run)
     policy.config.n_action_steps = 4  # a queue that would carry blind actions past the release
     frozen_steps, drops, calls = [], [], []
@@ -252,14 +260,11 @@ def test_eval_drops_the_plans_made_while_the_cue_phase_froze_the_arm(tmp_path, m
     assert calls[released] == 0  # so that step plans afresh instead of popping a blind action
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mani_skill") is None or importlib.util.find_spec("mikasa_robo_suite") is None,
-                    reason="needs ManiSkill3 and MIKASA-Robo (memstream[mikasa])")
-def test_intercept_rows_say_how_near_the_tip_came_to_the_ball_and_the_ball_to_the_goal(tmp_path):
+@needs_sim
+def test_intercept_rows_say_how_near_the_tip_came_to_the_ball_and_the_ball_to_the_goal(sim_run):
     from memstream.embodied.policies.memvla.mikasa import evaluate_mikasa, load_mikasa_policy
 
-    demos = _demos(tmp_path / "d", episodes=2)
-    run = tmp_path / "run"
-    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--loss-frames", "2", *TINY]) == 0
+    run = sim_run
     policy, meta = load_mikasa_policy(run)
     row, = evaluate_mikasa(policy, {**meta, "task": "InterceptMedium"}, episodes=1, seed=4242424242)
     assert row["length"] == 60 and "nearest_is_target" not in row
