@@ -239,10 +239,10 @@ def _vla_eval(args: argparse.Namespace) -> int:
         if not math.isfinite(args.temporal_ensemble):
             raise ConfigError(f"--temporal-ensemble must be a finite number, got {args.temporal_ensemble}",
                               "Pass e.g. 0.01 (ACT's default)")
-        if policy.config.n_action_steps != 1:
-            raise ConfigError(f"--temporal-ensemble predicts a chunk every step, but the policy executes "
-                              f"{policy.config.n_action_steps} actions of each", "Add --n-action-steps 1")
         policy.config.temporal_ensemble_coeff = float(args.temporal_ensemble)
+    if policy.config.temporal_ensemble_coeff is not None and policy.config.n_action_steps != 1:
+        raise ConfigError(f"temporal ensembling (--temporal-ensemble) predicts a chunk every step, but the policy "
+                          f"executes {policy.config.n_action_steps} actions of each", "Pass --n-action-steps 1")
     seed = EVAL_SEED if args.seed is None else args.seed
     low, high = meta.get("demo_seeds") or (0, 0)
     if seed <= high and low < seed + args.episodes:

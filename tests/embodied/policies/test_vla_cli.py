@@ -183,7 +183,7 @@ def test_eval_refuses_a_checkpoint_of_another_task_or_action_space(tmp_path, cap
     assert "--n-action-steps must be in 1..8 (the policy's chunk size), got 0" in capsys.readouterr().out
     assert vla(["vla-eval", "--policy", str(run), "--n-action-steps", "2", "--temporal-ensemble", "0.01",
                 "--out", str(out)]) == 2
-    assert "executes 2 actions of each. Add --n-action-steps 1" in capsys.readouterr().out
+    assert "executes 2 actions of each. Pass --n-action-steps 1" in capsys.readouterr().out
     assert vla(["vla-eval", "--policy", str(run), "--temporal-ensemble", "nan", "--out", str(out)]) == 2
     assert "--temporal-ensemble must be a finite number, got nan" in capsys.readouterr().out
     # a navigation policy (discrete actions, no mikasa.json) and a MIKASA folder whose policy is not 7-d
