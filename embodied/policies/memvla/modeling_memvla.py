@@ -5,8 +5,8 @@ Per control step (``select_action``): encode the frame into perceptual tokens ``
 cognitive token ``(B, 1, Dc)``; read and fuse the episode's bank (``memstream.embodied.bank``); store the
 step; when the action queue is empty, sample an action chunk from the fused tokens and queue its
 first ``n_action_steps`` actions (or, with ``temporal_ensemble_coeff``, predict every step and
-execute ACT's weighted average of the chunks' predictions for it). The bank sees **every** frame, also those whose action comes from
-the queue, so a cue shown between two predictions is not missed.
+execute ACT's weighted average of the chunks' predictions for it). The bank sees **every** frame,
+also those whose action comes from the queue, so a cue shown between two predictions is not missed.
 
 LeRobot surface (duck-typed; ``lerobot`` itself needs Python >= 3.12 and is not imported):
 ``config_class``, ``name``, ``reset()``, ``select_action(batch)``, ``predict_action_chunk(batch)``,
