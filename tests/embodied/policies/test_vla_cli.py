@@ -215,9 +215,8 @@ def sim_run(tmp_path_factory):
 
 @needs_sim
 def test_eval_rolls_out_episodes_and_writes_rows_and_videos(sim_run, tmp_path, capsys):
-    run = sim_run
     out = tmp_path / "eval"
-    assert vla(["vla-eval", "--policy", str(run), "--episodes", "1", "--videos", "1", "--threads", "1",
+    assert vla(["vla-eval", "--policy", str(sim_run), "--episodes", "1", "--videos", "1", "--threads", "1",
                 "--inference-noise", "0", "--n-action-steps", "1", "--temporal-ensemble", "0.01",
                 "--out", str(out), "--no-progress"]) == 0
     result = json.loads((out / "results.json").read_text())
@@ -239,8 +238,7 @@ def test_eval_drops_the_plans_made_while_the_cue_phase_froze_the_arm(sim_run, mo
     from memstream.embodied.envs.mikasa import MikasaEnv
     from memstream.embodied.policies.memvla.mikasa import evaluate_mikasa, load_mikasa_policy
 
-    run = sim_run
-    policy, meta = load_mikasa_policy(run)
+    policy, meta = load_mikasa_policy(sim_run)
     policy.config.n_action_steps = 4  # a queue that would carry blind actions past the release
     frozen_steps, drops, calls = [], [], []
     step = MikasaEnv.step
@@ -264,8 +262,7 @@ def test_eval_drops_the_plans_made_while_the_cue_phase_froze_the_arm(sim_run, mo
 def test_intercept_rows_say_how_near_the_tip_came_to_the_ball_and_the_ball_to_the_goal(sim_run):
     from memstream.embodied.policies.memvla.mikasa import evaluate_mikasa, load_mikasa_policy
 
-    run = sim_run
-    policy, meta = load_mikasa_policy(run)
+    policy, meta = load_mikasa_policy(sim_run)
     row, = evaluate_mikasa(policy, {**meta, "task": "InterceptMedium"}, episodes=1, seed=4242424242)
     assert row["length"] == 60 and "nearest_is_target" not in row
     assert 0 <= row["closest_tip_to_ball_m"] < 2.0 and 0 < row["ball_to_goal_start_m"] < 2.0
