@@ -23,7 +23,9 @@
 * ``offline``: open-loop chunk metrics of ``vla-train`` folders on held-out stored demonstrations
   (:func:`~memstream.embodied.policies.memvla.mikasa.open_loop_metrics`): position-action error
   before / after the arm may move, whether the first moving chunk heads for the expert's cube,
-  and the same with the bank wiped at that frame (did the cue reach the bank and get used?).
+  and the same with the bank wiped at that frame (did the cue reach the bank and get used?);
+  ``--train-check N`` also scores the run's first N training episodes (memorisation shows as
+  agreement there far above held out).
 * ``demos``: demonstrations/hour written by :func:`~memstream.embodied.envs.mikasa.write_demonstrations`
   (rendering, H.264 encoding, Parquet) for ``--episodes`` episodes of one task.
 
@@ -306,10 +308,12 @@ def gather_vla(runs: list[str], train_logs: list[str] | None = None) -> list[dic
 
 
 def offline_vla(runs: list[str], demos: str, held_out: tuple[int, int], noises: list[float],
-                probe: bool = False) -> list[dict]:
+                probe: bool = False, train_check: int = 0) -> list[dict]:
     """Open-loop chunk metrics of trained policies on held-out stored demonstrations (no simulator);
     ``probe``: also the cue colour's linear probes at the first move (``cue_probe``: fitted on the
-    run's training episodes, scored on the held-out ones), in the run's first row."""
+    run's training episodes, scored on the held-out ones), in the run's first row; ``train_check``:
+    also score the run's first N training episodes (rows with ``split`` "train"): a policy that
+    memorises its episodes agrees with the expert there far more than held out."""
     from memstream.embodied.policies.memvla.mikasa import cue_probe, load_mikasa_demonstrations, load_mikasa_policy, open_loop_metrics
 
     first, last = held_out
@@ -322,12 +326,15 @@ def offline_vla(runs: list[str], demos: str, held_out: tuple[int, int], noises: 
         trained = json.loads((Path(run) / "mikasa.json").read_text())
         if trained.get("demonstrations", 0) > first:
             raise SystemExit(f"{run} was trained on {trained['demonstrations']} demonstrations: --held-out must start past them")
-        for noise in noises:
+        if not 0 <= train_check <= trained.get("demonstrations", 0):
+            raise SystemExit(f"--train-check {train_check}: {run} was trained on {trained.get('demonstrations')} demonstrations")
+        splits = [("held_out", list(range(first, last)))] + ([("train", list(range(train_check)))] if train_check else [])
+        for noise, (split, episodes) in [(n, s) for n in noises for s in splits]:
             policy.config.inference_noise = noise
-            wipes = (False, True) if policy.memory is not None and noise == noises[0] else (False,)
+            wipes = (False, True) if policy.memory is not None and noise == noises[0] and split == "held_out" else (False,)
             for wipe in wipes:
                 started = time.perf_counter()
-                metrics = open_loop_metrics(policy, data, list(range(first, last)), wipe_at_first_move=wipe)
+                metrics = open_loop_metrics(policy, data, episodes, wipe_at_first_move=wipe)
                 rows.append({"run": run, "variant": meta["variant"], "steps": trained.get("steps", trained.get("checkpoint_step")),
                              "perceptual_pool": policy.config.perceptual_pool, "perceptual_grid": policy.config.perceptual_grid,
                              "chunk_prior": policy.config.chunk_prior, "head_film": policy.config.head_film,
@@ -335,7 +342,7 @@ def offline_vla(runs: list[str], demos: str, held_out: tuple[int, int], noises: 
                              "onset_loss_weight": policy.config.onset_loss_weight,
                              "augment_hue": policy.config.augment_hue,
                              "final_loss": trained.get("final_loss"), "inference_noise": noise,
-                             "bank_wiped_at_first_move": wipe, "held_out": [first, last], **metrics,
+                             "bank_wiped_at_first_move": wipe, "split": split, "held_out": [first, last], **metrics,
                              "seconds": round(time.perf_counter() - started, 1)})
         if probe:
             started = time.perf_counter()
@@ -401,6 +408,8 @@ def main() -> None:
                         help="vla: the vla-train logs of --runs, same order (training speed of runs whose mikasa.json lacks it)")
     parser.add_argument("--probe", action="store_true",
                         help="offline: also fit the cue colour's linear probes at the first move (cue_probe)")
+    parser.add_argument("--train-check", type=int, default=0,
+                        help="offline: also score the first N training episodes (memorisation: train against held out)")
     parser.add_argument("--render", action="store_true", help="experts: render the cameras (default settings)")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--steps", type=int, default=30)
@@ -459,7 +468,8 @@ def main() -> None:
                       r.get("nearest_is_target", "-"), r.get("tip_within_5cm_of_a_cube", "-"), r.get("train_steps_per_s", "-"),
                       r["policy_ms_per_step"]] for r in rows])
     elif args.what == "offline":
-        rows = offline_vla(args.runs, args.demos, tuple(args.held_out), args.noise, probe=args.probe)
+        rows = offline_vla(args.runs, args.demos, tuple(args.held_out), args.noise, probe=args.probe,
+                           train_check=args.train_check)
         if args.note:
             for row in rows:
                 row["run_note"] = args.note
@@ -471,13 +481,16 @@ def main() -> None:
             return row.get("cue_probe", {}).get(name, "-")
 
         print_table("Open-loop chunks on held-out demonstrations (position-action MSE in action stds; target agreement: "
-                    "the first moving chunk heads for the expert's cube, chance 1/3; cue probes: the colour's held-out "
+                    "the first moving chunk heads for the expert's cube, chance 1/3; heading: its planar direction within "
+                    "20 degrees of the expert's; episodes: held out, or the run's own training episodes; cue probes: the "
+                    "colour's held-out "
                     "linear probe at the first move from the bank's read-out / the fused cognitive token)",
-                    ["variant", "pool", "grid", "steps", "noise", "bank wiped", "mse frozen", "mse move", "target agree",
-                     "classes (exp / pol)", "probe retrieved perc.", "probe fused cogn."],
-                    [[r["variant"], r.get("perceptual_pool", "avg"), r.get("perceptual_grid", 4), r["steps"], r["inference_noise"],
-                      r["bank_wiped_at_first_move"], round(r["mse_frozen"], 3),
-                      round(r["mse_move"], 3), round(r["target_agreement"], 3), f"{r['classes_expert']} / {r['classes_policy']}",
+                    ["variant", "pool", "grid", "steps", "episodes", "noise", "bank wiped", "mse frozen", "mse move",
+                     "target agree", "heading within 20 deg", "classes (exp / pol)", "probe retrieved perc.", "probe fused cogn."],
+                    [[r["variant"], r.get("perceptual_pool", "avg"), r.get("perceptual_grid", 4), r["steps"],
+                      r.get("split", "held_out"), r["inference_noise"], r["bank_wiped_at_first_move"], round(r["mse_frozen"], 3),
+                      round(r["mse_move"], 3), round(r["target_agreement"], 3), r.get("heading_within_20deg", "-"),
+                      f"{r['classes_expert']} / {r['classes_policy']}",
                       probe(r, "retrieved_perceptual"), probe(r, "fused_cognitive")]
                      for r in rows])
     elif args.what == "serve":

@@ -389,14 +389,17 @@ def open_loop_metrics(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: l
         move, the share of episodes whose predicted chunk heads for the same cube as the expert's
         (sideways displacement of the chunk, classed left / middle / right at half the expert's
         typical displacement; chance 1/3 for RememberColor3); ``classes_expert`` / ``classes_policy``
-        (counts per class). ``wipe_at_first_move`` clears the bank just before that frame: a policy
-        that read the cue from the bank falls to chance.
+        (counts per class); ``heading_error_deg_median`` and ``heading_within_20deg``: the angle between
+        the policy's and the expert's planar (x, y) displacement over that chunk
+        (:func:`heading_error_deg`), which needs no left / middle / right classes and so also scores
+        RememberColor5 / 9, whose cubes stand on an arc. ``wipe_at_first_move`` clears the bank just
+        before that frame: a policy that read the cue from the bank falls to chance.
     """
     policy.eval()
     std = policy.action_std.detach().cpu().numpy().clip(1e-3)
     key = policy.config.image_key
     errors: dict[str, list[float]] = {"frozen": [], "move": []}
-    predicted, expert = [], []
+    predicted, expert, headings = [], [], []
     generator = torch.Generator().manual_seed(seed)
     for episode in episodes:
         low, high = int(data.episode_bounds[episode]), int(data.episode_bounds[episode + 1])
@@ -416,6 +419,7 @@ def open_loop_metrics(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: l
             if t == first:
                 predicted.append(float(chunk[:k, 1].sum()))
                 expert.append(float(target[:, 1].sum()))
+                headings.append(heading_error_deg(chunk[:k, :2].sum(0), target[:, :2].sum(0)))
     policy.reset()
     predicted_a, expert_a = np.array(predicted), np.array(expert)
     sideways = np.abs(expert_a)[np.abs(expert_a) > 0.5]
@@ -426,7 +430,18 @@ def open_loop_metrics(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: l
             "mse_move": float(np.mean(errors["move"] or [np.nan])),
             "target_agreement": float((p_class == e_class).mean()) if len(predicted) else float("nan"),
             "classes_expert": np.bincount(e_class, minlength=3).tolist(),
-            "classes_policy": np.bincount(p_class, minlength=3).tolist()}
+            "classes_policy": np.bincount(p_class, minlength=3).tolist(),
+            "heading_error_deg_median": float(np.nanmedian(headings)) if np.isfinite(headings).any() else float("nan"),
+            "heading_within_20deg": float((np.asarray(headings) < 20.0).mean()) if headings else float("nan")}
+
+
+def heading_error_deg(predicted: np.ndarray, expert: np.ndarray) -> float:
+    """Degrees (0 .. 180) between two planar displacements; NaN when either is zero (no heading)."""
+    p, e = np.asarray(predicted, dtype=np.float64), np.asarray(expert, dtype=np.float64)
+    norms = float(np.linalg.norm(p) * np.linalg.norm(e))
+    if norms == 0.0:
+        return float("nan")
+    return float(np.degrees(np.arccos(np.clip(p @ e / norms, -1.0, 1.0))))
 
 
 def first_move_frame(data: EpisodeDataset, episode: int) -> int:
