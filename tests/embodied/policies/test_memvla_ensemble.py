@@ -11,14 +11,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from memstream.embodied.bank import MemoryBankConfig
 from memstream.embodied.policies.memvla import MemoryVLAPolicy, config_for, dataset_stats
 from memstream.embodied.policies.memvla.modeling_memvla import PolicyInputError, TemporalEnsembler
 from memstream.streaming.errors import ConfigError
 
-TINY = dict(perceptual_dim=16, perceptual_grid=2, cognitive_dim=16, hidden_dim=32, head_layers=1, head_heads=2,
-            num_inference_steps=2, vocab_buckets=64, chunk_size=4, n_action_steps=1, inference_noise=0.0,
-            bank=MemoryBankConfig(capacity=4))
+from tests.embodied.policies.util import TINY_DETERMINISTIC
+
+TINY = TINY_DETERMINISTIC
 
 
 @pytest.fixture(scope="module")
