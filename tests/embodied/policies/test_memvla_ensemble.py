@@ -15,9 +15,7 @@ from memstream.embodied.policies.memvla import MemoryVLAPolicy, config_for, data
 from memstream.embodied.policies.memvla.modeling_memvla import PolicyInputError, TemporalEnsembler
 from memstream.streaming.errors import ConfigError
 
-from tests.embodied.policies.util import TINY_DETERMINISTIC
-
-TINY = TINY_DETERMINISTIC
+from tests.embodied.policies.util import TINY_DETERMINISTIC as TINY
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,7 @@ import torch
 from memstream.embodied.policies.memvla import MemoryVLAPolicy, config_for, dataset_stats
 from memstream.embodied.policies.memvla.mikasa import first_move_frame, heading_error_deg, open_loop_metrics
 
-from tests.embodied.policies.util import TINY_DETERMINISTIC
-
-TINY = TINY_DETERMINISTIC
+from tests.embodied.policies.util import TINY_DETERMINISTIC as TINY
 
 
 @pytest.mark.parametrize(("predicted", "expert", "degrees"), [
