@@ -36,7 +36,9 @@ VARIANTS = ("bank", "fifo", "no_memory")
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Entry point of the ``memstream.commands`` group."""
     train = sub.add_parser("vla-train", help="train the memory policy on MIKASA-Robo demonstrations (LeRobot layout)")
-    train.add_argument("--demos", type=Path, required=True, help="a folder written by write_demonstrations")
+    train.add_argument("--demos", type=Path, nargs="+", required=True,
+                       help="a folder written by write_demonstrations, or several of one task collected from disjoint "
+                            "seed ranges (e.g. in parallel), read in the order given")
     train.add_argument("--variant", default="bank", help=f"memory: {', '.join(VARIANTS)} (default bank)")
     train.add_argument("--memory-length", type=int, default=16, help="bank capacity L (MemoryVLA: 16; ablation 4, 64)")
     train.add_argument("--bank-heads", type=int, default=1,
@@ -144,15 +146,18 @@ def _vla_train(args: argparse.Namespace) -> int:
     if args.variant not in VARIANTS:
         raise ConfigError(f"unknown policy variant {args.variant!r}", f"Choose among {', '.join(VARIANTS)}")
     from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
-    from memstream.embodied.policies.memvla.mikasa import ACTION_SPACE, load_mikasa_demonstrations, mikasa_policy, train_with_checkpoints
+    from memstream.embodied.policies.memvla.mikasa import (ACTION_SPACE, demonstration_seeds, load_mikasa_demonstrations,
+                                                           mikasa_policy, train_with_checkpoints)
 
-    data = load_mikasa_demonstrations(args.demos, args.camera, args.max_episodes)  # bad folder / camera: here
-    info = json.loads((args.demos / "meta" / "info.json").read_text())
-    video_info = info.get("features", {}).get(f"observation.images.{args.camera}", {}).get("info", {})
-    if video_info.get("video.g") != 1:  # written before demonstrations were stored intra-only
-        print(f"warning: {args.demos}'s videos are inter-coded: the frames after a cue keep a decodable residue of it, "
-              "so a policy can learn the cue here without memory and then fail on the simulator's raw frames; "
-              "collect the demonstrations again with write_demonstrations (every frame a key frame)", file=sys.stderr)
+    data = load_mikasa_demonstrations(args.demos, args.camera, args.max_episodes)  # bad / mismatched folders: here
+    infos = [json.loads((folder / "meta" / "info.json").read_text()) for folder in args.demos]
+    for folder, info in zip(args.demos, infos, strict=True):
+        video_info = info.get("features", {}).get(f"observation.images.{args.camera}", {}).get("info", {})
+        if video_info.get("video.g") != 1:  # written before demonstrations were stored intra-only
+            print(f"warning: {folder}'s videos are inter-coded: the frames after a cue keep a decodable residue of it, "
+                  "so a policy can learn the cue here without memory and then fail on the simulator's raw frames; "
+                  "collect the demonstrations again with write_demonstrations (every frame a key frame)", file=sys.stderr)
+    info = infos[0]
     meta = {"task": data.task_name, "variant": args.variant, "memory_length": args.memory_length,
             "bank_heads": args.bank_heads, "camera": args.camera, "perceptual_pool": args.perceptual_pool,
             "perceptual_grid": args.perceptual_grid, "perceptual_subgrid": args.perceptual_subgrid,
@@ -160,7 +165,8 @@ def _vla_train(args: argparse.Namespace) -> int:
             "head_film": args.head_film, "chunk_prior": args.chunk_prior,
             "goal_loss_weight": args.goal_loss, "onset_loss_weight": args.onset_weight,
             "augment_hue": args.augment_hue, "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
-            **ACTION_SPACE, "demos": str(args.demos), "demo_seeds": _demo_seeds(args.demos),
+            **ACTION_SPACE, "demos": str(args.demos[0]) if len(args.demos) == 1 else [str(d) for d in args.demos],
+            "demo_seeds": demonstration_seeds(args.demos),
             "demonstrations": data.num_episodes}
     if args.resume:
         if not (args.out / "checkpoint").is_dir():
@@ -273,12 +279,6 @@ def _vla_eval(args: argparse.Namespace) -> int:
     print(f"{task.name} {meta.get('variant')} L={meta.get('memory_length')}: success {summary['success_rate']:.2f} "
           f"over {len(rows)} episodes (chance {task.chance_success_rate:.2f}); results: {path}")
     return 0
-
-
-def _demo_seeds(root: Path) -> list[int]:
-    """[first, last] simulator seed of the demonstrations (evaluation must avoid them)."""
-    seeds = [json.loads(line)["seed"] for line in (root / "meta" / "episodes.jsonl").read_text().splitlines() if line.strip()]
-    return [min(seeds), max(seeds)]
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,43 +53,44 @@ CHECKPOINT_DIR = "checkpoint"
 TRAINING_STATE = "training_state.pt"
 
 
-def load_mikasa_demonstrations(root: str | Path, camera: str = "base_camera",
+def load_mikasa_demonstrations(root: str | Path | Sequence[str | Path], camera: str = "base_camera",
                                max_episodes: int | None = None) -> EpisodeDataset:
-    """The episodes of a demonstration folder as an :class:`EpisodeDataset` of one camera.
+    """The episodes of one demonstration folder, or of several in the order given, as an
+    :class:`EpisodeDataset` of one camera.
+
+    Several folders let demonstrations be collected in parallel (one collector a seed range, as
+    LeRobot's ``MultiLeRobotDataset`` joins datasets) and joined without copying: they must hold the
+    same task, camera image size and rendering, and no simulator seed twice. ``max_episodes`` counts
+    across the folders.
 
     Raises:
-        MemstreamError: not a demonstration folder, no episodes yet, or no such camera (names the
-            cameras it has).
+        MemstreamError: not a demonstration folder, no episodes yet, no such camera (names the
+            cameras it has), or folders that do not match (names the first that differs).
     """
-    from memstream.embodied.envs.mikasa import read_demonstrations
-
-    reader = read_demonstrations(root)
+    readers = _demonstration_readers(root, camera)
+    total = sum(len(reader) for reader in readers)
     key = f"observation.images.{camera}"
-    if key not in reader.info.get("features", {}):
-        cameras = [k.split(".")[-1] for k in reader.info.get("features", {}) if k.startswith("observation.images.")]
-        raise ConfigError(f"the demonstrations in {str(root)!r} have no camera {camera!r}",
-                          f"Pick one of: {', '.join(cameras)}")
-    count = len(reader) if max_episodes is None else min(max_episodes, len(reader))
+    count = total if max_episodes is None else min(max_episodes, total)
     if count < 1:
-        raise MemstreamError(f"{str(root)!r} holds no finished episode yet", "Collect demonstrations first")
+        raise MemstreamError(f"{_folders(readers)} holds no finished episode yet", "Collect demonstrations first")
     images, states, actions, frames, episodes, hidden, reveal, success = [], [], [], [], [], [], [], []
-    for i in range(count):
-        episode = reader.episode(i)
+    for source, i in [(reader, i) for reader in readers for i in range(len(reader))][:count]:
+        episode = source.episode(i)
         length = len(episode["actions"])
         if len(episode[key]) != length:
-            raise MemstreamError(f"episode {i} of {str(root)!r} has {len(episode[key])} frames for {length} actions",
+            raise MemstreamError(f"episode {i} of {str(source.root)!r} has {len(episode[key])} frames for {length} actions",
                                  "Re-collect that episode")
+        episodes.append(np.full(length, len(actions)))
         images.append(episode[key])
         states.append(episode["states"])
         actions.append(episode["actions"])
         frames.append(np.arange(length))
-        episodes.append(np.full(length, i))
         hidden.append(episode["meta"].get("hidden_info") or [])
         reveal.append(int(episode["meta"].get("reveal_frames", 0)))
         success.append(bool(episode["meta"].get("success", True)))
     lengths = np.array([len(a) for a in actions])
     width = max((len(h) for h in hidden), default=0)
-    task = reader.info.get("memstream", {}).get("task", "")
+    task = readers[0].info.get("memstream", {}).get("task", "")
     from memstream.embodied.envs.mikasa.env import continuous_rpy
 
     states_all = np.concatenate(states).astype(np.float32)
@@ -98,9 +99,62 @@ def load_mikasa_demonstrations(root: str | Path, camera: str = "base_camera",
         images=np.concatenate(images), states=states_all,
         actions=np.concatenate(actions).astype(np.float32), episode_index=np.concatenate(episodes).astype(np.int64),
         frame_index=np.concatenate(frames).astype(np.int64), task_index=np.zeros(int(lengths.sum()), np.int64),
-        tasks=tuple(reader.tasks or [""]), episode_bounds=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        tasks=tuple(readers[0].tasks or [""]), episode_bounds=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         success=np.array(success), hidden_info=np.array([h + [0] * (width - len(h)) for h in hidden], np.int64).reshape(count, width),
-        reveal_frames=np.array(reveal, np.int64), task_name=task, seed=int(reader.records[0].get("seed", 0)))
+        reveal_frames=np.array(reveal, np.int64), task_name=task, seed=int(readers[0].records[0].get("seed", 0)))
+
+
+def demonstration_seeds(root: str | Path | Sequence[str | Path]) -> list[int]:
+    """[first, last] simulator seed over every episode of the demonstration folder(s): an
+    evaluation must avoid this range."""
+    readers = _demonstration_readers(root)
+    seeds = [int(record["seed"]) for reader in readers for record in reader.records]
+    if not seeds:
+        raise MemstreamError(f"{_folders(readers)} holds no finished episode yet", "Collect demonstrations first")
+    return [min(seeds), max(seeds)]
+
+
+def _folders(readers: list[Any]) -> str:
+    return ", ".join(repr(str(reader.root)) for reader in readers)
+
+
+def _demonstration_readers(root: str | Path | Sequence[str | Path], camera: str | None = None) -> list[Any]:
+    """Open each folder and check that they can train one policy together (see
+    :func:`load_mikasa_demonstrations`); ``camera``, if given, must be in every one."""
+    from memstream.embodied.envs.mikasa import read_demonstrations
+
+    roots = [root] if isinstance(root, (str, Path)) else list(root)
+    if not roots:
+        raise ConfigError("no demonstration folder given", "Pass at least one folder written by write_demonstrations")
+    readers = [read_demonstrations(path) for path in roots]
+    if camera is not None:
+        key = f"observation.images.{camera}"
+        for reader in readers:
+            features = reader.info.get("features", {})
+            if key not in features:
+                cameras = [k.split(".")[-1] for k in features if k.startswith("observation.images.")]
+                raise ConfigError(f"the demonstrations in {str(reader.root)!r} have no camera {camera!r}",
+                                  f"Pick one of: {', '.join(cameras)}")
+    def settings(reader: Any) -> dict[str, Any]:
+        own = reader.info.get("memstream", {})
+        image = reader.info.get("features", {}).get(f"observation.images.{camera}", {}).get("shape")
+        return {"task": own.get("task"), "camera housing": own.get("camera_housing"), "image shape": image}
+
+    first, seen = readers[0], {}
+    for reader in readers:
+        for (name, expected), value in zip(settings(first).items(), settings(reader).values(), strict=True):
+            if value != expected:
+                raise ConfigError(f"demonstration folders {str(first.root)!r} and {str(reader.root)!r} differ in "
+                                  f"{name} ({expected!r} vs {value!r})",
+                                  "Train on folders collected with the same task and write_demonstrations settings")
+        for record in reader.records:
+            seed = record.get("seed")
+            if seed in seen:
+                raise ConfigError(f"simulator seed {seed} is in both {str(seen[seed])!r} and {str(reader.root)!r}: "
+                                  "the same episode would be trained on twice",
+                                  "Collect each folder from its own seed range (write_demonstrations(seed=...))")
+            seen[seed] = reader.root
+    return readers
 
 
 def mikasa_policy(data: EpisodeDataset, variant: str = "bank", memory_length: int = 16, seed: int = 0,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from memstream.embodied.envs.mikasa.dataset import _DatasetWriter
 from memstream.embodied.policies import cli
 from memstream.embodied.policies.cli import add_commands
 from memstream.embodied.policies.memvla import MemoryVLAConfig, MemoryVLAPolicy
-from memstream.embodied.policies.memvla.mikasa import load_mikasa_demonstrations, mikasa_policy
+from memstream.embodied.policies.memvla.mikasa import demonstration_seeds, load_mikasa_demonstrations, mikasa_policy
 from memstream.streaming.errors import MemstreamError
 from safetensors.torch import load_file
 
@@ -34,17 +35,19 @@ def vla(argv: list[str]) -> int:
         return error.exit_code
 
 
-def _demos(root, episodes: int = 3, length: int = 6, seed: int = 0):
-    """A real demonstration folder (Parquet + H.264, LeRobot v2.1 layout) of random tiny episodes."""
+def _demos(root, episodes: int = 3, length: int = 6, seed: int = 0, first_seed: int = 10, task: str = "RememberColor3",
+           size: int = SIZE):
+    """A real demonstration folder (Parquet + H.264, LeRobot v2.1 layout) of random tiny episodes with
+    simulator seeds ``first_seed ..``."""
     rng = np.random.default_rng(seed)
-    writer = _DatasetWriter(root, "RememberColor3", "touch the cube", SIZE, cameras=("base_camera",))
+    writer = _DatasetWriter(root, task, "touch the cube", size, cameras=("base_camera",))
     for i in range(episodes):
-        shade = np.linspace(0, 200, SIZE, dtype=np.float32)[None, :, None] + 10 * np.arange(length)[:, None, None, None]
-        video = np.broadcast_to(np.clip(shade, 0, 255), (length, SIZE, SIZE, 3)).astype(np.uint8)
+        shade = np.linspace(0, 200, size, dtype=np.float32)[None, :, None] + 10 * np.arange(length)[:, None, None, None]
+        video = np.broadcast_to(np.clip(shade, 0, 255), (length, size, size, 3)).astype(np.uint8)
         writer.add({"frames": {"observation.images.base_camera": video},
                     "states": rng.normal(size=(length, 7)).astype(np.float32),
                     "actions": rng.uniform(-1, 1, size=(length, 7)).astype(np.float32),
-                    "rewards": np.zeros(length, np.float32), "success": True, "seed": 10 + i,
+                    "rewards": np.zeros(length, np.float32), "success": True, "seed": first_seed + i,
                     "hidden_info": [int(rng.integers(3))], "reveal_frames": 2})
     return root
 
@@ -58,6 +61,46 @@ def test_demonstrations_load_as_one_camera_episode_dataset(tmp_path):
     assert list(data.episode_bounds) == [0, 6, 12, 18] and data.actions.shape == (18, 7) and data.hidden_info.shape == (3, 1)
     with pytest.raises(MemstreamError, match="no camera 'hand_camera'.*base_camera"):
         load_mikasa_demonstrations(tmp_path / "d", camera="hand_camera")
+
+
+def test_folders_collected_in_parallel_load_as_one_dataset_in_the_order_given(tmp_path):
+    one = _demos(tmp_path / "a", episodes=2, length=5, seed=1, first_seed=0)
+    two = _demos(tmp_path / "b", episodes=3, length=6, seed=2, first_seed=2)
+    data = load_mikasa_demonstrations([one, two])
+    alone = [load_mikasa_demonstrations(one), load_mikasa_demonstrations(two)]
+    assert data.num_episodes == 5 and list(data.episode_bounds) == [0, 5, 10, 16, 22, 28]
+    assert list(data.episode_index) == [0] * 5 + [1] * 5 + [2] * 6 + [3] * 6 + [4] * 6
+    np.testing.assert_array_equal(data.actions, np.concatenate([d.actions for d in alone]))
+    np.testing.assert_array_equal(data.images, np.concatenate([d.images for d in alone]))
+    np.testing.assert_array_equal(data.hidden_info, np.concatenate([d.hidden_info for d in alone]))
+    three = load_mikasa_demonstrations([one, two], max_episodes=3)  # counts across the folders
+    assert three.num_episodes == 3 and list(three.episode_bounds) == [0, 5, 10, 16]
+    np.testing.assert_array_equal(three.actions, data.actions[:16])
+    assert demonstration_seeds([one, two]) == [0, 4] and demonstration_seeds(two) == [2, 4]
+
+
+def test_train_on_several_folders_records_them_and_every_seed(tmp_path):
+    one = _demos(tmp_path / "a", episodes=2, first_seed=0)
+    two = _demos(tmp_path / "b", episodes=2, first_seed=100)
+    assert vla(["vla-train", "--demos", str(one), str(two), "--out", str(tmp_path / "run"), *TINY]) == 0
+    meta = json.loads((tmp_path / "run" / "mikasa.json").read_text())
+    assert meta["demos"] == [str(one), str(two)] and meta["demo_seeds"] == [0, 101] and meta["demonstrations"] == 4
+
+
+@pytest.mark.parametrize(("second", "message"), [
+    ({"first_seed": 11}, "simulator seed 11 is in both .* collect each folder from its own seed range"),
+    ({"first_seed": 50, "task": "RememberColor5"}, "differ in task .*'RememberColor3' vs 'RememberColor5'.* same task"),
+    ({"first_seed": 50, "size": 16}, "differ in image shape .*32, 32, 3.* vs .*16, 16, 3"),
+])
+def test_folders_that_cannot_train_one_policy_are_refused_with_one_line(tmp_path, capsys, second, message):
+    one = _demos(tmp_path / "a", episodes=2)  # seeds 10, 11
+    two = _demos(tmp_path / "b", episodes=2, **second)
+    out = tmp_path / "run"
+    assert vla(["vla-train", "--demos", str(one), str(two), "--out", str(out), *TINY]) != 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("error: ") and len(line.splitlines()) == 1
+    assert re.search(message, line, flags=re.IGNORECASE), line
+    assert not out.exists()  # refused before anything was written
 
 
 def test_variants_differ_only_in_memory_and_start_from_the_same_weights(tmp_path):
