@@ -26,8 +26,8 @@
   and the same with the bank wiped at that frame (did the cue reach the bank and get used?);
   ``--train-check N`` also scores the run's first N training episodes (memorisation shows as
   agreement there far above held out).
-* ``demos``: demonstrations/hour written by :func:`~memstream.embodied.envs.mikasa.write_demonstrations`
-  (rendering, H.264 encoding, Parquet) for ``--episodes`` episodes of one task.
+* ``demos``: demonstrations/hour written by ``memstream vla-collect`` (rendering, H.264 encoding,
+  Parquet) for ``--episodes`` episodes of one task, once per ``--workers`` count, side by side.
 
 The ShellGame tasks (MemoryVLA's fifth) need a YCB asset download and are left out of every table.
 The machine is shared (2 cores, several other jobs): compare rows of one run, not across runs.
@@ -35,7 +35,7 @@ The machine is shared (2 cores, several other jobs): compare rows of one run, no
     python benchmarks/bench_mikasa.py experts --episodes 20 [--render]
     python benchmarks/bench_mikasa.py profile --steps 40
     python benchmarks/bench_mikasa.py speed --steps 30 --procs 2
-    python benchmarks/bench_mikasa.py demos --task RememberColor3 --episodes 6
+    python benchmarks/bench_mikasa.py demos --task RememberColor3 --episodes 6 [--workers 1 2]
     python benchmarks/bench_mikasa.py serve --steps 30 [--threads 1]
     python benchmarks/bench_mikasa.py vla --runs runs/rc3_bank_eval runs/rc3_none_eval [--train-logs bank.log none.log]
     python benchmarks/bench_mikasa.py offline --demos demos/rc3 --held-out 100 112 --runs runs/rc3_bank runs/rc3_none
@@ -152,19 +152,25 @@ def profile(task: str, steps: int) -> list[dict]:
     return rows
 
 
-def demos(task: str, episodes: int) -> dict:
-    from memstream.embodied.envs.mikasa import read_demonstrations, write_demonstrations
+def demos(task: str, episodes: int, workers: int = 1) -> dict:
+    """``memstream vla-collect`` of ``episodes`` rollouts (both cameras, seed 0) with ``workers``
+    processes, into a temporary folder."""
+    from memstream.embodied.envs.mikasa import read_demonstrations
+    from memstream.streaming.cli import main as memstream
 
     with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "demos"
         started = time.perf_counter()
-        info = write_demonstrations(Path(folder) / "demos", task, episodes, seed=0)
+        if memstream(["vla-collect", "--task", task, "--episodes", str(episodes), "--workers", str(workers),
+                      "--out", str(out), "--no-progress"]) != 0:
+            raise SystemExit(f"vla-collect {task} failed")
         seconds = time.perf_counter() - started
-        size = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
-        data = read_demonstrations(Path(folder) / "demos")
-        frames = sum(len(e["actions"]) for e in data.episodes())
-    return {"task": task, "episodes": episodes, "frames": frames, "seconds": round(seconds, 1),
-            "demos_per_hour": round(episodes * 3600 / seconds, 1), "bytes": size,
-            "bytes_per_frame": round(size / max(frames, 1), 1), "expert_success": info["success_rate"]}
+        size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+        data = read_demonstrations(out)
+        frames = sum(r["length"] for r in data.records)
+    return {"task": task, "episodes": episodes, "workers": workers, "frames": frames, "seconds": round(seconds, 1),
+            "demos_per_hour": round(len(data) * 3600 / seconds, 1), "bytes": size,
+            "bytes_per_frame": round(size / max(frames, 1), 1), "expert_success": len(data) / episodes}
 
 
 def serve_latency(steps: int, threads: int, run: str | None = None) -> list[dict]:
@@ -415,6 +421,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--procs", type=int, default=2)
     parser.add_argument("--task", default="RememberColor3")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1], help="demos: vla-collect worker counts, run in turn")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the serve measurement")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     args = parser.parse_args()
@@ -502,12 +509,15 @@ def main() -> None:
                     [[r["path"], f"{r['variant']} L{r['memory_length']}" if r["memory_length"] else r["variant"], r["median_ms"],
                       r.get("median_ms_per_env", r["median_ms"])] for r in rows])
     else:
-        row = demos(args.task, args.episodes)
-        payload.setdefault("demos", {})[args.task] = row
-        print_table("Demonstration collection (render + H.264 + Parquet)",
-                    ["task", "episodes", "frames", "demos/hour", "bytes/frame", "expert success"],
-                    [[row["task"], row["episodes"], row["frames"], row["demos_per_hour"], row["bytes_per_frame"],
-                      row["expert_success"]]])
+        rows = [demos(args.task, args.episodes, workers) for workers in args.workers]
+        for row in rows:  # one worker keeps the task's own key (the rows of earlier runs)
+            payload.setdefault("demos", {})[args.task + ("" if row["workers"] == 1 else f" x{row['workers']} workers")] = row
+        base = rows[0]["demos_per_hour"]
+        print_table(f"Demonstration collection (render + H.264 + Parquet), load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+                    ["task", "workers", "episodes", "frames", "demos/hour", f"vs {rows[0]['workers']} worker(s)",
+                     "bytes/frame", "expert success"],
+                    [[r["task"], r["workers"], r["episodes"], r["frames"], r["demos_per_hour"],
+                      f"{r['demos_per_hour'] / base:.2f}x", r["bytes_per_frame"], r["expert_success"]] for r in rows])
     print(save("mikasa", payload))
 
 

@@ -1,9 +1,14 @@
-"""``memstream vla-train`` / ``memstream vla-eval``: the memory policy on MIKASA-Robo demonstrations.
+"""``memstream vla-collect`` / ``vla-train`` / ``vla-eval``: the memory policy on MIKASA-Robo demonstrations.
 
+    memstream vla-collect --task RememberColor3 --episodes 250 --workers 2 --out demos/rc3
     memstream vla-train --demos demos/rc3 --variant bank --memory-length 16 --steps 2000 --out runs/rc3_bank
     memstream vla-train --demos demos/rc3 --variant bank --steps 4000 --out runs/rc3_bank --resume
     memstream vla-eval --policy runs/rc3_bank --episodes 100 --videos 3 --out runs/rc3_bank_eval
 
+``vla-collect`` rolls out the task's scripted expert on seeds ``--seed ..`` and writes the
+demonstrations (LeRobot v2.1 layout, see :mod:`memstream.embodied.envs.mikasa.dataset`); with
+``--workers N`` N processes each collect a contiguous share of the seeds into ``--out/.parts/`` and
+the shares are merged in seed order (a failed worker leaves its finished share, itself a dataset).
 ``vla-train`` writes the policy (``config.json``, ``model.safetensors``) and ``mikasa.json`` (task,
 camera, rendering, action space, training figures) to ``--out``, with a resumable checkpoint in
 ``--out/checkpoint/`` every ``--checkpoint-every`` steps. ``vla-eval`` writes ``results.json``
@@ -19,6 +24,7 @@ import argparse
 import contextlib
 import json
 import math
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -27,7 +33,7 @@ from typing import Any
 
 from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.cli import add_output_args
-from memstream.streaming.errors import ConfigError
+from memstream.streaming.errors import ConfigError, MemstreamError
 from memstream.streaming.paths import prepare_output_dir
 
 VARIANTS = ("bank", "fifo", "no_memory")
@@ -35,6 +41,25 @@ VARIANTS = ("bank", "fifo", "no_memory")
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Entry point of the ``memstream.commands`` group."""
+    collect = sub.add_parser("vla-collect", help="roll out a MIKASA-Robo task's scripted expert and store the "
+                                                 "demonstrations (Parquet + H.264, LeRobot v2.1 layout)")
+    collect.add_argument("--task", required=True, help="e.g. RememberColor3, RememberColor5, RememberColor9, InterceptMedium")
+    collect.add_argument("--episodes", type=int, default=250, help="expert rollouts (MemoryVLA's protocol: 250)")
+    collect.add_argument("--seed", type=int, default=0,
+                         help="simulator seed of the first episode; episode i uses seed + i (default 0: disjoint from "
+                              "the evaluation seeds; give a second collection of the same task its own range)")
+    collect.add_argument("--cameras", nargs="+", default=None,
+                         help="cameras rendered and stored (default both, base_camera and hand_camera; each one "
+                              "left out makes a step faster)")
+    collect.add_argument("--image-size", type=int, default=128, help="square image side in pixels (MemoryVLA: 128)")
+    collect.add_argument("--keep-failures", action="store_true",
+                         help="also store the episodes the expert failed (flagged success: false)")
+    collect.add_argument("--workers", type=int, default=1, help="parallel collector processes (default 1)")
+    add_output_args(collect)
+    collect.add_argument("--no-progress", action="store_true")
+    collect.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    collect.set_defaults(handler=cmd_vla_collect)
+
     train = sub.add_parser("vla-train", help="train the memory policy on MIKASA-Robo demonstrations (LeRobot layout)")
     train.add_argument("--demos", type=Path, nargs="+", required=True,
                        help="a folder written by write_demonstrations, or several of one task collected from disjoint "
@@ -128,6 +153,99 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_arguments(serve)
     serve.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     serve.set_defaults(handler=serve_policy)
+
+
+def cmd_vla_collect(args: argparse.Namespace) -> int:
+    from memstream.embodied.envs.mikasa import CAMERAS, merge_demonstrations, resolve_task, write_demonstrations
+    from memstream.embodied.envs.mikasa.dataset import check_seeds_disjoint
+
+    task = resolve_task(args.task)  # an unknown task, or one that needs downloaded assets: named here
+    for flag, value, default in (("--episodes", args.episodes, 250), ("--workers", args.workers, 1),
+                                 ("--image-size", args.image_size, 128)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}", f"Pass {flag} {default}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}", "Pass --seed 0")
+    cameras = tuple(args.cameras) if args.cameras else CAMERAS
+    unknown = [camera for camera in cameras if camera not in CAMERAS]
+    if unknown:
+        raise ConfigError(f"unknown camera {unknown[0]!r}", f"Pick among {', '.join(CAMERAS)}")
+    check_seeds_disjoint(args.seed, args.episodes)
+    out = prepare_output_dir(args.out, overwrite=args.overwrite)
+    workers = min(args.workers, args.episodes)
+    options = {"image_size": args.image_size, "keep_failures": args.keep_failures, "cameras": cameras}
+    started = time.perf_counter()
+    if workers == 1:
+        info = write_demonstrations(out, task.name, args.episodes, seed=args.seed,
+                                    progress=False if args.no_progress else None, **options)
+        rollouts, succeeded = args.episodes, round(info["success_rate"] * args.episodes)
+    else:
+        shares = [(out / ".parts" / f"part-{k:03d}", start, count) for k, (start, count)
+                  in enumerate(_shares(args.seed, args.episodes, workers))]
+        results = _collect_in_parallel(task.name, shares, options, progress=False if args.no_progress else None)
+        rollouts = sum(r["rollouts"] for r in results)
+        succeeded = sum(round(r["success_rate"] * r["rollouts"]) for r in results)
+        info = merge_demonstrations(out, [folder for folder, _, _ in shares])
+        shutil.rmtree(out / ".parts")
+    seconds = time.perf_counter() - started
+    print(f"collected {info['total_episodes']} {task.name} demonstrations from {rollouts} expert rollouts "
+          f"(seeds {args.seed}..{args.seed + args.episodes - 1}, expert success {succeeded / rollouts:.2f}) "
+          f"in {seconds:.0f} s ({info['total_episodes'] * 3600 / max(seconds, 1e-9):.0f} an hour, {workers} "
+          f"worker{'s' if workers > 1 else ''}): {out}")
+    return 0
+
+
+def _shares(seed: int, episodes: int, workers: int) -> list[tuple[int, int]]:
+    """(first seed, episodes) of each worker: contiguous, in seed order, sizes differing by at most one."""
+    sizes = [episodes // workers + (k < episodes % workers) for k in range(workers)]
+    starts = [seed + sum(sizes[:k]) for k in range(workers)]
+    return list(zip(starts, sizes, strict=True))
+
+
+def _collect_share(task: str, folder: str, seed: int, episodes: int, options: dict[str, Any]) -> dict[str, Any]:
+    """One worker process: its share of the rollouts, on one torch thread (the workers share the cores)."""
+    import torch
+
+    from memstream.embodied.envs.mikasa import write_demonstrations
+
+    torch.set_num_threads(1)
+    info = write_demonstrations(folder, task, episodes, seed=seed, **options)
+    return {"rollouts": info["rollouts"], "success_rate": info["success_rate"]}
+
+
+def _collect_in_parallel(task: str, shares: list[tuple[Path, int, int]], options: dict[str, Any],
+                         progress: bool | None) -> list[dict[str, Any]]:
+    """Run the shares in spawned processes (the simulator and its renderer are not fork-safe); the
+    bar follows the episodes each share has written. A failed share is re-raised naming the shares
+    that hold finished episodes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, wait
+
+    from memstream.embodied.envs.mikasa import read_demonstrations
+    from memstream.streaming.progress import progress as progress_bar
+
+    def written() -> int:
+        return sum(len(read_demonstrations(folder)) for folder, _, _ in shares if (folder / "meta" / "info.json").is_file())
+
+    with ProcessPoolExecutor(len(shares), mp_context=multiprocessing.get_context("spawn")) as pool, \
+            progress_bar(f"collect {task} demonstrations", sum(n for _, _, n in shares), unit="episodes", show=progress) as bar:
+        futures = [pool.submit(_collect_share, task, str(folder), seed, count, options) for folder, seed, count in shares]
+        done = 0
+        while not all(future.done() for future in futures):
+            wait(futures, timeout=2.0)
+            now = written()
+            bar.advance(now - done)
+            done = now
+        failed = [(share, future.exception()) for share, future in zip(shares, futures, strict=True) if future.exception()]
+        if failed:
+            (folder, seed, count), error = failed[0]
+            kept = [str(f) for f, _, _ in shares if (f / "meta" / "info.json").is_file()]
+            message = error.what if isinstance(error, MemstreamError) else f"{type(error).__name__}: {error}"
+            raise MemstreamError(f"collecting seeds {seed}..{seed + count - 1} failed ({message}); the finished episodes "
+                                 f"are kept in {', '.join(kept) or 'no share'}",
+                                 "Fix the cause and collect again, or train on the kept shares (vla-train --demos A B ...)"
+                                 ) from error
+        return [future.result() for future in futures]
 
 
 def cmd_vla_train(args: argparse.Namespace) -> int:

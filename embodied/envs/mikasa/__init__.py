@@ -11,7 +11,8 @@ Example::
     obs, reward, terminated, truncated, info = env.step(env.expert_actions())
 """
 
-from memstream.embodied.envs.mikasa.dataset import DemonstrationReader, read_demonstrations, write_demonstrations
+from memstream.embodied.envs.mikasa.dataset import (DemonstrationReader, check_joinable, merge_demonstrations, read_demonstrations,
+                                                    write_demonstrations)
 from memstream.embodied.envs.mikasa.env import CAMERAS, EVAL_SEED, MikasaConfig, MikasaEnv, make_mikasa_env
 from memstream.embodied.envs.mikasa.experts import intercept_action, remember_color_action
 from memstream.embodied.envs.mikasa.tasks import MIKASA_TASKS, NEEDS_ASSETS, MikasaTask, resolve_task
@@ -25,8 +26,10 @@ __all__ = [
     "MikasaConfig",
     "MikasaEnv",
     "MikasaTask",
+    "check_joinable",
     "intercept_action",
     "make_mikasa_env",
+    "merge_demonstrations",
     "read_demonstrations",
     "remember_color_action",
     "resolve_task",

@@ -36,7 +36,8 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ import numpy as np
 
 from memstream.embodied.envs.mikasa.env import ACTION_DIM, CAMERAS, EVAL_SEED, STATE_DIM, make_mikasa_env
 from memstream.streaming.errors import ConfigError, MemstreamError
+from memstream.streaming.progress import progress as progress_bar
 
 FPS = 20  # the suites' control frequency
 KEYINT = 1  # every frame a key frame: no frame's pixels depend on an earlier one (see the module's docstring)
@@ -92,7 +94,7 @@ def check_seeds_disjoint(seed: int, num_episodes: int) -> None:
 
 def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: int = 0, image_size: int = 128,
                          keep_failures: bool = False, cameras: tuple[str, ...] = CAMERAS,
-                         camera_housing: bool = False) -> dict[str, Any]:
+                         camera_housing: bool = False, progress: bool | None = False) -> dict[str, Any]:
     """Roll out the scripted expert of ``task`` and write each episode as it ends.
 
     Args:
@@ -103,6 +105,8 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
             default they are dropped and counted.
         cameras, camera_housing: as for :class:`~memstream.embodied.envs.mikasa.MikasaConfig`
             (recorded in ``meta/info.json``'s ``memstream`` entry: evaluation renders the same way).
+        progress: a bar over the rollouts (``None``: when stderr is a terminal; see
+            :func:`memstream.streaming.progress.progress`).
 
     Returns:
         ``meta/info.json``'s content plus ``success_rate`` (the expert's, over all rollouts).
@@ -117,13 +121,16 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
     writer = _DatasetWriter(root, env.name, env.instruction, image_size, env.config.cameras, camera_housing)
     successes = 0
     try:
-        obs = env.reset()
-        for _ in range(num_episodes):
-            episode = _rollout(env, obs)
-            obs = episode.pop("next_obs")
-            successes += bool(episode["success"])
-            if episode["success"] or keep_failures:
-                writer.add(episode)
+        with progress_bar(f"collect {env.name} demonstrations", num_episodes, unit="episodes", show=progress) as bar:
+            obs = env.reset()
+            for _ in range(num_episodes):
+                episode = _rollout(env, obs)
+                obs = episode.pop("next_obs")
+                successes += bool(episode["success"])
+                if episode["success"] or keep_failures:
+                    writer.add(episode)
+                bar.advance()
+                bar.status(f"expert succeeded {successes}")
     finally:
         env.close()
     return {**writer.info, "success_rate": successes / num_episodes, "rollouts": num_episodes}
@@ -199,14 +206,40 @@ class _DatasetWriter:
             with VideoWriter(video, FPS, codec="h264", crf=18, keyint=KEYINT) as writer:
                 for frame in frames:
                     writer.write(frame)
-        record = {"episode_index": index, "tasks": [self.instruction], "length": length, "seed": episode["seed"],
-                  "success": episode["success"], "hidden_info": episode["hidden_info"],
-                  "reveal_frames": episode["reveal_frames"]}
+        self._commit({"episode_index": index, "tasks": [self.instruction], "length": length, "seed": episode["seed"],
+                      "success": episode["success"], "hidden_info": episode["hidden_info"],
+                      "reveal_frames": episode["reveal_frames"]}, len(episode["frames"]))
+
+    def copy_episode(self, reader: DemonstrationReader, i: int) -> None:
+        """Append episode ``i`` of another dataset as it is stored: its Parquet rows with this
+        dataset's episode and frame indices, its videos copied byte for byte (not re-encoded)."""
+        pa = _pyarrow()
+        record = reader.records[i]
+        source, chunk = record["episode_index"], record["episode_index"] // reader.info["chunks_size"]
+        table = pa.parquet.read_table(reader.root / reader.info["data_path"].format(episode_chunk=chunk, episode_index=source))
+        index, start, length = self.info["total_episodes"], self.info["total_frames"], table.num_rows
+        for name, column in (("episode_index", np.full(length, index, dtype=np.int64)),
+                             ("index", start + np.arange(length, dtype=np.int64))):
+            table = table.set_column(table.schema.get_field_index(name), name, pa.array(column))
+        path = self.root / DATA_PATH.format(episode_chunk=index // CHUNK, episode_index=index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pa.parquet.write_table(table, path)
+        videos = [key for key, feature in reader.info["features"].items() if feature["dtype"] == "video"]
+        for key in videos:
+            video = self.root / VIDEO_PATH.format(episode_chunk=index // CHUNK, video_key=key, episode_index=index)
+            video.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(reader.root / reader.info["video_path"].format(
+                episode_chunk=chunk, video_key=key, episode_index=source), video)
+        self._commit({**record, "episode_index": index, "length": length}, len(videos))
+
+    def _commit(self, record: dict[str, Any], videos: int) -> None:
+        """Record an episode whose files are written; ``meta/`` stays a valid dataset after each."""
+        index, length = record["episode_index"], record["length"]
         with open(self.root / "meta" / "episodes.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
         self.info["total_episodes"] = index + 1
-        self.info["total_frames"] = start + length
-        self.info["total_videos"] = (index + 1) * len(episode["frames"])
+        self.info["total_frames"] += length
+        self.info["total_videos"] = (index + 1) * videos
         self.info["total_chunks"] = index // CHUNK + 1
         self.info["splits"] = {"train": f"0:{index + 1}"}
         (self.root / "meta" / "info.json").write_text(json.dumps(self.info, indent=2) + "\n")
@@ -262,6 +295,77 @@ class DemonstrationReader:
 def read_demonstrations(root: str | Path) -> DemonstrationReader:
     """Open a dataset folder written by :func:`write_demonstrations`."""
     return DemonstrationReader(root)
+
+
+def check_joinable(readers: Sequence[DemonstrationReader], camera: str | None = None) -> None:
+    """Demonstration folders that can be trained on, or merged, as one dataset: the same task,
+    rendering (camera housing) and features (every camera's, or only ``camera``'s, shape and
+    encoding; the state and the action), and no simulator seed in two of them.
+
+    Raises:
+        ConfigError: names the two folders and the first setting that differs, or the repeated seed.
+    """
+    def settings(reader: DemonstrationReader) -> dict[str, Any]:
+        own = reader.info.get("memstream", {})
+        kept = {key: value for key, value in reader.info.get("features", {}).items()
+                if camera is None or not key.startswith("observation.images.") or key == f"observation.images.{camera}"}
+        return {"task": own.get("task"), "camera housing": own.get("camera_housing"), **kept}
+
+    first, seen = readers[0], {}
+    for reader in readers:
+        theirs = settings(reader)
+        for name, expected in settings(first).items():
+            value = theirs.get(name)
+            if value != expected:
+                if isinstance(value, dict) and isinstance(expected, dict):  # name only the entries that differ
+                    keys = [k for k in {**expected, **value} if expected.get(k) != value.get(k)]
+                    expected, value = {k: expected.get(k) for k in keys}, {k: value.get(k) for k in keys}
+                raise ConfigError(f"demonstration folders {str(first.root)!r} and {str(reader.root)!r} differ in "
+                                  f"{name} ({expected!r} vs {value!r})",
+                                  "Join folders collected for the same task with the same write_demonstrations settings")
+        missing = [name for name in theirs if name not in settings(first)]
+        if missing:
+            raise ConfigError(f"demonstration folders {str(first.root)!r} and {str(reader.root)!r} differ in "
+                              f"{missing[0]} (only in the second)",
+                              "Join folders collected for the same task with the same write_demonstrations settings")
+        for record in reader.records:
+            seed = record.get("seed")
+            if seed in seen:
+                raise ConfigError(f"simulator seed {seed} is in both {str(seen[seed])!r} and {str(reader.root)!r}: "
+                                  "the same episode would be used twice",
+                                  "Collect each folder from its own seed range (write_demonstrations(seed=...))")
+            seen[seed] = reader.root
+
+
+def merge_demonstrations(root: str | Path, sources: Sequence[str | Path], progress: bool | None = False) -> dict[str, Any]:
+    """Join demonstration folders of one task (e.g. written in parallel from disjoint seed ranges)
+    into one new folder, their episodes renumbered in the order given; the sources are left as
+    they are. Checked with :func:`check_joinable` before anything is written.
+
+    Returns:
+        The new folder's ``meta/info.json`` content.
+    """
+    if not sources:
+        raise ConfigError("no demonstration folder to merge", "Pass at least one folder written by write_demonstrations")
+    readers = [read_demonstrations(source) for source in sources]
+    check_joinable(readers)
+    root = Path(root)
+    if (root / "meta" / "info.json").exists():
+        raise ConfigError(f"{str(root)!r} already holds a dataset", "Pick a new folder or delete the old one")
+    first = readers[0]
+    videos = [key for key, feature in first.info["features"].items() if feature["dtype"] == "video"]
+    own = first.info.get("memstream", {})
+    writer = _DatasetWriter(root, own.get("task", ""), (first.tasks or [""])[0],
+                            int(first.info["features"][videos[0]]["shape"][0]) if videos else 0,
+                            tuple(key.removeprefix("observation.images.") for key in videos),
+                            bool(own.get("camera_housing", False)))
+    writer.info["features"] = json.loads(json.dumps(first.info["features"]))  # as stored (older datasets lack video.g)
+    with progress_bar("merge demonstrations", sum(len(r) for r in readers), unit="episodes", show=progress) as bar:
+        for reader in readers:
+            for i in range(len(reader)):
+                writer.copy_episode(reader, i)
+                bar.advance()
+    return writer.info
 
 
 def _decode(path: Path) -> np.ndarray:

@@ -121,7 +121,7 @@ def _folders(readers: list[Any]) -> str:
 def _demonstration_readers(root: str | Path | Sequence[str | Path], camera: str | None = None) -> list[Any]:
     """Open each folder and check that they can train one policy together (see
     :func:`load_mikasa_demonstrations`); ``camera``, if given, must be in every one."""
-    from memstream.embodied.envs.mikasa import read_demonstrations
+    from memstream.embodied.envs.mikasa.dataset import check_joinable, read_demonstrations
 
     roots = [root] if isinstance(root, (str, Path)) else list(root)
     if not roots:
@@ -135,25 +135,7 @@ def _demonstration_readers(root: str | Path | Sequence[str | Path], camera: str 
                 cameras = [k.split(".")[-1] for k in features if k.startswith("observation.images.")]
                 raise ConfigError(f"the demonstrations in {str(reader.root)!r} have no camera {camera!r}",
                                   f"Pick one of: {', '.join(cameras)}")
-    def settings(reader: Any) -> dict[str, Any]:
-        own = reader.info.get("memstream", {})
-        image = reader.info.get("features", {}).get(f"observation.images.{camera}", {}).get("shape")
-        return {"task": own.get("task"), "camera housing": own.get("camera_housing"), "image shape": image}
-
-    first, seen = readers[0], {}
-    for reader in readers:
-        for (name, expected), value in zip(settings(first).items(), settings(reader).values(), strict=True):
-            if value != expected:
-                raise ConfigError(f"demonstration folders {str(first.root)!r} and {str(reader.root)!r} differ in "
-                                  f"{name} ({expected!r} vs {value!r})",
-                                  "Train on folders collected with the same task and write_demonstrations settings")
-        for record in reader.records:
-            seed = record.get("seed")
-            if seed in seen:
-                raise ConfigError(f"simulator seed {seed} is in both {str(seen[seed])!r} and {str(reader.root)!r}: "
-                                  "the same episode would be trained on twice",
-                                  "Collect each folder from its own seed range (write_demonstrations(seed=...))")
-            seen[seed] = reader.root
+    check_joinable(readers, camera)
     return readers
 
 

@@ -1,8 +1,47 @@
-"""Shared settings of the policy tests."""
+"""Shared settings and helpers of the policy tests."""
 
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
 from memstream.embodied.bank import MemoryBankConfig
+from memstream.embodied.envs.mikasa.dataset import _DatasetWriter
+from memstream.embodied.policies.cli import add_commands
+from memstream.streaming.errors import MemstreamError
 
 # a tiny flow policy that replans every step with the deterministic sampler (ensembling, open loop)
 TINY_DETERMINISTIC = dict(perceptual_dim=16, perceptual_grid=2, cognitive_dim=16, hidden_dim=32, head_layers=1,
                           head_heads=2, num_inference_steps=2, vocab_buckets=64, chunk_size=4, n_action_steps=1,
                           inference_noise=0.0, bank=MemoryBankConfig(capacity=4))
+SIZE = 32  # image side of the tiny demonstration folders
+
+
+def vla(argv: list[str]) -> int:
+    """A ``vla-*`` command through the same boundary as ``memstream``'s main (error line, exit code)."""
+    parser = argparse.ArgumentParser(prog="memstream")
+    parser.add_argument("--debug", action="store_true")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except MemstreamError as error:
+        print(f"error: {error.one_line()}")
+        return error.exit_code
+
+
+def tiny_demos(root, episodes: int = 3, length: int = 6, seed: int = 0, first_seed: int = 10,
+               task: str = "RememberColor3", size: int = SIZE):
+    """A real demonstration folder (Parquet + H.264, LeRobot v2.1 layout) of random tiny episodes with
+    simulator seeds ``first_seed ..``."""
+    rng = np.random.default_rng(seed)
+    writer = _DatasetWriter(root, task, "touch the cube", size, cameras=("base_camera",))
+    for i in range(episodes):
+        shade = np.linspace(0, 200, size, dtype=np.float32)[None, :, None] + 10 * np.arange(length)[:, None, None, None]
+        video = np.broadcast_to(np.clip(shade, 0, 255), (length, size, size, 3)).astype(np.uint8)
+        writer.add({"frames": {"observation.images.base_camera": video},
+                    "states": rng.normal(size=(length, 7)).astype(np.float32),
+                    "actions": rng.uniform(-1, 1, size=(length, 7)).astype(np.float32),
+                    "rewards": np.zeros(length, np.float32), "success": True, "seed": first_seed + i,
+                    "hidden_info": [int(rng.integers(3))], "reveal_frames": 2})
+    return root

@@ -1,0 +1,120 @@
+"""``memstream vla-collect`` and merging demonstration folders: parallel shares joined in seed order,
+byte for byte; refusals before anything is written; the collection itself runs only with the simulator."""
+
+from __future__ import annotations
+
+import filecmp
+import importlib.util
+
+import numpy as np
+import pytest
+from memstream.embodied.envs.mikasa import merge_demonstrations, read_demonstrations
+from memstream.embodied.policies.cli import _collect_in_parallel, _shares
+from memstream.embodied.policies.memvla.mikasa import load_mikasa_demonstrations
+from memstream.streaming.errors import ConfigError, MemstreamError
+
+from tests.embodied.policies.util import tiny_demos, vla
+
+needs_sim = pytest.mark.skipif(importlib.util.find_spec("mani_skill") is None or importlib.util.find_spec("mikasa_robo_suite") is None,
+                               reason="needs ManiSkill3 and MIKASA-Robo (memstream[mikasa])")
+
+
+def _video(root, record) -> str:
+    reader = read_demonstrations(root)
+    index = record["episode_index"]
+    return str(root / reader.info["video_path"].format(episode_chunk=index // 1000, video_key="observation.images.base_camera",
+                                                       episode_index=index))
+
+
+def test_merge_renumbers_the_episodes_in_order_and_copies_them_unchanged(tmp_path):
+    one = tiny_demos(tmp_path / "a", episodes=2, length=6, seed=1, first_seed=0)
+    two = tiny_demos(tmp_path / "b", episodes=3, length=5, seed=2, first_seed=2)
+    info = merge_demonstrations(tmp_path / "m", [one, two])
+    merged, sources = read_demonstrations(tmp_path / "m"), [read_demonstrations(one), read_demonstrations(two)]
+    assert info["total_episodes"] == 5 and info["total_frames"] == 2 * 6 + 3 * 5 and info["splits"] == {"train": "0:5"}
+    assert info["total_videos"] == 5 and info["features"] == sources[0].info["features"]
+    assert [r["episode_index"] for r in merged.records] == [0, 1, 2, 3, 4]
+    assert [r["seed"] for r in merged.records] == [0, 1, 2, 3, 4] and len(sources[0]) == 2 and len(sources[1]) == 3
+    pairs = [(source, i) for source in sources for i in range(len(source))]
+    frame = 0
+    for k, (source, i) in enumerate(pairs):
+        got, want = merged.episode(k), source.episode(i)
+        for key in ("actions", "states", "next.reward", "frame_index", "timestamp", "observation.images.base_camera"):
+            np.testing.assert_array_equal(got[key], want[key])
+        assert got["meta"]["hidden_info"] == want["meta"]["hidden_info"] and got["meta"]["length"] == len(want["actions"])
+        assert (got["episode_index"] == k).all()  # the Parquet rows carry the new indices
+        np.testing.assert_array_equal(got["index"], frame + np.arange(len(want["actions"])))
+        frame += len(want["actions"])
+        assert filecmp.cmp(_video(tmp_path / "m", merged.records[k]), _video(source.root, source.records[i]), shallow=False)
+    joined, read = load_mikasa_demonstrations([one, two]), load_mikasa_demonstrations(tmp_path / "m")
+    for name in ("images", "states", "actions", "episode_index", "episode_bounds", "hidden_info", "reveal_frames"):
+        np.testing.assert_array_equal(getattr(read, name), getattr(joined, name))
+
+
+def test_merge_refuses_repeated_seeds_and_an_existing_dataset_before_writing(tmp_path):
+    one = tiny_demos(tmp_path / "a", episodes=2, first_seed=0)
+    with pytest.raises(ConfigError, match="simulator seed 1 is in both"):
+        merge_demonstrations(tmp_path / "m", [one, tiny_demos(tmp_path / "b", episodes=2, first_seed=1)])
+    assert not (tmp_path / "m").exists()
+    with pytest.raises(ConfigError, match="already holds a dataset"):
+        merge_demonstrations(one, [tiny_demos(tmp_path / "c", episodes=1, first_seed=7)])
+    assert len(read_demonstrations(one)) == 2
+    with pytest.raises(ConfigError, match="no demonstration folder"):
+        merge_demonstrations(tmp_path / "m", [])
+
+
+def test_shares_are_contiguous_in_seed_order_and_cover_every_episode():
+    assert _shares(0, 10, 3) == [(0, 4), (4, 3), (7, 3)]
+    assert _shares(250, 4, 4) == [(250, 1), (251, 1), (252, 1), (253, 1)]
+    for seed, episodes, workers in ((5, 17, 2), (0, 250, 7)):
+        shares = _shares(seed, episodes, workers)
+        assert sum(n for _, n in shares) == episodes and shares[0][0] == seed
+        assert all(a + n == b for (a, n), (b, _) in zip(shares, shares[1:], strict=False))
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    (["--task", "Nope"], "unknown MIKASA-Robo task 'Nope'"),
+    (["--task", "ShellGameTouch"], "needs the YCB assets"),
+    (["--task", "RememberColor3", "--episodes", "0"], "--episodes must be >= 1"),
+    (["--task", "RememberColor3", "--workers", "0"], "--workers must be >= 1"),
+    (["--task", "RememberColor3", "--seed", "4242424200"], "overlap the evaluation seeds"),
+    (["--task", "RememberColor3", "--cameras", "top_camera"], "unknown camera 'top_camera'"),
+])
+def test_collect_refusals_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, extra, says):
+    out = tmp_path / "demos"
+    assert vla(["vla-collect", *extra, "--out", str(out), "--no-progress"]) == 2
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("error: ") and says in line and len(line.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_collect_refuses_a_folder_that_holds_files(tmp_path, capsys):
+    out = tiny_demos(tmp_path / "demos", episodes=1)
+    assert vla(["vla-collect", "--task", "RememberColor3", "--out", str(out), "--no-progress"]) == 2
+    assert "--overwrite" in capsys.readouterr().out and len(read_demonstrations(out)) == 1
+
+
+def test_a_failed_share_names_the_shares_that_keep_finished_episodes(tmp_path):
+    # each share's folder already holds a dataset, so each worker refuses before it starts the simulator
+    shares = [(tiny_demos(tmp_path / f"part-{k}", episodes=1, first_seed=100 + k), k, 1) for k in range(2)]
+    with pytest.raises(MemstreamError, match=r"collecting seeds 0..0 failed \(.*already holds a dataset\); the finished "
+                                             r"episodes are kept in .*part-0.*part-1") as caught:
+        _collect_in_parallel("RememberColor3", shares, {"cameras": ("base_camera",)}, progress=False)
+    assert "vla-train --demos A B" in caught.value.one_line()
+
+
+@needs_sim
+def test_two_workers_write_the_same_dataset_as_one(tmp_path, capsys):
+    common = ["--task", "RememberColor3", "--episodes", "3", "--seed", "20", "--cameras", "base_camera",
+              "--image-size", "64", "--no-progress"]
+    assert vla(["vla-collect", *common, "--workers", "2", "--out", str(tmp_path / "two")]) == 0
+    assert "collected 3 RememberColor3 demonstrations from 3 expert rollouts (seeds 20..22" in capsys.readouterr().out
+    assert vla(["vla-collect", *common, "--out", str(tmp_path / "one")]) == 0
+    two, one = read_demonstrations(tmp_path / "two"), read_demonstrations(tmp_path / "one")
+    assert not (tmp_path / "two" / ".parts").exists()
+    assert [r["seed"] for r in two.records] == [20, 21, 22] and two.records == one.records
+    assert two.info == one.info
+    for k in range(3):
+        a, b = two.episode(k), one.episode(k)
+        for key in ("actions", "states", "index", "observation.images.base_camera"):
+            np.testing.assert_array_equal(a[key], b[key])
