@@ -221,11 +221,11 @@ def _collect_in_parallel(task: str, shares: list[tuple[Path, int, int]], options
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, wait
 
-    from memstream.embodied.envs.mikasa import read_demonstrations
     from memstream.streaming.progress import progress as progress_bar
 
-    def written() -> int:
-        return sum(len(read_demonstrations(folder)) for folder, _, _ in shares if (folder / "meta" / "info.json").is_file())
+    def written() -> int:  # complete records only; the workers append to these files as this reads them
+        files = [folder / "meta" / "episodes.jsonl" for folder, _, _ in shares]
+        return sum(path.read_text().count("\n") for path in files if path.is_file())
 
     with ProcessPoolExecutor(len(shares), mp_context=multiprocessing.get_context("spawn")) as pool, \
             progress_bar(f"collect {task} demonstrations", sum(n for _, _, n in shares), unit="episodes", show=progress) as bar:

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from memstream.embodied.envs.mikasa.env import ACTION_DIM, CAMERAS, EVAL_SEED, STATE_DIM, make_mikasa_env
+from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.errors import ConfigError, MemstreamError
 from memstream.streaming.progress import progress as progress_bar
 
@@ -242,7 +243,7 @@ class _DatasetWriter:
         self.info["total_videos"] = (index + 1) * videos
         self.info["total_chunks"] = index // CHUNK + 1
         self.info["splits"] = {"train": f"0:{index + 1}"}
-        (self.root / "meta" / "info.json").write_text(json.dumps(self.info, indent=2) + "\n")
+        write_json_atomic(self.root / "meta" / "info.json", self.info)  # whole: a reader never sees half of it
 
 
 class DemonstrationReader:
@@ -256,8 +257,10 @@ class DemonstrationReader:
         self.root = Path(root)
         try:
             self.info = json.loads((self.root / "meta" / "info.json").read_text())
-            self.records = [json.loads(line) for line in (self.root / "meta" / "episodes.jsonl").read_text().splitlines()
-                            if line.strip()]
+            lines = (self.root / "meta" / "episodes.jsonl").read_text().split("\n")
+            # the last piece is "" after a complete line; anything else is a record whose writer was
+            # killed mid-line, its episode unfinished: read the dataset as it was before it
+            self.records = [json.loads(line) for line in lines[:-1] if line.strip()]
             self.tasks = [json.loads(line)["task"] for line in (self.root / "meta" / "tasks.jsonl").read_text().splitlines()
                           if line.strip()]
         except (OSError, ValueError, KeyError) as error:

@@ -202,6 +202,17 @@ def test_demonstrations_round_trip_episode_by_episode(tmp_path):
         assert [frame.key_frame for frame in container.decode(video=0)] == [True] * 5
 
 
+def test_a_collector_killed_mid_record_leaves_the_episodes_before_it_readable(tmp_path):
+    rng = np.random.default_rng(1)
+    writer = _DatasetWriter(tmp_path / "d", "RememberColor3", "touch it", 32)
+    writer.add(_episode(4, 32, rng))
+    with open(tmp_path / "d" / "meta" / "episodes.jsonl", "a") as handle:
+        handle.write('{"episode_index": 1, "tasks": ["tou')  # the process died while appending the next record
+    data = read_demonstrations(tmp_path / "d")
+    assert len(data) == 1 and data.records[0]["length"] == 4 and len(data.episode(0)["actions"]) == 4
+    assert not list((tmp_path / "d" / "meta").glob(".*.tmp"))  # info.json is replaced whole, nothing left beside it
+
+
 def test_demonstration_seeds_must_avoid_the_evaluation_seeds(tmp_path):
     check_seeds_disjoint(0, 250)
     check_seeds_disjoint(EVAL_SEED + EVAL_EPISODES, 10)
