@@ -35,6 +35,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Iterator, Sequence
@@ -257,10 +258,11 @@ class DemonstrationReader:
         self.root = Path(root)
         try:
             self.info = json.loads((self.root / "meta" / "info.json").read_text())
-            lines = (self.root / "meta" / "episodes.jsonl").read_text().split("\n")
-            # the last piece is "" after a complete line; anything else is a record whose writer was
-            # killed mid-line, its episode unfinished: read the dataset as it was before it
-            self.records = [json.loads(line) for line in lines[:-1] if line.strip()]
+            *lines, last = (self.root / "meta" / "episodes.jsonl").read_text().split("\n")
+            self.records = [json.loads(line) for line in lines if line.strip()]
+            if last.strip():  # no final newline: a complete record, or one whose writer was killed mid-line
+                with contextlib.suppress(ValueError):  # (its episode unfinished: the dataset as it was before it)
+                    self.records.append(json.loads(last))
             self.tasks = [json.loads(line)["task"] for line in (self.root / "meta" / "tasks.jsonl").read_text().splitlines()
                           if line.strip()]
         except (OSError, ValueError, KeyError) as error:

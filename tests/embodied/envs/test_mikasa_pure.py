@@ -210,6 +210,9 @@ def test_a_collector_killed_mid_record_leaves_the_episodes_before_it_readable(tm
         handle.write('{"episode_index": 1, "tasks": ["tou')  # the process died while appending the next record
     data = read_demonstrations(tmp_path / "d")
     assert len(data) == 1 and data.records[0]["length"] == 4 and len(data.episode(0)["actions"]) == 4
+    path = tmp_path / "d" / "meta" / "episodes.jsonl"
+    path.write_text(path.read_text().split("\n")[0])  # a complete last record without its newline still counts
+    assert len(read_demonstrations(tmp_path / "d")) == 1
     assert not list((tmp_path / "d" / "meta").glob(".*.tmp"))  # info.json is replaced whole, nothing left beside it
 
 
