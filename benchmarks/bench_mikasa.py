@@ -39,6 +39,7 @@ The machine is shared (2 cores, several other jobs): compare rows of one run, no
     python benchmarks/bench_mikasa.py serve --steps 30 [--threads 1]
     python benchmarks/bench_mikasa.py vla --runs runs/rc3_bank_eval runs/rc3_none_eval [--train-logs bank.log none.log]
     python benchmarks/bench_mikasa.py offline --demos demos/rc3 --held-out 100 112 --runs runs/rc3_bank runs/rc3_none
+    python benchmarks/bench_mikasa.py offline --demos demos/rc5 demos/rc5_held --held-out 1000 1050 --train-check 50 --runs runs/rc5
 """
 
 from __future__ import annotations
@@ -313,7 +314,7 @@ def gather_vla(runs: list[str], train_logs: list[str] | None = None) -> list[dic
     return rows
 
 
-def offline_vla(runs: list[str], demos: str, held_out: tuple[int, int], noises: list[float],
+def offline_vla(runs: list[str], demos: list[str], held_out: tuple[int, int], noises: list[float],
                 probe: bool = False, train_check: int = 0) -> list[dict]:
     """Open-loop chunk metrics of trained policies on held-out stored demonstrations (no simulator);
     ``probe``: also the cue colour's linear probes at the first move (``cue_probe``: fitted on the
@@ -325,7 +326,7 @@ def offline_vla(runs: list[str], demos: str, held_out: tuple[int, int], noises: 
     first, last = held_out
     data = load_mikasa_demonstrations(demos, max_episodes=last)
     if data.num_episodes < last:
-        raise SystemExit(f"{demos} holds {data.num_episodes} episodes, --held-out needs {last}")
+        raise SystemExit(f"{' '.join(demos)} hold {data.num_episodes} episodes, --held-out needs {last}")
     rows = []
     for run in runs:
         policy, meta = load_mikasa_policy(run)
@@ -401,7 +402,9 @@ def _offsets(rows: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("experts", "speed", "profile", "demos", "serve", "vla", "offline"))
-    parser.add_argument("--demos", default=None, help="offline: the demonstration folder the runs were trained from")
+    parser.add_argument("--demos", nargs="+", default=None,
+                        help="offline: the demonstration folder(s) the runs were trained from, in training order, "
+                             "then any folder of held-out episodes")
     parser.add_argument("--noise", nargs="+", type=float, default=[0.0],
                         help="offline: flow sampler noise scales to score (the bank is also wiped at the first)")
     parser.add_argument("--held-out", nargs=2, type=int, default=(100, 112),
