@@ -24,7 +24,8 @@ from memstream.streaming.errors import ConfigError
 
 # Files by which an earlier output of ours is recognised (run/track/reconstruct, eval-track, synth, batch,
 # nav-eval / vla-eval's results.json, vla-train's mikasa.json).
-OUTPUT_MARKERS = ("summary.json", "config.yaml", "ope.json", "scene.json", "batch.jsonl", "results.json", "mikasa.json")
+OUTPUT_MARKERS = ("summary.json", "config.yaml", "ope.json", "scene.json", "batch.jsonl", "results.json", "mikasa.json",
+                  "meta/info.json")  # the last: a demonstration dataset (vla-collect)
 
 #: ``C:\\...`` or ``C:/...``: a Windows drive.
 _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
