@@ -399,6 +399,15 @@ def _offsets(rows: list[dict]) -> dict:
     return {"tip_offset_mean_m": [round(v, 4) for v in mean], "tip_offset_std_m": [round(v, 4) for v in std]}
 
 
+def _payload(path: Path) -> dict:
+    """The results file as it is now, without the fields :func:`save` writes afresh."""
+    payload = json.loads(path.read_text()) if path.exists() else {}
+    payload.pop("benchmark", None), payload.pop("date", None), payload.pop("machine", None)
+    payload["note"] = NOTE
+    payload["load_average"] = os.getloadavg()
+    return payload
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("experts", "speed", "profile", "demos", "serve", "vla", "offline"))
@@ -429,10 +438,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     args = parser.parse_args()
     path = RESULTS / "mikasa.json"
-    payload = json.loads(path.read_text()) if path.exists() else {}
-    payload.pop("benchmark", None), payload.pop("date", None), payload.pop("machine", None)
-    payload["note"] = NOTE
-    payload["load_average"] = os.getloadavg()
+    payload = _payload(path)
     if args.what == "experts":
         rows = [expert_success(task, args.episodes, args.render) for task in args.tasks]
         key = "experts_rendered" if args.render else "experts"
@@ -462,6 +468,7 @@ def main() -> None:
             for row in rows:
                 row["run_note"] = args.note
         # the listed runs replace their own earlier rows; rows of other runs stay
+        payload = _payload(path)  # reread: another run (of other policies) may have saved since this one began
         rows = [r for r in payload.get("vla", []) if r["run"] not in args.runs] + rows
         payload["vla"] = rows
         payload["vla_note"] = f"{NOTE}. {ANCHORS}"
@@ -483,7 +490,9 @@ def main() -> None:
         if args.note:
             for row in rows:
                 row["run_note"] = args.note
-        # the listed runs replace their own earlier rows; rows of other runs stay
+        # the listed runs replace their own earlier rows; rows of other runs stay, also those saved by
+        # another run of this script since this one began (the file is reread)
+        payload = _payload(path)
         rows = [r for r in payload.get("vla_offline", []) if r["run"] not in args.runs] + rows
         payload["vla_offline"] = rows
 
