@@ -317,9 +317,10 @@ def check_joinable(readers: Sequence[DemonstrationReader], camera: str | None = 
         return {"task": own.get("task"), "camera housing": own.get("camera_housing"), **kept}
 
     first, seen = readers[0], {}
+    ours = settings(first)
     for reader in readers:
         theirs = settings(reader)
-        for name, expected in settings(first).items():
+        for name, expected in ours.items():
             value = theirs.get(name)
             if value != expected:
                 if isinstance(value, dict) and isinstance(expected, dict):  # name only the entries that differ
@@ -328,7 +329,7 @@ def check_joinable(readers: Sequence[DemonstrationReader], camera: str | None = 
                 raise ConfigError(f"demonstration folders {str(first.root)!r} and {str(reader.root)!r} differ in "
                                   f"{name} ({expected!r} vs {value!r})",
                                   "Join folders collected for the same task with the same write_demonstrations settings")
-        missing = [name for name in theirs if name not in settings(first)]
+        missing = [name for name in theirs if name not in ours]
         if missing:
             raise ConfigError(f"demonstration folders {str(first.root)!r} and {str(reader.root)!r} differ in "
                               f"{missing[0]} (only in the second)",
