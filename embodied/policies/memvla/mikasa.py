@@ -106,8 +106,11 @@ def load_mikasa_demonstrations(root: str | Path | Sequence[str | Path], camera: 
 
 def demonstration_seeds(root: str | Path | Sequence[str | Path]) -> list[int]:
     """[first, last] simulator seed over every episode of the demonstration folder(s): an
-    evaluation must avoid this range."""
-    readers = _demonstration_readers(root)
+    evaluation must avoid this range. Only reads the folders' records: whether they can train
+    together is :func:`load_mikasa_demonstrations`'s check, made once."""
+    from memstream.embodied.envs.mikasa.dataset import read_demonstrations
+
+    readers = [read_demonstrations(path) for path in _roots(root)]
     seeds = [int(record["seed"]) for reader in readers for record in reader.records]
     if not seeds:
         raise MemstreamError(f"{_folders(readers)} holds no finished episode yet", "Collect demonstrations first")
@@ -118,15 +121,19 @@ def _folders(readers: list[Any]) -> str:
     return ", ".join(repr(str(reader.root)) for reader in readers)
 
 
+def _roots(root: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    roots = [root] if isinstance(root, (str, Path)) else list(root)
+    if not roots:
+        raise ConfigError("no demonstration folder given", "Pass at least one folder written by write_demonstrations")
+    return roots
+
+
 def _demonstration_readers(root: str | Path | Sequence[str | Path], camera: str | None = None) -> list[Any]:
     """Open each folder and check that they can train one policy together (see
     :func:`load_mikasa_demonstrations`); ``camera``, if given, must be in every one."""
     from memstream.embodied.envs.mikasa.dataset import check_joinable, read_demonstrations
 
-    roots = [root] if isinstance(root, (str, Path)) else list(root)
-    if not roots:
-        raise ConfigError("no demonstration folder given", "Pass at least one folder written by write_demonstrations")
-    readers = [read_demonstrations(path) for path in roots]
+    readers = [read_demonstrations(path) for path in _roots(root)]
     if camera is not None:
         key = f"observation.images.{camera}"
         for reader in readers:
