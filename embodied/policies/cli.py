@@ -266,31 +266,7 @@ def _vla_train(args: argparse.Namespace) -> int:
     from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
     from memstream.embodied.policies.memvla.mikasa import (ACTION_SPACE, demonstration_seeds, load_mikasa_demonstrations,
                                                            mikasa_policy, train_with_checkpoints)
-
-    data = load_mikasa_demonstrations(args.demos, args.camera, args.max_episodes)  # bad / mismatched folders: here
-    infos = [json.loads((folder / "meta" / "info.json").read_text()) for folder in args.demos]
-    for folder, info in zip(args.demos, infos, strict=True):
-        video_info = info.get("features", {}).get(f"observation.images.{args.camera}", {}).get("info", {})
-        if video_info.get("video.g") != 1:  # written before demonstrations were stored intra-only
-            print(f"warning: {folder}'s videos are inter-coded: the frames after a cue keep a decodable residue of it, "
-                  "so a policy can learn the cue here without memory and then fail on the simulator's raw frames; "
-                  "collect the demonstrations again with write_demonstrations (every frame a key frame)", file=sys.stderr)
-    info = infos[0]
-    meta = {"task": data.task_name, "variant": args.variant, "memory_length": args.memory_length,
-            "bank_heads": args.bank_heads, "camera": args.camera, "perceptual_pool": args.perceptual_pool,
-            "perceptual_grid": args.perceptual_grid, "perceptual_subgrid": args.perceptual_subgrid,
-            "perceptual_fine_position": args.fine_position, "prior_readout_heads": args.prior_readout,
-            "head_film": args.head_film, "chunk_prior": args.chunk_prior,
-            "goal_loss_weight": args.goal_loss, "onset_loss_weight": args.onset_weight,
-            "augment_hue": args.augment_hue, "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
-            **ACTION_SPACE, "demos": str(args.demos[0]) if len(args.demos) == 1 else [str(d) for d in args.demos],
-            "demo_seeds": demonstration_seeds(args.demos),
-            "demonstrations": data.num_episodes}
-    if args.resume:
-        if not (args.out / "checkpoint").is_dir():
-            raise ConfigError(f"no checkpoint to resume in {str(args.out)!r}", "Drop --resume to start a new run")
-    else:
-        prepare_output_dir(args.out, overwrite=args.overwrite)
+    # every check of the arguments alone comes before the demonstrations load (minutes for 1,000)
     if args.loss_frames is not None and args.loss_frames < 1:
         raise ConfigError(f"--loss-frames must be >= 1, got {args.loss_frames}", "Pass --loss-frames 8 or leave it out")
     if not 0.0 <= args.inference_noise <= 1.0:
@@ -316,6 +292,30 @@ def _vla_train(args: argparse.Namespace) -> int:
     if not 0.0 <= args.augment_hue <= 0.5:
         raise ConfigError(f"--augment-hue must be in [0, 0.5] (a fraction of a full turn), got {args.augment_hue}",
                           "Pass 0 (off) or e.g. 0.5 (any hue)")
+    if args.resume and not (args.out / "checkpoint").is_dir():
+        raise ConfigError(f"no checkpoint to resume in {str(args.out)!r}", "Drop --resume to start a new run")
+
+    data = load_mikasa_demonstrations(args.demos, args.camera, args.max_episodes)  # bad / mismatched folders: here
+    infos = [json.loads((folder / "meta" / "info.json").read_text()) for folder in args.demos]
+    for folder, info in zip(args.demos, infos, strict=True):
+        video_info = info.get("features", {}).get(f"observation.images.{args.camera}", {}).get("info", {})
+        if video_info.get("video.g") != 1:  # written before demonstrations were stored intra-only
+            print(f"warning: {folder}'s videos are inter-coded: the frames after a cue keep a decodable residue of it, "
+                  "so a policy can learn the cue here without memory and then fail on the simulator's raw frames; "
+                  "collect the demonstrations again with write_demonstrations (every frame a key frame)", file=sys.stderr)
+    info = infos[0]
+    meta = {"task": data.task_name, "variant": args.variant, "memory_length": args.memory_length,
+            "bank_heads": args.bank_heads, "camera": args.camera, "perceptual_pool": args.perceptual_pool,
+            "perceptual_grid": args.perceptual_grid, "perceptual_subgrid": args.perceptual_subgrid,
+            "perceptual_fine_position": args.fine_position, "prior_readout_heads": args.prior_readout,
+            "head_film": args.head_film, "chunk_prior": args.chunk_prior,
+            "goal_loss_weight": args.goal_loss, "onset_loss_weight": args.onset_weight,
+            "augment_hue": args.augment_hue, "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
+            **ACTION_SPACE, "demos": str(args.demos[0]) if len(args.demos) == 1 else [str(d) for d in args.demos],
+            "demo_seeds": demonstration_seeds(args.demos),
+            "demonstrations": data.num_episodes}
+    if not args.resume:
+        prepare_output_dir(args.out, overwrite=args.overwrite)
     policy = mikasa_policy(data, args.variant, args.memory_length, seed=args.seed, camera=args.camera,
                            bank_heads=args.bank_heads,
                            loss_frames=args.loss_frames, inference_noise=args.inference_noise,

@@ -178,6 +178,20 @@ def test_bad_training_settings_exit_2_with_one_line(tmp_path, capsys, extra, say
     assert says in printed and printed.count("\n") == 1
 
 
+@pytest.mark.parametrize(("extra", "says"), [
+    (["--loss-frames", "0"], "--loss-frames must be >= 1"),
+    (["--fine-position"], "--fine-position needs --perceptual-pool max"),
+    (["--resume"], "no checkpoint to resume in"),
+])
+def test_settings_are_refused_before_the_demonstrations_load(tmp_path, capsys, extra, says):
+    # loading 1,000 demonstrations takes minutes: a bad setting must not wait for it (the folder here
+    # does not exist, so reaching the load would print another error)
+    assert vla(["vla-train", "--demos", str(tmp_path / "absent"), "--out", str(tmp_path / "run"), *extra]) == 2
+    printed = capsys.readouterr().out
+    assert says in printed and printed.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_eval_refuses_a_checkpoint_of_another_task_or_action_space(tmp_path, capsys):
     demos = tiny_demos(tmp_path / "d", episodes=2)
     run = tmp_path / "run"
