@@ -8,7 +8,6 @@ than 1 and ``stop`` sequences are refused, since ignoring them would change the 
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Any
 
 from memstream.streaming.videomem.generation import SamplingConfig
 from memstream.streaming.videomem.service.errors import ServiceError
-from memstream.streaming.videomem.service.limits import ServiceLimits, check_stream_id, json_type
+from memstream.streaming.videomem.service.limits import ServiceLimits, check_stream_id, finite_number, json_type
 from memstream.streaming.videomem.stage import answer_record
 from memstream.streaming.videomem.types import Answer
 
@@ -79,7 +78,7 @@ def question_of(messages: Any, max_chars: int) -> str:
 
 def _content_text(content: Any, where: str) -> str:
     if content is None or isinstance(content, str):
-        return content or ""
+        return _unicode(content or "", where)
     if not isinstance(content, list):
         raise _bad(where, f"{where} is a JSON {json_type(content)}", 'Send a string or a list of {"type": "text", "text": "..."} parts')
     pieces = []
@@ -89,8 +88,19 @@ def _content_text(content: Any, where: str) -> str:
                        'Send {"type": "text", "text": "..."}; frames go to POST /v1/streams/{id}/frames')
         if not isinstance(part.get("text"), str):
             raise _bad(f"{where}[{j}].text", f"{where}[{j}].text is not a string", "Send the text as a string")
-        pieces.append(part["text"])
+        pieces.append(_unicode(part["text"], f"{where}[{j}].text"))
     return " ".join(pieces)
+
+
+def _unicode(text: str, where: str) -> str:
+    """``text`` if it is valid Unicode: JSON's ``\\ud800`` escapes decode to a lone surrogate, which no
+    tokenizer takes (a TypeError deep in the model) and no UTF-8 response can echo."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _bad(where, f"{where} holds a lone UTF-16 surrogate ({text[exc.start]!r} at character {exc.start})",
+                   "Send valid Unicode text (surrogates only in pairs)", code="invalid_text") from None
+    return text
 
 
 def sampling_of(data: dict[str, Any], limits: ServiceLimits, default_max_tokens: int) -> SamplingConfig:
@@ -105,6 +115,8 @@ def sampling_of(data: dict[str, Any], limits: ServiceLimits, default_max_tokens:
     if top_p == 0.0:
         raise _bad("top_p", "top_p is 0", "Send top_p in (0, 1]")
     seed = _typed(data, "seed", int, None)
+    if seed is not None and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:  # torch.Generator.manual_seed's range
+        raise _bad("seed", f"seed is {str(seed)[:40]}, outside -2**63..2**64-1", "Send a seed that fits in 64 bits")
     if _typed(data, "n", int, 1) != 1:
         raise _bad("n", "n is not 1", "Ask for one choice per request")
     if data.get("stop") is not None:
@@ -113,6 +125,8 @@ def sampling_of(data: dict[str, Any], limits: ServiceLimits, default_max_tokens:
 
 
 _JSON_TYPES = {int: "an integer", bool: "a boolean", dict: "an object"}
+#: Seeds ``torch.Generator.manual_seed`` takes; others raise a ValueError once sampling starts.
+SEED_RANGE = (-(2**63), 2**64 - 1)
 
 
 def _typed(data: dict[str, Any], name: str, kind: type, default: Any, param: str | None = None) -> Any:
@@ -128,9 +142,11 @@ def _number(data: dict[str, Any], name: str, low: float, high: float) -> float |
     value = data.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not low <= value <= high:
-        raise _bad(name, f"{name} is {value!r:.40}, not a number in [{low:g}, {high:g}]", f"Send {name} as a number in [{low:g}, {high:g}]")
-    return float(value)
+    number = finite_number(value)  # None also for an integer too large for a float (10**400)
+    if number is None or not low <= number <= high:
+        raise _bad(name, f"{name} is {value!r:.40}, not a number in [{low:g}, {high:g}]",
+                   f"Send {name} as a number in [{low:g}, {high:g}]")
+    return number
 
 
 def _bad(param: str, what: str, fix: str, code: str | None = None) -> ServiceError:

@@ -71,14 +71,22 @@ def error_body(exc: BaseException) -> dict[str, Any]:
         message = exc.one_line()
     else:
         message = f"internal error ({type(exc).__name__}). The server log has the details; retry or report it"
+    param = getattr(exc, "param", None)
     return {
         "error": {
-            "message": message,
+            "message": _encodable(message),
             "type": ERROR_TYPES.get(status, "invalid_request_error"),
-            "param": getattr(exc, "param", None),
+            "param": None if param is None else _encodable(param),
             "code": getattr(exc, "code", None),
         }
     }
+
+
+def _encodable(text: str) -> str:
+    """``text`` with lone surrogates escaped (``\\ud800``): a refusal may quote what the client sent
+    (an unknown field's name), and a JSON ``"\\ud800"`` escape decodes to a string that UTF-8, and so
+    the response, cannot carry."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 async def send_error(send, error: ServiceError, headers: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -47,6 +47,9 @@ class ServiceLimits:
             else 408.
         max_connections: connections (or requests) at once; past it, 503 (uvicorn's ``limit_concurrency``).
         max_connections_per_client: connections at once from one client address; past it, 429 and closed.
+        max_head_bytes: bytes of one request head (request line and headers), counted per read
+            while the head is incomplete; past it, 431 and closed. uvicorn's httptools parser has no
+            bound (a 48 MB header stalled the event loop for seconds while it was concatenated).
     """
 
     max_body_bytes: int = 8 << 20
@@ -64,10 +67,12 @@ class ServiceLimits:
     body_timeout_s: float = 60.0
     max_connections: int = 1024
     max_connections_per_client: int = 64
+    max_head_bytes: int = 64 << 10
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_frame_pixels", "max_question_chars", "max_tokens_cap", "max_concurrent_answers",
-                     "max_streams_per_key", "stream_max_blocks", "max_connections", "max_connections_per_client"):
+                     "max_streams_per_key", "stream_max_blocks", "max_connections", "max_connections_per_client",
+                     "max_head_bytes"):
             value = getattr(self, name)
             optional = name in ("max_streams_per_key", "stream_max_blocks")
             if (value is None and not optional) or (value is not None and (not isinstance(value, int) or value < 1)):
@@ -105,14 +110,8 @@ def parse_timestamp(value: Any, param: str = "timestamp_s") -> float | None:
     when not given."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        seconds = math.nan
-    else:
-        try:
-            seconds = float(value)
-        except ValueError:
-            seconds = math.nan
-    if not math.isfinite(seconds) or seconds < 0:
+    seconds = finite_number(value, strings=True)
+    if seconds is None or seconds < 0:
         raise ServiceError(
             f"{param} {_shown(value)} is not a finite, non-negative number of seconds",
             "Send the frame's stream time in seconds, e.g. 12.5",
@@ -120,6 +119,19 @@ def parse_timestamp(value: Any, param: str = "timestamp_s") -> float | None:
             code="invalid_timestamp",
         )
     return seconds
+
+
+def finite_number(value: Any, strings: bool = False) -> float | None:
+    """``value`` as a finite float, or None: for a boolean, a non-number (a string too, unless
+    ``strings``), NaN, an infinity, or an integer too large for a float (JSON allows ``1e400``'s
+    digits written out, which ``float()`` refuses with an OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str) or (isinstance(value, str) and not strings):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def json_type(value: Any) -> str:
@@ -156,8 +168,11 @@ class BodyLimitMiddleware:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and not declared.isdigit():
             return await send_error(send, ServiceError("the Content-Length header is not a number", "Send a valid HTTP request"))
-        if declared is not None and int(declared) > self.limit:
-            return await send_error(send, self.too_large(f"{int(declared):,}"))
+        digits = None if declared is None else declared.lstrip(b"0") or b"0"
+        if digits is not None and (len(digits) > len(str(self.limit)) or int(digits) > self.limit):
+            # counted in digits first: int() refuses numbers past 4,300 digits (leading zeros too)
+            shown = f"{int(digits):,}" if len(digits) <= 30 else f"a {len(digits):,}-digit number of"
+            return await send_error(send, self.too_large(shown))
         received, complete, deadline = 0, False, None
 
         async def counted():

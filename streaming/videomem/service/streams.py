@@ -27,7 +27,7 @@ from memstream.streaming.videomem.service.chat import (
 )
 from memstream.streaming.videomem.service.errors import ServiceError, error_body
 from memstream.streaming.videomem.service.images import decode_frame
-from memstream.streaming.videomem.service.limits import ServiceLimits, check_stream_id
+from memstream.streaming.videomem.service.limits import ServiceLimits, check_stream_id, finite_number
 from memstream.streaming.videomem.service.persist import StreamRecord, StreamSettings, StreamStore
 from memstream.streaming.videomem.service.scenes import UNSET, SceneSet
 
@@ -533,12 +533,14 @@ def _budget(value: Any, cap: float | None, name: str, integer: bool) -> Any:
     """A client's memory budget: ``cap`` when not given, else a positive number no larger than ``cap``."""
     if value is None:
         return cap
-    kind_ok = isinstance(value, int) if integer else isinstance(value, int | float) and math.isfinite(value)
+    # finite_number: an integer past float range (10**400) is no number of megabytes (float() overflows)
+    kind_ok = isinstance(value, int) if integer else finite_number(value) is not None
     if isinstance(value, bool) or not kind_ok or value <= 0:
         kind = "a positive integer" if integer else "a positive number"
         raise ServiceError(f"{name} {json.dumps(value)[:60]} is not {kind}", f"Send {name} as {kind}, or leave it out",
                            param=name, code="invalid_budget")
     if cap is not None and value > cap:
-        raise ServiceError(f"{name} {value:g} is over the server's limit of {cap:g}", f"Ask for at most {cap:g}",
+        shown = f"{value:g}" if isinstance(value, float) else str(value)[:30]  # {:g} of a huge int overflows
+        raise ServiceError(f"{name} {shown} is over the server's limit of {cap:g}", f"Ask for at most {cap:g}",
                            param=name, code="invalid_budget")
     return value

@@ -593,3 +593,115 @@ def test_the_openapi_document_says_what_the_service_answers(service):
     chat = document["paths"]["/v1/chat/completions"]["post"]
     assert chat["requestBody"]["content"]["application/json"]["schema"]["required"] == ["stream_id", "messages"]
     assert "504" in chat["responses"] and "HTTPValidationError" not in document.get("components", {}).get("schemas", {})
+
+
+# ---- the adversarial audit: numbers past float range, invalid Unicode, repeated headers, a client
+# leaving mid-body; each was a 500 (or a WebSocket closed by a traceback) before --------------------
+HUGE = "1" + "0" * 400  # a JSON integer float() cannot hold: OverflowError, which no check caught
+
+
+def _with_raw(fields: dict, raw: str) -> str:
+    """``fields`` as a JSON object with ``raw`` (``"name": <literal>``) added last."""
+    return json.dumps(fields)[:-1] + ", " + raw + "}"
+
+
+@pytest.mark.parametrize(("raw", "param"), [
+    (f'"temperature": {HUGE}', "temperature"),
+    (f'"top_p": {HUGE}', "top_p"),
+    (f'"seed": {2**64}', "seed"),  # past torch.Generator.manual_seed's range: a ValueError once sampling began
+    (f'"seed": {-(2**63) - 1}', "seed"),
+], ids=["temperature", "top_p", "seed-2**64", "seed-under-2**63"])
+def test_numbers_past_float_or_seed_range_are_400s(client, raw, param):
+    body = _with_raw(ask(temperature=0.5), raw)
+    for stream in (False, True):
+        response = client.post("/v1/chat/completions", content=body.replace('"stream_id"', f'"stream": {json.dumps(stream)}, "stream_id"'))
+        assert_openai_error(response, 400, param)
+    assert client.post("/v1/chat/completions", json=ask(temperature=0.5, seed=2**64 - 1)).status_code == 200
+    assert_survives(client)
+
+
+def test_budgets_past_float_range_are_400s(tiny_llava):
+    service = VideoQAService(lambda _settings: ReKVMemory(tiny_llava, ReKVConfig(window_frames=4, topk=3)), model_name="tiny",
+                             limits=ServiceLimits(stream_max_blocks=8))
+    client = _keyed_client(service)
+    for raw, param in ((f'"ram_budget_mb": {HUGE}', "ram_budget_mb"), (f'"max_blocks": {HUGE}', "max_blocks")):
+        error = assert_openai_error(client.post("/v1/streams", content=_with_raw({"stream_id": "cam"}, raw)), 400, param)
+        assert error["code"] == "invalid_budget"
+    assert not service.sessions
+
+
+def test_a_websocket_timestamp_past_float_range_is_an_error_event_and_the_socket_stays_open(client):
+    image = base64.b64encode(jpeg(5)).decode()
+    with client.websocket_connect(WS.format("s"), headers=AUTH) as socket:
+        socket.send_text(_with_raw({"type": "input_video_frame.append", "image": image}, f'"timestamp_s": {HUGE}'))
+        event = socket.receive_json()
+        assert event["type"] == "error" and event["code"] == "invalid_timestamp" and event["status"] == 400, event
+        socket.send_text(json.dumps({"type": "input_video_frame.append", "image": image, "timestamp_s": 1}))
+        assert socket.receive_json() == {"type": "input_video_frame.committed", "frames_seen": 1}
+    assert_survives(client)
+
+
+@pytest.mark.parametrize(("content", "param"), [
+    ("\ud800 what moved?", "messages[0].content"),
+    ([{"type": "text", "text": "what \udfff"}], "messages[0].content[0].text"),
+], ids=["string", "text-part"])
+def test_a_question_with_a_lone_surrogate_is_a_400_before_the_tokenizer(client, content, param):
+    body = json.dumps(ask(messages=[{"role": "user", "content": content}]))  # ASCII JSON: "\ud800" escaped
+    for stream in (False, True):
+        error = assert_openai_error(client.post("/v1/chat/completions", content=body.replace("{", f'{{"stream": {json.dumps(stream)}, ', 1)),
+                                    400, param)
+        assert error["code"] == "invalid_text"
+    assert_survives(client)
+
+
+def test_a_refusal_quoting_a_lone_surrogate_escapes_it(client):
+    response = client.post("/v1/streams", content=json.dumps({"\ud800": 1}))  # the unknown field is named in the refusal
+    assert assert_openai_error(response, 400)["param"] == "\\ud800"
+    assert_survives(client)
+
+
+def test_a_content_length_of_thousands_of_digits_is_read_without_int_overflow(client):
+    frame = jpeg(1)
+    padded = client.post("/v1/streams/s/frames", content=frame, headers={"Content-Length": "0" * 5000 + str(len(frame))})
+    assert padded.json() == {"frames_seen": 1}  # leading zeros are a valid Content-Length
+    error = assert_openai_error(client.post("/v1/streams/s/frames", content=frame, headers={"Content-Length": "9" * 5000}), 413)
+    assert error["code"] == "request_too_large"
+    assert_survives(client)
+
+
+@pytest.mark.parametrize("name", ["Host", "Authorization", "Origin"])
+def test_a_repeated_host_origin_or_authorization_header_is_a_400(client, name):
+    """The check read the last of two, a proxy in front may route on the first (RFC 9112: 400)."""
+    values = {"Host": ["evil.example", "127.0.0.1"], "Authorization": ["Bearer wrong", f"Bearer {KEY}"],
+              "Origin": ["http://evil.example", "http://127.0.0.1"]}[name]
+    headers = [(k, v) for k, v in AUTH.items() if k != name] + [(name, value) for value in values]
+    error = assert_openai_error(client.get("/v1/models", headers=headers), 400, name)
+    assert error["code"] == "duplicate_header"
+    from starlette.testclient import httpx  # the test client's own: its Headers keep both values
+
+    with pytest.raises(WebSocketDenialResponse) as refused, client.websocket_connect(WS.format("s"), headers=httpx.Headers(headers)):
+        pass
+    assert refused.value.status_code == 400 and refused.value.json()["error"]["code"] == "duplicate_header"
+    assert_survives(client)
+
+
+def test_a_client_leaving_mid_body_is_no_server_error(client, caplog):
+    import asyncio
+
+    sent = []
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/streams/s/frames", "raw_path": b"/v1/streams/s/frames", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1"), (b"authorization", AUTH["Authorization"].encode()), (b"content-length", b"1000")],
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80)}
+    with caplog.at_level("ERROR"):
+        asyncio.run(client.app(scope, receive, send))  # raised ClientDisconnect out of the app, logged as a 500
+    assert sent[0]["status"] == 400 and b"client_disconnected" in sent[1]["body"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert_survives(client)
