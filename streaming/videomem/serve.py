@@ -86,6 +86,7 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
         from fastapi.responses import JSONResponse, StreamingResponse
         from starlette.concurrency import run_in_threadpool
         from starlette.exceptions import HTTPException
+        from starlette.requests import ClientDisconnect
         from starlette.routing import Match
     except ImportError as exc:
         raise MemstreamError("the service needs fastapi and uvicorn", 'Install them with: pip install "memstream[serve]"') from exc
@@ -135,6 +136,11 @@ def create_app(service: VideoQAService, access: AccessPolicy | None = None, docs
         first = exc.errors()[0] if exc.errors() else {}
         param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
         return refuse(ServiceError(f"invalid request: {first.get('msg', exc)}", "Fix the named parameter", 400, param=param))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(_request, _exc: ClientDisconnect):  # nobody reads this: no 500, no traceback logged
+        return refuse(ServiceError("the client disconnected before its request body arrived", "Send the whole body",
+                                   400, code="client_disconnected"))
 
     @app.exception_handler(Exception)
     async def refuse_unexpected(_request, exc: Exception):

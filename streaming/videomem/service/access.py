@@ -3,6 +3,8 @@
 Checked by :class:`AccessMiddleware` on every HTTP request and every WebSocket handshake, before
 any route runs, in this order:
 
+0. ``Host``, ``Origin`` and ``Authorization`` come at most once each (400, RFC 9112 for ``Host``):
+   with two, the check below would read one and a proxy in front might route or log the other.
 1. ``Host`` must name this server: loopback names by default, more with ``--allowed-host`` (``*``
    for any). A web page that rebinds its own DNS name to 127.0.0.1 still sends its own name as
    ``Host``, so it is refused (403).
@@ -35,6 +37,7 @@ from memstream.streaming.errors import ConfigError
 from memstream.streaming.videomem.service.errors import ServiceError, error_body, send_error
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+SINGLE_HEADERS = (b"host", b"origin", b"authorization")  # each checked below: at most one of each
 API_KEY_ENV = "MEMSTREAM_API_KEY"
 KEY_ID_STATE = "api_key_id"
 
@@ -167,6 +170,18 @@ def check_bind(host: str, policy: AccessPolicy) -> None:
         )
 
 
+def repeated_header(headers: Sequence[tuple[bytes, bytes]]) -> ServiceError | None:
+    """A 400 for a request carrying one of :data:`SINGLE_HEADERS` more than once (lower-case ASGI
+    header names), else None."""
+    names = [name for name, _ in headers if name in SINGLE_HEADERS]
+    for name in SINGLE_HEADERS:
+        if names.count(name) > 1:
+            shown = name.decode().title()
+            return ServiceError(f"the request has {names.count(name)} {shown} headers", f"Send {shown} once",
+                                400, param=shown, code="duplicate_header")
+    return None
+
+
 class AccessMiddleware:
     """ASGI middleware applying an :class:`AccessPolicy` to HTTP requests and WebSocket handshakes."""
 
@@ -177,7 +192,7 @@ class AccessMiddleware:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        error = self.policy.refusal(headers)
+        error = repeated_header(scope.get("headers") or []) or self.policy.refusal(headers)
         if error is None:
             scope.setdefault("state", {})[KEY_ID_STATE] = self.policy.key_id(headers)  # request.state.api_key_id
             return await self.app(scope, receive, send)

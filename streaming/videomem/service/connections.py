@@ -12,6 +12,9 @@ and any byte received cancels it. This module bounds it where it happens, in uvi
   WebSocket alike); one more is answered 429 and closed at once.
 * ``max_connections``: uvicorn's ``limit_concurrency`` (connections or requests at once past it get
   503).
+* ``max_head_bytes``: the bytes of one request head (request line and headers); past it, 431 and
+  closed. uvicorn's httptools parser has no such bound, and it joins a long header value piece by
+  piece: one 48 MB header held the event loop for seconds.
 
 A body that arrives too slowly is the body limit's (:class:`~memstream.streaming.videomem.service.limits.BodyLimitMiddleware`,
 ``body_timeout_s``). With ``--ray-ingress serve`` Ray Serve's proxy serves HTTP, not this process:
@@ -28,16 +31,20 @@ from memstream.streaming.videomem.service.limits import ServiceLimits
 
 def uvicorn_options(limits: ServiceLimits) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run`` that enforce ``limits``' connection bounds."""
-    return {"http": guarded_http_protocol(limits.header_timeout_s, limits.max_connections_per_client),
-            "limit_concurrency": limits.max_connections, "ws_max_size": limits.max_message_chars}
+    return {"http": guarded_http_protocol(limits.header_timeout_s, limits.max_connections_per_client, limits.max_head_bytes),
+            "limit_concurrency": limits.max_connections, "ws_max_size": limits.max_message_chars,
+            "h11_max_incomplete_event_size": limits.max_head_bytes}  # h11 bounds the head itself
 
 
-def guarded_http_protocol(header_timeout_s: float, max_per_client: int):
-    """uvicorn's HTTP protocol class (httptools where installed, else h11) with the head timeout and
-    the per-client cap."""
+def guarded_http_protocol(header_timeout_s: float, max_per_client: int, max_head_bytes: int = 64 << 10):
+    """uvicorn's HTTP protocol class (httptools where installed, else h11) with the head timeout, the
+    per-client cap and (httptools; h11 has its own) the head size bound."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     refusal = _too_many_connections(max_per_client)
+    head_refusal = _refusal(431, "Request Header Fields Too Large", f"the request head is over the server's limit of "
+                            f"{max_head_bytes:,} bytes. Send fewer or shorter headers and a shorter URL",
+                            "request_head_too_large")
 
     class GuardedHTTPProtocol(AutoHTTPProtocol):
         def connection_made(self, transport) -> None:
@@ -48,6 +55,27 @@ def guarded_http_protocol(header_timeout_s: float, max_per_client: int):
                 transport.close()
                 return
             self._arm_head_timer()
+
+        # httptools calls these at a request head's first byte and once it is complete; the bytes of
+        # every read that ends with the head still incomplete count against max_head_bytes (so a head
+        # that completes within one read of at most 256 KiB, asyncio's read size, is not counted)
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._head_bytes = 0
+
+        def on_headers_complete(self) -> None:
+            self._head_bytes = None
+            super().on_headers_complete()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if getattr(self, "_head_bytes", None) is None or self.transport.is_closing():
+                return
+            self._head_bytes += len(data)
+            if self._head_bytes > max_head_bytes:
+                self._head_bytes = None
+                self.transport.write(head_refusal)
+                self.transport.close()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -77,10 +105,15 @@ def guarded_http_protocol(header_timeout_s: float, max_per_client: int):
 
 
 def _too_many_connections(max_per_client: int) -> bytes:
-    body = json.dumps({"error": {
-        "message": f"this client has {max_per_client} connections open, the server's limit. Reuse or close them "
-                   "(or start the server with a larger --max-connections-per-client)",
-        "type": "rate_limit_error", "param": None, "code": "too_many_connections"}}).encode()
-    head = (f"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-            "retry-after: 1\r\nconnection: close\r\n\r\n")
+    return _refusal(429, "Too Many Requests", f"this client has {max_per_client} connections open, the server's limit. "
+                    "Reuse or close them (or start the server with a larger --max-connections-per-client)",
+                    "too_many_connections", "retry-after: 1\r\n")
+
+
+def _refusal(status: int, reason: str, message: str, code: str, extra_headers: str = "") -> bytes:
+    """A whole HTTP response (OpenAI's error shape, then close), written straight to the transport."""
+    kind = "rate_limit_error" if status == 429 else "invalid_request_error"
+    body = json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+            f"{extra_headers}connection: close\r\n\r\n")
     return head.encode() + body

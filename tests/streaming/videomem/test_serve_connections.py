@@ -134,6 +134,19 @@ def test_connections_past_the_per_client_cap_are_refused_with_429_and_the_slots_
         assert status == 200
 
 
+def test_a_request_head_past_max_head_bytes_is_refused_with_431_and_closed(tiny_llava):
+    """uvicorn's httptools parser bounds no head: a 48 MB header held the event loop for seconds."""
+    with serving(tiny_llava, max_head_bytes=16 << 10) as port:
+        assert get(port, "/health?" + "a" * (8 << 10))[0] == 200  # under the bound
+        for head in (b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * (20 << 10),  # one long header
+                     b"GET /health?" + b"a" * (20 << 10)):  # a long URL, never finished
+            with connect(port) as sock:
+                sock.sendall(head)
+                reply = read_all(sock)  # closed by the server, the head still unfinished
+            assert reply.startswith(b"HTTP/1.1 431 ") and b'"code": "request_head_too_large"' in reply, reply[:200]
+        assert get(port)[0] == 200
+
+
 def test_a_websocket_outlives_the_header_timeout(tiny_llava):
     from websockets.sync.client import connect as ws_connect
 
