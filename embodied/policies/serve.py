@@ -11,12 +11,14 @@ run one call at a time. Bounds: ``max_clients`` connections (more are refused at
 with 503; connections past the bound that race through the handshake together are closed with 1013,
 "try again later"), ``max_message_bytes`` per message (larger ones close the connection with 1009),
 ``max_task_chars`` per instruction, ``idle_timeout_s`` without a message closes the connection, and
-a client that does not read its replies for ``idle_timeout_s`` is disconnected. With API keys, the handshake must carry ``Authorization: Bearer <key>`` (401 otherwise);
-without keys the server only binds to loopback addresses.
+a client that does not read its replies for ``idle_timeout_s`` is disconnected. With API keys, the
+handshake must carry one ``Authorization: Bearer <key>`` (401 otherwise); without keys the server
+only binds to loopback addresses.
 
-A bad observation (missing key, wrong image size or dtype, non-finite state) is answered with one
-error naming the expected shape, and **drops that client's episode** (its bank is cleared; the next
-``infer`` needs a ``reset``); other clients are not touched and the connection stays open.
+A bad observation (missing key, wrong image size or dtype, non-finite state, or one whose actions
+come out non-finite) is answered with one error naming the expected shape, and **drops that client's
+episode** (its bank is cleared; the next ``infer`` needs a ``reset``); other clients are not touched
+and the connection stays open.
 """
 
 from __future__ import annotations
@@ -132,7 +134,13 @@ class PolicyServer:
                 got = f"{state.dtype} {state.shape}" if isinstance(state, np.ndarray) else type(state).__name__
                 raise ObservationError(f"observation.state must be {self.state_dim} finite numbers, got {got}",
                                        "Send the robot state the policy was trained with")
-            batch["observation.state"] = state.astype(np.float32)[None]
+            with np.errstate(over="ignore"):
+                state32 = state.astype(np.float32)  # float64 past 3.4e38 (finite above) becomes inf here
+            if not np.isfinite(state32).all():
+                raise ObservationError(f"observation.state must be {self.state_dim} finite float32 numbers, got "
+                                       f"{state.dtype} values past float32's range",
+                                       "Send the robot state the policy was trained with")
+            batch["observation.state"] = state32[None]
         task = observation.get("task", self.instruction)
         if not isinstance(task, str) or len(task) > self.limits.max_task_chars:
             got = f"{len(task)} characters" if isinstance(task, str) else type(task).__name__
@@ -172,8 +180,14 @@ class PolicyServer:
         batch["frame_index"] = np.array([session.frame_index])
         with self._model_lock:
             chunk = session.policy.predict_action_chunk(batch)
+        actions = chunk[0].detach().cpu().numpy().astype(np.float32)
+        if not np.isfinite(actions).all():  # a state far outside the training range overflows the normalisation
+            session.drop()  # its bank now holds the non-finite entry
+            return {"error": "the policy's actions for this observation are not finite (observation.state is far outside "
+                             "what it was trained on?); this client's episode was dropped",
+                    "fix": "Send the robot state the policy was trained with, then {'type': 'reset'}"}
         session.frame_index += 1
-        return {"actions": chunk[0].detach().cpu().numpy().astype(np.float32)}
+        return {"actions": actions}
 
     async def _send(self, websocket: Any, reply: dict[str, Any]) -> None:
         # a client that stops reading fills the socket's buffers and would hold its slot for ever
@@ -213,7 +227,8 @@ class PolicyServer:
             self.sessions.pop(key, None)
 
     def _process_request(self, connection: Any, request: Any) -> Any:
-        if not self._authorized(request.headers.get("Authorization")):
+        given = request.headers.get_all("Authorization")  # .get() raises on two: a 500 for a hostile handshake
+        if not self._authorized(given[0] if len(given) == 1 else None):
             return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong API key: send Authorization: Bearer <key>\n")
         if len(self.sessions) >= self.limits.max_clients:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE,

@@ -155,6 +155,35 @@ def test_task_must_be_a_short_string(server):
         assert client.infer(default).shape == (4, 7)
 
 
+def test_two_authorization_headers_are_refused_not_a_server_error(server):
+    from websockets.sync.client import connect
+
+    for values in (["Bearer wrong", f"Bearer {KEY}"], [f"Bearer {KEY}", f"Bearer {KEY}"]):
+        with pytest.raises(InvalidStatus) as info:  # headers.get() raised MultipleValuesError: a 500
+            connect(server.uri, additional_headers=[("Authorization", value) for value in values])
+        assert info.value.response.status_code == 401
+
+
+@pytest.mark.parametrize("state, match", [
+    (np.full(7, 1e300), "past float32's range"),  # finite as float64, inf once cast to float32
+    (np.full(7, 3e38, np.float32), "actions for this observation are not finite"),  # inf after normalisation
+], ids=["float64-past-float32", "float32-near-max"])
+def test_a_state_that_overflows_is_refused_never_answered_with_nan_actions(server, state, match):
+    rng = np.random.default_rng(4)
+    with PolicyClient(server.uri, api_key=KEY) as a, PolicyClient(server.uri, api_key=KEY) as b:
+        a.reset()
+        b.reset()
+        b.infer(observation(rng))
+        wild = observation(rng)
+        wild["observation.state"] = state
+        with pytest.raises(MemstreamError, match=f"{match}.*episode was dropped"):
+            a.infer(wild)
+        with pytest.raises(MemstreamError, match="no episode is running"):
+            a.infer(observation(rng))
+        a.reset()  # a new episode: a bank without the non-finite entry
+        assert np.isfinite(a.infer(observation(rng))).all() and np.isfinite(b.infer(observation(rng))).all()
+
+
 def test_an_oversized_message_closes_only_that_connection(server):
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
