@@ -108,5 +108,5 @@ def call_tool(memory: SceneQueries, name: str, arguments: Mapping[str, Any] | No
         return {"error": f"{name}: unknown arguments {sorted(unknown)}, missing {sorted(missing)}"}
     try:
         return _plain(getattr(memory, name)(**arguments))
-    except (SceneQueryError, TypeError, ValueError) as exc:
+    except (SceneQueryError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: a JSON 10**400 as a time
         return {"error": str(exc)}

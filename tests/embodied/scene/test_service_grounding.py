@@ -173,6 +173,20 @@ def test_the_binding_is_behind_the_key_and_tools_pick_a_scene_by_name(live, tmp_
                        headers={"Authorization": "Bearer wrong"}).status_code == 401
 
 
+@pytest.mark.parametrize(("name", "raw"), [
+    ("where", '{"obj": "cup", "at_s": 1%s}'),
+    ("trajectory", '{"obj": "cup", "t0_s": 1%s}'),
+    ("visible_at", '{"at_s": 1%s}'),
+    ("objects_near", '{"point": [1%s, 0, 0], "radius_m": 1}'),
+])
+def test_a_tool_argument_past_float_range_is_a_400_tool_error(live, tiny_llava, name, raw):  # noqa: F811
+    """A JSON integer float() cannot hold raised OverflowError out of the tool: a 500."""
+    client = client_for(SceneSet({"lab": RunFolderTools(live.folder)}), tiny_llava)
+    refused = client.post(f"/v1/tools/{name}", content='{"arguments": ' + raw % ("0" * 400) + "}")
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "tool_error", refused.text
+    assert client.post("/v1/tools/where", json={"arguments": {"obj": "cup"}}).status_code == 200
+
+
 def test_scene_flags_name_folders_once(tmp_path):
     assert parse_scene_flags(["runs/a"]) == {"default": "runs/a"}
     assert parse_scene_flags(["lab=runs/a", "dock=runs/b=c"]) == {"lab": "runs/a", "dock": "runs/b=c"}
