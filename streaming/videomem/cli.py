@@ -95,6 +95,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-connections", type=int, default=1024, help="connections or requests at once; past it, 503")
     serve.add_argument("--max-connections-per-client", type=int, default=64,
                        help="connections at once from one client address; past it, 429 and closed")
+    serve.add_argument("--max-head-bytes", type=int, default=64 << 10,
+                       help="bytes of one request head (request line and headers); past it, 431 and closed")
     serve.add_argument("--max-streams-per-key", type=int, default=None, help="streams one API key may hold (default: no bound but --max-streams)")
     serve.add_argument("--store", default=None, metavar="DIR",
                        help="keep every stream's memory in DIR: streams survive a restart (rekv only)")
@@ -321,7 +323,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_streams_per_key=args.max_streams_per_key, stream_max_blocks=max_blocks,
             stream_ram_budget_mb=args.ram_budget_mb, header_timeout_s=args.header_timeout_s,
             body_timeout_s=args.body_timeout_s, max_connections=args.max_connections,
-            max_connections_per_client=args.max_connections_per_client)
+            max_connections_per_client=args.max_connections_per_client, max_head_bytes=args.max_head_bytes)
     except ValueError as exc:
         raise ConfigError(str(exc), "Give a positive number") from None
     # A backstop under the header check: OpenCV's own decode limit (read once, at its first decode).

@@ -172,7 +172,8 @@ def test_a_wrong_method_names_the_allowed_ones(tiny_llava):
     assert client.put("/v1/streams/cam").headers["allow"] == "DELETE, GET"  # every route of the path, not the first
 
 
-@pytest.mark.parametrize("bound", ["header_timeout_s", "body_timeout_s", "max_connections", "max_connections_per_client"])
+@pytest.mark.parametrize("bound", ["header_timeout_s", "body_timeout_s", "max_connections", "max_connections_per_client",
+                                   "max_head_bytes"])
 def test_connection_bounds_must_be_positive(bound):
     with pytest.raises(ValueError, match=bound):
         ServiceLimits(**{bound: 0})

@@ -461,8 +461,9 @@ def test_serve_flags_reach_the_app(tiny_llava_dir, monkeypatch):
     monkeypatch.delenv("MEMSTREAM_API_KEY", raising=False)
     assert main(["serve", "--model", str(tiny_llava_dir), "--device", "cpu", "--host", "0.0.0.0", "--api-key", KEY,
                  "--allowed-host", "qa.example", "--max-tokens-cap", "4", "--max-body-bytes", "100000",
-                 "--max-connections", "99"]) == 0
+                 "--max-connections", "99", "--max-head-bytes", "4096"]) == 0
     assert served["host"] == "0.0.0.0" and served["ws_max_size"] == ServiceLimits(max_body_bytes=100000).max_message_chars
+    assert served["h11_max_incomplete_event_size"] == 4096  # h11 bounds the head itself; httptools through the class
     assert served["limit_concurrency"] == 99 and served["http"].__name__ == "GuardedHTTPProtocol"
     client = TestClient(served["app"], base_url="http://qa.example:8000")
     assert_openai_error(client.get("/v1/models"), 401)
