@@ -321,14 +321,22 @@ def open_video(uri: str, options: SourceOptions, *, backend: str = "auto", **unk
         if importlib.util.find_spec(_MODULES[name]) is None:
             complaints.append(f"{name}: not installed")
             continue
+        decoder = None
         try:
             decoder = _DECODERS[name](path)
             probe = decoder.probe()
         except NoVideoStreamError as exc:
             raise SourceError(f"{path} has {exc}", "Pass a file with a video track (an audio-only file has no frames)") from exc
         except Exception as exc:  # each library has its own error types; all are reported below
+            if decoder is not None:
+                decoder.close()
             complaints.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             continue
+        if probe.num_frames and probe.fps and options.start_s >= probe.num_frames / probe.fps:
+            decoder.close()  # otherwise the run ends at once with no frame and no word why
+            duration_s = probe.num_frames / probe.fps
+            raise SourceError(f"start_s {options.start_s:g} is past the end of {path} ({duration_s:.2f} s long)",
+                              f"Pass a start_s below {duration_s:.2f}")
         return VideoSource(uri, decoder, probe, options)
     raise SourceError(
         f"cannot decode {path} ({'; '.join(complaints)})",

@@ -156,3 +156,11 @@ def test_an_audio_only_file_says_it_has_no_video(tmp_path) -> None:
             out.mux(packet)
     with pytest.raises(SourceError, match=r"voice.mp4 has no video stream \(it holds audio\)\. Pass a file with a video track"):
         open_source(str(path))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_start_past_the_end_is_an_error_not_an_empty_run(tmp_path, backend) -> None:
+    path = encode(tmp_path / "short.mp4", 30)  # 1 s at 30 fps
+    assert [f.index for f in read(path, backend, start_s=0.9)[0]] == [0, 1, 2]  # the last 3 frames
+    with pytest.raises(SourceError, match=r"start_s 5 is past the end of .*short\.mp4 \(1\.00 s long\)\. Pass a start_s below 1\.00"):
+        open_source(str(path), backend=backend, start_s=5)
