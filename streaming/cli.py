@@ -2,7 +2,7 @@
 
 Every :class:`MemstreamError` becomes ``error: <what>. <fix>`` on stderr and its exit code (2 for
 bad input, 1 for a failing stage); ``--debug`` re-raises with the full traceback. Ctrl-C exits 130
-after the run's summary is written.
+after the run's summary is written; SIGTERM stops ``run`` and ``batch`` the same way and exits 143.
 
 Every command that writes a run folder takes ``--out`` and ``--overwrite`` (:func:`add_output_args`)
 and checks the folder with :func:`memstream.streaming.paths.prepare_output_dir` before any work.
@@ -15,12 +15,16 @@ under a second; the handlers import what they need.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from memstream.streaming.errors import MemstreamError
-from memstream.streaming.paths import check_output_dir, prepare_output_dir
+from memstream.streaming.paths import check_output_dir, output_lock, prepare_output_dir
 from memstream.streaming.registry import entry_points_of
 
 # Packages built on streaming add subcommands here: each entry point is a function that takes the
@@ -83,18 +87,47 @@ def add_output_args(parser: argparse.ArgumentParser, *, required: bool = True, h
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the commands load: nothing started, no traceback
+        print("interrupted", file=sys.stderr)
+        return 130
+    received: list[int] = []
     try:
         handler = getattr(args, "handler", None) or {"run": _cmd_run, "batch": _cmd_batch, "info": _cmd_info, "synth": _cmd_synth}[args.command]
-        return handler(args)
+        with _sigterm_interrupts(received, args.command in ("run", "batch")):
+            code = handler(args)
+        return 128 + received[0] if received and code == 130 else code
     except MemstreamError as exc:
         if args.debug:
             raise
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        print("interrupted" + (" by SIGTERM" if received else ""), file=sys.stderr)
+        return 128 + (received[0] if received else signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts(received: list[int], enabled: bool) -> Iterator[None]:
+    """SIGTERM (``kill PID``, ``timeout``, a job scheduler, ``docker stop``) stops ``run`` and ``batch``
+    as Ctrl-C does: the frames queued finish, every output is closed, the summary written, a batch's
+    running videos are left for the next run; the exit status is then 143. By default SIGTERM ended
+    the process mid-write: videos without their index, no ``summary.json``. The signal is appended
+    to ``received``; the previous handler comes back afterwards."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -108,7 +141,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"source.max_frames={args.max_frames}")
     config = load_config(args.config, overrides)
     out = prepare_output_dir(args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"), overwrite=args.overwrite)
-    summary = run_pipeline(args.source, config, out, progress=not args.no_progress)
+    with output_lock(out):  # a second run into the same --out is refused, not mixed with this one
+        summary = run_pipeline(args.source, config, out, progress=not args.no_progress)
     print_summary(summary, out)
     return 130 if summary["stop_reason"] == "interrupted" else 0
 

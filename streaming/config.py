@@ -138,7 +138,12 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     key, sep, raw = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {override!r} is not KEY=VALUE", "Write e.g. --set runner.queue_size=16")
-    value = yaml.safe_load(raw) if raw else None
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError as exc:  # an unclosed [ or {, a stray quote
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"override {override!r}: the value is not valid YAML ({problem})",
+                          f"Close its brackets and quotes (values are YAML: --set {key}=[1, 2])") from exc
     parts = key.split(".")
     node: Any = data
     for i, part in enumerate(parts[:-1]):

@@ -9,6 +9,12 @@ original stays visible under ``--debug``.
 
 from __future__ import annotations
 
+import errno
+
+#: What to do when an output cannot be written: its disk is full, over quota or read-only.
+OUTPUT_FIX = "Make room on that disk (or make it writable), or choose another --out, then run again"
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
 
 class MemstreamError(Exception):
     """Base class for errors caused by input the user controls.
@@ -56,7 +62,8 @@ class StageError(MemstreamError):
         self.stage = stage
         self.frame_index = frame_index
         self.cause = cause
+        full = isinstance(cause, OSError) and cause.errno in _OUTPUT_ERRNOS  # the disk, not the stage
         super().__init__(
             f"stage {stage!r} failed on frame {frame_index}: {type(cause).__name__}: {cause}",
-            "Run again with --debug for the traceback",
+            OUTPUT_FIX if full else "Run again with --debug for the traceback",
         )

@@ -6,17 +6,19 @@
 * :func:`prepare_output_dir`: the one output-folder rule of every command that writes a run folder
   (``run``, ``track``, ``reconstruct``, ``eval-track``): a new or empty folder is used, a file is
   refused, a folder holding files is refused unless ``--overwrite``, and ``--overwrite`` replaces
-  only a folder that holds an earlier memstream output (it never deletes a folder of other files).
+  only a folder that holds an earlier memstream output (it never deletes a folder of other files),
+  and never one that a running command holds (:func:`output_lock`).
 
 Imports nothing heavy: every command calls these before loading a model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -142,11 +144,43 @@ def prepare_output_dir(path: Path, *, overwrite: bool = False) -> Path:
     check_output_dir(path, overwrite=overwrite)
     try:
         if overwrite and path.is_dir() and any(path.iterdir()):
+            with output_lock(path):  # never the folder of a run still writing into it
+                pass
             shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create output folder {path}: {exc.strerror or exc}", "Choose a writable --out folder") from exc
     return path
+
+
+@contextlib.contextmanager
+def output_lock(path: Path) -> Iterator[None]:
+    """Hold the output folder ``path`` while a command writes into it: a second command writing into
+    it at the same time is refused (two runs would write into the same video and results files).
+
+    An advisory lock on the folder itself, so no file is added to it; none where the platform or the
+    filesystem has no ``flock`` (Windows, some network mounts).
+
+    Raises:
+        ConfigError: another command holds the folder.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another memstream command is writing into {path}",
+                              "Wait for it to end, or choose another --out") from None
+        except OSError:  # a filesystem without flock: unguarded, as before
+            pass
+        yield
+    finally:
+        os.close(fd)
 
 
 def _listing(path: Path, shown: int = 3) -> str:

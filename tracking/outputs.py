@@ -23,6 +23,7 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
+from memstream.streaming.atomic import write_text_atomic
 from memstream.streaming.types import Frame
 from memstream.streaming.videoio import VideoWriter
 from memstream.tracking.options import OutputOptions
@@ -73,9 +74,8 @@ class TrackWriter:
         if self._scores is not None:
             self._scores.close()
             frames = [json.loads(line) for line in (self.out_dir / "scores.jsonl").read_text().splitlines()]
-            tmp = self.out_dir / ".scores.json.tmp"
-            tmp.write_text(json.dumps({"frames": frames}))
-            tmp.replace(self.out_dir / "scores.json")
+            # whole or not at all, and no temporary file left behind on a full disk
+            write_text_atomic(self.out_dir / "scores.json", json.dumps({"frames": frames}))
 
     def preview(self) -> str | None:
         """The file to open to see the tracks (``tracking.mp4``), once a frame is in it."""

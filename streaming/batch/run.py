@@ -36,7 +36,7 @@ from memstream.streaming.batch.results import FILE_NAME, ResultLog, record
 from memstream.streaming.config import RunConfig, dump_config
 from memstream.streaming.configtypes import strict_config
 from memstream.streaming.errors import ConfigError
-from memstream.streaming.paths import prepare_output_dir
+from memstream.streaming.paths import output_lock, prepare_output_dir
 from memstream.streaming.progress import progress as progress_bar
 
 
@@ -207,4 +207,5 @@ def _locked(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ConfigError(f"another memstream batch is running in {root}", "Wait for it to end, or choose another --out") from None
-        yield
+        with output_lock(root):  # nor can a `batch --overwrite` or `run --overwrite` delete it meanwhile
+            yield

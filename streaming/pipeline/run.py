@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.config import RunConfig, dump_config
 from memstream.streaming.configtypes import dump
+from memstream.streaming.errors import OUTPUT_FIX, ConfigError, MemstreamError
 from memstream.streaming.pipeline.protocol import Stage
 from memstream.streaming.pipeline.runner import Runner, RunSummary
 from memstream.streaming.pipeline.stages import build_stage
@@ -45,7 +48,8 @@ def run_pipeline(
     if out_dir is not None:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "config.yaml").write_text(dump_config(config))
+            with _output_error(out_dir / "config.yaml"):
+                (out_dir / "config.yaml").write_text(dump_config(config))
         except BaseException:
             source.close()
             raise
@@ -57,8 +61,11 @@ def run_pipeline(
         )
         try:
             summary = runner.run()
-        except BaseException:
-            _write_summary(out_dir, uri, source.info, runner.summary, runner.context.notices)
+        except BaseException as exc:
+            try:
+                _write_summary(out_dir, uri, source.info, runner.summary, runner.context.notices)
+            except MemstreamError as unwritten:  # a full disk: the run's own error comes first
+                exc.add_note(f"and the summary was not written: {unwritten}")
             raise
     return _write_summary(out_dir, uri, source.info, summary, runner.context.notices)
 
@@ -86,10 +93,18 @@ def _write_summary(
         "versions": versions(),
     }
     if out_dir is not None:
-        write_json_atomic(out_dir / "summary.json", data)
+        with _output_error(out_dir / "summary.json"):
+            write_json_atomic(out_dir / "summary.json", data)
     return data
 
 
+@contextmanager
+def _output_error(path: Path) -> Iterator[None]:
+    """An OSError writing ``path`` (a full disk, a folder made read-only) as one line with the fix."""
+    try:
+        yield
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}", OUTPUT_FIX) from exc
 
 
 def versions() -> dict[str, str]:

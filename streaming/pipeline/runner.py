@@ -13,11 +13,13 @@ Backpressure on the first queue: ``block`` makes decoding wait (files: nothing i
 
 Stopping: at the end of the stream every queued frame is processed. :meth:`Runner.stop` (or Ctrl-C
 in the caller's thread) stops decoding and lets the frames already queued finish, so stage outputs
-stay consistent. An exception in a stage aborts at once: no further frame is processed, every
-opened stage is closed, and :class:`StageError` names the stage and the frame (an input error a
-stage raises itself, a :class:`MemstreamError` such as a bad prompt, is re-raised as it is). An error of the
-source (e.g. a video truncated mid-stream) stops decoding, lets the frames decoded before it go
-through every stage, closes the stages, and is then re-raised as it is.
+stay consistent; a second Ctrl-C drops the queued frames instead. Either way every opened stage is
+closed, in a thread Ctrl-C does not reach, so its files are finished (a video playable, a results
+file whole) however late the Ctrl-C comes. An exception in a stage aborts at once: no further frame
+is processed, every opened stage is closed, and :class:`StageError` names the stage and the frame
+(an input error a stage raises itself, a :class:`MemstreamError` such as a bad prompt, is re-raised
+as it is). An error of the source (e.g. a video truncated mid-stream) stops decoding, lets the
+frames decoded before it go through every stage, closes the stages, and is then re-raised as it is.
 """
 
 from __future__ import annotations
@@ -144,16 +146,52 @@ class Runner:
             try:
                 self._decode_loop()
             except KeyboardInterrupt:
-                self.summary.stop_reason = "interrupted"
-                self.stop()
+                self._interrupted()
         finally:
-            self._join()
-            self.summary.wall_s = time.perf_counter() - start
-            self._close_stages(opened)
+            self._finish(opened, start)
         if self._error is not None:
             self.summary.stop_reason = "error"
             raise self._error
         return self.summary
+
+    def _interrupted(self) -> None:
+        """Ctrl-C: the first stops decoding (the queued frames still finish), a later one drops them."""
+        if self.summary.stop_reason == "interrupted":
+            self._abort.set()
+        self.summary.stop_reason = "interrupted"
+        self.stop()
+
+    def _finish(self, opened: list[Stage], start: float) -> None:
+        """Join the stage threads and close the stages, in a thread of their own.
+
+        Ctrl-C (and the CLI's SIGTERM) lands in the caller's thread only, so here it cannot leave a
+        stage unclosed (a video without its index) or half closed, nor turn into a stage's error: a
+        Ctrl-C while the queued frames finish counts as one during decoding (:meth:`_interrupted`),
+        one while the stages close is recorded, and closing goes on.
+        """
+        done = threading.Event()
+
+        def join_and_close() -> None:
+            try:
+                self._join()
+                self.summary.wall_s = time.perf_counter() - start
+                self._close_stages(opened)
+            except BaseException as exc:  # this thread's own failure reaches run(), not the thread's hook
+                self._fail(exc)
+            finally:
+                done.set()
+
+        if not opened:  # no stage, no thread: nothing a Ctrl-C could cut short
+            join_and_close()
+            return
+        threading.Thread(target=join_and_close, name="memstream-close", daemon=True).start()
+        # Waiting on an Event, in bounded steps: Ctrl-C is seen on every platform, and never inside
+        # Thread.join, which Python 3.11 leaves saying "stopped" for a thread that still runs.
+        while not done.is_set():
+            try:
+                done.wait(_POLL_S)
+            except KeyboardInterrupt:
+                self._interrupted()
 
     # -- threads -----------------------------------------------------------------------------
     def _open_stages(self) -> list[Stage]:
@@ -163,6 +201,9 @@ class Runner:
                 stage.open(self.context)
             except BaseException as exc:
                 self._close_stages(opened)
+                if isinstance(exc, KeyboardInterrupt):
+                    self.summary.stop_reason = "interrupted"
+                    raise
                 if isinstance(exc, MemstreamError):  # bad input the user can fix: reported as it is
                     raise
                 raise StageError(stage.name, -1, exc) from exc

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint
+from pathlib import PurePath
 from typing import Annotated, Any, TypeVar
 
 from pydantic import Field
@@ -98,6 +99,12 @@ class VideoWriterOptions:
     codec: str = "auto"
     crf: Annotated[int, Field(ge=0, le=51)] = 18
     fps: Annotated[float | None, Field(gt=0)] = None
+
+    def __post_init__(self) -> None:
+        # a folder part (../x.mp4, /tmp/x.mp4) would write outside --out, where --overwrite never looks
+        if PurePath(self.filename).name != self.filename or self.filename in (".", ".."):
+            raise ValueError(f"filename {self.filename!r} must be a file name inside the run folder, "
+                             "with no folder part")
 
 
 class VideoWriterStage:

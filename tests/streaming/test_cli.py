@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -109,6 +113,9 @@ def _bad_video(tmp_path: Path) -> str:
         (["run", DEMO, "--set", "stages.video_writer.options.codec=h265"], "unknown video codec 'h265'"),
         (["run", DEMO, "--set", "stages.video_writer.options.quality=3"], "unknown config key stages.video_writer.options.quality. Valid keys here: filename, codec, crf, fps"),
         (["run", "synthetic://nowhere"], "unknown synthetic preset 'nowhere'"),
+        (["run", DEMO, "--set", "source.resize=[64, 48"], "override 'source.resize=[64, 48': the value is not valid YAML"),
+        (["run", DEMO, "--set", "stages.video_writer.options.filename=../escaped.mp4"],
+         "filename '../escaped.mp4' must be a file name inside the run folder"),
         (["synth", "demo?frames=2"], None),  # --out is required: argparse's own usage error
     ],
 )
@@ -276,6 +283,103 @@ def test_summary_json_honours_the_umask_like_every_other_file(tmp_path) -> None:
         os.umask(previous)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir() if p.is_file()}
     assert modes["summary.json"] == modes["config.yaml"] == modes["video.mp4"] == 0o640, modes
+
+
+def test_sigterm_stops_a_run_like_ctrl_c_and_leaves_finished_outputs(tmp_path) -> None:
+    # SIGTERM (kill, timeout, a scheduler) used to end the process mid-write: no summary.json, and
+    # video.mp4 / tracking.mp4 without their index, unreadable.
+    out = tmp_path / "r"
+    command = [sys.executable, "-m", "memstream.streaming.cli", "run", "synthetic://demo?frames=5000&size=64x48",
+               "--out", str(out), "--no-progress"]
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as child:
+        scores, deadline = out / "scores.jsonl", time.monotonic() + 60
+        while not (scores.is_file() and scores.read_text().count("\n") >= 3) and time.monotonic() < deadline:
+            assert child.poll() is None, child.stderr.read()
+            time.sleep(0.05)
+        child.send_signal(signal.SIGTERM)
+        err = child.stderr.read()
+        assert child.wait(timeout=60) == 143, err
+    assert "Traceback" not in err
+    summary = json.loads((out / "summary.json").read_text())
+    processed = summary["frames_processed"]
+    assert summary["stop_reason"] == "interrupted" and 3 <= processed < 5000
+    assert len(json.loads((out / "scores.json").read_text())["frames"]) == processed
+    for name in ("video.mp4", "tracking.mp4"):
+        with av.open(str(out / name)) as container:
+            assert sum(1 for _ in container.decode(video=0)) == processed, name
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line_and_130(monkeypatch, capsys) -> None:
+    import memstream.streaming.cli as cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_parser", interrupted)
+    assert main(["run", DEMO]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+class FillsTheDisk:
+    """A stage whose output disk is full from frame 2 on."""
+
+    def __init__(self, name, options):
+        self.name = name
+
+    def open(self, context):
+        pass
+
+    def update(self, frame, upstream):
+        if frame.index == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("stage_fails", [False, True])
+def test_an_output_that_cannot_be_written_is_one_line_naming_the_disk(tmp_path, capsys, monkeypatch, stage_fails) -> None:
+    # A full disk once ended in a traceback: summary.json's own OSError, raised over the stage's error.
+    import memstream.streaming.pipeline.run as pipeline_run
+    from memstream.streaming.atomic import write_json_atomic
+    from memstream.streaming.pipeline.stages import STAGES
+
+    def full(path, data, **kwargs):
+        if Path(path).name == "summary.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_json_atomic(path, data, **kwargs)
+
+    monkeypatch.setattr(pipeline_run, "write_json_atomic", full)
+    args = ["run", DEMO, "--config", "decode_only", "--out", str(tmp_path / "r"), "--no-progress"]
+    if stage_fails:
+        if "fills_the_disk_for_test" not in STAGES:
+            STAGES.add("fills_the_disk_for_test", FillsTheDisk)
+        args += ["--set", "stages.fills_the_disk_for_test.enabled=true"]
+    assert main(args) == (1 if stage_fails else 2)
+    err = capsys.readouterr().err.strip().splitlines()
+    fix = "Make room on that disk (or make it writable), or choose another --out, then run again"
+    what = ("stage 'fills_the_disk_for_test' failed on frame 2: OSError: [Errno 28] No space left on device" if stage_fails
+            else f"cannot write {tmp_path / 'r' / 'summary.json'}: No space left on device")
+    assert err == [f"error: {what}. {fix}"]
+    assert (tmp_path / "r" / "config.yaml").is_file() and not (tmp_path / "r" / "summary.json").exists()
+
+
+def test_a_second_run_into_an_out_a_run_is_writing_is_refused_and_deletes_nothing(tmp_path, capsys) -> None:
+    from memstream.streaming.paths import output_lock
+
+    out = tmp_path / "r"
+    assert main(["run", DEMO, "--out", str(out), "--no-progress"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    with output_lock(out):  # what a run holds while it writes
+        assert main(["run", DEMO, "--out", str(out), "--overwrite", "--no-progress"]) == 2
+        assert capsys.readouterr().err == f"error: another memstream command is writing into {out}. Wait for it to end, or choose another --out\n"
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        with output_lock(empty):  # two runs started at once into a new folder: the second to lock is refused
+            assert main(["run", DEMO, "--out", str(empty), "--no-progress"]) == 2
+        assert not any(empty.iterdir())
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def _python(code: str) -> subprocess.CompletedProcess:

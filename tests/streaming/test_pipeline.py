@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import _thread
 import threading
 import time
 import zlib
 from typing import Any
 
+import av
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ from memstream.streaming import ConfigError, StageError, open_source
 from memstream.streaming.pipeline.metrics import LatencyStats
 from memstream.streaming.pipeline.protocol import RunContext, Upstream
 from memstream.streaming.pipeline.runner import Runner
+from memstream.streaming.pipeline.stages import VideoWriterStage
 from memstream.streaming.types import Frame, SourceInfo
 
 URI = "synthetic://demo?frames=24&size=64x48"
@@ -137,6 +140,71 @@ def test_stop_from_another_thread_drains_and_reports() -> None:
     assert summary.stop_reason == "stopped"
     assert 0 < summary.frames_processed < 10_000
     assert summary.frames_processed == summary.frames_decoded == len(stage.seen)  # queued frames finished
+
+
+class SlowToClose(Checksum):
+    """Takes ``close_s`` to close (a video's last frames encoded, a results file written)."""
+
+    def __init__(self, close_s: float) -> None:
+        super().__init__("slow_to_close")
+        self.close_s, self.closed = close_s, False
+
+    def close(self) -> None:
+        time.sleep(self.close_s)
+        self.closed = True
+        super().close()
+
+
+def _ctrl_c_after(*delays_s: float) -> list[threading.Timer]:
+    """Ctrl-C in this (the main) thread after each delay, as a terminal sends it."""
+    timers = [threading.Timer(delay, _thread.interrupt_main) for delay in delays_s]
+    for timer in timers:
+        timer.start()
+    return timers
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_while_the_queued_frames_finish_still_closes_every_stage(tmp_path, presses) -> None:
+    # Decoding is done at once (the queue holds every frame); the caller waits for the stage. A Ctrl-C
+    # there once escaped that wait: no stage was closed (video.mp4 without its index, unreadable).
+    stage, writer = Checksum(delay_s=0.05), VideoWriterStage("video_writer", {})
+    timers = _ctrl_c_after(*[0.3, 0.5][:presses])
+    try:
+        summary = Runner(ListSource(20), [writer, stage], queue_size=32, out_dir=tmp_path).run()
+    finally:
+        for timer in timers:
+            timer.join()
+    assert summary.stop_reason == "interrupted" and stage.events == ["open", "close"]
+    assert summary.frames_processed == len(stage.seen)
+    if presses == 1:  # the first Ctrl-C lets the queued frames finish
+        assert summary.frames_processed == 20
+    else:  # a second drops them
+        assert summary.frames_processed < 20
+    with av.open(str(tmp_path / "video.mp4")) as container:  # finished, so it decodes
+        assert sum(1 for _ in container.decode(video=0)) == writer.summary()["frames_written"] == 20
+
+
+def test_ctrl_c_while_a_stage_closes_lets_it_finish_and_is_no_stage_error() -> None:
+    # Once: the Ctrl-C cut the close short and came out as "stage failed on frame -1: KeyboardInterrupt".
+    stage = SlowToClose(close_s=1.0)
+    timers = _ctrl_c_after(0.4)
+    try:
+        summary = Runner(ListSource(2), [stage]).run()
+    finally:
+        timers[0].join()
+    assert stage.closed and summary.stop_reason == "interrupted" and summary.frames_processed == 2
+
+
+def test_ctrl_c_while_a_stage_opens_is_an_interrupt_not_a_stage_error() -> None:
+    class InterruptedOpen(Checksum):
+        def open(self, context: RunContext) -> None:
+            raise KeyboardInterrupt
+
+    first = Checksum()
+    runner = Runner(ListSource(2), [first, InterruptedOpen("second")])
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    assert first.events == ["open", "close"] and runner.summary.stop_reason == "interrupted"
 
 
 def test_invalid_runner_settings() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from memstream.streaming.types import Frame
 from memstream.tracking.eval.datasets import read_boxes
@@ -44,3 +45,14 @@ def test_scores_json_carries_present_per_object_and_frame(tmp_path) -> None:
     assert [f["objects"]["1"]["object_score"] for f in final] == [5.0, -2.0, -0.5, 1.0]
     # the LaSOT box file keeps the box of frame 2; the flag is what says the tracker doubts it
     assert read_boxes(tmp_path / "1.txt").tolist() == [BOX, EMPTY, BOX, BOX]
+
+
+def test_a_scores_json_that_cannot_be_written_leaves_no_temporary_file(tmp_path) -> None:
+    # It once left `.scores.json.tmp` (half written on a full disk) among the run's outputs.
+    writer = TrackWriter(tmp_path, OutputOptions(), fps=10.0)
+    writer.write(Frame(index=0, timestamp_s=0.0, rgb=np.zeros((32, 32, 3), np.uint8)), TrackOutput(0, (state(1.0, BOX),)))
+    (tmp_path / "scores.json").mkdir()  # where the file should go: the rename fails as a full disk's write would
+    with pytest.raises(OSError):
+        writer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1.txt", "scores.json", "scores.jsonl"]
+    assert json.loads((tmp_path / "scores.jsonl").read_text())["frame"] == 0
