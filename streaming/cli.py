@@ -2,7 +2,8 @@
 
 Every :class:`MemstreamError` becomes ``error: <what>. <fix>`` on stderr and its exit code (2 for
 bad input, 1 for a failing stage); ``--debug`` re-raises with the full traceback. Ctrl-C exits 130
-after the run's summary is written; SIGTERM stops ``run`` and ``batch`` the same way and exits 143.
+after the run's summary is written; SIGTERM stops the pipeline commands (:data:`PIPELINE_COMMANDS`)
+the same way and exits 143.
 
 Every command that writes a run folder takes ``--out`` and ``--overwrite`` (:func:`add_output_args`)
 and checks the folder with :func:`memstream.streaming.paths.prepare_output_dir` before any work.
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from memstream.streaming.errors import MemstreamError
-from memstream.streaming.paths import check_output_dir, output_lock, prepare_output_dir
+from memstream.streaming.paths import check_output_dir, prepare_output_dir
 from memstream.streaming.registry import entry_points_of
 
 # Packages built on streaming add subcommands here: each entry point is a function that takes the
@@ -86,6 +87,11 @@ def add_output_args(parser: argparse.ArgumentParser, *, required: bool = True, h
                         help="replace the outputs of an earlier run in --out (default: refuse a folder that holds files)")
 
 
+#: Commands that stop on Ctrl-C with finished outputs and a summary (``run_pipeline`` or a batch of
+#: it); SIGTERM is turned into Ctrl-C for them.
+PIPELINE_COMMANDS = frozenset({"run", "batch", "track", "reconstruct"})
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -95,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     received: list[int] = []
     try:
         handler = getattr(args, "handler", None) or {"run": _cmd_run, "batch": _cmd_batch, "info": _cmd_info, "synth": _cmd_synth}[args.command]
-        with _sigterm_interrupts(received, args.command in ("run", "batch")):
+        with _sigterm_interrupts(received, args.command in PIPELINE_COMMANDS):
             code = handler(args)
         return 128 + received[0] if received and code == 130 else code
     except MemstreamError as exc:
@@ -110,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
 @contextlib.contextmanager
 def _sigterm_interrupts(received: list[int], enabled: bool) -> Iterator[None]:
-    """SIGTERM (``kill PID``, ``timeout``, a job scheduler, ``docker stop``) stops ``run`` and ``batch``
+    """SIGTERM (``kill PID``, ``timeout``, a job scheduler, ``docker stop``) stops a pipeline command
     as Ctrl-C does: the frames queued finish, every output is closed, the summary written, a batch's
     running videos are left for the next run; the exit status is then 143. By default SIGTERM ended
     the process mid-write: videos without their index, no ``summary.json``. The signal is appended
@@ -141,8 +147,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"source.max_frames={args.max_frames}")
     config = load_config(args.config, overrides)
     out = prepare_output_dir(args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"), overwrite=args.overwrite)
-    with output_lock(out):  # a second run into the same --out is refused, not mixed with this one
-        summary = run_pipeline(args.source, config, out, progress=not args.no_progress)
+    summary = run_pipeline(args.source, config, out, progress=not args.no_progress)  # holds out while it writes
     print_summary(summary, out)
     return 130 if summary["stop_reason"] == "interrupted" else 0
 

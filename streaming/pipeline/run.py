@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.config import RunConfig, dump_config
 from memstream.streaming.configtypes import dump
 from memstream.streaming.errors import OUTPUT_FIX, ConfigError, MemstreamError
+from memstream.streaming.paths import output_lock
 from memstream.streaming.pipeline.protocol import Stage
 from memstream.streaming.pipeline.runner import Runner, RunSummary
 from memstream.streaming.pipeline.stages import build_stage
@@ -32,6 +33,9 @@ def run_pipeline(
     configuration: each stage's options as the stage parsed them, defaults included, so a run can be
     repeated from it with ``--config OUT/config.yaml``.
 
+    ``out_dir`` is held (:func:`memstream.streaming.paths.output_lock`) until the summary is written:
+    a second run, track or reconstruct into it, or an ``--overwrite`` of it, is refused meanwhile.
+
     The summary is written even when the run is interrupted or a stage fails (with the stop reason),
     so what was processed before stays documented; the error is re-raised afterwards.
 
@@ -45,29 +49,31 @@ def run_pipeline(
         uri, kind=src.kind, stride=src.stride, max_frames=src.max_frames, start_s=src.start_s,
         target_fps=src.target_fps, resize=src.resize, **src.options,
     )
-    if out_dir is not None:
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            with _output_error(out_dir / "config.yaml"):
-                (out_dir / "config.yaml").write_text(dump_config(config))
-        except BaseException:
-            source.close()
-            raise
-    bar = progress_bar(label, source.info.num_frames, unit="frames", show=None if progress else False)
-    with source, bar as shown:
-        runner = Runner(
-            source, stages, queue_size=config.runner.queue_size, backpressure=config.runner.backpressure,
-            out_dir=out_dir, config=dump(config), on_frame=lambda frame: shown.advance(),
-        )
-        try:
-            summary = runner.run()
-        except BaseException as exc:
+    with ExitStack() as held:
+        if out_dir is not None:
             try:
-                _write_summary(out_dir, uri, source.info, runner.summary, runner.context.notices)
-            except MemstreamError as unwritten:  # a full disk: the run's own error comes first
-                exc.add_note(f"and the summary was not written: {unwritten}")
-            raise
-    return _write_summary(out_dir, uri, source.info, summary, runner.context.notices)
+                out_dir.mkdir(parents=True, exist_ok=True)
+                held.enter_context(output_lock(out_dir))  # run, track, reconstruct: one writer a folder
+                with _output_error(out_dir / "config.yaml"):
+                    (out_dir / "config.yaml").write_text(dump_config(config))
+            except BaseException:
+                source.close()
+                raise
+        bar = progress_bar(label, source.info.num_frames, unit="frames", show=None if progress else False)
+        with source, bar as shown:
+            runner = Runner(
+                source, stages, queue_size=config.runner.queue_size, backpressure=config.runner.backpressure,
+                out_dir=out_dir, config=dump(config), on_frame=lambda frame: shown.advance(),
+            )
+            try:
+                summary = runner.run()
+            except BaseException as exc:
+                try:
+                    _write_summary(out_dir, uri, source.info, runner.summary, runner.context.notices)
+                except MemstreamError as unwritten:  # a full disk: the run's own error comes first
+                    exc.add_note(f"and the summary was not written: {unwritten}")
+                raise
+        return _write_summary(out_dir, uri, source.info, summary, runner.context.notices)
 
 
 def resolved(config: RunConfig, stages: list[Stage]) -> RunConfig:

@@ -271,3 +271,34 @@ def test_a_prompt_on_a_frame_the_stream_never_reaches_is_a_note_not_a_silent_emp
     assert notes == [("note: tracking: prompts for objects [1] on frames [99] were never used: the stream ended after "
                       "24 frames, before them; nothing was tracked for those objects")]
     assert json.loads((out / "summary.json").read_text())["notices"] == [notes[0].removeprefix("note: ")]
+
+
+def test_track_holds_its_out_and_stops_on_sigterm_like_ctrl_c(tmp_path, capsys) -> None:
+    from memstream.streaming.paths import output_lock
+
+    boxes, _ = first_boxes(SCENE)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    with output_lock(locked):  # a run still writing there
+        assert main(["track", SCENE, "--box", box_arg(boxes[0]), "--out", str(locked), "--no-progress"]) == 2
+    assert "another memstream command is writing into" in capsys.readouterr().err and not any(locked.iterdir())
+    # SIGTERM (a scheduler, `timeout`) as Ctrl-C: the boxes of every processed frame, a playable video
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "memstream.streaming.cli", "track", "synthetic://distractors?frames=5000&seed=1",
+               "--box", box_arg(boxes[0]), "--video", "--out", str(out), "--no-progress"]
+    import signal
+    import time
+
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as child:
+        deadline = time.monotonic() + 60
+        while not ((out / "1.txt").is_file() and (out / "1.txt").read_text().count("\n") >= 3) and time.monotonic() < deadline:
+            assert child.poll() is None, child.stderr.read()
+            time.sleep(0.05)
+        child.send_signal(signal.SIGTERM)
+        err = child.stderr.read()
+        assert child.wait(timeout=60) == 143, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "interrupted" and "Traceback" not in err
+    assert len(read_boxes(out / "1.txt")) == summary["frames_processed"]
+    capture = cv2.VideoCapture(str(out / "tracking.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == summary["frames_processed"]
