@@ -5,7 +5,16 @@
 
 Each connection is one robot: it gets the server's metadata, then sends ``reset`` at the start of
 every episode and ``infer`` with each observation, and receives action chunks (the wire format is
-:mod:`memstream.embodied.policies.wire`). Every client has its **own bank** (the policy's memory,
+:mod:`memstream.embodied.policies.wire`).
+
+openpi's client (``openpi_client.websocket_client_policy.WebsocketClientPolicy``) is served too:
+it sends each observation as a bare map (no ``type`` key; ``prompt`` is taken for ``task``) and gets
+``{"actions": float32 (K, A), "server_timing": {"infer_ms": float}}``, or an error as one text frame
+(its client raises ``RuntimeError`` with it). Its ``reset()`` sends nothing, so an episode starts
+with a connection's first observation, with the first one after an error, and with any observation
+carrying ``"episode_start": True``. ``GET /healthz`` answers 200, as openpi's server does.
+
+Every client has its **own bank** (the policy's memory,
 ``capacity`` entries: bounded) and action queue; the encoders and the action head are shared and
 run one call at a time. Bounds: ``max_clients`` connections (more are refused at the handshake
 with 503; connections past the bound that race through the handshake together are closed with 1013,
@@ -17,8 +26,8 @@ only binds to loopback addresses.
 
 A bad observation (missing key, wrong image size or dtype, non-finite state, or one whose actions
 come out non-finite) is answered with one error naming the expected shape, and **drops that client's
-episode** (its bank is cleared; the next ``infer`` needs a ``reset``); other clients are not touched
-and the connection stays open.
+episode** (its bank is cleared; the next ``infer`` needs a ``reset``, openpi's next observation starts
+a new episode); other clients are not touched and the connection stays open.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import copy
 import hmac
 import ipaddress
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from memstream.embodied.policies.wire import WireError, packb, unpackb
+from memstream.embodied.policies.wire import WireError, is_bare_map, packb, unpackb
 from memstream.streaming.errors import ConfigError, MemstreamError
 
 
@@ -141,7 +151,7 @@ class PolicyServer:
                                        f"{state.dtype} values past float32's range",
                                        "Send the robot state the policy was trained with")
             batch["observation.state"] = state32[None]
-        task = observation.get("task", self.instruction)
+        task = observation.get("task", observation.get("prompt", self.instruction))  # prompt: openpi's name
         if not isinstance(task, str) or len(task) > self.limits.max_task_chars:
             got = f"{len(task)} characters" if isinstance(task, str) else type(task).__name__
             raise ObservationError(f"task must be a string of at most {self.limits.max_task_chars} characters, "
@@ -153,15 +163,19 @@ class PolicyServer:
     def _authorized(self, header: str | None) -> bool:
         if not self.api_keys:
             return True
-        if not header or not header.startswith("Bearer "):
+        scheme = next((s for s in ("Bearer ", "Api-Key ") if header and header.startswith(s)), None)
+        if scheme is None:  # Api-Key: what openpi's client sends for its api_key
             return False
-        given = header[len("Bearer "):].encode()
+        given = header[len(scheme):].encode()
         return any(hmac.compare_digest(given, key.encode()) for key in self.api_keys)
 
     # ----- the protocol -----
 
-    def handle(self, session: _Session, message: Any) -> dict[str, Any]:
-        """The reply to one decoded message of ``session``'s client (runs in a worker thread)."""
+    def handle(self, session: _Session, message: Any) -> dict[str, Any] | str:
+        """The reply to one decoded message of ``session``'s client (runs in a worker thread): a map, or
+        for openpi's client's errors a string (sent as a text frame)."""
+        if isinstance(message, dict) and "type" not in message:
+            return self._handle_openpi(session, message)
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "reset":
             session.reset()
@@ -172,10 +186,40 @@ class PolicyServer:
             return {"error": "no episode is running (none was started, or the last was dropped after a bad "
                              "observation)", "fix": "Send {'type': 'reset'} first"}
         try:
-            batch = self.check_observation(message.get("observation"))
+            actions = self._step(session, message.get("observation"))
         except ObservationError as error:
-            session.drop()
             return {"error": f"{error.what}; this client's episode was dropped", "fix": error.fix}
+        return {"actions": actions}
+
+    def _handle_openpi(self, session: _Session, observation: dict[str, Any]) -> dict[str, Any] | str:
+        """openpi's protocol: a bare observation map in, ``{"actions", "server_timing"}`` or an error text out."""
+        start = time.monotonic()
+        begin = observation.pop("episode_start", False)
+        if not isinstance(begin, (bool, np.bool_)):
+            session.drop()
+            return (f"ObservationError: episode_start must be a bool, got {type(begin).__name__}; this client's "
+                    "episode was dropped (its next observation starts a new one)\nfix: Send True on an episode's "
+                    "first observation, or leave the key out")
+        if begin or session.frame_index < 0:
+            session.reset()
+        try:
+            actions = self._step(session, observation)
+        except ObservationError as error:
+            return (f"ObservationError: {error.what}; this client's episode was dropped (its next observation "
+                    f"starts a new one)\nfix: {error.fix}")
+        return {"actions": actions, "server_timing": {"infer_ms": (time.monotonic() - start) * 1000}}
+
+    def _step(self, session: _Session, observation: Any) -> np.ndarray:
+        """float32 (K, A): the chunk for the next frame of ``session``'s running episode.
+
+        Raises:
+            ObservationError: a bad observation, or non-finite actions; the episode is then dropped.
+        """
+        try:
+            batch = self.check_observation(observation)
+        except ObservationError:
+            session.drop()
+            raise
         batch["episode_start"] = np.array([session.frame_index == 0])
         batch["frame_index"] = np.array([session.frame_index])
         with self._model_lock:
@@ -183,15 +227,16 @@ class PolicyServer:
         actions = chunk[0].detach().cpu().numpy().astype(np.float32)
         if not np.isfinite(actions).all():  # a state far outside the training range overflows the normalisation
             session.drop()  # its bank now holds the non-finite entry
-            return {"error": "the policy's actions for this observation are not finite (observation.state is far outside "
-                             "what it was trained on?); this client's episode was dropped",
-                    "fix": "Send the robot state the policy was trained with, then {'type': 'reset'}"}
+            raise ObservationError("the policy's actions for this observation are not finite (observation.state is "
+                                   "far outside what it was trained on?)",
+                                   "Send the robot state the policy was trained with, then start a new episode")
         session.frame_index += 1
-        return {"actions": actions}
+        return actions
 
-    async def _send(self, websocket: Any, reply: dict[str, Any]) -> None:
+    async def _send(self, websocket: Any, reply: dict[str, Any] | str) -> None:
         # a client that stops reading fills the socket's buffers and would hold its slot for ever
-        await asyncio.wait_for(websocket.send(packb(reply)), timeout=self.limits.idle_timeout_s)
+        frame = reply if isinstance(reply, str) else packb(reply)  # str: a text frame, openpi's error
+        await asyncio.wait_for(websocket.send(frame), timeout=self.limits.idle_timeout_s)
 
     async def _connection(self, websocket: Any) -> None:
         if len(self.sessions) >= self.limits.max_clients:  # handshakes that passed the check together
@@ -211,7 +256,8 @@ class PolicyServer:
                 try:
                     message = unpackb(data) if isinstance(data, bytes) else None
                 except WireError as error:
-                    reply = {"error": error.what, "fix": error.fix}
+                    reply = ({"error": error.what, "fix": error.fix} if not is_bare_map(data) else
+                             f"WireError: {error.what}\nfix: {error.fix}")  # openpi's client takes text as an error
                 else:
                     reply = (await asyncio.to_thread(self.handle, session, message) if message is not None else
                              {"error": "text frames are not accepted", "fix": "Send msgpack in binary frames"})
@@ -227,9 +273,12 @@ class PolicyServer:
             self.sessions.pop(key, None)
 
     def _process_request(self, connection: Any, request: Any) -> Any:
+        if request.path == "/healthz":  # openpi's server answers this without a key; it tells only liveness
+            return connection.respond(HTTPStatus.OK, "OK\n")
         given = request.headers.get_all("Authorization")  # .get() raises on two: a 500 for a hostile handshake
         if not self._authorized(given[0] if len(given) == 1 else None):
-            return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong API key: send Authorization: Bearer <key>\n")
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong API key: send Authorization: Bearer <key> "
+                                                               "(or openpi's Api-Key <key>)\n")
         if len(self.sessions) >= self.limits.max_clients:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE,
                                       f"the server holds its maximum of {self.limits.max_clients} clients\n")

@@ -1,8 +1,11 @@
 """The policy server's wire format: msgpack maps whose numpy arrays travel as openpi's do, and a client.
 
 An array is the map ``{"__ndarray__": True, "data": <raw bytes>, "dtype": "<f4", "shape": [K, A]}``
-(openpi's ``msgpack_numpy``; object and complex arrays are refused), so an openpi-style client
-decodes our replies and we decode its observations. Messages (client -> server):
+and a numpy scalar ``{"__npgeneric__": True, "data": <number>, "dtype": "<i8"}`` (openpi's
+``msgpack_numpy``; object, complex and string arrays are refused), so openpi's client decodes our
+replies and we decode its observations. Two protocols share the socket; the server tells them
+apart by the ``type`` key (see :mod:`memstream.embodied.policies.serve` for openpi's).
+Messages (client -> server) of ours, the envelope protocol:
 
 * ``{"type": "reset"}`` starts an episode: the client's bank is cleared. Reply ``{"ok": True}``.
 * ``{"type": "infer", "observation": {key: array, "task": str}}`` feeds one frame; reply
@@ -45,11 +48,12 @@ def _msgpack() -> Any:
 
 def _encode(obj: Any) -> Any:
     if isinstance(obj, (np.ndarray, np.generic)):
-        array = np.asarray(obj)
-        if array.dtype.kind not in _KINDS:
-            raise WireError(f"cannot send an array of dtype {array.dtype}", "Send bool, int or float arrays")
-        return {b"__ndarray__": True, b"data": np.ascontiguousarray(array).tobytes(), b"dtype": array.dtype.str,
-                b"shape": list(array.shape)}
+        if obj.dtype.kind not in _KINDS:
+            raise WireError(f"cannot send an array of dtype {obj.dtype}", "Send bool, int or float arrays")
+        if isinstance(obj, np.generic):  # as openpi's pack_array: its unpack_array makes it a scalar again
+            return {b"__npgeneric__": True, b"data": obj.item(), b"dtype": obj.dtype.str}
+        return {b"__ndarray__": True, b"data": np.ascontiguousarray(obj).tobytes(), b"dtype": obj.dtype.str,
+                b"shape": list(obj.shape)}
     return obj
 
 
@@ -67,7 +71,26 @@ def _decode(obj: dict) -> Any:
             raise WireError(f"an array's data has {len(data)} bytes, its shape {shape} and dtype {dtype} need {need}",
                             "Send the raw bytes of the array")
         return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+    if b"__npgeneric__" in obj or "__npgeneric__" in obj:
+        return _scalar(obj.get(b"dtype", obj.get("dtype")), obj.get(b"data", obj.get("data")))
     return obj
+
+
+def _scalar(dtype_str: Any, value: Any) -> np.generic:
+    """A numpy scalar from openpi's ``__npgeneric__`` map: a bool, int or float ``value`` of ``dtype_str``."""
+    if not isinstance(dtype_str, str):  # np.dtype(None) would be float64
+        raise WireError(f"a numpy scalar's dtype must be a string, not {type(dtype_str).__name__}",
+                        "Send the scalar's dtype.str, e.g. '<f4'")
+    dtype = np.dtype(dtype_str)
+    if dtype.kind not in _KINDS:
+        raise WireError(f"numpy scalars of dtype {dtype} are not accepted", "Send bool, int or float scalars")
+    if not isinstance(value, (bool, int, float)):
+        raise WireError(f"a numpy scalar's data must be a number, not {type(value).__name__}",
+                        "Send bool, int or float scalars")
+    try:
+        return dtype.type(value)
+    except OverflowError:  # numpy 2 refuses e.g. 1000 as int8 instead of wrapping it
+        raise WireError(f"the scalar {value} does not fit dtype {dtype}", "Send the scalar with a wider dtype") from None
 
 
 def _shape(value: Any) -> tuple[int, ...]:
@@ -98,6 +121,17 @@ def unpackb(data: bytes) -> Any:
     except (ValueError, TypeError, KeyError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as error:
         raise WireError(f"the message is not valid msgpack ({error})", "Pack messages with msgpack") from None
     return message
+
+
+def is_bare_map(data: bytes) -> bool:
+    """Whether ``data`` (which :func:`unpackb` refused) is a msgpack map without a ``type`` key: an
+    observation from openpi's client, whose errors must come back as text frames."""
+    msgpack = _msgpack()
+    try:
+        message = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        return False
+    return isinstance(message, dict) and "type" not in message
 
 
 class PolicyClient:

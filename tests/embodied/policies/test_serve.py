@@ -77,6 +77,20 @@ def test_wire_refuses_hostile_array_headers_with_one_wire_error(shape, data, mat
         unpackb(message)
 
 
+@pytest.mark.parametrize("dtype, data, match", [
+    (None, 1.0, "dtype must be a string"),  # np.dtype(None) is float64: not a silent default
+    ("<f4", "1.5", "must be a number, not str"),
+    ("|O", 1, "dtype object are not accepted"),
+    ("|i1", 1000, "does not fit dtype int8"),
+])
+def test_wire_refuses_hostile_numpy_scalars_with_one_wire_error(dtype, data, match):
+    import msgpack
+
+    message = msgpack.packb({"x": {"__npgeneric__": True, "data": data, "dtype": dtype}}, use_bin_type=True)
+    with pytest.raises(WireError, match=match):
+        unpackb(message)
+
+
 def test_clients_get_chunks_and_keep_their_own_banks(server):
     rng = np.random.default_rng(0)
     with PolicyClient(server.uri, api_key=KEY) as a, PolicyClient(server.uri, api_key=KEY) as b:
