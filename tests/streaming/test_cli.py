@@ -140,21 +140,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, args, message) 
 def test_a_failing_stage_exits_1_and_debug_shows_the_traceback(tmp_path, capsys) -> None:
     from memstream.streaming.pipeline.stages import STAGES
 
-    class Explodes:
-        def __init__(self, name, options):
-            self.name = name
-
-        def open(self, context):
-            pass
-
-        def update(self, frame, upstream):
-            if frame.index == 2:
-                raise RuntimeError("kaboom")
-
-        def close(self):
-            pass
-
-    STAGES.add("explodes_for_test", Explodes)
+    STAGES.add("explodes_for_test", failing_on_frame_2(RuntimeError("kaboom")))
     args = ["run", DEMO, "--config", "decode_only", "--set", "stages.explodes_for_test.enabled=true", "--no-progress"]
     assert main(args + ["--out", str(tmp_path / "a")]) == 1
     assert "stage 'explodes_for_test' failed on frame 2: RuntimeError: kaboom" in capsys.readouterr().err
@@ -320,21 +306,24 @@ def test_ctrl_c_while_the_commands_load_is_one_line_and_130(monkeypatch, capsys)
     assert capsys.readouterr().err == "interrupted\n"
 
 
-class FillsTheDisk:
-    """A stage whose output disk is full from frame 2 on."""
+def failing_on_frame_2(error: BaseException) -> type:
+    """A stage class that raises ``error`` on frame 2 (a bug, a full output disk)."""
 
-    def __init__(self, name, options):
-        self.name = name
+    class FailsOnFrame2:
+        def __init__(self, name, options):
+            self.name = name
 
-    def open(self, context):
-        pass
+        def open(self, context):
+            pass
 
-    def update(self, frame, upstream):
-        if frame.index == 2:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        def update(self, frame, upstream):
+            if frame.index == 2:
+                raise error
 
-    def close(self):
-        pass
+        def close(self):
+            pass
+
+    return FailsOnFrame2
 
 
 @pytest.mark.parametrize("stage_fails", [False, True])
@@ -353,7 +342,7 @@ def test_an_output_that_cannot_be_written_is_one_line_naming_the_disk(tmp_path, 
     args = ["run", DEMO, "--config", "decode_only", "--out", str(tmp_path / "r"), "--no-progress"]
     if stage_fails:
         if "fills_the_disk_for_test" not in STAGES:
-            STAGES.add("fills_the_disk_for_test", FillsTheDisk)
+            STAGES.add("fills_the_disk_for_test", failing_on_frame_2(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
         args += ["--set", "stages.fills_the_disk_for_test.enabled=true"]
     assert main(args) == (1 if stage_fails else 2)
     err = capsys.readouterr().err.strip().splitlines()

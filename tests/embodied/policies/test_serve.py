@@ -15,11 +15,12 @@ if importlib.util.find_spec("websockets") is None or importlib.util.find_spec("m
 import torch  # noqa: E402
 from websockets.exceptions import InvalidStatus  # noqa: E402
 
-from memstream.embodied.bank import MemoryBankConfig  # noqa: E402
 from memstream.embodied.policies import MemoryVLAConfig, MemoryVLAPolicy  # noqa: E402
 from memstream.embodied.policies.serve import PolicyServer, ServeLimits, check_bind  # noqa: E402
 from memstream.embodied.policies.wire import PolicyClient, WireError, packb, unpackb  # noqa: E402
 from memstream.streaming.errors import ConfigError, MemstreamError  # noqa: E402
+
+from tests.embodied.policies.util import SERVED, SERVED_FEATURES  # noqa: E402
 
 IMAGE = "observation.images.base_camera"
 KEY = "test-key-123"
@@ -28,10 +29,7 @@ KEY = "test-key-123"
 @pytest.fixture(scope="module")
 def server():
     torch.manual_seed(0)
-    config = MemoryVLAConfig(input_features={IMAGE: (3, 32, 32), "observation.state": (7,)},
-                             output_features={"action": (7,)}, perceptual_dim=16, perceptual_grid=2, cognitive_dim=16,
-                             hidden_dim=32, head_layers=1, head_heads=2, num_inference_steps=2, vocab_buckets=64,
-                             chunk_size=4, n_action_steps=2, bank=MemoryBankConfig(capacity=3))
+    config = MemoryVLAConfig(**SERVED_FEATURES, **SERVED)
     server = PolicyServer(MemoryVLAPolicy(config), "touch the cube", api_keys=[KEY], limits=ServeLimits(max_clients=2))
     server.start()
     server.uri = f"ws://127.0.0.1:{server.port}"
@@ -222,10 +220,7 @@ def test_an_oversized_message_closes_only_that_connection(server):
 def test_idle_clients_are_disconnected_and_the_slot_bound_holds_under_a_race():
     from websockets.exceptions import ConnectionClosed
 
-    config = MemoryVLAConfig(input_features={IMAGE: (3, 32, 32), "observation.state": (7,)},
-                             output_features={"action": (7,)}, perceptual_dim=16, perceptual_grid=2, cognitive_dim=16,
-                             hidden_dim=32, head_layers=1, head_heads=2, num_inference_steps=2, vocab_buckets=64,
-                             chunk_size=4, n_action_steps=2, bank=MemoryBankConfig(capacity=3))
+    config = MemoryVLAConfig(**SERVED_FEATURES, **SERVED)
     quick = PolicyServer(MemoryVLAPolicy(config), api_keys=[KEY], limits=ServeLimits(max_clients=2, idle_timeout_s=1.0))
     quick.start()
     uri = f"ws://127.0.0.1:{quick.port}"
@@ -258,10 +253,7 @@ def test_idle_clients_are_disconnected_and_the_slot_bound_holds_under_a_race():
 
 
 def _tiny_policy_folder(folder) -> str:
-    config = MemoryVLAConfig(input_features={IMAGE: (3, 32, 32), "observation.state": (7,)},
-                             output_features={"action": (7,)}, perceptual_dim=16, perceptual_grid=2, cognitive_dim=16,
-                             hidden_dim=32, head_layers=1, head_heads=2, num_inference_steps=2, vocab_buckets=64,
-                             chunk_size=4, n_action_steps=2, bank=MemoryBankConfig(capacity=3))
+    config = MemoryVLAConfig(**SERVED_FEATURES, **SERVED)
     MemoryVLAPolicy(config).save_pretrained(folder)
     return str(folder)
 

@@ -23,10 +23,11 @@ from openpi_client.action_chunk_broker import ActionChunkBroker  # noqa: E402
 from openpi_client.websocket_client_policy import WebsocketClientPolicy  # noqa: E402
 from websockets.exceptions import InvalidStatus  # noqa: E402
 
-from memstream.embodied.bank import MemoryBankConfig  # noqa: E402
 from memstream.embodied.policies import MemoryVLAConfig, MemoryVLAPolicy  # noqa: E402
 from memstream.embodied.policies.serve import PolicyServer, ServeLimits  # noqa: E402
 from memstream.embodied.policies.wire import PolicyClient, packb, unpackb  # noqa: E402
+
+from tests.embodied.policies.util import SERVED, SERVED_FEATURES  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(120),  # openpi_client 0.1.2 calls connect() as websockets 14+ deprecates
               pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager:DeprecationWarning")]
@@ -39,11 +40,7 @@ KEY = "openpi-key-7"
 def served():
     """(server, reference): the server and a copy of its policy to run in-process."""
     torch.manual_seed(0)
-    config = MemoryVLAConfig(input_features={IMAGE: (3, 32, 32), "observation.state": (7,)},
-                             output_features={"action": (7,)}, perceptual_dim=16, perceptual_grid=2, cognitive_dim=16,
-                             hidden_dim=32, head_layers=1, head_heads=2, num_inference_steps=2, vocab_buckets=64,
-                             chunk_size=4, n_action_steps=2, bank=MemoryBankConfig(capacity=3),
-                             inference_noise=0.0)  # 0: one deterministic chunk per observation and bank
+    config = MemoryVLAConfig(**SERVED_FEATURES, **SERVED, inference_noise=0.0)  # 0: one deterministic chunk per observation and bank
     policy = MemoryVLAPolicy(config).eval()
     reference = copy.deepcopy(policy)
     server = PolicyServer(policy, "touch the cube", api_keys=[KEY], limits=ServeLimits(max_clients=4))

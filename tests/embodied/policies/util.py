@@ -15,6 +15,11 @@ TINY_DETERMINISTIC = dict(perceptual_dim=16, perceptual_grid=2, cognitive_dim=16
                           head_heads=2, num_inference_steps=2, vocab_buckets=64, chunk_size=4, n_action_steps=1,
                           inference_noise=0.0, bank=MemoryBankConfig(capacity=4))
 SIZE = 32  # image side of the tiny demonstration folders
+# the tiny policy the WebSocket server tests serve: a 32 px camera and a 7-d state in, 7-d actions out
+SERVED_FEATURES = dict(input_features={"observation.images.base_camera": (3, 32, 32), "observation.state": (7,)},
+                       output_features={"action": (7,)})
+SERVED = dict(perceptual_dim=16, perceptual_grid=2, cognitive_dim=16, hidden_dim=32, head_layers=1, head_heads=2,
+              num_inference_steps=2, vocab_buckets=64, chunk_size=4, n_action_steps=2, bank=MemoryBankConfig(capacity=3))
 
 
 def vla(argv: list[str]) -> int:
