@@ -193,7 +193,7 @@ def test_the_goal_loss_is_its_weight_times_the_mse_of_the_last_state_over_every_
     target = (batch["goal_state"] - policy.state_mean) / policy.state_std
     rows = torch.cat([target[b].expand(int(valid[b].sum()), -1) for b in range(3)])
     expected = 0.5 * (seen["predicted"][:, 0] - rows).pow(2).mean()
-    assert np.isclose(info["goal_loss"], float(expected), rtol=1e-5)
+    assert np.isclose(info["goal_loss"], expected.item(), rtol=1e-5)
     assert np.isclose(info["loss"], info["action_loss"] + info["goal_loss"], rtol=1e-5)
     loss.backward()
     assert policy.goal.mlp[0].weight.grad.abs().sum() > 0
