@@ -4,6 +4,7 @@
     memstream vla-train --demos demos/rc3 --variant bank --memory-length 16 --steps 2000 --out runs/rc3_bank
     memstream vla-train --demos demos/rc3 --variant bank --steps 4000 --out runs/rc3_bank --resume
     memstream vla-eval --policy runs/rc3_bank --episodes 100 --videos 3 --out runs/rc3_bank_eval
+    memstream vla-export --demos demos/rc3 --out demos/rc3-lerobot
 
 ``vla-collect`` rolls out the task's scripted expert on seeds ``--seed ..`` and writes the
 demonstrations (LeRobot v2.1 layout, see :mod:`memstream.embodied.envs.mikasa.dataset`); with
@@ -16,6 +17,8 @@ camera, rendering, action space, training figures) to ``--out``, with a resumabl
 success, length, seconds in the policy and the simulator) and the success rate beside the task's
 chance level, and the first ``--videos`` episodes as H.264 files under ``videos/``. Evaluation
 seeds default to the suite's benchmark seeds (4242424242 + i), disjoint from the demonstrations'.
+``vla-export`` writes a copy of the demonstrations in LeRobot's v3.0 format, which lerobot >= 0.4's
+``LeRobotDataset`` opens (see :mod:`memstream.embodied.envs.mikasa.lerobot_export`).
 """
 
 from __future__ import annotations
@@ -59,6 +62,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     collect.add_argument("--no-progress", action="store_true")
     collect.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     collect.set_defaults(handler=cmd_vla_collect)
+
+    export = sub.add_parser("vla-export", help="copy vla-collect demonstrations into a LeRobot v3.0 dataset "
+                                               "(what lerobot >= 0.4's LeRobotDataset reads)")
+    export.add_argument("--demos", type=Path, required=True, help="a vla-collect folder (read, never changed)")
+    add_output_args(export, help="the new LeRobot v3.0 dataset folder")
+    export.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    export.set_defaults(handler=cmd_vla_export)
 
     train = sub.add_parser("vla-train", help="train the memory policy on MIKASA-Robo demonstrations (LeRobot layout)")
     train.add_argument("--demos", type=Path, nargs="+", required=True,
@@ -192,6 +202,19 @@ def cmd_vla_collect(args: argparse.Namespace) -> int:
           f"(seeds {args.seed}..{args.seed + args.episodes - 1}, expert success {succeeded / rollouts:.2f}) "
           f"in {seconds:.0f} s ({info['total_episodes'] * 3600 / max(seconds, 1e-9):.0f} an hour, {workers} "
           f"worker{'s' if workers > 1 else ''}): {out}")
+    return 0
+
+
+def cmd_vla_export(args: argparse.Namespace) -> int:
+    from memstream.embodied.envs.mikasa.lerobot_export import export_lerobot
+
+    demos, out = args.demos.resolve(), args.out.resolve()
+    if out == demos or demos in out.parents or out in demos.parents:
+        raise ConfigError(f"--out {str(args.out)!r} and --demos {str(args.demos)!r} overlap",
+                          "Export to a folder outside the demonstrations")
+    info = export_lerobot(args.demos, prepare_output_dir(args.out, overwrite=args.overwrite))
+    print(f"exported {info['total_episodes']} episodes ({info['total_frames']} frames) of {args.demos} "
+          f"as a LeRobot v3.0 dataset: {args.out}")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Needs the ``mikasa`` extra plus ``pip install --no-deps mikasa-robo-suite==1.0.0`` and a Vulkan
 device (Mesa 25's lavapipe on a CPU machine: ``tests/system_deps.sh``); importing this package
-imports neither.
+imports neither. :func:`export_lerobot` writes demonstrations in LeRobot's v3.0 format.
 
 Example::
 
@@ -15,6 +15,7 @@ from memstream.embodied.envs.mikasa.dataset import (DemonstrationReader, check_j
                                                     write_demonstrations)
 from memstream.embodied.envs.mikasa.env import CAMERAS, EVAL_SEED, MikasaConfig, MikasaEnv, make_mikasa_env
 from memstream.embodied.envs.mikasa.experts import intercept_action, remember_color_action
+from memstream.embodied.envs.mikasa.lerobot_export import export_lerobot
 from memstream.embodied.envs.mikasa.tasks import MIKASA_TASKS, NEEDS_ASSETS, MikasaTask, resolve_task
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "MikasaEnv",
     "MikasaTask",
     "check_joinable",
+    "export_lerobot",
     "intercept_action",
     "make_mikasa_env",
     "merge_demonstrations",

@@ -23,8 +23,11 @@ demonstrations and then meet raw frames in the simulator. Datasets written befor
 
 Frame ``t`` of an episode pairs the observation with the action taken in it (LeRobot's convention).
 The layout and column names follow LeRobot's v2.1 datasets (``data_path`` / ``video_path``
-templates, ``meta/*.jsonl``); current LeRobot reads v3.0 and converts v2.1 with its own script; that
-path has not been run here. :func:`read_demonstrations` reads it back.
+templates, ``meta/*.jsonl``; no ``meta/episodes_stats.jsonl``). lerobot 0.4.4 reads only v3.0: it
+refuses these folders, and its v2.1 -> v3.0 converter stops on the missing episode statistics;
+:func:`~memstream.embodied.envs.mikasa.lerobot_export.export_lerobot` (``memstream vla-export``)
+writes a v3.0 copy that its ``LeRobotDataset`` opens (tested). :func:`read_demonstrations` reads
+the folders written here back.
 
 Example::
 
