@@ -50,7 +50,7 @@ class EvaluationResult(TypedDict):
     success_rate / failure_rate / truncation_rate: fractions of the episodes that were won, lost
     (wrong goal or pad) or cut by the time limit; they sum to 1. mean_length, min_length, max_length:
     actions per episode. success: bool (episodes,) per episode, in episode-index order.
-    chance_success_rate: what a policy without memory (but otherwise perfect) achieves.
+    chance_success_rate: what a policy without memory (but otherwise perfect) achieves; None where unknown.
     """
 
     task: str
@@ -61,7 +61,7 @@ class EvaluationResult(TypedDict):
     mean_length: float
     min_length: int
     max_length: int
-    chance_success_rate: float
+    chance_success_rate: float | None
     success: np.ndarray
 
 
@@ -74,7 +74,7 @@ class EnvSpec:
         num_envs: slots ``B``. image_shape: (H, W, 3) pixels. state_dim: ``S``. action_dim: 2.
         max_step: arena units moved by an action of norm 1 (actions are clipped to [-1, 1] per
             component, then scaled to norm <= 1). max_episode_steps: time limit, actions.
-        chance_success_rate: success rate of a memoryless but otherwise perfect policy.
+        chance_success_rate: success rate of a memoryless but otherwise perfect policy; None where unknown.
         hidden_dim: columns of ``hidden_info`` (the cue, or the order of the pads).
     """
 
@@ -86,7 +86,7 @@ class EnvSpec:
     action_dim: int
     max_step: float
     max_episode_steps: int
-    chance_success_rate: float
+    chance_success_rate: float | None
     hidden_dim: int
 
 

@@ -167,9 +167,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def cmd_vla_collect(args: argparse.Namespace) -> int:
     from memstream.embodied.envs.mikasa import CAMERAS, merge_demonstrations, resolve_task, write_demonstrations
-    from memstream.embodied.envs.mikasa.dataset import check_seeds_disjoint
+    from memstream.embodied.envs.mikasa.dataset import check_expert, check_seeds_disjoint
 
     task = resolve_task(args.task)  # an unknown task, or one that needs downloaded assets: named here
+    check_expert(task.name)  # demonstrations need a scripted expert
     for flag, value, default in (("--episodes", args.episodes, 250), ("--workers", args.workers, 1),
                                  ("--image-size", args.image_size, 128)):
         if value < 1:
@@ -418,8 +419,12 @@ def _vla_eval(args: argparse.Namespace) -> int:
     _write_json(path, {**head, "complete": True, **_summary(rows), "episodes": rows})
     summary = _summary(rows)
     print(f"{task.name} {meta.get('variant')} L={meta.get('memory_length')}: success {summary['success_rate']:.2f} "
-          f"over {len(rows)} episodes (chance {task.chance_success_rate:.2f}); results: {path}")
+          f"over {len(rows)} episodes (chance {_rate(task.chance_success_rate)}); results: {path}")
     return 0
+
+
+def _rate(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.2f}"
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from memstream.embodied.envs.mikasa.env import ACTION_DIM, CAMERAS, EVAL_SEED, STATE_DIM, make_mikasa_env
+from memstream.embodied.envs.mikasa.tasks import EXPERT_TASKS, resolve_task
 from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.errors import ConfigError, MemstreamError
 from memstream.streaming.progress import progress as progress_bar
@@ -97,6 +98,14 @@ def check_seeds_disjoint(seed: int, num_episodes: int) -> None:
                           "Collect demonstrations from seed 0 (the default)")
 
 
+def check_expert(task: str) -> None:
+    """Demonstrations come from a scripted expert: refuse a task without one (before anything is written)."""
+    resolved = resolve_task(task)
+    if not resolved.expert:
+        raise ConfigError(f"MIKASA-Robo task {resolved.name!r} has no scripted expert, so no demonstrations can be "
+                          "collected for it", f"Collect one of {', '.join(EXPERT_TASKS)}")
+
+
 def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: int = 0, image_size: int = 128,
                          keep_failures: bool = False, cameras: tuple[str, ...] = CAMERAS,
                          camera_housing: bool = False, progress: bool | None = False) -> dict[str, Any]:
@@ -118,6 +127,7 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
     """
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
         raise ConfigError(f"num_episodes must be an int >= 1, got {num_episodes!r}", "Pass num_episodes >= 1")
+    check_expert(task)
     check_seeds_disjoint(seed, num_episodes)
     root = Path(root)
     if (root / "meta" / "info.json").exists():

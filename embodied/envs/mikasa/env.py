@@ -38,7 +38,7 @@ from pydantic import Field
 
 from memstream.embodied.envs.mikasa.experts import intercept_action, remember_color_action
 from memstream.embodied.envs.mikasa.sim import make_suite_env
-from memstream.embodied.envs.mikasa.tasks import MikasaTask, resolve_task
+from memstream.embodied.envs.mikasa.tasks import EXPERT_TASKS, MikasaTask, resolve_task
 from memstream.embodied.envs.types import EnvSpec, Observation, StepInfo
 from memstream.streaming.configtypes import strict_config
 from memstream.streaming.errors import ConfigError, MemstreamError
@@ -137,7 +137,7 @@ class MikasaEnv:
         self.config = config
         self.task: MikasaTask = resolve_task(config.task)
         self.name = self.task.name
-        self.instruction = self.task.instruction
+        self.instruction = self.task.instruction  # Rotate: the episode's (its angle), set by each reset
         self.chance_success_rate = self.task.chance_success_rate
         self.max_episode_steps = self.task.max_episode_steps
         self.hidden_dim = 1 if self.task.kind == "remember_color" else 0
@@ -197,6 +197,8 @@ class MikasaEnv:
         started = time.perf_counter()
         _, _, _, _, info = self._sim.step(torch.from_numpy(action))
         self.timing["physics"] += time.perf_counter() - started
+        if self.task.kind == "rotate" and "language_instruction" in info:  # Rotate names the episode's angle
+            self.instruction = str(info["language_instruction"][0])
         success = bool(_np(info["success"]).reshape(-1)[0])
         self._success_once |= success
         self.frame_index += 1
@@ -279,7 +281,14 @@ class MikasaEnv:
                          np.linalg.norm((ball - _np(base.goal_region.pose.p)[0])[:2])], dtype=np.float32)
 
     def expert_actions(self) -> np.ndarray:
-        """float32 (1, 7): the scripted expert's action for the current state."""
+        """float32 (1, 7): the scripted expert's action for the current state.
+
+        Raises:
+            MemstreamError: the task has no scripted expert (``MikasaTask.expert``).
+        """
+        if not self.task.expert:
+            raise MemstreamError(f"MIKASA-Robo task {self.name!r} has no scripted expert",
+                                 f"Experts exist for {', '.join(EXPERT_TASKS)}")
         base = self.unwrapped
         tcp = _np(base.agent.tcp.pose.p)[0]
         if self.task.kind == "remember_color":
@@ -329,6 +338,8 @@ class MikasaEnv:
         # cube jitter, shuffles, phase lengths and the ball's start from it), so the episode is reproducible.
         started = time.perf_counter()
         self._sim.reset(seed=self.episode_seed(episode))
+        if self.task.kind == "rotate":  # the angle is drawn by the reset; evaluate() names it (and only reads state)
+            self.instruction = str(self.unwrapped.evaluate()["language_instruction"][0])
         self.timing["physics"] += time.perf_counter() - started
         self.episode_index[:] = episode
         self.frame_index[:] = 0

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from memstream.embodied.envs.mikasa import MIKASA_TASKS, MikasaConfig, resolve_task
+from memstream.embodied.envs.mikasa import MIKASA_TASKS, NEEDS_ASSETS, MikasaConfig, resolve_task
+from memstream.embodied.envs.mikasa.tasks import EXPERT_TASKS
 from memstream.embodied.envs.mikasa import experts, sim
 from memstream.embodied.envs.mikasa.dataset import (
     CAMERAS,
@@ -24,17 +25,19 @@ from memstream.streaming.errors import ConfigError, MemstreamError
 
 
 def test_names_and_suite_ids_resolve_to_the_vla_benchmark_tasks():
-    assert set(MIKASA_TASKS) == {"RememberColor3", "RememberColor5", "RememberColor9", "InterceptMedium"}
+    assert {name for name, task in MIKASA_TASKS.items() if task.expert} == {
+        "RememberColor3", "RememberColor5", "RememberColor9", "InterceptMedium"}
     assert resolve_task("RememberColor9").suite_id == "RememberColor9-VLA-v0"
     assert resolve_task("InterceptMedium-VLA-v0").name == "InterceptMedium"
     assert resolve_task("RememberColor5").chance_success_rate == pytest.approx(0.2)
-    assert [t.max_episode_steps for t in MIKASA_TASKS.values()] == [25, 25, 25, 60]
+    assert [MIKASA_TASKS[t].max_episode_steps for t in EXPERT_TASKS] == [25, 25, 25, 60]
 
 
 @pytest.mark.parametrize(("name", "words"), [
-    ("ShellGameTouch", "YCB assets"), ("ShellGamePush-VLA-v0", "YCB assets"),
+    ("ShellGameTouch", "YCB"), ("ShellGamePush-VLA-v0", "YCB"), ("ShellGameShuffleTouch-Long-VLA-v0", "YCB"),
     ("RememberColor3-v0", "never reappear"), ("InterceptMedium-v0", "InterceptMedium-VLA-v0"),
-    ("PickCube", "RememberColor3, RememberColor5"),
+    ("TakeItBack-v0", "TakeItBack-VLA-v0"), ("PickCube", "RememberColor3, RememberColor5"),
+    ("RememberShap3", "Did you mean: RememberShape3"),
 ])
 def test_refused_task_ids_name_the_reason_and_the_fix(name, words):
     with pytest.raises(ConfigError) as info:
@@ -42,6 +45,76 @@ def test_refused_task_ids_name_the_reason_and_the_fix(name, words):
     assert words in str(info.value)
     with pytest.raises(ConfigError):
         MikasaConfig(task=name)
+
+
+def _suite_registry() -> dict:
+    """{suite id: (max_episode_steps, asset_download_ids, class)} of mikasa-robo-suite's VLA ids."""
+    pytest.importorskip("mani_skill", reason="needs the mikasa extra")
+    pytest.importorskip("mikasa_robo_suite", reason="needs mikasa-robo-suite")
+    import mani_skill.envs  # noqa: F401
+    from mani_skill.utils.registration import REGISTERED_ENVS
+
+    import mikasa_robo_suite.vla.memory_envs  # noqa: F401
+
+    return {i: (spec.max_episode_steps, list(spec.asset_download_ids or ()), spec.cls)
+            for i, spec in REGISTERED_ENVS.items() if i.endswith("-VLA-v0") and spec.cls.__module__.startswith("mikasa")}
+
+
+def _canonical_wrappers() -> dict[str, bool]:
+    """{suite id: freezes the cue phase} from the suite's canonical VLA wrapper table, read from its source
+    (``apply_wrappers`` imports tensorboard through the suite's baselines, so it is parsed, not imported)."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(importlib.util.find_spec("mikasa_robo_suite").origin).parent / "vla" / "utils" / "apply_wrappers.py"
+    table = next(node.value for node in ast.parse(path.read_text()).body
+                 if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "VLA_WRAPPER_CONFIGS")
+    return {key.value: len(value.args) > 1 for key, value in zip(table.keys, table.values, strict=True)}
+
+
+def test_the_task_table_matches_the_installed_suite():
+    registry = _suite_registry()
+    canonical = _canonical_wrappers()
+    needs_assets = {i for i, (_, assets, _) in registry.items() if assets}
+    assert {i.split("-")[0] for i in needs_assets} == set(NEEDS_ASSETS)
+    # every VLA id is either in the table or refused for its assets: none falls through as "unknown"
+    assert {task.suite_id for task in MIKASA_TASKS.values()} == set(registry) - needs_assets
+    for task in MIKASA_TASKS.values():
+        steps, _, cls = registry[task.suite_id]
+        assert task.max_episode_steps == steps, task.name
+        assert task.freeze_cue_phase == canonical.get(task.suite_id, False), task.name
+        if task.name.startswith("TimedTransfer"):  # built in __init__ from the class's delay
+            assert f"exactly on step {cls.DELAY_STEPS} of" in task.instruction
+        else:
+            suite_instruction = getattr(cls, "LANGUAGE_INSTRUCTION", None) or cls.LANGUAGE_INSTRUCTION_TEMPLATE
+            assert task.instruction == suite_instruction, task.name
+        count = getattr(cls, "COLORS", None) or getattr(cls, "SHAPES", None) or getattr(cls, "NUM_SHAPES", None)
+        if task.name.startswith(("Remember", "FindImposter")):
+            assert count and task.chance_success_rate == pytest.approx(1 / count), task.name
+    for suite_id in needs_assets:
+        with pytest.raises(ConfigError, match="YCB"):
+            resolve_task(suite_id)
+
+
+def test_lamp_tasks_are_refused_when_the_installed_suite_lacks_the_lamp_mesh(monkeypatch, tmp_path):
+    from memstream.embodied.envs.mikasa import tasks
+
+    monkeypatch.setattr(tasks, "lamp_mesh_path", lambda: tmp_path / "low_poly_light_bulb.glb")
+    with pytest.raises(ConfigError, match="low_poly_light_bulb.glb.*does not ship"):
+        resolve_task("TimedTransferEasy-VLA-v0")
+    assert resolve_task("RememberShape3").suite_id == "RememberShape3-VLA-v0"  # no lamp: unaffected
+    (tmp_path / "low_poly_light_bulb.glb").write_bytes(b"mesh")
+    assert resolve_task("TimedTransferEasy").max_episode_steps == 200
+
+
+def test_only_tasks_with_experts_can_be_collected(tmp_path):
+    assert MIKASA_TASKS["RememberShape3"].chance_success_rate == pytest.approx(1 / 3)
+    assert MIKASA_TASKS["RotateStrictPos"].chance_success_rate is None  # no closed form
+    assert not MIKASA_TASKS["RememberColor3-Long"].freeze_cue_phase and MIKASA_TASKS["RememberShape5"].freeze_cue_phase
+    with pytest.raises(ConfigError, match="no scripted expert"):
+        write_demonstrations(tmp_path / "d", "RememberShape3", 2)
+    assert not (tmp_path / "d").exists()
 
 
 def test_missing_simulator_names_the_extra(monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -141,3 +142,20 @@ def test_render_settings_change_only_the_images_not_the_physics():
     finally:
         fast.close()
         suite.close()
+
+
+def test_tasks_without_an_expert_run_and_refuse_expert_actions():
+    # RotateStrictPos: its instruction names each episode's angle; no expert, no hidden cue columns
+    env = make_mikasa_env("RotateStrictPos-VLA-v0", seed=0, image_size=32, cameras=("base_camera",))
+    try:
+        obs = env.reset()
+        assert obs["observation.images.base_camera"].shape == (1, 32, 32, 3) and obs["observation.state"].shape == (1, 7)
+        assert re.fullmatch(r"Rotate the peg by -?\d+ degrees .*", obs["task"][0]) and "{" not in obs["task"][0]
+        assert env.spec.max_episode_steps == 90 and env.spec.chance_success_rate is None
+        assert env.hidden_info.shape == (1, 0)
+        with pytest.raises(MemstreamError, match="no scripted expert"):
+            env.expert_actions()
+        obs, reward, *_ = env.step(np.zeros((1, 7), np.float32))
+        assert obs["task"] == [env.instruction] and reward.shape == (1,)
+    finally:
+        env.close()

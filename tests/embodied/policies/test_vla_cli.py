@@ -192,6 +192,18 @@ def test_settings_are_refused_before_the_demonstrations_load(tmp_path, capsys, e
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(("task", "says"), [
+    ("RememberShape3", "'RememberShape3' has no scripted expert"), ("TakeItBack-VLA-v0", "'TakeItBack' has no scripted expert"),
+    ("ShellGameTouch", "YCB"), ("RememberShap3", "Did you mean: RememberShape3"),
+])
+def test_collect_refuses_tasks_without_an_expert_before_writing(tmp_path, capsys, task, says):
+    out = tmp_path / "demos"
+    assert vla(["vla-collect", "--task", task, "--episodes", "2", "--out", str(out), "--no-progress"]) == 2
+    printed = capsys.readouterr().out
+    assert says in printed and printed.count("\n") == 1
+    assert not out.exists()
+
+
 def test_eval_refuses_a_checkpoint_of_another_task_or_action_space(tmp_path, capsys):
     demos = tiny_demos(tmp_path / "d", episodes=2)
     run = tmp_path / "run"
@@ -201,6 +213,9 @@ def test_eval_refuses_a_checkpoint_of_another_task_or_action_space(tmp_path, cap
     assert vla(["vla-eval", "--policy", str(run), "--task", "RememberColor5", "--out", str(out)]) == 2
     printed = capsys.readouterr().out
     assert "trained for 'RememberColor3', not 'RememberColor5'" in printed and printed.count("\n") == 1
+    assert vla(["vla-eval", "--policy", str(run), "--task", "RememberShape3", "--out", str(out)]) == 2  # no expert there
+    printed = capsys.readouterr().out
+    assert "trained for 'RememberColor3', not 'RememberShape3'" in printed and printed.count("\n") == 1
     assert vla(["vla-eval", "--policy", str(run), "--seed", "11", "--episodes", "2", "--out", str(out)]) == 2
     assert "overlap the policy's demonstrations' 10..11" in capsys.readouterr().out
     assert vla(["vla-eval", "--policy", str(run), "--n-action-steps", "0", "--out", str(out)]) == 2

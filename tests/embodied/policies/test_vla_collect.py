@@ -74,7 +74,7 @@ def test_shares_are_contiguous_in_seed_order_and_cover_every_episode():
 
 @pytest.mark.parametrize(("extra", "says"), [
     (["--task", "Nope"], "unknown MIKASA-Robo task 'Nope'"),
-    (["--task", "ShellGameTouch"], "needs the YCB assets"),
+    (["--task", "ShellGameTouch"], "the ShellGame tasks need ManiSkill's YCB object assets"),
     (["--task", "RememberColor3", "--episodes", "0"], "--episodes must be >= 1"),
     (["--task", "RememberColor3", "--workers", "0"], "--workers must be >= 1"),
     (["--task", "RememberColor3", "--seed", "4242424200"], "overlap the evaluation seeds"),
