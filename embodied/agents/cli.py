@@ -84,9 +84,10 @@ def cmd_nav_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--videos must be >= 0, got {args.videos}", "Pass --videos 2, or leave it out")
     default = "" if args.policy else "memory"
     agents = [a.strip() for a in (args.agents if args.agents is not None else default).split(",") if a.strip()]
-    from memstream.embodied.agents.evaluate import agent_modes, evaluate_nav
+    from memstream.embodied.agents.evaluate import agent_modes, check_seeds, evaluate_nav
     from memstream.embodied.envs.nav import DEFAULT_TASKS, NAV_ENVS, make_nav_env
 
+    check_seeds(args.seed, args.episodes)
     NAV_ENVS.get(args.env)  # an unknown environment is named before anything else
     args.task = args.task or DEFAULT_TASKS[args.env]
     modes, make_agent = agent_modes(args.env)
@@ -104,7 +105,16 @@ def cmd_nav_eval(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"image_size": sizes.pop()} if sizes else {}  # else the env's own default
     if args.templates:
         options["templates"] = tuple(args.templates)
-    probe = make_nav_env(args.env, args.task, options)  # unknown names, bad options, no simulator: fail
+    try:
+        probe = make_nav_env(args.env, args.task, options)  # unknown names, bad options, no simulator: fail
+    except ConfigError as error:  # the options come from flags here, not from a YAML file or --set
+        if error.what.startswith("unknown config key") and error.what.endswith(".templates"):
+            raise ConfigError(f"--template applies to --task findingdory, not {args.env} {args.task}",
+                              "Leave --template out") from None
+        if not error.what.startswith("invalid config value"):
+            raise
+        fix = "Pass another --image-size, or leave it out for the env's default"
+        raise ConfigError(error.what, fix) from None
     probe.require()  # here, before the output folder is touched
     probe.close()
     prepare_output_dir(args.out, overwrite=args.overwrite)
@@ -176,10 +186,12 @@ def cmd_nav_train(args: argparse.Namespace) -> int:
                              ("--batch-episodes", args.batch_episodes, 1)):
         if value < low:
             raise ConfigError(f"{flag} must be >= {low}, got {value}", f"Pass {flag} {max(low, 8)}")
+    from memstream.embodied.agents.evaluate import check_seeds
     from memstream.embodied.envs.nav import make_nav_env
     from memstream.embodied.policies.memvla import train
     from memstream.embodied.policies.memvla.nav_agent import NAV_VARIANTS, collect_nav_demonstrations, nav_policy
 
+    check_seeds(args.seed, args.episodes)
     if args.variant not in NAV_VARIANTS:
         raise ConfigError(f"unknown policy variant {args.variant!r}", f"Choose among {', '.join(NAV_VARIANTS)}")
     probe = make_nav_env(args.env, args.task)  # unknown names and a missing simulator fail here

@@ -28,6 +28,16 @@ from memstream.streaming.errors import ConfigError
 
 HIGH_LEVEL_RADIUS_M = 1.0
 METRICS = ("high_level_success", "success", "spl", "distance_to_goal")
+#: one past the largest episode seed: Memory Maze seeds numpy's ``RandomState``, which takes 32 bits
+MAX_SEED = 2**32
+
+
+def check_seeds(seed: int, episodes: int) -> None:
+    """Raise :class:`ConfigError` unless the seeds ``seed .. seed + episodes - 1`` are in [0, 2**32)."""
+    if seed < 0 or seed + max(episodes, 1) > MAX_SEED:
+        last = seed + max(episodes, 1) - 1
+        raise ConfigError(f"episode seeds must lie in [0, 2**32), got {seed} .. {last}",
+                          "Pass a seed of 0 or more (--seed 10000), with seed + episodes <= 2**32")
 
 
 def run_episode(env: NavEnv, agent: Any, seed: int, video: str | Path | None = None) -> dict[str, Any]:
@@ -37,7 +47,10 @@ def run_episode(env: NavEnv, agent: Any, seed: int, video: str | Path | None = N
     if video is not None:
         from memstream.embodied.agents.topdown_video import TopDownRecorder
 
-        recorder = TopDownRecorder(video)
+        # an env larger than the video's default 16 m square says how much to show (a Memory Maze)
+        extent_m = getattr(env, "video_extent_m", None)
+        recorder = TopDownRecorder(video) if extent_m is None else TopDownRecorder(
+            video, extent_m=extent_m, px_per_m=min(16.0, 512.0 / extent_m))
     try:
         return _run_episode(env, agent, seed, recorder)
     finally:
@@ -104,9 +117,11 @@ def make_maze_agent(mode: str, env: NavEnv, seed: int) -> Any:
 
     if mode not in MAZE_AGENT_MODES:
         raise ConfigError(f"unknown agent {mode!r}", f"Choose among {', '.join(MAZE_AGENT_MODES)}")
-    targets = TARGETS_PER_SIZE[env.config.maze_size]  # type: ignore[attr-defined]
+    size = env.config.maze_size  # type: ignore[attr-defined]
     oracle = env.goals_gps if mode == "oracle" else None
-    return MazeMemoryAgent(mode, goal_oracle=oracle, seed=seed, targets=targets)  # type: ignore[arg-type]
+    return MazeMemoryAgent(
+        mode, goal_oracle=oracle, seed=seed, targets=TARGETS_PER_SIZE[size], maze_size=size  # type: ignore[arg-type]
+    )
 
 
 def agent_modes(env: str) -> tuple[tuple[str, ...], Callable[[str, NavEnv, int], Any]]:
@@ -168,9 +183,11 @@ def evaluate_nav(
     Returns ``{"env", "task", "options", "episodes": {agent: [per-episode dict]}, "summary": {agent: ...}}``.
 
     Raises:
-        ConfigError: unknown env, task or agent. MemstreamError: the simulator is missing (before any
-            episode). An episode that raises is recorded (``ok`` False, ``error``) and the run goes on.
+        ConfigError: unknown env, task or agent; a seed outside [0, 2**32). MemstreamError: the
+            simulator is missing (before any episode). An episode that raises is recorded (``ok``
+            False, ``error``) and the run goes on.
     """
+    check_seeds(seed, episodes)
     modes, default_factory = agent_modes(env)
     factory = agent_factory or default_factory
     for mode in agents if agent_factory is None else ():

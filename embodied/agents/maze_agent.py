@@ -40,7 +40,7 @@ from memstream.embodied.agents.mapping import OccupancyMap, backproject
 from memstream.embodied.agents.maze_perception import TargetDetector, TargetMemory, palette_index
 from memstream.embodied.agents.navigator import Navigator, inflate
 from memstream.embodied.envs.navgrid import descend
-from memstream.embodied.envs.memory_maze_env import CAMERA_HEIGHT_M, CAMERA_PITCH_DEG, FOV_DEG
+from memstream.embodied.envs.memory_maze_env import CAMERA_HEIGHT_M, CAMERA_PITCH_DEG, FOV_DEG, world_reach_m
 from memstream.streaming.errors import MemstreamError
 
 MazeAgentMode = Literal["memory", "no_memory", "oracle"]
@@ -90,6 +90,18 @@ def grid_distance_field(
     return np.asarray(field).reshape(rows, cols)
 
 
+def map_extent_m(maze_size: int, cell_m: float = 0.2) -> float:
+    """Side of the agent's square map, centred on its start, for a ``maze_size`` maze.
+
+    9x9: 44 m, the map its published results were measured and tuned with (every free cell of a 9x9
+    maze lies within 22.6 m of any start). Larger mazes: :func:`world_reach_m` on every side, in whole
+    cells (a fixed 44 m left a 15x15 maze's far targets off the map, and the agent turned in place).
+    """
+    if maze_size <= 9:
+        return 44.0
+    return 2 * math.ceil(world_reach_m(maze_size) / cell_m) * cell_m
+
+
 class MazeNavigator(Navigator):
     """The occupancy-map navigator with Memory Maze's forward-and-turn actions: it keeps rolling while
     it corrects a heading error below ``combo_deg`` instead of stopping to turn in place."""
@@ -130,6 +142,8 @@ class MazeMemoryAgent:
         goal_oracle: for ``oracle``: returns the true current target (gps metres).
         seed: the roaming choices.
         targets: how many targets (palette colours) the maze holds: 3 in 9x9, 4, 5, 6 in the larger.
+        maze_size: cells per side (9 .. 15): sets the map's size (:func:`map_extent_m`), which must
+            hold the whole maze around the start.
         detector: the target detector (its camera must match the env's; ``targets`` sets its colours).
         turn_cost_m / gain_cap_m: the frontier choice's price of turning (metres per radian) and
         most it credits a frontier's width (see :meth:`_choose_frontier`).
@@ -152,6 +166,7 @@ class MazeMemoryAgent:
         seed: int = 0,
         targets: int = 3,
         detector: TargetDetector | None = None,
+        maze_size: int = 9,
     ) -> None:
         if mode not in MAZE_AGENT_MODES:
             raise MemstreamError(
@@ -161,7 +176,8 @@ class MazeMemoryAgent:
             raise MemstreamError("the oracle agent needs goal_oracle", "Pass goal_oracle=env.goals_gps")
         self.mode, self.goal_oracle, self.seed = mode, goal_oracle, seed
         self.detector = detector or TargetDetector(FOV_DEG, CAMERA_HEIGHT_M, CAMERA_PITCH_DEG, colours=targets)
-        self.occupancy = OccupancyMap(extent_m=44.0, cell_m=0.2, floor_m=0.7, ceiling_m=1.6)
+        extent_m = map_extent_m(maze_size)
+        self.occupancy = OccupancyMap(extent_m=extent_m, cell_m=0.2, floor_m=0.7, ceiling_m=1.6)
         self.navigator = MazeNavigator(
             self.occupancy, agent_radius_m=0.45, turn_deg=18.0, lookahead_cells=5, replan_every=2
         )

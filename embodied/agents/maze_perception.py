@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from memstream.embodied.agents.mapping import backproject
+from memstream.embodied.envs.memory_maze_env import target_border_px
 
 #: Memory Maze's target colours (``memory_maze.maze.TARGET_COLORS`` x 220) in its order: the task's
 #: categories, as habitat's ``objectgoal`` ids are. 9x9 uses the first three.
@@ -70,6 +71,9 @@ class TargetDetector:
     Attributes:
         fov_deg / camera_height_m / pitch_deg: the camera (Memory Maze's: 80, 0.9, -5.74).
         colours: how many palette colours to look for (the maze's target count is at most 6).
+        border_px: image edge ignored (the shown target colour): at least one more than Memory Maze's
+            border at the frame's size (:func:`~memstream.embodied.envs.memory_maze_env.target_border_px`);
+            0: none.
     """
 
     fov_deg: float = 80.0
@@ -95,8 +99,8 @@ class TargetDetector:
         h, w = rgb.shape[:2]
         d = np.asarray(depth, dtype=np.float32).reshape(h, w)
         valid = (d > 0.05) & (d < self.max_depth_m)
-        if self.border_px:
-            b = self.border_px
+        if self.border_px:  # Memory Maze's border widens with the image (4 px at 256): one more than it
+            b = max(self.border_px, target_border_px(w) + 1)
             valid[:b], valid[-b:], valid[:, :b], valid[:, -b:] = False, False, False, False
         if not valid.any():
             return {}

@@ -7,7 +7,8 @@ episode has a fixed number of steps (9x9: 1,000 steps at 4 Hz) and no ``stop``. 
 9x9: human 26.4, maximum (an oracle) 34.8.
 
 Observations (habitat-lab's names and frames, as :mod:`~memstream.embodied.envs.miniworld_env`):
-    rgb: uint8 (H, W, 3), Memory Maze's ``image`` (with the target-colour border).
+    rgb: uint8 (H, W, 3), Memory Maze's ``image`` (with the target-colour border, :func:`target_border_px`
+    pixels wide; none below 64 px).
     depth: float32 (H, W, 1), metres along the optical axis of the same camera, clipped to
     ``max_depth_m`` (open sky reads ``max_depth_m``).
     gps: float32 (2,), ``[forward, right]`` metres of the camera from its first pose, in that pose's frame.
@@ -85,7 +86,8 @@ class MemoryMazeConfig:
 
     Attributes:
         maze_size: cells per side without the outer wall (9, 11, 13, 15); the task name sets it.
-        image_size: pixels per side of rgb and depth (the benchmark's 64).
+        image_size: pixels per side of rgb and depth (the benchmark's 64; below 64 the image has no
+            target-colour border, :func:`target_border_px`).
         max_steps: end the episode after this many steps (None: the benchmark's 1,000 .. 4,000).
         max_depth_m: depth beyond this (the open sky) reads this.
     """
@@ -167,6 +169,12 @@ class MemoryMazeEnv:
         self._env: Any = None
         self.episode_over = True
 
+    @property
+    def video_extent_m(self) -> float:
+        """Metres a side of ``nav-eval --videos``' top-down view, centred on the start: twice the
+        maze's width with its outer wall (the default 16 m showed a fraction of a 22 m 9x9 maze)."""
+        return 2.0 * (self.config.maze_size + 2) * CELL_M
+
     def require(self) -> None:
         """Load Memory Maze now (it is otherwise loaded by the first ``reset``); raises naming the fix."""
         load_memory_maze()
@@ -179,7 +187,10 @@ class MemoryMazeEnv:
         make = getattr(tasks, f"memory_maze_{self.config.maze_size}x{self.config.maze_size}")
         with redirect_stderr(io.StringIO()):  # absl warns about the walker's joints on every reset
             self._env = make(
-                seed=seed, global_observables=True, camera_resolution=self.config.image_size
+                seed=seed, global_observables=True, camera_resolution=self.config.image_size,
+                # below 64 px the border is 0 px wide and Memory Maze's wrapper, slicing ``img[:, -0:]``,
+                # paints the whole image in the target colour: no border there, as its formula means
+                target_color_in_image=target_border_px(self.config.image_size) > 0,
             )
             timestep = self._env.reset()
         self.seed = seed
@@ -259,6 +270,20 @@ class MemoryMazeEnv:
             "objectgoal": np.array([colour_index(colour)], dtype=np.int64),
             "step": self.step_index,
         }
+
+
+def world_reach_m(maze_size: int) -> float:
+    """Metres from any start to the farthest point of a ``maze_size`` maze: the diagonal of its
+    ``maze_size + 2`` cells with the outer wall (9x9: 31.1 m, 15x15: 48.1 m). An agent's map centred
+    on its start needs this much room on every side."""
+    return (maze_size + 2) * CELL_M * math.sqrt(2.0)
+
+
+def target_border_px(image_size: int) -> int:
+    """Width in pixels of the target-colour border Memory Maze draws around an ``image_size`` image
+    (its ``TargetColorAsBorderWrapper``: ``int(2 * sqrt(image_size // 64))``; 0 below 64 px, 2 at 64,
+    4 at 256). Below 64 px this env draws none (see :meth:`MemoryMazeEnv.reset`)."""
+    return int(2 * math.sqrt(image_size // 64))
 
 
 def colour_index(target_color: np.ndarray) -> int:

@@ -35,7 +35,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field
 
-from memstream.embodied.envs.findingdory import Goal, HistoryFacts, Template, instantiate
+from memstream.embodied.envs.findingdory import TEMPLATES, Goal, HistoryFacts, Template, instantiate
 from memstream.embodied.envs.gl import load_triton_first
 from memstream.embodied.envs.house import HouseLayout, HouseObject, free_grid, make_layout, spaced_point
 from memstream.embodied.envs.navgrid import GridSpec, descend, distance_field, nearest_finite
@@ -78,6 +78,10 @@ class FindingDoryConfig:
     success_distance_m: Annotated[float, Field(gt=0)] = 1.2
     max_task_steps: Annotated[int, Field(ge=1)] = 500
     templates: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in self.templates:  # here, not in each episode's task phase: lists the known names
+            TEMPLATES.get(name)
 
 
 def load_miniworld() -> Any:

@@ -251,3 +251,53 @@ def test_rolling_into_a_target_the_agent_turns_toward_the_other_targets():
     assert agent._coast_turn(np.zeros(2), 0.0, np.array([0.5, 0.5])) is None  # not straight ahead
     agent._speed = 0.1  # slow: it must still push
     assert agent._coast_turn(np.zeros(2), 0.0, red) is None
+
+
+def test_the_wider_border_of_a_large_frame_is_not_read_as_a_target():
+    # Memory Maze's target-colour border is 4 px wide at 256 px: its innermost ring, beside a surface
+    # 2 m away at a target's height, once read as a target of the current colour
+    detector = TargetDetector(pitch_deg=0.0)  # the default border_px (3)
+    rgb = np.full((256, 256, 3), 60, dtype=np.uint8)
+    depth = np.full((256, 256, 1), 25.0, dtype=np.float32)
+    depth[150:189, :8] = 2.0  # a free-standing surface at 2 m, 0.1-0.62 m above the floor (a target)
+    red = (PALETTE_RGB[0] * 0.7).astype(np.uint8)
+    rgb[:, :4] = red
+    rgb[:4], rgb[-4:], rgb[:, -4:] = red, red, red
+    assert detector.detect(rgb, depth, np.zeros(2), 0.0) == {}
+    rgb[150:189, 6:8] = PALETTE_RGB[0]  # a real target just inside the border is found
+    assert set(detector.detect(rgb, depth, np.zeros(2), 0.0)) == {0}
+
+
+@pytest.mark.parametrize("size", [11, 13, 15])
+def test_the_map_holds_a_large_maze_and_the_agent_heads_for_a_far_goal(size):
+    from memstream.embodied.envs.memory_maze_env import world_reach_m
+
+    agent = MazeMemoryAgent("oracle", goal_oracle=lambda: [np.array([-4.0, -26.9])], maze_size=size)
+    assert -agent.occupancy.grid.origin_m[0] >= world_reach_m(size) > 22.0
+    assert MazeMemoryAgent().occupancy.grid.shape == (220, 220)  # 9x9 keeps the map it was measured with
+    # a target 27 m to the left, as in 15x15 seed 10003: on a 44 m map it had no path (the oracle
+    # turned in place all episode); now the plan reaches the agent's cell
+    rgb, depth = scene(slice(36, 42), 3.0, 25.0, colour=(60, 60, 60))
+    agent.act(observation(rgb, depth, goal=0))
+    nav = agent.navigator
+    here = tuple(agent.occupancy.grid.to_cell(np.zeros(2)) - nav._offset)
+    assert nav._field is not None and np.isfinite(nav._field[here])
+
+
+@needs_maze
+def test_the_video_shows_a_goal_14_m_from_the_start(tmp_path):
+    import cv2
+    from memstream.embodied.agents.evaluate import evaluate_nav
+
+    # seed 10000's first target lies 14 m to the left: off the default 16 m view
+    result = evaluate_nav("memory_maze", "9x9", ["oracle"], episodes=1, seed=10_000, options={"max_steps": 2},
+                          videos=1, video_dir=tmp_path)
+    assert result["episodes"]["oracle"][0]["ok"]
+    ok, bgr = cv2.VideoCapture(str(tmp_path / "oracle_seed10000.mp4")).read()
+    assert ok and bgr.shape[:2] == (512, 512)  # 44 m at 512 / 44 px a metre
+    rgb = bgr[..., ::-1].astype(int)
+    green = np.argwhere((rgb[..., 1] > 150) & (rgb[..., 0] < 80) & (rgb[..., 2] < 80))
+    assert len(green) > 20
+    # the ring is drawn at the goal: forward -9.7 m (down), right -14.3 m (left) of the centre
+    scale = 512 / 44
+    np.testing.assert_allclose(green.mean(axis=0), [256 + 9.73 * scale, 256 - 14.29 * scale], atol=4)

@@ -34,6 +34,11 @@ def nav_eval(argv: list[str], command: str = "nav-eval") -> int:
         (["--episodes", "0"], "--episodes must be >= 1"),
         (["--env", "memory_maze", "--task", "10x10"], "unknown memory_maze task '10x10'. Choose one of: 11x11"),
         (["--env", "memory_maze", "--agents", "wiped"], "Choose among memory, no_memory, oracle"),
+        (["--seed", "-1"], "episode seeds must lie in [0, 2**32), got -1 .. 8. Pass a seed of 0 or more"),
+        (["--env", "memory_maze", "--seed", str(2**32 - 1), "--episodes", "2"], "episode seeds must lie in [0, 2**32)"),
+        (["--template", "picked_frist"], "unknown findingdory template 'picked_frist'. Choose one of: first_and_last"),
+        (["--task", "cue", "--template", "picked_first"], "--template applies to --task findingdory, not miniworld cue"),
+        (["--image-size", "8"], "findingdory.image_size=8: Input should be greater than or equal to 32. Pass another"),
     ],
 )
 def test_bad_names_exit_2_with_one_line_before_the_output_folder_is_made(tmp_path, capsys, flags, says):
@@ -121,6 +126,7 @@ def test_a_missing_simulator_exits_2_naming_the_install(tmp_path, capsys, monkey
         (["--variant", "lstm"], "unknown policy variant 'lstm'"),
         (["--task", "findingdory"], "task 'findingdory' has no scripted expert to imitate"),
         (["--steps", "0"], "--steps must be >= 1"),
+        (["--seed", "-2"], "episode seeds must lie in [0, 2**32)"),
     ],
 )
 def test_nav_train_bad_input_exits_2_before_the_output_folder_is_made(tmp_path, capsys, flags, says):

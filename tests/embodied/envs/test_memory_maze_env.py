@@ -171,3 +171,19 @@ def test_the_vectorised_target_check_decides_as_dm_controls_loop():
         assert decided == 3 * 70 and touching >= 1 and env.get_metrics()["return"] >= 1
     finally:
         env.close()
+
+
+def test_the_border_width_follows_memory_mazes_formula():
+    assert [mm.target_border_px(s) for s in (16, 32, 63, 64, 128, 256, 512)] == [0, 0, 0, 2, 2, 4, 5]
+    assert [round(mm.world_reach_m(n), 1) for n in (9, 15)] == [31.1, 48.1]
+
+
+@needs_maze
+def test_below_64_px_the_image_is_a_view_not_a_block_of_the_target_colour():
+    # Memory Maze's wrapper draws a 0 px border below 64 px as img[:, -0:]: the whole image
+    env = MemoryMazeEnv(MemoryMazeConfig(image_size=32, max_steps=1))
+    try:
+        rgb = env.reset(seed=10_000)["rgb"]
+    finally:
+        env.close()
+    assert rgb.shape == (32, 32, 3) and len(np.unique(rgb.reshape(-1, 3), axis=0)) > 50
