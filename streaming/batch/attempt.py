@@ -34,7 +34,7 @@ from typing import Any
 from memstream.streaming.batch.results import record
 from memstream.streaming.threads import ENV as THREADS_ENV
 
-BATCH_DIR = ".batch"  # OUT/.batch: the config, attempt logs, partial outputs, the lock
+BATCH_DIR = ".batch"  # OUT/.batch: the config, attempt logs, partial outputs
 RETRYABLE = "retryable"
 _TAIL_BYTES = 4096
 

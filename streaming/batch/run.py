@@ -22,7 +22,6 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -93,7 +92,7 @@ def run_batch(
             check_gpus(batch.gpus_per_video)
         config_text = dump_config(config)
         _open_folder(root, config_text, overwrite)
-        with _locked(root):
+        with output_lock(root):  # one command at a time: two batches would run the same videos into one results file
             return _run(items, root, batch, progress)
     finally:
         if started_ray:
@@ -192,20 +191,3 @@ def _open_folder(root: Path, config_text: str, overwrite: bool) -> None:
     prepare_output_dir(root, overwrite=overwrite)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(config_text)
-
-
-@contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    """One batch at a time per folder (two would run the same videos and write one results file)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks here
-        yield
-        return
-    with open(root / BATCH_DIR / "lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"another memstream batch is running in {root}", "Wait for it to end, or choose another --out") from None
-        with output_lock(root):  # nor can a `batch --overwrite` or `run --overwrite` delete it meanwhile
-            yield

@@ -297,14 +297,14 @@ def test_an_out_folder_of_other_files_is_refused(tmp_path: Path, frames: list, c
 def test_a_batch_folder_in_use_is_never_deleted_by_an_overwrite(tmp_path: Path, frames: list, capsys) -> None:
     # `batch --overwrite` (or `run --overwrite`) into the folder of a running batch once deleted it
     # under the batch, whose videos then went on into a fresh folder beside a second batch.
-    from memstream.streaming.batch.run import _locked
+    from memstream.streaming.paths import output_lock
 
     videos = _videos(tmp_path / "videos", frames, {"v": SHORT})
     out = tmp_path / "out"
     assert main(["batch", str(videos), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
     results = (out / "batch.jsonl").read_text()
     capsys.readouterr()
-    with _locked(out):  # what a running batch holds
+    with output_lock(out):  # what a running batch holds
         for command in (["batch", str(videos)], ["run", str(videos / "v.mp4")]):
             assert main([*command, "--out", str(out), "--overwrite", "--no-progress"]) == 2
             assert capsys.readouterr().err == f"error: another memstream command is writing into {out}. Wait for it to end, or choose another --out\n"
