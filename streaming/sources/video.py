@@ -68,13 +68,6 @@ def quarter_turns(frame: Any) -> int:
     return round(getattr(frame, "rotation", 0) / 90) % 4
 
 
-def seekable(path: Path) -> bool:
-    """False for MPEG-TS and MPEG-PS: with no index, a seek lands after the wanted time or between
-    key frames (PyAV and OpenCV then skip or garble frames), so their readers decode from the start
-    and the schedule drops the frames before ``start_s``."""
-    return container_family(path) not in ("MPEG-TS", "MPEG-PS")
-
-
 class NoVideoStreamError(ValueError):
     """The file opens but holds no video stream (audio only, or a video track with no frames)."""
 
@@ -96,6 +89,14 @@ class _Decoder:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.family = container_family(path)  # sniffed once: the backends' quirks depend on it
+
+    @property
+    def seekable(self) -> bool:
+        """False for MPEG-TS and MPEG-PS: with no index, a seek lands after the wanted time or between
+        key frames (PyAV and OpenCV then skip or garble frames), so their readers decode from the start
+        and the schedule drops the frames before ``start_s``."""
+        return self.family not in ("MPEG-TS", "MPEG-PS")
 
     def probe(self) -> VideoProbe:
         raise NotImplementedError
@@ -120,10 +121,9 @@ class _Decord(_Decoder):
         super().__init__(path)
         import decord
 
-        family = container_family(path)
-        if family == "MPEG-TS":
+        if self.family == "MPEG-TS":
             raise ValueError("decord returns shifted frames from MPEG-TS files with B-frames; PyAV reads them")
-        if family == "MPEG-PS":  # -1e14 s: the schedule then drops those frames as before start_s
+        if self.family == "MPEG-PS":  # -1e14 s: the schedule then drops those frames as before start_s
             raise ValueError("decord returns wrong timestamps from MPEG-PS files; PyAV reads them")
         budget = thread_budget()  # MEMSTREAM_THREADS; 0 is decord's "one thread a core"
         self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=budget or 0)
@@ -208,7 +208,7 @@ class _PyAV(_Decoder):
     def frames(self, schedule) -> Iterator[tuple[float, np.ndarray]]:
         start_s, time_base = schedule.options.start_s, self._stream.time_base
         decoded, pending = self._decoded, [self._first] if self._first is not None else []
-        if start_s > 0 and time_base and seekable(self.path):
+        if start_s > 0 and time_base and self.seekable:
             self._container.seek(self._start_pts + int(start_s / time_base), stream=self._stream, backward=True)
             decoded, pending = self._container.decode(self._stream), []
         index = 0
@@ -249,14 +249,14 @@ class _OpenCV(_Decoder):
         c = self._capture
         # MP4/MOV and AVI index every frame; for other containers OpenCV guesses duration x fps, which is
         # wrong for variable frame rates and streams that start after 0 s (read as truncation below).
-        count = int(c.get(cv2.CAP_PROP_FRAME_COUNT)) if container_family(self.path) in ("MP4", "AVI") else 0
+        count = int(c.get(cv2.CAP_PROP_FRAME_COUNT)) if self.family in ("MP4", "AVI") else 0
         fps = c.get(cv2.CAP_PROP_FPS)
         return VideoProbe(count if count > 0 else None, fps if fps > 0 else None,
                           int(c.get(cv2.CAP_PROP_FRAME_WIDTH)), int(c.get(cv2.CAP_PROP_FRAME_HEIGHT)))
 
     def frames(self, schedule) -> Iterator[tuple[float, np.ndarray]]:
         declared = self.probe().num_frames
-        if schedule.options.start_s > 0 and seekable(self.path):
+        if schedule.options.start_s > 0 and self.seekable:
             self._capture.set(cv2.CAP_PROP_POS_MSEC, schedule.options.start_s * 1e3)
         first = int(self._capture.get(cv2.CAP_PROP_POS_FRAMES))
         index, last_s = first, None
