@@ -229,13 +229,9 @@ class _DatasetWriter:
         """Append episode ``i`` of another dataset as it is stored: its Parquet rows with this
         dataset's episode and frame indices, its videos copied byte for byte (not re-encoded)."""
         pa = _pyarrow()
-        record = reader.records[i]
-        source, chunk = record["episode_index"], record["episode_index"] // reader.info["chunks_size"]
-        table = pa.parquet.read_table(reader.root / reader.info["data_path"].format(episode_chunk=chunk, episode_index=source))
-        index, start, length = self.info["total_episodes"], self.info["total_frames"], table.num_rows
-        for name, column in (("episode_index", np.full(length, index, dtype=np.int64)),
-                             ("index", start + np.arange(length, dtype=np.int64))):
-            table = table.set_column(table.schema.get_field_index(name), name, pa.array(column))
+        index = self.info["total_episodes"]
+        table = reader.renumbered_table(i, index, self.info["total_frames"])
+        length = table.num_rows
         path = self.root / DATA_PATH.format(episode_chunk=index // CHUNK, episode_index=index)
         path.parent.mkdir(parents=True, exist_ok=True)
         pa.parquet.write_table(table, path)
@@ -243,9 +239,8 @@ class _DatasetWriter:
         for key in videos:
             video = self.root / VIDEO_PATH.format(episode_chunk=index // CHUNK, video_key=key, episode_index=index)
             video.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(reader.root / reader.info["video_path"].format(
-                episode_chunk=chunk, video_key=key, episode_index=source), video)
-        self._commit({**record, "episode_index": index, "length": length}, len(videos))
+            shutil.copyfile(reader.video_file(i, key), video)
+        self._commit({**reader.records[i], "episode_index": index, "length": length}, len(videos))
 
     def _commit(self, record: dict[str, Any], videos: int) -> None:
         """Record an episode whose files are written; ``meta/`` stays a valid dataset after each."""
@@ -285,14 +280,32 @@ class DemonstrationReader:
     def __len__(self) -> int:
         return len(self.records)
 
+    def data_file(self, i: int) -> Path:
+        """Episode ``i``'s Parquet file."""
+        source = self.records[i]["episode_index"]
+        return self.root / self.info["data_path"].format(episode_chunk=source // self.info["chunks_size"],
+                                                         episode_index=source)
+
+    def video_file(self, i: int, key: str) -> Path:
+        """Episode ``i``'s video of the feature ``key``."""
+        source = self.records[i]["episode_index"]
+        return self.root / self.info["video_path"].format(episode_chunk=source // self.info["chunks_size"],
+                                                          video_key=key, episode_index=source)
+
+    def renumbered_table(self, i: int, episode_index: int, start: int) -> Any:
+        """Episode ``i``'s Parquet rows as another dataset holds them: ``episode_index`` set, frame
+        ``index`` counted from ``start``."""
+        pa = _pyarrow()
+        table = pa.parquet.read_table(self.data_file(i))
+        for name, column in (("episode_index", np.full(table.num_rows, episode_index, dtype=np.int64)),
+                             ("index", start + np.arange(table.num_rows, dtype=np.int64))):
+            table = table.set_column(table.schema.get_field_index(name), name, pa.array(column))
+        return table
+
     def episode(self, i: int) -> dict[str, Any]:
         """Episode ``i``: the Parquet columns as numpy arrays, ``actions`` / ``states`` stacked, the
         decoded videos as uint8 (T, H, W, 3) under their feature keys, and its ``meta`` record."""
-        pa = _pyarrow()
-        record = self.records[i]
-        chunk = record["episode_index"] // self.info["chunks_size"]
-        table = pa.parquet.read_table(self.root / self.info["data_path"].format(
-            episode_chunk=chunk, episode_index=record["episode_index"]))
+        table = _pyarrow().parquet.read_table(self.data_file(i))
         dtypes = {key: feature["dtype"] for key, feature in self.info["features"].items()}
         out: dict[str, Any] = {name: np.asarray(table.column(name).to_pylist(), dtype=dtypes.get(name))
                                for name in table.column_names}
@@ -300,9 +313,8 @@ class DemonstrationReader:
         out["states"] = out["observation.state"].astype(np.float32)
         for key, feature in self.info["features"].items():
             if feature["dtype"] == "video":
-                out[key] = _decode(self.root / self.info["video_path"].format(
-                    episode_chunk=chunk, video_key=key, episode_index=record["episode_index"]))
-        out["meta"] = record
+                out[key] = _decode(self.video_file(i, key))
+        out["meta"] = self.records[i]
         return out
 
     def episodes(self) -> Iterator[dict[str, Any]]:

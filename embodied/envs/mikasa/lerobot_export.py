@@ -110,27 +110,13 @@ def export_lerobot(root: str | Path, out: str | Path) -> dict[str, Any]:
 def _read_episode(reader: Any, index: int, start: int, videos: list[str]) -> tuple[Any, dict[str, np.ndarray], int]:
     """Episode ``index``'s table (``episode_index`` / ``index`` renumbered from ``start``), its
     decoded videos, and its Parquet file's size in bytes."""
-    pa = _pyarrow()
-    record = reader.records[index]
-    source, chunk = record["episode_index"], record["episode_index"] // reader.info["chunks_size"]
-    path = reader.root / reader.info["data_path"].format(episode_chunk=chunk, episode_index=source)
-    table = pa.parquet.read_table(path)
-    for name, column in (("episode_index", np.full(table.num_rows, index, dtype=np.int64)),
-                         ("index", start + np.arange(table.num_rows, dtype=np.int64))):
-        table = table.set_column(table.schema.get_field_index(name), name, pa.array(column))
-    frames = {key: _decode(_source_video(reader, index, key)) for key in videos}
+    table = reader.renumbered_table(index, index, start)
+    frames = {key: _decode(reader.video_file(index, key)) for key in videos}
     for key, decoded in frames.items():
         if len(decoded) != table.num_rows:
-            raise MemstreamError(f"episode {source} of {str(reader.root)!r} has {table.num_rows} rows but "
-                                 f"{len(decoded)} frames of {key}", "Re-collect that episode")
-    return table, frames, path.stat().st_size
-
-
-def _source_video(reader: Any, index: int, key: str) -> Path:
-    record = reader.records[index]
-    return reader.root / reader.info["video_path"].format(
-        episode_chunk=record["episode_index"] // reader.info["chunks_size"], video_key=key,
-        episode_index=record["episode_index"])
+            raise MemstreamError(f"episode {reader.records[index]['episode_index']} of {str(reader.root)!r} has "
+                                 f"{table.num_rows} rows but {len(decoded)} frames of {key}", "Re-collect that episode")
+    return table, frames, reader.data_file(index).stat().st_size
 
 
 def _episode_row(reader: Any, index: int, start: int, length: int, data_file: tuple[int, int],
@@ -154,7 +140,7 @@ def _copy_videos(reader: Any, index: int, length: int, videos: list[str], out: P
     for key in videos:
         target = out / VIDEO_PATH.format(video_key=key, chunk_index=chunk_index, file_index=file_index)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(_source_video(reader, index, key), target)
+        shutil.copyfile(reader.video_file(index, key), target)
         row.update({f"videos/{key}/chunk_index": chunk_index, f"videos/{key}/file_index": file_index,
                     f"videos/{key}/from_timestamp": 0.0, f"videos/{key}/to_timestamp": length / FPS})
     return row
