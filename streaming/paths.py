@@ -7,7 +7,9 @@
   (``run``, ``track``, ``reconstruct``, ``eval-track``): a new or empty folder is used, a file is
   refused, a folder holding files is refused unless ``--overwrite``, and ``--overwrite`` replaces
   only a folder that holds an earlier memstream output (it never deletes a folder of other files),
-  and never one that a running command holds (:func:`output_lock`).
+  and never one that a running command holds (:func:`output_lock`);
+* :func:`claim_output_dir`: the same, and the folder held (:func:`output_lock`) for as long as the
+  command runs, for the commands that write into their folder over minutes or hours.
 
 Imports nothing heavy: every command calls these before loading a model.
 """
@@ -15,12 +17,13 @@ Imports nothing heavy: every command calls these before loading a model.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from memstream.streaming.errors import ConfigError
 
@@ -150,6 +153,32 @@ def prepare_output_dir(path: Path, *, overwrite: bool = False) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create output folder {path}: {exc.strerror or exc}", "Choose a writable --out folder") from exc
+    return path
+
+
+def holds_output_dirs(handler: Callable[[Any, contextlib.ExitStack], int]) -> Callable[[Any], int]:
+    """A command handler ``handler(args, held)`` as ``handler(args)``: ``held`` is an ExitStack for
+    :func:`claim_output_dir`, closed (every folder released) when the handler returns or raises."""
+
+    @functools.wraps(handler)
+    def run(args: Any) -> int:
+        with contextlib.ExitStack() as held:
+            return handler(args, held)
+
+    return run
+
+
+def claim_output_dir(path: Path, held: contextlib.ExitStack, *, overwrite: bool = False, prepare: bool = True) -> Path:
+    """:func:`prepare_output_dir` (skipped when ``prepare`` is False: ``--resume`` goes on in the
+    folder it finds), then :func:`output_lock` on the folder, held until ``held`` closes: a second
+    command writing into the same folder meanwhile (a second ``--resume``, or one started at the same
+    time into a new folder) is refused instead of writing into the same files.
+
+    Raises:
+        ConfigError: as :func:`prepare_output_dir`, or another command holds the folder.
+    """
+    path = prepare_output_dir(path, overwrite=overwrite) if prepare else path
+    held.enter_context(output_lock(path))
     return path
 
 

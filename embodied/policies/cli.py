@@ -37,7 +37,7 @@ from typing import Any
 from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.cli import add_output_args
 from memstream.streaming.errors import ConfigError, MemstreamError
-from memstream.streaming.paths import prepare_output_dir
+from memstream.streaming.paths import claim_output_dir, holds_output_dirs
 
 VARIANTS = ("bank", "fifo", "no_memory")
 
@@ -165,7 +165,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     serve.set_defaults(handler=serve_policy)
 
 
-def cmd_vla_collect(args: argparse.Namespace) -> int:
+@holds_output_dirs
+def cmd_vla_collect(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from memstream.embodied.envs.mikasa import CAMERAS, merge_demonstrations, resolve_task, write_demonstrations
     from memstream.embodied.envs.mikasa.dataset import check_expert, check_seeds_disjoint
 
@@ -182,7 +183,7 @@ def cmd_vla_collect(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError(f"unknown camera {unknown[0]!r}", f"Pick among {', '.join(CAMERAS)}")
     check_seeds_disjoint(args.seed, args.episodes)
-    out = prepare_output_dir(args.out, overwrite=args.overwrite)
+    out = claim_output_dir(args.out, held, overwrite=args.overwrite)
     workers = min(args.workers, args.episodes)
     options = {"image_size": args.image_size, "keep_failures": args.keep_failures, "cameras": cameras}
     started = time.perf_counter()
@@ -206,14 +207,15 @@ def cmd_vla_collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_vla_export(args: argparse.Namespace) -> int:
+@holds_output_dirs
+def cmd_vla_export(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from memstream.embodied.envs.mikasa.lerobot_export import export_lerobot
 
     demos, out = args.demos.resolve(), args.out.resolve()
     if out == demos or demos in out.parents or out in demos.parents:
         raise ConfigError(f"--out {str(args.out)!r} and --demos {str(args.demos)!r} overlap",
                           "Export to a folder outside the demonstrations")
-    info = export_lerobot(args.demos, prepare_output_dir(args.out, overwrite=args.overwrite))
+    info = export_lerobot(args.demos, claim_output_dir(args.out, held, overwrite=args.overwrite))
     print(f"exported {info['total_episodes']} episodes ({info['total_frames']} frames) of {args.demos} "
           f"as a LeRobot v3.0 dataset: {args.out}")
     return 0
@@ -272,12 +274,13 @@ def _collect_in_parallel(task: str, shares: list[tuple[Path, int, int]], options
         return [future.result() for future in futures]
 
 
-def cmd_vla_train(args: argparse.Namespace) -> int:
+@holds_output_dirs
+def cmd_vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     with _threads(args.threads):
-        return _vla_train(args)
+        return _vla_train(args, held)
 
 
-def _vla_train(args: argparse.Namespace) -> int:
+def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     for flag, value, low in (("--steps", args.steps, 1), ("--batch-episodes", args.batch_episodes, 1),
                              ("--checkpoint-every", args.checkpoint_every, 1), ("--memory-length", args.memory_length, 2),
                              ("--bank-heads", args.bank_heads, 1), ("--perceptual-grid", args.perceptual_grid, 1),
@@ -318,6 +321,8 @@ def _vla_train(args: argparse.Namespace) -> int:
                           "Pass 0 (off) or e.g. 0.5 (any hue)")
     if args.resume and not (args.out / "checkpoint").is_dir():
         raise ConfigError(f"no checkpoint to resume in {str(args.out)!r}", "Drop --resume to start a new run")
+    if args.resume:  # held before the minutes of loading: a second --resume into it is refused at once
+        claim_output_dir(args.out, held, prepare=False)
 
     data = load_mikasa_demonstrations(args.demos, args.camera, args.max_episodes)  # bad / mismatched folders: here
     infos = [json.loads((folder / "meta" / "info.json").read_text()) for folder in args.demos]
@@ -338,8 +343,8 @@ def _vla_train(args: argparse.Namespace) -> int:
             **ACTION_SPACE, "demos": str(args.demos[0]) if len(args.demos) == 1 else [str(d) for d in args.demos],
             "demo_seeds": demonstration_seeds(args.demos),
             "demonstrations": data.num_episodes}
-    if not args.resume:
-        prepare_output_dir(args.out, overwrite=args.overwrite)
+    if not args.resume:  # after loading: a bad --demos leaves an earlier run's folder as it was
+        claim_output_dir(args.out, held, overwrite=args.overwrite)
     policy = mikasa_policy(data, args.variant, args.memory_length, seed=args.seed, camera=args.camera,
                            bank_heads=args.bank_heads,
                            loss_frames=args.loss_frames, inference_noise=args.inference_noise,
@@ -359,12 +364,13 @@ def _vla_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_vla_eval(args: argparse.Namespace) -> int:
+@holds_output_dirs
+def cmd_vla_eval(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     with _threads(args.threads):
-        return _vla_eval(args)
+        return _vla_eval(args, held)
 
 
-def _vla_eval(args: argparse.Namespace) -> int:
+def _vla_eval(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if args.episodes < 1 or args.videos < 0:
         raise ConfigError(f"--episodes must be >= 1 and --videos >= 0, got {args.episodes} and {args.videos}",
                           "Pass --episodes 100 --videos 3")
@@ -396,7 +402,7 @@ def _vla_eval(args: argparse.Namespace) -> int:
     if seed <= high and low < seed + args.episodes:
         raise ConfigError(f"evaluation seeds {seed}..{seed + args.episodes - 1} overlap the policy's demonstrations' "
                           f"{low}..{high}", "Drop --seed (the suite's benchmark seeds 4242424242..) or pick others")
-    prepare_output_dir(args.out, overwrite=args.overwrite)
+    claim_output_dir(args.out, held, overwrite=args.overwrite)
     task = resolve_task(meta["task"])
     path = Path(args.out) / "results.json"
     rows: list[dict[str, Any]] = []

@@ -428,3 +428,32 @@ def test_train_names_demonstrations_stored_inter_coded(tmp_path, capsys):
     assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "old"), *TINY]) == 0  # still trains
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "inter-coded" in err and "write_demonstrations" in err
+
+
+def test_every_vla_command_refuses_a_folder_another_command_is_writing_into(tmp_path, capsys):
+    from memstream.streaming.paths import output_lock
+
+    demos = tiny_demos(tmp_path / "d", episodes=2)
+    run = tmp_path / "run"
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--checkpoint-every", "2", *TINY]) == 0
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    commands = [["vla-collect", "--task", "RememberColor3", "--episodes", "2", "--out", str(busy), "--no-progress"],
+                ["vla-export", "--demos", str(demos), "--out", str(busy)],
+                ["vla-train", "--demos", str(demos), "--out", str(busy), *TINY],
+                ["vla-eval", "--policy", str(run), "--episodes", "1", "--out", str(busy)]]
+    capsys.readouterr()
+    with output_lock(busy):  # two commands started at once into one new folder: the second to lock is refused
+        for argv in commands:
+            assert vla(argv) == 2, argv[0]
+            assert capsys.readouterr().out == (f"error: another memstream command is writing into {busy}. "
+                                               "Wait for it to end, or choose another --out\n"), argv[0]
+            assert not any(busy.iterdir()), argv[0]
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with output_lock(run):  # a second --resume into a training that is still running
+        assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--resume", *TINY[:1], "8", *TINY[2:]]) == 2
+        assert "another memstream command is writing into" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # released when a command ends, also when it fails: the same commands go on afterwards
+    assert vla(["vla-export", "--demos", str(demos), "--out", str(busy)]) == 0
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--resume", *TINY[:1], "8", *TINY[2:]]) == 0
