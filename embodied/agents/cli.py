@@ -4,15 +4,20 @@
     memstream nav-eval --episodes 20 --agents memory,wiped,retrieval,oracle --out runs/nav --overwrite
     memstream nav-eval --env memory_maze --task 9x9 --episodes 10 --agents memory,no_memory --out runs/maze
 
+    memstream nav-eval --task cue --agents oracle --max-steps 40 --out runs/cue
+
 Writes ``results.json`` in ``--out`` (rewritten after every episode, so it is valid even if the run is
-stopped): per agent the per-episode rows (seed, template, group, high-level success, success, spl,
-distance_to_goal, steps, seconds in the agent and the simulator; a crashed episode keeps its seed and
-error) and the summary, overall and per template group. Prints the summary table.
+stopped): the time limit in actions it ran under (``max_steps``: ``--max-steps`` or the env's own;
+null for Memory Maze's per-size default); per agent the per-episode rows (seed, template, group,
+high-level success, success, spl, distance_to_goal, steps, seconds in the agent and the simulator; a
+crashed episode keeps its seed and error) and the summary, overall and per template group. Prints the
+summary table and the step limit.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,7 @@ from typing import Any
 from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.cli import add_output_args
 from memstream.streaming.errors import ConfigError
-from memstream.streaming.paths import prepare_output_dir
+from memstream.streaming.paths import claim_output_dir, holds_output_dirs
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +47,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     nav.add_argument("--policy", action="append", default=[], type=Path, metavar="DIR",
                      help="a learned policy (a folder written by nav-train), named by its folder (repeatable)")
     nav.add_argument("--seed", type=int, default=0)
+    nav.add_argument(
+        "--max-steps", type=int, default=None, metavar="N",
+        help="an episode's time limit in actions (FindingDory: of the task phase; default the env's own: "
+        "FindingDory 500, cue 60, Memory Maze the benchmark's)",
+    )
     nav.add_argument("--videos", type=int, default=0,
                      help="top-down videos (map, path, goals) of each agent's first N episodes, in OUT/videos")
     nav.add_argument(
@@ -62,7 +72,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     nav.set_defaults(handler=cmd_nav_eval)
 
     train = sub.add_parser(
-        "nav-train", help="imitation of a shortest-path expert: the bank-fed navigation policy (MiniWorld cue maze)"
+        "nav-train",
+        help="imitation of a scripted expert: the bank-fed navigation policy (MiniWorld cue maze)"
     )
     train.add_argument("--env", default="miniworld", help="navigation environment (default miniworld)")
     train.add_argument("--task", default="cue", help="task with a scripted expert (default cue)")
@@ -77,15 +88,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     train.set_defaults(handler=cmd_nav_train)
 
 
-def cmd_nav_eval(args: argparse.Namespace) -> int:
+@holds_output_dirs
+def cmd_nav_eval(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}", "Pass --episodes 10")
     if args.videos < 0:
         raise ConfigError(f"--videos must be >= 0, got {args.videos}", "Pass --videos 2, or leave it out")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ConfigError(f"--max-steps must be >= 1, got {args.max_steps}",
+                          "Pass --max-steps 500, or leave it out for the env's own limit")
     default = "" if args.policy else "memory"
     agents = [a.strip() for a in (args.agents if args.agents is not None else default).split(",") if a.strip()]
     from memstream.embodied.agents.evaluate import agent_modes, check_seeds, evaluate_nav
-    from memstream.embodied.envs.nav import DEFAULT_TASKS, NAV_ENVS, make_nav_env
+    from memstream.embodied.envs.nav import DEFAULT_TASKS, NAV_ENVS, STEP_LIMIT_FIELDS, make_nav_env
 
     check_seeds(args.seed, args.episodes)
     NAV_ENVS.get(args.env)  # an unknown environment is named before anything else
@@ -105,6 +120,9 @@ def cmd_nav_eval(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"image_size": sizes.pop()} if sizes else {}  # else the env's own default
     if args.templates:
         options["templates"] = tuple(args.templates)
+    limit_field = STEP_LIMIT_FIELDS.get((args.env, args.task))  # None: an unknown task, named by the probe
+    if args.max_steps is not None and limit_field is not None:
+        options[limit_field] = args.max_steps
     try:
         probe = make_nav_env(args.env, args.task, options)  # unknown names, bad options, no simulator: fail
     except ConfigError as error:  # the options come from flags here, not from a YAML file or --set
@@ -117,7 +135,9 @@ def cmd_nav_eval(args: argparse.Namespace) -> int:
         raise ConfigError(error.what, fix) from None
     probe.require()  # here, before the output folder is touched
     probe.close()
-    prepare_output_dir(args.out, overwrite=args.overwrite)
+    # the limit the run used, given or the env's default (None: Memory Maze's own per size)
+    max_steps = getattr(getattr(probe, "config", None), limit_field or "", None)
+    claim_output_dir(args.out, held, overwrite=args.overwrite)
     if args.videos:
         (Path(args.out) / "videos").mkdir(exist_ok=True)
     path = Path(args.out) / "results.json"
@@ -131,6 +151,7 @@ def cmd_nav_eval(args: argparse.Namespace) -> int:
                 "env": args.env,
                 "task": args.task,
                 "options": options,
+                "max_steps": max_steps,
                 "seed": args.seed,
                 "complete": False,
                 "episodes": partial,
@@ -156,8 +177,9 @@ def cmd_nav_eval(args: argparse.Namespace) -> int:
         args.env, args.task, agents, args.episodes, seed=args.seed, options=options, progress=progress,
         agent_factory=factory, videos=args.videos, video_dir=Path(args.out) / "videos",
     )
-    write_json(path, {**result, "complete": True})
+    write_json(path, {**result, "max_steps": max_steps, "complete": True})
     print_table(result["summary"])
+    print(f"step limit: {max_steps if max_steps is not None else 'the benchmark default'} ({limit_field})")
     print(f"results: {path}")
     return 0
 
@@ -180,7 +202,8 @@ def load_policies(folders: list[Path]) -> dict[str, Any]:
     return policies
 
 
-def cmd_nav_train(args: argparse.Namespace) -> int:
+@holds_output_dirs
+def cmd_nav_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     """Collect the expert's demonstrations, train one memory variant, save it to ``--out``."""
     for flag, value, low in (("--episodes", args.episodes, 1), ("--steps", args.steps, 1),
                              ("--batch-episodes", args.batch_episodes, 1)):
@@ -199,7 +222,7 @@ def cmd_nav_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"task {args.task!r} has no scripted expert to imitate", "Use --task cue")
     probe.require()
     probe.close()
-    prepare_output_dir(args.out, overwrite=args.overwrite)
+    claim_output_dir(args.out, held, overwrite=args.overwrite)
     data = collect_nav_demonstrations(args.env, args.task, args.episodes, seed=args.seed)
     policy = nav_policy(data, args.variant, seed=args.seed)
     losses = train(policy, data, args.steps, batch_episodes=args.batch_episodes, seed=args.seed,

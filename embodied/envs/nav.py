@@ -66,6 +66,13 @@ for _size in MAZE_SIZES:
     )
 #: the task ``nav-eval`` runs when none is named
 DEFAULT_TASKS = {"miniworld": "findingdory", "memory_maze": "9x9"}
+#: (env, task) -> the config field that holds the task's time limit in actions (``nav-eval --max-steps``);
+#: FindingDory's counts the task phase only, after the history
+STEP_LIMIT_FIELDS: dict[tuple[str, str], str] = {
+    ("miniworld", "findingdory"): "max_task_steps",
+    ("miniworld", "cue"): "max_steps",
+    **{("memory_maze", f"{size}x{size}"): "max_steps" for size in MAZE_SIZES},
+}
 
 
 def make_nav_env(env: str, task: str, options: dict[str, Any] | None = None) -> NavEnv:

@@ -5,27 +5,34 @@ habitat-lab (``tasks/nav/nav.py``):
 * ``distance_to_goal``: geodesic distance from the agent to the (nearest view point of the) goal.
 * ``success``: 1 if the agent called ``stop`` and ``distance_to_goal < success_distance``, else 0.
 * ``spl``: ``success * shortest / max(shortest, path_length)``, where ``shortest`` is the geodesic
-  distance from the start to the goal and ``path_length`` the sum of the agent's displacements.
+  distance from the start to the goal's success region (ObjectNav: to the nearest view point, the
+  points ``distance_to_goal`` is measured to) and ``path_length`` the sum of the agent's displacements.
 
 For FindingDory-style multi-goal tasks the agent must ``stop`` within ``success_distance`` of each
 goal in turn; a ``stop`` elsewhere ends the episode as a failure (FindingDory's
-``pddl_intermediate_stop`` plays the same role). ``shortest`` is then the geodesic length of the chain
-start -> goal 1 -> goal 2 ...; ``distance_to_goal`` is measured to the current goal.
+``pddl_intermediate_stop`` plays the same role); ``distance_to_goal`` is measured to the current goal.
+``shortest`` is then the length of the shortest *successful* path: the least
+``geo(start, p_1) + geo(p_1, p_2) + ... + geo(p_{n-1}, p_n)`` over stop points ``p_i`` with
+``distance_to_goal_i(p_i) < success_distance``, so that no path that succeeds is shorter and only the
+shortest one earns SPL 1 (the simulators here measure it on their navigation grid:
+:func:`~memstream.embodied.envs.goaldistance.shortest_successful_m`). It is passed in as
+``shortest_m``; without it, ``shortest`` is ``distance_to_goal`` at the start (one goal).
 
 Example:
     >>> line = lambda a: (lambda p: abs(float(p[0]) - a))          # geodesic = |x - a| on a line
-    >>> m = NavMetrics([line(3.0)], success_distance=0.5, chain_lengths_m=[3.0])
+    >>> m = NavMetrics([line(3.0)], success_distance=0.5, shortest_m=2.5)  # stops past x = 2.5 succeed
     >>> m.reset(np.array([0.0, 0.0]))
-    >>> for x in (1.0, 2.0, 2.8):
+    >>> for x in (1.0, 2.0, 2.6):
     ...     m.update(np.array([x, 0.0]))
     >>> m.stop()                                                    # within 0.5 m of the goal
     True
-    >>> m.metrics()["success"], round(m.metrics()["spl"], 3)
-    (1.0, 1.0)
+    >>> m.metrics()["success"], round(m.metrics()["spl"], 3)      # 2.5 m / 2.6 m walked
+    (1.0, 0.962)
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -40,22 +47,22 @@ class NavMetrics:
     Args:
         goal_distances: one geodesic distance function per goal, in the order they must be reached.
         success_distance: metres; habitat's ``SUCCESS_DISTANCE``.
-        chain_lengths_m: geodesic metres of each leg of the shortest chain (start -> goal 1, goal 1
-            -> goal 2, ...); their sum is SPL's ``shortest``. None: measured from the start position
-            with ``goal_distances[0]`` only (single goal).
+        shortest_m: SPL's ``shortest``, metres: the length of the shortest path from the start that
+            stops where each goal counts reached, in order (see the module docstring). None:
+            ``goal_distances[0]`` at the start position (habitat's PointNav ``shortest``, one goal).
     """
 
     def __init__(
         self,
         goal_distances: Sequence[DistanceFn],
         success_distance: float,
-        chain_lengths_m: Sequence[float] | None = None,
+        shortest_m: float | None = None,
     ) -> None:
         if not goal_distances:
             raise ValueError("NavMetrics needs at least one goal")
         self.goal_distances = list(goal_distances)
         self.success_distance = float(success_distance)
-        self.chain_lengths_m = None if chain_lengths_m is None else [float(x) for x in chain_lengths_m]
+        self.given_shortest_m = None if shortest_m is None else float(shortest_m)
         self.reset(np.zeros(2))
 
     def reset(self, position: np.ndarray) -> None:
@@ -65,8 +72,8 @@ class NavMetrics:
         self.goals_reached = 0
         self.stopped = False
         self.failed = False
-        legs = self.chain_lengths_m
-        self.shortest_m = float(sum(legs)) if legs is not None else self.goal_distances[0](self.position)
+        given = self.given_shortest_m
+        self.shortest_m = given if given is not None else float(self.goal_distances[0](self.position))
 
     @property
     def done(self) -> bool:
@@ -99,7 +106,10 @@ class NavMetrics:
         """``distance_to_goal``, ``success``, ``spl`` (habitat's), ``goals_reached``, ``path_length``."""
         success = float(self.goals_reached == len(self.goal_distances))
         shortest = self.shortest_m
-        spl = success * shortest / max(shortest, self.path_length_m) if shortest > 0 else success
+        if shortest > 0 and math.isfinite(shortest):
+            spl = success * shortest / max(shortest, self.path_length_m)
+        else:  # at the goal already, or no successful path known to the scorer: SPL is success
+            spl = success
         return {
             "distance_to_goal": self.distance_to_goal(),
             "success": success,

@@ -39,6 +39,8 @@ def nav_eval(argv: list[str], command: str = "nav-eval") -> int:
         (["--template", "picked_frist"], "unknown findingdory template 'picked_frist'. Choose one of: first_and_last"),
         (["--task", "cue", "--template", "picked_first"], "--template applies to --task findingdory, not miniworld cue"),
         (["--image-size", "8"], "findingdory.image_size=8: Input should be greater than or equal to 32. Pass another"),
+        (["--max-steps", "0"], "--max-steps must be >= 1, got 0. Pass --max-steps 500"),
+        (["--env", "memory_maze", "--max-steps", "-3"], "--max-steps must be >= 1, got -3"),
     ],
 )
 def test_bad_names_exit_2_with_one_line_before_the_output_folder_is_made(tmp_path, capsys, flags, says):
@@ -106,6 +108,17 @@ def test_a_run_writes_per_episode_rows_and_a_summary_per_group(tmp_path, capsys)
     assert "oracle" in table and "temporal" in table
 
 
+@pytest.mark.skipif(importlib.util.find_spec("miniworld") is None, reason="needs miniworld (memstream[sim])")
+def test_max_steps_bounds_an_episode_and_the_results_name_the_limit(tmp_path):
+    out = tmp_path / "cue"
+    flags = ["--task", "cue", "--agents", "oracle", "--episodes", "1", "--image-size", "32", "--no-progress"]
+    assert nav_eval([*flags, "--max-steps", "5", "--out", str(out)]) == 0  # the oracle needs ~35 steps
+    result = json.loads((out / "results.json").read_text())
+    (row,) = result["episodes"]["oracle"]
+    assert row["ok"] and row["steps"] == 5 and row["success"] == 0.0
+    assert result["max_steps"] == 5 and result["options"]["max_steps"] == 5  # the cue maze's own field
+
+
 def test_a_missing_simulator_exits_2_naming_the_install(tmp_path, capsys, monkeypatch):
     from memstream.embodied.envs import miniworld_env
 
@@ -155,3 +168,20 @@ def test_nav_train_then_nav_eval_of_the_policy_on_the_cue_maze(tmp_path, capsys)
     (row,) = result["episodes"]["bank"]
     assert row["ok"] and row["steps"] >= 1 and result["options"]["image_size"] == 64  # what the policy was trained on
     assert set(result["summary"]) == {"bank"}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("miniworld") is None, reason="needs miniworld (memstream[sim])")
+def test_nav_commands_refuse_a_folder_another_command_is_writing_into(tmp_path, capsys):
+    from memstream.streaming.paths import output_lock
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    evaluate = ["--task", "cue", "--agents", "oracle", "--episodes", "1", "--image-size", "32", "--no-progress"]
+    train = ["--episodes", "2", "--steps", "2", "--batch-episodes", "2", "--no-progress"]
+    with output_lock(busy):  # what a running nav-eval / nav-train holds
+        for argv, command in ((evaluate, "nav-eval"), (train, "nav-train")):
+            assert nav_eval([*argv, "--out", str(busy)], command=command) == 2, command
+            assert capsys.readouterr().out == (f"error: another memstream command is writing into {busy}. "
+                                               "Wait for it to end, or choose another --out\n"), command
+            assert not any(busy.iterdir()), command
+    assert nav_eval([*evaluate, "--out", str(busy)]) == 0  # released when the refusing command ended
