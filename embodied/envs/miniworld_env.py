@@ -243,6 +243,7 @@ class FindingDoryEnv(MiniWorldFrames):
         self._hidden: set[int] = set()
         self._script: Iterator[str] = self._history_script()
         self.template: Template | None = None
+        self.start_draws = 0  # task starts drawn (set in the task phase): 1 unless the first could not reach the goals
         self.instruction, self.goals = "", []
         self.metrics: NavMetrics | None = None
         return self._observe("")
@@ -446,7 +447,7 @@ class FindingDoryEnv(MiniWorldFrames):
         # a start from which the goals can be reached in turn, as habitat's datasets keep only navigable
         # episodes: an object beside a doorway can cut a room off (7 of seeds 0-199, which every agent
         # failed); the first draw is the one earlier versions made, so the other episodes are unchanged
-        for _ in range(START_DRAWS):
+        for self.start_draws in range(1, START_DRAWS + 1):  # kept: rescoring tells redrawn episodes by it
             spot = grid.to_xy(far[int(self.rng.integers(len(far)))])
             shortest = shortest_successful_m(walk_grid, walk_free, spot, fields, success_m)
             if math.isfinite(shortest):

@@ -1,4 +1,4 @@
-"""The memory policy as a habitat navigation agent, and its imitation from a shortest-path expert.
+"""The memory policy as a habitat navigation agent, and its imitation of a scripted expert.
 
 :class:`NavPolicyAgent` wraps a :class:`MemoryVLAPolicy` with the discrete action head as habitat's
 ``Agent``: ``reset()`` clears its bank, ``act(observations)`` reads ``rgb``, ``gps`` and ``compass``

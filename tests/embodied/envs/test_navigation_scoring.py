@@ -297,8 +297,8 @@ def test_a_findingdory_task_starts_where_its_goals_can_be_reached():
             obs = env.reset(seed)
             while obs["phase"] == "history":
                 obs = env.step("stop")
-            starts[seed] = (env._xz().round(3).tolist(), round(env.metrics.shortest_m, 3))
+            starts[seed] = (env._xz().round(3).tolist(), round(env.metrics.shortest_m, 3), env.start_draws)
     finally:
         env.close()
-    assert np.isfinite(starts[11][1]) and starts[11][1] > 0
-    assert starts[13] == ([2.45, 2.65], 11.901)  # the first draw, as before the redraw
+    assert np.isfinite(starts[11][1]) and starts[11][1] > 0 and starts[11][2] > 1  # bench_nav --rescore reruns it
+    assert starts[13] == ([2.45, 2.65], 11.901, 1)  # the first draw, as before the redraw
