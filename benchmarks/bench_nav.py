@@ -233,6 +233,11 @@ def rescore(path) -> None:
                 row = {**row, "shortest_path_length": best, "spl": spl}
             rows.append(row)
         entry["rows"], entry["summary"] = rows, summarise(rows)
+        speed = data.get("speed", {}).get(agent)
+        if speed is not None:  # the rerun episodes' steps count too
+            speed.update({key: entry["summary"][key] for key in ("agent_steps_per_s", "steps_per_s", "agent_share")})
+            share = entry["summary"]["agent_share"]
+            speed["simulator_share"] = None if share is None else 1.0 - share
     data["rescored"] = {"date": time.strftime("%Y-%m-%d"), "rerun_seeds": redrawn,
                         "how": "SPL from each stored path and the episode's shortest successful path; "
                                "episodes whose task start is now redrawn run again"}
