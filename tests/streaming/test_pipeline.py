@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import signal
 import threading
 import time
 import zlib
@@ -157,6 +158,8 @@ class SlowToClose(Checksum):
 
 def _ctrl_c_after(*delays_s: float) -> list[threading.Timer]:
     """Ctrl-C in this (the main) thread after each delay, as a terminal sends it."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # pytest started as a script's background job (`cmd &`)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # ignores Ctrl-C; interrupt_main would do nothing
     timers = [threading.Timer(delay, _thread.interrupt_main) for delay in delays_s]
     for timer in timers:
         timer.start()
