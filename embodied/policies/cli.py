@@ -124,6 +124,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--onset-weight", type=float, default=1.0,
                        help="weight of the action-onset frames in the chunk prior's loss (1: off; needs --chunk-prior; "
                             "see MemoryVLAConfig.onset_loss_weight)")
+    train.add_argument("--pointer-loss", type=float, default=0.0, metavar="W",
+                       help="weight of a cross-entropy training the chunk prior's first readout head to look at the "
+                            "image token of each demonstration's end point (RememberColor: the cued cube), through the "
+                            "base camera, from the first moving frame on (0: off; needs --prior-readout; see "
+                            "MemoryVLAConfig.pointer_loss_weight)")
     train.add_argument("--n-action-steps", type=int, default=1,
                        help="actions of each predicted chunk that run before the policy predicts again, saved with the "
                             "policy (default 1: on RememberColor3 executing 4 left the tip 1.3 cm higher than the "
@@ -291,8 +296,9 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if args.variant not in VARIANTS:
         raise ConfigError(f"unknown policy variant {args.variant!r}", f"Choose among {', '.join(VARIANTS)}")
     from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
-    from memstream.embodied.policies.memvla.mikasa import (ACTION_SPACE, demonstration_seeds, load_mikasa_demonstrations,
-                                                           mikasa_policy, train_with_checkpoints)
+    from memstream.embodied.policies.memvla.mikasa import (ACTION_SPACE, demonstration_camera, demonstration_seeds,
+                                                           end_point_tokens, load_mikasa_demonstrations, mikasa_policy,
+                                                           train_with_checkpoints)
     # every check of the arguments alone comes before the demonstrations load (minutes for 1,000)
     if args.loss_frames is not None and args.loss_frames < 1:
         raise ConfigError(f"--loss-frames must be >= 1, got {args.loss_frames}", "Pass --loss-frames 8 or leave it out")
@@ -307,6 +313,13 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         raise ConfigError("--onset-weight weighs the chunk prior's loss", "Add --chunk-prior or drop --onset-weight")
     if not args.goal_loss >= 0.0:
         raise ConfigError(f"--goal-loss must be >= 0, got {args.goal_loss}", "Pass 0 (off) or e.g. 1.0")
+    if not (args.pointer_loss >= 0.0 and math.isfinite(args.pointer_loss)):
+        raise ConfigError(f"--pointer-loss must be a finite number >= 0, got {args.pointer_loss}", "Pass 0 (off) or e.g. 1")
+    if args.pointer_loss and not args.prior_readout:
+        raise ConfigError("--pointer-loss trains the chunk prior's readout", "Add --chunk-prior --prior-readout 4 or drop --pointer-loss")
+    if args.pointer_loss and args.camera == "hand_camera":
+        raise ConfigError("--pointer-loss projects the end point through a camera fixed to the world; the hand camera moves",
+                          "Train on --camera base_camera or drop --pointer-loss")
     if args.augment_shift < 0 or args.state_noise < 0:
         raise ConfigError(f"--augment-shift and --state-noise must be >= 0, got {args.augment_shift} and {args.state_noise}",
                           "Pass --augment-shift 4 --state-noise 0.1, or 0 to switch one off")
@@ -339,10 +352,19 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             "perceptual_fine_position": args.fine_position, "prior_readout_heads": args.prior_readout,
             "head_film": args.head_film, "chunk_prior": args.chunk_prior,
             "goal_loss_weight": args.goal_loss, "onset_loss_weight": args.onset_weight,
-            "augment_hue": args.augment_hue, "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
+            "pointer_loss_weight": args.pointer_loss, "augment_hue": args.augment_hue, "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
             **ACTION_SPACE, "demos": str(args.demos[0]) if len(args.demos) == 1 else [str(d) for d in args.demos],
             "demo_seeds": demonstration_seeds(args.demos),
             "demonstrations": data.num_episodes}
+    pointer_tokens = None
+    if args.pointer_loss:  # before the folder is claimed: no simulator for old folders is an error that writes nothing
+        pointer_tokens = end_point_tokens(data, demonstration_camera(args.demos, args.camera), args.perceptual_grid)
+        if not (pointer_tokens >= 0).any():
+            raise ConfigError(f"no demonstration's end point falls inside the {args.camera} image, so the pointer loss "
+                              "has nothing to train", "Check the camera parameters in the folders' meta/info.json, "
+                              "or drop --pointer-loss")
+        print(f"pointer targets: {int((pointer_tokens >= 0).sum())} of {len(pointer_tokens)} demonstrations end inside "
+              f"the {args.camera} image", file=sys.stderr)
     if not args.resume:  # after loading: a bad --demos leaves an earlier run's folder as it was
         claim_output_dir(args.out, held, overwrite=args.overwrite)
     policy = mikasa_policy(data, args.variant, args.memory_length, seed=args.seed, camera=args.camera,
@@ -353,12 +375,12 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
                            perceptual_grid=args.perceptual_grid, perceptual_subgrid=args.perceptual_subgrid,
                            perceptual_fine_position=args.fine_position,
                            prior_readout_heads=args.prior_readout, head_film=args.head_film, chunk_prior=args.chunk_prior,
-                           goal_loss_weight=args.goal_loss,
+                           goal_loss_weight=args.goal_loss, pointer_loss_weight=args.pointer_loss,
                            onset_loss_weight=args.onset_weight, augment_hue=args.augment_hue, n_action_steps=args.n_action_steps)
     started = time.perf_counter()
     losses = train_with_checkpoints(policy, data, args.out, args.steps, meta, batch_episodes=args.batch_episodes,
                                     seed=args.seed, checkpoint_every=args.checkpoint_every, resume=args.resume,
-                                    log=print, progress=False if args.no_progress else None)
+                                    log=print, progress=False if args.no_progress else None, pointer_tokens=pointer_tokens)
     print(f"trained {args.variant} (L={args.memory_length}) on {data.num_episodes} {data.task_name} demonstrations "
           f"({len(data.images)} frames), final loss {losses[-1]:.4f} in {time.perf_counter() - started:.0f} s: {args.out}")
     return 0

@@ -3,7 +3,9 @@
 One folder per dataset, written episode by episode (a reader can stream the episodes finished so
 far; a crashed collection keeps them)::
 
-    meta/info.json            fps, features (dtype, shape, names), totals, path templates
+    meta/info.json            fps, features (dtype, shape, names), totals, path templates; ours
+                              under "memstream": task, control mode, camera housing, and each
+                              camera's intrinsic_cv / extrinsic_cv (OpenCV, world to camera)
     meta/tasks.jsonl          {"task_index": 0, "task": "<instruction>"}
     meta/episodes.jsonl       per episode: episode_index, tasks, length, and ours: seed, success,
                               hidden_info (colour index shown), reveal_frames (cue frames)
@@ -133,11 +135,12 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
     if (root / "meta" / "info.json").exists():
         raise ConfigError(f"{str(root)!r} already holds a dataset", "Pick a new folder or delete the old one")
     env = make_mikasa_env(task, seed=seed, image_size=image_size, cameras=cameras, camera_housing=camera_housing)
-    writer = _DatasetWriter(root, env.name, env.instruction, image_size, env.config.cameras, camera_housing)
     successes = 0
     try:
+        obs = env.reset()
+        writer = _DatasetWriter(root, env.name, env.instruction, image_size, env.config.cameras, camera_housing,
+                                env.camera_params())
         with progress_bar(f"collect {env.name} demonstrations", num_episodes, unit="episodes", show=progress) as bar:
-            obs = env.reset()
             for _ in range(num_episodes):
                 episode = _rollout(env, obs)
                 obs = episode.pop("next_obs")
@@ -177,7 +180,8 @@ class _DatasetWriter:
     """Appends episodes to a dataset folder and keeps ``meta/`` current after each one."""
 
     def __init__(self, root: Path, task_name: str, instruction: str, image_size: int,
-                 cameras: tuple[str, ...] = CAMERAS, camera_housing: bool = False) -> None:
+                 cameras: tuple[str, ...] = CAMERAS, camera_housing: bool = False,
+                 camera_params: dict[str, Any] | None = None) -> None:
         self.root = root
         self.info: dict[str, Any] = {
             "codebase_version": "v2.1", "robot_type": "panda_wristcam", "total_episodes": 0, "total_frames": 0,
@@ -186,6 +190,8 @@ class _DatasetWriter:
             "features": features(image_size, cameras),
             "memstream": {"task": task_name, "control_mode": "pd_ee_delta_pose", "camera_housing": camera_housing},
         }
+        if camera_params:  # folders written before it was recorded lack it (see camera_params_of)
+            self.info["memstream"]["camera_params"] = camera_params
         (root / "meta").mkdir(parents=True, exist_ok=True)
         (root / "meta" / "tasks.jsonl").write_text(json.dumps({"task_index": 0, "task": instruction}) + "\n")
         (root / "meta" / "episodes.jsonl").write_text("")
@@ -389,7 +395,7 @@ def merge_demonstrations(root: str | Path, sources: Sequence[str | Path], progre
     writer = _DatasetWriter(root, own.get("task", ""), (first.tasks or [""])[0],
                             int(first.info["features"][videos[0]]["shape"][0]) if videos else 0,
                             tuple(key.removeprefix("observation.images.") for key in videos),
-                            bool(own.get("camera_housing", False)))
+                            bool(own.get("camera_housing", False)), own.get("camera_params"))
     writer.info["features"] = json.loads(json.dumps(first.info["features"]))  # as stored (older datasets lack video.g)
     with progress_bar("merge demonstrations", sum(len(r) for r in readers), unit="episodes", show=progress) as bar:
         for reader in readers:

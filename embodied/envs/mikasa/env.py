@@ -171,6 +171,19 @@ class MikasaEnv:
     def episode_seed(self, episode_index: int) -> int:
         return self.config.seed + int(episode_index)
 
+    def camera_params(self) -> dict[str, dict[str, list[list[float]]]]:
+        """Each of ``config.cameras``' pinhole model, OpenCV convention: ``{"intrinsic_cv": 3x3,
+        "extrinsic_cv": 3x4}`` (world to camera), as ManiSkill's sensors report them. The suite's
+        cameras are fixed to the world (``base_camera``) or to the hand (``hand_camera``: the
+        extrinsic is the current pose's), so a demonstration folder records them once, at collection."""
+        sensors = self.unwrapped.scene.sensors
+        out = {}
+        for camera in self.config.cameras:
+            params = sensors[camera].get_params()
+            out[camera] = {"intrinsic_cv": _np(params["intrinsic_cv"])[0].astype(float).tolist(),
+                           "extrinsic_cv": _np(params["extrinsic_cv"])[0].astype(float).tolist()}
+        return out
+
     def reset(self, mask: Any = None) -> Observation:
         """Start the next episode (``mask`` must be None or ``[True]``: one slot)."""
         if mask is not None and not np.array_equal(np.asarray(mask), [True]):

@@ -31,6 +31,7 @@ import numpy as np
 STEP_M = 0.1  # pd_ee_delta_pose: metres asked for by an action component of 1
 CONTROL_DT_S = 0.05  # the suites' 20 Hz control
 CRUISE_Z_M = 0.10
+OBJECT_CENTRE_Z_M = 0.02  # the suite's cubes (half size 0.02 m) and balls (radius 0.02 m) rest with their centre here
 TOUCH_HEIGHT_M = 0.035  # tip above the cube's centre (half size 0.02 m; success within 0.05 m)
 CONE_LIFT_M = 0.08
 ALIGN_TOL_M = 0.02

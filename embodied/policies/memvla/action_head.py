@@ -106,6 +106,10 @@ class SpatialReadout(nn.Module):
         """Each head's softmax over the tokens: ``(B, N, H)``."""
         return self.score(context).softmax(dim=1)
 
+    def log_weights(self, context: torch.Tensor) -> torch.Tensor:
+        """The log of :meth:`weights`, computed stably: ``(B, N, H)``."""
+        return self.score(context).log_softmax(dim=1)
+
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         weights = self.weights(context)
         pooled = torch.einsum("bnh,bnd->bhd", weights, self.value(context))

@@ -146,6 +146,82 @@ def _demonstration_readers(root: str | Path | Sequence[str | Path], camera: str 
     return readers
 
 
+def demonstration_camera(root: str | Path | Sequence[str | Path], camera: str = "base_camera") -> dict[str, np.ndarray]:
+    """``camera``'s pinhole model for the demonstration folder(s): ``{"intrinsic": (3, 3), "extrinsic":
+    (3, 4)}`` float64, OpenCV convention (world to camera), as ManiSkill's sensor reports it.
+
+    Read from ``meta/info.json`` (recorded at collection); a folder written before that is answered
+    by the simulator (the suite's world-fixed camera depends only on the task and the image size),
+    which needs the ``mikasa`` extra and a Vulkan device.
+
+    Raises:
+        ConfigError: a camera that moves with the hand (no fixed projection), or folders that record
+            different parameters. MemstreamError: none recorded and the simulator cannot start.
+    """
+    if camera == "hand_camera":
+        raise ConfigError("the hand camera moves with the arm, so a world point has no fixed token in its image",
+                          "Train the pointer loss on base_camera images")
+    readers = _demonstration_readers(root, camera)
+    recorded = [(reader, reader.info.get("memstream", {}).get("camera_params", {}).get(camera)) for reader in readers]
+    recorded = [(reader, params) for reader, params in recorded if params is not None]
+    for reader, params in recorded[1:]:
+        if not np.allclose(np.asarray(params["extrinsic_cv"]), np.asarray(recorded[0][1]["extrinsic_cv"]), atol=1e-5) \
+                or not np.allclose(np.asarray(params["intrinsic_cv"]), np.asarray(recorded[0][1]["intrinsic_cv"]), atol=1e-5):
+            raise ConfigError(f"demonstration folders {str(recorded[0][0].root)!r} and {str(reader.root)!r} record different "
+                              f"{camera} parameters", "Train on folders collected with the same camera")
+    if recorded:
+        params = recorded[0][1]
+    else:
+        from memstream.embodied.envs.mikasa import make_mikasa_env
+
+        first = readers[0]
+        own = first.info.get("memstream", {})
+        size = int(first.info["features"][f"observation.images.{camera}"]["shape"][0])
+        try:
+            env = make_mikasa_env(own.get("task", ""), seed=0, image_size=size, cameras=(camera,),
+                                  camera_housing=bool(own.get("camera_housing", False)))
+        except MemstreamError as error:
+            raise MemstreamError(f"{str(first.root)!r} was collected before the camera parameters were recorded, and the "
+                                 f"simulator that could tell them does not start: {error.args[0]}",
+                                 "Install the mikasa extra (README, MIKASA-Robo) or collect the demonstrations again") from error
+        try:
+            env.reset()
+            params = env.camera_params()[camera]
+        finally:
+            env.close()
+    return {"intrinsic": np.asarray(params["intrinsic_cv"], np.float64).reshape(3, 3),
+            "extrinsic": np.asarray(params["extrinsic_cv"], np.float64).reshape(3, 4)}
+
+
+def project_to_tokens(points: np.ndarray, intrinsic: np.ndarray, extrinsic: np.ndarray, image_px: int,
+                      grid: int) -> np.ndarray:
+    """int64 ``(N,)``: the token of a ``grid x grid`` image-token grid (row-major from the top left, as
+    the perceptual encoders order them) that each world point ``(N, 3)`` projects into through the
+    pinhole camera; -1 for a point behind the camera or outside the ``image_px`` square image."""
+    points = np.asarray(points, np.float64).reshape(-1, 3)
+    camera = points @ extrinsic[:, :3].T + extrinsic[:, 3]
+    pixels = camera @ intrinsic.T
+    depth = pixels[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = pixels[:, :2] / depth[:, None]
+    inside = (depth > 0) & np.isfinite(uv).all(1) & (uv >= 0).all(1) & (uv < image_px).all(1)
+    cells = np.floor(np.where(inside[:, None], uv, 0.0) / (image_px / grid)).astype(np.int64).clip(0, grid - 1)
+    return np.where(inside, cells[:, 1] * grid + cells[:, 0], -1)
+
+
+def end_point_tokens(data: EpisodeDataset, camera: dict[str, np.ndarray], grid: int) -> np.ndarray:
+    """int64 ``(N,)``: per episode, the image token of the object where its expert stops, -1 where it
+    leaves the image: the tip's x, y at the last frame (``observation.state[:2]``; RememberColor: above
+    the cued cube) at the height of the objects' centres. The tip itself stops a few cm above the
+    cube, which projects one token higher in 40 % of RememberColor5's episodes. The targets of
+    ``MemoryVLAConfig.pointer_loss_weight``."""
+    from memstream.embodied.envs.mikasa.experts import OBJECT_CENTRE_Z_M
+
+    last = data.episode_bounds[1:] - 1
+    points = np.concatenate([data.states[last, :2], np.full((len(last), 1), OBJECT_CENTRE_Z_M)], axis=1)
+    return project_to_tokens(points, camera["intrinsic"], camera["extrinsic"], int(data.images.shape[1]), grid)
+
+
 def mikasa_policy(data: EpisodeDataset, variant: str = "bank", memory_length: int = 16, seed: int = 0,
                   camera: str = "base_camera", bank_heads: int = 1, **overrides: Any) -> MemoryVLAPolicy:
     """A fresh flow-matching policy for ``data`` with ``variant``'s memory of length ``memory_length``.
@@ -189,16 +265,23 @@ def mikasa_policy(data: EpisodeDataset, variant: str = "bank", memory_length: in
     return policy
 
 
-def _batch(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: np.ndarray) -> dict:
+def _batch(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: np.ndarray,
+           pointer_tokens: np.ndarray | None = None) -> dict:
     batch = episode_batch(data, episodes, policy.config.chunk_size)
     batch[policy.config.image_key] = batch.pop("observation.image")
+    if pointer_tokens is not None:
+        # each episode's end-point token from its first moving frame on (the cubes are in view)
+        onset = batch["action_onset"].numpy()
+        first = np.where(onset.any(1), onset.argmax(1), onset.shape[1])
+        after = (np.arange(onset.shape[1])[None] >= first[:, None]) & batch["valid"].numpy()
+        batch["pointer_target"] = torch.from_numpy(np.where(after, pointer_tokens[episodes][:, None], -1))
     return batch
 
 
 def train_with_checkpoints(policy: MemoryVLAPolicy, data: EpisodeDataset, out: str | Path, steps: int,
                            meta: dict[str, Any], batch_episodes: int = 8, seed: int = 0, checkpoint_every: int = 100,
                            resume: bool = False, log: Callable[[str], None] | None = None,
-                           progress: bool | None = None) -> list[float]:
+                           progress: bool | None = None, pointer_tokens: np.ndarray | None = None) -> list[float]:
     """AdamW (the config's preset, cosine decay over ``steps``) on batches of whole episodes.
 
     Every ``checkpoint_every`` steps and at the end, ``out/checkpoint/`` gets the policy, the
@@ -206,14 +289,20 @@ def train_with_checkpoints(policy: MemoryVLAPolicy, data: EpisodeDataset, out: s
     temporary folder and renamed: a stop leaves the previous checkpoint whole). ``resume`` continues
     from it (an interrupted run resumed with the same ``steps`` ends with the weights of an
     uninterrupted one); the final policy and ``mikasa.json`` (``meta`` plus the training's figures)
-    go to ``out``.
+    go to ``out``. ``pointer_tokens`` ``(N,)`` (:func:`end_point_tokens`) is what a policy with
+    ``pointer_loss_weight > 0`` is trained to look at.
 
     Raises:
         ConfigError: ``resume`` without a checkpoint, or a checkpoint of another task, variant or
-            action space than ``meta`` says.
+            action space than ``meta`` says; a pointer loss without ``pointer_tokens``.
     """
     out = Path(out)
     config = policy.config
+    if config.pointer_loss_weight > 0 and (pointer_tokens is None or len(pointer_tokens) != data.num_episodes):
+        raise ConfigError("the policy's pointer loss needs one target token per demonstration",
+                          "Pass pointer_tokens=end_point_tokens(data, demonstration_camera(folders), grid)")
+    if config.pointer_loss_weight == 0:
+        pointer_tokens = None
     optimizer = torch.optim.AdamW(policy.get_optim_params(), lr=config.optimizer_lr, weight_decay=config.optimizer_weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
     rng = np.random.default_rng(seed)
@@ -229,7 +318,7 @@ def train_with_checkpoints(policy: MemoryVLAPolicy, data: EpisodeDataset, out: s
         bar.advance(start)
         for step in range(start, steps):
             episodes = rng.choice(data.num_episodes, size=min(batch_episodes, data.num_episodes), replace=False)
-            losses.append(optimizer_step(policy, _batch(policy, data, episodes), optimizer, schedule))
+            losses.append(optimizer_step(policy, _batch(policy, data, episodes, pointer_tokens), optimizer, schedule))
             bar.advance()
             bar.status(f"loss {np.mean(losses[-10:]):.4f}")
             done = step + 1
@@ -282,7 +371,7 @@ def _restore(policy: MemoryVLAPolicy, optimizer: Any, schedule: Any, rng: np.ran
     # checkpoints written before these settings existed had their defaults
     before = {"bank_heads": 1, "perceptual_pool": "avg", "perceptual_grid": 4, "perceptual_subgrid": 4,
               "perceptual_fine_position": False, "prior_readout_heads": 0, "head_film": False,
-              "chunk_prior": False, "goal_loss_weight": 0.0, "onset_loss_weight": 1.0}
+              "chunk_prior": False, "goal_loss_weight": 0.0, "onset_loss_weight": 1.0, "pointer_loss_weight": 0.0}
     for key, value in before.items():
         saved.setdefault(key, value)
     # every setting with a default in `before` is checked too, in that order

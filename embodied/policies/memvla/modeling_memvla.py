@@ -290,6 +290,8 @@ class MemoryVLAPolicy(nn.Module):
             parts["prior_loss"] = self.prior.loss(prior, actions[every], pad[every], weight)
             drawn = keep[every]  # keep is a subset of the valid frames
             parts["flow_loss"] = self.head.loss((actions[every] - prior.detach())[drawn], condition[keep], fused_p[keep], pad[keep])
+        if self.config.pointer_loss_weight > 0:
+            parts["pointer_loss"] = self.config.pointer_loss_weight * self._pointer_loss(batch, fused_p, every)
         if self.goal is not None:
             if "goal_state" not in batch:
                 raise PolicyInputError("goal_loss_weight > 0 needs the batch's 'goal_state' (B, S): each sequence's last state",
@@ -301,6 +303,28 @@ class MemoryVLAPolicy(nn.Module):
             parts["goal_loss"] = self.config.goal_loss_weight * self.goal.loss(predicted, goal[:, None])
         loss = sum(parts.values())
         return loss, {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items() if len(parts) > 1}}
+
+    def _pointer_loss(self, batch: dict[str, Any], fused_p: torch.Tensor, every: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the prior readout's first head against ``batch["pointer_target"]`` over the
+        valid frames that have a target (see ``MemoryVLAConfig.pointer_loss_weight``); ``fused_p``
+        ``(B * T, N, Cp)``, ``every`` the valid frames ``(B * T,)``."""
+        if "pointer_target" not in batch:
+            raise PolicyInputError("pointer_loss_weight > 0 needs the batch's 'pointer_target' (B, T): the image token "
+                                   "to look at per frame, -1 where none",
+                                   "Train with the MIKASA trainer (train_with_checkpoints), which adds it")
+        target = torch.as_tensor(np.asarray(batch["pointer_target"]), dtype=torch.long).to(every.device).flatten()
+        if target.shape != every.shape:
+            raise PolicyInputError(f"pointer_target has {target.numel()} entries for {every.numel()} frames",
+                                   "Give one token index per frame, (B, T)")
+        tokens = fused_p.shape[1]
+        if bool((target >= tokens).any()) or bool((target < -1).any()):
+            raise PolicyInputError(f"pointer_target holds indices outside -1 .. {tokens - 1} (the image tokens)",
+                                   "Project onto the policy's perceptual grid (perceptual_grid x perceptual_grid)")
+        chosen = every & (target >= 0)
+        if not bool(chosen.any()):
+            return fused_p.sum() * 0.0  # no frame with a target in this batch: no gradient, same graph
+        log_weights = self.prior.readout.log_weights(fused_p[chosen])[..., 0]
+        return nn.functional.nll_loss(log_weights, target[chosen].to(log_weights.device))
 
     def _loss_frames(self, valid: torch.Tensor) -> torch.Tensor:
         """bool ``(B, T)``: the frames in the action loss, ``config.loss_frames`` valid ones per sequence

@@ -159,3 +159,29 @@ def test_tasks_without_an_expert_run_and_refuse_expert_actions():
         assert obs["task"] == [env.instruction] and reward.shape == (1,)
     finally:
         env.close()
+
+
+def test_the_recorded_camera_projects_each_cube_onto_its_pixels():
+    from memstream.embodied.policies.memvla.mikasa import project_to_tokens
+
+    env = make_mikasa_env("RememberColor3", seed=4, image_size=128, cameras=("base_camera",))
+    try:
+        obs = env.reset()
+        params = env.camera_params()
+        assert set(params) == {"base_camera"}
+        k, e = np.asarray(params["base_camera"]["intrinsic_cv"]), np.asarray(params["base_camera"]["extrinsic_cv"])
+        assert k.shape == (3, 3) and e.shape == (3, 4)
+        while env.in_cue_phase():
+            empty = obs["observation.images.base_camera"][0]
+            obs = env.step(np.zeros((1, 7), np.float32))[0]
+        shown = obs["observation.images.base_camera"][0]  # the cubes appear as the arm may move
+        cubes = np.array([_np(cube.pose.p)[0] for cube in env.unwrapped.cubes.values()])
+        pixels = (cubes @ e[:, :3].T + e[:, 3]) @ k.T
+        for u, v in (pixels[:, :2] / pixels[:, 2:]).astype(int):
+            assert 0 <= u < 128 and 0 <= v < 128
+            # where a cube projects, the table changed colour when the cubes appeared
+            assert np.abs(shown[v, u].astype(int) - empty[v, u].astype(int)).max() > 40, (u, v)
+        tokens = project_to_tokens(cubes, k, e, 128, 8)
+        assert (tokens >= 0).all() and len(set(tokens.tolist())) == len(cubes)  # 8-10 cm apart: one token each
+    finally:
+        env.close()

@@ -1,8 +1,9 @@
 """The action head's options: FiLM conditioning of its perceptual context (``head_film``, zero-initialised,
 so a new head starts as the unmodulated one) and the regressed chunk prior whose residual the flow
 models (``chunk_prior``), the training-only goal loss (``goal_loss_weight``: every frame predicts its
-demonstration's last state) and the onset weight of the prior's loss (``onset_loss_weight``). All train,
-save and load; policies saved before them load without them."""
+demonstration's last state), the onset weight of the prior's loss (``onset_loss_weight``) and the
+training-only pointer loss (``pointer_loss_weight``: the prior readout's first head learns which image
+token to look at). All train, save and load; policies saved before them load without them."""
 
 from __future__ import annotations
 
@@ -457,3 +458,115 @@ def test_the_readout_needs_the_prior_and_a_head_count(data):
     for bad in (-1, True, 1.5):
         with pytest.raises(ConfigError, match="prior_readout_heads must be an int >= 0"):
             config_for(data, chunk_prior=True, prior_readout_heads=bad)
+
+
+# ---------------------------------------------------------------- where to look (pointer_loss_weight)
+
+def _pointer_batch(data, targets: list[int]) -> dict:
+    """A batch of the first len(targets) episodes, each pointing at its token from frame 1 on."""
+    batch = episode_batch(data, np.arange(len(targets)), 4)
+    pointer = np.full(batch["valid"].shape, -1, np.int64)
+    pointer[:, 1:] = np.asarray(targets)[:, None]
+    batch["pointer_target"] = torch.from_numpy(pointer)
+    return batch
+
+
+def test_the_pointer_loss_is_the_cross_entropy_of_the_first_readout_head_at_the_frames_with_a_target(data):
+    torch.manual_seed(0)
+    policy = MemoryVLAPolicy(config_for(data, **TINY, chunk_prior=True, prior_readout_heads=2, pointer_loss_weight=0.5),
+                             dataset_stats(data)).train()
+    batch = _pointer_batch(data, [3, 0, 2])
+    seen = {}
+    readout = policy.prior.readout
+    log_weights = readout.log_weights
+
+    def spy(context):
+        seen["log_weights"] = log_weights(context)
+        return seen["log_weights"]
+
+    readout.log_weights = spy
+    _, info = policy(batch)
+    valid = np.asarray(batch["valid"])
+    chosen = valid & (np.asarray(batch["pointer_target"]) >= 0)
+    assert seen["log_weights"].shape == (int(chosen.sum()), 4, 2)  # the frames with a target: tokens x heads
+    rows = torch.from_numpy(np.asarray(batch["pointer_target"])[chosen])
+    expected = -0.5 * seen["log_weights"].detach()[torch.arange(len(rows)), rows, 0].mean()
+    assert info["pointer_loss"] == pytest.approx(float(expected), rel=1e-5)
+    torch.testing.assert_close(seen["log_weights"].exp().sum(1), torch.ones(len(rows), 2))  # a log-softmax over the tokens
+    assert np.isclose(info["loss"], info["prior_loss"] + info["flow_loss"] + info["pointer_loss"], rtol=1e-5)
+    alone = policy._pointer_loss(batch, *_fused(policy, batch))  # the pointer term alone, unweighted
+    assert float(alone.detach()) == pytest.approx(info["pointer_loss"] / 0.5, rel=1e-5)
+    alone.backward()
+    score = readout.score[2].weight.grad  # the last scoring layer: the pointer loss reaches the first head only
+    assert score[0].abs().sum() > 0 and score[1].abs().sum() == 0
+    assert policy.perceptual_encoder.position.grad.abs().sum() > 0  # it reaches the tokens it scores
+
+
+def _fused(policy, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fused perceptual tokens of every frame ``(B * T, N, Cp)`` and the valid frames, as forward makes them."""
+    images = policy._images(batch["observation.image"], time_axis=True)
+    b, t = images.shape[:2]
+    states = policy._state(batch, time_axis=True)
+    perceptual = policy.perceptual_encoder(images.flatten(0, 1))
+    cognitive = policy.cognitive_encoder(images.flatten(0, 1), perceptual, states.flatten(0, 1), list(batch["task"]) * t)
+    fused, _ = policy._unroll(perceptual.unflatten(0, (b, t)), cognitive.unflatten(0, (b, t)),
+                              torch.as_tensor(batch["frame_index"]), torch.as_tensor(batch["valid"]))
+    return fused.flatten(0, 1), torch.as_tensor(batch["valid"]).flatten()
+
+
+def test_pointer_frames_without_a_target_add_nothing_and_a_batch_without_any_adds_zero(data):
+    torch.manual_seed(0)
+    policy = MemoryVLAPolicy(config_for(data, **TINY, chunk_prior=True, prior_readout_heads=1, pointer_loss_weight=1.0),
+                             dataset_stats(data)).train()
+    batch = _pointer_batch(data, [1, 2])
+    torch.manual_seed(1)
+    _, info = policy(batch)
+    more = dict(batch)
+    pointer = np.asarray(batch["pointer_target"]).copy()
+    pointer[~np.asarray(batch["valid"])] = 3  # past an episode's end a target is not used
+    more["pointer_target"] = torch.from_numpy(pointer)
+    torch.manual_seed(1)
+    assert policy(more)[1]["pointer_loss"] == pytest.approx(info["pointer_loss"], rel=1e-6)
+    none = dict(batch, pointer_target=torch.full(batch["valid"].shape, -1))
+    loss, info = policy(none)
+    assert info["pointer_loss"] == 0.0
+    loss.backward()  # the same graph: nothing to skip
+
+
+def test_the_pointer_loss_teaches_the_head_where_to_look(data):
+    torch.manual_seed(0)
+    policy = MemoryVLAPolicy(config_for(data, **TINY, chunk_prior=True, prior_readout_heads=1, pointer_loss_weight=1.0,
+                                        augment_shift=0), dataset_stats(data)).train()
+    batch = _pointer_batch(data, [3, 3, 3])
+    optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    for _ in range(40):
+        loss, info = policy(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert info["pointer_loss"] < 0.2  # from ln 4 = 1.39: the first head's softmax sits on token 3
+
+
+def test_the_pointer_loss_needs_its_targets_the_readout_and_a_sane_weight(data, tmp_path):
+    from memstream.embodied.policies.memvla import MemoryVLAConfig
+    from memstream.embodied.policies.memvla.modeling_memvla import PolicyInputError
+
+    policy = MemoryVLAPolicy(config_for(data, **TINY, chunk_prior=True, prior_readout_heads=1, pointer_loss_weight=1.0),
+                             dataset_stats(data)).train()
+    with pytest.raises(PolicyInputError, match="needs the batch's 'pointer_target'"):
+        policy(episode_batch(data, np.arange(2), 4))
+    with pytest.raises(PolicyInputError, match=r"outside -1 .. 3 \(the image tokens\)"):
+        policy(_pointer_batch(data, [4, 0]))
+    with pytest.raises(PolicyInputError, match="entries for"):
+        policy(dict(episode_batch(data, np.arange(2), 4), pointer_target=torch.zeros(2, 1, dtype=torch.long)))
+    for weight in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="pointer_loss_weight must be a finite number >= 0"):
+            MemoryVLAConfig(pointer_loss_weight=weight, chunk_prior=True, prior_readout_heads=1)
+    with pytest.raises(ConfigError, match="the prior has no readout"):
+        MemoryVLAConfig(pointer_loss_weight=1.0, chunk_prior=True)
+    policy.save_pretrained(tmp_path / "p")  # training only: no weights of its own, so an old config loads these weights
+    assert MemoryVLAPolicy.from_pretrained(tmp_path / "p").config.pointer_loss_weight == 1.0
+    saved = json.loads((tmp_path / "p" / "config.json").read_text())
+    del saved["pointer_loss_weight"]
+    (tmp_path / "p" / "config.json").write_text(json.dumps(saved))
+    assert MemoryVLAPolicy.from_pretrained(tmp_path / "p").config.pointer_loss_weight == 0.0

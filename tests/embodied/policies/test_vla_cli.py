@@ -17,7 +17,7 @@ from memstream.embodied.policies.memvla.mikasa import demonstration_seeds, load_
 from memstream.streaming.errors import MemstreamError
 from safetensors.torch import load_file
 
-from tests.embodied.policies.util import SIZE, tiny_demos, vla
+from tests.embodied.policies.util import SIZE, down_camera, tiny_demos, vla
 
 TINY = ["--steps", "4", "--batch-episodes", "2", "--threads", "1", "--no-progress"]
 
@@ -457,3 +457,88 @@ def test_every_vla_command_refuses_a_folder_another_command_is_writing_into(tmp_
     # released when a command ends, also when it fails: the same commands go on afterwards
     assert vla(["vla-export", "--demos", str(demos), "--out", str(busy)]) == 0
     assert vla(["vla-train", "--demos", str(demos), "--out", str(run), "--resume", *TINY[:1], "8", *TINY[2:]]) == 0
+
+
+# ---------------------------------------------------------------- the pointer loss's targets (--pointer-loss)
+
+def test_world_points_project_into_the_token_they_fall_in_and_points_outside_have_none():
+    from memstream.embodied.policies.memvla.mikasa import project_to_tokens
+
+    camera = down_camera(32)
+    k, e = np.asarray(camera["intrinsic_cv"]), np.asarray(camera["extrinsic_cv"])
+    points = np.array([[0.0, 0.0, 0.0],      # the image centre: pixel (16, 16), the bottom-right token of 2 x 2
+                       [-0.1, 0.1, 0.02],    # up-left: pixel (12.7, 12.7)
+                       [0.1, 0.1, 0.0],      # up-right: pixel (19.2, 12.8)
+                       [-0.3, -0.3, 0.0],    # down-left on an 8 x 8 grid: pixel (6.4, 25.6) -> column 1, row 6
+                       [0.6, 0.0, 0.0],      # right of the image (pixel 35.2)
+                       [0.0, 0.0, 1.5]])     # behind the camera
+    assert project_to_tokens(points, k, e, 32, 2).tolist() == [3, 0, 1, 2, -1, -1]
+    assert project_to_tokens(points, k, e, 32, 8)[3] == 6 * 8 + 1
+
+
+def test_each_demonstration_points_at_the_object_under_its_last_tip_position(tmp_path):
+    from memstream.embodied.policies.memvla.mikasa import demonstration_camera, end_point_tokens, project_to_tokens
+
+    demos = tiny_demos(tmp_path / "d", episodes=4, length=6, camera_params={"base_camera": down_camera(SIZE)})
+    data = load_mikasa_demonstrations(demos)
+    camera = demonstration_camera(demos)
+    assert camera["intrinsic"].shape == (3, 3) and camera["extrinsic"].shape == (3, 4)
+    tokens = end_point_tokens(data, camera, 4)
+    last = data.episode_bounds[1:] - 1
+    # the tip's x, y at the last frame, on the objects' centre height (0.02 m), not the tip's own height
+    at_objects = np.concatenate([data.states[last, :2], np.full((4, 1), 0.02)], axis=1)
+    np.testing.assert_array_equal(tokens, project_to_tokens(at_objects, camera["intrinsic"], camera["extrinsic"], SIZE, 4))
+    assert tokens.dtype == np.int64 and len(tokens) == 4
+
+
+def test_a_batch_points_at_the_end_token_from_the_first_moving_frame_on(tmp_path):
+    from memstream.embodied.policies.memvla.mikasa import _batch
+
+    data = load_mikasa_demonstrations(_cuetiny_demos(tmp_path / "d", episodes=3, length=6))  # the arm moves at frame 3
+    policy = mikasa_policy(data, "bank", memory_length=4, chunk_prior=True, prior_readout_heads=1, pointer_loss_weight=1.0)
+    batch = _batch(policy, data, np.array([2, 0]), np.array([5, 6, -1]))  # episode 2 leaves the image: no target
+    assert batch["pointer_target"].tolist() == [[-1] * 6, [-1, -1, -1, 5, 5, 5]]
+    assert "pointer_target" not in _batch(policy, data, np.array([2, 0]))
+
+
+def test_the_camera_comes_from_the_folders_and_they_must_agree(tmp_path, monkeypatch):
+    from memstream.embodied.envs import mikasa as mikasa_envs
+    from memstream.embodied.policies.memvla.mikasa import demonstration_camera
+
+    one = tiny_demos(tmp_path / "a", episodes=1, first_seed=0, camera_params={"base_camera": down_camera(SIZE)})
+    old = tiny_demos(tmp_path / "b", episodes=1, first_seed=5)  # collected before the parameters were recorded
+    other = tiny_demos(tmp_path / "c", episodes=1, first_seed=9, camera_params={"base_camera": down_camera(SIZE, 2.0)})
+    assert demonstration_camera([old, one])["extrinsic"][2, 3] == 1.0  # the folder that records them answers
+    with pytest.raises(MemstreamError, match="record different base_camera parameters"):
+        demonstration_camera([one, other])
+    with pytest.raises(MemstreamError, match="hand camera moves with the arm"):
+        demonstration_camera(one, "hand_camera")
+
+    def no_simulator(*args, **kwargs):
+        raise MemstreamError("the MIKASA-Robo simulator is not installed", "pip install 'memstream[mikasa]'")
+
+    monkeypatch.setattr(mikasa_envs, "make_mikasa_env", no_simulator)
+    with pytest.raises(MemstreamError, match="collected before the camera parameters were recorded.*not installed") as caught:
+        demonstration_camera(old)
+    assert "collect the demonstrations again" in caught.value.one_line()
+
+
+def test_train_with_the_pointer_loss_records_it_and_refuses_what_cannot_work(tmp_path, capsys):
+    # the tiny states are N(0, 1) metres: a camera 20 m up sees them all, one 1 m up none
+    demos = tiny_demos(tmp_path / "d", camera_params={"base_camera": down_camera(SIZE, 20.0)})
+    pointer = ["--chunk-prior", "--prior-readout", "2", "--pointer-loss", "0.5"]
+    blind = tiny_demos(tmp_path / "blind", camera_params={"base_camera": down_camera(SIZE, 1.0)})
+    assert vla(["vla-train", "--demos", str(blind), "--out", str(tmp_path / "none"), *pointer, *TINY]) == 2
+    assert "no demonstration's end point falls inside the base_camera image" in capsys.readouterr().out
+    assert not (tmp_path / "none").exists()
+    assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "run"), *pointer, *TINY]) == 0
+    assert MemoryVLAPolicy.from_pretrained(tmp_path / "run").config.pointer_loss_weight == 0.5
+    assert json.loads((tmp_path / "run" / "mikasa.json").read_text())["pointer_loss_weight"] == 0.5
+    assert "pointer targets: 3 of 3 demonstrations end inside the base_camera image" in capsys.readouterr().err
+    for extra, says in ((["--pointer-loss", "1"], "--pointer-loss trains the chunk prior's readout"),
+                        ([*pointer[:3], "--pointer-loss", "-1"], "--pointer-loss must be a finite number >= 0"),
+                        ([*pointer, "--camera", "hand_camera"], "the hand camera moves"),
+                        ([*pointer[:3], "--resume", "--steps", "8"], "was trained with pointer_loss_weight=0.5, this run asks for 0.0")):
+        assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "run"), *TINY, *extra]) == 2, extra
+        printed = capsys.readouterr().out
+        assert says in printed and printed.count("\n") == 1, printed

@@ -13,7 +13,7 @@ from memstream.embodied.policies.cli import _collect_in_parallel, _shares
 from memstream.embodied.policies.memvla.mikasa import load_mikasa_demonstrations
 from memstream.streaming.errors import ConfigError, MemstreamError
 
-from tests.embodied.policies.util import tiny_demos, vla
+from tests.embodied.policies.util import down_camera, tiny_demos, vla
 
 needs_sim = pytest.mark.skipif(importlib.util.find_spec("mani_skill") is None or importlib.util.find_spec("mikasa_robo_suite") is None,
                                reason="needs ManiSkill3 and MIKASA-Robo (memstream[mikasa])")
@@ -27,9 +27,11 @@ def _video(root, record) -> str:
 
 
 def test_merge_renumbers_the_episodes_in_order_and_copies_them_unchanged(tmp_path):
-    one = tiny_demos(tmp_path / "a", episodes=2, length=6, seed=1, first_seed=0)
-    two = tiny_demos(tmp_path / "b", episodes=3, length=5, seed=2, first_seed=2)
+    camera = {"base_camera": down_camera()}
+    one = tiny_demos(tmp_path / "a", episodes=2, length=6, seed=1, first_seed=0, camera_params=camera)
+    two = tiny_demos(tmp_path / "b", episodes=3, length=5, seed=2, first_seed=2, camera_params=camera)
     info = merge_demonstrations(tmp_path / "m", [one, two])
+    assert info["memstream"]["camera_params"] == camera  # what the pointer loss projects through
     merged, sources = read_demonstrations(tmp_path / "m"), [read_demonstrations(one), read_demonstrations(two)]
     assert info["total_episodes"] == 5 and info["total_frames"] == 2 * 6 + 3 * 5 and info["splits"] == {"train": "0:5"}
     assert info["total_videos"] == 5 and info["features"] == sources[0].info["features"]

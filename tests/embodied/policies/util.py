@@ -35,12 +35,21 @@ def vla(argv: list[str]) -> int:
         return error.exit_code
 
 
+def down_camera(size: int = SIZE, height: float = 1.0) -> dict[str, list[list[float]]]:
+    """A pinhole camera ``height`` m above the world origin looking straight down (OpenCV convention:
+    image x along world x, image y along world -y), focal length ``size`` px: the world origin is the
+    image centre and 0.1 m is 0.1 * size / (height - z) px."""
+    return {"intrinsic_cv": [[float(size), 0.0, size / 2], [0.0, float(size), size / 2], [0.0, 0.0, 1.0]],
+            "extrinsic_cv": [[1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, height]]}
+
+
 def tiny_demos(root, episodes: int = 3, length: int = 6, seed: int = 0, first_seed: int = 10,
-               task: str = "RememberColor3", size: int = SIZE):
+               task: str = "RememberColor3", size: int = SIZE, camera_params: dict | None = None):
     """A real demonstration folder (Parquet + H.264, LeRobot v2.1 layout) of random tiny episodes with
-    simulator seeds ``first_seed ..``."""
+    simulator seeds ``first_seed ..`` (``camera_params``: recorded as a collection records them,
+    ``{"base_camera": {"intrinsic_cv", "extrinsic_cv"}}``; None, as folders written before)."""
     rng = np.random.default_rng(seed)
-    writer = _DatasetWriter(root, task, "touch the cube", size, cameras=("base_camera",))
+    writer = _DatasetWriter(root, task, "touch the cube", size, cameras=("base_camera",), camera_params=camera_params)
     for i in range(episodes):
         shade = np.linspace(0, 200, size, dtype=np.float32)[None, :, None] + 10 * np.arange(length)[:, None, None, None]
         video = np.broadcast_to(np.clip(shade, 0, 255), (length, size, size, 3)).astype(np.uint8)
