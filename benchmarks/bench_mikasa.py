@@ -322,7 +322,8 @@ def offline_vla(runs: list[str], demos: list[str], held_out: tuple[int, int], no
     run's training episodes, scored on the held-out ones), in the run's first row; ``train_check``:
     also score the run's first N training episodes (rows with ``split`` "train"): a policy that
     memorises its episodes agrees with the expert there far more than held out."""
-    from memstream.embodied.policies.memvla.mikasa import cue_probe, load_mikasa_demonstrations, load_mikasa_policy, open_loop_metrics
+    from memstream.embodied.policies.memvla.mikasa import (cue_probe, demonstration_camera, end_point_tokens,
+                                                           load_mikasa_demonstrations, load_mikasa_policy, open_loop_metrics)
 
     first, last = held_out
     data = load_mikasa_demonstrations(demos, max_episodes=last)
@@ -337,12 +338,16 @@ def offline_vla(runs: list[str], demos: list[str], held_out: tuple[int, int], no
         if not 0 <= train_check <= trained.get("demonstrations", 0):
             raise SystemExit(f"--train-check {train_check}: {run} was trained on {trained.get('demonstrations')} demonstrations")
         splits = [("held_out", list(range(first, last)))] + ([("train", list(range(train_check)))] if train_check else [])
+        tokens = None  # where a readout's first head should look (what --pointer-loss trains), for every policy with one
+        if policy.prior is not None and policy.prior.readout is not None:
+            tokens = end_point_tokens(data, demonstration_camera(demos, meta.get("camera", "base_camera")),
+                                      policy.config.perceptual_grid)
         for noise, (split, episodes) in [(n, s) for n in noises for s in splits]:
             policy.config.inference_noise = noise
             wipes = (False, True) if policy.memory is not None and noise == noises[0] and split == "held_out" else (False,)
             for wipe in wipes:
                 started = time.perf_counter()
-                metrics = open_loop_metrics(policy, data, episodes, wipe_at_first_move=wipe)
+                metrics = open_loop_metrics(policy, data, episodes, wipe_at_first_move=wipe, pointer_tokens=tokens)
                 rows.append({"run": run, "variant": meta["variant"], "steps": trained.get("steps", trained.get("checkpoint_step")),
                              "perceptual_pool": policy.config.perceptual_pool, "perceptual_grid": policy.config.perceptual_grid,
                              "chunk_prior": policy.config.chunk_prior, "head_film": policy.config.head_film,
@@ -505,13 +510,15 @@ def main() -> None:
                     "the first moving chunk heads for the expert's cube, chance 1/3; heading: its planar direction within "
                     "20 degrees of the expert's; episodes: held out, or the run's own training episodes; cue probes: the "
                     "colour's held-out "
-                    "linear probe at the first move from the bank's read-out / the fused cognitive token)",
+                    "linear probe at the first move from the bank's read-out / the fused cognitive token; pointer: the "
+                    "prior readout's first head on the end point's token at the first move)",
                     ["variant", "pool", "grid", "steps", "episodes", "noise", "bank wiped", "mse frozen", "mse move",
-                     "target agree", "heading within 20 deg", "classes (exp / pol)", "probe retrieved perc.", "probe fused cogn."],
+                     "target agree", "heading within 20 deg", "pointer", "classes (exp / pol)", "probe retrieved perc.",
+                     "probe fused cogn."],
                     [[r["variant"], r.get("perceptual_pool", "avg"), r.get("perceptual_grid", 4), r["steps"],
                       r.get("split", "held_out"), r["inference_noise"], r["bank_wiped_at_first_move"], round(r["mse_frozen"], 3),
                       round(r["mse_move"], 3), round(r["target_agreement"], 3), r.get("heading_within_20deg", "-"),
-                      f"{r['classes_expert']} / {r['classes_policy']}",
+                      r.get("pointer_on_target", "-"), f"{r['classes_expert']} / {r['classes_policy']}",
                       probe(r, "retrieved_perceptual"), probe(r, "fused_cognitive")]
                      for r in rows])
     elif args.what == "serve":

@@ -508,7 +508,8 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
 
 
 def open_loop_metrics(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: list[int] | np.ndarray,
-                      wipe_at_first_move: bool = False, seed: int = 0) -> dict[str, Any]:
+                      wipe_at_first_move: bool = False, seed: int = 0,
+                      pointer_tokens: np.ndarray | None = None) -> dict[str, Any]:
     """How the policy's chunks compare with the expert's on stored episodes (no simulator).
 
     Each episode streams through the policy frame by frame as in an evaluation (the bank sees every
@@ -526,8 +527,17 @@ def open_loop_metrics(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: l
         (:func:`heading_error_deg`), which needs no left / middle / right classes and so also scores
         RememberColor5 / 9, whose cubes stand on an arc. ``wipe_at_first_move`` clears the bank just
         before that frame: a policy that read the cue from the bank falls to chance.
+        ``pointer_on_target`` (with ``pointer_tokens``, :func:`end_point_tokens` of all of ``data``'s
+        episodes, and a prior readout): at that frame, the share of episodes whose prior readout's
+        first head puts its largest weight on the end point's token (what ``--pointer-loss`` trains).
     """
     policy.eval()
+    scores: list[torch.Tensor] = []
+    hook = None
+    if pointer_tokens is not None and policy.prior is not None and policy.prior.readout is not None:
+        # the readout's token scores of the last chunk prediction (B, N, H)
+        hook = policy.prior.readout.score.register_forward_hook(lambda module, args, out: scores.append(out.detach()))
+    pointed: list[bool] = []
     std = policy.action_std.detach().cpu().numpy().clip(1e-3)
     key = policy.config.image_key
     errors: dict[str, list[float]] = {"frozen": [], "move": []}
@@ -544,6 +554,7 @@ def open_loop_metrics(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: l
                    "task": [data.tasks[int(data.task_index[low + t])]], "episode_start": np.array([t == 0]),
                    "frame_index": np.array([t])}
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+            scores.clear()
             chunk = policy.predict_action_chunk(obs)[0].cpu().numpy()
             k = min(len(chunk), high - low - t)
             target = data.actions[low + t: low + t + k]
@@ -552,6 +563,10 @@ def open_loop_metrics(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: l
                 predicted.append(float(chunk[:k, 1].sum()))
                 expert.append(float(target[:, 1].sum()))
                 headings.append(heading_error_deg(chunk[:k, :2].sum(0), target[:, :2].sum(0)))
+                if hook is not None and pointer_tokens[episode] >= 0:
+                    pointed.append(int(scores[-1][0, :, 0].argmax()) == int(pointer_tokens[episode]))
+    if hook is not None:
+        hook.remove()
     policy.reset()
     predicted_a, expert_a = np.array(predicted), np.array(expert)
     sideways = np.abs(expert_a)[np.abs(expert_a) > 0.5]
@@ -564,7 +579,8 @@ def open_loop_metrics(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: l
             "classes_expert": np.bincount(e_class, minlength=3).tolist(),
             "classes_policy": np.bincount(p_class, minlength=3).tolist(),
             "heading_error_deg_median": float(np.nanmedian(headings)) if np.isfinite(headings).any() else float("nan"),
-            "heading_within_20deg": float((np.asarray(headings) < 20.0).mean()) if headings else float("nan")}
+            "heading_within_20deg": float((np.asarray(headings) < 20.0).mean()) if headings else float("nan"),
+            **({"pointer_on_target": float(np.mean(pointed)) if pointed else float("nan")} if hook is not None else {})}
 
 
 def heading_error_deg(predicted: np.ndarray, expert: np.ndarray) -> float:

@@ -56,3 +56,31 @@ def test_open_loop_metrics_score_the_chunk_predicted_at_the_first_move():
     assert metrics["heading_error_deg_median"] == pytest.approx(float(np.nanmedian(expected)), abs=1e-3)
     assert metrics["heading_within_20deg"] == pytest.approx(float(np.mean(np.array(expected) < 20.0)))
     assert 0.0 <= metrics["heading_error_deg_median"] <= 180.0
+
+
+def test_the_pointer_score_is_where_the_first_readout_head_looks_at_the_first_move():
+    from memstream.embodied.envs import collect_demonstrations
+
+    data = collect_demonstrations("cue_choice", num_episodes=3, seed=0, image_size=32)
+    torch.manual_seed(0)
+    policy = MemoryVLAPolicy(config_for(data, **TINY, chunk_prior=True, prior_readout_heads=2), dataset_stats(data)).eval()
+    looked = []
+    for episode in range(3):  # the first head's largest weight at each episode's first move, streamed as an evaluation
+        low, first = int(data.episode_bounds[episode]), first_move_frame(data, episode)
+        policy.reset()
+        for t in range(first + 1):
+            seen = []
+            hook = policy.prior.readout.score.register_forward_hook(lambda m, a, out, seen=seen: seen.append(out))
+            policy.predict_action_chunk({
+                "observation.image": data.images[low + t][None], "observation.state": data.states[low + t][None],
+                "task": [data.tasks[0]], "episode_start": np.array([t == 0]), "frame_index": np.array([t])})
+            hook.remove()
+        looked.append(int(seen[-1][0, :, 0].argmax()))
+    other = [(token + 1) % 4 for token in looked]
+    assert open_loop_metrics(policy, data, [0, 1, 2], pointer_tokens=np.array(looked))["pointer_on_target"] == 1.0
+    assert open_loop_metrics(policy, data, [0, 1, 2], pointer_tokens=np.array(other))["pointer_on_target"] == 0.0
+    # an end point outside the image is left out; without tokens, or without a readout, no score
+    mixed = np.array([looked[0], -1, other[2]])
+    assert open_loop_metrics(policy, data, [0, 1, 2], pointer_tokens=mixed)["pointer_on_target"] == 0.5
+    assert "pointer_on_target" not in open_loop_metrics(policy, data, [0, 1, 2])
+    assert not policy.prior.readout.score._forward_hooks  # the metric's hook is gone
