@@ -190,7 +190,7 @@ class _DatasetWriter:
             "features": features(image_size, cameras),
             "memstream": {"task": task_name, "control_mode": "pd_ee_delta_pose", "camera_housing": camera_housing},
         }
-        if camera_params:  # folders written before it was recorded lack it (see camera_params_of)
+        if camera_params:  # folders written before it was recorded lack it (see memvla.mikasa.demonstration_camera)
             self.info["memstream"]["camera_params"] = camera_params
         (root / "meta").mkdir(parents=True, exist_ok=True)
         (root / "meta" / "tasks.jsonl").write_text(json.dumps({"task_index": 0, "task": instruction}) + "\n")

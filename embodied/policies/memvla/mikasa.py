@@ -182,7 +182,7 @@ def demonstration_camera(root: str | Path | Sequence[str | Path], camera: str = 
                                   camera_housing=bool(own.get("camera_housing", False)))
         except MemstreamError as error:
             raise MemstreamError(f"{str(first.root)!r} was collected before the camera parameters were recorded, and the "
-                                 f"simulator that could tell them does not start: {error.args[0]}",
+                                 f"simulator that could tell them does not start: {error.what}",
                                  "Install the mikasa extra (README, MIKASA-Robo) or collect the demonstrations again") from error
         try:
             env.reset()
