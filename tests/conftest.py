@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import faulthandler
 import importlib.util
 import os
 import random
+import sys
 
 import numpy as np
 import pytest
@@ -27,6 +29,15 @@ if importlib.util.find_spec("torch") is not None:
 
     if not torch.cuda.is_available():
         os.environ["TRITON_INTERPRET"] = "1"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Keep Python's fault handler on after pytest's own plugin switches it off at the end of the session:
+    a fresh-venv CI run passed every test and then died with a segmentation fault at interpreter exit
+    (stop 35, not reproduced since), in some native library's teardown. If it happens again, every
+    thread's Python stack is printed to stderr, which names the library."""
+    faulthandler.enable(file=sys.__stderr__, all_threads=True)
 
 
 @pytest.fixture(autouse=True)
