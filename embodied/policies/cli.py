@@ -129,6 +129,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                             "image token of each demonstration's end point (RememberColor: the cued cube), through the "
                             "base camera, from the first moving frame on (0: off; needs --prior-readout; see "
                             "MemoryVLAConfig.pointer_loss_weight)")
+    train.add_argument("--prefix-episodes", type=int, default=0, metavar="N",
+                       help="each step also trains on N more episodes cut just after the arm's first move (the cue, "
+                            "the wait and the decision, a third of an episode's frames), so a step decides on more "
+                            "episodes for little more compute (0: off; see train_with_checkpoints)")
+    train.add_argument("--init-from", type=Path, default=None, metavar="DIR",
+                       help="start from the weights of a policy vla-train wrote (a run folder or its checkpoint/; same "
+                            "task, camera and architecture), with a new optimizer and schedule: to go on training with "
+                            "other training-only settings such as --pointer-loss or --prefix-episodes")
     train.add_argument("--n-action-steps", type=int, default=1,
                        help="actions of each predicted chunk that run before the policy predicts again, saved with the "
                             "policy (default 1: on RememberColor3 executing 4 left the tip 1.3 cm higher than the "
@@ -289,7 +297,7 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     for flag, value, low in (("--steps", args.steps, 1), ("--batch-episodes", args.batch_episodes, 1),
                              ("--checkpoint-every", args.checkpoint_every, 1), ("--memory-length", args.memory_length, 2),
                              ("--bank-heads", args.bank_heads, 1), ("--perceptual-grid", args.perceptual_grid, 1),
-                             ("--perceptual-subgrid", args.perceptual_subgrid, 1),
+                             ("--perceptual-subgrid", args.perceptual_subgrid, 1), ("--prefix-episodes", args.prefix_episodes, 0),
                              ("--max-episodes", 1 if args.max_episodes is None else args.max_episodes, 1)):
         if value < low:
             raise ConfigError(f"{flag} must be >= {low}, got {value}", f"Pass {flag} {max(low, 8)}")
@@ -297,8 +305,8 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         raise ConfigError(f"unknown policy variant {args.variant!r}", f"Choose among {', '.join(VARIANTS)}")
     from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
     from memstream.embodied.policies.memvla.mikasa import (ACTION_SPACE, demonstration_camera, demonstration_seeds,
-                                                           end_point_tokens, load_mikasa_demonstrations, mikasa_policy,
-                                                           train_with_checkpoints)
+                                                           end_point_tokens, init_from_trained, load_mikasa_demonstrations,
+                                                           mikasa_policy, train_with_checkpoints)
     # every check of the arguments alone comes before the demonstrations load (minutes for 1,000)
     if args.loss_frames is not None and args.loss_frames < 1:
         raise ConfigError(f"--loss-frames must be >= 1, got {args.loss_frames}", "Pass --loss-frames 8 or leave it out")
@@ -332,6 +340,12 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if not 0.0 <= args.augment_hue <= 0.5:
         raise ConfigError(f"--augment-hue must be in [0, 0.5] (a fraction of a full turn), got {args.augment_hue}",
                           "Pass 0 (off) or e.g. 0.5 (any hue)")
+    if args.init_from is not None and args.resume:
+        raise ConfigError("--init-from starts a new run from trained weights; --resume continues a run from its own checkpoint",
+                          "Drop one of them")
+    if args.init_from is not None and not (args.init_from / "mikasa.json").is_file():
+        raise ConfigError(f"{str(args.init_from)!r} holds no policy written by vla-train (no mikasa.json)",
+                          "Pass a vla-train output folder or its checkpoint/ folder")
     if args.resume and not (args.out / "checkpoint").is_dir():
         raise ConfigError(f"no checkpoint to resume in {str(args.out)!r}", "Drop --resume to start a new run")
     if args.resume:  # held before the minutes of loading: a second --resume into it is refused at once
@@ -365,8 +379,6 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
                               "or drop --pointer-loss")
         print(f"pointer targets: {int((pointer_tokens >= 0).sum())} of {len(pointer_tokens)} demonstrations end inside "
               f"the {args.camera} image", file=sys.stderr)
-    if not args.resume:  # after loading: a bad --demos leaves an earlier run's folder as it was
-        claim_output_dir(args.out, held, overwrite=args.overwrite)
     policy = mikasa_policy(data, args.variant, args.memory_length, seed=args.seed, camera=args.camera,
                            bank_heads=args.bank_heads,
                            loss_frames=args.loss_frames, inference_noise=args.inference_noise,
@@ -377,10 +389,20 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
                            prior_readout_heads=args.prior_readout, head_film=args.head_film, chunk_prior=args.chunk_prior,
                            goal_loss_weight=args.goal_loss, pointer_loss_weight=args.pointer_loss,
                            onset_loss_weight=args.onset_weight, augment_hue=args.augment_hue, n_action_steps=args.n_action_steps)
+    if args.resume:  # a run that started from trained weights keeps saying so
+        saved = json.loads((args.out / "checkpoint" / "mikasa.json").read_text())
+        if "init_from" in saved:
+            meta["init_from"] = saved["init_from"]
+    if args.init_from is not None:
+        trained = init_from_trained(policy, args.init_from, meta)
+        meta["init_from"] = {"folder": str(args.init_from), "steps": trained.get("steps", trained.get("checkpoint_step"))}
+    if not args.resume:  # after loading: a bad --demos or --init-from leaves an earlier run's folder as it was
+        claim_output_dir(args.out, held, overwrite=args.overwrite)
     started = time.perf_counter()
     losses = train_with_checkpoints(policy, data, args.out, args.steps, meta, batch_episodes=args.batch_episodes,
                                     seed=args.seed, checkpoint_every=args.checkpoint_every, resume=args.resume,
-                                    log=print, progress=False if args.no_progress else None, pointer_tokens=pointer_tokens)
+                                    log=print, progress=False if args.no_progress else None, pointer_tokens=pointer_tokens,
+                                    prefix_episodes=args.prefix_episodes)
     print(f"trained {args.variant} (L={args.memory_length}) on {data.num_episodes} {data.task_name} demonstrations "
           f"({len(data.images)} frames), final loss {losses[-1]:.4f} in {time.perf_counter() - started:.0f} s: {args.out}")
     return 0

@@ -76,10 +76,11 @@ def episode_batch(data: EpisodeDataset, episodes: np.ndarray, chunk_size: int) -
     }
 
 
-def optimizer_step(policy: MemoryVLAPolicy, batch: dict, optimizer: torch.optim.Optimizer,
+def optimizer_step(policy: MemoryVLAPolicy, batch: dict | list[dict], optimizer: torch.optim.Optimizer,
                    schedule: torch.optim.lr_scheduler.LRScheduler) -> float:
-    """One step on ``batch`` (loss, backward, clip at the config's norm, AdamW, schedule); the loss."""
-    loss, _ = policy(batch)
+    """One step on ``batch`` (loss, backward, clip at the config's norm, AdamW, schedule); the loss.
+    A list of batches (sequences of different lengths) is one step on the sum of their losses."""
+    loss = sum(policy(part)[0] for part in (batch if isinstance(batch, list) else [batch]))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(policy.get_optim_params(), policy.config.optimizer_grad_clip_norm)

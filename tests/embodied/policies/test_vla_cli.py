@@ -3,6 +3,7 @@ resume, variants, refusals of foreign checkpoints; the rollout test runs only wi
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import re
@@ -542,3 +543,78 @@ def test_train_with_the_pointer_loss_records_it_and_refuses_what_cannot_work(tmp
         assert vla(["vla-train", "--demos", str(demos), "--out", str(tmp_path / "run"), *TINY, *extra]) == 2, extra
         printed = capsys.readouterr().out
         assert says in printed and printed.count("\n") == 1, printed
+
+
+def test_a_prefix_batch_ends_each_episode_at_its_first_move():
+    from memstream.embodied.envs import collect_demonstrations
+    from memstream.embodied.policies.memvla.mikasa import _batch, first_move_frame
+
+    data = collect_demonstrations("cue_choice", num_episodes=3, seed=0, image_size=32)
+    actions = data.actions.copy()
+    for episode, held in enumerate((2, 4, 3)):  # the arm waits 2, 4 and 3 frames
+        actions[data.episode_bounds[episode]: data.episode_bounds[episode] + held] = 0.0
+    data = dataclasses.replace(data, actions=actions)
+    assert [first_move_frame(data, e) for e in range(3)] == [2, 4, 3]
+    policy = mikasa_policy(data, "bank", memory_length=4, camera="x", chunk_prior=True, prior_readout_heads=1,
+                           pointer_loss_weight=1.0)
+    whole = _batch(policy, data, np.array([0, 1, 2]), np.array([1, 2, 3]))
+    cut = _batch(policy, data, np.array([0, 1, 2]), np.array([1, 2, 3]), prefix=True)
+    assert cut["observation.images.x"].shape[1] == 5  # the longest prefix: frames 0 .. 4
+    assert cut["valid"].tolist() == [[True] * 3 + [False] * 2, [True] * 5, [True] * 4 + [False]]
+    # the frames kept are the whole episode's, with the targets they had there: the chunk (of later actions too)
+    for key in ("observation.images.x", "observation.state", "action", "action_is_pad", "frame_index", "action_onset"):
+        torch.testing.assert_close(cut[key], whole[key][:, :5])
+    assert cut["pointer_target"].tolist() == [[-1, -1, 1, 1, 1], [-1, -1, -1, -1, 2], [-1, -1, -1, 3, 3]]
+    torch.testing.assert_close(cut["goal_state"], whole["goal_state"])
+    _, info = policy.train()(cut)  # one decision frame an episode carries the pointer loss
+    assert info["pointer_loss"] > 0
+
+
+def test_train_adds_prefix_episodes_to_each_step_and_a_resume_must_keep_them(tmp_path, capsys):
+    demos = tiny_demos(tmp_path / "d", episodes=4, camera_params={"base_camera": down_camera(SIZE, 20.0)})
+    common = ["--demos", str(demos), "--chunk-prior", "--prior-readout", "2", "--pointer-loss", "1", *TINY]
+    assert vla(["vla-train", *common, "--out", str(tmp_path / "run"), "--prefix-episodes", "3"]) == 0
+    meta = json.loads((tmp_path / "run" / "mikasa.json").read_text())
+    assert meta["prefix_episodes"] == 3 and meta["batch_episodes"] == 2
+    assert vla(["vla-train", *common, "--out", str(tmp_path / "plain")]) == 0
+    assert json.loads((tmp_path / "plain" / "mikasa.json").read_text())["prefix_episodes"] == 0
+    changed = [a for a in load_file(tmp_path / "run" / "model.safetensors").items()
+               if not torch.equal(a[1], load_file(tmp_path / "plain" / "model.safetensors")[a[0]])]
+    assert changed  # the extra episodes moved the weights
+    capsys.readouterr()
+    assert vla(["vla-train", *common[:-len(TINY)], "--steps", "8", *TINY[2:], "--out", str(tmp_path / "run"), "--resume"]) == 2
+    assert "was trained with prefix_episodes=3, this run asks for 0" in capsys.readouterr().out
+    assert vla(["vla-train", *common, "--out", str(tmp_path / "bad"), "--prefix-episodes", "-1"]) == 2
+    assert "--prefix-episodes must be >= 0, got -1" in capsys.readouterr().out
+
+
+def test_train_can_start_from_a_trained_policys_weights(tmp_path, capsys):
+    from memstream.embodied.policies.memvla.mikasa import init_from_trained
+
+    demos = tiny_demos(tmp_path / "d", episodes=4, camera_params={"base_camera": down_camera(SIZE, 20.0)})
+    readout = ["--demos", str(demos), "--chunk-prior", "--prior-readout", "2"]
+    assert vla(["vla-train", *readout, *TINY, "--out", str(tmp_path / "a")]) == 0
+    trained = load_file(tmp_path / "a" / "model.safetensors")
+    data = load_mikasa_demonstrations(demos)
+    fresh = mikasa_policy(data, "bank", seed=5, chunk_prior=True, prior_readout_heads=2, pointer_loss_weight=1.0)
+    meta = json.loads((tmp_path / "a" / "mikasa.json").read_text())
+    assert init_from_trained(fresh, tmp_path / "a", meta)["steps"] == 4
+    for key, value in fresh.state_dict().items():  # weights and normalisation statistics
+        assert torch.equal(value, trained[key]), key
+    # go on with the pointer loss and extra episodes, from its weights: recorded, and kept through a resume
+    more = [*readout, "--pointer-loss", "1", "--prefix-episodes", "2", "--out", str(tmp_path / "b")]
+    assert vla(["vla-train", *more, *TINY, "--init-from", str(tmp_path / "a" / "checkpoint")]) == 0
+    meta = json.loads((tmp_path / "b" / "mikasa.json").read_text())
+    assert meta["init_from"] == {"folder": str(tmp_path / "a" / "checkpoint"), "steps": 4} and meta["pointer_loss_weight"] == 1
+    assert vla(["vla-train", *more, "--steps", "6", *TINY[2:], "--resume"]) == 0
+    assert json.loads((tmp_path / "b" / "mikasa.json").read_text())["init_from"]["steps"] == 4
+    capsys.readouterr()
+    for extra, says in (([*readout[:2], "--out", str(tmp_path / "c")], "do not fit this policy"),  # no prior readout
+                        ([*readout, "--camera", "hand_camera", "--out", str(tmp_path / "c")], "no camera 'hand_camera'"),
+                        ([*more[:-1], str(tmp_path / "b"), "--resume"], "--init-from starts a new run"),
+                        ([*readout, "--out", str(tmp_path / "c")], "holds no policy written by vla-train")):
+        source = tmp_path / ("d" if "holds no policy" in says else "a")
+        assert vla(["vla-train", *extra, *TINY, "--init-from", str(source)]) == 2, says
+        printed = capsys.readouterr().out
+        assert says in printed and printed.count("\n") == 1, printed
+    assert not (tmp_path / "c").exists()
