@@ -282,9 +282,11 @@ def _batch(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: np.ndarray,
     if prefix:
         keep = int(min(first.max() + 1, steps))
         batch["valid"] = batch["valid"] & torch.from_numpy(np.arange(steps)[None] <= first[:, None])
-        for key, value in batch.items():  # every per-frame entry (B, T, ...) is cut to the longest prefix
-            if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[:2] == (len(episodes), steps):
-                batch[key] = value[:, :keep]
+        frames = (policy.config.image_key, "observation.state", "action", "action_is_pad", "valid", "frame_index",
+                  "action_onset", "pointer_target")  # the per-frame entries (B, T, ...); goal_state and task are per episode
+        for key in frames:
+            if key in batch:
+                batch[key] = batch[key][:, :keep]
     return batch
 
 

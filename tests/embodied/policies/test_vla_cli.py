@@ -565,7 +565,13 @@ def test_a_prefix_batch_ends_each_episode_at_its_first_move():
     for key in ("observation.images.x", "observation.state", "action", "action_is_pad", "frame_index", "action_onset"):
         torch.testing.assert_close(cut[key], whole[key][:, :5])
     assert cut["pointer_target"].tolist() == [[-1, -1, 1, 1, 1], [-1, -1, -1, -1, 2], [-1, -1, -1, 3, 3]]
-    torch.testing.assert_close(cut["goal_state"], whole["goal_state"])
+    torch.testing.assert_close(cut["goal_state"], whole["goal_state"])  # per episode: kept whole
+    assert set(cut) == set(whole)
+    # a per-episode entry is never cut, even where its width equals the batch's length in frames
+    width = int(data.lengths[0])  # states as wide as episode 0 is long
+    wide = dataclasses.replace(data, states=np.repeat(data.states[:, :1], width, axis=1))
+    short = _batch(mikasa_policy(wide, "bank", memory_length=4, camera="x"), wide, np.array([0]), prefix=True)  # episode 0: the longest prefix is 3 frames
+    assert short["goal_state"].shape == (1, width) and short["observation.state"].shape[:3] == (1, 3, width)
     _, info = policy.train()(cut)  # one decision frame an episode carries the pointer loss
     assert info["pointer_loss"] > 0
 
