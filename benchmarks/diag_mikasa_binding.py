@@ -51,28 +51,16 @@ from torch import nn
 
 CHOICE_M = 0.04  # a prediction this close to the cued cube picks it (cubes stand 8-10 cm apart)
 GRID, DIM, SUBGRID, HEADS = 8, 64, 2, 4  # the policy's best RememberColor settings
-CUBE_Z = 0.02  # the suite's cube half size: the cube's centre height
-
-
-def camera(task: str) -> tuple[np.ndarray, np.ndarray]:
-    """The suite's base camera (intrinsic 3x3, extrinsic 3x4, OpenCV convention); fixed for the task."""
-    from memstream.embodied.envs.mikasa import make_mikasa_env
-
-    env = make_mikasa_env(task, seed=0, cameras=("base_camera",))
-    try:
-        env.reset()
-        params = env.unwrapped.scene.sensors["base_camera"].get_params()
-        return np.asarray(params["intrinsic_cv"][0], np.float64), np.asarray(params["extrinsic_cv"][0], np.float64)
-    finally:
-        env.close()
 
 
 def target_tokens(goals: np.ndarray, intrinsic: np.ndarray, extrinsic: np.ndarray, image_px: int) -> torch.Tensor:
-    """int64 (B,): the token (row-major, GRID x GRID) the cube at each goal (x, y, CUBE_Z) projects into."""
-    world = np.concatenate([goals, np.full((len(goals), 1), CUBE_Z)], axis=1)
-    pixels = (world @ extrinsic[:, :3].T + extrinsic[:, 3]) @ intrinsic.T
-    cells = np.clip((pixels[:, :2] / pixels[:, 2:] // (image_px / GRID)).astype(int), 0, GRID - 1)
-    return torch.as_tensor(cells[:, 1] * GRID + cells[:, 0])
+    """int64 (B,): the token (row-major, GRID x GRID) the cube at each goal (x, y) projects into (the
+    policy's own projection: ``project_to_tokens`` at the objects' centre height)."""
+    from memstream.embodied.envs.mikasa.experts import OBJECT_CENTRE_Z_M
+    from memstream.embodied.policies.memvla.mikasa import project_to_tokens
+
+    world = np.concatenate([goals, np.full((len(goals), 1), OBJECT_CENTRE_Z_M)], axis=1)
+    return torch.as_tensor(project_to_tokens(world, intrinsic, extrinsic, image_px, GRID))
 
 
 def samples(data) -> dict[str, torch.Tensor]:
@@ -194,7 +182,10 @@ def main() -> None:
               "test": {k: v[args.train_episodes:] for k, v in everything.items()}}
     if args.held:
         splits["held"] = samples(load_mikasa_demonstrations(args.held))
-    cam = camera(data.task_name)
+    from memstream.embodied.policies.memvla.mikasa import demonstration_camera
+
+    found = demonstration_camera(args.demos)  # the suite's base camera, recorded or read from the simulator
+    cam = (found["intrinsic"], found["extrinsic"])
     mean, std = train["goal"].mean(0), train["goal"].std(0)
     colours = int(everything["colour"].max()) + 1
     runs = []
@@ -211,7 +202,8 @@ def main() -> None:
             loss = (out - (train["goal"][pick] - mean) / std).pow(2).mean()
             if args.pointer_loss and model.pointer is not None:
                 cued = target_tokens(train["goal"][pick].numpy(), *cam, image_px)
-                loss = loss + args.pointer_loss * nn.functional.nll_loss(model.pointer.clamp_min(1e-8).log(), cued)
+                loss = loss + args.pointer_loss * nn.functional.nll_loss(model.pointer.clamp_min(1e-8).log(), cued,
+                                                                        ignore_index=-1)  # -1: outside the image
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
