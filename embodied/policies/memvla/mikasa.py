@@ -591,35 +591,37 @@ def open_loop_metrics(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: l
         # the readout's token scores of the last chunk prediction (B, N, H)
         hook = policy.prior.readout.score.register_forward_hook(lambda module, args, out: scores.append(out.detach()))
     pointed: list[bool] = []
-    std = policy.action_std.detach().cpu().numpy().clip(1e-3)
-    key = policy.config.image_key
-    errors: dict[str, list[float]] = {"frozen": [], "move": []}
-    predicted, expert, headings = [], [], []
-    generator = torch.Generator().manual_seed(seed)
-    for episode in episodes:
-        low, high = int(data.episode_bounds[episode]), int(data.episode_bounds[episode + 1])
-        first = first_move_frame(data, episode)
-        policy.reset()
-        for t in range(high - low):
-            if wipe_at_first_move and t == first and policy.memory is not None:
-                policy.memory.reset()
-            obs = {key: data.images[low + t][None], "observation.state": data.states[low + t][None],
-                   "task": [data.tasks[int(data.task_index[low + t])]], "episode_start": np.array([t == 0]),
-                   "frame_index": np.array([t])}
-            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-            scores.clear()
-            chunk = policy.predict_action_chunk(obs)[0].cpu().numpy()
-            k = min(len(chunk), high - low - t)
-            target = data.actions[low + t: low + t + k]
-            errors["frozen" if t < first else "move"].append(float((((chunk[:k] - target) / std) ** 2)[:, :3].mean()))
-            if t == first:
-                predicted.append(float(chunk[:k, 1].sum()))
-                expert.append(float(target[:, 1].sum()))
-                headings.append(heading_error_deg(chunk[:k, :2].sum(0), target[:, :2].sum(0)))
-                if hook is not None and pointer_tokens[episode] >= 0:
-                    pointed.append(int(scores[-1][0, :, 0].argmax()) == int(pointer_tokens[episode]))
-    if hook is not None:
-        hook.remove()
+    try:
+        std = policy.action_std.detach().cpu().numpy().clip(1e-3)
+        key = policy.config.image_key
+        errors: dict[str, list[float]] = {"frozen": [], "move": []}
+        predicted, expert, headings = [], [], []
+        generator = torch.Generator().manual_seed(seed)
+        for episode in episodes:
+            low, high = int(data.episode_bounds[episode]), int(data.episode_bounds[episode + 1])
+            first = first_move_frame(data, episode)
+            policy.reset()
+            for t in range(high - low):
+                if wipe_at_first_move and t == first and policy.memory is not None:
+                    policy.memory.reset()
+                obs = {key: data.images[low + t][None], "observation.state": data.states[low + t][None],
+                       "task": [data.tasks[int(data.task_index[low + t])]], "episode_start": np.array([t == 0]),
+                       "frame_index": np.array([t])}
+                torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+                scores.clear()
+                chunk = policy.predict_action_chunk(obs)[0].cpu().numpy()
+                k = min(len(chunk), high - low - t)
+                target = data.actions[low + t: low + t + k]
+                errors["frozen" if t < first else "move"].append(float((((chunk[:k] - target) / std) ** 2)[:, :3].mean()))
+                if t == first:
+                    predicted.append(float(chunk[:k, 1].sum()))
+                    expert.append(float(target[:, 1].sum()))
+                    headings.append(heading_error_deg(chunk[:k, :2].sum(0), target[:, :2].sum(0)))
+                    if hook is not None and pointer_tokens[episode] >= 0:
+                        pointed.append(int(scores[-1][0, :, 0].argmax()) == int(pointer_tokens[episode]))
+    finally:
+        if hook is not None:
+            hook.remove()
     policy.reset()
     predicted_a, expert_a = np.array(predicted), np.array(expert)
     sideways = np.abs(expert_a)[np.abs(expert_a) > 0.5]
