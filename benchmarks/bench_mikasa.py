@@ -177,7 +177,7 @@ def demos(task: str, episodes: int, workers: int = 1) -> dict:
 def serve_latency(steps: int, threads: int, run: str | None = None) -> list[dict]:
     """Median policy step (observe + one chunk) in process at batch 1 and 8 (8 parallel envs) and over
     the WebSocket server at batch 1. ``run``: a ``vla-train`` folder whose policy is measured; without
-    it, random weights in the settings the README's variant table trains with (max-pooled 4x4 tokens,
+    it, random weights in the settings the variant table of ``benchmarks/MIKASA.md`` trains with (max-pooled 4x4 tokens,
     chunk prior, bank L = 16), which cost the same per step."""
     import numpy as np
     import torch

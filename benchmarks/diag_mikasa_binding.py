@@ -32,7 +32,7 @@ Measured (RememberColor5, 900 training demonstrations, 100 test, 50 held out (se
 32, Adam 1e-3, 3,000 steps, 0.2-0.3 s a step with two runs side by side on a 2-core machine): with
 the cue's colour given, 0.98-1.00 of the choices are right; reading it from memory, no scorer learns
 anything (0.00), the policy's gate path included; with ``--pointer-loss 1`` the gate path chooses
-right in 0.88 of held-out episodes. The README's "Where the choice is lost: reading the colour from
+right in 0.88 of held-out episodes. ``benchmarks/MIKASA.md``'s "Where the choice is lost: reading the colour from
 memory" has the table; ``results/mikasa_binding.json`` every evaluation.
 
     python benchmarks/diag_mikasa_binding.py --demos D1 D2 D3 --held DH --variants gate query --steps 1500

@@ -94,7 +94,7 @@ class MemoryVLAConfig:
             whichever cube was chosen); the goal names the decision on every frame after it is
             determined, so the tokens that carry it get a gradient from every frame. Training
             only (the MLP is not used to act); needs a state feature. Measured on RememberColor3
-            (README): no gain, since after the first move the motion under way gives the goal away.
+            (benchmarks/MIKASA.md): no gain, since after the first move the motion under way gives the goal away.
         onset_loss_weight: weight of the action-onset frames in the chunk prior's loss (1: every
             frame alike, the default and every policy saved before the setting existed). The onset
             is the first :data:`ONSET_FRAMES` frames from the demonstration's first non-zero action.
@@ -102,7 +102,7 @@ class MemoryVLAConfig:
             cubes appear and the arm leaves in the same frame), every later frame can be predicted
             from the motion already under way (the state shows where the arm is heading), so the
             loss is low for a policy that never reads its memory except on these one or two frames
-            of twenty-five. Needs ``chunk_prior``. Measured on RememberColor3 with weight 10 (README):
+            of twenty-five. Needs ``chunk_prior``. Measured on RememberColor3 with weight 10 (benchmarks/MIKASA.md):
             held-out first-move agreement 0.50 -> 0.54, simulator success 0.20 -> 0.29.
         pointer_loss_weight: weight of an auxiliary cross-entropy (0: off, the default and every
             policy saved before the setting existed; needs ``prior_readout_heads``): the chunk
