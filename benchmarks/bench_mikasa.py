@@ -293,6 +293,7 @@ def gather_vla(runs: list[str], train_logs: list[str] | None = None) -> list[dic
                      "eval_seeds": [min(e["seed"] for e in episodes), max(e["seed"] for e in episodes)] if episodes else None,
                      "demo_seeds": meta.get("demo_seeds"), "init_seed": meta.get("seed"),
                      "train_steps": meta.get("steps", meta.get("checkpoint_step")), "batch_episodes": meta.get("batch_episodes"),
+                     "prefix_episodes": meta.get("prefix_episodes", 0), "init_from": meta.get("init_from"),
                      "loss_frames": config.get("loss_frames"), "bank_gradients": config.get("bank_gradients", False),
                      "bank_heads": (config.get("bank") or {}).get("num_heads") if config.get("memory") == "bank" else None,
                      "perceptual_pool": config.get("perceptual_pool", "avg"), "perceptual_grid": config.get("perceptual_grid", 4),
@@ -349,6 +350,7 @@ def offline_vla(runs: list[str], demos: list[str], held_out: tuple[int, int], no
                 started = time.perf_counter()
                 metrics = open_loop_metrics(policy, data, episodes, wipe_at_first_move=wipe, pointer_tokens=tokens)
                 rows.append({"run": run, "variant": meta["variant"], "steps": trained.get("steps", trained.get("checkpoint_step")),
+                             "prefix_episodes": trained.get("prefix_episodes", 0), "init_from": trained.get("init_from"),
                              "perceptual_pool": policy.config.perceptual_pool, "perceptual_grid": policy.config.perceptual_grid,
                              "chunk_prior": policy.config.chunk_prior, "head_film": policy.config.head_film,
                              "goal_loss_weight": policy.config.goal_loss_weight,
