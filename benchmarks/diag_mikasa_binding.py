@@ -53,7 +53,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -168,18 +170,14 @@ def evaluate(model: BindingProbe, split: dict[str, torch.Tensor], mean: torch.Te
 GRAFT = {"encoder.": "perceptual_encoder.", "memory.": "memory.perceptual.", "readout.": "prior.readout."}
 
 
-def graft(model: BindingProbe, policy_dir: str, out: str) -> None:
-    """Copy the ``vla-train`` policy in ``policy_dir`` to ``out`` with the modules the gate variant
-    shares with it (image encoder, the bank's perceptual stream, the chunk prior's readout) taken from
-    ``model``; every other weight, the config and ``mikasa.json`` stay as they were. Refused when a
-    shared weight is missing from the policy or has another shape (other grid, width or heads)."""
-    import shutil
-    from pathlib import Path
+def grafted_weights(model: BindingProbe, policy_dir: str) -> dict[str, torch.Tensor]:
+    """The weights of the ``vla-train`` policy in ``policy_dir`` with the modules the gate variant
+    shares with it (image encoder, the bank's perceptual stream, the chunk prior's readout) taken
+    from ``model``. Refused when a shared weight is missing from the policy or has another shape
+    (other grid, width or heads)."""
+    from safetensors.torch import load_file
 
-    from safetensors.torch import load_file, save_file
-
-    source, target = Path(policy_dir), Path(out)
-    weights = load_file(str(source / "model.safetensors"))
+    weights = load_file(str(Path(policy_dir) / "model.safetensors"))
     for name, value in model.state_dict().items():
         prefix = next((p for p in GRAFT if name.startswith(p)), None)
         if prefix is None:
@@ -189,9 +187,22 @@ def graft(model: BindingProbe, policy_dir: str, out: str) -> None:
             raise SystemExit(f"error: {policy_dir} has no weight {key} of shape {tuple(value.shape)}: graft into a policy "
                              f"trained with 8x8 tokens, subgrid 2, fine position, readout {HEADS} and a bank")
         weights[key] = value.detach().clone()
-    target.mkdir(parents=True, exist_ok=False)
-    for name in ("config.json", "mikasa.json"):
-        shutil.copy2(source / name, target / name)
+    return weights
+
+
+def graft(model: BindingProbe, policy_dir: str, out: str, steps: int) -> None:
+    """Copy the policy in ``policy_dir`` to ``out`` with :func:`grafted_weights`; the config stays,
+    and ``mikasa.json`` records what was grafted (``grafted_binding``)."""
+    from safetensors.torch import save_file
+
+    source, target = Path(policy_dir), Path(out)
+    weights = grafted_weights(model, policy_dir)
+    meta = json.loads((source / "mikasa.json").read_text())
+    meta["grafted_binding"] = {"from": "benchmarks/diag_mikasa_binding.py", "variant": model.variant, "steps": steps,
+                               "modules": sorted(set(GRAFT.values())), "into": str(source)}
+    target.mkdir(parents=True)
+    shutil.copy2(source / "config.json", target / "config.json")
+    (target / "mikasa.json").write_text(json.dumps(meta, indent=1))
     save_file(weights, str(target / "model.safetensors"))
     print(f"grafted the trained encoder, perceptual memory and readout into a copy of {policy_dir}: {out}")
 
@@ -220,6 +231,8 @@ def main() -> None:
     args = parser.parse_args()
     if bool(args.graft_into) != bool(args.graft_out) or (args.graft_into and "gate" not in args.variants):
         parser.error("--graft-into needs --graft-out and the gate variant (the policy's own path)")
+    if args.graft_out and Path(args.graft_out).exists():
+        parser.error(f"--graft-out {args.graft_out} exists: name a new folder")
     from memstream.embodied.policies.memvla.mikasa import load_mikasa_demonstrations
 
     torch.set_num_threads(args.threads)
@@ -237,6 +250,8 @@ def main() -> None:
     cam = (found["intrinsic"], found["extrinsic"])
     mean, std = train["goal"].mean(0), train["goal"].std(0)
     colours = int(everything["colour"].max()) + 1
+    if args.graft_into:  # refuse a policy that cannot take the weights before training, not after
+        grafted_weights(BindingProbe("gate", image_px, colours), args.graft_into)
     runs = []
     for variant in args.variants:
         torch.manual_seed(args.seed)
@@ -263,7 +278,7 @@ def main() -> None:
                 rows.append(row)
         runs.append({"variant": variant, "pointer_loss": args.pointer_loss, "tag": args.tag, "rows": rows})
         if variant == "gate" and args.graft_into:
-            graft(model, args.graft_into, args.graft_out)
+            graft(model, args.graft_into, args.graft_out, args.steps)
     print_table(f"{data.task_name}: choice (prediction within {CHOICE_M * 100:.0f} cm of the cued cube) at the last step",
                 ["variant", "pointer loss", "steps", *[f"{name} choice" for name in splits], "test error cm"],
                 [[r["variant"], r["pointer_loss"], r["rows"][-1]["step"], *[r["rows"][-1][name]["choice"] for name in splits],
