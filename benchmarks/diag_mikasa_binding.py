@@ -35,7 +35,9 @@ anything (0.00), the policy's gate path included; with ``--pointer-loss 1`` the 
 right in 0.88 of held-out episodes. ``benchmarks/MIKASA.md``'s "Where the choice is lost: reading the colour from
 memory" has the table; ``results/mikasa_binding.json`` every evaluation.
 
-``--graft-into POLICY --graft-out DIR`` turns the diagnostic into a warm start: after training the
+``memstream vla-train --binding-warmup N`` is this warm start inside the policy's training (the gate
+path on the policy's own modules, ``memstream.embodied.policies.memvla.binding``).
+``--graft-into POLICY --graft-out DIR`` turns the diagnostic into a warm start for a trained policy: after training the
 gate variant it writes a copy of a ``vla-train`` policy (same 8x8 tokens, readout 4) whose image
 encoder, perceptual memory stream and chunk-prior readout are the trained ones, for ``vla-train
 --init-from DIR``. Measured (stop 37): grafted into a RememberColor5 policy, the readout's first head
@@ -77,18 +79,11 @@ def target_tokens(goals: np.ndarray, intrinsic: np.ndarray, extrinsic: np.ndarra
 
 
 def samples(data) -> dict[str, torch.Tensor]:
-    """One sample per episode: memory (E, 2, H, W, 3) uint8, query (E, H, W, 3), goal (E, 2), colour (E,)."""
-    from memstream.embodied.policies.memvla.mikasa import first_move_frame
+    """One sample per episode: memory (E, 2, H, W, 3) uint8, query (E, H, W, 3), goal (E, 2), colour (E,)
+    (the warm start's samples, ``binding_samples``, with the cued colour for the oracle variant)."""
+    from memstream.embodied.policies.memvla.binding import binding_samples
 
-    memory, query, goal = [], [], []
-    for episode in range(data.num_episodes):
-        low, high = int(data.episode_bounds[episode]), int(data.episode_bounds[episode + 1])
-        first = first_move_frame(data, episode)
-        memory.append(data.images[[low, low + first - 1]])  # the cue frame, the last empty one
-        query.append(data.images[low + first])
-        goal.append(data.states[high - 1, :2])
-    return {"memory": torch.from_numpy(np.stack(memory)), "query": torch.from_numpy(np.stack(query)),
-            "goal": torch.from_numpy(np.stack(goal)).float(), "colour": torch.as_tensor(data.hidden_info[:, 0])}
+    return {**binding_samples(data), "colour": torch.as_tensor(data.hidden_info[:, 0])}
 
 
 def as_float(images: torch.Tensor) -> torch.Tensor:

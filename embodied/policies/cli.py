@@ -137,6 +137,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="start from the weights of a policy vla-train wrote (a run folder or its checkpoint/; same "
                             "task, camera and architecture), with a new optimizer and schedule: to go on training with "
                             "other training-only settings such as --pointer-loss or --prefix-episodes")
+    train.add_argument("--binding-warmup", type=int, default=0, metavar="N",
+                       help="before the training, N steps that teach the image encoder, the bank's perceptual stream "
+                            "and the chunk prior's readout which object the remembered cue picks, on one decision per "
+                            "demonstration (cue frame, last frame before the move, first moving frame) with the pointer "
+                            "loss (RememberColor5: 3000; needs --chunk-prior --prior-readout and the bank; 0: off; see "
+                            "memstream.embodied.policies.memvla.binding)")
     train.add_argument("--n-action-steps", type=int, default=1,
                        help="actions of each predicted chunk that run before the policy predicts again, saved with the "
                             "policy (default 1: on RememberColor3 executing 4 left the tip 1.3 cm higher than the "
@@ -298,6 +304,7 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
                              ("--checkpoint-every", args.checkpoint_every, 1), ("--memory-length", args.memory_length, 2),
                              ("--bank-heads", args.bank_heads, 1), ("--perceptual-grid", args.perceptual_grid, 1),
                              ("--perceptual-subgrid", args.perceptual_subgrid, 1), ("--prefix-episodes", args.prefix_episodes, 0),
+                             ("--binding-warmup", args.binding_warmup, 0),
                              ("--max-episodes", 1 if args.max_episodes is None else args.max_episodes, 1)):
         if value < low:
             raise ConfigError(f"{flag} must be >= {low}, got {value}", f"Pass {flag} {max(low, 8)}")
@@ -328,6 +335,15 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if args.pointer_loss and args.camera == "hand_camera":
         raise ConfigError("--pointer-loss projects the end point through a camera fixed to the world; the hand camera moves",
                           "Train on --camera base_camera or drop --pointer-loss")
+    if args.binding_warmup and not (args.prior_readout and args.variant == "bank"):
+        raise ConfigError("--binding-warmup trains the bank's perceptual stream and the chunk prior's readout",
+                          "Train --variant bank with --chunk-prior --prior-readout 4, or drop --binding-warmup")
+    if args.binding_warmup and args.camera == "hand_camera":
+        raise ConfigError("--binding-warmup projects the end point through a camera fixed to the world; the hand camera moves",
+                          "Train on --camera base_camera or drop --binding-warmup")
+    if args.binding_warmup and args.resume:
+        raise ConfigError("--binding-warmup runs before a run's first step; the checkpoint of a resumed run holds it already",
+                          "Drop --binding-warmup when resuming")
     if args.augment_shift < 0 or args.state_noise < 0:
         raise ConfigError(f"--augment-shift and --state-noise must be >= 0, got {args.augment_shift} and {args.state_noise}",
                           "Pass --augment-shift 4 --state-noise 0.1, or 0 to switch one off")
@@ -371,12 +387,13 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             "demo_seeds": demonstration_seeds(args.demos),
             "demonstrations": data.num_episodes}
     pointer_tokens = None
-    if args.pointer_loss:  # before the folder is claimed: no simulator for old folders is an error that writes nothing
+    if args.pointer_loss or args.binding_warmup:  # before the folder is claimed: no simulator for old folders is an error that writes nothing
         pointer_tokens = end_point_tokens(data, demonstration_camera(args.demos, args.camera), args.perceptual_grid)
         if not (pointer_tokens >= 0).any():
-            raise ConfigError(f"no demonstration's end point falls inside the {args.camera} image, so the pointer loss "
+            flag = "--pointer-loss" if args.pointer_loss else "--binding-warmup"
+            raise ConfigError(f"no demonstration's end point falls inside the {args.camera} image, so {flag} "
                               "has nothing to train", "Check the camera parameters in the folders' meta/info.json, "
-                              "or drop --pointer-loss")
+                              f"or drop {flag}")
         print(f"pointer targets: {int((pointer_tokens >= 0).sum())} of {len(pointer_tokens)} demonstrations end inside "
               f"the {args.camera} image", file=sys.stderr)
     policy = mikasa_policy(data, args.variant, args.memory_length, seed=args.seed, camera=args.camera,
@@ -391,14 +408,22 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
                            onset_loss_weight=args.onset_weight, augment_hue=args.augment_hue, n_action_steps=args.n_action_steps)
     if args.resume:  # a run that started from trained weights keeps saying so
         saved = json.loads((args.out / "checkpoint" / "mikasa.json").read_text())
-        if "init_from" in saved:
-            meta["init_from"] = saved["init_from"]
+        for key in ("init_from", "binding_warmup"):
+            if key in saved:
+                meta[key] = saved[key]
     if args.init_from is not None:
         trained = init_from_trained(policy, args.init_from, meta)
         meta["init_from"] = {"folder": str(args.init_from), "steps": trained.get("steps", trained.get("checkpoint_step"))}
     if not args.resume:  # after loading: a bad --demos or --init-from leaves an earlier run's folder as it was
         claim_output_dir(args.out, held, overwrite=args.overwrite)
     started = time.perf_counter()
+    if args.binding_warmup:
+        from memstream.embodied.policies.memvla.binding import binding_warmup
+
+        meta["binding_warmup"] = binding_warmup(policy, data, pointer_tokens, args.binding_warmup, seed=args.seed, log=print)
+        print(f"binding warm start: {args.binding_warmup} steps in {meta['binding_warmup']['seconds']:.0f} s, the readout's "
+              f"first head on the end point's token in {meta['binding_warmup']['pointer_on_target']} of "
+              f"{meta['binding_warmup']['scored_demonstrations']} demonstrations", file=sys.stderr)
     losses = train_with_checkpoints(policy, data, args.out, args.steps, meta, batch_episodes=args.batch_episodes,
                                     seed=args.seed, checkpoint_every=args.checkpoint_every, resume=args.resume,
                                     log=print, progress=False if args.no_progress else None, pointer_tokens=pointer_tokens,

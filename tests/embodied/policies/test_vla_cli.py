@@ -624,3 +624,34 @@ def test_train_can_start_from_a_trained_policys_weights(tmp_path, capsys):
         printed = capsys.readouterr().out
         assert says in printed and printed.count("\n") == 1, printed
     assert not (tmp_path / "c").exists()
+
+
+def test_train_runs_the_binding_warm_start_first_records_it_and_keeps_it_through_a_resume(tmp_path, capsys):
+    demos = tiny_demos(tmp_path / "d", episodes=4, camera_params={"base_camera": down_camera(SIZE, 20.0)})
+    readout = ["--demos", str(demos), "--chunk-prior", "--prior-readout", "2"]
+    assert vla(["vla-train", *readout, *TINY, "--binding-warmup", "3", "--out", str(tmp_path / "warm")]) == 0
+    meta = json.loads((tmp_path / "warm" / "mikasa.json").read_text())
+    warm = meta["binding_warmup"]
+    assert warm["steps"] == 3 and warm["batch"] == 4 and warm["scored_demonstrations"] == 4
+    assert warm["modules"] == ["perceptual_encoder", "memory.perceptual", "prior.readout"]
+    assert "binding warm start: 3 steps" in capsys.readouterr().err
+    assert meta["pointer_loss_weight"] == 0.0  # the warm start's own pointer loss is not the training's
+    # the same run without it differs exactly by what the warm start trained before the first step
+    assert vla(["vla-train", *readout, *TINY, "--out", str(tmp_path / "cold")]) == 0
+    warm_w, cold_w = load_file(tmp_path / "warm" / "model.safetensors"), load_file(tmp_path / "cold" / "model.safetensors")
+    assert any(not torch.equal(warm_w[k], cold_w[k]) for k in warm_w if k.startswith("perceptual_encoder."))
+    assert vla(["vla-train", *readout, "--steps", "6", *TINY[2:], "--out", str(tmp_path / "warm"), "--resume"]) == 0
+    assert json.loads((tmp_path / "warm" / "mikasa.json").read_text())["binding_warmup"] == warm
+    capsys.readouterr()
+    for extra, says in (([*readout[:2], "--binding-warmup", "3"], "--binding-warmup trains the bank's perceptual stream"),
+                        ([*readout, "--variant", "no_memory", "--binding-warmup", "3"], "--binding-warmup trains the bank"),
+                        ([*readout, "--binding-warmup", "3", "--camera", "hand_camera"], "the hand camera moves"),
+                        ([*readout, "--binding-warmup", "-1"], "--binding-warmup must be >= 0, got -1"),
+                        ([*readout, "--binding-warmup", "3", "--resume"], "Drop --binding-warmup when resuming")):
+        assert vla(["vla-train", *extra, *TINY, "--out", str(tmp_path / "warm")]) == 2, says
+        printed = capsys.readouterr().out
+        assert says in printed and printed.count("\n") == 1, printed
+    blind = tiny_demos(tmp_path / "blind", camera_params={"base_camera": down_camera(SIZE, 1.0)})
+    assert vla(["vla-train", "--demos", str(blind), *readout[2:], *TINY, "--binding-warmup", "3", "--out", str(tmp_path / "none")]) == 2
+    assert "so --binding-warmup has nothing to train" in capsys.readouterr().out
+    assert not (tmp_path / "none").exists()
