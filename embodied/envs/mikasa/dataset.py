@@ -140,6 +140,10 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
         obs = env.reset()
         writer = _DatasetWriter(root, env.name, env.instruction, image_size, env.config.cameras, camera_housing,
                                 env.camera_params())
+        if resolve_task(task).kind == "remember_color":  # where the expert stops: what a policy learns to touch
+            from memstream.embodied.envs.mikasa.experts import TOUCH_HEIGHT_M
+
+            writer.info["memstream"]["expert"] = {"touch_height_m": TOUCH_HEIGHT_M}
         with progress_bar(f"collect {env.name} demonstrations", num_episodes, unit="episodes", show=progress) as bar:
             for _ in range(num_episodes):
                 episode = _rollout(env, obs)
@@ -345,7 +349,7 @@ def check_joinable(readers: Sequence[DemonstrationReader], camera: str | None = 
         own = reader.info.get("memstream", {})
         kept = {key: value for key, value in reader.info.get("features", {}).items()
                 if camera is None or not key.startswith("observation.images.") or key == f"observation.images.{camera}"}
-        return {"task": own.get("task"), "camera housing": own.get("camera_housing"), **kept}
+        return {"task": own.get("task"), "camera housing": own.get("camera_housing"), "expert": own.get("expert"), **kept}
 
     first, seen = readers[0], {}
     ours = settings(first)
@@ -397,6 +401,8 @@ def merge_demonstrations(root: str | Path, sources: Sequence[str | Path], progre
                             tuple(key.removeprefix("observation.images.") for key in videos),
                             bool(own.get("camera_housing", False)), own.get("camera_params"))
     writer.info["features"] = json.loads(json.dumps(first.info["features"]))  # as stored (older datasets lack video.g)
+    if "expert" in own:
+        writer.info["memstream"]["expert"] = own["expert"]
     with progress_bar("merge demonstrations", sum(len(r) for r in readers), unit="episodes", show=progress) as bar:
         for reader in readers:
             for i in range(len(reader)):

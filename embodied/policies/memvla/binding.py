@@ -150,6 +150,7 @@ def binding_warmup(policy: MemoryVLAPolicy, data: EpisodeDataset, pointer_tokens
     was_training = policy.training
     model.train()
     started, loss_value, size = time.perf_counter(), float("nan"), min(batch, data.num_episodes)
+    hits, aimed = 0, 0  # the first head on the end point's token, over the batches since the last log line
     torch.manual_seed(seed)  # the shift's offsets
     for step in range(1, steps + 1):
         pick = torch.as_tensor(rng.choice(data.num_episodes, size, replace=False))
@@ -162,9 +163,14 @@ def binding_warmup(policy: MemoryVLAPolicy, data: EpisodeDataset, pointer_tokens
         loss.backward()
         optimizer.step()
         loss_value = float(loss.detach())
+        inside = tokens[pick] >= 0
+        hits += int((model.pointer.detach().argmax(dim=1) == tokens[pick])[inside].sum())
+        aimed += int(inside.sum())
         if log is not None and (step % log_every == 0 or step == steps):
-            log(f"binding warm start step {step}/{steps} loss {loss_value:.4f} "
+            log(f"binding warm start step {step}/{steps} loss {loss_value:.4f}, first head on the end point's token in "
+                f"{hits / max(aimed, 1):.2f} of the last {aimed} training samples "
                 f"({step / (time.perf_counter() - started):.2f} steps/s)")
+            hits, aimed = 0, 0
     seconds = time.perf_counter() - started
     scored = _score(model, samples, tokens, mean, std, limit=200)
     policy.train(was_training)

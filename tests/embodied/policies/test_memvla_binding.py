@@ -82,8 +82,11 @@ def test_the_warm_start_trains_the_image_path_and_the_readout_and_nothing_else()
     policy = policy_for(data)
     before = {k: v.clone() for k, v in policy.state_dict().items()}
     policy.eval()
-    record = binding_warmup(policy, data, targets(data), steps=3, batch=4)
+    lines: list[str] = []
+    record = binding_warmup(policy, data, targets(data), steps=3, batch=4, log=lines.append, log_every=2)
     assert not policy.training  # the mode it had
+    assert len(lines) == 2 and lines[0].startswith("binding warm start step 2/3 loss ")
+    assert "of the last 8 training samples" in lines[0] and "of the last 4 training samples" in lines[1]
     after = policy.state_dict()
     assert set(after) == set(before)  # the regression head is not kept in the policy
     for key, value in after.items():

@@ -65,6 +65,27 @@ def test_merge_refuses_repeated_seeds_and_an_existing_dataset_before_writing(tmp
         merge_demonstrations(tmp_path / "m", [])
 
 
+def test_folders_of_experts_that_stop_at_other_heights_do_not_join_and_a_merge_keeps_the_height(tmp_path):
+    import json
+
+    def with_expert(root, height):
+        info_path = root / "meta" / "info.json"
+        info = json.loads(info_path.read_text())
+        info["memstream"]["expert"] = {"touch_height_m": height}
+        info_path.write_text(json.dumps(info))
+        return root
+
+    one = with_expert(tiny_demos(tmp_path / "a", episodes=1, first_seed=0), 0.028)
+    two = with_expert(tiny_demos(tmp_path / "b", episodes=1, first_seed=1), 0.035)
+    with pytest.raises(ConfigError, match="differ in expert"):
+        merge_demonstrations(tmp_path / "m", [one, two])
+    assert not (tmp_path / "m").exists()
+    with pytest.raises(ConfigError, match="differ in expert"):  # nor with a folder collected before it was recorded
+        load_mikasa_demonstrations([one, tiny_demos(tmp_path / "c", episodes=1, first_seed=2)])
+    three = with_expert(tiny_demos(tmp_path / "d", episodes=1, first_seed=3), 0.028)
+    assert merge_demonstrations(tmp_path / "m", [one, three])["memstream"]["expert"] == {"touch_height_m": 0.028}
+
+
 def test_shares_are_contiguous_in_seed_order_and_cover_every_episode():
     assert _shares(0, 10, 3) == [(0, 4), (4, 3), (7, 3)]
     assert _shares(250, 4, 4) == [(250, 1), (251, 1), (252, 1), (253, 1)]
@@ -116,6 +137,9 @@ def test_two_workers_write_the_same_dataset_as_one(tmp_path, capsys):
     assert not (tmp_path / "two" / ".parts").exists()
     assert [r["seed"] for r in two.records] == [20, 21] and two.records == one.records
     assert two.info == one.info
+    from memstream.embodied.envs.mikasa.experts import TOUCH_HEIGHT_M
+
+    assert one.info["memstream"]["expert"] == {"touch_height_m": TOUCH_HEIGHT_M}  # where its tip stops: what a policy learns
     for k in range(2):
         a, b = two.episode(k), one.episode(k)
         for key in ("actions", "states", "index", "observation.images.base_camera"):
