@@ -58,6 +58,18 @@ TASKS = ("RememberColor3", "RememberColor5", "RememberColor9", "InterceptMedium"
 NOTE = "ShellGameTouch (MemoryVLA's fifth task) needs a YCB asset download: not runnable offline, left out"
 
 
+def _touch_height(meta: dict) -> float | None:
+    """Where the RememberColor expert of the policy's demonstrations stopped (m above the cube's centre):
+    recorded by collections since stop 38; 0.035 before (the expert's old constant); None when the
+    folders are gone or the task is not RememberColor."""
+    demos = meta.get("demos")
+    folders = [demos] if isinstance(demos, str) else demos or []
+    info = Path(folders[0]) / "meta" / "info.json" if folders else None
+    if not str(meta.get("task", "")).startswith("RememberColor") or info is None or not info.is_file():
+        return None
+    return json.loads(info.read_text()).get("memstream", {}).get("expert", {}).get("touch_height_m", 0.035)
+
+
 def expert_success(task: str, episodes: int, render: bool = False) -> dict:
     from memstream.embodied.envs import evaluate_env
     from memstream.embodied.envs.mikasa import make_mikasa_env
@@ -294,6 +306,7 @@ def gather_vla(runs: list[str], train_logs: list[str] | None = None) -> list[dic
                      "demo_seeds": meta.get("demo_seeds"), "init_seed": meta.get("seed"),
                      "train_steps": meta.get("steps", meta.get("checkpoint_step")), "batch_episodes": meta.get("batch_episodes"),
                      "prefix_episodes": meta.get("prefix_episodes", 0), "init_from": meta.get("init_from"),
+                     "binding_warmup": meta.get("binding_warmup"), "expert_touch_height_m": _touch_height(meta),
                      "loss_frames": config.get("loss_frames"), "bank_gradients": config.get("bank_gradients", False),
                      "bank_heads": (config.get("bank") or {}).get("num_heads") if config.get("memory") == "bank" else None,
                      "perceptual_pool": config.get("perceptual_pool", "avg"), "perceptual_grid": config.get("perceptual_grid", 4),
@@ -351,6 +364,7 @@ def offline_vla(runs: list[str], demos: list[str], held_out: tuple[int, int], no
                 metrics = open_loop_metrics(policy, data, episodes, wipe_at_first_move=wipe, pointer_tokens=tokens)
                 rows.append({"run": run, "variant": meta["variant"], "steps": trained.get("steps", trained.get("checkpoint_step")),
                              "prefix_episodes": trained.get("prefix_episodes", 0), "init_from": trained.get("init_from"),
+                             "binding_warmup": trained.get("binding_warmup"), "expert_touch_height_m": _touch_height(trained),
                              "perceptual_pool": policy.config.perceptual_pool, "perceptual_grid": policy.config.perceptual_grid,
                              "chunk_prior": policy.config.chunk_prior, "head_film": policy.config.head_film,
                              "goal_loss_weight": policy.config.goal_loss_weight,

@@ -31,11 +31,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
 from memstream.embodied.envs.types import EpisodeDataset
 from memstream.embodied.policies.memvla.modeling_memvla import MemoryVLAPolicy, random_shift
 from memstream.streaming.errors import ConfigError
+from torch import nn
 
 CHOICE_M = 0.04  # a predicted end point this close to the demonstration's picks its cube (RememberColor's stand 8-10 cm apart)
 WARMED_MODULES = ("perceptual_encoder", "memory.perceptual", "prior.readout")  # what the warm start trains
