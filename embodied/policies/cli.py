@@ -332,15 +332,13 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         raise ConfigError(f"--pointer-loss must be a finite number >= 0, got {args.pointer_loss}", "Pass 0 (off) or e.g. 1")
     if args.pointer_loss and not args.prior_readout:
         raise ConfigError("--pointer-loss trains the chunk prior's readout", "Add --chunk-prior --prior-readout 4 or drop --pointer-loss")
-    if args.pointer_loss and args.camera == "hand_camera":
-        raise ConfigError("--pointer-loss projects the end point through a camera fixed to the world; the hand camera moves",
-                          "Train on --camera base_camera or drop --pointer-loss")
+    for flag, used in (("--pointer-loss", args.pointer_loss), ("--binding-warmup", args.binding_warmup)):
+        if used and args.camera == "hand_camera":
+            raise ConfigError(f"{flag} projects the end point through a camera fixed to the world; the hand camera moves",
+                              f"Train on --camera base_camera or drop {flag}")
     if args.binding_warmup and not (args.prior_readout and args.variant == "bank"):
         raise ConfigError("--binding-warmup trains the bank's perceptual stream and the chunk prior's readout",
                           "Train --variant bank with --chunk-prior --prior-readout 4, or drop --binding-warmup")
-    if args.binding_warmup and args.camera == "hand_camera":
-        raise ConfigError("--binding-warmup projects the end point through a camera fixed to the world; the hand camera moves",
-                          "Train on --camera base_camera or drop --binding-warmup")
     if args.binding_warmup and args.resume:
         raise ConfigError("--binding-warmup runs before a run's first step; the checkpoint of a resumed run holds it already",
                           "Drop --binding-warmup when resuming")
