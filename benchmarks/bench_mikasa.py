@@ -355,7 +355,7 @@ def offline_vla(runs: list[str], demos: list[str], held_out: tuple[int, int], no
         tokens = None  # where a readout's first head should look (what --pointer-loss trains), for every policy with one
         if policy.prior is not None and policy.prior.readout is not None:
             tokens = end_point_tokens(data, demonstration_camera(demos, meta.get("camera", "base_camera")),
-                                      policy.config.perceptual_grid)
+                                      policy.config.perceptual_grid, policy.config.image_crop)
         for noise, (split, episodes) in [(n, s) for n in noises for s in splits]:
             policy.config.inference_noise = noise
             wipes = (False, True) if policy.memory is not None and noise == noises[0] and split == "held_out" else (False,)

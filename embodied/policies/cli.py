@@ -110,6 +110,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--fine-position", action="store_true",
                        help="with --perceptual-pool max: a learned embedding per fine patch, so a token keeps where "
                             "in its region a feature was (two cubes sharing a token stay apart)")
+    train.add_argument("--image-crop", type=int, nargs=3, default=None, metavar=("TOP", "LEFT", "SIZE"),
+                       help="the policy sees this square of every image (pixels of the collected images), resized "
+                            "back to the full size: a fixed camera's workspace at higher resolution for the same "
+                            "tokens (RememberColor9 at 128 px: 40 32 64; see MemoryVLAConfig.image_crop)")
     train.add_argument("--prior-readout", type=int, default=0, metavar="H",
                        help="with --chunk-prior: H heads of attention pooling over the image tokens, scored by one MLP "
                             "shared by every token (where the remembered colour matches), read by the prior in place of "
@@ -310,7 +314,7 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             raise ConfigError(f"{flag} must be >= {low}, got {value}", f"Pass {flag} {max(low, 8)}")
     if args.variant not in VARIANTS:
         raise ConfigError(f"unknown policy variant {args.variant!r}", f"Choose among {', '.join(VARIANTS)}")
-    from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig
+    from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig, check_crop
     from memstream.embodied.policies.memvla.mikasa import (ACTION_SPACE, demonstration_camera, demonstration_seeds,
                                                            end_point_tokens, init_from_trained, load_mikasa_demonstrations,
                                                            mikasa_policy, train_with_checkpoints)
@@ -345,6 +349,9 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if args.augment_shift < 0 or args.state_noise < 0:
         raise ConfigError(f"--augment-shift and --state-noise must be >= 0, got {args.augment_shift} and {args.state_noise}",
                           "Pass --augment-shift 4 --state-noise 0.1, or 0 to switch one off")
+    if args.image_crop is not None and (min(args.image_crop) < 0 or args.image_crop[2] < 1):
+        raise ConfigError(f"--image-crop needs TOP, LEFT >= 0 and SIZE >= 1, got {' '.join(map(str, args.image_crop))}",
+                          "Pass e.g. --image-crop 40 32 64 for 128 px images")
     if args.prior_readout < 0:
         raise ConfigError(f"--prior-readout must be >= 0, got {args.prior_readout}", "Pass 0 (off) or e.g. 4")
     if args.prior_readout and not args.chunk_prior:
@@ -380,13 +387,16 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             "perceptual_fine_position": args.fine_position, "prior_readout_heads": args.prior_readout,
             "head_film": args.head_film, "chunk_prior": args.chunk_prior,
             "goal_loss_weight": args.goal_loss, "onset_loss_weight": args.onset_weight,
-            "pointer_loss_weight": args.pointer_loss, "augment_hue": args.augment_hue, "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
+            "pointer_loss_weight": args.pointer_loss, "augment_hue": args.augment_hue,
+            "image_crop": None if args.image_crop is None else list(check_crop(args.image_crop, data.images.shape[1:3])),
+            "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
             **ACTION_SPACE, "demos": str(args.demos[0]) if len(args.demos) == 1 else [str(d) for d in args.demos],
             "demo_seeds": demonstration_seeds(args.demos),
             "demonstrations": data.num_episodes}
     pointer_tokens = None
     if args.pointer_loss or args.binding_warmup:  # before the folder is claimed: no simulator for old folders is an error that writes nothing
-        pointer_tokens = end_point_tokens(data, demonstration_camera(args.demos, args.camera), args.perceptual_grid)
+        pointer_tokens = end_point_tokens(data, demonstration_camera(args.demos, args.camera), args.perceptual_grid,
+                                          meta["image_crop"])
         if not (pointer_tokens >= 0).any():
             flag = "--pointer-loss" if args.pointer_loss else "--binding-warmup"
             raise ConfigError(f"no demonstration's end point falls inside the {args.camera} image, so {flag} "
@@ -403,7 +413,8 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
                            perceptual_fine_position=args.fine_position,
                            prior_readout_heads=args.prior_readout, head_film=args.head_film, chunk_prior=args.chunk_prior,
                            goal_loss_weight=args.goal_loss, pointer_loss_weight=args.pointer_loss,
-                           onset_loss_weight=args.onset_weight, augment_hue=args.augment_hue, n_action_steps=args.n_action_steps)
+                           onset_loss_weight=args.onset_weight, augment_hue=args.augment_hue, n_action_steps=args.n_action_steps,
+                           image_crop=None if meta["image_crop"] is None else tuple(meta["image_crop"]))
     if args.resume:  # a run that started from trained weights keeps saying so
         saved = json.loads((args.out / "checkpoint" / "mikasa.json").read_text())
         for key in ("init_from", "binding_warmup"):

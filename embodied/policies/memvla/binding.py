@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 from memstream.embodied.envs.types import EpisodeDataset
-from memstream.embodied.policies.memvla.modeling_memvla import MemoryVLAPolicy, random_shift
+from memstream.embodied.policies.memvla.modeling_memvla import MemoryVLAPolicy, crop_images, random_shift
 from memstream.streaming.errors import ConfigError
 from torch import nn
 
@@ -63,19 +63,21 @@ class BindingModel(nn.Module):
     :class:`~memstream.embodied.bank.layers.MemoryStream`: the query's tokens read the stored frames'
     and the gate fuses them) and ``readout`` (:class:`~memstream.embodied.policies.memvla.action_head.SpatialReadout`),
     with a regression head of its own on the readout's features. The three modules are held, not
-    copied: training this trains them wherever else they are used (a policy's)."""
+    copied: training this trains them wherever else they are used (a policy's). ``crop`` is the
+    policy's ``image_crop``: the images are cut and resized as the policy does before its encoder."""
 
-    def __init__(self, encoder: nn.Module, stream: nn.Module, readout: nn.Module, hidden: int = 256) -> None:
+    def __init__(self, encoder: nn.Module, stream: nn.Module, readout: nn.Module, hidden: int = 256,
+                 crop: tuple[int, int, int] | None = None) -> None:
         super().__init__()
-        self.encoder, self.stream, self.readout = encoder, stream, readout
+        self.encoder, self.stream, self.readout, self.crop = encoder, stream, readout, crop
         self.head = nn.Sequential(nn.Linear(readout.out_dim, hidden), nn.GELU(), nn.Linear(hidden, 2))
         self.pointer: torch.Tensor | None = None  # the last forward's first readout head (B, N)
 
     def forward(self, memory: torch.Tensor, query: torch.Tensor, shift: int = 0) -> torch.Tensor:
         """``memory`` uint8 ``(B, S, H, W, 3)``, ``query`` ``(B, H, W, 3)`` -> the normalised end point ``(B, 2)``."""
         batch, frames = memory.shape[:2]
-        past = memory.flatten(0, 1).movedim(-1, -3).float() / 255.0
-        now = query.movedim(-1, -3).float() / 255.0
+        past = crop_images(memory.flatten(0, 1).movedim(-1, -3).float() / 255.0, self.crop)
+        now = crop_images(query.movedim(-1, -3).float() / 255.0, self.crop)
         if shift:  # the policy's training augmentation, each image its own offset
             past, now = random_shift(past, shift), random_shift(now, shift)
         current = self.encoder(now)
@@ -102,7 +104,7 @@ def policy_binding_model(policy: MemoryVLAPolicy) -> BindingModel:
         raise ConfigError("the binding warm start trains the bank's perceptual stream and the chunk prior's readout; "
                           "this policy has " + ("no bank" if stream is None else "no prior readout"),
                           "Train the bank variant with --chunk-prior --prior-readout 4")
-    return BindingModel(policy.perceptual_encoder, stream, readout)
+    return BindingModel(policy.perceptual_encoder, stream, readout, crop=policy.config.image_crop)
 
 
 def binding_warmup(policy: MemoryVLAPolicy, data: EpisodeDataset, pointer_tokens: np.ndarray, steps: int,

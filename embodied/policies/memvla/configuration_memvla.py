@@ -25,6 +25,25 @@ ACTION_HEADS = ("flow", "discrete")
 ONSET_FRAMES = 2  # frames from the first non-zero action that onset_loss_weight weighs
 
 
+def check_crop(crop: object, image_hw: tuple[int, int]) -> tuple[int, int, int]:
+    """``crop`` as ``(top, left, size)`` ints if it is a square inside an image of ``image_hw`` pixels
+    (``MemoryVLAConfig.image_crop``).
+
+    Raises:
+        ConfigError: not three whole numbers, a size under 1, or a square that leaves the image.
+    """
+    values = tuple(crop) if isinstance(crop, (list, tuple)) else ()
+    if len(values) != 3 or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
+        raise ConfigError(f"image_crop must be three whole numbers (top, left, size) in pixels, got {crop!r}",
+                          "Pass e.g. (40, 32, 64), or None for the whole image")
+    top, left, size = values
+    height, width = image_hw
+    if size < 1 or top < 0 or left < 0 or top + size > height or left + size > width:
+        raise ConfigError(f"image_crop (top {top}, left {left}, size {size}) is not a square inside the "
+                          f"{height} x {width} image", f"Keep top + size <= {height} and left + size <= {width}, all >= 0")
+    return top, left, size
+
+
 @strict_config
 @dataclass
 class MemoryVLAConfig:
@@ -145,6 +164,15 @@ class MemoryVLAConfig:
             policy with NO memory trained without them picks the expert's cube at the first move
             in 90 % of its training episodes (chance 1/3: it recognises each episode from the
             cubes' jitter and the arm's initial pose), so the loss is met without ever reading the cue.
+        image_crop: ``None`` (the whole image, the default and every policy saved before the setting
+            existed) or ``(top, left, size)`` in the input image's pixels: the policy cuts this square
+            from every image it is given (training, evaluation, a policy server's clients) and
+            resizes it back to the input's size before its encoders, so a fixed camera's workspace
+            is seen at ``input / size`` times the resolution for the same token grid and compute. On
+            MIKASA RememberColor9 the nine cubes stand 6.6 px apart in the 128 px base camera (median
+            nearest neighbour), so at an 8 x 8 grid the cued cube shares its token with another in 42 % of
+            the episodes (12 % on five cubes, 2 % on three); ``(40, 32, 64)`` holds every cube, the
+            cue and the tip's start at twice the resolution (benchmarks/MIKASA.md).
         inference_noise: scale of the Gaussian the flow sampler starts from at inference (1.0: the
             trained distribution; 0.0: one deterministic chunk per observation, so consecutive chunks
             do not hop between modes, e.g. two cubes, and the arm is not jittered by sampling noise).
@@ -199,6 +227,7 @@ class MemoryVLAConfig:
     augment_hue: float = 0.0
     inference_noise: float = 1.0
     temporal_ensemble_coeff: float | None = None
+    image_crop: tuple[int, int, int] | None = None
 
     type: str = "memvla"  # LeRobot's registry name
 
@@ -295,6 +324,8 @@ class MemoryVLAConfig:
         if self.image_key is None:
             raise ConfigError(f"input_features has no image key: {sorted(self.input_features)}",
                               "Add e.g. 'observation.image': (3, 64, 64)")
+        if self.image_crop is not None:
+            self.image_crop = check_crop(self.image_crop, self.input_features[self.image_key][1:])
         if "action" not in self.output_features:
             raise ConfigError("output_features needs 'action'", "Add 'action': (action_dim,)")
 

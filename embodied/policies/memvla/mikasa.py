@@ -35,6 +35,7 @@ import torch
 
 from memstream.embodied.bank import BankReadout, MemoryBankConfig
 from memstream.embodied.envs.types import EpisodeDataset
+from memstream.embodied.policies.memvla.configuration_memvla import check_crop
 from memstream.embodied.policies.memvla.modeling_memvla import MemoryVLAPolicy
 from memstream.embodied.policies.memvla.training import dataset_stats, episode_batch, optimizer_step
 from memstream.streaming.atomic import write_json_atomic
@@ -194,32 +195,38 @@ def demonstration_camera(root: str | Path | Sequence[str | Path], camera: str = 
 
 
 def project_to_tokens(points: np.ndarray, intrinsic: np.ndarray, extrinsic: np.ndarray, image_px: int,
-                      grid: int) -> np.ndarray:
+                      grid: int, crop: tuple[int, int, int] | None = None) -> np.ndarray:
     """int64 ``(N,)``: the token of a ``grid x grid`` image-token grid (row-major from the top left, as
     the perceptual encoders order them) that each world point ``(N, 3)`` projects into through the
-    pinhole camera; -1 for a point behind the camera or outside the ``image_px`` square image."""
+    pinhole camera; -1 for a point behind the camera or outside the ``image_px`` square image. With
+    ``crop = (top, left, size)`` (``MemoryVLAConfig.image_crop``) the grid covers that square only,
+    as the policy's encoder sees it, and a point outside it is -1."""
     points = np.asarray(points, np.float64).reshape(-1, 3)
     camera = points @ extrinsic[:, :3].T + extrinsic[:, 3]
     pixels = camera @ intrinsic.T
     depth = pixels[:, 2]
     with np.errstate(divide="ignore", invalid="ignore"):
         uv = pixels[:, :2] / depth[:, None]
+    if crop is not None:
+        top, left, size = check_crop(crop, (image_px, image_px))
+        uv = (uv - np.array([left, top], np.float64)) * (image_px / size)
     inside = (depth > 0) & np.isfinite(uv).all(1) & (uv >= 0).all(1) & (uv < image_px).all(1)
     cells = np.floor(np.where(inside[:, None], uv, 0.0) / (image_px / grid)).astype(np.int64).clip(0, grid - 1)
     return np.where(inside, cells[:, 1] * grid + cells[:, 0], -1)
 
 
-def end_point_tokens(data: EpisodeDataset, camera: dict[str, np.ndarray], grid: int) -> np.ndarray:
+def end_point_tokens(data: EpisodeDataset, camera: dict[str, np.ndarray], grid: int,
+                     crop: tuple[int, int, int] | None = None) -> np.ndarray:
     """int64 ``(N,)``: per episode, the image token of the object where its expert stops, -1 where it
     leaves the image: the tip's x, y at the last frame (``observation.state[:2]``; RememberColor: above
     the cued cube) at the height of the objects' centres. The tip itself stops a few cm above the
     cube, which projects one token higher in 40 % of RememberColor5's episodes. The targets of
-    ``MemoryVLAConfig.pointer_loss_weight``."""
+    ``MemoryVLAConfig.pointer_loss_weight``; ``crop`` the policy's ``image_crop``."""
     from memstream.embodied.envs.mikasa.experts import OBJECT_CENTRE_Z_M
 
     last = data.episode_bounds[1:] - 1
     points = np.concatenate([data.states[last, :2], np.full((len(last), 1), OBJECT_CENTRE_Z_M)], axis=1)
-    return project_to_tokens(points, camera["intrinsic"], camera["extrinsic"], int(data.images.shape[1]), grid)
+    return project_to_tokens(points, camera["intrinsic"], camera["extrinsic"], int(data.images.shape[1]), grid, crop)
 
 
 def mikasa_policy(data: EpisodeDataset, variant: str = "bank", memory_length: int = 16, seed: int = 0,
@@ -401,7 +408,7 @@ def _restore(policy: MemoryVLAPolicy, optimizer: Any, schedule: Any, rng: np.ran
     before = {"bank_heads": 1, "perceptual_pool": "avg", "perceptual_grid": 4, "perceptual_subgrid": 4,
               "perceptual_fine_position": False, "prior_readout_heads": 0, "head_film": False,
               "chunk_prior": False, "goal_loss_weight": 0.0, "onset_loss_weight": 1.0, "pointer_loss_weight": 0.0,
-              "prefix_episodes": 0}
+              "prefix_episodes": 0, "image_crop": None}
     for key, value in before.items():
         saved.setdefault(key, value)
     # every setting with a default in `before` is checked too, in that order

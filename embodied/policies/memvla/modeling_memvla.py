@@ -53,6 +53,21 @@ def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
     return padded[torch.arange(n, device=images.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
 
 
+def crop_images(images: torch.Tensor, crop: tuple[int, int, int] | None) -> torch.Tensor:
+    """``images (..., C, H, W)`` float: the ``crop = (top, left, size)`` square of each, resized back to
+    ``H x W`` (bilinear; ``MemoryVLAConfig.image_crop``); the images themselves when ``crop`` is None."""
+    if crop is None:
+        return images
+    top, left, size = crop
+    height, width = images.shape[-2:]
+    window = images[..., top:top + size, left:left + size]
+    if (size, size) == (height, width):
+        return window
+    flat = window.reshape(-1, *window.shape[-3:])
+    resized = nn.functional.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False)
+    return resized.reshape(*images.shape[:-2], height, width)
+
+
 def rotate_hue(images: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     """``images (B, ..., 3, H, W)`` in [0, 1], each sample's RGB cube rotated about its grey axis by
     ``turns (B,)`` of a full circle: a hue rotation that keeps greys and brightness, and maps red to
@@ -398,8 +413,13 @@ class MemoryVLAPolicy(nn.Module):
             x = x.movedim(-1, -3)
         if x.shape[-3] != 3:
             raise PolicyInputError(f"{self.config.image_key} has shape {tuple(x.shape)}: no RGB channel axis")
+        if self.config.image_crop is not None and tuple(x.shape[-2:]) != self.config.input_features[self.config.image_key][1:]:
+            raise PolicyInputError(f"{self.config.image_key} is {x.shape[-2]} x {x.shape[-1]} px, but the policy's image_crop "
+                                   f"{self.config.image_crop} is in pixels of its "
+                                   f"{' x '.join(map(str, self.config.input_features[self.config.image_key][1:]))} input",
+                                   "Give images of the size the policy was trained on")
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        return x.to(self.action_mean.device)
+        return crop_images(x.to(self.action_mean.device), self.config.image_crop)
 
     def _state(self, batch: dict[str, Any], time_axis: bool) -> torch.Tensor | None:
         if not self.config.state_dim:
