@@ -316,7 +316,7 @@ def gather_vla(runs: list[str], train_logs: list[str] | None = None) -> list[dic
                      "goal_loss_weight": config.get("goal_loss_weight", 0.0),
                      "onset_loss_weight": config.get("onset_loss_weight", 1.0),
                      "pointer_loss_weight": config.get("pointer_loss_weight", 0.0),
-                     "augment_hue": config.get("augment_hue", 0.0),
+                     "augment_hue": config.get("augment_hue", 0.0), "image_crop": config.get("image_crop"),
                      "final_loss": meta.get("final_loss"), "inference_noise": result.get("inference_noise"),
                      "n_action_steps": result.get("n_action_steps", config.get("n_action_steps")),
                      "temporal_ensemble_coeff": result.get("temporal_ensemble_coeff"), **timing,
@@ -371,6 +371,7 @@ def offline_vla(runs: list[str], demos: list[str], held_out: tuple[int, int], no
                              "onset_loss_weight": policy.config.onset_loss_weight,
                              "pointer_loss_weight": policy.config.pointer_loss_weight,
                              "augment_hue": policy.config.augment_hue,
+                             "image_crop": None if policy.config.image_crop is None else list(policy.config.image_crop),
                              "final_loss": trained.get("final_loss"), "inference_noise": noise,
                              "bank_wiped_at_first_move": wipe, "split": split, "held_out": [first, last], **metrics,
                              "seconds": round(time.perf_counter() - started, 1)})
