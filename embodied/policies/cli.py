@@ -113,7 +113,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--image-crop", type=int, nargs=3, default=None, metavar=("TOP", "LEFT", "SIZE"),
                        help="the policy sees this square of every image (pixels of the collected images), resized "
                             "back to the full size: a fixed camera's workspace at higher resolution for the same "
-                            "tokens (RememberColor9 at 128 px: 40 32 64; see MemoryVLAConfig.image_crop)")
+                            "tokens (RememberColor5 / 9 at 128 px: 50 40 48; see MemoryVLAConfig.image_crop)")
     train.add_argument("--prior-readout", type=int, default=0, metavar="H",
                        help="with --chunk-prior: H heads of attention pooling over the image tokens, scored by one MLP "
                             "shared by every token (where the remembered colour matches), read by the prior in place of "
@@ -351,7 +351,7 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
                           "Pass --augment-shift 4 --state-noise 0.1, or 0 to switch one off")
     if args.image_crop is not None and (min(args.image_crop) < 0 or args.image_crop[2] < 1):
         raise ConfigError(f"--image-crop needs TOP, LEFT >= 0 and SIZE >= 1, got {' '.join(map(str, args.image_crop))}",
-                          "Pass e.g. --image-crop 40 32 64 for 128 px images")
+                          "Pass e.g. --image-crop 50 40 48 for 128 px images")
     if args.prior_readout < 0:
         raise ConfigError(f"--prior-readout must be >= 0, got {args.prior_readout}", "Pass 0 (off) or e.g. 4")
     if args.prior_readout and not args.chunk_prior:

@@ -35,7 +35,7 @@ def check_crop(crop: object, image_hw: tuple[int, int]) -> tuple[int, int, int]:
     values = tuple(crop) if isinstance(crop, (list, tuple)) else ()
     if len(values) != 3 or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
         raise ConfigError(f"image_crop must be three whole numbers (top, left, size) in pixels, got {crop!r}",
-                          "Pass e.g. (40, 32, 64), or None for the whole image")
+                          "Pass e.g. (50, 40, 48), or None for the whole image")
     top, left, size = values
     height, width = image_hw
     if size < 1 or top < 0 or left < 0 or top + size > height or left + size > width:
@@ -169,10 +169,12 @@ class MemoryVLAConfig:
             from every image it is given (training, evaluation, a policy server's clients) and
             resizes it back to the input's size before its encoders, so a fixed camera's workspace
             is seen at ``input / size`` times the resolution for the same token grid and compute. On
-            MIKASA RememberColor9 the nine cubes stand 6.6 px apart in the 128 px base camera (median
-            nearest neighbour), so at an 8 x 8 grid the cued cube shares its token with another in 42 % of
-            the episodes (12 % on five cubes, 2 % on three); ``(40, 32, 64)`` holds every cube, the
-            cue and the tip's start at twice the resolution (benchmarks/MIKASA.md).
+            MIKASA RememberColor9 the nine cubes stand 5.9 px apart in the 128 px base camera (median
+            nearest pair), so at an 8 x 8 grid the cued cube shares its token with another in 0.39 of
+            the episodes (0.15 on five cubes, 0.02 on three) and the binding warm start does not
+            learn; ``(50, 40, 48)`` holds the cue and every five- and nine-cube layout, shares in 0.05
+            and the warm start points at the cued cube in 0.985 of its demonstrations
+            (``benchmarks/diag_mikasa_tokens.py``, benchmarks/MIKASA.md).
         inference_noise: scale of the Gaussian the flow sampler starts from at inference (1.0: the
             trained distribution; 0.0: one deterministic chunk per observation, so consecutive chunks
             do not hop between modes, e.g. two cubes, and the arm is not jittered by sampling noise).

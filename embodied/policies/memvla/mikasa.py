@@ -477,14 +477,14 @@ def init_from_trained(policy: MemoryVLAPolicy, folder: str | Path, meta: dict[st
     the optimizer starts anew. Returns the trained folder's ``mikasa.json``.
 
     Raises:
-        ConfigError: another task, camera, image size or action space than ``meta`` (the new run's),
-            or weights of another architecture.
+        ConfigError: another task, camera, image size, image crop or action space than ``meta`` (the
+            new run's), or weights of another architecture.
     """
     trained, trained_meta = load_mikasa_policy(folder, task=meta["task"])
-    for key in ("camera", "image_size", "camera_housing"):
+    for key in ("camera", "image_size", "camera_housing", "image_crop"):  # the same weights on another view learn anew
         if trained_meta.get(key) != meta.get(key):
             raise ConfigError(f"{str(folder)!r} was trained with {key}={trained_meta.get(key)!r}, this run has {meta.get(key)!r}",
-                              "Start from a policy trained on the same camera and rendering")
+                              "Start from a policy trained on the same camera, rendering and --image-crop")
     try:
         policy.load_state_dict(trained.state_dict())
     except RuntimeError as error:

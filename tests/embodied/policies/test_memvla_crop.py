@@ -139,4 +139,11 @@ def test_train_records_the_crop_projects_the_pointer_targets_into_it_and_refuses
     assert "was trained with image_crop=[8, 4, 16], this run asks for None" in capsys.readouterr().out
     assert vla(["vla-train", *readout, "--steps", "3", *TINY[2:], "--image-crop", *map(str, CROP),
                 "--out", str(tmp_path / "run"), "--resume"]) == 0
+    # and a run started from its weights sees the same square
+    capsys.readouterr()
+    assert vla(["vla-train", *readout, *TINY, "--init-from", str(tmp_path / "run"), "--out", str(tmp_path / "on")]) == 2
+    assert "was trained with image_crop=[8, 4, 16], this run has None" in capsys.readouterr().out
+    assert not (tmp_path / "on").exists()
+    assert vla(["vla-train", *readout, *TINY, "--image-crop", *map(str, CROP), "--init-from", str(tmp_path / "run"),
+                "--out", str(tmp_path / "on")]) == 0
     assert SIZE == 32
