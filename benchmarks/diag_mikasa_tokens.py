@@ -71,8 +71,8 @@ def measure(task: str, episodes: int, seed: int, crops: list[tuple[int, int, int
                 env.step(still)
             world, intrinsic, extrinsic = cube_points(env)
             cued = int(env.hidden_info[0, 0])
-            camera = world @ extrinsic[:, :3].T + extrinsic[:, 3]
-            pixels = (camera @ intrinsic.T)[:, :2] / (camera @ intrinsic.T)[:, 2:]
+            image = (world @ extrinsic[:, :3].T + extrinsic[:, 3]) @ intrinsic.T
+            pixels = image[:, :2] / image[:, 2:]
             apart = np.linalg.norm(pixels[:, None] - pixels[None], axis=-1) + np.diag(np.full(len(pixels), np.inf))
             gaps.append(float(apart.min()))
             for label, grid, crop in tilings:
