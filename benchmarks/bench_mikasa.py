@@ -26,6 +26,9 @@
   and the same with the bank wiped at that frame (did the cue reach the bank and get used?);
   ``--train-check N`` also scores the run's first N training episodes (memorisation shows as
   agreement there far above held out).
+* ``idle``: success of a policy that holds the arm still (zero deltas, fingers closed) on the
+  evaluation seeds (4242424242..), cameras off: the floor a trained policy must beat where chance has
+  no closed form (InterceptMedium: the ball may roll into the goal unaided).
 * ``demos``: demonstrations/hour written by ``memstream vla-collect`` (rendering, H.264 encoding,
   Parquet) for ``--episodes`` episodes of one task, once per ``--workers`` count, side by side.
 
@@ -35,6 +38,7 @@ The machine is shared (2 cores, several other jobs): compare rows of one run, no
     python benchmarks/bench_mikasa.py experts --episodes 20 [--render]
     python benchmarks/bench_mikasa.py profile --steps 40
     python benchmarks/bench_mikasa.py speed --steps 30 --procs 2
+    python benchmarks/bench_mikasa.py idle --tasks InterceptMedium --episodes 100
     python benchmarks/bench_mikasa.py demos --task RememberColor3 --episodes 6 [--workers 1 2]
     python benchmarks/bench_mikasa.py serve --steps 30 [--threads 1]
     python benchmarks/bench_mikasa.py vla --runs runs/rc3_bank_eval runs/rc3_none_eval [--train-logs bank.log none.log]
@@ -82,6 +86,27 @@ def expert_success(task: str, episodes: int, render: bool = False) -> dict:
     return {"task": task, "episodes": episodes, "render": render, "success_rate": result["success_rate"],
             "chance_success_rate": result["chance_success_rate"], "mean_length": result["mean_length"],
             "failed_seeds": [int(i) for i in (~result["success"]).nonzero()[0]], "seconds": round(seconds, 1)}
+
+
+def idle_success(task: str, episodes: int) -> dict:
+    """The suite's success of a policy that holds still, on the evaluation seeds (cameras off)."""
+    import numpy as np
+
+    from memstream.embodied.envs import evaluate_env
+    from memstream.embodied.envs.mikasa import EVAL_SEED, make_mikasa_env
+    from memstream.embodied.envs.mikasa.env import ACTION_DIM
+
+    env = make_mikasa_env(task, seed=EVAL_SEED, render=False)
+    hold = np.zeros((env.num_envs, ACTION_DIM), np.float32)
+    hold[:, -1] = -1.0  # fingers closed, as the experts and the trained policies keep them
+    started = time.perf_counter()
+    result = evaluate_env(lambda obs: hold, env, episodes)
+    seconds = time.perf_counter() - started
+    env.close()
+    wins = int(result["success"].sum())
+    return {"task": task, "episodes": episodes, "first_seed": EVAL_SEED, "success_rate": result["success_rate"],
+            "success_95ci": wilson(wins, episodes), "successful_seeds": [EVAL_SEED + int(i) for i in result["success"].nonzero()[0]],
+            "chance_success_rate": result["chance_success_rate"], "seconds": round(seconds, 1)}
 
 
 def _steps_per_s(args: tuple[str, int, bool]) -> float:
@@ -434,7 +459,7 @@ def _payload(path: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("experts", "speed", "profile", "demos", "serve", "vla", "offline"))
+    parser.add_argument("what", choices=("experts", "idle", "speed", "profile", "demos", "serve", "vla", "offline"))
     parser.add_argument("--demos", nargs="+", default=None,
                         help="offline: the demonstration folder(s) the runs were trained from, in training order, "
                              "then any folder of held-out episodes")
@@ -473,6 +498,14 @@ def main() -> None:
                     ["task", "success", "chance", "mean length", "failed seeds", "s"],
                     [[r["task"], r["success_rate"], r["chance_success_rate"], r["mean_length"],
                       str(r["failed_seeds"]), r["seconds"]] for r in rows])
+    elif args.what == "idle":
+        rows = [idle_success(task, args.episodes) for task in args.tasks]
+        payload = _payload(path)
+        payload["idle"] = [r for r in payload.get("idle", []) if r["task"] not in args.tasks] + rows
+        print_table(f"A policy that holds still, {args.episodes} evaluation episodes per task (seeds {rows[0]['first_seed']}..). {NOTE}",
+                    ["task", "success (95 % CI)", "chance", "successful seeds", "s"],
+                    [[r["task"], f"{r['success_rate']:.2f} {r['success_95ci']}", r["chance_success_rate"],
+                      str(r["successful_seeds"]), r["seconds"]] for r in rows])
     elif args.what == "speed":
         rows = speed(args.task, args.steps, args.procs)
         payload["speed"] = rows
