@@ -74,15 +74,22 @@ def _touch_height(meta: dict) -> float | None:
     return json.loads(info.read_text()).get("memstream", {}).get("expert", {}).get("touch_height_m", 0.035)
 
 
-def expert_success(task: str, episodes: int, render: bool = False) -> dict:
+def _evaluate(task: str, seed: int, render: bool, episodes: int, policy_for) -> tuple[dict, float]:
+    """``evaluate_env`` of ``policy_for(env)`` on ``episodes`` episodes from ``seed``, and its seconds."""
     from memstream.embodied.envs import evaluate_env
     from memstream.embodied.envs.mikasa import make_mikasa_env
 
-    env = make_mikasa_env(task, seed=0, render=render)
-    started = time.perf_counter()
-    result = evaluate_env(lambda obs: env.expert_actions(), env, episodes)
-    seconds = time.perf_counter() - started
-    env.close()
+    env = make_mikasa_env(task, seed=seed, render=render)
+    try:
+        started = time.perf_counter()
+        result = evaluate_env(policy_for(env), env, episodes)
+        return result, time.perf_counter() - started
+    finally:
+        env.close()
+
+
+def expert_success(task: str, episodes: int, render: bool = False) -> dict:
+    result, seconds = _evaluate(task, 0, render, episodes, lambda env: lambda obs: env.expert_actions())
     return {"task": task, "episodes": episodes, "render": render, "success_rate": result["success_rate"],
             "chance_success_rate": result["chance_success_rate"], "mean_length": result["mean_length"],
             "failed_seeds": [int(i) for i in (~result["success"]).nonzero()[0]], "seconds": round(seconds, 1)}
@@ -92,17 +99,15 @@ def idle_success(task: str, episodes: int) -> dict:
     """The suite's success of a policy that holds still, on the evaluation seeds (cameras off)."""
     import numpy as np
 
-    from memstream.embodied.envs import evaluate_env
-    from memstream.embodied.envs.mikasa import EVAL_SEED, make_mikasa_env
+    from memstream.embodied.envs.mikasa import EVAL_SEED
     from memstream.embodied.envs.mikasa.env import ACTION_DIM
 
-    env = make_mikasa_env(task, seed=EVAL_SEED, render=False)
-    hold = np.zeros((env.num_envs, ACTION_DIM), np.float32)
-    hold[:, -1] = -1.0  # fingers closed, as the experts and the trained policies keep them
-    started = time.perf_counter()
-    result = evaluate_env(lambda obs: hold, env, episodes)
-    seconds = time.perf_counter() - started
-    env.close()
+    def hold_still(env):
+        hold = np.zeros((env.num_envs, ACTION_DIM), np.float32)
+        hold[:, -1] = -1.0  # fingers closed, as the experts and the trained policies keep them
+        return lambda obs: hold
+
+    result, seconds = _evaluate(task, EVAL_SEED, False, episodes, hold_still)
     wins = int(result["success"].sum())
     return {"task": task, "episodes": episodes, "first_seed": EVAL_SEED, "success_rate": result["success_rate"],
             "success_95ci": wilson(wins, episodes), "successful_seeds": [EVAL_SEED + int(i) for i in result["success"].nonzero()[0]],
