@@ -349,7 +349,8 @@ def gather_vla(runs: list[str], train_logs: list[str] | None = None) -> list[dic
                      "augment_hue": config.get("augment_hue", 0.0), "image_crop": config.get("image_crop"),
                      "final_loss": meta.get("final_loss"), "inference_noise": result.get("inference_noise"),
                      "n_action_steps": result.get("n_action_steps", config.get("n_action_steps")),
-                     "temporal_ensemble_coeff": result.get("temporal_ensemble_coeff"), **timing,
+                     "temporal_ensemble_coeff": result.get("temporal_ensemble_coeff"),
+                     "wipe_memory": result.get("wipe_memory", False), **timing,
                      "policy_ms_per_step": round(1000 * sum(e["policy_s"] for e in episodes) / max(steps, 1), 2),
                      "sim_ms_per_step": round(1000 * sum(e["sim_s"] for e in episodes) / max(steps, 1), 1),
                      **_choice(episodes), **_intercept(episodes),
@@ -537,7 +538,8 @@ def main() -> None:
         print_table(f"memstream vla-eval runs (NOT MemoryVLA's protocol: see protocol_gap). {NOTE}. {ANCHORS}",
                     ["task", "variant", "L", "heads", "tokens, readout, ensemble", "bank grad", "prior", "demos", "steps", "episodes", "success (95 % CI)",
                      "chance", "nearest cube right", "tip within 5 cm", "train steps/s", "policy ms/step"],
-                    [[r["task"], r["variant"], r["memory_length"], r.get("bank_heads") or "-",
+                    [[r["task"], r["variant"] + (" (wiped at cue end)" if r.get("wipe_memory") else ""),
+                      r["memory_length"], r.get("bank_heads") or "-",
                       f"{r.get('perceptual_pool', 'avg')} g{r.get('perceptual_grid', 4)}{' +pos' if r.get('perceptual_fine_position') else ''}"
                       f"{' ro' + str(r['prior_readout_heads']) if r.get('prior_readout_heads') else ''}"
                       f"{' ens ' + str(r['temporal_ensemble_coeff']) if r.get('temporal_ensemble_coeff') is not None else ''}",

@@ -173,6 +173,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                           help="ACT's temporal ensembling (LeRobot's temporal_ensemble_coeff): predict a chunk every "
                                "step and execute the exp(-COEFF * i)-weighted average (i = 0 the oldest) of every "
                                "chunk's action for the step, e.g. 0.01; needs n_action_steps 1 (default: off)")
+    evaluate.add_argument("--wipe-memory", action="store_true",
+                          help="a control: empty the bank when the cue phase ends (RememberColor tasks), so the cue is "
+                               "forgotten; a policy that reads it from memory falls to chance")
     evaluate.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
     add_output_args(evaluate)
     evaluate.add_argument("--no-progress", action="store_true")
@@ -453,7 +456,7 @@ def _vla_eval(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         raise ConfigError(f"--episodes must be >= 1 and --videos >= 0, got {args.episodes} and {args.videos}",
                           "Pass --episodes 100 --videos 3")
     from memstream.embodied.envs.mikasa import EVAL_SEED, resolve_task
-    from memstream.embodied.policies.memvla.mikasa import evaluate_mikasa, load_mikasa_policy
+    from memstream.embodied.policies.memvla.mikasa import check_memory_wipe, evaluate_mikasa, load_mikasa_policy
 
     if args.task is not None:
         resolve_task(args.task)  # an unknown or refused task is named first
@@ -475,6 +478,8 @@ def _vla_eval(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if policy.config.temporal_ensemble_coeff is not None and policy.config.n_action_steps != 1:
         raise ConfigError(f"temporal ensembling (--temporal-ensemble) predicts a chunk every step, but the policy "
                           f"executes {policy.config.n_action_steps} actions of each", "Pass --n-action-steps 1")
+    if args.wipe_memory:
+        check_memory_wipe(policy, meta)
     seed = EVAL_SEED if args.seed is None else args.seed
     low, high = meta.get("demo_seeds") or (0, 0)
     if seed <= high and low < seed + args.episodes:
@@ -487,7 +492,7 @@ def _vla_eval(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     head = {"task": task.name, "policy": str(args.policy), "variant": meta.get("variant"),
             "memory_length": meta.get("memory_length"), "seed": seed, "episodes_requested": args.episodes,
             "inference_noise": policy.config.inference_noise, "n_action_steps": policy.config.n_action_steps,
-            "temporal_ensemble_coeff": policy.config.temporal_ensemble_coeff,
+            "temporal_ensemble_coeff": policy.config.temporal_ensemble_coeff, "wipe_memory": args.wipe_memory,
             "chance_success_rate": task.chance_success_rate, "trained": {k: meta.get(k) for k in ("steps", "checkpoint_step", "demonstrations")},
             "protocol_note": "MemoryVLA's protocol: 250 demonstrations per task, 100 evaluation episodes"}
 
@@ -499,10 +504,11 @@ def _vla_eval(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
                   f"{'success' if row['success'] else 'failure'} in {row['length']} steps", flush=True)
 
     evaluate_mikasa(policy, meta, args.episodes, seed, videos=args.videos, video_dir=Path(args.out) / "videos",
-                    on_episode=on_episode)
+                    on_episode=on_episode, wipe_memory=args.wipe_memory)
     _write_json(path, {**head, "complete": True, **_summary(rows), "episodes": rows})
     summary = _summary(rows)
-    print(f"{task.name} {meta.get('variant')} L={meta.get('memory_length')}: success {summary['success_rate']:.2f} "
+    print(f"{task.name} {meta.get('variant')}{' (bank wiped at the cue end)' if args.wipe_memory else ''} "
+          f"L={meta.get('memory_length')}: success {summary['success_rate']:.2f} "
           f"over {len(rows)} episodes (chance {_rate(task.chance_success_rate)}); results: {path}")
     return 0
 

@@ -493,9 +493,27 @@ def init_from_trained(policy: MemoryVLAPolicy, folder: str | Path, meta: dict[st
     return trained_meta
 
 
+def check_memory_wipe(policy: MemoryVLAPolicy, meta: dict[str, Any]) -> None:
+    """Refuse :func:`evaluate_mikasa`'s ``wipe_memory`` where it means nothing.
+
+    Raises:
+        ConfigError: the task does not freeze the arm during a cue (the bank is wiped at the cue's end)
+            or the policy has no bank.
+    """
+    from memstream.embodied.envs.mikasa import resolve_task
+
+    if not resolve_task(meta["task"]).freeze_cue_phase:
+        raise ConfigError(f"wiping the memory clears the bank when the cue phase ends, and {meta['task']} has no "
+                          "frozen cue phase", "Drop --wipe-memory (it is a control for the RememberColor tasks)")
+    if policy.memory is None:
+        raise ConfigError(f"the policy has no bank to wipe (variant {meta.get('variant')!r})",
+                          "Drop --wipe-memory, or evaluate a policy trained with a bank (--variant bank or fifo)")
+
+
 def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int, seed: int,
                     videos: int = 0, video_dir: str | Path | None = None,
-                    on_episode: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+                    on_episode: Callable[[dict[str, Any]], None] | None = None,
+                    wipe_memory: bool = False) -> list[dict[str, Any]]:
     """Roll ``policy`` out on ``episodes`` episodes of its task (seeds ``seed`` ..), one at a time.
 
     Returns one row per episode: index, seed, success (the suite's ``success_once``), length,
@@ -512,8 +530,19 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
     while no cube was in view and actions did nothing (with ACT's ensembling, M = 0.01, keeping them
     cost RememberColor3 the choice: success 0.10 against 0.58 when dropped, 60 episodes). The bank
     keeps every frame; replanning every step (``n_action_steps`` 1) is unchanged by it.
+
+    ``wipe_memory`` (a control, not a way to run a policy) also empties the bank at that step: the
+    cue it saw is gone, everything after is kept. A policy that reads the cue from its bank falls to
+    the task's chance level; one that succeeds anyway did not need the memory.
+
+    Raises:
+        ConfigError: ``wipe_memory`` for a task that does not freeze the arm during a cue (the step to
+            wipe at is the cue's end) or a policy without a bank.
     """
     from memstream.embodied.envs.mikasa import make_mikasa_env
+
+    if wipe_memory:
+        check_memory_wipe(policy, meta)
 
     camera = meta["camera"]
     env = make_mikasa_env(meta["task"], seed=seed, image_size=int(meta["image_size"]), cameras=(camera,),
@@ -531,6 +560,8 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
             while True:
                 if frozen and not env.in_cue_phase():
                     policy.drop_queued_actions()  # plans made while the arm was frozen and no cube shown
+                    if wipe_memory:
+                        policy.memory.reset()
                     frozen = False
                 offsets = env.cube_offsets()  # before the step: the auto-reset would hide the last state
                 ball.append(env.ball_distances())

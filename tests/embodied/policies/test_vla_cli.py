@@ -226,6 +226,19 @@ def test_eval_refuses_a_checkpoint_of_another_task_or_action_space(tmp_path, cap
     assert "executes 2 actions of each. Pass --n-action-steps 1" in capsys.readouterr().out
     assert vla(["vla-eval", "--policy", str(run), "--temporal-ensemble", "nan", "--out", str(out)]) == 2
     assert "--temporal-ensemble must be a finite number, got nan" in capsys.readouterr().out
+    none = tmp_path / "none"  # a policy without a bank has nothing to wipe
+    assert vla(["vla-train", "--demos", str(demos), "--variant", "no_memory", "--out", str(none), *TINY]) == 0
+    capsys.readouterr()
+    assert vla(["vla-eval", "--policy", str(none), "--wipe-memory", "--out", str(out)]) == 2
+    printed = capsys.readouterr().out
+    assert "no bank to wipe (variant 'no_memory')" in printed and printed.count("\n") == 1
+    intercept = tmp_path / "intercept"  # no frozen cue phase: no step to wipe at
+    assert vla(["vla-train", "--demos", str(tiny_demos(tmp_path / "di", episodes=2, task="InterceptMedium")),
+                "--out", str(intercept), *TINY]) == 0
+    capsys.readouterr()
+    assert vla(["vla-eval", "--policy", str(intercept), "--wipe-memory", "--out", str(out)]) == 2
+    printed = capsys.readouterr().out
+    assert "InterceptMedium has no frozen cue phase" in printed and printed.count("\n") == 1
     # a navigation policy (discrete actions, no mikasa.json) and a MIKASA folder whose policy is not 7-d
     nav = tmp_path / "nav"
     MemoryVLAPolicy(MemoryVLAConfig(input_features={"observation.image": (3, SIZE, SIZE), "observation.state": (2,)},
@@ -274,13 +287,14 @@ def test_eval_rolls_out_episodes_and_writes_rows_and_videos(sim_run, tmp_path, c
 
 
 @needs_sim
-def test_eval_drops_the_plans_made_while_the_cue_phase_froze_the_arm(sim_run, monkeypatch):
+@pytest.mark.parametrize("wipe", [False, True])
+def test_eval_drops_the_plans_made_while_the_cue_phase_froze_the_arm(sim_run, monkeypatch, wipe):
     from memstream.embodied.envs.mikasa import MikasaEnv
     from memstream.embodied.policies.memvla.mikasa import evaluate_mikasa, load_mikasa_policy
 
     policy, meta = load_mikasa_policy(sim_run)
     policy.config.n_action_steps = 4  # a queue that would carry blind actions past the release
-    frozen_steps, drops, calls = [], [], []
+    frozen_steps, drops, calls, wipes = [], [], [], []
     step = MikasaEnv.step
 
     def recording_step(env, actions):
@@ -291,11 +305,18 @@ def test_eval_drops_the_plans_made_while_the_cue_phase_froze_the_arm(sim_run, mo
     select, drop = policy.select_action, policy.drop_queued_actions
     monkeypatch.setattr(policy, "select_action", lambda batch: calls.append(len(policy._queue)) or select(batch))
     monkeypatch.setattr(policy, "drop_queued_actions", lambda: drops.append(len(calls)) or drop())
-    row, = evaluate_mikasa(policy, meta, episodes=1, seed=4242424242)
+    reset = policy.memory.reset
+    monkeypatch.setattr(policy.memory, "reset", lambda *a, **k: wipes.append(len(calls)) or reset(*a, **k))
+    row, = evaluate_mikasa(policy, meta, episodes=1, seed=4242424242, wipe_memory=wipe)
     released = frozen_steps.index(False)
     assert 0 < released < row["length"] and not any(frozen_steps[released:])
     assert drops == [released]  # once, just before the first action the arm obeys
     assert calls[released] == 0  # so that step plans afresh instead of popping a blind action
+    # the bank is emptied when the episode starts, and with --wipe-memory once more where the arm is
+    # released (each empty bank is sized again at its next frame: the second call of each pair); the
+    # frames from there on, the release's own included, are all it holds
+    assert wipes == ([0, 1, released, released + 1] if wipe else [0, 1]) and released > 1
+    assert int(policy.memory._steps[0]) == row["length"] - (released if wipe else 0)
 
 
 @needs_sim
