@@ -17,6 +17,7 @@ camera, rendering, action space, training figures) to ``--out``, with a resumabl
 success, length, seconds in the policy and the simulator) and the success rate beside the task's
 chance level, and the first ``--videos`` episodes as H.264 files under ``videos/``. Evaluation
 seeds default to the suite's benchmark seeds (4242424242 + i), disjoint from the demonstrations'.
+``vla-eval --wipe-memory`` (a control) empties the bank where a RememberColor cue phase ends.
 ``vla-export`` writes a copy of the demonstrations in LeRobot's v3.0 format, which lerobot >= 0.4's
 ``LeRobotDataset`` opens (see :mod:`memstream.embodied.envs.mikasa.lerobot_export`).
 """
