@@ -144,6 +144,10 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
             from memstream.embodied.envs.mikasa.experts import TOUCH_HEIGHT_M
 
             writer.info["memstream"]["expert"] = {"touch_height_m": TOUCH_HEIGHT_M}
+        else:  # how the expert pushes the ball: one-step kicks (no record, before stop 41) or a run-up
+            from memstream.embodied.envs.mikasa.experts import PUSH_SPEED, RUN_UP_M
+
+            writer.info["memstream"]["expert"] = {"push_run_up_m": RUN_UP_M, "push_speed": PUSH_SPEED}
         with progress_bar(f"collect {env.name} demonstrations", num_episodes, unit="episodes", show=progress) as bar:
             for _ in range(num_episodes):
                 episode = _rollout(env, obs)

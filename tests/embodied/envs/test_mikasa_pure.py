@@ -160,10 +160,10 @@ def test_intercept_expert_blocks_the_incoming_ball_then_kicks_it_at_the_goal():
     act = experts.intercept_action(np.array([-0.06, 0.0, 0.3]), np.array([-0.2, -0.8, 0.02]),
                                    np.array([0.0, 0.5, 0.0]), goal, hand_y, step=2)
     assert act[0] < 0 and act[1] < 0 and act[2] < 0
-    # still ball, hand behind it on the goal line with the finger faces along that line: kick toward the goal
+    # still ball, hand behind it on the goal line with the finger faces along that line: run up toward the goal
     ball = np.array([-0.2, -0.3, 0.02])
     d = (goal[:2] - ball[:2]) / np.linalg.norm(goal[:2] - ball[:2])
-    tcp = np.array([*(ball[:2] - d * experts.BEHIND_M), experts.TIP_Z_M])
+    tcp = np.array([*(ball[:2] - d * experts.RUN_UP_M), experts.TIP_Z_M])
     act = experts.intercept_action(tcp, ball, np.zeros(3), goal, d, step=30)
     assert act[:2] @ d > 0.9 * np.linalg.norm(act[:2]) and act[5] == 0
     # the same but the faces are turned 40 degrees off: turn in place first, do not kick
@@ -186,14 +186,27 @@ def test_intercept_expert_catches_the_ball_instead_of_bouncing_it_back():
     assert near[1] > 0.1 and near[5] == 0  # one step from contact: gives way along the ball's motion
 
 
-def test_intercept_kick_keeps_its_direction_when_the_action_saturates():
+def test_intercept_push_runs_along_the_goal_line_from_the_run_up_to_the_ball():
     goal = np.array([0.3, 0.1, 0.0])
     ball = np.array([-0.2, -0.3, 0.02])
-    d = (goal[:2] - ball[:2]) / np.linalg.norm(goal[:2] - ball[:2])  # a diagonal: per-axis clipping bent it
-    tcp = np.array([*(ball[:2] - d * experts.BEHIND_M), experts.TIP_Z_M])
+    d = (goal[:2] - ball[:2]) / np.linalg.norm(goal[:2] - ball[:2])  # a diagonal: per-axis clipping bent kicks
+    normal = np.array([-d[1], d[0]])
+    # every point of the run-up, from its start to the contact, pushes along the line at PUSH_SPEED:
+    # the push is several steps long, not one kick whose timing a policy must hit
+    for behind in (experts.RUN_UP_M, 0.08, 0.05, experts.CONTACT_M):
+        tcp = np.array([*(ball[:2] - d * behind), experts.TIP_Z_M])
+        act = experts.intercept_action(tcp, ball, np.zeros(3), goal, d, step=30)
+        assert act[:2] == pytest.approx(d * experts.PUSH_SPEED, abs=1e-5), behind
+    # 1 cm beside the line: still pushing, steered back onto it
+    tcp = np.array([*(ball[:2] - d * 0.08 + 0.01 * normal), experts.TIP_Z_M])
     act = experts.intercept_action(tcp, ball, np.zeros(3), goal, d, step=30)
-    assert np.abs(act[:2]).max() == pytest.approx(1.0)
-    assert act[:2] / np.linalg.norm(act[:2]) == pytest.approx(d, abs=1e-3)
+    assert act[:2] @ d > 0.5 and act[:2] @ normal < -0.1 and np.abs(act[:2]).max() <= 1.0
+    # 3 cm beside it, or 4 cm short of the run-up point: no push; low and that far from the point, the
+    # hand lifts before it moves there
+    for offset in (d * -0.08 + 0.03 * normal, d * -(experts.RUN_UP_M + 0.04)):
+        tcp = np.array([*(ball[:2] + offset), experts.TIP_Z_M])
+        act = experts.intercept_action(tcp, ball, np.zeros(3), goal, d, step=30)
+        assert act[2] > 0 and np.abs(act[:2]).max() < 1e-6
 
 
 def test_on_course_needs_the_path_inside_the_goal_circle_and_the_time_to_get_there():

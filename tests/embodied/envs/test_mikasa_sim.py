@@ -17,7 +17,7 @@ if importlib.util.find_spec("mani_skill") is None or importlib.util.find_spec("m
                 "pip install --no-deps mikasa-robo-suite==1.0.0", allow_module_level=True)
 
 from memstream.embodied.envs import evaluate_env  # noqa: E402
-from memstream.embodied.envs.mikasa import make_mikasa_env  # noqa: E402
+from memstream.embodied.envs.mikasa import experts, make_mikasa_env  # noqa: E402
 from memstream.embodied.envs.mikasa.env import _np  # noqa: E402
 from memstream.streaming.errors import MemstreamError  # noqa: E402
 
@@ -57,6 +57,24 @@ def test_intercept_expert_succeeds_on_the_seeds_the_blocking_expert_lost():
         finally:
             env.close()
         assert result["success_rate"] == 1.0 and result["max_length"] == 60, f"seed {seed}"
+
+
+def test_intercept_expert_pushes_over_several_steps():
+    # the run-up: a policy imitates a push that lasts a few steps far better than a one-step kick, whose
+    # step it must hit exactly (stop 41: trained policies fired it early or at 0.6 of its strength)
+    env = make_mikasa_env("InterceptMedium", seed=4, render=False)
+    try:
+        env.reset()
+        pushing = []
+        for _ in range(59):
+            action = env.expert_actions()[0]
+            tip_z = float(_np(env.unwrapped.agent.tcp.pose.p)[0][2])
+            pushing.append(tip_z < experts.TIP_Z_M + 0.015 and np.linalg.norm(action[:2]) > 0.6)
+            env.step(action[None])
+    finally:
+        env.close()
+    runs = "".join("1" if p else "0" for p in pushing).split("0")
+    assert max(len(r) for r in runs) >= 3, pushing
 
 
 def test_ball_distances_follow_the_expert_to_the_ball_and_the_ball_to_the_goal(blind_env):

@@ -147,3 +147,15 @@ def test_two_workers_write_the_same_dataset_as_one(tmp_path, capsys):
     # --overwrite replaces an earlier collection (recognised by its meta/info.json), never mixes with it
     assert vla(["vla-collect", *common[:3], "1", *common[4:], "--out", str(tmp_path / "one"), "--overwrite"]) == 0
     assert [r["seed"] for r in read_demonstrations(tmp_path / "one").records] == [20]
+
+
+@needs_sim
+def test_intercept_collections_record_how_the_expert_pushes(tmp_path, capsys):
+    from memstream.embodied.envs.mikasa.experts import PUSH_SPEED, RUN_UP_M
+
+    assert vla(["vla-collect", "--task", "InterceptMedium", "--episodes", "1", "--cameras", "base_camera",
+                "--image-size", "32", "--no-progress", "--out", str(tmp_path / "im")]) == 0
+    info = read_demonstrations(tmp_path / "im").info
+    # folders of the one-step kick (collected before it was recorded) do not join these
+    assert info["memstream"]["expert"] == {"push_run_up_m": RUN_UP_M, "push_speed": PUSH_SPEED}
+
