@@ -1,0 +1,142 @@
+"""How a policy pushes the InterceptMedium ball, and how the scripted expert's push is shaped (issue 17).
+
+``open-loop``: stored expert episodes stream through a trained policy frame by frame, as in an
+evaluation (the bank sees every frame), and at each frame the policy's first action is compared with
+the expert's. Push frames are those where the expert's tip is low (under 4.5 cm) and its planar
+action is large (norm over 0.6); for them the script reports the heading error of the planar action
+and its strength (policy norm / expert norm); for the other moving frames the heading error.
+
+``expert``: the scripted expert on ``--episodes`` simulator seeds (cameras off) with the push's
+constants overridden (``experts.RUN_UP_M`` / ``PUSH_SPEED`` / ``LINE_TOL_M`` / ``LINE_GAIN``): its
+success and how many steps it pushes per episode (tip low and a planar action over 0.6).
+
+Measured (stop 41, ``benchmarks/MIKASA.md``): stop 40's policy, trained on the one-step kick, at 2.7 deg
+median heading error on 23 push frames of 20 held-out episodes but 0.60 of the expert's strength
+(0.56 on training episodes); the expert with an 11 cm run-up at speed 0.8 succeeds on 100 / 100
+seeds and pushes for 3.7 steps an episode.
+
+    python benchmarks/diag_mikasa_push.py open-loop --policy runs/im_g8 --demos demos_im_held --episodes 20
+    python benchmarks/diag_mikasa_push.py expert --run-up 0.11 0.14 --speed 0.8 --episodes 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import numpy as np
+from _common import print_table, save
+
+LOW_TIP_M = 0.045  # the expert's tip height while it pushes (experts.TIP_Z_M 0.025 + 0.015, with margin)
+PUSH_NORM = 0.6  # a planar action at least this large while the tip is low is a push
+
+
+def heading_deg(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-9), -1.0, 1.0))))
+
+
+def open_loop(policy_dir: str, demos: str, episodes: int, noise: float | None) -> dict:
+    import torch
+
+    from memstream.embodied.policies.memvla.mikasa import load_mikasa_demonstrations, load_mikasa_policy
+
+    policy, meta = load_mikasa_policy(policy_dir, task="InterceptMedium")
+    policy.eval()
+    if noise is not None:
+        policy.config.inference_noise = noise
+    data = load_mikasa_demonstrations(demos, camera=meta["camera"], max_episodes=episodes)
+    key = policy.config.image_key
+    push_heading, push_strength, other_heading = [], [], []
+    generator = torch.Generator().manual_seed(0)
+    for episode in range(data.num_episodes):
+        low, high = int(data.episode_bounds[episode]), int(data.episode_bounds[episode + 1])
+        policy.reset()
+        for t in range(high - low):
+            obs = {key: data.images[low + t][None], "observation.state": data.states[low + t][None],
+                   "task": [data.tasks[int(data.task_index[low + t])]], "episode_start": np.array([t == 0]),
+                   "frame_index": np.array([t])}
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+            with torch.no_grad():
+                predicted = policy.predict_action_chunk(obs)[0, 0].cpu().numpy()[:2]
+            expert = data.actions[low + t][:2]
+            if np.linalg.norm(expert) < 0.2:  # still or nearly: no heading to compare
+                continue
+            if data.states[low + t][2] < LOW_TIP_M and np.linalg.norm(expert) > PUSH_NORM:
+                push_heading.append(heading_deg(predicted, expert))
+                push_strength.append(float(np.linalg.norm(predicted) / np.linalg.norm(expert)))
+            else:
+                other_heading.append(heading_deg(predicted, expert))
+    push, other = np.array(push_heading), np.array(other_heading)
+    return {"policy": policy_dir, "demos": demos, "episodes": data.num_episodes, "inference_noise": policy.config.inference_noise,
+            "push_frames": len(push), "push_heading_median_deg": round(float(np.median(push)), 2) if len(push) else None,
+            "push_heading_within_10deg": round(float((push < 10).mean()), 3) if len(push) else None,
+            "push_strength_median": round(float(np.median(push_strength)), 3) if len(push) else None,
+            "other_frames": len(other), "other_heading_median_deg": round(float(np.median(other)), 2) if len(other) else None,
+            "other_heading_within_20deg": round(float((other < 20).mean()), 3) if len(other) else None}
+
+
+def expert(run_up: float, speed: float, line_tol: float, line_gain: float, episodes: int, seed: int) -> dict:
+    from memstream.embodied.envs.mikasa import experts, make_mikasa_env
+    from memstream.embodied.envs.mikasa.env import _np
+
+    saved = {name: getattr(experts, name) for name in ("RUN_UP_M", "PUSH_SPEED", "LINE_TOL_M", "LINE_GAIN")}
+    experts.RUN_UP_M, experts.PUSH_SPEED, experts.LINE_TOL_M, experts.LINE_GAIN = run_up, speed, line_tol, line_gain
+    env = make_mikasa_env("InterceptMedium", seed=seed, render=False)
+    wins, pushes = [], []
+    try:
+        env.reset()
+        for _ in range(episodes):
+            steps = 0
+            while True:
+                action = env.expert_actions()
+                steps += int(_np(env.unwrapped.agent.tcp.pose.p)[0][2] < LOW_TIP_M and np.linalg.norm(action[0, :2]) > PUSH_NORM)
+                _, _, terminated, truncated, info = env.step(action)
+                if terminated[0] or truncated[0]:
+                    break
+            wins.append(bool(info["success"][0]))
+            pushes.append(steps)
+    finally:
+        env.close()
+        for name, value in saved.items():
+            setattr(experts, name, value)
+    return {"run_up_m": run_up, "push_speed": speed, "line_tol_m": line_tol, "line_gain": line_gain,
+            "episodes": episodes, "seed": seed, "success_rate": float(np.mean(wins)),
+            "failed_seeds": [seed + i for i, won in enumerate(wins) if not won], "push_steps_mean": round(float(np.mean(pushes)), 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="what", required=True)
+    loop = sub.add_parser("open-loop", help="a policy's push on stored expert episodes")
+    loop.add_argument("--policy", nargs="+", required=True, help="vla-train folders (InterceptMedium)")
+    loop.add_argument("--demos", required=True, help="a vla-collect folder of InterceptMedium episodes")
+    loop.add_argument("--episodes", type=int, default=20)
+    loop.add_argument("--noise", type=float, default=None, help="override the flow sampler's noise scale")
+    sweep = sub.add_parser("expert", help="the scripted expert's success with other push constants")
+    sweep.add_argument("--run-up", type=float, nargs="+", default=[0.11])
+    sweep.add_argument("--speed", type=float, nargs="+", default=[0.8])
+    sweep.add_argument("--line-tol", type=float, default=0.015)
+    sweep.add_argument("--line-gain", type=float, default=2.5)
+    sweep.add_argument("--episodes", type=int, default=50)
+    sweep.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.what == "open-loop":
+        rows = [open_loop(p, args.demos, args.episodes, args.noise) for p in args.policy]
+        print_table("policy against the expert on stored InterceptMedium episodes (open loop)",
+                    ["policy", "episodes", "push frames", "push heading median deg", "within 10 deg", "push strength",
+                     "other heading median deg"],
+                    [[r["policy"], r["episodes"], r["push_frames"], r["push_heading_median_deg"], r["push_heading_within_10deg"],
+                      r["push_strength_median"], r["other_heading_median_deg"]] for r in rows])
+        save("mikasa_push_open_loop", {"rows": rows})
+    else:
+        rows = [expert(r, s, args.line_tol, args.line_gain, args.episodes, args.seed)
+                for r, s in itertools.product(args.run_up, args.speed)]
+        print_table("InterceptMedium expert with other push constants (cameras off)",
+                    ["run-up m", "speed", "episodes", "success", "push steps (mean)", "failed seeds"],
+                    [[r["run_up_m"], r["push_speed"], r["episodes"], r["success_rate"], r["push_steps_mean"],
+                      r["failed_seeds"]] for r in rows])
+        save("mikasa_push_expert", {"rows": rows})
+
+
+if __name__ == "__main__":
+    main()
