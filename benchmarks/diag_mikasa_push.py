@@ -38,7 +38,7 @@ def heading_deg(a: np.ndarray, b: np.ndarray) -> float:
 def open_loop(policy_dir: str, demos: str, episodes: int, noise: float | None) -> dict:
     import torch
 
-    from memstream.embodied.policies.memvla.mikasa import load_mikasa_demonstrations, load_mikasa_policy
+    from memstream.embodied.policies.memvla.mikasa import demonstration_frame, load_mikasa_demonstrations, load_mikasa_policy
 
     policy, meta = load_mikasa_policy(policy_dir, task="InterceptMedium")
     policy.eval()
@@ -52,12 +52,8 @@ def open_loop(policy_dir: str, demos: str, episodes: int, noise: float | None) -
         low, high = int(data.episode_bounds[episode]), int(data.episode_bounds[episode + 1])
         policy.reset()
         for t in range(high - low):
-            obs = {key: data.images[low + t][None], "observation.state": data.states[low + t][None],
-                   "task": [data.tasks[int(data.task_index[low + t])]], "episode_start": np.array([t == 0]),
-                   "frame_index": np.array([t])}
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-            with torch.no_grad():
-                predicted = policy.predict_action_chunk(obs)[0, 0].cpu().numpy()[:2]
+            predicted = policy.predict_action_chunk(demonstration_frame(data, key, low, t))[0, 0].cpu().numpy()[:2]
             expert = data.actions[low + t][:2]
             if np.linalg.norm(expert) < 0.2:  # still or nearly: no heading to compare
                 continue

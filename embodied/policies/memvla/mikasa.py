@@ -598,6 +598,14 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
     return rows
 
 
+def demonstration_frame(data: EpisodeDataset, image_key: str, low: int, t: int) -> dict[str, Any]:
+    """Frame ``t`` of the stored episode that starts at row ``low`` as a batch of one observation, the
+    way an evaluation hands it to the policy (``episode_start`` at ``t == 0``)."""
+    return {image_key: data.images[low + t][None], "observation.state": data.states[low + t][None],
+            "task": [data.tasks[int(data.task_index[low + t])]], "episode_start": np.array([t == 0]),
+            "frame_index": np.array([t])}
+
+
 def open_loop_metrics(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: list[int] | np.ndarray,
                       wipe_at_first_move: bool = False, seed: int = 0,
                       pointer_tokens: np.ndarray | None = None) -> dict[str, Any]:
@@ -642,9 +650,7 @@ def open_loop_metrics(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: l
             for t in range(high - low):
                 if wipe_at_first_move and t == first and policy.memory is not None:
                     policy.memory.reset()
-                obs = {key: data.images[low + t][None], "observation.state": data.states[low + t][None],
-                       "task": [data.tasks[int(data.task_index[low + t])]], "episode_start": np.array([t == 0]),
-                       "frame_index": np.array([t])}
+                obs = demonstration_frame(data, key, low, t)
                 torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
                 scores.clear()
                 chunk = policy.predict_action_chunk(obs)[0].cpu().numpy()
@@ -722,10 +728,7 @@ def cue_probe(policy: MemoryVLAPolicy, data: EpisodeDataset, train_episodes: lis
         low = int(data.episode_bounds[episode])
         policy.reset()
         for t in range(first_move_frame(data, episode) + 1):
-            obs = {key: data.images[low + t][None], "observation.state": data.states[low + t][None],
-                   "task": [data.tasks[int(data.task_index[low + t])]], "episode_start": np.array([t == 0]),
-                   "frame_index": np.array([t])}
-            readout, _ = policy._observe(obs)
+            readout, _ = policy._observe(demonstration_frame(data, key, low, t))
             if t == 0:
                 add("cue_frame_perceptual", policy.perceptual_encoder(policy._images(data.images[low][None], time_axis=False)))
         if isinstance(readout, BankReadout):
