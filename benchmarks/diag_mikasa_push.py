@@ -15,7 +15,8 @@ median heading error on 23 push frames of 20 held-out episodes but 0.60 of the e
 (0.56 on training episodes); the expert with an 11 cm run-up at speed 0.8 succeeds on 100 / 100
 seeds and pushes for 3.7 steps an episode.
 
-    python benchmarks/diag_mikasa_push.py open-loop --policy runs/im_g8 --demos demos_im_held --episodes 20
+    python benchmarks/diag_mikasa_push.py open-loop --policy runs/im_g8 runs/im_runup --demos demos_im_held \
+        demos_im_runup_held --episodes 20
     python benchmarks/diag_mikasa_push.py expert --run-up 0.11 0.14 --speed 0.8 --episodes 100
 """
 
@@ -105,7 +106,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     loop = sub.add_parser("open-loop", help="a policy's push on stored expert episodes")
     loop.add_argument("--policy", nargs="+", required=True, help="vla-train folders (InterceptMedium)")
-    loop.add_argument("--demos", required=True, help="a vla-collect folder of InterceptMedium episodes")
+    loop.add_argument("--demos", nargs="+", required=True,
+                      help="vla-collect folders of InterceptMedium episodes: one for every policy, or one per policy")
     loop.add_argument("--episodes", type=int, default=20)
     loop.add_argument("--noise", type=float, default=None, help="override the flow sampler's noise scale")
     sweep = sub.add_parser("expert", help="the scripted expert's success with other push constants")
@@ -117,7 +119,10 @@ def main() -> None:
     sweep.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.what == "open-loop":
-        rows = [open_loop(p, args.demos, args.episodes, args.noise) for p in args.policy]
+        if len(args.demos) not in (1, len(args.policy)):
+            parser.error(f"give one --demos folder or one per policy ({len(args.policy)}), not {len(args.demos)}")
+        demos = args.demos * len(args.policy) if len(args.demos) == 1 else args.demos
+        rows = [open_loop(p, d, args.episodes, args.noise) for p, d in zip(args.policy, demos, strict=True)]
         print_table("policy against the expert on stored InterceptMedium episodes (open loop)",
                     ["policy", "episodes", "push frames", "push heading median deg", "within 10 deg", "push strength",
                      "other heading median deg"],
