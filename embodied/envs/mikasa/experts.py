@@ -46,9 +46,10 @@ BALL_RADIUS_M = 0.02
 TIP_Z_M = 0.025
 # the push: the tip lines up RUN_UP_M behind the ball on the goal's line, then runs along the line at
 # PUSH_SPEED (an action component, 1 = 0.1 m a step asked for) while it stays within LINE_TOL_M of it,
-# steering its sideways error out with LINE_GAIN. Measured on seeds 0-99 (cameras off): run-up 0.11 m
-# 1.00 (~4 push steps), 0.14 m 0.97 (5 steps), 0.08 m 1.00 of 50 (2 steps); speed 0.7 at 0.14 m 0.92;
-# without the steering (aiming through a point beyond the ball) 0.88 of 50 at 0.11 m.
+# steering its sideways error out with LINE_GAIN. Measured on seeds 0-99 (cameras off,
+# benchmarks/diag_mikasa_push.py expert): run-up 0.11 m 1.00 (3.8 push steps), 0.14 m 0.97 (4.6),
+# 0.08 m 1.00 (2.8), 0.05 m 0.96 (1.7); speed 0.7 at 0.14 m 0.92; a draft without the steering (aiming
+# through a point beyond the ball) 0.88 of 50 at 0.11 m.
 RUN_UP_M = 0.11
 PUSH_SPEED = 0.8
 LINE_TOL_M = 0.015
