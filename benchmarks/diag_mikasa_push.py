@@ -13,7 +13,7 @@ success and how many steps it pushes per episode (tip low and a planar action ov
 Measured (stop 41, ``benchmarks/MIKASA.md``): stop 40's policy, trained on the one-step kick, at 2.7 deg
 median heading error on 23 push frames of 20 held-out episodes but 0.60 of the expert's strength
 (0.56 on training episodes); the expert with an 11 cm run-up at speed 0.8 succeeds on 100 / 100
-seeds and pushes for 3.7 steps an episode.
+seeds and pushes for 3.8 steps an episode.
 
     python benchmarks/diag_mikasa_push.py open-loop --policy runs/im_g8 runs/im_runup --demos demos_im_held \
         demos_im_runup_held --episodes 20
@@ -32,14 +32,15 @@ LOW_TIP_M = 0.045  # the expert's tip height while it pushes (experts.TIP_Z_M 0.
 PUSH_NORM = 0.6  # a planar action at least this large while the tip is low is a push
 
 
-def heading_deg(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-9), -1.0, 1.0))))
-
-
 def open_loop(policy_dir: str, demos: str, episodes: int, noise: float | None) -> dict:
     import torch
 
-    from memstream.embodied.policies.memvla.mikasa import demonstration_frame, load_mikasa_demonstrations, load_mikasa_policy
+    from memstream.embodied.policies.memvla.mikasa import (demonstration_frame, heading_error_deg, load_mikasa_demonstrations,
+                                                           load_mikasa_policy)
+
+    def heading_deg(predicted: np.ndarray, expert: np.ndarray) -> float:
+        angle = heading_error_deg(predicted, expert)  # NaN for a zero prediction: no heading, counted as 90 deg off
+        return 90.0 if np.isnan(angle) else angle
 
     policy, meta = load_mikasa_policy(policy_dir, task="InterceptMedium")
     policy.eval()
@@ -113,8 +114,8 @@ def main() -> None:
     sweep = sub.add_parser("expert", help="the scripted expert's success with other push constants")
     sweep.add_argument("--run-up", type=float, nargs="+", default=[0.11])
     sweep.add_argument("--speed", type=float, nargs="+", default=[0.8])
-    sweep.add_argument("--line-tol", type=float, default=0.015)
-    sweep.add_argument("--line-gain", type=float, default=2.5)
+    sweep.add_argument("--line-tol", type=float, default=None, help="default: the expert's LINE_TOL_M")
+    sweep.add_argument("--line-gain", type=float, default=None, help="default: the expert's LINE_GAIN")
     sweep.add_argument("--episodes", type=int, default=50)
     sweep.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -130,7 +131,11 @@ def main() -> None:
                       r["push_strength_median"], r["other_heading_median_deg"]] for r in rows])
         save("mikasa_push_open_loop", {"rows": rows})
     else:
-        rows = [expert(r, s, args.line_tol, args.line_gain, args.episodes, args.seed)
+        from memstream.embodied.envs.mikasa import experts
+
+        line_tol = experts.LINE_TOL_M if args.line_tol is None else args.line_tol
+        line_gain = experts.LINE_GAIN if args.line_gain is None else args.line_gain
+        rows = [expert(r, s, line_tol, line_gain, args.episodes, args.seed)
                 for r, s in itertools.product(args.run_up, args.speed)]
         print_table("InterceptMedium expert with other push constants (cameras off)",
                     ["run-up m", "speed", "episodes", "success", "push steps (mean)", "failed seeds"],
