@@ -439,7 +439,26 @@ def _intercept(episodes: list[dict]) -> dict:
             "median_closest_tip_to_ball_m": median("closest_tip_to_ball_m"),
             "median_ball_to_goal_start_m": median("ball_to_goal_start_m"),
             "median_closest_ball_to_goal_m": median("closest_ball_to_goal_m"),
-            "ball_within_5cm_of_the_goal": sum(e["closest_ball_to_goal_m"] < 0.05 for e in rows) / len(rows)}
+            "ball_within_5cm_of_the_goal": sum(e["closest_ball_to_goal_m"] < 0.05 for e in rows) / len(rows),
+            **catch_summary(rows)}
+
+
+HAND_DOWN_M = 0.02  # the tip this little above the ball's centre is down (the expert's waits 0.005 m above it)
+
+
+def catch_summary(rows: list[dict]) -> dict:
+    """Where the hand was as the rolling ball reached it (runs that recorded ``catch_*``, see
+    ``catch_geometry``): how often the ball rolled up to the hand at all, and of those how often the
+    hand was down on the table and how far across the ball's line (quartiles of the distance)."""
+    caught = [e for e in rows if "catch_offset_m" in e]
+    if not caught:
+        return {}
+    reached = [e for e in caught if e["ball_reached_hand"]]
+    across = sorted(abs(e["catch_across_m"]) for e in reached)
+    quartiles = [round(across[int(q * (len(across) - 1))], 4) for q in (0.25, 0.5, 0.75)] if across else None
+    return {"ball_reached_hand": len(reached) / len(caught),
+            "hand_down_as_it_reached": sum(e["catch_offset_m"][2] < HAND_DOWN_M for e in reached) / max(len(reached), 1),
+            "catch_across_abs_quartiles_m": quartiles}
 
 
 def _offsets(rows: list[dict]) -> dict:

@@ -8,7 +8,9 @@ and its strength (policy norm / expert norm); for the other moving frames the he
 
 ``expert``: the scripted expert on ``--episodes`` simulator seeds (cameras off) with the push's
 constants overridden (``experts.RUN_UP_M`` / ``PUSH_SPEED`` / ``LINE_TOL_M`` / ``LINE_GAIN``): its
-success and how many steps it pushes per episode (tip low and a planar action over 0.6).
+success, how many steps it pushes per episode (tip low and a planar action over 0.6), and where its
+hand is as the rolling ball reaches it (``catch_geometry``: down on the table, how far across its line),
+the reference for a policy's ``catch_*`` evaluation fields.
 
 Measured (stop 41, ``benchmarks/MIKASA.md``): stop 40's policy, trained on the one-step kick, at 2.7 deg
 median heading error on 23 push frames of 20 held-out episodes but 0.60 of the expert's strength
@@ -27,6 +29,7 @@ import itertools
 
 import numpy as np
 from _common import print_table, save
+from bench_mikasa import catch_summary
 
 LOW_TIP_M = 0.045  # the expert's tip height while it pushes (experts.TIP_Z_M 0.025 + 0.015, with margin)
 PUSH_NORM = 0.6  # a planar action at least this large while the tip is low is a push
@@ -74,18 +77,19 @@ def open_loop(policy_dir: str, demos: str, episodes: int, noise: float | None) -
 
 
 def expert(run_up: float, speed: float, line_tol: float, line_gain: float, episodes: int, seed: int) -> dict:
-    from memstream.embodied.envs.mikasa import experts, make_mikasa_env
+    from memstream.embodied.envs.mikasa import catch_geometry, experts, make_mikasa_env
     from memstream.embodied.envs.mikasa.env import _np
 
     saved = {name: getattr(experts, name) for name in ("RUN_UP_M", "PUSH_SPEED", "LINE_TOL_M", "LINE_GAIN")}
     experts.RUN_UP_M, experts.PUSH_SPEED, experts.LINE_TOL_M, experts.LINE_GAIN = run_up, speed, line_tol, line_gain
     env = make_mikasa_env("InterceptMedium", seed=seed, render=False)
-    wins, pushes = [], []
+    wins, pushes, catches = [], [], []
     try:
         env.reset()
         for _ in range(episodes):
-            steps = 0
+            steps, motion = 0, []
             while True:
+                motion.append(env.ball_motion())
                 action = env.expert_actions()
                 steps += int(_np(env.unwrapped.agent.tcp.pose.p)[0][2] < LOW_TIP_M and np.linalg.norm(action[0, :2]) > PUSH_NORM)
                 _, _, terminated, truncated, info = env.step(action)
@@ -93,13 +97,15 @@ def expert(run_up: float, speed: float, line_tol: float, line_gain: float, episo
                     break
             wins.append(bool(info["success"][0]))
             pushes.append(steps)
+            catches.append(catch_geometry(np.stack(motion)))
     finally:
         env.close()
         for name, value in saved.items():
             setattr(experts, name, value)
     return {"run_up_m": run_up, "push_speed": speed, "line_tol_m": line_tol, "line_gain": line_gain,
             "episodes": episodes, "seed": seed, "success_rate": float(np.mean(wins)),
-            "failed_seeds": [seed + i for i, won in enumerate(wins) if not won], "push_steps_mean": round(float(np.mean(pushes)), 2)}
+            "failed_seeds": [seed + i for i, won in enumerate(wins) if not won], "push_steps_mean": round(float(np.mean(pushes)), 2),
+            **catch_summary(catches)}
 
 
 def main() -> None:
@@ -138,9 +144,10 @@ def main() -> None:
         rows = [expert(r, s, line_tol, line_gain, args.episodes, args.seed)
                 for r, s in itertools.product(args.run_up, args.speed)]
         print_table("InterceptMedium expert with other push constants (cameras off)",
-                    ["run-up m", "speed", "episodes", "success", "push steps (mean)", "failed seeds"],
+                    ["run-up m", "speed", "episodes", "success", "push steps (mean)", "ball reached the hand",
+                     "hand down then", "across its line, quartiles m", "failed seeds"],
                     [[r["run_up_m"], r["push_speed"], r["episodes"], r["success_rate"], r["push_steps_mean"],
-                      r["failed_seeds"]] for r in rows])
+                      r["ball_reached_hand"], r["hand_down_as_it_reached"], r["catch_across_abs_quartiles_m"], r["failed_seeds"]] for r in rows])
         save("mikasa_push_expert", {"rows": rows})
 
 

@@ -13,7 +13,7 @@ Example::
 
 from memstream.embodied.envs.mikasa.dataset import (DemonstrationReader, check_joinable, merge_demonstrations, read_demonstrations,
                                                     write_demonstrations)
-from memstream.embodied.envs.mikasa.env import CAMERAS, EVAL_SEED, MikasaConfig, MikasaEnv, make_mikasa_env
+from memstream.embodied.envs.mikasa.env import CAMERAS, EVAL_SEED, MikasaConfig, MikasaEnv, catch_geometry, make_mikasa_env
 from memstream.embodied.envs.mikasa.experts import intercept_action, remember_color_action
 from memstream.embodied.envs.mikasa.lerobot_export import export_lerobot
 from memstream.embodied.envs.mikasa.tasks import MIKASA_TASKS, NEEDS_ASSETS, MikasaTask, resolve_task
@@ -27,6 +27,7 @@ __all__ = [
     "MikasaConfig",
     "MikasaEnv",
     "MikasaTask",
+    "catch_geometry",
     "check_joinable",
     "export_lerobot",
     "intercept_action",

@@ -36,7 +36,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field
 
-from memstream.embodied.envs.mikasa.experts import intercept_action, remember_color_action
+from memstream.embodied.envs.mikasa.experts import CONTACT_M, MOVING_M_S, intercept_action, remember_color_action
 from memstream.embodied.envs.mikasa.sim import make_suite_env
 from memstream.embodied.envs.mikasa.tasks import EXPERT_TASKS, MikasaTask, resolve_task
 from memstream.embodied.envs.types import EnvSpec, Observation, StepInfo
@@ -293,6 +293,16 @@ class MikasaEnv:
         return np.array([np.linalg.norm(_np(base.agent.tcp.pose.p)[0] - ball),
                          np.linalg.norm((ball - _np(base.goal_region.pose.p)[0])[:2])], dtype=np.float32)
 
+    def ball_motion(self) -> np.ndarray:
+        """float32 (6,): the tip minus the ball's centre (metres) and the ball's velocity (m/s), world
+        axes (Intercept); (0,) for RememberColor. Evaluation reports only: a track of them gives
+        :func:`catch_geometry`, how a hand that never touched the rolling ball missed it."""
+        if self.task.kind != "intercept":
+            return np.zeros(0, dtype=np.float32)
+        base = self.unwrapped
+        return np.concatenate([_np(base.agent.tcp.pose.p)[0] - _np(base.ball.pose.p)[0],
+                               _np(base.ball.linear_velocity)[0]]).astype(np.float32)
+
     def expert_actions(self) -> np.ndarray:
         """float32 (1, 7): the scripted expert's action for the current state.
 
@@ -373,6 +383,38 @@ class MikasaEnv:
         if not np.isfinite(array).all():
             raise MemstreamError("actions contain NaN or infinity", "Check the policy's output")
         return np.clip(array, -1.0, 1.0)
+
+
+def catch_geometry(motion: np.ndarray, reach_m: float = CONTACT_M + 0.01) -> dict[str, Any]:
+    """Where the hand was when the rolling ball reached it, from one episode's steps of
+    :meth:`MikasaEnv.ball_motion` (``(T, 6)``: tip minus ball, ball velocity).
+
+    The ball *reaches* the hand at the first step it is rolling (at least
+    :data:`~memstream.embodied.envs.mikasa.experts.MOVING_M_S`) with the tip less than ``reach_m``
+    ahead of its centre along its direction of travel, after a step where the tip was farther ahead
+    (the fingers touch the ball at :data:`~memstream.embodied.envs.mikasa.experts.CONTACT_M`; the
+    default allows one more centimetre). That step is ``catch_step``; ``catch_offset_m`` is the tip
+    minus the ball's centre there (x / y / z: z tells a hand still up from one down on the table) and
+    ``catch_across_m`` the tip's signed distance from the ball's line of travel (positive on its
+    left), with the ball's speed as ``catch_ball_speed_m_s``: a hand down more than ``CONTACT_M``
+    across let the ball roll past. A ball that never rolled up to the hand gives the closest
+    approach instead, with ``catch_across_m`` None; ``ball_reached_hand`` says which.
+    """
+    motion = np.asarray(motion, np.float64).reshape(-1, 6)
+    offsets, velocities = motion[:, :3], motion[:, 3:5]
+    speed = np.linalg.norm(velocities, axis=1)
+    rolling = speed >= MOVING_M_S
+    direction = velocities / np.maximum(speed, 1e-9)[:, None]
+    along = (offsets[:, :2] * direction).sum(axis=1)
+    ahead = np.cumsum(rolling & (along >= reach_m)) > 0  # the hand was ahead of the rolling ball by then
+    reached = np.flatnonzero(rolling & (along < reach_m) & np.concatenate([[False], ahead[:-1]]))
+    step = int(reached[0]) if len(reached) else int(np.linalg.norm(offsets, axis=1).argmin())
+    across = None
+    if len(reached):
+        across = round(float(direction[step, 0] * offsets[step, 1] - direction[step, 1] * offsets[step, 0]), 4)
+    return {"catch_step": step, "catch_offset_m": [round(float(v), 4) for v in offsets[step]],
+            "catch_across_m": across, "catch_ball_speed_m_s": round(float(speed[step]), 4),
+            "ball_reached_hand": bool(len(reached))}
 
 
 def make_mikasa_env(task: str, seed: int = 0, image_size: int = 128, render: bool = True,

@@ -522,7 +522,8 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
     ``tip_to_nearest_m`` and ``nearest_is_target`` (the cube chosen, apart from the touch's precision),
     and ``tip_offset_m``, the tip minus the nearest cube's centre (x, y, z; which way a touch misses).
     Intercept rows add ``closest_tip_to_ball_m`` and ``closest_ball_to_goal_m`` (over the episode,
-    the latter on the table plane; a ball rolls on through the goal) and ``ball_to_goal_start_m``.
+    the latter on the table plane; a ball rolls on through the goal), ``ball_to_goal_start_m`` and
+    where the hand was as the ball came closest (``catch_*``: :func:`~memstream.embodied.envs.mikasa.catch_geometry`).
     ``on_episode`` sees each row as it ends.
 
     Where the task freezes the arm while it shows the cue (RememberColor), the policy's queued or
@@ -539,7 +540,7 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
         ConfigError: ``wipe_memory`` for a task that does not freeze the arm during a cue (the step to
             wipe at is the cue's end) or a policy without a bank.
     """
-    from memstream.embodied.envs.mikasa import make_mikasa_env
+    from memstream.embodied.envs.mikasa import catch_geometry, make_mikasa_env
 
     if wipe_memory:
         check_memory_wipe(policy, meta)
@@ -556,6 +557,7 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
             policy_s = sim_s = 0.0
             target = int(env.hidden_info[0, 0]) if env.hidden_info.shape[1] else -1
             ball: list[np.ndarray] = []
+            motion: list[np.ndarray] = []
             frozen = env.task.freeze_cue_phase
             while True:
                 if frozen and not env.in_cue_phase():
@@ -565,6 +567,7 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
                     frozen = False
                 offsets = env.cube_offsets()  # before the step: the auto-reset would hide the last state
                 ball.append(env.ball_distances())
+                motion.append(env.ball_motion())
                 if index < videos:
                     frames.append(obs[f"observation.images.{camera}"][0])
                 started = time.perf_counter()
@@ -587,7 +590,7 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
                 track = np.stack(ball)
                 row.update(closest_tip_to_ball_m=round(float(track[:, 0].min()), 4),
                            closest_ball_to_goal_m=round(float(track[:, 1].min()), 4),
-                           ball_to_goal_start_m=round(float(track[0, 1]), 4))
+                           ball_to_goal_start_m=round(float(track[0, 1]), 4), **catch_geometry(np.stack(motion)))
             if index < videos and video_dir is not None:
                 row["video"] = _write_video(Path(video_dir) / f"episode_{index:03d}.mp4", frames)
             rows.append(row)

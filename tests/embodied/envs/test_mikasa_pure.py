@@ -20,7 +20,7 @@ from memstream.embodied.envs.mikasa.dataset import (
     read_demonstrations,
     write_demonstrations,
 )
-from memstream.embodied.envs.mikasa.env import _rotate, continuous_rpy, quat_wxyz_to_rpy
+from memstream.embodied.envs.mikasa.env import _rotate, catch_geometry, continuous_rpy, quat_wxyz_to_rpy
 from memstream.streaming.errors import ConfigError, MemstreamError
 
 
@@ -207,6 +207,34 @@ def test_intercept_push_runs_along_the_goal_line_from_the_run_up_to_the_ball():
         tcp = np.array([*(ball[:2] + offset), experts.TIP_Z_M])
         act = experts.intercept_action(tcp, ball, np.zeros(3), goal, d, step=30)
         assert act[2] > 0 and np.abs(act[:2]).max() < 1e-6
+
+
+def test_catch_geometry_measures_the_hand_across_the_path_where_the_ball_reaches_it():
+    # the ball rolls along +y at 0.5 m/s (2.5 cm a step) at a hand 3 cm off its line (on the +x side:
+    # the right of its direction of travel), low on the table; the step the tip is first less than
+    # 4.7 cm ahead of the ball's centre (2.5 cm: step 7) is where it reaches the hand
+    steps = 12
+    ball_y = -0.4 + 0.025 * np.arange(steps)
+    offsets = np.stack([np.full(steps, 0.03), -0.2 - ball_y, np.full(steps, 0.005)], axis=1)
+    velocities = np.tile([0.0, 0.5, 0.0], (steps, 1))
+    velocities[8:] = [0.2, -0.4, 0.0]  # bounced back off the hand: the step before it counts
+    row = catch_geometry(np.concatenate([offsets, velocities], axis=1))
+    assert row["catch_step"] == 7 and row["ball_reached_hand"]
+    assert row["catch_offset_m"] == pytest.approx(offsets[7].tolist(), abs=1e-4)
+    assert row["catch_across_m"] == pytest.approx(-0.03, abs=1e-4) and row["catch_ball_speed_m_s"] == pytest.approx(0.5)
+    mirrored = np.concatenate([offsets * [-1, 1, 1], velocities], axis=1)
+    assert catch_geometry(mirrored)["catch_across_m"] == pytest.approx(0.03, abs=1e-4)  # the left side: positive
+    # a ball rolling along -x: "across" is the y offset, the left of -x being -y
+    along_x = np.concatenate([offsets[:, [1, 0, 2]] * [-1, 1, 1], np.tile([-0.5, 0.0, 0.0], (steps, 1))], axis=1)
+    assert catch_geometry(along_x)["catch_step"] == 7
+    assert catch_geometry(along_x)["catch_across_m"] == pytest.approx(-0.03, abs=1e-4)
+    # a ball rolling away from a hand behind it never reaches it, nor does a still one: the closest
+    # approach, with no line to be across
+    for never in (np.concatenate([offsets * [1, -1, 1], velocities[:1].repeat(steps, 0)], axis=1),
+                  np.concatenate([offsets, np.zeros_like(velocities)], axis=1)):
+        row = catch_geometry(never)
+        assert not row["ball_reached_hand"] and row["catch_across_m"] is None and json.dumps(row)
+        assert row["catch_step"] == int(np.linalg.norm(never[:, :3], axis=1).argmin())
 
 
 def test_on_course_needs_the_path_inside_the_goal_circle_and_the_time_to_get_there():

@@ -17,8 +17,9 @@ if importlib.util.find_spec("mani_skill") is None or importlib.util.find_spec("m
                 "pip install --no-deps mikasa-robo-suite==1.0.0", allow_module_level=True)
 
 from memstream.embodied.envs import evaluate_env  # noqa: E402
-from memstream.embodied.envs.mikasa import experts, make_mikasa_env  # noqa: E402
+from memstream.embodied.envs.mikasa import catch_geometry, experts, make_mikasa_env  # noqa: E402
 from memstream.embodied.envs.mikasa.env import _np  # noqa: E402
+from memstream.embodied.envs.mikasa.experts import MOVING_M_S  # noqa: E402
 from memstream.streaming.errors import MemstreamError  # noqa: E402
 
 
@@ -82,19 +83,26 @@ def test_ball_distances_follow_the_expert_to_the_ball_and_the_ball_to_the_goal(b
     env = make_mikasa_env("InterceptMedium", seed=1, render=False)
     try:
         env.reset()
-        track = []
+        track, motion = [], []
         for _ in range(59):  # the 60th step ends the episode and the auto-reset moves the ball
             track.append(env.ball_distances())
+            motion.append(env.ball_motion())
             env.step(env.expert_actions())
         base = env.unwrapped
         ball, tcp, goal = (_np(x)[0] for x in (base.ball.pose.p, base.agent.tcp.pose.p, base.goal_region.pose.p))
         np.testing.assert_allclose(env.ball_distances(), [np.linalg.norm(tcp - ball), np.linalg.norm((ball - goal)[:2])],
                                    rtol=1e-5)
+        np.testing.assert_allclose(env.ball_motion(), [*(tcp - ball), *_np(base.ball.linear_velocity)[0]], rtol=1e-5, atol=1e-7)
     finally:
         env.close()
     track = np.stack(track)
     assert track.shape == (59, 2) and track[:, 0].min() < 0.05  # the expert's hand meets the ball
     assert track[:, 1].min() < 0.05 < 0.5 < track[0, 1]  # and pushes it through the goal (it rolls on past)
+    catch = catch_geometry(np.stack(motion))
+    # the ball rolls in (seed 1) and the expert's hand is down on its line as it arrives
+    assert catch["ball_reached_hand"] and catch["catch_ball_speed_m_s"] > MOVING_M_S
+    assert abs(catch["catch_across_m"]) < 0.015 and catch["catch_offset_m"][2] < 0.015
+    assert np.linalg.norm(catch["catch_offset_m"]) == pytest.approx(track[catch["catch_step"], 0], abs=1e-4)
 
 
 def test_cue_phase_freezes_actions_and_bad_actions_are_refused(blind_env):

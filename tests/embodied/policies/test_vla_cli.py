@@ -328,6 +328,11 @@ def test_intercept_rows_say_how_near_the_tip_came_to_the_ball_and_the_ball_to_th
     assert row["length"] == 60 and "nearest_is_target" not in row
     assert 0 <= row["closest_tip_to_ball_m"] < 2.0 and 0 < row["ball_to_goal_start_m"] < 2.0
     assert 0 <= row["closest_ball_to_goal_m"] <= row["ball_to_goal_start_m"]
+    # where the hand was as the ball reached it (or came closest): never nearer than the closest
+    assert np.linalg.norm(row["catch_offset_m"]) >= row["closest_tip_to_ball_m"] - 2e-4
+    assert 0 <= row["catch_step"] < 60 and row["catch_ball_speed_m_s"] >= 0
+    assert (row["catch_across_m"] is None) == (not row["ball_reached_hand"])
+    assert row["catch_across_m"] is None or abs(row["catch_across_m"]) <= np.linalg.norm(row["catch_offset_m"]) + 1e-4
 
 
 def test_train_backpropagates_through_the_bank_unless_told_not_to(tmp_path):
