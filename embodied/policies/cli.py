@@ -59,6 +59,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     collect.add_argument("--keep-failures", action="store_true",
                          help="also store the episodes the expert failed (flagged success: false)")
     collect.add_argument("--workers", type=int, default=1, help="parallel collector processes (default 1)")
+    collect.add_argument("--policy", type=Path, default=None,
+                         help="DAgger: a vla-train folder for this task drives the rollouts and the expert labels every "
+                              "state it visits (the stored actions stay the expert's; every episode is kept, flagged "
+                              "with the driven rollout's success); train on these folders beside the expert's")
+    collect.add_argument("--expert-mix", type=float, default=0.0,
+                         help="with --policy: the probability that a step executes the expert's action instead "
+                              "(DAgger's beta; default 0: the policy alone)")
     add_output_args(collect)
     collect.add_argument("--no-progress", action="store_true")
     collect.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
@@ -210,13 +217,18 @@ def cmd_vla_collect(args: argparse.Namespace, held: contextlib.ExitStack) -> int
     if unknown:
         raise ConfigError(f"unknown camera {unknown[0]!r}", f"Pick among {', '.join(CAMERAS)}")
     check_seeds_disjoint(args.seed, args.episodes)
+    options = {"image_size": args.image_size, "keep_failures": args.keep_failures, "cameras": cameras}
+    if args.policy is not None:
+        options.update(_dagger_options(args.policy, task.name, args.expert_mix, cameras, args.image_size))
+    elif args.expert_mix != 0.0:
+        raise ConfigError("--expert-mix needs --policy (the expert alone already executes every step)",
+                          "Drop --expert-mix or give --policy")
     out = claim_output_dir(args.out, held, overwrite=args.overwrite)
     workers = min(args.workers, args.episodes)
-    options = {"image_size": args.image_size, "keep_failures": args.keep_failures, "cameras": cameras}
     started = time.perf_counter()
     if workers == 1:
         info = write_demonstrations(out, task.name, args.episodes, seed=args.seed,
-                                    progress=False if args.no_progress else None, **options)
+                                    progress=False if args.no_progress else None, **_with_driver(options, task.name))
         rollouts, succeeded = args.episodes, round(info["success_rate"] * args.episodes)
     else:
         shares = [(out / ".parts" / f"part-{k:03d}", start, count) for k, (start, count)
@@ -227,8 +239,9 @@ def cmd_vla_collect(args: argparse.Namespace, held: contextlib.ExitStack) -> int
         info = merge_demonstrations(out, [folder for folder, _, _ in shares])
         shutil.rmtree(out / ".parts")
     seconds = time.perf_counter() - started
-    print(f"collected {info['total_episodes']} {task.name} demonstrations from {rollouts} expert rollouts "
-          f"(seeds {args.seed}..{args.seed + args.episodes - 1}, expert success {succeeded / rollouts:.2f}) "
+    driven = "policy-driven rollouts labelled by the expert" if args.policy is not None else "expert rollouts"
+    print(f"collected {info['total_episodes']} {task.name} demonstrations from {rollouts} {driven} "
+          f"(seeds {args.seed}..{args.seed + args.episodes - 1}, success {succeeded / rollouts:.2f}) "
           f"in {seconds:.0f} s ({info['total_episodes'] * 3600 / max(seconds, 1e-9):.0f} an hour, {workers} "
           f"worker{'s' if workers > 1 else ''}): {out}")
     return 0
@@ -248,6 +261,37 @@ def cmd_vla_export(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     return 0
 
 
+def _dagger_options(policy: Path, task: str, expert_mix: float, cameras: tuple[str, ...], image_size: int) -> dict[str, Any]:
+    """``vla-collect --policy``'s checks (before the output folder is claimed) and options: the policy
+    must be a MIKASA one for this task that reads a collected camera at the collected size."""
+    from memstream.embodied.policies.memvla.mikasa import load_mikasa_policy
+
+    if not 0.0 <= expert_mix <= 1.0:
+        raise ConfigError(f"--expert-mix must lie in [0, 1], got {expert_mix}", "Pass --expert-mix 0 (the policy drives)")
+    _, meta = load_mikasa_policy(policy, task=task)  # another task, another action space: named here
+    if meta["camera"] not in cameras:
+        raise ConfigError(f"{str(policy)!r} reads the {meta['camera']}, which this collection does not render",
+                          f"Add {meta['camera']} to --cameras")
+    if int(meta["image_size"]) != image_size or bool(meta.get("camera_housing", False)):
+        raise ConfigError(f"{str(policy)!r} was trained on {meta['image_size']} px images"
+                          f"{' with the camera housing shown' if meta.get('camera_housing') else ''}, not on what this "
+                          f"collection renders ({image_size} px, housing hidden)", f"Pass --image-size {meta['image_size']}")
+    return {"policy": str(policy.resolve()), "expert_mix": expert_mix}
+
+
+def _with_driver(options: dict[str, Any], task: str) -> dict[str, Any]:
+    """``write_demonstrations``' keyword arguments from the collect options: a ``policy`` folder
+    becomes the driver that acts in each env (loaded once per collecting process)."""
+    options = dict(options)
+    folder = options.pop("policy", None)
+    if folder is None:
+        return options
+    from memstream.embodied.policies.memvla.mikasa import MikasaPolicyDriver, load_mikasa_policy
+
+    policy, _ = load_mikasa_policy(folder, task=task)
+    return {**options, "driver": lambda env: MikasaPolicyDriver(policy, env), "driver_record": {"policy": folder}}
+
+
 def _shares(seed: int, episodes: int, workers: int) -> list[tuple[int, int]]:
     """(first seed, episodes) of each worker: contiguous, in seed order, sizes differing by at most one."""
     sizes = [episodes // workers + (k < episodes % workers) for k in range(workers)]
@@ -262,7 +306,7 @@ def _collect_share(task: str, folder: str, seed: int, episodes: int, options: di
     from memstream.embodied.envs.mikasa import write_demonstrations
 
     torch.set_num_threads(1)
-    info = write_demonstrations(folder, task, episodes, seed=seed, **options)
+    info = write_demonstrations(folder, task, episodes, seed=seed, **_with_driver(options, task))
     return {"rollouts": info["rollouts"], "success_rate": info["success_rate"]}
 
 

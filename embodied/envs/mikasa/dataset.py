@@ -43,7 +43,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +110,14 @@ def check_expert(task: str) -> None:
 
 def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: int = 0, image_size: int = 128,
                          keep_failures: bool = False, cameras: tuple[str, ...] = CAMERAS,
-                         camera_housing: bool = False, progress: bool | None = False) -> dict[str, Any]:
+                         camera_housing: bool = False, progress: bool | None = False,
+                         driver: Callable[[Any], Any] | None = None, expert_mix: float = 0.0,
+                         driver_record: dict[str, Any] | None = None) -> dict[str, Any]:
     """Roll out the scripted expert of ``task`` and write each episode as it ends.
+
+    With a ``driver`` the episodes are DAgger's (Ross et al., 2011): a trained policy drives and the
+    expert labels every state it visits, so a policy learns to recover from the states its own
+    mistakes lead to, which expert rollouts never show (the stored ``action`` is always the expert's).
 
     Args:
         root: the dataset folder; must not hold a dataset already.
@@ -123,10 +129,20 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
             (recorded in ``meta/info.json``'s ``memstream`` entry: evaluation renders the same way).
         progress: a bar over the rollouts (``None``: when stderr is a terminal; see
             :func:`memstream.streaming.progress.progress`).
+        driver: a function of the env returning what acts in it: an object with ``start_episode()``
+            and ``__call__(obs) -> (1, 7)`` actions, called at every step (a policy's memory sees
+            every frame). Every episode is kept (its labels are the expert's whatever happened),
+            flagged with the success of the rollout as driven.
+        expert_mix: with a driver, the probability that a step executes the expert's action instead
+            (DAgger's beta; 0: the driver alone, 1: an expert rollout the driver only watches).
+        driver_record: what the collection records about the driver in ``meta/info.json``
+            (``memstream.dagger``, with ``expert_mix``).
 
     Returns:
-        ``meta/info.json``'s content plus ``success_rate`` (the expert's, over all rollouts).
+        ``meta/info.json``'s content plus ``success_rate`` (of the rollouts as executed).
     """
+    if not 0.0 <= expert_mix <= 1.0:
+        raise ConfigError(f"expert_mix must lie in [0, 1], got {expert_mix}", "Pass expert_mix 0 (the policy drives)")
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
         raise ConfigError(f"num_episodes must be an int >= 1, got {num_episodes!r}", "Pass num_episodes >= 1")
     check_expert(task)
@@ -148,32 +164,46 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
             from memstream.embodied.envs.mikasa.experts import PUSH_SPEED, RUN_UP_M
 
             writer.info["memstream"]["expert"] = {"push_run_up_m": RUN_UP_M, "push_speed": PUSH_SPEED}
+        acting = None if driver is None else driver(env)
+        if acting is not None:
+            writer.info["memstream"]["dagger"] = {**(driver_record or {}), "expert_mix": expert_mix}
+        mixer = np.random.default_rng(seed)
+        who = "expert" if acting is None else "rollouts"
         with progress_bar(f"collect {env.name} demonstrations", num_episodes, unit="episodes", show=progress) as bar:
             for _ in range(num_episodes):
-                episode = _rollout(env, obs)
+                episode = _rollout(env, obs, acting, expert_mix, mixer)
                 obs = episode.pop("next_obs")
                 successes += bool(episode["success"])
-                if episode["success"] or keep_failures:
+                if episode["success"] or keep_failures or acting is not None:
                     writer.add(episode)
                 bar.advance()
-                bar.status(f"expert succeeded {successes}")
+                bar.status(f"{who} succeeded {successes}")
     finally:
         env.close()
     return {**writer.info, "success_rate": successes / num_episodes, "rollouts": num_episodes}
 
 
-def _rollout(env: Any, obs: dict[str, Any]) -> dict[str, Any]:
-    """One expert episode from its first observation ``obs``; returns its arrays and metadata."""
+def _rollout(env: Any, obs: dict[str, Any], driver: Any = None, expert_mix: float = 0.0,
+             mixer: np.random.Generator | None = None) -> dict[str, Any]:
+    """One episode from its first observation ``obs``, labelled by the expert and driven by it or by
+    ``driver`` (see :func:`write_demonstrations`); returns its arrays and metadata."""
     frames: dict[str, list[np.ndarray]] = {f"observation.images.{c}": [] for c in env.config.cameras}
     states, actions, rewards = [], [], []
     hidden, reveal = env.hidden_info[0].tolist(), int(env.reveal_frames[0])
     episode_index = int(obs["episode_index"][0])
+    if driver is not None:
+        driver.start_episode()
     while True:
         for key in frames:
             frames[key].append(obs[key][0])
         states.append(obs["observation.state"][0])
         action = env.expert_actions()
         actions.append(action[0])
+        if driver is not None:
+            driven = np.asarray(driver(obs), np.float32).reshape(action.shape)
+            expert_acts = expert_mix >= 1.0 or (expert_mix > 0.0 and mixer is not None and mixer.random() < expert_mix)
+            if not expert_acts:
+                action = driven
         obs, reward, terminated, truncated, info = env.step(action)
         rewards.append(float(reward[0]))
         if terminated[0] or truncated[0]:
@@ -385,7 +415,8 @@ def check_joinable(readers: Sequence[DemonstrationReader], camera: str | None = 
 def merge_demonstrations(root: str | Path, sources: Sequence[str | Path], progress: bool | None = False) -> dict[str, Any]:
     """Join demonstration folders of one task (e.g. written in parallel from disjoint seed ranges)
     into one new folder, their episodes renumbered in the order given; the sources are left as
-    they are. Checked with :func:`check_joinable` before anything is written.
+    they are. Checked with :func:`check_joinable` before anything is written; DAgger folders
+    (``write_demonstrations(driver=...)``) merge only with folders driven the same way.
 
     Returns:
         The new folder's ``meta/info.json`` content.
@@ -394,6 +425,12 @@ def merge_demonstrations(root: str | Path, sources: Sequence[str | Path], progre
         raise ConfigError("no demonstration folder to merge", "Pass at least one folder written by write_demonstrations")
     readers = [read_demonstrations(source) for source in sources]
     check_joinable(readers)
+    drivers = [reader.info.get("memstream", {}).get("dagger") for reader in readers]
+    if any(driver != drivers[0] for driver in drivers):  # one folder has one record of who drove its rollouts
+        other = next(k for k, driver in enumerate(drivers) if driver != drivers[0])
+        raise ConfigError(f"demonstration folders {str(readers[0].root)!r} and {str(readers[other].root)!r} were driven "
+                          f"differently ({drivers[0]!r} vs {drivers[other]!r}): one merged folder would record one of them",
+                          "Train on them side by side (vla-train --demos A B) instead of merging")
     root = Path(root)
     if (root / "meta" / "info.json").exists():
         raise ConfigError(f"{str(root)!r} already holds a dataset", "Pick a new folder or delete the old one")
@@ -405,8 +442,9 @@ def merge_demonstrations(root: str | Path, sources: Sequence[str | Path], progre
                             tuple(key.removeprefix("observation.images.") for key in videos),
                             bool(own.get("camera_housing", False)), own.get("camera_params"))
     writer.info["features"] = json.loads(json.dumps(first.info["features"]))  # as stored (older datasets lack video.g)
-    if "expert" in own:
-        writer.info["memstream"]["expert"] = own["expert"]
+    for key in ("expert", "dagger"):
+        if key in own:
+            writer.info["memstream"][key] = own[key]
     with progress_bar("merge demonstrations", sum(len(r) for r in readers), unit="episodes", show=progress) as bar:
         for reader in readers:
             for i in range(len(reader)):

@@ -510,6 +510,33 @@ def check_memory_wipe(policy: MemoryVLAPolicy, meta: dict[str, Any]) -> None:
                           "Drop --wipe-memory, or evaluate a policy trained with a bank (--variant bank or fifo)")
 
 
+class MikasaPolicyDriver:
+    """A trained policy acting in a MIKASA env one step at a time, as an evaluation runs it.
+
+    ``start_episode()`` empties the policy's memory; each call returns the policy's action for the
+    observation (every frame reaches the bank). Where the task freezes the arm while it shows the
+    cue (RememberColor), the queued or temporally ensembled actions are dropped at the first step
+    the arm obeys again (see :func:`evaluate_mikasa`), and ``wipe_memory`` empties the bank there too.
+    ``vla-collect --policy`` drives DAgger rollouts with it.
+    """
+
+    def __init__(self, policy: MemoryVLAPolicy, env: Any, wipe_memory: bool = False) -> None:
+        self.policy, self.env, self.wipe_memory = policy, env, wipe_memory
+        self._frozen = False
+
+    def start_episode(self) -> None:
+        self.policy.reset()
+        self._frozen = bool(self.env.task.freeze_cue_phase)
+
+    def __call__(self, obs: dict[str, Any]) -> np.ndarray:
+        if self._frozen and not self.env.in_cue_phase():
+            self.policy.drop_queued_actions()  # plans made while the arm was frozen and no cube shown
+            if self.wipe_memory:
+                self.policy.memory.reset()
+            self._frozen = False
+        return self.policy.select_action(obs).cpu().numpy()
+
+
 def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int, seed: int,
                     videos: int = 0, video_dir: str | Path | None = None,
                     on_episode: Callable[[dict[str, Any]], None] | None = None,
@@ -549,29 +576,24 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
     env = make_mikasa_env(meta["task"], seed=seed, image_size=int(meta["image_size"]), cameras=(camera,),
                           camera_housing=bool(meta.get("camera_housing", False)))
     rows: list[dict[str, Any]] = []
+    driver = MikasaPolicyDriver(policy, env, wipe_memory=wipe_memory)
     try:
         obs = env.reset()
         for index in range(episodes):
-            policy.reset()
+            driver.start_episode()
             frames: list[np.ndarray] = []
             policy_s = sim_s = 0.0
             target = int(env.hidden_info[0, 0]) if env.hidden_info.shape[1] else -1
             ball: list[np.ndarray] = []
             motion: list[np.ndarray] = []
-            frozen = env.task.freeze_cue_phase
             while True:
-                if frozen and not env.in_cue_phase():
-                    policy.drop_queued_actions()  # plans made while the arm was frozen and no cube shown
-                    if wipe_memory:
-                        policy.memory.reset()
-                    frozen = False
                 offsets = env.cube_offsets()  # before the step: the auto-reset would hide the last state
                 ball.append(env.ball_distances())
                 motion.append(env.ball_motion())
                 if index < videos:
                     frames.append(obs[f"observation.images.{camera}"][0])
                 started = time.perf_counter()
-                action = policy.select_action(obs).cpu().numpy()
+                action = driver(obs)
                 policy_s += time.perf_counter() - started
                 started = time.perf_counter()
                 obs, _, terminated, truncated, info = env.step(action)

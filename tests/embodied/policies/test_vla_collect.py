@@ -65,6 +65,27 @@ def test_merge_refuses_repeated_seeds_and_an_existing_dataset_before_writing(tmp
         merge_demonstrations(tmp_path / "m", [])
 
 
+def test_dagger_folders_merge_only_with_folders_driven_the_same_way_and_keep_the_record(tmp_path):
+    import json
+
+    def driven(folder, record):
+        info_path = folder / "meta" / "info.json"
+        info = json.loads(info_path.read_text())
+        info["memstream"]["dagger"] = record
+        info_path.write_text(json.dumps(info))
+        return folder
+
+    record = {"policy": "/runs/im", "expert_mix": 0.0}
+    a = driven(tiny_demos(tmp_path / "a", episodes=1, first_seed=0), record)
+    b = driven(tiny_demos(tmp_path / "b", episodes=1, first_seed=1), record)
+    plain = tiny_demos(tmp_path / "plain", episodes=1, first_seed=2)
+    assert merge_demonstrations(tmp_path / "ab", [a, b])["memstream"]["dagger"] == record
+    with pytest.raises(ConfigError, match="were driven differently") as caught:
+        merge_demonstrations(tmp_path / "mixed", [a, plain])
+    assert "vla-train --demos A B" in caught.value.one_line() and not (tmp_path / "mixed").exists()
+    assert load_mikasa_demonstrations([a, plain]).num_episodes == 2  # training joins them side by side
+
+
 def test_folders_of_experts_that_stop_at_other_heights_do_not_join_and_a_merge_keeps_the_height(tmp_path):
     import json
 
@@ -159,3 +180,94 @@ def test_intercept_collections_record_how_the_expert_pushes(tmp_path, capsys):
     # folders of the one-step kick (collected before it was recorded) do not join these
     assert info["memstream"]["expert"] == {"push_run_up_m": RUN_UP_M, "push_speed": PUSH_SPEED}
 
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory):
+    """A tiny RememberColor3 policy on 32 px base-camera images (the DAgger tests drive with it)."""
+    root = tmp_path_factory.mktemp("dagger_policy")
+    run = root / "run"
+    assert vla(["vla-train", "--demos", str(tiny_demos(root / "d", episodes=2)), "--out", str(run), "--steps", "2",
+                "--batch-episodes", "2", "--loss-frames", "2", "--threads", "1", "--no-progress"]) == 0
+    return run
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    (["--task", "RememberColor3", "--expert-mix", "0.5"], "--expert-mix needs --policy"),
+    (["--task", "RememberColor3", "--policy", "{policy}", "--expert-mix", "1.5"], "--expert-mix must lie in [0, 1]"),
+    (["--task", "InterceptMedium", "--policy", "{policy}"], "was trained for 'RememberColor3', not 'InterceptMedium'"),
+    (["--task", "RememberColor3", "--policy", "{policy}", "--cameras", "hand_camera"], "Add base_camera to --cameras"),
+    (["--task", "RememberColor3", "--policy", "{policy}"], "Pass --image-size 32"),  # collected at 128 px
+    (["--task", "RememberColor3", "--policy", "{demos}"], "holds no MIKASA-Robo policy"),
+])
+def test_dagger_refusals_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, tiny_policy, extra, says):
+    demos = tiny_demos(tmp_path / "d", episodes=1)
+    extra = [arg.format(policy=tiny_policy, demos=demos) for arg in extra]
+    out = tmp_path / "dagger"
+    assert vla(["vla-collect", *extra, "--out", str(out), "--no-progress"]) == 2
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("error: ") and says in line and len(line.splitlines()) == 1
+    assert not out.exists()
+
+
+class _Lift:
+    """A driver that only lifts the hand: what it executes shows in the states, never in the labels."""
+
+    def __init__(self, env):
+        self.env, self.episodes, self.calls = env, 0, 0
+
+    def start_episode(self):
+        self.episodes += 1
+
+    def __call__(self, obs):
+        self.calls += 1
+        return np.array([[0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0]], np.float32)
+
+
+@needs_sim
+def test_a_driver_executes_its_actions_while_the_expert_labels_every_state(tmp_path):
+    from memstream.embodied.envs.mikasa import write_demonstrations
+
+    drivers = []
+
+    def lift(env):
+        drivers.append(_Lift(env))
+        return drivers[-1]
+
+    common = dict(num_episodes=1, seed=20, image_size=32, cameras=("base_camera",))
+    write_demonstrations(tmp_path / "expert", "RememberColor3", **common)
+    info = write_demonstrations(tmp_path / "driven", "RememberColor3", driver=lift, driver_record={"policy": "lift"},
+                                **common)
+    write_demonstrations(tmp_path / "watched", "RememberColor3", driver=lift, expert_mix=1.0, **common)
+    expert, driven, watched = (read_demonstrations(tmp_path / name).episode(0) for name in ("expert", "driven", "watched"))
+    assert info["memstream"]["dagger"] == {"policy": "lift", "expert_mix": 0.0}
+    assert [(d.episodes, d.calls) for d in drivers] == [(1, 25), (1, 25)]  # called at every step, mixed or not
+    # expert_mix 1: the driver only watched, the episode is the expert's own
+    for key in ("actions", "states", "observation.images.base_camera"):
+        np.testing.assert_array_equal(watched[key], expert[key])
+    # driven: the hand rose once the cue phase stopped freezing it, while every label is the expert's:
+    # zero while the cue froze the arm, then down toward a cube on the table all the way
+    released = int(np.flatnonzero(np.abs(expert["actions"][:, :6]).sum(axis=1))[0])  # the expert's first move
+    z = driven["states"][:, 2]
+    assert 1 < released < 20 and np.ptp(z[:released + 1]) < 0.01  # frozen while the cue showed
+    assert z[-1] > z[released] + 0.2 and z[-1] > expert["states"][-1, 2] + 0.2  # then lifted (to the arm's reach)
+    assert not driven["meta"]["success"]  # kept although the driven rollout failed
+    np.testing.assert_array_equal(driven["actions"][:released], expert["actions"][:released])
+    assert (driven["actions"][released:, 2] < 0).all() and np.abs(driven["actions"]).max() <= 1.0
+
+
+@needs_sim
+def test_collect_with_a_policy_keeps_every_episode_and_records_the_policy(tmp_path, capsys, tiny_policy):
+    assert vla(["vla-collect", "--task", "RememberColor3", "--episodes", "2", "--seed", "30", "--cameras", "base_camera",
+                "--image-size", "32", "--policy", str(tiny_policy), "--workers", "2", "--no-progress",
+                "--out", str(tmp_path / "dagger")]) == 0
+    assert "from 2 policy-driven rollouts labelled by the expert (seeds 30..31" in capsys.readouterr().out
+    data = read_demonstrations(tmp_path / "dagger")
+    assert [r["seed"] for r in data.records] == [30, 31]  # both kept, whatever the tiny policy did
+    assert data.info["memstream"]["dagger"] == {"policy": str(tiny_policy.resolve()), "expert_mix": 0.0}
+    # the folder joins the expert's demonstrations for training (same task, expert and features)
+    expert = tmp_path / "expert"
+    assert vla(["vla-collect", "--task", "RememberColor3", "--episodes", "1", "--seed", "32", "--cameras", "base_camera",
+                "--image-size", "32", "--no-progress", "--out", str(expert)]) == 0
+    joined = load_mikasa_demonstrations([tmp_path / "dagger", expert])
+    assert joined.num_episodes == 3
