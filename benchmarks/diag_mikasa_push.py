@@ -10,7 +10,8 @@ and its strength (policy norm / expert norm); for the other moving frames the he
 constants overridden (``experts.RUN_UP_M`` / ``PUSH_SPEED`` / ``LINE_TOL_M`` / ``LINE_GAIN``): its
 success, how many steps it pushes per episode (tip low and a planar action over 0.6), and where its
 hand is as the rolling ball reaches it (``catch_geometry``: down on the table, how far across its line),
-the reference for a policy's ``catch_*`` evaluation fields.
+the reference for a policy's ``catch_*`` evaluation fields. ``--line-error`` makes it misjudge the
+incoming ball's line by that much (alternately to either side), the precision a policy's catch needs.
 
 Measured (stop 41, ``benchmarks/MIKASA.md``): stop 40's policy, trained on the one-step kick, at 2.7 deg
 median heading error on 23 push frames of 20 held-out episodes but 0.60 of the expert's strength
@@ -76,17 +77,29 @@ def open_loop(policy_dir: str, demos: str, episodes: int, noise: float | None) -
             "other_heading_within_20deg": round(float((other < 20).mean()), 3) if len(other) else None}
 
 
-def expert(run_up: float, speed: float, line_tol: float, line_gain: float, episodes: int, seed: int) -> dict:
+def expert(run_up: float, speed: float, line_tol: float, line_gain: float, episodes: int, seed: int,
+           line_error: float = 0.0) -> dict:
     from memstream.embodied.envs.mikasa import catch_geometry, experts, make_mikasa_env
+    from memstream.embodied.envs.mikasa import env as env_module
     from memstream.embodied.envs.mikasa.env import _np
 
     saved = {name: getattr(experts, name) for name in ("RUN_UP_M", "PUSH_SPEED", "LINE_TOL_M", "LINE_GAIN")}
     experts.RUN_UP_M, experts.PUSH_SPEED, experts.LINE_TOL_M, experts.LINE_GAIN = run_up, speed, line_tol, line_gain
+    error = [0.0]  # this episode's misjudged line, metres across (+x), while the ball rolls in toward the hand
+
+    def misjudging(tcp, ball, velocity, goal, hand_y, step):
+        ball = np.array(ball, float)
+        if velocity[1] > experts.MOVING_M_S and ball[1] < tcp[1] - 0.03:
+            ball[0] += error[0]
+        return experts.intercept_action(tcp, ball, velocity, goal, hand_y, step)
+
+    env_module.intercept_action = misjudging
     env = make_mikasa_env("InterceptMedium", seed=seed, render=False)
     wins, pushes, catches = [], [], []
     try:
         env.reset()
-        for _ in range(episodes):
+        for episode in range(episodes):
+            error[0] = line_error if episode % 2 else -line_error
             steps, motion = 0, []
             while True:
                 motion.append(env.ball_motion())
@@ -100,10 +113,11 @@ def expert(run_up: float, speed: float, line_tol: float, line_gain: float, episo
             catches.append(catch_geometry(np.stack(motion)))
     finally:
         env.close()
+        env_module.intercept_action = experts.intercept_action
         for name, value in saved.items():
             setattr(experts, name, value)
     return {"run_up_m": run_up, "push_speed": speed, "line_tol_m": line_tol, "line_gain": line_gain,
-            "episodes": episodes, "seed": seed, "success_rate": float(np.mean(wins)),
+            "line_error_m": line_error, "episodes": episodes, "seed": seed, "success_rate": float(np.mean(wins)),
             "failed_seeds": [seed + i for i, won in enumerate(wins) if not won], "push_steps_mean": round(float(np.mean(pushes)), 2),
             **catch_summary(catches)}
 
@@ -122,6 +136,9 @@ def main() -> None:
     sweep.add_argument("--speed", type=float, nargs="+", default=[0.8])
     sweep.add_argument("--line-tol", type=float, default=None, help="default: the expert's LINE_TOL_M")
     sweep.add_argument("--line-gain", type=float, default=None, help="default: the expert's LINE_GAIN")
+    sweep.add_argument("--line-error", type=float, nargs="+", default=[0.0],
+                       help="metres the expert misjudges the rolling ball's line by while it comes in (alternately "
+                            "to either side, episode by episode): how precisely a policy must read it")
     sweep.add_argument("--episodes", type=int, default=50)
     sweep.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -141,12 +158,12 @@ def main() -> None:
 
         line_tol = experts.LINE_TOL_M if args.line_tol is None else args.line_tol
         line_gain = experts.LINE_GAIN if args.line_gain is None else args.line_gain
-        rows = [expert(r, s, line_tol, line_gain, args.episodes, args.seed)
-                for r, s in itertools.product(args.run_up, args.speed)]
+        rows = [expert(r, s, line_tol, line_gain, args.episodes, args.seed, e)
+                for r, s, e in itertools.product(args.run_up, args.speed, args.line_error)]
         print_table("InterceptMedium expert with other push constants (cameras off)",
-                    ["run-up m", "speed", "episodes", "success", "push steps (mean)", "ball reached the hand",
+                    ["run-up m", "speed", "line error m", "episodes", "success", "push steps (mean)", "ball reached the hand",
                      "hand down then", "across its line, quartiles m", "failed seeds"],
-                    [[r["run_up_m"], r["push_speed"], r["episodes"], r["success_rate"], r["push_steps_mean"],
+                    [[r["run_up_m"], r["push_speed"], r["line_error_m"], r["episodes"], r["success_rate"], r["push_steps_mean"],
                       r["ball_reached_hand"], r["hand_down_as_it_reached"], r["catch_across_abs_quartiles_m"], r["failed_seeds"]] for r in rows])
         save("mikasa_push_expert", {"rows": rows})
 
