@@ -296,7 +296,7 @@ class MikasaEnv:
     def ball_motion(self) -> np.ndarray:
         """float32 (6,): the tip minus the ball's centre (metres) and the ball's velocity (m/s), world
         axes (Intercept); (0,) for RememberColor. Evaluation reports only: a track of them gives
-        :func:`catch_geometry`, how a hand that never touched the rolling ball missed it."""
+        :func:`catch_geometry`, where the hand was when the rolling ball reached it."""
         if self.task.kind != "intercept":
             return np.zeros(0, dtype=np.float32)
         base = self.unwrapped

@@ -550,7 +550,7 @@ def evaluate_mikasa(policy: MemoryVLAPolicy, meta: dict[str, Any], episodes: int
     and ``tip_offset_m``, the tip minus the nearest cube's centre (x, y, z; which way a touch misses).
     Intercept rows add ``closest_tip_to_ball_m`` and ``closest_ball_to_goal_m`` (over the episode,
     the latter on the table plane; a ball rolls on through the goal), ``ball_to_goal_start_m`` and
-    where the hand was as the ball came closest (``catch_*``: :func:`~memstream.embodied.envs.mikasa.catch_geometry`).
+    where the hand was when the rolling ball reached it (``catch_*``: :func:`~memstream.embodied.envs.mikasa.catch_geometry`).
     ``on_episode`` sees each row as it ends.
 
     Where the task freezes the arm while it shows the cue (RememberColor), the policy's queued or
