@@ -89,7 +89,7 @@ def expert(run_up: float, speed: float, line_tol: float, line_gain: float, episo
 
     def misjudging(tcp, ball, velocity, goal, hand_y, step):
         ball = np.array(ball, float)
-        if velocity[1] > experts.MOVING_M_S and ball[1] < tcp[1] - 0.03:
+        if experts.ball_rolls_in(tcp, ball, velocity):  # while the expert lines up its catch
             ball[0] += error[0]
         return experts.intercept_action(tcp, ball, velocity, goal, hand_y, step)
 

@@ -116,11 +116,9 @@ def intercept_action(tcp_xyz: np.ndarray, ball_xyz: np.ndarray, ball_velocity: n
     """
     tcp, ball = np.asarray(tcp_xyz, float), np.asarray(ball_xyz, float)
     velocity, goal = np.asarray(ball_velocity, float)[:2], np.asarray(goal_xyz, float)
-    speed = float(np.linalg.norm(velocity))
     if on_course(ball, velocity, goal, step):
         return _move(tcp, np.array([tcp[0], tcp[1], CRUISE_Z_M]))
-    rolling_in = speed > MOVING_M_S and velocity[1] > MOVING_M_S
-    if rolling_in and ball[1] < tcp[1] - 0.03:
+    if ball_rolls_in(tcp, ball, velocity):
         planned_y = ball[1] + velocity[1] * CONTROL_DT_S * max(BLOCK_STEP - step, 0)
         block_y = float(np.clip(planned_y, BLOCK_Y_M, BLOCK_Y_MAX_M))
         cross_x = ball[0] + velocity[0] * (tcp[1] - ball[1]) / velocity[1]
@@ -163,6 +161,14 @@ def intercept_action(tcp_xyz: np.ndarray, ball_xyz: np.ndarray, ball_velocity: n
         action = _move(tcp, np.array([*behind, CRUISE_Z_M]))  # over the point, waiting for the turn
     action[5] = np.clip(-turn / ROT_STEP_RAD, -1.0, 1.0)  # the action turns about the hand's z, which points down
     return action
+
+
+def ball_rolls_in(tcp_xyz: np.ndarray, ball_xyz: np.ndarray, ball_velocity: np.ndarray) -> bool:
+    """Whether the ball rolls toward the robot (+y, over :data:`MOVING_M_S`) and is still short of the
+    tip by 3 cm: the case where :func:`intercept_action` blocks and catches it."""
+    velocity = np.asarray(ball_velocity, float)[:2]
+    return bool(np.linalg.norm(velocity) > MOVING_M_S and velocity[1] > MOVING_M_S
+                and float(ball_xyz[1]) < float(tcp_xyz[1]) - 0.03)
 
 
 def on_course(ball_xyz: np.ndarray, ball_velocity: np.ndarray, goal_xyz: np.ndarray, step: int) -> bool:
