@@ -65,19 +65,22 @@ def test_merge_refuses_repeated_seeds_and_an_existing_dataset_before_writing(tmp
         merge_demonstrations(tmp_path / "m", [])
 
 
-def test_dagger_folders_merge_only_with_folders_driven_the_same_way_and_keep_the_record(tmp_path):
+def _recorded(root, key, value):
+    """A demonstration folder whose ``meta/info.json`` ``memstream`` entry records ``key: value``, as a
+    collection with other settings would have written it."""
     import json
 
-    def driven(folder, record):
-        info_path = folder / "meta" / "info.json"
-        info = json.loads(info_path.read_text())
-        info["memstream"]["dagger"] = record
-        info_path.write_text(json.dumps(info))
-        return folder
+    info_path = root / "meta" / "info.json"
+    info = json.loads(info_path.read_text())
+    info["memstream"][key] = value
+    info_path.write_text(json.dumps(info))
+    return root
 
+
+def test_dagger_folders_merge_only_with_folders_driven_the_same_way_and_keep_the_record(tmp_path):
     record = {"policy": "/runs/im", "expert_mix": 0.0}
-    a = driven(tiny_demos(tmp_path / "a", episodes=1, first_seed=0), record)
-    b = driven(tiny_demos(tmp_path / "b", episodes=1, first_seed=1), record)
+    a = _recorded(tiny_demos(tmp_path / "a", episodes=1, first_seed=0), "dagger", record)
+    b = _recorded(tiny_demos(tmp_path / "b", episodes=1, first_seed=1), "dagger", record)
     plain = tiny_demos(tmp_path / "plain", episodes=1, first_seed=2)
     assert merge_demonstrations(tmp_path / "ab", [a, b])["memstream"]["dagger"] == record
     with pytest.raises(ConfigError, match="were driven differently") as caught:
@@ -87,14 +90,8 @@ def test_dagger_folders_merge_only_with_folders_driven_the_same_way_and_keep_the
 
 
 def test_folders_of_experts_that_stop_at_other_heights_do_not_join_and_a_merge_keeps_the_height(tmp_path):
-    import json
-
     def with_expert(root, height):
-        info_path = root / "meta" / "info.json"
-        info = json.loads(info_path.read_text())
-        info["memstream"]["expert"] = {"touch_height_m": height}
-        info_path.write_text(json.dumps(info))
-        return root
+        return _recorded(root, "expert", {"touch_height_m": height})
 
     one = with_expert(tiny_demos(tmp_path / "a", episodes=1, first_seed=0), 0.028)
     two = with_expert(tiny_demos(tmp_path / "b", episodes=1, first_seed=1), 0.035)
@@ -181,7 +178,6 @@ def test_intercept_collections_record_how_the_expert_pushes(tmp_path, capsys):
     assert info["memstream"]["expert"] == {"push_run_up_m": RUN_UP_M, "push_speed": PUSH_SPEED}
 
 
-
 @pytest.fixture(scope="module")
 def tiny_policy(tmp_path_factory):
     """A tiny RememberColor3 policy on 32 px base-camera images (the DAgger tests drive with it)."""
@@ -214,7 +210,7 @@ class _Lift:
     """A driver that only lifts the hand: what it executes shows in the states, never in the labels."""
 
     def __init__(self, env):
-        self.env, self.episodes, self.calls = env, 0, 0
+        self.episodes, self.calls = 0, 0
 
     def start_episode(self):
         self.episodes += 1
