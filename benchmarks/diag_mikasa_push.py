@@ -13,6 +13,11 @@ hand is as the rolling ball reaches it (``catch_geometry``: down on the table, h
 the reference for a policy's ``catch_*`` evaluation fields. ``--line-error`` makes it misjudge the
 incoming ball's line by that much (alternately to either side), the precision a policy's catch needs.
 
+``view``: the rolling ball as a policy's camera sees it along the expert's episodes (cameras off; the
+camera's recorded pinhole model): the first step its centre is inside the image, how many steps it is
+in view before it reaches the hand, and at that step its apparent diameter and how many pixels one
+centimetre across its line and along it spans: the precision ``--line-error`` asks for, in pixels.
+
 Measured (stop 41, ``benchmarks/MIKASA.md``): stop 40's policy, trained on the one-step kick, at 2.7 deg
 median heading error on 23 push frames of 20 held-out episodes but 0.60 of the expert's strength
 (0.56 on training episodes); the expert with an 11 cm run-up at speed 0.8 succeeds on 100 / 100
@@ -21,6 +26,7 @@ seeds and pushes for 3.8 steps an episode.
     python benchmarks/diag_mikasa_push.py open-loop --policy runs/im_g8 runs/im_runup --demos demos_im_held \
         demos_im_runup_held --episodes 20
     python benchmarks/diag_mikasa_push.py expert --run-up 0.11 0.14 --speed 0.8 --episodes 100
+    python benchmarks/diag_mikasa_push.py view --episodes 100 --seed 4242424242 --image-size 128
 """
 
 from __future__ import annotations
@@ -122,6 +128,58 @@ def expert(run_up: float, speed: float, line_tol: float, line_gain: float, episo
             **catch_summary(catches)}
 
 
+def ball_view(episodes: int, seed: int, camera: str, image_size: int) -> dict:
+    from memstream.embodied.envs.mikasa import catch_geometry, make_mikasa_env
+    from memstream.embodied.envs.mikasa.env import _np
+    from memstream.embodied.envs.mikasa.experts import BALL_RADIUS_M
+    from memstream.embodied.policies.memvla.mikasa import project_to_pixels
+
+    env = make_mikasa_env("InterceptMedium", seed=seed, render=False)
+    first, in_view, diameter, across, along = [], [], [], [], []
+    try:
+        env.reset()
+        params = env.camera_params()[camera]  # recorded for the env's image size: scaled to image_size
+        scale = image_size / env.config.image_size
+        intrinsic = np.asarray(params["intrinsic_cv"], np.float64) * np.array([[scale], [scale], [1.0]])
+        for _ in range(episodes):
+            balls, motion = [], []
+            while True:
+                balls.append(_np(env.unwrapped.ball.pose.p)[0].astype(np.float64))
+                motion.append(env.ball_motion())
+                _, _, terminated, truncated, _ = env.step(env.expert_actions())
+                if terminated[0] or truncated[0]:
+                    break
+            uv = project_to_pixels(np.stack(balls), intrinsic, params["extrinsic_cv"])
+            inside = np.isfinite(uv).all(1) & (uv >= 0).all(1) & (uv < image_size).all(1)
+            first.append(int(np.argmax(inside)) if inside.any() else None)
+            caught = catch_geometry(np.stack(motion))
+            if not caught["ball_reached_hand"] or not inside.any():
+                continue
+            step = caught["catch_step"]
+            in_view.append(int(inside[:step + 1].sum()))
+            ball, velocity = balls[step], np.asarray(motion[step][3:5], np.float64)
+            heading = np.append(velocity / np.linalg.norm(velocity), 0.0)
+            side = np.array([-heading[1], heading[0], 0.0])
+            up = np.array([0.0, 0.0, BALL_RADIUS_M])
+            ends = project_to_pixels(np.stack([ball, ball + 0.01 * side, ball + 0.01 * heading, ball - up, ball + up]),
+                                     intrinsic, params["extrinsic_cv"])
+            across.append(float(np.linalg.norm(ends[1] - ends[0])))
+            along.append(float(np.linalg.norm(ends[2] - ends[0])))
+            diameter.append(float(np.linalg.norm(ends[4] - ends[3])))
+    finally:
+        env.close()
+
+    def quartiles(values: list) -> list | None:
+        return [round(float(q), 2) for q in np.percentile(values, [25, 50, 75])] if values else None
+
+    seen = [f for f in first if f is not None]
+    return {"camera": camera, "image_size": image_size, "episodes": episodes, "seed": seed,
+            "never_in_view": first.count(None), "first_step_in_view_quartiles": quartiles(seen),
+            "caught_in_view": len(in_view), "steps_in_view_before_the_catch_quartiles": quartiles(in_view),
+            "ball_diameter_px_quartiles": quartiles(diameter), "px_per_cm_across_its_line_quartiles": quartiles(across),
+            "px_per_cm_along_its_line_quartiles": quartiles(along)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="what", required=True)
@@ -141,8 +199,22 @@ def main() -> None:
                             "to either side, episode by episode): how precisely a policy must read it")
     sweep.add_argument("--episodes", type=int, default=50)
     sweep.add_argument("--seed", type=int, default=0)
+    view = sub.add_parser("view", help="the rolling ball in a camera's pixels along the expert's episodes")
+    view.add_argument("--episodes", type=int, default=50)
+    view.add_argument("--seed", type=int, default=4242424242, help="first episode seed (default: the evaluation's)")
+    view.add_argument("--camera", default="base_camera", choices=["base_camera", "hand_camera"])
+    view.add_argument("--image-size", type=int, nargs="+", default=[128], help="image sides in pixels (MemoryVLA: 128)")
     args = parser.parse_args()
-    if args.what == "open-loop":
+    if args.what == "view":
+        rows = [ball_view(args.episodes, args.seed, args.camera, size) for size in args.image_size]
+        print_table(f"the rolling InterceptMedium ball in {args.camera}'s pixels (expert episodes, cameras off)",
+                    ["image px", "episodes", "never in view", "first step in view", "steps in view before the catch",
+                     "ball diameter px", "px per cm across its line", "px per cm along it"],
+                    [[r["image_size"], r["episodes"], r["never_in_view"], r["first_step_in_view_quartiles"],
+                      r["steps_in_view_before_the_catch_quartiles"], r["ball_diameter_px_quartiles"],
+                      r["px_per_cm_across_its_line_quartiles"], r["px_per_cm_along_its_line_quartiles"]] for r in rows])
+        save("mikasa_ball_view", {"rows": rows})
+    elif args.what == "open-loop":
         if len(args.demos) not in (1, len(args.policy)):
             parser.error(f"give one --demos folder or one per policy ({len(args.policy)}), not {len(args.demos)}")
         demos = args.demos * len(args.policy) if len(args.demos) == 1 else args.demos

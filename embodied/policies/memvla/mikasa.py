@@ -194,6 +194,19 @@ def demonstration_camera(root: str | Path | Sequence[str | Path], camera: str = 
             "extrinsic": np.asarray(params["extrinsic_cv"], np.float64).reshape(3, 4)}
 
 
+def project_to_pixels(points: np.ndarray, intrinsic: np.ndarray, extrinsic: np.ndarray) -> np.ndarray:
+    """float64 ``(N, 2)``: the pixel ``(u, v)`` (OpenCV's convention: column, row; the top left
+    pixel's centre at 0.5, 0.5) where each world point ``(N, 3)`` lands through the pinhole camera
+    (``intrinsic_cv`` 3x3, ``extrinsic_cv`` 3x4 world to camera, as ``MikasaEnv.camera_params``
+    reports them); NaN for a point behind the camera. Scale ``intrinsic``'s first two rows by
+    ``new_px / recorded_px`` for an image of another size."""
+    points = np.asarray(points, np.float64).reshape(-1, 3)
+    extrinsic = np.asarray(extrinsic, np.float64).reshape(3, 4)
+    seen = (points @ extrinsic[:, :3].T + extrinsic[:, 3]) @ np.asarray(intrinsic, np.float64).reshape(3, 3).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(seen[:, 2:] > 0, seen[:, :2] / seen[:, 2:], np.nan)
+
+
 def project_to_tokens(points: np.ndarray, intrinsic: np.ndarray, extrinsic: np.ndarray, image_px: int,
                       grid: int, crop: tuple[int, int, int] | None = None) -> np.ndarray:
     """int64 ``(N,)``: the token of a ``grid x grid`` image-token grid (row-major from the top left, as
@@ -201,16 +214,11 @@ def project_to_tokens(points: np.ndarray, intrinsic: np.ndarray, extrinsic: np.n
     pinhole camera; -1 for a point behind the camera or outside the ``image_px`` square image. With
     ``crop = (top, left, size)`` (``MemoryVLAConfig.image_crop``) the grid covers that square only,
     as the policy's encoder sees it, and a point outside it is -1."""
-    points = np.asarray(points, np.float64).reshape(-1, 3)
-    camera = points @ extrinsic[:, :3].T + extrinsic[:, 3]
-    pixels = camera @ intrinsic.T
-    depth = pixels[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        uv = pixels[:, :2] / depth[:, None]
+    uv = project_to_pixels(points, intrinsic, extrinsic)
     if crop is not None:
         top, left, size = check_crop(crop, (image_px, image_px))
         uv = (uv - np.array([left, top], np.float64)) * (image_px / size)
-    inside = (depth > 0) & np.isfinite(uv).all(1) & (uv >= 0).all(1) & (uv < image_px).all(1)
+    inside = np.isfinite(uv).all(1) & (uv >= 0).all(1) & (uv < image_px).all(1)
     cells = np.floor(np.where(inside[:, None], uv, 0.0) / (image_px / grid)).astype(np.int64).clip(0, grid - 1)
     return np.where(inside, cells[:, 1] * grid + cells[:, 0], -1)
 

@@ -134,6 +134,34 @@ def test_rendered_observations_use_lerobot_keys():
         env.close()
 
 
+def test_the_recorded_camera_model_puts_the_ball_on_its_pixels():
+    # project_to_pixels with MikasaEnv.camera_params is how the pointer targets and diag_mikasa_push view
+    # find objects in the images: the rolling ball's centre must land on its (red: green and blue near 0)
+    # pixels at either image size, and a point 8 cm beside it on the table must not
+    from memstream.embodied.policies.memvla.mikasa import project_to_pixels
+
+    for size in (64, 128):
+        env = make_mikasa_env("InterceptMedium", seed=7, image_size=size, cameras=("base_camera",))
+        try:
+            obs, hits = env.reset(), 0
+            camera = env.camera_params()["base_camera"]
+            for _ in range(14):
+                image = obs["observation.images.base_camera"][0].astype(int)
+                ball = _np(env.unwrapped.ball.pose.p)[0].astype(float)
+                centre, beside = project_to_pixels(np.stack([ball, ball + [0.08, 0.0, 0.0]]),
+                                                   camera["intrinsic_cv"], camera["extrinsic_cv"])
+                if (centre >= 1).all() and (centre < size - 1).all():  # in view (it rolls in from outside)
+                    u, v = centre.astype(int)
+                    assert image[v, u, 1] < 40 and image[v, u, 2] < 40 and image[v, u, 0] > 100, (size, centre, image[v, u])
+                    u, v = beside.astype(int)
+                    assert not (image[v, u, 1] < 40 and image[v, u, 2] < 40), (size, beside, image[v, u])
+                    hits += 1
+                obs, *_ = env.step(env.expert_actions())
+            assert hits >= 8
+        finally:
+            env.close()
+
+
 def test_no_vulkan_device_is_one_error_naming_the_fix():
     code = textwrap.dedent("""
         from memstream.embodied.envs.mikasa import make_mikasa_env
