@@ -195,8 +195,9 @@ def demonstration_camera(root: str | Path | Sequence[str | Path], camera: str = 
 
 
 def project_to_pixels(points: np.ndarray, intrinsic: np.ndarray, extrinsic: np.ndarray) -> np.ndarray:
-    """float64 ``(N, 2)``: the pixel ``(u, v)`` (OpenCV's convention: column, row; the top left
-    pixel's centre at 0.5, 0.5) where each world point ``(N, 3)`` lands through the pinhole camera
+    """float64 ``(N, 2)``: where each world point ``(N, 3)`` lands in the image, ``(u, v)`` in pixels
+    across and down from its top left corner (``floor`` gives the pixel, as :func:`project_to_tokens`
+    reads it; a simulator test checks it against the render), through the pinhole camera
     (``intrinsic_cv`` 3x3, ``extrinsic_cv`` 3x4 world to camera, as ``MikasaEnv.camera_params``
     reports them); NaN for a point behind the camera. Scale ``intrinsic``'s first two rows by
     ``new_px / recorded_px`` for an image of another size."""
