@@ -18,6 +18,15 @@ camera's recorded pinhole model): the first step its centre is inside the image,
 in view before it reaches the hand, and at that step its apparent diameter and how many pixels one
 centimetre across its line and along it spans: the precision ``--line-error`` asks for, in pixels.
 
+``line``: how precisely the rendered frames alone pin the ball's line, the information a policy has to
+catch it: along the expert's episodes, rendered at each ``--image-size``, the ball's red-weighted
+centroid in every frame before the catch (searched near its projected centre: the detection is given,
+the localisation is measured), carried back onto the table plane through the camera's pinhole model, a
+straight line fitted to the first k frames with the ball in view, and that line's distance from the
+ball's centre at the catch step (``catch_geometry``), beside the same fit through the true positions
+(the ball rolls straight: about 0). A hand-made estimator, a reference rather than a bound: a policy
+that reads the line as well catches within that distance.
+
 Measured (stop 41, ``benchmarks/MIKASA.md``): stop 40's policy, trained on the one-step kick, at 2.7 deg
 median heading error on 23 push frames of 20 held-out episodes but 0.60 of the expert's strength
 (0.56 on training episodes); the expert with an 11 cm run-up at speed 0.8 succeeds on 100 / 100
@@ -27,6 +36,7 @@ seeds and pushes for 3.8 steps an episode.
         demos_im_runup_held --episodes 20
     python benchmarks/diag_mikasa_push.py expert --run-up 0.11 0.14 --speed 0.8 --episodes 100
     python benchmarks/diag_mikasa_push.py view --episodes 100 --seed 4242424242 --image-size 128
+    python benchmarks/diag_mikasa_push.py line --episodes 30 --image-size 128 256
 """
 
 from __future__ import annotations
@@ -180,6 +190,91 @@ def ball_view(episodes: int, seed: int, camera: str, image_size: int) -> dict:
             "px_per_cm_along_its_line_quartiles": quartiles(along)}
 
 
+RED_MARGIN = 40  # a pixel is the ball's where red exceeds the mean of green and blue by this (the table is grey)
+
+
+def ball_centroid(image: np.ndarray, near: np.ndarray, radius: int) -> np.ndarray | None:
+    """``(u, v)``: the red-weighted centroid of the pixels within ``radius`` of ``near`` (pixel centres at
+    +0.5, :func:`project_to_pixels`'s convention), None where nothing there is red enough."""
+    u0, v0 = int(near[0]), int(near[1])
+    top, left = max(v0 - radius, 0), max(u0 - radius, 0)
+    patch = image[top:v0 + radius + 1, left:u0 + radius + 1].astype(np.float64)
+    weight = np.clip(patch[..., 0] - 0.5 * (patch[..., 1] + patch[..., 2]) - RED_MARGIN, 0.0, None)
+    if weight.sum() <= 0:
+        return None
+    vs, us = np.mgrid[top:top + patch.shape[0], left:left + patch.shape[1]]
+    return np.array([(weight * (us + 0.5)).sum(), (weight * (vs + 0.5)).sum()]) / weight.sum()
+
+
+def onto_plane(uv: np.ndarray, intrinsic: np.ndarray, extrinsic: np.ndarray, height: float) -> np.ndarray:
+    """The world (x, y) where the camera ray through pixel ``uv`` meets the plane ``z = height`` (the
+    inverse of :func:`project_to_pixels` for points on that plane)."""
+    rotation, translation = extrinsic[:, :3], extrinsic[:, 3]
+    ray = rotation.T @ np.linalg.solve(intrinsic, np.array([uv[0], uv[1], 1.0]))
+    centre = -rotation.T @ translation
+    return (centre + (height - centre[2]) / ray[2] * ray)[:2]
+
+
+def miss_by(points: list[np.ndarray], target: np.ndarray) -> float:
+    """Metres between ``target`` and the straight line fitted (total least squares) through ``points``."""
+    points = np.asarray(points, np.float64)
+    direction = np.linalg.svd(points - points.mean(0))[2][0]
+    offset = target - points.mean(0)
+    return float(abs(offset[0] * direction[1] - offset[1] * direction[0]))
+
+
+def ball_line(episodes: int, seed: int, camera: str, image_size: int, frames: list[int]) -> dict:
+    from memstream.embodied.envs.mikasa import catch_geometry, make_mikasa_env
+    from memstream.embodied.envs.mikasa.env import _np
+    from memstream.embodied.policies.memvla.mikasa import project_to_pixels
+
+    env = make_mikasa_env("InterceptMedium", seed=seed, image_size=image_size, cameras=(camera,))
+    misses: dict[int, list[float]] = {k: [] for k in frames}
+    straight: dict[int, list[float]] = {k: [] for k in frames}
+    found = lost = 0
+    try:
+        obs = env.reset()
+        params = env.camera_params()[camera]
+        intrinsic = np.asarray(params["intrinsic_cv"], np.float64)
+        extrinsic = np.asarray(params["extrinsic_cv"], np.float64).reshape(3, 4)
+        for _ in range(episodes):
+            images, balls, motion = [], [], []
+            while True:
+                images.append(obs[f"observation.images.{camera}"][0])
+                balls.append(_np(env.unwrapped.ball.pose.p)[0].astype(np.float64))
+                motion.append(env.ball_motion())
+                obs, _, terminated, truncated, _ = env.step(env.expert_actions())
+                if terminated[0] or truncated[0]:
+                    break
+            caught = catch_geometry(np.stack(motion))
+            if not caught["ball_reached_hand"]:
+                continue
+            step = caught["catch_step"]
+            seen = []  # (estimated, true) table positions of the frames before the catch with the ball in view
+            radius = max(4, image_size // 32)
+            for image, ball in zip(images[:step], balls[:step], strict=True):
+                uv = project_to_pixels(ball[None], intrinsic, extrinsic)[0]
+                if not (np.isfinite(uv).all() and (uv >= 2).all() and (uv < image_size - 2).all()):
+                    continue
+                centroid = ball_centroid(image, uv, radius)
+                found, lost = found + (centroid is not None), lost + (centroid is None)
+                if centroid is not None:
+                    seen.append((onto_plane(centroid, intrinsic, extrinsic, ball[2]), ball[:2]))
+            for k in frames:
+                if len(seen) >= k:
+                    misses[k].append(miss_by([s[0] for s in seen[:k]], balls[step][:2]))
+                    straight[k].append(miss_by([s[1] for s in seen[:k]], balls[step][:2]))
+    finally:
+        env.close()
+    return {"camera": camera, "image_size": image_size, "episodes": episodes, "seed": seed,
+            "ball_found_in_frames": found, "ball_not_found_in_frames": lost,
+            "rows": [{"first_frames_in_view": k, "episodes": len(misses[k]),
+                      "miss_cm_quartiles": ([round(float(q) * 100, 2) for q in np.percentile(misses[k], [25, 50, 75])]
+                                            if misses[k] else None),
+                      "true_positions_miss_cm_median": round(float(np.median(straight[k])) * 100, 3) if straight[k] else None}
+                     for k in frames]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="what", required=True)
@@ -204,7 +299,23 @@ def main() -> None:
     view.add_argument("--seed", type=int, default=4242424242, help="first episode seed (default: the evaluation's)")
     view.add_argument("--camera", default="base_camera", choices=["base_camera", "hand_camera"])
     view.add_argument("--image-size", type=int, nargs="+", default=[128], help="image sides in pixels (MemoryVLA: 128)")
+    line = sub.add_parser("line", help="how precisely the rendered frames pin the rolling ball's line at the catch")
+    line.add_argument("--episodes", type=int, default=30)
+    line.add_argument("--seed", type=int, default=4242424242, help="first episode seed (default: the evaluation's)")
+    line.add_argument("--camera", default="base_camera", choices=["base_camera", "hand_camera"])
+    line.add_argument("--image-size", type=int, nargs="+", default=[128, 256], help="image sides in pixels (MemoryVLA: 128)")
+    line.add_argument("--frames", type=int, nargs="+", default=[3, 5, 8, 12],
+                      help="fit the line to the first this many frames with the ball in view")
     args = parser.parse_args()
+    if args.what == "line":
+        results = [ball_line(args.episodes, args.seed, args.camera, size, args.frames) for size in args.image_size]
+        print_table(f"the rolling ball's line from {args.camera}'s pixels: distance from the ball at the catch "
+                    "(expert episodes, rendered)",
+                    ["image px", "first frames in view", "episodes", "miss cm (quartiles)", "with true positions cm (median)"],
+                    [[r["image_size"], row["first_frames_in_view"], row["episodes"], row["miss_cm_quartiles"],
+                      row["true_positions_miss_cm_median"]] for r in results for row in r["rows"]])
+        save("mikasa_ball_line", {"results": results})
+        return
     if args.what == "view":
         rows = [ball_view(args.episodes, args.seed, args.camera, size) for size in args.image_size]
         print_table(f"the rolling InterceptMedium ball in {args.camera}'s pixels (expert episodes, cameras off)",

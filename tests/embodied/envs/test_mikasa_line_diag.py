@@ -1,0 +1,53 @@
+"""The geometry of ``benchmarks/diag_mikasa_push.py line`` (no simulator): the red-weighted centroid
+finds a small blob's centre to a fraction of a pixel, a pixel carried onto a plane projects back to
+itself, and a line through points on it misses a point beside it by exactly the offset."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memstream.embodied.policies.memvla.mikasa import project_to_pixels
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+import diag_mikasa_push as diag  # noqa: E402
+
+
+def _camera() -> tuple[np.ndarray, np.ndarray]:
+    # 128 px pinhole looking down at the table from 1 m, tilted 30 degrees about x (OpenCV axes)
+    intrinsic = np.array([[110.0, 0.0, 64.0], [0.0, 110.0, 64.0], [0.0, 0.0, 1.0]])
+    angle = np.deg2rad(150.0)
+    rotation = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(angle), -np.sin(angle)], [0.0, np.sin(angle), np.cos(angle)]])
+    centre = np.array([0.0, -0.5, 1.0])
+    return intrinsic, np.hstack([rotation, (-rotation @ centre)[:, None]])
+
+
+def test_a_pixel_carried_onto_the_plane_projects_back_to_itself():
+    intrinsic, extrinsic = _camera()
+    for point in ([0.1, 0.2, 0.02], [-0.3, 0.05, 0.02], [0.0, 0.4, 0.1]):
+        uv = project_to_pixels(np.array([point]), intrinsic, extrinsic)[0]
+        assert np.isfinite(uv).all() and (uv > 0).all() and (uv < 128).all()
+        np.testing.assert_allclose(diag.onto_plane(uv, intrinsic, extrinsic, point[2]), point[:2], atol=1e-9)
+
+
+def test_the_red_centroid_finds_a_small_blob_between_pixels():
+    # a 2.5 px red disc at a sub-pixel centre on a grey table, supersampled 8x per side
+    image = np.full((32, 32, 3), 120, np.uint8)
+    centre = np.array([13.3, 17.8])  # (u, v) in pixels, pixel centres at +0.5
+    fine = (np.arange(32 * 8) + 0.5) / 8
+    inside = ((fine[None, :] - centre[0]) ** 2 + (fine[:, None] - centre[1]) ** 2 <= 1.25 ** 2)
+    cover = inside.reshape(32, 8, 32, 8).mean(axis=(1, 3))
+    red = np.array([220.0, 20.0, 20.0])
+    image[:] = np.round(cover[..., None] * red + (1 - cover[..., None]) * 120.0).astype(np.uint8)
+    found = diag.ball_centroid(image, centre.astype(int), radius=4)
+    assert found is not None and np.linalg.norm(found - centre) < 0.15, found
+    assert diag.ball_centroid(np.full((32, 32, 3), 120, np.uint8), centre, radius=4) is None  # nothing red
+
+
+def test_a_line_misses_a_point_beside_it_by_the_offset():
+    direction = np.array([0.6, 0.8])
+    points = [np.array([0.1, -0.2]) + s * direction for s in (0.0, 0.05, 0.1, 0.2)]
+    beside = np.array([0.1, -0.2]) + 0.5 * direction + 0.013 * np.array([-0.8, 0.6])
+    assert diag.miss_by(points, beside) == pytest.approx(0.013, abs=1e-12)
+    assert diag.miss_by(points, np.array([0.1, -0.2]) + 0.7 * direction) == pytest.approx(0.0, abs=1e-12)
