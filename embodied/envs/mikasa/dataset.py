@@ -57,6 +57,7 @@ from memstream.streaming.progress import progress as progress_bar
 
 FPS = 20  # the suites' control frequency
 KEYINT = 1  # every frame a key frame: no frame's pixels depend on an earlier one (see the module's docstring)
+CRF = 18  # x264's "visually lossless"; the 2.5 px InterceptMedium ball keeps its place to 0.1 px (diag_mikasa_codec.py)
 CHUNK = 1000
 DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
 VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
@@ -262,7 +263,7 @@ class _DatasetWriter:
         for key, frames in episode["frames"].items():
             video = self.root / VIDEO_PATH.format(episode_chunk=index // CHUNK, video_key=key, episode_index=index)
             video.parent.mkdir(parents=True, exist_ok=True)
-            with VideoWriter(video, FPS, codec="h264", crf=18, keyint=KEYINT) as writer:
+            with VideoWriter(video, FPS, codec="h264", crf=CRF, keyint=KEYINT) as writer:
                 for frame in frames:
                     writer.write(frame)
         self._commit({"episode_index": index, "tasks": [self.instruction], "length": length, "seed": episode["seed"],
