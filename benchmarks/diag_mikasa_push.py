@@ -43,9 +43,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 
 import numpy as np
-from _common import print_table, save
+from _common import RESULTS, print_table, save
 from bench_mikasa import catch_summary
 
 LOW_TIP_M = 0.045  # the expert's tip height while it pushes (experts.TIP_Z_M 0.025 + 0.015, with margin)
@@ -314,7 +315,12 @@ def main() -> None:
                     ["image px", "first frames in view", "episodes", "miss cm (quartiles)", "with true positions cm (median)"],
                     [[r["image_size"], row["first_frames_in_view"], row["episodes"], row["miss_cm_quartiles"],
                       row["true_positions_miss_cm_median"]] for r in results for row in r["rows"]])
-        save("mikasa_ball_line", {"results": results})
+        # a run for some image sizes keeps the file's rows for the others (two sizes can run side by side)
+        path = RESULTS / "mikasa_ball_line.json"
+        kept = json.loads(path.read_text()).get("results", []) if path.exists() else []
+        done = {(r["camera"], r["image_size"]) for r in results}
+        save("mikasa_ball_line", {"results": sorted([r for r in kept if (r["camera"], r["image_size"]) not in done] + results,
+                                                    key=lambda r: (r["camera"], r["image_size"]))})
         return
     if args.what == "view":
         rows = [ball_view(args.episodes, args.seed, args.camera, size) for size in args.image_size]
