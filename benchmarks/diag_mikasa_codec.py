@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import print_table, save
-from diag_mikasa_push import RED_MARGIN, ball_centroid
+from diag_mikasa_push import RED_MARGIN, ball_centroid, redness, search_radius
 
 
 def code_and_decode(frames: np.ndarray, folder: Path) -> np.ndarray:
@@ -55,11 +55,6 @@ def code_and_decode(frames: np.ndarray, folder: Path) -> np.ndarray:
     return _decode(path)
 
 
-def _redness(patch: np.ndarray) -> np.ndarray:
-    patch = patch.astype(np.float64)
-    return patch[..., 0] - 0.5 * (patch[..., 1] + patch[..., 2])
-
-
 def appearance(episodes: int, seed: int, camera: str, image_size: int) -> dict:
     from memstream.embodied.envs.mikasa import make_mikasa_env
     from memstream.embodied.envs.mikasa.env import _np
@@ -67,7 +62,7 @@ def appearance(episodes: int, seed: int, camera: str, image_size: int) -> dict:
 
     env = make_mikasa_env("InterceptMedium", seed=seed, image_size=image_size, cameras=(camera,))
     peak_raw, peak_stored, near, shift, whole = [], [], [], [], []
-    radius = max(4, image_size // 32)
+    radius = search_radius(image_size)
     try:
         obs = env.reset()
         params = env.camera_params()[camera]
@@ -88,8 +83,8 @@ def appearance(episodes: int, seed: int, camera: str, image_size: int) -> dict:
                     if not (np.isfinite(uv).all() and (uv >= radius).all() and (uv < image_size - radius).all()):
                         continue
                     u, v = int(uv[0]), int(uv[1])
-                    peak_raw.append(float(_redness(a[v - 2:v + 3, u - 2:u + 3]).max()))
-                    peak_stored.append(float(_redness(b[v - 2:v + 3, u - 2:u + 3]).max()))
+                    peak_raw.append(float(redness(a[v - 2:v + 3, u - 2:u + 3]).max()))
+                    peak_stored.append(float(redness(b[v - 2:v + 3, u - 2:u + 3]).max()))
                     near.append(float(np.abs(a[v - 2:v + 3, u - 2:u + 3].astype(int) - b[v - 2:v + 3, u - 2:u + 3]).mean()))
                     found_raw, found_stored = ball_centroid(a, uv, radius), ball_centroid(b, uv, radius)
                     if found_raw is not None and found_stored is not None:

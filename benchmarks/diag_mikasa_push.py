@@ -36,7 +36,7 @@ seeds and pushes for 3.8 steps an episode.
         demos_im_runup_held --episodes 20
     python benchmarks/diag_mikasa_push.py expert --run-up 0.11 0.14 --speed 0.8 --episodes 100
     python benchmarks/diag_mikasa_push.py view --episodes 100 --seed 4242424242 --image-size 128
-    python benchmarks/diag_mikasa_push.py line --episodes 30 --image-size 128 256
+    python benchmarks/diag_mikasa_push.py line --episodes 20 --image-size 128 256
 """
 
 from __future__ import annotations
@@ -194,13 +194,24 @@ def ball_view(episodes: int, seed: int, camera: str, image_size: int) -> dict:
 RED_MARGIN = 40  # a pixel is the ball's where red exceeds the mean of green and blue by this (the table is grey)
 
 
+def redness(pixels: np.ndarray) -> np.ndarray:
+    """Red minus the mean of green and blue, per pixel of ``(..., 3)`` RGB."""
+    pixels = pixels.astype(np.float64)
+    return pixels[..., 0] - 0.5 * (pixels[..., 1] + pixels[..., 2])
+
+
+def search_radius(image_size: int) -> int:
+    """Pixels around the ball's projected centre searched for its red pixels (4 at 128 px, 8 at 256)."""
+    return max(4, image_size // 32)
+
+
 def ball_centroid(image: np.ndarray, near: np.ndarray, radius: int) -> np.ndarray | None:
     """``(u, v)``: the red-weighted centroid of the pixels within ``radius`` of ``near`` (pixel centres at
     +0.5, :func:`project_to_pixels`'s convention), None where nothing there is red enough."""
     u0, v0 = int(near[0]), int(near[1])
     top, left = max(v0 - radius, 0), max(u0 - radius, 0)
-    patch = image[top:v0 + radius + 1, left:u0 + radius + 1].astype(np.float64)
-    weight = np.clip(patch[..., 0] - 0.5 * (patch[..., 1] + patch[..., 2]) - RED_MARGIN, 0.0, None)
+    patch = image[top:v0 + radius + 1, left:u0 + radius + 1]
+    weight = np.clip(redness(patch) - RED_MARGIN, 0.0, None)
     if weight.sum() <= 0:
         return None
     vs, us = np.mgrid[top:top + patch.shape[0], left:left + patch.shape[1]]
@@ -233,6 +244,7 @@ def ball_line(episodes: int, seed: int, camera: str, image_size: int, frames: li
     misses: dict[int, list[float]] = {k: [] for k in frames}
     straight: dict[int, list[float]] = {k: [] for k in frames}
     found = lost = 0
+    radius = search_radius(image_size)
     try:
         obs = env.reset()
         params = env.camera_params()[camera]
@@ -252,7 +264,6 @@ def ball_line(episodes: int, seed: int, camera: str, image_size: int, frames: li
                 continue
             step = caught["catch_step"]
             seen = []  # (estimated, true) table positions of the frames before the catch with the ball in view
-            radius = max(4, image_size // 32)
             for image, ball in zip(images[:step], balls[:step], strict=True):
                 uv = project_to_pixels(ball[None], intrinsic, extrinsic)[0]
                 if not (np.isfinite(uv).all() and (uv >= 2).all() and (uv < image_size - 2).all()):
