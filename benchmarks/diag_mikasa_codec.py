@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import print_table, save
-from diag_mikasa_push import RED_MARGIN, ball_centroid, redness, search_radius
+from diag_mikasa_push import RED_MARGIN, ball_centroid, expert_episode, redness, search_radius
 
 
 def code_and_decode(frames: np.ndarray, folder: Path) -> np.ndarray:
@@ -57,7 +57,6 @@ def code_and_decode(frames: np.ndarray, folder: Path) -> np.ndarray:
 
 def appearance(episodes: int, seed: int, camera: str, image_size: int) -> dict:
     from memstream.embodied.envs.mikasa import make_mikasa_env
-    from memstream.embodied.envs.mikasa.env import _np
     from memstream.embodied.policies.memvla.mikasa import project_to_pixels
 
     env = make_mikasa_env("InterceptMedium", seed=seed, image_size=image_size, cameras=(camera,))
@@ -68,14 +67,8 @@ def appearance(episodes: int, seed: int, camera: str, image_size: int) -> dict:
         params = env.camera_params()[camera]
         with tempfile.TemporaryDirectory() as folder:
             for _ in range(episodes):
-                frames, centres = [], []
-                while True:
-                    frames.append(obs[f"observation.images.{camera}"][0])
-                    ball = _np(env.unwrapped.ball.pose.p)[0].astype(np.float64)
-                    centres.append(project_to_pixels(ball[None], params["intrinsic_cv"], params["extrinsic_cv"])[0])
-                    obs, _, terminated, truncated, _ = env.step(env.expert_actions())
-                    if terminated[0] or truncated[0]:
-                        break
+                frames, balls, _, obs = expert_episode(env, obs, camera)
+                centres = project_to_pixels(balls, params["intrinsic_cv"], params["extrinsic_cv"])
                 raw = np.stack(frames)
                 stored = code_and_decode(raw, Path(folder))
                 whole.append(float(np.abs(raw.astype(int) - stored).mean()))
@@ -83,9 +76,10 @@ def appearance(episodes: int, seed: int, camera: str, image_size: int) -> dict:
                     if not (np.isfinite(uv).all() and (uv >= radius).all() and (uv < image_size - radius).all()):
                         continue
                     u, v = int(uv[0]), int(uv[1])
-                    peak_raw.append(float(redness(a[v - 2:v + 3, u - 2:u + 3]).max()))
-                    peak_stored.append(float(redness(b[v - 2:v + 3, u - 2:u + 3]).max()))
-                    near.append(float(np.abs(a[v - 2:v + 3, u - 2:u + 3].astype(int) - b[v - 2:v + 3, u - 2:u + 3]).mean()))
+                    window_raw, window_stored = a[v - 2:v + 3, u - 2:u + 3], b[v - 2:v + 3, u - 2:u + 3]
+                    peak_raw.append(float(redness(window_raw).max()))
+                    peak_stored.append(float(redness(window_stored).max()))
+                    near.append(float(np.abs(window_raw.astype(int) - window_stored).mean()))
                     found_raw, found_stored = ball_centroid(a, uv, radius), ball_centroid(b, uv, radius)
                     if found_raw is not None and found_stored is not None:
                         shift.append(float(np.linalg.norm(found_stored - found_raw)))

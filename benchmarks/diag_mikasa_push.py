@@ -139,31 +139,42 @@ def expert(run_up: float, speed: float, line_tol: float, line_gain: float, episo
             **catch_summary(catches)}
 
 
+def expert_episode(env, obs: dict, camera: str | None = None) -> tuple[list, np.ndarray, np.ndarray, dict]:
+    """Run one InterceptMedium episode with the scripted expert from ``obs`` (the env's current
+    observation). Returns the frames of ``camera`` (empty without one), the ball's centre ``(T, 3)``
+    and :meth:`MikasaEnv.ball_motion` ``(T, 6)`` before each step, and the observation the env's
+    auto-reset gives for the next episode."""
+    from memstream.embodied.envs.mikasa.env import _np
+
+    images, balls, motion = [], [], []
+    while True:
+        if camera is not None:
+            images.append(obs[f"observation.images.{camera}"][0])
+        balls.append(_np(env.unwrapped.ball.pose.p)[0].astype(np.float64))
+        motion.append(env.ball_motion())
+        obs, _, terminated, truncated, _ = env.step(env.expert_actions())
+        if terminated[0] or truncated[0]:
+            return images, np.stack(balls), np.stack(motion), obs
+
+
 def ball_view(episodes: int, seed: int, camera: str, image_size: int) -> dict:
     from memstream.embodied.envs.mikasa import catch_geometry, make_mikasa_env
-    from memstream.embodied.envs.mikasa.env import _np
     from memstream.embodied.envs.mikasa.experts import BALL_RADIUS_M
     from memstream.embodied.policies.memvla.mikasa import project_to_pixels
 
     env = make_mikasa_env("InterceptMedium", seed=seed, render=False)
     first, in_view, diameter, across, along = [], [], [], [], []
     try:
-        env.reset()
+        obs = env.reset()
         params = env.camera_params()[camera]  # recorded for the env's image size: scaled to image_size
         scale = image_size / env.config.image_size
         intrinsic = np.asarray(params["intrinsic_cv"], np.float64) * np.array([[scale], [scale], [1.0]])
         for _ in range(episodes):
-            balls, motion = [], []
-            while True:
-                balls.append(_np(env.unwrapped.ball.pose.p)[0].astype(np.float64))
-                motion.append(env.ball_motion())
-                _, _, terminated, truncated, _ = env.step(env.expert_actions())
-                if terminated[0] or truncated[0]:
-                    break
-            uv = project_to_pixels(np.stack(balls), intrinsic, params["extrinsic_cv"])
+            _, balls, motion, obs = expert_episode(env, obs)
+            uv = project_to_pixels(balls, intrinsic, params["extrinsic_cv"])
             inside = np.isfinite(uv).all(1) & (uv >= 0).all(1) & (uv < image_size).all(1)
             first.append(int(np.argmax(inside)) if inside.any() else None)
-            caught = catch_geometry(np.stack(motion))
+            caught = catch_geometry(motion)
             if not caught["ball_reached_hand"] or not inside.any():
                 continue
             step = caught["catch_step"]
@@ -237,7 +248,6 @@ def miss_by(points: list[np.ndarray], target: np.ndarray) -> float:
 
 def ball_line(episodes: int, seed: int, camera: str, image_size: int, frames: list[int]) -> dict:
     from memstream.embodied.envs.mikasa import catch_geometry, make_mikasa_env
-    from memstream.embodied.envs.mikasa.env import _np
     from memstream.embodied.policies.memvla.mikasa import project_to_pixels
 
     env = make_mikasa_env("InterceptMedium", seed=seed, image_size=image_size, cameras=(camera,))
@@ -251,15 +261,8 @@ def ball_line(episodes: int, seed: int, camera: str, image_size: int, frames: li
         intrinsic = np.asarray(params["intrinsic_cv"], np.float64)
         extrinsic = np.asarray(params["extrinsic_cv"], np.float64).reshape(3, 4)
         for _ in range(episodes):
-            images, balls, motion = [], [], []
-            while True:
-                images.append(obs[f"observation.images.{camera}"][0])
-                balls.append(_np(env.unwrapped.ball.pose.p)[0].astype(np.float64))
-                motion.append(env.ball_motion())
-                obs, _, terminated, truncated, _ = env.step(env.expert_actions())
-                if terminated[0] or truncated[0]:
-                    break
-            caught = catch_geometry(np.stack(motion))
+            images, balls, motion, obs = expert_episode(env, obs, camera)
+            caught = catch_geometry(motion)
             if not caught["ball_reached_hand"]:
                 continue
             step = caught["catch_step"]
