@@ -141,6 +141,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                             "image token of each demonstration's end point (RememberColor: the cued cube), through the "
                             "base camera, from the first moving frame on (0: off; needs --prior-readout; see "
                             "MemoryVLAConfig.pointer_loss_weight)")
+    train.add_argument("--keypoint-loss", type=float, default=0.0, metavar="W",
+                       help="weight of a regression training the place the chunk prior's last readout head pools "
+                            "(its soft-argmax) onto the rolling ball, found in every stored frame by its colour "
+                            "(Intercept tasks; 0: off; needs --prior-readout; see MemoryVLAConfig.keypoint_loss_weight)")
     train.add_argument("--prefix-episodes", type=int, default=0, metavar="N",
                        help="each step also trains on N more episodes cut just after the arm's first move (the cue, "
                             "the wait and the decision, a third of an episode's frames), so a step decides on more "
@@ -363,9 +367,12 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if args.variant not in VARIANTS:
         raise ConfigError(f"unknown policy variant {args.variant!r}", f"Choose among {', '.join(VARIANTS)}")
     from memstream.embodied.policies.memvla.configuration_memvla import MemoryVLAConfig, check_crop
-    from memstream.embodied.policies.memvla.mikasa import (ACTION_SPACE, demonstration_camera, demonstration_seeds,
-                                                           end_point_tokens, init_from_trained, load_mikasa_demonstrations,
-                                                           mikasa_policy, train_with_checkpoints)
+    import numpy as np
+
+    from memstream.embodied.policies.memvla.mikasa import (ACTION_SPACE, ball_pixels, demonstration_camera,
+                                                           demonstration_seeds, end_point_tokens, init_from_trained,
+                                                           load_mikasa_demonstrations, mikasa_policy, pixels_to_grid,
+                                                           train_with_checkpoints)
     # every check of the arguments alone comes before the demonstrations load (minutes for 1,000)
     if args.loss_frames is not None and args.loss_frames < 1:
         raise ConfigError(f"--loss-frames must be >= 1, got {args.loss_frames}", "Pass --loss-frames 8 or leave it out")
@@ -384,6 +391,13 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         raise ConfigError(f"--pointer-loss must be a finite number >= 0, got {args.pointer_loss}", "Pass 0 (off) or e.g. 1")
     if args.pointer_loss and not args.prior_readout:
         raise ConfigError("--pointer-loss trains the chunk prior's readout", "Add --chunk-prior --prior-readout 4 or drop --pointer-loss")
+    if not (args.keypoint_loss >= 0.0 and math.isfinite(args.keypoint_loss)):
+        raise ConfigError(f"--keypoint-loss must be a finite number >= 0, got {args.keypoint_loss}", "Pass 0 (off) or e.g. 1")
+    if args.keypoint_loss and not args.prior_readout:
+        raise ConfigError("--keypoint-loss trains the chunk prior's readout", "Add --chunk-prior --prior-readout 4 or drop --keypoint-loss")
+    if args.keypoint_loss and args.augment_shift:
+        raise ConfigError("--keypoint-loss's targets are pixel places, and --augment-shift moves the image under them",
+                          "Drop one of them")
     for flag, used in (("--pointer-loss", args.pointer_loss), ("--binding-warmup", args.binding_warmup)):
         if used and args.camera == "hand_camera":
             raise ConfigError(f"{flag} projects the end point through a camera fixed to the world; the hand camera moves",
@@ -435,7 +449,7 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             "perceptual_fine_position": args.fine_position, "prior_readout_heads": args.prior_readout,
             "head_film": args.head_film, "chunk_prior": args.chunk_prior,
             "goal_loss_weight": args.goal_loss, "onset_loss_weight": args.onset_weight,
-            "pointer_loss_weight": args.pointer_loss, "augment_hue": args.augment_hue,
+            "pointer_loss_weight": args.pointer_loss, "keypoint_loss_weight": args.keypoint_loss, "augment_hue": args.augment_hue,
             "image_crop": None if args.image_crop is None else list(check_crop(args.image_crop, data.images.shape[1:3])),
             "image_size": int(data.images.shape[1]), "camera_housing": bool(info.get("memstream", {}).get("camera_housing", True)),
             **ACTION_SPACE, "demos": str(args.demos[0]) if len(args.demos) == 1 else [str(d) for d in args.demos],
@@ -452,6 +466,20 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
                               f"or drop {flag}")
         print(f"pointer targets: {int((pointer_tokens >= 0).sum())} of {len(pointer_tokens)} demonstrations end inside "
               f"the {args.camera} image", file=sys.stderr)
+    keypoints = None
+    if args.keypoint_loss:
+        from memstream.embodied.envs.mikasa import resolve_task
+
+        if resolve_task(data.task_name).kind != "intercept":
+            raise ConfigError(f"--keypoint-loss points at the rolling ball of the Intercept tasks, and {data.task_name} has none",
+                              "Drop --keypoint-loss")
+        keypoints = pixels_to_grid(ball_pixels(data.images), int(data.images.shape[1]), args.perceptual_grid,
+                                   meta["image_crop"])
+        found = int(np.isfinite(keypoints).all(1).sum())
+        if not found:
+            raise ConfigError(f"the ball was found in none of the {len(keypoints)} demonstration frames, so --keypoint-loss "
+                              "has nothing to train", "Check that the folders hold Intercept demonstrations, or drop --keypoint-loss")
+        print(f"keypoint targets: the ball in {found} of {len(keypoints)} demonstration frames", file=sys.stderr)
     policy = mikasa_policy(data, args.variant, args.memory_length, seed=args.seed, camera=args.camera,
                            bank_heads=args.bank_heads,
                            loss_frames=args.loss_frames, inference_noise=args.inference_noise,
@@ -461,7 +489,7 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
                            perceptual_fine_position=args.fine_position,
                            prior_readout_heads=args.prior_readout, head_film=args.head_film, chunk_prior=args.chunk_prior,
                            goal_loss_weight=args.goal_loss, pointer_loss_weight=args.pointer_loss,
-                           onset_loss_weight=args.onset_weight, augment_hue=args.augment_hue, n_action_steps=args.n_action_steps,
+                           keypoint_loss_weight=args.keypoint_loss, onset_loss_weight=args.onset_weight, augment_hue=args.augment_hue, n_action_steps=args.n_action_steps,
                            image_crop=None if meta["image_crop"] is None else tuple(meta["image_crop"]))
     if args.resume:  # a run that started from trained weights keeps saying so
         saved = json.loads((args.out / "checkpoint" / "mikasa.json").read_text())
@@ -484,7 +512,7 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     losses = train_with_checkpoints(policy, data, args.out, args.steps, meta, batch_episodes=args.batch_episodes,
                                     seed=args.seed, checkpoint_every=args.checkpoint_every, resume=args.resume,
                                     log=print, progress=False if args.no_progress else None, pointer_tokens=pointer_tokens,
-                                    prefix_episodes=args.prefix_episodes)
+                                    prefix_episodes=args.prefix_episodes, keypoints=keypoints)
     print(f"trained {args.variant} (L={args.memory_length}) on {data.num_episodes} {data.task_name} demonstrations "
           f"({len(data.images)} frames), final loss {losses[-1]:.4f} in {time.perf_counter() - started:.0f} s: {args.out}")
     return 0

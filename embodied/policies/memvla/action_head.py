@@ -110,6 +110,11 @@ class SpatialReadout(nn.Module):
         """The log of :meth:`weights`, computed stably: ``(B, N, H)``."""
         return self.score(context).log_softmax(dim=1)
 
+    def where(self, context: torch.Tensor) -> torch.Tensor:
+        """Each head's pooled grid coordinates ``(B, H, 2)`` (x, y; -1 .. 1 between the corner
+        tokens' centres): the soft-argmax of its softmax, the part of :meth:`forward` that says where."""
+        return torch.einsum("bnh,nc->bhc", self.weights(context), self.coords.to(context.dtype))
+
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         weights = self.weights(context)
         pooled = torch.einsum("bnh,bnd->bhd", weights, self.value(context))

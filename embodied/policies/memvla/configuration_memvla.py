@@ -134,6 +134,21 @@ class MemoryVLAConfig:
             regression alone (the binding diagnostic, ``benchmarks/diag_mikasa_binding.py``: 0.00 of
             RememberColor5 choices right after 3,000 steps with every scorer tried), while the same
             path with this loss chooses right in 0.88 of held-out episodes.
+        keypoint_loss_weight: weight of an auxiliary regression (0: off, the default and every
+            policy saved before the setting existed; needs ``prior_readout_heads``): the grid
+            coordinates the chunk prior's *last* readout head pools (its softmax-weighted mean of the
+            token centres, a spatial soft-argmax) are trained towards the batch's
+            ``keypoint_target`` ``(B, T, 2)`` (x, y in the readout's grid coordinates, -1 .. 1 between
+            the corner tokens' centres; NaN: no target at that frame), by the mean squared distance
+            in token widths. The MIKASA trainer names the rolling ball of the Intercept tasks, found
+            in every stored frame by its colour (:func:`~memstream.embodied.policies.memvla.mikasa.ball_pixels`,
+            no simulator): training only. Why: the policies catch the ball 1.3-1.9 cm off its line
+            while a line fitted through the ball's 128 px centroids misses by 0.7-0.9 cm
+            (``benchmarks/diag_mikasa_push.py line``): the ball is 2-3 px of a 16 px token, and the
+            action regression alone does not make the readout find it to a fraction of a token. The
+            soft-argmax of a spatial softmax (Levine et al. 2016) is the readout's own "where", so the
+            supervision needs no new module. Refused with ``augment_shift`` (the shift would move the
+            image under its targets).
         num_inference_steps: Euler steps from noise to an action chunk.
         optimizer_lr, optimizer_weight_decay, optimizer_grad_clip_norm: AdamW preset.
         group_size: frames per training sequence (MemoryVLA's group sampler: the bank is cleared
@@ -217,6 +232,7 @@ class MemoryVLAConfig:
     goal_loss_weight: float = 0.0
     onset_loss_weight: float = 1.0
     pointer_loss_weight: float = 0.0
+    keypoint_loss_weight: float = 0.0
     num_inference_steps: int = 10
     optimizer_lr: float = 1e-3
     optimizer_weight_decay: float = 1e-4
@@ -286,6 +302,15 @@ class MemoryVLAConfig:
         if self.pointer_loss_weight > 0 and not self.prior_readout_heads:
             raise ConfigError("pointer_loss_weight trains the chunk prior's first readout head, but the prior has no readout",
                               "Pass chunk_prior=True with prior_readout_heads >= 1, or pointer_loss_weight=0")
+        if not (self.keypoint_loss_weight >= 0.0 and math.isfinite(self.keypoint_loss_weight)):  # also refuses NaN
+            raise ConfigError(f"keypoint_loss_weight must be a finite number >= 0, got {self.keypoint_loss_weight}",
+                              "Pass 0 (off) or e.g. 1.0")
+        if self.keypoint_loss_weight > 0 and not self.prior_readout_heads:
+            raise ConfigError("keypoint_loss_weight trains the chunk prior's last readout head, but the prior has no readout",
+                              "Pass chunk_prior=True with prior_readout_heads >= 1, or keypoint_loss_weight=0")
+        if self.keypoint_loss_weight > 0 and self.augment_shift:
+            raise ConfigError("keypoint_loss_weight's targets are pixel places, and augment_shift moves the image under them",
+                              "Pass augment_shift=0 or keypoint_loss_weight=0")
         if not self.onset_loss_weight > 0.0:  # also refuses NaN
             raise ConfigError(f"onset_loss_weight must be > 0, got {self.onset_loss_weight}", "Pass 1 (off) or e.g. 10")
         if self.onset_loss_weight != 1.0 and not self.chunk_prior:

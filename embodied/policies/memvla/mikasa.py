@@ -238,6 +238,64 @@ def end_point_tokens(data: EpisodeDataset, camera: dict[str, np.ndarray], grid: 
     return project_to_tokens(points, camera["intrinsic"], camera["extrinsic"], int(data.images.shape[1]), grid, crop)
 
 
+#: The Intercept ball's colour test: red minus twice the larger of green and blue. The ball renders
+#: pure red (about 190, 2, 2: score ~185, ~140 after the dataset's H.264 coding); the table's wood
+#: and the target's red and white rings stay below 80 (measured on 8 expert episodes, 128 px, coded).
+BALL_SCORE_MIN = 100
+BALL_SCORE_FLOOR = 60  # pixels around the peak weigh by their score above this
+
+
+def ball_pixels(images: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """float64 ``(N, 2)``: where the Intercept tasks' rolling ball is in each RGB frame ``(N, H, W, 3)``
+    uint8, ``(u, v)`` pixels across and down (pixel centres at +0.5, as :func:`project_to_pixels`),
+    NaN where no pixel is red enough (the ball out of view or behind the arm).
+
+    From the pixels alone, so it labels stored demonstrations without their simulator: the
+    score-weighted centroid of the pixels within ``max(4, W // 32)`` of the frame's reddest one (see
+    :data:`BALL_SCORE_MIN`). Checked against the simulator's ball on H.264-coded expert frames
+    (tests/embodied/envs/test_mikasa_sim.py): median 0.3 px off. The targets of
+    ``MemoryVLAConfig.keypoint_loss_weight``."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ConfigError(f"ball_pixels needs RGB frames (N, H, W, 3), got shape {images.shape}",
+                          "Pass the dataset's images, e.g. EpisodeDataset.images")
+    n, height, width = images.shape[:3]
+    radius = max(4, width // 32)
+    out = np.full((n, 2), np.nan)
+    for begin in range(0, n, chunk):
+        frames = images[begin:begin + chunk].astype(np.int16)
+        score = frames[..., 0] - 2 * np.maximum(frames[..., 1], frames[..., 2])
+        flat = score.reshape(len(frames), -1)
+        peak = flat.argmax(axis=1)
+        for i in np.flatnonzero(flat[np.arange(len(frames)), peak] >= BALL_SCORE_MIN).tolist():
+            v0, u0 = divmod(int(peak[i]), width)
+            top, left = max(v0 - radius, 0), max(u0 - radius, 0)
+            weight = np.clip(score[i, top:v0 + radius + 1, left:u0 + radius + 1] - BALL_SCORE_FLOOR, 0, None).astype(np.float64)
+            vs, us = np.mgrid[top:top + weight.shape[0], left:left + weight.shape[1]]
+            out[begin + i] = ((weight * (us + 0.5)).sum(), (weight * (vs + 0.5)).sum())
+            out[begin + i] /= weight.sum()
+    return out
+
+
+def pixels_to_grid(uv: np.ndarray, image_px: int, grid: int, crop: tuple[int, int, int] | None = None) -> np.ndarray:
+    """float64 ``(N, 2)``: pixel places ``(N, 2)`` (``(u, v)``, pixel centres at +0.5) in the coordinates
+    of a ``grid x grid`` spatial readout (x, y: -1 and 1 at the corner tokens' centres, see
+    ``SpatialReadout``), clipped to -1 .. 1 (a place in the outer half of an edge token maps to its
+    centre); NaN stays NaN, and with ``crop = (top, left, size)`` (``MemoryVLAConfig.image_crop``) a
+    place outside the crop is NaN."""
+    if grid < 2:
+        raise ConfigError(f"a spatial readout needs a grid of at least 2 x 2 tokens, got {grid}", "Pass e.g. 8")
+    uv = np.asarray(uv, np.float64).reshape(-1, 2)
+    if crop is not None:
+        top, left, size = check_crop(crop, (image_px, image_px))
+        uv = (uv - np.array([left, top], np.float64)) * (image_px / size)
+    with np.errstate(invalid="ignore"):
+        inside = np.isfinite(uv).all(1) & (uv >= 0).all(1) & (uv <= image_px).all(1)
+    token = image_px / grid
+    where = np.clip(-1.0 + 2.0 * (uv / token - 0.5) / (grid - 1), -1.0, 1.0)
+    return np.where(inside[:, None], where, np.nan)
+
+
 def mikasa_policy(data: EpisodeDataset, variant: str = "bank", memory_length: int = 16, seed: int = 0,
                   camera: str = "base_camera", bank_heads: int = 1, **overrides: Any) -> MemoryVLAPolicy:
     """A fresh flow-matching policy for ``data`` with ``variant``'s memory of length ``memory_length``.
@@ -282,11 +340,13 @@ def mikasa_policy(data: EpisodeDataset, variant: str = "bank", memory_length: in
 
 
 def _batch(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: np.ndarray,
-           pointer_tokens: np.ndarray | None = None, prefix: bool = False) -> dict:
+           pointer_tokens: np.ndarray | None = None, prefix: bool = False,
+           keypoints: np.ndarray | None = None) -> dict:
     """:func:`episode_batch` under the policy's image key, with ``pointer_target`` when ``pointer_tokens``
-    is given (each episode's end-point token from its first moving frame on: the cubes are in view);
-    ``prefix`` cuts each episode just after that frame (frames 0 .. first move), and the batch to the
-    longest such prefix."""
+    is given (each episode's end-point token from its first moving frame on: the cubes are in view)
+    and ``keypoint_target`` ``(B, T, 2)`` when ``keypoints`` (one grid place per dataset frame) is
+    (NaN past an episode's end); ``prefix`` cuts each episode just after that frame (frames 0 .. first
+    move), and the batch to the longest such prefix."""
     batch = episode_batch(data, episodes, policy.config.chunk_size)
     batch[policy.config.image_key] = batch.pop("observation.image")
     onset = batch["action_onset"].numpy()
@@ -295,11 +355,15 @@ def _batch(policy: MemoryVLAPolicy, data: EpisodeDataset, episodes: np.ndarray,
     if pointer_tokens is not None:
         after = (np.arange(steps)[None] >= first[:, None]) & batch["valid"].numpy()
         batch["pointer_target"] = torch.from_numpy(np.where(after, pointer_tokens[episodes][:, None], -1))
+    if keypoints is not None:
+        rows = data.episode_bounds[episodes][:, None] + batch["frame_index"].numpy()
+        batch["keypoint_target"] = torch.from_numpy(
+            np.where(batch["valid"].numpy()[..., None], keypoints[rows], np.nan).astype(np.float32))
     if prefix:
         keep = int(min(first.max() + 1, steps))
         batch["valid"] = batch["valid"] & torch.from_numpy(np.arange(steps)[None] <= first[:, None])
         frames = (policy.config.image_key, "observation.state", "action", "action_is_pad", "valid", "frame_index",
-                  "action_onset", "pointer_target")  # the per-frame entries (B, T, ...); goal_state and task are per episode
+                  "action_onset", "pointer_target", "keypoint_target")  # the per-frame entries (B, T, ...); goal_state and task are per episode
         for key in frames:
             if key in batch:
                 batch[key] = batch[key][:, :keep]
@@ -310,7 +374,7 @@ def train_with_checkpoints(policy: MemoryVLAPolicy, data: EpisodeDataset, out: s
                            meta: dict[str, Any], batch_episodes: int = 8, seed: int = 0, checkpoint_every: int = 100,
                            resume: bool = False, log: Callable[[str], None] | None = None,
                            progress: bool | None = None, pointer_tokens: np.ndarray | None = None,
-                           prefix_episodes: int = 0) -> list[float]:
+                           prefix_episodes: int = 0, keypoints: np.ndarray | None = None) -> list[float]:
     """AdamW (the config's preset, cosine decay over ``steps``) on batches of whole episodes.
 
     Every ``checkpoint_every`` steps and at the end, ``out/checkpoint/`` gets the policy, the
@@ -319,7 +383,9 @@ def train_with_checkpoints(policy: MemoryVLAPolicy, data: EpisodeDataset, out: s
     from it (an interrupted run resumed with the same ``steps`` ends with the weights of an
     uninterrupted one); the final policy and ``mikasa.json`` (``meta`` plus the training's figures)
     go to ``out``. ``pointer_tokens`` ``(N,)`` (:func:`end_point_tokens`) is what a policy with
-    ``pointer_loss_weight > 0`` is trained to look at.
+    ``pointer_loss_weight > 0`` is trained to look at; ``keypoints`` ``(frames, 2)`` (one grid place per
+    dataset frame, NaN where none: :func:`pixels_to_grid` of :func:`ball_pixels`) what a policy with
+    ``keypoint_loss_weight > 0`` is trained to point its readout's last head at.
 
     ``prefix_episodes``: each step also draws that many episodes cut just after the arm's first move
     (frames 0 .. first move: the cue, the wait and the decision, about a third of an episode's frames)
@@ -330,7 +396,8 @@ def train_with_checkpoints(policy: MemoryVLAPolicy, data: EpisodeDataset, out: s
 
     Raises:
         ConfigError: ``resume`` without a checkpoint, or a checkpoint of another task, variant or
-            action space than ``meta`` says; a pointer loss without ``pointer_tokens``.
+            action space than ``meta`` says; a pointer loss without ``pointer_tokens``; a keypoint
+            loss without ``keypoints`` (or with another count than the dataset's frames).
     """
     out = Path(out)
     config = policy.config
@@ -341,9 +408,16 @@ def train_with_checkpoints(policy: MemoryVLAPolicy, data: EpisodeDataset, out: s
                           "Pass pointer_tokens=end_point_tokens(data, demonstration_camera(folders), grid)")
     if config.pointer_loss_weight == 0:
         pointer_tokens = None
+    if config.keypoint_loss_weight > 0 and (keypoints is None or np.shape(keypoints) != (len(data.images), 2)):
+        raise ConfigError("the policy's keypoint loss needs one (x, y) grid place per demonstration frame",
+                          "Pass keypoints=pixels_to_grid(ball_pixels(data.images), image size, grid)")
+    keypoints = None if config.keypoint_loss_weight == 0 else np.asarray(keypoints, np.float64)
     optimizer = torch.optim.AdamW(policy.get_optim_params(), lr=config.optimizer_lr, weight_decay=config.optimizer_weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
     rng = np.random.default_rng(seed)
+    # the same episodes each time the keypoint's error is logged (their own generator: the sampler's
+    # draws, and so a resumed run's, do not change)
+    probe = np.random.default_rng(seed + 1).choice(data.num_episodes, size=min(16, data.num_episodes), replace=False)
     losses: list[float] = []
     start = 0
     if resume:
@@ -357,10 +431,10 @@ def train_with_checkpoints(policy: MemoryVLAPolicy, data: EpisodeDataset, out: s
         bar.advance(start)
         for step in range(start, steps):
             episodes = rng.choice(data.num_episodes, size=min(batch_episodes, data.num_episodes), replace=False)
-            batches = [_batch(policy, data, episodes, pointer_tokens)]
+            batches = [_batch(policy, data, episodes, pointer_tokens, keypoints=keypoints)]
             if prefix_episodes:
                 more = rng.choice(data.num_episodes, size=min(prefix_episodes, data.num_episodes), replace=False)
-                batches.append(_batch(policy, data, more, pointer_tokens, prefix=True))
+                batches.append(_batch(policy, data, more, pointer_tokens, prefix=True, keypoints=keypoints))
             losses.append(optimizer_step(policy, batches, optimizer, schedule))
             bar.advance()
             bar.status(f"loss {np.mean(losses[-10:]):.4f}")
@@ -370,8 +444,10 @@ def train_with_checkpoints(policy: MemoryVLAPolicy, data: EpisodeDataset, out: s
                             {**meta, "seed": seed, "batch_episodes": batch_episodes, "prefix_episodes": prefix_episodes},
                             done, losses)
                 if log is not None:
+                    pointing = "" if keypoints is None else \
+                        f", keypoint {keypoint_rms_px(policy, data, keypoints, probe):.2f} px rms"
                     log(f"step {done}/{steps} loss {np.mean(losses[-checkpoint_every:]):.4f} "
-                        f"({(done - start) / (time.perf_counter() - started):.2f} steps/s), checkpoint saved")
+                        f"({(done - start) / (time.perf_counter() - started):.2f} steps/s){pointing}, checkpoint saved")
     policy.eval()
     policy.reset()
     policy.save_pretrained(out)
@@ -384,8 +460,34 @@ def train_with_checkpoints(policy: MemoryVLAPolicy, data: EpisodeDataset, out: s
                                   "loss_frames": config.loss_frames, "threads": torch.get_num_threads(),
                                   # this invocation only (a resumed run counts the steps it ran itself)
                                   "train_seconds": round(seconds, 1),
-                                  "train_steps_per_s": round((steps - start) / seconds, 3) if seconds > 0 else None})
+                                  "train_steps_per_s": round((steps - start) / seconds, 3) if seconds > 0 else None,
+                                  **({} if keypoints is None else
+                                     {"keypoint_rms_px": round(keypoint_rms_px(policy, data, keypoints, probe), 3),
+                                      "keypoint_frames": int(np.isfinite(keypoints).all(1).sum())})})
     return losses
+
+
+@torch.no_grad()
+def keypoint_rms_px(policy: MemoryVLAPolicy, data: EpisodeDataset, keypoints: np.ndarray, episodes: np.ndarray) -> float:
+    """Root mean square distance, in image pixels, between the chunk prior readout's last head's
+    pooled place and ``keypoints`` (grid places per dataset frame) over the frames of ``episodes``
+    that have one (``MemoryVLAConfig.keypoint_loss_weight``'s loss, undone). NaN with none."""
+    config = policy.config
+    batch = _batch(policy, data, np.asarray(episodes), keypoints=keypoints)
+    if not np.isfinite(batch["keypoint_target"].numpy()).all(-1).any():
+        return float("nan")
+    was_training = policy.training
+    policy.eval()
+    try:
+        with torch.random.fork_rng(devices=[]):  # the loss draws noise: the training's own draws stay as they were
+            _, parts = policy(batch)
+    finally:
+        policy.train(was_training)
+        policy.reset()
+    token_px = data.images.shape[2] / config.perceptual_grid if config.image_crop is None else \
+        config.image_crop[2] / config.perceptual_grid
+    mean_square_tokens = parts.get("keypoint_loss", parts["loss"]) / config.keypoint_loss_weight
+    return float(np.sqrt(mean_square_tokens) * token_px)
 
 
 def _checkpoint(policy: MemoryVLAPolicy, optimizer: Any, schedule: Any, rng: np.random.Generator, folder: Path,
@@ -417,7 +519,7 @@ def _restore(policy: MemoryVLAPolicy, optimizer: Any, schedule: Any, rng: np.ran
     before = {"bank_heads": 1, "perceptual_pool": "avg", "perceptual_grid": 4, "perceptual_subgrid": 4,
               "perceptual_fine_position": False, "prior_readout_heads": 0, "head_film": False,
               "chunk_prior": False, "goal_loss_weight": 0.0, "onset_loss_weight": 1.0, "pointer_loss_weight": 0.0,
-              "prefix_episodes": 0, "image_crop": None}
+              "prefix_episodes": 0, "image_crop": None, "keypoint_loss_weight": 0.0}
     for key, value in before.items():
         saved.setdefault(key, value)
     # every setting with a default in `before` is checked too, in that order

@@ -307,6 +307,8 @@ class MemoryVLAPolicy(nn.Module):
             parts["flow_loss"] = self.head.loss((actions[every] - prior.detach())[drawn], condition[keep], fused_p[keep], pad[keep])
         if self.config.pointer_loss_weight > 0:
             parts["pointer_loss"] = self.config.pointer_loss_weight * self._pointer_loss(batch, fused_p, every)
+        if self.config.keypoint_loss_weight > 0:
+            parts["keypoint_loss"] = self.config.keypoint_loss_weight * self._keypoint_loss(batch, fused_p, every)
         if self.goal is not None:
             if "goal_state" not in batch:
                 raise PolicyInputError("goal_loss_weight > 0 needs the batch's 'goal_state' (B, S): each sequence's last state",
@@ -340,6 +342,30 @@ class MemoryVLAPolicy(nn.Module):
             return fused_p.sum() * 0.0  # no frame with a target in this batch: no gradient, same graph
         log_weights = self.prior.readout.log_weights(fused_p[chosen])[..., 0]
         return nn.functional.nll_loss(log_weights, target[chosen].to(log_weights.device))
+
+    def _keypoint_loss(self, batch: dict[str, Any], fused_p: torch.Tensor, every: torch.Tensor) -> torch.Tensor:
+        """Mean squared distance, in token widths, between the prior readout's last head's pooled grid
+        coordinates and ``batch["keypoint_target"]`` over the valid frames that have a target (see
+        ``MemoryVLAConfig.keypoint_loss_weight``); ``fused_p`` ``(B * T, N, Cp)``, ``every`` ``(B * T,)``."""
+        if "keypoint_target" not in batch:
+            raise PolicyInputError("keypoint_loss_weight > 0 needs the batch's 'keypoint_target' (B, T, 2): the grid "
+                                   "coordinates to point at per frame, NaN where none",
+                                   "Train with the MIKASA trainer (train_with_checkpoints), which adds it")
+        target = torch.as_tensor(np.asarray(batch["keypoint_target"]), dtype=torch.float32).to(fused_p.device)
+        if target.shape[-1:] != (2,) or target[..., 0].numel() != every.numel():
+            raise PolicyInputError(f"keypoint_target has shape {tuple(target.shape)} for {every.numel()} frames",
+                                   "Give one (x, y) per frame, (B, T, 2), NaN where there is none")
+        target = target.reshape(-1, 2)
+        known = torch.isfinite(target).all(dim=1)
+        if bool((target[known].abs() > 1.0 + 1e-6).any()):
+            raise PolicyInputError("keypoint_target holds coordinates outside -1 .. 1 (the readout's grid)",
+                                   "Convert pixels with memstream.embodied.policies.memvla.mikasa.pixels_to_grid")
+        chosen = every.to(fused_p.device) & known
+        if not bool(chosen.any()):
+            return fused_p.sum() * 0.0  # no frame with a target in this batch: no gradient, same graph
+        where = self.prior.readout.where(fused_p[chosen])[:, -1]
+        token = 2.0 / max(math.isqrt(fused_p.shape[1]) - 1, 1)  # the distance between neighbouring token centres
+        return ((where - target[chosen]) / token).pow(2).sum(dim=1).mean()
 
     def _loss_frames(self, valid: torch.Tensor) -> torch.Tensor:
         """bool ``(B, T)``: the frames in the action loss, ``config.loss_frames`` valid ones per sequence

@@ -162,6 +162,39 @@ def test_the_recorded_camera_model_puts_the_ball_on_its_pixels():
             env.close()
 
 
+def test_ball_pixels_finds_the_rolling_ball_in_stored_frames_without_the_simulator(tmp_path):
+    # the keypoint loss's targets: found by colour in the frames a demonstration folder stores (H.264),
+    # they must sit on the simulator's ball (its centre projected through the recorded camera)
+    from memstream.embodied.envs.mikasa.dataset import _DatasetWriter
+    from memstream.embodied.policies.memvla.mikasa import ball_pixels, load_mikasa_demonstrations, project_to_pixels
+
+    env = make_mikasa_env("InterceptMedium", seed=11, image_size=128, cameras=("base_camera",))
+    try:
+        obs, frames, balls = env.reset(), [], []
+        camera = env.camera_params()["base_camera"]
+        for _ in range(40):
+            frames.append(obs["observation.images.base_camera"][0])
+            balls.append(_np(env.unwrapped.ball.pose.p)[0].astype(float))
+            obs, *_ = env.step(env.expert_actions())
+    finally:
+        env.close()
+    length = len(frames)
+    writer = _DatasetWriter(tmp_path / "d", "InterceptMedium", "intercept", 128, cameras=("base_camera",))
+    writer.add({"frames": {"observation.images.base_camera": np.stack(frames)},
+                "states": np.zeros((length, 7), np.float32), "actions": np.zeros((length, 7), np.float32),
+                "rewards": np.zeros(length, np.float32), "success": True, "seed": 11, "hidden_info": [],
+                "reveal_frames": length})
+    stored = load_mikasa_demonstrations([tmp_path / "d"]).images
+    found = ball_pixels(stored)
+    truth = project_to_pixels(np.stack(balls), camera["intrinsic_cv"], camera["extrinsic_cv"])
+    in_view = np.isfinite(truth).all(1) & (truth >= 2).all(1) & (truth < 126).all(1)
+    seen = in_view & np.isfinite(found).all(1)
+    assert in_view.sum() >= 15 and seen.sum() >= 0.85 * in_view.sum(), (in_view.sum(), seen.sum())
+    off = np.linalg.norm(found[seen] - truth[seen], axis=1)
+    assert np.median(off) < 0.5 and off.max() < 1.5, np.percentile(off, [50, 90, 100])
+    assert not np.isfinite(found[~in_view & (np.isnan(truth).any(1) | (truth < -2).any(1) | (truth > 130).any(1))]).any()
+
+
 def test_no_vulkan_device_is_one_error_naming_the_fix():
     code = textwrap.dedent("""
         from memstream.embodied.envs.mikasa import make_mikasa_env
