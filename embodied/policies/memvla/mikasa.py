@@ -471,8 +471,15 @@ def train_with_checkpoints(policy: MemoryVLAPolicy, data: EpisodeDataset, out: s
 def keypoint_rms_px(policy: MemoryVLAPolicy, data: EpisodeDataset, keypoints: np.ndarray, episodes: np.ndarray) -> float:
     """Root mean square distance, in image pixels, between the chunk prior readout's last head's
     pooled place and ``keypoints`` (grid places per dataset frame) over the frames of ``episodes``
-    that have one (``MemoryVLAConfig.keypoint_loss_weight``'s loss, undone). NaN with none."""
+    that have one (``MemoryVLAConfig.keypoint_loss_weight``'s loss, undone). NaN with none.
+
+    Raises:
+        ConfigError: the policy has no keypoint loss (``keypoint_loss_weight`` 0).
+    """
     config = policy.config
+    if not config.keypoint_loss_weight > 0:
+        raise ConfigError("keypoint_rms_px reads the policy's keypoint loss, and its keypoint_loss_weight is 0",
+                          "Build the policy with keypoint_loss_weight > 0 (vla-train --keypoint-loss 1)")
     batch = _batch(policy, data, np.asarray(episodes), keypoints=keypoints)
     if not np.isfinite(batch["keypoint_target"].numpy()).all(-1).any():
         return float("nan")

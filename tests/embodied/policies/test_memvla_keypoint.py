@@ -200,6 +200,9 @@ def test_the_keypoint_loss_needs_its_targets_the_readout_a_still_image_and_a_san
     with pytest.raises(ConfigError, match="one \\(x, y\\) grid place per demonstration frame"):
         train_with_checkpoints(policy, data, tmp_path / "run", 1, {"task": "x"}, keypoints=np.zeros((3, 2)))
     assert not (tmp_path / "run").exists()
+    plain = MemoryVLAPolicy(config_for(data, **TINY, chunk_prior=True, prior_readout_heads=1), dataset_stats(data))
+    with pytest.raises(ConfigError, match="its keypoint_loss_weight is 0"):
+        keypoint_rms_px(plain, data, np.zeros((len(data.images), 2)), np.arange(2))
     policy.save_pretrained(tmp_path / "p")  # training only: no weights of its own, so an old config loads these weights
     assert MemoryVLAPolicy.from_pretrained(tmp_path / "p").config.keypoint_loss_weight == 1.0
     saved = json.loads((tmp_path / "p" / "config.json").read_text())
