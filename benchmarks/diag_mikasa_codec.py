@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import print_table, save
-from diag_mikasa_push import RED_MARGIN, ball_centroid, expert_episode, redness, search_radius
+from diag_mikasa_push import ball_centroid, expert_episode, redness, search_radius
 
 
 def code_and_decode(frames: np.ndarray, folder: Path) -> np.ndarray:
@@ -90,7 +90,7 @@ def appearance(episodes: int, seed: int, camera: str, image_size: int) -> dict:
         return [round(float(q), 2) for q in np.percentile(values, [25, 50, 75])] if values else None
 
     return {"camera": camera, "image_size": image_size, "episodes": episodes, "seed": seed, "frames_with_the_ball": len(near),
-            "red_margin": RED_MARGIN, "image_mean_abs_difference": round(float(np.mean(whole)), 2),
+            "centroid": "ball_pixels", "image_mean_abs_difference": round(float(np.mean(whole)), 2),
             "ball_5x5_mean_abs_difference": round(float(np.mean(near)), 2) if near else None,
             "ball_peak_redness_raw_quartiles": quartiles(peak_raw), "ball_peak_redness_stored_quartiles": quartiles(peak_stored),
             "ball_centroid_shift_px_quartiles": quartiles(shift),

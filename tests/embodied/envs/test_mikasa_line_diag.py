@@ -1,6 +1,7 @@
-"""The geometry of ``benchmarks/diag_mikasa_push.py line`` (no simulator): the red-weighted centroid
-finds a small blob's centre to a fraction of a pixel, a pixel carried onto a plane projects back to
-itself, and a line through points on it misses a point beside it by exactly the offset."""
+"""The geometry of ``benchmarks/diag_mikasa_push.py line`` (no simulator): the centroid finds a small
+ball's centre on the scene's wood to a fraction of a pixel wherever its window sits, a pixel carried
+onto a plane projects back to itself, and a line through points on it misses a point beside it by
+exactly the offset."""
 
 import sys
 from pathlib import Path
@@ -31,18 +32,22 @@ def test_a_pixel_carried_onto_the_plane_projects_back_to_itself():
         np.testing.assert_allclose(diag.onto_plane(uv, intrinsic, extrinsic, point[2]), point[:2], atol=1e-9)
 
 
-def test_the_red_centroid_finds_a_small_blob_between_pixels():
-    # a 2.5 px red disc at a sub-pixel centre on a grey table, supersampled 8x per side
-    image = np.full((32, 32, 3), 120, np.uint8)
+def test_the_centroid_finds_a_small_ball_between_pixels_on_the_wood_not_the_window():
+    # a 2.5 px red disc at a sub-pixel centre on the scene's wood (red minus the mean of green and blue
+    # ~120: the test the centroid used until stop 45 took the wood for the ball and followed its window)
+    rng = np.random.default_rng(0)
+    wood = np.array([230.0, 140.0, 90.0]) + rng.normal(0, 10, (32, 32, 1))
     centre = np.array([13.3, 17.8])  # (u, v) in pixels, pixel centres at +0.5
     fine = (np.arange(32 * 8) + 0.5) / 8
     inside = ((fine[None, :] - centre[0]) ** 2 + (fine[:, None] - centre[1]) ** 2 <= 1.25 ** 2)
-    cover = inside.reshape(32, 8, 32, 8).mean(axis=(1, 3))
-    red = np.array([220.0, 20.0, 20.0])
-    image[:] = np.round(cover[..., None] * red + (1 - cover[..., None]) * 120.0).astype(np.uint8)
-    found = diag.ball_centroid(image, centre.astype(int), radius=4)
-    assert found is not None and np.linalg.norm(found - centre) < 0.15, found
-    assert diag.ball_centroid(np.full((32, 32, 3), 120, np.uint8), centre, radius=4) is None  # nothing red
+    cover = inside.reshape(32, 8, 32, 8).mean(axis=(1, 3))[..., None]
+    image = np.clip(np.round(cover * np.array([190.0, 2.0, 2.0]) + (1 - cover) * wood), 0, 255).astype(np.uint8)
+    for near in (centre, centre + [2.0, 0.0], centre + [-1.0, 3.0]):  # wherever the window sits
+        found = diag.ball_centroid(image, near, radius=4)
+        assert found is not None and np.linalg.norm(found - centre) < 0.25, (near, found)
+    assert diag.ball_centroid(image, centre + [6.0, 0.0], radius=4) is None  # found, but not near
+    plain = np.clip(np.round(wood), 0, 255).astype(np.uint8)
+    assert diag.ball_centroid(plain, centre, radius=4) is None  # the wood alone is no ball
 
 
 def test_a_line_misses_a_point_beside_it_by_the_offset():
