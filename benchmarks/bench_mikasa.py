@@ -346,6 +346,8 @@ def gather_vla(runs: list[str], train_logs: list[str] | None = None) -> list[dic
                      "goal_loss_weight": config.get("goal_loss_weight", 0.0),
                      "onset_loss_weight": config.get("onset_loss_weight", 1.0),
                      "pointer_loss_weight": config.get("pointer_loss_weight", 0.0),
+                     "keypoint_loss_weight": config.get("keypoint_loss_weight", 0.0),
+                     "keypoint_rms_px": meta.get("keypoint_rms_px"),
                      "augment_hue": config.get("augment_hue", 0.0), "image_crop": config.get("image_crop"),
                      "final_loss": meta.get("final_loss"), "inference_noise": result.get("inference_noise"),
                      "n_action_steps": result.get("n_action_steps", config.get("n_action_steps")),

@@ -19,9 +19,9 @@ in view before it reaches the hand, and at that step its apparent diameter and h
 centimetre across its line and along it spans: the precision ``--line-error`` asks for, in pixels.
 
 ``line``: how precisely the rendered frames alone pin the ball's line, the information a policy has to
-catch it: along the expert's episodes, rendered at each ``--image-size``, the ball's red-weighted
-centroid in every frame before the catch (searched near its projected centre: the detection is given,
-the localisation is measured), carried back onto the table plane through the camera's pinhole model, a
+catch it: along the expert's episodes, rendered at each ``--image-size``, the ball where
+``ball_pixels`` (the keypoint loss's targets) finds it in every frame before the catch (kept where it
+is within a few pixels of its projected centre), carried back onto the table plane through the camera's pinhole model, a
 straight line fitted to the first k frames with the ball in view, and that line's distance from the
 ball's centre at the catch step (``catch_geometry``), beside the same fit through the true positions
 (the ball rolls straight: about 0). A hand-made estimator, a reference rather than a bound: a policy
@@ -30,7 +30,10 @@ that reads the line as well catches within that distance.
 Measured (stop 41, ``benchmarks/MIKASA.md``): stop 40's policy, trained on the one-step kick, at 2.7 deg
 median heading error on 23 push frames of 20 held-out episodes but 0.60 of the expert's strength
 (0.56 on training episodes); the expert with an 11 cm run-up at speed 0.8 succeeds on 100 / 100
-seeds and pushes for 3.8 steps an episode.
+seeds and pushes for 3.8 steps an episode. ``line`` (stop 45, 20 episodes; stop 44's figures came
+from a centroid that read its search window, see ``ball_centroid``): the line through the first 8 / 12
+frames in view misses the ball at the catch by 0.22 / 0.16 cm (median) at 128 px and 0.17 / 0.16 cm
+at 256 px, where the policies catch 1.8-2.0 cm off.
 
     python benchmarks/diag_mikasa_push.py open-loop --policy runs/im_g8 runs/im_runup --demos demos_im_held \
         demos_im_runup_held --episodes 20

@@ -142,8 +142,8 @@ class MemoryVLAConfig:
             the corner tokens' centres; NaN: no target at that frame), by the mean squared distance
             in token widths. The MIKASA trainer names the rolling ball of the Intercept tasks, found
             in every stored frame by its colour (:func:`~memstream.embodied.policies.memvla.mikasa.ball_pixels`,
-            no simulator): training only. Why: the policies catch the ball 1.3-1.9 cm off its line
-            while a line fitted through the ball's 128 px centroids misses by 0.7-0.9 cm
+            no simulator): training only. Why: the policies catch the ball 1.3-2.0 cm off its line
+            while a line fitted through the ball's 128 px centroids misses by 0.2 cm
             (``benchmarks/diag_mikasa_push.py line``): the ball is 2-3 px of a 16 px token, and the
             action regression alone does not make the readout find it to a fraction of a token. The
             soft-argmax of a spatial softmax (Levine et al. 2016) is the readout's own "where", so the
