@@ -148,7 +148,9 @@ class MemoryVLAConfig:
             action regression alone does not make the readout find it to a fraction of a token. The
             soft-argmax of a spatial softmax (Levine et al. 2016) is the readout's own "where", so the
             supervision needs no new module. Refused with ``augment_shift`` (the shift would move the
-            image under its targets).
+            image under its targets). Measured on InterceptMedium (benchmarks/MIKASA.md, stop 45):
+            800 steps from a trained policy with weight 1, 0.27 of 200 evaluation episodes against
+            0.19 for the same steps without it; the head finds the ball to 5.3 px rms.
         num_inference_steps: Euler steps from noise to an action chunk.
         optimizer_lr, optimizer_weight_decay, optimizer_grad_clip_norm: AdamW preset.
         group_size: frames per training sequence (MemoryVLA's group sampler: the bank is cleared
