@@ -22,8 +22,9 @@ file with a plain ``vla-eval`` of the same policy with the same arguments.
 Measured (stop 44, ``benchmarks/MIKASA.md``; 20 episodes, 1,096 frames with the ball): the stored
 ball's peak redness is 0.76 of the raw one's (median 170 against 224), the 5 x 5 pixels around it
 differ by 14 levels (the whole image by 4.9), and its centroid moves 0.26 px (90th percentile 0.48
-px; stop 45: stop 44's 0.12 came from a centroid that read its search window). Stop 43's ``im_dagger2`` evaluated on coded frames succeeds in 0.17 against 0.23 on raw ones
-(the same 100 seeds), its catch unchanged (1.7 against 1.8 cm across the ball's line, median): the
+px; stop 45: stop 44's 0.12 came from a centroid that read its search window). Stop 43's
+``im_dagger2`` evaluated on coded frames succeeds in 0.17 against 0.23 on raw ones (the same 100
+seeds), its catch unchanged (1.7 against 1.8 cm across the ball's line, median): the
 gap is not what holds the catch back.
 
     python benchmarks/diag_mikasa_codec.py appearance --episodes 20

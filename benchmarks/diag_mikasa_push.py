@@ -21,8 +21,8 @@ centimetre across its line and along it spans: the precision ``--line-error`` as
 ``line``: how precisely the rendered frames alone pin the ball's line, the information a policy has to
 catch it: along the expert's episodes, rendered at each ``--image-size``, the ball where
 ``ball_pixels`` (the keypoint loss's targets) finds it in every frame before the catch (kept where it
-is within a few pixels of its projected centre), carried back onto the table plane through the camera's pinhole model, a
-straight line fitted to the first k frames with the ball in view, and that line's distance from the
+is within a few pixels of its projected centre), carried back onto the table plane through the
+camera's pinhole model, a straight line fitted to the first k frames with the ball in view, and that line's distance from the
 ball's centre at the catch step (``catch_geometry``), beside the same fit through the true positions
 (the ball rolls straight: about 0). A hand-made estimator, a reference rather than a bound: a policy
 that reads the line as well catches within that distance.
