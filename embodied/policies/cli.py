@@ -141,6 +141,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                             "image token of each demonstration's end point (RememberColor: the cued cube), through the "
                             "base camera, from the first moving frame on (0: off; needs --prior-readout; see "
                             "MemoryVLAConfig.pointer_loss_weight)")
+    train.add_argument("--readout-offsets", action="store_true",
+                       help="each token of the chunk prior's readout also regresses where in it the thing scored is, "
+                            "so the pooled place resolves finer than a token (needs --prior-readout; zero at the start, "
+                            "so --init-from a policy without them goes on from its function; see "
+                            "MemoryVLAConfig.prior_readout_offsets)")
     train.add_argument("--keypoint-loss", type=float, default=0.0, metavar="W",
                        help="weight of a regression training the place the chunk prior's last readout head pools "
                             "(its soft-argmax) onto the rolling ball, found in every stored frame by its colour "
@@ -395,6 +400,9 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         raise ConfigError(f"--keypoint-loss must be a finite number >= 0, got {args.keypoint_loss}", "Pass 0 (off) or e.g. 1")
     if args.keypoint_loss and not args.prior_readout:
         raise ConfigError("--keypoint-loss trains the chunk prior's readout", "Add --chunk-prior --prior-readout 4 or drop --keypoint-loss")
+    if args.readout_offsets and not args.prior_readout:
+        raise ConfigError("--readout-offsets is a part of the chunk prior's readout",
+                          "Add --chunk-prior --prior-readout 4 or drop --readout-offsets")
     if args.keypoint_loss and args.augment_shift:
         raise ConfigError("--keypoint-loss's targets are pixel places, and --augment-shift moves the image under them",
                           "Drop one of them")
@@ -447,7 +455,7 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             "bank_heads": args.bank_heads, "camera": args.camera, "perceptual_pool": args.perceptual_pool,
             "perceptual_grid": args.perceptual_grid, "perceptual_subgrid": args.perceptual_subgrid,
             "perceptual_fine_position": args.fine_position, "prior_readout_heads": args.prior_readout,
-            "head_film": args.head_film, "chunk_prior": args.chunk_prior,
+            "prior_readout_offsets": args.readout_offsets, "head_film": args.head_film, "chunk_prior": args.chunk_prior,
             "goal_loss_weight": args.goal_loss, "onset_loss_weight": args.onset_weight,
             "pointer_loss_weight": args.pointer_loss, "keypoint_loss_weight": args.keypoint_loss, "augment_hue": args.augment_hue,
             "image_crop": None if args.image_crop is None else list(check_crop(args.image_crop, data.images.shape[1:3])),
@@ -487,7 +495,8 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
                            augment_state_noise=args.state_noise, perceptual_pool=args.perceptual_pool,
                            perceptual_grid=args.perceptual_grid, perceptual_subgrid=args.perceptual_subgrid,
                            perceptual_fine_position=args.fine_position,
-                           prior_readout_heads=args.prior_readout, head_film=args.head_film, chunk_prior=args.chunk_prior,
+                           prior_readout_heads=args.prior_readout, prior_readout_offsets=args.readout_offsets,
+                           head_film=args.head_film, chunk_prior=args.chunk_prior,
                            goal_loss_weight=args.goal_loss, pointer_loss_weight=args.pointer_loss,
                            keypoint_loss_weight=args.keypoint_loss, onset_loss_weight=args.onset_weight, augment_hue=args.augment_hue, n_action_steps=args.n_action_steps,
                            image_crop=None if meta["image_crop"] is None else tuple(meta["image_crop"]))

@@ -104,6 +104,13 @@ class MemoryVLAConfig:
             the fused perceptual tokens through attention pooling by a scorer shared by every token
             (the pooled values and grid coordinates) instead of flattened (see
             :class:`~memstream.embodied.policies.memvla.action_head.SpatialReadout`).
+        prior_readout_offsets: each token of the prior's readout also regresses, per head, where in
+            it the thing scored is (up to one token spacing; zero at initialisation), and the pooled
+            place moves with it (off: the default and every policy saved before the setting existed;
+            needs ``prior_readout_heads``; see ``SpatialReadout``). For a place finer than a token,
+            as ``keypoint_loss_weight`` asks of the last head. Measured on InterceptMedium (stop 45,
+            benchmarks/MIKASA.md): 400 steps on from a keypoint-loss policy, its head on the ball to
+            4.3 px rms with offsets against 5.0 px without (16 px tokens).
         goal_loss_weight: weight of an auxiliary loss (0: off, the default and every policy saved
             before the setting existed): a small MLP over the condition and the flattened fused
             perceptual tokens predicts, at every valid frame, the normalised state of its
@@ -231,6 +238,7 @@ class MemoryVLAConfig:
     head_film: bool = False
     chunk_prior: bool = False
     prior_readout_heads: int = 0
+    prior_readout_offsets: bool = False
     goal_loss_weight: float = 0.0
     onset_loss_weight: float = 1.0
     pointer_loss_weight: float = 0.0
@@ -298,6 +306,9 @@ class MemoryVLAConfig:
         if self.prior_readout_heads and not self.chunk_prior:
             raise ConfigError("prior_readout_heads is a part of the chunk prior, but chunk_prior is off",
                               "Pass chunk_prior=True or prior_readout_heads=0")
+        if self.prior_readout_offsets and not self.prior_readout_heads:
+            raise ConfigError("prior_readout_offsets is a part of the prior's readout, but the prior has none",
+                              "Pass chunk_prior=True with prior_readout_heads >= 1, or prior_readout_offsets=False")
         if not (self.pointer_loss_weight >= 0.0 and math.isfinite(self.pointer_loss_weight)):  # also refuses NaN
             raise ConfigError(f"pointer_loss_weight must be a finite number >= 0, got {self.pointer_loss_weight}",
                               "Pass 0 (off) or e.g. 1.0")

@@ -526,7 +526,7 @@ def _restore(policy: MemoryVLAPolicy, optimizer: Any, schedule: Any, rng: np.ran
     before = {"bank_heads": 1, "perceptual_pool": "avg", "perceptual_grid": 4, "perceptual_subgrid": 4,
               "perceptual_fine_position": False, "prior_readout_heads": 0, "head_film": False,
               "chunk_prior": False, "goal_loss_weight": 0.0, "onset_loss_weight": 1.0, "pointer_loss_weight": 0.0,
-              "prefix_episodes": 0, "image_crop": None, "keypoint_loss_weight": 0.0}
+              "prefix_episodes": 0, "image_crop": None, "keypoint_loss_weight": 0.0, "prior_readout_offsets": False}
     for key, value in before.items():
         saved.setdefault(key, value)
     # every setting with a default in `before` is checked too, in that order
@@ -603,8 +603,11 @@ def init_from_trained(policy: MemoryVLAPolicy, folder: str | Path, meta: dict[st
         if trained_meta.get(key) != meta.get(key):
             raise ConfigError(f"{str(folder)!r} was trained with {key}={trained_meta.get(key)!r}, this run has {meta.get(key)!r}",
                               "Start from a policy trained on the same camera, rendering and --image-crop")
+    weights = trained.state_dict()
+    # readout offsets start at zero (the readout as without them): a policy trained without them goes on with them
+    added = {k: v for k, v in policy.state_dict().items() if k.startswith("prior.readout.offset.") and k not in weights}
     try:
-        policy.load_state_dict(trained.state_dict())
+        policy.load_state_dict({**weights, **added})
     except RuntimeError as error:
         raise ConfigError(f"the weights in {str(folder)!r} do not fit this policy: {str(error).splitlines()[0]}",
                           "Pass the architecture settings it was trained with (its mikasa.json)") from error

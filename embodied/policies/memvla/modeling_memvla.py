@@ -188,7 +188,8 @@ class MemoryVLAPolicy(nn.Module):
                          config.chunk_size, cp, dc, config.state_dim, config.hidden_dim, config.head_layers, config.head_heads,
                          film=config.head_film)
         self.prior = ChunkPrior(dc + config.state_dim, cp, self.perceptual_encoder.num_tokens, config.chunk_size,
-                                config.action_dim, 2 * config.hidden_dim, config.prior_readout_heads) if config.chunk_prior else None
+                                config.action_dim, 2 * config.hidden_dim, config.prior_readout_heads,
+                                config.prior_readout_offsets) if config.chunk_prior else None
         # the goal predictor is the prior's MLP with one "step" of state_dim outputs
         self.goal = ChunkPrior(dc + config.state_dim, cp, self.perceptual_encoder.num_tokens, 1, config.state_dim,
                                2 * config.hidden_dim) if config.goal_loss_weight > 0 else None
@@ -364,8 +365,7 @@ class MemoryVLAPolicy(nn.Module):
         if not bool(chosen.any()):
             return fused_p.sum() * 0.0  # no frame with a target in this batch: no gradient, same graph
         where = self.prior.readout.where(fused_p[chosen])[:, -1]
-        token = 2.0 / max(math.isqrt(fused_p.shape[1]) - 1, 1)  # the distance between neighbouring token centres
-        return ((where - target[chosen]) / token).pow(2).sum(dim=1).mean()
+        return ((where - target[chosen]) / self.prior.readout.spacing).pow(2).sum(dim=1).mean()
 
     def _loss_frames(self, valid: torch.Tensor) -> torch.Tensor:
         """bool ``(B, T)``: the frames in the action loss, ``config.loss_frames`` valid ones per sequence

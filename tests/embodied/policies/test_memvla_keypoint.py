@@ -1,7 +1,8 @@
 """The keypoint loss (``MemoryVLAConfig.keypoint_loss_weight``): the chunk prior readout's last head's
 pooled place (its spatial soft-argmax) is regressed onto a place per frame; for the Intercept tasks the
 rolling ball, found in the stored frames by its colour (``ball_pixels``). The targets, the loss, its
-training through ``vla-train`` and its refusals; the simulator check of ``ball_pixels`` is in
+training through ``vla-train`` and its refusals, and the readout's per-token offsets
+(``prior_readout_offsets``: a place finer than a token); the simulator check of ``ball_pixels`` is in
 tests/embodied/envs/test_mikasa_sim.py."""
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import torch
 from memstream.embodied.envs.mikasa.dataset import _DatasetWriter
 from memstream.embodied.policies.memvla import MemoryVLAConfig, MemoryVLAPolicy, config_for, dataset_stats, episode_batch
 from memstream.embodied.policies.memvla.action_head import SpatialReadout
-from memstream.embodied.policies.memvla.mikasa import (_batch, ball_pixels, keypoint_rms_px, mikasa_policy,
-                                                       pixels_to_grid)
+from memstream.embodied.policies.memvla.mikasa import (_batch, ball_pixels, keypoint_rms_px, load_mikasa_demonstrations,
+                                                       mikasa_policy, pixels_to_grid)
 from memstream.embodied.policies.memvla.modeling_memvla import PolicyInputError
 from memstream.streaming.errors import ConfigError
 
@@ -134,29 +135,7 @@ def test_the_keypoint_loss_is_the_squared_distance_in_tokens_of_the_last_heads_p
 
 
 def test_the_keypoint_loss_teaches_the_head_to_follow_a_red_dot(data):
-    # the cue_choice episodes with every frame the wood and a red ball at a random place: the head learns to point at it
-    rng = np.random.default_rng(0)
-    places = rng.uniform(3, 29, size=(len(data.images), 2))
-    images = np.stack([_scene(32, tuple(place), radius=1.5, seed=frame) for frame, place in enumerate(places)])
-    moving = dataclasses.replace(data, images=images)
-    found = ball_pixels(images)
-    assert np.abs(found - places).max() < 0.25
-    keypoints = pixels_to_grid(found, 32, 4)
-    torch.manual_seed(0)
-    policy = mikasa_policy(moving, "bank", memory_length=4, camera="x", perceptual_dim=16, perceptual_grid=4,
-                           cognitive_dim=16, hidden_dim=32, head_layers=1, head_heads=2, num_inference_steps=2,
-                           chunk_size=4, chunk_prior=True, prior_readout_heads=2, keypoint_loss_weight=1.0, augment_shift=0)
-    episodes = np.arange(moving.num_episodes)
-    before = keypoint_rms_px(policy, moving, keypoints, episodes)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
-    policy.train()
-    for _ in range(60):
-        loss, _ = policy(_batch(policy, moving, episodes, keypoints=keypoints))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    after = keypoint_rms_px(policy, moving, keypoints, episodes)
-    assert policy.training  # the probe leaves the mode it found
+    before, after = _red_dot_training(data, offsets=False)
     assert before > 6.0 and after < before / 3, (before, after)  # 8 px tokens: from a guess to within a token
 
 
@@ -257,3 +236,77 @@ def test_train_with_the_keypoint_loss_records_it_and_refuses_what_cannot_work(tm
         assert says in printed and printed.count("\n") == 1, printed
         assert not (tmp_path / "refused").exists()
 
+
+
+# ---------------------------------------------------------------- offsets: a place finer than a token
+
+def test_a_readout_with_offsets_starts_as_one_without_and_moves_its_place_by_up_to_a_spacing():
+    torch.manual_seed(0)
+    plain = SpatialReadout(dim=6, num_tokens=9, heads=2)
+    moved = SpatialReadout(dim=6, num_tokens=9, heads=2, offsets=True)
+    moved.load_state_dict({**plain.state_dict(), **{k: v for k, v in moved.state_dict().items() if k.startswith("offset.")}})
+    context = torch.randn(3, 9, 6)
+    torch.testing.assert_close(moved(context), plain(context))  # zero offsets: the same readout
+    with torch.no_grad():
+        moved.offset.bias.copy_(torch.tensor([30.0, 0.0, 0.0, -30.0]))  # head 0 right, head 1 up: tanh ~ 1
+    shift = moved.where(context) - plain.where(context)
+    torch.testing.assert_close(shift, torch.tensor([[1.0, 0.0], [0.0, -1.0]]).expand(3, 2, 2), atol=1e-6, rtol=0)  # spacing 1
+    torch.testing.assert_close(moved(context).view(3, 2, 8)[..., 6:], moved.where(context))
+
+
+def _red_dot_training(data, offsets: bool, steps: int = 60) -> tuple[float, float]:
+    """The keypoint head's pixel error before and after ``steps`` steps on frames of the wood with a
+    red ball at a random place (32 px, 4 x 4 tokens of 8 px)."""
+    rng = np.random.default_rng(0)
+    places = rng.uniform(3, 29, size=(len(data.images), 2))
+    images = np.stack([_scene(32, tuple(place), radius=1.5, seed=frame) for frame, place in enumerate(places)])
+    moving = dataclasses.replace(data, images=images)
+    found = ball_pixels(images)
+    assert np.abs(found - places).max() < 0.25
+    keypoints = pixels_to_grid(found, 32, 4)
+    torch.manual_seed(0)
+    policy = mikasa_policy(moving, "bank", memory_length=4, camera="x", perceptual_dim=16, perceptual_grid=4,
+                           perceptual_pool="max", perceptual_subgrid=2, perceptual_fine_position=True,
+                           cognitive_dim=16, hidden_dim=32, head_layers=1, head_heads=2, num_inference_steps=2,
+                           chunk_size=4, chunk_prior=True, prior_readout_heads=2, prior_readout_offsets=offsets,
+                           keypoint_loss_weight=1.0, augment_shift=0)
+    episodes = np.arange(moving.num_episodes)
+    before = keypoint_rms_px(policy, moving, keypoints, episodes)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    policy.train()
+    for _ in range(steps):
+        loss, _ = policy(_batch(policy, moving, episodes, keypoints=keypoints))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = keypoint_rms_px(policy, moving, keypoints, episodes)
+    assert policy.training  # the probe leaves the mode it found
+    return before, after
+
+
+def test_train_adds_readout_offsets_to_a_trained_policy_which_starts_as_it_was(tmp_path, capsys):
+    from memstream.embodied.policies.memvla.mikasa import init_from_trained
+
+    demos = _intercept_demos(tmp_path / "d")
+    keypoint = ["--demos", str(demos), *FLAGS, "--keypoint-loss", "1"]
+    assert vla(["vla-train", *keypoint, "--out", str(tmp_path / "a")]) == 0
+    assert vla(["vla-train", *keypoint, "--readout-offsets", "--init-from", str(tmp_path / "a"), "--out", str(tmp_path / "b")]) == 0
+    meta = json.loads((tmp_path / "b" / "mikasa.json").read_text())
+    assert meta["prior_readout_offsets"] is True and MemoryVLAPolicy.from_pretrained(tmp_path / "b").config.prior_readout_offsets
+    # the offsets start at zero: the policy they are added to reads its tokens exactly as before
+    data = load_mikasa_demonstrations([demos])
+    trained = MemoryVLAPolicy.from_pretrained(tmp_path / "a")
+    grown = mikasa_policy(data, "bank", chunk_prior=True, prior_readout_heads=2, prior_readout_offsets=True,
+                          keypoint_loss_weight=1.0, augment_shift=0)
+    init_from_trained(grown, tmp_path / "a", json.loads((tmp_path / "a" / "mikasa.json").read_text()))
+    context = torch.randn(2, trained.perceptual_encoder.num_tokens, trained.config.perceptual_dim)
+    torch.testing.assert_close(grown.prior.readout(context), trained.prior.readout(context))
+    capsys.readouterr()
+    # a policy with offsets does not load into one without; a resume must keep them; they need a readout
+    assert vla(["vla-train", *keypoint, "--init-from", str(tmp_path / "b"), "--out", str(tmp_path / "c")]) == 2
+    assert "do not fit this policy" in capsys.readouterr().out
+    assert vla(["vla-train", *keypoint, "--out", str(tmp_path / "b"), "--resume", "--steps", "8"]) == 2
+    assert "was trained with prior_readout_offsets=True, this run asks for False" in capsys.readouterr().out
+    assert vla(["vla-train", *keypoint, "--readout-offsets", "--prior-readout", "0", "--keypoint-loss", "0",
+                "--out", str(tmp_path / "d2")]) == 2
+    assert "--readout-offsets is a part of the chunk prior's readout" in capsys.readouterr().out
