@@ -208,6 +208,16 @@ def project_to_pixels(points: np.ndarray, intrinsic: np.ndarray, extrinsic: np.n
         return np.where(seen[:, 2:] > 0, seen[:, :2] / seen[:, 2:], np.nan)
 
 
+def _in_crop(uv: np.ndarray, image_px: int, crop: tuple[int, int, int] | None) -> np.ndarray:
+    """Pixel places ``(N, 2)`` of an ``image_px`` square image as the policy's encoder sees them: with
+    ``crop = (top, left, size)`` (``MemoryVLAConfig.image_crop``) in that square scaled up to
+    ``image_px``; unchanged without one."""
+    if crop is None:
+        return uv
+    top, left, size = check_crop(crop, (image_px, image_px))
+    return (uv - np.array([left, top], np.float64)) * (image_px / size)
+
+
 def project_to_tokens(points: np.ndarray, intrinsic: np.ndarray, extrinsic: np.ndarray, image_px: int,
                       grid: int, crop: tuple[int, int, int] | None = None) -> np.ndarray:
     """int64 ``(N,)``: the token of a ``grid x grid`` image-token grid (row-major from the top left, as
@@ -215,10 +225,7 @@ def project_to_tokens(points: np.ndarray, intrinsic: np.ndarray, extrinsic: np.n
     pinhole camera; -1 for a point behind the camera or outside the ``image_px`` square image. With
     ``crop = (top, left, size)`` (``MemoryVLAConfig.image_crop``) the grid covers that square only,
     as the policy's encoder sees it, and a point outside it is -1."""
-    uv = project_to_pixels(points, intrinsic, extrinsic)
-    if crop is not None:
-        top, left, size = check_crop(crop, (image_px, image_px))
-        uv = (uv - np.array([left, top], np.float64)) * (image_px / size)
+    uv = _in_crop(project_to_pixels(points, intrinsic, extrinsic), image_px, crop)
     inside = np.isfinite(uv).all(1) & (uv >= 0).all(1) & (uv < image_px).all(1)
     cells = np.floor(np.where(inside[:, None], uv, 0.0) / (image_px / grid)).astype(np.int64).clip(0, grid - 1)
     return np.where(inside, cells[:, 1] * grid + cells[:, 0], -1)
@@ -285,10 +292,7 @@ def pixels_to_grid(uv: np.ndarray, image_px: int, grid: int, crop: tuple[int, in
     place outside the crop is NaN."""
     if grid < 2:
         raise ConfigError(f"a spatial readout needs a grid of at least 2 x 2 tokens, got {grid}", "Pass e.g. 8")
-    uv = np.asarray(uv, np.float64).reshape(-1, 2)
-    if crop is not None:
-        top, left, size = check_crop(crop, (image_px, image_px))
-        uv = (uv - np.array([left, top], np.float64)) * (image_px / size)
+    uv = _in_crop(np.asarray(uv, np.float64).reshape(-1, 2), image_px, crop)
     with np.errstate(invalid="ignore"):
         inside = np.isfinite(uv).all(1) & (uv >= 0).all(1) & (uv <= image_px).all(1)
     token = image_px / grid
