@@ -146,6 +146,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                             "so the pooled place resolves finer than a token (needs --prior-readout; zero at the start, "
                             "so --init-from a policy without them goes on from its function; see "
                             "MemoryVLAConfig.prior_readout_offsets)")
+    train.add_argument("--readout-track", type=int, default=0, metavar="K",
+                       help="the chunk prior also reads how far each readout head's place moved since each of the K "
+                            "earlier frames: where a thing in view goes, not only where it is (the Intercept tasks' "
+                            "rolling ball; 0: off; needs --prior-readout; --init-from a policy without one goes on "
+                            "from its function; see MemoryVLAConfig.prior_readout_track)")
     train.add_argument("--keypoint-loss", type=float, default=0.0, metavar="W",
                        help="weight of a regression training the place the chunk prior's last readout head pools "
                             "(its soft-argmax) onto the rolling ball, found in every stored frame by its colour "
@@ -403,6 +408,11 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if args.readout_offsets and not args.prior_readout:
         raise ConfigError("--readout-offsets is a part of the chunk prior's readout",
                           "Add --chunk-prior --prior-readout 4 or drop --readout-offsets")
+    if args.readout_track < 0:
+        raise ConfigError(f"--readout-track must be >= 0 earlier frames, got {args.readout_track}", "Pass 0 (off) or e.g. 8")
+    if args.readout_track and not args.prior_readout:
+        raise ConfigError("--readout-track reads the places of the chunk prior's readout",
+                          "Add --chunk-prior --prior-readout 4 or drop --readout-track")
     if args.keypoint_loss and args.augment_shift:
         raise ConfigError("--keypoint-loss's targets are pixel places, and --augment-shift moves the image under them",
                           "Drop one of them")
@@ -455,7 +465,7 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             "bank_heads": args.bank_heads, "camera": args.camera, "perceptual_pool": args.perceptual_pool,
             "perceptual_grid": args.perceptual_grid, "perceptual_subgrid": args.perceptual_subgrid,
             "perceptual_fine_position": args.fine_position, "prior_readout_heads": args.prior_readout,
-            "prior_readout_offsets": args.readout_offsets, "head_film": args.head_film, "chunk_prior": args.chunk_prior,
+            "prior_readout_offsets": args.readout_offsets, "prior_readout_track": args.readout_track, "head_film": args.head_film, "chunk_prior": args.chunk_prior,
             "goal_loss_weight": args.goal_loss, "onset_loss_weight": args.onset_weight,
             "pointer_loss_weight": args.pointer_loss, "keypoint_loss_weight": args.keypoint_loss, "augment_hue": args.augment_hue,
             "image_crop": None if args.image_crop is None else list(check_crop(args.image_crop, data.images.shape[1:3])),
@@ -496,6 +506,7 @@ def _vla_train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
                            perceptual_grid=args.perceptual_grid, perceptual_subgrid=args.perceptual_subgrid,
                            perceptual_fine_position=args.fine_position,
                            prior_readout_heads=args.prior_readout, prior_readout_offsets=args.readout_offsets,
+                           prior_readout_track=args.readout_track,
                            head_film=args.head_film, chunk_prior=args.chunk_prior,
                            goal_loss_weight=args.goal_loss, pointer_loss_weight=args.pointer_loss,
                            keypoint_loss_weight=args.keypoint_loss, onset_loss_weight=args.onset_weight, augment_hue=args.augment_hue, n_action_steps=args.n_action_steps,

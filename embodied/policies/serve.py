@@ -80,6 +80,7 @@ class _Session:
         if getattr(policy, "memory", None) is not None:
             view._modules["memory"] = copy.deepcopy(policy.memory)
         view._queue = deque()
+        view._places = None  # a readout track's places, per episode like the bank
         self.policy = view
         self.frame_index = -1  # -1: no episode (never reset, or dropped after a bad observation)
 

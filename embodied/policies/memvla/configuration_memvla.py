@@ -111,6 +111,12 @@ class MemoryVLAConfig:
             as ``keypoint_loss_weight`` asks of the last head. Measured on InterceptMedium (stop 45,
             benchmarks/MIKASA.md): 400 steps on from a keypoint-loss policy, its head on the ball to
             4.3 px rms with offsets against 5.0 px without (16 px tokens).
+        prior_readout_track: the chunk prior also reads how far each readout head's place moved
+            since each of this many earlier frames of the episode (0: off, the default and every
+            policy saved before the setting existed; needs ``prior_readout_heads``; see
+            ``ChunkPrior``): where a thing in view is going, not only where it is (InterceptMedium's
+            rolling ball). Training reads the places over the sequence; acting keeps them per slot
+            and restarts them where an episode starts.
         goal_loss_weight: weight of an auxiliary loss (0: off, the default and every policy saved
             before the setting existed): a small MLP over the condition and the flattened fused
             perceptual tokens predicts, at every valid frame, the normalised state of its
@@ -239,6 +245,7 @@ class MemoryVLAConfig:
     chunk_prior: bool = False
     prior_readout_heads: int = 0
     prior_readout_offsets: bool = False
+    prior_readout_track: int = 0
     goal_loss_weight: float = 0.0
     onset_loss_weight: float = 1.0
     pointer_loss_weight: float = 0.0
@@ -312,6 +319,13 @@ class MemoryVLAConfig:
         if not (self.pointer_loss_weight >= 0.0 and math.isfinite(self.pointer_loss_weight)):  # also refuses NaN
             raise ConfigError(f"pointer_loss_weight must be a finite number >= 0, got {self.pointer_loss_weight}",
                               "Pass 0 (off) or e.g. 1.0")
+        if isinstance(self.prior_readout_track, bool) or not isinstance(self.prior_readout_track, int) \
+                or self.prior_readout_track < 0:
+            raise ConfigError(f"prior_readout_track must be an int >= 0, got {self.prior_readout_track!r}",
+                              "Pass 0 (off) or e.g. 8 (earlier frames)")
+        if self.prior_readout_track and not self.prior_readout_heads:
+            raise ConfigError("prior_readout_track reads the places of the prior's readout, but the prior has none",
+                              "Pass chunk_prior=True with prior_readout_heads >= 1, or prior_readout_track=0")
         if self.pointer_loss_weight > 0 and not self.prior_readout_heads:
             raise ConfigError("pointer_loss_weight trains the chunk prior's first readout head, but the prior has no readout",
                               "Pass chunk_prior=True with prior_readout_heads >= 1, or pointer_loss_weight=0")

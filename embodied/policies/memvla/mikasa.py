@@ -530,7 +530,8 @@ def _restore(policy: MemoryVLAPolicy, optimizer: Any, schedule: Any, rng: np.ran
     before = {"bank_heads": 1, "perceptual_pool": "avg", "perceptual_grid": 4, "perceptual_subgrid": 4,
               "perceptual_fine_position": False, "prior_readout_heads": 0, "head_film": False,
               "chunk_prior": False, "goal_loss_weight": 0.0, "onset_loss_weight": 1.0, "pointer_loss_weight": 0.0,
-              "prefix_episodes": 0, "image_crop": None, "keypoint_loss_weight": 0.0, "prior_readout_offsets": False}
+              "prefix_episodes": 0, "image_crop": None, "keypoint_loss_weight": 0.0, "prior_readout_offsets": False,
+              "prior_readout_track": 0}
     for key, value in before.items():
         saved.setdefault(key, value)
     # every setting with a default in `before` is checked too, in that order
@@ -609,7 +610,15 @@ def init_from_trained(policy: MemoryVLAPolicy, folder: str | Path, meta: dict[st
                               "Start from a policy trained on the same camera, rendering and --image-crop")
     weights = trained.state_dict()
     # readout offsets start at zero (the readout as without them): a policy trained without them goes on with them
-    added = {k: v for k, v in policy.state_dict().items() if k.startswith("prior.readout.offset.") and k not in weights}
+    own = policy.state_dict()
+    added = {k: v for k, v in own.items() if k.startswith("prior.readout.offset.") and k not in weights}
+    # a readout track's inputs are the prior MLP's last columns: zero there, a policy trained without
+    # one goes on from its function with it
+    first = "prior.mlp.0.weight"
+    track = getattr(policy.prior, "track", 0)
+    if track and first in weights and trained.config.prior_readout_track == 0 \
+            and own[first].shape[1] - weights[first].shape[1] == 2 * policy.config.prior_readout_heads * track:
+        added[first] = torch.cat([weights[first], torch.zeros_like(own[first][:, weights[first].shape[1]:])], dim=1)
     try:
         policy.load_state_dict({**weights, **added})
     except RuntimeError as error:

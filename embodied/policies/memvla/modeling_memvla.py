@@ -189,13 +189,17 @@ class MemoryVLAPolicy(nn.Module):
                          film=config.head_film)
         self.prior = ChunkPrior(dc + config.state_dim, cp, self.perceptual_encoder.num_tokens, config.chunk_size,
                                 config.action_dim, 2 * config.hidden_dim, config.prior_readout_heads,
-                                config.prior_readout_offsets) if config.chunk_prior else None
+                                config.prior_readout_offsets, config.prior_readout_track) if config.chunk_prior else None
         # the goal predictor is the prior's MLP with one "step" of state_dim outputs
         self.goal = ChunkPrior(dc + config.state_dim, cp, self.perceptual_encoder.num_tokens, 1, config.state_dim,
                                2 * config.hidden_dim) if config.goal_loss_weight > 0 else None
         self._register_stats(dataset_stats or {})
         self._queue: deque[torch.Tensor] = deque()
         self._ensembler: TemporalEnsembler | None = None
+        # with a readout track: each slot's readout places at this frame and the track's earlier ones
+        # (B, track + 1, H, 2), newest first; replaced, never changed in place (the policy server's
+        # per-client views share the attribute until they first act)
+        self._places: torch.Tensor | None = None
 
     def _register_stats(self, stats: dict) -> None:
         for key, name, dim in (("action", "action", self.config.action_dim),
@@ -215,6 +219,7 @@ class MemoryVLAPolicy(nn.Module):
         and every slot's bank."""
         self._queue.clear()
         self._ensembler = None
+        self._places = None
         if self.memory is not None:
             self.memory.reset()
 
@@ -295,7 +300,11 @@ class MemoryVLAPolicy(nn.Module):
             parts["action_loss"] = self.head.loss(actions[keep], condition[keep], fused_p[keep], pad[keep])
         else:
             # the prior is a small MLP: it learns from every valid frame, the flow head from the drawn ones
-            prior = self.prior(condition[every], fused_p[every])
+            past = None
+            if self.prior.track:  # each frame's readout places at the earlier frames of its episode
+                places = self.prior.readout.where(fused_p).unflatten(0, (batch_size, steps))
+                past = self.prior.past_places(places).flatten(0, 1)[every]
+            prior = self.prior(condition[every], fused_p[every], past)
             weight = None
             if self.config.onset_loss_weight != 1.0:
                 if "action_onset" not in batch:
@@ -406,16 +415,36 @@ class MemoryVLAPolicy(nn.Module):
         tasks = batch.get("task") or [""] * images.shape[0]
         perceptual = self.perceptual_encoder(images)
         cognitive = self.cognitive_encoder(images, perceptual, states, list(tasks))
-        if self.memory is None:
-            return (perceptual, cognitive), states
         starts = batch.get("episode_start")
+        if self.memory is None:
+            self._track_places(perceptual, starts)
+            return (perceptual, cognitive), states
         if self.memory.episode_ids is None or len(self.memory.episode_ids) != images.shape[0]:
             self.memory.reset(batch_size=images.shape[0])
         elif starts is not None and bool(np.asarray(starts).any()):
             self.memory.reset(torch.as_tensor(np.asarray(starts), dtype=torch.bool))
         timestep = batch.get("frame_index")
         timestep = None if timestep is None else torch.as_tensor(np.asarray(timestep))
-        return self.memory.step(perceptual, cognitive, timestep), states
+        readout = self.memory.step(perceptual, cognitive, timestep)
+        self._track_places(readout.perceptual, starts)
+        return readout, states
+
+    def _track_places(self, fused: torch.Tensor, starts: Any) -> None:
+        """With a readout track, push this frame's readout places (of the fused tokens ``(B, N, Cp)``)
+        onto each slot's history; a slot whose episode starts here (or a new batch size) begins it
+        with this place at every lag, as training's :meth:`ChunkPrior.past_places` does."""
+        if self.prior is None or not self.prior.track:
+            return
+        where = self.prior.readout.where(fused)
+        fresh = where[:, None].expand(-1, self.prior.track + 1, -1, -1)
+        if self._places is None or self._places.shape[0] != where.shape[0]:
+            self._places = fresh.clone()
+            return
+        moved = torch.cat([where[:, None], self._places[:, :-1]], dim=1)
+        if starts is not None:
+            begin = torch.as_tensor(np.asarray(starts), dtype=torch.bool, device=where.device).reshape(-1)
+            moved = torch.where(begin[:, None, None, None], fresh, moved)
+        self._places = moved
 
     def _sample(self, readout, states: torch.Tensor | None) -> torch.Tensor:
         perceptual, cognitive = (readout.perceptual, readout.cognitive) if isinstance(readout, BankReadout) else readout
@@ -423,7 +452,8 @@ class MemoryVLAPolicy(nn.Module):
         actions = self.head.sample(condition, perceptual, self.config.num_inference_steps,
                                    noise_scale=self.config.inference_noise)
         if self.prior is not None:
-            actions = actions + self.prior(condition, perceptual)
+            past = self._places[:, 1:] if self.prior.track and self._places is not None else None
+            actions = actions + self.prior(condition, perceptual, past)
         if self.config.action_head == "discrete":
             return actions  # int64 ids (B, K, 1)
         return actions * self.action_std + self.action_mean

@@ -119,7 +119,7 @@ def test_the_prior_learns_from_every_valid_frame_and_the_flow_from_the_drawn_one
     batch = episode_batch(data, np.arange(2), 4)
     sizes = {}
     prior_forward, flow_loss = policy.prior.forward, policy.head.loss
-    policy.prior.forward = lambda condition, context: (sizes.setdefault("prior", len(condition)), prior_forward(condition, context))[1]
+    policy.prior.forward = lambda condition, *rest: (sizes.setdefault("prior", len(condition)), prior_forward(condition, *rest))[1]
     policy.head.loss = lambda actions, *rest: (sizes.setdefault("flow", len(actions)), flow_loss(actions, *rest))[1]
     policy.train()
     policy(batch)
