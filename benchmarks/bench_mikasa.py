@@ -342,6 +342,8 @@ def gather_vla(runs: list[str], train_logs: list[str] | None = None) -> list[dic
                      "perceptual_pool": config.get("perceptual_pool", "avg"), "perceptual_grid": config.get("perceptual_grid", 4),
                      "perceptual_fine_position": config.get("perceptual_fine_position", False),
                      "prior_readout_heads": config.get("prior_readout_heads", 0),
+                     "prior_readout_offsets": config.get("prior_readout_offsets", False),
+                     "prior_readout_track": config.get("prior_readout_track", 0),
                      "head_film": config.get("head_film", False), "chunk_prior": config.get("chunk_prior", False),
                      "goal_loss_weight": config.get("goal_loss_weight", 0.0),
                      "onset_loss_weight": config.get("onset_loss_weight", 1.0),
