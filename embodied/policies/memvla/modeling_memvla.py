@@ -198,7 +198,7 @@ class MemoryVLAPolicy(nn.Module):
         self._ensembler: TemporalEnsembler | None = None
         # with a readout track: each slot's readout places at this frame and the track's earlier ones
         # (B, track + 1, H, 2), newest first; replaced, never changed in place (the policy server's
-        # per-client views share the attribute until they first act)
+        # per-client views start their own from None)
         self._places: torch.Tensor | None = None
 
     def _register_stats(self, stats: dict) -> None:
