@@ -60,8 +60,7 @@ def test_no_past_is_no_motion_and_the_prior_reads_the_displacement():
     still = where[:, None].expand(-1, 2, -1, -1)
     torch.testing.assert_close(prior(condition, context), prior(condition, context, still))
     assert not torch.allclose(prior(condition, context), prior(condition, context, still + 0.3))
-    # only the displacement enters: the same motion elsewhere in the image would need the same places
-    # moved, which here means the same inputs; a wrong shape is refused
+    # a past of another length than the track, or a track without a readout, is refused
     with pytest.raises(ValueError, match="for a track of 2 frames"):
         prior(condition, context, still[:, :1])
     with pytest.raises(ValueError, match="needs readout heads"):
