@@ -27,6 +27,16 @@ ball's centre at the catch step (``catch_geometry``), beside the same fit throug
 (the ball rolls straight: about 0). A hand-made estimator, a reference rather than a bound: a policy
 that reads the line as well catches within that distance.
 
+``handover``: who loses the episode, the catch or what follows it. A trained policy and the scripted
+expert share each evaluation episode: one drives until ``--after`` steps past the step the rolling
+ball reaches the hand (``catch_geometry``, detected as the episode runs), the other from there to the
+end (``policy-expert``: the policy catches, the expert pushes; ``expert-policy``: the expert catches,
+the policy pushes). The policy sees every frame either way (its bank and its temporal ensemble run
+on as in an evaluation); an episode whose ball never reaches the hand is driven by the first one
+throughout. Paired seed by seed with the policy's own evaluation (``--eval``, a ``vla-eval`` folder
+on the same seeds), it splits the policy's failures into catches the expert could not have pushed
+home and pushes the policy lost.
+
 Measured (stop 41, ``benchmarks/MIKASA.md``): stop 40's policy, trained on the one-step kick, at 2.7 deg
 median heading error on 23 push frames of 20 held-out episodes but 0.60 of the expert's strength
 (0.56 on training episodes); the expert with an 11 cm run-up at speed 0.8 succeeds on 100 / 100
@@ -40,6 +50,8 @@ at 256 px, where the policies catch 1.8-2.0 cm off.
     python benchmarks/diag_mikasa_push.py expert --run-up 0.11 0.14 --speed 0.8 --episodes 100
     python benchmarks/diag_mikasa_push.py view --episodes 100 --seed 4242424242 --image-size 128
     python benchmarks/diag_mikasa_push.py line --episodes 20 --image-size 128 256
+    python benchmarks/diag_mikasa_push.py handover --policy runs/kd3 --mode policy-expert --episodes 100 \
+        --eval runs/e100_kd3
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 from _common import RESULTS, print_table, save
@@ -294,6 +307,63 @@ def ball_line(episodes: int, seed: int, camera: str, image_size: int, frames: li
                      for k in frames]}
 
 
+HANDOVER_MODES = ("policy-expert", "expert-policy")
+
+
+def handover(policy_dir: str, mode: str, episodes: int, seed: int, after: int, ensemble: float | None,
+             eval_dir: str | None = None) -> dict:
+    from memstream.embodied.envs.mikasa import catch_geometry, make_mikasa_env
+    from memstream.embodied.policies.memvla.mikasa import MikasaPolicyDriver, load_mikasa_policy
+
+    policy, meta = load_mikasa_policy(policy_dir, task="InterceptMedium")
+    policy.eval()
+    if ensemble is not None:
+        policy.config.temporal_ensemble_coeff = ensemble
+        policy.config.n_action_steps = 1
+    env = make_mikasa_env(meta["task"], seed=seed, image_size=int(meta["image_size"]), cameras=(meta["camera"],),
+                          camera_housing=bool(meta.get("camera_housing", False)))
+    driver = MikasaPolicyDriver(policy, env)
+    policy_first = mode == "policy-expert"
+    rows = []
+    try:
+        obs = env.reset()
+        for index in range(episodes):
+            driver.start_episode()
+            motion, switch, t = [], None, 0
+            while True:
+                motion.append(env.ball_motion())
+                if switch is None:
+                    caught = catch_geometry(np.stack(motion))
+                    if caught["ball_reached_hand"]:
+                        switch = caught["catch_step"] + after
+                from_policy = driver(obs)  # every frame reaches the policy, whoever acts
+                second = switch is not None and t >= switch
+                action = from_policy if policy_first != second else env.expert_actions()
+                obs, _, terminated, truncated, info = env.step(np.asarray(action, np.float32).reshape(1, -1))
+                t += 1
+                if terminated[0] or truncated[0]:
+                    break
+            row = {"seed": env.episode_seed(index), "success": bool(info["success"][0]), "switch_step": switch,
+                   **catch_geometry(np.stack(motion))}
+            rows.append(row)
+            print(f"{mode} {index + 1}/{episodes} seed {row['seed']} {'success' if row['success'] else 'failure'} "
+                  f"switch {switch}", flush=True)
+    finally:
+        env.close()
+    result = {"policy": policy_dir, "mode": mode, "after_steps": after, "episodes": episodes, "seed": seed,
+              "temporal_ensemble_coeff": policy.config.temporal_ensemble_coeff,
+              "success_rate": float(np.mean([r["success"] for r in rows])),
+              "handed_over": sum(r["switch_step"] is not None for r in rows), **catch_summary(rows), "rows": rows}
+    if eval_dir is not None:  # paired with the policy's own episodes on the same seeds
+        own = {e["seed"]: bool(e["success"]) for e in json.loads((Path(eval_dir) / "results.json").read_text())["episodes"]}
+        paired = [(own[r["seed"]], r["success"]) for r in rows if r["seed"] in own]
+        result["paired_with"] = eval_dir
+        result["paired"] = {"episodes": len(paired), "policy_alone": sum(a for a, _ in paired),
+                            "both": sum(a and b for a, b in paired), "only_policy_alone": sum(a and not b for a, b in paired),
+                            "only_handover": sum(b and not a for a, b in paired)}
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="what", required=True)
@@ -325,7 +395,33 @@ def main() -> None:
     line.add_argument("--image-size", type=int, nargs="+", default=[128, 256], help="image sides in pixels (MemoryVLA: 128)")
     line.add_argument("--frames", type=int, nargs="+", default=[3, 5, 8, 12],
                       help="fit the line to the first this many frames with the ball in view")
+    hand = sub.add_parser("handover", help="the policy and the expert share each episode, handing over after the catch")
+    hand.add_argument("--policy", required=True, help="a vla-train folder (InterceptMedium)")
+    hand.add_argument("--mode", nargs="+", choices=HANDOVER_MODES, default=list(HANDOVER_MODES),
+                      help="policy-expert: the policy catches, the expert pushes; expert-policy: the other way round")
+    hand.add_argument("--after", type=int, default=2, help="steps past the catch step the second one takes over")
+    hand.add_argument("--episodes", type=int, default=100)
+    hand.add_argument("--seed", type=int, default=4242424242, help="first episode seed (default: the evaluation's)")
+    hand.add_argument("--temporal-ensemble", type=float, default=0.01, help="as vla-eval's (default: 0.01)")
+    hand.add_argument("--eval", default=None, help="the policy's vla-eval folder on the same seeds, to pair episodes")
     args = parser.parse_args()
+    if args.what == "handover":
+        import torch
+
+        torch.set_num_threads(1)  # as vla-eval --threads 1: two modes side by side on two cores (two threads each ran 18x slower here)
+        results = [handover(args.policy, m, args.episodes, args.seed, args.after, args.temporal_ensemble, args.eval)
+                   for m in args.mode]
+        print_table("InterceptMedium: the policy and the expert in one episode, handing over after the catch",
+                    ["policy", "mode", "after", "episodes", "success", "handed over", "paired: policy alone / both / "
+                     "only alone / only handover"],
+                    [[r["policy"], r["mode"], r["after_steps"], r["episodes"], r["success_rate"], r["handed_over"],
+                      "/".join(str(v) for k, v in r.get("paired", {}).items() if k != "episodes")] for r in results])
+        path = RESULTS / "mikasa_handover.json"
+        kept = json.loads(path.read_text()).get("results", []) if path.exists() else []
+        done = {(r["policy"], r["mode"], r["after_steps"], r["seed"]) for r in results}
+        save("mikasa_handover", {"results": [r for r in kept if (r["policy"], r["mode"], r["after_steps"], r["seed"]) not in done]
+                                 + results})
+        return
     if args.what == "line":
         results = [ball_line(args.episodes, args.seed, args.camera, size, args.frames) for size in args.image_size]
         print_table(f"the rolling ball's line from {args.camera}'s pixels: distance from the ball at the catch "

@@ -267,3 +267,32 @@ def test_collect_with_a_policy_keeps_every_episode_and_records_the_policy(tmp_pa
                 "--image-size", "32", "--no-progress", "--out", str(expert)]) == 0
     joined = load_mikasa_demonstrations([tmp_path / "dagger", expert])
     assert joined.num_episodes == 3
+
+
+@needs_sim
+def test_handover_diagnostic_gives_the_episode_to_the_second_actor_after_the_catch(tmp_path, capsys):
+    # benchmarks/diag_mikasa_push.py handover: who loses InterceptMedium, the catch or the push after it
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+    import diag_mikasa_push as diag
+
+    run = tmp_path / "run"
+    assert vla(["vla-train", "--demos", str(tiny_demos(tmp_path / "d", episodes=2, task="InterceptMedium")), "--out", str(run),
+                "--steps", "2", "--batch-episodes", "2", "--loss-frames", "2", "--threads", "1", "--no-progress"]) == 0
+    # the expert catches and never hands over (60 steps an episode): its own episode, the policy only watching
+    watched = diag.handover(str(run), "expert-policy", episodes=1, seed=7, after=100, ensemble=0.01)
+    row = watched["rows"][0]
+    assert row["seed"] == 7 and row["ball_reached_hand"] and row["switch_step"] == row["catch_step"] + 100
+    assert watched["success_rate"] == 1.0 and watched["handed_over"] == 1  # as the expert alone on seed 7
+    # the policy catches, the expert pushes after it; paired seed by seed with the policy's own evaluation
+    own = tmp_path / "eval"
+    own.mkdir()
+    (own / "results.json").write_text('{"episodes": [{"seed": 7, "success": false}, {"seed": 8, "success": true}]}')
+    handed = diag.handover(str(run), "policy-expert", episodes=1, seed=7, after=0, ensemble=None, eval_dir=str(own))
+    row = handed["rows"][0]
+    assert row["switch_step"] is None or row["switch_step"] == row["catch_step"]  # handed over at the catch itself
+    assert handed["temporal_ensemble_coeff"] is None  # the policy's saved setting
+    won = int(row["success"])
+    assert handed["paired"] == {"episodes": 1, "policy_alone": 0, "both": 0, "only_policy_alone": 0, "only_handover": won}
