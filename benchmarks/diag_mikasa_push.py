@@ -412,8 +412,7 @@ def main() -> None:
         results = [handover(args.policy, m, args.episodes, args.seed, args.after, args.temporal_ensemble, args.eval)
                    for m in args.mode]
         print_table("InterceptMedium: the policy and the expert in one episode, handing over after the catch",
-                    ["policy", "mode", "after", "episodes", "success", "handed over", "paired: policy alone / both / "
-                     "only alone / only handover"],
+                    ["policy", "mode", "after", "episodes", "success", "handed over", "paired: alone / both / only alone / only handover"],
                     [[r["policy"], r["mode"], r["after_steps"], r["episodes"], r["success_rate"], r["handed_over"],
                       "/".join(str(v) for k, v in r.get("paired", {}).items() if k != "episodes")] for r in results])
         path = RESULTS / "mikasa_handover.json"
