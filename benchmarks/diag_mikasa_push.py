@@ -417,9 +417,11 @@ def main() -> None:
                       "/".join(str(v) for k, v in r.get("paired", {}).items() if k != "episodes")] for r in results])
         path = RESULTS / "mikasa_handover.json"
         kept = json.loads(path.read_text()).get("results", []) if path.exists() else []
-        done = {(r["policy"], r["mode"], r["after_steps"], r["seed"]) for r in results}
-        save("mikasa_handover", {"results": [r for r in kept if (r["policy"], r["mode"], r["after_steps"], r["seed"]) not in done]
-                                 + results})
+        def key(r: dict) -> tuple:
+            return r["policy"], r["mode"], r["after_steps"], r["seed"], r["episodes"], r["temporal_ensemble_coeff"]
+
+        done = {key(r) for r in results}
+        save("mikasa_handover", {"results": [r for r in kept if key(r) not in done] + results})
         return
     if args.what == "line":
         results = [ball_line(args.episodes, args.seed, args.camera, size, args.frames) for size in args.image_size]
