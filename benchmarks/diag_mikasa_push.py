@@ -344,7 +344,7 @@ def handover(policy_dir: str, mode: str, episodes: int, seed: int, after: int, e
                 if terminated[0] or truncated[0]:
                     break
             row = {"seed": env.episode_seed(index), "success": bool(info["success"][0]), "switch_step": switch,
-                   **catch_geometry(np.stack(motion))}
+                   "length": t, **catch_geometry(np.stack(motion))}
             rows.append(row)
             print(f"{mode} {index + 1}/{episodes} seed {row['seed']} {'success' if row['success'] else 'failure'} "
                   f"switch {switch}", flush=True)
@@ -353,7 +353,9 @@ def handover(policy_dir: str, mode: str, episodes: int, seed: int, after: int, e
     result = {"policy": policy_dir, "mode": mode, "after_steps": after, "episodes": episodes, "seed": seed,
               "temporal_ensemble_coeff": policy.config.temporal_ensemble_coeff,
               "success_rate": float(np.mean([r["success"] for r in rows])),
-              "handed_over": sum(r["switch_step"] is not None for r in rows), **catch_summary(rows), "rows": rows}
+              # episodes where the second one acted at all (a late catch may leave it no step)
+              "handed_over": sum(r["switch_step"] is not None and r["switch_step"] < r["length"] for r in rows),
+              **catch_summary(rows), "rows": rows}
     if eval_dir is not None:  # paired with the policy's own episodes on the same seeds
         own = {e["seed"]: bool(e["success"]) for e in json.loads((Path(eval_dir) / "results.json").read_text())["episodes"]}
         paired = [(own[r["seed"]], r["success"]) for r in rows if r["seed"] in own]
@@ -408,7 +410,8 @@ def main() -> None:
     if args.what == "handover":
         import torch
 
-        torch.set_num_threads(1)  # as vla-eval --threads 1: two modes side by side on two cores (two threads each ran 18x slower here)
+        # as vla-eval --threads 1: two modes side by side on two cores (two threads each ran 18x slower here)
+        torch.set_num_threads(1)
         results = [handover(args.policy, m, args.episodes, args.seed, args.after, args.temporal_ensemble, args.eval)
                    for m in args.mode]
         print_table("InterceptMedium: the policy and the expert in one episode, handing over after the catch",
@@ -417,6 +420,7 @@ def main() -> None:
                       "/".join(str(v) for k, v in r.get("paired", {}).items() if k != "episodes")] for r in results])
         path = RESULTS / "mikasa_handover.json"
         kept = json.loads(path.read_text()).get("results", []) if path.exists() else []
+
         def key(r: dict) -> tuple:
             return r["policy"], r["mode"], r["after_steps"], r["seed"], r["episodes"], r["temporal_ensemble_coeff"]
 

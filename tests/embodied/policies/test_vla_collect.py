@@ -270,7 +270,7 @@ def test_collect_with_a_policy_keeps_every_episode_and_records_the_policy(tmp_pa
 
 
 @needs_sim
-def test_handover_diagnostic_gives_the_episode_to_the_second_actor_after_the_catch(tmp_path, capsys):
+def test_handover_diagnostic_gives_the_episode_to_the_second_actor_after_the_catch(tmp_path):
     # benchmarks/diag_mikasa_push.py handover: who loses InterceptMedium, the catch or the push after it
     import sys
     from pathlib import Path
@@ -285,7 +285,8 @@ def test_handover_diagnostic_gives_the_episode_to_the_second_actor_after_the_cat
     watched = diag.handover(str(run), "expert-policy", episodes=1, seed=7, after=100, ensemble=0.01)
     row = watched["rows"][0]
     assert row["seed"] == 7 and row["ball_reached_hand"] and row["switch_step"] == row["catch_step"] + 100
-    assert watched["success_rate"] == 1.0 and watched["handed_over"] == 1  # as the expert alone on seed 7
+    assert row["length"] == 60 and watched["handed_over"] == 0  # past the episode's end: the policy never acted
+    assert watched["success_rate"] == 1.0  # as the expert alone on seed 7
     # the policy catches, the expert pushes after it; paired seed by seed with the policy's own evaluation
     own = tmp_path / "eval"
     own.mkdir()
@@ -293,6 +294,7 @@ def test_handover_diagnostic_gives_the_episode_to_the_second_actor_after_the_cat
     handed = diag.handover(str(run), "policy-expert", episodes=1, seed=7, after=0, ensemble=None, eval_dir=str(own))
     row = handed["rows"][0]
     assert row["switch_step"] is None or row["switch_step"] == row["catch_step"]  # handed over at the catch itself
+    assert handed["handed_over"] == int(row["switch_step"] is not None)
     assert handed["temporal_ensemble_coeff"] is None  # the policy's saved setting
     won = int(row["success"])
     assert handed["paired"] == {"episodes": 1, "policy_alone": 0, "both": 0, "only_policy_alone": 0, "only_handover": won}
