@@ -312,7 +312,7 @@ HANDOVER_MODES = ("policy-expert", "expert-policy")
 
 def handover(policy_dir: str, mode: str, episodes: int, seed: int, after: int, ensemble: float | None,
              eval_dir: str | None = None) -> dict:
-    from memstream.embodied.envs.mikasa import catch_geometry, make_mikasa_env
+    from memstream.embodied.envs.mikasa import catch_geometry, catch_step_so_far, make_mikasa_env
     from memstream.embodied.policies.memvla.mikasa import MikasaPolicyDriver, load_mikasa_policy
 
     policy, meta = load_mikasa_policy(policy_dir, task="InterceptMedium")
@@ -333,9 +333,8 @@ def handover(policy_dir: str, mode: str, episodes: int, seed: int, after: int, e
             while True:
                 motion.append(env.ball_motion())
                 if switch is None:
-                    caught = catch_geometry(np.stack(motion))
-                    if caught["ball_reached_hand"]:
-                        switch = caught["catch_step"] + after
+                    caught = catch_step_so_far(motion)
+                    switch = None if caught is None else caught + after
                 from_policy = driver(obs)  # every frame reaches the policy, whoever acts
                 second = switch is not None and t >= switch
                 action = from_policy if policy_first != second else env.expert_actions()

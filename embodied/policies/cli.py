@@ -66,6 +66,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     collect.add_argument("--expert-mix", type=float, default=0.0,
                          help="with --policy: the probability that a step executes the expert's action instead "
                               "(DAgger's beta; default 0: the policy alone)")
+    collect.add_argument("--expert-catches", action="store_true",
+                         help="with --policy, InterceptMedium: the expert acts until the rolling ball is caught and "
+                              "the policy from two steps later, so every rollout labels the push after a catch")
     add_output_args(collect)
     collect.add_argument("--no-progress", action="store_true")
     collect.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
@@ -233,10 +236,16 @@ def cmd_vla_collect(args: argparse.Namespace, held: contextlib.ExitStack) -> int
     check_seeds_disjoint(args.seed, args.episodes)
     options = {"image_size": args.image_size, "keep_failures": args.keep_failures, "cameras": cameras}
     if args.policy is not None:
+        if args.expert_catches and task.kind != "intercept":
+            raise ConfigError(f"--expert-catches hands the episode over after the ball's catch, and {task.name} has no ball",
+                              "Drop --expert-catches, or collect InterceptMedium")
         options.update(_dagger_options(args.policy, task.name, args.expert_mix, cameras, args.image_size))
-    elif args.expert_mix != 0.0:
-        raise ConfigError("--expert-mix needs --policy (the expert alone already executes every step)",
-                          "Drop --expert-mix or give --policy")
+        if args.expert_catches:
+            options["expert_catches"] = True
+    elif args.expert_mix != 0.0 or args.expert_catches:
+        flag = "--expert-mix" if args.expert_mix != 0.0 else "--expert-catches"
+        raise ConfigError(f"{flag} needs --policy (the expert alone already executes every step)",
+                          f"Drop {flag} or give --policy")
     out = claim_output_dir(args.out, held, overwrite=args.overwrite)
     workers = min(args.workers, args.episodes)
     started = time.perf_counter()

@@ -13,7 +13,8 @@ Example::
 
 from memstream.embodied.envs.mikasa.dataset import (DemonstrationReader, check_joinable, merge_demonstrations, read_demonstrations,
                                                     write_demonstrations)
-from memstream.embodied.envs.mikasa.env import CAMERAS, EVAL_SEED, MikasaConfig, MikasaEnv, catch_geometry, make_mikasa_env
+from memstream.embodied.envs.mikasa.env import (CAMERAS, EVAL_SEED, MikasaConfig, MikasaEnv, catch_geometry, catch_step_so_far,
+                                               make_mikasa_env)
 from memstream.embodied.envs.mikasa.experts import intercept_action, remember_color_action
 from memstream.embodied.envs.mikasa.lerobot_export import export_lerobot
 from memstream.embodied.envs.mikasa.tasks import MIKASA_TASKS, NEEDS_ASSETS, MikasaTask, resolve_task
@@ -28,6 +29,7 @@ __all__ = [
     "MikasaEnv",
     "MikasaTask",
     "catch_geometry",
+    "catch_step_so_far",
     "check_joinable",
     "export_lerobot",
     "intercept_action",

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from memstream.embodied.envs.mikasa.env import ACTION_DIM, CAMERAS, EVAL_SEED, STATE_DIM, make_mikasa_env
+from memstream.embodied.envs.mikasa.env import ACTION_DIM, CAMERAS, EVAL_SEED, STATE_DIM, catch_step_so_far, make_mikasa_env
 from memstream.embodied.envs.mikasa.tasks import EXPERT_TASKS, resolve_task
 from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.errors import ConfigError, MemstreamError
@@ -57,6 +57,9 @@ from memstream.streaming.progress import progress as progress_bar
 
 FPS = 20  # the suites' control frequency
 KEYINT = 1  # every frame a key frame: no frame's pixels depend on an earlier one (see the module's docstring)
+# with expert_catches, the driver takes over this many steps after the rolling ball reaches the hand (the
+# expert has stopped it by then); benchmarks/diag_mikasa_push.py handover measures episodes split so
+HANDOVER_STEPS = 2
 CRF = 18  # x264's "visually lossless"; the 2.5 px InterceptMedium ball's centroid moves 0.26 px (median, diag_mikasa_codec.py)
 CHUNK = 1000
 DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
@@ -113,7 +116,7 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
                          keep_failures: bool = False, cameras: tuple[str, ...] = CAMERAS,
                          camera_housing: bool = False, progress: bool | None = False,
                          driver: Callable[[Any], Any] | None = None, expert_mix: float = 0.0,
-                         driver_record: dict[str, Any] | None = None) -> dict[str, Any]:
+                         driver_record: dict[str, Any] | None = None, expert_catches: bool = False) -> dict[str, Any]:
     """Roll out the scripted expert of ``task`` and write each episode as it ends.
 
     With a ``driver`` the episodes are DAgger's (Ross et al., 2011): a trained policy drives and the
@@ -137,13 +140,22 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
         expert_mix: with a driver, the probability that a step executes the expert's action instead
             (DAgger's beta; 0: the driver alone, 1: an expert rollout the driver only watches).
         driver_record: what the collection records about the driver in ``meta/info.json``
-            (``memstream.dagger``, with ``expert_mix``).
+            (``memstream.dagger``, with ``expert_mix`` and, when set, ``expert_catches``).
+        expert_catches: with a driver, on an Intercept task: the expert acts until
+            :data:`HANDOVER_STEPS` after the rolling ball reaches the hand (:func:`catch_step_so_far`),
+            the driver from there (with ``expert_mix`` as before), so every rollout starts its push
+            from a caught ball: the states DAgger labels are the push's (``diag_mikasa_push.py
+            handover``: a policy's push from the expert's catches keeps about half the episodes).
 
     Returns:
         ``meta/info.json``'s content plus ``success_rate`` (of the rollouts as executed).
     """
     if not 0.0 <= expert_mix <= 1.0:
         raise ConfigError(f"expert_mix must lie in [0, 1], got {expert_mix}", "Pass expert_mix 0 (the policy drives)")
+    if expert_catches and (driver is None or resolve_task(task).kind != "intercept"):
+        raise ConfigError(f"expert_catches hands an Intercept episode from the expert to a driver after the catch; "
+                          f"this collection has {'no driver' if driver is None else f'task {task!r}'}",
+                          "Drop expert_catches, or collect an Intercept task with a driver")
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
         raise ConfigError(f"num_episodes must be an int >= 1, got {num_episodes!r}", "Pass num_episodes >= 1")
     check_expert(task)
@@ -167,12 +179,13 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
             writer.info["memstream"]["expert"] = {"push_run_up_m": RUN_UP_M, "push_speed": PUSH_SPEED}
         acting = None if driver is None else driver(env)
         if acting is not None:
-            writer.info["memstream"]["dagger"] = {**(driver_record or {}), "expert_mix": expert_mix}
+            writer.info["memstream"]["dagger"] = {**(driver_record or {}), "expert_mix": expert_mix,
+                                                  **({"expert_catches": True} if expert_catches else {})}
         mixer = np.random.default_rng(seed)
         who = "expert" if acting is None else "rollouts"
         with progress_bar(f"collect {env.name} demonstrations", num_episodes, unit="episodes", show=progress) as bar:
             for _ in range(num_episodes):
-                episode = _rollout(env, obs, acting, expert_mix, mixer)
+                episode = _rollout(env, obs, acting, expert_mix, mixer, expert_catches)
                 obs = episode.pop("next_obs")
                 successes += bool(episode["success"])
                 if episode["success"] or keep_failures or acting is not None:
@@ -185,13 +198,15 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
 
 
 def _rollout(env: Any, obs: dict[str, Any], driver: Any = None, expert_mix: float = 0.0,
-             mixer: np.random.Generator | None = None) -> dict[str, Any]:
+             mixer: np.random.Generator | None = None, expert_catches: bool = False) -> dict[str, Any]:
     """One episode from its first observation ``obs``, labelled by the expert and driven by it or by
     ``driver`` (see :func:`write_demonstrations`); returns its arrays and metadata."""
     frames: dict[str, list[np.ndarray]] = {f"observation.images.{c}": [] for c in env.config.cameras}
     states, actions, rewards = [], [], []
     hidden, reveal = env.hidden_info[0].tolist(), int(env.reveal_frames[0])
     episode_index = int(obs["episode_index"][0])
+    motion: list[np.ndarray] = []  # with expert_catches: the ball's motion so far, for the catch step
+    handover: int | None = None  # the step the driver takes over (expert_catches), once the ball was caught
     if driver is not None:
         driver.start_episode()
     while True:
@@ -202,7 +217,13 @@ def _rollout(env: Any, obs: dict[str, Any], driver: Any = None, expert_mix: floa
         actions.append(action[0])
         if driver is not None:
             driven = np.asarray(driver(obs), np.float32).reshape(action.shape)
-            expert_acts = expert_mix >= 1.0 or (expert_mix > 0.0 and mixer is not None and mixer.random() < expert_mix)
+            if expert_catches and handover is None:
+                motion.append(env.ball_motion())
+                caught = catch_step_so_far(motion)
+                handover = None if caught is None else caught + HANDOVER_STEPS
+            catching = expert_catches and (handover is None or len(states) - 1 < handover)
+            expert_acts = catching or expert_mix >= 1.0 or (expert_mix > 0.0 and mixer is not None
+                                                             and mixer.random() < expert_mix)
             if not expert_acts:
                 action = driven
         obs, reward, terminated, truncated, info = env.step(action)
@@ -212,7 +233,8 @@ def _rollout(env: Any, obs: dict[str, Any], driver: Any = None, expert_mix: floa
     return {"frames": {k: np.stack(v) for k, v in frames.items()}, "states": np.stack(states),
             "actions": np.stack(actions), "rewards": np.array(rewards, dtype=np.float32),
             "success": bool(info["success"][0]), "seed": env.episode_seed(episode_index),
-            "hidden_info": hidden, "reveal_frames": reveal, "next_obs": obs}
+            "hidden_info": hidden, "reveal_frames": reveal, "next_obs": obs,
+            **({"handover_step": handover} if expert_catches else {})}
 
 
 class _DatasetWriter:
@@ -268,7 +290,9 @@ class _DatasetWriter:
                     writer.write(frame)
         self._commit({"episode_index": index, "tasks": [self.instruction], "length": length, "seed": episode["seed"],
                       "success": episode["success"], "hidden_info": episode["hidden_info"],
-                      "reveal_frames": episode["reveal_frames"]}, len(episode["frames"]))
+                      "reveal_frames": episode["reveal_frames"],
+                      **({"handover_step": episode["handover_step"]} if "handover_step" in episode else {})},
+                     len(episode["frames"]))
 
     def copy_episode(self, reader: DemonstrationReader, i: int) -> None:
         """Append episode ``i`` of another dataset as it is stored: its Parquet rows with this

@@ -417,6 +417,15 @@ def catch_geometry(motion: np.ndarray, reach_m: float = CONTACT_M + 0.01) -> dic
             "ball_reached_hand": bool(len(reached))}
 
 
+def catch_step_so_far(motion: list[np.ndarray] | np.ndarray) -> int | None:
+    """The step at which the rolling ball reached the hand (:func:`catch_geometry`'s ``catch_step``)
+    among an episode's steps of :meth:`MikasaEnv.ball_motion` so far, or None while it has not: what
+    a rollout that hands the episode over after the catch checks at every step (causal: the answer
+    for the steps so far never changes with later ones)."""
+    caught = catch_geometry(np.stack(motion) if isinstance(motion, list) else motion)
+    return int(caught["catch_step"]) if caught["ball_reached_hand"] else None
+
+
 def make_mikasa_env(task: str, seed: int = 0, image_size: int = 128, render: bool = True,
                     end_on_success: bool = False, cameras: tuple[str, ...] = CAMERAS,
                     camera_housing: bool = False) -> MikasaEnv:

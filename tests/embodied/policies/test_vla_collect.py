@@ -195,6 +195,8 @@ def tiny_policy(tmp_path_factory):
     (["--task", "RememberColor3", "--policy", "{policy}", "--cameras", "hand_camera"], "Add base_camera to --cameras"),
     (["--task", "RememberColor3", "--policy", "{policy}"], "Pass --image-size 32"),  # collected at 128 px
     (["--task", "RememberColor3", "--policy", "{demos}"], "holds no MIKASA-Robo policy"),
+    (["--task", "InterceptMedium", "--expert-catches"], "--expert-catches needs --policy"),
+    (["--task", "RememberColor3", "--policy", "{policy}", "--expert-catches"], "RememberColor3 has no ball"),
 ])
 def test_dagger_refusals_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, tiny_policy, extra, says):
     demos = tiny_demos(tmp_path / "d", episodes=1)
@@ -253,6 +255,42 @@ def test_a_driver_executes_its_actions_while_the_expert_labels_every_state(tmp_p
 
 
 @needs_sim
+def test_expert_catches_hands_the_episode_to_the_driver_after_the_catch(tmp_path):
+    from memstream.embodied.envs.mikasa import catch_geometry, make_mikasa_env, write_demonstrations
+    from memstream.embodied.envs.mikasa.dataset import HANDOVER_STEPS
+
+    with pytest.raises(ConfigError, match="expert_catches hands an Intercept episode"):
+        write_demonstrations(tmp_path / "none", "InterceptMedium", 1, seed=30, expert_catches=True)
+    assert not (tmp_path / "none").exists()
+    common = dict(num_episodes=1, seed=30, image_size=32, cameras=("base_camera",))
+    write_demonstrations(tmp_path / "expert", "InterceptMedium", **common)
+    info = write_demonstrations(tmp_path / "caught", "InterceptMedium", driver=_Lift, driver_record={"policy": "lift"},
+                                expert_catches=True, **common)
+    assert info["memstream"]["dagger"] == {"policy": "lift", "expert_mix": 0.0, "expert_catches": True}
+    expert, caught = (read_demonstrations(tmp_path / name).episode(0) for name in ("expert", "caught"))
+    # where the expert alone catches the ball on this seed (its motion is not stored: replayed without cameras)
+    env = make_mikasa_env("InterceptMedium", seed=30, render=False)
+    try:
+        env.reset()
+        motion = []
+        for _ in range(60):
+            motion.append(env.ball_motion())
+            env.step(env.expert_actions())
+    finally:
+        env.close()
+    handover = caught["meta"]["handover_step"]
+    assert handover == catch_geometry(np.stack(motion))["catch_step"] + HANDOVER_STEPS and 5 < handover < 40
+    # the expert acted up to the handover: the same states; then the driver lifted the hand
+    np.testing.assert_array_equal(caught["states"][:handover + 1], expert["states"][:handover + 1])
+    z = caught["states"][:, 2]
+    assert z[-1] > z[handover] + 0.1 and z[-1] > expert["states"][-1, 2] + 0.1
+    assert not caught["meta"]["success"]  # the lift pushed nothing home; the episode is kept
+    # every label is the expert's: its own up to the handover, then its answers to the lifted hand's states
+    np.testing.assert_array_equal(caught["actions"][:handover + 1], expert["actions"][:handover + 1])
+    assert (caught["actions"][handover + 1:, 2] < 0.5).any() and np.abs(caught["actions"]).max() <= 1.0
+
+
+@needs_sim
 def test_collect_with_a_policy_keeps_every_episode_and_records_the_policy(tmp_path, capsys, tiny_policy):
     assert vla(["vla-collect", "--task", "RememberColor3", "--episodes", "2", "--seed", "30", "--cameras", "base_camera",
                 "--image-size", "32", "--policy", str(tiny_policy), "--workers", "2", "--no-progress",
@@ -298,3 +336,10 @@ def test_handover_diagnostic_gives_the_episode_to_the_second_actor_after_the_cat
     assert handed["temporal_ensemble_coeff"] is None  # the policy's saved setting
     won = int(row["success"])
     assert handed["paired"] == {"episodes": 1, "policy_alone": 0, "both": 0, "only_policy_alone": 0, "only_handover": won}
+    # the collection that labels the same split: vla-collect --expert-catches (the expert catches, the policy pushes)
+    assert vla(["vla-collect", "--task", "InterceptMedium", "--policy", str(run), "--expert-catches", "--episodes", "1",
+                "--seed", "7", "--cameras", "base_camera", "--image-size", "32", "--no-progress",
+                "--out", str(tmp_path / "caught")]) == 0
+    reader = read_demonstrations(tmp_path / "caught")
+    assert reader.info["memstream"]["dagger"]["expert_catches"] is True
+    assert reader.records[0]["handover_step"] == watched["rows"][0]["catch_step"] + 2  # the expert's catch, as above
