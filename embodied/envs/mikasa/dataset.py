@@ -8,7 +8,9 @@ far; a crashed collection keeps them)::
                               camera's intrinsic_cv / extrinsic_cv (OpenCV, world to camera)
     meta/tasks.jsonl          {"task_index": 0, "task": "<instruction>"}
     meta/episodes.jsonl       per episode: episode_index, tasks, length, and ours: seed, success,
-                              hidden_info (colour index shown), reveal_frames (cue frames)
+                              hidden_info (colour index shown), reveal_frames (cue frames),
+                              handover_step (expert_catches: where the driver took over; None
+                              where the ball never reached the hand)
     data/chunk-000/episode_000000.parquet
         observation.state float32[7], action float32[7], timestamp float32 (s), frame_index,
         episode_index, index (global frame), task_index (int64), next.reward float32,
