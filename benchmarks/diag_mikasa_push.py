@@ -366,6 +366,8 @@ def handover(policy_dir: str, mode: str, episodes: int, seed: int, after: int, e
 
 
 def main() -> None:
+    from memstream.embodied.envs.mikasa.dataset import HANDOVER_STEPS
+
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="what", required=True)
     loop = sub.add_parser("open-loop", help="a policy's push on stored expert episodes")
@@ -400,7 +402,8 @@ def main() -> None:
     hand.add_argument("--policy", required=True, help="a vla-train folder (InterceptMedium)")
     hand.add_argument("--mode", nargs="+", choices=HANDOVER_MODES, default=list(HANDOVER_MODES),
                       help="policy-expert: the policy catches, the expert pushes; expert-policy: the other way round")
-    hand.add_argument("--after", type=int, default=2, help="steps past the catch step the second one takes over")
+    hand.add_argument("--after", type=int, default=HANDOVER_STEPS,
+                      help="steps past the catch step the second one takes over (default: vla-collect --expert-catches')")
     hand.add_argument("--episodes", type=int, default=100)
     hand.add_argument("--seed", type=int, default=4242424242, help="first episode seed (default: the evaluation's)")
     hand.add_argument("--temporal-ensemble", type=float, default=0.01, help="as vla-eval's (default: 0.01)")

@@ -422,7 +422,7 @@ def catch_step_so_far(motion: list[np.ndarray] | np.ndarray) -> int | None:
     among an episode's steps of :meth:`MikasaEnv.ball_motion` so far, or None while it has not: what
     a rollout that hands the episode over after the catch checks at every step (causal: the answer
     for the steps so far never changes with later ones)."""
-    caught = catch_geometry(np.stack(motion) if isinstance(motion, list) else motion)
+    caught = catch_geometry(motion)  # it takes the list of steps as it is
     return int(caught["catch_step"]) if caught["ball_reached_hand"] else None
 
 
