@@ -35,7 +35,10 @@ the policy pushes). The policy sees every frame either way (its bank and its tem
 on as in an evaluation); an episode whose ball never reaches the hand is driven by the first one
 throughout. Paired seed by seed with the policy's own evaluation (``--eval``, a ``vla-eval`` folder
 on the same seeds), it splits the policy's failures into catches the expert could not have pushed
-home and pushes the policy lost.
+home and pushes the policy lost. Each episode also records what followed the handover
+(``push_record``): the policy's action against the expert's at every state from there (whoever acts:
+closed loop when the policy pushes, open loop along the expert's push otherwise), and what the ball
+did: its top speed, its heading against the goal's direction then, the closest it came to the goal.
 
 Measured (stop 41, ``benchmarks/MIKASA.md``): stop 40's policy, trained on the one-step kick, at 2.7 deg
 median heading error on 23 push frames of 20 held-out episodes but 0.60 of the expert's strength
@@ -310,6 +313,56 @@ def ball_line(episodes: int, seed: int, camera: str, image_size: int, frames: li
 HANDOVER_MODES = ("policy-expert", "expert-policy")
 
 
+def push_record(steps: list[tuple]) -> dict:
+    """What followed the handover in one ``handover`` episode, from ``steps``: per step after it, the
+    policy's action, the expert's action at the same state, the tip's height, the ball's planar
+    velocity and the ball-to-goal offset (``goal_offset``). Whoever acted, the policy's action is
+    compared with the expert's: heading error on the frames where the expert moves (planar norm over
+    0.2) and, on its push frames (tip low, planar norm over ``PUSH_NORM``), heading and strength; and
+    what the ball did: its top speed after the handover, its heading against the goal's direction at
+    that step, and the closest it came to the goal's centre."""
+    from memstream.embodied.policies.memvla.mikasa import heading_error_deg
+
+    if not steps:
+        return {}
+    moving, push_heading, push_strength = [], [], []
+    for policy_action, expert_action, tip_z, _, _ in steps:
+        planar, wanted = policy_action[:2], expert_action[:2]
+        if np.linalg.norm(wanted) < 0.2:
+            continue
+        angle = heading_error_deg(planar, wanted)
+        angle = 90.0 if np.isnan(angle) else angle  # no planar action: no heading, counted as 90 deg off
+        moving.append(angle)
+        if tip_z < LOW_TIP_M and np.linalg.norm(wanted) > PUSH_NORM:
+            push_heading.append(angle)
+            push_strength.append(float(np.linalg.norm(planar) / np.linalg.norm(wanted)))
+    speeds = [float(np.linalg.norm(v)) for _, _, _, v, _ in steps]
+    fastest = int(np.argmax(speeds))
+    velocity, to_goal = steps[fastest][3], steps[fastest][4]
+    ball_heading = heading_error_deg(velocity, to_goal) if speeds[fastest] > 0.02 else None
+
+    def median(values: list) -> float | None:
+        return round(float(np.median(values)), 2) if values else None
+
+    return {"after_steps_recorded": len(steps), "after_moving_frames": len(moving),
+            "after_heading_median_deg": median(moving), "after_push_frames": len(push_heading),
+            "after_push_heading_median_deg": median(push_heading), "after_push_strength_median": median(push_strength),
+            "after_ball_top_speed_m_s": round(speeds[fastest], 4),
+            "after_ball_heading_to_goal_deg": None if ball_heading is None else round(float(ball_heading), 1),
+            "after_closest_ball_to_goal_m": round(min(float(np.linalg.norm(g)) for *_, g in steps), 4)}
+
+
+def push_summary(rows: list[dict]) -> dict:
+    """Medians of :func:`push_record`'s fields over the episodes that recorded them, split by success."""
+    out = {}
+    for name, chosen in (("success", [r for r in rows if r["success"]]), ("failure", [r for r in rows if not r["success"]])):
+        for field in ("after_heading_median_deg", "after_push_heading_median_deg", "after_push_strength_median",
+                      "after_ball_top_speed_m_s", "after_ball_heading_to_goal_deg", "after_closest_ball_to_goal_m"):
+            values = [r[field] for r in chosen if r.get(field) is not None]
+            out[f"{name}_{field}"] = round(float(np.median(values)), 3) if values else None
+    return out
+
+
 def handover(policy_dir: str, mode: str, episodes: int, seed: int, after: int, ensemble: float | None,
              eval_dir: str | None = None) -> dict:
     from memstream.embodied.envs.mikasa import catch_geometry, catch_step_so_far, make_mikasa_env
@@ -329,21 +382,25 @@ def handover(policy_dir: str, mode: str, episodes: int, seed: int, after: int, e
         obs = env.reset()
         for index in range(episodes):
             driver.start_episode()
-            motion, switch, t = [], None, 0
+            motion, switch, t, after_switch = [], None, 0, []
             while True:
                 motion.append(env.ball_motion())
                 if switch is None:
                     caught = catch_step_so_far(motion)
                     switch = None if caught is None else caught + after
-                from_policy = driver(obs)  # every frame reaches the policy, whoever acts
+                from_policy = np.asarray(driver(obs), np.float32).reshape(-1)  # every frame reaches the policy, whoever acts
+                from_expert = env.expert_actions()[0]
                 second = switch is not None and t >= switch
-                action = from_policy if policy_first != second else env.expert_actions()
+                if second:  # what follows the catch: both actions at this state, whoever acts
+                    after_switch.append((from_policy, from_expert, float(np.asarray(obs["observation.state"])[0, 2]),
+                                         motion[-1][3:5].copy(), env.goal_offset()))
+                action = from_policy if policy_first != second else from_expert
                 obs, _, terminated, truncated, info = env.step(np.asarray(action, np.float32).reshape(1, -1))
                 t += 1
                 if terminated[0] or truncated[0]:
                     break
             row = {"seed": env.episode_seed(index), "success": bool(info["success"][0]), "switch_step": switch,
-                   "length": t, **catch_geometry(np.stack(motion))}
+                   "length": t, **catch_geometry(np.stack(motion)), **push_record(after_switch)}
             rows.append(row)
             print(f"{mode} {index + 1}/{episodes} seed {row['seed']} {'success' if row['success'] else 'failure'} "
                   f"switch {switch}", flush=True)
@@ -354,7 +411,7 @@ def handover(policy_dir: str, mode: str, episodes: int, seed: int, after: int, e
               "success_rate": float(np.mean([r["success"] for r in rows])),
               # episodes where the second one acted at all (a late catch may leave it no step)
               "handed_over": sum(r["switch_step"] is not None and r["switch_step"] < r["length"] for r in rows),
-              **catch_summary(rows), "rows": rows}
+              **catch_summary(rows), **push_summary(rows), "rows": rows}
     if eval_dir is not None:  # paired with the policy's own episodes on the same seeds
         own = {e["seed"]: bool(e["success"]) for e in json.loads((Path(eval_dir) / "results.json").read_text())["episodes"]}
         paired = [(own[r["seed"]], r["success"]) for r in rows if r["seed"] in own]

@@ -303,6 +303,14 @@ class MikasaEnv:
         return np.concatenate([_np(base.agent.tcp.pose.p)[0] - _np(base.ball.pose.p)[0],
                                _np(base.ball.linear_velocity)[0]]).astype(np.float32)
 
+    def goal_offset(self) -> np.ndarray:
+        """float32 (2,): the goal's centre minus the ball's centre on the table plane, metres, world axes
+        (Intercept); (0,) for RememberColor. Evaluation reports only: where a push should send the ball."""
+        if self.task.kind != "intercept":
+            return np.zeros(0, dtype=np.float32)
+        base = self.unwrapped
+        return (_np(base.goal_region.pose.p)[0] - _np(base.ball.pose.p)[0])[:2].astype(np.float32)
+
     def expert_actions(self) -> np.ndarray:
         """float32 (1, 7): the scripted expert's action for the current state.
 

@@ -56,3 +56,28 @@ def test_a_line_misses_a_point_beside_it_by_the_offset():
     beside = np.array([0.1, -0.2]) + 0.5 * direction + 0.013 * np.array([-0.8, 0.6])
     assert diag.miss_by(points, beside) == pytest.approx(0.013, abs=1e-12)
     assert diag.miss_by(points, np.array([0.1, -0.2]) + 0.7 * direction) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_push_record_compares_the_policy_with_the_expert_after_the_handover_and_follows_the_ball():
+    # (policy action, expert action, tip height, ball planar velocity, goal minus ball) per step after it
+    lift = np.array([0.0, 0.0, 1.0, 0, 0, 0, -1.0], np.float32)
+    steps = [
+        (lift, lift, 0.10, np.zeros(2), np.array([0.0, -0.6])),  # the expert barely moves in the plane: skipped
+        (np.array([0.0, 0.5, 0, 0, 0, 0, -1]), np.array([0.3, 0.0, 0, 0, 0, 0, -1]), 0.10,  # moving, tip high: 90 deg
+         np.zeros(2), np.array([0.0, -0.6])),
+        (np.array([0.0, -0.4, 0, 0, 0, 0, -1]), np.array([0.0, -0.8, 0, 0, 0, 0, -1]), 0.03,  # a push, half as strong
+         np.array([0.0, -0.3]), np.array([0.0, -0.5])),
+        (np.array([0.4, -0.4, 0, 0, 0, 0, -1]), np.array([0.0, -0.8, 0, 0, 0, 0, -1]), 0.03,  # a push 45 deg off
+         np.array([0.5, -0.5]), np.array([0.0, -0.4])),  # the ball's fastest step: 45 deg off the goal
+        (lift, lift, 0.10, np.array([0.05, -0.05]), np.array([0.03, -0.04])),  # 5 cm from the goal's centre
+    ]
+    record = diag.push_record(steps)
+    assert record["after_steps_recorded"] == 5 and record["after_moving_frames"] == 3 and record["after_push_frames"] == 2
+    assert record["after_heading_median_deg"] == 45.0 and record["after_push_heading_median_deg"] == 22.5
+    assert record["after_push_strength_median"] == pytest.approx((0.5 + np.sqrt(0.32) / 0.8) / 2, abs=0.01)
+    assert record["after_ball_top_speed_m_s"] == pytest.approx(np.sqrt(0.5), abs=1e-4)
+    assert record["after_ball_heading_to_goal_deg"] == 45.0
+    assert record["after_closest_ball_to_goal_m"] == pytest.approx(0.05)
+    assert diag.push_record([]) == {}  # never handed over: nothing followed
+    summary = diag.push_summary([{"success": True, **record}, {"success": False}])
+    assert summary["success_after_ball_heading_to_goal_deg"] == 45.0 and summary["failure_after_ball_top_speed_m_s"] is None

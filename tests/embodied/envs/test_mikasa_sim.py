@@ -79,7 +79,7 @@ def test_intercept_expert_pushes_over_several_steps():
 
 
 def test_ball_distances_follow_the_expert_to_the_ball_and_the_ball_to_the_goal(blind_env):
-    assert blind_env.ball_distances().shape == (0,)  # RememberColor has no ball
+    assert blind_env.ball_distances().shape == (0,) == blind_env.goal_offset().shape  # RememberColor has no ball
     env = make_mikasa_env("InterceptMedium", seed=1, render=False)
     try:
         env.reset()
@@ -93,6 +93,8 @@ def test_ball_distances_follow_the_expert_to_the_ball_and_the_ball_to_the_goal(b
         np.testing.assert_allclose(env.ball_distances(), [np.linalg.norm(tcp - ball), np.linalg.norm((ball - goal)[:2])],
                                    rtol=1e-5)
         np.testing.assert_allclose(env.ball_motion(), [*(tcp - ball), *_np(base.ball.linear_velocity)[0]], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(env.goal_offset(), (goal - ball)[:2], rtol=1e-5, atol=1e-7)
+        assert np.linalg.norm(env.goal_offset()) == pytest.approx(env.ball_distances()[1], rel=1e-5)
     finally:
         env.close()
     track = np.stack(track)

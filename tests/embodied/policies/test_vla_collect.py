@@ -324,6 +324,7 @@ def test_handover_diagnostic_gives_the_episode_to_the_second_actor_after_the_cat
     row = watched["rows"][0]
     assert row["seed"] == 7 and row["ball_reached_hand"] and row["switch_step"] == row["catch_step"] + 100
     assert row["length"] == 60 and watched["handed_over"] == 0  # past the episode's end: the policy never acted
+    assert "after_steps_recorded" not in row  # nothing followed a handover
     assert watched["success_rate"] == 1.0  # as the expert alone on seed 7
     # the policy catches, the expert pushes after it; paired seed by seed with the policy's own evaluation
     own = tmp_path / "eval"
@@ -334,6 +335,9 @@ def test_handover_diagnostic_gives_the_episode_to_the_second_actor_after_the_cat
     assert row["switch_step"] is None or row["switch_step"] == row["catch_step"]  # handed over at the catch itself
     assert handed["handed_over"] == int(row["switch_step"] is not None)
     assert handed["temporal_ensemble_coeff"] is None  # the policy's saved setting
+    if row["switch_step"] is not None:  # what followed: every step from the handover, the expert pushing
+        assert row["after_steps_recorded"] == row["length"] - row["switch_step"]
+        assert (row["after_closest_ball_to_goal_m"] < 0.1) == row["success"]  # the suite's goal circle
     won = int(row["success"])
     assert handed["paired"] == {"episodes": 1, "policy_alone": 0, "both": 0, "only_policy_alone": 0, "only_handover": won}
     # the collection that labels the same split: vla-collect --expert-catches (the expert catches, the policy pushes)
