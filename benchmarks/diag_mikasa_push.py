@@ -39,6 +39,8 @@ home and pushes the policy lost. Each episode also records what followed the han
 (``push_record``): the policy's action against the expert's at every state from there (whoever acts:
 closed loop when the policy pushes, open loop along the expert's push otherwise), and what the ball
 did: its top speed, its heading against the goal's direction then, the closest it came to the goal.
+``--expert-axes`` lets the expert drive some components of the policy's actions (``yaw``, ``z``, ``x y``
+...): which part of its action the policy's half loses.
 
 Measured (stop 41, ``benchmarks/MIKASA.md``): stop 40's policy, trained on the one-step kick, at 2.7 deg
 median heading error on 23 push frames of 20 held-out episodes but 0.60 of the expert's strength
@@ -55,6 +57,8 @@ at 256 px, where the policies catch 1.8-2.0 cm off.
     python benchmarks/diag_mikasa_push.py line --episodes 20 --image-size 128 256
     python benchmarks/diag_mikasa_push.py handover --policy runs/kd3 --mode policy-expert --episodes 100 \
         --eval runs/e100_kd3
+    python benchmarks/diag_mikasa_push.py handover --policy runs/kd4 --mode expert-policy --temporal-ensemble -0.5 \
+        --expert-axes yaw --eval runs/e100n_kd4
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ from bench_mikasa import catch_summary
 
 LOW_TIP_M = 0.045  # the expert's tip height while it pushes (experts.TIP_Z_M 0.025 + 0.015, with margin)
 PUSH_NORM = 0.6  # a planar action at least this large while the tip is low is a push
+ACTION_AXES = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")  # pd_ee_delta_pose's components, in order
 
 
 def open_loop(policy_dir: str, demos: str, episodes: int, noise: float | None) -> dict:
@@ -364,7 +369,7 @@ def push_summary(rows: list[dict]) -> dict:
 
 
 def handover(policy_dir: str, mode: str, episodes: int, seed: int, after: int, ensemble: float | None,
-             eval_dir: str | None = None) -> dict:
+             eval_dir: str | None = None, expert_axes: tuple[str, ...] = ()) -> dict:
     from memstream.embodied.envs.mikasa import catch_geometry, catch_step_so_far, make_mikasa_env
     from memstream.embodied.policies.memvla.mikasa import MikasaPolicyDriver, load_mikasa_policy
 
@@ -377,6 +382,7 @@ def handover(policy_dir: str, mode: str, episodes: int, seed: int, after: int, e
                           camera_housing=bool(meta.get("camera_housing", False)))
     driver = MikasaPolicyDriver(policy, env)
     policy_first = mode == "policy-expert"
+    taken = [ACTION_AXES.index(axis) for axis in expert_axes]
     rows = []
     try:
         obs = env.reset()
@@ -395,6 +401,9 @@ def handover(policy_dir: str, mode: str, episodes: int, seed: int, after: int, e
                     after_switch.append((from_policy, from_expert, float(np.asarray(obs["observation.state"])[0, 2]),
                                          motion[-1][3:5].copy(), env.goal_offset()))
                 action = from_policy if policy_first != second else from_expert
+                if expert_axes and action is from_policy:  # the policy acts, but the expert drives these axes
+                    action = from_policy.copy()
+                    action[taken] = from_expert[taken]
                 obs, _, terminated, truncated, info = env.step(np.asarray(action, np.float32).reshape(1, -1))
                 t += 1
                 if terminated[0] or truncated[0]:
@@ -407,7 +416,7 @@ def handover(policy_dir: str, mode: str, episodes: int, seed: int, after: int, e
     finally:
         env.close()
     result = {"policy": policy_dir, "mode": mode, "after_steps": after, "episodes": episodes, "seed": seed,
-              "temporal_ensemble_coeff": policy.config.temporal_ensemble_coeff,
+              "temporal_ensemble_coeff": policy.config.temporal_ensemble_coeff, "expert_axes": list(expert_axes),
               "success_rate": float(np.mean([r["success"] for r in rows])),
               # episodes where the second one acted at all (a late catch may leave it no step)
               "handed_over": sum(r["switch_step"] is not None and r["switch_step"] < r["length"] for r in rows),
@@ -465,23 +474,29 @@ def main() -> None:
     hand.add_argument("--seed", type=int, default=4242424242, help="first episode seed (default: the evaluation's)")
     hand.add_argument("--temporal-ensemble", type=float, default=0.01, help="as vla-eval's (default: 0.01)")
     hand.add_argument("--eval", default=None, help="the policy's vla-eval folder on the same seeds, to pair episodes")
+    hand.add_argument("--expert-axes", nargs="+", choices=ACTION_AXES, default=[],
+                      help="where the policy acts, the expert's components on these axes replace the policy's: "
+                           "which part of its action the policy's half loses (e.g. yaw: turning the hand to the goal's line)")
     args = parser.parse_args()
     if args.what == "handover":
         import torch
 
         # as vla-eval --threads 1: two modes side by side on two cores (two threads each ran 18x slower here)
         torch.set_num_threads(1)
-        results = [handover(args.policy, m, args.episodes, args.seed, args.after, args.temporal_ensemble, args.eval)
+        results = [handover(args.policy, m, args.episodes, args.seed, args.after, args.temporal_ensemble, args.eval,
+                            tuple(args.expert_axes))
                    for m in args.mode]
         print_table("InterceptMedium: the policy and the expert in one episode, handing over after the catch",
-                    ["policy", "mode", "after", "episodes", "success", "handed over", "paired: alone / both / only alone / only handover"],
-                    [[r["policy"], r["mode"], r["after_steps"], r["episodes"], r["success_rate"], r["handed_over"],
+                    ["policy", "mode", "after", "expert's axes", "episodes", "success", "handed over",
+                     "paired: alone / both / only alone / only handover"],
+                    [[r["policy"], r["mode"], r["after_steps"], " ".join(r["expert_axes"]) or "-", r["episodes"], r["success_rate"], r["handed_over"],
                       "/".join(str(v) for k, v in r.get("paired", {}).items() if k != "episodes")] for r in results])
         path = RESULTS / "mikasa_handover.json"
         kept = json.loads(path.read_text()).get("results", []) if path.exists() else []
 
         def key(r: dict) -> tuple:
-            return r["policy"], r["mode"], r["after_steps"], r["seed"], r["episodes"], r["temporal_ensemble_coeff"]
+            return (r["policy"], r["mode"], r["after_steps"], r["seed"], r["episodes"], r["temporal_ensemble_coeff"],
+                    tuple(r.get("expert_axes", ())))
 
         done = {key(r) for r in results}
         save("mikasa_handover", {"results": [r for r in kept if key(r) not in done] + results})

@@ -326,6 +326,13 @@ def test_handover_diagnostic_gives_the_episode_to_the_second_actor_after_the_cat
     assert row["length"] == 60 and watched["handed_over"] == 0  # past the episode's end: the policy never acted
     assert "after_steps_recorded" not in row  # nothing followed a handover
     assert watched["success_rate"] == 1.0  # as the expert alone on seed 7
+    # handed over at the catch, but the expert drives every axis of the policy's half: the expert's own episode
+    overruled = diag.handover(str(run), "expert-policy", episodes=1, seed=7, after=0, ensemble=0.01,
+                              expert_axes=diag.ACTION_AXES)
+    again = overruled["rows"][0]
+    assert overruled["expert_axes"] == list(diag.ACTION_AXES) and overruled["handed_over"] == 1
+    assert again["success"] and again["catch_step"] == row["catch_step"] and again["switch_step"] == row["catch_step"]
+    assert again["after_steps_recorded"] == 60 - row["catch_step"]
     # the policy catches, the expert pushes after it; paired seed by seed with the policy's own evaluation
     own = tmp_path / "eval"
     own.mkdir()
