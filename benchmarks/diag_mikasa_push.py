@@ -330,8 +330,9 @@ def push_record(steps: list[tuple]) -> dict:
 
     if not steps:
         return {}
+    policy_actions, expert_actions, tips_z, velocities, to_goal = zip(*steps, strict=True)
     moving, push_heading, push_strength = [], [], []
-    for policy_action, expert_action, tip_z, _, _ in steps:
+    for policy_action, expert_action, tip_z in zip(policy_actions, expert_actions, tips_z, strict=True):
         planar, wanted = policy_action[:2], expert_action[:2]
         if np.linalg.norm(wanted) < 0.2:
             continue
@@ -341,10 +342,9 @@ def push_record(steps: list[tuple]) -> dict:
         if tip_z < LOW_TIP_M and np.linalg.norm(wanted) > PUSH_NORM:
             push_heading.append(angle)
             push_strength.append(float(np.linalg.norm(planar) / np.linalg.norm(wanted)))
-    speeds = [float(np.linalg.norm(v)) for _, _, _, v, _ in steps]
+    speeds = [float(np.linalg.norm(v)) for v in velocities]
     fastest = int(np.argmax(speeds))
-    velocity, to_goal = steps[fastest][3], steps[fastest][4]
-    ball_heading = heading_error_deg(velocity, to_goal) if speeds[fastest] > 0.02 else None
+    ball_heading = heading_error_deg(velocities[fastest], to_goal[fastest]) if speeds[fastest] > 0.02 else None
 
     def median(values: list) -> float | None:
         return round(float(np.median(values)), 2) if values else None
@@ -354,7 +354,7 @@ def push_record(steps: list[tuple]) -> dict:
             "after_push_heading_median_deg": median(push_heading), "after_push_strength_median": median(push_strength),
             "after_ball_top_speed_m_s": round(speeds[fastest], 4),
             "after_ball_heading_to_goal_deg": None if ball_heading is None else round(float(ball_heading), 1),
-            "after_closest_ball_to_goal_m": round(min(float(np.linalg.norm(g)) for *_, g in steps), 4)}
+            "after_closest_ball_to_goal_m": round(min(float(np.linalg.norm(g)) for g in to_goal), 4)}
 
 
 def push_summary(rows: list[dict]) -> dict:
