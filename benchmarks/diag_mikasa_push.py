@@ -400,8 +400,9 @@ def handover(policy_dir: str, mode: str, episodes: int, seed: int, after: int, e
                 if second:  # what follows the catch: both actions at this state, whoever acts
                     after_switch.append((from_policy, from_expert, float(np.asarray(obs["observation.state"])[0, 2]),
                                          motion[-1][3:5].copy(), env.goal_offset()))
-                action = from_policy if policy_first != second else from_expert
-                if expert_axes and action is from_policy:  # the policy acts, but the expert drives these axes
+                policy_acts = policy_first != second
+                action = from_policy if policy_acts else from_expert
+                if policy_acts and expert_axes:  # the policy acts, but the expert drives these axes
                     action = from_policy.copy()
                     action[taken] = from_expert[taken]
                 obs, _, terminated, truncated, info = env.step(np.asarray(action, np.float32).reshape(1, -1))
