@@ -54,6 +54,12 @@ RUN_UP_M = 0.11
 PUSH_SPEED = 0.8
 LINE_TOL_M = 0.015
 LINE_GAIN = 2.5
+# low beside or behind the ball but off the run-up point (a hand that came down a few centimetres off
+# the goal's line): slide there on the table when the straight way keeps this far from the ball's
+# centre (ball radius 0.02 m + the closed fingers' half width ~0.01 m + margin); otherwise lift and
+# pass over. Before stop 50 every such miss lifted the hand, passed over and came down again, and
+# DAgger taught the policies those lifts from the states they reach (benchmarks/MIKASA.md).
+LOW_CLEAR_M = 0.055
 BLOCK_Y_M = -0.55  # the farthest the hand reaches down the ball's path in time
 BLOCK_Y_MAX_M = -0.30  # every goal lies beyond it
 BLOCK_STEP = 20  # the hand is down on the path by then
@@ -153,7 +159,10 @@ def intercept_action(tcp_xyz: np.ndarray, ball_xyz: np.ndarray, ball_velocity: n
         return np.clip(action, -1.0, 1.0)
     # on the goal side of the ball (or beside it): pass over it, not through it
     wrong_side = float((tcp[:2] - ahead) @ d) > -RUN_UP_M * 0.5
-    if low and wrong_side and np.linalg.norm(tcp[:2] - behind) > ALIGN_TOL_M:
+    far = float(np.linalg.norm(tcp[:2] - behind)) > ALIGN_TOL_M
+    if low and far and low_path_clear(tcp[:2], behind, ahead):
+        action = _move(tcp, np.array([*behind, TIP_Z_M]))  # slide there low: a miss of the line put right in place
+    elif low and wrong_side and far:
         action = _move(tcp, np.array([tcp[0], tcp[1], CRUISE_Z_M]))
     elif aligned or low:
         action = _descend_to(tcp, behind)  # low and not yet turned: stays low near the point, turning
@@ -161,6 +170,17 @@ def intercept_action(tcp_xyz: np.ndarray, ball_xyz: np.ndarray, ball_velocity: n
         action = _move(tcp, np.array([*behind, CRUISE_Z_M]))  # over the point, waiting for the turn
     action[5] = np.clip(-turn / ROT_STEP_RAD, -1.0, 1.0)  # the action turns about the hand's z, which points down
     return action
+
+
+def low_path_clear(tip_xy: np.ndarray, target_xy: np.ndarray, ball_xy: np.ndarray) -> bool:
+    """Whether the tip can slide on the table straight from ``tip_xy`` to ``target_xy`` without
+    touching the ball at ``ball_xy``: the path comes no nearer the ball's centre than
+    :data:`LOW_CLEAR_M`, or than the tip is now (backing away from a ball it touches is clear)."""
+    tip, target, ball = (np.asarray(v, float)[:2] for v in (tip_xy, target_xy, ball_xy))
+    path = target - tip
+    t = float(np.clip((ball - tip) @ path / max(float(path @ path), 1e-12), 0.0, 1.0))
+    closest = float(np.linalg.norm(tip + t * path - ball))
+    return closest >= min(LOW_CLEAR_M, float(np.linalg.norm(tip - ball)) - 1e-3)
 
 
 def ball_rolls_in(tcp_xyz: np.ndarray, ball_xyz: np.ndarray, ball_velocity: np.ndarray) -> bool:

@@ -170,8 +170,9 @@ def test_intercept_expert_blocks_the_incoming_ball_then_kicks_it_at_the_goal():
     off = np.array([np.cos(np.arctan2(d[1], d[0]) + 0.7), np.sin(np.arctan2(d[1], d[0]) + 0.7)])
     act = experts.intercept_action(tcp, ball, np.zeros(3), goal, off, step=30)
     assert act[5] == 1.0 and np.abs(act[:3]).max() < 0.05
-    # the ball rolls toward the goal: lift away
-    act = experts.intercept_action(tcp, ball, np.array([*(0.4 * d), 0.0]), goal, d, step=40)
+    # the ball rolls toward the goal with time to get there (0.98 s; at step 20 1.9 s are left): lift away
+    assert experts.on_course(ball, np.array([*(0.4 * d), 0.0]), goal, step=20)
+    act = experts.intercept_action(tcp, ball, np.array([*(0.4 * d), 0.0]), goal, d, step=20)
     assert act[2] > 0 and np.abs(act[:2]).max() < 1e-6
 
 
@@ -201,12 +202,28 @@ def test_intercept_push_runs_along_the_goal_line_from_the_run_up_to_the_ball():
     tcp = np.array([*(ball[:2] - d * 0.08 + 0.01 * normal), experts.TIP_Z_M])
     act = experts.intercept_action(tcp, ball, np.zeros(3), goal, d, step=30)
     assert act[:2] @ d > 0.5 and act[:2] @ normal < -0.1 and np.abs(act[:2]).max() <= 1.0
-    # 3 cm beside it, or 4 cm short of the run-up point: no push; low and that far from the point, the
-    # hand lifts before it moves there
+    # 3 cm beside it, or 4 cm short of the run-up point: no push; the way there keeps clear of the ball,
+    # so the hand slides there on the table (no lift, pass over and second descent)
+    behind = ball[:2] - d * experts.RUN_UP_M
     for offset in (d * -0.08 + 0.03 * normal, d * -(experts.RUN_UP_M + 0.04)):
         tcp = np.array([*(ball[:2] + offset), experts.TIP_Z_M])
         act = experts.intercept_action(tcp, ball, np.zeros(3), goal, d, step=30)
-        assert act[2] > 0 and np.abs(act[:2]).max() < 1e-6
+        to_point = behind - tcp[:2]
+        assert abs(act[2]) < 1e-6 and act[:2] @ to_point > 0.99 * np.linalg.norm(act[:2]) * np.linalg.norm(to_point)
+    # on the goal's side of the ball (where a catch leaves the hand): the straight way crosses the ball, so lift
+    tcp = np.array([*(ball[:2] + d * experts.CONTACT_M), experts.TIP_Z_M])
+    act = experts.intercept_action(tcp, ball, np.zeros(3), goal, d, step=30)
+    assert act[2] > 0 and np.abs(act[:2]).max() < 1e-6
+
+
+def test_low_path_clear_keeps_the_sliding_hand_off_the_ball():
+    ball = np.zeros(2)
+    assert experts.low_path_clear(np.array([-0.08, 0.06]), np.array([-0.11, 0.0]), ball)  # beside, to behind
+    assert not experts.low_path_clear(np.array([0.04, 0.0]), np.array([-0.11, 0.0]), ball)  # through the ball
+    assert not experts.low_path_clear(np.array([0.0, 0.06]), np.array([0.0, -0.06]), ball)  # 0 cm from its centre
+    # backing straight away from a ball the fingers touch is clear; sliding past it closer than now is not
+    assert experts.low_path_clear(np.array([-experts.CONTACT_M, 0.0]), np.array([-0.11, 0.0]), ball)
+    assert not experts.low_path_clear(np.array([-0.05, 0.0]), np.array([0.05, 0.03]), ball)  # 1.4 cm
 
 
 def test_catch_geometry_measures_the_hand_across_the_path_where_the_ball_reaches_it():
