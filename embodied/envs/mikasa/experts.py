@@ -114,9 +114,10 @@ def intercept_action(tcp_xyz: np.ndarray, ball_xyz: np.ndarray, ball_velocity: n
        contact the hand gives way along +y at :data:`CATCH_RATIO` of the ball's speed, so the ball
        does not bounce back off a rigid hand out of reach (restitution ~0.8).
     2. Otherwise (still, slow, or rolling off line): turn the finger faces toward the goal's line,
-       go :data:`RUN_UP_M` behind where the ball will be on that line (over it when on the wrong
-       side), come down, and run along the line into the ball at :data:`PUSH_SPEED`, steering back
-       onto the line while within :data:`LINE_TOL_M` of it. The push is scaled as one vector
+       go :data:`RUN_UP_M` behind where the ball will be on that line (sliding there on the table
+       when the hand is down and the straight way clears the ball, :func:`low_path_clear`; over the
+       ball when it is in the way), come down, and run along the line into the ball at
+       :data:`PUSH_SPEED`, steering back onto the line while within :data:`LINE_TOL_M` of it. The push is scaled as one vector
        (per-axis clipping turned diagonal kicks off line). If the ball still misses, the next steps
        come back to step 2 and push again.
     """
