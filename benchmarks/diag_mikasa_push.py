@@ -158,8 +158,8 @@ def expert(run_up: float, speed: float, line_tol: float, line_gain: float, episo
         for name, value in saved.items():
             setattr(experts, name, value)
     return {"run_up_m": run_up, "push_speed": speed, "line_tol_m": line_tol, "line_gain": line_gain,
-            "line_error_m": line_error, "episodes": episodes, "seed": seed, "success_rate": float(np.mean(wins)),
-            "failed_seeds": [seed + i for i, won in enumerate(wins) if not won], "push_steps_mean": round(float(np.mean(pushes)), 2),
+            "low_clear_m": experts.LOW_CLEAR_M, "line_error_m": line_error, "episodes": episodes, "seed": seed,
+            "success_rate": float(np.mean(wins)), "failed_seeds": [seed + i for i, won in enumerate(wins) if not won], "push_steps_mean": round(float(np.mean(pushes)), 2),
             **catch_summary(catches)}
 
 
@@ -548,7 +548,15 @@ def main() -> None:
                      "hand down then", "across its line, quartiles m", "failed seeds"],
                     [[r["run_up_m"], r["push_speed"], r["line_error_m"], r["episodes"], r["success_rate"], r["push_steps_mean"],
                       r["ball_reached_hand"], r["hand_down_as_it_reached"], r["catch_across_abs_quartiles_m"], r["failed_seeds"]] for r in rows])
-        save("mikasa_push_expert", {"rows": rows})
+        path = RESULTS / "mikasa_push_expert.json"
+        kept = json.loads(path.read_text()).get("rows", []) if path.exists() else []
+
+        def setting(r: dict) -> tuple:  # rows before stop 50 ran the expert that lifted off every miss
+            return (r["run_up_m"], r["push_speed"], r["line_tol_m"], r["line_gain"], r["line_error_m"], r["episodes"],
+                    r["seed"], r.get("low_clear_m"))
+
+        done = {setting(r) for r in rows}
+        save("mikasa_push_expert", {"rows": [r for r in kept if setting(r) not in done] + rows})
 
 
 if __name__ == "__main__":
