@@ -59,6 +59,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     collect.add_argument("--keep-failures", action="store_true",
                          help="also store the episodes the expert failed (flagged success: false)")
     collect.add_argument("--workers", type=int, default=1, help="parallel collector processes (default 1)")
+    collect.add_argument("--threads", type=int, default=None,
+                         help="torch CPU threads of each collecting process (default: torch's with one worker, 1 "
+                              "with several); pass 1 when other commands share the cores (each process running "
+                              "torch's default beside another one collected 12x slower on 2 cores)")
     collect.add_argument("--policy", type=Path, default=None,
                          help="DAgger: a vla-train folder for this task drives the rollouts and the expert labels every "
                               "state it visits (the stored actions stay the expert's; every episode is kept, flagged "
@@ -224,7 +228,8 @@ def cmd_vla_collect(args: argparse.Namespace, held: contextlib.ExitStack) -> int
     task = resolve_task(args.task)  # an unknown task, or one that needs downloaded assets: named here
     check_expert(task.name)  # demonstrations need a scripted expert
     for flag, value, default in (("--episodes", args.episodes, 250), ("--workers", args.workers, 1),
-                                 ("--image-size", args.image_size, 128)):
+                                 ("--image-size", args.image_size, 128),
+                                 ("--threads", 1 if args.threads is None else args.threads, 1)):
         if value < 1:
             raise ConfigError(f"{flag} must be >= 1, got {value}", f"Pass {flag} {default}")
     if args.seed < 0:
@@ -250,13 +255,15 @@ def cmd_vla_collect(args: argparse.Namespace, held: contextlib.ExitStack) -> int
     workers = min(args.workers, args.episodes)
     started = time.perf_counter()
     if workers == 1:
-        info = write_demonstrations(out, task.name, args.episodes, seed=args.seed,
-                                    progress=False if args.no_progress else None, **_with_driver(options, task.name))
+        with _threads(args.threads):
+            info = write_demonstrations(out, task.name, args.episodes, seed=args.seed,
+                                        progress=False if args.no_progress else None, **_with_driver(options, task.name))
         rollouts, succeeded = args.episodes, round(info["success_rate"] * args.episodes)
     else:
         shares = [(out / ".parts" / f"part-{k:03d}", start, count) for k, (start, count)
                   in enumerate(_shares(args.seed, args.episodes, workers))]
-        results = _collect_in_parallel(task.name, shares, options, progress=False if args.no_progress else None)
+        results = _collect_in_parallel(task.name, shares, options, progress=False if args.no_progress else None,
+                                       threads=args.threads or 1)
         rollouts = sum(r["rollouts"] for r in results)
         succeeded = sum(round(r["success_rate"] * r["rollouts"]) for r in results)
         info = merge_demonstrations(out, [folder for folder, _, _ in shares])
@@ -322,19 +329,21 @@ def _shares(seed: int, episodes: int, workers: int) -> list[tuple[int, int]]:
     return list(zip(starts, sizes, strict=True))
 
 
-def _collect_share(task: str, folder: str, seed: int, episodes: int, options: dict[str, Any]) -> dict[str, Any]:
-    """One worker process: its share of the rollouts, on one torch thread (the workers share the cores)."""
+def _collect_share(task: str, folder: str, seed: int, episodes: int, options: dict[str, Any],
+                   threads: int = 1) -> dict[str, Any]:
+    """One worker process: its share of the rollouts, on ``threads`` torch threads (default one: the
+    workers share the cores)."""
     import torch
 
     from memstream.embodied.envs.mikasa import write_demonstrations
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     info = write_demonstrations(folder, task, episodes, seed=seed, **_with_driver(options, task))
     return {"rollouts": info["rollouts"], "success_rate": info["success_rate"]}
 
 
 def _collect_in_parallel(task: str, shares: list[tuple[Path, int, int]], options: dict[str, Any],
-                         progress: bool | None) -> list[dict[str, Any]]:
+                         progress: bool | None, threads: int = 1) -> list[dict[str, Any]]:
     """Run the shares in spawned processes (the simulator and its renderer are not fork-safe); the
     bar follows the episodes each share has written. A failed share is re-raised naming the shares
     that hold finished episodes."""
@@ -349,7 +358,8 @@ def _collect_in_parallel(task: str, shares: list[tuple[Path, int, int]], options
 
     with ProcessPoolExecutor(len(shares), mp_context=multiprocessing.get_context("spawn")) as pool, \
             progress_bar(f"collect {task} demonstrations", sum(n for _, _, n in shares), unit="episodes", show=progress) as bar:
-        futures = [pool.submit(_collect_share, task, str(folder), seed, count, options) for folder, seed, count in shares]
+        futures = [pool.submit(_collect_share, task, str(folder), seed, count, options, threads)
+                   for folder, seed, count in shares]
         done = 0
         while not all(future.done() for future in futures):
             wait(futures, timeout=2.0)

@@ -176,9 +176,13 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
 
             writer.info["memstream"]["expert"] = {"touch_height_m": TOUCH_HEIGHT_M}
         else:  # how the expert pushes the ball: one-step kicks (no record, before stop 41) or a run-up
-            from memstream.embodied.envs.mikasa.experts import PUSH_SPEED, RUN_UP_M
+            from memstream.embodied.envs.mikasa.experts import LOW_CLEAR_M, PUSH_SPEED, RUN_UP_M
 
             writer.info["memstream"]["expert"] = {"push_run_up_m": RUN_UP_M, "push_speed": PUSH_SPEED}
+            # how it labels a hand down off its run-up point (a policy's state, in DAgger): it slides there
+            # when the way clears the ball (no record: it lifted off every miss, before stop 50). Not part
+            # of check_joinable's settings: both demonstrate the same push and DAgger aggregates rounds
+            writer.info["memstream"]["expert_labels"] = {"low_clear_m": LOW_CLEAR_M}
         acting = None if driver is None else driver(env)
         if acting is not None:
             writer.info["memstream"]["dagger"] = {**(driver_record or {}), "expert_mix": expert_mix,
@@ -443,7 +447,8 @@ def merge_demonstrations(root: str | Path, sources: Sequence[str | Path], progre
     """Join demonstration folders of one task (e.g. written in parallel from disjoint seed ranges)
     into one new folder, their episodes renumbered in the order given; the sources are left as
     they are. Checked with :func:`check_joinable` before anything is written; DAgger folders
-    (``write_demonstrations(driver=...)``) merge only with folders driven the same way.
+    (``write_demonstrations(driver=...)``) merge only with folders driven the same way, and folders
+    only with folders whose expert labelled the same way (``memstream.expert_labels``).
 
     Returns:
         The new folder's ``meta/info.json`` content.
@@ -452,12 +457,13 @@ def merge_demonstrations(root: str | Path, sources: Sequence[str | Path], progre
         raise ConfigError("no demonstration folder to merge", "Pass at least one folder written by write_demonstrations")
     readers = [read_demonstrations(source) for source in sources]
     check_joinable(readers)
-    drivers = [reader.info.get("memstream", {}).get("dagger") for reader in readers]
-    if any(driver != drivers[0] for driver in drivers):  # one folder has one record of who drove its rollouts
-        other = next(k for k, driver in enumerate(drivers) if driver != drivers[0])
-        raise ConfigError(f"demonstration folders {str(readers[0].root)!r} and {str(readers[other].root)!r} were driven "
-                          f"differently ({drivers[0]!r} vs {drivers[other]!r}): one merged folder would record one of them",
-                          "Train on them side by side (vla-train --demos A B) instead of merging")
+    for key, what in (("dagger", "were driven"), ("expert_labels", "were labelled")):
+        records = [reader.info.get("memstream", {}).get(key) for reader in readers]
+        if any(record != records[0] for record in records):  # one folder has one record of who drove / labelled
+            other = next(k for k, record in enumerate(records) if record != records[0])
+            raise ConfigError(f"demonstration folders {str(readers[0].root)!r} and {str(readers[other].root)!r} {what} "
+                              f"differently ({records[0]!r} vs {records[other]!r}): one merged folder would record one "
+                              "of them", "Train on them side by side (vla-train --demos A B) instead of merging")
     root = Path(root)
     if (root / "meta" / "info.json").exists():
         raise ConfigError(f"{str(root)!r} already holds a dataset", "Pick a new folder or delete the old one")
@@ -469,7 +475,7 @@ def merge_demonstrations(root: str | Path, sources: Sequence[str | Path], progre
                             tuple(key.removeprefix("observation.images.") for key in videos),
                             bool(own.get("camera_housing", False)), own.get("camera_params"))
     writer.info["features"] = json.loads(json.dumps(first.info["features"]))  # as stored (older datasets lack video.g)
-    for key in ("expert", "dagger"):
+    for key in ("expert", "expert_labels", "dagger"):
         if key in own:
             writer.info["memstream"][key] = own[key]
     with progress_bar("merge demonstrations", sum(len(r) for r in readers), unit="episodes", show=progress) as bar:

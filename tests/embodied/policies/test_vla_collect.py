@@ -89,6 +89,20 @@ def test_dagger_folders_merge_only_with_folders_driven_the_same_way_and_keep_the
     assert load_mikasa_demonstrations([a, plain]).num_episodes == 2  # training joins them side by side
 
 
+def test_folders_labelled_by_other_expert_revisions_train_side_by_side_but_do_not_merge(tmp_path):
+    # DAgger rounds labelled before and after the intercept expert learnt to slide low (stop 50): the same
+    # push demonstrated, other labels where a policy strays, so one merged folder could not say which
+    labels = {"low_clear_m": 0.055}
+    new = _recorded(tiny_demos(tmp_path / "new", episodes=1, first_seed=0), "expert_labels", labels)
+    again = _recorded(tiny_demos(tmp_path / "again", episodes=1, first_seed=1), "expert_labels", labels)
+    old = tiny_demos(tmp_path / "old", episodes=1, first_seed=2)
+    assert merge_demonstrations(tmp_path / "m", [new, again])["memstream"]["expert_labels"] == labels
+    with pytest.raises(ConfigError, match="were labelled differently") as caught:
+        merge_demonstrations(tmp_path / "mixed", [new, old])
+    assert "vla-train --demos A B" in caught.value.one_line() and not (tmp_path / "mixed").exists()
+    assert load_mikasa_demonstrations([new, old]).num_episodes == 2
+
+
 def test_folders_of_experts_that_stop_at_other_heights_do_not_join_and_a_merge_keeps_the_height(tmp_path):
     def with_expert(root, height):
         return _recorded(root, "expert", {"touch_height_m": height})
@@ -118,6 +132,7 @@ def test_shares_are_contiguous_in_seed_order_and_cover_every_episode():
     (["--task", "ShellGameTouch"], "the ShellGame tasks need ManiSkill's YCB object assets"),
     (["--task", "RememberColor3", "--episodes", "0"], "--episodes must be >= 1"),
     (["--task", "RememberColor3", "--workers", "0"], "--workers must be >= 1"),
+    (["--task", "RememberColor3", "--threads", "0"], "--threads must be >= 1"),
     (["--task", "RememberColor3", "--seed", "4242424200"], "overlap the evaluation seeds"),
     (["--task", "RememberColor3", "--cameras", "top_camera"], "unknown camera 'top_camera'"),
 ])
@@ -169,13 +184,14 @@ def test_two_workers_write_the_same_dataset_as_one(tmp_path, capsys):
 
 @needs_sim
 def test_intercept_collections_record_how_the_expert_pushes(tmp_path, capsys):
-    from memstream.embodied.envs.mikasa.experts import PUSH_SPEED, RUN_UP_M
+    from memstream.embodied.envs.mikasa.experts import LOW_CLEAR_M, PUSH_SPEED, RUN_UP_M
 
     assert vla(["vla-collect", "--task", "InterceptMedium", "--episodes", "1", "--cameras", "base_camera",
                 "--image-size", "32", "--no-progress", "--out", str(tmp_path / "im")]) == 0
     info = read_demonstrations(tmp_path / "im").info
     # folders of the one-step kick (collected before it was recorded) do not join these
     assert info["memstream"]["expert"] == {"push_run_up_m": RUN_UP_M, "push_speed": PUSH_SPEED}
+    assert info["memstream"]["expert_labels"] == {"low_clear_m": LOW_CLEAR_M}
 
 
 @pytest.fixture(scope="module")
