@@ -159,7 +159,8 @@ def expert(run_up: float, speed: float, line_tol: float, line_gain: float, episo
             setattr(experts, name, value)
     return {"run_up_m": run_up, "push_speed": speed, "line_tol_m": line_tol, "line_gain": line_gain,
             "low_clear_m": experts.LOW_CLEAR_M, "line_error_m": line_error, "episodes": episodes, "seed": seed,
-            "success_rate": float(np.mean(wins)), "failed_seeds": [seed + i for i, won in enumerate(wins) if not won], "push_steps_mean": round(float(np.mean(pushes)), 2),
+            "success_rate": float(np.mean(wins)), "failed_seeds": [seed + i for i, won in enumerate(wins) if not won],
+            "push_steps_mean": round(float(np.mean(pushes)), 2),
             **catch_summary(catches)}
 
 

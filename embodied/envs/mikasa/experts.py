@@ -58,7 +58,9 @@ LINE_GAIN = 2.5
 # the goal's line): slide there on the table when the straight way keeps this far from the ball's
 # centre (ball radius 0.02 m + the closed fingers' half width ~0.01 m + margin); otherwise lift and
 # pass over. Before stop 50 every such miss lifted the hand, passed over and came down again, and
-# DAgger taught the policies those lifts from the states they reach (benchmarks/MIKASA.md).
+# DAgger taught the policies those lifts from the states they reach; the expert's own success is the
+# same either way (100 / 100), and one DAgger round of the slide's labels beside five older rounds did
+# not lift the policy (benchmarks/MIKASA.md, stop 50).
 LOW_CLEAR_M = 0.055
 BLOCK_Y_M = -0.55  # the farthest the hand reaches down the ball's path in time
 BLOCK_Y_MAX_M = -0.30  # every goal lies beyond it
@@ -117,9 +119,9 @@ def intercept_action(tcp_xyz: np.ndarray, ball_xyz: np.ndarray, ball_velocity: n
        go :data:`RUN_UP_M` behind where the ball will be on that line (sliding there on the table
        when the hand is down and the straight way clears the ball, :func:`low_path_clear`; over the
        ball when it is in the way), come down, and run along the line into the ball at
-       :data:`PUSH_SPEED`, steering back onto the line while within :data:`LINE_TOL_M` of it. The push is scaled as one vector
-       (per-axis clipping turned diagonal kicks off line). If the ball still misses, the next steps
-       come back to step 2 and push again.
+       :data:`PUSH_SPEED`, steering back onto the line while within :data:`LINE_TOL_M` of it. The
+       push is scaled as one vector (per-axis clipping turned diagonal kicks off line). If the ball
+       still misses, the next steps come back to step 2 and push again.
     """
     tcp, ball = np.asarray(tcp_xyz, float), np.asarray(ball_xyz, float)
     velocity, goal = np.asarray(ball_velocity, float)[:2], np.asarray(goal_xyz, float)
