@@ -77,30 +77,22 @@ def _recorded(root, key, value):
     return root
 
 
-def test_dagger_folders_merge_only_with_folders_driven_the_same_way_and_keep_the_record(tmp_path):
-    record = {"policy": "/runs/im", "expert_mix": 0.0}
-    a = _recorded(tiny_demos(tmp_path / "a", episodes=1, first_seed=0), "dagger", record)
-    b = _recorded(tiny_demos(tmp_path / "b", episodes=1, first_seed=1), "dagger", record)
+@pytest.mark.parametrize("key, record, says", [
+    ("dagger", {"policy": "/runs/im", "expert_mix": 0.0}, "were driven differently"),
+    # DAgger rounds labelled before and after the intercept expert learnt to slide low (stop 50): the same
+    # push demonstrated, other labels where a policy strays, so one merged folder could not say which
+    ("expert_labels", {"low_clear_m": 0.055}, "were labelled differently"),
+])
+def test_folders_merge_only_with_folders_driven_and_labelled_the_same_way_and_keep_the_record(tmp_path, key, record,
+                                                                                              says):
+    a = _recorded(tiny_demos(tmp_path / "a", episodes=1, first_seed=0), key, record)
+    b = _recorded(tiny_demos(tmp_path / "b", episodes=1, first_seed=1), key, record)
     plain = tiny_demos(tmp_path / "plain", episodes=1, first_seed=2)
-    assert merge_demonstrations(tmp_path / "ab", [a, b])["memstream"]["dagger"] == record
-    with pytest.raises(ConfigError, match="were driven differently") as caught:
+    assert merge_demonstrations(tmp_path / "ab", [a, b])["memstream"][key] == record
+    with pytest.raises(ConfigError, match=says) as caught:
         merge_demonstrations(tmp_path / "mixed", [a, plain])
     assert "vla-train --demos A B" in caught.value.one_line() and not (tmp_path / "mixed").exists()
     assert load_mikasa_demonstrations([a, plain]).num_episodes == 2  # training joins them side by side
-
-
-def test_folders_labelled_by_other_expert_revisions_train_side_by_side_but_do_not_merge(tmp_path):
-    # DAgger rounds labelled before and after the intercept expert learnt to slide low (stop 50): the same
-    # push demonstrated, other labels where a policy strays, so one merged folder could not say which
-    labels = {"low_clear_m": 0.055}
-    new = _recorded(tiny_demos(tmp_path / "new", episodes=1, first_seed=0), "expert_labels", labels)
-    again = _recorded(tiny_demos(tmp_path / "again", episodes=1, first_seed=1), "expert_labels", labels)
-    old = tiny_demos(tmp_path / "old", episodes=1, first_seed=2)
-    assert merge_demonstrations(tmp_path / "m", [new, again])["memstream"]["expert_labels"] == labels
-    with pytest.raises(ConfigError, match="were labelled differently") as caught:
-        merge_demonstrations(tmp_path / "mixed", [new, old])
-    assert "vla-train --demos A B" in caught.value.one_line() and not (tmp_path / "mixed").exists()
-    assert load_mikasa_demonstrations([new, old]).num_episodes == 2
 
 
 def test_folders_of_experts_that_stop_at_other_heights_do_not_join_and_a_merge_keeps_the_height(tmp_path):
