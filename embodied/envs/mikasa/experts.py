@@ -160,12 +160,11 @@ def intercept_action(tcp_xyz: np.ndarray, ball_xyz: np.ndarray, ball_velocity: n
         action = np.concatenate([push, [(TIP_Z_M - tcp[2]) / STEP_M], np.zeros(3), [CLOSED]]).astype(np.float32)
         action[5] = -turn / ROT_STEP_RAD
         return np.clip(action, -1.0, 1.0)
-    # on the goal side of the ball (or beside it): pass over it, not through it
     wrong_side = float((tcp[:2] - ahead) @ d) > -RUN_UP_M * 0.5
     far = float(np.linalg.norm(tcp[:2] - behind)) > ALIGN_TOL_M
     if low and far and low_path_clear(tcp[:2], behind, ahead):
         action = _move(tcp, np.array([*behind, TIP_Z_M]))  # slide there low: a miss of the line put right in place
-    elif low and wrong_side and far:
+    elif low and wrong_side and far:  # on the goal side of the ball (or beside it): pass over it, not through it
         action = _move(tcp, np.array([tcp[0], tcp[1], CRUISE_Z_M]))
     elif aligned or low:
         action = _descend_to(tcp, behind)  # low and not yet turned: stays low near the point, turning
