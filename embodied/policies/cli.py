@@ -5,6 +5,7 @@
     memstream vla-train --demos demos/rc3 --variant bank --steps 4000 --out runs/rc3_bank --resume
     memstream vla-eval --policy runs/rc3_bank --episodes 100 --videos 3 --out runs/rc3_bank_eval
     memstream vla-export --demos demos/rc3 --out demos/rc3-lerobot
+    memstream vla-relabel --demos demos/im_dagger1 --out demos/im_dagger1_relabelled
 
 ``vla-collect`` rolls out the task's scripted expert on seeds ``--seed ..`` and writes the
 demonstrations (LeRobot v2.1 layout, see :mod:`memstream.embodied.envs.mikasa.dataset`); with
@@ -20,6 +21,9 @@ seeds default to the suite's benchmark seeds (4242424242 + i), disjoint from the
 ``vla-eval --wipe-memory`` (a control) empties the bank where a RememberColor cue phase ends.
 ``vla-export`` writes a copy of the demonstrations in LeRobot's v3.0 format, which lerobot >= 0.4's
 ``LeRobotDataset`` opens (see :mod:`memstream.embodied.envs.mikasa.lerobot_export`).
+``vla-relabel`` copies a collection with every frame labelled again by the scripted expert as it is
+now, from the inputs the expert read when it was collected (``observation.environment_state``):
+DAgger rounds kept consistent with a changed expert, without the simulator.
 """
 
 from __future__ import annotations
@@ -84,6 +88,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_output_args(export, help="the new LeRobot v3.0 dataset folder")
     export.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     export.set_defaults(handler=cmd_vla_export)
+
+    relabel = sub.add_parser("vla-relabel", help="copy vla-collect demonstrations with every frame labelled again "
+                                                 "by the scripted expert as it is now (no simulator needed)")
+    relabel.add_argument("--demos", type=Path, required=True,
+                         help="a vla-collect folder that stores the expert's inputs (read, never changed)")
+    add_output_args(relabel, help="the new, relabelled demonstration folder")
+    relabel.add_argument("--no-progress", action="store_true")
+    relabel.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    relabel.set_defaults(handler=cmd_vla_relabel)
 
     train = sub.add_parser("vla-train", help="train the memory policy on MIKASA-Robo demonstrations (LeRobot layout)")
     train.add_argument("--demos", type=Path, nargs="+", required=True,
@@ -288,6 +301,21 @@ def cmd_vla_export(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     info = export_lerobot(args.demos, claim_output_dir(args.out, held, overwrite=args.overwrite))
     print(f"exported {info['total_episodes']} episodes ({info['total_frames']} frames) of {args.demos} "
           f"as a LeRobot v3.0 dataset: {args.out}")
+    return 0
+
+
+@holds_output_dirs
+def cmd_vla_relabel(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
+    from memstream.embodied.envs.mikasa.dataset import relabel_demonstrations
+
+    demos, out = args.demos.resolve(), args.out.resolve()
+    if out == demos or demos in out.parents or out in demos.parents:
+        raise ConfigError(f"--out {str(args.out)!r} and --demos {str(args.demos)!r} overlap",
+                          "Write the relabelled copy to a folder outside the demonstrations")
+    info = relabel_demonstrations(claim_output_dir(args.out, held, overwrite=args.overwrite), args.demos,
+                                  progress=False if args.no_progress else None)
+    print(f"relabelled {info['total_episodes']} episodes of {args.demos}: {info['changed_frames']} of {info['frames']} "
+          f"frames ({info['changed_episodes']} episodes) have new labels: {args.out}")
     return 0
 
 

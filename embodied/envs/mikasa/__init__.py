@@ -12,9 +12,9 @@ Example::
 """
 
 from memstream.embodied.envs.mikasa.dataset import (DemonstrationReader, check_joinable, merge_demonstrations, read_demonstrations,
-                                                    write_demonstrations)
-from memstream.embodied.envs.mikasa.env import (CAMERAS, EVAL_SEED, MikasaConfig, MikasaEnv, catch_geometry, catch_step_so_far,
-                                               make_mikasa_env)
+                                                    relabel_demonstrations, write_demonstrations)
+from memstream.embodied.envs.mikasa.env import (CAMERAS, ENVIRONMENT_STATE_NAMES, EVAL_SEED, MikasaConfig, MikasaEnv, catch_geometry,
+                                               catch_step_so_far, expert_action, make_mikasa_env)
 from memstream.embodied.envs.mikasa.experts import intercept_action, remember_color_action
 from memstream.embodied.envs.mikasa.lerobot_export import export_lerobot
 from memstream.embodied.envs.mikasa.tasks import MIKASA_TASKS, NEEDS_ASSETS, MikasaTask, resolve_task
@@ -22,6 +22,7 @@ from memstream.embodied.envs.mikasa.tasks import MIKASA_TASKS, NEEDS_ASSETS, Mik
 __all__ = [
     "CAMERAS",
     "DemonstrationReader",
+    "ENVIRONMENT_STATE_NAMES",
     "EVAL_SEED",
     "MIKASA_TASKS",
     "NEEDS_ASSETS",
@@ -31,11 +32,13 @@ __all__ = [
     "catch_geometry",
     "catch_step_so_far",
     "check_joinable",
+    "expert_action",
     "export_lerobot",
     "intercept_action",
     "make_mikasa_env",
     "merge_demonstrations",
     "read_demonstrations",
+    "relabel_demonstrations",
     "remember_color_action",
     "resolve_task",
     "write_demonstrations",

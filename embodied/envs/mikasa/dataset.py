@@ -14,7 +14,10 @@ far; a crashed collection keeps them)::
     data/chunk-000/episode_000000.parquet
         observation.state float32[7], action float32[7], timestamp float32 (s), frame_index,
         episode_index, index (global frame), task_index (int64), next.reward float32,
-        next.done bool, next.success bool
+        next.done bool, next.success bool, and (folders written since stop 51)
+        observation.environment_state float64[E]: what the expert acted on, privileged simulator
+        state named in ``features`` (``env.ENVIRONMENT_STATE_NAMES``), never a policy input;
+        :func:`relabel_demonstrations` labels the frames again from it with a changed expert
     videos/chunk-000/observation.images.<camera>/episode_000000.mp4   H.264, yuv420p, crf 18, 20 fps,
         every frame a key frame (``video.g`` 1)
 
@@ -51,7 +54,8 @@ from typing import Any
 
 import numpy as np
 
-from memstream.embodied.envs.mikasa.env import ACTION_DIM, CAMERAS, EVAL_SEED, STATE_DIM, catch_step_so_far, make_mikasa_env
+from memstream.embodied.envs.mikasa.env import (ACTION_DIM, CAMERAS, ENVIRONMENT_STATE_NAMES, EVAL_SEED, STATE_DIM,
+                                               catch_step_so_far, expert_action, make_mikasa_env)
 from memstream.embodied.envs.mikasa.tasks import EXPERT_TASKS, resolve_task
 from memstream.streaming.atomic import write_json_atomic
 from memstream.streaming.errors import ConfigError, MemstreamError
@@ -69,6 +73,7 @@ VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_inde
 STATE_NAMES = ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]
 ACTION_NAMES = ["dx", "dy", "dz", "drx", "dry", "drz", "gripper"]
 EVAL_EPISODES = 100  # MemoryVLA's evaluation episodes per task: seeds EVAL_SEED .. EVAL_SEED + 99
+ENVIRONMENT_STATE = "observation.environment_state"  # LeRobot's key for privileged state (e.g. PushT's)
 
 
 def _pyarrow() -> Any:
@@ -81,8 +86,10 @@ def _pyarrow() -> Any:
     return pyarrow
 
 
-def features(image_size: int, cameras: tuple[str, ...] = CAMERAS) -> dict[str, dict[str, Any]]:
-    """LeRobot's ``features`` entry of ``meta/info.json`` for these datasets."""
+def features(image_size: int, cameras: tuple[str, ...] = CAMERAS,
+             environment_state: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """LeRobot's ``features`` entry of ``meta/info.json`` for these datasets; ``environment_state``:
+    the names of the expert's inputs stored per frame (none: the column is absent)."""
     video = {"dtype": "video", "shape": [image_size, image_size, 3], "names": ["height", "width", "channels"],
              "info": {"video.fps": FPS, "video.codec": "h264", "video.pix_fmt": "yuv420p", "video.g": KEYINT,
                       "has_audio": False}}
@@ -95,6 +102,8 @@ def features(image_size: int, cameras: tuple[str, ...] = CAMERAS) -> dict[str, d
         "episode_index": {"dtype": "int64", **scalar}, "index": {"dtype": "int64", **scalar},
         "task_index": {"dtype": "int64", **scalar}, "next.reward": {"dtype": "float32", **scalar},
         "next.done": {"dtype": "bool", **scalar}, "next.success": {"dtype": "bool", **scalar},
+        **({ENVIRONMENT_STATE: {"dtype": "float64", "shape": [len(environment_state)], "names": list(environment_state)}}
+           if environment_state else {}),
     }
 
 
@@ -170,19 +179,8 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
     try:
         obs = env.reset()
         writer = _DatasetWriter(root, env.name, env.instruction, image_size, env.config.cameras, camera_housing,
-                                env.camera_params())
-        if resolve_task(task).kind == "remember_color":  # where the expert stops: what a policy learns to touch
-            from memstream.embodied.envs.mikasa.experts import TOUCH_HEIGHT_M
-
-            writer.info["memstream"]["expert"] = {"touch_height_m": TOUCH_HEIGHT_M}
-        else:  # how the expert pushes the ball: one-step kicks (no record, before stop 41) or a run-up
-            from memstream.embodied.envs.mikasa.experts import LOW_CLEAR_M, PUSH_SPEED, RUN_UP_M
-
-            writer.info["memstream"]["expert"] = {"push_run_up_m": RUN_UP_M, "push_speed": PUSH_SPEED}
-            # how it labels a hand down off its run-up point (a policy's state, in DAgger): it slides there
-            # when the way clears the ball (no record: it lifted off every miss, before stop 50). Not part
-            # of check_joinable's settings: both demonstrate the same push and DAgger aggregates rounds
-            writer.info["memstream"]["expert_labels"] = {"low_clear_m": LOW_CLEAR_M}
+                                env.camera_params(), ENVIRONMENT_STATE_NAMES[resolve_task(task).kind])
+        writer.info["memstream"].update(expert_records(resolve_task(task).kind))
         acting = None if driver is None else driver(env)
         if acting is not None:
             writer.info["memstream"]["dagger"] = {**(driver_record or {}), "expert_mix": expert_mix,
@@ -203,12 +201,30 @@ def write_demonstrations(root: str | Path, task: str, num_episodes: int, seed: i
     return {**writer.info, "success_rate": successes / num_episodes, "rollouts": num_episodes}
 
 
+def expert_records(kind: str) -> dict[str, dict[str, float]]:
+    """``meta/info.json``'s ``memstream`` entries naming the expert that labels a folder of task ``kind``
+    now: ``expert`` (what it demonstrates: part of :func:`check_joinable`'s settings) and, on
+    Intercept, ``expert_labels`` (how it labels states only a policy reaches)."""
+    if kind == "remember_color":  # where the expert stops: what a policy learns to touch
+        from memstream.embodied.envs.mikasa.experts import TOUCH_HEIGHT_M
+
+        return {"expert": {"touch_height_m": TOUCH_HEIGHT_M}}
+    # how the expert pushes the ball: one-step kicks (no record, before stop 41) or a run-up
+    from memstream.embodied.envs.mikasa.experts import LOW_CLEAR_M, PUSH_SPEED, RUN_UP_M
+
+    # expert_labels: how it labels a hand down off its run-up point (a policy's state, in DAgger): it
+    # slides there when the way clears the ball (no record: it lifted off every miss, before stop 50).
+    # Not part of check_joinable's settings: both demonstrate the same push and DAgger aggregates rounds
+    return {"expert": {"push_run_up_m": RUN_UP_M, "push_speed": PUSH_SPEED},
+            "expert_labels": {"low_clear_m": LOW_CLEAR_M}}
+
+
 def _rollout(env: Any, obs: dict[str, Any], driver: Any = None, expert_mix: float = 0.0,
              mixer: np.random.Generator | None = None, expert_catches: bool = False) -> dict[str, Any]:
     """One episode from its first observation ``obs``, labelled by the expert and driven by it or by
     ``driver`` (see :func:`write_demonstrations`); returns its arrays and metadata."""
     frames: dict[str, list[np.ndarray]] = {f"observation.images.{c}": [] for c in env.config.cameras}
-    states, actions, rewards = [], [], []
+    states, actions, rewards, privileged = [], [], [], []
     hidden, reveal = env.hidden_info[0].tolist(), int(env.reveal_frames[0])
     episode_index = int(obs["episode_index"][0])
     motion: list[np.ndarray] = []  # with expert_catches: the ball's motion so far, for the catch step
@@ -219,6 +235,7 @@ def _rollout(env: Any, obs: dict[str, Any], driver: Any = None, expert_mix: floa
         for key in frames:
             frames[key].append(obs[key][0])
         states.append(obs["observation.state"][0])
+        privileged.append(env.environment_state()[0])
         action = env.expert_actions()
         actions.append(action[0])
         if driver is not None:
@@ -238,6 +255,7 @@ def _rollout(env: Any, obs: dict[str, Any], driver: Any = None, expert_mix: floa
             break
     return {"frames": {k: np.stack(v) for k, v in frames.items()}, "states": np.stack(states),
             "actions": np.stack(actions), "rewards": np.array(rewards, dtype=np.float32),
+            "environment_states": np.stack(privileged),
             "success": bool(info["success"][0]), "seed": env.episode_seed(episode_index),
             "hidden_info": hidden, "reveal_frames": reveal, "next_obs": obs,
             **({"handover_step": handover} if expert_catches else {})}
@@ -248,13 +266,13 @@ class _DatasetWriter:
 
     def __init__(self, root: Path, task_name: str, instruction: str, image_size: int,
                  cameras: tuple[str, ...] = CAMERAS, camera_housing: bool = False,
-                 camera_params: dict[str, Any] | None = None) -> None:
+                 camera_params: dict[str, Any] | None = None, environment_state: Sequence[str] = ()) -> None:
         self.root = root
         self.info: dict[str, Any] = {
             "codebase_version": "v2.1", "robot_type": "panda_wristcam", "total_episodes": 0, "total_frames": 0,
             "total_tasks": 1, "total_videos": 0, "total_chunks": 1, "chunks_size": CHUNK, "fps": FPS,
             "splits": {"train": "0:0"}, "data_path": DATA_PATH, "video_path": VIDEO_PATH,
-            "features": features(image_size, cameras),
+            "features": features(image_size, cameras, environment_state),
             "memstream": {"task": task_name, "control_mode": "pd_ee_delta_pose", "camera_housing": camera_housing},
         }
         if camera_params:  # folders written before it was recorded lack it (see memvla.mikasa.demonstration_camera)
@@ -285,6 +303,10 @@ class _DatasetWriter:
             "task_index": pa.array(np.zeros(length, dtype=np.int64)),
             "next.reward": pa.array(episode["rewards"]), "next.done": pa.array(done), "next.success": pa.array(success),
         }
+        if ENVIRONMENT_STATE in self.info["features"]:
+            width = self.info["features"][ENVIRONMENT_STATE]["shape"][0]
+            columns[ENVIRONMENT_STATE] = pa.array(list(episode["environment_states"].astype(np.float64)),
+                                                  pa.list_(pa.float64(), width))
         path = self.root / DATA_PATH.format(episode_chunk=index // CHUNK, episode_index=index)
         path.parent.mkdir(parents=True, exist_ok=True)
         pa.parquet.write_table(pa.table(columns), path)
@@ -300,12 +322,18 @@ class _DatasetWriter:
                       **({"handover_step": episode["handover_step"]} if "handover_step" in episode else {})},
                      len(episode["frames"]))
 
-    def copy_episode(self, reader: DemonstrationReader, i: int) -> None:
+    def copy_episode(self, reader: DemonstrationReader, i: int, drop: Sequence[str] = (),
+                     rewrite: Callable[[Any], Any] | None = None) -> None:
         """Append episode ``i`` of another dataset as it is stored: its Parquet rows with this
-        dataset's episode and frame indices, its videos copied byte for byte (not re-encoded)."""
+        dataset's episode and frame indices (less the columns ``drop``; then through ``rewrite``, a
+        function of the table returning the table to store), its videos copied byte for byte (not
+        re-encoded)."""
         pa = _pyarrow()
         index = self.info["total_episodes"]
         table = reader.renumbered_table(i, index, self.info["total_frames"])
+        table = table.drop_columns([name for name in drop if name in table.column_names])
+        if rewrite is not None:
+            table = rewrite(table)
         length = table.num_rows
         path = self.root / DATA_PATH.format(episode_chunk=index // CHUNK, episode_index=index)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -405,15 +433,17 @@ def read_demonstrations(root: str | Path) -> DemonstrationReader:
 def check_joinable(readers: Sequence[DemonstrationReader], camera: str | None = None) -> None:
     """Demonstration folders that can be trained on, or merged, as one dataset: the same task,
     rendering (camera housing) and features (every camera's, or only ``camera``'s, shape and
-    encoding; the state and the action), and no simulator seed in two of them.
+    encoding; the state and the action: not the expert's stored inputs, which no policy reads), and
+    no simulator seed in two of them.
 
     Raises:
         ConfigError: names the two folders and the first setting that differs, or the repeated seed.
     """
     def settings(reader: DemonstrationReader) -> dict[str, Any]:
         own = reader.info.get("memstream", {})
-        kept = {key: value for key, value in reader.info.get("features", {}).items()
-                if camera is None or not key.startswith("observation.images.") or key == f"observation.images.{camera}"}
+        kept = {key: value for key, value in reader.info.get("features", {}).items()  # the expert's inputs: no policy's
+                if key != ENVIRONMENT_STATE and (camera is None or not key.startswith("observation.images.")
+                                                 or key == f"observation.images.{camera}")}
         return {"task": own.get("task"), "camera housing": own.get("camera_housing"), "expert": own.get("expert"), **kept}
 
     first, seen = readers[0], {}
@@ -448,7 +478,8 @@ def merge_demonstrations(root: str | Path, sources: Sequence[str | Path], progre
     into one new folder, their episodes renumbered in the order given; the sources are left as
     they are. Checked with :func:`check_joinable` before anything is written; DAgger folders
     (``write_demonstrations(driver=...)``) merge only with folders driven the same way, and folders
-    only with folders whose expert labelled the same way (``memstream.expert_labels``).
+    only with folders whose expert labelled the same way (``memstream.expert_labels``). The expert's
+    stored inputs (``observation.environment_state``) are kept where every source has them.
 
     Returns:
         The new folder's ``meta/info.json`` content.
@@ -475,15 +506,84 @@ def merge_demonstrations(root: str | Path, sources: Sequence[str | Path], progre
                             tuple(key.removeprefix("observation.images.") for key in videos),
                             bool(own.get("camera_housing", False)), own.get("camera_params"))
     writer.info["features"] = json.loads(json.dumps(first.info["features"]))  # as stored (older datasets lack video.g)
+    drop = [] if all(ENVIRONMENT_STATE in reader.info["features"] for reader in readers) else [ENVIRONMENT_STATE]
+    for name in drop:
+        writer.info["features"].pop(name, None)
     for key in ("expert", "expert_labels", "dagger"):
         if key in own:
             writer.info["memstream"][key] = own[key]
     with progress_bar("merge demonstrations", sum(len(r) for r in readers), unit="episodes", show=progress) as bar:
         for reader in readers:
             for i in range(len(reader)):
-                writer.copy_episode(reader, i)
+                writer.copy_episode(reader, i, drop=drop)
                 bar.advance()
     return writer.info
+
+
+def relabel_demonstrations(root: str | Path, source: str | Path, progress: bool | None = False) -> dict[str, Any]:
+    """Copy the folder ``source`` into the new folder ``root`` with every frame's ``action`` labelled
+    again by the scripted expert as it is now, from the inputs it acted on when the folder was
+    collected (``observation.environment_state``): a changed expert's labels for DAgger rounds
+    already collected, without the simulator. The rollouts stay as they were driven (states,
+    frames, videos copied byte for byte, success); ``meta/info.json`` records the expert now
+    (``memstream.expert``, ``expert_labels``) and ``memstream.relabelled``: the source folder, the
+    records it had, and how many frames' labels changed. The source is left as it is.
+
+    Raises:
+        ConfigError: ``source`` stores no expert inputs (folders collected before stop 51: collect
+            them again), stores them under other names than this task's expert reads, or ``root``
+            already holds a dataset.
+
+    Returns:
+        The new ``meta/info.json`` content plus ``changed_frames``, ``frames`` and ``changed_episodes``.
+    """
+    pa = _pyarrow()
+    reader = read_demonstrations(source)
+    own = reader.info.get("memstream", {})
+    task = resolve_task(own.get("task", ""))
+    stored = reader.info["features"].get(ENVIRONMENT_STATE)
+    if stored is None:
+        raise ConfigError(f"{str(reader.root)!r} stores no {ENVIRONMENT_STATE} (the expert's inputs; folders written "
+                          "before stop 51 lack it), so its frames cannot be labelled again without the simulator",
+                          "Collect that round again with vla-collect")
+    names = ENVIRONMENT_STATE_NAMES[task.kind]
+    if list(stored.get("names") or []) != list(names):
+        raise ConfigError(f"{str(reader.root)!r} stores the expert's inputs as {stored.get('names')!r}; the "
+                          f"{task.name} expert reads {list(names)!r}", "Collect that round again with vla-collect")
+    root = Path(root)
+    if (root / "meta" / "info.json").exists():
+        raise ConfigError(f"{str(root)!r} already holds a dataset", "Pick a new folder or delete the old one")
+    videos = [key for key, feature in reader.info["features"].items() if feature["dtype"] == "video"]
+    writer = _DatasetWriter(root, own.get("task", ""), (reader.tasks or [""])[0],
+                            int(reader.info["features"][videos[0]]["shape"][0]) if videos else 0,
+                            tuple(key.removeprefix("observation.images.") for key in videos),
+                            bool(own.get("camera_housing", False)), own.get("camera_params"))
+    writer.info["features"] = json.loads(json.dumps(reader.info["features"]))
+    if "dagger" in own:
+        writer.info["memstream"]["dagger"] = own["dagger"]
+    writer.info["memstream"].update(expert_records(task.kind))
+    counts = {"changed_frames": 0, "frames": 0, "changed_episodes": 0}  # meta/info.json keeps them current
+    writer.info["memstream"]["relabelled"] = {"source": str(reader.root),
+                                              **{key: own.get(key) for key in ("expert", "expert_labels")}}
+
+    def relabel(table: Any) -> Any:
+        inputs = np.asarray(table.column(ENVIRONMENT_STATE).to_pylist(), dtype=np.float64)
+        steps = np.asarray(table.column("frame_index").to_pylist(), dtype=np.int64)
+        before = np.asarray(table.column("action").to_pylist(), dtype=np.float32)
+        after = np.stack([expert_action(task.kind, row, int(step)) for row, step in zip(inputs, steps, strict=True)])
+        changed = int(np.any(after != before, axis=1).sum())
+        counts["changed_frames"] += changed
+        counts["frames"] += len(after)
+        counts["changed_episodes"] += changed > 0
+        writer.info["memstream"]["relabelled"].update(counts)  # written with the episode (_commit)
+        column = pa.array(list(after.astype(np.float32)), pa.list_(pa.float32(), ACTION_DIM))
+        return table.set_column(table.schema.get_field_index("action"), "action", column)
+
+    with progress_bar("relabel demonstrations", len(reader), unit="episodes", show=progress) as bar:
+        for i in range(len(reader)):
+            writer.copy_episode(reader, i, rewrite=relabel)
+            bar.advance()
+    return {**writer.info, **counts}
 
 
 def _decode(path: Path) -> np.ndarray:

@@ -119,6 +119,38 @@ def _np(value: Any) -> np.ndarray:
     return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
 
 
+# What the scripted experts act on (MikasaEnv.environment_state), per task kind: stored with the
+# demonstrations as LeRobot's ``observation.environment_state`` so they can be labelled again by a
+# changed expert without the simulator (``memstream vla-relabel``). Metres, m/s, world axes.
+ENVIRONMENT_STATE_NAMES = {
+    "intercept": ("tip_x", "tip_y", "tip_z", "ball_x", "ball_y", "ball_z", "ball_vx", "ball_vy", "ball_vz",
+                  "goal_x", "goal_y", "goal_z", "hand_y_axis_x", "hand_y_axis_y"),
+    # the cube of the colour shown (the one to touch); cue_phase 1 while the cue or the empty table shows
+    "remember_color": ("tip_x", "tip_y", "tip_z", "cube_x", "cube_y", "cube_z", "cue_phase"),
+}
+
+
+def expert_action(kind: str, environment_state: np.ndarray, step: int) -> np.ndarray:
+    """float32 (7,): the scripted expert's action from what it acts on: ``environment_state``, a row
+    of :meth:`MikasaEnv.environment_state` (names: :data:`ENVIRONMENT_STATE_NAMES` of ``kind``), and
+    the episode's ``step``. :meth:`MikasaEnv.expert_actions` is this on the live state, so a stored
+    row gives the same label again (bit for bit, with the same expert).
+
+    Raises:
+        ConfigError: ``kind`` has no expert, or the row is not that kind's length.
+    """
+    names = ENVIRONMENT_STATE_NAMES.get(kind)
+    row = np.asarray(environment_state, dtype=np.float64).reshape(-1)
+    if names is None or row.shape[0] != len(names):
+        raise ConfigError(f"no scripted expert acts on a {kind!r} state of {row.shape[0]} values",
+                          f"Pass a row of MikasaEnv.environment_state for one of {', '.join(ENVIRONMENT_STATE_NAMES)}")
+    if kind == "remember_color":
+        if row[6]:  # the cue or the empty table: actions are frozen
+            return np.zeros(ACTION_DIM, dtype=np.float32)
+        return remember_color_action(row[0:3], row[3:6])
+    return intercept_action(row[0:3], row[3:6], row[6:9], row[9:12], row[12:14], int(step))
+
+
 class MikasaEnv:
     """One MIKASA-Robo task in the CPU simulator; see the module doc.
 
@@ -320,16 +352,28 @@ class MikasaEnv:
         if not self.task.expert:
             raise MemstreamError(f"MIKASA-Robo task {self.name!r} has no scripted expert",
                                  f"Experts exist for {', '.join(EXPERT_TASKS)}")
+        return expert_action(self.task.kind, self.environment_state()[0], int(self.frame_index[0]))[None]
+
+    def environment_state(self) -> np.ndarray:
+        """float64 (1, E): what the scripted expert acts on now (:data:`ENVIRONMENT_STATE_NAMES` of the
+        task's kind): privileged simulator state, never a policy's input.
+
+        Raises:
+            MemstreamError: the task has no scripted expert.
+        """
+        if not self.task.expert:
+            raise MemstreamError(f"MIKASA-Robo task {self.name!r} has no scripted expert",
+                                 f"Experts exist for {', '.join(EXPERT_TASKS)}")
         base = self.unwrapped
         tcp = _np(base.agent.tcp.pose.p)[0]
         if self.task.kind == "remember_color":
-            if self.in_cue_phase():
-                return np.zeros((1, ACTION_DIM), dtype=np.float32)
-            colour = int(self.hidden_info[0, 0])
-            return remember_color_action(tcp, _np(base.cubes[colour].pose.p)[0])[None]
-        hand_y = _rotate(_np(base.agent.tcp.pose.q)[0], np.array([0.0, 1.0, 0.0]))[:2]
-        return intercept_action(tcp, _np(base.ball.pose.p)[0], _np(base.ball.linear_velocity)[0],
-                                _np(base.goal_region.pose.p)[0], hand_y, int(self.frame_index[0]))[None]
+            cube = _np(base.cubes[int(self.hidden_info[0, 0])].pose.p)[0]
+            row = np.concatenate([tcp, cube, [float(self.in_cue_phase())]])
+        else:
+            hand_y = _rotate(_np(base.agent.tcp.pose.q)[0], np.array([0.0, 1.0, 0.0]))[:2]
+            row = np.concatenate([tcp, _np(base.ball.pose.p)[0], _np(base.ball.linear_velocity)[0],
+                                  _np(base.goal_region.pose.p)[0], hand_y])
+        return row.astype(np.float64)[None]
 
     def close(self) -> None:
         self._sim.close()

@@ -101,10 +101,12 @@ def _torchcodec_decodes(path) -> str | None:
 def test_lerobot_dataset_opens_the_export_as_our_reader_reads_the_source(tmp_path, monkeypatch):
     pytest.importorskip("lerobot")
     datasets = pytest.importorskip("datasets")
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet  # noqa: F401
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))  # its Arrow copies
-    source = tiny_demos(tmp_path / "demos", episodes=3, length=6)
+    source = tiny_demos(tmp_path / "demos", episodes=3, length=6, expert_inputs=True)  # with the expert's inputs
     export_lerobot(source, tmp_path / "v3")
     reason = _torchcodec_decodes(tmp_path / "v3" / VIDEO_PATH.format(video_key=CAMERA, chunk_index=0, file_index=0))
     if reason:
@@ -118,6 +120,12 @@ def test_lerobot_dataset_opens_the_export_as_our_reader_reads_the_source(tmp_pat
     assert (int(item["episode_index"]), int(item["frame_index"]), item["task"]) == (1, 1, "touch the cube")
     np.testing.assert_array_equal(item["observation.state"].numpy(), episodes[1]["states"][1])
     np.testing.assert_array_equal(item["action"].numpy(), episodes[1]["actions"][1])
+    # LeRobot's key for privileged state (what vla-relabel labels from): stored float64, LeRobot's
+    # tensors are float32
+    state = item["observation.environment_state"].numpy()
+    assert state.shape == (7,) and pa.parquet.read_table(tmp_path / "v3" / "data" / "chunk-000" / "file-000.parquet") \
+        .schema.field("observation.environment_state").type.value_type == pa.float64()
+    np.testing.assert_array_equal(state, episodes[1]["observation.environment_state"][1].astype(state.dtype))
     frame = np.rint(item[CAMERA].permute(1, 2, 0).numpy() * 255).astype(np.int16)
     # two decoders (torchcodec on the system's FFmpeg, ours PyAV's own) turn YUV into RGB: equal here
     assert frame.shape == (32, 32, 3) and np.abs(frame - episodes[1][CAMERA][1]).max() <= 2

@@ -467,6 +467,7 @@ def test_every_vla_command_refuses_a_folder_another_command_is_writing_into(tmp_
     busy.mkdir()
     commands = [["vla-collect", "--task", "RememberColor3", "--episodes", "2", "--out", str(busy), "--no-progress"],
                 ["vla-export", "--demos", str(demos), "--out", str(busy)],
+                ["vla-relabel", "--demos", str(demos), "--out", str(busy), "--no-progress"],
                 ["vla-train", "--demos", str(demos), "--out", str(busy), *TINY],
                 ["vla-eval", "--policy", str(run), "--episodes", "1", "--out", str(busy)]]
     capsys.readouterr()

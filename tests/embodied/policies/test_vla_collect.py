@@ -184,6 +184,23 @@ def test_intercept_collections_record_how_the_expert_pushes(tmp_path, capsys):
     # folders of the one-step kick (collected before it was recorded) do not join these
     assert info["memstream"]["expert"] == {"push_run_up_m": RUN_UP_M, "push_speed": PUSH_SPEED}
     assert info["memstream"]["expert_labels"] == {"low_clear_m": LOW_CLEAR_M}
+    _labels_come_back_from_the_stored_inputs(tmp_path / "im", tmp_path / "im_relabelled")
+
+
+def _labels_come_back_from_the_stored_inputs(folder, out) -> None:
+    """Every stored label is the expert's action on the stored inputs, bit for bit, so vla-relabel with
+    the same expert changes none."""
+    from memstream.embodied.envs.mikasa import expert_action, relabel_demonstrations, resolve_task
+    from memstream.embodied.envs.mikasa.dataset import ENVIRONMENT_STATE
+
+    reader = read_demonstrations(folder)
+    kind = resolve_task(reader.info["memstream"]["task"]).kind
+    for episode in reader.episodes():
+        inputs = episode[ENVIRONMENT_STATE]
+        assert inputs.dtype == np.float64 and len(inputs) == len(episode["actions"])
+        want = np.stack([expert_action(kind, row, int(t)) for row, t in zip(inputs, episode["frame_index"], strict=True)])
+        np.testing.assert_array_equal(episode["actions"], want)
+    assert relabel_demonstrations(out, folder)["changed_frames"] == 0
 
 
 @pytest.fixture(scope="module")
@@ -258,6 +275,7 @@ def test_a_driver_executes_its_actions_while_the_expert_labels_every_state(tmp_p
     assert 1 < released < 20 and np.ptp(z[:released + 1]) < 0.01  # frozen while the cue showed
     assert z[-1] > z[released] + 0.2 and z[-1] > expert["states"][-1, 2] + 0.2  # then lifted (to the arm's reach)
     assert not driven["meta"]["success"]  # kept although the driven rollout failed
+    _labels_come_back_from_the_stored_inputs(tmp_path / "driven", tmp_path / "driven_relabelled")
     np.testing.assert_array_equal(driven["actions"][:released], expert["actions"][:released])
     assert (driven["actions"][released:, 2] < 0).all() and np.abs(driven["actions"]).max() <= 1.0
 
