@@ -290,14 +290,18 @@ def cmd_vla_collect(args: argparse.Namespace, held: contextlib.ExitStack) -> int
     return 0
 
 
+def _apart(args: argparse.Namespace, fix: str) -> None:
+    """A command that copies ``--demos`` into ``--out`` refuses folders inside one another."""
+    demos, out = args.demos.resolve(), args.out.resolve()
+    if out == demos or demos in out.parents or out in demos.parents:
+        raise ConfigError(f"--out {str(args.out)!r} and --demos {str(args.demos)!r} overlap", fix)
+
+
 @holds_output_dirs
 def cmd_vla_export(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from memstream.embodied.envs.mikasa.lerobot_export import export_lerobot
 
-    demos, out = args.demos.resolve(), args.out.resolve()
-    if out == demos or demos in out.parents or out in demos.parents:
-        raise ConfigError(f"--out {str(args.out)!r} and --demos {str(args.demos)!r} overlap",
-                          "Export to a folder outside the demonstrations")
+    _apart(args, "Export to a folder outside the demonstrations")
     info = export_lerobot(args.demos, claim_output_dir(args.out, held, overwrite=args.overwrite))
     print(f"exported {info['total_episodes']} episodes ({info['total_frames']} frames) of {args.demos} "
           f"as a LeRobot v3.0 dataset: {args.out}")
@@ -308,10 +312,7 @@ def cmd_vla_export(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
 def cmd_vla_relabel(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from memstream.embodied.envs.mikasa.dataset import relabel_demonstrations
 
-    demos, out = args.demos.resolve(), args.out.resolve()
-    if out == demos or demos in out.parents or out in demos.parents:
-        raise ConfigError(f"--out {str(args.out)!r} and --demos {str(args.demos)!r} overlap",
-                          "Write the relabelled copy to a folder outside the demonstrations")
+    _apart(args, "Write the relabelled copy to a folder outside the demonstrations")
     info = relabel_demonstrations(claim_output_dir(args.out, held, overwrite=args.overwrite), args.demos,
                                   progress=False if args.no_progress else None)
     print(f"relabelled {info['total_episodes']} episodes of {args.demos}: {info['changed_frames']} of {info['frames']} "
