@@ -349,9 +349,6 @@ class MikasaEnv:
         Raises:
             MemstreamError: the task has no scripted expert (``MikasaTask.expert``).
         """
-        if not self.task.expert:
-            raise MemstreamError(f"MIKASA-Robo task {self.name!r} has no scripted expert",
-                                 f"Experts exist for {', '.join(EXPERT_TASKS)}")
         return expert_action(self.task.kind, self.environment_state()[0], int(self.frame_index[0]))[None]
 
     def environment_state(self) -> np.ndarray:

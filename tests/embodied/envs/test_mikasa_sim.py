@@ -244,6 +244,8 @@ def test_tasks_without_an_expert_run_and_refuse_expert_actions():
         assert env.hidden_info.shape == (1, 0)
         with pytest.raises(MemstreamError, match="no scripted expert"):
             env.expert_actions()
+        with pytest.raises(MemstreamError, match="no scripted expert"):  # nor inputs to store for one
+            env.environment_state()
         obs, reward, *_ = env.step(np.zeros((1, 7), np.float32))
         assert obs["task"] == [env.instruction] and reward.shape == (1,)
     finally:
