@@ -235,8 +235,8 @@ def _rollout(env: Any, obs: dict[str, Any], driver: Any = None, expert_mix: floa
         for key in frames:
             frames[key].append(obs[key][0])
         states.append(obs["observation.state"][0])
-        privileged.append(env.environment_state()[0])
-        action = env.expert_actions()
+        privileged.append(env.environment_state()[0])  # the row that labels this frame (env.expert_actions on it)
+        action = expert_action(env.task.kind, privileged[-1], int(obs["frame_index"][0]))[None]
         actions.append(action[0])
         if driver is not None:
             driven = np.asarray(driver(obs), np.float32).reshape(action.shape)
@@ -498,14 +498,8 @@ def merge_demonstrations(root: str | Path, sources: Sequence[str | Path], progre
     root = Path(root)
     if (root / "meta" / "info.json").exists():
         raise ConfigError(f"{str(root)!r} already holds a dataset", "Pick a new folder or delete the old one")
-    first = readers[0]
-    videos = [key for key, feature in first.info["features"].items() if feature["dtype"] == "video"]
-    own = first.info.get("memstream", {})
-    writer = _DatasetWriter(root, own.get("task", ""), (first.tasks or [""])[0],
-                            int(first.info["features"][videos[0]]["shape"][0]) if videos else 0,
-                            tuple(key.removeprefix("observation.images.") for key in videos),
-                            bool(own.get("camera_housing", False)), own.get("camera_params"))
-    writer.info["features"] = json.loads(json.dumps(first.info["features"]))  # as stored (older datasets lack video.g)
+    own = readers[0].info.get("memstream", {})
+    writer = _writer_like(root, readers[0])
     drop = [] if all(ENVIRONMENT_STATE in reader.info["features"] for reader in readers) else [ENVIRONMENT_STATE]
     for name in drop:
         writer.info["features"].pop(name, None)
@@ -518,6 +512,19 @@ def merge_demonstrations(root: str | Path, sources: Sequence[str | Path], progre
                 writer.copy_episode(reader, i, drop=drop)
                 bar.advance()
     return writer.info
+
+
+def _writer_like(root: Path, reader: DemonstrationReader) -> _DatasetWriter:
+    """A writer of a new folder ``root`` with ``reader``'s task, rendering, cameras and features as
+    stored (older datasets lack ``video.g``); the ``memstream`` records beyond those are the caller's."""
+    own = reader.info.get("memstream", {})
+    videos = [key for key, feature in reader.info["features"].items() if feature["dtype"] == "video"]
+    writer = _DatasetWriter(root, own.get("task", ""), (reader.tasks or [""])[0],
+                            int(reader.info["features"][videos[0]]["shape"][0]) if videos else 0,
+                            tuple(key.removeprefix("observation.images.") for key in videos),
+                            bool(own.get("camera_housing", False)), own.get("camera_params"))
+    writer.info["features"] = json.loads(json.dumps(reader.info["features"]))
+    return writer
 
 
 def relabel_demonstrations(root: str | Path, source: str | Path, progress: bool | None = False) -> dict[str, Any]:
@@ -553,12 +560,7 @@ def relabel_demonstrations(root: str | Path, source: str | Path, progress: bool 
     root = Path(root)
     if (root / "meta" / "info.json").exists():
         raise ConfigError(f"{str(root)!r} already holds a dataset", "Pick a new folder or delete the old one")
-    videos = [key for key, feature in reader.info["features"].items() if feature["dtype"] == "video"]
-    writer = _DatasetWriter(root, own.get("task", ""), (reader.tasks or [""])[0],
-                            int(reader.info["features"][videos[0]]["shape"][0]) if videos else 0,
-                            tuple(key.removeprefix("observation.images.") for key in videos),
-                            bool(own.get("camera_housing", False)), own.get("camera_params"))
-    writer.info["features"] = json.loads(json.dumps(reader.info["features"]))
+    writer = _writer_like(root, reader)
     if "dagger" in own:
         writer.info["memstream"]["dagger"] = own["dagger"]
     writer.info["memstream"].update(expert_records(task.kind))
