@@ -51,7 +51,7 @@ def tiny_demos(root, episodes: int = 3, length: int = 6, seed: int = 0, first_se
     ``{"base_camera": {"intrinsic_cv", "extrinsic_cv"}}``; None, as folders written before).
 
     ``expert_inputs``: the folder stores random expert inputs (``observation.environment_state``, see
-    :func:`expert_inputs`) and every action is the task's expert's label of them, as a collection
+    :func:`expert_inputs_of`) and every action is the task's expert's label of them, as a collection
     since stop 51 writes; otherwise random actions and no inputs, as folders written before."""
     from memstream.embodied.envs.mikasa import ENVIRONMENT_STATE_NAMES, expert_action, resolve_task
 
