@@ -564,9 +564,9 @@ def relabel_demonstrations(root: str | Path, source: str | Path, progress: bool 
     if "dagger" in own:
         writer.info["memstream"]["dagger"] = own["dagger"]
     writer.info["memstream"].update(expert_records(task.kind))
-    counts = {"changed_frames": 0, "frames": 0, "changed_episodes": 0}  # meta/info.json keeps them current
-    writer.info["memstream"]["relabelled"] = {"source": str(reader.root),
-                                              **{key: own.get(key) for key in ("expert", "expert_labels")}}
+    record = writer.info["memstream"]["relabelled"] = {  # kept current: _commit writes it with each episode
+        "source": str(reader.root), **{key: own.get(key) for key in ("expert", "expert_labels")},
+        "changed_frames": 0, "frames": 0, "changed_episodes": 0}
 
     def relabel(table: Any) -> Any:
         inputs = np.asarray(table.column(ENVIRONMENT_STATE).to_pylist(), dtype=np.float64)
@@ -574,10 +574,9 @@ def relabel_demonstrations(root: str | Path, source: str | Path, progress: bool 
         before = np.asarray(table.column("action").to_pylist(), dtype=np.float32)
         after = np.stack([expert_action(task.kind, row, int(step)) for row, step in zip(inputs, steps, strict=True)])
         changed = int(np.any(after != before, axis=1).sum())
-        counts["changed_frames"] += changed
-        counts["frames"] += len(after)
-        counts["changed_episodes"] += changed > 0
-        writer.info["memstream"]["relabelled"].update(counts)  # written with the episode (_commit)
+        record["changed_frames"] += changed
+        record["frames"] += len(after)
+        record["changed_episodes"] += changed > 0
         column = pa.array(list(after.astype(np.float32)), pa.list_(pa.float32(), ACTION_DIM))
         return table.set_column(table.schema.get_field_index("action"), "action", column)
 
@@ -585,7 +584,7 @@ def relabel_demonstrations(root: str | Path, source: str | Path, progress: bool 
         for i in range(len(reader)):
             writer.copy_episode(reader, i, rewrite=relabel)
             bar.advance()
-    return {**writer.info, **counts}
+    return {**writer.info, **{key: record[key] for key in ("changed_frames", "frames", "changed_episodes")}}
 
 
 def _decode(path: Path) -> np.ndarray:
